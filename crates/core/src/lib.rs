@@ -1,0 +1,13 @@
+//! Protocol-neutral vocabulary of witness: who opened a session, over which connection, and the
+//! events a session is made of.
+//!
+//! This crate does no I/O and knows nothing of wire protocols, policy rules or the ledger's byte
+//! format. Protocol crates lower what they see into these types; the ledger records them.
+
+#![forbid(unsafe_code)]
+
+mod event;
+mod session;
+
+pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
+pub use session::{InvalidSessionId, Protocol, SessionId, SessionInfo, UnknownProtocol};

@@ -1,0 +1,312 @@
+//! The ledger: witness's tamper-evident recording store.
+//!
+//! Sessions append events; one writer thread group-commits them into append-only segment files,
+//! each record framed with its length and CRC32C. Every session is a hash chain; session heads are
+//! leaves of an RFC 6962 Merkle log; signed checkpoints commit to the log's root and to a chain
+//! through every record. A SQLite index, derived from the segments, answers queries.
+//!
+//! This crate records and verifies. It does not decide what may be recorded (policy), speak any
+//! wire protocol, or serialize for API clients. docs/RECORDING_FORMAT.md specifies its bytes.
+
+#![forbid(unsafe_code)]
+
+pub mod export;
+pub mod format;
+pub mod merkle;
+pub mod verify;
+
+mod error;
+mod index;
+mod keys;
+mod read;
+mod recovery;
+mod segment;
+mod session;
+mod writer;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use witness_core::{SessionId, SessionInfo};
+
+pub use error::LedgerError;
+pub use index::{EventSummary, Index, SessionFilter, SessionSummary};
+pub use keys::{parse_public_key, KeyError};
+pub use read::{read_event_at, StoredEvent, StoredHeader};
+pub use segment::FrameFault;
+pub use session::SessionWriter;
+pub use writer::SealSummary;
+
+/// When an append counts as done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Written to the operating system before the append returns: survives a crash of witness,
+    /// not a power loss. Segments are fsynced in the background at every checkpoint.
+    #[default]
+    Write,
+    /// Fsynced to disk before the append returns: survives a power loss.
+    Fsync,
+}
+
+/// How to open a ledger.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// The ledger lives in `data_dir/ledger`.
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// A segment is closed and a new one started once it would grow past this size.
+    pub segment_bytes: u64,
+    /// How often session heads and a signed checkpoint are written while anything changed.
+    pub checkpoint_interval: Duration,
+    /// Appends waiting for the writer; a full queue makes appenders wait (back-pressure).
+    pub queue_capacity: usize,
+}
+
+/// Proof that an event is in the ledger, durable as the ledger's mode asks. Only the ledger makes
+/// these; forwarding a request to a target requires one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    ledger_seq: u64,
+    seq: u64,
+}
+
+/// Where a ledger's files are, given its data dir.
+#[derive(Clone, Debug)]
+pub struct LedgerPaths {
+    pub root: PathBuf,
+    pub segments: PathBuf,
+    pub index: PathBuf,
+    pub signing_key: PathBuf,
+    pub public_key: PathBuf,
+    pub lock: PathBuf,
+}
+
+/// An open ledger: the only writer of its data dir while it lives.
+pub struct Ledger {
+    tx: mpsc::Sender<writer::Command>,
+    writer: Option<JoinHandle<()>>,
+    indexer: Option<JoinHandle<()>>,
+    public_key: VerifyingKey,
+    paths: LedgerPaths,
+    /// Holds the lock on `ledger/LOCK` for as long as the ledger is open.
+    _lock: File,
+}
+
+/// A data dir's ledger could not be read because no ledger is there.
+pub fn ledger_exists(data_dir: &Path) -> bool {
+    LedgerPaths::new(data_dir).segments.is_dir()
+}
+
+// === impl Durability ===
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Durability, String> {
+        match s {
+            "write" => Ok(Durability::Write),
+            "fsync" => Ok(Durability::Fsync),
+            other => Err(format!("unknown durability {other:?}: use \"write\" or \"fsync\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Write => "write",
+            Durability::Fsync => "fsync",
+        })
+    }
+}
+
+// === impl LedgerConfig ===
+
+impl LedgerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> LedgerConfig {
+        LedgerConfig {
+            data_dir: data_dir.into(),
+            durability: Durability::Write,
+            segment_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            queue_capacity: 8192,
+        }
+    }
+}
+
+// === impl Receipt ===
+
+impl Receipt {
+    /// The record's position in the whole ledger.
+    pub fn ledger_seq(&self) -> u64 {
+        self.ledger_seq
+    }
+
+    /// The event's position in its session.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+// === impl LedgerPaths ===
+
+impl LedgerPaths {
+    pub fn new(data_dir: &Path) -> LedgerPaths {
+        let root = data_dir.join("ledger");
+        LedgerPaths {
+            segments: root.join("segments"),
+            index: index::index_path(&root),
+            signing_key: root.join("signing.key"),
+            public_key: root.join("signing.pub"),
+            lock: root.join("LOCK"),
+            root,
+        }
+    }
+}
+
+// === impl Ledger ===
+
+impl Ledger {
+    /// Opens the ledger in `config.data_dir`, creating it on first use: takes the lock, loads or
+    /// creates the signing key, recovers (cutting a torn tail), brings the index up to date, closes
+    /// sessions a crash left open, and seals. Blocks; from async code call it on a blocking thread.
+    pub fn open(config: &LedgerConfig) -> Result<Ledger, LedgerError> {
+        let paths = LedgerPaths::new(&config.data_dir);
+        fs::create_dir_all(&paths.segments).map_err(LedgerError::io("create", &paths.segments))?;
+        let lock = lock_ledger(&paths)?;
+        let signing_key = keys::load_or_create(&paths.signing_key, &paths.public_key)?;
+        let public_key = signing_key.verifying_key();
+
+        let start = recovery::recover(&paths.segments)?;
+        let orphans: Vec<_> = start.open_sessions.iter().map(|(id, head)| (*id, *head)).collect();
+        let mut index = Index::open(&paths.index, &hex::encode(public_key.as_bytes()))?;
+        let indexed = index.catch_up(&paths.segments)?;
+        if indexed > 0 {
+            tracing::info!(events = indexed, "indexed events the index did not have yet");
+        }
+        let (index_tx, index_rx) = std_mpsc::sync_channel(1024);
+        let indexer = index::spawn_indexer(index, index_rx)?;
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let settings = writer::WriterSettings {
+            durability: config.durability,
+            segment_bytes: config.segment_bytes.max(4096),
+            max_batch: 4096,
+        };
+        let writer = writer::spawn(start, settings, signing_key, rx, index_tx)?;
+        let ledger = Ledger { tx: tx.clone(), writer: Some(writer), indexer: Some(indexer), public_key, paths, _lock: lock };
+
+        for (id, head) in &orphans {
+            let session = SessionWriter::resume(tx.clone(), SessionId::from_bytes(*id), head.seq + 1, head.hash);
+            session.close_blocking("witness stopped before the session ended")?;
+        }
+        if !orphans.is_empty() {
+            tracing::warn!(sessions = orphans.len(), "closed sessions that the previous run left open");
+        }
+        ledger.seal_blocking()?;
+        writer::spawn_ticker(tx, config.checkpoint_interval);
+        Ok(ledger)
+    }
+
+    /// Opens a session: records its `session.start` event and returns its writer.
+    pub async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
+        let mut session = SessionWriter::new(self.tx.clone());
+        session.append_start(info).await?;
+        Ok(session)
+    }
+
+    /// [`Ledger::open_session`] for threads outside an async runtime.
+    pub fn open_session_blocking(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
+        let mut session = SessionWriter::new(self.tx.clone());
+        session.append_start_blocking(info)?;
+        Ok(session)
+    }
+
+    /// Writes heads of changed sessions and a signed checkpoint now, if anything changed.
+    pub async fn seal(&self) -> Result<SealSummary, LedgerError> {
+        let (reply_tx, reply) = oneshot::channel();
+        self.tx.send(writer::Command::Seal(Some(reply_tx))).await.map_err(|_| LedgerError::Stopped)?;
+        reply.await.unwrap_or(Err(LedgerError::Stopped))
+    }
+
+    /// [`Ledger::seal`] for threads outside an async runtime.
+    pub fn seal_blocking(&self) -> Result<SealSummary, LedgerError> {
+        let (reply_tx, reply) = oneshot::channel();
+        self.tx.blocking_send(writer::Command::Seal(Some(reply_tx))).map_err(|_| LedgerError::Stopped)?;
+        reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped))
+    }
+
+    /// Seals with a final checkpoint, makes everything durable, and waits for the writer and the
+    /// indexer to finish. Blocks; from async code call it on a blocking thread.
+    pub fn shutdown(mut self) -> Result<SealSummary, LedgerError> {
+        let (reply_tx, reply) = oneshot::channel();
+        self.tx.blocking_send(writer::Command::Shutdown(reply_tx)).map_err(|_| LedgerError::Stopped)?;
+        let summary = reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        if let Some(indexer) = self.indexer.take() {
+            let _ = indexer.join();
+        }
+        summary
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.public_key
+    }
+
+    pub fn paths(&self) -> &LedgerPaths {
+        &self.paths
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            // Dropped without shutdown (a panic, an early return): ask the writer to seal and stop
+            // without waiting, since drop may run inside an async runtime.
+            let (reply_tx, _reply) = oneshot::channel();
+            let _ = self.tx.try_send(writer::Command::Shutdown(reply_tx));
+        }
+    }
+}
+
+/// Brings the index of the ledger in `data_dir` up to date if no process holds the ledger (the
+/// running gateway keeps it current itself), then opens it for reading.
+pub fn open_index(data_dir: &Path) -> Result<Index, LedgerError> {
+    let paths = LedgerPaths::new(data_dir);
+    if !paths.segments.is_dir() {
+        return Err(LedgerError::Io {
+            action: "find a ledger in",
+            path: paths.root,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no ledger here; check --data-dir or --config"),
+        });
+    }
+    if let Ok(_lock) = lock_ledger(&paths) {
+        let public_key = keys::parse_public_key(&paths.public_key.to_string_lossy())?;
+        let mut index = Index::open(&paths.index, &hex::encode(public_key.as_bytes()))?;
+        index.catch_up(&paths.segments)?;
+    }
+    Index::open_read_only(&paths.index)
+}
+
+fn lock_ledger(paths: &LedgerPaths) -> Result<File, LedgerError> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&paths.lock)
+        .map_err(LedgerError::io("open", &paths.lock))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(LedgerError::Locked { path: paths.root.clone() }),
+        Err(fs::TryLockError::Error(e)) => Err(LedgerError::io("lock", &paths.lock)(e)),
+    }
+}

@@ -1,0 +1,449 @@
+//! The single writer thread: takes appends from every session, group-commits them to the current
+//! segment, rotates segments, and seals the ledger with session heads and signed checkpoints.
+//!
+//! Callers build and hash their records themselves (see `session`); the writer only gives each
+//! record its place (ledger_seq, global chain, file offset), so the one thread that must be
+//! sequential does as little as possible.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signer, SigningKey};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::LedgerError;
+use crate::format::{
+    checkpoint_entry_hash, checkpoint_message, encode_checkpoint, encode_head, encode_segment_header, global_link,
+    leaf_hash, seal_frame, CheckpointBody, CheckpointRecord, Hash, Leaf, RecordType, SegmentHeader,
+    SEGMENT_HEADER_LEN,
+};
+use crate::index::{IndexBatch, IndexEvent, IndexedEvent, ResumePoint};
+use crate::merkle::CompactTree;
+use crate::segment::segment_file_name;
+use crate::{Durability, Receipt};
+
+/// What the writer is asked to do, in the order callers asked.
+pub(crate) enum Command {
+    Append(AppendCommand),
+    /// Write heads of changed sessions and a signed checkpoint if anything is unsealed. Sent by
+    /// the ticker (no reply wanted) and by recovery and tests (reply wanted).
+    Seal(Option<oneshot::Sender<Result<SealSummary, LedgerError>>>),
+    /// Seal, make everything durable, stop.
+    Shutdown(oneshot::Sender<Result<SealSummary, LedgerError>>),
+}
+
+/// One event record, already laid out and hashed by its session.
+pub(crate) struct AppendCommand {
+    pub frame: Vec<u8>,
+    pub session_id: [u8; 16],
+    pub seq: u64,
+    pub chain_hash: Hash,
+    /// The record ends its session: its head goes into the Merkle log at once.
+    pub closes: bool,
+    pub index: IndexEvent,
+    /// None when nobody waits (a session dropped without being closed).
+    pub ack: Option<oneshot::Sender<Result<Receipt, LedgerError>>>,
+}
+
+/// Where the ledger stands after a seal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealSummary {
+    /// Records in the ledger, the checkpoint included.
+    pub n_records: u64,
+    pub tree_size: u64,
+    pub root: Hash,
+    /// Whether this seal wrote a checkpoint (false when nothing had changed since the last one).
+    pub wrote_checkpoint: bool,
+}
+
+/// The state the writer continues from, as recovery found it.
+pub(crate) struct WriterStart {
+    pub segments_dir: PathBuf,
+    /// The last segment and its length (after any torn tail was cut), or None for a new ledger.
+    pub last_segment: Option<(u64, u64)>,
+    pub next_ledger_seq: u64,
+    pub global_head: Hash,
+    pub tree: CompactTree,
+    pub open_sessions: BTreeMap<[u8; 16], OpenHead>,
+    pub unsealed_records: u64,
+}
+
+/// The head of a session that is still open, and the seq its last Merkle leaf covered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenHead {
+    pub seq: u64,
+    pub hash: Hash,
+    pub leafed_seq: Option<u64>,
+}
+
+/// Settings the writer needs from the ledger config.
+pub(crate) struct WriterSettings {
+    pub durability: Durability,
+    pub segment_bytes: u64,
+    pub max_batch: usize,
+}
+
+struct Writer {
+    settings: WriterSettings,
+    segments_dir: PathBuf,
+    signing_key: SigningKey,
+    file: File,
+    segment_idx: u64,
+    /// Bytes in the current segment, counting those staged in `buf` but not yet written.
+    segment_len: u64,
+    next_ledger_seq: u64,
+    global_head: Hash,
+    tree: CompactTree,
+    sessions: BTreeMap<[u8; 16], OpenHead>,
+    unsealed_records: u64,
+    /// Frames staged for the next write: one write per batch is the group commit.
+    buf: Vec<u8>,
+    index_tx: std_mpsc::SyncSender<IndexBatch>,
+    /// In `write` mode, segments are fsynced off the append path by this thread.
+    syncer_tx: Option<std_mpsc::Sender<File>>,
+    /// Set by the first failed write; from then on every append is refused.
+    failure: Option<Arc<std::io::Error>>,
+}
+
+/// Replies owed for the records staged in `buf`, sent once they are written.
+#[derive(Default)]
+struct Staged {
+    acks: Vec<(oneshot::Sender<Result<Receipt, LedgerError>>, Receipt)>,
+    index: Vec<IndexedEvent>,
+    seal_replies: Vec<(oneshot::Sender<Result<SealSummary, LedgerError>>, SealSummary)>,
+    wrote_checkpoint: bool,
+}
+
+/// Starts the writer thread; it runs until it gets `Shutdown` or every sender is gone.
+pub(crate) fn spawn(
+    start: WriterStart,
+    settings: WriterSettings,
+    signing_key: SigningKey,
+    rx: mpsc::Receiver<Command>,
+    index_tx: std_mpsc::SyncSender<IndexBatch>,
+) -> Result<thread::JoinHandle<()>, LedgerError> {
+    let (file, segment_idx, segment_len) = match start.last_segment {
+        Some((idx, len)) => {
+            let path = start.segments_dir.join(segment_file_name(idx));
+            let file = OpenOptions::new().append(true).open(&path).map_err(LedgerError::io("open", &path))?;
+            (file, idx, len)
+        }
+        None => {
+            let file = create_segment(&start.segments_dir, 0, start.next_ledger_seq, settings.durability)?;
+            (file, 0, SEGMENT_HEADER_LEN as u64)
+        }
+    };
+    let syncer_tx = match settings.durability {
+        Durability::Fsync => None,
+        Durability::Write => Some(spawn_syncer()),
+    };
+    let writer = Writer {
+        settings,
+        segments_dir: start.segments_dir,
+        signing_key,
+        file,
+        segment_idx,
+        segment_len,
+        next_ledger_seq: start.next_ledger_seq,
+        global_head: start.global_head,
+        tree: start.tree,
+        sessions: start.open_sessions,
+        unsealed_records: start.unsealed_records,
+        buf: Vec::with_capacity(1 << 20),
+        index_tx,
+        syncer_tx,
+        failure: None,
+    };
+    thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(LedgerError::io("start the writer thread for", PathBuf::from("the ledger")))
+}
+
+/// Sends `Seal` every `interval` until the writer goes away.
+pub(crate) fn spawn_ticker(tx: mpsc::Sender<Command>, interval: Duration) {
+    let spawned = thread::Builder::new().name("ledger-ticker".into()).spawn(move || loop {
+        thread::sleep(interval);
+        if tx.blocking_send(Command::Seal(None)).is_err() {
+            return;
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the checkpoint timer; checkpoints are written only at shutdown");
+    }
+}
+
+fn spawn_syncer() -> std_mpsc::Sender<File> {
+    let (tx, rx) = std_mpsc::channel::<File>();
+    let spawned = thread::Builder::new().name("ledger-syncer".into()).spawn(move || {
+        for file in rx {
+            if let Err(e) = file.sync_data() {
+                tracing::error!(error = %e, "background fsync of a ledger segment failed");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the background fsync thread");
+    }
+    tx
+}
+
+fn create_segment(dir: &std::path::Path, idx: u64, first_ledger_seq: u64, durability: Durability) -> Result<File, LedgerError> {
+    let path = dir.join(segment_file_name(idx));
+    let mut file = OpenOptions::new().append(true).create_new(true).open(&path).map_err(LedgerError::io("create", &path))?;
+    file.write_all(&encode_segment_header(SegmentHeader { segment_idx: idx, first_ledger_seq }))
+        .map_err(LedgerError::io("write", &path))?;
+    if durability == Durability::Fsync {
+        file.sync_data().map_err(LedgerError::io("fsync", &path))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(LedgerError::io("fsync", dir))?;
+    }
+    Ok(file)
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+// === impl Writer ===
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut batch = Vec::with_capacity(self.settings.max_batch);
+        loop {
+            let Some(first) = rx.blocking_recv() else {
+                // Every sender is gone without a shutdown: seal what we have so nothing is left
+                // unsigned, and stop.
+                let _ = self.seal_and_sync();
+                return;
+            };
+            batch.push(first);
+            while batch.len() < self.settings.max_batch {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            let mut staged = Staged::default();
+            let mut shutdown = None;
+            for cmd in batch.drain(..) {
+                match cmd {
+                    Command::Append(append) => self.stage_append(append, &mut staged),
+                    Command::Seal(reply) => {
+                        let summary = self.stage_seal(&mut staged);
+                        if let Some(reply) = reply {
+                            staged.seal_replies.push((reply, summary));
+                        }
+                    }
+                    Command::Shutdown(reply) => {
+                        shutdown = Some(reply);
+                        break;
+                    }
+                }
+            }
+            self.flush(staged);
+            if let Some(reply) = shutdown {
+                // Commands queued behind the shutdown are dropped, which tells their senders the
+                // ledger stopped; nothing of theirs was written.
+                let _ = reply.send(self.seal_and_sync());
+                return;
+            }
+        }
+    }
+
+    fn stage_append(&mut self, mut cmd: AppendCommand, staged: &mut Staged) {
+        if let Some(failure) = &self.failure {
+            if let Some(ack) = cmd.ack {
+                let _ = ack.send(Err(LedgerError::WriteFailed { source: failure.clone() }));
+            }
+            return;
+        }
+        let (segment_idx, offset, ledger_seq) = match self.stage_frame(&mut cmd.frame, RecordType::Event, cmd.chain_hash) {
+            Ok(position) => position,
+            Err(failure) => {
+                if let Some(ack) = cmd.ack {
+                    let _ = ack.send(Err(LedgerError::WriteFailed { source: failure }));
+                }
+                return;
+            }
+        };
+        let head = self.sessions.entry(cmd.session_id).or_insert(OpenHead { seq: cmd.seq, hash: cmd.chain_hash, leafed_seq: None });
+        head.seq = cmd.seq;
+        head.hash = cmd.chain_hash;
+        if cmd.closes {
+            self.sessions.remove(&cmd.session_id);
+            let leaf = Leaf { session_id: cmd.session_id, seq: cmd.seq, head_hash: cmd.chain_hash, closed: true };
+            if let Err(failure) = self.stage_leaf(&leaf) {
+                if let Some(ack) = cmd.ack {
+                    let _ = ack.send(Err(LedgerError::WriteFailed { source: failure }));
+                }
+                return;
+            }
+        }
+        staged.index.push(IndexedEvent { event: cmd.index, ledger_seq, segment_idx, offset });
+        if let Some(ack) = cmd.ack {
+            staged.acks.push((ack, Receipt { ledger_seq, seq: cmd.seq }));
+        }
+    }
+
+    /// Stages leaves for every session whose head moved since its last leaf, then a checkpoint.
+    fn stage_seal(&mut self, staged: &mut Staged) -> SealSummary {
+        let unchanged = SealSummary {
+            n_records: self.next_ledger_seq,
+            tree_size: self.tree.size(),
+            root: self.tree.root(),
+            wrote_checkpoint: false,
+        };
+        if self.failure.is_some() || self.unsealed_records == 0 {
+            return unchanged;
+        }
+        let moved: Vec<Leaf> = self
+            .sessions
+            .iter()
+            .filter(|(_, head)| head.leafed_seq != Some(head.seq))
+            .map(|(id, head)| Leaf { session_id: *id, seq: head.seq, head_hash: head.hash, closed: false })
+            .collect();
+        for leaf in &moved {
+            if self.stage_leaf(leaf).is_err() {
+                return unchanged;
+            }
+            if let Some(head) = self.sessions.get_mut(&leaf.session_id) {
+                head.leafed_seq = Some(leaf.seq);
+            }
+        }
+        let body = CheckpointBody {
+            tree_size: self.tree.size(),
+            root: self.tree.root(),
+            n_records: self.next_ledger_seq,
+            global_head: self.global_head,
+            time_ns: now_ns(),
+        };
+        let signature = self.signing_key.sign(&checkpoint_message(&body)).to_bytes();
+        let public_key = self.signing_key.verifying_key().to_bytes();
+        let record = CheckpointRecord { ledger_seq: body.n_records, body, public_key, signature };
+        let mut frame = encode_checkpoint(&body, &public_key, &signature);
+        if self.stage_frame(&mut frame, RecordType::Checkpoint, checkpoint_entry_hash(&record)).is_err() {
+            return unchanged;
+        }
+        self.unsealed_records = 0;
+        staged.wrote_checkpoint = true;
+        SealSummary { n_records: self.next_ledger_seq, tree_size: body.tree_size, root: body.root, wrote_checkpoint: true }
+    }
+
+    fn stage_leaf(&mut self, leaf: &Leaf) -> Result<(), Arc<std::io::Error>> {
+        let hash = leaf_hash(leaf);
+        let mut frame = encode_head(self.tree.size(), leaf);
+        self.stage_frame(&mut frame, RecordType::Head, hash)?;
+        self.tree.push(hash);
+        Ok(())
+    }
+
+    /// Gives a frame its ledger_seq and place, links it into the global chain and stages it.
+    fn stage_frame(&mut self, frame: &mut [u8], record_type: RecordType, entry: Hash) -> Result<(u64, u64, u64), Arc<std::io::Error>> {
+        let has_records = self.segment_len > SEGMENT_HEADER_LEN as u64;
+        if has_records && self.segment_len + frame.len() as u64 > self.settings.segment_bytes {
+            self.rotate()?;
+        }
+        let ledger_seq = self.next_ledger_seq;
+        seal_frame(frame, ledger_seq);
+        self.global_head = global_link(&self.global_head, ledger_seq, record_type, &entry);
+        let offset = self.segment_len;
+        self.buf.extend_from_slice(frame);
+        self.segment_len += frame.len() as u64;
+        self.next_ledger_seq += 1;
+        if record_type != RecordType::Checkpoint {
+            self.unsealed_records += 1;
+        }
+        Ok((self.segment_idx, offset, ledger_seq))
+    }
+
+    /// Writes what is staged to the current segment and starts the next one.
+    fn rotate(&mut self) -> Result<(), Arc<std::io::Error>> {
+        self.write_buf()?;
+        let next_idx = self.segment_idx + 1;
+        let file = create_segment(&self.segments_dir, next_idx, self.next_ledger_seq, self.settings.durability)
+            .map_err(|e| self.fail(std::io::Error::other(e.to_string())))?;
+        let old = std::mem::replace(&mut self.file, file);
+        match &self.syncer_tx {
+            Some(syncer) => {
+                let _ = syncer.send(old);
+            }
+            None => old.sync_data().map_err(|e| self.fail(e))?,
+        }
+        self.segment_idx = next_idx;
+        self.segment_len = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> Result<(), Arc<std::io::Error>> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.buf);
+        self.buf.clear();
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn fail(&mut self, error: std::io::Error) -> Arc<std::io::Error> {
+        let path = self.segments_dir.join(segment_file_name(self.segment_idx));
+        tracing::error!(segment = %path.display(), error = %error, "ledger write failed; refusing every further append until restart");
+        let error = Arc::new(error);
+        self.failure = Some(error.clone());
+        error
+    }
+
+    /// Makes the staged records durable as the mode asks, then answers their callers.
+    fn flush(&mut self, staged: Staged) {
+        let mut result = self.write_buf();
+        if result.is_ok() && self.settings.durability == Durability::Fsync && !staged.acks.is_empty() {
+            result = self.file.sync_data().map_err(|e| self.fail(e));
+        }
+        match result {
+            Ok(()) => {
+                for (ack, receipt) in staged.acks {
+                    let _ = ack.send(Ok(receipt));
+                }
+                for (reply, summary) in staged.seal_replies {
+                    let _ = reply.send(Ok(summary));
+                }
+                if !staged.index.is_empty() {
+                    let resume = ResumePoint { n_records: self.next_ledger_seq, segment_idx: self.segment_idx, offset: self.segment_len };
+                    let _ = self.index_tx.send(IndexBatch { events: staged.index, resume });
+                }
+                if let (Some(syncer), true) = (&self.syncer_tx, staged.wrote_checkpoint) {
+                    // Just sealed: in `write` mode the checkpoint interval is the fsync interval.
+                    if let Ok(clone) = self.file.try_clone() {
+                        let _ = syncer.send(clone);
+                    }
+                }
+            }
+            Err(failure) => {
+                for (ack, _) in staged.acks {
+                    let _ = ack.send(Err(LedgerError::WriteFailed { source: failure.clone() }));
+                }
+                for (reply, _) in staged.seal_replies {
+                    let _ = reply.send(Err(LedgerError::WriteFailed { source: failure.clone() }));
+                }
+            }
+        }
+    }
+
+    fn seal_and_sync(&mut self) -> Result<SealSummary, LedgerError> {
+        let mut staged = Staged::default();
+        let summary = self.stage_seal(&mut staged);
+        self.write_buf().map_err(|source| LedgerError::WriteFailed { source })?;
+        self.file.sync_all().map_err(|e| LedgerError::WriteFailed { source: Arc::new(e) })?;
+        if let Some(failure) = &self.failure {
+            return Err(LedgerError::WriteFailed { source: failure.clone() });
+        }
+        Ok(summary)
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per verb of the command line.
+
+pub mod bench;
+pub mod serve;
+pub mod sessions;
+pub mod verify;

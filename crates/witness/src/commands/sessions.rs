@@ -1,0 +1,205 @@
+//! `witness sessions list|show`: find sessions through the index and show their events, reading
+//! payloads from the segments.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use witness_core::{PayloadType, SessionId};
+use witness_ledger::{open_index, read_event_at, LedgerPaths, SessionFilter, SessionSummary, StoredEvent};
+
+use crate::config::data_dir;
+use crate::output::{parse_since, time};
+use crate::Cli;
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// List sessions, oldest first.
+    List(ListArgs),
+    /// Show every event of one session, in order, with its payload.
+    Show(ShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only sessions of this identity.
+    #[arg(long)]
+    identity: Option<String>,
+    /// Only sessions through this connection.
+    #[arg(long)]
+    connection: Option<String>,
+    /// Only sessions whose task contains this text.
+    #[arg(long)]
+    task: Option<String>,
+    /// Only sessions that started since: a time (2026-11-22T10:00:00Z) or a duration back (2h).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<i64>,
+    /// At most this many sessions.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// The session id, as `sessions list` prints it.
+    id: SessionId,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
+    let data_dir = data_dir(cli)?;
+    let index = open_index(&data_dir).with_context(|| format!("cannot read the ledger index in {}", data_dir.display()))?;
+    match cmd {
+        SessionsCommand::List(args) => {
+            let filter = SessionFilter {
+                identity: args.identity.clone(),
+                connection: args.connection.clone(),
+                task: args.task.clone(),
+                since_ns: args.since,
+                limit: args.limit,
+            };
+            let sessions = index.list_sessions(&filter)?;
+            if args.json {
+                let list: Vec<_> = sessions.iter().map(session_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_table(&sessions);
+            }
+        }
+        SessionsCommand::Show(args) => {
+            let session = index.session(args.id)?.with_context(|| format!("no session {} in {}", args.id, data_dir.display()))?;
+            let segments = LedgerPaths::new(&data_dir).segments;
+            let events = index
+                .events(args.id)?
+                .iter()
+                .map(|e| read_event_at(&segments, e.segment_idx, e.offset))
+                .collect::<Result<Vec<_>, _>>()?;
+            if args.json {
+                let mut out = session_json(&session);
+                out["events"] = events.iter().map(event_json).collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_session(&session, &events);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(s: &SessionSummary) -> &'static str {
+    if s.ended_ns.is_some() {
+        "closed"
+    } else {
+        "open"
+    }
+}
+
+fn session_json(s: &SessionSummary) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "identity": s.info.identity,
+        "connection": s.info.connection,
+        "protocol": s.info.protocol,
+        "task": s.info.task,
+        "client_addr": s.info.client_addr,
+        "started": time(s.started_ns),
+        "ended": s.ended_ns.map(time),
+        "end_reason": s.end_reason,
+        "status": status(s),
+        "events": s.n_events,
+    })
+}
+
+fn event_json(e: &StoredEvent) -> serde_json::Value {
+    let mut out = json!({
+        "seq": e.seq,
+        "time": time(e.time_ns),
+        "kind": e.kind,
+        "direction": e.direction.as_str(),
+        "summary": e.summary,
+        "attrs": e.attrs,
+        "payload_type": e.payload_type.as_str(),
+        "payload_bytes": e.payload_len,
+    });
+    match (&e.payload, payload_text(e)) {
+        (None, _) => out["payload_purged"] = json!(true),
+        (Some(_), Some(text)) => out["payload_text"] = json!(text),
+        (Some(bytes), None) if !bytes.is_empty() => {
+            use base64::Engine;
+            out["payload_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The payload as text when it is meant as text and is valid UTF-8.
+fn payload_text(e: &StoredEvent) -> Option<&str> {
+    let bytes = e.payload.as_deref()?;
+    match e.payload_type {
+        PayloadType::Text | PayloadType::Json => std::str::from_utf8(bytes).ok(),
+        PayloadType::Empty | PayloadType::Binary => None,
+    }
+}
+
+fn print_table(sessions: &[SessionSummary]) {
+    if sessions.is_empty() {
+        println!("no sessions match");
+        return;
+    }
+    println!("{:<36}  {:<24}  {:<16}  {:<16}  {:<10}  {:>7}  {:<6}  TASK", "ID", "STARTED", "IDENTITY", "CONNECTION", "PROTOCOL", "EVENTS", "STATUS");
+    for s in sessions {
+        println!(
+            "{:<36}  {:<24}  {:<16}  {:<16}  {:<10}  {:>7}  {:<6}  {}",
+            s.id.to_string(),
+            time(s.started_ns),
+            s.info.identity,
+            s.info.connection,
+            s.info.protocol.as_str(),
+            s.n_events,
+            status(s),
+            s.info.task.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn print_session(s: &SessionSummary, events: &[StoredEvent]) {
+    println!("session     {}", s.id);
+    println!("identity    {}", s.info.identity);
+    println!("connection  {} ({})", s.info.connection, s.info.protocol);
+    println!("task        {}", s.info.task.as_deref().unwrap_or("-"));
+    println!("client      {}", s.info.client_addr.as_deref().unwrap_or("-"));
+    println!("started     {}", time(s.started_ns));
+    match s.ended_ns {
+        Some(ended) => println!("ended       {} ({})", time(ended), s.end_reason.as_deref().unwrap_or("")),
+        None => println!("ended       - (open)"),
+    }
+    println!();
+    for e in events {
+        let offset_ms = (e.time_ns - s.started_ns) as f64 / 1e6;
+        println!("#{:<5} {}  +{:>10.3}ms  {:<8}  {:<18}  {}", e.seq, time(e.time_ns), offset_ms, e.direction.as_str(), e.kind, e.summary);
+        if !e.attrs.is_empty() {
+            println!("        attrs: {}", serde_json::Value::Object(e.attrs.clone()));
+        }
+        match (&e.payload, payload_text(e)) {
+            (None, _) => println!("        payload: purged ({} bytes)", e.payload_len),
+            (Some(_), Some(text)) => {
+                for line in text.lines() {
+                    println!("        | {line}");
+                }
+            }
+            (Some(bytes), None) if !bytes.is_empty() => {
+                let shown = &bytes[..bytes.len().min(64)];
+                let more = if bytes.len() > shown.len() { "…" } else { "" };
+                println!("        payload: {} bytes: {}{more}", bytes.len(), hex::encode(shown));
+            }
+            _ => {}
+        }
+    }
+}

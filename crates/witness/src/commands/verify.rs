@@ -1,0 +1,233 @@
+//! `witness verify`, `witness checkpoint export` and `witness export`: check a ledger or one
+//! exported session, and write the files that let others check it later.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use witness_core::SessionId;
+use witness_ledger::export::{export_session, verify_session_export};
+use witness_ledger::verify::{verify_ledger, ExportedCheckpoint, VerifyOptions, VerifyReport};
+use witness_ledger::{parse_public_key, LedgerPaths};
+
+use crate::config::data_dir;
+use crate::output::{bytes, time};
+use crate::Cli;
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Also check that the ledger still extends this checkpoint (from `witness checkpoint export`).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Verify this session export on its own instead of a ledger (needs --pubkey).
+    #[arg(long, value_name = "FILE")]
+    session_export: Option<PathBuf>,
+    /// The ledger's public key (a file or 64 hex digits). Pin it to catch a ledger re-signed with
+    /// another key; default for a ledger: the ledger's own signing.pub.
+    #[arg(long, value_name = "KEY")]
+    pubkey: Option<String>,
+    /// Accept records after the last checkpoint, as in a ledger witness is still writing to.
+    #[arg(long)]
+    allow_unsealed_tail: bool,
+    /// Print at most this many problems.
+    #[arg(long, default_value_t = 20)]
+    max_problems: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckpointCommand {
+    /// Print the latest signed checkpoint as JSON, after verifying the ledger up to it. Keep it
+    /// somewhere the gateway cannot write; `witness verify --checkpoint` checks against it later.
+    Export,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The session to export.
+    id: SessionId,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    format: ExportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// JSON lines: a header, one line per event, then the Merkle inclusion proof and checkpoint.
+    Jsonl,
+}
+
+pub fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.session_export {
+        return verify_export_file(path, args);
+    }
+    let data_dir = data_dir(cli)?;
+    let paths = LedgerPaths::new(&data_dir);
+    let public_key = match &args.pubkey {
+        Some(given) => Some(parse_public_key(given)?),
+        None if paths.public_key.exists() => Some(parse_public_key(&paths.public_key.to_string_lossy())?),
+        None => None,
+    };
+    let checkpoint = match &args.checkpoint {
+        Some(path) => {
+            let file = File::open(path).with_context(|| format!("cannot open checkpoint file {}", path.display()))?;
+            let cp: ExportedCheckpoint = serde_json::from_reader(BufReader::new(file))
+                .with_context(|| format!("{} is not a checkpoint written by `witness checkpoint export`", path.display()))?;
+            Some(cp)
+        }
+        None => None,
+    };
+    let options = VerifyOptions { public_key, checkpoint, allow_unsealed_tail: args.allow_unsealed_tail };
+    let report = verify_ledger(&paths.root, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+    } else {
+        print_report(&report, args.max_problems, &data_dir);
+    }
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn verify_export_file(path: &PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let Some(key) = &args.pubkey else {
+        anyhow::bail!("--pubkey is required with --session-export: give the ledger's public key (its signing.pub file or hex), obtained from a source you trust");
+    };
+    let key = parse_public_key(key)?;
+    let file = File::open(path).with_context(|| format!("cannot open session export {}", path.display()))?;
+    match verify_session_export(BufReader::new(file), &key) {
+        Ok(summary) => {
+            let state = if summary.closed { "closed" } else { "open at export time" };
+            println!(
+                "session export intact: session {} ({state}), {} events, hash chain and payloads verified, included in a checkpoint of {} session heads signed by {}",
+                summary.session,
+                summary.events,
+                summary.tree_size,
+                hex::encode(key.as_bytes())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            println!("SESSION EXPORT DOES NOT VERIFY: {}: {error}", path.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn run_checkpoint(cli: &Cli, cmd: &CheckpointCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CheckpointCommand::Export => {
+            let data_dir = data_dir(cli)?;
+            let paths = LedgerPaths::new(&data_dir);
+            let options = VerifyOptions { allow_unsealed_tail: true, ..VerifyOptions::default() };
+            let report = verify_ledger(&paths.root, &options)?;
+            if let Some(first) = report.problems.first() {
+                anyhow::bail!("the ledger in {} does not verify, so no checkpoint is exported: {first}", data_dir.display());
+            }
+            let checkpoint = report
+                .last_checkpoint
+                .with_context(|| format!("the ledger in {} has no checkpoint yet; run witness serve once, or wait a second while it runs", data_dir.display()))?;
+            println!("{}", serde_json::to_string_pretty(&checkpoint)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn run_export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = data_dir(cli)?;
+    let paths = LedgerPaths::new(&data_dir);
+    let ExportFormat::Jsonl = args.format;
+    let summary = match &args.output {
+        Some(path) => {
+            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            let summary = export_session(&paths.root, args.id, &mut out)?;
+            out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+            summary
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            let summary = export_session(&paths.root, args.id, &mut out)?;
+            out.flush().context("cannot write to standard output")?;
+            summary
+        }
+    };
+    eprintln!("exported {} events of session {}", summary.events, summary.session);
+    if summary.events_left_out > 0 {
+        eprintln!(
+            "{} later events are not sealed by a checkpoint yet and were left out; export again after the next checkpoint",
+            summary.events_left_out
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &VerifyReport, max_problems: usize, data_dir: &std::path::Path) {
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let throughput = format!("{:.0} MB/s", report.bytes as f64 / secs / 1e6);
+    if report.problems.is_empty() {
+        println!(
+            "ledger intact: {} segments, {} records ({}), {} events in {} sessions ({} open), {} session heads, {} checkpoints",
+            report.segments,
+            report.records,
+            bytes(report.bytes),
+            report.events,
+            report.sessions,
+            report.open_sessions,
+            report.leaves,
+            report.checkpoints
+        );
+    } else {
+        let total = report.problems.len() as u64 + report.problems_not_listed;
+        println!("LEDGER DAMAGED: {total} problems in {}; the first is the first bad record", data_dir.display());
+        for problem in report.problems.iter().take(max_problems) {
+            println!("  {problem}");
+        }
+        if total > max_problems as u64 {
+            println!("  … and {} more (--max-problems to see them)", total - max_problems as u64);
+        }
+    }
+    if let Some(cp) = &report.last_checkpoint {
+        println!("last checkpoint: {} covering {} records and {} session heads, root {}", time(cp.time_ns), cp.n_records, cp.tree_size, cp.root);
+    }
+    if let Some(key) = report.public_key {
+        println!("checkpoints signed by {}", hex::encode(key));
+    }
+    if report.unsealed_records > 0 {
+        println!("{} records after the last checkpoint", report.unsealed_records);
+    }
+    println!("verified {} in {:.3}s ({throughput})", bytes(report.bytes), secs);
+}
+
+fn report_json(report: &VerifyReport) -> serde_json::Value {
+    serde_json::json!({
+        "intact": report.problems.is_empty(),
+        "segments": report.segments,
+        "records": report.records,
+        "bytes": report.bytes,
+        "events": report.events,
+        "sessions": report.sessions,
+        "open_sessions": report.open_sessions,
+        "session_heads": report.leaves,
+        "checkpoints": report.checkpoints,
+        "unsealed_records": report.unsealed_records,
+        "public_key": report.public_key.map(hex::encode),
+        "last_checkpoint": report.last_checkpoint,
+        "problems": report.problems.iter().map(|p| serde_json::json!({
+            "segment": p.segment_idx,
+            "offset": p.offset,
+            "record": p.ledger_seq,
+            "session": p.session,
+            "seq": p.seq,
+            "problem": p.kind.to_string(),
+        })).collect::<Vec<_>>(),
+        "problems_not_listed": report.problems_not_listed,
+        "seconds": report.elapsed.as_secs_f64(),
+    })
+}

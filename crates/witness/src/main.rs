@@ -1,0 +1,68 @@
+//! The `witness` binary: the gateway process (`serve`) and the command line tools that read its
+//! ledger (`sessions`, `verify`, `export`, `checkpoint`) or measure it (`bench`).
+//!
+//! This crate wires things together and talks to people; what it runs lives in the library crates.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod config;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Witness: an access gateway that records every request and response in a tamper-evident ledger.
+#[derive(Parser, Debug)]
+#[command(name = "witness", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The data dir holding the ledger (default: data_dir from --config, else ./witness-data).
+    #[arg(long, global = true, env = "WITNESS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A witness config file (TOML); its data_dir locates the ledger.
+    #[arg(long, global = true, env = "WITNESS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway with its ledger until SIGINT or SIGTERM, then seal with a final checkpoint.
+    Serve(commands::serve::ServeArgs),
+    /// List and show recorded sessions.
+    #[command(subcommand)]
+    Sessions(commands::sessions::SessionsCommand),
+    /// Check the ledger (CRCs, hash chains, Merkle log, signatures), or a session export alone.
+    Verify(commands::verify::VerifyArgs),
+    /// Export and inspect signed checkpoints.
+    #[command(subcommand)]
+    Checkpoint(commands::verify::CheckpointCommand),
+    /// Write one session with its inclusion proof, verifiable on its own.
+    Export(commands::verify::ExportArgs),
+    /// Measure witness on this machine.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging();
+    let result = match cli.command {
+        Command::Serve(ref args) => commands::serve::run(&cli, args),
+        Command::Sessions(ref cmd) => commands::sessions::run(&cli, cmd),
+        Command::Verify(ref args) => commands::verify::run_verify(&cli, args),
+        Command::Checkpoint(ref cmd) => commands::verify::run_checkpoint(&cli, cmd),
+        Command::Export(ref args) => commands::verify::run_export(&cli, args),
+        Command::Bench(ref cmd) => commands::bench::run(&cli, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("witness: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Talking to people: logging setup and how times, sizes and payloads are shown.
+
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Logs go to stderr; WITNESS_LOG (or RUST_LOG) sets the level, info by default.
+pub fn init_logging() {
+    let filter = std::env::var("WITNESS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// An RFC 3339 UTC time with milliseconds, from Unix nanoseconds.
+pub fn time(ns: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// Parses --since: an RFC 3339 time, or a duration back from now ("2h", "30m").
+pub fn parse_since(text: &str) -> Result<i64, String> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        return Ok(at.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0));
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => {
+            let at = SystemTime::now().checked_sub(ago).unwrap_or(UNIX_EPOCH);
+            Ok(at.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0))
+        }
+        Err(_) => Err(format!("{text:?} is neither a time like 2026-11-22T10:00:00Z nor a duration like 2h")),
+    }
+}
+
+/// A byte count for people.
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_times_and_durations() {
+        assert_eq!(parse_since("1970-01-01T00:00:01Z").unwrap(), 1_000_000_000);
+        let an_hour_ago = parse_since("1h").unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
+        assert!((now - an_hour_ago - 3_600_000_000_000).abs() < 60_000_000_000);
+        assert!(parse_since("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn times_and_sizes_read_well() {
+        assert_eq!(time(1_500_000_000), "1970-01-01T00:00:01.500Z");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+}
