@@ -21,6 +21,7 @@ use crate::segment::{list_segments, FrameItem, FrameIter};
 use crate::verify::ExportedCheckpoint;
 
 pub const EXPORT_FORMAT: &str = "witness-session-export";
+pub const EXPORT_VERSION: u32 = 1;
 
 /// The first line of an export.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +124,8 @@ pub enum ExportProblem {
     NoProof,
     #[error("the export has no events")]
     NoEvents,
+    #[error("lines follow the proof line; an export ends with its proof")]
+    AfterProof,
 }
 
 /// Writes session `session` of the ledger in `ledger_root` as JSON lines to `out`.
@@ -131,9 +134,8 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
     let id = *session.as_bytes();
     let mut events: Vec<ExportedEvent> = Vec::new();
     let mut leaves: Vec<Hash> = Vec::new();
-    let mut last_leaf: Option<(u64, Leaf)> = None;
+    let mut session_leaves: Vec<(u64, Leaf)> = Vec::new();
     let mut checkpoints: Vec<ExportedCheckpoint> = Vec::new();
-    let mut public_key = None;
     let segments = list_segments(&segments_dir).map_err(LedgerError::io("list", &segments_dir))?;
     for segment in &segments {
         let bytes = fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
@@ -146,14 +148,11 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
                 Record::Event(_) => {}
                 Record::Head(h) => {
                     if h.leaf.session_id == id {
-                        last_leaf = Some((leaves.len() as u64, h.leaf));
+                        session_leaves.push((leaves.len() as u64, h.leaf));
                     }
                     leaves.push(leaf_hash(&h.leaf));
                 }
-                Record::Checkpoint(c) => {
-                    public_key = Some(hex::encode(c.public_key));
-                    checkpoints.push(ExportedCheckpoint::from_record(&c));
-                }
+                Record::Checkpoint(c) => checkpoints.push(ExportedCheckpoint::from_record(&c)),
             }
         }
     }
@@ -167,8 +166,10 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
             "session {session} has no signed checkpoint covering it yet; wait for the next checkpoint (every second while witness runs) and try again"
         )),
     };
-    let (leaf_index, leaf) = last_leaf.ok_or_else(not_sealed)?;
-    let checkpoint = checkpoints.iter().rev().find(|c| c.tree_size > leaf_index).cloned().ok_or_else(not_sealed)?;
+    // The session's newest head that the newest checkpoint covers: the export is as recent as the
+    // signatures allow.
+    let checkpoint = checkpoints.last().cloned().ok_or_else(not_sealed)?;
+    let (leaf_index, leaf) = *session_leaves.iter().rev().find(|(index, _)| *index < checkpoint.tree_size).ok_or_else(not_sealed)?;
     let audit_path = inclusion_proof(leaf_index as usize, &leaves[..checkpoint.tree_size as usize]);
     let n_total = events.len() as u64;
     events.truncate(leaf.seq as usize + 1);
@@ -176,7 +177,7 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
         serde_json::to_writer(&mut *out, line).map_err(|e| LedgerError::io("write", "the export")(e.into()))?;
         out.write_all(b"\n").map_err(LedgerError::io("write", "the export"))
     };
-    let header = ExportHeader { format: EXPORT_FORMAT.into(), version: 1, session, public_key: public_key.unwrap_or_default() };
+    let header = ExportHeader { format: EXPORT_FORMAT.into(), version: EXPORT_VERSION, session, public_key: checkpoint.public_key.clone() };
     write(out, &Line::Header(header))?;
     let n_events = events.len() as u64;
     for event in events {
@@ -204,7 +205,7 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
     };
     let header = match lines.next() {
         Some((n, text)) => match parse(n, text)? {
-            Line::Header(h) if h.format == EXPORT_FORMAT => h,
+            Line::Header(h) if h.format == EXPORT_FORMAT && h.version == EXPORT_VERSION => h,
             _ => return Err(fail(n, ExportProblem::NoHeader)),
         },
         None => return Err(fail(1, ExportProblem::NoHeader)),
@@ -216,7 +217,7 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
     let mut head: Hash = [0; 32];
     let mut n_events = 0u64;
     let mut closed = false;
-    for (n, text) in lines {
+    while let Some((n, text)) = lines.next() {
         match parse(n, text)? {
             Line::Header(_) => return Err(fail(n, ExportProblem::NoHeader)),
             Line::Event(event) => {
@@ -229,6 +230,9 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
                     return Err(fail(n, ExportProblem::NoEvents));
                 }
                 check_proof(&proof, header.session, n_events - 1, &head, closed, key).map_err(|p| fail(n, p))?;
+                if let Some((extra, _)) = lines.next() {
+                    return Err(fail(extra, ExportProblem::AfterProof));
+                }
                 let summary = ExportSummary { session: header.session, events: n_events, events_left_out: 0, closed, tree_size: proof.checkpoint.tree_size };
                 return Ok(summary);
             }

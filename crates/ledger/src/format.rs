@@ -52,6 +52,8 @@ pub enum FormatError {
     TooLong { field: &'static str, len: u64, max: u64 },
     #[error("payload state byte {0} is neither 0 (present) nor 1 (purged)")]
     BadPayloadState(u8),
+    #[error("session head closed flag {0} is neither 0 nor 1")]
+    BadClosedFlag(u8),
     #[error("{extra} unexpected bytes after the record's last field")]
     TrailingBytes { extra: usize },
     #[error("segment header: {0}")]
@@ -303,7 +305,7 @@ pub fn decode_record(body: &[u8]) -> Result<Record<'_>, FormatError> {
                 closed: match r.u8()? {
                     0 => false,
                     1 => true,
-                    other => return Err(FormatError::BadPayloadState(other)),
+                    other => return Err(FormatError::BadClosedFlag(other)),
                 },
             };
             Record::Head(HeadRecord { ledger_seq, leaf_index, leaf })
@@ -355,7 +357,8 @@ fn decode_event<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<EventRecord<'
     let chain_hash = r.array()?;
     let payload = match r.u8()? {
         0 => Some(r.bytes(payload_len as usize)?),
-        1 => None,
+        // Only a payload that existed can be purged; the writer never marks an empty one.
+        1 if payload_len > 0 => None,
         other => return Err(FormatError::BadPayloadState(other)),
     };
     Ok(EventRecord {

@@ -30,7 +30,13 @@ pub fn load_or_create(path: &Path, public_path: &Path) -> Result<SigningKey, Key
             }
             let key = parse_hex32(text.trim()).map(|seed| SigningKey::from_bytes(&seed));
             let key = key.ok_or_else(|| KeyError::Malformed { path: path.to_path_buf() })?;
-            if !public_path.exists() {
+            // The private key is the truth; a missing or different public key file is rewritten.
+            let public_hex = hex::encode(key.verifying_key().as_bytes());
+            let stored = fs::read_to_string(public_path).unwrap_or_default();
+            if stored.trim() != public_hex {
+                if !stored.is_empty() {
+                    tracing::warn!(path = %public_path.display(), "the public key file did not match the signing key; rewrote it");
+                }
                 write_public(public_path, &key.verifying_key())?;
             }
             Ok(key)

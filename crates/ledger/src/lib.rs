@@ -186,7 +186,7 @@ impl Ledger {
         let public_key = signing_key.verifying_key();
 
         let start = recovery::recover(&paths.segments)?;
-        let orphans: Vec<_> = start.open_sessions.iter().map(|(id, head)| (*id, *head)).collect();
+        let orphans: Vec<_> = start.open_sessions.iter().filter(|(_, head)| !head.closed).map(|(id, head)| (*id, *head)).collect();
         let mut index = Index::open(&paths.index, &hex::encode(public_key.as_bytes()))?;
         let indexed = index.catch_up(&paths.segments)?;
         if indexed > 0 {

@@ -37,6 +37,10 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<WriterStart, LedgerError> {
         }
         let bytes = fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
         let header = decode_segment_header(&bytes).map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
+        if header.segment_idx != segment.idx {
+            let source = crate::format::FormatError::SegmentHeader("segment index differs from the file name");
+            return Err(LedgerError::BadSegment { segment: segment.path.clone(), source });
+        }
         if header.first_ledger_seq != state.next_ledger_seq {
             return Err(LedgerError::OutOfOrder {
                 segment: segment.path.clone(),
@@ -89,18 +93,19 @@ fn apply(state: &mut WriterStart, record: &Record<'_>) -> Result<(), (u64, u64)>
     match record {
         Record::Event(e) => {
             state.unsealed_records += 1;
-            if e.kind == "session.end" {
-                state.open_sessions.remove(&e.session_id);
-            } else {
-                let head = state.open_sessions.entry(e.session_id).or_insert(OpenHead { seq: e.seq, hash: e.chain_hash, leafed_seq: None });
-                head.seq = e.seq;
-                head.hash = e.chain_hash;
-            }
+            // A session stays in the map until its closing leaf is seen, so that a crash between
+            // its session.end and that leaf is repaired by the next seal.
+            let head = state.open_sessions.entry(e.session_id).or_insert(OpenHead { seq: e.seq, hash: e.chain_hash, leafed_seq: None, closed: false });
+            head.seq = e.seq;
+            head.hash = e.chain_hash;
+            head.closed |= e.kind == "session.end";
         }
         Record::Head(h) => {
             state.unsealed_records += 1;
             state.tree.push(leaf_hash(&h.leaf));
-            if let Some(head) = state.open_sessions.get_mut(&h.leaf.session_id) {
+            if h.leaf.closed {
+                state.open_sessions.remove(&h.leaf.session_id);
+            } else if let Some(head) = state.open_sessions.get_mut(&h.leaf.session_id) {
                 head.leafed_seq = Some(h.leaf.seq);
             }
         }
@@ -114,7 +119,7 @@ fn apply(state: &mut WriterStart, record: &Record<'_>) -> Result<(), (u64, u64)>
 fn drop_unfinished_last_segment(segments: &mut Vec<crate::segment::SegmentFile>) -> Result<(), LedgerError> {
     let Some(last) = segments.last() else { return Ok(()) };
     let len = fs::metadata(&last.path).map_err(LedgerError::io("stat", &last.path))?.len();
-    if len < SEGMENT_HEADER_LEN as u64 && segments.len() > 1 {
+    if len < SEGMENT_HEADER_LEN as u64 {
         tracing::warn!(segment = %last.path.display(), bytes = len, "removing a segment file left unfinished by a crash");
         fs::remove_file(&last.path).map_err(LedgerError::io("remove", &last.path))?;
         segments.pop();
@@ -127,7 +132,7 @@ fn cut_torn_tail(path: &Path, offset: u64, file_len: u64) -> Result<(), LedgerEr
         segment = %path.display(),
         offset,
         bytes_cut = file_len - offset,
-        "cut a torn tail: the last write before a crash did not complete; no acknowledged record is in it"
+        "cut a torn tail: the last record of the last segment is incomplete or damaged, as a write cut short by a crash leaves it; appends are acknowledged only once written, so it held no acknowledged record unless the file was damaged afterwards"
     );
     let file = OpenOptions::new().write(true).open(path).map_err(LedgerError::io("open", path))?;
     file.set_len(offset).map_err(LedgerError::io("truncate", path))?;

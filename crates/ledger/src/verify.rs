@@ -227,7 +227,8 @@ impl<'o> Verifier<'o> {
                     }
                 }
                 FrameItem::Fault { offset, fault, resume_at } => {
-                    let torn_tail = is_last && resume_at.is_none() && fault == FrameFault::Incomplete;
+                    // The same rule recovery uses to cut a tail: nothing valid follows in the last segment.
+                    let torn_tail = is_last && resume_at.is_none();
                     if torn_tail && self.options.allow_unsealed_tail {
                         continue;
                     }
@@ -466,10 +467,12 @@ fn signature_valid(key: &VerifyingKey, body: &CheckpointBody, signature: &[u8; 6
 /// wrong (the damage may be in the id); the session's chain checks name the right one too.
 fn claimed_session(frame: &[u8]) -> Option<SessionId> {
     let body = frame.get(FRAME_HEADER_LEN..)?;
-    if body.first() != Some(&(RecordType::Event as u8)) {
-        return None;
-    }
-    let id: [u8; 16] = body.get(9..25)?.try_into().ok()?;
+    let id_at = match body.first().copied()? {
+        t if t == RecordType::Event as u8 => 9,
+        t if t == RecordType::Head as u8 => 17,
+        _ => return None,
+    };
+    let id: [u8; 16] = body.get(id_at..id_at + 16)?.try_into().ok()?;
     Some(SessionId::from_bytes(id))
 }
 

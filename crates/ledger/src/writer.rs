@@ -80,6 +80,8 @@ pub(crate) struct OpenHead {
     pub seq: u64,
     pub hash: Hash,
     pub leafed_seq: Option<u64>,
+    /// The session ended but a crash cut its closing leaf off: the next seal writes it.
+    pub closed: bool,
 }
 
 /// Settings the writer needs from the ledger config.
@@ -107,6 +109,7 @@ struct Writer {
     index_tx: std_mpsc::SyncSender<IndexBatch>,
     /// In `write` mode, segments are fsynced off the append path by this thread.
     syncer_tx: Option<std_mpsc::Sender<File>>,
+    syncer: Option<thread::JoinHandle<()>>,
     /// Set by the first failed write; from then on every append is refused.
     failure: Option<Arc<std::io::Error>>,
 }
@@ -139,9 +142,12 @@ pub(crate) fn spawn(
             (file, 0, SEGMENT_HEADER_LEN as u64)
         }
     };
-    let syncer_tx = match settings.durability {
-        Durability::Fsync => None,
-        Durability::Write => Some(spawn_syncer()),
+    let (syncer_tx, syncer) = match settings.durability {
+        Durability::Fsync => (None, None),
+        Durability::Write => {
+            let (tx, handle) = spawn_syncer()?;
+            (Some(tx), Some(handle))
+        }
     };
     let writer = Writer {
         settings,
@@ -158,6 +164,7 @@ pub(crate) fn spawn(
         buf: Vec::with_capacity(1 << 20),
         index_tx,
         syncer_tx,
+        syncer,
         failure: None,
     };
     thread::Builder::new()
@@ -179,19 +186,19 @@ pub(crate) fn spawn_ticker(tx: mpsc::Sender<Command>, interval: Duration) {
     }
 }
 
-fn spawn_syncer() -> std_mpsc::Sender<File> {
+fn spawn_syncer() -> Result<(std_mpsc::Sender<File>, thread::JoinHandle<()>), LedgerError> {
     let (tx, rx) = std_mpsc::channel::<File>();
-    let spawned = thread::Builder::new().name("ledger-syncer".into()).spawn(move || {
-        for file in rx {
-            if let Err(e) = file.sync_data() {
-                tracing::error!(error = %e, "background fsync of a ledger segment failed");
+    let handle = thread::Builder::new()
+        .name("ledger-syncer".into())
+        .spawn(move || {
+            for file in rx {
+                if let Err(e) = file.sync_data() {
+                    tracing::error!(error = %e, "background fsync of a ledger segment failed");
+                }
             }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the background fsync thread");
-    }
-    tx
+        })
+        .map_err(LedgerError::io("start the fsync thread for", PathBuf::from("the ledger")))?;
+    Ok((tx, handle))
 }
 
 fn create_segment(dir: &std::path::Path, idx: u64, first_ledger_seq: u64, durability: Durability) -> Result<File, LedgerError> {
@@ -272,7 +279,7 @@ impl Writer {
                 return;
             }
         };
-        let head = self.sessions.entry(cmd.session_id).or_insert(OpenHead { seq: cmd.seq, hash: cmd.chain_hash, leafed_seq: None });
+        let head = self.sessions.entry(cmd.session_id).or_insert(OpenHead { seq: cmd.seq, hash: cmd.chain_hash, leafed_seq: None, closed: false });
         head.seq = cmd.seq;
         head.hash = cmd.chain_hash;
         if cmd.closes {
@@ -306,13 +313,15 @@ impl Writer {
             .sessions
             .iter()
             .filter(|(_, head)| head.leafed_seq != Some(head.seq))
-            .map(|(id, head)| Leaf { session_id: *id, seq: head.seq, head_hash: head.hash, closed: false })
+            .map(|(id, head)| Leaf { session_id: *id, seq: head.seq, head_hash: head.hash, closed: head.closed })
             .collect();
         for leaf in &moved {
             if self.stage_leaf(leaf).is_err() {
                 return unchanged;
             }
-            if let Some(head) = self.sessions.get_mut(&leaf.session_id) {
+            if leaf.closed {
+                self.sessions.remove(&leaf.session_id);
+            } else if let Some(head) = self.sessions.get_mut(&leaf.session_id) {
                 head.leafed_seq = Some(leaf.seq);
             }
         }
@@ -402,8 +411,9 @@ impl Writer {
 
     /// Makes the staged records durable as the mode asks, then answers their callers.
     fn flush(&mut self, staged: Staged) {
+        let wrote_anything = !self.buf.is_empty();
         let mut result = self.write_buf();
-        if result.is_ok() && self.settings.durability == Durability::Fsync && !staged.acks.is_empty() {
+        if result.is_ok() && self.settings.durability == Durability::Fsync && wrote_anything {
             result = self.file.sync_data().map_err(|e| self.fail(e));
         }
         match result {
@@ -441,6 +451,11 @@ impl Writer {
         let summary = self.stage_seal(&mut staged);
         self.write_buf().map_err(|source| LedgerError::WriteFailed { source })?;
         self.file.sync_all().map_err(|e| LedgerError::WriteFailed { source: Arc::new(e) })?;
+        // Rotated segments queued for a background fsync are on disk before shutdown returns.
+        self.syncer_tx = None;
+        if let Some(syncer) = self.syncer.take() {
+            let _ = syncer.join();
+        }
         if let Some(failure) = &self.failure {
             return Err(LedgerError::WriteFailed { source: failure.clone() });
         }

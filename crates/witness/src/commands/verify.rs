@@ -124,7 +124,11 @@ pub fn run_checkpoint(cli: &Cli, cmd: &CheckpointCommand) -> anyhow::Result<Exit
         CheckpointCommand::Export => {
             let data_dir = data_dir(cli)?;
             let paths = LedgerPaths::new(&data_dir);
-            let options = VerifyOptions { allow_unsealed_tail: true, ..VerifyOptions::default() };
+            let public_key = match paths.public_key.exists() {
+                true => Some(parse_public_key(&paths.public_key.to_string_lossy())?),
+                false => None,
+            };
+            let options = VerifyOptions { public_key, allow_unsealed_tail: true, ..VerifyOptions::default() };
             let report = verify_ledger(&paths.root, &options)?;
             if let Some(first) = report.problems.first() {
                 anyhow::bail!("the ledger in {} does not verify, so no checkpoint is exported: {first}", data_dir.display());
