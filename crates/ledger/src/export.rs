@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use witness_core::SessionId;
 
 use crate::error::LedgerError;
-use crate::format::{chain_hash, decode_record, decode_segment_header, leaf_hash, payload_digest, Hash, Leaf, Record};
+use crate::format::{chain_hash, decode_committed, decode_record, decode_segment_header, leaf_hash, payload_digest, Hash, Leaf, Record};
 use crate::merkle::{inclusion_proof, verify_inclusion};
 use crate::read::StoredHeader;
 use crate::segment::{list_segments, FrameItem, FrameIter};
@@ -245,15 +245,7 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
 fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, prev: &Hash) -> Result<bool, ExportProblem> {
     let committed = B64.decode(&event.committed).map_err(|_| ExportProblem::Encoding { field: "committed", encoding: "base64" })?;
     let chain = decode_hash(&event.chain_hash, "chain_hash")?;
-    // Decode the committed bytes by wrapping them as a body whose payload was purged.
-    let mut body = vec![1u8];
-    body.extend_from_slice(&event.ledger_seq.to_le_bytes());
-    body.extend_from_slice(&committed);
-    body.extend_from_slice(&chain);
-    body.push(1);
-    let Record::Event(recorded) = decode_record(&body).map_err(ExportProblem::Committed)? else {
-        return Err(ExportProblem::Committed(crate::format::FormatError::UnknownType(1)));
-    };
+    let recorded = decode_committed(&committed, event.ledger_seq, chain).map_err(ExportProblem::Committed)?;
     let found_session = SessionId::from_bytes(recorded.session_id);
     if found_session != session {
         return Err(ExportProblem::WrongSession { expected: session, found: found_session });

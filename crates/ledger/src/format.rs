@@ -328,7 +328,32 @@ pub fn decode_record(body: &[u8]) -> Result<Record<'_>, FormatError> {
     Ok(record)
 }
 
+/// Decodes just the committed part of an event (as a session export carries it), with the chain
+/// hash that goes with it; the result has no payload.
+pub fn decode_committed(committed: &[u8], ledger_seq: u64, chain_hash: Hash) -> Result<EventRecord<'_>, FormatError> {
+    let mut r = Reader { buf: committed, pos: 0 };
+    let mut event = decode_committed_fields(&mut r, ledger_seq)?;
+    if r.pos != committed.len() {
+        return Err(FormatError::TrailingBytes { extra: committed.len() - r.pos });
+    }
+    event.chain_hash = chain_hash;
+    Ok(event)
+}
+
 fn decode_event<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<EventRecord<'a>, FormatError> {
+    let mut event = decode_committed_fields(r, ledger_seq)?;
+    event.chain_hash = r.array()?;
+    event.payload = match r.u8()? {
+        0 => Some(r.bytes(event.payload_len as usize)?),
+        // Only a payload that existed can be purged; the writer never marks an empty one.
+        1 if event.payload_len > 0 => None,
+        other => return Err(FormatError::BadPayloadState(other)),
+    };
+    Ok(event)
+}
+
+/// The fields from the session id to the payload digest; chain hash and payload left empty.
+fn decode_committed_fields<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<EventRecord<'a>, FormatError> {
     let committed_start = r.pos;
     let session_id = r.array()?;
     let seq = r.u64()?;
@@ -354,13 +379,6 @@ fn decode_event<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<EventRecord<'
     }
     let payload_digest = r.array()?;
     let committed = &r.buf[committed_start..r.pos];
-    let chain_hash = r.array()?;
-    let payload = match r.u8()? {
-        0 => Some(r.bytes(payload_len as usize)?),
-        // Only a payload that existed can be purged; the writer never marks an empty one.
-        1 if payload_len > 0 => None,
-        other => return Err(FormatError::BadPayloadState(other)),
-    };
     Ok(EventRecord {
         ledger_seq,
         session_id,
@@ -371,8 +389,8 @@ fn decode_event<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<EventRecord<'
         header,
         payload_len,
         payload_digest,
-        chain_hash,
-        payload,
+        chain_hash: [0; 32],
+        payload: None,
         committed,
     })
 }

@@ -1,0 +1,182 @@
+//! The `witness` binary as a user runs it: serve and stop, bench, list and show sessions, verify
+//! (intact, tampered, against a checkpoint), export and verify a session alone, config errors,
+//! and `--help` on every verb.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use witness_core::{Direction, Event, EventKind, Protocol, SessionInfo};
+use witness_ledger::{Ledger, LedgerConfig};
+
+fn witness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_witness")).args(args).env("WITNESS_LOG", "info").output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = witness(args);
+    assert!(out.status.success(), "witness {args:?} failed: {}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn serve_runs_until_sigterm_and_seals_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("witness.toml");
+    let data_dir = dir.path().join("data");
+    std::fs::write(&config, format!("data_dir = {:?}\n[ledger]\ndurability = \"fsync\"\n", data_dir)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("WITNESS_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait for the line serve prints once the ledger is open.
+    let ready = stderr.by_ref().map(|l| l.unwrap()).find(|l| l.contains("witness is running"));
+    assert!(ready.is_some(), "serve never said it was running");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = stderr.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success(), "serve exits 0 after SIGTERM: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("ledger sealed")), "{rest:?}");
+    assert!(data_dir.join("ledger/signing.key").exists());
+    let out = run_ok(&["verify", "--config", config.to_str().unwrap()]);
+    assert!(out.contains("ledger intact"), "{out}");
+}
+
+#[test]
+fn bench_then_list_show_verify_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let bench = run_ok(&["bench", "ledger", "--data-dir", data, "--sessions", "4", "--events", "50", "--payload-bytes", "32"]);
+    assert!(bench.contains("appends/s") && bench.contains("latency p99"), "{bench}");
+
+    let list = run_ok(&["sessions", "list", "--data-dir", data, "--json"]);
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(sessions.len(), 4);
+    assert!(sessions.iter().all(|s| s["events"] == 52 && s["status"] == "closed" && s["protocol"] == "synthetic"));
+    let id = sessions[0]["id"].as_str().unwrap().to_string();
+    let table = run_ok(&["sessions", "list", "--data-dir", data, "--identity", "bench-agent-1"]);
+    assert_eq!(table.lines().count(), 2, "a header and one session: {table}");
+
+    let show = run_ok(&["sessions", "show", &id, "--data-dir", data, "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let events = shown["events"].as_array().unwrap();
+    assert_eq!(events.len(), 52);
+    assert_eq!(events[1]["summary"], "synthetic event 0");
+    assert!(events.windows(2).all(|w| w[0]["seq"].as_u64().unwrap() + 1 == w[1]["seq"].as_u64().unwrap()));
+
+    let verified = run_ok(&["verify", "--data-dir", data]);
+    assert!(verified.contains("ledger intact") && verified.contains("MB/s"), "{verified}");
+
+    let cp_path = dir.path().join("cp.json");
+    let cp = run_ok(&["checkpoint", "export", "--data-dir", data]);
+    std::fs::write(&cp_path, &cp).unwrap();
+    run_ok(&["verify", "--data-dir", data, "--checkpoint", cp_path.to_str().unwrap()]);
+
+    let export_path = dir.path().join("session.jsonl");
+    run_ok(&["export", &id, "--format", "jsonl", "--data-dir", data, "--output", export_path.to_str().unwrap()]);
+    let pubkey = dir.path().join("ledger/signing.pub");
+    let checked = run_ok(&["verify", "--session-export", export_path.to_str().unwrap(), "--pubkey", pubkey.to_str().unwrap()]);
+    assert!(checked.contains("session export intact") && checked.contains(&id), "{checked}");
+    let no_key = witness(&["verify", "--session-export", export_path.to_str().unwrap()]);
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(text(&no_key.stderr).contains("--pubkey is required"));
+
+    // An export with one changed summary does not verify.
+    let edited = std::fs::read_to_string(&export_path).unwrap().replace("synthetic event 7", "synthetic event 8");
+    std::fs::write(&export_path, edited).unwrap();
+    let bad = witness(&["verify", "--session-export", export_path.to_str().unwrap(), "--pubkey", pubkey.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stdout));
+
+    // One flipped byte in a segment: verify exits 1 and names the session of the damaged record.
+    let segment = dir.path().join("ledger/segments/000000000000.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&segment, bytes).unwrap();
+    let damaged = witness(&["verify", "--data-dir", data]);
+    assert_eq!(damaged.status.code(), Some(1));
+    let report = text(&damaged.stdout);
+    assert!(report.contains("LEDGER DAMAGED") && report.contains("session "), "{report}");
+    let after_cp = witness(&["verify", "--data-dir", data, "--checkpoint", cp_path.to_str().unwrap()]);
+    assert_eq!(after_cp.status.code(), Some(1));
+}
+
+#[test]
+fn show_prints_text_payloads_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&LedgerConfig::new(dir.path())).unwrap();
+    let info = SessionInfo {
+        identity: "claude".into(),
+        connection: "pg-local".into(),
+        protocol: Protocol::Postgres,
+        task: Some("JIRA-12 fix the report".into()),
+        client_addr: Some("127.0.0.1:40000".into()),
+    };
+    let mut session = ledger.open_session_blocking(&info).unwrap();
+    let query = Event::text(EventKind::new("sql.query").unwrap(), Direction::Request, "select 1", "select 1;\nselect 2;").with_attr("rows", 2);
+    session.append_blocking(&query).unwrap();
+    let id = session.id().to_string();
+    session.close_blocking("client disconnected").unwrap();
+    ledger.shutdown().unwrap();
+
+    let data = dir.path().to_str().unwrap();
+    let show = run_ok(&["sessions", "show", &id, "--data-dir", data]);
+    for needle in ["identity    claude", "JIRA-12 fix the report", "sql.query", "| select 1;", "| select 2;", "\"rows\":2", "client disconnected"] {
+        assert!(show.contains(needle), "{needle:?} missing from:\n{show}");
+    }
+    let by_task = run_ok(&["sessions", "list", "--data-dir", data, "--task", "JIRA-12", "--since", "1h"]);
+    assert!(by_task.contains(&id), "{by_task}");
+    let none = run_ok(&["sessions", "list", "--data-dir", data, "--task", "JIRA-99"]);
+    assert!(none.contains("no sessions match"), "{none}");
+}
+
+#[test]
+fn bad_config_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    std::fs::write(&config, "[ledger]\ndurability = \"sometimes\"\n").unwrap();
+    let out = witness(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("broken.toml") && err.contains("durability") && err.contains("fsync"), "{err}");
+}
+
+#[test]
+fn every_verb_has_help() {
+    let verbs: &[&[&str]] = &[
+        &[],
+        &["serve"],
+        &["sessions"],
+        &["sessions", "list"],
+        &["sessions", "show"],
+        &["verify"],
+        &["checkpoint"],
+        &["checkpoint", "export"],
+        &["export"],
+        &["bench"],
+        &["bench", "ledger"],
+    ];
+    for verb in verbs {
+        let mut args = verb.to_vec();
+        args.push("--help");
+        let out = run_ok(&args);
+        assert!(out.contains("Usage: witness"), "{verb:?}: {out}");
+    }
+}
+
+#[test]
+fn reading_commands_explain_a_missing_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let out = witness(&["sessions", "list", "--data-dir", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no ledger here"), "{}", text(&out.stderr));
+    assert!(!Path::new(&missing).exists(), "reading must not create a ledger");
+}
