@@ -13,6 +13,7 @@
 pub mod export;
 pub mod format;
 pub mod merkle;
+pub mod segment;
 pub mod verify;
 
 mod error;
@@ -20,7 +21,6 @@ mod index;
 mod keys;
 mod read;
 mod recovery;
-mod segment;
 mod session;
 mod writer;
 

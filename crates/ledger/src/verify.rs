@@ -9,7 +9,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -19,7 +22,7 @@ use witness_core::SessionId;
 use crate::error::LedgerError;
 use crate::format::{
     chain_hash, checkpoint_message, decode_record, decode_segment_header, entry_hash, global_link, leaf_hash,
-    payload_digest, CheckpointBody, CheckpointRecord, Hash, Record, RecordType, FRAME_HEADER_LEN,
+    payload_digest, CheckpointBody, CheckpointRecord, FormatError, Hash, Record, RecordType, FRAME_HEADER_LEN,
 };
 use crate::merkle::CompactTree;
 use crate::segment::{list_segments, FrameFault, FrameItem, FrameIter};
@@ -119,6 +122,9 @@ pub enum ProblemKind {
 
 /// Verifies the ledger in `ledger_root` (a data dir's `ledger/` folder). Errors are only for
 /// files that cannot be read at all; everything wrong with their contents is in the report.
+///
+/// Two threads share the work: a reader loads segments and checks what needs no order (frame
+/// CRCs, payload digests), and the caller's thread checks, in file order, everything that does.
 pub fn verify_ledger(ledger_root: &Path, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
     let started = Instant::now();
     let segments_dir = ledger_root.join("segments");
@@ -128,23 +134,105 @@ pub fn verify_ledger(ledger_root: &Path, options: &VerifyOptions) -> Result<Veri
         return Ok(v.finish(started));
     }
     let segments = list_segments(&segments_dir).map_err(LedgerError::io("list", &segments_dir))?;
-    let mut expected_idx = segments.first().map_or(0, |s| s.idx);
-    if expected_idx != 0 {
-        v.problem(Problem::at_ledger(ProblemKind::MissingSegment { idx: 0 }));
-    }
     let n_segments = segments.len();
-    for (position, segment) in segments.iter().enumerate() {
-        while expected_idx < segment.idx {
-            v.problem(Problem::at_ledger(ProblemKind::MissingSegment { idx: expected_idx }));
-            expected_idx += 1;
+    let mut expected_idx = 0;
+    std::thread::scope(|scope| {
+        let (chunk_tx, chunk_rx) = std_mpsc::sync_channel::<Result<Chunk, LedgerError>>(8);
+        let (spare_tx, spare_rx) = std_mpsc::channel::<Vec<u8>>();
+        scope.spawn(move || read_segments(&segments, &chunk_tx, &spare_rx));
+        for chunk in chunk_rx {
+            let chunk = chunk?;
+            if chunk.first_of_segment {
+                while expected_idx < chunk.segment_idx {
+                    v.problem(Problem::at_ledger(ProblemKind::MissingSegment { idx: expected_idx }));
+                    expected_idx += 1;
+                }
+                expected_idx = chunk.segment_idx + 1;
+                v.report.segments += 1;
+                v.report.bytes += chunk.bytes.len() as u64;
+            }
+            v.verify_chunk(&chunk, chunk.segment_position + 1 == n_segments);
+            // The last chunk of a segment hands its buffer back to the reader for reuse.
+            if let Ok(buffer) = Arc::try_unwrap(chunk.bytes) {
+                let _ = spare_tx.send(buffer);
+            }
         }
-        expected_idx = segment.idx + 1;
-        let bytes = fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
-        v.report.segments += 1;
-        v.report.bytes += bytes.len() as u64;
-        v.verify_segment(segment.idx, &bytes, position + 1 == n_segments);
-    }
+        Ok::<(), LedgerError>(())
+    })?;
     Ok(v.finish(started))
+}
+
+/// Records of one segment, checked by the reader thread as far as they can be out of order.
+struct Chunk {
+    segment_idx: u64,
+    /// The segment's place in the listing (to know the last segment).
+    segment_position: usize,
+    bytes: Arc<Vec<u8>>,
+    first_of_segment: bool,
+    /// Set on a segment's first chunk.
+    header: Option<Result<crate::format::SegmentHeader, FormatError>>,
+    items: Vec<CheckedItem>,
+}
+
+enum CheckedItem {
+    /// A frame whose CRC matched; `payload_ok` is false when its payload does not match its digest.
+    Frame { offset: u64, body: std::ops::Range<usize>, payload_ok: bool },
+    Fault { offset: u64, fault: FrameFault, resume_at: Option<u64> },
+}
+
+const CHUNK_RECORDS: usize = 4096;
+
+fn read_segments(segments: &[crate::segment::SegmentFile], out: &std_mpsc::SyncSender<Result<Chunk, LedgerError>>, spare: &std_mpsc::Receiver<Vec<u8>>) {
+    for (position, segment) in segments.iter().enumerate() {
+        let mut buffer = spare.try_recv().unwrap_or_default();
+        buffer.clear();
+        let read = fs::File::open(&segment.path).and_then(|mut f| f.read_to_end(&mut buffer));
+        if let Err(e) = read {
+            let _ = out.send(Err(LedgerError::io("read", &segment.path)(e)));
+            return;
+        }
+        let bytes = Arc::new(buffer);
+        let header = decode_segment_header(&bytes);
+        let mut chunk = Chunk {
+            segment_idx: segment.idx,
+            segment_position: position,
+            bytes: bytes.clone(),
+            first_of_segment: true,
+            header: Some(header.clone()),
+            items: Vec::with_capacity(CHUNK_RECORDS),
+        };
+        if let Ok(header) = header {
+            for item in FrameIter::new(&bytes, header.first_ledger_seq) {
+                chunk.items.push(check_unordered(&bytes, item));
+                if chunk.items.len() == CHUNK_RECORDS {
+                    let next = Chunk { first_of_segment: false, header: None, items: Vec::with_capacity(CHUNK_RECORDS), bytes: bytes.clone(), ..chunk };
+                    if out.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        drop(bytes);
+        if out.send(Ok(chunk)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The checks that need no other record: the CRC (done by the walk) and the payload digest.
+fn check_unordered(bytes: &[u8], item: FrameItem<'_>) -> CheckedItem {
+    match item {
+        FrameItem::Frame { offset, body } => {
+            let start = offset as usize + FRAME_HEADER_LEN;
+            let payload_ok = match decode_record(body) {
+                Ok(Record::Event(e)) => e.payload.is_none_or(|p| payload_digest(p) == e.payload_digest),
+                _ => true,
+            };
+            debug_assert_eq!(&bytes[start..start + body.len()], body);
+            CheckedItem::Frame { offset, body: start..start + body.len(), payload_ok }
+        }
+        FrameItem::Fault { offset, fault, resume_at } => CheckedItem::Fault { offset, fault, resume_at },
+    }
 }
 
 /// Per-session state while walking the ledger.
@@ -204,29 +292,33 @@ impl<'o> Verifier<'o> {
         }
     }
 
-    fn verify_segment(&mut self, segment_idx: u64, bytes: &[u8], is_last: bool) {
+    fn verify_chunk(&mut self, chunk: &Chunk, is_last: bool) {
+        let segment_idx = chunk.segment_idx;
+        let bytes = &chunk.bytes[..];
         let at = |offset: u64, kind| Problem { segment_idx: Some(segment_idx), offset: Some(offset), ledger_seq: None, session: None, seq: None, kind };
-        let header = match decode_segment_header(bytes) {
-            Ok(header) => header,
-            Err(e) => return self.problem(at(0, ProblemKind::BadSegmentHeader { reason: e.to_string() })),
-        };
-        if header.segment_idx != segment_idx {
-            let reason = format!("header says segment {} but the file name says {segment_idx}", header.segment_idx);
-            self.problem(at(0, ProblemKind::BadSegmentHeader { reason }));
+        match &chunk.header {
+            None => {}
+            Some(Err(e)) => return self.problem(at(0, ProblemKind::BadSegmentHeader { reason: e.to_string() })),
+            Some(Ok(header)) => {
+                if header.segment_idx != segment_idx {
+                    let reason = format!("header says segment {} but the file name says {segment_idx}", header.segment_idx);
+                    self.problem(at(0, ProblemKind::BadSegmentHeader { reason }));
+                }
+                if header.first_ledger_seq != self.next_ledger_seq {
+                    self.problem(at(0, ProblemKind::SegmentStartsAt { expected: self.next_ledger_seq, found: header.first_ledger_seq }));
+                }
+            }
         }
-        if header.first_ledger_seq != self.next_ledger_seq {
-            self.problem(at(0, ProblemKind::SegmentStartsAt { expected: self.next_ledger_seq, found: header.first_ledger_seq }));
-        }
-        for item in FrameIter::new(bytes, header.first_ledger_seq) {
-            match item {
-                FrameItem::Frame { offset, body } => {
+        for item in &chunk.items {
+            match *item {
+                CheckedItem::Frame { offset, ref body, payload_ok } => {
                     self.report.records += 1;
-                    match decode_record(body) {
-                        Ok(record) => self.verify_record(segment_idx, offset, &record),
+                    match decode_record(&bytes[body.clone()]) {
+                        Ok(record) => self.verify_record(segment_idx, offset, &record, payload_ok),
                         Err(e) => self.problem(at(offset, ProblemKind::Undecodable { reason: e.to_string() })),
                     }
                 }
-                FrameItem::Fault { offset, fault, resume_at } => {
+                CheckedItem::Fault { offset, fault, resume_at } => {
                     // The same rule recovery uses to cut a tail: nothing valid follows in the last segment.
                     let torn_tail = is_last && resume_at.is_none();
                     if torn_tail && self.options.allow_unsealed_tail {
@@ -240,7 +332,7 @@ impl<'o> Verifier<'o> {
         }
     }
 
-    fn verify_record(&mut self, segment_idx: u64, offset: u64, record: &Record<'_>) {
+    fn verify_record(&mut self, segment_idx: u64, offset: u64, record: &Record<'_>, payload_ok: bool) {
         let (ledger_seq, session, seq) = match record {
             Record::Event(e) => (e.ledger_seq, Some(e.session_id), Some(e.seq)),
             Record::Head(h) => (h.ledger_seq, Some(h.leaf.session_id), Some(h.leaf.seq)),
@@ -260,10 +352,8 @@ impl<'o> Verifier<'o> {
         match record {
             Record::Event(e) => {
                 self.report.events += 1;
-                if let Some(payload) = e.payload {
-                    if payload_digest(payload) != e.payload_digest {
-                        self.problem(at(ProblemKind::PayloadDigest));
-                    }
+                if !payload_ok {
+                    self.problem(at(ProblemKind::PayloadDigest));
                 }
                 let problem = self.follow_chain(e);
                 if let Some(kind) = problem {
