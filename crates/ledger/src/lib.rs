@@ -41,7 +41,7 @@ pub use index::{EventSummary, Index, SessionFilter, SessionSummary};
 pub use keys::{parse_public_key, KeyError};
 pub use read::{read_event_at, StoredEvent, StoredHeader};
 pub use segment::FrameFault;
-pub use session::SessionWriter;
+pub use session::{PendingReceipt, SessionWriter};
 pub use writer::SealSummary;
 
 /// When an append counts as done.
@@ -217,14 +217,14 @@ impl Ledger {
 
     /// Opens a session: records its `session.start` event and returns its writer.
     pub async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let mut session = SessionWriter::new(self.tx.clone());
+        let session = SessionWriter::new(self.tx.clone());
         session.append_start(info).await?;
         Ok(session)
     }
 
     /// [`Ledger::open_session`] for threads outside an async runtime.
     pub fn open_session_blocking(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let mut session = SessionWriter::new(self.tx.clone());
+        let session = SessionWriter::new(self.tx.clone());
         session.append_start_blocking(info)?;
         Ok(session)
     }

@@ -1,6 +1,9 @@
-//! Appending to one session: the session keeps its own chain head, lays out and hashes each
-//! record itself, and hands it to the writer. Appends of one session are sequential (`&mut self`),
-//! which is what keeps its chain in order; many sessions append in parallel.
+//! Appending to one session. A session lays out and hashes each record itself and hands it to the
+//! writer, so the work that can run in parallel does. A `SessionWriter` can be cloned: the halves
+//! of a proxied connection append through their own clones, and the chain's order is the order in
+//! which records reach the writer's queue.
+
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use witness_core::{Direction, Event, EventKind, SessionId, SessionInfo};
@@ -12,11 +15,25 @@ use crate::read::HeaderRef;
 use crate::writer::{now_ns, AppendCommand, Command};
 use crate::Receipt;
 
-/// The write end of one open session. Close it with [`SessionWriter::close`]; a writer dropped
-/// while open records a `session.end` saying so, if the ledger can take it without waiting.
+/// The write end of one open session. Close it with [`SessionWriter::close`]; when the last clone
+/// of a session that is still open is dropped, a `session.end` saying so is recorded if the ledger
+/// can take it without waiting (else recovery closes the session at the next start).
+#[derive(Clone)]
 pub struct SessionWriter {
     id: SessionId,
     tx: mpsc::Sender<Command>,
+    chain: Arc<Mutex<Chain>>,
+}
+
+/// An append handed to the writer whose receipt has not been awaited yet.
+pub struct PendingReceipt {
+    reply: oneshot::Receiver<Result<Receipt, LedgerError>>,
+    chain: Arc<Mutex<Chain>>,
+}
+
+/// Where the session's chain stands. Held only while a record is laid out and queued, never
+/// across an await.
+struct Chain {
     /// The seq the next event gets.
     next_seq: u64,
     /// The chain hash of the last event handed to the writer.
@@ -34,22 +51,23 @@ enum State {
     Broken,
 }
 
-/// A record laid out and ready to send, with the session state it moves to once sent.
-struct Prepared {
-    command: AppendCommand,
-    chain_hash: Hash,
-    time_ns: i64,
-    reply: Option<oneshot::Receiver<Result<Receipt, LedgerError>>>,
+/// What kind of record an append is, beyond its event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role<'a> {
+    Event,
+    Start(&'a SessionInfo),
+    End,
 }
 
 impl SessionWriter {
     pub(crate) fn new(tx: mpsc::Sender<Command>) -> SessionWriter {
-        SessionWriter { id: SessionId::new(), tx, next_seq: 0, head: [0; 32], last_time_ns: 0, state: State::Open }
+        SessionWriter::resume(tx, SessionId::new(), 0, [0; 32])
     }
 
     /// Continues a session found open by recovery, to close it.
     pub(crate) fn resume(tx: mpsc::Sender<Command>, id: SessionId, next_seq: u64, head: Hash) -> SessionWriter {
-        SessionWriter { id, tx, next_seq, head, last_time_ns: 0, state: State::Open }
+        let chain = Chain { next_seq, head, last_time_ns: 0, state: State::Open };
+        SessionWriter { id, tx, chain: Arc::new(Mutex::new(chain)) }
     }
 
     pub fn id(&self) -> SessionId {
@@ -58,65 +76,79 @@ impl SessionWriter {
 
     /// Records an event; returns once it is durable as the ledger's mode asks. An error means the
     /// event is not recorded and the request it describes must be refused.
-    pub async fn append(&mut self, event: &Event) -> Result<Receipt, LedgerError> {
-        let prepared = self.prepare(event, None, true)?;
-        let reply = self.send(prepared).await?;
-        self.await_reply(reply).await
+    pub async fn append(&self, event: &Event) -> Result<Receipt, LedgerError> {
+        self.submit(event).await?.wait().await
     }
 
-    /// [`SessionWriter::append`] for threads that are not in an async runtime.
-    pub fn append_blocking(&mut self, event: &Event) -> Result<Receipt, LedgerError> {
-        let prepared = self.prepare(event, None, true)?;
-        let reply = self.send_blocking(prepared)?;
-        self.await_reply_blocking(reply)
+    /// Hands an event to the writer and returns without waiting for it to be durable; await the
+    /// [`PendingReceipt`] before acting on what the event describes. Events of one session are
+    /// recorded in the order they are submitted.
+    pub async fn submit(&self, event: &Event) -> Result<PendingReceipt, LedgerError> {
+        self.submit_as(event, Role::Event).await
     }
 
     /// Records the session's end with its reason and closes it.
-    pub async fn close(mut self, reason: &str) -> Result<Receipt, LedgerError> {
-        let end = end_event(reason);
-        let prepared = self.prepare(&end, None, true)?;
-        let reply = self.send(prepared).await?;
-        self.state = State::Closed;
-        self.await_reply(reply).await
+    pub async fn close(self, reason: &str) -> Result<Receipt, LedgerError> {
+        self.submit_as(&end_event(reason), Role::End).await?.wait().await
+    }
+
+    /// [`SessionWriter::append`] for threads that are not in an async runtime.
+    pub fn append_blocking(&self, event: &Event) -> Result<Receipt, LedgerError> {
+        self.submit_blocking(event, Role::Event)?.wait_blocking()
     }
 
     /// [`SessionWriter::close`] for threads that are not in an async runtime.
-    pub fn close_blocking(mut self, reason: &str) -> Result<Receipt, LedgerError> {
-        let end = end_event(reason);
-        let prepared = self.prepare(&end, None, true)?;
-        let reply = self.send_blocking(prepared)?;
-        self.state = State::Closed;
-        self.await_reply_blocking(reply)
+    pub fn close_blocking(self, reason: &str) -> Result<Receipt, LedgerError> {
+        self.submit_blocking(&end_event(reason), Role::End)?.wait_blocking()
     }
 
-    pub(crate) fn start_event(info: &SessionInfo) -> Event {
-        let mut event = Event::note(EventKind::SESSION_START, Direction::Gateway, format!("{} opened {} ({})", info.identity, info.connection, info.protocol))
-            .with_attr("identity", info.identity.clone())
-            .with_attr("connection", info.connection.clone())
-            .with_attr("protocol", info.protocol.as_str());
-        if let Some(task) = &info.task {
-            event = event.with_attr("task", task.clone());
+    pub(crate) async fn append_start(&self, info: &SessionInfo) -> Result<Receipt, LedgerError> {
+        self.submit_as(&start_event(info), Role::Start(info)).await?.wait().await
+    }
+
+    pub(crate) fn append_start_blocking(&self, info: &SessionInfo) -> Result<Receipt, LedgerError> {
+        self.submit_blocking(&start_event(info), Role::Start(info))?.wait_blocking()
+    }
+
+    async fn submit_as(&self, event: &Event, role: Role<'_>) -> Result<PendingReceipt, LedgerError> {
+        // The queue slot comes first, so the lock below is never held while waiting for one.
+        let permit = match self.tx.reserve().await {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.lock().state = State::Broken;
+                return Err(LedgerError::Stopped);
+            }
+        };
+        let mut chain = self.lock();
+        let (command, reply) = self.prepare(&chain, event, role, true)?;
+        let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
+        permit.send(Command::Append(command));
+        advance(&mut chain, hash, time_ns, role);
+        Ok(PendingReceipt { reply: reply.expect("a reply was asked for"), chain: self.chain.clone() })
+    }
+
+    fn submit_blocking(&self, event: &Event, role: Role<'_>) -> Result<PendingReceipt, LedgerError> {
+        let mut chain = self.lock();
+        let (command, reply) = self.prepare(&chain, event, role, true)?;
+        let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
+        if self.tx.blocking_send(Command::Append(command)).is_err() {
+            chain.state = State::Broken;
+            return Err(LedgerError::Stopped);
         }
-        if let Some(addr) = &info.client_addr {
-            event = event.with_attr("client_addr", addr.clone());
-        }
-        event
+        advance(&mut chain, hash, time_ns, role);
+        Ok(PendingReceipt { reply: reply.expect("a reply was asked for"), chain: self.chain.clone() })
     }
 
-    pub(crate) async fn append_start(&mut self, info: &SessionInfo) -> Result<Receipt, LedgerError> {
-        let prepared = self.prepare(&Self::start_event(info), Some(info), true)?;
-        let reply = self.send(prepared).await?;
-        self.await_reply(reply).await
-    }
-
-    pub(crate) fn append_start_blocking(&mut self, info: &SessionInfo) -> Result<Receipt, LedgerError> {
-        let prepared = self.prepare(&Self::start_event(info), Some(info), true)?;
-        let reply = self.send_blocking(prepared)?;
-        self.await_reply_blocking(reply)
-    }
-
-    fn prepare(&self, event: &Event, start: Option<&SessionInfo>, wait: bool) -> Result<Prepared, LedgerError> {
-        match self.state {
+    /// Lays out and hashes the record that continues the chain as it stands.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        chain: &Chain,
+        event: &Event,
+        role: Role<'_>,
+        wait: bool,
+    ) -> Result<(AppendCommand, Option<oneshot::Receiver<Result<Receipt, LedgerError>>>), LedgerError> {
+        match chain.state {
             State::Open => {}
             State::Closed => return Err(LedgerError::SessionClosed { session: self.id }),
             State::Broken => return Err(LedgerError::SessionBroken { session: self.id }),
@@ -129,27 +161,30 @@ impl SessionWriter {
         if header.len() > MAX_HEADER_LEN {
             return Err(LedgerError::TooLarge { what: "summary and attributes", len: header.len(), max: MAX_HEADER_LEN });
         }
-        let time_ns = now_ns().max(self.last_time_ns);
+        let time_ns = now_ns().max(chain.last_time_ns);
         let fields = EventFields {
             session_id: *self.id.as_bytes(),
-            seq: self.next_seq,
+            seq: chain.next_seq,
             time_ns,
             direction: event.direction.as_u8(),
             kind: event.kind.as_str(),
             header: &header,
             payload: &event.payload,
         };
-        let (frame, chain_hash) = encode_event(&fields, &self.head);
-        let closes = event.kind == EventKind::SESSION_END;
+        let (frame, chain_hash) = encode_event(&fields, &chain.head);
+        let closes = role == Role::End;
         let index = IndexEvent {
             session_id: *self.id.as_bytes(),
-            seq: self.next_seq,
+            seq: chain.next_seq,
             time_ns,
             kind: event.kind.as_str().to_string(),
             direction: event.direction.as_u8(),
             summary: clip_summary(&event.summary),
             payload_len: event.payload.len() as u64,
-            start: start.cloned(),
+            start: match role {
+                Role::Start(info) => Some(info.clone()),
+                _ => None,
+            },
             end_reason: closes.then(|| event.attrs.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string()),
         };
         let (ack, reply) = if wait {
@@ -158,52 +193,29 @@ impl SessionWriter {
         } else {
             (None, None)
         };
-        let command = AppendCommand { frame, session_id: *self.id.as_bytes(), seq: self.next_seq, chain_hash, closes, index, ack };
-        Ok(Prepared { command, chain_hash, time_ns, reply })
+        let command = AppendCommand { frame, session_id: *self.id.as_bytes(), seq: chain.next_seq, chain_hash, closes, index, ack };
+        Ok((command, reply))
     }
 
-    /// Hands the record to the writer. The session's chain moves on only once the writer has it:
-    /// a caller that gives up while the queue is full leaves the chain where it was.
-    async fn send(&mut self, prepared: Prepared) -> Result<Option<oneshot::Receiver<Result<Receipt, LedgerError>>>, LedgerError> {
-        let Prepared { command, chain_hash, time_ns, reply } = prepared;
-        if self.tx.send(Command::Append(command)).await.is_err() {
-            self.state = State::Broken;
-            return Err(LedgerError::Stopped);
-        }
-        self.advance(chain_hash, time_ns);
-        Ok(reply)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Chain> {
+        self.chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    fn send_blocking(&mut self, prepared: Prepared) -> Result<Option<oneshot::Receiver<Result<Receipt, LedgerError>>>, LedgerError> {
-        let Prepared { command, chain_hash, time_ns, reply } = prepared;
-        if self.tx.blocking_send(Command::Append(command)).is_err() {
-            self.state = State::Broken;
-            return Err(LedgerError::Stopped);
-        }
-        self.advance(chain_hash, time_ns);
-        Ok(reply)
-    }
-
-    fn advance(&mut self, chain_hash: Hash, time_ns: i64) {
-        self.head = chain_hash;
-        self.last_time_ns = time_ns;
-        self.next_seq += 1;
-    }
-
-    async fn await_reply(&mut self, reply: Option<oneshot::Receiver<Result<Receipt, LedgerError>>>) -> Result<Receipt, LedgerError> {
-        let reply = reply.expect("waited-for appends have a reply channel");
-        let result = reply.await.unwrap_or(Err(LedgerError::Stopped));
+impl PendingReceipt {
+    /// Waits until the event is durable. An error breaks the session: nothing more is recorded.
+    pub async fn wait(self) -> Result<Receipt, LedgerError> {
+        let result = self.reply.await.unwrap_or(Err(LedgerError::Stopped));
         if result.is_err() {
-            self.state = State::Broken;
+            lock(&self.chain).state = State::Broken;
         }
         result
     }
 
-    fn await_reply_blocking(&mut self, reply: Option<oneshot::Receiver<Result<Receipt, LedgerError>>>) -> Result<Receipt, LedgerError> {
-        let reply = reply.expect("waited-for appends have a reply channel");
-        let result = reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped));
+    fn wait_blocking(self) -> Result<Receipt, LedgerError> {
+        let result = self.reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped));
         if result.is_err() {
-            self.state = State::Broken;
+            lock(&self.chain).state = State::Broken;
         }
         result
     }
@@ -211,16 +223,49 @@ impl SessionWriter {
 
 impl Drop for SessionWriter {
     fn drop(&mut self) {
-        if self.state != State::Open {
+        // Pending receipts hold the chain too; only the last writer closes the session.
+        if Arc::strong_count(&self.chain) > 1 {
+            return;
+        }
+        let chain = self.lock();
+        if chain.state != State::Open {
             return;
         }
         // Best effort without blocking (drop may run inside an async runtime): if the queue is
         // full, recovery closes the session at the next start instead.
         let end = end_event("the session's recorder was dropped without closing it");
-        if let Ok(prepared) = self.prepare(&end, None, false) {
-            let _ = self.tx.try_send(Command::Append(prepared.command));
+        if let Ok((command, _)) = self.prepare(&chain, &end, Role::End, false) {
+            let _ = self.tx.try_send(Command::Append(command));
         }
     }
+}
+
+/// Moves the chain past the record just queued.
+fn advance(chain: &mut Chain, hash: Hash, time_ns: i64, role: Role<'_>) {
+    chain.head = hash;
+    chain.last_time_ns = time_ns;
+    chain.next_seq += 1;
+    if role == Role::End {
+        chain.state = State::Closed;
+    }
+}
+
+fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
+    chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn start_event(info: &SessionInfo) -> Event {
+    let mut event = Event::note(EventKind::SESSION_START, Direction::Gateway, format!("{} opened {} ({})", info.identity, info.connection, info.protocol))
+        .with_attr("identity", info.identity.clone())
+        .with_attr("connection", info.connection.clone())
+        .with_attr("protocol", info.protocol.as_str());
+    if let Some(task) = &info.task {
+        event = event.with_attr("task", task.clone());
+    }
+    if let Some(addr) = &info.client_addr {
+        event = event.with_attr("client_addr", addr.clone());
+    }
+    event
 }
 
 pub(crate) fn end_event(reason: &str) -> Event {

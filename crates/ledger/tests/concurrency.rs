@@ -28,7 +28,7 @@ fn concurrent_sessions_keep_their_order_and_verify() {
         runtime.block_on(async {
             let mut tasks = Vec::new();
             for t in 0..TASKS {
-                let mut session = ledger.open_session(&info(&format!("task-{t}"), "concurrency")).await.unwrap();
+                let session = ledger.open_session(&info(&format!("task-{t}"), "concurrency")).await.unwrap();
                 tasks.push(tokio::spawn(async move {
                     for i in 0..EVENTS {
                         let receipt = session.append(&event(i, (i * 7 % 300) as usize)).await.unwrap();
@@ -45,7 +45,7 @@ fn concurrent_sessions_keep_their_order_and_verify() {
             for t in 0..THREADS {
                 let ledger = &ledger;
                 scope.spawn(move || {
-                    let mut session = ledger.open_session_blocking(&info(&format!("thread-{t}"), "concurrency")).unwrap();
+                    let session = ledger.open_session_blocking(&info(&format!("thread-{t}"), "concurrency")).unwrap();
                     for i in 0..EVENTS {
                         session.append_blocking(&event(i, 64)).unwrap();
                     }

@@ -93,7 +93,7 @@ fn run_child(dir: &str) {
             scope.spawn(move || {
                 let mut rng = rand::thread_rng();
                 loop {
-                    let mut session = ledger.open_session_blocking(&info(&format!("crash-{thread}"), "crash test")).unwrap();
+                    let session = ledger.open_session_blocking(&info(&format!("crash-{thread}"), "crash test")).unwrap();
                     for i in 0..rng.gen_range(1..200u64) {
                         let receipt = session.append_blocking(&event(i, rng.gen_range(0..600))).unwrap();
                         let mut out = std::io::stdout().lock();

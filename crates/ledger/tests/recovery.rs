@@ -27,7 +27,7 @@ fn ledger_with_sessions(data_dir: &Path, n: usize, events: u64) -> Vec<witness_c
     let ledger = Ledger::open(&config(data_dir)).unwrap();
     let ids = (0..n)
         .map(|s| {
-            let mut session = ledger.open_session_blocking(&info(&format!("agent-{s}"), &format!("task {s}"))).unwrap();
+            let session = ledger.open_session_blocking(&info(&format!("agent-{s}"), &format!("task {s}"))).unwrap();
             for i in 0..events {
                 session.append_blocking(&event(i, 100)).unwrap();
             }
@@ -110,7 +110,7 @@ fn a_crash_between_session_end_and_its_head_is_repaired() {
 fn sessions_left_open_are_closed_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&config(dir.path())).unwrap();
-    let mut session = ledger.open_session_blocking(&info("agent", "left open")).unwrap();
+    let session = ledger.open_session_blocking(&info("agent", "left open")).unwrap();
     session.append_blocking(&event(0, 10)).unwrap();
     let id = session.id();
     std::mem::forget(session); // as if the process died with the session open

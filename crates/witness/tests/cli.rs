@@ -119,7 +119,7 @@ fn show_prints_text_payloads_as_text() {
         task: Some("JIRA-12 fix the report".into()),
         client_addr: Some("127.0.0.1:40000".into()),
     };
-    let mut session = ledger.open_session_blocking(&info).unwrap();
+    let session = ledger.open_session_blocking(&info).unwrap();
     let query = Event::text(EventKind::new("sql.query").unwrap(), Direction::Request, "select 1", "select 1;\nselect 2;").with_attr("rows", 2);
     session.append_blocking(&query).unwrap();
     let id = session.id().to_string();

@@ -78,7 +78,7 @@ async fn append_from_sessions(ledger: &Ledger, args: &LedgerBenchArgs) -> anyhow
             task: Some("witness bench ledger".into()),
             client_addr: None,
         };
-        let mut session = ledger.open_session(&info).await?;
+        let session = ledger.open_session(&info).await?;
         let events = args.events;
         let payload: Vec<u8> = (0..args.payload_bytes).map(|b| (b as u64 * 31 + i) as u8).collect();
         tasks.push(tokio::spawn(async move {

@@ -1,0 +1,368 @@
+//! The token store: service-account tokens in SQLite (`DATA_DIR/identity/tokens.sqlite`). A token's
+//! secret is shown once at creation; the store keeps its SHA-256 and its SCRAM verifier only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::scram::{derive_verifier, Candidate, ScramChallenge, SCRAM_ITERATIONS};
+use crate::{valid_group_name, valid_identity_name, AuthFailure, AuthenticatedIdentity, IdentityError};
+
+/// What to create a token for.
+#[derive(Clone, Debug, Default)]
+pub struct NewToken {
+    pub identity: String,
+    pub groups: Vec<String>,
+    /// None: the token never expires.
+    pub ttl: Option<Duration>,
+    pub task: Option<String>,
+}
+
+/// A token as listed: everything but its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub identity: String,
+    pub groups: Vec<String>,
+    pub task: Option<String>,
+    pub created_ns: i64,
+    pub expires_ns: Option<i64>,
+    pub revoked_ns: Option<i64>,
+}
+
+/// Tokens of every identity. Cheap to share: one SQLite connection behind a mutex, used briefly
+/// at authentication and never across an await.
+pub struct TokenStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// Tokens start with this, so that they are recognisable in a leaked file or a paste.
+const TOKEN_PREFIX: &str = "wit_";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identities (
+    name TEXT PRIMARY KEY,
+    scram_salt BLOB NOT NULL,
+    scram_iterations INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    identity TEXT NOT NULL REFERENCES identities(name),
+    groups TEXT NOT NULL,
+    task TEXT,
+    created_ns INTEGER NOT NULL,
+    expires_ns INTEGER,
+    revoked_ns INTEGER,
+    secret_sha256 BLOB NOT NULL,
+    stored_key BLOB NOT NULL,
+    server_key BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_identity ON tokens (identity);
+CREATE INDEX IF NOT EXISTS tokens_by_revocation ON tokens (revoked_ns);
+";
+
+impl TokenStore {
+    /// Opens (creating if needed) the store of the data dir.
+    pub fn open(data_dir: &Path) -> Result<TokenStore, IdentityError> {
+        let dir = data_dir.join("identity");
+        std::fs::create_dir_all(&dir).map_err(|source| IdentityError::Io { path: dir.clone(), source })?;
+        let path = dir.join("tokens.sqlite");
+        let conn = Connection::open(&path).map_err(store_err(&path))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(store_err(&path))?;
+        conn.execute_batch(SCHEMA).map_err(store_err(&path))?;
+        set_private(&path);
+        Ok(TokenStore { conn: Mutex::new(conn), path })
+    }
+
+    /// Creates a token and returns it with its secret, which is not stored and cannot be shown again.
+    pub fn create(&self, request: &NewToken) -> Result<(TokenInfo, String), IdentityError> {
+        if !valid_identity_name(&request.identity) {
+            return Err(IdentityError::BadName { given: request.identity.clone() });
+        }
+        if let Some(bad) = request.groups.iter().find(|g| !valid_group_name(g)) {
+            return Err(IdentityError::BadGroup { given: bad.clone() });
+        }
+        let secret = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>()));
+        let id = format!("tok_{}", hex::encode(rand::random::<[u8; 6]>()));
+        let created_ns = now_ns();
+        let info = TokenInfo {
+            id,
+            identity: request.identity.clone(),
+            groups: request.groups.clone(),
+            task: request.task.clone(),
+            created_ns,
+            expires_ns: request.ttl.map(|ttl| created_ns.saturating_add(ttl.as_nanos() as i64)),
+            revoked_ns: None,
+        };
+        let conn = self.lock();
+        let salt: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
+        conn.execute(
+            "INSERT OR IGNORE INTO identities (name, scram_salt, scram_iterations) VALUES (?1, ?2, ?3)",
+            params![info.identity, salt, SCRAM_ITERATIONS],
+        )
+        .map_err(store_err(&self.path))?;
+        let (salt, iterations): (Vec<u8>, u32) = conn
+            .query_row("SELECT scram_salt, scram_iterations FROM identities WHERE name = ?1", params![info.identity], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(store_err(&self.path))?;
+        let verifier = derive_verifier(&secret, &salt, iterations);
+        conn.execute(
+            "INSERT INTO tokens (id, identity, groups, task, created_ns, expires_ns, secret_sha256, stored_key, server_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                info.id,
+                info.identity,
+                serde_json::to_string(&info.groups).expect("strings serialize"),
+                info.task,
+                info.created_ns,
+                info.expires_ns,
+                Sha256::digest(secret.as_bytes()).to_vec(),
+                verifier.stored_key.to_vec(),
+                verifier.server_key.to_vec()
+            ],
+        )
+        .map_err(store_err(&self.path))?;
+        Ok((info, secret))
+    }
+
+    pub fn list(&self) -> Result<Vec<TokenInfo>, IdentityError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id, identity, groups, task, created_ns, expires_ns, revoked_ns FROM tokens ORDER BY created_ns, id")
+            .map_err(store_err(&self.path))?;
+        let rows = stmt.query_map([], token_info).map_err(store_err(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))
+    }
+
+    /// Revokes one token; revoking it twice keeps the first time.
+    pub fn revoke(&self, id: &str) -> Result<TokenInfo, IdentityError> {
+        let conn = self.lock();
+        conn.execute("UPDATE tokens SET revoked_ns = COALESCE(revoked_ns, ?2) WHERE id = ?1", params![id, now_ns()])
+            .map_err(store_err(&self.path))?;
+        conn.query_row(
+            "SELECT id, identity, groups, task, created_ns, expires_ns, revoked_ns FROM tokens WHERE id = ?1",
+            params![id],
+            token_info,
+        )
+        .optional()
+        .map_err(store_err(&self.path))?
+        .ok_or_else(|| IdentityError::UnknownToken { id: id.to_string() })
+    }
+
+    /// Revokes every token of an identity; returns the tokens revoked now.
+    pub fn revoke_identity(&self, identity: &str) -> Result<Vec<TokenInfo>, IdentityError> {
+        let ids: Vec<String> = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare("SELECT id FROM tokens WHERE identity = ?1 AND revoked_ns IS NULL").map_err(store_err(&self.path))?;
+            let rows = stmt.query_map(params![identity], |r| r.get(0)).map_err(store_err(&self.path))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))?
+        };
+        ids.iter().map(|id| self.revoke(id)).collect()
+    }
+
+    /// Ids of tokens revoked at or after `since_ns` (for ending their live sessions).
+    pub fn revoked_since(&self, since_ns: i64) -> Result<Vec<String>, IdentityError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT id FROM tokens WHERE revoked_ns >= ?1").map_err(store_err(&self.path))?;
+        let rows = stmt.query_map(params![since_ns], |r| r.get(0)).map_err(store_err(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))
+    }
+
+    /// Checks a token given as a password (cleartext over TLS or loopback).
+    pub fn verify_secret(&self, identity: &str, secret: &str) -> Result<AuthenticatedIdentity, AuthFailure> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let candidates = self.valid_tokens(identity).map_err(|_| AuthFailure::NoToken)?;
+        if candidates.is_empty() {
+            return Err(AuthFailure::NoToken);
+        }
+        let mut found = None;
+        for (hash, identity) in &candidates {
+            if bool::from(hash.ct_eq(&digest)) && found.is_none() {
+                found = Some(identity);
+            }
+        }
+        found.cloned().ok_or(AuthFailure::WrongToken)
+    }
+
+    /// The salt, rounds and verifiers for a SCRAM exchange with `identity`. An identity without
+    /// tokens gets a stable made-up salt, so the exchange looks the same whether it exists or not.
+    pub fn scram_challenge(&self, identity: &str) -> Result<ScramChallenge, IdentityError> {
+        let conn = self.lock();
+        let salt: Option<(Vec<u8>, u32)> = conn
+            .query_row("SELECT scram_salt, scram_iterations FROM identities WHERE name = ?1", params![identity], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(store_err(&self.path))?;
+        let (salt, iterations) = match salt {
+            Some(found) => found,
+            None => (self.made_up_salt(&conn, identity)?, SCRAM_ITERATIONS),
+        };
+        drop(conn);
+        let mut candidates = Vec::new();
+        for (stored_key, server_key, identity) in self.valid_verifiers(identity)? {
+            candidates.push(Candidate { stored_key, server_key, identity });
+        }
+        Ok(ScramChallenge { salt, iterations, candidates })
+    }
+
+    fn made_up_salt(&self, conn: &Connection, identity: &str) -> Result<Vec<u8>, IdentityError> {
+        let secret: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'salt_secret'", [], |r| r.get(0))
+            .optional()
+            .map_err(store_err(&self.path))?;
+        let secret = match secret {
+            Some(secret) => secret,
+            None => {
+                let secret = rand::random::<[u8; 32]>().to_vec();
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('salt_secret', ?1)", params![secret])
+                    .map_err(store_err(&self.path))?;
+                secret
+            }
+        };
+        let mut h = Sha256::new();
+        h.update(&secret);
+        h.update(identity.as_bytes());
+        Ok(h.finalize()[..16].to_vec())
+    }
+
+    fn valid_tokens(&self, identity: &str) -> Result<Vec<([u8; 32], AuthenticatedIdentity)>, IdentityError> {
+        self.query_valid(identity, "secret_sha256", "secret_sha256").map(|rows| rows.into_iter().map(|(a, _, id)| (a, id)).collect())
+    }
+
+    fn valid_verifiers(&self, identity: &str) -> Result<Vec<([u8; 32], [u8; 32], AuthenticatedIdentity)>, IdentityError> {
+        self.query_valid(identity, "stored_key", "server_key")
+    }
+
+    /// Two 32-byte columns of every token of `identity` that is neither revoked nor expired.
+    fn query_valid(&self, identity: &str, first: &str, second: &str) -> Result<Vec<([u8; 32], [u8; 32], AuthenticatedIdentity)>, IdentityError> {
+        let conn = self.lock();
+        let sql = format!(
+            "SELECT {first}, {second}, id, groups, task FROM tokens
+             WHERE identity = ?1 AND revoked_ns IS NULL AND (expires_ns IS NULL OR expires_ns > ?2)"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(store_err(&self.path))?;
+        let rows = stmt
+            .query_map(params![identity, now_ns()], |r| {
+                let a: Vec<u8> = r.get(0)?;
+                let b: Vec<u8> = r.get(1)?;
+                let groups: String = r.get(3)?;
+                Ok((
+                    a.try_into().unwrap_or([0; 32]),
+                    b.try_into().unwrap_or([0; 32]),
+                    AuthenticatedIdentity {
+                        name: identity.to_string(),
+                        groups: serde_json::from_str(&groups).unwrap_or_default(),
+                        task: r.get(4)?,
+                        token_id: r.get(2)?,
+                    },
+                ))
+            })
+            .map_err(store_err(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (it is transactional).
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn token_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
+    let groups: String = r.get(2)?;
+    Ok(TokenInfo {
+        id: r.get(0)?,
+        identity: r.get(1)?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        task: r.get(3)?,
+        created_ns: r.get(4)?,
+        expires_ns: r.get(5)?,
+        revoked_ns: r.get(6)?,
+    })
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// Token hashes are not secrets, but nobody but witness needs to read them.
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+fn store_err(path: &Path) -> impl Fn(rusqlite::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Store { path: path.to_path_buf(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, TokenStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_token_authenticates_its_identity_only_until_revoked() {
+        let (dir, store) = store();
+        let request = NewToken { identity: "claude".into(), groups: vec!["ai-agents".into()], ttl: None, task: Some("JIRA-1".into()) };
+        let (info, secret) = store.create(&request).unwrap();
+        assert!(secret.starts_with("wit_") && secret.len() > 30);
+        let who = store.verify_secret("claude", &secret).unwrap();
+        assert_eq!((who.name(), who.groups(), who.task(), who.token_id()), ("claude", &["ai-agents".to_string()][..], Some("JIRA-1"), info.id.as_str()));
+        assert_eq!(store.verify_secret("claude", "wit_wrong").unwrap_err(), AuthFailure::WrongToken);
+        assert_eq!(store.verify_secret("someone-else", &secret).unwrap_err(), AuthFailure::NoToken);
+        let raw = std::fs::read(dir.path().join("identity/tokens.sqlite")).unwrap();
+        assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret itself is never stored");
+
+        store.revoke(&info.id).unwrap();
+        assert_eq!(store.verify_secret("claude", &secret).unwrap_err(), AuthFailure::NoToken);
+        assert_eq!(store.revoked_since(0).unwrap(), vec![info.id.clone()]);
+        assert!(matches!(store.revoke("tok_nope"), Err(IdentityError::UnknownToken { .. })));
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let (_dir, store) = store();
+        let request = NewToken { identity: "ci".into(), ttl: Some(Duration::ZERO), ..Default::default() };
+        let (_, secret) = store.create(&request).unwrap();
+        assert_eq!(store.verify_secret("ci", &secret).unwrap_err(), AuthFailure::NoToken);
+    }
+
+    #[test]
+    fn scram_challenges_share_the_identity_salt_and_hide_unknown_identities() {
+        let (_dir, store) = store();
+        let (_, first) = store.create(&NewToken { identity: "claude".into(), ..Default::default() }).unwrap();
+        store.create(&NewToken { identity: "claude".into(), ..Default::default() }).unwrap();
+        let challenge = store.scram_challenge("claude").unwrap();
+        assert_eq!(challenge.candidates.len(), 2);
+        let verifier = derive_verifier(&first, &challenge.salt, challenge.iterations);
+        assert!(challenge.candidates.iter().any(|c| c.stored_key == verifier.stored_key));
+        let unknown = store.scram_challenge("nobody").unwrap();
+        assert!(unknown.candidates.is_empty());
+        assert_eq!(unknown.salt, store.scram_challenge("nobody").unwrap().salt, "made-up salts are stable");
+        assert_ne!(unknown.salt, store.scram_challenge("nobody-else").unwrap().salt);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let (_dir, store) = store();
+        assert!(matches!(store.create(&NewToken { identity: "bad name".into(), ..Default::default() }), Err(IdentityError::BadName { .. })));
+        let bad_group = NewToken { identity: "ok".into(), groups: vec!["a,b".into()], ..Default::default() };
+        assert!(matches!(store.create(&bad_group), Err(IdentityError::BadGroup { .. })));
+    }
+}
