@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 mod event;
+mod principal;
 mod session;
 
+pub use principal::Principal;
 pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
 pub use session::{InvalidSessionId, Protocol, SessionId, SessionInfo, UnknownProtocol};

@@ -42,6 +42,11 @@ pub(crate) fn derive_verifier(secret: &str, salt: &[u8], iterations: u32) -> Ver
 }
 
 impl ScramChallenge {
+    /// A challenge that no proof passes (when the store cannot be read).
+    pub fn refusing(salt: Vec<u8>, iterations: u32) -> ScramChallenge {
+        ScramChallenge { salt, iterations, candidates: Vec::new() }
+    }
+
     /// Checks a client proof for `auth_message` (client-first-bare, server-first and
     /// client-final-without-proof, joined by commas). On success returns the identity and the
     /// server signature the client expects in server-final.

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
-mod config;
+mod locate;
 mod output;
 
 use std::path::PathBuf;
@@ -42,6 +42,9 @@ enum Command {
     Checkpoint(commands::verify::CheckpointCommand),
     /// Write one session with its inclusion proof, verifiable on its own.
     Export(commands::verify::ExportArgs),
+    /// Create, list and revoke the tokens agents and people authenticate with.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
     /// Measure witness on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Verify(ref args) => commands::verify::run_verify(&cli, args),
         Command::Checkpoint(ref cmd) => commands::verify::run_checkpoint(&cli, cmd),
         Command::Export(ref args) => commands::verify::run_export(&cli, args),
+        Command::Token(ref cmd) => commands::token::run(&cli, cmd),
         Command::Bench(ref cmd) => commands::bench::run(&cli, cmd),
     };
     match result {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use witness_core::{Direction, Event, EventKind, PayloadType, Protocol, SessionInfo};
 use witness_ledger::{Durability, Ledger, LedgerConfig, LedgerPaths};
 
-use crate::config::data_dir;
+use crate::locate::data_dir;
 use crate::output::bytes;
 use crate::Cli;
 

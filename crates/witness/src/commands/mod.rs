@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod serve;
 pub mod sessions;
+pub mod token;
 pub mod verify;

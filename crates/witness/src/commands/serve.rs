@@ -1,13 +1,14 @@
-//! `witness serve`: opens the ledger and runs until SIGINT or SIGTERM, then seals the ledger with a
-//! final checkpoint. Protocol listeners are added here as they are built.
+//! `witness serve`: opens the ledger, listens for clients as the config says, and runs until
+//! SIGINT or SIGTERM; then ends live sessions and seals the ledger with a final checkpoint.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use witness_ledger::Ledger;
 
-use crate::config::{data_dir, load_config};
+use crate::locate::{data_dir, load_config};
 use crate::Cli;
 
 #[derive(Args, Debug)]
@@ -18,29 +19,45 @@ pub fn run(cli: &Cli, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
     let ledger_config = config.ledger_config(&data_dir);
     // The ledger opens (and recovers) before the async runtime starts: recovery blocks.
-    let ledger = Ledger::open(&ledger_config).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
-    tracing::info!(
-        data_dir = %data_dir.display(),
-        durability = %ledger_config.durability,
-        public_key = %hex::encode(ledger.public_key().as_bytes()),
-        "witness is running; stop it with Ctrl-C or SIGTERM"
-    );
+    let ledger = Arc::new(Ledger::open(&ledger_config).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?);
+    let public_key = hex::encode(ledger.public_key().as_bytes());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(wait_for_shutdown_signal())?;
-    tracing::info!("shutting down: sealing the ledger");
+    let served = runtime.block_on(async {
+        // Signal handlers exist before anyone is told witness runs, so an early SIGTERM is a
+        // clean shutdown and not the default kill.
+        let signals = ShutdownSignals::install()?;
+        let shutdown = async {
+            tracing::info!(data_dir = %data_dir.display(), durability = %ledger_config.durability, public_key, "witness is running; stop it with Ctrl-C or SIGTERM");
+            signals.wait().await
+        };
+        witness_server::serve(&config, &data_dir, ledger.clone(), shutdown).await.context("witness could not serve")
+    });
     drop(runtime);
+    served?;
+    let ledger = Arc::try_unwrap(ledger).map_err(|_| anyhow::anyhow!("sessions still hold the ledger after shutdown"))?;
     let summary = ledger.shutdown().context("the final checkpoint could not be written")?;
     tracing::info!(records = summary.n_records, session_heads = summary.tree_size, root = %hex::encode(summary.root), "ledger sealed; witness stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("got SIGTERM"),
-        _ = interrupt.recv() => tracing::info!("got SIGINT"),
+struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<ShutdownSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => tracing::info!("got SIGTERM"),
+            _ = self.interrupt.recv() => tracing::info!("got SIGINT"),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use witness_core::{PayloadType, SessionId};
 use witness_ledger::{open_index, read_event_at, LedgerPaths, SessionFilter, SessionSummary, StoredEvent};
 
-use crate::config::data_dir;
+use crate::locate::data_dir;
 use crate::output::{parse_since, time};
 use crate::Cli;
 

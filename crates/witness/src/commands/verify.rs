@@ -13,7 +13,7 @@ use witness_ledger::export::{export_session, verify_session_export};
 use witness_ledger::verify::{verify_ledger, ExportedCheckpoint, VerifyOptions, VerifyReport};
 use witness_ledger::{parse_public_key, LedgerPaths};
 
-use crate::config::data_dir;
+use crate::locate::data_dir;
 use crate::output::{bytes, time};
 use crate::Cli;
 

@@ -1,0 +1,236 @@
+//! The back half: witness connects to the target and logs in with the credentials it holds
+//! (SCRAM-SHA-256, MD5, cleartext or trust), over TLS as the connection's mode says, and collects
+//! what the target sends before it is ready (parameters, cancel key).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::codec::{self, Fields, Peek, SSL_REQUEST};
+use crate::stream::Stream;
+use crate::target::PgTarget;
+use crate::tls::TlsMode;
+
+/// A target connection, logged in and ready for queries.
+pub struct Backend {
+    pub stream: Stream,
+    /// The ParameterStatus messages the target sent, as bytes to forward to the client.
+    pub parameter_status: BytesMut,
+    /// The target's cancel key.
+    pub key: Option<(i32, i32)>,
+    /// The ReadyForQuery message, as bytes.
+    pub ready: BytesMut,
+    /// Bytes read past ReadyForQuery (none in practice), to be relayed first.
+    pub leftover: BytesMut,
+}
+
+/// Why witness could not get a ready connection to the target. Every message names the
+/// connection and the address; none contains the credential.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("connection {name:?}: cannot reach {address}: {source}; is the target running and the address right?")]
+    Unreachable { name: String, address: String, source: std::io::Error },
+    #[error("connection {name:?}: no answer from {address} within {seconds}s")]
+    Timeout { name: String, address: String, seconds: u64 },
+    #[error("connection {name:?}: {address} does not accept TLS, but the connection's tls mode requires it")]
+    TlsRefused { name: String, address: String },
+    #[error("connection {name:?}: TLS with {address} failed: {source}")]
+    Tls { name: String, address: String, source: std::io::Error },
+    #[error("connection {name:?}: the target at {address} refused witness's login as {user:?}: {message}; check the connection's user and password")]
+    LoginRefused { name: String, address: String, user: String, message: String },
+    #[error("connection {name:?}: the target at {address} asks for a password but the connection has none; set password_env or password_file")]
+    NoPassword { name: String, address: String },
+    #[error("connection {name:?}: the target at {address} asks for authentication method {code}, which witness does not support")]
+    UnsupportedAuth { name: String, address: String, code: i32 },
+    #[error("connection {name:?}: the target at {address} broke the protocol: {what}")]
+    Protocol { name: String, address: String, what: String },
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects and logs in. `client_params` are startup parameters passed through from the client
+/// (application_name, client_encoding, …); user and database come from the target.
+pub async fn connect(target: &PgTarget, client_params: &[(String, String)]) -> Result<Backend, BackendError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(target, client_params)).await {
+        Ok(result) => result,
+        Err(_) => Err(BackendError::Timeout { name: target.name.clone(), address: target.address.clone(), seconds: CONNECT_TIMEOUT.as_secs() }),
+    }
+}
+
+async fn connect_inner(target: &PgTarget, client_params: &[(String, String)]) -> Result<Backend, BackendError> {
+    let unreachable = |source| BackendError::Unreachable { name: target.name.clone(), address: target.address.clone(), source };
+    let tcp = TcpStream::connect(&target.address).await.map_err(unreachable)?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = negotiate_tls(target, tcp).await?;
+
+    let mut params: Vec<(&str, &str)> = vec![("user", &target.user), ("database", &target.database)];
+    for (key, value) in client_params {
+        params.push((key, value));
+    }
+    let mut out = BytesMut::new();
+    codec::startup(&mut out, &params);
+    write(target, &mut stream, &out).await?;
+
+    let mut buf = BytesMut::with_capacity(8192);
+    authenticate(target, &mut stream, &mut buf).await?;
+
+    let mut backend = Backend { stream, parameter_status: BytesMut::new(), key: None, ready: BytesMut::new(), leftover: BytesMut::new() };
+    loop {
+        let msg = read_message(target, &mut backend.stream, &mut buf).await?;
+        match msg.first() {
+            Some(b'S') => backend.parameter_status.extend_from_slice(&msg),
+            Some(b'K') => {
+                let mut f = Fields::new(&msg[5..]);
+                backend.key = Some((f.i32().unwrap_or(0), f.i32().unwrap_or(0)));
+            }
+            Some(b'N') => {}
+            Some(b'E') => return Err(login_refused(target, &msg)),
+            Some(b'Z') => {
+                backend.ready = msg;
+                backend.leftover = buf;
+                return Ok(backend);
+            }
+            _ => return Err(protocol(target, format!("unexpected message {:?} during startup", msg.first().map(|&b| b as char)))),
+        }
+    }
+}
+
+async fn negotiate_tls(target: &PgTarget, mut tcp: TcpStream) -> Result<Stream, BackendError> {
+    let Some(config) = &target.tls else { return Ok(Stream::Plain(tcp)) };
+    let mut request = BytesMut::new();
+    codec::untagged(&mut request, SSL_REQUEST, None);
+    let io_err = |source| BackendError::Tls { name: target.name.clone(), address: target.address.clone(), source };
+    tcp.write_all(&request).await.map_err(io_err)?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(io_err)?;
+    match (answer[0], target.tls_mode) {
+        (b'S', _) => {
+            let server_name = ServerName::try_from(target.host().to_string())
+                .map_err(|e| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let tls = connector.connect(server_name, tcp).await.map_err(io_err)?;
+            Ok(Stream::ClientTls(Box::new(tls)))
+        }
+        (b'N', TlsMode::Prefer) => Ok(Stream::Plain(tcp)),
+        (b'N', _) => Err(BackendError::TlsRefused { name: target.name.clone(), address: target.address.clone() }),
+        (other, _) => Err(protocol(target, format!("answered the TLS request with {:?}", other as char))),
+    }
+}
+
+async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut) -> Result<(), BackendError> {
+    let password = || target.password.as_ref().map(|p| p.expose()).ok_or_else(|| BackendError::NoPassword { name: target.name.clone(), address: target.address.clone() });
+    let mut scram: Option<ScramSha256> = None;
+    loop {
+        let msg = read_message(target, stream, buf).await?;
+        if msg[0] == b'E' {
+            return Err(login_refused(target, &msg));
+        }
+        if msg[0] != b'R' {
+            return Err(protocol(target, format!("sent {:?} instead of an authentication request", msg[0] as char)));
+        }
+        let mut f = Fields::new(&msg[5..]);
+        let code = f.i32().map_err(|_| protocol(target, "empty authentication request".into()))?;
+        let mut out = BytesMut::new();
+        match code {
+            0 => return Ok(()),
+            3 => {
+                let mut body = password()?.as_bytes().to_vec();
+                body.push(0);
+                codec::frontend(&mut out, b'p', &body);
+            }
+            5 => {
+                let salt: [u8; 4] = f.bytes(4).ok().and_then(|s| s.try_into().ok()).ok_or_else(|| protocol(target, "MD5 request without salt".into()))?;
+                let hash = postgres_protocol::authentication::md5_hash(target.user.as_bytes(), password()?.as_bytes(), salt);
+                let mut body = hash.into_bytes();
+                body.push(0);
+                codec::frontend(&mut out, b'p', &body);
+            }
+            10 => {
+                let mut offered = false;
+                while let Ok(mechanism) = f.cstr() {
+                    if mechanism.is_empty() {
+                        break;
+                    }
+                    offered |= mechanism == SCRAM_SHA_256.as_bytes();
+                }
+                if !offered {
+                    return Err(BackendError::UnsupportedAuth { name: target.name.clone(), address: target.address.clone(), code });
+                }
+                // Channel binding needs the target certificate's hash; witness does not request it,
+                // which SCRAM-SHA-256 (without -PLUS) allows.
+                let binding = if stream.is_tls() { ChannelBinding::unrequested() } else { ChannelBinding::unsupported() };
+                let client = ScramSha256::new(password()?.as_bytes(), binding);
+                let first = client.message().to_vec();
+                let mut body = Vec::with_capacity(first.len() + 20);
+                body.extend_from_slice(SCRAM_SHA_256.as_bytes());
+                body.push(0);
+                body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+                body.extend_from_slice(&first);
+                codec::frontend(&mut out, b'p', &body);
+                scram = Some(client);
+            }
+            11 => {
+                let client = scram.as_mut().ok_or_else(|| protocol(target, "SASL continue before SASL start".into()))?;
+                client.update(f.remaining()).map_err(|e| login_refused_text(target, e.to_string()))?;
+                codec::frontend(&mut out, b'p', client.message());
+            }
+            12 => {
+                let mut client = scram.take().ok_or_else(|| protocol(target, "SASL final before SASL start".into()))?;
+                client.finish(f.remaining()).map_err(|e| login_refused_text(target, format!("the target's SCRAM signature is wrong ({e})")))?;
+                continue;
+            }
+            other => return Err(BackendError::UnsupportedAuth { name: target.name.clone(), address: target.address.clone(), code: other }),
+        }
+        write(target, stream, &out).await?;
+    }
+}
+
+/// Reads one whole message (tag, length and body) from the target.
+async fn read_message(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, BackendError> {
+    loop {
+        match codec::peek(buf) {
+            Peek::Whole(n) => return Ok(buf.split_to(n)),
+            Peek::TooLong(n) => return Err(protocol(target, format!("sent a message of {n} bytes during startup"))),
+            Peek::Partial => {}
+        }
+        let n = stream.read_buf(buf).await.map_err(|source| BackendError::Unreachable { name: target.name.clone(), address: target.address.clone(), source })?;
+        if n == 0 {
+            return Err(protocol(target, "closed the connection during login".into()));
+        }
+    }
+}
+
+async fn write(target: &PgTarget, stream: &mut Stream, bytes: &[u8]) -> Result<(), BackendError> {
+    stream.write_all(bytes).await.map_err(|source| BackendError::Unreachable { name: target.name.clone(), address: target.address.clone(), source })
+}
+
+fn login_refused(target: &PgTarget, msg: &[u8]) -> BackendError {
+    let fields = codec::parse_error_fields(&msg[5..]);
+    login_refused_text(target, format!("{} ({})", fields.message, fields.sqlstate))
+}
+
+fn login_refused_text(target: &PgTarget, message: String) -> BackendError {
+    BackendError::LoginRefused { name: target.name.clone(), address: target.address.clone(), user: target.user.clone(), message }
+}
+
+fn protocol(target: &PgTarget, what: String) -> BackendError {
+    BackendError::Protocol { name: target.name.clone(), address: target.address.clone(), what }
+}
+
+/// Sends a cancel request for `key` to the target (plain TCP, as libpq does).
+pub async fn send_cancel(address: &str, key: (i32, i32)) -> std::io::Result<()> {
+    let mut tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "cancel connect timed out"))??;
+    let mut out = BytesMut::new();
+    codec::untagged(&mut out, codec::CANCEL_REQUEST, Some(key));
+    tcp.write_all(&out).await?;
+    // The target closes the connection when it has taken the request.
+    let mut sink = [0u8; 16];
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut sink)).await;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! PostgreSQL for witness: the front half speaks to clients (TLS, authentication with a witness
+//! token), the back half logs in to the target with the credentials witness holds, and the relay
+//! between them records every request before it is forwarded and every response before it reaches
+//! the client.
+//!
+//! This crate knows the PostgreSQL protocol and nothing of tokens, policy or the ledger's format:
+//! it asks its [`PgGate`] who a client is, which target a connection name means, and where to
+//! record. Relayed messages are forwarded as received, never re-encoded.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod record;
+
+mod back;
+mod cancel;
+mod front;
+mod relay;
+mod stream;
+mod target;
+mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use witness_core::{Principal, SessionInfo};
+use witness_ledger::{LedgerError, SessionWriter};
+
+pub use back::BackendError;
+pub use cancel::CancelKeys;
+pub use front::{serve_client, FrontAuth, PgFront, PgSettings};
+pub use target::{PgTarget, Secret};
+pub use rustls::ServerConfig as RustlsServerConfig;
+pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
+
+/// Why a live session is being ended from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The credential the session authenticated with was revoked.
+    Revoked,
+    /// Witness is shutting down.
+    Shutdown,
+}
+
+/// A client credential was refused. The client is told only that; the reason goes to the log.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct AuthRefused {
+    pub reason: String,
+}
+
+/// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.
+pub trait ScramParams: Send {
+    fn salt(&self) -> &[u8];
+    fn iterations(&self) -> u32;
+}
+
+/// What the PostgreSQL front needs from the rest of witness.
+pub trait PgGate: Send + Sync + 'static {
+    type Challenge: ScramParams;
+
+    /// SCRAM parameters for `user`; for an unknown user too (so the exchange reveals nothing).
+    fn scram_challenge(&self, user: &str) -> Self::Challenge;
+
+    /// Checks a SCRAM client proof; returns the caller and the server signature.
+    fn verify_scram(&self, challenge: Self::Challenge, auth_message: &[u8], proof: &[u8]) -> Result<(Principal, [u8; 32]), AuthRefused>;
+
+    /// Checks a token given as a cleartext password (only asked over TLS or loopback).
+    fn verify_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused>;
+
+    /// The target a connection name means, or the names of those that exist.
+    fn target(&self, connection: &str) -> Result<Arc<PgTarget>, Vec<String>>;
+
+    /// Opens the recording of a new session.
+    fn open_session(&self, info: &SessionInfo) -> impl Future<Output = Result<SessionWriter, LedgerError>> + Send;
+
+    /// Registers a live session of `principal`; the receiver changes when it must end. Dropping
+    /// the returned guard unregisters it.
+    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>);
+}

@@ -1,0 +1,469 @@
+//! What a PostgreSQL session's messages become in the recording: each simple query and each
+//! extended-protocol execution with its statement and parameters (text form) as a request event,
+//! and per statement a result event with its columns, the first rows (up to a cap), the total row
+//! count, the command tag or the error, and how long it took. COPY data is counted, not kept.
+//!
+//! Requests are tracked on the client side and matched to responses through a queue shared with
+//! the target side, in the order the target answers them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use witness_core::{Direction, Event, EventKind, PayloadType};
+
+use crate::codec::{parse_error_fields, DecodeError, Fields, Message};
+
+/// One value shown in a recording is cut at this many bytes.
+const MAX_VALUE_BYTES: usize = 8 << 10;
+/// Summaries are one line of at most this many characters.
+const MAX_SUMMARY_CHARS: usize = 200;
+
+/// A request waiting for its response, in the order the target will answer.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    /// A simple Query: answered by one result per statement, then ReadyForQuery.
+    Query { started: Instant, statements: u32 },
+    /// An Execute: answered by one result (or suspended, or skipped after an earlier error).
+    Execute { started: Instant, text: Arc<str> },
+    /// A Sync: answered by ReadyForQuery.
+    Sync,
+}
+
+/// The queue shared by the two directions of one session.
+pub(crate) type PendingQueue = Arc<Mutex<VecDeque<Pending>>>;
+
+/// Client-side state: prepared statements and portals, and COPY IN counts.
+#[derive(Default)]
+pub(crate) struct Requests {
+    statements: HashMap<Vec<u8>, Arc<str>>,
+    portals: HashMap<Vec<u8>, Portal>,
+    copy_in: Option<CopyCount>,
+}
+
+struct Portal {
+    text: Arc<str>,
+    statement: String,
+    params: Vec<Value>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct CopyCount {
+    bytes: u64,
+    rows: u64,
+    messages: u64,
+}
+
+/// Target-side state for the result being received.
+pub(crate) struct Responses {
+    max_rows: usize,
+    columns: Vec<Value>,
+    rows: Vec<Value>,
+    n_rows: u64,
+    copy_out: Option<CopyCount>,
+}
+
+impl Requests {
+    /// Looks at one client message; returns the event to record before it is forwarded.
+    pub(crate) fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue) -> Result<Option<Event>, DecodeError> {
+        let mut f = Fields::new(msg.body);
+        Ok(match msg.tag {
+            b'Q' => {
+                let text = lossy(f.cstr()?);
+                push(queue, Pending::Query { started: Instant::now(), statements: 0 });
+                Some(request("pg.query", &text).with_payload_text(text))
+            }
+            b'P' => {
+                let name = f.cstr()?.to_vec();
+                let text: Arc<str> = lossy(f.cstr()?).into();
+                self.statements.insert(name, text);
+                None
+            }
+            b'B' => {
+                let portal = f.cstr()?.to_vec();
+                let statement = f.cstr()?;
+                let n_formats = f.count()?;
+                let mut formats = Vec::with_capacity(n_formats);
+                for _ in 0..n_formats {
+                    formats.push(f.i16()?);
+                }
+                let n_params = f.count()?;
+                let mut params = Vec::with_capacity(n_params);
+                for i in 0..n_params {
+                    let format = match formats.len() {
+                        0 => 0,
+                        1 => formats[0],
+                        _ => *formats.get(i).ok_or(DecodeError::BadCount)?,
+                    };
+                    params.push(value(f.nullable()?, format));
+                }
+                let text = self.statements.get(statement).cloned().unwrap_or_else(|| Arc::from(""));
+                self.portals.insert(portal, Portal { text, statement: lossy(statement), params });
+                None
+            }
+            b'E' => {
+                let portal_name = f.cstr()?;
+                let max_rows = f.i32()?;
+                let (text, event) = match self.portals.get(portal_name) {
+                    Some(portal) => {
+                        let event = request("pg.execute", &portal.text)
+                            .with_attr("statement", portal.statement.clone())
+                            .with_attr("portal", lossy(portal_name))
+                            .with_attr("params", Value::Array(portal.params.clone()))
+                            .with_payload_text(portal.text.to_string());
+                        (portal.text.clone(), event)
+                    }
+                    None => (Arc::from(""), request("pg.execute", "(unknown portal)").with_attr("portal", lossy(portal_name))),
+                };
+                let event = if max_rows > 0 { event.with_attr("max_rows", max_rows) } else { event };
+                push(queue, Pending::Execute { started: Instant::now(), text });
+                Some(event)
+            }
+            b'S' => {
+                push(queue, Pending::Sync);
+                None
+            }
+            b'C' => {
+                let kind = f.u8()?;
+                let name = f.cstr()?;
+                match kind {
+                    b'S' => self.statements.remove(name).map(|_| ()),
+                    _ => self.portals.remove(name).map(|_| ()),
+                };
+                None
+            }
+            b'd' => {
+                let count = self.copy_in.get_or_insert_with(CopyCount::default);
+                count.bytes += msg.body.len() as u64;
+                count.rows += memchr_count(msg.body);
+                count.messages += 1;
+                None
+            }
+            b'c' | b'f' => {
+                let count = self.copy_in.take().unwrap_or_default();
+                let outcome = if msg.tag == b'c' { "done" } else { "failed by the client" };
+                let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
+                Some(copy_event("pg.copy_in", Direction::Request, summary, count).with_attr("outcome", outcome))
+            }
+            b'F' => Some(request("pg.function_call", "function call").with_attr("oid", f.i32()?)),
+            _ => None,
+        })
+    }
+}
+
+impl Responses {
+    pub(crate) fn new(max_rows: usize) -> Responses {
+        Responses { max_rows, columns: Vec::new(), rows: Vec::new(), n_rows: 0, copy_out: None }
+    }
+
+    /// Looks at one target message; returns the events to record before it reaches the client.
+    pub(crate) fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<(), DecodeError> {
+        let mut f = Fields::new(msg.body);
+        match msg.tag {
+            b'T' => {
+                let n = f.count()?;
+                self.columns.clear();
+                for _ in 0..n {
+                    let name = lossy(f.cstr()?);
+                    let _table = f.i32()?;
+                    let _attnum = f.i16()?;
+                    let type_oid = f.i32()?;
+                    let _typlen = f.i16()?;
+                    let _typmod = f.i32()?;
+                    let format = f.i16()?;
+                    self.columns.push(json!({ "name": name, "type_oid": type_oid, "format": format }));
+                }
+            }
+            b'D' => {
+                self.n_rows += 1;
+                if self.rows.len() < self.max_rows {
+                    let n = f.count()?;
+                    let mut row = Vec::with_capacity(n);
+                    for i in 0..n {
+                        let format = self.columns.get(i).and_then(|c| c["format"].as_i64()).unwrap_or(0) as i16;
+                        row.push(value(f.nullable()?, format));
+                    }
+                    self.rows.push(Value::Array(row));
+                }
+            }
+            b'C' => {
+                let tag = lossy(f.cstr()?);
+                events.push(self.result(queue, Outcome::Complete(&tag)));
+            }
+            b'I' => events.push(self.result(queue, Outcome::Complete("EMPTY QUERY"))),
+            b's' => events.push(self.result(queue, Outcome::Suspended)),
+            b'E' => {
+                let error = parse_error_fields(msg.body);
+                events.push(self.result(queue, Outcome::Error(&error)));
+            }
+            b'Z' => self.ready(queue, events),
+            b'H' => self.copy_out = Some(CopyCount::default()),
+            b'd' => {
+                if let Some(count) = &mut self.copy_out {
+                    count.bytes += msg.body.len() as u64;
+                    count.rows += memchr_count(msg.body);
+                    count.messages += 1;
+                }
+            }
+            b'c' => {
+                if let Some(count) = self.copy_out.take() {
+                    let summary = format!("COPY OUT: {} bytes, {} rows", count.bytes, count.rows);
+                    events.push(copy_event("pg.copy_out", Direction::Response, summary, count));
+                }
+            }
+            b'N' => {
+                let notice = parse_error_fields(msg.body);
+                let event = Event::note(kind("pg.notice"), Direction::Response, clip(&notice.message))
+                    .with_attr("severity", notice.severity)
+                    .with_attr("sqlstate", notice.sqlstate);
+                events.push(event);
+            }
+            b'A' => {
+                let pid = f.i32()?;
+                let channel = lossy(f.cstr()?);
+                let payload = lossy(f.cstr()?);
+                let event = Event::note(kind("pg.notification"), Direction::Response, clip(&format!("NOTIFY {channel}: {payload}")))
+                    .with_attr("pid", pid)
+                    .with_attr("channel", channel)
+                    .with_attr("payload", payload);
+                events.push(event);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A result for the request at the head of the queue.
+    fn result(&mut self, queue: &PendingQueue, outcome: Outcome<'_>) -> Event {
+        let mut queue = lock(queue);
+        let (started, statement, finishes) = match queue.front_mut() {
+            Some(Pending::Query { started, statements }) => {
+                *statements += 1;
+                (Some(*started), Some(*statements), false)
+            }
+            Some(Pending::Execute { started, .. }) => (Some(*started), None, true),
+            _ => (None, None, false),
+        };
+        if finishes {
+            queue.pop_front();
+        }
+        drop(queue);
+        let mut event = match outcome {
+            Outcome::Complete(tag) => {
+                let rows = if self.columns.is_empty() { String::new() } else { format!(" ({} rows)", self.n_rows) };
+                Event::note(kind("pg.result"), Direction::Response, clip(&format!("{tag}{rows}"))).with_attr("tag", tag)
+            }
+            Outcome::Suspended => Event::note(kind("pg.result"), Direction::Response, format!("portal suspended after {} rows", self.n_rows))
+                .with_attr("suspended", true),
+            Outcome::Error(error) => Event::note(kind("pg.result"), Direction::Response, clip(&format!("{} {}: {}", error.severity, error.sqlstate, error.message)))
+                .with_attr("error", json!({ "severity": error.severity, "sqlstate": error.sqlstate, "message": error.message })),
+        };
+        event = event.with_attr("rows", self.n_rows);
+        if let Some(started) = started {
+            event = event.with_attr("duration_us", started.elapsed().as_micros() as u64);
+        }
+        if let Some(statement) = statement {
+            event = event.with_attr("statement_index", statement);
+        }
+        if !self.columns.is_empty() {
+            event = event.with_attr("rows_recorded", self.rows.len());
+            let payload = json!({ "columns": std::mem::take(&mut self.columns), "rows": std::mem::take(&mut self.rows) });
+            event.payload_type = PayloadType::Json;
+            event.payload = serde_json::to_vec(&payload).expect("JSON values serialize");
+        }
+        self.columns.clear();
+        self.rows.clear();
+        self.n_rows = 0;
+        event
+    }
+
+    /// ReadyForQuery ends a simple query, or a pipeline up to its Sync; executions the target
+    /// skipped after an error in the pipeline are recorded as skipped.
+    fn ready(&mut self, queue: &PendingQueue, events: &mut Vec<Event>) {
+        let mut queue = lock(queue);
+        while let Some(pending) = queue.pop_front() {
+            match pending {
+                Pending::Query { .. } | Pending::Sync => break,
+                Pending::Execute { text, .. } => {
+                    let summary = clip(&format!("not executed (an earlier message of the pipeline failed): {text}"));
+                    events.push(Event::note(kind("pg.result"), Direction::Response, summary).with_attr("skipped", true));
+                }
+            }
+        }
+    }
+}
+
+enum Outcome<'a> {
+    Complete(&'a str),
+    Suspended,
+    Error(&'a crate::codec::ErrorFields),
+}
+
+trait WithPayloadText {
+    fn with_payload_text(self, text: String) -> Event;
+}
+
+impl WithPayloadText for Event {
+    fn with_payload_text(mut self, text: String) -> Event {
+        self.payload_type = PayloadType::Text;
+        self.payload = text.into_bytes();
+        self
+    }
+}
+
+fn request(kind_name: &'static str, text: &str) -> Event {
+    Event::note(kind(kind_name), Direction::Request, clip(text))
+}
+
+fn copy_event(kind_name: &'static str, direction: Direction, summary: String, count: CopyCount) -> Event {
+    Event::note(kind(kind_name), direction, summary)
+        .with_attr("bytes", count.bytes)
+        .with_attr("rows", count.rows)
+        .with_attr("messages", count.messages)
+}
+
+fn kind(name: &'static str) -> EventKind {
+    EventKind::new(name).expect("witness's own kinds are valid")
+}
+
+fn push(queue: &PendingQueue, pending: Pending) {
+    lock(queue).push_back(pending);
+}
+
+fn lock(queue: &PendingQueue) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A parameter or column value as recorded: text as text, binary as `\x` hex, NULL as null; cut
+/// at [`MAX_VALUE_BYTES`].
+fn value(bytes: Option<&[u8]>, format: i16) -> Value {
+    let Some(bytes) = bytes else { return Value::Null };
+    let shown = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
+    let cut = if shown.len() < bytes.len() { "…" } else { "" };
+    let text = match (format, std::str::from_utf8(shown)) {
+        (0, Ok(text)) => text.to_string(),
+        _ => format!("\\x{}", hex::encode(shown)),
+    };
+    Value::String(format!("{text}{cut}"))
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One line, at most [`MAX_SUMMARY_CHARS`] characters.
+fn clip(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(MAX_SUMMARY_CHARS) {
+        None => line,
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+    }
+}
+
+fn memchr_count(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Attributes for a session's startup event.
+pub(crate) fn startup_attrs(tls: bool, params: &[(String, String)], credential: &str) -> Map<String, Value> {
+    let mut attrs = Map::new();
+    attrs.insert("client_tls".into(), Value::Bool(tls));
+    attrs.insert("credential".into(), Value::String(credential.to_string()));
+    let client_params: Map<String, Value> = params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    attrs.insert("client_params".into(), Value::Object(client_params));
+    attrs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_u8(tag);
+        out.put_i32(body.len() as i32 + 4);
+        out.put_slice(body);
+        out.to_vec()
+    }
+
+    fn message(bytes: &[u8]) -> Message<'_> {
+        Message { tag: bytes[0], body: &bytes[5..] }
+    }
+
+    #[test]
+    fn an_extended_query_is_recorded_with_its_statement_parameters_and_result() {
+        let queue = PendingQueue::default();
+        let mut requests = Requests::default();
+        let mut responses = Responses::new(1);
+        let parse = msg(b'P', b"s1\0select $1::int + $2\0\0\0");
+        let bind = msg(b'B', b"\0s1\0\0\x01\0\0\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\0");
+        let execute = msg(b'E', b"\0\0\0\0\0");
+        let sync = msg(b'S', b"");
+        let mut recorded = Vec::new();
+        for m in [&parse, &bind, &execute, &sync] {
+            recorded.extend(requests.on_message(message(m), &queue).unwrap());
+        }
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].kind.as_str(), "pg.execute");
+        assert_eq!(recorded[0].attrs["params"], json!(["42", null]));
+        assert_eq!(recorded[0].payload, b"select $1::int + $2");
+
+        let row_description = msg(b'T', b"\0\x01sum\0\0\0\0\0\0\0\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0");
+        let row = msg(b'D', b"\0\x01\0\0\0\x0242");
+        let complete = msg(b'C', b"SELECT 2\0");
+        let ready = msg(b'Z', b"I");
+        let mut events = Vec::new();
+        for m in [&row_description, &row, &row, &complete, &ready] {
+            responses.on_message(message(m), &queue, &mut events).unwrap();
+        }
+        assert_eq!(events.len(), 1);
+        let result = &events[0];
+        assert_eq!((result.attrs["tag"].as_str(), result.attrs["rows"].as_u64(), result.attrs["rows_recorded"].as_u64()), (Some("SELECT 2"), Some(2), Some(1)));
+        let payload: Value = serde_json::from_slice(&result.payload).unwrap();
+        assert_eq!(payload["rows"], json!([["42"]]), "rows are kept up to the cap");
+        assert!(queue.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_multi_statement_query_gets_one_result_per_statement_and_errors_are_kept() {
+        let queue = PendingQueue::default();
+        let mut requests = Requests::default();
+        let mut responses = Responses::new(10);
+        let query = msg(b'Q', b"create table t(); select nope;\0");
+        assert_eq!(requests.on_message(message(&query), &queue).unwrap().unwrap().kind.as_str(), "pg.query");
+        let mut events = Vec::new();
+        let error = msg(b'E', b"SERROR\0VERROR\0C42703\0Mcolumn \"nope\" does not exist\0\0");
+        for m in [msg(b'C', b"CREATE TABLE\0"), error, msg(b'Z', b"I")] {
+            responses.on_message(message(&m), &queue, &mut events).unwrap();
+        }
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].attrs["statement_index"], 1);
+        assert_eq!(events[1].attrs["error"]["sqlstate"], "42703");
+        assert_eq!(events[1].summary, "ERROR 42703: column \"nope\" does not exist");
+        assert!(queue.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn copy_in_is_counted_not_kept() {
+        let queue = PendingQueue::default();
+        let mut requests = Requests::default();
+        for _ in 0..3 {
+            assert!(requests.on_message(message(&msg(b'd', b"1\tsecret\n2\tsecret\n")), &queue).unwrap().is_none());
+        }
+        let done = requests.on_message(message(&msg(b'c', b"")), &queue).unwrap().unwrap();
+        assert_eq!((done.attrs["rows"].as_u64(), done.attrs["bytes"].as_u64()), (Some(6), Some(54)));
+        assert!(done.payload.is_empty());
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        let queue = PendingQueue::default();
+        let mut requests = Requests::default();
+        assert!(requests.on_message(message(&msg(b'Q', b"no terminator")), &queue).is_err());
+        assert!(requests.on_message(message(&msg(b'B', b"\0s\0\xff\xff")), &queue).is_err());
+        let mut responses = Responses::new(5);
+        assert!(responses.on_message(message(&msg(b'D', b"\0\x01\0\0\0\x09ab")), &queue, &mut Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! TLS for both halves: the client-facing acceptor's certificate, and the target-facing connector
+//! for each `tls` mode (disable, prefer, require, verify-full), as libpq's sslmode means them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+/// How witness talks TLS to a target, as libpq's sslmode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    /// TLS if the target offers it, without verifying its certificate.
+    Prefer,
+    /// TLS or no connection, without verifying the certificate.
+    Require,
+    /// TLS with the certificate verified against the CA and the host name.
+    VerifyFull,
+}
+
+/// Why TLS could not be set up from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} holds no PEM {what}")]
+    NoPem { path: String, what: &'static str },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TlsMode, String> {
+        Ok(match s {
+            "disable" => TlsMode::Disable,
+            "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-full" => TlsMode::VerifyFull,
+            other => return Err(format!("unknown tls mode {other:?}: use disable, prefer, require or verify-full")),
+        })
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The client-facing TLS config from a PEM certificate chain and key.
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8], source: &str) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile_certs(cert_pem);
+    if certs.is_empty() {
+        return Err(TlsSetupError::NoPem { path: source.to_string(), what: "certificate" });
+    }
+    let key = rustls_pemfile_key(key_pem).ok_or_else(|| TlsSetupError::NoPem { path: source.to_string(), what: "private key" })?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(config))
+}
+
+/// The target-facing TLS config for a mode (None for `disable`).
+pub fn client_config(mode: TlsMode, ca_file: Option<&Path>) -> Result<Option<Arc<ClientConfig>>, TlsSetupError> {
+    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let config = match mode {
+        TlsMode::Disable => return Ok(None),
+        TlsMode::Prefer | TlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_no_client_auth(),
+        TlsMode::VerifyFull => {
+            let mut roots = RootCertStore::empty();
+            match ca_file {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read { path: path.display().to_string(), source })?;
+                    for cert in rustls_pemfile_certs(&pem) {
+                        roots.add(cert)?;
+                    }
+                }
+                None => {
+                    for cert in rustls_native_certs::load_native_certs().certs {
+                        let _ = roots.add(cert);
+                    }
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(Some(Arc::new(config)))
+}
+
+/// Accepts any certificate but still checks the handshake signatures: libpq's `require`, which
+/// encrypts without authenticating the server.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect()
+}
+
+fn rustls_pemfile_key(pem: &[u8]) -> Option<PrivateKeyDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_slice(pem).ok()
+}

@@ -1,0 +1,277 @@
+//! The witness config file (TOML): where data lives, how the ledger writes, what witness listens
+//! on, and the connections it holds credentials for. Paths are relative to the directory witness
+//! runs in. Secrets are never written in the file itself: they come from the environment or files.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use witness_ledger::{Durability, LedgerConfig};
+
+/// The whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the ledger, tokens and TLS material live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub listen: ListenSection,
+    #[serde(default)]
+    pub postgres: PostgresSection,
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+}
+
+/// `[ledger]`: how recordings are written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// "write" (survives a crash of witness) or "fsync" (survives a power loss).
+    #[serde(default)]
+    pub durability: Durability,
+    /// A segment file is closed and a new one started at this size, in MiB.
+    #[serde(default = "default_segment_mib")]
+    pub segment_size_mib: u64,
+    /// How often session heads and a signed checkpoint are written, e.g. "1s" or "500ms".
+    #[serde(default = "default_checkpoint_interval", deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+}
+
+/// `[listen]`: the addresses clients connect to. A protocol without an address is not served.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    pub postgres: Option<SocketAddr>,
+}
+
+/// `[postgres]`: how the PostgreSQL front treats clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// "scram" (default): tokens by SCRAM-SHA-256. "password": tokens in cleartext where the
+    /// connection is TLS or loopback (SCRAM elsewhere).
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    /// PEM certificate and key offered to clients; default: a self-signed pair in DATA_DIR/tls.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Result rows recorded per statement (the total count is always recorded).
+    #[serde(default = "default_max_rows")]
+    pub max_rows_per_statement: usize,
+}
+
+/// `[[connections]]`: a target witness holds credentials for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// What clients ask for (PostgreSQL: the dbname).
+    pub name: String,
+    pub protocol: String,
+    /// host:port of the target.
+    pub address: String,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    /// The name of an environment variable holding the target password.
+    pub password_env: Option<String>,
+    /// A file holding the target password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// disable | prefer | require | verify-full
+    #[serde(default = "default_tls")]
+    pub tls: String,
+    /// CA certificates (PEM) for tls = "verify-full"; default: the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A config that cannot be used, with the file, the key and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("config file {path}: {key}: {problem}")]
+    Invalid { path: PathBuf, key: String, problem: String },
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection { durability: Durability::Write, segment_size_mib: default_segment_mib(), checkpoint_interval: default_checkpoint_interval() }
+    }
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        PostgresSection { auth: default_auth(), tls_cert: None, tls_key: None, max_rows_per_statement: default_max_rows() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            ledger: LedgerSection::default(),
+            listen: ListenSection::default(),
+            postgres: PostgresSection::default(),
+            connections: Vec::new(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./witness-data")
+}
+
+fn default_segment_mib() -> u64 {
+    64
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_auth() -> String {
+    "scram".into()
+}
+
+fn default_max_rows() -> usize {
+    100
+}
+
+fn default_tls() -> String {
+    "prefer".into()
+}
+
+/// Durations are written the way people write them: "1s", "250ms", "2m".
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("{e}: write a duration such as \"1s\" or \"500ms\"")))
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, problem: String| Err(ConfigError::Invalid { path: path.to_path_buf(), key, problem });
+        if self.ledger.segment_size_mib == 0 || self.ledger.segment_size_mib > 4096 {
+            return invalid("[ledger] segment_size_mib".into(), format!("{} is out of range; use 1 to 4096", self.ledger.segment_size_mib));
+        }
+        if self.ledger.checkpoint_interval < Duration::from_millis(10) {
+            return invalid("[ledger] checkpoint_interval".into(), "is under 10ms; use e.g. \"1s\"".into());
+        }
+        if !matches!(self.postgres.auth.as_str(), "scram" | "password") {
+            return invalid("[postgres] auth".into(), format!("{:?} is unknown; use \"scram\" or \"password\"", self.postgres.auth));
+        }
+        if self.postgres.tls_cert.is_some() != self.postgres.tls_key.is_some() {
+            return invalid("[postgres] tls_cert / tls_key".into(), "set both or neither".into());
+        }
+        let mut names = HashSet::new();
+        for (i, c) in self.connections.iter().enumerate() {
+            let key = |field: &str| format!("connections[{i}] ({}) {field}", c.name);
+            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) {
+                return invalid(key("name"), "use letters, digits, '-', '_' and '.'".into());
+            }
+            if !names.insert(c.name.as_str()) {
+                return invalid(key("name"), "is used by two connections; names must be unique".into());
+            }
+            if c.protocol != "postgres" {
+                return invalid(key("protocol"), format!("{:?} is not supported yet; use \"postgres\"", c.protocol));
+            }
+            if !c.address.contains(':') {
+                return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address));
+            }
+            if c.password_env.is_some() && c.password_file.is_some() {
+                return invalid(key("password_env / password_file"), "set one or the other".into());
+            }
+            if let Err(problem) = c.tls.parse::<witness_proto_pg::TlsMode>() {
+                return invalid(key("tls"), problem);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ledger_config(&self, data_dir: &Path) -> LedgerConfig {
+        let mut config = LedgerConfig::new(data_dir);
+        config.durability = self.ledger.durability;
+        config.segment_bytes = self.ledger.segment_size_mib << 20;
+        config.checkpoint_interval = self.ledger.checkpoint_interval;
+        config
+    }
+}
+
+impl ConnectionConfig {
+    /// The target password, from the environment or a file. None when neither is configured, or
+    /// when the environment variable is unset (witness then logs in without one, as for trust).
+    pub fn password(&self) -> Result<Option<String>, String> {
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(value) => Ok(Some(value)),
+                Err(_) => {
+                    tracing::warn!(connection = %self.name, var, "the password environment variable is not set; logging in to the target without a password");
+                    Ok(None)
+                }
+            };
+        }
+        if let Some(path) = &self.password_file {
+            return std::fs::read_to_string(path)
+                .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| format!("connection {}: cannot read password_file {}: {e}", self.name, path.display()));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expect: Result<(&str, Durability, usize), &str>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("witness.toml");
+        std::fs::write(&path, text).unwrap();
+        match (Config::load(&path), expect) {
+            (Ok(config), Ok((data_dir, durability, n_connections))) => {
+                assert_eq!(config.data_dir, PathBuf::from(data_dir));
+                assert_eq!(config.ledger.durability, durability);
+                assert_eq!(config.connections.len(), n_connections);
+            }
+            (Err(error), Err(needle)) => {
+                let text = error.to_string();
+                assert!(text.contains(needle), "error {text:?} should mention {needle:?}");
+                assert!(text.contains("witness.toml"), "error {text:?} should name the file");
+            }
+            (got, want) => panic!("config {text:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    const PG: &str = "[[connections]]\nname = \"pg-local\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:5432\"\n";
+
+    #[test]
+    fn configs_load_or_say_what_is_wrong() {
+        check("", Ok(("./witness-data", Durability::Write, 0)));
+        check("data_dir = \"/tmp/w\"\n[ledger]\ndurability = \"fsync\"\nsegment_size_mib = 8\n", Ok(("/tmp/w", Durability::Fsync, 0)));
+        check(&format!("[listen]\npostgres = \"127.0.0.1:15432\"\n{PG}"), Ok(("./witness-data", Durability::Write, 1)));
+        check("[ledger]\ndurability = \"sometimes\"\n", Err("durability"));
+        check("[ledger]\ncheckpoint_interval = \"soon\"\n", Err("checkpoint_interval"));
+        check("[ledger]\nsegment_size_mib = 0\n", Err("segment_size_mib"));
+        check("data_dri = \"x\"\n", Err("data_dri"));
+        check("[ledger\n", Err("invalid"));
+        check("[listen]\npostgres = \"localhost\"\n", Err("postgres"));
+        check(&format!("{PG}{PG}"), Err("unique"));
+        check(&PG.replace("postgres\"", "ftp\""), Err("not supported"));
+        check(&PG.replace("127.0.0.1:5432", "db.internal"), Err("no port"));
+        check(&format!("{PG}tls = \"maybe\"\n"), Err("verify-full"));
+        check(&format!("{PG}password_env = \"A\"\npassword_file = \"b\"\n"), Err("one or the other"));
+        check("[postgres]\nauth = \"md5\"\n", Err("scram"));
+    }
+}

@@ -1,0 +1,151 @@
+//! The witness process: reads the config, builds the gate (identity, targets, ledger), listens for
+//! clients, ends sessions whose token is revoked, and shuts down cleanly, ending live sessions
+//! before the ledger's final checkpoint.
+//!
+//! Protocol details live in the proto crates; this crate wires them to the rest.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod gate;
+mod registry;
+mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use witness_identity::TokenStore;
+use witness_ledger::Ledger;
+use witness_proto_pg::{FrontAuth, Interrupt, PgFront, PgSettings, PgTarget, Secret, TlsMode};
+
+pub use config::{Config, ConfigError};
+pub use gate::Gate;
+pub use registry::Registry;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {address} for {protocol}: {source}; is another process using the port?")]
+    Listen { protocol: &'static str, address: std::net::SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Target(String),
+    #[error("TLS for clients: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Identity(#[from] witness_identity::IdentityError),
+}
+
+/// At most this many client connections at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 4096;
+/// How often revoked tokens are looked for, to end their sessions.
+const REVOCATION_POLL: Duration = Duration::from_millis(500);
+/// How long shutdown waits for sessions to end after telling them to.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` completes, then ends live sessions and returns. The caller shuts the
+/// ledger down afterwards (it is the last holder of it once this returns).
+pub async fn serve(config: &Config, data_dir: &Path, ledger: Arc<Ledger>, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    let tokens = Arc::new(TokenStore::open(data_dir)?);
+    let pg_targets = pg_targets(config)?;
+    let registry = Registry::default();
+    let gate = Arc::new(Gate { tokens: tokens.clone(), ledger, pg_targets, registry: registry.clone() });
+    let mut tasks = JoinSet::new();
+
+    if let Some(address) = config.listen.postgres {
+        let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "PostgreSQL", address, source })?;
+        let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
+        let settings = PgSettings {
+            max_rows_per_statement: config.postgres.max_rows_per_statement,
+            auth: if config.postgres.auth == "password" { FrontAuth::Password } else { FrontAuth::Scram },
+            ..PgSettings::default()
+        };
+        let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });
+        tracing::info!(%address, connections = gate.pg_targets.len(), "PostgreSQL listener ready");
+        tasks.spawn(accept_loop(listener, front));
+    }
+    tasks.spawn(revocation_loop(tokens, registry.clone()));
+
+    shutdown.await;
+    tracing::info!(live_sessions = registry.live(), "shutting down: ending live sessions");
+    tasks.abort_all();
+    registry.interrupt_all(Interrupt::Shutdown);
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let mut ended = registry.ended();
+    while registry.live() > 0 && tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout_at(deadline, ended.changed()).await;
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn accept_loop<G: witness_proto_pg::PgGate>(listener: TcpListener, front: Arc<PgFront<G>>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut sessions = JoinSet::new();
+    loop {
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a PostgreSQL client failed");
+                continue;
+            }
+        };
+        let front = front.clone();
+        sessions.spawn(async move {
+            witness_proto_pg::serve_client(front, tcp, peer).await;
+            drop(permit);
+        });
+        // Reap finished sessions so the set does not grow.
+        while sessions.try_join_next().is_some() {}
+    }
+}
+
+/// Ends the live sessions of tokens revoked since the last look.
+async fn revocation_loop(tokens: Arc<TokenStore>, registry: Registry) {
+    let mut since = now_ns();
+    loop {
+        tokio::time::sleep(REVOCATION_POLL).await;
+        let checked_at = now_ns();
+        match tokens.revoked_since(since) {
+            Ok(revoked) => {
+                for token in revoked {
+                    let n = registry.interrupt_credential(&token, Interrupt::Revoked);
+                    if n > 0 {
+                        tracing::info!(token, sessions = n, "token revoked: ending its live sessions");
+                    }
+                }
+                since = checked_at - REVOCATION_POLL.as_nanos() as i64;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read revocations from the token store"),
+        }
+    }
+}
+
+fn pg_targets(config: &Config) -> Result<HashMap<String, Arc<PgTarget>>, ServeError> {
+    let mut targets = HashMap::new();
+    for c in config.connections.iter().filter(|c| c.protocol == "postgres") {
+        let tls_mode: TlsMode = c.tls.parse().map_err(ServeError::Target)?;
+        let tls = witness_proto_pg::client_config(tls_mode, c.ca_file.as_deref()).map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?;
+        let target = PgTarget {
+            name: c.name.clone(),
+            address: c.address.clone(),
+            database: c.database.clone().unwrap_or_else(|| "postgres".into()),
+            user: c.user.clone().unwrap_or_else(|| "postgres".into()),
+            password: c.password().map_err(ServeError::Target)?.map(Secret::new),
+            tls_mode,
+            tls,
+        };
+        targets.insert(c.name.clone(), Arc::new(target));
+    }
+    Ok(targets)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}

@@ -1,0 +1,105 @@
+//! Live sessions, so that they can be ended from outside: when the token they authenticated with
+//! is revoked, and when witness shuts down.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use witness_proto_pg::Interrupt;
+
+/// The registry of live sessions, shared by every listener.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: AtomicU64,
+    sessions: Mutex<HashMap<u64, Entry>>,
+    /// Set once shutdown began: sessions registering after that are told at once.
+    shutting_down: std::sync::atomic::AtomicBool,
+    /// Bumped whenever a session ends, for shutdown to wait on.
+    ended: watch::Sender<u64>,
+}
+
+struct Entry {
+    credential: String,
+    tx: watch::Sender<Option<Interrupt>>,
+}
+
+/// Unregisters its session when dropped.
+pub struct Registration {
+    registry: Registry,
+    id: u64,
+}
+
+impl Registry {
+    pub fn register(&self, credential: &str) -> (watch::Receiver<Option<Interrupt>>, Registration) {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let initial = self.inner.shutting_down.load(Ordering::SeqCst).then_some(Interrupt::Shutdown);
+        let (tx, rx) = watch::channel(initial);
+        self.lock().insert(id, Entry { credential: credential.to_string(), tx });
+        (rx, Registration { registry: self.clone(), id })
+    }
+
+    /// Ends the live sessions that authenticated with `credential`; returns how many.
+    pub fn interrupt_credential(&self, credential: &str, why: Interrupt) -> usize {
+        let sessions = self.lock();
+        let matching: Vec<_> = sessions.values().filter(|e| e.credential == credential).collect();
+        for entry in &matching {
+            let _ = entry.tx.send(Some(why));
+        }
+        matching.len()
+    }
+
+    /// Ends every live session (shutdown).
+    pub fn interrupt_all(&self, why: Interrupt) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        for entry in self.lock().values() {
+            let _ = entry.tx.send(Some(why));
+        }
+    }
+
+    /// Changes whenever a session ends.
+    pub fn ended(&self) -> watch::Receiver<u64> {
+        self.inner.ended.subscribe()
+    }
+
+    pub fn live(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.inner.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+        self.registry.inner.ended.send_modify(|n| *n += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_reaches_only_the_sessions_of_that_credential() {
+        let registry = Registry::default();
+        let (a, _ga) = registry.register("tok_a");
+        let (b, _gb) = registry.register("tok_b");
+        assert_eq!(registry.interrupt_credential("tok_a", Interrupt::Revoked), 1);
+        assert_eq!(*a.borrow(), Some(Interrupt::Revoked));
+        assert_eq!(*b.borrow(), None);
+        drop(_ga);
+        assert_eq!(registry.live(), 1);
+        registry.interrupt_all(Interrupt::Shutdown);
+        assert_eq!(*b.borrow(), Some(Interrupt::Shutdown));
+        let (late, _gl) = registry.register("tok_c");
+        assert_eq!(*late.borrow(), Some(Interrupt::Shutdown), "sessions starting during shutdown end at once");
+    }
+}

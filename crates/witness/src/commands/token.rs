@@ -1,0 +1,112 @@
+//! `witness token create|list|revoke`: the service-account tokens clients authenticate with. A
+//! token's secret is printed once, at creation; witness keeps only hashes of it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use witness_identity::{NewToken, TokenInfo, TokenStore};
+
+use crate::locate::data_dir;
+use crate::output::time;
+use crate::Cli;
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token for an identity and print it (once; it cannot be shown again).
+    Create(CreateArgs),
+    /// List tokens (never their secrets).
+    List(ListArgs),
+    /// Revoke a token, or every token of an identity; their live sessions end.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Who the token authenticates (also the PostgreSQL user name to connect with).
+    #[arg(long)]
+    identity: String,
+    /// Groups of the identity, comma-separated (they decide what it may do).
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// How long the token is valid, e.g. 8h or 30d; default: until revoked.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<Duration>,
+    /// The task the token is for; recorded with every session it opens.
+    #[arg(long)]
+    task: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct RevokeArgs {
+    /// The token id (tok_…), as `token list` prints it.
+    id: Option<String>,
+    /// Revoke every token of this identity instead.
+    #[arg(long)]
+    identity: Option<String>,
+}
+
+pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
+    let store = TokenStore::open(&data_dir(cli)?)?;
+    match cmd {
+        TokenCommand::Create(args) => {
+            let request = NewToken { identity: args.identity.clone(), groups: args.groups.clone(), ttl: args.ttl, task: args.task.clone() };
+            let (info, secret) = store.create(&request)?;
+            println!("{secret}");
+            eprintln!("created token {} for identity {}; it is shown only now.", info.id, info.identity);
+            eprintln!("connect with: psql \"host=127.0.0.1 port=15432 dbname=CONNECTION user={} password={secret}\"", info.identity);
+        }
+        TokenCommand::List(args) => {
+            let tokens = store.list()?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else if tokens.is_empty() {
+                println!("no tokens; create one with `witness token create --identity NAME`");
+            } else {
+                println!("{:<18}  {:<20}  {:<24}  {:<24}  {:<8}  {:<20}  TASK", "ID", "IDENTITY", "CREATED", "EXPIRES", "STATUS", "GROUPS");
+                for t in &tokens {
+                    println!(
+                        "{:<18}  {:<20}  {:<24}  {:<24}  {:<8}  {:<20}  {}",
+                        t.id,
+                        t.identity,
+                        time(t.created_ns),
+                        t.expires_ns.map(time).unwrap_or_else(|| "never".into()),
+                        status(t),
+                        t.groups.join(","),
+                        t.task.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke(args) => {
+            let revoked = match (&args.id, &args.identity) {
+                (Some(id), _) => vec![store.revoke(id)?],
+                (None, Some(identity)) => store.revoke_identity(identity)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            if revoked.is_empty() {
+                println!("no active tokens to revoke");
+            }
+            for t in revoked {
+                println!("revoked {} ({}); its live sessions end within a second", t.id, t.identity);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(t: &TokenInfo) -> &'static str {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    match (t.revoked_ns, t.expires_ns) {
+        (Some(_), _) => "revoked",
+        (None, Some(expires)) if expires <= now => "expired",
+        _ => "active",
+    }
+}
