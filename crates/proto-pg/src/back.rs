@@ -40,7 +40,7 @@ pub enum BackendError {
     TlsRefused { name: String, address: String },
     #[error("connection {name:?}: TLS with {address} failed: {source}")]
     Tls { name: String, address: String, source: std::io::Error },
-    #[error("connection {name:?}: the target at {address} refused witness's login as {user:?}: {message}; check the connection's user and password")]
+    #[error("connection {name:?}: the target at {address} refused the session of witness's user {user:?}: {message}")]
     LoginRefused { name: String, address: String, user: String, message: String },
     #[error("connection {name:?}: the target at {address} asks for a password but the connection has none; set password_env or password_file")]
     NoPassword { name: String, address: String },
@@ -160,9 +160,11 @@ async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
                 if !offered {
                     return Err(BackendError::UnsupportedAuth { name: target.name.clone(), address: target.address.clone(), code });
                 }
-                // Channel binding needs the target certificate's hash; witness does not request it,
-                // which SCRAM-SHA-256 (without -PLUS) allows.
-                let binding = if stream.is_tls() { ChannelBinding::unrequested() } else { ChannelBinding::unsupported() };
+                // Witness answers as a client without channel binding ("n,,"). Answering "y,,"
+                // would tell a target that offers SCRAM-SHA-256-PLUS over TLS that someone
+                // stripped it, and it refuses. Under tls = "verify-full" the certificate check
+                // already authenticates the target.
+                let binding = ChannelBinding::unsupported();
                 let client = ScramSha256::new(password()?.as_bytes(), binding);
                 let first = client.message().to_vec();
                 let mut body = Vec::with_capacity(first.len() + 20);
@@ -210,7 +212,9 @@ async fn write(target: &PgTarget, stream: &mut Stream, bytes: &[u8]) -> Result<(
 
 fn login_refused(target: &PgTarget, msg: &[u8]) -> BackendError {
     let fields = codec::parse_error_fields(&msg[5..]);
-    login_refused_text(target, format!("{} ({})", fields.message, fields.sqlstate))
+    // Only authentication failures (class 28) are about the credentials witness holds.
+    let hint = if fields.sqlstate.starts_with("28") { "; check the connection's user and password" } else { "" };
+    login_refused_text(target, format!("{} (SQLSTATE {}){hint}", fields.message, fields.sqlstate))
 }
 
 fn login_refused_text(target: &PgTarget, message: String) -> BackendError {

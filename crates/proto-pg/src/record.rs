@@ -53,6 +53,28 @@ struct CopyCount {
     bytes: u64,
     rows: u64,
     messages: u64,
+    /// The last bytes seen, to tell the old end-of-data marker line (`\.`) from a row.
+    tail: [u8; 4],
+}
+
+impl CopyCount {
+    fn add(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        self.rows += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.messages += 1;
+        for &b in data.iter().rev().take(4).collect::<Vec<_>>().iter().rev() {
+            self.tail.rotate_left(1);
+            self.tail[3] = *b;
+        }
+    }
+
+    /// Rows, not counting a final `\.` line (which some clients still send, and which is not data).
+    fn finished(mut self) -> CopyCount {
+        if self.tail[1..] == *b"\\.\n" && (self.tail[0] == b'\n' || self.bytes == 3) {
+            self.rows = self.rows.saturating_sub(1);
+        }
+        self
+    }
 }
 
 /// Target-side state for the result being received.
@@ -134,14 +156,11 @@ impl Requests {
                 None
             }
             b'd' => {
-                let count = self.copy_in.get_or_insert_with(CopyCount::default);
-                count.bytes += msg.body.len() as u64;
-                count.rows += memchr_count(msg.body);
-                count.messages += 1;
+                self.copy_in.get_or_insert_with(CopyCount::default).add(msg.body);
                 None
             }
             b'c' | b'f' => {
-                let count = self.copy_in.take().unwrap_or_default();
+                let count = self.copy_in.take().unwrap_or_default().finished();
                 let outcome = if msg.tag == b'c' { "done" } else { "failed by the client" };
                 let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
                 Some(copy_event("pg.copy_in", Direction::Request, summary, count).with_attr("outcome", outcome))
@@ -201,9 +220,7 @@ impl Responses {
             b'H' => self.copy_out = Some(CopyCount::default()),
             b'd' => {
                 if let Some(count) = &mut self.copy_out {
-                    count.bytes += msg.body.len() as u64;
-                    count.rows += memchr_count(msg.body);
-                    count.messages += 1;
+                    count.add(msg.body);
                 }
             }
             b'c' => {
@@ -335,14 +352,17 @@ fn lock(queue: &PendingQueue) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
     queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A parameter or column value as recorded: text as text, binary as `\x` hex, NULL as null; cut
-/// at [`MAX_VALUE_BYTES`].
+/// A parameter or column value as recorded: text format as text; binary format as text when it is
+/// printable UTF-8 (binary text, varchar, json) and as `\x` hex otherwise (numbers, bytea,
+/// timestamps); NULL as null. Cut at [`MAX_VALUE_BYTES`].
 fn value(bytes: Option<&[u8]>, format: i16) -> Value {
     let Some(bytes) = bytes else { return Value::Null };
     let shown = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
     let cut = if shown.len() < bytes.len() { "…" } else { "" };
+    let printable = |text: &str| text.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
     let text = match (format, std::str::from_utf8(shown)) {
         (0, Ok(text)) => text.to_string(),
+        (_, Ok(text)) if !text.is_empty() && printable(text) => text.to_string(),
         _ => format!("\\x{}", hex::encode(shown)),
     };
     Value::String(format!("{text}{cut}"))
@@ -359,10 +379,6 @@ fn clip(text: &str) -> String {
         None => line,
         Some((cut, _)) => format!("{}…", &line[..cut]),
     }
-}
-
-fn memchr_count(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// Attributes for a session's startup event.
@@ -443,6 +459,24 @@ mod tests {
         assert_eq!(events[1].attrs["error"]["sqlstate"], "42703");
         assert_eq!(events[1].summary, "ERROR 42703: column \"nope\" does not exist");
         assert!(queue.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_end_of_data_marker_is_not_a_row() {
+        let queue = PendingQueue::default();
+        let mut requests = Requests::default();
+        requests.on_message(message(&msg(b'd', b"1\tx\n")), &queue).unwrap();
+        requests.on_message(message(&msg(b'd', b"\\.\n")), &queue).unwrap();
+        let done = requests.on_message(message(&msg(b'c', b"")), &queue).unwrap().unwrap();
+        assert_eq!(done.attrs["rows"].as_u64(), Some(1));
+    }
+
+    #[test]
+    fn binary_values_are_text_when_printable() {
+        assert_eq!(value(Some(b"name 7"), 1), json!("name 7"));
+        assert_eq!(value(Some(b"\0\0\0\x07"), 1), json!("\\x00000007"));
+        assert_eq!(value(Some(b"plain"), 0), json!("plain"));
+        assert_eq!(value(None, 0), Value::Null);
     }
 
     #[test]

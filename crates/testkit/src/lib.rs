@@ -1,1 +1,48 @@
-//! placeholder, written by a helper
+//! Test harness for witness integration tests.
+//!
+//! Integration tests exercise the gateway against *real* servers rather than
+//! mocks, because the interesting bugs live in protocol details (auth
+//! handshakes, TLS negotiation, COPY framing) that mocks get wrong. Every
+//! server started here lives in its own temporary directory and listens on a
+//! free loopback port, so tests never depend on (or disturb) system services
+//! and can run in parallel.
+//!
+//! * [`free_port`] — pick an unused loopback TCP port.
+//! * [`Postgres`] — a throw-away PostgreSQL cluster with well-known roles
+//!   for trust, md5 and SCRAM authentication, optionally with TLS.
+//! * [`Python`] — a cached virtualenv for tests that drive real client
+//!   libraries (e.g. psycopg).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod postgres;
+mod python;
+mod util;
+
+pub use postgres::{
+    pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD,
+};
+pub use python::Python;
+
+use std::net::{Ipv4Addr, TcpListener};
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// The port is found by binding `127.0.0.1:0` and letting the kernel choose;
+/// the listener is dropped before returning so that the real server can bind
+/// it. There is an unavoidable window in which another process could grab the
+/// same port; callers that start servers (like [`Postgres::start`]) retry with
+/// a fresh port when the bind fails.
+///
+/// # Panics
+///
+/// Panics if the loopback interface cannot be bound at all.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap_or_else(|e| panic!("free_port: cannot bind 127.0.0.1:0: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("free_port: cannot read local address of listener: {e}"))
+        .port()
+}

@@ -1,0 +1,202 @@
+//! A witness gateway for tests: a config pointing at an ephemeral PostgreSQL, `witness serve`
+//! started as a child process, tokens made with the real CLI, and helpers to read the recording.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use witness_testkit::{free_port, Postgres, MD5_PASSWORD, SCRAM_PASSWORD};
+
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub config: PathBuf,
+    child: Child,
+}
+
+impl Gateway {
+    /// Starts witness in front of `pg` with connections:
+    /// app (scram_user, tls require), app-md5 (md5_user, password_file, tls disable),
+    /// app-trust (trust_user), app-verify (scram_user, verify-full), down (nothing listens).
+    pub fn start(pg: &Postgres, extra_toml: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let md5_file = dir.path().join("md5-password");
+        std::fs::write(&md5_file, format!("{MD5_PASSWORD}\n")).unwrap();
+        let cert = pg.server_cert().expect("the test PostgreSQL has TLS");
+        let address = format!("127.0.0.1:{}", pg.port());
+        let config = format!(
+            r#"data_dir = "{data}"
+[listen]
+postgres = "127.0.0.1:{port}"
+{extra_toml}
+[[connections]]
+name = "app"
+protocol = "postgres"
+address = "{address}"
+database = "app"
+user = "scram_user"
+password_env = "WITNESS_TEST_PG_PASSWORD"
+tls = "require"
+
+[[connections]]
+name = "app-md5"
+protocol = "postgres"
+address = "{address}"
+database = "app"
+user = "md5_user"
+password_file = "{md5}"
+tls = "disable"
+
+[[connections]]
+name = "app-trust"
+protocol = "postgres"
+address = "{address}"
+database = "app"
+user = "trust_user"
+
+[[connections]]
+name = "app-verify"
+protocol = "postgres"
+address = "localhost:{pg_port}"
+database = "app"
+user = "scram_user"
+password_env = "WITNESS_TEST_PG_PASSWORD"
+tls = "verify-full"
+ca_file = "{cert}"
+
+[[connections]]
+name = "down"
+protocol = "postgres"
+address = "127.0.0.1:{down}"
+"#,
+            data = dir.path().join("data").display(),
+            md5 = md5_file.display(),
+            cert = cert.display(),
+            pg_port = pg.port(),
+            down = free_port(),
+        );
+        let config_path = dir.path().join("witness.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
+            .args(["serve", "--config", config_path.to_str().unwrap()])
+            .env("WITNESS_TEST_PG_PASSWORD", SCRAM_PASSWORD)
+            .env("WITNESS_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read the log on a thread (so the pipe never fills) and wait for the ready line.
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let log_path = dir.path().join("witness.log");
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut log = std::fs::File::create(log_path).unwrap();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                use std::io::Write;
+                let _ = writeln!(log, "{line}");
+                if line.contains("witness is running") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let gateway = Gateway { dir, port, config: config_path, child };
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            panic!("witness did not start:\n{}", gateway.log());
+        }
+        gateway
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("witness.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs a witness command with this gateway's config.
+    pub fn witness(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_witness")).args(args).arg("--config").arg(&self.config).output().unwrap()
+    }
+
+    pub fn token(&self, identity: &str, extra: &[&str]) -> String {
+        let mut args = vec!["token", "create", "--identity", identity];
+        args.extend_from_slice(extra);
+        let out = self.witness(&args);
+        assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A libpq connection string through witness.
+    pub fn conninfo(&self, connection: &str, user: &str, token: &str) -> String {
+        format!("host=127.0.0.1 port={} dbname={connection} user={user} password={token}", self.port)
+    }
+
+    pub fn sessions(&self) -> Vec<serde_json::Value> {
+        let out = self.witness(&["sessions", "list", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn events(&self, session: &str) -> Vec<serde_json::Value> {
+        let out = self.witness(&["sessions", "show", session, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        shown["events"].as_array().unwrap().clone()
+    }
+
+    /// All events of all sessions, in session order.
+    pub fn all_events(&self) -> Vec<serde_json::Value> {
+        self.sessions().iter().flat_map(|s| self.events(s["id"].as_str().unwrap())).collect()
+    }
+
+    /// Stops witness with SIGTERM and checks that it sealed the ledger and the ledger verifies.
+    pub fn stop_and_verify(&mut self) {
+        self.terminate();
+        assert!(self.log().contains("ledger sealed"), "witness did not shut down cleanly:\n{}", self.log());
+        let out = self.witness(&["verify"]);
+        assert!(out.status.success(), "verify after the run failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), self.log());
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// Runs psql with a connection string; returns (success, stdout, stderr).
+pub fn psql(conninfo: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(witness_testkit::pg_bin("psql")).arg("-X").arg(conninfo).args(args).env("PGCONNECT_TIMEOUT", "20").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Every file under `dir`, read as bytes, must not contain `needle`.
+pub fn assert_nowhere_in(dir: &Path, needle: &str) {
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?} found in {}", entry.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
