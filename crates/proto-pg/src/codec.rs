@@ -241,6 +241,20 @@ pub fn untagged(out: &mut BytesMut, code: i32, key: Option<(i32, i32)>) {
     finish(out, at);
 }
 
+/// The key/value parameters of a StartupMessage (after its protocol version), as text.
+pub fn parse_startup_params(body: &[u8]) -> Vec<(String, String)> {
+    let mut f = Fields::new(body);
+    let mut params = Vec::new();
+    while let Ok(key) = f.cstr() {
+        if key.is_empty() {
+            break;
+        }
+        let Ok(value) = f.cstr() else { break };
+        params.push((String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned()));
+    }
+    params
+}
+
 /// The fields of an ErrorResponse or NoticeResponse body that witness records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ErrorFields {

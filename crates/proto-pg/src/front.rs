@@ -113,7 +113,7 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
                 }
                 return Ok(None);
             }
-            PROTOCOL_3_0 => break parse_params(&packet[4..]),
+            PROTOCOL_3_0 => break codec::parse_startup_params(&packet[4..]),
             other => {
                 let message = format!("unsupported frontend protocol {}.{}: witness speaks protocol 3.0", other >> 16, other & 0xffff);
                 return refuse(&mut stream, "0A000", message, None).await;
@@ -314,22 +314,9 @@ async fn read_startup_packet(stream: &mut Stream) -> Result<Vec<u8>, StartupErro
     Ok(packet)
 }
 
-fn parse_params(body: &[u8]) -> Vec<(String, String)> {
-    let mut f = Fields::new(body);
-    let mut params = Vec::new();
-    while let Ok(key) = f.cstr() {
-        if key.is_empty() {
-            break;
-        }
-        let Ok(value) = f.cstr() else { break };
-        params.push((String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned()));
-    }
-    params
-}
-
 /// Takes `witness.task` out of a startup `options` string (`-c witness.task=…`, spaces escaped by
 /// backslashes as libpq does); returns the other options and the task.
-fn split_task_option(options: &str) -> (String, Option<String>) {
+pub fn split_task_option(options: &str) -> (String, Option<String>) {
     let mut words: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut chars = options.chars();
@@ -372,7 +359,7 @@ fn split_task_option(options: &str) -> (String, Option<String>) {
 }
 
 /// Splits a SCRAM client-first message into its GS2 header ("n,," or "y,,") and the bare part.
-fn split_gs2(message: &str) -> Option<(&str, &str)> {
+pub fn split_gs2(message: &str) -> Option<(&str, &str)> {
     let first = message.find(',')?;
     let second = first + 1 + message[first + 1..].find(',')?;
     let header = &message[..=second];
@@ -383,7 +370,7 @@ fn split_gs2(message: &str) -> Option<(&str, &str)> {
 }
 
 /// The value of attribute `name` (as in `r=…`) in a SCRAM message.
-fn attribute(message: &str, name: char) -> Option<&str> {
+pub fn attribute(message: &str, name: char) -> Option<&str> {
     message.split(',').find_map(|part| part.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
 }
 

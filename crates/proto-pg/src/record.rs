@@ -22,7 +22,7 @@ const MAX_SUMMARY_CHARS: usize = 200;
 
 /// A request waiting for its response, in the order the target will answer.
 #[derive(Debug)]
-pub(crate) enum Pending {
+pub enum Pending {
     /// A simple Query: answered by one result per statement, then ReadyForQuery.
     Query { started: Instant, statements: u32 },
     /// An Execute: answered by one result (or suspended, or skipped after an earlier error).
@@ -32,11 +32,11 @@ pub(crate) enum Pending {
 }
 
 /// The queue shared by the two directions of one session.
-pub(crate) type PendingQueue = Arc<Mutex<VecDeque<Pending>>>;
+pub type PendingQueue = Arc<Mutex<VecDeque<Pending>>>;
 
 /// Client-side state: prepared statements and portals, and COPY IN counts.
 #[derive(Default)]
-pub(crate) struct Requests {
+pub struct Requests {
     statements: HashMap<Vec<u8>, Arc<str>>,
     portals: HashMap<Vec<u8>, Portal>,
     copy_in: Option<CopyCount>,
@@ -78,7 +78,7 @@ impl CopyCount {
 }
 
 /// Target-side state for the result being received.
-pub(crate) struct Responses {
+pub struct Responses {
     max_rows: usize,
     columns: Vec<Value>,
     rows: Vec<Value>,
@@ -88,7 +88,7 @@ pub(crate) struct Responses {
 
 impl Requests {
     /// Looks at one client message; returns the event to record before it is forwarded.
-    pub(crate) fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue) -> Result<Option<Event>, DecodeError> {
+    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue) -> Result<Option<Event>, DecodeError> {
         let mut f = Fields::new(msg.body);
         Ok(match msg.tag {
             b'Q' => {
@@ -172,12 +172,12 @@ impl Requests {
 }
 
 impl Responses {
-    pub(crate) fn new(max_rows: usize) -> Responses {
+    pub fn new(max_rows: usize) -> Responses {
         Responses { max_rows, columns: Vec::new(), rows: Vec::new(), n_rows: 0, copy_out: None }
     }
 
     /// Looks at one target message; returns the events to record before it reaches the client.
-    pub(crate) fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<(), DecodeError> {
+    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<(), DecodeError> {
         let mut f = Fields::new(msg.body);
         match msg.tag {
             b'T' => {

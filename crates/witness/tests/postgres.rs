@@ -247,3 +247,68 @@ fn psycopg_results_through_witness_equal_direct() {
     let sessions = gw.sessions();
     assert!(sessions.iter().all(|s| s["task"] == "psycopg check"));
 }
+
+#[test]
+fn cleartext_tokens_large_results_pipelining_and_target_termination() {
+    let pg = Postgres::start();
+    let gw = Gateway::start(&pg, "[postgres]\nauth = \"password\"\nmax_rows_per_statement = 50\n");
+    let token = gw.token("claude", &[]);
+    // Loopback: the token is accepted as a cleartext password; application_name names the task.
+    let conninfo = format!("{} application_name=JIRA-9", gw.conninfo("app", "claude", &token));
+    let (ok, out, err) = psql(&conninfo, &["-Atc", "select count(*), sum(length(r)) from (select repeat('x', 1000) as r from generate_series(1, 20000)) t"]);
+    assert!(ok && out.trim() == "20000|20000000", "{out} {err}");
+    let (ok, out, err) = psql(&conninfo, &["-Atc", "select g, repeat('y', 1000) from generate_series(1, 20000) g"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 20000, "a 20 MB result streams through witness");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        // tokio-postgres pipelines concurrent queries on one connection.
+        let values: Vec<i32> = (0..20).collect();
+        let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> = values.iter().map(|v| [v as &(dyn tokio_postgres::types::ToSql + Sync)]).collect();
+        let queries: Vec<_> = params.iter().map(|p| client.query_one("select $1::int4 * 2", p)).collect();
+        let answers: Vec<i32> = futures_join(queries).await.into_iter().map(|r| r.unwrap().get(0)).collect();
+        assert_eq!(answers, (0..20).map(|i| i * 2).collect::<Vec<_>>());
+        // The target ends the session: the client sees the error and the session ends.
+        let pid: i32 = client.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+        pg.psql("app", &format!("select pg_terminate_backend({pid})"));
+        let error = client.query_one("select 1", &[]).await.unwrap_err();
+        assert!(format!("{error:?}").contains("57P01") || error.is_closed(), "{error:?}");
+        let _ = connection.await;
+    });
+
+    let sessions = gw.sessions();
+    assert!(sessions.iter().all(|s| s["task"] == "JIRA-9"), "{sessions:?}");
+    assert!(sessions.iter().any(|s| s["end_reason"] == "the target closed the connection"), "{sessions:?}");
+    let events = gw.all_events();
+    let big = events.iter().find(|e| e["kind"] == "pg.result" && e["attrs"]["tag"] == "SELECT 20000").expect("the large result is recorded");
+    assert_eq!((big["attrs"]["rows"].as_u64(), big["attrs"]["rows_recorded"].as_u64()), (Some(20000), Some(50)), "rows are capped, the count is not");
+    let pipelined = events.iter().filter(|e| e["kind"] == "pg.execute" && e["payload_text"] == "select $1::int4 * 2").count();
+    assert_eq!(pipelined, 20);
+}
+
+/// Awaits futures concurrently on one task (so their requests share the connection's pipeline).
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, future) in futures.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => outputs[i] = Some(out),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
