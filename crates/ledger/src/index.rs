@@ -96,6 +96,12 @@ pub(crate) struct IndexBatch {
     pub resume: ResumePoint,
 }
 
+/// The indexer commits at most this often, or sooner once this many events wait.
+const INDEX_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+const INDEX_COMMIT_EVENTS: usize = 20_000;
+/// No new batch for this long commits what has been gathered.
+const INDEX_QUIET: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Index summaries are for lists; the full text is in the record.
 const MAX_SUMMARY_CHARS: usize = 240;
 const SCHEMA_VERSION: &str = "1";
@@ -407,10 +413,20 @@ pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>
         .spawn(move || {
             let mut pending = Vec::new();
             while let Ok(first) = rx.recv() {
+                // The index may lag (it is derived data, rebuilt from the segments after a crash),
+                // so batches are gathered for a while and committed together: one SQLite commit
+                // per batch would cost more CPU than the recording itself.
+                // A quiet moment commits at once (readers see fresh data when witness is idle);
+                // a steady stream is gathered up to the interval or the count.
+                let deadline = std::time::Instant::now() + INDEX_COMMIT_INTERVAL;
+                let mut n_events = first.events.len();
                 pending.push(first);
-                while pending.len() < 256 {
-                    match rx.try_recv() {
-                        Ok(batch) => pending.push(batch),
+                while n_events < INDEX_COMMIT_EVENTS && std::time::Instant::now() < deadline {
+                    match rx.recv_timeout(INDEX_QUIET) {
+                        Ok(batch) => {
+                            n_events += batch.events.len();
+                            pending.push(batch);
+                        }
                         Err(_) => break,
                     }
                 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use witness_core::{SessionId, SessionInfo};
 
 pub use error::LedgerError;
@@ -91,8 +91,10 @@ pub struct LedgerPaths {
 
 /// An open ledger: the only writer of its data dir while it lives.
 pub struct Ledger {
-    tx: mpsc::Sender<writer::Command>,
+    sink: writer::Sink,
+    /// The writer thread, in `fsync` mode.
     writer: Option<JoinHandle<()>>,
+    shut_down: bool,
     indexer: Option<JoinHandle<()>>,
     public_key: VerifyingKey,
     paths: LedgerPaths,
@@ -192,39 +194,39 @@ impl Ledger {
         if indexed > 0 {
             tracing::info!(events = indexed, "indexed events the index did not have yet");
         }
-        let (index_tx, index_rx) = std_mpsc::sync_channel(1024);
+        // Generous: in `write` mode batches are small and many, and the indexer commits in bulk.
+        let (index_tx, index_rx) = std_mpsc::sync_channel(1 << 16);
         let indexer = index::spawn_indexer(index, index_rx)?;
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let settings = writer::WriterSettings {
             durability: config.durability,
             segment_bytes: config.segment_bytes.max(4096),
             max_batch: 4096,
         };
-        let writer = writer::spawn(start, settings, signing_key, rx, index_tx)?;
-        let ledger = Ledger { tx: tx.clone(), writer: Some(writer), indexer: Some(indexer), public_key, paths, _lock: lock };
+        let (sink, writer) = writer::start(start, settings, signing_key, config.queue_capacity, index_tx)?;
+        let ledger = Ledger { sink: sink.clone(), writer, shut_down: false, indexer: Some(indexer), public_key, paths, _lock: lock };
 
         for (id, head) in &orphans {
-            let session = SessionWriter::resume(tx.clone(), SessionId::from_bytes(*id), head.seq + 1, head.hash);
+            let session = SessionWriter::resume(sink.clone(), SessionId::from_bytes(*id), head.seq + 1, head.hash);
             session.close_blocking("witness stopped before the session ended")?;
         }
         if !orphans.is_empty() {
             tracing::warn!(sessions = orphans.len(), "closed sessions that the previous run left open");
         }
         ledger.seal_blocking()?;
-        writer::spawn_ticker(tx, config.checkpoint_interval);
+        writer::spawn_ticker(sink, config.checkpoint_interval);
         Ok(ledger)
     }
 
     /// Opens a session: records its `session.start` event and returns its writer.
     pub async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let session = SessionWriter::new(self.tx.clone());
+        let session = SessionWriter::new(self.sink.clone());
         session.append_start(info).await?;
         Ok(session)
     }
 
     /// [`Ledger::open_session`] for threads outside an async runtime.
     pub fn open_session_blocking(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let session = SessionWriter::new(self.tx.clone());
+        let session = SessionWriter::new(self.sink.clone());
         session.append_start_blocking(info)?;
         Ok(session)
     }
@@ -232,14 +234,16 @@ impl Ledger {
     /// Writes heads of changed sessions and a signed checkpoint now, if anything changed.
     pub async fn seal(&self) -> Result<SealSummary, LedgerError> {
         let (reply_tx, reply) = oneshot::channel();
-        self.tx.send(writer::Command::Seal(Some(reply_tx))).await.map_err(|_| LedgerError::Stopped)?;
+        self.sink.send(writer::Command::Seal(Some(reply_tx))).await?;
+        self.sink.drive();
         reply.await.unwrap_or(Err(LedgerError::Stopped))
     }
 
     /// [`Ledger::seal`] for threads outside an async runtime.
     pub fn seal_blocking(&self) -> Result<SealSummary, LedgerError> {
         let (reply_tx, reply) = oneshot::channel();
-        self.tx.blocking_send(writer::Command::Seal(Some(reply_tx))).map_err(|_| LedgerError::Stopped)?;
+        self.sink.send_blocking(writer::Command::Seal(Some(reply_tx)))?;
+        self.sink.drive();
         reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped))
     }
 
@@ -247,7 +251,9 @@ impl Ledger {
     /// indexer to finish. Blocks; from async code call it on a blocking thread.
     pub fn shutdown(mut self) -> Result<SealSummary, LedgerError> {
         let (reply_tx, reply) = oneshot::channel();
-        self.tx.blocking_send(writer::Command::Shutdown(reply_tx)).map_err(|_| LedgerError::Stopped)?;
+        self.shut_down = true;
+        self.sink.send_blocking(writer::Command::Shutdown(reply_tx))?;
+        self.sink.drive();
         let summary = reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped));
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
@@ -269,11 +275,13 @@ impl Ledger {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
-        if self.writer.is_some() {
+        if !self.shut_down {
             // Dropped without shutdown (a panic, an early return): ask the writer to seal and stop
-            // without waiting, since drop may run inside an async runtime.
+            // without waiting for a queue slot, since drop may run inside an async runtime.
             let (reply_tx, _reply) = oneshot::channel();
-            let _ = self.tx.try_send(writer::Command::Shutdown(reply_tx));
+            if self.sink.try_send(writer::Command::Shutdown(reply_tx)).is_ok() {
+                self.sink.drive();
+            }
         }
     }
 }

@@ -5,14 +5,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use witness_core::{Direction, Event, EventKind, SessionId, SessionInfo};
 
 use crate::error::LedgerError;
 use crate::format::{encode_event, EventFields, Hash, MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
 use crate::index::{clip_summary, IndexEvent};
 use crate::read::HeaderRef;
-use crate::writer::{now_ns, AppendCommand, Command};
+use crate::writer::{now_ns, AppendCommand, Command, Sink};
 use crate::Receipt;
 
 /// The write end of one open session. Close it with [`SessionWriter::close`]; when the last clone
@@ -21,7 +21,7 @@ use crate::Receipt;
 #[derive(Clone)]
 pub struct SessionWriter {
     id: SessionId,
-    tx: mpsc::Sender<Command>,
+    sink: Sink,
     chain: Arc<Mutex<Chain>>,
 }
 
@@ -60,14 +60,14 @@ enum Role<'a> {
 }
 
 impl SessionWriter {
-    pub(crate) fn new(tx: mpsc::Sender<Command>) -> SessionWriter {
-        SessionWriter::resume(tx, SessionId::new(), 0, [0; 32])
+    pub(crate) fn new(sink: Sink) -> SessionWriter {
+        SessionWriter::resume(sink, SessionId::new(), 0, [0; 32])
     }
 
     /// Continues a session found open by recovery, to close it.
-    pub(crate) fn resume(tx: mpsc::Sender<Command>, id: SessionId, next_seq: u64, head: Hash) -> SessionWriter {
+    pub(crate) fn resume(sink: Sink, id: SessionId, next_seq: u64, head: Hash) -> SessionWriter {
         let chain = Chain { next_seq, head, last_time_ns: 0, state: State::Open };
-        SessionWriter { id, tx, chain: Arc::new(Mutex::new(chain)) }
+        SessionWriter { id, sink, chain: Arc::new(Mutex::new(chain)) }
     }
 
     pub fn id(&self) -> SessionId {
@@ -112,30 +112,38 @@ impl SessionWriter {
 
     async fn submit_as(&self, event: &Event, role: Role<'_>) -> Result<PendingReceipt, LedgerError> {
         // The queue slot comes first, so the lock below is never held while waiting for one.
-        let permit = match self.tx.reserve().await {
-            Ok(permit) => permit,
-            Err(_) => {
+        let slot = match self.sink.reserve().await {
+            Ok(slot) => slot,
+            Err(e) => {
                 self.lock().state = State::Broken;
-                return Err(LedgerError::Stopped);
+                return Err(e);
             }
         };
-        let mut chain = self.lock();
-        let (command, reply) = self.prepare(&chain, event, role, true)?;
-        let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
-        permit.send(Command::Append(command));
-        advance(&mut chain, hash, time_ns, role);
+        let reply = {
+            let mut chain = self.lock();
+            let (command, reply) = self.prepare(&chain, event, role, true)?;
+            let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
+            slot.send(Command::Append(command));
+            advance(&mut chain, hash, time_ns, role);
+            reply
+        };
+        self.sink.drive();
         Ok(PendingReceipt { reply: reply.expect("a reply was asked for"), chain: self.chain.clone() })
     }
 
     fn submit_blocking(&self, event: &Event, role: Role<'_>) -> Result<PendingReceipt, LedgerError> {
-        let mut chain = self.lock();
-        let (command, reply) = self.prepare(&chain, event, role, true)?;
-        let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
-        if self.tx.blocking_send(Command::Append(command)).is_err() {
-            chain.state = State::Broken;
-            return Err(LedgerError::Stopped);
-        }
-        advance(&mut chain, hash, time_ns, role);
+        let reply = {
+            let mut chain = self.lock();
+            let (command, reply) = self.prepare(&chain, event, role, true)?;
+            let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
+            if let Err(e) = self.sink.send_blocking(Command::Append(command)) {
+                chain.state = State::Broken;
+                return Err(e);
+            }
+            advance(&mut chain, hash, time_ns, role);
+            reply
+        };
+        self.sink.drive();
         Ok(PendingReceipt { reply: reply.expect("a reply was asked for"), chain: self.chain.clone() })
     }
 
@@ -235,8 +243,10 @@ impl Drop for SessionWriter {
         // full, recovery closes the session at the next start instead.
         let end = end_event("the session's recorder was dropped without closing it");
         if let Ok((command, _)) = self.prepare(&chain, &end, Role::End, false) {
-            let _ = self.tx.try_send(Command::Append(command));
+            let _ = self.sink.try_send(Command::Append(command));
         }
+        drop(chain);
+        self.sink.drive();
     }
 }
 

@@ -1,16 +1,20 @@
-//! The single writer thread: takes appends from every session, group-commits them to the current
-//! segment, rotates segments, and seals the ledger with session heads and signed checkpoints.
+//! The writer: takes appends from every session, group-commits them to the current segment,
+//! rotates segments, and seals the ledger with session heads and signed checkpoints.
 //!
 //! Callers build and hash their records themselves (see `session`); the writer only gives each
-//! record its place (ledger_seq, global chain, file offset), so the one thread that must be
-//! sequential does as little as possible.
+//! record its place (ledger_seq, global chain, file offset), so the part that must be sequential
+//! does as little as possible. How appends reach it depends on the durability mode (see [`Sink`]):
+//! in `fsync` mode a dedicated thread writes, so that no async worker ever waits on an fsync; in
+//! `write` mode the appender that finds the writer free writes everything queued so far itself
+//! (leader/follower group commit), which saves two thread switches per append.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, TryLockError};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +31,25 @@ use crate::index::{IndexBatch, IndexEvent, IndexedEvent, ResumePoint};
 use crate::merkle::CompactTree;
 use crate::segment::segment_file_name;
 use crate::{Durability, Receipt};
+
+/// How commands reach the writer.
+#[derive(Clone)]
+pub(crate) enum Sink {
+    /// `fsync` mode: a bounded queue to the writer thread.
+    Thread(mpsc::Sender<Command>),
+    /// `write` mode: a queue that whoever holds the writer drains.
+    Inline(Arc<Inline>),
+}
+
+/// The writer shared by the appenders of `write` mode.
+pub(crate) struct Inline {
+    /// Commands queued, in order; pushed under each session's chain lock, so a session's records
+    /// are queued in chain order.
+    pending: Mutex<Vec<Command>>,
+    writer: Mutex<Writer>,
+    /// Set once the writer shut down: later commands are refused at once.
+    stopped: AtomicBool,
+}
 
 /// What the writer is asked to do, in the order callers asked.
 pub(crate) enum Command {
@@ -91,7 +114,7 @@ pub(crate) struct WriterSettings {
     pub max_batch: usize,
 }
 
-struct Writer {
+pub(crate) struct Writer {
     settings: WriterSettings,
     segments_dir: PathBuf,
     signing_key: SigningKey,
@@ -106,12 +129,15 @@ struct Writer {
     unsealed_records: u64,
     /// Frames staged for the next write: one write per batch is the group commit.
     buf: Vec<u8>,
-    index_tx: std_mpsc::SyncSender<IndexBatch>,
+    /// None once shut down, which lets the indexer finish.
+    index_tx: Option<std_mpsc::SyncSender<IndexBatch>>,
     /// In `write` mode, segments are fsynced off the append path by this thread.
     syncer_tx: Option<std_mpsc::Sender<File>>,
     syncer: Option<thread::JoinHandle<()>>,
     /// Set by the first failed write; from then on every append is refused.
     failure: Option<Arc<std::io::Error>>,
+    /// Set by shutdown; from then on every command is refused.
+    stopped: bool,
 }
 
 /// Replies owed for the records staged in `buf`, sent once they are written.
@@ -123,14 +149,34 @@ struct Staged {
     wrote_checkpoint: bool,
 }
 
-/// Starts the writer thread; it runs until it gets `Shutdown` or every sender is gone.
-pub(crate) fn spawn(
+/// Starts the writer for the durability mode: a thread in `fsync` mode (returned with its handle),
+/// shared inline state in `write` mode.
+pub(crate) fn start(
     start: WriterStart,
     settings: WriterSettings,
     signing_key: SigningKey,
-    rx: mpsc::Receiver<Command>,
+    queue_capacity: usize,
     index_tx: std_mpsc::SyncSender<IndexBatch>,
-) -> Result<thread::JoinHandle<()>, LedgerError> {
+) -> Result<(Sink, Option<thread::JoinHandle<()>>), LedgerError> {
+    let durability = settings.durability;
+    let writer = build(start, settings, signing_key, index_tx)?;
+    match durability {
+        Durability::Write => {
+            let inline = Inline { pending: Mutex::new(Vec::new()), writer: Mutex::new(writer), stopped: AtomicBool::new(false) };
+            Ok((Sink::Inline(Arc::new(inline)), None))
+        }
+        Durability::Fsync => {
+            let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+            let handle = thread::Builder::new()
+                .name("ledger-writer".into())
+                .spawn(move || writer.run(rx))
+                .map_err(LedgerError::io("start the writer thread for", PathBuf::from("the ledger")))?;
+            Ok((Sink::Thread(tx), Some(handle)))
+        }
+    }
+}
+
+fn build(start: WriterStart, settings: WriterSettings, signing_key: SigningKey, index_tx: std_mpsc::SyncSender<IndexBatch>) -> Result<Writer, LedgerError> {
     let (file, segment_idx, segment_len) = match start.last_segment {
         Some((idx, len)) => {
             let path = start.segments_dir.join(segment_file_name(idx));
@@ -162,24 +208,137 @@ pub(crate) fn spawn(
         sessions: start.open_sessions,
         unsealed_records: start.unsealed_records,
         buf: Vec::with_capacity(1 << 20),
-        index_tx,
+        index_tx: Some(index_tx),
         syncer_tx,
         syncer,
         failure: None,
+        stopped: false,
     };
-    thread::Builder::new()
-        .name("ledger-writer".into())
-        .spawn(move || writer.run(rx))
-        .map_err(LedgerError::io("start the writer thread for", PathBuf::from("the ledger")))
+    Ok(writer)
 }
 
-/// Sends `Seal` every `interval` until the writer goes away.
-pub(crate) fn spawn_ticker(tx: mpsc::Sender<Command>, interval: Duration) {
+// === impl Sink ===
+
+impl Sink {
+    /// Queues a command, waiting for room in `fsync` mode. In `write` mode the caller must call
+    /// [`Sink::drive`] afterwards (outside any lock it holds) to get it written.
+    pub(crate) async fn send(&self, command: Command) -> Result<(), LedgerError> {
+        match self {
+            Sink::Thread(tx) => tx.send(command).await.map_err(|_| LedgerError::Stopped),
+            Sink::Inline(inline) => inline.push(command),
+        }
+    }
+
+    /// [`Sink::send`] for threads outside an async runtime.
+    pub(crate) fn send_blocking(&self, command: Command) -> Result<(), LedgerError> {
+        match self {
+            Sink::Thread(tx) => tx.blocking_send(command).map_err(|_| LedgerError::Stopped),
+            Sink::Inline(inline) => inline.push(command),
+        }
+    }
+
+    /// Queues a command only if that needs no waiting (from `Drop`).
+    pub(crate) fn try_send(&self, command: Command) -> Result<(), LedgerError> {
+        match self {
+            Sink::Thread(tx) => tx.try_send(command).map_err(|_| LedgerError::Stopped),
+            Sink::Inline(inline) => inline.push(command),
+        }
+    }
+
+    /// A slot in the queue for one command, taken before a session locks its chain, so that the
+    /// chain lock is never held while waiting for room.
+    pub(crate) async fn reserve(&self) -> Result<Slot<'_>, LedgerError> {
+        match self {
+            Sink::Thread(tx) => tx.reserve().await.map(Slot::Thread).map_err(|_| LedgerError::Stopped),
+            Sink::Inline(inline) if inline.stopped.load(Ordering::Acquire) => Err(LedgerError::Stopped),
+            Sink::Inline(inline) => Ok(Slot::Inline(inline)),
+        }
+    }
+
+    /// In `write` mode, writes what is queued unless another appender is already writing (it will
+    /// write this too). Nothing to do in `fsync` mode.
+    pub(crate) fn drive(&self) {
+        if let Sink::Inline(inline) = self {
+            inline.drive();
+        }
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        match self {
+            Sink::Thread(tx) => tx.is_closed(),
+            Sink::Inline(inline) => inline.stopped.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Room for one command, from [`Sink::reserve`].
+pub(crate) enum Slot<'a> {
+    Thread(mpsc::Permit<'a, Command>),
+    Inline(&'a Inline),
+}
+
+impl Slot<'_> {
+    pub(crate) fn send(self, command: Command) {
+        match self {
+            Slot::Thread(permit) => permit.send(command),
+            Slot::Inline(inline) => {
+                let _ = inline.push(command);
+            }
+        }
+    }
+}
+
+// === impl Inline ===
+
+impl Inline {
+    fn push(&self, command: Command) -> Result<(), LedgerError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(LedgerError::Stopped);
+        }
+        lock(&self.pending).push(command);
+        Ok(())
+    }
+
+    /// Leader/follower group commit: the caller that gets the writer writes everything queued,
+    /// again and again while more arrives; a caller that finds the writer busy leaves its
+    /// command to the one writing, which looks at the queue once more after letting go.
+    fn drive(&self) {
+        loop {
+            let mut writer = match self.writer.try_lock() {
+                Ok(writer) => writer,
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            };
+            let mut batch = Vec::new();
+            loop {
+                std::mem::swap(&mut batch, &mut *lock(&self.pending));
+                if batch.is_empty() {
+                    break;
+                }
+                if writer.process(&mut batch) {
+                    self.stopped.store(true, Ordering::Release);
+                }
+            }
+            drop(writer);
+            if lock(&self.pending).is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sends `Seal` every `interval` until the writer stops.
+pub(crate) fn spawn_ticker(sink: Sink, interval: Duration) {
     let spawned = thread::Builder::new().name("ledger-ticker".into()).spawn(move || loop {
         thread::sleep(interval);
-        if tx.blocking_send(Command::Seal(None)).is_err() {
+        if sink.is_stopped() || sink.send_blocking(Command::Seal(None)).is_err() {
             return;
         }
+        sink.drive();
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the checkpoint timer; checkpoints are written only at shutdown");
@@ -213,6 +372,21 @@ fn create_segment(dir: &std::path::Path, idx: u64, first_ledger_seq: u64, durabi
     Ok(file)
 }
 
+/// Answers a command that arrived after shutdown: nothing of it was written.
+fn refuse(command: Command) {
+    match command {
+        Command::Append(append) => {
+            if let Some(ack) = append.ack {
+                let _ = ack.send(Err(LedgerError::Stopped));
+            }
+        }
+        Command::Seal(Some(reply)) | Command::Shutdown(reply) => {
+            let _ = reply.send(Err(LedgerError::Stopped));
+        }
+        Command::Seal(None) => {}
+    }
+}
+
 pub(crate) fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
@@ -236,31 +410,42 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut staged = Staged::default();
-            let mut shutdown = None;
-            for cmd in batch.drain(..) {
-                match cmd {
-                    Command::Append(append) => self.stage_append(append, &mut staged),
-                    Command::Seal(reply) => {
-                        let summary = self.stage_seal(&mut staged);
-                        if let Some(reply) = reply {
-                            staged.seal_replies.push((reply, summary));
-                        }
-                    }
-                    Command::Shutdown(reply) => {
-                        shutdown = Some(reply);
-                        break;
-                    }
-                }
-            }
-            self.flush(staged);
-            if let Some(reply) = shutdown {
-                // Commands queued behind the shutdown are dropped, which tells their senders the
-                // ledger stopped; nothing of theirs was written.
-                let _ = reply.send(self.seal_and_sync());
+            if self.process(&mut batch) {
+                // Commands still queued are dropped with the receiver, which tells their senders
+                // the ledger stopped; nothing of theirs was written.
                 return;
             }
         }
+    }
+
+    /// Writes one batch of commands in order; returns whether the writer has shut down.
+    pub(crate) fn process(&mut self, batch: &mut Vec<Command>) -> bool {
+        let mut staged = Staged::default();
+        let mut shutdown = None;
+        for cmd in batch.drain(..) {
+            if self.stopped || shutdown.is_some() {
+                refuse(cmd);
+                continue;
+            }
+            match cmd {
+                Command::Append(append) => self.stage_append(append, &mut staged),
+                Command::Seal(reply) => {
+                    let summary = self.stage_seal(&mut staged);
+                    if let Some(reply) = reply {
+                        staged.seal_replies.push((reply, summary));
+                    }
+                }
+                Command::Shutdown(reply) => shutdown = Some(reply),
+            }
+        }
+        self.flush(staged);
+        if let Some(reply) = shutdown {
+            let _ = reply.send(self.seal_and_sync());
+            self.stopped = true;
+            // The indexer finishes once it has what was sent so far.
+            self.index_tx = None;
+        }
+        self.stopped
     }
 
     fn stage_append(&mut self, mut cmd: AppendCommand, staged: &mut Staged) {
@@ -424,9 +609,9 @@ impl Writer {
                 for (reply, summary) in staged.seal_replies {
                     let _ = reply.send(Ok(summary));
                 }
-                if !staged.index.is_empty() {
+                if let (false, Some(index_tx)) = (staged.index.is_empty(), &self.index_tx) {
                     let resume = ResumePoint { n_records: self.next_ledger_seq, segment_idx: self.segment_idx, offset: self.segment_len };
-                    let _ = self.index_tx.send(IndexBatch { events: staged.index, resume });
+                    let _ = index_tx.send(IndexBatch { events: staged.index, resume });
                 }
                 if let (Some(syncer), true) = (&self.syncer_tx, staged.wrote_checkpoint) {
                     // Just sealed: in `write` mode the checkpoint interval is the fsync interval.

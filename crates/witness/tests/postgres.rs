@@ -39,7 +39,7 @@ fn psql_script_through_witness_equals_direct_and_is_recorded() {
     assert_eq!(after_pid(&via_out), after_pid(&direct_out));
     assert_eq!(via_err, direct_err, "errors and notices through witness differ from direct");
 
-    let sessions = gw.sessions();
+    let sessions = gw.ended_sessions();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["identity"], "claude");
     assert_eq!(sessions[0]["connection"], "app");
@@ -127,7 +127,7 @@ fn target_logins_tls_modes_and_errors() {
     let with_task = format!("{} options='-c witness.task=JIRA-7\\\\ rotate\\\\ keys -c statement_timeout=5s'", gw.conninfo("app", "claude", &token));
     let (ok, _, err) = psql(&with_task, &["-Atc", "select 1"]);
     assert!(ok, "{err}");
-    let sessions = gw.sessions();
+    let sessions = gw.ended_sessions();
     assert!(sessions.iter().any(|s| s["task"] == "JIRA-7 rotate keys"), "the task from options is recorded: {sessions:?}");
     let down = sessions.iter().find(|s| s["connection"] == "down").expect("the failed session is recorded");
     assert!(down["end_reason"].as_str().unwrap().starts_with("target unavailable"), "{down}");
@@ -163,7 +163,7 @@ fn a_revoked_token_ends_its_live_session() {
         let (ok, _, err) = psql(&gw.conninfo("app", "claude", &token), &["-Atc", "select 1"]);
         assert!(!ok && err.contains("password authentication failed"), "a revoked token cannot log in: {err}");
     });
-    let sessions = gw.sessions();
+    let sessions = gw.ended_sessions();
     assert!(sessions.iter().any(|s| s["end_reason"].as_str().unwrap_or("").contains("revoked")), "{sessions:?}");
 }
 
@@ -244,7 +244,7 @@ fn psycopg_results_through_witness_equal_direct() {
     let directly = run(direct(&pg, "direct"));
     assert!(through.contains("\"copy_rows\": 10") && through.contains("\"after_copy\": 13"), "{through}");
     assert_eq!(through, directly);
-    let sessions = gw.sessions();
+    let sessions = gw.ended_sessions();
     assert!(sessions.iter().all(|s| s["task"] == "psycopg check"));
 }
 
@@ -279,7 +279,7 @@ fn cleartext_tokens_large_results_pipelining_and_target_termination() {
         let _ = connection.await;
     });
 
-    let sessions = gw.sessions();
+    let sessions = gw.ended_sessions();
     assert!(sessions.iter().all(|s| s["task"] == "JIRA-9"), "{sessions:?}");
     assert!(sessions.iter().any(|s| s["end_reason"] == "the target closed the connection"), "{sessions:?}");
     let events = gw.all_events();

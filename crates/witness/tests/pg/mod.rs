@@ -140,6 +140,24 @@ address = "127.0.0.1:{down}"
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The sessions once `done` holds for them. Sessions end, and the index takes in their ends,
+    /// a moment after the client has gone; this polls (bounded) rather than guessing a delay.
+    pub fn sessions_when(&self, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let sessions = self.sessions();
+            if done(&sessions) || std::time::Instant::now() > deadline {
+                return sessions;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The sessions once every one of them has ended.
+    pub fn ended_sessions(&self) -> Vec<serde_json::Value> {
+        self.sessions_when(|sessions| sessions.iter().all(|s| s["status"] == "closed"))
+    }
+
     pub fn events(&self, session: &str) -> Vec<serde_json::Value> {
         let out = self.witness(&["sessions", "show", session, "--json"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -147,9 +165,9 @@ address = "127.0.0.1:{down}"
         shown["events"].as_array().unwrap().clone()
     }
 
-    /// All events of all sessions, in session order.
+    /// All events of all sessions, in session order, once every session has ended.
     pub fn all_events(&self) -> Vec<serde_json::Value> {
-        self.sessions().iter().flat_map(|s| self.events(s["id"].as_str().unwrap())).collect()
+        self.ended_sessions().iter().flat_map(|s| self.events(s["id"].as_str().unwrap())).collect()
     }
 
     /// Stops witness with SIGTERM and checks that it sealed the ledger and the ledger verifies.
