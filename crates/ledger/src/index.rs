@@ -96,11 +96,8 @@ pub(crate) struct IndexBatch {
     pub resume: ResumePoint,
 }
 
-/// The indexer commits at most this often, or sooner once this many events wait.
-const INDEX_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
-const INDEX_COMMIT_EVENTS: usize = 20_000;
-/// No new batch for this long commits what has been gathered.
-const INDEX_QUIET: std::time::Duration = std::time::Duration::from_millis(2);
+/// How often the indexer takes in what the writer sent.
+const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Index summaries are for lists; the full text is in the record.
 const MAX_SUMMARY_CHARS: usize = 240;
@@ -247,7 +244,7 @@ impl Index {
         {
             let mut insert_event = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO events (session_id, seq, ledger_seq, time_ns, kind, direction, summary, payload_len, segment_idx, offset)
+                    "INSERT OR IGNORE INTO events (session_id, seq, ledger_seq, time_ns, kind, direction, summary, payload_len, segment_idx, offset)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(index_err(&path))?;
@@ -404,38 +401,43 @@ impl Index {
     }
 }
 
-/// Runs the indexer thread: applies batches from the writer, several per transaction when they
-/// queue up, until the writer hangs up.
+/// Runs the indexer thread: every few milliseconds it takes every batch the writer sent and
+/// commits them in one transaction, until the writer hangs up.
+///
+/// It polls rather than waiting on the channel on purpose: a receiver blocked on the channel is
+/// woken by every send, and under load that is tens of thousands of thread switches a second on
+/// the hot path; a sleeping one costs the senders nothing. The index may lag this much, as the
+/// derived data it is.
 pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>) -> Result<thread::JoinHandle<()>, LedgerError> {
     let path = index.path.clone();
     thread::Builder::new()
         .name("ledger-indexer".into())
         .spawn(move || {
             let mut pending = Vec::new();
-            while let Ok(first) = rx.recv() {
-                // The index may lag (it is derived data, rebuilt from the segments after a crash),
-                // so batches are gathered for a while and committed together: one SQLite commit
-                // per batch would cost more CPU than the recording itself.
-                // A quiet moment commits at once (readers see fresh data when witness is idle);
-                // a steady stream is gathered up to the interval or the count.
-                let deadline = std::time::Instant::now() + INDEX_COMMIT_INTERVAL;
-                let mut n_events = first.events.len();
-                pending.push(first);
-                while n_events < INDEX_COMMIT_EVENTS && std::time::Instant::now() < deadline {
-                    match rx.recv_timeout(INDEX_QUIET) {
-                        Ok(batch) => {
-                            n_events += batch.events.len();
-                            pending.push(batch);
+            loop {
+                thread::sleep(INDEX_POLL);
+                let mut hung_up = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(batch) => pending.push(batch),
+                        Err(std_mpsc::TryRecvError::Empty) => break,
+                        Err(std_mpsc::TryRecvError::Disconnected) => {
+                            hung_up = true;
+                            break;
                         }
-                        Err(_) => break,
                     }
                 }
-                if let Err(e) = index.apply_all(&pending) {
-                    // The record is safe in the segments; the index catches up when the ledger
-                    // next opens.
-                    tracing::error!(error = %e, "indexing failed; the index will be rebuilt from the segments at the next start");
+                if !pending.is_empty() {
+                    if let Err(e) = index.apply_all(&pending) {
+                        // The record is safe in the segments; the index catches up when the
+                        // ledger next opens.
+                        tracing::error!(error = %e, "indexing failed; the index will be rebuilt from the segments at the next start");
+                    }
+                    pending.clear();
                 }
-                pending.clear();
+                if hung_up {
+                    return;
+                }
             }
         })
         .map_err(LedgerError::io("start the indexer thread for", path))

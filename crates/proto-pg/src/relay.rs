@@ -9,6 +9,7 @@ use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 
 use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::front::ReadySession;
+use crate::stream::Stream;
 use crate::record::{PendingQueue, Requests, Responses};
 use crate::Interrupt;
 
@@ -29,13 +30,54 @@ enum End {
 const READ_CHUNK: usize = 64 << 10;
 
 pub(crate) async fn run(ready: ReadySession, max_rows: usize) {
-    let ReadySession { client, backend, session, mut interrupt, guards } = ready;
-    let (mut client_rd, mut client_wr) = tokio::io::split(client);
-    let (mut target_rd, mut target_wr) = tokio::io::split(backend.stream);
+    let ReadySession { client, backend, session, interrupt, guards } = ready;
+    let leftover = backend.leftover;
+    // Plain TCP halves are split without a lock; TLS streams need tokio's shared split.
+    match (client, backend.stream) {
+        (Stream::Plain(client), Stream::Plain(target)) => {
+            let (client_rd, client_wr) = client.into_split();
+            let (target_rd, target_wr) = target.into_split();
+            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+        }
+        (Stream::Plain(client), target) => {
+            let (client_rd, client_wr) = client.into_split();
+            let (target_rd, target_wr) = tokio::io::split(target);
+            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+        }
+        (client, Stream::Plain(target)) => {
+            let (client_rd, client_wr) = tokio::io::split(client);
+            let (target_rd, target_wr) = target.into_split();
+            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+        }
+        (client, target) => {
+            let (client_rd, client_wr) = tokio::io::split(client);
+            let (target_rd, target_wr) = tokio::io::split(target);
+            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay<CR, CW, TR, TW>(
+    mut client_rd: CR,
+    mut client_wr: CW,
+    mut target_rd: TR,
+    mut target_wr: TW,
+    leftover: BytesMut,
+    session: SessionWriter,
+    mut interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
+    guards: (Box<dyn Send + Sync>, Option<crate::cancel::KeyGuard>),
+    max_rows: usize,
+) where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    TR: AsyncRead + Unpin,
+    TW: AsyncWrite + Unpin,
+{
     let queue = PendingQueue::default();
     let end = tokio::select! {
         end = client_to_target(&mut client_rd, &mut target_wr, &session, &queue) => end,
-        end = target_to_client(&mut target_rd, &mut client_wr, &session, &queue, max_rows, backend.leftover) => end,
+        end = target_to_client(&mut target_rd, &mut client_wr, &session, &queue, max_rows, leftover) => end,
         interrupt = interrupted(&mut interrupt) => End::Interrupted(interrupt),
     };
     let (reason, fatal) = describe(&end);

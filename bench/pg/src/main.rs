@@ -1,0 +1,162 @@
+//! PostgreSQL benchmark for witness: pgbench select-only workloads (prepared and simple
+//! protocol) against PostgreSQL directly, through PgBouncer (the reference cost of one proxy
+//! hop), and through witness with ledger durability `write` and `fsync`.
+//!
+//! ```text
+//! cargo build --release -p witness -p witness-bench-pg
+//! cargo run --release -p witness-bench-pg                    # 10 s per run; 1, 8, 32 clients
+//! BENCH_SECONDS=3 BENCH_CLIENTS=1,8 cargo run --release -p witness-bench-pg
+//! ```
+//!
+//! Everything runs on loopback in temp dirs: an ephemeral PostgreSQL (witness-testkit), our own
+//! PgBouncer (installed with apt-get if missing and we are root) and two `witness serve`. The
+//! witness binary is `$WITNESS_BIN`, else the one next to this executable (cargo builds both
+//! into the same target dir), else `$CARGO_TARGET_DIR/release/witness`. The report goes to
+//! stdout, progress to stderr. A target that cannot start is reported; the others still run.
+
+#![forbid(unsafe_code)]
+
+mod pgbench;
+mod report;
+mod servers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use witness_testkit::{pg_bin, Postgres, PostgresOptions};
+
+use crate::servers::{PgBouncer, Witness};
+
+/// A pgbench workload: its name in the report and its query protocol (`-M`).
+pub struct Workload {
+    pub name: &'static str,
+    pub mode: &'static str,
+}
+
+pub const WORKLOADS: [Workload; 2] = [
+    Workload { name: "select-only, prepared", mode: "prepared" },
+    Workload { name: "select-only, simple protocol", mode: "simple" },
+];
+
+/// Targets in report order; the constants below index them.
+pub const TARGETS: [&str; 4] = ["direct", "PgBouncer", "witness-write", "witness-fsync"];
+pub const DIRECT: usize = 0;
+pub const BOUNCER: usize = 1;
+pub const WITNESS_WRITE: usize = 2;
+
+/// pgbench scale: 1,000,000 account rows, so that lookups are not all on one hot page.
+const SCALE: u32 = 10;
+
+fn main() -> ExitCode {
+    if let Err(e) = run() {
+        eprintln!("witness-bench-pg: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn run() -> Result<(), String> {
+    let setting = |name: &str, default: &str, max: u32| -> Result<Vec<u32>, String> {
+        let value = std::env::var(name).unwrap_or_else(|_| default.into());
+        let bad = |v: &str| format!("{name}: {v:?} is not a number from 1 to {max}");
+        let parse = |v: &str| v.trim().parse().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| bad(v));
+        value.split(',').map(parse).collect()
+    };
+    let seconds = setting("BENCH_SECONDS", "10", 3600)?[0];
+    // At most 150 clients: the test cluster allows 200 connections, shared with PgBouncer's pool.
+    let clients = setting("BENCH_CLIENTS", "1,8,32", 150)?;
+    let witness_bin = find_witness()?;
+    let bouncer_bin = servers::ensure_pgbouncer();
+
+    eprintln!("starting PostgreSQL and loading pgbench data (scale {SCALE})");
+    let pg = Postgres::start_with(PostgresOptions { tls: false });
+    let trust = |port: u16| format!("host=127.0.0.1 port={port} dbname=app user=trust_user sslmode=disable");
+    pgbench::init(&trust(pg.port()), SCALE)?;
+    let bouncer = bouncer_bin.clone().and_then(|bin| PgBouncer::start(&bin, pg.port()));
+    let mut witnesses = ["write", "fsync"].map(|durability| Witness::start(&witness_bin, durability, pg.port()));
+    let via_witness = |w: &Witness| {
+        format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token)
+    };
+    let conninfos = [
+        Ok(trust(pg.port())),
+        bouncer.as_ref().map(|b| trust(b.port)).map_err(Clone::clone),
+        witnesses[0].as_ref().map(via_witness).map_err(Clone::clone),
+        witnesses[1].as_ref().map(via_witness).map_err(Clone::clone),
+    ];
+
+    let log_dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let mut results = report::Results::new();
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        for &c in &clients {
+            for (t, conninfo) in conninfos.iter().enumerate() {
+                let result = conninfo.as_ref().map_err(|_| "not started (see above)".to_string()).and_then(|conninfo| {
+                    eprintln!("{}: {c} clients, {}", workload.name, TARGETS[t]);
+                    pgbench::run(workload.mode, c, seconds, conninfo, log_dir.path())
+                });
+                results.insert((w, c, t), result);
+            }
+        }
+    }
+
+    print_header(seconds, &clients, &pg, &bouncer_bin);
+    for (name, conninfo) in TARGETS.iter().zip(&conninfos) {
+        if let Err(e) = conninfo {
+            println!("{name} could not be started: {e}");
+        }
+    }
+    report::print_tables(&clients, &results);
+    report::print_verdicts(&clients, &results);
+
+    // Stop witness as a deployment would (SIGTERM seals the ledger) and say whether it did.
+    for (name, witness) in TARGETS[2..].iter().zip(&mut witnesses) {
+        if let Ok(witness) = witness {
+            let sealed = witness.stop().contains("ledger sealed");
+            eprintln!("{name} stopped: {}", if sealed { "ledger sealed" } else { "ledger NOT sealed" });
+        }
+    }
+    // PgBouncer is killed, then PostgreSQL stopped, as they drop (in reverse order of creation).
+    Ok(())
+}
+
+/// The witness binary: `$WITNESS_BIN`, next to this executable, or in `$CARGO_TARGET_DIR`.
+fn find_witness() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("WITNESS_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("witness")));
+    let in_target = std::env::var_os("CARGO_TARGET_DIR").map(|dir| PathBuf::from(dir).join("release/witness"));
+    let hint = "witness binary not found: run `cargo build --release -p witness` (same target dir) or set WITNESS_BIN";
+    beside.into_iter().chain(in_target).find(|p| p.is_file()).ok_or_else(|| hint.into())
+}
+
+/// Runs a command to completion: its stdout, or an error naming it with its stderr's tail.
+pub fn output(cmd: &mut Command) -> Result<String, String> {
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| format!("cannot run {name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{name} failed ({}) {}", out.status, tail(&String::from_utf8_lossy(&out.stderr), 3)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The last `n` non-empty lines of `text`, joined with " | " to keep an error on one line.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+fn print_header(seconds: u32, clients: &[u32], pg: &Postgres, bouncer: &Result<PathBuf, String>) {
+    // First line of `--version`, for the record of what was measured.
+    let version = |program: &Path| {
+        output(Command::new(program).arg("--version")).map_or_else(|e| e, |v| v.lines().next().unwrap_or("?").into())
+    };
+    let env = ["BENCH_SECONDS", "BENCH_CLIENTS", "WITNESS_BIN"].map(|var| std::env::var(var).map(|v| format!("{var}={v}")));
+    let command: Vec<String> = env.into_iter().flatten().chain(std::env::args()).collect();
+    println!("witness PostgreSQL benchmark");
+    println!("command: {}", command.join(" "));
+    println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("PostgreSQL {} (fsync off), pgbench scale {SCALE}", pg.psql("app", "SHOW server_version"));
+    println!("{}; {}", version(&pg_bin("pgbench")), bouncer.as_ref().map_or_else(|e| e.clone(), |b| version(b)));
+    println!("each run: pgbench -n -S -M prepared|simple -c N -j min(N,2) -T {seconds} -l --log-prefix=TMP/x CONNINFO");
+    println!("clients: {clients:?}; PgBouncer: pool_mode session, default_pool_size 40");
+}

@@ -1,0 +1,79 @@
+//! The printed report: a table per workload, the latency witness adds at one client, and the
+//! verdicts against witness's performance targets (PgBouncer's throughput at 8 and 32 clients;
+//! under 100 µs added at p50).
+
+use std::collections::BTreeMap;
+
+use crate::pgbench::Sample;
+use crate::{BOUNCER, DIRECT, TARGETS, WITNESS_WRITE, WORKLOADS};
+
+/// Results keyed by (workload index, clients, target index).
+pub type Results = BTreeMap<(usize, u32, usize), Result<Sample, String>>;
+
+fn get(results: &Results, workload: usize, clients: u32, target: usize) -> Option<&Sample> {
+    results.get(&(workload, clients, target))?.as_ref().ok()
+}
+
+pub fn print_tables(clients: &[u32], results: &Results) {
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        println!("\n{} (pgbench -S -M {})", workload.name, workload.mode);
+        let (c, t, tps, p50, p99, direct, bouncer) = ("clients", "target", "TPS", "p50 µs", "p99 µs", "vs direct", "vs PgBouncer");
+        println!("{c:>7}  {t:<14} {tps:>10} {p50:>9} {p99:>9} {direct:>10} {bouncer:>12}");
+        for &c in clients {
+            for (t, name) in TARGETS.iter().enumerate() {
+                let s = match &results[&(w, c, t)] {
+                    Ok(s) => s,
+                    Err(e) => {
+                        println!("{c:>7}  {name:<14} FAILED: {e}");
+                        continue;
+                    }
+                };
+                let ratio = |base: usize| get(results, w, c, base).map_or("-".into(), |b| format!("{:.2}x", s.tps / b.tps));
+                let (direct, bouncer) = (ratio(DIRECT), ratio(BOUNCER));
+                println!("{c:>7}  {name:<14} {:>10.1} {:>9} {:>9} {direct:>10} {bouncer:>12}", s.tps, s.p50_us, s.p99_us);
+            }
+        }
+    }
+}
+
+/// "yes" if every check passed, "no" if any failed, "unknown" if some could not be made.
+fn verdict(checks: &[Option<bool>]) -> &'static str {
+    if checks.contains(&Some(false)) {
+        "no"
+    } else if checks.is_empty() || checks.contains(&None) {
+        "unknown"
+    } else {
+        "yes"
+    }
+}
+
+pub fn print_verdicts(clients: &[u32], results: &Results) {
+    // p50 of a target minus direct's p50, at one client: the cost of the extra hop per statement.
+    let p50 = |w: usize, t: usize| get(results, w, 1, t).map(|s| s.p50_us as i64);
+    let added = |w: usize, t: usize| Some(p50(w, t)? - p50(w, DIRECT)?);
+    let show = |v: Option<i64>| v.map_or("n/a".into(), |v| format!("{v:+} µs"));
+    println!("\nadded latency per statement at 1 client (p50, minus direct's p50):");
+    let (mut latency_checks, mut latency_parts) = (Vec::new(), Vec::new());
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        let (witness, bouncer) = (added(w, WITNESS_WRITE), added(w, BOUNCER));
+        let label = format!("{}:", workload.name);
+        println!("  {label:<30} witness-write {:>9}   PgBouncer {:>9}", show(witness), show(bouncer));
+        latency_checks.push(witness.map(|v| v < 100));
+        latency_parts.push(format!("{} {}", workload.mode, show(witness)));
+    }
+
+    let (mut tps_checks, mut tps_parts) = (Vec::new(), Vec::new());
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        for c in [8, 32] {
+            let pair = get(results, w, c, WITNESS_WRITE).zip(get(results, w, c, BOUNCER));
+            tps_checks.push(pair.map(|(a, b)| a.tps >= b.tps));
+            let ratio = pair.map_or("n/a".into(), |(a, b)| format!("{:.2}x", a.tps / b.tps));
+            let ratio = if clients.contains(&c) { ratio } else { "not run".into() };
+            tps_parts.push(format!("{} {c}c {ratio}", workload.mode));
+        }
+    }
+    println!("\ntarget verdicts:");
+    let (tps, latency) = (verdict(&tps_checks), verdict(&latency_checks));
+    println!("  witness write TPS >= PgBouncer TPS at 8 and 32 clients: {tps} ({})", tps_parts.join(", "));
+    println!("  added latency at 1 client under 100 µs at p50: {latency} ({})", latency_parts.join(", "));
+}

@@ -1,0 +1,191 @@
+//! The proxies under test, each a child process on its own free loopback port: PgBouncer (the
+//! reference cost of one proxy hop) and `witness serve`. Both are stopped when their value is
+//! dropped, so an early error return never leaves a stray process behind.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use witness_testkit::free_port;
+
+use crate::{output, tail};
+
+/// True when we run as root, read from the owner of /proc/self so that no libc call is needed.
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// pgbouncer on PATH or in /usr/sbin (Debian's place, missing from some PATHs).
+fn find_pgbouncer() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]);
+    dirs.map(|d| d.join("pgbouncer")).find(|p| p.is_file())
+}
+
+/// The pgbouncer binary, installed with apt-get first if it is missing and we are root.
+pub fn ensure_pgbouncer() -> Result<PathBuf, String> {
+    if let Some(bin) = find_pgbouncer() {
+        return Ok(bin);
+    }
+    if !is_root() {
+        return Err("pgbouncer is not installed (and we are not root to apt-get it)".into());
+    }
+    eprintln!("pgbouncer not found: installing it with apt-get");
+    output(Command::new("apt-get").args(["update", "-qq"]))?;
+    let install = ["install", "-y", "-qq", "pgbouncer"];
+    output(Command::new("apt-get").args(install).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    find_pgbouncer().ok_or_else(|| "apt-get installed pgbouncer but it is not on PATH".into())
+}
+
+/// Our own PgBouncer, session pooling, in front of the benchmark database. A system PgBouncer
+/// that the Debian package may have started on 6432 is neither used nor disturbed.
+pub struct PgBouncer {
+    dir: TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl PgBouncer {
+    pub fn start(bin: &Path, pg_port: u16) -> Result<PgBouncer, String> {
+        // Under /tmp rather than $TMPDIR: as root, pgbouncer runs as postgres, which must reach
+        // its files (a TMPDIR under /root would be untraversable).
+        let dir = tempfile::Builder::new().prefix("witness-bench-pgbouncer-").tempdir_in("/tmp");
+        let dir = dir.map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let (port, d) = (free_port(), dir.path().display());
+        let ini = format!(
+            "[databases]\napp = host=127.0.0.1 port={pg_port} dbname=app user=trust_user\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir = {d}\nauth_type = trust\n\
+             auth_file = {d}/userlist.txt\npool_mode = session\ndefault_pool_size = 40\n\
+             max_client_conn = 200\n"
+        );
+        fs::write(dir.path().join("pgbouncer.ini"), ini)
+            .and_then(|()| fs::write(dir.path().join("userlist.txt"), "\"trust_user\" \"\"\n"))
+            .map_err(|e| format!("cannot write the pgbouncer config: {e}"))?;
+        // pgbouncer refuses to run as root. In the foreground (no -d) it stays our child, so it
+        // is stopped with us (runuser forwards SIGTERM to it), and it logs to stderr, which we
+        // keep in a file: unlike its `logfile`, that also holds errors from reading the config.
+        let mut cmd = Command::new(bin);
+        if is_root() {
+            output(Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()))?;
+            cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(bin);
+        }
+        let child = cmd.arg(dir.path().join("pgbouncer.ini")).current_dir(dir.path()).stdin(Stdio::null());
+        let log = fs::File::create(dir.path().join("pgbouncer.log"));
+        let log = log.map_err(|e| format!("cannot create the pgbouncer log: {e}"))?;
+        let child = child.stdout(Stdio::null()).stderr(log).spawn();
+        let child = child.map_err(|e| format!("cannot start pgbouncer: {e}"))?;
+        let mut bouncer = PgBouncer { dir, port, child };
+        // Ready once the port accepts a connection; an early exit is reported with the log.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = bouncer.child.try_wait() {
+                return Err(format!("pgbouncer exited with {status}: {}", bouncer.log_tail()));
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(bouncer);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("pgbouncer did not listen on port {port} within 20 s: {}", bouncer.log_tail()))
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default(), 5)
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// `witness serve` with one connection, `bench` (the benchmark database as trust_user), and a
+/// token for identity `bench`.
+pub struct Witness {
+    dir: TempDir,
+    pub port: u16,
+    pub token: String,
+    child: Child,
+    log_thread: Option<JoinHandle<()>>,
+}
+
+impl Witness {
+    pub fn start(bin: &Path, durability: &str, pg_port: u16) -> Result<Witness, String> {
+        let dir = tempfile::Builder::new().prefix(&format!("witness-bench-{durability}-")).tempdir();
+        let dir = dir.map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let (port, config) = (free_port(), dir.path().join("witness.toml"));
+        let toml = format!(
+            "data_dir = \"{}\"\n[ledger]\ndurability = \"{durability}\"\n[listen]\npostgres = \"127.0.0.1:{port}\"\n\
+             [[connections]]\nname = \"bench\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:{pg_port}\"\n\
+             database = \"app\"\nuser = \"trust_user\"\ntls = \"disable\"\n",
+            dir.path().join("data").display()
+        );
+        fs::write(&config, toml).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        // The token store is a file in the data dir, so the token can be made before serving.
+        let create = ["token", "create", "--identity", "bench", "--config"];
+        let token = output(Command::new(bin).args(create).arg(&config))?;
+        let mut serve = Command::new(bin);
+        serve.args(["serve", "--config"]).arg(&config).env("WITNESS_LOG", "info").stdin(Stdio::null());
+        let serve = serve.stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
+        let mut child = serve.map_err(|e| format!("cannot start witness serve: {e}"))?;
+        // The log is drained on a thread (a full pipe would stall witness) into a file. The
+        // thread signals the ready line; its channel closes early if witness exits first.
+        let (stderr, log_path) = (child.stderr.take().expect("stderr is piped"), dir.path().join("witness.log"));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let log_thread = thread::spawn(move || {
+            let mut log = fs::File::create(log_path).ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = log.as_mut().map(|log| writeln!(log, "{line}"));
+                if line.contains("witness is running") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let mut witness = Witness { dir, port, token: token.trim().into(), child, log_thread: Some(log_thread) };
+        match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(()) => Ok(witness),
+            Err(_) => Err(format!("witness serve did not become ready: {}", tail(&witness.stop(), 10))),
+        }
+    }
+
+    /// Stops witness with SIGTERM (it seals the ledger) and returns its complete log.
+    pub fn stop(&mut self) -> String {
+        terminate(&mut self.child);
+        let _ = self.log_thread.take().map(JoinHandle::join);
+        fs::read_to_string(self.dir.path().join("witness.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// `kill -TERM`, then `kill -KILL` if the child is still there after 60 s (witness may need a
+/// moment to seal its ledger). A no-op if the child has already exited.
+fn terminate(child: &mut Child) {
+    let running = |child: &mut Child| matches!(child.try_wait(), Ok(None));
+    if !running(child) {
+        return;
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(child) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    if running(child) {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        let _ = child.wait();
+    }
+}
