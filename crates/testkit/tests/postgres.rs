@@ -212,10 +212,9 @@ fn python_venv_without_packages() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True");
 }
 
-/// Needs network access the first time (pip installs psycopg), hence ignored
-/// by default: `cargo test -p witness-testkit -- --ignored`.
+/// Installs psycopg from PyPI on first run (the venv is cached after that); the
+/// PostgreSQL driver tests of witness need it anyway.
 #[test]
-#[ignore = "installs psycopg from PyPI on first run"]
 fn python_psycopg_connects_with_scram() {
     let python = Python::ensure_venv(&["psycopg[binary]"]);
     let pg = Postgres::start();
