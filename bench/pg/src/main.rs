@@ -33,10 +33,8 @@ pub struct Workload {
     pub mode: &'static str,
 }
 
-pub const WORKLOADS: [Workload; 2] = [
-    Workload { name: "select-only, prepared", mode: "prepared" },
-    Workload { name: "select-only, simple protocol", mode: "simple" },
-];
+pub const WORKLOADS: [Workload; 2] =
+    [Workload { name: "select-only, prepared", mode: "prepared" }, Workload { name: "select-only, simple protocol", mode: "simple" }];
 
 /// Targets in report order; the constants below index them.
 pub const TARGETS: [&str; 4] = ["direct", "PgBouncer", "witness-write", "witness-fsync"];
@@ -74,9 +72,7 @@ fn run() -> Result<(), String> {
     pgbench::init(&trust(pg.port()), SCALE)?;
     let bouncer = bouncer_bin.clone().and_then(|bin| PgBouncer::start(&bin, pg.port()));
     let mut witnesses = ["write", "fsync"].map(|durability| Witness::start(&witness_bin, durability, pg.port()));
-    let via_witness = |w: &Witness| {
-        format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token)
-    };
+    let via_witness = |w: &Witness| format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token);
     let conninfos = [
         Ok(trust(pg.port())),
         bouncer.as_ref().map(|b| trust(b.port)).map_err(Clone::clone),
@@ -147,9 +143,8 @@ pub fn tail(text: &str, n: usize) -> String {
 
 fn print_header(seconds: u32, clients: &[u32], pg: &Postgres, bouncer: &Result<PathBuf, String>) {
     // First line of `--version`, for the record of what was measured.
-    let version = |program: &Path| {
-        output(Command::new(program).arg("--version")).map_or_else(|e| e, |v| v.lines().next().unwrap_or("?").into())
-    };
+    let version =
+        |program: &Path| output(Command::new(program).arg("--version")).map_or_else(|e| e, |v| v.lines().next().unwrap_or("?").into());
     let env = ["BENCH_SECONDS", "BENCH_CLIENTS", "WITNESS_BIN"].map(|var| std::env::var(var).map(|v| format!("{var}={v}")));
     let command: Vec<String> = env.into_iter().flatten().chain(std::env::args()).collect();
     println!("witness PostgreSQL benchmark");

@@ -10,6 +10,6 @@ mod event;
 mod principal;
 mod session;
 
-pub use principal::Principal;
 pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
+pub use principal::Principal;
 pub use session::{InvalidSessionId, Protocol, SessionId, SessionInfo, UnknownProtocol};

@@ -164,7 +164,8 @@ impl TokenStore {
     pub fn revoke_identity(&self, identity: &str) -> Result<Vec<TokenInfo>, IdentityError> {
         let ids: Vec<String> = {
             let conn = self.lock();
-            let mut stmt = conn.prepare("SELECT id FROM tokens WHERE identity = ?1 AND revoked_ns IS NULL").map_err(store_err(&self.path))?;
+            let mut stmt =
+                conn.prepare("SELECT id FROM tokens WHERE identity = ?1 AND revoked_ns IS NULL").map_err(store_err(&self.path))?;
             let rows = stmt.query_map(params![identity], |r| r.get(0)).map_err(store_err(&self.path))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))?
         };
@@ -246,7 +247,12 @@ impl TokenStore {
     }
 
     /// Two 32-byte columns of every token of `identity` that is neither revoked nor expired.
-    fn query_valid(&self, identity: &str, first: &str, second: &str) -> Result<Vec<([u8; 32], [u8; 32], AuthenticatedIdentity)>, IdentityError> {
+    fn query_valid(
+        &self,
+        identity: &str,
+        first: &str,
+        second: &str,
+    ) -> Result<Vec<([u8; 32], [u8; 32], AuthenticatedIdentity)>, IdentityError> {
         let conn = self.lock();
         let sql = format!(
             "SELECT {first}, {second}, id, groups, task FROM tokens
@@ -323,7 +329,10 @@ mod tests {
         let (info, secret) = store.create(&request).unwrap();
         assert!(secret.starts_with("wit_") && secret.len() > 30);
         let who = store.verify_secret("claude", &secret).unwrap();
-        assert_eq!((who.name(), who.groups(), who.task(), who.token_id()), ("claude", &["ai-agents".to_string()][..], Some("JIRA-1"), info.id.as_str()));
+        assert_eq!(
+            (who.name(), who.groups(), who.task(), who.token_id()),
+            ("claude", &["ai-agents".to_string()][..], Some("JIRA-1"), info.id.as_str())
+        );
         assert_eq!(store.verify_secret("claude", "wit_wrong").unwrap_err(), AuthFailure::WrongToken);
         assert_eq!(store.verify_secret("someone-else", &secret).unwrap_err(), AuthFailure::NoToken);
         let raw = std::fs::read(dir.path().join("identity/tokens.sqlite")).unwrap();
@@ -361,7 +370,10 @@ mod tests {
     #[test]
     fn names_are_checked() {
         let (_dir, store) = store();
-        assert!(matches!(store.create(&NewToken { identity: "bad name".into(), ..Default::default() }), Err(IdentityError::BadName { .. })));
+        assert!(matches!(
+            store.create(&NewToken { identity: "bad name".into(), ..Default::default() }),
+            Err(IdentityError::BadName { .. })
+        ));
         let bad_group = NewToken { identity: "ok".into(), groups: vec!["a,b".into()], ..Default::default() };
         assert!(matches!(store.create(&bad_group), Err(IdentityError::BadGroup { .. })));
     }

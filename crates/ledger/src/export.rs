@@ -159,12 +159,14 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
     if events.is_empty() {
         return Err(LedgerError::UnknownSession { session });
     }
-    let not_sealed = || LedgerError::Io {
+    let not_sealed = || {
+        LedgerError::Io {
         action: "export",
         path: ledger_root.to_path_buf(),
         source: std::io::Error::other(format!(
             "session {session} has no signed checkpoint covering it yet; wait for the next checkpoint (every second while witness runs) and try again"
         )),
+    }
     };
     // The session's newest head that the newest checkpoint covers: the export is as recent as the
     // signatures allow.
@@ -192,7 +194,13 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
         checkpoint: checkpoint.clone(),
     };
     write(out, &Line::Proof(proof))?;
-    Ok(ExportSummary { session, events: n_events, events_left_out: n_total - n_events, closed: leaf.closed, tree_size: checkpoint.tree_size })
+    Ok(ExportSummary {
+        session,
+        events: n_events,
+        events_left_out: n_total - n_events,
+        closed: leaf.closed,
+        tree_size: checkpoint.tree_size,
+    })
 }
 
 /// Checks an export read from `input` against the ledger key `key`, with nothing else.
@@ -233,7 +241,13 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
                 if let Some((extra, _)) = lines.next() {
                     return Err(fail(extra, ExportProblem::AfterProof));
                 }
-                let summary = ExportSummary { session: header.session, events: n_events, events_left_out: 0, closed, tree_size: proof.checkpoint.tree_size };
+                let summary = ExportSummary {
+                    session: header.session,
+                    events: n_events,
+                    events_left_out: 0,
+                    closed,
+                    tree_size: proof.checkpoint.tree_size,
+                };
                 return Ok(summary);
             }
         }
@@ -278,7 +292,14 @@ fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, pre
     Ok(recorded.kind == "session.end")
 }
 
-fn check_proof(proof: &ExportedProof, session: SessionId, last_seq: u64, head: &Hash, closed: bool, key: &VerifyingKey) -> Result<(), ExportProblem> {
+fn check_proof(
+    proof: &ExportedProof,
+    session: SessionId,
+    last_seq: u64,
+    head: &Hash,
+    closed: bool,
+    key: &VerifyingKey,
+) -> Result<(), ExportProblem> {
     let leaf = Leaf {
         session_id: *session.as_bytes(),
         seq: proof.leaf_seq,

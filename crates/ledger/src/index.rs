@@ -175,9 +175,9 @@ impl Index {
         let segments = list_segments(segments_dir).map_err(LedgerError::io("list", segments_dir))?;
         let start_ok = match resume {
             None => true,
-            Some(r) => segments.iter().any(|s| {
-                s.idx == r.segment_idx && std::fs::metadata(&s.path).map(|m| m.len() >= r.offset).unwrap_or(false)
-            }),
+            Some(r) => {
+                segments.iter().any(|s| s.idx == r.segment_idx && std::fs::metadata(&s.path).map(|m| m.len() >= r.offset).unwrap_or(false))
+            }
         };
         let resume = if start_ok {
             resume
@@ -191,19 +191,15 @@ impl Index {
         let mut last = resume;
         for segment in segments.iter().filter(|s| resume.is_none_or(|r| s.idx >= r.segment_idx)) {
             let bytes = std::fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
-            let header = decode_segment_header(&bytes)
-                .map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
+            let header =
+                decode_segment_header(&bytes).map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
             let frames = match resume {
                 Some(r) if r.segment_idx == segment.idx => FrameIter::starting_at(&bytes, r.offset, r.n_records),
                 _ => FrameIter::new(&bytes, header.first_ledger_seq),
             };
             for item in frames {
                 let FrameItem::Frame { offset, body } = item else { break };
-                let record = decode_record(body).map_err(|source| LedgerError::Format {
-                    segment: segment.path.clone(),
-                    offset,
-                    source,
-                })?;
+                let record = decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;
                 let frame_end = offset + 8 + body.len() as u64;
                 let ledger_seq = match &record {
                     Record::Event(e) => {
@@ -269,7 +265,15 @@ impl Index {
                         tx.execute(
                             "INSERT OR REPLACE INTO sessions (id, identity, connection, protocol, task, client_addr, started_ns)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                            params![&e.session_id[..], info.identity, info.connection, info.protocol.as_str(), info.task, info.client_addr, e.time_ns],
+                            params![
+                                &e.session_id[..],
+                                info.identity,
+                                info.connection,
+                                info.protocol.as_str(),
+                                info.task,
+                                info.client_addr,
+                                e.time_ns
+                            ],
                         )
                         .map_err(index_err(&path))?;
                     }
@@ -446,8 +450,7 @@ pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>
 pub(crate) fn index_event_from_record(e: &crate::format::EventRecord<'_>) -> IndexEvent {
     let header = StoredHeader::parse(e.header);
     let start = (e.kind == "session.start").then(|| session_info_from_attrs(&header.attrs));
-    let end_reason = (e.kind == "session.end")
-        .then(|| header.attrs.get("reason").and_then(|v| v.as_str()).unwrap_or("").to_string());
+    let end_reason = (e.kind == "session.end").then(|| header.attrs.get("reason").and_then(|v| v.as_str()).unwrap_or("").to_string());
     IndexEvent {
         session_id: e.session_id,
         seq: e.seq,

@@ -66,8 +66,11 @@ pub fn parse_public_key(given: &str) -> Result<VerifyingKey, KeyError> {
 }
 
 fn write_public(path: &Path, key: &VerifyingKey) -> Result<(), KeyError> {
-    fs::write(path, format!("{}\n", hex::encode(key.as_bytes())))
-        .map_err(|source| KeyError::Io { action: "write", path: path.to_path_buf(), source })
+    fs::write(path, format!("{}\n", hex::encode(key.as_bytes()))).map_err(|source| KeyError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn parse_hex32(text: &str) -> Option<[u8; 32]> {

@@ -197,11 +197,8 @@ impl Ledger {
         // Generous: in `write` mode batches are small and many, and the indexer commits in bulk.
         let (index_tx, index_rx) = std_mpsc::sync_channel(1 << 16);
         let indexer = index::spawn_indexer(index, index_rx)?;
-        let settings = writer::WriterSettings {
-            durability: config.durability,
-            segment_bytes: config.segment_bytes.max(4096),
-            max_batch: 4096,
-        };
+        let settings =
+            writer::WriterSettings { durability: config.durability, segment_bytes: config.segment_bytes.max(4096), max_batch: 4096 };
         let (sink, writer) = writer::start(start, settings, signing_key, config.queue_capacity, index_tx)?;
         let ledger = Ledger { sink: sink.clone(), writer, shut_down: false, indexer: Some(indexer), public_key, paths, _lock: lock };
 
@@ -306,12 +303,8 @@ pub fn open_index(data_dir: &Path) -> Result<Index, LedgerError> {
 }
 
 fn lock_ledger(paths: &LedgerPaths) -> Result<File, LedgerError> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&paths.lock)
-        .map_err(LedgerError::io("open", &paths.lock))?;
+    let file =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(&paths.lock).map_err(LedgerError::io("open", &paths.lock))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(LedgerError::Locked { path: paths.root.clone() }),

@@ -53,7 +53,8 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<WriterStart, LedgerError> {
         for item in FrameIter::new(&bytes, header.first_ledger_seq) {
             match item {
                 FrameItem::Frame { offset, body } => {
-                    let record = decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;
+                    let record =
+                        decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;
                     apply(&mut state, &record).map_err(|(expected, found)| LedgerError::OutOfOrder {
                         segment: segment.path.clone(),
                         offset,
@@ -95,7 +96,12 @@ fn apply(state: &mut WriterStart, record: &Record<'_>) -> Result<(), (u64, u64)>
             state.unsealed_records += 1;
             // A session stays in the map until its closing leaf is seen, so that a crash between
             // its session.end and that leaf is repaired by the next seal.
-            let head = state.open_sessions.entry(e.session_id).or_insert(OpenHead { seq: e.seq, hash: e.chain_hash, leafed_seq: None, closed: false });
+            let head = state.open_sessions.entry(e.session_id).or_insert(OpenHead {
+                seq: e.seq,
+                hash: e.chain_hash,
+                leafed_seq: None,
+                closed: false,
+            });
             head.seq = e.seq;
             head.hash = e.chain_hash;
             head.closed |= e.kind == "session.end";

@@ -265,10 +265,14 @@ fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
 }
 
 fn start_event(info: &SessionInfo) -> Event {
-    let mut event = Event::note(EventKind::SESSION_START, Direction::Gateway, format!("{} opened {} ({})", info.identity, info.connection, info.protocol))
-        .with_attr("identity", info.identity.clone())
-        .with_attr("connection", info.connection.clone())
-        .with_attr("protocol", info.protocol.as_str());
+    let mut event = Event::note(
+        EventKind::SESSION_START,
+        Direction::Gateway,
+        format!("{} opened {} ({})", info.identity, info.connection, info.protocol),
+    )
+    .with_attr("identity", info.identity.clone())
+    .with_attr("connection", info.connection.clone())
+    .with_attr("protocol", info.protocol.as_str());
     if let Some(task) = &info.task {
         event = event.with_attr("task", task.clone());
     }

@@ -21,8 +21,8 @@ use witness_core::SessionId;
 
 use crate::error::LedgerError;
 use crate::format::{
-    chain_hash, checkpoint_message, decode_record, decode_segment_header, entry_hash, global_link, leaf_hash,
-    payload_digest, CheckpointBody, CheckpointRecord, FormatError, Hash, Record, RecordType, FRAME_HEADER_LEN,
+    chain_hash, checkpoint_message, decode_record, decode_segment_header, entry_hash, global_link, leaf_hash, payload_digest,
+    CheckpointBody, CheckpointRecord, FormatError, Hash, Record, RecordType, FRAME_HEADER_LEN,
 };
 use crate::merkle::CompactTree;
 use crate::segment::{list_segments, FrameFault, FrameItem, FrameIter};
@@ -176,13 +176,25 @@ struct Chunk {
 
 enum CheckedItem {
     /// A frame whose CRC matched; `payload_ok` is false when its payload does not match its digest.
-    Frame { offset: u64, body: std::ops::Range<usize>, payload_ok: bool },
-    Fault { offset: u64, fault: FrameFault, resume_at: Option<u64> },
+    Frame {
+        offset: u64,
+        body: std::ops::Range<usize>,
+        payload_ok: bool,
+    },
+    Fault {
+        offset: u64,
+        fault: FrameFault,
+        resume_at: Option<u64>,
+    },
 }
 
 const CHUNK_RECORDS: usize = 4096;
 
-fn read_segments(segments: &[crate::segment::SegmentFile], out: &std_mpsc::SyncSender<Result<Chunk, LedgerError>>, spare: &std_mpsc::Receiver<Vec<u8>>) {
+fn read_segments(
+    segments: &[crate::segment::SegmentFile],
+    out: &std_mpsc::SyncSender<Result<Chunk, LedgerError>>,
+    spare: &std_mpsc::Receiver<Vec<u8>>,
+) {
     for (position, segment) in segments.iter().enumerate() {
         let mut buffer = spare.try_recv().unwrap_or_default();
         buffer.clear();
@@ -205,7 +217,13 @@ fn read_segments(segments: &[crate::segment::SegmentFile], out: &std_mpsc::SyncS
             for item in FrameIter::new(&bytes, header.first_ledger_seq) {
                 chunk.items.push(check_unordered(&bytes, item));
                 if chunk.items.len() == CHUNK_RECORDS {
-                    let next = Chunk { first_of_segment: false, header: None, items: Vec::with_capacity(CHUNK_RECORDS), bytes: bytes.clone(), ..chunk };
+                    let next = Chunk {
+                        first_of_segment: false,
+                        header: None,
+                        items: Vec::with_capacity(CHUNK_RECORDS),
+                        bytes: bytes.clone(),
+                        ..chunk
+                    };
                     if out.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
                         return;
                     }
@@ -295,7 +313,14 @@ impl<'o> Verifier<'o> {
     fn verify_chunk(&mut self, chunk: &Chunk, is_last: bool) {
         let segment_idx = chunk.segment_idx;
         let bytes = &chunk.bytes[..];
-        let at = |offset: u64, kind| Problem { segment_idx: Some(segment_idx), offset: Some(offset), ledger_seq: None, session: None, seq: None, kind };
+        let at = |offset: u64, kind| Problem {
+            segment_idx: Some(segment_idx),
+            offset: Some(offset),
+            ledger_seq: None,
+            session: None,
+            seq: None,
+            kind,
+        };
         match &chunk.header {
             None => {}
             Some(Err(e)) => return self.problem(at(0, ProblemKind::BadSegmentHeader { reason: e.to_string() })),
@@ -541,10 +566,16 @@ impl<'o> Verifier<'o> {
             )));
         }
         if self.external_global_head != Some(body.global_head) {
-            self.problem(fail(format!("records among the first {} differ from those the checkpoint signed: history was rewritten", cp.n_records)));
+            self.problem(fail(format!(
+                "records among the first {} differ from those the checkpoint signed: history was rewritten",
+                cp.n_records
+            )));
         }
         if self.external_root != Some(body.root) {
-            self.problem(fail(format!("the first {} session heads differ from those the checkpoint signed: history was rewritten", cp.tree_size)));
+            self.problem(fail(format!(
+                "the first {} session heads differ from those the checkpoint signed: history was rewritten",
+                cp.tree_size
+            )));
         }
     }
 }

@@ -23,9 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::LedgerError;
 use crate::format::{
-    checkpoint_entry_hash, checkpoint_message, encode_checkpoint, encode_head, encode_segment_header, global_link,
-    leaf_hash, seal_frame, CheckpointBody, CheckpointRecord, Hash, Leaf, RecordType, SegmentHeader,
-    SEGMENT_HEADER_LEN,
+    checkpoint_entry_hash, checkpoint_message, encode_checkpoint, encode_head, encode_segment_header, global_link, leaf_hash, seal_frame,
+    CheckpointBody, CheckpointRecord, Hash, Leaf, RecordType, SegmentHeader, SEGMENT_HEADER_LEN,
 };
 use crate::index::{IndexBatch, IndexEvent, IndexedEvent, ResumePoint};
 use crate::merkle::CompactTree;
@@ -176,7 +175,12 @@ pub(crate) fn start(
     }
 }
 
-fn build(start: WriterStart, settings: WriterSettings, signing_key: SigningKey, index_tx: std_mpsc::SyncSender<IndexBatch>) -> Result<Writer, LedgerError> {
+fn build(
+    start: WriterStart,
+    settings: WriterSettings,
+    signing_key: SigningKey,
+    index_tx: std_mpsc::SyncSender<IndexBatch>,
+) -> Result<Writer, LedgerError> {
     let (file, segment_idx, segment_len) = match start.last_segment {
         Some((idx, len)) => {
             let path = start.segments_dir.join(segment_file_name(idx));
@@ -464,7 +468,8 @@ impl Writer {
                 return;
             }
         };
-        let head = self.sessions.entry(cmd.session_id).or_insert(OpenHead { seq: cmd.seq, hash: cmd.chain_hash, leafed_seq: None, closed: false });
+        let head =
+            self.sessions.entry(cmd.session_id).or_insert(OpenHead { seq: cmd.seq, hash: cmd.chain_hash, leafed_seq: None, closed: false });
         head.seq = cmd.seq;
         head.hash = cmd.chain_hash;
         if cmd.closes {
@@ -485,12 +490,8 @@ impl Writer {
 
     /// Stages leaves for every session whose head moved since its last leaf, then a checkpoint.
     fn stage_seal(&mut self, staged: &mut Staged) -> SealSummary {
-        let unchanged = SealSummary {
-            n_records: self.next_ledger_seq,
-            tree_size: self.tree.size(),
-            root: self.tree.root(),
-            wrote_checkpoint: false,
-        };
+        let unchanged =
+            SealSummary { n_records: self.next_ledger_seq, tree_size: self.tree.size(), root: self.tree.root(), wrote_checkpoint: false };
         if self.failure.is_some() || self.unsealed_records == 0 {
             return unchanged;
         }

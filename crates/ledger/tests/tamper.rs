@@ -41,7 +41,14 @@ fn verify_detects_every_tampering_and_names_the_session() {
     let pristine: BTreeMap<PathBuf, Vec<u8>> = spans.iter().map(|s| (s.segment.clone(), std::fs::read(&s.segment).unwrap())).collect();
     let seed: u64 = std::env::var("WITNESS_TAMPER_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     let mut rng = StdRng::seed_from_u64(seed);
-    let kinds = [Tampering::FlipByte, Tampering::FlipByteAndFixCrc, Tampering::Delete, Tampering::Duplicate, Tampering::Reorder, Tampering::Truncate];
+    let kinds = [
+        Tampering::FlipByte,
+        Tampering::FlipByteAndFixCrc,
+        Tampering::Delete,
+        Tampering::Duplicate,
+        Tampering::Reorder,
+        Tampering::Truncate,
+    ];
     let mut named = 0;
     for trial in 0..TRIALS {
         for (path, bytes) in &pristine {
@@ -66,7 +73,8 @@ fn verify_detects_every_tampering_and_names_the_session() {
 fn build_ledger(data_dir: &Path) -> ed25519_dalek::VerifyingKey {
     let ledger = Ledger::open(&config(data_dir)).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
-    let mut sessions: Vec<_> = (0..12).map(|i| ledger.open_session_blocking(&info(&format!("agent-{i}"), "tamper test")).unwrap()).collect();
+    let mut sessions: Vec<_> =
+        (0..12).map(|i| ledger.open_session_blocking(&info(&format!("agent-{i}"), "tamper test")).unwrap()).collect();
     let mut next: Vec<u64> = vec![0; sessions.len()];
     for step in 0..240 {
         let i = rng.gen_range(0..sessions.len());

@@ -42,7 +42,9 @@ pub enum BackendError {
     Tls { name: String, address: String, source: std::io::Error },
     #[error("connection {name:?}: the target at {address} refused the session of witness's user {user:?}: {message}")]
     LoginRefused { name: String, address: String, user: String, message: String },
-    #[error("connection {name:?}: the target at {address} asks for a password but the connection has none; set password_env or password_file")]
+    #[error(
+        "connection {name:?}: the target at {address} asks for a password but the connection has none; set password_env or password_file"
+    )]
     NoPassword { name: String, address: String },
     #[error("connection {name:?}: the target at {address} asks for authentication method {code}, which witness does not support")]
     UnsupportedAuth { name: String, address: String, code: i32 },
@@ -57,7 +59,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn connect(target: &PgTarget, client_params: &[(String, String)]) -> Result<Backend, BackendError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(target, client_params)).await {
         Ok(result) => result,
-        Err(_) => Err(BackendError::Timeout { name: target.name.clone(), address: target.address.clone(), seconds: CONNECT_TIMEOUT.as_secs() }),
+        Err(_) => {
+            Err(BackendError::Timeout { name: target.name.clone(), address: target.address.clone(), seconds: CONNECT_TIMEOUT.as_secs() })
+        }
     }
 }
 
@@ -122,7 +126,13 @@ async fn negotiate_tls(target: &PgTarget, mut tcp: TcpStream) -> Result<Stream, 
 }
 
 async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut) -> Result<(), BackendError> {
-    let password = || target.password.as_ref().map(|p| p.expose()).ok_or_else(|| BackendError::NoPassword { name: target.name.clone(), address: target.address.clone() });
+    let password = || {
+        target
+            .password
+            .as_ref()
+            .map(|p| p.expose())
+            .ok_or_else(|| BackendError::NoPassword { name: target.name.clone(), address: target.address.clone() })
+    };
     let mut scram: Option<ScramSha256> = None;
     loop {
         let msg = read_message(target, stream, buf).await?;
@@ -143,7 +153,8 @@ async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
                 codec::frontend(&mut out, b'p', &body);
             }
             5 => {
-                let salt: [u8; 4] = f.bytes(4).ok().and_then(|s| s.try_into().ok()).ok_or_else(|| protocol(target, "MD5 request without salt".into()))?;
+                let salt: [u8; 4] =
+                    f.bytes(4).ok().and_then(|s| s.try_into().ok()).ok_or_else(|| protocol(target, "MD5 request without salt".into()))?;
                 let hash = postgres_protocol::authentication::md5_hash(target.user.as_bytes(), password()?.as_bytes(), salt);
                 let mut body = hash.into_bytes();
                 body.push(0);
@@ -182,7 +193,9 @@ async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
             }
             12 => {
                 let mut client = scram.take().ok_or_else(|| protocol(target, "SASL final before SASL start".into()))?;
-                client.finish(f.remaining()).map_err(|e| login_refused_text(target, format!("the target's SCRAM signature is wrong ({e})")))?;
+                client
+                    .finish(f.remaining())
+                    .map_err(|e| login_refused_text(target, format!("the target's SCRAM signature is wrong ({e})")))?;
                 continue;
             }
             other => return Err(BackendError::UnsupportedAuth { name: target.name.clone(), address: target.address.clone(), code: other }),
@@ -199,7 +212,11 @@ async fn read_message(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
             Peek::TooLong(n) => return Err(protocol(target, format!("sent a message of {n} bytes during startup"))),
             Peek::Partial => {}
         }
-        let n = stream.read_buf(buf).await.map_err(|source| BackendError::Unreachable { name: target.name.clone(), address: target.address.clone(), source })?;
+        let n = stream.read_buf(buf).await.map_err(|source| BackendError::Unreachable {
+            name: target.name.clone(),
+            address: target.address.clone(),
+            source,
+        })?;
         if n == 0 {
             return Err(protocol(target, "closed the connection during login".into()));
         }
@@ -207,7 +224,11 @@ async fn read_message(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
 }
 
 async fn write(target: &PgTarget, stream: &mut Stream, bytes: &[u8]) -> Result<(), BackendError> {
-    stream.write_all(bytes).await.map_err(|source| BackendError::Unreachable { name: target.name.clone(), address: target.address.clone(), source })
+    stream.write_all(bytes).await.map_err(|source| BackendError::Unreachable {
+        name: target.name.clone(),
+        address: target.address.clone(),
+        source,
+    })
 }
 
 fn login_refused(target: &PgTarget, msg: &[u8]) -> BackendError {

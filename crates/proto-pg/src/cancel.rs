@@ -46,7 +46,8 @@ impl CancelKeys {
             tracing::debug!(client, "cancel request with an unknown key ignored");
             return;
         };
-        let event = Event::note(EventKind::new("pg.cancel").expect("valid kind"), Direction::Request, "cancel request").with_attr("client_addr", client);
+        let event = Event::note(EventKind::new("pg.cancel").expect("valid kind"), Direction::Request, "cancel request")
+            .with_attr("client_addr", client);
         if let Err(e) = session.append(&event).await {
             tracing::warn!(error = %e, "cancel request not recorded, so not forwarded");
             return;

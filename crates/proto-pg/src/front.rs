@@ -149,9 +149,9 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
 
     let (options, task_option) = split_task_option(param("options").unwrap_or(""));
     let application_name = param("application_name").unwrap_or("");
-    let task = task_option.or_else(|| principal.task.clone()).or_else(|| {
-        (!DEFAULT_APPLICATION_NAMES.contains(&application_name)).then(|| application_name.to_string())
-    });
+    let task = task_option
+        .or_else(|| principal.task.clone())
+        .or_else(|| (!DEFAULT_APPLICATION_NAMES.contains(&application_name)).then(|| application_name.to_string()));
     let info = SessionInfo {
         identity: principal.identity.clone(),
         connection: connection.clone(),
@@ -174,7 +174,11 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
         .collect();
     let startup_event = Event {
         attrs: startup_attrs(stream.is_tls(), &passthrough, &principal.credential),
-        ..Event::note(kind("pg.startup"), Direction::Gateway, format!("{} via {} (target {})", principal.identity, connection, target.address))
+        ..Event::note(
+            kind("pg.startup"),
+            Direction::Gateway,
+            format!("{} via {} (target {})", principal.identity, connection, target.address),
+        )
     };
     if let Err(e) = session.append(&startup_event).await {
         return refuse(&mut stream, "58000", format!("witness cannot record this session, so it refuses it: {e}"), None).await;

@@ -30,8 +30,8 @@ use witness_ledger::{LedgerError, SessionWriter};
 pub use back::BackendError;
 pub use cancel::CancelKeys;
 pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task_option, FrontAuth, PgFront, PgSettings};
-pub use target::{PgTarget, Secret};
 pub use rustls::ServerConfig as RustlsServerConfig;
+pub use target::{PgTarget, Secret};
 pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
 
 /// Why a live session is being ended from outside.

@@ -271,10 +271,16 @@ impl Responses {
                 let rows = if self.columns.is_empty() { String::new() } else { format!(" ({} rows)", self.n_rows) };
                 Event::note(kind("pg.result"), Direction::Response, clip(&format!("{tag}{rows}"))).with_attr("tag", tag)
             }
-            Outcome::Suspended => Event::note(kind("pg.result"), Direction::Response, format!("portal suspended after {} rows", self.n_rows))
-                .with_attr("suspended", true),
-            Outcome::Error(error) => Event::note(kind("pg.result"), Direction::Response, clip(&format!("{} {}: {}", error.severity, error.sqlstate, error.message)))
-                .with_attr("error", json!({ "severity": error.severity, "sqlstate": error.sqlstate, "message": error.message })),
+            Outcome::Suspended => {
+                Event::note(kind("pg.result"), Direction::Response, format!("portal suspended after {} rows", self.n_rows))
+                    .with_attr("suspended", true)
+            }
+            Outcome::Error(error) => Event::note(
+                kind("pg.result"),
+                Direction::Response,
+                clip(&format!("{} {}: {}", error.severity, error.sqlstate, error.message)),
+            )
+            .with_attr("error", json!({ "severity": error.severity, "sqlstate": error.sqlstate, "message": error.message })),
         };
         event = event.with_attr("rows", self.n_rows);
         if let Some(started) = started {
@@ -436,7 +442,10 @@ mod tests {
         }
         assert_eq!(events.len(), 1);
         let result = &events[0];
-        assert_eq!((result.attrs["tag"].as_str(), result.attrs["rows"].as_u64(), result.attrs["rows_recorded"].as_u64()), (Some("SELECT 2"), Some(2), Some(1)));
+        assert_eq!(
+            (result.attrs["tag"].as_str(), result.attrs["rows"].as_u64(), result.attrs["rows_recorded"].as_u64()),
+            (Some("SELECT 2"), Some(2), Some(1))
+        );
         let payload: Value = serde_json::from_slice(&result.payload).unwrap();
         assert_eq!(payload["rows"], json!([["42"]]), "rows are kept up to the cap");
         assert!(queue.lock().unwrap().is_empty());

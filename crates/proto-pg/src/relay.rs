@@ -9,8 +9,8 @@ use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 
 use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::front::ReadySession;
-use crate::stream::Stream;
 use crate::record::{PendingQueue, Requests, Responses};
+use crate::stream::Stream;
 use crate::Interrupt;
 
 /// How a session ended.
@@ -156,7 +156,14 @@ where
     }
 }
 
-async fn target_to_client<R, W>(target: &mut R, client: &mut W, session: &SessionWriter, queue: &PendingQueue, max_rows: usize, leftover: BytesMut) -> End
+async fn target_to_client<R, W>(
+    target: &mut R,
+    client: &mut W,
+    session: &SessionWriter,
+    queue: &PendingQueue,
+    max_rows: usize,
+    leftover: BytesMut,
+) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,

@@ -100,7 +100,11 @@ pub enum ConfigError {
 
 impl Default for LedgerSection {
     fn default() -> Self {
-        LedgerSection { durability: Durability::Write, segment_size_mib: default_segment_mib(), checkpoint_interval: default_checkpoint_interval() }
+        LedgerSection {
+            durability: Durability::Write,
+            segment_size_mib: default_segment_mib(),
+            checkpoint_interval: default_checkpoint_interval(),
+        }
     }
 }
 
@@ -156,7 +160,8 @@ impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
         config.check(path)?;
         Ok(config)
     }

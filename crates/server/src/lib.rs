@@ -131,7 +131,8 @@ fn pg_targets(config: &Config) -> Result<HashMap<String, Arc<PgTarget>>, ServeEr
     let mut targets = HashMap::new();
     for c in config.connections.iter().filter(|c| c.protocol == "postgres") {
         let tls_mode: TlsMode = c.tls.parse().map_err(ServeError::Target)?;
-        let tls = witness_proto_pg::client_config(tls_mode, c.ca_file.as_deref()).map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?;
+        let tls = witness_proto_pg::client_config(tls_mode, c.ca_file.as_deref())
+            .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?;
         let target = PgTarget {
             name: c.name.clone(),
             address: c.address.clone(),

@@ -35,7 +35,8 @@ fn create_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(
         .mode(0o600)
         .open(key_path)
         .map_err(|e| format!("cannot create {}: {e}", key_path.display()))?;
-    std::io::Write::write_all(&mut key_file, certified.key_pair.serialize_pem().as_bytes()).map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
+    std::io::Write::write_all(&mut key_file, certified.key_pair.serialize_pem().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
     std::fs::write(cert_path, certified.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
     tracing::info!(cert = %cert_path.display(), "created a self-signed TLS certificate for clients");
     Ok(())

@@ -20,9 +20,7 @@ mod postgres;
 mod python;
 mod util;
 
-pub use postgres::{
-    pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD,
-};
+pub use postgres::{pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -39,10 +37,6 @@ use std::net::{Ipv4Addr, TcpListener};
 ///
 /// Panics if the loopback interface cannot be bound at all.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|e| panic!("free_port: cannot bind 127.0.0.1:0: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("free_port: cannot read local address of listener: {e}"))
-        .port()
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("free_port: cannot bind 127.0.0.1:0: {e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("free_port: cannot read local address of listener: {e}")).port()
 }

@@ -33,9 +33,7 @@ use std::sync::OnceLock;
 use tempfile::TempDir;
 
 use crate::free_port;
-use crate::util::{
-    chown_recursive, file_tail, is_root, log_section, run, scrub_pg_env, try_run, user_ids,
-};
+use crate::util::{chown_recursive, file_tail, is_root, log_section, run, scrub_pg_env, try_run, user_ids};
 
 /// Password of the `postgres` superuser (used for TCP connections; the unix
 /// socket is trust).
@@ -114,19 +112,14 @@ impl Postgres {
         let log_file = root.path().join("postgres.log");
         let pwfile = root.path().join("pwfile");
 
-        fs::create_dir(&socket_dir)
-            .unwrap_or_else(|e| panic!("Postgres: cannot create {}: {e}", socket_dir.display()));
+        fs::create_dir(&socket_dir).unwrap_or_else(|e| panic!("Postgres: cannot create {}: {e}", socket_dir.display()));
         fs::write(&pwfile, format!("{SUPERUSER_PASSWORD}\n"))
             .unwrap_or_else(|e| panic!("Postgres: cannot write {}: {e}", pwfile.display()));
         // The temp dir is created 0700 by us; the server user must own it.
         let owner = is_root().then(|| user_ids(PG_OS_USER));
         if let Some((uid, gid)) = owner {
-            chown_recursive(root.path(), uid, gid).unwrap_or_else(|e| {
-                panic!(
-                    "Postgres: cannot chown {} to {PG_OS_USER}: {e}",
-                    root.path().display()
-                )
-            });
+            chown_recursive(root.path(), uid, gid)
+                .unwrap_or_else(|e| panic!("Postgres: cannot chown {} to {PG_OS_USER}: {e}", root.path().display()));
         }
 
         run(
@@ -169,14 +162,7 @@ impl Postgres {
 
         // From here on the value owns the directory: if anything below
         // panics, Drop stops whatever was started and cleans up.
-        let mut pg = Postgres {
-            port: 0,
-            tls: options.tls,
-            data_dir,
-            socket_dir,
-            log_file,
-            root,
-        };
+        let mut pg = Postgres { port: 0, tls: options.tls, data_dir, socket_dir, log_file, root };
         pg.start_server();
         pg.create_roles();
         pg
@@ -202,12 +188,9 @@ impl Postgres {
                 Ok(_) => return,
                 Err(error) => error,
             };
-            let new_log = fs::read(&self.log_file)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let new_log = fs::read(&self.log_file).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let new_log = new_log.get(log_len_before as usize..).unwrap_or("");
-            let port_taken = new_log.contains("Address already in use")
-                || new_log.contains("could not create any TCP/IP sockets");
+            let port_taken = new_log.contains("Address already in use") || new_log.contains("could not create any TCP/IP sockets");
             if !(port_taken && attempt < PORT_ATTEMPTS) {
                 panic!(
                     "Postgres: pg_ctl start failed (attempt {attempt}, port {}): {error}{}",
@@ -215,10 +198,7 @@ impl Postgres {
                     log_section(Some(&self.log_file))
                 );
             }
-            eprintln!(
-                "witness-testkit: port {} was taken before PostgreSQL could bind it; retrying",
-                self.port
-            );
+            eprintln!("witness-testkit: port {} was taken before PostgreSQL could bind it; retrying", self.port);
         }
     }
 
@@ -281,11 +261,7 @@ impl Postgres {
     /// A libpq URL for the `postgres` superuser over TCP (scram-sha-256):
     /// `postgresql://postgres:<SUPERUSER_PASSWORD>@127.0.0.1:<port>/<db>`.
     pub fn superuser_url(&self, db: &str) -> String {
-        format!(
-            "postgresql://postgres:{SUPERUSER_PASSWORD}@{}:{}/{db}",
-            self.host(),
-            self.port
-        )
+        format!("postgresql://postgres:{SUPERUSER_PASSWORD}@{}:{}/{db}", self.host(), self.port)
     }
 
     /// Runs `sql` with `psql` as `postgres` over the unix socket (trust) in
@@ -305,14 +281,8 @@ impl Postgres {
             .arg("-p")
             .arg(self.port.to_string())
             .args(["-U", "postgres", "-d", db, "-At", "-c", sql]);
-        let out = run(
-            &mut cmd,
-            &format!("Postgres::psql on db {db:?}"),
-            Some(&self.log_file),
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .trim_end_matches('\n')
-            .to_owned()
+        let out = run(&mut cmd, &format!("Postgres::psql on db {db:?}"), Some(&self.log_file));
+        String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_owned()
     }
 }
 
@@ -321,11 +291,7 @@ impl Drop for Postgres {
         // Immediate mode: the data is thrown away, so skip the shutdown
         // checkpoint. Errors are ignored: the server may never have started,
         // and panicking in Drop would abort the test binary.
-        let _ = server_command("pg_ctl", self.root.path())
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["stop", "-m", "immediate", "-w"])
-            .output();
+        let _ = server_command("pg_ctl", self.root.path()).arg("-D").arg(&self.data_dir).args(["stop", "-m", "immediate", "-w"]).output();
         // `root` (TempDir) is dropped after this, deleting the directory.
     }
 }
@@ -373,12 +339,7 @@ fn find_bin_dir() -> Option<PathBuf> {
         if !bin.join("initdb").is_file() {
             continue;
         }
-        let version: Vec<u64> = entry
-            .file_name()
-            .to_string_lossy()
-            .split('.')
-            .map(|part| part.parse().unwrap_or(0))
-            .collect();
+        let version: Vec<u64> = entry.file_name().to_string_lossy().split('.').map(|part| part.parse().unwrap_or(0)).collect();
         if best.as_ref().is_none_or(|(v, _)| version > *v) {
             best = Some((version, bin));
         }
@@ -413,12 +374,8 @@ fn server_command(program: &str, cwd: &Path) -> Command {
 fn temp_base() -> PathBuf {
     let base = std::env::temp_dir();
     let too_long = base.as_os_str().len() > 60;
-    let untraversable = is_root()
-        && base.ancestors().any(|dir| {
-            fs::metadata(dir)
-                .map(|m| m.permissions().mode() & 0o001 == 0)
-                .unwrap_or(true)
-        });
+    let untraversable =
+        is_root() && base.ancestors().any(|dir| fs::metadata(dir).map(|m| m.permissions().mode() & 0o001 == 0).unwrap_or(true));
     if too_long || untraversable {
         PathBuf::from("/tmp")
     } else {
@@ -480,12 +437,8 @@ fn generate_certificate(data_dir: &Path, owner: Option<(u32, u32)>) {
         .unwrap_or_else(|e| panic!("Postgres: cannot chmod {}: {e}", key.display()));
     if let Some((uid, gid)) = owner {
         for path in [&key, &crt, &ca_crt] {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| {
-                panic!(
-                    "Postgres: cannot chown {} to {PG_OS_USER}: {e}",
-                    path.display()
-                )
-            });
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .unwrap_or_else(|e| panic!("Postgres: cannot chown {} to {PG_OS_USER}: {e}", path.display()));
         }
     }
 }
@@ -501,8 +454,7 @@ host  all trust_user 127.0.0.1/32    trust
 host  all md5_user   127.0.0.1/32    md5
 host  all all        127.0.0.1/32    scram-sha-256
 ";
-    fs::write(&hba, contents)
-        .unwrap_or_else(|e| panic!("Postgres: cannot write {}: {e}", hba.display()));
+    fs::write(&hba, contents).unwrap_or_else(|e| panic!("Postgres: cannot write {}: {e}", hba.display()));
 }
 
 fn append_config(data_dir: &Path, text: &str) {

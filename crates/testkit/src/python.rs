@@ -47,8 +47,7 @@ impl Python {
     /// or the packages cannot be installed.
     pub fn ensure_venv(packages: &[&str]) -> PathBuf {
         let cache = cache_dir();
-        fs::create_dir_all(&cache)
-            .unwrap_or_else(|e| panic!("Python: cannot create {}: {e}", cache.display()));
+        fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("Python: cannot create {}: {e}", cache.display()));
         let venv = cache.join("witness-venv");
         let lock_path = cache.join("witness-venv.lock");
         let lock = OpenOptions::new()
@@ -59,8 +58,7 @@ impl Python {
             .unwrap_or_else(|e| panic!("Python: cannot open {}: {e}", lock_path.display()));
         // flock-style lock: released when `lock` is dropped, also if we panic
         // or the process dies, so a crashed test never wedges later runs.
-        lock.lock()
-            .unwrap_or_else(|e| panic!("Python: cannot lock {}: {e}", lock_path.display()));
+        lock.lock().unwrap_or_else(|e| panic!("Python: cannot lock {}: {e}", lock_path.display()));
         let python = venv.join("bin").join("python");
 
         if !interpreter_works(&python) {
@@ -68,30 +66,15 @@ impl Python {
         }
 
         let stamp_path = venv.join(STAMP);
-        let mut installed: Vec<String> = fs::read_to_string(&stamp_path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let mut installed: Vec<String> = fs::read_to_string(&stamp_path).unwrap_or_default().lines().map(str::to_owned).collect();
         let all_stamped = packages.iter().all(|p| installed.iter().any(|i| i == p));
         if all_stamped && check_packages(&python, packages).is_ok() {
             return python;
         }
 
-        eprintln!(
-            "witness-testkit: pip-installing {packages:?} into {}",
-            venv.display()
-        );
+        eprintln!("witness-testkit: pip-installing {packages:?} into {}", venv.display());
         run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .args(packages),
+            Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(packages),
             "Python: pip install",
             None,
         );
@@ -113,19 +96,11 @@ impl Python {
 }
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache"))
-        .unwrap_or_else(std::env::temp_dir)
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache")).unwrap_or_else(std::env::temp_dir)
 }
 
 fn interpreter_works(python: &Path) -> bool {
-    python.is_file()
-        && Command::new(python)
-            .args(["-c", "import sys"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+    python.is_file() && Command::new(python).args(["-c", "import sys"]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 /// Creates (or recreates) the venv at `venv`.
@@ -133,10 +108,7 @@ fn create_venv(venv: &Path) {
     // A half-created or broken venv would make `-m venv` fail or keep a
     // stale interpreter link; start from scratch.
     let _ = fs::remove_dir_all(venv);
-    eprintln!(
-        "witness-testkit: creating Python venv at {}",
-        venv.display()
-    );
+    eprintln!("witness-testkit: creating Python venv at {}", venv.display());
     let first = match try_run(Command::new("python3").arg("-m").arg("venv").arg(venv)) {
         Ok(_) => return,
         Err(error) => error,
@@ -154,17 +126,9 @@ fn create_venv(venv: &Path) {
         // Fresh containers often have empty package lists.
         eprintln!("witness-testkit: apt-get install failed; running `apt-get update` and retrying");
         run(apt_get().arg("update"), "Python: apt-get update", None);
-        run(
-            apt_get().args(["install", "-y", "python3-venv"]),
-            "Python: apt-get install -y python3-venv",
-            None,
-        );
+        run(apt_get().args(["install", "-y", "python3-venv"]), "Python: apt-get install -y python3-venv", None);
     }
-    let system_python = if Path::new("/usr/bin/python3").is_file() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
+    let system_python = if Path::new("/usr/bin/python3").is_file() { "/usr/bin/python3" } else { "python3" };
     if let Err(second) = try_run(Command::new(system_python).arg("-m").arg("venv").arg(venv)) {
         let _ = fs::remove_dir_all(venv);
         panic!(
@@ -192,9 +156,7 @@ fn check_packages(python: &Path, packages: &[&str]) -> Result<(), String> {
     let names: Vec<&str> = packages
         .iter()
         .map(|p| {
-            let end = p
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
-                .unwrap_or(p.len());
+            let end = p.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')).unwrap_or(p.len());
             &p[..end]
         })
         .collect();

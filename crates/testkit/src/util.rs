@@ -22,11 +22,7 @@ pub(crate) fn is_root() -> bool {
     static ROOT: OnceLock<bool> = OnceLock::new();
     *ROOT.get_or_init(|| match fs::metadata("/proc/self") {
         Ok(meta) => meta.uid() == 0,
-        Err(_) => Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false),
+        Err(_) => Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false),
     })
 }
 
@@ -36,10 +32,7 @@ pub(crate) fn is_root() -> bool {
 /// systemd-userdb) are honoured.
 pub(crate) fn user_ids(user: &str) -> (u32, u32) {
     let query = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .args([flag, user])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `id {flag} {user}`: {e}"));
+        let out = Command::new("id").args([flag, user]).output().unwrap_or_else(|e| panic!("cannot run `id {flag} {user}`: {e}"));
         let text = String::from_utf8_lossy(&out.stdout);
         text.trim().parse().unwrap_or_else(|_| {
             panic!(
@@ -110,9 +103,7 @@ pub(crate) fn run(cmd: &mut Command, what: &str, log: Option<&Path>) -> Output {
 /// Like [`run`] but returns the failure description instead of panicking.
 pub(crate) fn try_run(cmd: &mut Command) -> Result<Output, String> {
     let line = describe(cmd);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("could not spawn `{line}`: {e}"))?;
+    let out = cmd.output().map_err(|e| format!("could not spawn `{line}`: {e}"))?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -140,11 +131,7 @@ pub(crate) fn file_tail(path: &Path, n: usize) -> String {
 /// Formats a "--- log tail ---" block for panic messages (empty if no log).
 pub(crate) fn log_section(log: Option<&Path>) -> String {
     match log {
-        Some(path) => format!(
-            "\n--- last 40 lines of {} ---\n{}",
-            path.display(),
-            file_tail(path, 40)
-        ),
+        Some(path) => format!("\n--- last 40 lines of {} ---\n{}", path.display(), file_tail(path, 40)),
         None => String::new(),
     }
 }

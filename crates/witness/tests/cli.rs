@@ -120,7 +120,8 @@ fn show_prints_text_payloads_as_text() {
         client_addr: Some("127.0.0.1:40000".into()),
     };
     let session = ledger.open_session_blocking(&info).unwrap();
-    let query = Event::text(EventKind::new("sql.query").unwrap(), Direction::Request, "select 1", "select 1;\nselect 2;").with_attr("rows", 2);
+    let query =
+        Event::text(EventKind::new("sql.query").unwrap(), Direction::Request, "select 1", "select 1;\nselect 2;").with_attr("rows", 2);
     session.append_blocking(&query).unwrap();
     let id = session.id().to_string();
     session.close_blocking("client disconnected").unwrap();
@@ -128,7 +129,9 @@ fn show_prints_text_payloads_as_text() {
 
     let data = dir.path().to_str().unwrap();
     let show = run_ok(&["sessions", "show", &id, "--data-dir", data]);
-    for needle in ["identity    claude", "JIRA-12 fix the report", "sql.query", "| select 1;", "| select 2;", "\"rows\":2", "client disconnected"] {
+    for needle in
+        ["identity    claude", "JIRA-12 fix the report", "sql.query", "| select 1;", "| select 2;", "\"rows\":2", "client disconnected"]
+    {
         assert!(show.contains(needle), "{needle:?} missing from:\n{show}");
     }
     let by_task = run_ok(&["sessions", "list", "--data-dir", data, "--task", "JIRA-12", "--since", "1h"]);

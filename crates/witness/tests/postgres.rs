@@ -35,7 +35,9 @@ fn psql_script_through_witness_equals_direct_and_is_recorded() {
     let without_pid = |text: &str| text.split("server process with PID").next().unwrap().to_string();
     assert_eq!(without_pid(&via_out), without_pid(&direct_out), "stdout through witness differs from direct");
     assert!(via_out.contains("Asynchronous notification \"witness_channel\" with payload \"hello\""));
-    let after_pid = |text: &str| text.split_once("received from server process with PID ").map(|(_, rest)| rest.split_once('\n').unwrap().1.to_string());
+    let after_pid = |text: &str| {
+        text.split_once("received from server process with PID ").map(|(_, rest)| rest.split_once('\n').unwrap().1.to_string())
+    };
     assert_eq!(after_pid(&via_out), after_pid(&direct_out));
     assert_eq!(via_err, direct_err, "errors and notices through witness differ from direct");
 
@@ -49,10 +51,15 @@ fn psql_script_through_witness_equals_direct_and_is_recorded() {
     assert_eq!(kinds.first().map(String::as_str), Some("session.start"));
     assert_eq!(kinds.last().map(String::as_str), Some("session.end"));
     let find = |pred: &dyn Fn(&Value) -> bool| events.iter().find(|e| pred(e)).cloned();
-    let insert = find(&|e| e["kind"] == "pg.query" && e["payload_text"].as_str().unwrap_or("").contains("'apple', 1.25")).expect("the insert is recorded");
+    let insert = find(&|e| e["kind"] == "pg.query" && e["payload_text"].as_str().unwrap_or("").contains("'apple', 1.25"))
+        .expect("the insert is recorded");
     assert_eq!(insert["direction"], "request");
     let copy_in = find(&|e| e["kind"] == "pg.copy_in").expect("COPY IN is summarised");
-    assert_eq!((copy_in["attrs"]["rows"].as_u64(), copy_in["attrs"]["bytes"].as_u64()), (Some(2), Some(30)), "two rows; the bytes include psql's end marker");
+    assert_eq!(
+        (copy_in["attrs"]["rows"].as_u64(), copy_in["attrs"]["bytes"].as_u64()),
+        (Some(2), Some(30)),
+        "two rows; the bytes include psql's end marker"
+    );
     let select = find(&|e| e["kind"] == "pg.result" && e["attrs"]["tag"] == "SELECT 4").expect("the select result is recorded");
     let rows: Value = serde_json::from_str(select["payload_text"].as_str().unwrap()).unwrap();
     assert_eq!(rows["rows"][2], serde_json::json!(["3", "cheese", "7.50", null, "2026-01-01"]));
@@ -107,7 +114,9 @@ fn target_logins_tls_modes_and_errors() {
     let mut gw = Gateway::start(&pg, "");
     let token = gw.token("claude", &[]);
     let ssl_of_backend = "select ssl from pg_stat_ssl where pid = pg_backend_pid()";
-    for (connection, user, ssl) in [("app", "scram_user", "t"), ("app-md5", "md5_user", "f"), ("app-trust", "trust_user", "t"), ("app-verify", "scram_user", "t")] {
+    for (connection, user, ssl) in
+        [("app", "scram_user", "t"), ("app-md5", "md5_user", "f"), ("app-trust", "trust_user", "t"), ("app-verify", "scram_user", "t")]
+    {
         let (ok, out, err) = psql(&gw.conninfo(connection, "claude", &token), &["-Atc", &format!("select current_user; {ssl_of_backend}")]);
         assert!(ok, "{connection}: {err}\n{}", gw.log());
         assert_eq!(out.trim(), format!("{user}\n{ssl}"), "{connection}: witness logs in as {user}, TLS to the target {ssl}");
@@ -124,7 +133,8 @@ fn target_logins_tls_modes_and_errors() {
     assert!(ok);
     // libpq takes one level of backslashes off a quoted conninfo value; the options string itself
     // escapes spaces with another.
-    let with_task = format!("{} options='-c witness.task=JIRA-7\\\\ rotate\\\\ keys -c statement_timeout=5s'", gw.conninfo("app", "claude", &token));
+    let with_task =
+        format!("{} options='-c witness.task=JIRA-7\\\\ rotate\\\\ keys -c statement_timeout=5s'", gw.conninfo("app", "claude", &token));
     let (ok, _, err) = psql(&with_task, &["-Atc", "select 1"]);
     assert!(ok, "{err}");
     let sessions = gw.ended_sessions();
@@ -180,18 +190,34 @@ fn tokio_postgres_extended_protocol_binary_results_and_cancel() {
             let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.unwrap();
             tokio::spawn(connection);
             client
-                .batch_execute("create table kinds (id int primary key, name text, data bytea, ratio float8, ok bool, at timestamptz, amount numeric)")
+                .batch_execute(
+                    "create table kinds (id int primary key, name text, data bytea, ratio float8, ok bool, at timestamptz, amount numeric)",
+                )
                 .await
                 .unwrap();
-            let insert = client.prepare("insert into kinds (id, name, data, ratio, ok, at) values ($1, $2, $3, $4, $5, '2026-11-22 10:00:00+00')").await.unwrap();
+            let insert = client
+                .prepare("insert into kinds (id, name, data, ratio, ok, at) values ($1, $2, $3, $4, $5, '2026-11-22 10:00:00+00')")
+                .await
+                .unwrap();
             for i in 0..20i32 {
                 let name = format!("name {i} with 'quotes'");
                 client.execute(&insert, &[&i, &name, &vec![i as u8, 0, 255], &(i as f64 / 3.0), &(i % 2 == 0)]).await.unwrap();
             }
-            let rows = client.query("select id, name, data, ratio, ok, at::text from kinds where id >= $1 order by id", &[&5i32]).await.unwrap();
+            let rows =
+                client.query("select id, name, data, ratio, ok, at::text from kinds where id >= $1 order by id", &[&5i32]).await.unwrap();
             let rendered: Vec<String> = rows
                 .iter()
-                .map(|r| format!("{}|{}|{:?}|{}|{}|{}", r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, Vec<u8>>(2), r.get::<_, f64>(3), r.get::<_, bool>(4), r.get::<_, String>(5)))
+                .map(|r| {
+                    format!(
+                        "{}|{}|{:?}|{}|{}|{}",
+                        r.get::<_, i32>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, Vec<u8>>(2),
+                        r.get::<_, f64>(3),
+                        r.get::<_, bool>(4),
+                        r.get::<_, String>(5)
+                    )
+                })
                 .collect();
             let error = client.query("select * from missing_table", &[]).await.unwrap_err();
             let in_tx = client.simple_query("begin; select 1; commit").await.unwrap().len();
@@ -222,7 +248,11 @@ fn tokio_postgres_extended_protocol_binary_results_and_cancel() {
     assert!(events.iter().any(|e| e["kind"] == "pg.cancel"), "the cancel request is recorded");
     let execute = events
         .iter()
-        .find(|e| e["kind"] == "pg.execute" && e["payload_text"].as_str().unwrap_or("").starts_with("insert into kinds") && e["attrs"]["params"][0] == "\\x00000007")
+        .find(|e| {
+            e["kind"] == "pg.execute"
+                && e["payload_text"].as_str().unwrap_or("").starts_with("insert into kinds")
+                && e["attrs"]["params"][0] == "\\x00000007"
+        })
         .expect("executions are recorded with their parameters");
     assert_eq!(execute["attrs"]["params"][1], "name 7 with 'quotes'");
 }
@@ -255,7 +285,8 @@ fn cleartext_tokens_large_results_pipelining_and_target_termination() {
     let token = gw.token("claude", &[]);
     // Loopback: the token is accepted as a cleartext password; application_name names the task.
     let conninfo = format!("{} application_name=JIRA-9", gw.conninfo("app", "claude", &token));
-    let (ok, out, err) = psql(&conninfo, &["-Atc", "select count(*), sum(length(r)) from (select repeat('x', 1000) as r from generate_series(1, 20000)) t"]);
+    let (ok, out, err) =
+        psql(&conninfo, &["-Atc", "select count(*), sum(length(r)) from (select repeat('x', 1000) as r from generate_series(1, 20000)) t"]);
     assert!(ok && out.trim() == "20000|20000000", "{out} {err}");
     let (ok, out, err) = psql(&conninfo, &["-Atc", "select g, repeat('y', 1000) from generate_series(1, 20000) g"]);
     assert!(ok, "{err}");
@@ -267,7 +298,8 @@ fn cleartext_tokens_large_results_pipelining_and_target_termination() {
         let connection = tokio::spawn(connection);
         // tokio-postgres pipelines concurrent queries on one connection.
         let values: Vec<i32> = (0..20).collect();
-        let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> = values.iter().map(|v| [v as &(dyn tokio_postgres::types::ToSql + Sync)]).collect();
+        let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> =
+            values.iter().map(|v| [v as &(dyn tokio_postgres::types::ToSql + Sync)]).collect();
         let queries: Vec<_> = params.iter().map(|p| client.query_one("select $1::int4 * 2", p)).collect();
         let answers: Vec<i32> = futures_join(queries).await.into_iter().map(|r| r.unwrap().get(0)).collect();
         assert_eq!(answers, (0..20).map(|i| i * 2).collect::<Vec<_>>());
@@ -283,8 +315,13 @@ fn cleartext_tokens_large_results_pipelining_and_target_termination() {
     assert!(sessions.iter().all(|s| s["task"] == "JIRA-9"), "{sessions:?}");
     assert!(sessions.iter().any(|s| s["end_reason"] == "the target closed the connection"), "{sessions:?}");
     let events = gw.all_events();
-    let big = events.iter().find(|e| e["kind"] == "pg.result" && e["attrs"]["tag"] == "SELECT 20000").expect("the large result is recorded");
-    assert_eq!((big["attrs"]["rows"].as_u64(), big["attrs"]["rows_recorded"].as_u64()), (Some(20000), Some(50)), "rows are capped, the count is not");
+    let big =
+        events.iter().find(|e| e["kind"] == "pg.result" && e["attrs"]["tag"] == "SELECT 20000").expect("the large result is recorded");
+    assert_eq!(
+        (big["attrs"]["rows"].as_u64(), big["attrs"]["rows_recorded"].as_u64()),
+        (Some(20000), Some(50)),
+        "rows are capped, the count is not"
+    );
     let pipelined = events.iter().filter(|e| e["kind"] == "pg.execute" && e["payload_text"] == "select $1::int4 * 2").count();
     assert_eq!(pipelined, 20);
 }

@@ -55,7 +55,10 @@ pub fn run(cli: &Cli, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     let pct = |p: f64| Duration::from_nanos(latencies_ns[((n as f64 - 1.0) * p) as usize] as u64);
     let secs = elapsed.as_secs_f64();
     let payload_total = n * args.payload_bytes as u64;
-    println!("witness bench ledger: {} sessions x {} events, {}-byte payloads, durability {}", args.sessions, args.events, args.payload_bytes, args.durability);
+    println!(
+        "witness bench ledger: {} sessions x {} events, {}-byte payloads, durability {}",
+        args.sessions, args.events, args.payload_bytes, args.durability
+    );
     println!("  appends        {n} in {secs:.3}s");
     println!("  appends/s      {:.0}", n as f64 / secs);
     println!("  payload MB/s   {:.1}", payload_total as f64 / secs / 1e6);
@@ -109,7 +112,5 @@ async fn append_from_sessions(ledger: &Ledger, args: &LedgerBenchArgs) -> anyhow
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
+    std::fs::read_dir(dir).map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
 }

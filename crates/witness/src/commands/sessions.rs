@@ -75,11 +75,8 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
         SessionsCommand::Show(args) => {
             let session = index.session(args.id)?.with_context(|| format!("no session {} in {}", args.id, data_dir.display()))?;
             let segments = LedgerPaths::new(&data_dir).segments;
-            let events = index
-                .events(args.id)?
-                .iter()
-                .map(|e| read_event_at(&segments, e.segment_idx, e.offset))
-                .collect::<Result<Vec<_>, _>>()?;
+            let events =
+                index.events(args.id)?.iter().map(|e| read_event_at(&segments, e.segment_idx, e.offset)).collect::<Result<Vec<_>, _>>()?;
             if args.json {
                 let mut out = session_json(&session);
                 out["events"] = events.iter().map(event_json).collect();
@@ -153,7 +150,10 @@ fn print_table(sessions: &[SessionSummary]) {
         println!("no sessions match");
         return;
     }
-    println!("{:<36}  {:<24}  {:<16}  {:<16}  {:<10}  {:>7}  {:<6}  TASK", "ID", "STARTED", "IDENTITY", "CONNECTION", "PROTOCOL", "EVENTS", "STATUS");
+    println!(
+        "{:<36}  {:<24}  {:<16}  {:<16}  {:<10}  {:>7}  {:<6}  TASK",
+        "ID", "STARTED", "IDENTITY", "CONNECTION", "PROTOCOL", "EVENTS", "STATUS"
+    );
     for s in sessions {
         println!(
             "{:<36}  {:<24}  {:<16}  {:<16}  {:<10}  {:>7}  {:<6}  {}",

@@ -133,9 +133,12 @@ pub fn run_checkpoint(cli: &Cli, cmd: &CheckpointCommand) -> anyhow::Result<Exit
             if let Some(first) = report.problems.first() {
                 anyhow::bail!("the ledger in {} does not verify, so no checkpoint is exported: {first}", data_dir.display());
             }
-            let checkpoint = report
-                .last_checkpoint
-                .with_context(|| format!("the ledger in {} has no checkpoint yet; run witness serve once, or wait a second while it runs", data_dir.display()))?;
+            let checkpoint = report.last_checkpoint.with_context(|| {
+                format!(
+                    "the ledger in {} has no checkpoint yet; run witness serve once, or wait a second while it runs",
+                    data_dir.display()
+                )
+            })?;
             println!("{}", serde_json::to_string_pretty(&checkpoint)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -198,7 +201,13 @@ fn print_report(report: &VerifyReport, max_problems: usize, data_dir: &std::path
         }
     }
     if let Some(cp) = &report.last_checkpoint {
-        println!("last checkpoint: {} covering {} records and {} session heads, root {}", time(cp.time_ns), cp.n_records, cp.tree_size, cp.root);
+        println!(
+            "last checkpoint: {} covering {} records and {} session heads, root {}",
+            time(cp.time_ns),
+            cp.n_records,
+            cp.tree_size,
+            cp.root
+        );
     }
     if let Some(key) = report.public_key {
         println!("checkpoints signed by {}", hex::encode(key));

@@ -194,7 +194,8 @@ impl Drop for Gateway {
 
 /// Runs psql with a connection string; returns (success, stdout, stderr).
 pub fn psql(conninfo: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(witness_testkit::pg_bin("psql")).arg("-X").arg(conninfo).args(args).env("PGCONNECT_TIMEOUT", "20").output().unwrap();
+    let out =
+        Command::new(witness_testkit::pg_bin("psql")).arg("-X").arg(conninfo).args(args).env("PGCONNECT_TIMEOUT", "20").output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
