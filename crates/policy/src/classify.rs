@@ -1,0 +1,237 @@
+//! SQL statement classes: what a statement does, as rules name it (select, insert, drop, …), and
+//! the tables it touches. Parsing uses sqlparser's PostgreSQL dialect; a statement that does not
+//! parse is of class `unparsed`, which rules treat as the riskiest class of all.
+//!
+//! Statements nested in others count: a DELETE inside a CTE makes the query a delete, and EXPLAIN
+//! is classified by the statement it explains (EXPLAIN ANALYZE runs it).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::ControlFlow;
+use std::str::FromStr;
+
+use sqlparser::ast::{self, CopyTarget, Statement as Ast};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// What a statement does. One statement can have several classes (a DELETE without WHERE is
+/// both `delete` and `delete-without-where`; a DROP is both `ddl` and `drop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SqlClass {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    UpdateWithoutWhere,
+    DeleteWithoutWhere,
+    /// Any schema change: create, alter, drop, truncate, comment.
+    Ddl,
+    Create,
+    Alter,
+    Drop,
+    Truncate,
+    /// GRANT and REVOKE.
+    Grant,
+    Copy,
+    /// COPY to or from a program run on the database server.
+    CopyProgram,
+    /// SET, RESET and other session settings.
+    Set,
+    /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT.
+    Transaction,
+    Call,
+    /// Parsed, but none of the above (VACUUM, LISTEN, PREPARE, …).
+    Other,
+    /// Did not parse: could be anything.
+    Unparsed,
+}
+
+/// A class name that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown SQL class {given:?}: use one of {}", SqlClass::NAMES.join(", "))]
+pub struct UnknownSqlClass {
+    pub given: String,
+}
+
+/// One statement of a request, classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub classes: BTreeSet<SqlClass>,
+    /// Tables and other relations it names, lowercased unless quoted, with their schema if given.
+    pub tables: Vec<String>,
+}
+
+/// Classifies every statement of `sql` (a simple query may hold several). Text that does not
+/// parse is one statement of class `unparsed`; an empty query has no statements.
+pub fn classify(sql: &str) -> Vec<Statement> {
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(statements) => statements.iter().map(classify_statement).collect(),
+        Err(_) => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new() }],
+    }
+}
+
+fn classify_statement(statement: &Ast) -> Statement {
+    let mut classes = BTreeSet::new();
+    let _ = ast::visit_statements(statement, |nested| {
+        add_classes(nested, &mut classes);
+        ControlFlow::<()>::Continue(())
+    });
+    if classes.is_empty() {
+        classes.insert(SqlClass::Other);
+    }
+    let mut tables = Vec::new();
+    let _ = ast::visit_relations(statement, |name| {
+        let table = relation_name(name);
+        if !tables.contains(&table) {
+            tables.push(table);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Statement { classes, tables }
+}
+
+fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
+    use SqlClass::*;
+    match statement {
+        Ast::Query(_) => {
+            classes.insert(Select);
+        }
+        Ast::Insert(_) => {
+            classes.insert(Insert);
+        }
+        Ast::Update(update) => {
+            classes.insert(Update);
+            if update.selection.is_none() {
+                classes.insert(UpdateWithoutWhere);
+            }
+        }
+        Ast::Delete(delete) => {
+            classes.insert(Delete);
+            if delete.selection.is_none() {
+                classes.insert(DeleteWithoutWhere);
+            }
+        }
+        Ast::Copy { target, .. } => {
+            classes.insert(Copy);
+            if matches!(target, CopyTarget::Program { .. }) {
+                classes.insert(CopyProgram);
+            }
+        }
+        Ast::Truncate(_) => {
+            classes.extend([Ddl, Truncate]);
+        }
+        Ast::Call(_) => {
+            classes.insert(Call);
+        }
+        Ast::Set(_) => {
+            classes.insert(Set);
+        }
+        Ast::Explain { .. } => {
+            // The explained statement is visited too; EXPLAIN itself only reads.
+            classes.insert(Select);
+        }
+        other => classify_by_name(other, classes),
+    }
+}
+
+/// The many less common statements, by the name of their kind: CREATE…, ALTER…, DROP… families
+/// and the rest. Their Debug text names the kind first; only these rarer statements pay for it.
+fn classify_by_name(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
+    use SqlClass::*;
+    let debug = format!("{statement:?}");
+    let name: String = debug.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let found: &[SqlClass] = match name.as_str() {
+        n if n.starts_with("Create") => &[Ddl, Create],
+        n if n.starts_with("Alter") || n == "RenameTable" => &[Ddl, Alter],
+        n if n.starts_with("Drop") => &[Ddl, Drop],
+        "Comment" => &[Ddl],
+        "Grant" | "Revoke" | "Deny" => &[Grant],
+        "Merge" => &[Insert, Update, Delete],
+        "StartTransaction" | "Commit" | "Rollback" | "Savepoint" | "ReleaseSavepoint" => &[Transaction],
+        n if n.starts_with("Set") || n == "Reset" || n == "Discard" => &[Set],
+        n if n.starts_with("Show") => &[Select],
+        _ => &[Other],
+    };
+    classes.extend(found.iter().copied());
+}
+
+/// A relation's name as rules match it: lowercased unless quoted, schema kept.
+fn relation_name(name: &ast::ObjectName) -> String {
+    name.to_string()
+        .split('.')
+        .map(|part| match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(quoted) => quoted.to_string(),
+            None => part.to_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+// === impl SqlClass ===
+
+impl SqlClass {
+    pub const ALL: [SqlClass; 19] = [
+        SqlClass::Select,
+        SqlClass::Insert,
+        SqlClass::Update,
+        SqlClass::Delete,
+        SqlClass::UpdateWithoutWhere,
+        SqlClass::DeleteWithoutWhere,
+        SqlClass::Ddl,
+        SqlClass::Create,
+        SqlClass::Alter,
+        SqlClass::Drop,
+        SqlClass::Truncate,
+        SqlClass::Grant,
+        SqlClass::Copy,
+        SqlClass::CopyProgram,
+        SqlClass::Set,
+        SqlClass::Transaction,
+        SqlClass::Call,
+        SqlClass::Other,
+        SqlClass::Unparsed,
+    ];
+
+    pub const NAMES: [&'static str; 19] = [
+        "select",
+        "insert",
+        "update",
+        "delete",
+        "update-without-where",
+        "delete-without-where",
+        "ddl",
+        "create",
+        "alter",
+        "drop",
+        "truncate",
+        "grant",
+        "copy",
+        "copy-program",
+        "set",
+        "transaction",
+        "call",
+        "other",
+        "unparsed",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|&c| c == self).expect("every class is listed")]
+    }
+}
+
+impl fmt::Display for SqlClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SqlClass {
+    type Err = UnknownSqlClass;
+
+    fn from_str(s: &str) -> Result<SqlClass, UnknownSqlClass> {
+        Self::NAMES.iter().position(|&n| n == s).map(|i| Self::ALL[i]).ok_or_else(|| UnknownSqlClass { given: s.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+//! Rules and the decision: which rule applies to a request, and whether it is allowed, denied, or
+//! held for approval. Precedence is by severity (deny over approve over allow), then by order in
+//! the config; a request of several statements takes the strictest decision of its statements.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::classify::{classify, SqlClass, Statement};
+use crate::glob::Glob;
+
+/// What a rule does to the requests it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Allow,
+    /// Hold the request until an approver decides.
+    Approve,
+    Deny,
+}
+
+/// An action name that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown action {given:?}: use allow, deny or approve")]
+pub struct UnknownAction {
+    pub given: String,
+}
+
+/// The configured rules, in order, and what happens when none matches.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub default: Action,
+    pub rules: Vec<Rule>,
+}
+
+/// One rule. Every list that is empty matches everything; a list with entries matches if any
+/// entry does; a rule matches a statement when all its lists (and its regex, if any) match.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: String,
+    pub connections: Vec<Glob>,
+    pub identities: Vec<Glob>,
+    /// Groups, any of which the caller must be in.
+    pub groups: Vec<String>,
+    pub tasks: Vec<Glob>,
+    /// Statement classes. A statement that did not parse matches any rule that names classes.
+    pub sql: Vec<SqlClass>,
+    /// Table names (as `classify` names them) of which the statement must touch at least one.
+    pub tables: Vec<Glob>,
+    /// Matched against the request's whole text.
+    pub regex: Option<Regex>,
+    pub action: Action,
+    /// What a denied client is told (default: the rule's name).
+    pub message: Option<String>,
+    /// For `approve`: the groups whose members may decide.
+    pub approvers: Vec<String>,
+    /// For `approve`: how long to wait before the request is denied.
+    pub timeout: Duration,
+}
+
+/// A request to decide on.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub identity: &'a str,
+    pub groups: &'a [String],
+    pub connection: &'a str,
+    pub task: Option<&'a str>,
+    pub sql: &'a str,
+}
+
+/// What to do with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward it. `rule` names the allowing rule, if one matched.
+    Allow {
+        rule: Option<String>,
+    },
+    Deny {
+        rule: String,
+        message: String,
+    },
+    /// Wait for a member of `approvers` (not the requester) to decide, at most `timeout`.
+    Approve {
+        rule: String,
+        approvers: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+/// Decides on a request; returns the decision and the statements it was made from (for the
+/// recording).
+pub fn decide(policy: &Policy, request: &Request<'_>) -> (Decision, Vec<Statement>) {
+    let statements = classify(request.sql);
+    let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(request)).collect();
+    let mut strictest: Option<(Action, Option<&Rule>)> = None;
+    for statement in &statements {
+        let found: Option<&Rule> = applicable
+            .iter()
+            .copied()
+            .filter(|rule| rule.matches_statement(statement, request.sql))
+            // The first of the most severe: config order breaks ties.
+            .fold(None::<&Rule>, |best, rule| match best {
+                Some(best) if best.action >= rule.action => Some(best),
+                _ => Some(rule),
+            });
+        let (action, rule) = match found {
+            Some(rule) => (rule.action, Some(rule)),
+            None => (policy.default, None),
+        };
+        if strictest.is_none_or(|(current, _)| action > current) {
+            strictest = Some((action, rule));
+        }
+    }
+    let (action, rule) = strictest.unwrap_or((policy.default, None));
+    let decision = match (action, rule) {
+        (Action::Allow, rule) => Decision::Allow { rule: rule.map(|r| r.name.clone()) },
+        (Action::Deny, Some(rule)) => {
+            Decision::Deny { rule: rule.name.clone(), message: rule.message.clone().unwrap_or_else(|| rule.name.clone()) }
+        }
+        (Action::Deny, None) => {
+            Decision::Deny { rule: "default".into(), message: "no rule allows this request and the policy default is deny".into() }
+        }
+        (Action::Approve, Some(rule)) => {
+            Decision::Approve { rule: rule.name.clone(), approvers: rule.approvers.clone(), timeout: rule.timeout }
+        }
+        (Action::Approve, None) => Decision::Approve { rule: "default".into(), approvers: Vec::new(), timeout: Duration::from_secs(600) },
+    };
+    (decision, statements)
+}
+
+// === impl Rule ===
+
+impl Rule {
+    /// A rule with a name and an action that matches everything; narrow it with its fields.
+    pub fn new(name: &str, action: Action) -> Rule {
+        Rule {
+            name: name.to_string(),
+            connections: Vec::new(),
+            identities: Vec::new(),
+            groups: Vec::new(),
+            tasks: Vec::new(),
+            sql: Vec::new(),
+            tables: Vec::new(),
+            regex: None,
+            action,
+            message: None,
+            approvers: Vec::new(),
+            timeout: Duration::from_secs(600),
+        }
+    }
+
+    fn matches_caller(&self, request: &Request<'_>) -> bool {
+        let any = |globs: &[Glob], value: &str| globs.is_empty() || globs.iter().any(|g| g.matches(value));
+        any(&self.connections, request.connection)
+            && any(&self.identities, request.identity)
+            && (self.groups.is_empty() || self.groups.iter().any(|g| request.groups.contains(g)))
+            && (self.tasks.is_empty() || request.task.is_some_and(|task| self.tasks.iter().any(|g| g.matches(task))))
+    }
+
+    fn matches_statement(&self, statement: &Statement, sql: &str) -> bool {
+        let unparsed = statement.classes.contains(&SqlClass::Unparsed);
+        let classes_match = self.sql.is_empty() || unparsed || self.sql.iter().any(|c| statement.classes.contains(c));
+        // An unparsed statement's tables are unknown: it may touch any of them.
+        let tables_match = self.tables.is_empty() || unparsed || statement.tables.iter().any(|t| self.tables.iter().any(|g| g.matches(t)));
+        let regex_match = self.regex.as_ref().is_none_or(|r| r.is_match(sql));
+        classes_match && tables_match && regex_match
+    }
+}
+
+impl FromStr for Action {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Action, UnknownAction> {
+        match s {
+            "allow" => Ok(Action::Allow),
+            "deny" => Ok(Action::Deny),
+            "approve" => Ok(Action::Approve),
+            other => Err(UnknownAction { given: other.to_string() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        let mut no_drop = Rule::new("no-destructive-ddl", Action::Deny);
+        no_drop.connections = vec![Glob::new("pg-*")];
+        no_drop.groups = vec!["ai-agents".into()];
+        no_drop.sql = vec![SqlClass::Drop, SqlClass::Truncate];
+        no_drop.message = Some("agents may not drop or truncate; ask a DBA".into());
+        let mut writes = Rule::new("writes-need-approval", Action::Approve);
+        writes.sql = vec![SqlClass::DeleteWithoutWhere, SqlClass::UpdateWithoutWhere, SqlClass::Alter, SqlClass::Grant];
+        writes.approvers = vec!["dba".into()];
+        writes.timeout = Duration::from_secs(600);
+        let mut secrets = Rule::new("no-secrets-table", Action::Deny);
+        secrets.tables = vec![Glob::new("secrets"), Glob::new("*.secrets")];
+        let mut pattern = Rule::new("no-pg-sleep", Action::Deny);
+        pattern.regex = Some(Regex::new("(?i)pg_sleep\\(").unwrap());
+        pattern.tasks = vec![Glob::new("JIRA-*")];
+        let mut reads = Rule::new("reads", Action::Allow);
+        reads.sql = vec![SqlClass::Select];
+        Policy { default: Action::Allow, rules: vec![no_drop, writes, secrets, pattern, reads] }
+    }
+
+    fn check(sql: &str, groups: &[&str], connection: &str, task: Option<&str>, expect: &str) {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let request = Request { identity: "claude", groups: &groups, connection, task, sql };
+        let (decision, _) = decide(&policy(), &request);
+        let got = match decision {
+            Decision::Allow { rule } => format!("allow {}", rule.unwrap_or_default()),
+            Decision::Deny { rule, .. } => format!("deny {rule}"),
+            Decision::Approve { rule, .. } => format!("approve {rule}"),
+        };
+        assert_eq!(got.trim(), expect, "{sql} ({groups:?} on {connection}, task {task:?})");
+    }
+
+    #[test]
+    fn decisions_follow_precedence_and_scope() {
+        let agent = &["ai-agents"][..];
+        check("drop table users", agent, "pg-local", None, "deny no-destructive-ddl");
+        check("drop table users", &["dba"], "pg-local", None, "allow");
+        check("drop table users", agent, "mysql-local", None, "allow");
+        check("truncate users", agent, "pg-prod", None, "deny no-destructive-ddl");
+        check("delete from users", agent, "pg-local", None, "approve writes-need-approval");
+        check("delete from users where id = 1", agent, "pg-local", None, "allow");
+        check("select * from users", agent, "pg-local", None, "allow reads");
+        check("select 1; drop table users", agent, "pg-local", None, "deny no-destructive-ddl");
+        check("delete from users; drop table t", agent, "pg-local", None, "deny no-destructive-ddl");
+        check("select 1; update users set a = 1", agent, "pg-local", None, "approve writes-need-approval");
+        check("select * from app.secrets", &[], "pg-local", None, "deny no-secrets-table");
+        check("do $$ begin drop table users; end $$", agent, "pg-local", None, "deny no-destructive-ddl");
+        check("selec 1", &[], "pg-local", None, "deny no-secrets-table");
+        check("select pg_sleep(5)", &[], "pg-local", Some("JIRA-1"), "deny no-pg-sleep");
+        check("select pg_sleep(5)", &[], "pg-local", None, "allow reads");
+        check("", &[], "pg-local", None, "allow");
+    }
+
+    #[test]
+    fn the_default_applies_when_no_rule_matches() {
+        let mut policy = policy();
+        policy.default = Action::Deny;
+        let request = Request { identity: "x", groups: &[], connection: "pg-local", task: None, sql: "insert into t values (1)" };
+        assert!(matches!(decide(&policy, &request).0, Decision::Deny { rule, .. } if rule == "default"));
+        let read = Request { sql: "select 1", ..request };
+        assert!(matches!(decide(&policy, &read).0, Decision::Allow { .. }));
+    }
+
+    #[test]
+    fn action_names_parse() {
+        assert_eq!("approve".parse::<Action>().unwrap(), Action::Approve);
+        assert!("block".parse::<Action>().is_err());
+    }
+}
