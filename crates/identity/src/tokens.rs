@@ -44,6 +44,9 @@ pub struct TokenStore {
     path: PathBuf,
 }
 
+/// Two 32-byte hashes of a valid token, and who it authenticates.
+type ValidToken = ([u8; 32], [u8; 32], AuthenticatedIdentity);
+
 /// Tokens start with this, so that they are recognisable in a leaked file or a paste.
 const TOKEN_PREFIX: &str = "wit_";
 
@@ -242,17 +245,12 @@ impl TokenStore {
         self.query_valid(identity, "secret_sha256", "secret_sha256").map(|rows| rows.into_iter().map(|(a, _, id)| (a, id)).collect())
     }
 
-    fn valid_verifiers(&self, identity: &str) -> Result<Vec<([u8; 32], [u8; 32], AuthenticatedIdentity)>, IdentityError> {
+    fn valid_verifiers(&self, identity: &str) -> Result<Vec<ValidToken>, IdentityError> {
         self.query_valid(identity, "stored_key", "server_key")
     }
 
     /// Two 32-byte columns of every token of `identity` that is neither revoked nor expired.
-    fn query_valid(
-        &self,
-        identity: &str,
-        first: &str,
-        second: &str,
-    ) -> Result<Vec<([u8; 32], [u8; 32], AuthenticatedIdentity)>, IdentityError> {
+    fn query_valid(&self, identity: &str, first: &str, second: &str) -> Result<Vec<ValidToken>, IdentityError> {
         let conn = self.lock();
         let sql = format!(
             "SELECT {first}, {second}, id, groups, task FROM tokens

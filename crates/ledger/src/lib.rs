@@ -66,7 +66,8 @@ pub struct LedgerConfig {
     pub segment_bytes: u64,
     /// How often session heads and a signed checkpoint are written while anything changed.
     pub checkpoint_interval: Duration,
-    /// Appends waiting for the writer; a full queue makes appenders wait (back-pressure).
+    /// In `fsync` mode, appends waiting for the writer thread; a full queue makes appenders wait
+    /// (back-pressure). In `write` mode appenders write themselves and nothing queues for long.
     pub queue_capacity: usize,
 }
 

@@ -51,6 +51,8 @@ pub(crate) struct Inline {
 }
 
 /// What the writer is asked to do, in the order callers asked.
+// Appends dominate and are moved a few times at most; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     Append(AppendCommand),
     /// Write heads of changed sessions and a signed checkpoint if anything is unsealed. Sent by

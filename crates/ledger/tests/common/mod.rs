@@ -33,7 +33,7 @@ pub fn info(identity: &str, task: &str) -> SessionInfo {
 pub fn event(i: u64, payload_len: usize) -> Event {
     Event {
         kind: EventKind::new("sql.query").unwrap(),
-        direction: if i % 2 == 0 { Direction::Request } else { Direction::Response },
+        direction: if i.is_multiple_of(2) { Direction::Request } else { Direction::Response },
         summary: format!("event {i}"),
         attrs: serde_json::Map::from_iter([("i".to_string(), serde_json::json!(i))]),
         payload_type: PayloadType::Binary,
