@@ -80,8 +80,10 @@ impl TokenStore {
         std::fs::create_dir_all(&dir).map_err(|source| IdentityError::Io { path: dir.clone(), source })?;
         let path = dir.join("tokens.sqlite");
         let conn = Connection::open(&path).map_err(store_err(&path))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            .map_err(store_err(&path))?;
+        // The busy timeout first: the CLI and a running witness may open the store at once, and
+        // switching to WAL needs a moment of exclusive access.
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store_err(&path))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(store_err(&path))?;
         conn.execute_batch(SCHEMA).map_err(store_err(&path))?;
         set_private(&path);
         Ok(TokenStore { conn: Mutex::new(conn), path })

@@ -145,7 +145,7 @@ impl Index {
         // The index is rebuilt from the segments after a crash, so it need not survive power loss.
         index
             .conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000;")
+            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")
             .map_err(index_err(path))?;
         index.conn.execute_batch(SCHEMA).map_err(index_err(path))?;
         let owner = index.meta("ledger_key")?;
