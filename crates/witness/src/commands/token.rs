@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use witness_identity::{NewToken, TokenInfo, TokenStore};
 
-use crate::locate::data_dir;
+use crate::locate::{data_dir, load_config};
 use crate::output::time;
 use crate::Cli;
 
@@ -61,7 +61,13 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
             let (info, secret) = store.create(&request)?;
             println!("{secret}");
             eprintln!("created token {} for identity {}; it is shown only now.", info.id, info.identity);
-            eprintln!("connect with: psql \"host=127.0.0.1 port=15432 dbname=CONNECTION user={} password={secret}\"", info.identity);
+            // A ready-to-use example from the config, when there is one to go by.
+            let config = load_config(cli).ok();
+            let listen = config.as_ref().and_then(|c| c.listen.postgres);
+            let connection = config.as_ref().and_then(|c| c.connections.iter().find(|c| c.protocol == "postgres")).map(|c| c.name.clone());
+            let (host, port) = listen.map(|a| (a.ip().to_string(), a.port())).unwrap_or(("127.0.0.1".into(), 15432));
+            let dbname = connection.unwrap_or_else(|| "CONNECTION".into());
+            eprintln!("connect with: psql \"host={host} port={port} dbname={dbname} user={} password={secret}\"", info.identity);
         }
         TokenCommand::List(args) => {
             let tokens = store.list()?;
