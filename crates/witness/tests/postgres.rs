@@ -41,7 +41,7 @@ fn psql_script_through_witness_equals_direct_and_is_recorded() {
     assert_eq!(after_pid(&via_out), after_pid(&direct_out));
     assert_eq!(via_err, direct_err, "errors and notices through witness differ from direct");
 
-    let sessions = gw.ended_sessions();
+    let sessions = gw.ended_sessions(1);
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["identity"], "claude");
     assert_eq!(sessions[0]["connection"], "app");
@@ -99,7 +99,7 @@ fn pgbench_initialises_and_runs_in_every_query_mode() {
     }
     let direct_count = pg.psql("app", "select count(*) from pgbench_accounts");
     assert_eq!(direct_count, "100000");
-    let events = gw.all_events();
+    let events = gw.all_events(13);
     let executes = events.iter().filter(|e| e["kind"] == "pg.execute").count();
     // Extended and prepared runs: 4 clients x 25 transactions x 7 statements each.
     assert!(executes >= 2 * 100 * 7, "{executes} executions recorded");
@@ -137,7 +137,7 @@ fn target_logins_tls_modes_and_errors() {
         format!("{} options='-c witness.task=JIRA-7\\\\ rotate\\\\ keys -c statement_timeout=5s'", gw.conninfo("app", "claude", &token));
     let (ok, _, err) = psql(&with_task, &["-Atc", "select 1"]);
     assert!(ok, "{err}");
-    let sessions = gw.ended_sessions();
+    let sessions = gw.ended_sessions(8);
     assert!(sessions.iter().any(|s| s["task"] == "JIRA-7 rotate keys"), "the task from options is recorded: {sessions:?}");
     let down = sessions.iter().find(|s| s["connection"] == "down").expect("the failed session is recorded");
     assert!(down["end_reason"].as_str().unwrap().starts_with("target unavailable"), "{down}");
@@ -173,7 +173,7 @@ fn a_revoked_token_ends_its_live_session() {
         let (ok, _, err) = psql(&gw.conninfo("app", "claude", &token), &["-Atc", "select 1"]);
         assert!(!ok && err.contains("password authentication failed"), "a revoked token cannot log in: {err}");
     });
-    let sessions = gw.ended_sessions();
+    let sessions = gw.ended_sessions(1);
     assert!(sessions.iter().any(|s| s["end_reason"].as_str().unwrap_or("").contains("revoked")), "{sessions:?}");
 }
 
@@ -244,7 +244,7 @@ fn tokio_postgres_extended_protocol_binary_results_and_cancel() {
         let error = sleeping.await.unwrap().unwrap_err();
         assert_eq!(error.code().map(|c| c.code()), Some("57014"), "{error:?}");
     });
-    let events = gw.all_events();
+    let events = gw.all_events(2);
     assert!(events.iter().any(|e| e["kind"] == "pg.cancel"), "the cancel request is recorded");
     let execute = events
         .iter()
@@ -274,7 +274,7 @@ fn psycopg_results_through_witness_equal_direct() {
     let directly = run(direct(&pg, "direct"));
     assert!(through.contains("\"copy_rows\": 10") && through.contains("\"after_copy\": 13"), "{through}");
     assert_eq!(through, directly);
-    let sessions = gw.ended_sessions();
+    let sessions = gw.ended_sessions(1);
     assert!(sessions.iter().all(|s| s["task"] == "psycopg check"));
 }
 
@@ -311,10 +311,10 @@ fn cleartext_tokens_large_results_pipelining_and_target_termination() {
         let _ = connection.await;
     });
 
-    let sessions = gw.ended_sessions();
+    let sessions = gw.ended_sessions(3);
     assert!(sessions.iter().all(|s| s["task"] == "JIRA-9"), "{sessions:?}");
     assert!(sessions.iter().any(|s| s["end_reason"] == "the target closed the connection"), "{sessions:?}");
-    let events = gw.all_events();
+    let events = gw.all_events(3);
     let big =
         events.iter().find(|e| e["kind"] == "pg.result" && e["attrs"]["tag"] == "SELECT 20000").expect("the large result is recorded");
     assert_eq!(

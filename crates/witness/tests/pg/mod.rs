@@ -153,9 +153,9 @@ address = "127.0.0.1:{down}"
         }
     }
 
-    /// The sessions once every one of them has ended.
-    pub fn ended_sessions(&self) -> Vec<serde_json::Value> {
-        self.sessions_when(|sessions| sessions.iter().all(|s| s["status"] == "closed"))
+    /// The sessions once at least `expected` of them are recorded and every one has ended.
+    pub fn ended_sessions(&self, expected: usize) -> Vec<serde_json::Value> {
+        self.sessions_when(|sessions| sessions.len() >= expected && sessions.iter().all(|s| s["status"] == "closed"))
     }
 
     pub fn events(&self, session: &str) -> Vec<serde_json::Value> {
@@ -165,9 +165,9 @@ address = "127.0.0.1:{down}"
         shown["events"].as_array().unwrap().clone()
     }
 
-    /// All events of all sessions, in session order, once every session has ended.
-    pub fn all_events(&self) -> Vec<serde_json::Value> {
-        self.ended_sessions().iter().flat_map(|s| self.events(s["id"].as_str().unwrap())).collect()
+    /// All events of all sessions, in session order, once at least `expected` sessions have ended.
+    pub fn all_events(&self, expected: usize) -> Vec<serde_json::Value> {
+        self.ended_sessions(expected).iter().flat_map(|s| self.events(s["id"].as_str().unwrap())).collect()
     }
 
     /// Stops witness with SIGTERM and checks that it sealed the ledger and the ledger verifies.
