@@ -177,6 +177,20 @@ impl TokenStore {
         ids.iter().map(|id| self.revoke(id)).collect()
     }
 
+    /// Which of `ids` are revoked (for ending the live sessions that use them).
+    pub fn revoked_among(&self, ids: &[String]) -> Result<Vec<String>, IdentityError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT revoked_ns IS NOT NULL FROM tokens WHERE id = ?1").map_err(store_err(&self.path))?;
+        let mut revoked = Vec::new();
+        for id in ids {
+            let is_revoked: Option<bool> = stmt.query_row(params![id], |r| r.get(0)).optional().map_err(store_err(&self.path))?;
+            if is_revoked == Some(true) {
+                revoked.push(id.clone());
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Ids of tokens revoked at or after `since_ns` (for ending their live sessions).
     pub fn revoked_since(&self, since_ns: i64) -> Result<Vec<String>, IdentityError> {
         let conn = self.lock();

@@ -418,6 +418,7 @@ pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>
         .name("ledger-indexer".into())
         .spawn(move || {
             let mut pending = Vec::new();
+            let mut failing = false;
             loop {
                 thread::sleep(INDEX_POLL);
                 let mut hung_up = false;
@@ -432,12 +433,20 @@ pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>
                     }
                 }
                 if !pending.is_empty() {
-                    if let Err(e) = index.apply_all(&pending) {
-                        // The record is safe in the segments; the index catches up when the
-                        // ledger next opens.
-                        tracing::error!(error = %e, "indexing failed; the index will be rebuilt from the segments at the next start");
+                    match index.apply_all(&pending) {
+                        Ok(()) => {
+                            pending.clear();
+                            failing = false;
+                        }
+                        // Keep the batches and try again at the next poll: dropping them would
+                        // leave a hole later batches move the resume point past. The records are
+                        // safe in the segments either way.
+                        Err(e) if !failing => {
+                            tracing::error!(error = %e, "indexing failed; retrying (the index catches up from the segments at the latest at the next start)");
+                            failing = true;
+                        }
+                        Err(_) => {}
                     }
-                    pending.clear();
                 }
                 if hung_up {
                     return;

@@ -123,13 +123,10 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An i16 count that must be non-negative.
+    /// A 16-bit count. PostgreSQL reads these as unsigned (a Bind may carry up to 65535
+    /// parameters), so witness does too.
     pub fn count(&mut self) -> Result<usize, DecodeError> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Err(DecodeError::BadCount);
-        }
-        Ok(n as usize)
+        Ok(self.i16()? as u16 as usize)
     }
 }
 
@@ -318,6 +315,6 @@ mod tests {
         assert_eq!(f.nullable().unwrap(), None);
         assert_eq!(f.nullable(), Err(DecodeError::Short));
         assert_eq!(Fields::new(b"abc").cstr(), Err(DecodeError::Unterminated));
-        assert_eq!(Fields::new(b"\xff\xff").count(), Err(DecodeError::BadCount));
+        assert_eq!(Fields::new(b"\xff\xff").count(), Ok(65535));
     }
 }

@@ -17,6 +17,17 @@ use crate::codec::{parse_error_fields, DecodeError, Fields, Message};
 
 /// One value shown in a recording is cut at this many bytes.
 const MAX_VALUE_BYTES: usize = 8 << 10;
+/// The parameters of one execution are recorded up to this many bytes in all (they go in the
+/// record's header, which the ledger bounds); the rest are marked as not recorded.
+const MAX_PARAMS_BYTES: usize = 64 << 10;
+/// The rows of one result are recorded up to this many bytes (and the configured row count).
+const MAX_ROWS_BYTES: usize = 4 << 20;
+/// Statement text beyond this is cut in the record (the ledger bounds a payload at 16 MiB).
+const MAX_TEXT_BYTES: usize = 8 << 20;
+/// Prepared statements and portals tracked per session; past this, the older ones are forgotten
+/// (their executions are then recorded without their text), so a client cannot grow witness's
+/// memory without bound.
+const MAX_TRACKED: usize = 10_000;
 /// Summaries are one line of at most this many characters.
 const MAX_SUMMARY_CHARS: usize = 200;
 
@@ -29,6 +40,8 @@ pub enum Pending {
     Execute { started: Instant, text: Arc<str> },
     /// A Sync: answered by ReadyForQuery.
     Sync,
+    /// A fast-path function call: answered by FunctionCallResponse or an error, then ReadyForQuery.
+    FunctionCall { started: Instant },
 }
 
 /// The queue shared by the two directions of one session.
@@ -45,7 +58,9 @@ pub struct Requests {
 struct Portal {
     text: Arc<str>,
     statement: String,
+    /// The parameters recorded (within the budget), of `n_params` in all.
     params: Vec<Value>,
+    n_params: usize,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -82,6 +97,8 @@ pub struct Responses {
     max_rows: usize,
     columns: Vec<Value>,
     rows: Vec<Value>,
+    /// Bytes of the rows recorded so far for the current result.
+    rows_bytes: usize,
     n_rows: u64,
     copy_out: Option<CopyCount>,
 }
@@ -99,6 +116,9 @@ impl Requests {
             b'P' => {
                 let name = f.cstr()?.to_vec();
                 let text: Arc<str> = lossy(f.cstr()?).into();
+                if self.statements.len() >= MAX_TRACKED {
+                    self.statements.clear();
+                }
                 self.statements.insert(name, text);
                 None
             }
@@ -111,17 +131,12 @@ impl Requests {
                     formats.push(f.i16()?);
                 }
                 let n_params = f.count()?;
-                let mut params = Vec::with_capacity(n_params);
-                for i in 0..n_params {
-                    let format = match formats.len() {
-                        0 => 0,
-                        1 => formats[0],
-                        _ => *formats.get(i).ok_or(DecodeError::BadCount)?,
-                    };
-                    params.push(value(f.nullable()?, format));
-                }
+                let params = values_within_budget(&mut f, &formats, n_params)?;
                 let text = self.statements.get(statement).cloned().unwrap_or_else(|| Arc::from(""));
-                self.portals.insert(portal, Portal { text, statement: lossy(statement), params });
+                if self.portals.len() >= MAX_TRACKED {
+                    self.portals.clear();
+                }
+                self.portals.insert(portal, Portal { text, statement: lossy(statement), params, n_params });
                 None
             }
             b'E' => {
@@ -129,11 +144,14 @@ impl Requests {
                 let max_rows = f.i32()?;
                 let (text, event) = match self.portals.get(portal_name) {
                     Some(portal) => {
-                        let event = request("pg.execute", &portal.text)
+                        let mut event = request("pg.execute", &portal.text)
                             .with_attr("statement", portal.statement.clone())
                             .with_attr("portal", lossy(portal_name))
                             .with_attr("params", Value::Array(portal.params.clone()))
                             .with_payload_text(portal.text.to_string());
+                        if portal.params.len() < portal.n_params {
+                            event = event.with_attr("params_total", portal.n_params);
+                        }
                         (portal.text.clone(), event)
                     }
                     None => (Arc::from(""), request("pg.execute", "(unknown portal)").with_attr("portal", lossy(portal_name))),
@@ -165,7 +183,22 @@ impl Requests {
                 let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
                 Some(copy_event("pg.copy_in", Direction::Request, summary, count).with_attr("outcome", outcome))
             }
-            b'F' => Some(request("pg.function_call", "function call").with_attr("oid", f.i32()?)),
+            b'F' => {
+                let oid = f.i32()?;
+                let n_formats = f.count()?;
+                let mut formats = Vec::with_capacity(n_formats.min(1024));
+                for _ in 0..n_formats {
+                    formats.push(f.i16()?);
+                }
+                let n_args = f.count()?;
+                let args = values_within_budget(&mut f, &formats, n_args)?;
+                push(queue, Pending::FunctionCall { started: Instant::now() });
+                Some(
+                    request("pg.function_call", &format!("function call (oid {oid})"))
+                        .with_attr("oid", oid)
+                        .with_attr("args", Value::Array(args)),
+                )
+            }
             _ => None,
         })
     }
@@ -173,7 +206,7 @@ impl Requests {
 
 impl Responses {
     pub fn new(max_rows: usize) -> Responses {
-        Responses { max_rows, columns: Vec::new(), rows: Vec::new(), n_rows: 0, copy_out: None }
+        Responses { max_rows, columns: Vec::new(), rows: Vec::new(), rows_bytes: 0, n_rows: 0, copy_out: None }
     }
 
     /// Looks at one target message; returns the events to record before it reaches the client.
@@ -196,15 +229,23 @@ impl Responses {
             }
             b'D' => {
                 self.n_rows += 1;
-                if self.rows.len() < self.max_rows {
+                if self.rows.len() < self.max_rows && self.rows_bytes < MAX_ROWS_BYTES {
                     let n = f.count()?;
-                    let mut row = Vec::with_capacity(n);
+                    let mut row = Vec::with_capacity(n.min(1024));
                     for i in 0..n {
                         let format = self.columns.get(i).and_then(|c| c["format"].as_i64()).unwrap_or(0) as i16;
-                        row.push(value(f.nullable()?, format));
+                        let v = value(f.nullable()?, format);
+                        self.rows_bytes += v.as_str().map_or(4, str::len);
+                        row.push(v);
                     }
                     self.rows.push(Value::Array(row));
                 }
+            }
+            b'V' => {
+                let result = value(f.nullable()?, 1);
+                let event =
+                    Event::note(kind("pg.function_result"), Direction::Response, "function call result").with_attr("result", result);
+                events.push(event);
             }
             b'C' => {
                 let tag = lossy(f.cstr()?);
@@ -260,6 +301,7 @@ impl Responses {
                 (Some(*started), Some(*statements), false)
             }
             Some(Pending::Execute { started, .. }) => (Some(*started), None, true),
+            Some(Pending::FunctionCall { started }) => (Some(*started), None, false),
             _ => (None, None, false),
         };
         if finishes {
@@ -297,6 +339,7 @@ impl Responses {
         }
         self.columns.clear();
         self.rows.clear();
+        self.rows_bytes = 0;
         self.n_rows = 0;
         event
     }
@@ -307,7 +350,7 @@ impl Responses {
         let mut queue = lock(queue);
         while let Some(pending) = queue.pop_front() {
             match pending {
-                Pending::Query { .. } | Pending::Sync => break,
+                Pending::Query { .. } | Pending::Sync | Pending::FunctionCall { .. } => break,
                 Pending::Execute { text, .. } => {
                     let summary = clip(&format!("not executed (an earlier message of the pipeline failed): {text}"));
                     events.push(Event::note(kind("pg.result"), Direction::Response, summary).with_attr("skipped", true));
@@ -328,9 +371,16 @@ trait WithPayloadText {
 }
 
 impl WithPayloadText for Event {
+    /// Sets the statement text as the payload, cut (and marked) past [`MAX_TEXT_BYTES`].
     fn with_payload_text(mut self, text: String) -> Event {
         self.payload_type = PayloadType::Text;
-        self.payload = text.into_bytes();
+        let mut bytes = text.into_bytes();
+        if bytes.len() > MAX_TEXT_BYTES {
+            let total = bytes.len();
+            bytes.truncate(MAX_TEXT_BYTES);
+            self = self.with_attr("text_bytes", total).with_attr("text_cut", true);
+        }
+        self.payload = bytes;
         self
     }
 }
@@ -356,6 +406,27 @@ fn push(queue: &PendingQueue, pending: Pending) {
 
 fn lock(queue: &PendingQueue) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
     queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Reads `n` parameter values (all of them, to get past them) and returns those that fit in
+/// [`MAX_PARAMS_BYTES`] when recorded; the event says how many there were in all.
+fn values_within_budget(f: &mut Fields<'_>, formats: &[i16], n: usize) -> Result<Vec<Value>, DecodeError> {
+    let mut values = Vec::with_capacity(n.min(1024));
+    let mut budget = MAX_PARAMS_BYTES;
+    for i in 0..n {
+        let format = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => *formats.get(i).ok_or(DecodeError::BadCount)?,
+        };
+        let bytes = f.nullable()?;
+        if budget > 0 {
+            let v = value(bytes, format);
+            budget = budget.saturating_sub(v.as_str().map_or(4, str::len));
+            values.push(v);
+        }
+    }
+    Ok(values)
 }
 
 /// A parameter or column value as recorded: text format as text; binary format as text when it is

@@ -225,7 +225,9 @@ fn reserve_for_partial(buf: &mut BytesMut, upto: usize) {
     if rest.len() >= 5 {
         let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]).max(0) as usize + 1;
         if len <= MAX_MESSAGE_LEN + 1 {
-            buf.reserve(len.saturating_sub(rest.len()) + READ_CHUNK.min(len));
+            // Grow with what arrives, a megabyte at a time at most: a length a peer claims is not
+            // memory it has sent.
+            buf.reserve(len.saturating_sub(rest.len()).min(1 << 20));
         }
     } else {
         buf.reserve(READ_CHUNK);

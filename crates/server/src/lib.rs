@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -55,7 +55,9 @@ pub async fn serve(config: &Config, data_dir: &Path, ledger: Arc<Ledger>, shutdo
     let pg_targets = pg_targets(config)?;
     let registry = Registry::default();
     let gate = Arc::new(Gate { tokens: tokens.clone(), ledger, pg_targets, registry: registry.clone() });
-    let mut tasks = JoinSet::new();
+    let mut listeners = JoinSet::new();
+    // Tells the accept loops to stop accepting and drain their sessions.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     if let Some(address) = config.listen.postgres {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "PostgreSQL", address, source })?;
@@ -67,29 +69,39 @@ pub async fn serve(config: &Config, data_dir: &Path, ledger: Arc<Ledger>, shutdo
         };
         let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });
         tracing::info!(%address, connections = gate.pg_targets.len(), "PostgreSQL listener ready");
-        tasks.spawn(accept_loop(listener, front));
+        listeners.spawn(accept_loop(listener, front, stop_rx.clone()));
     }
-    tasks.spawn(revocation_loop(tokens, registry.clone()));
+    let revocations = tokio::spawn(revocation_loop(tokens, registry.clone()));
 
     shutdown.await;
     tracing::info!(live_sessions = registry.live(), "shutting down: ending live sessions");
-    tasks.abort_all();
+    let _ = stop_tx.send(true);
     registry.interrupt_all(Interrupt::Shutdown);
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    let mut ended = registry.ended();
-    while registry.live() > 0 && tokio::time::Instant::now() < deadline {
-        let _ = tokio::time::timeout_at(deadline, ended.changed()).await;
-    }
-    while tasks.join_next().await.is_some() {}
+    // Each accept loop waits (up to the grace period) for its sessions to end and record it.
+    while listeners.join_next().await.is_some() {}
+    revocations.abort();
     Ok(())
 }
 
-async fn accept_loop<G: witness_proto_pg::PgGate>(listener: TcpListener, front: Arc<PgFront<G>>) {
+/// Accepts clients until told to stop, then waits up to the grace period for the sessions it
+/// started (already told to end by the registry) before cutting the rest off.
+async fn accept_loop<G: witness_proto_pg::PgGate>(
+    listener: TcpListener,
+    front: Arc<PgFront<G>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut sessions = JoinSet::new();
     loop {
-        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (tcp, peer) = match listener.accept().await {
+        let permit = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a PostgreSQL client failed");
@@ -104,15 +116,33 @@ async fn accept_loop<G: witness_proto_pg::PgGate>(listener: TcpListener, front: 
         // Reap finished sessions so the set does not grow.
         while sessions.try_join_next().is_some() {}
     }
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    loop {
+        match tokio::time::timeout_at(deadline, sessions.join_next()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(_) => {
+                tracing::warn!(sessions = sessions.len(), "sessions did not end within the grace period; cutting them off");
+                sessions.abort_all();
+                while sessions.join_next().await.is_some() {}
+                return;
+            }
+        }
+    }
 }
 
-/// Ends the live sessions of tokens revoked since the last look.
+/// Ends the live sessions whose token is revoked. It asks about the tokens of live sessions each
+/// time (not about revocations since the last look), so a session that registered late, or a
+/// revocation whose commit was slow, is still caught.
 async fn revocation_loop(tokens: Arc<TokenStore>, registry: Registry) {
-    let mut since = now_ns();
     loop {
         tokio::time::sleep(REVOCATION_POLL).await;
-        let checked_at = now_ns();
-        match tokens.revoked_since(since) {
+        let live = registry.live_credentials();
+        if live.is_empty() {
+            continue;
+        }
+        match tokens.revoked_among(&live) {
             Ok(revoked) => {
                 for token in revoked {
                     let n = registry.interrupt_credential(&token, Interrupt::Revoked);
@@ -120,7 +150,6 @@ async fn revocation_loop(tokens: Arc<TokenStore>, registry: Registry) {
                         tracing::info!(token, sessions = n, "token revoked: ending its live sessions");
                     }
                 }
-                since = checked_at - REVOCATION_POLL.as_nanos() as i64;
             }
             Err(e) => tracing::error!(error = %e, "cannot read revocations from the token store"),
         }
@@ -145,8 +174,4 @@ fn pg_targets(config: &Config) -> Result<HashMap<String, Arc<PgTarget>>, ServeEr
         targets.insert(c.name.clone(), Arc::new(target));
     }
     Ok(targets)
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }

@@ -38,10 +38,22 @@ pub struct Registration {
 impl Registry {
     pub fn register(&self, credential: &str) -> (watch::Receiver<Option<Interrupt>>, Registration) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        // Checked under the map lock, which interrupt_all also takes: a session registering while
+        // shutdown begins is either told by interrupt_all or sees the flag here.
+        let mut sessions = self.lock();
         let initial = self.inner.shutting_down.load(Ordering::SeqCst).then_some(Interrupt::Shutdown);
         let (tx, rx) = watch::channel(initial);
-        self.lock().insert(id, Entry { credential: credential.to_string(), tx });
+        sessions.insert(id, Entry { credential: credential.to_string(), tx });
+        drop(sessions);
         (rx, Registration { registry: self.clone(), id })
+    }
+
+    /// The distinct credentials of live sessions.
+    pub fn live_credentials(&self) -> Vec<String> {
+        let mut credentials: Vec<String> = self.lock().values().map(|e| e.credential.clone()).collect();
+        credentials.sort();
+        credentials.dedup();
+        credentials
     }
 
     /// Ends the live sessions that authenticated with `credential`; returns how many.
@@ -56,8 +68,9 @@ impl Registry {
 
     /// Ends every live session (shutdown).
     pub fn interrupt_all(&self, why: Interrupt) {
+        let sessions = self.lock();
         self.inner.shutting_down.store(true, Ordering::SeqCst);
-        for entry in self.lock().values() {
+        for entry in sessions.values() {
             let _ = entry.tx.send(Some(why));
         }
     }

@@ -349,3 +349,37 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
+
+#[test]
+fn shutdown_ends_live_sessions_cleanly_and_large_binds_pass() {
+    let pg = Postgres::start();
+    let mut gw = Gateway::start(&pg, "");
+    let token = gw.token("claude", &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&gw.conninfo("app", "claude", &token), tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        // PostgreSQL takes up to 65535 parameters (an unsigned count); so must witness.
+        let values: Vec<i32> = (0..40_000).collect();
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("${i}::int4")).collect();
+        let sql = format!("select array_length(array[{}], 1)", placeholders.join(","));
+        let n: i32 = client.query_one(sql.as_str(), &params).await.unwrap().get(0);
+        assert_eq!(n, 40_000);
+
+        gw.stop_and_verify();
+        let error = client.query_one("select 1", &[]).await.unwrap_err();
+        assert!(format!("{error:?}").contains("57P01") || error.is_closed(), "{error:?}");
+        let _ = connection.await;
+    });
+    let sessions = gw.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["end_reason"], "witness is shutting down", "{sessions:?}");
+    let events = gw.events(sessions[0]["id"].as_str().unwrap());
+    let big = events.iter().find(|e| e["kind"] == "pg.execute").expect("the large execution is recorded");
+    let params = big["attrs"]["params"].as_array().unwrap();
+    assert!(!params.is_empty() && params.len() < 40_000, "parameters are recorded up to a byte budget: {}", params.len());
+    assert_eq!(params[0], "\\x00000000");
+    assert_eq!(big["attrs"]["params_total"], 40_000, "and the event says how many there were");
+}
