@@ -357,8 +357,10 @@ fn spawn_syncer() -> Result<(std_mpsc::Sender<File>, thread::JoinHandle<()>), Le
         .name("ledger-syncer".into())
         .spawn(move || {
             for file in rx {
-                if let Err(e) = file.sync_data() {
-                    tracing::error!(error = %e, "background fsync of a ledger segment failed");
+                // sync_all, not sync_data: the directory of a new segment is sent here too, and
+                // its entry is what makes the new file findable after a power loss.
+                if let Err(e) = file.sync_all() {
+                    tracing::error!(error = %e, "background fsync of a ledger segment or its directory failed");
                 }
             }
         })
@@ -569,6 +571,11 @@ impl Writer {
         match &self.syncer_tx {
             Some(syncer) => {
                 let _ = syncer.send(old);
+                // The new segment's directory entry, in the background too (`fsync` mode syncs
+                // it when the segment is created).
+                if let Ok(dir) = File::open(&self.segments_dir) {
+                    let _ = syncer.send(dir);
+                }
             }
             None => old.sync_data().map_err(|e| self.fail(e))?,
         }
