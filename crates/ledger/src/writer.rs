@@ -265,7 +265,7 @@ impl Sink {
     /// write this too). Nothing to do in `fsync` mode.
     pub(crate) fn drive(&self) {
         if let Sink::Inline(inline) = self {
-            inline.drive();
+            Inline::drive(inline);
         }
     }
 
@@ -306,32 +306,50 @@ impl Inline {
     }
 
     /// Leader/follower group commit: the caller that gets the writer writes everything queued,
-    /// again and again while more arrives; a caller that finds the writer busy leaves its
-    /// command to the one writing, which looks at the queue once more after letting go.
-    fn drive(&self) {
+    /// again while more arrives; a caller that finds the writer busy leaves its command to the
+    /// one writing, which looks at the queue once more after letting go.
+    ///
+    /// A leader writes at most [`MAX_LEADER_ROUNDS`] batches: under sustained load it would
+    /// otherwise keep an async worker writing for everyone indefinitely. It then hands the rest to
+    /// a plain thread, which leads the same way.
+    fn drive(this: &Arc<Inline>) {
+        let mut rounds = 0;
         loop {
-            let mut writer = match self.writer.try_lock() {
+            let mut writer = match this.writer.try_lock() {
                 Ok(writer) => writer,
                 Err(TryLockError::WouldBlock) => return,
                 Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             };
             let mut batch = Vec::new();
-            loop {
-                std::mem::swap(&mut batch, &mut *lock(&self.pending));
+            while rounds < MAX_LEADER_ROUNDS {
+                std::mem::swap(&mut batch, &mut *lock(&this.pending));
                 if batch.is_empty() {
                     break;
                 }
                 if writer.process(&mut batch) {
-                    self.stopped.store(true, Ordering::Release);
+                    this.stopped.store(true, Ordering::Release);
                 }
+                rounds += 1;
             }
             drop(writer);
-            if lock(&self.pending).is_empty() {
+            if lock(&this.pending).is_empty() {
                 return;
+            }
+            if rounds >= MAX_LEADER_ROUNDS {
+                let inline = this.clone();
+                let handed = thread::Builder::new().name("ledger-overflow".into()).spawn(move || Inline::drive(&inline));
+                if handed.is_ok() {
+                    return;
+                }
+                // No thread to hand to: keep writing here rather than leave anything queued.
+                rounds = 0;
             }
         }
     }
 }
+
+/// Batches one appender writes for everyone before handing the rest to a thread.
+const MAX_LEADER_ROUNDS: usize = 64;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
