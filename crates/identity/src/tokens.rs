@@ -191,14 +191,6 @@ impl TokenStore {
         Ok(revoked)
     }
 
-    /// Ids of tokens revoked at or after `since_ns` (for ending their live sessions).
-    pub fn revoked_since(&self, since_ns: i64) -> Result<Vec<String>, IdentityError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT id FROM tokens WHERE revoked_ns >= ?1").map_err(store_err(&self.path))?;
-        let rows = stmt.query_map(params![since_ns], |r| r.get(0)).map_err(store_err(&self.path))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))
-    }
-
     /// Checks a token given as a password (cleartext over TLS or loopback).
     pub fn verify_secret(&self, identity: &str, secret: &str) -> Result<AuthenticatedIdentity, AuthFailure> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
@@ -354,7 +346,7 @@ mod tests {
 
         store.revoke(&info.id).unwrap();
         assert_eq!(store.verify_secret("claude", &secret).unwrap_err(), AuthFailure::NoToken);
-        assert_eq!(store.revoked_since(0).unwrap(), vec![info.id.clone()]);
+        assert_eq!(store.revoked_among(&[info.id.clone(), "tok_other".into()]).unwrap(), vec![info.id.clone()]);
         assert!(matches!(store.revoke("tok_nope"), Err(IdentityError::UnknownToken { .. })));
     }
 

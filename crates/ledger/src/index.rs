@@ -371,11 +371,6 @@ impl Index {
         rows.collect::<Result<Vec<_>, _>>().map_err(index_err(&self.path))
     }
 
-    /// How many ledger records the index has taken in.
-    pub fn indexed_records(&self) -> Result<u64, LedgerError> {
-        Ok(self.resume_point()?.map_or(0, |r| r.n_records))
-    }
-
     fn resume_point(&self) -> Result<Option<ResumePoint>, LedgerError> {
         let get = |key| -> Result<Option<u64>, LedgerError> { Ok(self.meta(key)?.and_then(|v| v.parse().ok())) };
         Ok(match (get("resume_records")?, get("resume_segment")?, get("resume_offset")?) {

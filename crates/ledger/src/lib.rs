@@ -103,11 +103,6 @@ pub struct Ledger {
     _lock: File,
 }
 
-/// A data dir's ledger could not be read because no ledger is there.
-pub fn ledger_exists(data_dir: &Path) -> bool {
-    LedgerPaths::new(data_dir).segments.is_dir()
-}
-
 // === impl Durability ===
 
 impl FromStr for Durability {

@@ -203,8 +203,7 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
     out.extend_from_slice(&backend.parameter_status);
     codec::backend_key_data(&mut out, client_key.0, client_key.1);
     out.extend_from_slice(&backend.ready);
-    stream.write_all(&out).await?;
-    stream.flush().await?;
+    send(&mut stream, &out).await?;
     tracing::info!(identity = %principal.identity, connection, %peer, session = %session.id(), "PostgreSQL session started");
     Ok(Some(ReadySession { client: stream, backend, session, interrupt, guards: (registration, key_guard) }))
 }
@@ -213,8 +212,7 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
 async fn scram_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user: &str) -> Result<Option<Principal>, StartupError> {
     let mut out = BytesMut::new();
     codec::authentication(&mut out, 10, b"SCRAM-SHA-256\0\0");
-    stream.write_all(&out).await?;
-    stream.flush().await?;
+    send(stream, &out).await?;
     let mut buf = BytesMut::new();
 
     let first = read_password_message(stream, &mut buf).await?;
@@ -234,8 +232,7 @@ async fn scram_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user: &s
     let server_first = format!("r={nonce},s={},i={}", B64.encode(challenge.salt()), challenge.iterations());
     out.clear();
     codec::authentication(&mut out, 11, server_first.as_bytes());
-    stream.write_all(&out).await?;
-    stream.flush().await?;
+    send(stream, &out).await?;
 
     let final_message = read_password_message(stream, &mut buf).await?;
     let client_final = std::str::from_utf8(&final_message).map_err(|_| protocol_violation())?;
@@ -264,8 +261,7 @@ async fn scram_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user: &s
 async fn cleartext_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user: &str) -> Result<Option<Principal>, StartupError> {
     let mut out = BytesMut::new();
     codec::authentication(&mut out, 3, b"");
-    stream.write_all(&out).await?;
-    stream.flush().await?;
+    send(stream, &out).await?;
     let mut buf = BytesMut::new();
     let body = read_password_message(stream, &mut buf).await?;
     let password = Fields::new(&body).cstr().map_err(|_| protocol_violation())?;
@@ -380,6 +376,12 @@ pub fn attribute(message: &str, name: char) -> Option<&str> {
 
 fn protocol_violation() -> StartupError {
     StartupError::Refused("protocol violation during authentication".into())
+}
+
+/// Writes witness's own messages to the client and flushes them (TLS buffers otherwise).
+async fn send(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Sends a FATAL error to the client and ends startup.

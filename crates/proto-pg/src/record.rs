@@ -450,12 +450,26 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// One line, at most [`MAX_SUMMARY_CHARS`] characters.
+/// One pass, no intermediate word list: it runs for every recorded statement.
 fn clip(text: &str) -> String {
-    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(MAX_SUMMARY_CHARS) {
-        None => line,
-        Some((cut, _)) => format!("{}…", &line[..cut]),
+    let mut line = String::with_capacity(text.len().min(MAX_SUMMARY_CHARS + 4));
+    let (mut n_chars, mut space_due) = (0, false);
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space_due = !line.is_empty();
+            continue;
+        }
+        for c in [' ', c].into_iter().skip(if space_due { 0 } else { 1 }) {
+            if n_chars == MAX_SUMMARY_CHARS {
+                line.push('…');
+                return line;
+            }
+            line.push(c);
+            n_chars += 1;
+        }
+        space_due = false;
     }
+    line
 }
 
 /// Attributes for a session's startup event.
@@ -549,6 +563,17 @@ mod tests {
         requests.on_message(message(&msg(b'd', b"\\.\n")), &queue).unwrap();
         let done = requests.on_message(message(&msg(b'c', b"")), &queue).unwrap().unwrap();
         assert_eq!(done.attrs["rows"].as_u64(), Some(1));
+    }
+
+    #[test]
+    fn summaries_are_one_clipped_line() {
+        assert_eq!(clip("  select\n  *\tfrom t  "), "select * from t");
+        assert_eq!(clip(""), "");
+        let long = "x".repeat(MAX_SUMMARY_CHARS);
+        assert_eq!(clip(&long), long, "exactly the limit is not cut");
+        assert_eq!(clip(&format!("{long}y")), format!("{long}…"));
+        assert_eq!(clip(&format!("{} b", "a".repeat(MAX_SUMMARY_CHARS))), format!("{}…", "a".repeat(MAX_SUMMARY_CHARS)));
+        assert_eq!(clip("é  ü"), "é ü");
     }
 
     #[test]

@@ -138,17 +138,10 @@ where
                 Peek::TooLong(len) => return End::TooLarge { from_client: true, len },
             }
         }
-        // Fail closed: nothing is forwarded until everything it asks for is recorded.
-        for receipt in receipts.drain(..) {
-            if let Err(e) = receipt.wait().await {
-                return End::NotRecorded(e);
-            }
-        }
-        if upto > 0 {
-            if let Err(e) = write_all(target, &buf[..upto]).await {
-                return End::TargetIo(e);
-            }
-            buf.advance(upto);
+        match forward_recorded(target, &mut buf, upto, &mut receipts).await {
+            Ok(()) => {}
+            Err(Forward::NotRecorded(e)) => return End::NotRecorded(e),
+            Err(Forward::Io(e)) => return End::TargetIo(e),
         }
         if terminate {
             return End::ClientTerminated;
@@ -204,18 +197,36 @@ where
                 Err(e) => return End::NotRecorded(e),
             }
         }
-        for receipt in receipts.drain(..) {
-            if let Err(e) = receipt.wait().await {
-                return End::NotRecorded(e);
-            }
-        }
-        if upto > 0 {
-            if let Err(e) = write_all(client, &buf[..upto]).await {
-                return End::ClientIo(e);
-            }
-            buf.advance(upto);
+        match forward_recorded(client, &mut buf, upto, &mut receipts).await {
+            Ok(()) => {}
+            Err(Forward::NotRecorded(e)) => return End::NotRecorded(e),
+            Err(Forward::Io(e)) => return End::ClientIo(e),
         }
     }
+}
+
+/// Why [`forward_recorded`] stopped.
+enum Forward {
+    NotRecorded(LedgerError),
+    Io(std::io::Error),
+}
+
+/// Fail closed, in one place for both directions: waits until every record the bytes carry is
+/// durable, then forwards the first `upto` bytes of `buf` (whole messages) and drops them from it.
+async fn forward_recorded<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    buf: &mut BytesMut,
+    upto: usize,
+    receipts: &mut Vec<PendingReceipt>,
+) -> Result<(), Forward> {
+    for receipt in receipts.drain(..) {
+        receipt.wait().await.map_err(Forward::NotRecorded)?;
+    }
+    if upto > 0 {
+        write_all(out, &buf[..upto]).await.map_err(Forward::Io)?;
+        buf.advance(upto);
+    }
+    Ok(())
 }
 
 /// Makes room for the rest of a partial message whose length is known, so it arrives in as few
