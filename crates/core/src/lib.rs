@@ -1,5 +1,5 @@
 //! Protocol-neutral vocabulary of witness: who opened a session, over which connection, and the
-//! events a session is made of.
+//! events a session is made of, and the verdicts the gate gives on requests.
 //!
 //! This crate does no I/O and knows nothing of wire protocols, policy rules or the ledger's byte
 //! format. Protocol crates lower what they see into these types; the ledger records them.
@@ -9,7 +9,9 @@
 mod event;
 mod principal;
 mod session;
+mod verdict;
 
 pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
 pub use principal::Principal;
 pub use session::{InvalidSessionId, Protocol, SessionId, SessionInfo, UnknownProtocol};
+pub use verdict::{ApprovalOutcome, Held, Verdict};

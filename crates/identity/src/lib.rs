@@ -2,14 +2,20 @@
 //! (a SHA-256 for password checks and a SCRAM-SHA-256 verifier), and checked in constant time.
 //! Only this crate builds an [`AuthenticatedIdentity`].
 //!
+//! Agents that hold a JWT access token from an OpenID provider instead are checked by
+//! [`OidcVerifier`] (module `oidc`): signature against the issuer's published keys, then issuer,
+//! audience and lifetime; the identity, groups and task come from configured claims.
+//!
 //! This crate knows nothing of wire protocols: a protocol crate runs the SCRAM exchange and hands
-//! the proof to [`ScramChallenge::verify`]. OIDC/JWT identities come later.
+//! the proof to [`ScramChallenge::verify`], or hands a bearer token to [`OidcVerifier::verify`].
 
 #![forbid(unsafe_code)]
 
+mod oidc;
 mod scram;
 mod tokens;
 
+pub use oidc::{looks_like_jwt, OidcIssuerConfig, OidcRefusal, OidcVerifier, OIDC_CLOCK_LEEWAY, OIDC_REFETCH_INTERVAL};
 pub use scram::{ScramChallenge, SCRAM_ITERATIONS};
 pub use tokens::{NewToken, TokenInfo, TokenStore};
 
@@ -60,6 +66,13 @@ pub enum IdentityError {
 }
 
 impl AuthenticatedIdentity {
+    /// For this crate's checks only, after they succeeded: callers must have validated `name` with
+    /// [`valid_identity_name`] and every group with `valid_group_name`.
+    pub(crate) fn new(name: String, groups: Vec<String>, task: Option<String>, token_id: String) -> AuthenticatedIdentity {
+        debug_assert!(valid_identity_name(&name) && groups.iter().all(|g| valid_group_name(g)));
+        AuthenticatedIdentity { name, groups, task, token_id }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

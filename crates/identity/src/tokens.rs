@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE INDEX IF NOT EXISTS tokens_by_identity ON tokens (identity);
 CREATE INDEX IF NOT EXISTS tokens_by_revocation ON tokens (revoked_ns);
+CREATE INDEX IF NOT EXISTS tokens_by_secret ON tokens (secret_sha256);
 ";
 
 impl TokenStore {
@@ -207,6 +208,19 @@ impl TokenStore {
         found.cloned().ok_or(AuthFailure::WrongToken)
     }
 
+    /// Checks a token presented without an identity (an API bearer token): its hash finds the
+    /// identity, then the usual check compares in constant time and refuses revoked or expired ones.
+    pub fn verify_bearer(&self, secret: &str) -> Result<AuthenticatedIdentity, AuthFailure> {
+        let digest = Sha256::digest(secret.as_bytes()).to_vec();
+        let identity: Option<String> = {
+            let conn = self.lock();
+            conn.prepare_cached("SELECT identity FROM tokens WHERE secret_sha256 = ?1 LIMIT 1")
+                .and_then(|mut stmt| stmt.query_row(params![digest], |r| r.get(0)).optional())
+                .map_err(|_| AuthFailure::NoToken)?
+        };
+        self.verify_secret(&identity.ok_or(AuthFailure::NoToken)?, secret)
+    }
+
     /// The salt, rounds and verifiers for a SCRAM exchange with `identity`. An identity without
     /// tokens gets a stable made-up salt, so the exchange looks the same whether it exists or not.
     pub fn scram_challenge(&self, identity: &str) -> Result<ScramChallenge, IdentityError> {
@@ -341,11 +355,14 @@ mod tests {
         );
         assert_eq!(store.verify_secret("claude", "wit_wrong").unwrap_err(), AuthFailure::WrongToken);
         assert_eq!(store.verify_secret("someone-else", &secret).unwrap_err(), AuthFailure::NoToken);
+        assert_eq!(store.verify_bearer(&secret).unwrap(), who, "a bearer token finds its identity");
+        assert_eq!(store.verify_bearer("wit_wrong").unwrap_err(), AuthFailure::NoToken);
         let raw = std::fs::read(dir.path().join("identity/tokens.sqlite")).unwrap();
         assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret itself is never stored");
 
         store.revoke(&info.id).unwrap();
         assert_eq!(store.verify_secret("claude", &secret).unwrap_err(), AuthFailure::NoToken);
+        assert_eq!(store.verify_bearer(&secret).unwrap_err(), AuthFailure::NoToken);
         assert_eq!(store.revoked_among(&[info.id.clone(), "tok_other".into()]).unwrap(), vec![info.id.clone()]);
         assert!(matches!(store.revoke("tok_nope"), Err(IdentityError::UnknownToken { .. })));
     }

@@ -20,7 +20,7 @@ use crate::cancel::{CancelKeys, KeyGuard};
 use crate::codec::{self, Fields, Peek, Severity, CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LEN, PROTOCOL_3_0, SSL_REQUEST};
 use crate::record::startup_attrs;
 use crate::stream::Stream;
-use crate::{relay, Interrupt, PgGate, ScramParams};
+use crate::{relay, AuthRefused, Interrupt, PgGate, ScramParams, Subject};
 
 /// Everything the front needs, shared by all client connections.
 pub struct PgFront<G: PgGate> {
@@ -62,6 +62,7 @@ pub(crate) struct ReadySession {
     pub backend: Backend,
     pub session: witness_ledger::SessionWriter,
     pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
+    pub subject: Subject,
     /// Kept alive for the session's life: the gate's registration and the cancel key.
     pub guards: (Box<dyn Send + Sync>, Option<KeyGuard>),
 }
@@ -86,7 +87,7 @@ pub async fn serve_client<G: PgGate>(front: Arc<PgFront<G>>, tcp: TcpStream, pee
         Err(_) => tracing::debug!(%peer, "client did not finish startup in time"),
         Ok(Err(e)) => tracing::info!(%peer, error = %e, "client session refused"),
         Ok(Ok(None)) => {}
-        Ok(Ok(Some(ready))) => relay::run(ready, front.settings.max_rows_per_statement).await,
+        Ok(Ok(Some(ready))) => relay::run(ready, front.gate.as_ref(), front.settings.max_rows_per_statement).await,
     }
 }
 
@@ -135,9 +136,16 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
         (crate::FrontAuth::Password, true) => cleartext_auth(front, &mut stream, &user).await?,
         _ => scram_auth(front, &mut stream, &user).await?,
     };
-    let Some(principal) = principal else {
-        let hint = format!("witness takes a token as the password; it may be unknown, expired or revoked. Create one with `witness token create --identity {user}`");
-        return refuse(&mut stream, "28P01", format!("password authentication failed for user \"{user}\""), Some(&hint)).await;
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(refused) => {
+            let mut message = format!("password authentication failed for user \"{user}\"");
+            if let Some(why) = refused.client_reason {
+                message = format!("{message}: {why}");
+            }
+            let hint = format!("witness takes a token (or a JWT from a configured issuer) as the password; it may be unknown, expired or revoked. Create one with `witness token create --identity {user}`");
+            return refuse(&mut stream, "28P01", message, Some(&hint)).await;
+        }
     };
     let target = match front.gate.target(&connection) {
         Ok(target) => target,
@@ -205,11 +213,16 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
     out.extend_from_slice(&backend.ready);
     send(&mut stream, &out).await?;
     tracing::info!(identity = %principal.identity, connection, %peer, session = %session.id(), "PostgreSQL session started");
-    Ok(Some(ReadySession { client: stream, backend, session, interrupt, guards: (registration, key_guard) }))
+    let subject = Subject { session: session.id(), info, principal: principal.clone() };
+    Ok(Some(ReadySession { client: stream, backend, session, interrupt, subject, guards: (registration, key_guard) }))
 }
 
 /// SCRAM-SHA-256 as RFC 5802 and PostgreSQL run it. Some(principal) on success, None on refusal.
-async fn scram_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user: &str) -> Result<Option<Principal>, StartupError> {
+async fn scram_auth<G: PgGate>(
+    front: &PgFront<G>,
+    stream: &mut Stream,
+    user: &str,
+) -> Result<Result<Principal, AuthRefused>, StartupError> {
     let mut out = BytesMut::new();
     codec::authentication(&mut out, 10, b"SCRAM-SHA-256\0\0");
     send(stream, &out).await?;
@@ -249,16 +262,20 @@ async fn scram_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user: &s
             codec::authentication(&mut out, 12, format!("v={}", B64.encode(server_signature)).as_bytes());
             codec::authentication(&mut out, 0, b"");
             stream.write_all(&out).await?;
-            Ok(Some(principal))
+            Ok(Ok(principal))
         }
         Err(refused) => {
             tracing::info!(user, reason = %refused, "SCRAM authentication refused");
-            Ok(None)
+            Ok(Err(refused))
         }
     }
 }
 
-async fn cleartext_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user: &str) -> Result<Option<Principal>, StartupError> {
+async fn cleartext_auth<G: PgGate>(
+    front: &PgFront<G>,
+    stream: &mut Stream,
+    user: &str,
+) -> Result<Result<Principal, AuthRefused>, StartupError> {
     let mut out = BytesMut::new();
     codec::authentication(&mut out, 3, b"");
     send(stream, &out).await?;
@@ -266,16 +283,16 @@ async fn cleartext_auth<G: PgGate>(front: &PgFront<G>, stream: &mut Stream, user
     let body = read_password_message(stream, &mut buf).await?;
     let password = Fields::new(&body).cstr().map_err(|_| protocol_violation())?;
     let password = String::from_utf8_lossy(password);
-    match front.gate.verify_password(user, &password) {
+    match front.gate.verify_password(user, &password).await {
         Ok(principal) => {
             out.clear();
             codec::authentication(&mut out, 0, b"");
             stream.write_all(&out).await?;
-            Ok(Some(principal))
+            Ok(Ok(principal))
         }
         Err(refused) => {
             tracing::info!(user, reason = %refused, "password authentication refused");
-            Ok(None)
+            Ok(Err(refused))
         }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! This crate knows the PostgreSQL protocol and nothing of tokens, policy or the ledger's format:
 //! it asks its [`PgGate`] who a client is, which target a connection name means, and where to
-//! record. Relayed messages are forwarded as received, never re-encoded.
+//! record, and whether each request may run. Relayed messages are forwarded as received, never
+//! re-encoded; a denied request is replaced by one the target refuses, and that refusal by witness's.
 
 #![forbid(unsafe_code)]
 
@@ -24,7 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use witness_core::{Principal, SessionInfo};
+use witness_core::{Principal, SessionId, SessionInfo, Verdict};
 use witness_ledger::{LedgerError, SessionWriter};
 
 pub use back::BackendError;
@@ -43,11 +44,21 @@ pub enum Interrupt {
     Shutdown,
 }
 
-/// A client credential was refused. The client is told only that; the reason goes to the log.
+/// Who a live session's requests come from, as the gate's decisions need it.
+#[derive(Clone, Debug)]
+pub struct Subject {
+    pub session: SessionId,
+    pub info: SessionInfo,
+    pub principal: Principal,
+}
+
+/// A client credential was refused. The reason goes to the log; the client is told only that,
+/// unless `client_reason` says more (a JWT's failed check reveals nothing about who exists).
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}")]
 pub struct AuthRefused {
     pub reason: String,
+    pub client_reason: Option<String>,
 }
 
 /// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.
@@ -66,14 +77,18 @@ pub trait PgGate: Send + Sync + 'static {
     /// Checks a SCRAM client proof; returns the caller and the server signature.
     fn verify_scram(&self, challenge: Self::Challenge, auth_message: &[u8], proof: &[u8]) -> Result<(Principal, [u8; 32]), AuthRefused>;
 
-    /// Checks a token given as a cleartext password (only asked over TLS or loopback).
-    fn verify_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused>;
+    /// Checks a token (or a JWT) given as a cleartext password (only asked over TLS or loopback).
+    fn verify_password(&self, user: &str, password: &str) -> impl Future<Output = Result<Principal, AuthRefused>> + Send;
 
     /// The target a connection name means, or the names of those that exist.
     fn target(&self, connection: &str) -> Result<Arc<PgTarget>, Vec<String>>;
 
     /// Opens the recording of a new session.
     fn open_session(&self, info: &SessionInfo) -> impl Future<Output = Result<SessionWriter, LedgerError>> + Send;
+
+    /// Decides on one request of a live session before it runs: `text` is its SQL (or
+    /// [`record::OPAQUE_REQUEST`] when witness cannot see the statement).
+    fn decide(&self, subject: &Subject, text: &str) -> Verdict;
 
     /// Registers a live session of `principal`; the receiver changes when it must end. Dropping
     /// the returned guard unregisters it.

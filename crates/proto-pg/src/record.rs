@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use witness_core::{Direction, Event, EventKind, PayloadType};
 
@@ -35,14 +36,27 @@ const MAX_SUMMARY_CHARS: usize = 200;
 #[derive(Debug)]
 pub enum Pending {
     /// A simple Query: answered by one result per statement, then ReadyForQuery.
-    Query { started: Instant, statements: u32 },
+    Query { started: Instant, statements: u32, denial: Option<Bytes> },
     /// An Execute: answered by one result (or suspended, or skipped after an earlier error).
-    Execute { started: Instant, text: Arc<str> },
+    Execute { started: Instant, text: Arc<str>, denial: Option<Bytes> },
     /// A Sync: answered by ReadyForQuery.
     Sync,
     /// A fast-path function call: answered by FunctionCallResponse or an error, then ReadyForQuery.
-    FunctionCall { started: Instant },
+    FunctionCall { started: Instant, denial: Option<Bytes> },
 }
+
+/// What the client side saw in one message: the event to record before it is forwarded, and the
+/// request text the gate must decide on before it runs (a query, an execution's statement).
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub event: Option<Event>,
+    pub decide: Option<Arc<str>>,
+}
+
+/// Text decided on for requests whose statement witness cannot see (a fast-path function call,
+/// an execution of a portal it no longer tracks). It does not parse, so rules treat it as the
+/// riskiest class.
+pub const OPAQUE_REQUEST: &str = "<a request whose statement witness cannot see>";
 
 /// The queue shared by the two directions of one session.
 pub type PendingQueue = Arc<Mutex<VecDeque<Pending>>>;
@@ -104,14 +118,16 @@ pub struct Responses {
 }
 
 impl Requests {
-    /// Looks at one client message; returns the event to record before it is forwarded.
-    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue) -> Result<Option<Event>, DecodeError> {
+    /// Looks at one client message; returns what to record and decide before it is forwarded.
+    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue) -> Result<Seen, DecodeError> {
         let mut f = Fields::new(msg.body);
-        Ok(match msg.tag {
+        let mut decide = None;
+        let event = match msg.tag {
             b'Q' => {
-                let text = lossy(f.cstr()?);
-                push(queue, Pending::Query { started: Instant::now(), statements: 0 });
-                Some(request("pg.query", &text).with_payload_text(text))
+                let text: Arc<str> = lossy(f.cstr()?).into();
+                push(queue, Pending::Query { started: Instant::now(), statements: 0, denial: None });
+                decide = Some(text.clone());
+                Some(request("pg.query", &text).with_payload_text(text.to_string()))
             }
             b'P' => {
                 let name = f.cstr()?.to_vec();
@@ -157,7 +173,8 @@ impl Requests {
                     None => (Arc::from(""), request("pg.execute", "(unknown portal)").with_attr("portal", lossy(portal_name))),
                 };
                 let event = if max_rows > 0 { event.with_attr("max_rows", max_rows) } else { event };
-                push(queue, Pending::Execute { started: Instant::now(), text });
+                decide = Some(if text.is_empty() { Arc::from(OPAQUE_REQUEST) } else { text.clone() });
+                push(queue, Pending::Execute { started: Instant::now(), text, denial: None });
                 Some(event)
             }
             b'S' => {
@@ -192,7 +209,8 @@ impl Requests {
                 }
                 let n_args = f.count()?;
                 let args = values_within_budget(&mut f, &formats, n_args)?;
-                push(queue, Pending::FunctionCall { started: Instant::now() });
+                push(queue, Pending::FunctionCall { started: Instant::now(), denial: None });
+                decide = Some(Arc::from(OPAQUE_REQUEST));
                 Some(
                     request("pg.function_call", &format!("function call (oid {oid})"))
                         .with_attr("oid", oid)
@@ -200,7 +218,19 @@ impl Requests {
                 )
             }
             _ => None,
-        })
+        };
+        Ok(Seen { event, decide })
+    }
+}
+
+/// Marks the request the client side queued last as denied: its error, when the target answers
+/// the substitute witness sent in its place, is replaced by `error` (a whole ErrorResponse).
+pub fn deny_last(queue: &PendingQueue, error: Bytes) {
+    match lock(queue).back_mut() {
+        Some(Pending::Query { denial, .. } | Pending::Execute { denial, .. } | Pending::FunctionCall { denial, .. }) => {
+            *denial = Some(error)
+        }
+        other => debug_assert!(false, "no decidable request was queued last: {other:?}"),
     }
 }
 
@@ -209,8 +239,9 @@ impl Responses {
         Responses { max_rows, columns: Vec::new(), rows: Vec::new(), rows_bytes: 0, n_rows: 0, copy_out: None }
     }
 
-    /// Looks at one target message; returns the events to record before it reaches the client.
-    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<(), DecodeError> {
+    /// Looks at one target message; adds the events to record before it reaches the client, and
+    /// returns what the client gets instead of it, if it answers a denied request.
+    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<Option<Bytes>, DecodeError> {
         let mut f = Fields::new(msg.body);
         match msg.tag {
             b'T' => {
@@ -254,6 +285,11 @@ impl Responses {
             b'I' => events.push(self.result(queue, Outcome::Complete("EMPTY QUERY"))),
             b's' => events.push(self.result(queue, Outcome::Suspended)),
             b'E' => {
+                if let Some(denial) = denial_at_head(queue) {
+                    let error = parse_error_fields(&denial[5..]);
+                    events.push(self.result(queue, Outcome::Error(&error)).with_attr("denied", true));
+                    return Ok(Some(denial));
+                }
                 let error = parse_error_fields(msg.body);
                 events.push(self.result(queue, Outcome::Error(&error)));
             }
@@ -289,19 +325,19 @@ impl Responses {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A result for the request at the head of the queue.
     fn result(&mut self, queue: &PendingQueue, outcome: Outcome<'_>) -> Event {
         let mut queue = lock(queue);
         let (started, statement, finishes) = match queue.front_mut() {
-            Some(Pending::Query { started, statements }) => {
+            Some(Pending::Query { started, statements, .. }) => {
                 *statements += 1;
                 (Some(*started), Some(*statements), false)
             }
             Some(Pending::Execute { started, .. }) => (Some(*started), None, true),
-            Some(Pending::FunctionCall { started }) => (Some(*started), None, false),
+            Some(Pending::FunctionCall { started, .. }) => (Some(*started), None, false),
             _ => (None, None, false),
         };
         if finishes {
@@ -398,6 +434,14 @@ fn copy_event(kind_name: &'static str, direction: Direction, summary: String, co
 
 fn kind(name: &'static str) -> EventKind {
     EventKind::new(name).expect("witness's own kinds are valid")
+}
+
+/// The replacement error of the request at the head of the queue, if it was denied.
+fn denial_at_head(queue: &PendingQueue) -> Option<Bytes> {
+    match lock(queue).front() {
+        Some(Pending::Query { denial, .. } | Pending::Execute { denial, .. } | Pending::FunctionCall { denial, .. }) => denial.clone(),
+        _ => None,
+    }
 }
 
 fn push(queue: &PendingQueue, pending: Pending) {
@@ -510,7 +554,7 @@ mod tests {
         let sync = msg(b'S', b"");
         let mut recorded = Vec::new();
         for m in [&parse, &bind, &execute, &sync] {
-            recorded.extend(requests.on_message(message(m), &queue).unwrap());
+            recorded.extend(requests.on_message(message(m), &queue).unwrap().event);
         }
         assert_eq!(recorded.len(), 1);
         assert_eq!(recorded[0].kind.as_str(), "pg.execute");
@@ -542,7 +586,7 @@ mod tests {
         let mut requests = Requests::default();
         let mut responses = Responses::new(10);
         let query = msg(b'Q', b"create table t(); select nope;\0");
-        assert_eq!(requests.on_message(message(&query), &queue).unwrap().unwrap().kind.as_str(), "pg.query");
+        assert_eq!(requests.on_message(message(&query), &queue).unwrap().event.unwrap().kind.as_str(), "pg.query");
         let mut events = Vec::new();
         let error = msg(b'E', b"SERROR\0VERROR\0C42703\0Mcolumn \"nope\" does not exist\0\0");
         for m in [msg(b'C', b"CREATE TABLE\0"), error, msg(b'Z', b"I")] {
@@ -561,7 +605,7 @@ mod tests {
         let mut requests = Requests::default();
         requests.on_message(message(&msg(b'd', b"1\tx\n")), &queue).unwrap();
         requests.on_message(message(&msg(b'd', b"\\.\n")), &queue).unwrap();
-        let done = requests.on_message(message(&msg(b'c', b"")), &queue).unwrap().unwrap();
+        let done = requests.on_message(message(&msg(b'c', b"")), &queue).unwrap().event.unwrap();
         assert_eq!(done.attrs["rows"].as_u64(), Some(1));
     }
 
@@ -589,9 +633,9 @@ mod tests {
         let queue = PendingQueue::default();
         let mut requests = Requests::default();
         for _ in 0..3 {
-            assert!(requests.on_message(message(&msg(b'd', b"1\tsecret\n2\tsecret\n")), &queue).unwrap().is_none());
+            assert!(requests.on_message(message(&msg(b'd', b"1\tsecret\n2\tsecret\n")), &queue).unwrap().event.is_none());
         }
-        let done = requests.on_message(message(&msg(b'c', b"")), &queue).unwrap().unwrap();
+        let done = requests.on_message(message(&msg(b'c', b"")), &queue).unwrap().event.unwrap();
         assert_eq!((done.attrs["rows"].as_u64(), done.attrs["bytes"].as_u64()), (Some(6), Some(54)));
         assert!(done.payload.is_empty());
     }

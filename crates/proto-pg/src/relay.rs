@@ -2,16 +2,25 @@
 //! is there, finds the whole messages, records what they mean and waits for the ledger's receipts,
 //! then forwards those bytes unchanged: requests are in the ledger before the target sees them,
 //! responses before the client sees them. Large results stream through in read-sized pieces.
+//!
+//! Each query, execution and function call is put to the gate first. A denied one never reaches
+//! the target: witness sends in its place a request the target refuses (so the target itself
+//! aborts the transaction or skips the rest of the pipeline, as it would for a failed statement)
+//! and gives the client witness's own error instead of the target's. A held one waits, the client
+//! reading a notice that says how to decide it, until an approver decides or the wait times out.
 
 use bytes::{Buf, BytesMut};
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use witness_core::{ApprovalOutcome, Direction, Event, EventKind, Held, Verdict};
 use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 
 use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::front::ReadySession;
-use crate::record::{PendingQueue, Requests, Responses};
+use crate::record::{self, PendingQueue, Requests, Responses};
 use crate::stream::Stream;
-use crate::Interrupt;
+use crate::{Interrupt, PgGate, Subject};
 
 /// How a session ended.
 #[derive(Debug)]
@@ -28,56 +37,78 @@ enum End {
 }
 
 const READ_CHUNK: usize = 64 << 10;
+/// While a request waits for approval, the client's next messages are read (to see it leave) up
+/// to this many bytes; then witness stops reading until the decision.
+const MAX_BUFFERED_WHILE_HELD: usize = 1 << 20;
+/// The SQLSTATE of every refusal by policy (insufficient_privilege).
+const REFUSED: &str = "42501";
 
-pub(crate) async fn run(ready: ReadySession, max_rows: usize) {
-    let ReadySession { client, backend, session, interrupt, guards } = ready;
+/// What the client side of the relay needs besides its streams.
+struct ClientSide<'a, G> {
+    gate: &'a G,
+    subject: &'a Subject,
+    session: &'a SessionWriter,
+    queue: &'a PendingQueue,
+    /// Messages witness itself sends the client mid-session (approval notices), written by the
+    /// target side between whole messages.
+    notices: mpsc::Sender<BytesMut>,
+}
+
+pub(crate) async fn run<G: PgGate>(ready: ReadySession, gate: &G, max_rows: usize) {
+    let ReadySession { client, backend, session, interrupt, subject, guards } = ready;
     let leftover = backend.leftover;
+    let parts = Parts { gate, subject: &subject, leftover, session, interrupt, guards, max_rows };
     // Plain TCP halves are split without a lock; TLS streams need tokio's shared split.
     match (client, backend.stream) {
         (Stream::Plain(client), Stream::Plain(target)) => {
             let (client_rd, client_wr) = client.into_split();
             let (target_rd, target_wr) = target.into_split();
-            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+            relay(client_rd, client_wr, target_rd, target_wr, parts).await
         }
         (Stream::Plain(client), target) => {
             let (client_rd, client_wr) = client.into_split();
             let (target_rd, target_wr) = tokio::io::split(target);
-            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+            relay(client_rd, client_wr, target_rd, target_wr, parts).await
         }
         (client, Stream::Plain(target)) => {
             let (client_rd, client_wr) = tokio::io::split(client);
             let (target_rd, target_wr) = target.into_split();
-            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+            relay(client_rd, client_wr, target_rd, target_wr, parts).await
         }
         (client, target) => {
             let (client_rd, client_wr) = tokio::io::split(client);
             let (target_rd, target_wr) = tokio::io::split(target);
-            relay(client_rd, client_wr, target_rd, target_wr, leftover, session, interrupt, guards, max_rows).await
+            relay(client_rd, client_wr, target_rd, target_wr, parts).await
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn relay<CR, CW, TR, TW>(
-    mut client_rd: CR,
-    mut client_wr: CW,
-    mut target_rd: TR,
-    mut target_wr: TW,
+/// Everything a relay needs besides the four stream halves.
+struct Parts<'a, G> {
+    gate: &'a G,
+    subject: &'a Subject,
     leftover: BytesMut,
     session: SessionWriter,
-    mut interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
+    interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     guards: (Box<dyn Send + Sync>, Option<crate::cancel::KeyGuard>),
     max_rows: usize,
-) where
+}
+
+async fn relay<CR, CW, TR, TW, G>(mut client_rd: CR, mut client_wr: CW, mut target_rd: TR, mut target_wr: TW, parts: Parts<'_, G>)
+where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     TR: AsyncRead + Unpin,
     TW: AsyncWrite + Unpin,
+    G: PgGate,
 {
+    let Parts { gate, subject, leftover, session, mut interrupt, guards, max_rows } = parts;
     let queue = PendingQueue::default();
+    let (notices, mut notices_rx) = mpsc::channel(4);
+    let side = ClientSide { gate, subject, session: &session, queue: &queue, notices };
     let end = tokio::select! {
-        end = client_to_target(&mut client_rd, &mut target_wr, &session, &queue) => end,
-        end = target_to_client(&mut target_rd, &mut client_wr, &session, &queue, max_rows, leftover) => end,
+        end = client_to_target(&mut client_rd, &mut target_wr, &side) => end,
+        end = target_to_client(&mut target_rd, &mut client_wr, &session, &queue, max_rows, leftover, &mut notices_rx) => end,
         interrupt = interrupted(&mut interrupt) => End::Interrupted(interrupt),
     };
     let (reason, fatal) = describe(&end);
@@ -97,10 +128,11 @@ async fn relay<CR, CW, TR, TW>(
     }
 }
 
-async fn client_to_target<R, W>(client: &mut R, target: &mut W, session: &SessionWriter, queue: &PendingQueue) -> End
+async fn client_to_target<R, W, G>(client: &mut R, target: &mut W, side: &ClientSide<'_, G>) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    G: PgGate,
 {
     let mut requests = Requests::default();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -117,19 +149,89 @@ where
             match codec::peek(&buf[upto..]) {
                 Peek::Whole(len) => {
                     let msg = codec::message(&buf[upto..], len);
-                    upto += len;
-                    if msg.tag == b'X' {
+                    let tag = msg.tag;
+                    if tag == b'X' {
+                        upto += len;
                         terminate = true;
                         break;
                     }
-                    match requests.on_message(msg, queue) {
-                        Ok(None) => {}
-                        Ok(Some(event)) => match session.submit(&event).await {
+                    let seen = match requests.on_message(msg, side.queue) {
+                        Ok(seen) => seen,
+                        Err(e) => return End::Malformed { from_client: true, what: format!("{} message: {e}", tag as char) },
+                    };
+                    let verdict = match &seen.decide {
+                        Some(text) => side.gate.decide(side.subject, text),
+                        None => Verdict::Allow { rule: None },
+                    };
+                    let (event, refusal) = match verdict {
+                        Verdict::Allow { rule } => {
+                            if let Some(event) = seen.event {
+                                let event = match rule {
+                                    Some(rule) => event.with_attr("decision", "allow").with_attr("rule", rule),
+                                    None => event,
+                                };
+                                match side.session.submit(&event).await {
+                                    Ok(receipt) => receipts.push(receipt),
+                                    Err(e) => return End::NotRecorded(e),
+                                }
+                            }
+                            upto += len;
+                            continue;
+                        }
+                        Verdict::Deny { rule, message, classes } => {
+                            let event = seen
+                                .event
+                                .map(|e| e.with_attr("decision", "deny").with_attr("rule", rule.clone()).with_attr("classes", classes));
+                            (event, Some(format!("denied by witness rule \"{rule}\": {message}")))
+                        }
+                        Verdict::Hold(held) => {
+                            let event = seen.event.map(|e| {
+                                e.with_attr("decision", "hold")
+                                    .with_attr("rule", held.rule.clone())
+                                    .with_attr("approval_id", held.approval_id.clone())
+                                    .with_attr("approvers", held.approvers.clone())
+                                    .with_attr("classes", held.classes.clone())
+                            });
+                            if let Some(event) = event {
+                                match side.session.submit(&event).await {
+                                    Ok(receipt) => receipts.push(receipt),
+                                    Err(e) => return End::NotRecorded(e),
+                                }
+                            }
+                            // What came before the held message goes on; the held one waits at the front of buf.
+                            if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
+                                return end;
+                            }
+                            upto = 0;
+                            match hold(client, &mut buf, held, side).await {
+                                Ok(None) => {
+                                    upto = len;
+                                    continue;
+                                }
+                                Ok(Some(refusal)) => (None, Some(refusal)),
+                                Err(end) => return end,
+                            }
+                        }
+                    };
+                    // Refused: recorded first, then what came before it is forwarded, then the substitute.
+                    if let Some(event) = event {
+                        match side.session.submit(&event).await {
                             Ok(receipt) => receipts.push(receipt),
                             Err(e) => return End::NotRecorded(e),
-                        },
-                        Err(e) => return End::Malformed { from_client: true, what: format!("{} message: {e}", msg.tag as char) },
+                        }
                     }
+                    if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
+                        return end;
+                    }
+                    let refusal = refusal.expect("a refused request has a reason");
+                    let mut error = BytesMut::new();
+                    codec::error_response(&mut error, Severity::Error, REFUSED, &refusal, None);
+                    record::deny_last(side.queue, error.freeze());
+                    if let Err(e) = write_all(target, &substitute(tag)).await {
+                        return End::TargetIo(e);
+                    }
+                    buf.advance(len);
+                    upto = 0;
                 }
                 Peek::Partial => {
                     reserve_for_partial(&mut buf, upto);
@@ -138,10 +240,8 @@ where
                 Peek::TooLong(len) => return End::TooLarge { from_client: true, len },
             }
         }
-        match forward_recorded(target, &mut buf, upto, &mut receipts).await {
-            Ok(()) => {}
-            Err(Forward::NotRecorded(e)) => return End::NotRecorded(e),
-            Err(Forward::Io(e)) => return End::TargetIo(e),
+        if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
+            return end;
         }
         if terminate {
             return End::ClientTerminated;
@@ -149,6 +249,109 @@ where
     }
 }
 
+/// [`forward_recorded`] for the client side, with its failures as session ends.
+async fn forward<W: AsyncWrite + Unpin>(
+    target: &mut W,
+    buf: &mut BytesMut,
+    upto: usize,
+    receipts: &mut Vec<PendingReceipt>,
+) -> Result<(), End> {
+    forward_recorded(target, buf, upto, receipts).await.map_err(|failure| match failure {
+        Forward::NotRecorded(e) => End::NotRecorded(e),
+        Forward::Io(e) => End::TargetIo(e),
+    })
+}
+
+/// A request the target refuses at once, sent in place of a denied one so that the target fails
+/// it as it would a failed statement (the transaction aborts, the pipeline skips to Sync). Its
+/// error never reaches the client: witness's own does.
+fn substitute(tag: u8) -> BytesMut {
+    let mut out = BytesMut::new();
+    match tag {
+        // A syntax error.
+        b'Q' => codec::frontend(&mut out, b'Q', b"WITNESS DENIED THIS STATEMENT\0"),
+        // A portal no client names: "portal does not exist".
+        b'E' => codec::frontend(&mut out, b'E', b"\x01witness denied\0\0\0\0\0"),
+        // Function OID 0: "function does not exist".
+        _ => codec::frontend(&mut out, b'F', b"\0\0\0\0\0\0\0\0\0\0"),
+    }
+    out
+}
+
+/// Waits for the decision on a held request, telling the client first. Ok(None): approved, the
+/// request goes on; Ok(Some(reason)): refused; Err: the session ends (the client left, or the
+/// decision could not be recorded). While waiting it reads on from the client, up to a bound,
+/// so that a client that leaves withdraws its request at once.
+async fn hold<R, G>(client: &mut R, buf: &mut BytesMut, held: Held, side: &ClientSide<'_, G>) -> Result<Option<String>, End>
+where
+    R: AsyncRead + Unpin,
+{
+    let Held { approval_id, rule, timeout, instructions, mut outcome, .. } = held;
+    let mut notice = BytesMut::new();
+    let waiting = format!("witness holds this statement for approval {approval_id} (rule \"{rule}\"); it runs once an approver allows it");
+    codec::error_response(&mut notice, Severity::Notice, "01000", &waiting, Some(&instructions));
+    let _ = side.notices.send(notice).await;
+    let started = std::time::Instant::now();
+    let decided = loop {
+        if buf.len() >= MAX_BUFFERED_WHILE_HELD {
+            break Some((&mut outcome).await);
+        }
+        tokio::select! {
+            decided = &mut outcome => break Some(decided),
+            read = client.read_buf(buf) => match read {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            },
+        }
+    };
+    drop(outcome);
+    let waited_ms = started.elapsed().as_millis() as u64;
+    let (summary, attrs, refusal): (String, Vec<(&str, Value)>, Option<String>) = match &decided {
+        Some(ApprovalOutcome::Approved { by }) => {
+            (format!("approval {approval_id} approved by {by}"), vec![("outcome", "approved".into()), ("by", by.clone().into())], None)
+        }
+        Some(ApprovalOutcome::Denied { by }) => (
+            format!("approval {approval_id} denied by {by}"),
+            vec![("outcome", "denied".into()), ("by", by.clone().into())],
+            Some(format!("denied by {by} (witness approval {approval_id}, rule \"{rule}\")")),
+        ),
+        Some(ApprovalOutcome::TimedOut) => (
+            format!("approval {approval_id} timed out"),
+            vec![("outcome", "timed-out".into())],
+            Some(format!(
+                "witness approval {approval_id} (rule \"{rule}\") was not decided within {}; the statement did not run",
+                humanize(timeout)
+            )),
+        ),
+        None => (format!("approval {approval_id} withdrawn: the client left"), vec![("outcome", "withdrawn".into())], None),
+    };
+    let mut event = Event::note(EventKind::new("approval.decided").expect("valid kind"), Direction::Gateway, summary)
+        .with_attr("approval_id", approval_id.clone())
+        .with_attr("rule", rule.clone())
+        .with_attr("waited_ms", waited_ms);
+    for (key, value) in attrs {
+        event = event.with_attr(key, value);
+    }
+    if let Err(e) = side.session.append(&event).await {
+        return Err(End::NotRecorded(e));
+    }
+    match decided {
+        None => Err(End::ClientClosed),
+        Some(_) => Ok(refusal),
+    }
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{} ms", d.as_millis()),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn target_to_client<R, W>(
     target: &mut R,
     client: &mut W,
@@ -156,6 +359,7 @@ async fn target_to_client<R, W>(
     queue: &PendingQueue,
     max_rows: usize,
     leftover: BytesMut,
+    notices: &mut mpsc::Receiver<BytesMut>,
 ) -> End
 where
     R: AsyncRead + Unpin,
@@ -168,10 +372,20 @@ where
     let mut receipts: Vec<PendingReceipt> = Vec::new();
     loop {
         if buf.is_empty() || matches!(codec::peek(&buf), Peek::Partial) {
-            match target.read_buf(&mut buf).await {
-                Ok(0) => return End::TargetClosed,
-                Ok(_) => {}
-                Err(e) => return End::TargetIo(e),
+            // Between whole messages: the place for witness's own notices.
+            tokio::select! {
+                biased;
+                Some(notice) = notices.recv() => {
+                    if let Err(e) = write_all(client, &notice).await {
+                        return End::ClientIo(e);
+                    }
+                    continue;
+                }
+                read = target.read_buf(&mut buf) => match read {
+                    Ok(0) => return End::TargetClosed,
+                    Ok(_) => {}
+                    Err(e) => return End::TargetIo(e),
+                },
             }
         }
         let mut upto = 0;
@@ -179,9 +393,23 @@ where
             match codec::peek(&buf[upto..]) {
                 Peek::Whole(len) => {
                     let msg = codec::message(&buf[upto..], len);
-                    upto += len;
-                    if let Err(e) = responses.on_message(msg, queue, &mut events) {
-                        return End::Malformed { from_client: false, what: format!("{} message: {e}", msg.tag as char) };
+                    match responses.on_message(msg, queue, &mut events) {
+                        Ok(None) => upto += len,
+                        Ok(Some(replacement)) => {
+                            // The target's refusal of a substitute: the client gets witness's error instead.
+                            if let Err(end) = submit_all(session, &mut events, &mut receipts).await {
+                                return end;
+                            }
+                            if let Err(end) = forward_to_client(client, &mut buf, upto, &mut receipts).await {
+                                return end;
+                            }
+                            if let Err(e) = write_all(client, &replacement).await {
+                                return End::ClientIo(e);
+                            }
+                            buf.advance(len);
+                            upto = 0;
+                        }
+                        Err(e) => return End::Malformed { from_client: false, what: format!("{} message: {e}", msg.tag as char) },
                     }
                 }
                 Peek::Partial => {
@@ -191,18 +419,33 @@ where
                 Peek::TooLong(len) => return End::TooLarge { from_client: false, len },
             }
         }
-        for event in events.drain(..) {
-            match session.submit(&event).await {
-                Ok(receipt) => receipts.push(receipt),
-                Err(e) => return End::NotRecorded(e),
-            }
+        if let Err(end) = submit_all(session, &mut events, &mut receipts).await {
+            return end;
         }
-        match forward_recorded(client, &mut buf, upto, &mut receipts).await {
-            Ok(()) => {}
-            Err(Forward::NotRecorded(e)) => return End::NotRecorded(e),
-            Err(Forward::Io(e)) => return End::ClientIo(e),
+        if let Err(end) = forward_to_client(client, &mut buf, upto, &mut receipts).await {
+            return end;
         }
     }
+}
+
+async fn submit_all(session: &SessionWriter, events: &mut Vec<Event>, receipts: &mut Vec<PendingReceipt>) -> Result<(), End> {
+    for event in events.drain(..) {
+        receipts.push(session.submit(&event).await.map_err(End::NotRecorded)?);
+    }
+    Ok(())
+}
+
+/// [`forward_recorded`] for the target side, with its failures as session ends.
+async fn forward_to_client<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    buf: &mut BytesMut,
+    upto: usize,
+    receipts: &mut Vec<PendingReceipt>,
+) -> Result<(), End> {
+    forward_recorded(client, buf, upto, receipts).await.map_err(|failure| match failure {
+        Forward::NotRecorded(e) => End::NotRecorded(e),
+        Forward::Io(e) => End::ClientIo(e),
+    })
 }
 
 /// Why [`forward_recorded`] stopped.

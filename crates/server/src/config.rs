@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use witness_ledger::{Durability, LedgerConfig};
+use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
 
 /// The whole config file.
 #[derive(Debug, Deserialize)]
@@ -25,6 +26,56 @@ pub struct Config {
     pub postgres: PostgresSection,
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// What is allowed, denied or held for approval, in order; see [`RuleConfig`].
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[policy]`: what happens to a request no rule matches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// "allow" (default) or "deny".
+    #[serde(default = "default_policy_default")]
+    pub default: String,
+}
+
+/// `[[rules]]`: one policy rule. Lists that are left out match everything.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    /// Connection name globs, e.g. "pg-*".
+    #[serde(default)]
+    pub connections: Vec<String>,
+    /// Identity name globs.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// Groups, any of which the caller must be in.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Task globs, matched against the session's task.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// Statement classes: select, insert, update, delete, update-without-where, …
+    #[serde(default)]
+    pub sql: Vec<String>,
+    /// Table globs, e.g. "users" or "billing.*".
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// A regular expression matched against the request's text.
+    pub regex: Option<String>,
+    /// allow | deny | approve
+    pub action: String,
+    /// What a refused client is told.
+    pub message: Option<String>,
+    /// For approve: the groups whose members may decide.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// For approve: how long a request waits before it is denied, e.g. "10m".
+    pub timeout: Option<String>,
 }
 
 /// `[ledger]`: how recordings are written.
@@ -47,6 +98,8 @@ pub struct LedgerSection {
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     pub postgres: Option<SocketAddr>,
+    /// The HTTP API (approvals; later the console).
+    pub api: Option<SocketAddr>,
 }
 
 /// `[postgres]`: how the PostgreSQL front treats clients.
@@ -122,8 +175,20 @@ impl Default for Config {
             listen: ListenSection::default(),
             postgres: PostgresSection::default(),
             connections: Vec::new(),
+            policy: PolicySection::default(),
+            rules: Vec::new(),
         }
     }
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection { default: default_policy_default() }
+    }
+}
+
+fn default_policy_default() -> String {
+    "allow".into()
 }
 
 fn default_data_dir() -> PathBuf {
@@ -202,7 +267,60 @@ impl Config {
                 return invalid(key("tls"), problem);
             }
         }
+        self.policy(path)?;
         Ok(())
+    }
+
+    /// The policy the `[policy]` section and the `[[rules]]` make.
+    pub fn policy(&self, path: &Path) -> Result<Policy, ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
+        let default = match self.policy.default.as_str() {
+            "allow" => Action::Allow,
+            "deny" => Action::Deny,
+            other => return Err(invalid("[policy] default".into(), format!("{other:?} is unknown; use \"allow\" or \"deny\""))),
+        };
+        let mut rules = Vec::with_capacity(self.rules.len());
+        let mut names = HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let key = |field: &str| format!("rules[{i}] ({}) {field}", r.name);
+            if r.name.is_empty() || !names.insert(r.name.as_str()) {
+                return Err(invalid(key("name"), "every rule needs a name of its own".into()));
+            }
+            let action: Action = r.action.parse().map_err(|e: witness_policy::UnknownAction| invalid(key("action"), e.to_string()))?;
+            let mut rule = Rule::new(&r.name, action);
+            let globs = |list: &[String]| list.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
+            rule.connections = globs(&r.connections);
+            rule.identities = globs(&r.identities);
+            rule.tasks = globs(&r.tasks);
+            rule.tables = globs(&r.tables);
+            rule.groups = r.groups.clone();
+            rule.sql = r
+                .sql
+                .iter()
+                .map(|class| class.parse::<SqlClass>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid(key("sql"), e.to_string()))?;
+            if let Some(pattern) = &r.regex {
+                rule.regex = Some(regex::Regex::new(pattern).map_err(|e| invalid(key("regex"), e.to_string()))?);
+            }
+            rule.message = r.message.clone();
+            rule.approvers = r.approvers.clone();
+            if let Some(timeout) = &r.timeout {
+                rule.timeout = humantime::parse_duration(timeout)
+                    .map_err(|e| invalid(key("timeout"), format!("{e}: write a duration such as \"10m\"")))?;
+            }
+            if action == Action::Approve && rule.approvers.is_empty() {
+                return Err(invalid(
+                    key("approvers"),
+                    "an approve rule needs the groups whose members may decide, e.g. approvers = [\"dba\"]".into(),
+                ));
+            }
+            if action != Action::Approve && (!rule.approvers.is_empty() || r.timeout.is_some()) {
+                return Err(invalid(key("approvers / timeout"), "only approve rules have approvers and a timeout".into()));
+            }
+            rules.push(rule);
+        }
+        Ok(Policy { default, rules })
     }
 
     pub fn ledger_config(&self, data_dir: &Path) -> LedgerConfig {
@@ -278,5 +396,39 @@ mod tests {
         check(&format!("{PG}tls = \"maybe\"\n"), Err("verify-full"));
         check(&format!("{PG}password_env = \"A\"\npassword_file = \"b\"\n"), Err("one or the other"));
         check("[postgres]\nauth = \"md5\"\n", Err("scram"));
+        let rule = "[[rules]]\nname = \"r\"\n";
+        check(
+            &format!("[policy]\ndefault = \"deny\"\n{rule}sql = [\"drop\"]\naction = \"deny\"\n"),
+            Ok(("./witness-data", Durability::Write, 0)),
+        );
+        check("[policy]\ndefault = \"approve\"\n", Err("[policy] default"));
+        check(&format!("{rule}sql = [\"dropp\"]\naction = \"deny\"\n"), Err("use one of"));
+        check(&format!("{rule}action = \"block\"\n"), Err("allow, deny or approve"));
+        check(&format!("{rule}action = \"approve\"\n"), Err("approvers"));
+        check(&format!("{rule}action = \"approve\"\napprovers = [\"dba\"]\ntimeout = \"soon\"\n"), Err("timeout"));
+        check(&format!("{rule}action = \"deny\"\nregex = \"(\"\n"), Err("regex"));
+        check(&format!("{rule}action = \"deny\"\n{rule}action = \"allow\"\n"), Err("name of its own"));
+    }
+
+    #[test]
+    fn the_quickstart_config_loads_with_its_example_rules_uncommented() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart.toml"));
+        let config = Config::load(path).unwrap();
+        assert!(config.rules.is_empty() && config.listen.api.is_some());
+        let text = std::fs::read_to_string(path).unwrap();
+        let (head, examples) = text.split_once("# Uncomment these two").unwrap();
+        let uncommented: Vec<&str> = examples
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with("[[rules]]") || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => rest,
+                _ => line,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let with_rules = dir.path().join("witness.toml");
+        std::fs::write(&with_rules, format!("{head}\n#{}", uncommented.join("\n"))).unwrap();
+        let policy = Config::load(&with_rules).unwrap().policy(&with_rules).unwrap();
+        let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["no-destructive-ddl", "writes-need-approval"]);
     }
 }

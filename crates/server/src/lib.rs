@@ -1,11 +1,13 @@
-//! The witness process: reads the config, builds the gate (identity, targets, ledger), listens for
-//! clients, ends sessions whose token is revoked, and shuts down cleanly, ending live sessions
-//! before the ledger's final checkpoint.
+//! The witness process: reads the config, builds the gate (identity, targets, ledger, policy,
+//! approvals), listens for clients and for API callers, ends sessions whose token is revoked,
+//! reloads the policy on SIGHUP, and shuts down cleanly, ending live sessions before the ledger's
+//! final checkpoint.
 //!
 //! Protocol details live in the proto crates; this crate wires them to the rest.
 
 #![forbid(unsafe_code)]
 
+mod approvals;
 pub mod config;
 mod gate;
 mod registry;
@@ -13,8 +15,8 @@ mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -24,6 +26,7 @@ use witness_identity::TokenStore;
 use witness_ledger::Ledger;
 use witness_proto_pg::{FrontAuth, Interrupt, PgFront, PgSettings, PgTarget, Secret, TlsMode};
 
+pub use approvals::Approvals;
 pub use config::{Config, ConfigError};
 pub use gate::Gate;
 pub use registry::Registry;
@@ -39,6 +42,8 @@ pub enum ServeError {
     Tls(String),
     #[error(transparent)]
     Identity(#[from] witness_identity::IdentityError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// At most this many client connections at once; more wait to be accepted.
@@ -49,12 +54,27 @@ const REVOCATION_POLL: Duration = Duration::from_millis(500);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` completes, then ends live sessions and returns. The caller shuts the
-/// ledger down afterwards (it is the last holder of it once this returns).
-pub async fn serve(config: &Config, data_dir: &Path, ledger: Arc<Ledger>, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+/// ledger down afterwards (it is the last holder of it once this returns). `config_path` is read
+/// again on SIGHUP for new policy rules.
+pub async fn serve(
+    config: &Config,
+    config_path: Option<&Path>,
+    data_dir: &Path,
+    ledger: Arc<Ledger>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let tokens = Arc::new(TokenStore::open(data_dir)?);
     let pg_targets = pg_targets(config)?;
     let registry = Registry::default();
-    let gate = Arc::new(Gate { tokens: tokens.clone(), ledger, pg_targets, registry: registry.clone() });
+    let policy = config.policy(config_path.unwrap_or(Path::new("(defaults)")))?;
+    let gate = Arc::new(Gate {
+        tokens: tokens.clone(),
+        ledger,
+        pg_targets,
+        registry: registry.clone(),
+        policy: RwLock::new(Arc::new(policy)),
+        approvals: Approvals::default(),
+    });
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -71,7 +91,21 @@ pub async fn serve(config: &Config, data_dir: &Path, ledger: Arc<Ledger>, shutdo
         tracing::info!(%address, connections = gate.pg_targets.len(), "PostgreSQL listener ready");
         listeners.spawn(accept_loop(listener, front, stop_rx.clone()));
     }
+    if let Some(address) = config.listen.api {
+        let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
+        tracing::info!(%address, "API listener ready");
+        let mut stop = stop_rx.clone();
+        let api = witness_api::serve(listener, gate.clone(), async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        });
+        listeners.spawn(async move {
+            if let Err(e) = api.await {
+                tracing::error!(error = %e, "the API stopped");
+            }
+        });
+    }
     let revocations = tokio::spawn(revocation_loop(tokens, registry.clone()));
+    let reloads = config_path.map(|path| tokio::spawn(reload_loop(path.to_path_buf(), gate.clone())));
 
     shutdown.await;
     tracing::info!(live_sessions = registry.live(), "shutting down: ending live sessions");
@@ -80,7 +114,34 @@ pub async fn serve(config: &Config, data_dir: &Path, ledger: Arc<Ledger>, shutdo
     // Each accept loop waits (up to the grace period) for its sessions to end and record it.
     while listeners.join_next().await.is_some() {}
     revocations.abort();
+    if let Some(reloads) = reloads {
+        reloads.abort();
+    }
     Ok(())
+}
+
+/// On SIGHUP, reads the config again and applies its policy (`[policy]` and `[[rules]]`) to every
+/// session from its next request on. A config that does not load keeps the policy in force.
+/// Other sections (listeners, connections) need a restart.
+async fn reload_loop(path: PathBuf, gate: Arc<Gate>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; policy reload is off");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match Config::load(&path).and_then(|config| config.policy(&path)) {
+            Ok(policy) => {
+                let n_rules = policy.rules.len();
+                gate.set_policy(policy);
+                tracing::info!(config = %path.display(), rules = n_rules, "SIGHUP: policy reloaded; live sessions use it from their next request");
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: the config does not load; the policy in force stays"),
+        }
+    }
 }
 
 /// Accepts clients until told to stop, then waits up to the grace period for the sessions it

@@ -12,14 +12,19 @@
 //!   for trust, md5 and SCRAM authentication, optionally with TLS.
 //! * [`Python`] — a cached virtualenv for tests that drive real client
 //!   libraries (e.g. psycopg).
+//! * [`OidcProvider`] — a real OpenID provider (the certified `oidc-provider`
+//!   npm package under Node.js) that mints JWT access tokens by the
+//!   client-credentials grant.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod oidc;
 mod postgres;
 mod python;
 mod util;
 
+pub use oidc::{OidcProvider, AGENT_CLIENT, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
 

@@ -1,5 +1,6 @@
 //! The `witness` binary: the gateway process (`serve`) and the command line tools that read its
-//! ledger (`sessions`, `verify`, `export`, `checkpoint`) or measure it (`bench`).
+//! ledger (`sessions`, `verify`, `export`, `checkpoint`), decide held requests through its API
+//! (`approvals`), or measure it (`bench`).
 //!
 //! This crate wires things together and talks to people; what it runs lives in the library crates.
 
@@ -45,6 +46,9 @@ enum Command {
     /// Create, list and revoke the tokens agents and people authenticate with.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// List, approve and deny requests held for approval (a client of the running witness's API).
+    #[command(subcommand)]
+    Approvals(commands::approvals::ApprovalsCommand),
     /// Measure witness on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Checkpoint(ref cmd) => commands::verify::run_checkpoint(&cli, cmd),
         Command::Export(ref args) => commands::verify::run_export(&cli, args),
         Command::Token(ref cmd) => commands::token::run(&cli, cmd),
+        Command::Approvals(ref cmd) => commands::approvals::run(&cli, cmd),
         Command::Bench(ref cmd) => commands::bench::run(&cli, cmd),
     };
     match result {

@@ -1,5 +1,6 @@
 //! One module per verb of the command line.
 
+pub mod approvals;
 pub mod bench;
 pub mod serve;
 pub mod sessions;

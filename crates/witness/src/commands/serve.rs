@@ -1,5 +1,6 @@
 //! `witness serve`: opens the ledger, listens for clients as the config says, and runs until
-//! SIGINT or SIGTERM; then ends live sessions and seals the ledger with a final checkpoint.
+//! SIGINT or SIGTERM (SIGHUP reloads the policy); then ends live sessions and seals the ledger
+//! with a final checkpoint.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub fn run(cli: &Cli, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tracing::info!(data_dir = %data_dir.display(), durability = %ledger_config.durability, public_key, "witness is running; stop it with Ctrl-C or SIGTERM");
             signals.wait().await
         };
-        witness_server::serve(&config, &data_dir, ledger.clone(), shutdown).await.context("witness could not serve")
+        witness_server::serve(&config, cli.config.as_deref(), &data_dir, ledger.clone(), shutdown).await.context("witness could not serve")
     });
     drop(runtime);
     served?;

@@ -1,5 +1,7 @@
 //! A witness gateway for tests: a config pointing at an ephemeral PostgreSQL, `witness serve`
 //! started as a child process, tokens made with the real CLI, and helpers to read the recording.
+//! Each test binary uses part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -176,6 +178,17 @@ address = "127.0.0.1:{down}"
         assert!(self.log().contains("ledger sealed"), "witness did not shut down cleanly:\n{}", self.log());
         let out = self.witness(&["verify"]);
         assert!(out.status.success(), "verify after the run failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), self.log());
+    }
+
+    /// Sends SIGHUP and waits until witness says it applied the config's policy.
+    pub fn reload(&self) {
+        let before = self.log().matches("policy reloaded").count();
+        let _ = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while self.log().matches("policy reloaded").count() == before {
+            assert!(std::time::Instant::now() < deadline, "witness did not reload its policy:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn terminate(&mut self) {

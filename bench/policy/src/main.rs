@@ -1,0 +1,116 @@
+//! Policy benchmark: what deciding one statement costs with a realistic 10-rule policy (the two
+//! rules of the quickstart and eight more on tables, tasks, identities and patterns), over a mix of
+//! statements an agent sends: pgbench's own, reads and writes with joins and CTEs, DDL, and
+//! statements that do not parse. Prints p50, p99 and mean per statement, and per statement kind.
+//!
+//! ```text
+//! cargo run --release -p witness-bench-policy            # 200,000 decisions
+//! BENCH_DECISIONS=1000000 cargo run --release -p witness-bench-policy
+//! ```
+
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use witness_policy::{decide, Action, Glob, Policy, Request, Rule, SqlClass};
+
+/// (label, statement): what an agent's session sends.
+const STATEMENTS: &[(&str, &str)] = &[
+    ("pgbench -S", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"),
+    ("pgbench update", "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;"),
+    ("point select", "select id, email, created_at from users where id = 42"),
+    ("join", "select o.id, c.name, sum(l.amount) from orders o join customers c on c.id = o.customer_id join lines l on l.order_id = o.id where o.created_at > now() - interval '7 days' group by o.id, c.name order by 3 desc limit 50"),
+    ("cte delete", "with old as (select id from sessions where last_seen < now() - interval '30 days') delete from sessions where id in (select id from old)"),
+    ("insert", "insert into audit_log (actor, action, payload) values ('agent', 'login', '{\"ok\": true}'::jsonb)"),
+    ("bare delete", "DELETE FROM carts"),
+    ("drop", "drop table if exists tmp_import cascade"),
+    ("ddl", "create index concurrently if not exists orders_by_customer on orders (customer_id, created_at desc)"),
+    ("multi", "begin; update accounts set balance = balance - 10 where id = 1; update accounts set balance = balance + 10 where id = 2; commit;"),
+    ("unparsed", "VACUUM (VERBOSE, ANALYZE) orders"),
+    ("catalog", "SELECT n.nspname as \"Schema\", c.relname as \"Name\" FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','S','f','') AND n.nspname <> 'pg_catalog' AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1,2;"),
+];
+
+fn policy() -> Policy {
+    let classes = |names: &[&str]| names.iter().map(|n| n.parse::<SqlClass>().expect("known class")).collect::<Vec<_>>();
+    let globs = |names: &[&str]| names.iter().map(|n| Glob::new(n)).collect::<Vec<_>>();
+    let mut rules = Vec::new();
+    let mut rule = |name: &str, action: Action, f: &dyn Fn(&mut Rule)| {
+        let mut r = Rule::new(name, action);
+        f(&mut r);
+        rules.push(r);
+    };
+    rule("no-destructive-ddl", Action::Deny, &|r| {
+        r.connections = globs(&["pg-*"]);
+        r.groups = vec!["ai-agents".into()];
+        r.sql = classes(&["drop", "truncate"]);
+    });
+    rule("writes-need-approval", Action::Approve, &|r| {
+        r.sql = classes(&["delete-without-where", "update-without-where", "alter", "grant"]);
+        r.approvers = vec!["dba".into()];
+    });
+    rule("no-secrets", Action::Deny, &|r| r.tables = globs(&["secrets", "*.secrets", "vault_*"]));
+    rule("no-sleep", Action::Deny, &|r| r.regex = Some(Regex::new("(?i)pg_sleep|pg_terminate_backend").unwrap()));
+    rule("no-copy-program", Action::Deny, &|r| r.sql = classes(&["copy-program"]));
+    rule("billing-writes", Action::Approve, &|r| {
+        r.tables = globs(&["billing.*", "invoices"]);
+        r.sql = classes(&["insert", "update", "delete"]);
+        r.approvers = vec!["finance".into()];
+    });
+    rule("interns-read-only", Action::Deny, &|r| {
+        r.identities = globs(&["intern-*"]);
+        r.sql = classes(&["insert", "update", "delete", "ddl"]);
+    });
+    rule("migrations-task", Action::Allow, &|r| {
+        r.tasks = globs(&["MIGRATE-*"]);
+        r.sql = classes(&["ddl"]);
+    });
+    rule("no-set-role", Action::Deny, &|r| r.regex = Some(Regex::new("(?i)\\bset\\s+(session\\s+)?role\\b").unwrap()));
+    rule("prod-ddl", Action::Approve, &|r| {
+        r.connections = globs(&["pg-prod*"]);
+        r.sql = classes(&["ddl"]);
+        r.approvers = vec!["dba".into()];
+    });
+    Policy { default: Action::Allow, rules }
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_DECISIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let policy = policy();
+    let groups = vec!["ai-agents".to_string()];
+    let request = |sql| Request { identity: "claude", groups: &groups, connection: "pg-local", task: Some("JIRA-42"), sql };
+    // Warm up (regex and allocator caches).
+    for (_, sql) in STATEMENTS {
+        decide(&policy, &request(sql));
+    }
+    let mut all = Vec::with_capacity(n);
+    let mut per_label: Vec<Vec<Duration>> = vec![Vec::new(); STATEMENTS.len()];
+    for i in 0..n {
+        let k = i % STATEMENTS.len();
+        let started = Instant::now();
+        let (decision, _) = decide(&policy, &request(STATEMENTS[k].1));
+        let took = started.elapsed();
+        std::hint::black_box(decision);
+        all.push(took);
+        per_label[k].push(took);
+    }
+    println!("witness policy benchmark: {} rules, {n} decisions over {} statements", policy.rules.len(), STATEMENTS.len());
+    println!("command: {}", std::env::args().collect::<Vec<_>>().join(" "));
+    println!("{:<16} {:>10} {:>10} {:>10}", "statement", "p50 µs", "p99 µs", "mean µs");
+    for (k, (label, _)) in STATEMENTS.iter().enumerate() {
+        let (p50, p99, mean) = summary(&mut per_label[k]);
+        println!("{label:<16} {p50:>10.2} {p99:>10.2} {mean:>10.2}");
+    }
+    let (p50, p99, mean) = summary(&mut all);
+    println!("{:<16} {p50:>10.2} {p99:>10.2} {mean:>10.2}", "ALL");
+    let verdict = if p50 < 10.0 { "meets" } else { "MISSES" };
+    println!("target: p50 under 10 µs per statement: {verdict} ({p50:.2} µs)");
+}
+
+fn summary(times: &mut [Duration]) -> (f64, f64, f64) {
+    times.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let at = |q: f64| us(times[((times.len() - 1) as f64 * q) as usize]);
+    let mean = times.iter().map(|d| us(*d)).sum::<f64>() / times.len() as f64;
+    (at(0.5), at(0.99), mean)
+}
