@@ -1,6 +1,7 @@
 //! PostgreSQL benchmark for witness: pgbench select-only workloads (prepared and simple
 //! protocol) against PostgreSQL directly, through PgBouncer (the reference cost of one proxy
-//! hop), and through witness with ledger durability `write` and `fsync`.
+//! hop), and through witness with ledger durability `write` and `fsync`, and `write` with a
+//! 10-rule policy that applies to the benchmark's identity (every statement is decided).
 //!
 //! ```text
 //! cargo build --release -p witness -p witness-bench-pg
@@ -37,10 +38,66 @@ pub const WORKLOADS: [Workload; 2] =
     [Workload { name: "select-only, prepared", mode: "prepared" }, Workload { name: "select-only, simple protocol", mode: "simple" }];
 
 /// Targets in report order; the constants below index them.
-pub const TARGETS: [&str; 4] = ["direct", "PgBouncer", "witness-write", "witness-fsync"];
+/// witness-policy runs right after witness-write, so that the two it compares run in the most
+/// alike conditions (the fsync run leaves the disk busy behind it).
+pub const TARGETS: [&str; 5] = ["direct", "PgBouncer", "witness-write", "witness-policy", "witness-fsync"];
 pub const DIRECT: usize = 0;
 pub const BOUNCER: usize = 1;
 pub const WITNESS_WRITE: usize = 2;
+pub const WITNESS_POLICY: usize = 3;
+
+/// Ten rules in the benchmark identity's reach, none of which refuses pgbench's statements: the
+/// cost measured is deciding, not refusing.
+const TEN_RULES: &str = r#"
+[[rules]]
+name = "no-destructive-ddl"
+groups = ["ai-agents"]
+sql = ["drop", "truncate"]
+action = "deny"
+[[rules]]
+name = "writes-need-approval"
+sql = ["delete-without-where", "update-without-where", "alter", "grant"]
+action = "approve"
+approvers = ["dba"]
+[[rules]]
+name = "no-secrets"
+tables = ["secrets", "*.secrets", "vault_*"]
+action = "deny"
+[[rules]]
+name = "no-sleep"
+regex = "(?i)pg_sleep|pg_terminate_backend"
+action = "deny"
+[[rules]]
+name = "no-copy-program"
+sql = ["copy-program"]
+action = "deny"
+[[rules]]
+name = "billing-writes"
+tables = ["billing.*", "invoices"]
+sql = ["insert", "update", "delete"]
+action = "approve"
+approvers = ["finance"]
+[[rules]]
+name = "interns-read-only"
+identities = ["intern-*"]
+sql = ["insert", "update", "delete", "ddl"]
+action = "deny"
+[[rules]]
+name = "migrations-task"
+tasks = ["MIGRATE-*"]
+sql = ["ddl"]
+action = "allow"
+[[rules]]
+name = "no-set-role"
+regex = '(?i)\bset\s+(session\s+)?role\b'
+action = "deny"
+[[rules]]
+name = "prod-ddl"
+connections = ["pg-prod*"]
+sql = ["ddl"]
+action = "approve"
+approvers = ["dba"]
+"#;
 
 /// pgbench scale: 1,000,000 account rows, so that lookups are not all on one hot page.
 const SCALE: u32 = 10;
@@ -71,13 +128,15 @@ fn run() -> Result<(), String> {
     let trust = |port: u16| format!("host=127.0.0.1 port={port} dbname=app user=trust_user sslmode=disable");
     pgbench::init(&trust(pg.port()), SCALE)?;
     let bouncer = bouncer_bin.clone().and_then(|bin| PgBouncer::start(&bin, pg.port()));
-    let mut witnesses = ["write", "fsync"].map(|durability| Witness::start(&witness_bin, durability, pg.port()));
+    let mut witnesses = [("write", ""), ("write", TEN_RULES), ("fsync", "")]
+        .map(|(durability, rules)| Witness::start(&witness_bin, durability, rules, pg.port()));
     let via_witness = |w: &Witness| format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token);
     let conninfos = [
         Ok(trust(pg.port())),
         bouncer.as_ref().map(|b| trust(b.port)).map_err(Clone::clone),
         witnesses[0].as_ref().map(via_witness).map_err(Clone::clone),
         witnesses[1].as_ref().map(via_witness).map_err(Clone::clone),
+        witnesses[2].as_ref().map(via_witness).map_err(Clone::clone),
     ];
 
     let log_dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
@@ -85,6 +144,9 @@ fn run() -> Result<(), String> {
     for (w, workload) in WORKLOADS.iter().enumerate() {
         for &c in &clients {
             for (t, conninfo) in conninfos.iter().enumerate() {
+                for witness in witnesses.iter().flatten() {
+                    witness.settle();
+                }
                 let result = conninfo.as_ref().map_err(|_| "not started (see above)".to_string()).and_then(|conninfo| {
                     eprintln!("{}: {c} clients, {}", workload.name, TARGETS[t]);
                     pgbench::run(workload.mode, c, seconds, conninfo, log_dir.path())

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::pgbench::Sample;
-use crate::{BOUNCER, DIRECT, TARGETS, WITNESS_WRITE, WORKLOADS};
+use crate::{BOUNCER, DIRECT, TARGETS, WITNESS_POLICY, WITNESS_WRITE, WORKLOADS};
 
 /// Results keyed by (workload index, clients, target index).
 pub type Results = BTreeMap<(usize, u32, usize), Result<Sample, String>>;
@@ -72,8 +72,17 @@ pub fn print_verdicts(clients: &[u32], results: &Results) {
             tps_parts.push(format!("{} {c}c {ratio}", workload.mode));
         }
     }
+    let (mut policy_checks, mut policy_parts) = (Vec::new(), Vec::new());
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        for &c in clients {
+            let pair = get(results, w, c, WITNESS_POLICY).zip(get(results, w, c, WITNESS_WRITE));
+            policy_checks.push(pair.map(|(a, b)| a.tps >= 0.9 * b.tps));
+            policy_parts.push(format!("{} {c}c {}", workload.mode, pair.map_or("n/a".into(), |(a, b)| format!("{:.2}x", a.tps / b.tps))));
+        }
+    }
     println!("\ntarget verdicts:");
     let (tps, latency) = (verdict(&tps_checks), verdict(&latency_checks));
     println!("  witness write TPS >= PgBouncer TPS at 8 and 32 clients: {tps} ({})", tps_parts.join(", "));
     println!("  added latency at 1 client under 100 µs at p50: {latency} ({})", latency_parts.join(", "));
+    println!("  10-rule policy costs under 10% TPS (vs witness-write): {} ({})", verdict(&policy_checks), policy_parts.join(", "));
 }

@@ -108,8 +108,8 @@ impl Drop for PgBouncer {
     }
 }
 
-/// `witness serve` with one connection, `bench` (the benchmark database as trust_user), and a
-/// token for identity `bench`.
+/// `witness serve` with one connection, `bench` (the benchmark database as trust_user), a token
+/// for identity `bench` in group `ai-agents`, and the given policy rules (TOML).
 pub struct Witness {
     dir: TempDir,
     pub port: u16,
@@ -119,19 +119,19 @@ pub struct Witness {
 }
 
 impl Witness {
-    pub fn start(bin: &Path, durability: &str, pg_port: u16) -> Result<Witness, String> {
+    pub fn start(bin: &Path, durability: &str, rules: &str, pg_port: u16) -> Result<Witness, String> {
         let dir = tempfile::Builder::new().prefix(&format!("witness-bench-{durability}-")).tempdir();
         let dir = dir.map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let (port, config) = (free_port(), dir.path().join("witness.toml"));
         let toml = format!(
             "data_dir = \"{}\"\n[ledger]\ndurability = \"{durability}\"\n[listen]\npostgres = \"127.0.0.1:{port}\"\n\
              [[connections]]\nname = \"bench\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:{pg_port}\"\n\
-             database = \"app\"\nuser = \"trust_user\"\ntls = \"disable\"\n",
+             database = \"app\"\nuser = \"trust_user\"\ntls = \"disable\"\n{rules}",
             dir.path().join("data").display()
         );
         fs::write(&config, toml).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         // The token store is a file in the data dir, so the token can be made before serving.
-        let create = ["token", "create", "--identity", "bench", "--config"];
+        let create = ["token", "create", "--identity", "bench", "--groups", "ai-agents", "--config"];
         let token = output(Command::new(bin).args(create).arg(&config))?;
         let mut serve = Command::new(bin);
         serve.args(["serve", "--config"]).arg(&config).env("WITNESS_LOG", "info").stdin(Stdio::null());
@@ -154,6 +154,29 @@ impl Witness {
         match ready_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(()) => Ok(witness),
             Err(_) => Err(format!("witness serve did not become ready: {}", tail(&witness.stop(), 10))),
+        }
+    }
+
+    /// Waits (up to 30 s) until this witness uses no CPU, so that work left from one run (the index
+    /// catching up) does not slow the next run, whichever target it measures.
+    pub fn settle(&self) {
+        let cpu_ticks = || -> Option<u64> {
+            let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+            // Fields after the command name (which may hold spaces) end with ')'.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        };
+        // Idle: at most 2 ticks (20 ms) of CPU in 250 ms; its timers (index polling,
+        // checkpoints) use a little even when nothing happens.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = cpu_ticks();
+        while Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(250));
+            let now = cpu_ticks();
+            match (last, now) {
+                (Some(before), Some(after)) if after.saturating_sub(before) > 2 => last = now,
+                _ => return,
+            }
         }
     }
 

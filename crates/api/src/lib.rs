@@ -1,6 +1,6 @@
 //! The witness HTTP API. Callers authenticate with `Authorization: Bearer TOKEN` (a witness token
-//! or a JWT from a configured issuer); errors are JSON (`{"error": "..."}`) with 401, 403, 404 or
-//! 409. Today it serves approvals: list what waits, approve, deny.
+//! or a JWT from a configured issuer); errors are JSON (`{"error": "..."}`) with 401, 403 or 404.
+//! Today it serves approvals: list what waits, approve, deny.
 //!
 //! The API knows nothing of how tokens are checked or where approvals wait: it asks its
 //! [`Backend`]. It is the only crate that shapes JSON for clients, so the DTOs live here.

@@ -15,7 +15,10 @@ mod oidc;
 mod scram;
 mod tokens;
 
-pub use oidc::{looks_like_jwt, OidcIssuerConfig, OidcRefusal, OidcVerifier, OIDC_CLOCK_LEEWAY, OIDC_REFETCH_INTERVAL};
+pub use oidc::{
+    looks_like_jwt, parse_untrusted as parse_untrusted_jwt, OidcIssuerConfig, OidcRefusal, OidcVerifier, OIDC_CLOCK_LEEWAY,
+    OIDC_REFETCH_INTERVAL,
+};
 pub use scram::{ScramChallenge, SCRAM_ITERATIONS};
 pub use tokens::{NewToken, TokenInfo, TokenStore};
 

@@ -13,4 +13,4 @@ mod rules;
 
 pub use classify::{classify, SqlClass, Statement, UnknownSqlClass};
 pub use glob::Glob;
-pub use rules::{decide, Action, Decision, Policy, Request, Rule, UnknownAction};
+pub use rules::{decide, decide_statements, needs_statements, Action, Decision, Policy, Request, Rule, UnknownAction};

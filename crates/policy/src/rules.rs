@@ -90,14 +90,25 @@ pub enum Decision {
 /// Decides on a request; returns the decision and the statements it was made from (for the
 /// recording).
 pub fn decide(policy: &Policy, request: &Request<'_>) -> (Decision, Vec<Statement>) {
-    let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(request)).collect();
-    if applicable.is_empty() && policy.default == Action::Allow {
-        // Nothing can refuse this caller: no need to parse the statement.
+    if !needs_statements(policy, request) {
         return (Decision::Allow { rule: None }, Vec::new());
     }
     let statements = classify(request.sql);
+    (decide_statements(policy, request, &statements), statements)
+}
+
+/// Whether deciding on this request needs its statements: false when no rule applies to the
+/// caller and the default is allow (then the SQL need not be parsed at all).
+pub fn needs_statements(policy: &Policy, request: &Request<'_>) -> bool {
+    policy.default != Action::Allow || policy.rules.iter().any(|rule| rule.matches_caller(request))
+}
+
+/// Decides on a request whose text was already classified (`statements` is `classify(request.sql)`,
+/// perhaps from a cache: the same prepared statement is decided at every execution).
+pub fn decide_statements(policy: &Policy, request: &Request<'_>, statements: &[Statement]) -> Decision {
+    let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(request)).collect();
     let mut strictest: Option<(Action, Option<&Rule>)> = None;
-    for statement in &statements {
+    for statement in statements {
         let found: Option<&Rule> = applicable
             .iter()
             .copied()
@@ -116,7 +127,7 @@ pub fn decide(policy: &Policy, request: &Request<'_>) -> (Decision, Vec<Statemen
         }
     }
     let (action, rule) = strictest.unwrap_or((policy.default, None));
-    let decision = match (action, rule) {
+    match (action, rule) {
         (Action::Allow, rule) => Decision::Allow { rule: rule.map(|r| r.name.clone()) },
         (Action::Deny, Some(rule)) => {
             Decision::Deny { rule: rule.name.clone(), message: rule.message.clone().unwrap_or_else(|| rule.name.clone()) }
@@ -128,8 +139,7 @@ pub fn decide(policy: &Policy, request: &Request<'_>) -> (Decision, Vec<Statemen
             Decision::Approve { rule: rule.name.clone(), approvers: rule.approvers.clone(), timeout: rule.timeout }
         }
         (Action::Approve, None) => Decision::Approve { rule: "default".into(), approvers: Vec::new(), timeout: Duration::from_secs(600) },
-    };
-    (decision, statements)
+    }
 }
 
 // === impl Rule ===

@@ -1,9 +1,11 @@
 //! Cancel keys: clients get a key made up by witness for each session, and a cancel request with
 //! that key is recorded in its session and forwarded to the target with the target's real key.
+//! It also wakes the session if a statement of it is held for approval: that one is withdrawn.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
 use witness_core::{Direction, Event, EventKind};
 use witness_ledger::SessionWriter;
 
@@ -17,12 +19,15 @@ struct CancelTarget {
     address: String,
     key: (i32, i32),
     session: SessionWriter,
+    cancelled: Arc<Notify>,
 }
 
 /// Removes a session's key when the session ends.
 pub(crate) struct KeyGuard {
     keys: CancelKeys,
     key: (i32, i32),
+    /// Notified (waiters only) when a cancel request for the session arrives.
+    pub(crate) cancelled: Arc<Notify>,
 }
 
 impl CancelKeys {
@@ -35,14 +40,15 @@ impl CancelKeys {
                 break key;
             }
         };
-        map.insert(key, CancelTarget { address: address.to_string(), key: target_key, session });
-        (key, KeyGuard { keys: self.clone(), key })
+        let cancelled = Arc::new(Notify::new());
+        map.insert(key, CancelTarget { address: address.to_string(), key: target_key, session, cancelled: cancelled.clone() });
+        (key, KeyGuard { keys: self.clone(), key, cancelled })
     }
 
     /// Records and forwards a cancel request; unknown keys are ignored, as PostgreSQL does.
     pub(crate) async fn cancel(&self, key: (i32, i32), client: &str) {
-        let found = self.lock().get(&key).map(|t| (t.address.clone(), t.key, t.session.clone()));
-        let Some((address, target_key, session)) = found else {
+        let found = self.lock().get(&key).map(|t| (t.address.clone(), t.key, t.session.clone(), t.cancelled.clone()));
+        let Some((address, target_key, session, cancelled)) = found else {
             tracing::debug!(client, "cancel request with an unknown key ignored");
             return;
         };
@@ -52,6 +58,8 @@ impl CancelKeys {
             tracing::warn!(error = %e, "cancel request not recorded, so not forwarded");
             return;
         }
+        // A statement held for approval is withdrawn; one running on the target is cancelled there.
+        cancelled.notify_waiters();
         if let Err(e) = crate::back::send_cancel(&address, target_key).await {
             tracing::warn!(address, error = %e, "could not forward a cancel request to the target");
         }

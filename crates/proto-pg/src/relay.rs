@@ -11,8 +11,10 @@
 
 use bytes::{Buf, BytesMut};
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, Notify};
 use witness_core::{ApprovalOutcome, Direction, Event, EventKind, Held, Verdict};
 use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 
@@ -52,6 +54,8 @@ struct ClientSide<'a, G> {
     /// Messages witness itself sends the client mid-session (approval notices), written by the
     /// target side between whole messages.
     notices: mpsc::Sender<BytesMut>,
+    /// Wakes a held request when the client sends a cancel request (Ctrl-C in psql).
+    cancelled: Option<Arc<Notify>>,
 }
 
 pub(crate) async fn run<G: PgGate>(ready: ReadySession, gate: &G, max_rows: usize) {
@@ -105,7 +109,8 @@ where
     let Parts { gate, subject, leftover, session, mut interrupt, guards, max_rows } = parts;
     let queue = PendingQueue::default();
     let (notices, mut notices_rx) = mpsc::channel(4);
-    let side = ClientSide { gate, subject, session: &session, queue: &queue, notices };
+    let cancelled = guards.1.as_ref().map(|key| key.cancelled.clone());
+    let side = ClientSide { gate, subject, session: &session, queue: &queue, notices, cancelled };
     let end = tokio::select! {
         end = client_to_target(&mut client_rd, &mut target_wr, &side) => end,
         end = target_to_client(&mut target_rd, &mut client_wr, &session, &queue, max_rows, leftover, &mut notices_rx) => end,
@@ -182,7 +187,7 @@ where
                             let event = seen
                                 .event
                                 .map(|e| e.with_attr("decision", "deny").with_attr("rule", rule.clone()).with_attr("classes", classes));
-                            (event, Some(format!("denied by witness rule \"{rule}\": {message}")))
+                            (event, Some((REFUSED, format!("denied by witness rule \"{rule}\": {message}"))))
                         }
                         Verdict::Hold(held) => {
                             let event = seen.event.map(|e| {
@@ -223,9 +228,9 @@ where
                     if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
                         return end;
                     }
-                    let refusal = refusal.expect("a refused request has a reason");
+                    let (sqlstate, refusal) = refusal.expect("a refused request has a reason");
                     let mut error = BytesMut::new();
-                    codec::error_response(&mut error, Severity::Error, REFUSED, &refusal, None);
+                    codec::error_response(&mut error, Severity::Error, sqlstate, &refusal, None);
                     record::deny_last(side.queue, error.freeze());
                     if let Err(e) = write_all(target, &substitute(tag)).await {
                         return End::TargetIo(e);
@@ -278,11 +283,21 @@ fn substitute(tag: u8) -> BytesMut {
     out
 }
 
+/// How waiting for a decision ended.
+enum HoldEnd {
+    Decided(ApprovalOutcome),
+    /// The client sent a cancel request.
+    Cancelled,
+    /// The client closed its connection.
+    ClientLeft,
+}
+
 /// Waits for the decision on a held request, telling the client first. Ok(None): approved, the
-/// request goes on; Ok(Some(reason)): refused; Err: the session ends (the client left, or the
-/// decision could not be recorded). While waiting it reads on from the client, up to a bound,
-/// so that a client that leaves withdraws its request at once.
-async fn hold<R, G>(client: &mut R, buf: &mut BytesMut, held: Held, side: &ClientSide<'_, G>) -> Result<Option<String>, End>
+/// request goes on; Ok(Some((sqlstate, reason))): refused; Err: the session ends (the client
+/// left, or the decision could not be recorded). While waiting it reads on from the client, up to
+/// a bound, so that a client that leaves withdraws its request at once; a cancel request
+/// withdraws it too.
+async fn hold<R, G>(client: &mut R, buf: &mut BytesMut, held: Held, side: &ClientSide<'_, G>) -> Result<Option<(&'static str, String)>, End>
 where
     R: AsyncRead + Unpin,
 {
@@ -292,38 +307,59 @@ where
     codec::error_response(&mut notice, Severity::Notice, "01000", &waiting, Some(&instructions));
     let _ = side.notices.send(notice).await;
     let started = std::time::Instant::now();
-    let decided = loop {
+    let cancel = async {
+        match &side.cancelled {
+            Some(cancelled) => cancelled.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(cancel);
+    let end = loop {
         if buf.len() >= MAX_BUFFERED_WHILE_HELD {
-            break Some((&mut outcome).await);
+            tokio::select! {
+                decided = &mut outcome => break HoldEnd::Decided(decided),
+                () = &mut cancel => break HoldEnd::Cancelled,
+            }
         }
         tokio::select! {
-            decided = &mut outcome => break Some(decided),
+            decided = &mut outcome => break HoldEnd::Decided(decided),
+            () = &mut cancel => break HoldEnd::Cancelled,
             read = client.read_buf(buf) => match read {
-                Ok(0) | Err(_) => break None,
+                Ok(0) | Err(_) => break HoldEnd::ClientLeft,
                 Ok(_) => {}
             },
         }
     };
+    // Withdraws the request if it is still waiting.
     drop(outcome);
     let waited_ms = started.elapsed().as_millis() as u64;
-    let (summary, attrs, refusal): (String, Vec<(&str, Value)>, Option<String>) = match &decided {
-        Some(ApprovalOutcome::Approved { by }) => {
+    type Refusal = Option<(&'static str, String)>;
+    let (summary, attrs, refusal): (String, Vec<(&str, Value)>, Refusal) = match &end {
+        HoldEnd::Decided(ApprovalOutcome::Approved { by }) => {
             (format!("approval {approval_id} approved by {by}"), vec![("outcome", "approved".into()), ("by", by.clone().into())], None)
         }
-        Some(ApprovalOutcome::Denied { by }) => (
+        HoldEnd::Decided(ApprovalOutcome::Denied { by }) => (
             format!("approval {approval_id} denied by {by}"),
             vec![("outcome", "denied".into()), ("by", by.clone().into())],
-            Some(format!("denied by {by} (witness approval {approval_id}, rule \"{rule}\")")),
+            Some((REFUSED, format!("denied by {by} (witness approval {approval_id}, rule \"{rule}\")"))),
         ),
-        Some(ApprovalOutcome::TimedOut) => (
+        HoldEnd::Decided(ApprovalOutcome::TimedOut) => (
             format!("approval {approval_id} timed out"),
             vec![("outcome", "timed-out".into())],
-            Some(format!(
-                "witness approval {approval_id} (rule \"{rule}\") was not decided within {}; the statement did not run",
-                humanize(timeout)
+            Some((
+                REFUSED,
+                format!(
+                    "witness approval {approval_id} (rule \"{rule}\") was not decided within {}; the statement did not run",
+                    humanize(timeout)
+                ),
             )),
         ),
-        None => (format!("approval {approval_id} withdrawn: the client left"), vec![("outcome", "withdrawn".into())], None),
+        HoldEnd::Cancelled => (
+            format!("approval {approval_id} withdrawn: the client cancelled the statement"),
+            vec![("outcome", "cancelled".into())],
+            Some(("57014", "canceling statement due to user request (it was waiting for witness approval; it did not run)".into())),
+        ),
+        HoldEnd::ClientLeft => (format!("approval {approval_id} withdrawn: the client left"), vec![("outcome", "withdrawn".into())], None),
     };
     let mut event = Event::note(EventKind::new("approval.decided").expect("valid kind"), Direction::Gateway, summary)
         .with_attr("approval_id", approval_id.clone())
@@ -335,9 +371,9 @@ where
     if let Err(e) = side.session.append(&event).await {
         return Err(End::NotRecorded(e));
     }
-    match decided {
-        None => Err(End::ClientClosed),
-        Some(_) => Ok(refusal),
+    match end {
+        HoldEnd::ClientLeft => Err(End::ClientClosed),
+        _ => Ok(refusal),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
 use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
 
@@ -25,12 +26,23 @@ pub struct Config {
     #[serde(default)]
     pub postgres: PostgresSection,
     #[serde(default)]
+    pub identity: IdentitySection,
+    #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
     #[serde(default)]
     pub policy: PolicySection,
     /// What is allowed, denied or held for approval, in order; see [`RuleConfig`].
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+}
+
+/// `[identity]`: who may authenticate besides holders of witness tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// `[[identity.oidc]]`: OpenID issuers whose JWT access tokens are accepted as passwords.
+    #[serde(default)]
+    pub oidc: Vec<OidcIssuerConfig>,
 }
 
 /// `[policy]`: what happens to a request no rule matches.
@@ -106,10 +118,10 @@ pub struct ListenSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSection {
-    /// "scram" (default): tokens by SCRAM-SHA-256. "password": tokens in cleartext where the
-    /// connection is TLS or loopback (SCRAM elsewhere).
-    #[serde(default = "default_auth")]
-    pub auth: String,
+    /// "scram": tokens by SCRAM-SHA-256. "password": tokens (and JWTs) in cleartext where the
+    /// connection is TLS or loopback (SCRAM elsewhere). Default: "password" when OIDC issuers are
+    /// configured (a JWT cannot go through SCRAM), else "scram".
+    pub auth: Option<String>,
     /// PEM certificate and key offered to clients; default: a self-signed pair in DATA_DIR/tls.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -163,7 +175,7 @@ impl Default for LedgerSection {
 
 impl Default for PostgresSection {
     fn default() -> Self {
-        PostgresSection { auth: default_auth(), tls_cert: None, tls_key: None, max_rows_per_statement: default_max_rows() }
+        PostgresSection { auth: None, tls_cert: None, tls_key: None, max_rows_per_statement: default_max_rows() }
     }
 }
 
@@ -174,6 +186,7 @@ impl Default for Config {
             ledger: LedgerSection::default(),
             listen: ListenSection::default(),
             postgres: PostgresSection::default(),
+            identity: IdentitySection::default(),
             connections: Vec::new(),
             policy: PolicySection::default(),
             rules: Vec::new(),
@@ -201,10 +214,6 @@ fn default_segment_mib() -> u64 {
 
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
-}
-
-fn default_auth() -> String {
-    "scram".into()
 }
 
 fn default_max_rows() -> usize {
@@ -239,8 +248,24 @@ impl Config {
         if self.ledger.checkpoint_interval < Duration::from_millis(10) {
             return invalid("[ledger] checkpoint_interval".into(), "is under 10ms; use e.g. \"1s\"".into());
         }
-        if !matches!(self.postgres.auth.as_str(), "scram" | "password") {
-            return invalid("[postgres] auth".into(), format!("{:?} is unknown; use \"scram\" or \"password\"", self.postgres.auth));
+        match self.postgres.auth.as_deref() {
+            None | Some("password") => {}
+            Some("scram") if !self.identity.oidc.is_empty() => {
+                let problem = "is \"scram\", but a JWT cannot go through SCRAM; use \"password\" (cleartext only over TLS or loopback) with [[identity.oidc]]";
+                return invalid("[postgres] auth".into(), problem.into());
+            }
+            Some("scram") => {}
+            Some(other) => return invalid("[postgres] auth".into(), format!("{other:?} is unknown; use \"scram\" or \"password\"")),
+        }
+        for (i, issuer) in self.identity.oidc.iter().enumerate() {
+            let key = |field: &str| format!("identity.oidc[{i}] {field}");
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| issuer.issuer.starts_with(p));
+            if !issuer.issuer.starts_with("https://") && !loopback {
+                return invalid(key("issuer"), format!("{:?} must be an https:// URL (plain http only on loopback)", issuer.issuer));
+            }
+            if issuer.audience.is_empty() {
+                return invalid(key("audience"), "name the audience agents request their tokens for".into());
+            }
         }
         if self.postgres.tls_cert.is_some() != self.postgres.tls_key.is_some() {
             return invalid("[postgres] tls_cert / tls_key".into(), "set both or neither".into());
@@ -323,6 +348,14 @@ impl Config {
         Ok(Policy { default, rules })
     }
 
+    /// Whether PostgreSQL clients send their token in cleartext (over TLS or loopback only).
+    pub fn postgres_cleartext(&self) -> bool {
+        match self.postgres.auth.as_deref() {
+            Some(auth) => auth == "password",
+            None => !self.identity.oidc.is_empty(),
+        }
+    }
+
     pub fn ledger_config(&self, data_dir: &Path) -> LedgerConfig {
         let mut config = LedgerConfig::new(data_dir);
         config.durability = self.ledger.durability;
@@ -396,6 +429,11 @@ mod tests {
         check(&format!("{PG}tls = \"maybe\"\n"), Err("verify-full"));
         check(&format!("{PG}password_env = \"A\"\npassword_file = \"b\"\n"), Err("one or the other"));
         check("[postgres]\nauth = \"md5\"\n", Err("scram"));
+        let oidc = "[[identity.oidc]]\nissuer = \"https://idp.example.com\"\naudience = \"witness\"\n";
+        check(oidc, Ok(("./witness-data", Durability::Write, 0)));
+        check(&format!("[postgres]\nauth = \"scram\"\n{oidc}"), Err("cannot go through SCRAM"));
+        check(&oidc.replace("https://idp", "http://idp"), Err("https://"));
+        check(&format!("{oidc}audiense = \"x\"\n"), Err("audiense"));
         let rule = "[[rules]]\nname = \"r\"\n";
         check(
             &format!("[policy]\ndefault = \"deny\"\n{rule}sql = [\"drop\"]\naction = \"deny\"\n"),

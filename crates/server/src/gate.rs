@@ -4,13 +4,13 @@
 //! also the API's backend: bearer tokens and approvals.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 use witness_core::{Principal, SessionInfo, Verdict};
-use witness_identity::{AuthenticatedIdentity, ScramChallenge, TokenStore};
+use witness_identity::{looks_like_jwt, AuthenticatedIdentity, OidcVerifier, ScramChallenge, TokenStore};
 use witness_ledger::{Ledger, LedgerError, SessionWriter};
-use witness_policy::{Decision, Policy, Request};
+use witness_policy::{Decision, Policy, Request, Statement};
 use witness_proto_pg::{AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
 
 use crate::approvals::{Approvals, HoldRequest};
@@ -24,6 +24,44 @@ pub struct Gate {
     /// Swapped whole on reload; live sessions see new rules from their next request on.
     pub policy: RwLock<Arc<Policy>>,
     pub approvals: Approvals,
+    /// Verifies JWTs of the configured OpenID issuers, if any.
+    pub oidc: Option<OidcVerifier>,
+    pub classes: ClassCache,
+}
+
+/// Statement classes by request text. A prepared statement is decided at each execution, and
+/// parsing its text each time would cost more than the rest of the relay's work on it.
+#[derive(Default)]
+pub struct ClassCache {
+    by_text: Mutex<HashMap<Arc<str>, Arc<Vec<Statement>>>>,
+}
+
+/// Texts kept in the cache; past this it starts again (a client cannot grow it without bound).
+const MAX_CACHED_TEXTS: usize = 4096;
+/// Longer texts are classified every time: they are rarely repeated and costly to keep.
+const MAX_CACHED_TEXT_BYTES: usize = 4096;
+
+impl ClassCache {
+    fn statements(&self, text: &str) -> Arc<Vec<Statement>> {
+        if text.len() > MAX_CACHED_TEXT_BYTES {
+            return Arc::new(witness_policy::classify(text));
+        }
+        let key = cache_key(text);
+        if let Some(found) = self.lock().get(key.as_ref()) {
+            return found.clone();
+        }
+        let statements = Arc::new(witness_policy::classify(text));
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED_TEXTS {
+            cache.clear();
+        }
+        cache.insert(Arc::from(key.as_ref()), statements.clone());
+        statements
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Vec<Statement>>>> {
+        self.by_text.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The token store's SCRAM challenge, as the PostgreSQL front sees it.
@@ -37,6 +75,41 @@ impl ScramParams for Challenge {
     fn iterations(&self) -> u32 {
         self.0.iterations
     }
+}
+
+/// The text a statement's classes are cached under. Simple-protocol clients put values in the
+/// text (`... WHERE aid = 4711`), which would make every statement new; numbers do not change a
+/// statement's classes or tables, so they are all written as 0 in the key. Only texts with
+/// nothing that could hide a number's meaning are normalised (no quotes, dollar signs, comments
+/// or backslashes: a digit there may be inside a string or an identifier); others are their own key.
+fn cache_key(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = text.is_ascii()
+        && !text.bytes().any(|b| matches!(b, b'\'' | b'"' | b'$' | b'\\' | b'#'))
+        && !text.contains("--")
+        && !text.contains("/*");
+    if !plain || !text.bytes().any(|b| b.is_ascii_digit()) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut key = String::with_capacity(text.len());
+    let mut previous: Option<char> = None;
+    let mut in_number = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            let starts_number = !previous.is_some_and(|p| p.is_ascii_alphanumeric() || p == '_') || in_number;
+            if starts_number {
+                if !in_number {
+                    key.push('0');
+                    in_number = true;
+                }
+                previous = Some(c);
+                continue;
+            }
+        }
+        in_number = false;
+        key.push(c);
+        previous = Some(c);
+    }
+    std::borrow::Cow::Owned(key)
 }
 
 fn principal(identity: AuthenticatedIdentity) -> Principal {
@@ -82,6 +155,17 @@ impl PgGate for Gate {
     }
 
     async fn verify_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused> {
+        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(password)) {
+            let identity = oidc.verify(password).await.map_err(|refusal| {
+                let reason = format!("the JWT was refused: {refusal}");
+                AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
+            })?;
+            if identity.name() != user {
+                let reason = format!("the JWT is for \"{}\"; connect with user={}", identity.name(), identity.name());
+                return Err(AuthRefused { reason: reason.clone(), client_reason: Some(reason) });
+            }
+            return Ok(principal(identity));
+        }
         self.tokens
             .verify_secret(user, password)
             .map(principal)
@@ -109,7 +193,11 @@ impl PgGate for Gate {
             task: subject.info.task.as_deref(),
             sql: text,
         };
-        let (decision, statements) = witness_policy::decide(&policy, &request);
+        if !witness_policy::needs_statements(&policy, &request) {
+            return Verdict::Allow { rule: None };
+        }
+        let statements = self.classes.statements(text);
+        let decision = witness_policy::decide_statements(&policy, &request, &statements);
         let classes = || {
             let mut names: Vec<String> = statements.iter().flat_map(|s| s.classes.iter().map(|c| c.as_str().to_string())).collect();
             names.sort();
@@ -141,6 +229,15 @@ impl PgGate for Gate {
 
 impl witness_api::Backend for Gate {
     async fn authenticate(&self, token: &str) -> Option<Principal> {
+        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(token)) {
+            return match oidc.verify(token).await {
+                Ok(identity) => Some(principal(identity)),
+                Err(refusal) => {
+                    tracing::info!(reason = %refusal, "API bearer JWT refused");
+                    None
+                }
+            };
+        }
         match self.tokens.verify_bearer(token) {
             Ok(identity) => Some(principal(identity)),
             Err(failure) => {
@@ -156,5 +253,30 @@ impl witness_api::Backend for Gate {
 
     fn decide(&self, caller: &Principal, id: &str, approve: bool) -> Result<witness_api::Approval, witness_api::DecideError> {
         self.approvals.decide(caller, id, approve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_key;
+
+    #[test]
+    fn numbers_share_a_cache_key_where_nothing_can_hide_them() {
+        let key = |text: &str| cache_key(text).into_owned();
+        assert_eq!(key("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"), "SELECT abalance FROM pgbench_accounts WHERE aid = 0;");
+        assert_eq!(key("select * from t1 where x in (1, 22, 333) limit 10"), "select * from t1 where x in (0, 0, 0) limit 0");
+        assert_eq!(key("select 1.5e10"), "select 0.0e10", "digits after a letter stay: they may be part of a name");
+        assert_eq!(key("update t set x = x - 1 where id = 7 / 2"), "update t set x = x - 0 where id = 0 / 0");
+        for kept in [
+            "select * from t where name = '42'",
+            "select \"col 1\" from t",
+            "select $1 + 2",
+            "select 1 -- 2",
+            "select 1 /* 2 */",
+            "select E'\\x41'",
+            "select 'é' || 1",
+        ] {
+            assert_eq!(key(kept), kept, "texts where a digit may be quoted or commented keep their own key");
+        }
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use witness_identity::TokenStore;
+use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
 use witness_proto_pg::{FrontAuth, Interrupt, PgFront, PgSettings, PgTarget, Secret, TlsMode};
 
@@ -74,6 +74,8 @@ pub async fn serve(
         registry: registry.clone(),
         policy: RwLock::new(Arc::new(policy)),
         approvals: Approvals::default(),
+        oidc: (!config.identity.oidc.is_empty()).then(|| OidcVerifier::new(config.identity.oidc.clone())),
+        classes: Default::default(),
     });
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
@@ -84,7 +86,7 @@ pub async fn serve(
         let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
         let settings = PgSettings {
             max_rows_per_statement: config.postgres.max_rows_per_statement,
-            auth: if config.postgres.auth == "password" { FrontAuth::Password } else { FrontAuth::Scram },
+            auth: if config.postgres_cleartext() { FrontAuth::Password } else { FrontAuth::Scram },
             ..PgSettings::default()
         };
         let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });

@@ -221,7 +221,7 @@ fn a_held_statement_runs_once_another_approver_allows_it() {
 }
 
 #[test]
-fn an_undecided_statement_times_out_and_a_client_that_leaves_withdraws_it() {
+fn an_undecided_statement_times_out_and_a_client_that_leaves_or_cancels_withdraws_it() {
     let s = setup();
     let (ok, _, err) = psql(&s.gw.conninfo("app", "claude", &s.agent), &["-c", "update quick set x = 2 where x = 1"]);
     assert!(!ok && err.contains("was not decided within 1 s"), "timeout denies: {err}");
@@ -236,10 +236,20 @@ fn an_undecided_statement_times_out_and_a_client_that_leaves_withdraws_it() {
     assert!(!ok && err.contains("404"), "{err}");
     assert_eq!(s.pg.psql("app", "select count(*) from t").trim(), "2", "the withdrawn DELETE never ran");
 
-    let events = s.gw.all_events(2);
+    // Ctrl-C in psql sends a cancel request: the held statement is withdrawn and never runs.
+    let cancelled = s.spawn_psql("claude", &s.agent, "delete from t");
+    s.wait_for_approvals(1);
+    let status = Command::new("kill").args(["-INT", &cancelled.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let (ok, _, err) = finish(cancelled);
+    assert!(!ok && err.contains("canceling statement due to user request"), "{err}");
+    s.wait_for_approvals(0);
+    assert_eq!(s.pg.psql("app", "select count(*) from t").trim(), "2", "the cancelled DELETE never ran");
+
+    let events = s.gw.all_events(3);
     let outcomes: Vec<String> =
         events_of_kind(&events, "approval.decided").iter().map(|e| e["attrs"]["outcome"].as_str().unwrap().to_string()).collect();
-    assert_eq!(outcomes, ["timed-out", "withdrawn"]);
+    assert_eq!(outcomes, ["timed-out", "withdrawn", "cancelled"]);
 }
 
 #[test]
