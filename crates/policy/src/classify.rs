@@ -130,6 +130,11 @@ fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
             // The explained statement is visited too; EXPLAIN itself only reads.
             classes.insert(Select);
         }
+        Ast::Execute { .. } => {
+            // Runs a prepared statement whose text is not here (it may have been prepared at the
+            // protocol level): the riskiest class.
+            classes.insert(Unparsed);
+        }
         other => classify_by_name(other, classes),
     }
 }

@@ -275,8 +275,9 @@ fn substitute(tag: u8) -> BytesMut {
     match tag {
         // A syntax error.
         b'Q' => codec::frontend(&mut out, b'Q', b"WITNESS DENIED THIS STATEMENT\0"),
-        // A portal no client names: "portal does not exist".
-        b'E' => codec::frontend(&mut out, b'E', b"\x01witness denied\0\0\0\0\0"),
+        // A Parse of invalid SQL (named, so the client's unnamed statement stays): it fails
+        // whatever statements and portals the session holds, before any name is looked up.
+        b'E' => codec::frontend(&mut out, b'P', b"\x01witness denied\0WITNESS DENIED THIS STATEMENT\0\0\0"),
         // Function OID 0: "function does not exist".
         _ => codec::frontend(&mut out, b'F', b"\0\0\0\0\0\0\0\0\0\0"),
     }
@@ -574,5 +575,21 @@ fn describe(end: &End) -> (String, Option<(&'static str, String)>) {
             let message = "witness is shutting down".to_string();
             (message.clone(), Some(("57P01", message)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::substitute;
+
+    #[test]
+    fn substitutes_cannot_run_anything_the_client_prepared() {
+        // A denied Execute is replaced by a Parse of invalid SQL, not an Execute of some portal
+        // name (a client may have bound a portal of any name).
+        let execute = substitute(b'E');
+        assert_eq!(execute[0], b'P');
+        assert!(execute.windows(14).any(|w| w == b"WITNESS DENIED"));
+        assert_eq!(substitute(b'Q')[0], b'Q');
+        assert_eq!(&substitute(b'F')[5..9], &[0, 0, 0, 0], "function OID 0");
     }
 }

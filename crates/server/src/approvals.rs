@@ -121,14 +121,16 @@ impl Approvals {
             return Err(DecideError::NotAnApprover { identity: caller.identity.clone(), needed: w.approval.approvers.clone() });
         }
         let w = waiting.remove(id).expect("looked up under the same lock");
-        drop(waiting);
         let by = caller.identity.clone();
         let outcome = if approve { ApprovalOutcome::Approved { by: by.clone() } } else { ApprovalOutcome::Denied { by: by.clone() } };
+        // Sent under the lock, so a timeout that fires now finds the decision (it takes the lock
+        // before looking). "approved" means the decision was delivered; a session that stopped
+        // waiting this instant (cancel, disconnect) does not act on it.
+        let _ = w.decide.send(outcome);
+        drop(waiting);
         let mut approval = w.approval;
         approval.status = if approve { "approved" } else { "denied" }.into();
         approval.decided_by = Some(by);
-        // The session may have stopped waiting this instant; then the decision changes nothing.
-        let _ = w.decide.send(outcome);
         Ok(approval)
     }
 
