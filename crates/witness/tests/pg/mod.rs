@@ -175,6 +175,12 @@ address = "127.0.0.1:{down}"
     /// Stops witness with SIGTERM and checks that it sealed the ledger and the ledger verifies.
     pub fn stop_and_verify(&mut self) {
         self.terminate();
+        // The log is copied by a reader thread, which may write the last lines just after the
+        // process has exited: wait (bounded) for them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log().contains("ledger sealed") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(self.log().contains("ledger sealed"), "witness did not shut down cleanly:\n{}", self.log());
         let out = self.witness(&["verify"]);
         assert!(out.status.success(), "verify after the run failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), self.log());
