@@ -175,9 +175,8 @@ where
                                     Some(rule) => event.with_attr("decision", "allow").with_attr("rule", rule),
                                     None => event,
                                 };
-                                match side.session.submit(&event).await {
-                                    Ok(receipt) => receipts.push(receipt),
-                                    Err(e) => return End::NotRecorded(e),
+                                if let Err(end) = submit(side.session, &event, &mut receipts).await {
+                                    return end;
                                 }
                             }
                             upto += len;
@@ -198,9 +197,8 @@ where
                                     .with_attr("classes", held.classes.clone())
                             });
                             if let Some(event) = event {
-                                match side.session.submit(&event).await {
-                                    Ok(receipt) => receipts.push(receipt),
-                                    Err(e) => return End::NotRecorded(e),
+                                if let Err(end) = submit(side.session, &event, &mut receipts).await {
+                                    return end;
                                 }
                             }
                             // What came before the held message goes on; the held one waits at the front of buf.
@@ -220,9 +218,8 @@ where
                     };
                     // Refused: recorded first, then what came before it is forwarded, then the substitute.
                     if let Some(event) = event {
-                        match side.session.submit(&event).await {
-                            Ok(receipt) => receipts.push(receipt),
-                            Err(e) => return End::NotRecorded(e),
+                        if let Err(end) = submit(side.session, &event, &mut receipts).await {
+                            return end;
                         }
                     }
                     if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
@@ -465,9 +462,15 @@ where
     }
 }
 
+/// Queues one event for the ledger; its receipt is awaited before the bytes it describes go on.
+async fn submit(session: &SessionWriter, event: &Event, receipts: &mut Vec<PendingReceipt>) -> Result<(), End> {
+    receipts.push(session.submit(event).await.map_err(End::NotRecorded)?);
+    Ok(())
+}
+
 async fn submit_all(session: &SessionWriter, events: &mut Vec<Event>, receipts: &mut Vec<PendingReceipt>) -> Result<(), End> {
     for event in events.drain(..) {
-        receipts.push(session.submit(&event).await.map_err(End::NotRecorded)?);
+        submit(session, &event, receipts).await?;
     }
     Ok(())
 }
