@@ -7,7 +7,11 @@
 //! cargo build --release -p witness -p witness-bench-pg
 //! cargo run --release -p witness-bench-pg                    # 10 s per run; 1, 8, 32 clients
 //! BENCH_SECONDS=3 BENCH_CLIENTS=1,8 cargo run --release -p witness-bench-pg
+//! BENCH_MASKING=0 cargo run --release -p witness-bench-pg     # without the masking runs
 //! ```
+//!
+//! Then the masking runs (`masking.rs`): 100-row selects of a customers table through witness
+//! without masking and with every detector on.
 //!
 //! Everything runs on loopback in temp dirs: an ephemeral PostgreSQL (witness-testkit), our own
 //! PgBouncer (installed with apt-get if missing and we are root) and two `witness serve`. The
@@ -17,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+mod masking;
 mod pgbench;
 mod report;
 mod servers;
@@ -171,6 +176,9 @@ fn run() -> Result<(), String> {
             let sealed = witness.stop().contains("ledger sealed");
             eprintln!("{name} stopped: {}", if sealed { "ledger sealed" } else { "ledger NOT sealed" });
         }
+    }
+    if std::env::var("BENCH_MASKING").as_deref() != Ok("0") {
+        masking::run(&witness_bin, &pg, seconds, &clients, log_dir.path())?;
     }
     // PgBouncer is killed, then PostgreSQL stopped, as they drop (in reverse order of creation).
     Ok(())

@@ -32,9 +32,16 @@ pub fn init(conninfo: &str, scale: u32) -> Result<(), String> {
 
 /// One select-only run against `conninfo`. `log_dir` must hold nothing else; it is emptied.
 pub fn run(mode: &str, clients: u32, seconds: u32, conninfo: &str, log_dir: &Path) -> Result<Sample, String> {
+    run_with(&["-S", "-M", mode], clients, seconds, conninfo, log_dir)
+}
+
+/// One run of `workload` (pgbench options: `-S`, or `-f SCRIPT`, and `-M MODE`).
+pub fn run_with(workload: &[&str], clients: u32, seconds: u32, conninfo: &str, log_dir: &Path) -> Result<Sample, String> {
     let (c, j, t) = (clients.to_string(), clients.min(2).to_string(), seconds.to_string());
     let prefix = format!("--log-prefix={}", log_dir.join("x").display());
-    let result = output(pgbench().args(["-n", "-S", "-M", mode, "-c", &c, "-j", &j, "-T", &t, "-l", &prefix, conninfo]));
+    let mut cmd = pgbench();
+    cmd.arg("-n").args(workload).args(["-c", &c, "-j", &j, "-T", &t, "-l", &prefix, conninfo]);
+    let result = output(&mut cmd);
     // Read (and delete) the logs before looking at the result, so a failed run leaves none.
     let mut latencies = read_latencies(log_dir)?;
     let stdout = result?;

@@ -33,6 +33,8 @@ pub enum SqlClass {
     /// GRANT and REVOKE.
     Grant,
     Copy,
+    /// COPY ... TO (stdout, a file or a program): data leaves the database.
+    CopyOut,
     /// COPY to or from a program run on the database server.
     CopyProgram,
     /// SET, RESET and other session settings.
@@ -111,8 +113,11 @@ fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
                 classes.insert(DeleteWithoutWhere);
             }
         }
-        Ast::Copy { target, .. } => {
+        Ast::Copy { target, to, .. } => {
             classes.insert(Copy);
+            if *to {
+                classes.insert(CopyOut);
+            }
             if matches!(target, CopyTarget::Program { .. }) {
                 classes.insert(CopyProgram);
             }
@@ -175,7 +180,7 @@ fn relation_name(name: &ast::ObjectName) -> String {
 // === impl SqlClass ===
 
 impl SqlClass {
-    pub const ALL: [SqlClass; 19] = [
+    pub const ALL: [SqlClass; 20] = [
         SqlClass::Select,
         SqlClass::Insert,
         SqlClass::Update,
@@ -189,6 +194,7 @@ impl SqlClass {
         SqlClass::Truncate,
         SqlClass::Grant,
         SqlClass::Copy,
+        SqlClass::CopyOut,
         SqlClass::CopyProgram,
         SqlClass::Set,
         SqlClass::Transaction,
@@ -197,7 +203,7 @@ impl SqlClass {
         SqlClass::Unparsed,
     ];
 
-    pub const NAMES: [&'static str; 19] = [
+    pub const NAMES: [&'static str; 20] = [
         "select",
         "insert",
         "update",
@@ -211,6 +217,7 @@ impl SqlClass {
         "truncate",
         "grant",
         "copy",
+        "copy-out",
         "copy-program",
         "set",
         "transaction",

@@ -1,14 +1,16 @@
 //! Policy: what witness allows, refuses, or holds for a human's approval, decided from plain data.
 //!
 //! `classify` turns SQL text into statement classes and the tables they touch (sqlparser,
-//! PostgreSQL dialect); `decide` applies the configured rules to a request. Everything here is
-//! pure and synchronous: no I/O, no clocks, no async; it can be tested with data alone and never
-//! fails on I/O. Enforcement (refusing, waiting for approval) belongs to the gateway.
+//! PostgreSQL dialect); `decide` applies the configured rules to a request; `mask` decides which
+//! result values are hidden and rewrites them, with content detectors for secrets and personal
+//! data. Everything here is pure and synchronous: no I/O, no clocks, no async; it can be tested
+//! with data alone and never fails on I/O. Enforcement (refusing, waiting for approval) belongs to the gateway.
 
 #![forbid(unsafe_code)]
 
 mod classify;
 mod glob;
+pub mod mask;
 mod rules;
 
 pub use classify::{classify, SqlClass, Statement, UnknownSqlClass};

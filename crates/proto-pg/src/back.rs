@@ -205,7 +205,7 @@ async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
 }
 
 /// Reads one whole message (tag, length and body) from the target.
-async fn read_message(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, BackendError> {
+pub(crate) async fn read_message(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, BackendError> {
     loop {
         match codec::peek(buf) {
             Peek::Whole(n) => return Ok(buf.split_to(n)),
@@ -223,7 +223,7 @@ async fn read_message(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
     }
 }
 
-async fn write(target: &PgTarget, stream: &mut Stream, bytes: &[u8]) -> Result<(), BackendError> {
+pub(crate) async fn write(target: &PgTarget, stream: &mut Stream, bytes: &[u8]) -> Result<(), BackendError> {
     stream.write_all(bytes).await.map_err(|source| BackendError::Unreachable {
         name: target.name.clone(),
         address: target.address.clone(),
@@ -242,7 +242,7 @@ fn login_refused_text(target: &PgTarget, message: String) -> BackendError {
     BackendError::LoginRefused { name: target.name.clone(), address: target.address.clone(), user: target.user.clone(), message }
 }
 
-fn protocol(target: &PgTarget, what: String) -> BackendError {
+pub(crate) fn protocol(target: &PgTarget, what: String) -> BackendError {
     BackendError::Protocol { name: target.name.clone(), address: target.address.clone(), what }
 }
 

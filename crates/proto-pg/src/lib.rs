@@ -15,7 +15,9 @@ pub mod record;
 
 mod back;
 mod cancel;
+mod catalog;
 mod front;
+mod mask;
 mod relay;
 mod stream;
 mod target;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use witness_core::{Principal, SessionId, SessionInfo, Verdict};
 use witness_ledger::{LedgerError, SessionWriter};
+use witness_policy::mask::SessionMasks;
 
 pub use back::BackendError;
 pub use cancel::CancelKeys;
@@ -89,6 +92,10 @@ pub trait PgGate: Send + Sync + 'static {
     /// Decides on one request of a live session before it runs: `text` is its SQL (or
     /// [`record::OPAQUE_REQUEST`] when witness cannot see the statement).
     fn decide(&self, subject: &Subject, text: &str) -> Verdict;
+
+    /// The masking rules for a session, or None when nothing is masked for it. Asked once, when
+    /// the session starts.
+    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>>;
 
     /// Registers a live session of `principal`; the receiver changes when it must end. Dropping
     /// the returned guard unregisters it.

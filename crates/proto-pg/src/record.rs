@@ -15,6 +15,8 @@ use serde_json::{json, Map, Value};
 use witness_core::{Direction, Event, EventKind, PayloadType};
 
 use crate::codec::{parse_error_fields, DecodeError, Fields, Message};
+use crate::mask::{Column, Plan, WireMasks};
+use witness_policy::mask::SessionMasks;
 
 /// One value shown in a recording is cut at this many bytes.
 const MAX_VALUE_BYTES: usize = 8 << 10;
@@ -38,7 +40,12 @@ pub enum Pending {
     /// A simple Query: answered by one result per statement, then ReadyForQuery.
     Query { started: Instant, statements: u32, denial: Option<Bytes> },
     /// An Execute: answered by one result (or suspended, or skipped after an earlier error).
-    Execute { started: Instant, text: Arc<str>, denial: Option<Bytes> },
+    /// `statement` is the id of the prepared statement it runs (0: unknown) and `formats` the
+    /// result formats its Bind asked for: its rows are read by that statement's description.
+    Execute { started: Instant, text: Arc<str>, denial: Option<Bytes>, statement: u64, formats: Arc<[i16]> },
+    /// A Describe: answered by RowDescription or NoData (after ParameterDescription for a
+    /// statement). `statement` is the described statement's id; None for a portal.
+    Describe { statement: Option<u64> },
     /// A Sync: answered by ReadyForQuery.
     Sync,
     /// A fast-path function call: answered by FunctionCallResponse or an error, then ReadyForQuery.
@@ -64,16 +71,23 @@ pub type PendingQueue = Arc<Mutex<VecDeque<Pending>>>;
 /// Client-side state: prepared statements and portals, and COPY IN counts.
 #[derive(Default)]
 pub struct Requests {
-    statements: HashMap<Vec<u8>, Arc<str>>,
+    /// Prepared statements by name: text and id (each Parse makes a new one).
+    statements: HashMap<Vec<u8>, (Arc<str>, u64)>,
+    last_statement_id: u64,
     /// Tracked statements were dropped once (past MAX_TRACKED): names may exist unseen.
     forgot_statements: bool,
     portals: HashMap<Vec<u8>, Portal>,
     copy_in: Option<CopyCount>,
+    /// Masking of what the recording keeps of requests (parameters, statement texts).
+    masks: Option<WireMasks>,
 }
 
 struct Portal {
     text: Arc<str>,
     statement: String,
+    statement_id: u64,
+    /// Result formats the Bind asked for.
+    formats: Arc<[i16]>,
     /// The parameters recorded (within the budget), of `n_params` in all.
     params: Vec<Value>,
     n_params: usize,
@@ -108,10 +122,29 @@ impl CopyCount {
     }
 }
 
+/// What the client gets for one target message.
+#[derive(Debug)]
+pub enum Reply {
+    /// The message as the target sent it.
+    Forward,
+    /// Other bytes instead: witness's error for a denied request, or the message masked.
+    Replace(Bytes),
+    /// Nothing: the message cannot be masked, and the session must end with this reason.
+    Refuse(&'static str),
+}
+
 /// Target-side state for the result being received.
 pub struct Responses {
     max_rows: usize,
-    columns: Vec<Value>,
+    /// The current result's columns, from its RowDescription or its statement's description.
+    columns: Vec<Column>,
+    /// Whether the current result's columns have been settled (at its first row at the latest).
+    columns_settled: bool,
+    /// Statement descriptions by statement id, for executions that are not described again.
+    described: HashMap<u64, (Arc<[Column]>, Plan)>,
+    masks: Option<WireMasks>,
+    /// How the current result's values are masked.
+    plan: Plan,
     rows: Vec<Value>,
     /// Bytes of the rows recorded so far for the current result.
     rows_bytes: usize,
@@ -120,8 +153,21 @@ pub struct Responses {
 }
 
 impl Requests {
+    /// Request tracking whose recording masks what `masks` finds (None: nothing is masked).
+    pub(crate) fn new(masks: Option<WireMasks>) -> Requests {
+        Requests { masks, ..Requests::default() }
+    }
+
     /// Looks at one client message; returns what to record and decide before it is forwarded.
     pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue) -> Result<Seen, DecodeError> {
+        let mut seen = self.see(msg, queue)?;
+        if let (Some(masks), Some(event)) = (&mut self.masks, &mut seen.event) {
+            mask_request(masks, event);
+        }
+        Ok(seen)
+    }
+
+    fn see(&mut self, msg: Message<'_>, queue: &PendingQueue) -> Result<Seen, DecodeError> {
         let mut f = Fields::new(msg.body);
         let mut decide = None;
         let event = match msg.tag {
@@ -144,7 +190,18 @@ impl Requests {
                 if !name.is_empty() && (self.forgot_statements || self.statements.contains_key(&name)) {
                     text = Arc::from("");
                 }
-                self.statements.insert(name, text);
+                self.last_statement_id += 1;
+                self.statements.insert(name, (text, self.last_statement_id));
+                None
+            }
+            b'D' => {
+                let kind = f.u8()?;
+                let name = f.cstr()?;
+                let statement = match kind {
+                    b'S' => Some(self.statements.get(name).map_or(0, |(_, id)| *id)),
+                    _ => None,
+                };
+                push(queue, Pending::Describe { statement });
                 None
             }
             b'B' => {
@@ -157,17 +214,23 @@ impl Requests {
                 }
                 let n_params = f.count()?;
                 let params = values_within_budget(&mut f, &formats, n_params)?;
-                let text = self.statements.get(statement).cloned().unwrap_or_else(|| Arc::from(""));
+                let n_results = f.count()?;
+                let mut result_formats = Vec::with_capacity(n_results.min(1664));
+                for _ in 0..n_results {
+                    result_formats.push(f.i16()?);
+                }
+                let (text, statement_id) = self.statements.get(statement).cloned().unwrap_or_else(|| (Arc::from(""), 0));
                 if self.portals.len() >= MAX_TRACKED {
                     self.portals.clear();
                 }
-                self.portals.insert(portal, Portal { text, statement: lossy(statement), params, n_params });
+                let formats = result_formats.into();
+                self.portals.insert(portal, Portal { text, statement: lossy(statement), statement_id, formats, params, n_params });
                 None
             }
             b'E' => {
                 let portal_name = f.cstr()?;
                 let max_rows = f.i32()?;
-                let (text, event) = match self.portals.get(portal_name) {
+                let (text, event, statement, formats) = match self.portals.get(portal_name) {
                     Some(portal) => {
                         let mut event = request("pg.execute", &portal.text)
                             .with_attr("statement", portal.statement.clone())
@@ -177,13 +240,16 @@ impl Requests {
                         if portal.params.len() < portal.n_params {
                             event = event.with_attr("params_total", portal.n_params);
                         }
-                        (portal.text.clone(), event)
+                        (portal.text.clone(), event, portal.statement_id, portal.formats.clone())
                     }
-                    None => (Arc::from(""), request("pg.execute", "(unknown portal)").with_attr("portal", lossy(portal_name))),
+                    None => {
+                        let event = request("pg.execute", "(unknown portal)").with_attr("portal", lossy(portal_name));
+                        (Arc::from(""), event, 0, Arc::from([]))
+                    }
                 };
                 let event = if max_rows > 0 { event.with_attr("max_rows", max_rows) } else { event };
                 decide = Some(if text.is_empty() { Arc::from(OPAQUE_REQUEST) } else { text.clone() });
-                push(queue, Pending::Execute { started: Instant::now(), text, denial: None });
+                push(queue, Pending::Execute { started: Instant::now(), text, denial: None, statement, formats });
                 Some(event)
             }
             b'S' => {
@@ -246,35 +312,100 @@ pub fn deny_last(queue: &PendingQueue, error: Bytes) {
 
 impl Responses {
     pub fn new(max_rows: usize) -> Responses {
-        Responses { max_rows, columns: Vec::new(), rows: Vec::new(), rows_bytes: 0, n_rows: 0, copy_out: None }
+        Responses::with_masks(max_rows, None)
+    }
+
+    /// Response tracking that masks values as `masks` says, with no table names known (every
+    /// table pattern then matches): for fuzzing and tests; sessions get theirs from the relay.
+    pub fn with_session_masks(max_rows: usize, masks: Arc<SessionMasks>) -> Responses {
+        Responses::with_masks(max_rows, Some(WireMasks { masks, catalog: Default::default(), counts: Default::default() }))
+    }
+
+    /// Response tracking that masks values as `masks` says (None: nothing is masked).
+    pub(crate) fn with_masks(max_rows: usize, masks: Option<WireMasks>) -> Responses {
+        Responses {
+            max_rows,
+            columns: Vec::new(),
+            columns_settled: false,
+            described: HashMap::new(),
+            masks,
+            plan: Plan::default(),
+            rows: Vec::new(),
+            rows_bytes: 0,
+            n_rows: 0,
+            copy_out: None,
+        }
+    }
+
+    /// The tables whose names masking needs before this message can be handled (a
+    /// RowDescription naming tables the catalog cache does not know); empty for other messages.
+    pub(crate) fn tables_to_look_up(&self, msg: Message<'_>) -> Vec<u32> {
+        match (&self.masks, msg.tag) {
+            (Some(masks), b'T') => row_description(msg.body).map(|columns| masks.tables_to_look_up(&columns)).unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// Looks at one target message; adds the events to record before it reaches the client, and
-    /// returns what the client gets instead of it, if it answers a denied request.
-    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<Option<Bytes>, DecodeError> {
+    /// says what the client gets for it.
+    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<Reply, DecodeError> {
         let mut f = Fields::new(msg.body);
         match msg.tag {
             b'T' => {
-                let n = f.count()?;
-                self.columns.clear();
-                for _ in 0..n {
-                    let name = lossy(f.cstr()?);
-                    let _table = f.i32()?;
-                    let _attnum = f.i16()?;
-                    let type_oid = f.i32()?;
-                    let _typlen = f.i16()?;
-                    let _typmod = f.i32()?;
-                    let format = f.i16()?;
-                    self.columns.push(json!({ "name": name, "type_oid": type_oid, "format": format }));
+                let columns = row_description(msg.body)?;
+                let plan = self.masks.as_ref().map(|m| m.plan(&columns)).unwrap_or_default();
+                let mut queue = lock(queue);
+                match queue.front() {
+                    Some(Pending::Describe { statement: Some(id) }) => {
+                        // A statement's description: its executions' rows are read by it.
+                        let id = *id;
+                        queue.pop_front();
+                        if self.described.len() >= MAX_TRACKED {
+                            self.described.clear();
+                        }
+                        if id != 0 {
+                            self.described.insert(id, (columns.into(), plan));
+                        }
+                    }
+                    front => {
+                        if matches!(front, Some(Pending::Describe { statement: None })) {
+                            queue.pop_front();
+                        }
+                        self.columns = columns;
+                        self.plan = plan;
+                        self.columns_settled = true;
+                    }
+                }
+            }
+            b'n' => {
+                let mut queue = lock(queue);
+                if let Some(Pending::Describe { statement }) = queue.front() {
+                    if let Some(id) = statement.filter(|id| *id != 0) {
+                        self.described.insert(id, (Arc::from([]), Plan::default()));
+                    }
+                    queue.pop_front();
                 }
             }
             b'D' => {
+                if !self.columns_settled {
+                    self.settle_columns(queue);
+                }
                 self.n_rows += 1;
-                if self.rows.len() < self.max_rows && self.rows_bytes < MAX_ROWS_BYTES {
+                let record = self.rows.len() < self.max_rows && self.rows_bytes < MAX_ROWS_BYTES;
+                if let Some(masks) = self.masks.as_mut().filter(|_| !self.plan.is_empty()) {
+                    let masked = masks.row(&self.plan, msg.body, record)?;
+                    if let Some(row) = masked.recorded {
+                        self.rows_bytes += row.iter().map(|v| v.as_str().map_or(4, str::len)).sum::<usize>();
+                        self.rows.push(Value::Array(row));
+                    }
+                    if let Some(replacement) = masked.for_client {
+                        return Ok(Reply::Replace(replacement));
+                    }
+                } else if record {
                     let n = f.count()?;
                     let mut row = Vec::with_capacity(n.min(1024));
                     for i in 0..n {
-                        let format = self.columns.get(i).and_then(|c| c["format"].as_i64()).unwrap_or(0) as i16;
+                        let format = self.columns.get(i).map_or(0, |c| c.format);
                         let v = value(f.nullable()?, format);
                         self.rows_bytes += v.as_str().map_or(4, str::len);
                         row.push(v);
@@ -298,35 +429,76 @@ impl Responses {
                 if let Some(denial) = denial_at_head(queue) {
                     let error = parse_error_fields(&denial[5..]);
                     events.push(self.result(queue, Outcome::Error(&error)).with_attr("denied", true));
-                    return Ok(Some(denial));
+                    return Ok(Reply::Replace(denial));
                 }
-                let error = parse_error_fields(msg.body);
-                events.push(self.result(queue, Outcome::Error(&error)));
+                let masked = self.mask_notice(msg);
+                let error = parse_error_fields(masked.as_ref().map_or(msg.body, |m| &m[5..]));
+                let mut event = self.result(queue, Outcome::Error(&error));
+                self.mask_recorded_error(&mut event);
+                events.push(event);
+                if let Some(masked) = masked {
+                    return Ok(Reply::Replace(masked));
+                }
             }
             b'Z' => self.ready(queue, events),
-            b'H' => self.copy_out = Some(CopyCount::default()),
+            b'H' => {
+                if self.masks.as_ref().is_some_and(|m| m.masks.masks_client()) && f.u8()? != 0 {
+                    return Ok(Reply::Refuse(
+                        "masking applies to this session, and a binary COPY TO cannot be masked; use text or CSV format",
+                    ));
+                }
+                self.copy_out = Some(CopyCount::default());
+            }
             b'd' => {
                 if let Some(count) = &mut self.copy_out {
                     count.add(msg.body);
+                }
+                if let Some(masked) = self.masks.as_mut().and_then(|m| m.copy_data(msg.body)) {
+                    return Ok(Reply::Replace(masked));
                 }
             }
             b'c' => {
                 if let Some(count) = self.copy_out.take() {
                     let summary = format!("COPY OUT: {} bytes, {} rows", count.bytes, count.rows);
-                    events.push(copy_event("pg.copy_out", Direction::Response, summary, count));
+                    let mut event = copy_event("pg.copy_out", Direction::Response, summary, count);
+                    if let Some(counts) = self.masks.as_mut().and_then(WireMasks::take_counts) {
+                        event = event.with_attr("masked", counts);
+                    }
+                    events.push(event);
                 }
             }
             b'N' => {
-                let notice = parse_error_fields(msg.body);
-                let event = Event::note(kind("pg.notice"), Direction::Response, clip(&notice.message))
+                // A notice can come in the middle of a result: its counts are its own.
+                let rows_so_far = self.masks.as_mut().map(|m| std::mem::take(&mut m.counts));
+                let masked = self.mask_notice(msg);
+                let notice = parse_error_fields(masked.as_ref().map_or(msg.body, |m| &m[5..]));
+                let mut message = notice.message;
+                let mut counts = None;
+                if let Some(masks) = &mut self.masks {
+                    message = masks.for_recording(&message).unwrap_or(message);
+                    counts = masks.take_counts();
+                    masks.counts = rows_so_far.unwrap_or_default();
+                }
+                let mut event = Event::note(kind("pg.notice"), Direction::Response, clip(&message))
                     .with_attr("severity", notice.severity)
                     .with_attr("sqlstate", notice.sqlstate);
+                if let Some(counts) = counts {
+                    event = event.with_attr("masked", counts);
+                }
                 events.push(event);
+                if let Some(masked) = masked {
+                    return Ok(Reply::Replace(masked));
+                }
             }
             b'A' => {
                 let pid = f.i32()?;
                 let channel = lossy(f.cstr()?);
-                let payload = lossy(f.cstr()?);
+                let mut payload = lossy(f.cstr()?);
+                if let Some(masks) = &mut self.masks {
+                    let rows_so_far = std::mem::take(&mut masks.counts);
+                    payload = masks.for_recording(&payload).unwrap_or(payload);
+                    masks.counts = rows_so_far;
+                }
                 let event = Event::note(kind("pg.notification"), Direction::Response, clip(&format!("NOTIFY {channel}: {payload}")))
                     .with_attr("pid", pid)
                     .with_attr("channel", channel)
@@ -335,7 +507,51 @@ impl Responses {
             }
             _ => {}
         }
-        Ok(None)
+        Ok(Reply::Forward)
+    }
+
+    /// The columns of a result that had no RowDescription of its own: an execution of a
+    /// statement described earlier, in the formats its Bind asked for.
+    fn settle_columns(&mut self, queue: &PendingQueue) {
+        self.columns_settled = true;
+        let queue = lock(queue);
+        let Some(Pending::Execute { statement, formats, .. }) = queue.front() else { return };
+        match self.described.get(statement) {
+            Some((columns, plan)) => {
+                self.columns = columns.iter().cloned().collect();
+                for (i, column) in self.columns.iter_mut().enumerate() {
+                    column.format = match formats.len() {
+                        0 => 0,
+                        1 => formats[0],
+                        _ => formats.get(i).copied().unwrap_or(0),
+                    };
+                }
+                self.plan = if self.masks.is_some() { plan.with_formats(columns, formats) } else { Plan::default() };
+            }
+            // Rows of a statement witness saw no description of: masking cannot tell the columns.
+            None if self.masks.is_some() => self.plan = Plan::blind(),
+            None => {}
+        }
+    }
+
+    /// The texts of a notice or error masked for the client, as a whole message, if any changed.
+    fn mask_notice(&mut self, msg: Message<'_>) -> Option<Bytes> {
+        self.masks.as_mut()?.notice(msg.tag, msg.body)
+    }
+
+    /// An error result's message as the recording keeps it (recording-only masks too).
+    fn mask_recorded_error(&mut self, event: &mut Event) {
+        let Some(masks) = &mut self.masks else { return };
+        let Some(message) = event.attrs.get("error").and_then(|e| e["message"].as_str()).map(str::to_string) else { return };
+        if let Some(masked) = masks.for_recording(&message) {
+            event.summary = clip(&event.summary.replace(&message, &masked));
+            if let Some(Value::Object(error)) = event.attrs.get_mut("error") {
+                error.insert("message".into(), Value::String(masked));
+            }
+        }
+        if let Some(counts) = masks.take_counts() {
+            event.attrs.insert("masked".into(), counts);
+        }
     }
 
     /// A result for the request at the head of the queue.
@@ -377,13 +593,20 @@ impl Responses {
         if let Some(statement) = statement {
             event = event.with_attr("statement_index", statement);
         }
+        if let Some(counts) = self.masks.as_mut().and_then(WireMasks::take_counts) {
+            event = event.with_attr("masked", counts);
+        }
         if !self.columns.is_empty() {
             event = event.with_attr("rows_recorded", self.rows.len());
-            let payload = json!({ "columns": std::mem::take(&mut self.columns), "rows": std::mem::take(&mut self.rows) });
+            let columns: Vec<Value> =
+                self.columns.iter().map(|c| json!({ "name": c.name, "type_oid": c.type_oid, "format": c.format })).collect();
+            let payload = json!({ "columns": columns, "rows": std::mem::take(&mut self.rows) });
             event.payload_type = PayloadType::Json;
             event.payload = serde_json::to_vec(&payload).expect("JSON values serialize");
         }
         self.columns.clear();
+        self.columns_settled = false;
+        self.plan = Plan::default();
         self.rows.clear();
         self.rows_bytes = 0;
         self.n_rows = 0;
@@ -397,6 +620,7 @@ impl Responses {
         while let Some(pending) = queue.pop_front() {
             match pending {
                 Pending::Query { .. } | Pending::Sync | Pending::FunctionCall { .. } => break,
+                Pending::Describe { .. } => {}
                 Pending::Execute { text, .. } => {
                     let summary = clip(&format!("not executed (an earlier message of the pipeline failed): {text}"));
                     events.push(Event::note(kind("pg.result"), Direction::Response, summary).with_attr("skipped", true));
@@ -454,6 +678,47 @@ fn denial_at_head(queue: &PendingQueue) -> Option<Bytes> {
     }
 }
 
+/// The columns of a RowDescription.
+fn row_description(body: &[u8]) -> Result<Vec<Column>, DecodeError> {
+    let mut f = Fields::new(body);
+    let n = f.count()?;
+    let mut columns = Vec::with_capacity(n.min(1664));
+    for _ in 0..n {
+        let name = lossy(f.cstr()?);
+        let table_oid = f.i32()? as u32;
+        let attnum = f.i16()?;
+        let type_oid = f.i32()? as u32;
+        let _typlen = f.i16()?;
+        let _typmod = f.i32()?;
+        let format = f.i16()?;
+        columns.push(Column { name, table_oid, attnum, type_oid, format });
+    }
+    Ok(columns)
+}
+
+/// Masks what a request's recording keeps: its statement text, summary and parameters.
+fn mask_request(masks: &mut WireMasks, event: &mut Event) {
+    if event.payload_type == PayloadType::Text {
+        let text = String::from_utf8_lossy(&event.payload);
+        if let Some(masked) = masks.for_recording(&text) {
+            event.summary = clip(&masked);
+            event.payload = masked.into_bytes();
+        }
+    }
+    for key in ["params", "args"] {
+        if let Some(Value::Array(values)) = event.attrs.get_mut(key) {
+            for v in values.iter_mut() {
+                if let Some(masked) = v.as_str().and_then(|text| masks.for_recording(text)) {
+                    *v = Value::String(masked);
+                }
+            }
+        }
+    }
+    if let Some(counts) = masks.take_counts() {
+        event.attrs.insert("masked".into(), counts);
+    }
+}
+
 fn push(queue: &PendingQueue, pending: Pending) {
     lock(queue).push_back(pending);
 }
@@ -486,7 +751,7 @@ fn values_within_budget(f: &mut Fields<'_>, formats: &[i16], n: usize) -> Result
 /// A parameter or column value as recorded: text format as text; binary format as text when it is
 /// printable UTF-8 (binary text, varchar, json) and as `\x` hex otherwise (numbers, bytea,
 /// timestamps); NULL as null. Cut at [`MAX_VALUE_BYTES`].
-fn value(bytes: Option<&[u8]>, format: i16) -> Value {
+pub(crate) fn value(bytes: Option<&[u8]>, format: i16) -> Value {
     let Some(bytes) = bytes else { return Value::Null };
     let shown = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
     let cut = if shown.len() < bytes.len() { "…" } else { "" };

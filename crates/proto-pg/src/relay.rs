@@ -20,9 +20,11 @@ use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 
 use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::front::ReadySession;
-use crate::record::{self, PendingQueue, Requests, Responses};
+use crate::mask::WireMasks;
+use crate::record::{self, PendingQueue, Reply, Requests, Responses};
 use crate::stream::Stream;
-use crate::{Interrupt, PgGate, Subject};
+use crate::{Interrupt, PgGate, PgTarget, Subject};
+use witness_policy::mask::SessionMasks;
 
 /// How a session ended.
 #[derive(Debug)]
@@ -32,10 +34,18 @@ enum End {
     TargetClosed,
     ClientIo(std::io::Error),
     TargetIo(std::io::Error),
-    TooLarge { from_client: bool, len: usize },
-    Malformed { from_client: bool, what: String },
+    TooLarge {
+        from_client: bool,
+        len: usize,
+    },
+    Malformed {
+        from_client: bool,
+        what: String,
+    },
     NotRecorded(LedgerError),
     Interrupted(Interrupt),
+    /// The target sent something masking cannot rewrite; it must not reach the client as it is.
+    Unmaskable(&'static str),
 }
 
 const READ_CHUNK: usize = 64 << 10;
@@ -61,7 +71,9 @@ struct ClientSide<'a, G> {
 pub(crate) async fn run<G: PgGate>(ready: ReadySession, gate: &G, max_rows: usize) {
     let ReadySession { client, backend, session, interrupt, subject, guards } = ready;
     let leftover = backend.leftover;
-    let parts = Parts { gate, subject: &subject, leftover, session, interrupt, guards, max_rows };
+    // Masks are settled when the session starts; a reload applies to sessions that start later.
+    let masks = gate.masks(&subject).and_then(|masks| Some((masks, gate.target(&subject.info.connection).ok()?)));
+    let parts = Parts { gate, subject: &subject, leftover, session, interrupt, guards, max_rows, masks };
     // Plain TCP halves are split without a lock; TLS streams need tokio's shared split.
     match (client, backend.stream) {
         (Stream::Plain(client), Stream::Plain(target)) => {
@@ -96,6 +108,8 @@ struct Parts<'a, G> {
     interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     guards: (Box<dyn Send + Sync>, Option<crate::cancel::KeyGuard>),
     max_rows: usize,
+    /// The masking rules of the session, and its target (whose catalog names result columns).
+    masks: Option<(Arc<SessionMasks>, Arc<PgTarget>)>,
 }
 
 async fn relay<CR, CW, TR, TW, G>(mut client_rd: CR, mut client_wr: CW, mut target_rd: TR, mut target_wr: TW, parts: Parts<'_, G>)
@@ -106,14 +120,22 @@ where
     TW: AsyncWrite + Unpin,
     G: PgGate,
 {
-    let Parts { gate, subject, leftover, session, mut interrupt, guards, max_rows } = parts;
+    let Parts { gate, subject, leftover, session, mut interrupt, guards, max_rows, masks } = parts;
+    let wire_masks = |(masks, target): &(Arc<SessionMasks>, Arc<PgTarget>)| WireMasks {
+        masks: masks.clone(),
+        catalog: target.catalog.clone(),
+        counts: Default::default(),
+    };
+    let requests = Requests::new(masks.as_ref().map(wire_masks));
+    let responses = Responses::with_masks(max_rows, masks.as_ref().map(wire_masks));
+    let target = masks.as_ref().map(|(_, target)| target.clone());
     let queue = PendingQueue::default();
     let (notices, mut notices_rx) = mpsc::channel(4);
     let cancelled = guards.1.as_ref().map(|key| key.cancelled.clone());
     let side = ClientSide { gate, subject, session: &session, queue: &queue, notices, cancelled };
     let end = tokio::select! {
-        end = client_to_target(&mut client_rd, &mut target_wr, &side) => end,
-        end = target_to_client(&mut target_rd, &mut client_wr, &session, &queue, max_rows, leftover, &mut notices_rx) => end,
+        end = client_to_target(&mut client_rd, &mut target_wr, &side, requests) => end,
+        end = target_to_client(&mut target_rd, &mut client_wr, TargetSide { session: &session, queue: &queue, responses, target }, leftover, &mut notices_rx) => end,
         interrupt = interrupted(&mut interrupt) => End::Interrupted(interrupt),
     };
     let (reason, fatal) = describe(&end);
@@ -133,13 +155,12 @@ where
     }
 }
 
-async fn client_to_target<R, W, G>(client: &mut R, target: &mut W, side: &ClientSide<'_, G>) -> End
+async fn client_to_target<R, W, G>(client: &mut R, target: &mut W, side: &ClientSide<'_, G>, mut requests: Requests) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     G: PgGate,
 {
-    let mut requests = Requests::default();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut receipts: Vec<PendingReceipt> = Vec::new();
     loop {
@@ -385,13 +406,19 @@ fn humanize(d: std::time::Duration) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the target side of a relay works with.
+struct TargetSide<'a> {
+    session: &'a SessionWriter,
+    queue: &'a PendingQueue,
+    responses: Responses,
+    /// The target, when masking may need its catalog.
+    target: Option<Arc<PgTarget>>,
+}
+
 async fn target_to_client<R, W>(
     target: &mut R,
     client: &mut W,
-    session: &SessionWriter,
-    queue: &PendingQueue,
-    max_rows: usize,
+    side: TargetSide<'_>,
     leftover: BytesMut,
     notices: &mut mpsc::Receiver<BytesMut>,
 ) -> End
@@ -399,11 +426,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut responses = Responses::new(max_rows);
+    let TargetSide { session, queue, mut responses, target: pg_target } = side;
     let mut buf = leftover;
     buf.reserve(READ_CHUNK);
     let mut events = Vec::new();
     let mut receipts: Vec<PendingReceipt> = Vec::new();
+    // What the client gets when some messages are replaced (a denial's error, masked rows): the
+    // bytes up to `copied` of buf are in `out`, the rest still in buf.
+    let mut out = BytesMut::new();
     loop {
         if buf.is_empty() || matches!(codec::peek(&buf), Peek::Partial) {
             // Between whole messages: the place for witness's own notices.
@@ -422,27 +452,29 @@ where
                 },
             }
         }
-        let mut upto = 0;
+        let (mut upto, mut copied) = (0, 0);
         loop {
             match codec::peek(&buf[upto..]) {
                 Peek::Whole(len) => {
                     let msg = codec::message(&buf[upto..], len);
-                    match responses.on_message(msg, queue, &mut events) {
-                        Ok(None) => upto += len,
-                        Ok(Some(replacement)) => {
-                            // The target's refusal of a substitute: the client gets witness's error instead.
-                            if let Err(end) = submit_all(session, &mut events, &mut receipts).await {
-                                return end;
+                    if let Some(pg_target) = &pg_target {
+                        let tables = responses.tables_to_look_up(msg);
+                        if !tables.is_empty() {
+                            if let Err(e) = pg_target.catalog.look_up(pg_target, &tables).await {
+                                // Masking then takes the tables' columns to match every table pattern.
+                                tracing::warn!(error = %e, "masking cannot learn the names of result columns");
                             }
-                            if let Err(end) = forward_to_client(client, &mut buf, upto, &mut receipts).await {
-                                return end;
-                            }
-                            if let Err(e) = write_all(client, &replacement).await {
-                                return End::ClientIo(e);
-                            }
-                            buf.advance(len);
-                            upto = 0;
                         }
+                    }
+                    match responses.on_message(msg, queue, &mut events) {
+                        Ok(Reply::Forward) => upto += len,
+                        Ok(Reply::Replace(replacement)) => {
+                            out.extend_from_slice(&buf[copied..upto]);
+                            out.extend_from_slice(&replacement);
+                            upto += len;
+                            copied = upto;
+                        }
+                        Ok(Reply::Refuse(reason)) => return End::Unmaskable(reason),
                         Err(e) => return End::Malformed { from_client: false, what: format!("{} message: {e}", msg.tag as char) },
                     }
                 }
@@ -456,7 +488,16 @@ where
         if let Err(end) = submit_all(session, &mut events, &mut receipts).await {
             return end;
         }
-        if let Err(end) = forward_to_client(client, &mut buf, upto, &mut receipts).await {
+        if copied > 0 {
+            // Some messages were replaced: the client gets `out` and the rest of what was read.
+            out.extend_from_slice(&buf[copied..upto]);
+            buf.advance(upto);
+            let sent = forward_to_client(client, &mut out, usize::MAX, &mut receipts).await;
+            out.clear();
+            if let Err(end) = sent {
+                return end;
+            }
+        } else if let Err(end) = forward_to_client(client, &mut buf, upto, &mut receipts).await {
             return end;
         }
     }
@@ -505,6 +546,7 @@ async fn forward_recorded<W: AsyncWrite + Unpin>(
     for receipt in receipts.drain(..) {
         receipt.wait().await.map_err(Forward::NotRecorded)?;
     }
+    let upto = upto.min(buf.len());
     if upto > 0 {
         write_all(out, &buf[..upto]).await.map_err(Forward::Io)?;
         buf.advance(upto);
@@ -577,6 +619,10 @@ fn describe(end: &End) -> (String, Option<(&'static str, String)>) {
         End::Interrupted(Interrupt::Shutdown) => {
             let message = "witness is shutting down".to_string();
             (message.clone(), Some(("57P01", message)))
+        }
+        End::Unmaskable(reason) => {
+            let message = format!("the session ends: {reason}");
+            (message.clone(), Some(("0A000", message)))
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 
+use crate::catalog::Catalog;
 use crate::tls::TlsMode;
 
 /// One configured PostgreSQL connection.
@@ -21,6 +22,8 @@ pub struct PgTarget {
     pub tls_mode: TlsMode,
     /// The TLS client config for the mode (None for `disable`).
     pub tls: Option<Arc<ClientConfig>>,
+    /// Table and column names looked up for masking, shared by the target's sessions.
+    pub catalog: Arc<Catalog>,
 }
 
 /// A credential. Its Debug and Display never show it.
@@ -80,6 +83,7 @@ mod tests {
             password: Some(Secret::new("hunter2".into())),
             tls_mode: TlsMode::Prefer,
             tls: None,
+            catalog: Default::default(),
         };
         let shown = format!("{target:?} {:?}", target.password);
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
+use witness_policy::mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
 use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
 
 /// The whole config file.
@@ -34,6 +35,35 @@ pub struct Config {
     /// What is allowed, denied or held for approval, in order; see [`RuleConfig`].
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// What values are masked, for whom; see [`MaskingConfig`].
+    #[serde(default)]
+    pub masking: Vec<MaskingConfig>,
+}
+
+/// `[[masking]]`: values hidden from a client and/or the recording.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    pub name: String,
+    /// Connection globs; default: every connection.
+    #[serde(default)]
+    pub connections: Vec<String>,
+    /// Groups the rule applies to; default: everyone.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Column globs: "table.column", "schema.table.column" or "column", e.g. "*.email".
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Content detectors and groups of them: email, credit-card, iban, phone, national-id,
+    /// ip-address, aws-key, api-key, jwt, private-key, secret; pii, financial, secrets, all.
+    #[serde(default)]
+    pub detectors: Vec<String>,
+    /// "client-and-recording" (default) or "recording".
+    #[serde(default = "default_apply_to")]
+    pub apply_to: String,
+    /// "redact" (default), "partial" or "hash".
+    #[serde(default = "default_mask_style")]
+    pub style: String,
 }
 
 /// `[identity]`: who may authenticate besides holders of witness tokens.
@@ -190,6 +220,7 @@ impl Default for Config {
             connections: Vec::new(),
             policy: PolicySection::default(),
             rules: Vec::new(),
+            masking: Vec::new(),
         }
     }
 }
@@ -202,6 +233,14 @@ impl Default for PolicySection {
 
 fn default_policy_default() -> String {
     "allow".into()
+}
+
+fn default_apply_to() -> String {
+    "client-and-recording".into()
+}
+
+fn default_mask_style() -> String {
+    "redact".into()
 }
 
 fn default_data_dir() -> PathBuf {
@@ -293,7 +332,59 @@ impl Config {
             }
         }
         self.policy(path)?;
+        self.masking(path, b"")?;
         Ok(())
+    }
+
+    /// The masking rules of the `[[masking]]` sections; `hash_key` keys the `hash` style.
+    pub fn masking(&self, path: &Path, hash_key: &[u8]) -> Result<Masking, ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
+        let mut rules = Vec::with_capacity(self.masking.len());
+        let mut names = HashSet::new();
+        for (i, m) in self.masking.iter().enumerate() {
+            let key = |field: &str| format!("masking[{i}] ({}) {field}", m.name);
+            if m.name.is_empty() || !names.insert(m.name.as_str()) {
+                return Err(invalid(key("name"), "every masking rule needs a name of its own".into()));
+            }
+            let columns = m
+                .columns
+                .iter()
+                .map(|c| ColumnPattern::new(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(key("columns"), e.to_string()))?;
+            let mut detectors = DetectorSet::EMPTY;
+            for name in &m.detectors {
+                let set = DetectorSet::from_name(name).ok_or_else(|| {
+                    invalid(key("detectors"), format!("{name:?} is not a detector; use one of {}", DetectorSet::names().join(", ")))
+                })?;
+                detectors = detectors.union(set);
+            }
+            let apply_to = match m.apply_to.as_str() {
+                "client-and-recording" => ApplyTo::ClientAndRecording,
+                "recording" => ApplyTo::Recording,
+                other => {
+                    return Err(invalid(key("apply_to"), format!("{other:?} is unknown; use \"client-and-recording\" or \"recording\"")))
+                }
+            };
+            let style = match m.style.as_str() {
+                "redact" => MaskStyle::Redact,
+                "partial" => MaskStyle::Partial,
+                "hash" => MaskStyle::Hash,
+                other => return Err(invalid(key("style"), format!("{other:?} is unknown; use \"redact\", \"partial\" or \"hash\""))),
+            };
+            let rule = MaskRule {
+                name: m.name.clone(),
+                connections: m.connections.iter().map(|g| Glob::new(g)).collect(),
+                groups: m.groups.clone(),
+                columns,
+                detectors,
+                apply_to,
+                style,
+            };
+            rule.check().map_err(|e| invalid(key("columns / detectors"), e.to_string()))?;
+            rules.push(rule);
+        }
+        Masking::new(rules, hash_key).map_err(|e| invalid("[[masking]]".into(), e.to_string()))
     }
 
     /// The policy the `[policy]` section and the `[[rules]]` make.
@@ -446,27 +537,49 @@ mod tests {
         check(&format!("{rule}action = \"approve\"\napprovers = [\"dba\"]\ntimeout = \"soon\"\n"), Err("timeout"));
         check(&format!("{rule}action = \"deny\"\nregex = \"(\"\n"), Err("regex"));
         check(&format!("{rule}action = \"deny\"\n{rule}action = \"allow\"\n"), Err("name of its own"));
+        let mask = "[[masking]]\nname = \"pii\"\n";
+        check(
+            &format!("{mask}columns = [\"*.email\"]\ndetectors = [\"email\", \"secrets\"]\n"),
+            Ok(("./witness-data", Durability::Write, 0)),
+        );
+        check(&format!("{mask}detectors = [\"emails\"]\n"), Err("credit-card"));
+        check(&format!("{mask}columns = [\"a..b\"]\n"), Err("masking[0] (pii) columns"));
+        check(mask, Err("masks nothing"));
+        check(&format!("{mask}columns = [\"x\"]\napply_to = \"client\"\n"), Err("client-and-recording"));
+        check(&format!("{mask}columns = [\"x\"]\nstyle = \"blur\"\n"), Err("partial"));
+        check(&format!("{mask}columns = [\"x\"]\n{mask}columns = [\"y\"]\n"), Err("name of its own"));
     }
 
     #[test]
     fn the_quickstart_config_loads_with_its_example_rules_uncommented() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart.toml"));
         let config = Config::load(path).unwrap();
-        assert!(config.rules.is_empty() && config.listen.api.is_some());
+        assert!(config.rules.is_empty() && config.masking.is_empty() && config.listen.api.is_some());
         let text = std::fs::read_to_string(path).unwrap();
         let (head, examples) = text.split_once("# Uncomment these two").unwrap();
         let uncommented: Vec<&str> = examples
             .lines()
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest.starts_with("[[rules]]") || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => rest,
+                Some(rest)
+                    if rest.starts_with("[[rules]]")
+                        || rest.starts_with("[[masking]]")
+                        || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
                 _ => line,
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();
         let with_rules = dir.path().join("witness.toml");
         std::fs::write(&with_rules, format!("{head}\n#{}", uncommented.join("\n"))).unwrap();
-        let policy = Config::load(&with_rules).unwrap().policy(&with_rules).unwrap();
+        let config = Config::load(&with_rules).unwrap();
+        let policy = config.policy(&with_rules).unwrap();
         let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["no-destructive-ddl", "writes-need-approval"]);
+        let masking = config.masking(&with_rules, b"key").unwrap();
+        let agent = masking.for_session("pg-local", &["ai-agents".into()]).expect("the example masking rule applies to agents");
+        assert!(agent.has_client_column_rules());
+        assert!(masking.for_session("pg-local", &["dba".into()]).is_none());
     }
 }

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use witness_core::{Principal, SessionInfo, Verdict};
 use witness_identity::{looks_like_jwt, AuthenticatedIdentity, OidcVerifier, ScramChallenge, TokenStore};
 use witness_ledger::{Ledger, LedgerError, SessionWriter};
-use witness_policy::{Decision, Policy, Request, Statement};
+use witness_policy::mask::{Masking, SessionMasks};
+use witness_policy::{Decision, Policy, Request, SqlClass, Statement};
 use witness_proto_pg::{AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
 
 use crate::approvals::{Approvals, HoldRequest};
@@ -27,6 +28,8 @@ pub struct Gate {
     /// Verifies JWTs of the configured OpenID issuers, if any.
     pub oidc: Option<OidcVerifier>,
     pub classes: ClassCache,
+    /// Swapped whole on reload with the policy; a session keeps the masks it started with.
+    pub masking: RwLock<Arc<Masking>>,
 }
 
 /// Statement classes by request text. A prepared statement is decided at each execution, and
@@ -112,6 +115,14 @@ fn cache_key(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(key)
 }
 
+fn subject_masks(masking: &RwLock<Arc<Masking>>, subject: &Subject) -> Option<Arc<SessionMasks>> {
+    let masking = masking.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if masking.is_empty() {
+        return None;
+    }
+    masking.for_session(&subject.info.connection, &subject.principal.groups)
+}
+
 fn principal(identity: AuthenticatedIdentity) -> Principal {
     Principal {
         identity: identity.name().to_string(),
@@ -122,9 +133,11 @@ fn principal(identity: AuthenticatedIdentity) -> Principal {
 }
 
 impl Gate {
-    /// Replaces the policy; requests decided from now on use the new one.
-    pub fn set_policy(&self, policy: Policy) {
+    /// Replaces the policy and the masking rules; requests decided from now on use the new
+    /// policy, sessions started from now on the new masks.
+    pub fn set_policy(&self, policy: Policy, masking: Masking) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        *self.masking.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(masking);
     }
 
     fn current_policy(&self) -> Arc<Policy> {
@@ -193,10 +206,22 @@ impl PgGate for Gate {
             task: subject.info.task.as_deref(),
             sql: text,
         };
-        if !witness_policy::needs_statements(&policy, &request) {
+        // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
+        // counted, not recorded: rules for the recording only do not matter here.)
+        let column_masks = subject_masks(&self.masking, subject).filter(|masks| masks.has_client_column_rules());
+        if column_masks.is_none() && !witness_policy::needs_statements(&policy, &request) {
             return Verdict::Allow { rule: None };
         }
         let statements = self.classes.statements(text);
+        if let Some(masks) = &column_masks {
+            if statements.iter().any(|s| s.classes.contains(&SqlClass::CopyOut)) {
+                return Verdict::Deny {
+                    rule: masks.client_column_rule_name().to_string(),
+                    message: "column masking applies to you, and COPY TO carries no column names to mask by; use SELECT".into(),
+                    classes: vec!["copy".into(), "copy-out".into()],
+                };
+            }
+        }
         let decision = witness_policy::decide_statements(&policy, &request, &statements);
         let classes = || {
             let mut names: Vec<String> = statements.iter().flat_map(|s| s.classes.iter().map(|c| c.as_str().to_string())).collect();
@@ -219,6 +244,10 @@ impl PgGate for Gate {
                 timeout,
             })),
         }
+    }
+
+    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
+        subject_masks(&self.masking, subject)
     }
 
     fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {

@@ -44,6 +44,29 @@ pub enum ServeError {
     Identity(#[from] witness_identity::IdentityError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cannot read or create the masking key {path}: {source}; check the data directory's permissions")]
+    MaskKey { path: PathBuf, source: std::io::Error },
+}
+
+/// The key of the `hash` masking style, in the data directory: made once, so the same value
+/// hashes the same across restarts.
+const MASK_KEY_FILE: &str = "mask.key";
+
+fn mask_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(MASK_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the key is shorter than 32 bytes")),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let key: [u8; 32] = rand::random();
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    file.write_all(&key)?;
+    file.sync_all()?;
+    Ok(key.to_vec())
 }
 
 /// At most this many client connections at once; more wait to be accepted.
@@ -66,7 +89,10 @@ pub async fn serve(
     let tokens = Arc::new(TokenStore::open(data_dir)?);
     let pg_targets = pg_targets(config)?;
     let registry = Registry::default();
-    let policy = config.policy(config_path.unwrap_or(Path::new("(defaults)")))?;
+    let config_name = config_path.unwrap_or(Path::new("(defaults)"));
+    let policy = config.policy(config_name)?;
+    let hash_key = mask_key(data_dir).map_err(|e| ServeError::MaskKey { path: data_dir.join(MASK_KEY_FILE), source: e })?;
+    let masking = config.masking(config_name, &hash_key)?;
     let gate = Arc::new(Gate {
         tokens: tokens.clone(),
         ledger,
@@ -76,6 +102,7 @@ pub async fn serve(
         approvals: Approvals::default(),
         oidc: (!config.identity.oidc.is_empty()).then(|| OidcVerifier::new(config.identity.oidc.clone())),
         classes: Default::default(),
+        masking: RwLock::new(Arc::new(masking)),
     });
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
@@ -135,11 +162,12 @@ async fn reload_loop(path: PathBuf, gate: Arc<Gate>) {
         }
     };
     while hangups.recv().await.is_some() {
-        match Config::load(&path).and_then(|config| config.policy(&path)) {
-            Ok(policy) => {
+        let key = gate.masking.read().unwrap_or_else(|p| p.into_inner()).hash_key().to_vec();
+        match Config::load(&path).and_then(|config| Ok((config.policy(&path)?, config.masking(&path, &key)?))) {
+            Ok((policy, masking)) => {
                 let n_rules = policy.rules.len();
-                gate.set_policy(policy);
-                tracing::info!(config = %path.display(), rules = n_rules, "SIGHUP: policy reloaded; live sessions use it from their next request");
+                gate.set_policy(policy, masking);
+                tracing::info!(config = %path.display(), rules = n_rules, "SIGHUP: policy reloaded; live sessions use it from their next request (masking from their next session)");
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: the config does not load; the policy in force stays"),
         }
@@ -233,6 +261,7 @@ fn pg_targets(config: &Config) -> Result<HashMap<String, Arc<PgTarget>>, ServeEr
             password: c.password().map_err(ServeError::Target)?.map(Secret::new),
             tls_mode,
             tls,
+            catalog: Default::default(),
         };
         targets.insert(c.name.clone(), Arc::new(target));
     }

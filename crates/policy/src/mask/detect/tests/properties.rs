@@ -1,0 +1,342 @@
+//! Properties of every scan rather than of one detector: order and overlaps, values with nothing
+//! in them, arbitrary bytes, JSON safety, masked output, the partial style and configuration names.
+
+use super::*;
+
+#[test]
+fn all_detectors_on_mixed_text() {
+    let text = format!(
+        "Ticket 4521 from jane.doe@example.com (call +44 20 7946 0958) on 2024-01-15 12:30:45: card 4111 1111 1111 1111, \
+         refund to GB82WEST12345698765432, SSN 078-05-1120, from 10.0.0.1 and 2001:db8::1. Config: \
+         aws_access_key_id=AKIAIOSFODNN7EXAMPLE password=hunter2 token={JWT_IO} gh=ghp_16C7e42F292c6912E7710c838347Ae178B4a \
+         {RSA_KEY} version 1.2.3 done."
+    );
+    let expected = [
+        (Detector::Email, "jane.doe@example.com"),
+        (Detector::Phone, "+44 20 7946 0958"),
+        (Detector::CreditCard, "4111 1111 1111 1111"),
+        (Detector::Iban, "GB82WEST12345698765432"),
+        (Detector::NationalId, "078-05-1120"),
+        (Detector::IpAddress, "10.0.0.1"),
+        (Detector::IpAddress, "2001:db8::1"),
+        (Detector::AwsKey, "AKIAIOSFODNN7EXAMPLE"),
+        (Detector::Secret, "hunter2"),
+        (Detector::Jwt, JWT_IO),
+        (Detector::ApiKey, "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
+        (Detector::PrivateKey, RSA_KEY),
+    ];
+    let found = found_all(text.as_bytes(), DetectorSet::all());
+    let got: Vec<(Detector, &str)> = found.iter().map(|f| (f.detector, &text[f.start..f.end])).collect();
+    assert_eq!(got, expected);
+    assert_ordered(text.as_bytes(), &found);
+}
+
+/// A card number that is also a password's value is reported once, as the more specific kind.
+#[test]
+fn overlaps_keep_the_earlier_start_then_the_longer_then_the_more_specific() {
+    let check_all = |marked: &str, detectors: &[Detector]| {
+        let (text, spans) = unmark(marked);
+        let found = found_all(text.as_bytes(), DetectorSet::all());
+        let got: Vec<(usize, usize, Detector)> = found.iter().map(|f| (f.start, f.end, f.detector)).collect();
+        let want: Vec<(usize, usize, Detector)> = spans.iter().zip(detectors).map(|(&(s, e), &d)| (s, e, d)).collect();
+        assert_eq!(got, want, "{marked}");
+    };
+    check_all("password=[[4111111111111111]]", &[Detector::CreditCard]);
+    check_all(r#"{"token": "[[sk_live_4eC39HqLyjWDarjtT1zdp7dc]]"}"#, &[Detector::ApiKey]);
+    check_all("aws_secret_access_key=[[wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY]]", &[Detector::AwsKey]);
+    check_all(&format!("Authorization: Bearer [[{JWT_IO}]]"), &[Detector::Jwt]);
+    // The secret value starts first, so it wins over the email inside it.
+    check_all("password=[[pw:jane@example.com]]", &[Detector::Secret]);
+    check_all("password=[[pw]],[[jane@example.com]]", &[Detector::Secret, Detector::Email]);
+    check_all("card +[[4111111111111111]]", &[Detector::CreditCard]);
+}
+
+#[test]
+fn nothing_found_calls_nothing() {
+    let ordinary = "The quick brown fox jumps over the lazy dog at 12:30 on 2024-01-15; version 1.2.3, order #4521, total 99.95 EUR.";
+    for text in ["", "plain", ordinary, "password reset requested", "\u{e9}t\u{e9} \u{1f600} 1234"] {
+        scan(text.as_bytes(), DetectorSet::all(), &mut |f| panic!("{f:?} in {text:?}"));
+    }
+    // An empty set runs nothing, even on text full of matches.
+    scan(b"jane@example.com 4111111111111111", DetectorSet::EMPTY, &mut |f| panic!("{f:?}"));
+}
+
+/// Arbitrary bytes, invalid UTF-8 and text made of the detectors' own trigger characters: no
+/// panic, and spans stay ordered, disjoint, on character boundaries and JSON-safe.
+#[test]
+fn arbitrary_bytes() {
+    const PIECES: &[&str] = &[
+        "@",
+        ".",
+        "-",
+        "+",
+        ":",
+        "::",
+        "=",
+        "\"",
+        "\\",
+        "\\n",
+        " ",
+        "(",
+        ")",
+        "eyJ",
+        "-----BEGIN PRIVATE KEY-----",
+        "-----END ",
+        "password",
+        "token",
+        "Bearer ",
+        "4111",
+        "1111",
+        "192",
+        "168",
+        "GB82",
+        "WEST",
+        "AKIA",
+        "ghp_",
+        "sk-",
+        "sk_live_",
+        "é",
+        "😀",
+        "a",
+        "Z",
+        "0",
+        "9",
+        "1",
+        "com",
+        "fe80",
+        "abcdef",
+        "/",
+        "'",
+        "\n",
+        "ff",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for _ in 0..2000 {
+        let len = random(60);
+        let text: String = (0..len).map(|_| PIECES[random(PIECES.len())]).collect();
+        let found = found_all(text.as_bytes(), DetectorSet::all());
+        assert_ordered(text.as_bytes(), &found);
+        for f in &found {
+            assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end), "{f:?} in {text:?}");
+        }
+        let mut bytes = text.into_bytes();
+        for _ in 0..4 {
+            if !bytes.is_empty() {
+                let at = random(bytes.len());
+                bytes[at] = 0x80 | random(0x80) as u8;
+            }
+        }
+        assert_ordered(&bytes, &found_all(&bytes, DetectorSet::all()));
+    }
+}
+
+/// Masked output scanned again finds nothing: the recording-only stage scans what the client
+/// stage left, and must not count a marker as a new secret.
+#[test]
+fn masked_output_is_not_found_again() {
+    let cases = [
+        "jane.doe@example.com",
+        "4111 1111 1111 1111",
+        "GB82 WEST 1234 5698 7654 32",
+        "+1 (555) 123-4567",
+        "078-05-1120",
+        "AB 12 34 56 C",
+        "10.1.2.3",
+        "2001:db8::1",
+        "AKIAIOSFODNN7EXAMPLE",
+        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+        JWT_IO,
+        RSA_KEY,
+        "password=hunter2",
+        r#"{"api_key": "abc123def456"}"#,
+    ];
+    for case in cases {
+        for style in [Style::Redact, Style::Partial] {
+            let masked = mask_with(case, style);
+            assert_ne!(masked, case);
+            scan(masked.as_bytes(), DetectorSet::all(), &mut |f| panic!("{f:?} in {masked:?} (from {case:?})"));
+        }
+    }
+}
+
+#[test]
+fn partial_forms() {
+    let cases = [
+        (Detector::Email, "jane.doe@example.com", "j***@example.com"),
+        (Detector::CreditCard, "4111 1111 1111 1111", "**** **** **** 1111"),
+        (Detector::CreditCard, "378282246310005", "***********0005"),
+        (Detector::Iban, "GB82WEST12345698765432", "GB****************5432"),
+        (Detector::Iban, "DE89 3704 0044 0532 0130 00", "DE** **** **** **** **30 00"),
+        (Detector::Phone, "+1 (555) 123-4567", "***67"),
+        (Detector::NationalId, "078-05-1120", "***-**-1120"),
+        (Detector::NationalId, "AB 12 34 56 C", "** ** ** *6 C"),
+        (Detector::IpAddress, "10.1.2.3", "10.*.*.*"),
+        (Detector::IpAddress, "2001:db8::1", "2001:*:*:*:*:*:*:*"),
+        (Detector::AwsKey, "AKIAIOSFODNN7EXAMPLE", "AKIA***"),
+        (Detector::AwsKey, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "***"),
+        (Detector::ApiKey, "ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_***"),
+        (Detector::ApiKey, "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_***"),
+        (Detector::ApiKey, "sk-proj-abc123DEF456ghi789JKL012", "sk-proj-***"),
+        (Detector::ApiKey, "xoxb-1234567890-abcdefghij", "xoxb-***"),
+        (Detector::Jwt, JWT_IO, "eyJ***"),
+        (Detector::PrivateKey, RSA_KEY, "-----BEGIN RSA PRIVATE KEY----- [redacted]"),
+        (Detector::Secret, "hunter2", "***"),
+    ];
+    for (detector, matched, expected) in cases {
+        assert_eq!(partial(detector, matched), expected, "{detector:?} {matched:?}");
+    }
+    // Anything else gets a masked answer, not a panic.
+    for detector in Detector::ALL {
+        for odd in ["", "x", "@", "é", "::"] {
+            assert!(!partial(detector, odd).is_empty() || odd.is_empty());
+        }
+    }
+}
+
+#[test]
+fn names_and_groups() {
+    for detector in Detector::ALL {
+        assert_eq!(DetectorSet::from_name(detector.name()), Some(DetectorSet::EMPTY.with(detector)));
+    }
+    let group = |name: &str| {
+        let set = DetectorSet::from_name(name).unwrap();
+        Detector::ALL.into_iter().filter(|d| set.contains(*d)).map(Detector::name).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(group("pii"), "email phone national-id ip-address");
+    assert_eq!(group("financial"), "credit-card iban");
+    assert_eq!(group("secrets"), "aws-key api-key jwt private-key secret");
+    assert_eq!(DetectorSet::from_name("all"), Some(DetectorSet::all()));
+    for unknown in ["", "Email", "credit_card", "cards", "everything"] {
+        assert_eq!(DetectorSet::from_name(unknown), None, "{unknown:?}");
+    }
+    let listed: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).chain(["pii", "financial", "secrets", "all"]).collect();
+    assert_eq!(DetectorSet::names(), listed);
+    assert!(DetectorSet::names().iter().all(|n| DetectorSet::from_name(n).is_some()));
+    let set = DetectorSet::EMPTY.with(Detector::Email).union(DetectorSet::EMPTY.with(Detector::Jwt));
+    assert!(set.contains(Detector::Email) && set.contains(Detector::Jwt) && !set.contains(Detector::Iban));
+    assert!(DetectorSet::EMPTY.is_empty() && DetectorSet::default().is_empty() && !set.is_empty());
+}
+
+/// Every span of a text that was valid JSON can be replaced by a marker and the text stays valid:
+/// no unescaped quote inside, no escape split at either edge.
+#[test]
+fn spans_in_json_strings_keep_json_valid() {
+    let docs = [
+        r#"{"note": "mail jane@example.com, card 4111111111111111", "ip": "10.0.0.1"}"#,
+        r#"{"password": "p\"a\\ss\nword", "token": "t0k"}"#,
+        r#"{"api_key":"sk_live_4eC39HqLyjWDarjtT1zdp7dc","n":1}"#,
+        r#"{"key": "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4\n-----END RSA PRIVATE KEY-----"}"#,
+        r#"{"key": "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4", "n": 2}"#,
+        r#"{"log": "{\"password\":\"hunter2\",\"auth\":\"Bearer x\"}"}"#,
+        r#"["password", "token", "secret"]"#,
+        r#"{"secret": {"a": 1}, "token": true, "password": 12}"#,
+        r#"{"x": "\bad::1 \f00::1 \n10.0.0.1 \tAKIAIOSFODNN7EXAMPLE", "y": "\njane@example.com"}"#,
+    ];
+    for doc in docs {
+        let found = found_all(doc.as_bytes(), DetectorSet::all());
+        for f in &found {
+            let span = &doc.as_bytes()[f.start..f.end];
+            let backslashes_before = doc.as_bytes()[..f.start].iter().rev().take_while(|&&b| b == b'\\').count();
+            assert!(backslashes_before % 2 == 0, "{f:?} starts inside an escape in {doc}");
+            let mut i = 0;
+            while i < span.len() {
+                match span[i] {
+                    b'\\' => {
+                        assert!(i + 1 < span.len(), "{f:?} splits an escape in {doc}");
+                        i += 2;
+                    }
+                    b'"' => panic!("{f:?} holds a quote in {doc}"),
+                    _ => i += 1,
+                }
+            }
+        }
+    }
+    let found = found_all(docs[1].as_bytes(), DetectorSet::all());
+    assert_eq!(found.len(), 2, "the password and the token");
+    let escapes = docs.last().unwrap();
+    let found: Vec<&str> = found_all(escapes.as_bytes(), DetectorSet::all()).iter().map(|f| &escapes[f.start..f.end]).collect();
+    assert_eq!(found, ["10.0.0.1", "AKIAIOSFODNN7EXAMPLE", "jane@example.com"]);
+}
+
+fn found_all(text: &[u8], set: DetectorSet) -> Vec<Found> {
+    let mut found = Vec::new();
+    scan(text, set, &mut |f| found.push(f));
+    found
+}
+
+fn assert_ordered(text: &[u8], found: &[Found]) {
+    let mut previous_end = 0;
+    for f in found {
+        assert!(f.start < f.end && f.end <= text.len(), "{f:?} out of bounds in {text:?}");
+        assert!(f.start >= previous_end, "{f:?} overlaps or goes back in {text:?}");
+        previous_end = f.end;
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Style {
+    Redact,
+    Partial,
+}
+
+/// What masking makes of a text: each span replaced by a marker or its partial form.
+fn mask_with(text: &str, style: Style) -> String {
+    let mut out = String::new();
+    let mut copied = 0;
+    for f in found_all(text.as_bytes(), DetectorSet::all()) {
+        out.push_str(&text[copied..f.start]);
+        match style {
+            Style::Redact => out.push_str(&format!("[{}]", f.detector.name())),
+            Style::Partial => out.push_str(&partial(f.detector, &text[f.start..f.end])),
+        }
+        copied = f.end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// The word-at-a-time tests behind the searches never miss a byte: checked for every byte value
+/// in every lane, among neighbours from both ends of the byte range, and exactly on random words.
+#[test]
+fn word_tests_agree_with_byte_tests() {
+    let ranges = [(b'0', b'9'), (b'A', b'Z')];
+    for lane in 0..8 {
+        for filler in [0u8, b' ', b'z', 0x7f, 0x80, 0xff] {
+            for b in 0..=255u8 {
+                let mut bytes = [filler; 8];
+                bytes[lane] = b;
+                let word = u64::from_le_bytes(bytes);
+                for needle in [b'@', b'-', b'_', b':', filler] {
+                    assert_eq!(has_byte(word, needle), bytes.contains(&needle), "{bytes:?} {needle}");
+                }
+                for (lo, hi) in ranges {
+                    assert_eq!(has_between(word, lo, hi), bytes.iter().any(|x| (lo..=hi).contains(x)), "{bytes:?} {lo}..={hi}");
+                }
+            }
+        }
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..100_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let bytes = seed.to_le_bytes();
+        for (lo, hi) in ranges {
+            assert_eq!(has_between(seed, lo, hi), bytes.iter().any(|x| (lo..=hi).contains(x)), "{bytes:?}");
+        }
+        assert_eq!(has_byte(seed, b'-'), bytes.contains(&b'-'));
+    }
+    let text = b"0123456789abcdefghij-klmnop@qrstuvwxyz";
+    for from in 0..=text.len() {
+        for needle in [b'-', b'@', b'0', b'z', b'!'] {
+            assert_eq!(find_byte(text, needle, from), text[from..].iter().position(|&b| b == needle).map(|i| i + from));
+        }
+        assert_eq!(next_digit(text, from), text[from..].iter().position(u8::is_ascii_digit).map(|i| i + from));
+    }
+}
