@@ -7,11 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod event;
+mod live;
 mod principal;
 mod session;
 mod verdict;
 
 pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
+pub use live::{AuthRefused, Interrupt, Subject};
 pub use principal::Principal;
 pub use session::{InvalidSessionId, Protocol, SessionId, SessionInfo, UnknownProtocol};
 pub use verdict::{ApprovalOutcome, Held, Verdict};

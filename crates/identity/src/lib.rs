@@ -20,6 +20,7 @@ pub use oidc::{
     OIDC_REFETCH_INTERVAL,
 };
 pub use scram::{ScramChallenge, SCRAM_ITERATIONS};
+pub use tokens::ssh_keys::{parse_public_key_line, ssh_fingerprint, ssh_key_credential, BadPublicKey, SshKeyInfo};
 pub use tokens::{NewToken, TokenInfo, TokenStore};
 
 use std::path::PathBuf;
@@ -64,6 +65,10 @@ pub enum IdentityError {
     UnknownToken { id: String },
     #[error("identity name {given:?} is invalid: use 1 to 64 characters from letters, digits, '.', '_', '-' and '@'")]
     BadName { given: String },
+    #[error("the SSH public key is refused: {0}")]
+    BadSshKey(#[source] tokens::ssh_keys::BadPublicKey),
+    #[error("no SSH key {fingerprint}; list keys with `witness identity keys`")]
+    UnknownSshKey { fingerprint: String },
     #[error("group name {given:?} is invalid: use 1 to 64 characters from letters, digits, '.', '_' and '-'")]
     BadGroup { given: String },
 }

@@ -15,6 +15,8 @@ use subtle::ConstantTimeEq;
 use crate::scram::{derive_verifier, Candidate, ScramChallenge, SCRAM_ITERATIONS};
 use crate::{valid_group_name, valid_identity_name, AuthFailure, AuthenticatedIdentity, IdentityError};
 
+pub(crate) mod ssh_keys;
+
 /// What to create a token for.
 #[derive(Clone, Debug, Default)]
 pub struct NewToken {
@@ -86,6 +88,7 @@ impl TokenStore {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store_err(&path))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(store_err(&path))?;
         conn.execute_batch(SCHEMA).map_err(store_err(&path))?;
+        conn.execute_batch(ssh_keys::SCHEMA).map_err(store_err(&path))?;
         set_private(&path);
         Ok(TokenStore { conn: Mutex::new(conn), path })
     }
@@ -178,11 +181,18 @@ impl TokenStore {
         ids.iter().map(|id| self.revoke(id)).collect()
     }
 
-    /// Which of `ids` are revoked (for ending the live sessions that use them).
+    /// Which of `ids` are revoked (for ending the live sessions that use them): token ids, and
+    /// SSH key credentials (`sshkey:…`) whose key was removed.
     pub fn revoked_among(&self, ids: &[String]) -> Result<Vec<String>, IdentityError> {
+        let mut revoked_keys = Vec::new();
+        for id in ids.iter().filter(|id| id.starts_with("sshkey:")) {
+            if self.ssh_key_revoked(id)? {
+                revoked_keys.push(id.clone());
+            }
+        }
         let conn = self.lock();
         let mut stmt = conn.prepare_cached("SELECT revoked_ns IS NOT NULL FROM tokens WHERE id = ?1").map_err(store_err(&self.path))?;
-        let mut revoked = Vec::new();
+        let mut revoked = revoked_keys;
         for id in ids {
             let is_revoked: Option<bool> = stmt.query_row(params![id], |r| r.get(0)).optional().map_err(store_err(&self.path))?;
             if is_revoked == Some(true) {

@@ -1,7 +1,8 @@
 //! Policy: what witness allows, refuses, or holds for a human's approval, decided from plain data.
 //!
 //! `classify` turns SQL text into statement classes and the tables they touch (sqlparser,
-//! PostgreSQL dialect); `decide` applies the configured rules to a request; `mask` decides which
+//! PostgreSQL dialect); `decide` applies the configured rules to a request, `decide_ssh` to an
+//! SSH operation and its command line (`shell`); `mask` decides which
 //! result values are hidden and rewrites them, with content detectors for secrets and personal
 //! data. Everything here is pure and synchronous: no I/O, no clocks, no async; it can be tested
 //! with data alone and never fails on I/O. Enforcement (refusing, waiting for approval) belongs to the gateway.
@@ -12,7 +13,9 @@ mod classify;
 mod glob;
 pub mod mask;
 mod rules;
+mod shell;
 
 pub use classify::{classify, SqlClass, Statement, UnknownSqlClass};
 pub use glob::Glob;
-pub use rules::{decide, decide_statements, needs_statements, Action, Decision, Policy, Request, Rule, UnknownAction};
+pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Decision, Policy, Request, Rule, UnknownAction};
+pub use shell::{split_commands, SshOperation, UnknownSshOperation};

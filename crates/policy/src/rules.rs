@@ -9,6 +9,7 @@ use regex::Regex;
 
 use crate::classify::{classify, SqlClass, Statement};
 use crate::glob::Glob;
+use crate::shell::{split_commands, SshOperation};
 
 /// What a rule does to the requests it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,7 +48,13 @@ pub struct Rule {
     pub sql: Vec<SqlClass>,
     /// Table names (as `classify` names them) of which the statement must touch at least one.
     pub tables: Vec<Glob>,
-    /// Matched against the request's whole text.
+    /// SSH command globs, matched against the whole command line and each simple command in it
+    /// (`rm -rf *` matches `cd /srv && rm -rf build`). A rule with any makes it an SSH rule.
+    pub shell: Vec<Glob>,
+    /// SSH operations (shell, exec, sftp, git-push, port-forward, …). A rule with any makes it an
+    /// SSH rule; forwardings are allowed only by a rule that names them.
+    pub ssh: Vec<SshOperation>,
+    /// Matched against the request's whole text (SQL, or an SSH command line).
     pub regex: Option<Regex>,
     pub action: Action,
     /// What a denied client is told (default: the rule's name).
@@ -65,6 +72,7 @@ pub struct Request<'a> {
     pub groups: &'a [String],
     pub connection: &'a str,
     pub task: Option<&'a str>,
+    /// The request's text: SQL, or for SSH the command line (empty for a shell or a forwarding).
     pub sql: &'a str,
 }
 
@@ -100,7 +108,41 @@ pub fn decide(policy: &Policy, request: &Request<'_>) -> (Decision, Vec<Statemen
 /// Whether deciding on this request needs its statements: false when no rule applies to the
 /// caller and the default is allow (then the SQL need not be parsed at all).
 pub fn needs_statements(policy: &Policy, request: &Request<'_>) -> bool {
-    policy.default != Action::Allow || policy.rules.iter().any(|rule| rule.matches_caller(request))
+    policy.default != Action::Allow || policy.rules.iter().any(|rule| !rule.is_ssh_rule() && rule.matches_caller(request))
+}
+
+/// Decides on an SSH request: `operation` on the caller's connection, with `request.sql` holding
+/// its command line (empty for a shell or a forwarding). Rules that name SQL classes or tables
+/// never apply here, and SSH rules (with `shell` or `ssh`) never apply to SQL. A forwarding is
+/// allowed only by a rule that names it in `ssh`: without one it is denied whatever the default.
+pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperation) -> Decision {
+    let commands = split_commands(request.sql);
+    let found = policy
+        .rules
+        .iter()
+        .filter(|rule| rule.matches_caller(request) && rule.matches_ssh(operation, request.sql, &commands))
+        .fold(None::<&Rule>, |best, rule| match best {
+            Some(best) if best.action >= rule.action => Some(best),
+            _ => Some(rule),
+        });
+    match found {
+        Some(rule) => rule.decision(),
+        None if operation.is_forwarding() => Decision::Deny {
+            rule: "default".into(),
+            message: format!("{operation} is off: a rule with ssh = [\"{operation}\"] and action = \"allow\" turns it on"),
+        },
+        None => default_decision(policy.default),
+    }
+}
+
+fn default_decision(action: Action) -> Decision {
+    match action {
+        Action::Allow => Decision::Allow { rule: None },
+        Action::Deny => {
+            Decision::Deny { rule: "default".into(), message: "no rule allows this request and the policy default is deny".into() }
+        }
+        Action::Approve => Decision::Approve { rule: "default".into(), approvers: Vec::new(), timeout: Duration::from_secs(600) },
+    }
 }
 
 /// Decides on a request whose text was already classified (`statements` is `classify(request.sql)`,
@@ -127,18 +169,9 @@ pub fn decide_statements(policy: &Policy, request: &Request<'_>, statements: &[S
         }
     }
     let (action, rule) = strictest.unwrap_or((policy.default, None));
-    match (action, rule) {
-        (Action::Allow, rule) => Decision::Allow { rule: rule.map(|r| r.name.clone()) },
-        (Action::Deny, Some(rule)) => {
-            Decision::Deny { rule: rule.name.clone(), message: rule.message.clone().unwrap_or_else(|| rule.name.clone()) }
-        }
-        (Action::Deny, None) => {
-            Decision::Deny { rule: "default".into(), message: "no rule allows this request and the policy default is deny".into() }
-        }
-        (Action::Approve, Some(rule)) => {
-            Decision::Approve { rule: rule.name.clone(), approvers: rule.approvers.clone(), timeout: rule.timeout }
-        }
-        (Action::Approve, None) => Decision::Approve { rule: "default".into(), approvers: Vec::new(), timeout: Duration::from_secs(600) },
+    match rule {
+        Some(rule) => rule.decision(),
+        None => default_decision(action),
     }
 }
 
@@ -155,6 +188,8 @@ impl Rule {
             tasks: Vec::new(),
             sql: Vec::new(),
             tables: Vec::new(),
+            shell: Vec::new(),
+            ssh: Vec::new(),
             regex: None,
             action,
             message: None,
@@ -171,7 +206,38 @@ impl Rule {
             && (self.tasks.is_empty() || request.task.is_some_and(|task| self.tasks.iter().any(|g| g.matches(task))))
     }
 
+    /// A rule about SSH requests only (it names shell commands or SSH operations).
+    pub fn is_ssh_rule(&self) -> bool {
+        !self.shell.is_empty() || !self.ssh.is_empty()
+    }
+
+    fn decision(&self) -> Decision {
+        match self.action {
+            Action::Allow => Decision::Allow { rule: Some(self.name.clone()) },
+            Action::Deny => Decision::Deny { rule: self.name.clone(), message: self.message.clone().unwrap_or_else(|| self.name.clone()) },
+            Action::Approve => Decision::Approve { rule: self.name.clone(), approvers: self.approvers.clone(), timeout: self.timeout },
+        }
+    }
+
+    fn matches_ssh(&self, operation: SshOperation, line: &str, commands: &[&str]) -> bool {
+        if !self.sql.is_empty() || !self.tables.is_empty() {
+            return false;
+        }
+        // Forwardings only by name: a rule about commands or everything must not open a tunnel.
+        if operation.is_forwarding() && !self.ssh.contains(&operation) {
+            return false;
+        }
+        let operation_match = self.ssh.is_empty() || self.ssh.contains(&operation);
+        let shell_match = self.shell.is_empty()
+            || (!line.is_empty() && self.shell.iter().any(|g| g.matches(line) || commands.iter().any(|c| g.matches(c))));
+        let regex_match = self.regex.as_ref().is_none_or(|r| r.is_match(line));
+        operation_match && shell_match && regex_match
+    }
+
     fn matches_statement(&self, statement: &Statement, sql: &str) -> bool {
+        if self.is_ssh_rule() {
+            return false;
+        }
         let unparsed = statement.classes.contains(&SqlClass::Unparsed);
         let classes_match = self.sql.is_empty() || unparsed || self.sql.iter().any(|c| statement.classes.contains(c));
         // An unparsed statement's tables are unknown: it may touch any of them.
@@ -259,6 +325,53 @@ mod tests {
         assert!(matches!(decide(&policy, &request).0, Decision::Deny { rule, .. } if rule == "default"));
         let read = Request { sql: "select 1", ..request };
         assert!(matches!(decide(&policy, &read).0, Decision::Allow { .. }));
+    }
+
+    #[test]
+    fn ssh_requests_meet_only_ssh_rules_and_forwardings_need_a_rule() {
+        let mut no_rm = Rule::new("no-rm-rf", Action::Deny);
+        no_rm.shell = vec![Glob::new("rm -rf *"), Glob::new("shutdown*")];
+        no_rm.message = Some("no recursive deletes".into());
+        let mut pushes = Rule::new("pushes-need-approval", Action::Approve);
+        pushes.ssh = vec![SshOperation::GitPush];
+        pushes.connections = vec![Glob::new("web*")];
+        pushes.approvers = vec!["leads".into()];
+        let mut tunnels = Rule::new("ops-tunnels", Action::Allow);
+        tunnels.ssh = vec![SshOperation::PortForward];
+        tunnels.groups = vec!["ops".into()];
+        let mut everything_on_prod = Rule::new("prod-readonly", Action::Allow);
+        everything_on_prod.connections = vec![Glob::new("prod")];
+        let mut sql_rule = Rule::new("no-drop", Action::Deny);
+        sql_rule.sql = vec![SqlClass::Drop];
+        let policy = Policy { default: Action::Allow, rules: vec![sql_rule, no_rm, pushes, tunnels, everything_on_prod] };
+        let check = |op: SshOperation, line: &str, groups: &[&str], connection: &str, expect: &str| {
+            let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            let request = Request { identity: "claude", groups: &groups, connection, task: None, sql: line };
+            let got = match decide_ssh(&policy, &request, op) {
+                Decision::Allow { rule } => format!("allow {}", rule.unwrap_or_default()),
+                Decision::Deny { rule, .. } => format!("deny {rule}"),
+                Decision::Approve { rule, .. } => format!("approve {rule}"),
+            };
+            assert_eq!(got.trim(), expect, "{op} {line:?} ({groups:?} on {connection})");
+        };
+        check(SshOperation::Exec, "ls -la", &[], "web", "allow");
+        check(SshOperation::Exec, "rm -rf /srv/build", &[], "web", "deny no-rm-rf");
+        check(SshOperation::Exec, "cd /srv && rm -rf build", &[], "web", "deny no-rm-rf");
+        check(SshOperation::Exec, "echo 'rm -rf x'", &[], "web", "allow");
+        check(SshOperation::Exec, "rm -r build", &[], "web", "allow");
+        check(SshOperation::Shell, "", &[], "web", "allow");
+        check(SshOperation::GitPush, "git-receive-pack '/srv/app.git'", &[], "web1", "approve pushes-need-approval");
+        check(SshOperation::GitPush, "git-receive-pack '/srv/app.git'", &[], "db", "allow");
+        check(SshOperation::PortForward, "127.0.0.1:5432", &[], "web", "deny default");
+        check(SshOperation::PortForward, "127.0.0.1:5432", &["ops"], "web", "allow ops-tunnels");
+        check(SshOperation::AgentForward, "", &["ops"], "web", "deny default");
+        check(SshOperation::AgentForward, "", &[], "prod", "deny default");
+        check(SshOperation::Exec, "drop table users", &[], "prod", "allow prod-readonly");
+        // SQL never meets an SSH rule.
+        let sql = Request { identity: "claude", groups: &[], connection: "web", task: None, sql: "select 1 -- rm -rf x" };
+        assert!(matches!(decide(&policy, &sql).0, Decision::Allow { .. }));
+        let ssh_only = Policy { default: Action::Allow, rules: vec![policy.rules[1].clone()] };
+        assert!(!needs_statements(&ssh_only, &sql), "an SSH-only policy does not make SQL parse");
     }
 
     #[test]

@@ -27,7 +27,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use witness_core::{Principal, SessionId, SessionInfo, Verdict};
+pub use witness_core::{AuthRefused, Interrupt, Subject};
+use witness_core::{Principal, SessionInfo, Verdict};
 use witness_ledger::{LedgerError, SessionWriter};
 use witness_policy::mask::SessionMasks;
 
@@ -37,32 +38,6 @@ pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task
 pub use rustls::ServerConfig as RustlsServerConfig;
 pub use target::{PgTarget, Secret};
 pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
-
-/// Why a live session is being ended from outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interrupt {
-    /// The credential the session authenticated with was revoked.
-    Revoked,
-    /// Witness is shutting down.
-    Shutdown,
-}
-
-/// Who a live session's requests come from, as the gate's decisions need it.
-#[derive(Clone, Debug)]
-pub struct Subject {
-    pub session: SessionId,
-    pub info: SessionInfo,
-    pub principal: Principal,
-}
-
-/// A client credential was refused. The reason goes to the log; the client is told only that,
-/// unless `client_reason` says more (a JWT's failed check reveals nothing about who exists).
-#[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
-pub struct AuthRefused {
-    pub reason: String,
-    pub client_reason: Option<String>,
-}
 
 /// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.
 pub trait ScramParams: Send {

@@ -27,6 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub postgres: PostgresSection,
     #[serde(default)]
+    pub ssh: SshSection,
+    #[serde(default)]
     pub identity: IdentitySection,
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -107,6 +109,14 @@ pub struct RuleConfig {
     /// Table globs, e.g. "users" or "billing.*".
     #[serde(default)]
     pub tables: Vec<String>,
+    /// SSH command globs, e.g. "rm -rf *": matched against the command line and each simple
+    /// command in it.
+    #[serde(default)]
+    pub shell: Vec<String>,
+    /// SSH operations: shell, exec, sftp, subsystem, git-fetch, git-push, port-forward,
+    /// agent-forward, x11-forward.
+    #[serde(default)]
+    pub ssh: Vec<String>,
     /// A regular expression matched against the request's text.
     pub regex: Option<String>,
     /// allow | deny | approve
@@ -140,6 +150,8 @@ pub struct LedgerSection {
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     pub postgres: Option<SocketAddr>,
+    /// SSH clients log in here as CONNECTION@gateway.
+    pub ssh: Option<SocketAddr>,
     /// The HTTP API (approvals; later the console).
     pub api: Option<SocketAddr>,
 }
@@ -158,6 +170,21 @@ pub struct PostgresSection {
     /// Result rows recorded per statement (the total count is always recorded).
     #[serde(default = "default_max_rows")]
     pub max_rows_per_statement: usize,
+}
+
+/// `[ssh]`: how the SSH front treats clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSection {
+    /// Witness's own host key (OpenSSH format); made (Ed25519) on first start if missing.
+    /// Default: DATA_DIR/ssh/host_ed25519.
+    pub host_key: Option<PathBuf>,
+    /// How long logging in to a target may take.
+    #[serde(default = "default_ssh_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Clients idle this long are disconnected.
+    #[serde(default = "default_ssh_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 /// `[[connections]]`: a target witness holds credentials for.
@@ -180,6 +207,13 @@ pub struct ConnectionConfig {
     pub tls: String,
     /// CA certificates (PEM) for tls = "verify-full"; default: the system's.
     pub ca_file: Option<PathBuf>,
+    /// SSH: the private key witness logs in with (OpenSSH format, unencrypted), from a file...
+    pub private_key_file: Option<PathBuf>,
+    /// ... or from an environment variable holding the key's text.
+    pub private_key_env: Option<String>,
+    /// SSH: the target's public host key ("ssh-ed25519 AAAA…", as `ssh-keyscan` prints it), or
+    /// "trust-on-first-use" (the first key seen is kept in DATA_DIR/ssh/known_hosts).
+    pub host_key: Option<String>,
 }
 
 /// A config that cannot be used, with the file, the key and what to do.
@@ -203,6 +237,20 @@ impl Default for LedgerSection {
     }
 }
 
+impl Default for SshSection {
+    fn default() -> Self {
+        SshSection { host_key: None, connect_timeout: default_ssh_connect_timeout(), idle_timeout: default_ssh_idle_timeout() }
+    }
+}
+
+fn default_ssh_connect_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_ssh_idle_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
 impl Default for PostgresSection {
     fn default() -> Self {
         PostgresSection { auth: None, tls_cert: None, tls_key: None, max_rows_per_statement: default_max_rows() }
@@ -216,6 +264,7 @@ impl Default for Config {
             ledger: LedgerSection::default(),
             listen: ListenSection::default(),
             postgres: PostgresSection::default(),
+            ssh: SshSection::default(),
             identity: IdentitySection::default(),
             connections: Vec::new(),
             policy: PolicySection::default(),
@@ -318,14 +367,21 @@ impl Config {
             if !names.insert(c.name.as_str()) {
                 return invalid(key("name"), "is used by two connections; names must be unique".into());
             }
-            if c.protocol != "postgres" {
-                return invalid(key("protocol"), format!("{:?} is not supported yet; use \"postgres\"", c.protocol));
+            if c.protocol != "postgres" && c.protocol != "ssh" {
+                return invalid(key("protocol"), format!("{:?} is not supported yet; use \"postgres\" or \"ssh\"", c.protocol));
             }
             if !c.address.contains(':') {
                 return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address));
             }
             if c.password_env.is_some() && c.password_file.is_some() {
                 return invalid(key("password_env / password_file"), "set one or the other".into());
+            }
+            if c.protocol == "ssh" {
+                c.check_ssh(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
+                continue;
+            }
+            if c.private_key_file.is_some() || c.private_key_env.is_some() || c.host_key.is_some() {
+                return invalid(key("private_key_file / private_key_env / host_key"), "are for ssh connections only".into());
             }
             if let Err(problem) = c.tls.parse::<witness_proto_pg::TlsMode>() {
                 return invalid(key("tls"), problem);
@@ -409,6 +465,14 @@ impl Config {
             rule.identities = globs(&r.identities);
             rule.tasks = globs(&r.tasks);
             rule.tables = globs(&r.tables);
+            rule.shell = globs(&r.shell);
+            rule.ssh = r
+                .ssh
+                .iter()
+                .map(|op| op.parse::<witness_policy::SshOperation>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid(key("ssh"), e.to_string()))?;
+
             rule.groups = r.groups.clone();
             rule.sql = r
                 .sql
@@ -416,6 +480,12 @@ impl Config {
                 .map(|class| class.parse::<SqlClass>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| invalid(key("sql"), e.to_string()))?;
+            if rule.is_ssh_rule() && (!rule.sql.is_empty() || !rule.tables.is_empty()) {
+                return Err(invalid(
+                    key("shell / ssh"),
+                    "a rule is about SQL (sql, tables) or about SSH (shell, ssh), not both; split it in two".into(),
+                ));
+            }
             if let Some(pattern) = &r.regex {
                 rule.regex = Some(regex::Regex::new(pattern).map_err(|e| invalid(key("regex"), e.to_string()))?);
             }
@@ -457,6 +527,47 @@ impl Config {
 }
 
 impl ConnectionConfig {
+    /// The checks of an ssh connection; the error is (key, problem).
+    fn check_ssh(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        let sources =
+            [self.private_key_file.is_some(), self.private_key_env.is_some(), self.password_env.is_some(), self.password_file.is_some()];
+        match sources.iter().filter(|s| **s).count() {
+            1 => {}
+            0 => {
+                return Err((
+                    key("private_key_file"),
+                    "an ssh connection needs private_key_file, private_key_env, password_env or password_file".into(),
+                ))
+            }
+            _ => return Err((key("private_key_file / private_key_env / password_env / password_file"), "set exactly one".into())),
+        }
+        if self.user.as_deref().is_none_or(str::is_empty) {
+            return Err((key("user"), "name the user witness logs in to the target as, e.g. user = \"deploy\"".into()));
+        }
+        match &self.host_key {
+            None => Err((
+                key("host_key"),
+                "pin the target's host key (e.g. from `ssh-keyscan -t ed25519 HOST`) or write \"trust-on-first-use\"".into(),
+            )),
+            Some(value) => witness_proto_ssh::HostKeyPolicy::parse(value).map(|_| ()).map_err(|problem| (key("host_key"), problem)),
+        }
+    }
+
+    /// The SSH private key's text, from its file or environment variable, if one is configured.
+    pub fn private_key(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.private_key_file {
+            return std::fs::read_to_string(path)
+                .map(Some)
+                .map_err(|e| format!("connection {}: cannot read private_key_file {}: {e}", self.name, path.display()));
+        }
+        if let Some(var) = &self.private_key_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("connection {}: the environment variable {var} (private_key_env) is not set", self.name));
+        }
+        Ok(None)
+    }
+
     /// The target password, from the environment or a file. None when neither is configured, or
     /// when the environment variable is unset (witness then logs in without one, as for trust).
     pub fn password(&self) -> Result<Option<String>, String> {
@@ -537,6 +648,26 @@ mod tests {
         check(&format!("{rule}action = \"approve\"\napprovers = [\"dba\"]\ntimeout = \"soon\"\n"), Err("timeout"));
         check(&format!("{rule}action = \"deny\"\nregex = \"(\"\n"), Err("regex"));
         check(&format!("{rule}action = \"deny\"\n{rule}action = \"allow\"\n"), Err("name of its own"));
+        let ssh = "[[connections]]\nname = \"web\"\nprotocol = \"ssh\"\naddress = \"127.0.0.1:22\"\nuser = \"deploy\"\n";
+        check(
+            &format!("[listen]\nssh = \"127.0.0.1:2222\"\n{ssh}private_key_file = \"k\"\nhost_key = \"trust-on-first-use\"\n"),
+            Ok(("./witness-data", Durability::Write, 1)),
+        );
+        check(&format!("{ssh}host_key = \"trust-on-first-use\"\n"), Err("needs private_key_file"));
+        check(&format!("{ssh}private_key_file = \"k\"\npassword_env = \"P\"\nhost_key = \"trust-on-first-use\"\n"), Err("exactly one"));
+        check(&format!("{ssh}private_key_file = \"k\"\n"), Err("pin the target's host key"));
+        check(&format!("{ssh}private_key_file = \"k\"\nhost_key = \"ssh-ed25519 x\"\n"), Err("not an OpenSSH public key"));
+        check(
+            &format!("{}private_key_file = \"k\"\nhost_key = \"trust-on-first-use\"\n", ssh.replace("user = \"deploy\"\n", "")),
+            Err("user"),
+        );
+        check(&format!("{PG}host_key = \"trust-on-first-use\"\n"), Err("ssh connections only"));
+        check(&format!("{rule}ssh = [\"tunnel\"]\naction = \"deny\"\n"), Err("port-forward"));
+        check(&format!("{rule}shell = [\"rm *\"]\nsql = [\"drop\"]\naction = \"deny\"\n"), Err("not both"));
+        check(
+            &format!("{rule}shell = [\"rm -rf *\"]\nssh = [\"exec\"]\naction = \"deny\"\n"),
+            Ok(("./witness-data", Durability::Write, 0)),
+        );
         let mask = "[[masking]]\nname = \"pii\"\n";
         check(
             &format!("{mask}columns = [\"*.email\"]\ndetectors = [\"email\", \"secrets\"]\n"),

@@ -11,8 +11,9 @@ use witness_core::{Principal, SessionInfo, Verdict};
 use witness_identity::{looks_like_jwt, AuthenticatedIdentity, OidcVerifier, ScramChallenge, TokenStore};
 use witness_ledger::{Ledger, LedgerError, SessionWriter};
 use witness_policy::mask::{Masking, SessionMasks};
-use witness_policy::{Decision, Policy, Request, SqlClass, Statement};
+use witness_policy::{Decision, Policy, Request, SqlClass, SshOperation, Statement};
 use witness_proto_pg::{AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
+use witness_proto_ssh::{SshGate, SshTarget};
 
 use crate::approvals::{Approvals, HoldRequest};
 use crate::registry::Registry;
@@ -21,6 +22,7 @@ pub struct Gate {
     pub tokens: Arc<TokenStore>,
     pub ledger: Arc<Ledger>,
     pub pg_targets: HashMap<String, Arc<PgTarget>>,
+    pub ssh_targets: HashMap<String, Arc<SshTarget>>,
     pub registry: Registry,
     /// Swapped whole on reload; live sessions see new rules from their next request on.
     pub policy: RwLock<Arc<Policy>>,
@@ -123,6 +125,17 @@ fn subject_masks(masking: &RwLock<Arc<Masking>>, subject: &Subject) -> Option<Ar
     masking.for_session(&subject.info.connection, &subject.principal.groups)
 }
 
+/// A live session's request as policy sees it: who asks, through which connection, what.
+fn policy_request<'a>(subject: &'a Subject, text: &'a str) -> Request<'a> {
+    Request {
+        identity: &subject.info.identity,
+        groups: &subject.principal.groups,
+        connection: &subject.info.connection,
+        task: subject.info.task.as_deref(),
+        sql: text,
+    }
+}
+
 fn principal(identity: AuthenticatedIdentity) -> Principal {
     Principal {
         identity: identity.name().to_string(),
@@ -199,13 +212,7 @@ impl PgGate for Gate {
 
     fn decide(&self, subject: &Subject, text: &str) -> Verdict {
         let policy = self.current_policy();
-        let request = Request {
-            identity: &subject.info.identity,
-            groups: &subject.principal.groups,
-            connection: &subject.info.connection,
-            task: subject.info.task.as_deref(),
-            sql: text,
-        };
+        let request = policy_request(subject, text);
         // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
         // counted, not recorded: rules for the recording only do not matter here.)
         let column_masks = subject_masks(&self.masking, subject).filter(|masks| masks.has_client_column_rules());
@@ -248,6 +255,65 @@ impl PgGate for Gate {
 
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
         subject_masks(&self.masking, subject)
+    }
+
+    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {
+        let (rx, registration) = self.registry.register(&principal.credential);
+        (rx, Box::new(registration))
+    }
+}
+
+impl SshGate for Gate {
+    async fn verify_token(&self, token: &str) -> Result<Principal, AuthRefused> {
+        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(token)) {
+            return oidc
+                .verify(token)
+                .await
+                .map(principal)
+                .map_err(|refusal| AuthRefused { reason: format!("the JWT was refused: {refusal}"), client_reason: None });
+        }
+        self.tokens.verify_bearer(token).map(principal).map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None })
+    }
+
+    fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused> {
+        self.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {
+            reason: format!("no identity has the key {fingerprint}; register it with `witness identity add-key`"),
+            client_reason: None,
+        })
+    }
+
+    fn target(&self, connection: &str) -> Result<Arc<SshTarget>, Vec<String>> {
+        self.ssh_targets.get(connection).cloned().ok_or_else(|| {
+            let mut names: Vec<String> = self.ssh_targets.keys().cloned().collect();
+            names.sort();
+            names
+        })
+    }
+
+    async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
+        self.ledger.open_session(info).await
+    }
+
+    fn decide(&self, subject: &Subject, operation: SshOperation, text: &str) -> Verdict {
+        let policy = self.current_policy();
+        match witness_policy::decide_ssh(&policy, &policy_request(subject, text), operation) {
+            Decision::Allow { rule } => Verdict::Allow { rule },
+            Decision::Deny { rule, message } => Verdict::Deny { rule, message, classes: vec![operation.as_str().to_string()] },
+            Decision::Approve { rule, approvers, timeout } => {
+                let statement = if text.is_empty() { operation.as_str().to_string() } else { format!("{operation}: {text}") };
+                Verdict::Hold(self.approvals.hold(HoldRequest {
+                    session: subject.session.to_string(),
+                    requester: &subject.principal,
+                    connection: &subject.info.connection,
+                    task: subject.info.task.as_deref(),
+                    statement: &statement,
+                    classes: vec![operation.as_str().to_string()],
+                    rule,
+                    approvers,
+                    timeout,
+                }))
+            }
+        }
     }
 
     fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {

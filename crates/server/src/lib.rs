@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
 use witness_proto_pg::{FrontAuth, Interrupt, PgFront, PgSettings, PgTarget, Secret, TlsMode};
+use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 pub use approvals::Approvals;
 pub use config::{Config, ConfigError};
@@ -46,6 +47,8 @@ pub enum ServeError {
     Config(#[from] ConfigError),
     #[error("cannot read or create the masking key {path}: {source}; check the data directory's permissions")]
     MaskKey { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    SshHostKey(#[from] witness_proto_ssh::HostKeyError),
 }
 
 /// The key of the `hash` masking style, in the data directory: made once, so the same value
@@ -88,6 +91,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let tokens = Arc::new(TokenStore::open(data_dir)?);
     let pg_targets = pg_targets(config)?;
+    let ssh_targets = ssh_targets(config)?;
     let registry = Registry::default();
     let config_name = config_path.unwrap_or(Path::new("(defaults)"));
     let policy = config.policy(config_name)?;
@@ -97,6 +101,7 @@ pub async fn serve(
         tokens: tokens.clone(),
         ledger,
         pg_targets,
+        ssh_targets,
         registry: registry.clone(),
         policy: RwLock::new(Arc::new(policy)),
         approvals: Approvals::default(),
@@ -118,7 +123,25 @@ pub async fn serve(
         };
         let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });
         tracing::info!(%address, connections = gate.pg_targets.len(), "PostgreSQL listener ready");
-        listeners.spawn(accept_loop(listener, front, stop_rx.clone()));
+        listeners.spawn(accept_loop(listener, "PostgreSQL", stop_rx.clone(), move |tcp, peer| {
+            witness_proto_pg::serve_client(front.clone(), tcp, peer)
+        }));
+    }
+    if let Some(address) = config.listen.ssh {
+        let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "SSH", address, source })?;
+        let host_key_path = config.ssh.host_key.clone().unwrap_or_else(|| data_dir.join("ssh").join("host_ed25519"));
+        let host_key = witness_proto_ssh::load_or_create_host_key(&host_key_path)?;
+        let settings = SshSettings {
+            host_keys: vec![host_key],
+            known_hosts: data_dir.join("ssh").join("known_hosts"),
+            connect_timeout: config.ssh.connect_timeout,
+            inactivity_timeout: config.ssh.idle_timeout,
+        };
+        let front = Arc::new(SshFront::new(gate.clone(), settings));
+        tracing::info!(%address, connections = gate.ssh_targets.len(), "SSH listener ready");
+        listeners.spawn(accept_loop(listener, "SSH", stop_rx.clone(), move |tcp, peer| {
+            witness_proto_ssh::serve_client(front.clone(), tcp, peer)
+        }));
     }
     if let Some(address) = config.listen.api {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
@@ -176,11 +199,11 @@ async fn reload_loop(path: PathBuf, gate: Arc<Gate>) {
 
 /// Accepts clients until told to stop, then waits up to the grace period for the sessions it
 /// started (already told to end by the registry) before cutting the rest off.
-async fn accept_loop<G: witness_proto_pg::PgGate>(
-    listener: TcpListener,
-    front: Arc<PgFront<G>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn accept_loop<F, S>(listener: TcpListener, protocol: &'static str, mut stop: tokio::sync::watch::Receiver<bool>, serve: S)
+where
+    S: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut sessions = JoinSet::new();
     loop {
@@ -195,13 +218,13 @@ async fn accept_loop<G: witness_proto_pg::PgGate>(
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "accepting a PostgreSQL client failed");
+                tracing::warn!(error = %e, protocol, "accepting a client failed");
                 continue;
             }
         };
-        let front = front.clone();
+        let session = serve(tcp, peer);
         sessions.spawn(async move {
-            witness_proto_pg::serve_client(front, tcp, peer).await;
+            session.await;
             drop(permit);
         });
         // Reap finished sessions so the set does not grow.
@@ -263,6 +286,30 @@ fn pg_targets(config: &Config) -> Result<HashMap<String, Arc<PgTarget>>, ServeEr
             tls,
             catalog: Default::default(),
         };
+        targets.insert(c.name.clone(), Arc::new(target));
+    }
+    Ok(targets)
+}
+
+fn ssh_targets(config: &Config) -> Result<HashMap<String, Arc<SshTarget>>, ServeError> {
+    let mut targets = HashMap::new();
+    for c in config.connections.iter().filter(|c| c.protocol == "ssh") {
+        let auth = match c.private_key().map_err(ServeError::Target)? {
+            Some(text) => TargetAuth::private_key(&text).map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?,
+            None => match c.password().map_err(ServeError::Target)? {
+                Some(password) => TargetAuth::password(password),
+                None => {
+                    return Err(ServeError::Target(format!(
+                        "connection {}: no private key or password to log in to the target with",
+                        c.name
+                    )))
+                }
+            },
+        };
+        let host_key = HostKeyPolicy::parse(c.host_key.as_deref().unwrap_or_default())
+            .map_err(|e| ServeError::Target(format!("connection {}: host_key: {e}", c.name)))?;
+        let target =
+            SshTarget { name: c.name.clone(), address: c.address.clone(), user: c.user.clone().unwrap_or_default(), auth, host_key };
         targets.insert(c.name.clone(), Arc::new(target));
     }
     Ok(targets)

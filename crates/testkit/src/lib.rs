@@ -15,6 +15,9 @@
 //! * [`OidcProvider`] — a real OpenID provider (the certified `oidc-provider`
 //!   npm package under Node.js) that mints JWT access tokens by the
 //!   client-credentials grant.
+//! * [`Sshd`] — a throw-away OpenSSH server (key-only login as the current
+//!   user) with its host key for pinning, plus [`SshKeyPair`] for making
+//!   further client keys.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,11 +25,13 @@
 mod oidc;
 mod postgres;
 mod python;
+mod sshd;
 mod util;
 
 pub use oidc::{OidcProvider, AGENT_CLIENT, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
+pub use sshd::{SshKeyPair, Sshd, SshdOptions};
 
 use std::net::{Ipv4Addr, TcpListener};
 

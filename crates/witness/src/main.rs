@@ -1,5 +1,6 @@
 //! The `witness` binary: the gateway process (`serve`) and the command line tools that read its
-//! ledger (`sessions`, `verify`, `export`, `checkpoint`), decide held requests through its API
+//! ledger (`sessions`, `replay`, `verify`, `export`, `checkpoint`), manage credentials (`token`,
+//! `identity`), decide held requests through its API
 //! (`approvals`), or measure it (`bench`).
 //!
 //! This crate wires things together and talks to people; what it runs lives in the library crates.
@@ -46,6 +47,11 @@ enum Command {
     /// Create, list and revoke the tokens agents and people authenticate with.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// Register SSH public keys to identities (and list and remove them).
+    #[command(subcommand)]
+    Identity(commands::identity::IdentityCommand),
+    /// Play a recorded SSH terminal session in this terminal.
+    Replay(commands::replay::ReplayArgs),
     /// List, approve and deny requests held for approval (a client of the running witness's API).
     #[command(subcommand)]
     Approvals(commands::approvals::ApprovalsCommand),
@@ -64,6 +70,8 @@ fn main() -> ExitCode {
         Command::Checkpoint(ref cmd) => commands::verify::run_checkpoint(&cli, cmd),
         Command::Export(ref args) => commands::verify::run_export(&cli, args),
         Command::Token(ref cmd) => commands::token::run(&cli, cmd),
+        Command::Identity(ref cmd) => commands::identity::run(&cli, cmd),
+        Command::Replay(ref args) => commands::replay::run(&cli, args),
         Command::Approvals(ref cmd) => commands::approvals::run(&cli, cmd),
         Command::Bench(ref cmd) => commands::bench::run(&cli, cmd),
     };

@@ -2,6 +2,8 @@
 
 pub mod approvals;
 pub mod bench;
+pub mod identity;
+pub mod replay;
 pub mod serve;
 pub mod sessions;
 pub mod token;

@@ -73,10 +73,7 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         SessionsCommand::Show(args) => {
-            let session = index.session(args.id)?.with_context(|| format!("no session {} in {}", args.id, data_dir.display()))?;
-            let segments = LedgerPaths::new(&data_dir).segments;
-            let events =
-                index.events(args.id)?.iter().map(|e| read_event_at(&segments, e.segment_idx, e.offset)).collect::<Result<Vec<_>, _>>()?;
+            let (session, events) = read_session(&data_dir, args.id)?;
             if args.json {
                 let mut out = session_json(&session);
                 out["events"] = events.iter().map(event_json).collect();
@@ -87,6 +84,16 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A session's summary and every event of it, payloads read from the segments.
+pub fn read_session(data_dir: &std::path::Path, id: SessionId) -> anyhow::Result<(SessionSummary, Vec<StoredEvent>)> {
+    let index = open_index(data_dir).with_context(|| format!("cannot read the ledger index in {}", data_dir.display()))?;
+    let session =
+        index.session(id)?.with_context(|| format!("no session {id} in {}; list them with `witness sessions list`", data_dir.display()))?;
+    let segments = LedgerPaths::new(data_dir).segments;
+    let events = index.events(id)?.iter().map(|e| read_event_at(&segments, e.segment_idx, e.offset)).collect::<Result<Vec<_>, _>>()?;
+    Ok((session, events))
 }
 
 fn status(s: &SessionSummary) -> &'static str {

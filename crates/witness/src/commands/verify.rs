@@ -62,6 +62,8 @@ pub struct ExportArgs {
 pub enum ExportFormat {
     /// JSON lines: a header, one line per event, then the Merkle inclusion proof and checkpoint.
     Jsonl,
+    /// asciicast v2 of an SSH session's terminal, for asciinema (not verifiable on its own).
+    Asciicast,
 }
 
 pub fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -148,7 +150,9 @@ pub fn run_checkpoint(cli: &Cli, cmd: &CheckpointCommand) -> anyhow::Result<Exit
 pub fn run_export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
     let paths = LedgerPaths::new(&data_dir);
-    let ExportFormat::Jsonl = args.format;
+    if let ExportFormat::Asciicast = args.format {
+        return export_asciicast(&data_dir, args);
+    }
     let summary = match &args.output {
         Some(path) => {
             let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -243,4 +247,32 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
         "problems_not_listed": report.problems_not_listed,
         "seconds": report.elapsed.as_secs_f64(),
     })
+}
+
+fn export_asciicast(data_dir: &std::path::Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let (session, events) = crate::commands::sessions::read_session(data_dir, args.id)?;
+    let cast = witness_proto_ssh::asciicast::from_events(&events).with_context(|| {
+        format!("session {} ({}) has no terminal to export: it has no pty and no output", args.id, session.info.connection)
+    })?;
+    match &args.output {
+        Some(path) => {
+            let mut out = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+            cast.write_asciicast(&mut out)?;
+            out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            cast.write_asciicast(&mut out)?;
+            out.flush().context("cannot write to standard output")?;
+        }
+    }
+    eprintln!(
+        "exported channel {} of session {} as asciicast v2 ({} frames, {:.1} s)",
+        cast.channel,
+        args.id,
+        cast.frames.len(),
+        cast.duration()
+    );
+    Ok(ExitCode::SUCCESS)
 }

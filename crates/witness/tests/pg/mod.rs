@@ -80,11 +80,18 @@ address = "127.0.0.1:{down}"
             pg_port = pg.port(),
             down = free_port(),
         );
+        Gateway::launch(dir, port, &config, &[("WITNESS_TEST_PG_PASSWORD", SCRAM_PASSWORD)])
+    }
+
+    /// Starts `witness serve` on a config written into `dir` (whose data_dir should be
+    /// `dir/data`), with `env` set; returns once witness says it runs. `port` is the listener
+    /// tests mostly connect to.
+    pub fn launch(dir: tempfile::TempDir, port: u16, config: &str, env: &[(&str, &str)]) -> Gateway {
         let config_path = dir.path().join("witness.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
             .args(["serve", "--config", config_path.to_str().unwrap()])
-            .env("WITNESS_TEST_PG_PASSWORD", SCRAM_PASSWORD)
+            .envs(env.iter().copied())
             .env("WITNESS_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()

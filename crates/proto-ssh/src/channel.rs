@@ -1,0 +1,485 @@
+//! One channel relayed between the client and the target, in two tasks: the client side reads what
+//! the client sends (requests, bytes, EOF, close), decides on shell, exec and subsystem requests
+//! with the gate, records, and only then forwards; the target side records what the target sends
+//! (bytes, exit status, EOF, close) before it reaches the client. An SFTP channel is recorded as
+//! SFTP operations and byte counts, a `git-receive-pack` channel also as the ref updates it pushes
+//! and the target's report on them.
+//!
+//! Replies to the client's channel requests are sent by the front as the requests arrive (russh
+//! pairs a reply with the channel's latest request); a request the gate denies is answered on the
+//! channel itself: a line on stderr, exit status 126, and the channel closes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use russh::{client, server, Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use serde_json::json;
+use witness_core::{ApprovalOutcome, Direction, Event, Interrupt, Subject, Verdict};
+use witness_ledger::SessionWriter;
+use witness_policy::SshOperation;
+
+use crate::git::{parse_git_command, GitService, ReceivePackStream};
+use crate::record::{self, channel_note, with_verdict};
+use crate::sftp::SftpStream;
+use crate::SshGate;
+
+/// The exit status a client sees for a command witness refused (as a shell's "cannot execute").
+pub(crate) const REFUSED_EXIT_STATUS: u32 = 126;
+
+/// What a relayed channel needs from its session.
+pub(crate) struct ChannelContext<G> {
+    pub gate: Arc<G>,
+    pub subject: Arc<Subject>,
+    pub writer: Arc<SessionWriter>,
+    /// The session's interrupt (revocation, shutdown): a held request stops waiting on it.
+    pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
+    /// For what a channel half cannot send (exit signals) and for ending the session when the
+    /// ledger fails.
+    pub client: server::Handle,
+}
+
+/// What the channel turned out to carry, which decides how its bytes are recorded.
+enum Mode {
+    /// No shell, exec or subsystem yet.
+    Idle,
+    /// Bytes recorded as they are (shell, exec, git fetch, other subsystems, tunnels).
+    Bytes,
+    Sftp(SftpStream),
+    GitPush(ReceivePackStream),
+}
+
+/// State both halves of a channel look at.
+struct Shared {
+    mode: Mode,
+    /// Requests forwarded to the target with want-reply, oldest first, so that the target's
+    /// answers can be told apart.
+    asked: VecDeque<&'static str>,
+}
+
+type SharedState = Arc<Mutex<Shared>>;
+
+/// The channel ended in a way the session cannot survive: the ledger refused a record.
+struct LedgerFailed;
+
+/// Relays a session channel until either side closes it.
+pub(crate) async fn relay_session<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::Msg>, target: Channel<client::Msg>) {
+    relay(ctx, client, target, Mode::Idle).await
+}
+
+/// Relays a direct-tcpip channel (a local port forwarding a rule allowed): bytes each way.
+pub(crate) async fn relay_tunnel<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::Msg>, target: Channel<client::Msg>) {
+    relay(ctx, client, target, Mode::Bytes).await
+}
+
+async fn relay<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::Msg>, target: Channel<client::Msg>, mode: Mode) {
+    let id = u32::from(client.id());
+    let shared: SharedState = Arc::new(Mutex::new(Shared { mode, asked: VecDeque::new() }));
+    let (client_read, client_write) = client.split();
+    let (target_read, target_write) = target.split();
+    let client_write = Arc::new(client_write);
+    let to_client = tokio::spawn(target_to_client(ctx.clone(), id, target_read, client_write.clone(), shared.clone()));
+    let outcome = client_to_target(&ctx, id, client_read, &client_write, &target_write, &shared).await;
+    if outcome.is_err() {
+        end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
+    }
+    // The target side ends when the target closes its channel, which it does after ours.
+    let _ = target_write.close().await;
+    let _ = to_client.await;
+}
+
+/// The client side: requests and bytes from the client, decided and recorded, then forwarded.
+async fn client_to_target<G: SshGate>(
+    ctx: &ChannelContext<G>,
+    id: u32,
+    mut client_read: ChannelReadHalf,
+    client_write: &ChannelWriteHalf<server::Msg>,
+    target: &ChannelWriteHalf<client::Msg>,
+    shared: &SharedState,
+) -> Result<(), LedgerFailed> {
+    let record = |event: Event| async move { append(&ctx.writer, &event).await };
+    while let Some(message) = client_read.wait().await {
+        match message {
+            ChannelMsg::Data { data } => {
+                record(input_event(id, &data, shared)?).await?;
+                if target.data_bytes(data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                record(record::data("ssh.input", Direction::Request, id, Some("stderr"), &data)).await?;
+                let _ = target.extended_data_bytes(ext, data).await;
+            }
+            ChannelMsg::Eof => {
+                record(channel_note("ssh.eof", Direction::Request, id, "end of input from the client")).await?;
+                let _ = target.eof().await;
+            }
+            ChannelMsg::Close => {
+                record(channel_note("ssh.close", Direction::Request, id, "the client closed the channel")).await?;
+                break;
+            }
+            ChannelMsg::RequestPty { term, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
+                record(record::pty(id, &term, col_width, row_height)).await?;
+                ask(shared, "pty");
+                let _ = target.request_pty(true, &term, col_width, row_height, pix_width, pix_height, &terminal_modes).await;
+            }
+            ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
+                let event = channel_note("ssh.env", Direction::Request, id, format!("env {variable_name}"))
+                    .with_attr("name", variable_name.clone())
+                    .with_attr("value", variable_value.clone());
+                record(event).await?;
+                let _ = target.set_env(false, variable_name, variable_value).await;
+            }
+            ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
+                record(record::resize(id, col_width, row_height)).await?;
+                let _ = target.window_change(col_width, row_height, pix_width, pix_height).await;
+            }
+            ChannelMsg::Signal { signal } => {
+                let name = signal_name(&signal);
+                record(channel_note("ssh.signal", Direction::Request, id, format!("signal {name}")).with_attr("signal", name)).await?;
+                let _ = target.signal(signal).await;
+            }
+            ChannelMsg::RequestShell { .. } => {
+                let event = channel_note("ssh.shell", Direction::Request, id, "shell");
+                if !start(ctx, id, SshOperation::Shell, "", event, client_write).await? {
+                    break;
+                }
+                shared_lock(shared).mode = Mode::Bytes;
+                ask(shared, "shell");
+                let _ = target.request_shell(true).await;
+            }
+            ChannelMsg::Exec { command, .. } => {
+                let command = String::from_utf8_lossy(&command).into_owned();
+                let git = parse_git_command(&command);
+                let operation = match git.as_ref().map(|g| g.service) {
+                    Some(GitService::ReceivePack) => SshOperation::GitPush,
+                    Some(GitService::UploadPack | GitService::UploadArchive) => SshOperation::GitFetch,
+                    None => SshOperation::Exec,
+                };
+                let mut event =
+                    witness_core::Event::text(record::kind("ssh.exec"), Direction::Request, clip_line(&command), command.clone())
+                        .with_attr("channel", id)
+                        .with_attr("operation", operation.as_str());
+                if let Some(git) = &git {
+                    event = event.with_attr("git_service", git.service.as_str()).with_attr("repository", git.repository.clone());
+                }
+                if !start(ctx, id, operation, &command, event, client_write).await? {
+                    break;
+                }
+                shared_lock(shared).mode =
+                    if operation == SshOperation::GitPush { Mode::GitPush(ReceivePackStream::new()) } else { Mode::Bytes };
+                ask(shared, "exec");
+                let _ = target.exec(true, command).await;
+            }
+            ChannelMsg::RequestSubsystem { name, .. } => {
+                let operation = if name == "sftp" { SshOperation::Sftp } else { SshOperation::Subsystem };
+                let event =
+                    channel_note("ssh.subsystem", Direction::Request, id, format!("subsystem {name}")).with_attr("name", name.clone());
+                if !start(ctx, id, operation, &name, event, client_write).await? {
+                    break;
+                }
+                shared_lock(shared).mode = if operation == SshOperation::Sftp { Mode::Sftp(SftpStream::new()) } else { Mode::Bytes };
+                ask(shared, "subsystem");
+                let _ = target.request_subsystem(true, name).await;
+            }
+            // Refused by the front as they arrive (and recorded there); nothing to forward.
+            ChannelMsg::AgentForward { .. } | ChannelMsg::RequestX11 { .. } => {}
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The target side: everything the target sends, recorded before the client sees it.
+async fn target_to_client<G: SshGate>(
+    ctx: Arc<ChannelContext<G>>,
+    id: u32,
+    mut target_read: ChannelReadHalf,
+    client: Arc<ChannelWriteHalf<server::Msg>>,
+    shared: SharedState,
+) {
+    let result: Result<(), LedgerFailed> = async {
+        while let Some(message) = target_read.wait().await {
+            match message {
+                ChannelMsg::Data { data } => {
+                    for event in output_events(id, &data, &shared) {
+                        append(&ctx.writer, &event).await?;
+                    }
+                    if client.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    append(&ctx.writer, &record::data("ssh.output", Direction::Response, id, Some("stderr"), &data)).await?;
+                    let _ = client.extended_data_bytes(ext, data).await;
+                }
+                ChannelMsg::Eof => {
+                    append(&ctx.writer, &channel_note("ssh.eof", Direction::Response, id, "end of output from the target")).await?;
+                    let _ = client.eof().await;
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    let event = channel_note("ssh.exit", Direction::Response, id, format!("exit status {exit_status}"))
+                        .with_attr("status", exit_status);
+                    append(&ctx.writer, &event).await?;
+                    let _ = client.exit_status(exit_status).await;
+                }
+                ChannelMsg::ExitSignal { signal_name: signal, core_dumped, error_message, lang_tag } => {
+                    let name = signal_name(&signal);
+                    let event = channel_note("ssh.exit", Direction::Response, id, format!("killed by signal {name}"))
+                        .with_attr("signal", name)
+                        .with_attr("core_dumped", core_dumped)
+                        .with_attr("message", error_message.clone());
+                    append(&ctx.writer, &event).await?;
+                    let _ = ctx.client.exit_signal_request(client.id(), signal, core_dumped, error_message, lang_tag).await;
+                }
+                ChannelMsg::Success => {
+                    shared_lock(&shared).asked.pop_front();
+                }
+                ChannelMsg::Failure => {
+                    let asked = shared_lock(&shared).asked.pop_front().unwrap_or("request");
+                    let event =
+                        channel_note("ssh.target-refused", Direction::Response, id, format!("the target refused the {asked} request"))
+                            .with_attr("request", asked);
+                    append(&ctx.writer, &event).await?;
+                    if asked != "pty" {
+                        let line = format!("witness: the target refused the {asked} request\r\n");
+                        let _ = client.extended_data_bytes(1, Bytes::from(line)).await;
+                        let _ = client.exit_status(REFUSED_EXIT_STATUS).await;
+                        let _ = client.close().await;
+                        break;
+                    }
+                }
+                ChannelMsg::Close => {
+                    append(&ctx.writer, &channel_note("ssh.close", Direction::Response, id, "the target closed the channel")).await?;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = client.close().await;
+    if result.is_err() {
+        end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
+    }
+}
+
+/// Decides on a shell, exec or subsystem request and records it with the decision. Returns
+/// whether it may go on; a refused request has been answered on the channel and closed it.
+async fn start<G: SshGate>(
+    ctx: &ChannelContext<G>,
+    id: u32,
+    operation: SshOperation,
+    text: &str,
+    event: Event,
+    client: &ChannelWriteHalf<server::Msg>,
+) -> Result<bool, LedgerFailed> {
+    let verdict = ctx.gate.decide(&ctx.subject, operation, text);
+    append(&ctx.writer, &with_verdict(event, &verdict)).await?;
+    let refusal = match verdict {
+        Verdict::Allow { .. } => return Ok(true),
+        Verdict::Deny { rule, message, .. } => format!("witness: denied by rule \"{rule}\": {message}"),
+        Verdict::Hold(held) => {
+            let waiting = format!(
+                "witness: holding this {operation} for approval {} (rule \"{}\"); it runs once an approver allows it\r\nwitness: {}\r\n",
+                held.approval_id, held.rule, held.instructions
+            );
+            let _ = client.extended_data_bytes(1, Bytes::from(waiting)).await;
+            let started = Instant::now();
+            let mut interrupt = ctx.interrupt.clone();
+            let outcome = tokio::select! {
+                outcome = held.outcome => Some(outcome),
+                _ = interrupt.wait_for(|i| i.is_some()) => None,
+            };
+            let waited_ms = started.elapsed().as_millis() as u64;
+            let (name, by, refusal) = match &outcome {
+                Some(ApprovalOutcome::Approved { by }) => ("approved", Some(by.as_str()), None),
+                Some(ApprovalOutcome::Denied { by }) => (
+                    "denied",
+                    Some(by.as_str()),
+                    Some(format!("witness: denied by {by} (witness approval {}, rule \"{}\")", held.approval_id, held.rule)),
+                ),
+                Some(ApprovalOutcome::TimedOut) => (
+                    "timed-out",
+                    None,
+                    Some(format!(
+                        "witness: approval {} (rule \"{}\") was not decided within {}; the {operation} did not run",
+                        held.approval_id,
+                        held.rule,
+                        humanize(held.timeout)
+                    )),
+                ),
+                None => ("withdrawn", None, Some("witness: the session is ending".to_string())),
+            };
+            append(&ctx.writer, &record::approval_decided(&held.approval_id, &held.rule, name, by, waited_ms)).await?;
+            match refusal {
+                None => return Ok(true),
+                Some(refusal) => refusal,
+            }
+        }
+    };
+    let _ = client.extended_data_bytes(1, Bytes::from(format!("{refusal}\r\n"))).await;
+    append(
+        &ctx.writer,
+        &channel_note("ssh.exit", Direction::Gateway, id, format!("refused by witness: exit status {REFUSED_EXIT_STATUS}"))
+            .with_attr("status", REFUSED_EXIT_STATUS),
+    )
+    .await?;
+    let _ = client.exit_status(REFUSED_EXIT_STATUS).await;
+    let _ = client.eof().await;
+    let _ = client.close().await;
+    Ok(false)
+}
+
+/// The event for bytes the client sent, by what the channel carries.
+fn input_event(id: u32, data: &[u8], shared: &SharedState) -> Result<Event, LedgerFailed> {
+    let mut shared = shared_lock(shared);
+    Ok(match &mut shared.mode {
+        Mode::Sftp(stream) => match stream.client_bytes(data) {
+            Ok(ops) => {
+                let summary = summarize(ops.iter().map(|op| op.summary()), data.len());
+                let list: Vec<_> = ops.iter().map(|op| json!({"op": op.name(), "summary": op.summary()})).collect();
+                record::stream_ops("sftp.request", Direction::Request, id, data.len(), summary, json!(list))
+            }
+            Err(e) => {
+                // Not SFTP as witness understands it: recorded as bytes from here on.
+                tracing::warn!(channel = id, error = %e, "cannot follow the SFTP stream; recording its bytes");
+                shared.mode = Mode::Bytes;
+                record::data("ssh.input", Direction::Request, id, None, data).with_attr("sftp_error", e.to_string())
+            }
+        },
+        Mode::GitPush(stream) => {
+            let mut event = record::data("ssh.input", Direction::Request, id, None, data);
+            match stream.client_bytes(data) {
+                Ok(Some(updates)) => {
+                    let list: Vec<_> = updates.iter().map(|u| json!({"old": u.old, "new": u.new, "ref": u.name})).collect();
+                    event = event.with_attr("git_push", json!(list));
+                }
+                Ok(None) => {}
+                Err(e) => event = event.with_attr("git_error", e.to_string()),
+            }
+            event
+        }
+        Mode::Idle | Mode::Bytes => record::data("ssh.input", Direction::Request, id, None, data),
+    })
+}
+
+/// The events for bytes the target sent (more than one when a git push report completes).
+fn output_events(id: u32, data: &[u8], shared: &SharedState) -> Vec<Event> {
+    let mut shared = shared_lock(shared);
+    match &mut shared.mode {
+        Mode::Sftp(stream) => match stream.server_bytes(data) {
+            Ok(replies) => {
+                let summary = summarize(replies.iter().map(|r| r.summary()), data.len());
+                let list: Vec<_> = replies.iter().map(|r| json!({"reply": r.name(), "summary": r.summary()})).collect();
+                vec![record::stream_ops("sftp.reply", Direction::Response, id, data.len(), summary, json!(list))]
+            }
+            Err(e) => {
+                tracing::warn!(channel = id, error = %e, "cannot follow the SFTP replies; recording their bytes");
+                shared.mode = Mode::Bytes;
+                vec![record::data("ssh.output", Direction::Response, id, Some("stdout"), data).with_attr("sftp_error", e.to_string())]
+            }
+        },
+        Mode::GitPush(stream) => {
+            let mut events = vec![record::data("ssh.output", Direction::Response, id, Some("stdout"), data)];
+            let report = match stream.server_bytes(data) {
+                Ok(report) => report,
+                Err(e) => {
+                    events[0] = events[0].clone().with_attr("git_error", e.to_string());
+                    None
+                }
+            };
+            if let Some(report) = report {
+                let refs: Vec<_> = report.refs.iter().map(|r| json!({"ref": r.name, "ok": r.ok, "reason": r.reason})).collect();
+                let unpack = match &report.unpack {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => e.clone(),
+                };
+                let summary = report
+                    .refs
+                    .iter()
+                    .map(|r| if r.ok { format!("{} ok", r.name) } else { format!("{} rejected", r.name) })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                events.push(
+                    Event::note(record::kind("git.report"), Direction::Response, format!("push report: {summary}"))
+                        .with_attr("channel", id)
+                        .with_attr("unpack", unpack)
+                        .with_attr("refs", json!(refs)),
+                );
+            }
+            events
+        }
+        Mode::Idle | Mode::Bytes => vec![record::data("ssh.output", Direction::Response, id, Some("stdout"), data)],
+    }
+}
+
+async fn append(writer: &SessionWriter, event: &Event) -> Result<(), LedgerFailed> {
+    writer.append(event).await.map(|_| ()).map_err(|e| {
+        tracing::error!(session = %writer.id(), error = %e, "cannot record an SSH event; ending the session (fail closed)");
+        LedgerFailed
+    })
+}
+
+async fn end_session(client: &server::Handle, why: &str) {
+    let _ = client.disconnect(russh::Disconnect::ByApplication, why.to_string(), "en".to_string()).await;
+}
+
+fn ask(shared: &SharedState, request: &'static str) {
+    let mut shared = shared_lock(shared);
+    // Bounded: a target that never answers cannot make this grow past a handful.
+    if shared.asked.len() < 64 {
+        shared.asked.push_back(request);
+    }
+}
+
+fn shared_lock(shared: &SharedState) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn summarize(items: impl Iterator<Item = String>, n_bytes: usize) -> String {
+    let items: Vec<String> = items.collect();
+    match items.len() {
+        0 => format!("{n_bytes} bytes"),
+        1 => items.into_iter().next().expect("one item"),
+        n => format!("{} (+{} more)", items[0], n - 1),
+    }
+}
+
+fn clip_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let mut clipped: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 || text.lines().nth(1).is_some() {
+        clipped.push('…');
+    }
+    clipped
+}
+
+fn humanize(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+pub(crate) fn signal_name(signal: &Sig) -> String {
+    match signal {
+        Sig::ABRT => "ABRT".into(),
+        Sig::ALRM => "ALRM".into(),
+        Sig::FPE => "FPE".into(),
+        Sig::HUP => "HUP".into(),
+        Sig::ILL => "ILL".into(),
+        Sig::INT => "INT".into(),
+        Sig::KILL => "KILL".into(),
+        Sig::PIPE => "PIPE".into(),
+        Sig::QUIT => "QUIT".into(),
+        Sig::SEGV => "SEGV".into(),
+        Sig::TERM => "TERM".into(),
+        Sig::USR1 => "USR1".into(),
+        Sig::Custom(name) => name.chars().take(32).collect(),
+    }
+}

@@ -1,0 +1,407 @@
+//! The front half: the SSH server clients log in to. The user name picks the connection; a public
+//! key registered to an identity or a witness token given as the password decides who the client
+//! is. Once authenticated, witness opens the session's recording, logs in to the target (checking
+//! its host key) and relays each channel the client opens (`channel`). Forwardings are decided by
+//! the gate: a refused one is recorded and refused; agent and X11 forwarding and remote (`-R`)
+//! port forwarding are always refused (witness cannot record what crosses them yet).
+//!
+//! What this module does not do: look at the bytes of a channel (that is `channel`'s work).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::keys::HashAlg;
+use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Pty, SshId};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use witness_core::{AuthRefused, Direction, Event, Interrupt, Principal, Protocol, SessionId, SessionInfo, Subject, Verdict};
+use witness_policy::SshOperation;
+
+use crate::back::{self, TargetHandle};
+use crate::channel::{self, ChannelContext};
+use crate::record::{self, with_verdict};
+use crate::{SshFront, SshGate, SshSettings, SshTarget};
+
+/// How long a session's channels get to end by themselves after the client left.
+const CHANNEL_SETTLE: Duration = Duration::from_millis(500);
+/// How long they get to record their last events once the target connection is closed too.
+const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves one client connection until it ends, then closes its recording.
+pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let live: Arc<Mutex<Option<Live<G>>>> = Arc::new(Mutex::new(None));
+    let end_reason: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let handler = Connection { front: front.clone(), peer, principal: None, live: live.clone(), end_reason: end_reason.clone() };
+    let result = match server::run_stream(front.config.clone(), tcp, handler).await {
+        Ok(running) => running.await,
+        Err(e) => Err(e),
+    };
+    let taken = live.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(mut live) = taken else {
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "SSH client left before a session opened");
+        }
+        return;
+    };
+    let reason = end_reason.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| match &result {
+        Ok(()) => "the client disconnected".to_string(),
+        Err(e) => format!("the connection failed: {e}"),
+    });
+    // Channels end once the connection is gone and the target closed them; give them a moment
+    // to record their last events. A target that keeps a channel open (a command still running)
+    // is disconnected, which ends the rest.
+    let settled = tokio::time::timeout(CHANNEL_SETTLE, async { while live.channels.join_next().await.is_some() {} }).await;
+    let _ = live.target.disconnect(Disconnect::ByApplication, "the client left", "en").await;
+    if settled.is_err() {
+        let drained = tokio::time::timeout(CHANNEL_DRAIN, async { while live.channels.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            live.channels.abort_all();
+            while live.channels.join_next().await.is_some() {}
+        }
+    }
+    let writer = live.context.writer.clone();
+    drop(live);
+    match Arc::try_unwrap(writer) {
+        Ok(writer) => {
+            if let Err(e) = writer.close(&reason).await {
+                tracing::error!(error = %e, "cannot record the end of an SSH session");
+            }
+        }
+        Err(_) => tracing::warn!("an SSH channel still holds the recorder; its drop records the session's end"),
+    }
+}
+
+/// russh's server config from witness's settings.
+pub(crate) fn server_config(settings: &SshSettings) -> server::Config {
+    server::Config {
+        server_id: SshId::Standard("SSH-2.0-witness".into()),
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        // Refusals take a constant second (no timing hint about which identities exist), but
+        // the "none" probe every OpenSSH client starts with is answered at once.
+        auth_rejection_time: Duration::from_secs(1),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: settings.host_keys.clone(),
+        window_size: 8 << 20,
+        maximum_packet_size: 32768,
+        channel_buffer_size: 64,
+        inactivity_timeout: Some(settings.inactivity_timeout),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// An authenticated connection's session: its recording, its target, its channels.
+struct Live<G> {
+    context: Arc<ChannelContext<G>>,
+    target: Arc<TargetHandle>,
+    channels: JoinSet<()>,
+    /// Unregisters the session when dropped.
+    _registration: Box<dyn Send + Sync>,
+}
+
+/// russh's per-connection handler.
+struct Connection<G> {
+    front: Arc<SshFront<G>>,
+    peer: SocketAddr,
+    /// Set by a successful authentication, with the user name (the connection) it was for.
+    principal: Option<(String, Principal)>,
+    live: Arc<Mutex<Option<Live<G>>>>,
+    /// Why the session ended, when witness ended it.
+    end_reason: Arc<Mutex<Option<String>>>,
+}
+
+impl<G: SshGate> Connection<G> {
+    fn accept(&mut self, user: &str, principal: Result<Principal, AuthRefused>, method: &str) -> Auth {
+        match principal {
+            Ok(principal) => {
+                tracing::info!(peer = %self.peer, connection = user, identity = %principal.identity, method, "SSH client authenticated");
+                self.principal = Some((user.to_string(), principal));
+                Auth::Accept
+            }
+            Err(refused) => {
+                tracing::info!(peer = %self.peer, connection = user, method, reason = %refused.reason, "SSH login refused");
+                Auth::reject()
+            }
+        }
+    }
+
+    fn context(&self) -> Option<Arc<ChannelContext<G>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|live| live.context.clone())
+    }
+
+    fn refuse(&self, session: &mut Session, why: &str) {
+        tracing::info!(peer = %self.peer, why, "ending an SSH session");
+        *self.end_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+        let _ = session.disconnect(Disconnect::ByApplication, &format!("witness: {why}"), "en");
+    }
+
+    /// Opens the recording, logs in to the target and starts watching for revocation.
+    async fn open(&mut self, target: Arc<SshTarget>, principal: Principal, session: &mut Session) -> Result<(), String> {
+        let info = SessionInfo {
+            identity: principal.identity.clone(),
+            connection: target.name.clone(),
+            protocol: Protocol::Ssh,
+            task: principal.task.clone(),
+            client_addr: Some(self.peer.to_string()),
+        };
+        let writer = self.front.gate.open_session(&info).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot open an SSH session's recording");
+            "witness cannot record this session, so it does not start".to_string()
+        })?;
+        let subject = Subject { session: writer.id(), info, principal };
+        let target_handle = match back::connect(&target, &self.front.settings.known_hosts, self.front.settings.connect_timeout).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                let message = e.to_string();
+                let event = Event::note(record::kind("ssh.target-error"), Direction::Gateway, message.clone());
+                let _ = writer.append(&event).await;
+                let _ = writer.close(&message).await;
+                return Err(message);
+            }
+        };
+        let (interrupt, registration) = self.front.gate.register(&subject.principal);
+        watch_interrupt(interrupt.clone(), session.handle(), self.end_reason.clone(), subject.session);
+        let context = Arc::new(ChannelContext {
+            gate: self.front.gate.clone(),
+            subject: Arc::new(subject),
+            writer: Arc::new(writer),
+            interrupt,
+            client: session.handle(),
+        });
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Live { context, target: Arc::new(target_handle), channels: JoinSet::new(), _registration: registration });
+        Ok(())
+    }
+
+    /// Records a forwarding request with the gate's verdict on it; whether it may go on (a held
+    /// forwarding is refused: approvals are for commands).
+    async fn forwarding(&self, operation: SshOperation, destination: &str, summary: String) -> bool {
+        let Some(ctx) = self.context() else { return false };
+        let verdict = match ctx.gate.decide(&ctx.subject, operation, destination) {
+            Verdict::Hold(held) => {
+                drop(held);
+                Verdict::Deny { rule: "approval".into(), message: "forwardings cannot wait for approval".into(), classes: vec![] }
+            }
+            verdict => verdict,
+        };
+        let allowed = matches!(verdict, Verdict::Allow { .. });
+        let event = Event::note(record::kind("ssh.forward"), Direction::Request, summary)
+            .with_attr("operation", operation.as_str())
+            .with_attr("destination", destination)
+            .with_attr("allowed", allowed);
+        let event = if allowed { with_verdict(event, &verdict) } else { with_verdict(event, &verdict).with_attr("decision", "deny") };
+        if ctx.writer.append(&event).await.is_err() {
+            return false;
+        }
+        allowed
+    }
+
+    fn track(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(live) = self.live.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            while live.channels.try_join_next().is_some() {}
+            live.channels.spawn(task);
+        }
+    }
+
+    fn target_handle(&self) -> Option<TargetHandleRef> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|live| TargetHandleRef(live.target.clone()))
+    }
+}
+
+/// A clone of the target connection's handle, taken out of the lock before awaiting on it.
+struct TargetHandleRef(Arc<TargetHandle>);
+
+/// Disconnects the client when the session is interrupted (credential revoked, shutdown).
+fn watch_interrupt(
+    mut interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
+    client: server::Handle,
+    end_reason: Arc<Mutex<Option<String>>>,
+    session: SessionId,
+) {
+    tokio::spawn(async move {
+        let Ok(why) = interrupt.wait_for(|i| i.is_some()).await.map(|i| *i) else { return };
+        let reason = match why {
+            Some(Interrupt::Revoked) => "the credential this session logged in with was revoked",
+            _ => "witness is shutting down",
+        };
+        tracing::info!(%session, reason, "ending an SSH session");
+        *end_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        let _ = client.disconnect(Disconnect::ByApplication, format!("witness: {reason}"), "en".into()).await;
+    });
+}
+
+impl<G: SshGate> server::Handler for Connection<G> {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let principal = self.front.gate.verify_token(password).await;
+        Ok(self.accept(user, principal, "token"))
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        let principal = self.front.gate.verify_key(&fingerprint);
+        Ok(self.accept(user, principal, "publickey"))
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        let Some((connection, principal)) = self.principal.clone() else { return Ok(()) };
+        let target = match self.front.gate.target(&connection) {
+            Ok(target) => target,
+            Err(names) => {
+                let known = if names.is_empty() { "none is configured".to_string() } else { format!("use one of: {}", names.join(", ")) };
+                self.refuse(session, &format!("there is no SSH connection named {connection:?}; log in as CONNECTION@gateway ({known})"));
+                return Ok(());
+            }
+        };
+        if let Err(why) = self.open(target, principal, session).await {
+            self.refuse(session, &why);
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(ctx), Some(target)) = (self.context(), self.target_handle()) else {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let id = u32::from(channel.id());
+        let target_channel = match target.0.channel_open_session().await {
+            Ok(target_channel) => target_channel,
+            Err(e) => {
+                let message = format!("the target refused a session channel: {e}");
+                let _ = ctx.writer.append(&record::channel_note("ssh.target-refused", Direction::Response, id, message)).await;
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return Ok(());
+            }
+        };
+        if ctx
+            .writer
+            .append(&record::channel_note("ssh.channel", Direction::Request, id, "session channel").with_attr("type", "session"))
+            .await
+            .is_err()
+        {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        reply.accept().await;
+        self.track(channel::relay_session(ctx, channel, target_channel));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let destination = format!("{host}:{port}");
+        let summary = format!("local forwarding to {destination} (from {originator_address}:{originator_port})");
+        let (Some(ctx), Some(target)) = (self.context(), self.target_handle()) else {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        if !self.forwarding(SshOperation::PortForward, &destination, summary).await {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        }
+        match target.0.channel_open_direct_tcpip(host, port, originator_address, originator_port).await {
+            Ok(target_channel) => {
+                reply.accept().await;
+                self.track(channel::relay_tunnel(ctx, channel, target_channel));
+            }
+            Err(e) => {
+                let message = format!("the target could not open {destination}: {e}");
+                let _ = ctx
+                    .writer
+                    .append(&record::channel_note("ssh.target-refused", Direction::Response, u32::from(channel.id()), message))
+                    .await;
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
+        let destination = format!("{address}:{port}");
+        // Remote forwarding would bring the target's connections back through witness unrecorded
+        // as requests; it is refused even when a rule allows port forwarding.
+        let allowed = self
+            .forwarding(SshOperation::PortForward, &destination, format!("remote forwarding from {destination} (refused: not supported)"))
+            .await;
+        if allowed {
+            tracing::info!(destination, "remote port forwarding is allowed by a rule but not supported; refused");
+        }
+        Ok(false)
+    }
+
+    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+        self.forwarding(SshOperation::AgentForward, "", "agent forwarding (refused: not supported)".into()).await;
+        Ok(false)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.forwarding(SshOperation::X11Forward, "", "X11 forwarding (refused: not supported)".into()).await;
+        let _ = session.channel_failure(channel);
+        Ok(())
+    }
+
+    // The requests below are relayed (and decided) by the channel's task; the reply to the
+    // client is given here because russh pairs it with the channel's latest request.
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let _ = session.channel_success(channel);
+        Ok(())
+    }
+
+    async fn env_request(&mut self, channel: ChannelId, _name: &str, _value: &str, session: &mut Session) -> Result<(), Self::Error> {
+        let _ = session.channel_success(channel);
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        let _ = session.channel_success(channel);
+        Ok(())
+    }
+
+    async fn exec_request(&mut self, channel: ChannelId, _command: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        let _ = session.channel_success(channel);
+        Ok(())
+    }
+
+    async fn subsystem_request(&mut self, channel: ChannelId, _name: &str, session: &mut Session) -> Result<(), Self::Error> {
+        let _ = session.channel_success(channel);
+        Ok(())
+    }
+}

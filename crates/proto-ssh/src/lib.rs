@@ -1,0 +1,101 @@
+//! SSH for witness: the front half is an SSH server clients log in to (`ssh -p 2222 CONNECTION@gateway`,
+//! with a registered public key or a witness token as password), the back half is an SSH client
+//! that logs in to the target with the credentials witness holds, after checking the target's
+//! pinned (or first-seen) host key. Between them every channel is relayed and recorded: what the
+//! client asks for (pty, shell, exec, subsystem, env, resize, signal), every byte each way, exit
+//! status, and for SFTP and git the operations inside the stream.
+//!
+//! This crate knows SSH and nothing of tokens, policy rules or the ledger's format: it asks its
+//! [`SshGate`] who a client is, which target a connection name means, where to record, and whether
+//! each operation may run, and acts on the [`Verdict`] without knowing the rule behind it.
+
+#![forbid(unsafe_code)]
+
+pub mod asciicast;
+pub mod git;
+pub mod sftp;
+
+mod back;
+mod channel;
+mod front;
+mod hostkey;
+mod record;
+#[cfg(test)]
+mod test_rng;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use witness_core::{AuthRefused, Interrupt, Principal, SessionInfo, Subject, Verdict};
+use witness_ledger::{LedgerError, SessionWriter};
+use witness_policy::SshOperation;
+
+pub use back::{HostKeyPolicy, TargetAuth, TargetError};
+pub use front::serve_client;
+pub use hostkey::{load_or_create_host_key, HostKeyError};
+pub use russh::keys::PrivateKey;
+
+/// An SSH target witness holds credentials for.
+pub struct SshTarget {
+    /// The connection name clients log in as.
+    pub name: String,
+    /// host:port
+    pub address: String,
+    /// The user witness logs in to the target as.
+    pub user: String,
+    pub auth: TargetAuth,
+    pub host_key: HostKeyPolicy,
+}
+
+/// How the SSH front treats clients.
+#[derive(Clone)]
+pub struct SshSettings {
+    /// Witness's own host keys (made on first start).
+    pub host_keys: Vec<PrivateKey>,
+    /// Where first-seen target host keys are kept (`trust-on-first-use` connections).
+    pub known_hosts: PathBuf,
+    /// How long a login to a target may take.
+    pub connect_timeout: Duration,
+    /// Clients idle this long are disconnected.
+    pub inactivity_timeout: Duration,
+}
+
+/// What the SSH front needs from the rest of witness.
+pub trait SshGate: Send + Sync + 'static {
+    /// Checks a token (or a JWT) given as the SSH password.
+    fn verify_token(&self, token: &str) -> impl Future<Output = Result<Principal, AuthRefused>> + Send;
+
+    /// The identity a public key (by its `SHA256:` fingerprint) is registered to.
+    fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused>;
+
+    /// The target a connection name means, or the names of those that exist.
+    fn target(&self, connection: &str) -> Result<Arc<SshTarget>, Vec<String>>;
+
+    /// Opens the recording of a new session.
+    fn open_session(&self, info: &SessionInfo) -> impl Future<Output = Result<SessionWriter, LedgerError>> + Send;
+
+    /// Decides on one operation of a live session before it runs; `text` is its command line
+    /// (exec, git), subsystem name, or forwarding destination.
+    fn decide(&self, subject: &Subject, operation: SshOperation, text: &str) -> Verdict;
+
+    /// Registers a live session of `principal`; the receiver changes when it must end. Dropping
+    /// the returned guard unregisters it.
+    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>);
+}
+
+/// The SSH listener's shared state: the gate, russh's server config, and the settings.
+pub struct SshFront<G> {
+    pub gate: Arc<G>,
+    pub settings: SshSettings,
+    config: Arc<russh::server::Config>,
+}
+
+impl<G: SshGate> SshFront<G> {
+    pub fn new(gate: Arc<G>, settings: SshSettings) -> SshFront<G> {
+        let config = front::server_config(&settings);
+        SshFront { gate, settings, config: Arc::new(config) }
+    }
+}
