@@ -107,19 +107,20 @@ struct Live<G> {
 struct Connection<G> {
     front: Arc<SshFront<G>>,
     peer: SocketAddr,
-    /// Set by a successful authentication, with the user name (the connection) it was for.
-    principal: Option<(String, Principal)>,
+    /// Set by a successful authentication, with the user name (the connection) it was for and
+    /// the method (`publickey`, `token`).
+    principal: Option<(String, Principal, &'static str)>,
     live: Arc<Mutex<Option<Live<G>>>>,
     /// Why the session ended, when witness ended it.
     end_reason: Arc<Mutex<Option<String>>>,
 }
 
 impl<G: SshGate> Connection<G> {
-    fn accept(&mut self, user: &str, principal: Result<Principal, AuthRefused>, method: &str) -> Auth {
+    fn accept(&mut self, user: &str, principal: Result<Principal, AuthRefused>, method: &'static str) -> Auth {
         match principal {
             Ok(principal) => {
                 tracing::info!(peer = %self.peer, connection = user, identity = %principal.identity, method, "SSH client authenticated");
-                self.principal = Some((user.to_string(), principal));
+                self.principal = Some((user.to_string(), principal, method));
                 Auth::Accept
             }
             Err(refused) => {
@@ -140,7 +141,13 @@ impl<G: SshGate> Connection<G> {
     }
 
     /// Opens the recording, logs in to the target and starts watching for revocation.
-    async fn open(&mut self, target: Arc<SshTarget>, principal: Principal, session: &mut Session) -> Result<(), String> {
+    async fn open(
+        &mut self,
+        target: Arc<SshTarget>,
+        principal: Principal,
+        method: &'static str,
+        session: &mut Session,
+    ) -> Result<(), String> {
         let info = SessionInfo {
             identity: principal.identity.clone(),
             connection: target.name.clone(),
@@ -152,6 +159,12 @@ impl<G: SshGate> Connection<G> {
             tracing::error!(error = %e, "cannot open an SSH session's recording");
             "witness cannot record this session, so it does not start".to_string()
         })?;
+        let login = Event::note(record::kind("ssh.login"), Direction::Gateway, format!("logged in by {method}"))
+            .with_attr("method", method)
+            .with_attr("credential", principal.credential.clone());
+        if writer.append(&login).await.is_err() {
+            return Err("witness cannot record this session, so it does not start".to_string());
+        }
         let subject = Subject { session: writer.id(), info, principal };
         let target_handle = match back::connect(&target, &self.front.settings.known_hosts, self.front.settings.connect_timeout).await {
             Ok(handle) => handle,
@@ -249,7 +262,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        let Some((connection, principal)) = self.principal.clone() else { return Ok(()) };
+        let Some((connection, principal, method)) = self.principal.clone() else { return Ok(()) };
         let target = match self.front.gate.target(&connection) {
             Ok(target) => target,
             Err(names) => {
@@ -258,7 +271,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
                 return Ok(());
             }
         };
-        if let Err(why) = self.open(target, principal, session).await {
+        if let Err(why) = self.open(target, principal, method, session).await {
             self.refuse(session, &why);
         }
         Ok(())

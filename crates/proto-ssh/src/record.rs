@@ -101,7 +101,7 @@ mod tests {
         let text = data("ssh.output", Direction::Response, 0, Some("stdout"), b"\r\nhello \x1b[1mworld\x1b[0m\r\n");
         assert_eq!(text.payload_type, PayloadType::Text);
         assert_eq!(text.summary, "hello [1mworld[0m");
-        assert_eq!(text.attrs["bytes"], 22);
+        assert_eq!(text.attrs["bytes"], 23);
         let binary = data("ssh.input", Direction::Request, 3, None, &[0xff, 0, 1]);
         assert_eq!((binary.payload_type, binary.summary.as_str(), binary.payload.len()), (PayloadType::Binary, "3 bytes", 3));
         assert_eq!(clip(&"x".repeat(200)).chars().count(), SUMMARY_CHARS + 1);

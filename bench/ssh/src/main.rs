@@ -1,0 +1,286 @@
+//! SSH benchmark for witness: the same OpenSSH client commands against an ephemeral sshd
+//! directly, through an OpenSSH jump host (`ssh -J`, what a user would pick instead: a plain
+//! bastion that records nothing) and through witness (durability `write`, every byte recorded),
+//! side by side in one run.
+//!
+//! ```text
+//! cargo build --release -p witness -p witness-bench-ssh
+//! cargo run --release -p witness-bench-ssh                 # 256 MiB transfers, 30 execs
+//! BENCH_MIB=64 BENCH_EXECS=10 cargo run --release -p witness-bench-ssh
+//! ```
+//!
+//! Measured: `cat` of a file on the target to the client, an upload through `cat > file`, `scp`
+//! down (SFTP protocol in OpenSSH 9), each as MB/s (best of 3); the round trip of `true` as a
+//! new connection each time, and as an exec on an open connection (ControlMaster), p50 of N.
+//! Everything runs on loopback in temp dirs; the witness binary is `$WITNESS_BIN`, else the one
+//! next to this executable. The report goes to stdout, progress to stderr.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use witness_testkit::{free_port, SshKeyPair, Sshd, SshdOptions};
+
+/// One way to reach the target: the ssh options that route there and the destination.
+struct Route {
+    name: &'static str,
+    options: Vec<String>,
+    destination: String,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("witness-bench-ssh: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mib: u64 = env_number("BENCH_MIB", 256);
+    let n_execs: usize = env_number("BENCH_EXECS", 30) as usize;
+    let target = Sshd::start();
+    let jump = Sshd::start_with(SshdOptions::default());
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let witness = Witness::start(&witness_bin()?, &target, work.path())?;
+
+    // The client's key: authorised on the target and the jump host, registered in witness.
+    let client = SshKeyPair::generate(work.path(), "client", "ed25519");
+    target.authorize(&client.public_line);
+    jump.authorize(&client.public_line);
+    witness.cli(&["identity", "add-key", "bench", client.private.with_extension("pub").to_str().unwrap()])?;
+
+    let base = |port: u16| -> Vec<String> {
+        [
+            "-F",
+            "/dev/null",
+            "-i",
+            client.private.to_str().unwrap(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["-o".into(), format!("Port={port}")])
+        .collect()
+    };
+    let user = target.user().to_string();
+    let mut via_jump = base(target.port());
+    let jump_cmd = format!("ssh {} -W %h:%p {user}@127.0.0.1", base(jump.port()).join(" "));
+    via_jump.extend(["-o".into(), format!("ProxyCommand={jump_cmd}")]);
+    let routes = [
+        Route { name: "direct", options: base(target.port()), destination: format!("{user}@127.0.0.1") },
+        Route { name: "OpenSSH jump host", options: via_jump, destination: format!("{user}@127.0.0.1") },
+        Route { name: "witness", options: base(witness.port), destination: "target@127.0.0.1".into() },
+    ];
+
+    let remote = work.path().join("remote");
+    std::fs::create_dir(&remote).map_err(|e| e.to_string())?;
+    let source = remote.join("source.bin");
+    eprintln!("making a {mib} MiB file of random bytes");
+    sh(&format!("head -c {} /dev/urandom > {}", mib << 20, source.display()))?;
+    let bytes = (mib << 20) as f64;
+
+    let mut rows = Vec::new();
+    for route in &routes {
+        eprintln!("{}: transfers", route.name);
+        let cat = best_of(3, || timed(ssh(route, &format!("cat {}", source.display())).stdout(Stdio::null())))?;
+        let upload = best_of(3, || {
+            let file = std::fs::File::open(&source).map_err(|e| e.to_string())?;
+            timed(ssh(route, &format!("cat > {}/up.bin", remote.display())).stdin(file).stdout(Stdio::null()))
+        })?;
+        let scp = best_of(3, || {
+            let mut cmd = Command::new("scp");
+            cmd.args(&route.options).arg(format!("{}:{}", route.destination, source.display())).arg(work.path().join("down.bin"));
+            timed(&mut cmd)
+        })?;
+        eprintln!("{}: {n_execs} execs on new connections and on one open connection", route.name);
+        let fresh = percentile(&repeat(n_execs, || timed(&mut ssh(route, "true")))?, 0.5);
+        let control = work.path().join(format!("control-{}", route.name.replace(' ', "-")));
+        let mut master = ssh_with(route, &["-M", "-N", "-o", &format!("ControlPath={}", control.display())], "")
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        wait_for(|| control.exists())?;
+        let muxed = percentile(
+            &repeat(n_execs, || timed(&mut ssh_with(route, &["-o", &format!("ControlPath={}", control.display())], "true")))?,
+            0.5,
+        );
+        let _ = master.kill();
+        let _ = master.wait();
+        rows.push((route.name, bytes / cat / 1e6, bytes / upload / 1e6, bytes / scp / 1e6, fresh * 1e3, muxed * 1e3));
+    }
+
+    let direct = rows[0];
+    println!("\nSSH, {mib} MiB of random bytes, MB/s (best of 3); exec round trip of `true`, ms (p50 of {n_execs})");
+    println!("{:<18} {:>9} {:>9} {:>9} {:>12} {:>12}", "route", "cat", "upload", "scp", "exec (new)", "exec (open)");
+    for (name, cat, up, scp, fresh, muxed) in &rows {
+        println!("{name:<18} {cat:>9.1} {up:>9.1} {scp:>9.1} {fresh:>12.2} {muxed:>12.2}");
+    }
+    println!("\nratios against direct (throughput: higher is better; exec: lower is better)");
+    for (name, cat, up, scp, fresh, muxed) in &rows[1..] {
+        println!(
+            "{name:<18} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>12.2}",
+            cat / direct.1,
+            up / direct.2,
+            scp / direct.3,
+            fresh / direct.4,
+            muxed / direct.5
+        );
+    }
+    let w = rows[2];
+    println!(
+        "\ntargets: throughput at least 0.70 of direct: cat {:.2}, upload {:.2}, scp {:.2}; exec under 2x direct: new connection {:.2}x, open connection {:.2}x",
+        w.1 / direct.1,
+        w.2 / direct.2,
+        w.3 / direct.3,
+        w.4 / direct.4,
+        w.5 / direct.5
+    );
+    let _ = witness.cli(&["verify"]).map(|out| eprintln!("witness verify: {}", out.lines().last().unwrap_or("")));
+    Ok(())
+}
+
+fn ssh(route: &Route, command: &str) -> Command {
+    ssh_with(route, &[], command)
+}
+
+fn ssh_with(route: &Route, extra: &[&str], command: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(&route.options).args(extra).arg(&route.destination);
+    if !command.is_empty() {
+        cmd.arg(command);
+    }
+    cmd
+}
+
+/// Seconds a command took; an error when it failed.
+fn timed(cmd: &mut Command) -> Result<f64, String> {
+    let started = Instant::now();
+    let out = cmd.stderr(Stdio::piped()).output().map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(seconds)
+}
+
+fn best_of(n: usize, mut run: impl FnMut() -> Result<f64, String>) -> Result<f64, String> {
+    let times = (0..n).map(|_| run()).collect::<Result<Vec<_>, _>>()?;
+    Ok(times.into_iter().fold(f64::INFINITY, f64::min))
+}
+
+fn repeat(n: usize, mut run: impl FnMut() -> Result<f64, String>) -> Result<Vec<f64>, String> {
+    (0..n).map(|_| run()).collect()
+}
+
+fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn wait_for(ready: impl Fn() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ready() {
+        if Instant::now() > deadline {
+            return Err("the ssh control master did not come up".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn sh(script: &str) -> Result<(), String> {
+    let status = Command::new("sh").arg("-c").arg(script).status().map_err(|e| e.to_string())?;
+    status.success().then_some(()).ok_or_else(|| format!("`{script}` failed"))
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn witness_bin() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("WITNESS_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let here = std::env::current_exe().map_err(|e| e.to_string())?;
+    let next_to_us = here.with_file_name("witness");
+    next_to_us
+        .is_file()
+        .then_some(next_to_us)
+        .ok_or_else(|| "no witness binary next to this one; build it (cargo build --release -p witness) or set WITNESS_BIN".into())
+}
+
+/// `witness serve` in front of the target, with one connection `target` (pinned host key).
+struct Witness {
+    port: u16,
+    config: PathBuf,
+    child: Child,
+}
+
+impl Witness {
+    fn start(bin: &Path, target: &Sshd, dir: &Path) -> Result<Witness, String> {
+        let port = free_port();
+        let config = dir.join("witness.toml");
+        let text = format!(
+            "data_dir = \"{data}\"\n[ledger]\ndurability = \"write\"\n[listen]\nssh = \"127.0.0.1:{port}\"\n\n[[connections]]\nname = \"target\"\nprotocol = \"ssh\"\naddress = \"{address}\"\nuser = \"{user}\"\nprivate_key_file = \"{key}\"\nhost_key = \"{host_key}\"\n",
+            data = dir.join("witness-data").display(),
+            address = target.address(),
+            user = target.user(),
+            key = target.client_key().display(),
+            host_key = target.host_public_key(),
+        );
+        std::fs::write(&config, text).map_err(|e| e.to_string())?;
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("WITNESS_LOG", "warn,witness::commands::serve=info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("witness is running") {
+                    let _ = ready_tx.send(());
+                } else if line.contains("ERROR") || line.contains("WARN") {
+                    let _ = writeln!(std::io::stderr(), "witness: {line}");
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(60)).map_err(|_| "witness did not start".to_string())?;
+        Ok(Witness { port, config, child })
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let bin = witness_bin()?;
+        let out = Command::new(bin).args(args).arg("--config").arg(&self.config).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("witness {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
