@@ -8,6 +8,7 @@
 //! cargo run --release -p witness-bench-pg                    # 10 s per run; 1, 8, 32 clients
 //! BENCH_SECONDS=3 BENCH_CLIENTS=1,8 cargo run --release -p witness-bench-pg
 //! BENCH_MASKING=0 cargo run --release -p witness-bench-pg     # without the masking runs
+//! BENCH_MASKING=only cargo run --release -p witness-bench-pg  # only the masking runs
 //! ```
 //!
 //! Then the masking runs (`masking.rs`): 100-row selects of a customers table through witness
@@ -130,6 +131,10 @@ fn run() -> Result<(), String> {
 
     eprintln!("starting PostgreSQL and loading pgbench data (scale {SCALE})");
     let pg = Postgres::start_with(PostgresOptions { tls: false });
+    if std::env::var("BENCH_MASKING").as_deref() == Ok("only") {
+        let log_dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        return masking::run(&witness_bin, &pg, seconds, &clients, log_dir.path());
+    }
     let trust = |port: u16| format!("host=127.0.0.1 port={port} dbname=app user=trust_user sslmode=disable");
     pgbench::init(&trust(pg.port()), SCALE)?;
     let bouncer = bouncer_bin.clone().and_then(|bin| PgBouncer::start(&bin, pg.port()));

@@ -427,6 +427,35 @@ timeout = "2m"
     assert!(!ssh(&gw, &key.private, "web", "true", None).status.success(), "a removed key no longer logs in");
 }
 
+#[test]
+fn a_terminal_under_tmux_is_recorded_with_its_size_and_resizes() {
+    let sshd = Sshd::start();
+    let gw = gateway(&sshd, "");
+    let key = agent_key(&gw, "claude", "ai-agents");
+    let socket = format!("witness-test-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(["-L", &socket, "-f", "/dev/null"]).args(args).output().unwrap();
+    let screen = || text(&tmux(&["capture-pane", "-p", "-t", "w"]).stdout);
+    let ssh_line = format!("ssh -tt {} web@127.0.0.1", ssh_options(&gw, &key.private).join(" "));
+    ok(&tmux(&["new-session", "-d", "-s", "w", "-x", "100", "-y", "30", &ssh_line]), "tmux new-session");
+    tmux(&["send-keys", "-t", "w", "echo tmux-$((6*7))", "Enter"]);
+    poll(|| screen().contains("tmux-42").then_some(()));
+    ok(&tmux(&["resize-window", "-t", "w", "-x", "120", "-y", "40"]), "tmux resize-window");
+    tmux(&["send-keys", "-t", "w", "stty size", "Enter"]);
+    poll(|| screen().contains("40 120").then_some(()));
+    tmux(&["send-keys", "-t", "w", "exit", "Enter"]);
+    let sessions = gw.ended_sessions(1);
+    let _ = tmux(&["kill-server"]);
+    let events = gw.events(sessions[0]["id"].as_str().unwrap());
+    let pty = kinds(&events, "ssh.pty");
+    assert_eq!((pty[0]["attrs"]["cols"].as_u64(), pty[0]["attrs"]["rows"].as_u64()), (Some(100), Some(30)));
+    let resizes = kinds(&events, "ssh.resize");
+    assert!(resizes.iter().any(|e| e["attrs"]["cols"] == 120 && e["attrs"]["rows"] == 40), "{resizes:?}");
+    let typed: String = kinds(&events, "ssh.input").iter().filter_map(|e| e["payload_text"].as_str()).collect();
+    assert!(typed.contains("echo tmux-$((6*7))") && typed.contains("stty size\r"), "{typed:?}");
+    let exit = kinds(&events, "ssh.exit");
+    assert_eq!(exit[0]["attrs"]["status"], 0);
+}
+
 /// The id of the first approval `witness approvals list --json` printed.
 fn first_approval(listed: &Output) -> Option<String> {
     let listed: Value = serde_json::from_slice(&listed.stdout).ok()?;
