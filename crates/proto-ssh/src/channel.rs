@@ -102,7 +102,9 @@ async fn client_to_target<G: SshGate>(
     while let Some(message) = client_read.wait().await {
         match message {
             ChannelMsg::Data { data } => {
-                record(input_event(id, &data, shared)?).await?;
+                for event in input_events(id, &data, shared) {
+                    record(event).await?;
+                }
                 if target.data_bytes(data).await.is_err() {
                     break;
                 }
@@ -333,11 +335,12 @@ async fn start<G: SshGate>(
     Ok(false)
 }
 
-/// The event for bytes the client sent, by what the channel carries.
-fn input_event(id: u32, data: &[u8], shared: &SharedState) -> Result<Event, LedgerFailed> {
+/// The events for bytes the client sent, by what the channel carries (two when they complete
+/// a push's ref updates: `git.push`, then the bytes).
+fn input_events(id: u32, data: &[u8], shared: &SharedState) -> Vec<Event> {
     let mut shared = shared_lock(shared);
-    Ok(match &mut shared.mode {
-        Mode::Sftp(stream) => match stream.client_bytes(data) {
+    match &mut shared.mode {
+        Mode::Sftp(stream) => vec![match stream.client_bytes(data) {
             Ok(ops) => {
                 let summary = summarize(ops.iter().map(|op| op.summary()), data.len());
                 let list: Vec<_> = ops.iter().map(|op| json!({"op": op.name(), "summary": op.summary()})).collect();
@@ -349,21 +352,30 @@ fn input_event(id: u32, data: &[u8], shared: &SharedState) -> Result<Event, Ledg
                 shared.mode = Mode::Bytes;
                 record::data("ssh.input", Direction::Request, id, None, data).with_attr("sftp_error", e.to_string())
             }
-        },
+        }],
         Mode::GitPush(stream) => {
-            let mut event = record::data("ssh.input", Direction::Request, id, None, data);
+            let bytes = record::data("ssh.input", Direction::Request, id, None, data);
             match stream.client_bytes(data) {
                 Ok(Some(updates)) => {
                     let list: Vec<_> = updates.iter().map(|u| json!({"old": u.old, "new": u.new, "ref": u.name})).collect();
-                    event = event.with_attr("git_push", json!(list));
+                    let summary =
+                        updates.iter().map(|u| format!("{} {}..{}", u.name, short(&u.old), short(&u.new))).collect::<Vec<_>>().join(", ");
+                    let push = Event::note(record::kind("git.push"), Direction::Request, format!("push {summary}"))
+                        .with_attr("channel", id)
+                        .with_attr("updates", json!(list));
+                    vec![push, bytes]
                 }
-                Ok(None) => {}
-                Err(e) => event = event.with_attr("git_error", e.to_string()),
+                Ok(None) => vec![bytes],
+                Err(e) => vec![bytes.with_attr("git_error", e.to_string())],
             }
-            event
         }
-        Mode::Idle | Mode::Bytes => record::data("ssh.input", Direction::Request, id, None, data),
-    })
+        Mode::Idle | Mode::Bytes => vec![record::data("ssh.input", Direction::Request, id, None, data)],
+    }
+}
+
+/// An object id as people read it: its first 7 digits.
+fn short(oid: &str) -> &str {
+    oid.get(..7).unwrap_or(oid)
 }
 
 /// The events for bytes the target sent (more than one when a git push report completes).

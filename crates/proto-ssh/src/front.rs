@@ -24,6 +24,10 @@ use crate::channel::{self, ChannelContext};
 use crate::record::{self, with_verdict};
 use crate::{SshFront, SshGate, SshSettings, SshTarget};
 
+/// Channels one session may have open at once (OpenSSH's MaxSessions is 10 by default); more are
+/// refused, so a client cannot make witness hold unbounded tasks and target channels.
+const MAX_CHANNELS: usize = 64;
+
 /// How long a session's channels get to end by themselves after the client left.
 const CHANNEL_SETTLE: Duration = Duration::from_millis(500);
 /// How long they get to record their last events once the target connection is closed too.
@@ -220,8 +224,16 @@ impl<G: SshGate> Connection<G> {
         }
     }
 
+    /// The target connection, when the session has room for another channel.
     fn target_handle(&self) -> Option<TargetHandleRef> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|live| TargetHandleRef(live.target.clone()))
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let live = live.as_mut()?;
+        while live.channels.try_join_next().is_some() {}
+        if live.channels.len() >= MAX_CHANNELS {
+            tracing::warn!(peer = %self.peer, max = MAX_CHANNELS, "refusing a channel: the session has too many open");
+            return None;
+        }
+        Some(TargetHandleRef(live.target.clone()))
     }
 }
 

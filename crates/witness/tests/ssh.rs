@@ -327,10 +327,11 @@ message = "recursive deletes are off for agents"
     assert!(sftp_ops.iter().any(|op| op.contains("renamed.txt")), "{sftp_ops:?}");
     let push = execs.iter().find(|e| e["attrs"]["git_service"] == "git-receive-pack").expect("the push is recorded");
     assert_eq!(push["attrs"]["repository"].as_str(), Some(repo.to_str().unwrap()));
-    let pushed: Vec<&Value> = events.iter().filter_map(|e| e["attrs"].get("git_push")).collect();
+    let pushed = kinds(&events, "git.push");
     assert_eq!(pushed.len(), 1, "{pushed:?}");
-    assert_eq!(pushed[0][0]["ref"], "refs/heads/main");
-    assert_eq!(pushed[0][0]["new"].as_str(), Some(head.trim()));
+    assert_eq!(pushed[0]["attrs"]["updates"][0]["ref"], "refs/heads/main");
+    assert_eq!(pushed[0]["attrs"]["updates"][0]["new"].as_str(), Some(head.trim()));
+    assert!(pushed[0]["summary"].as_str().unwrap().starts_with("push refs/heads/main 0000000.."));
     let report = kinds(&events, "git.report");
     assert_eq!(report.len(), 1);
     assert_eq!(report[0]["attrs"]["refs"][0]["ok"], true);
