@@ -9,7 +9,7 @@ use regex::Regex;
 
 use crate::classify::{classify, SqlClass, Statement};
 use crate::glob::Glob;
-use crate::shell::{split_commands, SshOperation};
+use crate::shell::{simple_commands, SshOperation};
 
 /// What a rule does to the requests it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -116,7 +116,7 @@ pub fn needs_statements(policy: &Policy, request: &Request<'_>) -> bool {
 /// never apply here, and SSH rules (with `shell` or `ssh`) never apply to SQL. A forwarding is
 /// allowed only by a rule that names it in `ssh`: without one it is denied whatever the default.
 pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperation) -> Decision {
-    let commands = split_commands(request.sql);
+    let commands = simple_commands(request.sql);
     let found = policy
         .rules
         .iter()
@@ -133,6 +133,12 @@ pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperatio
         },
         None => default_decision(policy.default),
     }
+}
+
+/// Each simple command of a line with the forms it may be matched in (as written, as it runs,
+/// and the commands inside an `sh -c`), for allow rules, which must cover all of them.
+fn simple_groups(line: &str) -> Vec<Vec<String>> {
+    crate::shell::split_commands(line).into_iter().map(simple_commands).collect()
 }
 
 fn default_decision(action: Action) -> Decision {
@@ -219,7 +225,7 @@ impl Rule {
         }
     }
 
-    fn matches_ssh(&self, operation: SshOperation, line: &str, commands: &[&str]) -> bool {
+    fn matches_ssh(&self, operation: SshOperation, line: &str, commands: &[String]) -> bool {
         if !self.sql.is_empty() || !self.tables.is_empty() {
             return false;
         }
@@ -228,8 +234,16 @@ impl Rule {
             return false;
         }
         let operation_match = self.ssh.is_empty() || self.ssh.contains(&operation);
+        let matched = |command: &str| self.shell.iter().any(|g| g.matches(command));
         let shell_match = self.shell.is_empty()
-            || (!line.is_empty() && self.shell.iter().any(|g| g.matches(line) || commands.iter().any(|c| g.matches(c))));
+            || (!line.is_empty()
+                && match self.action {
+                    // An allow must cover the whole line: every simple command in it, as written
+                    // or as it would run (`ls *` must not allow `ls x; rm -rf /`).
+                    Action::Allow => simple_groups(line).iter().all(|forms| forms.iter().any(|c| matched(c))),
+                    // A deny or a hold applies when any command in the line matches.
+                    Action::Deny | Action::Approve => matched(line) || commands.iter().any(|c| matched(c)),
+                });
         let regex_match = self.regex.as_ref().is_none_or(|r| r.is_match(line));
         operation_match && shell_match && regex_match
     }
@@ -367,6 +381,25 @@ mod tests {
         check(SshOperation::AgentForward, "", &["ops"], "web", "deny default");
         check(SshOperation::AgentForward, "", &[], "prod", "deny default");
         check(SshOperation::Exec, "drop table users", &[], "prod", "allow prod-readonly");
+        check(SshOperation::Exec, "/bin/rm  -rf /srv/build", &[], "web", "deny no-rm-rf");
+        check(SshOperation::Exec, "sudo FOO=1 rm -rf /srv", &[], "web", "deny no-rm-rf");
+        check(SshOperation::Exec, "bash -c 'rm -rf /srv'", &[], "web", "deny no-rm-rf");
+        check(SshOperation::Exec, "echo \"$(rm -rf /srv)\"", &[], "web", "deny no-rm-rf");
+        // An allow rule must cover every command of the line.
+        let mut reads = Rule::new("reads", Action::Allow);
+        reads.shell = vec![Glob::new("ls *"), Glob::new("cat *")];
+        let allowlist = Policy { default: Action::Deny, rules: vec![reads] };
+        let decide_line = |line: &str| {
+            let request = Request { identity: "claude", groups: &[], connection: "web", task: None, sql: line };
+            match decide_ssh(&allowlist, &request, SshOperation::Exec) {
+                Decision::Allow { .. } => "allow",
+                _ => "deny",
+            }
+        };
+        assert_eq!(decide_line("ls -la /srv"), "allow");
+        assert_eq!(decide_line("ls /srv | cat -n"), "allow");
+        assert_eq!(decide_line("ls x; rm -rf /"), "deny");
+        assert_eq!(decide_line("ls $(rm -rf /)"), "deny");
         // SQL never meets an SSH rule.
         let sql = Request { identity: "claude", groups: &[], connection: "web", task: None, sql: "select 1 -- rm -rf x" };
         assert!(matches!(decide(&policy, &sql).0, Decision::Allow { .. }));

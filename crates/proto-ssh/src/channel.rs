@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use russh::{client, server, Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use serde_json::json;
-use witness_core::{ApprovalOutcome, Direction, Event, Interrupt, Subject, Verdict};
+use witness_core::{ApprovalOutcome, Direction, Event, Held, Interrupt, Subject, Verdict};
 use witness_ledger::SessionWriter;
 use witness_policy::SshOperation;
 
@@ -60,6 +60,25 @@ struct Shared {
 
 type SharedState = Arc<Mutex<Shared>>;
 
+/// The client's side of a channel, as a decision that may wait needs it.
+struct Client<'a> {
+    read: &'a mut ChannelReadHalf,
+    write: &'a ChannelWriteHalf<server::Msg>,
+    /// Messages that arrived while a request waited for approval.
+    waiting: &'a mut VecDeque<ChannelMsg>,
+}
+
+/// How waiting for an approval ended.
+enum Waited {
+    Decided(ApprovalOutcome),
+    SessionEnding,
+    ClientLeft,
+}
+
+/// Messages kept while a request waits for approval; past this the client is not read (russh's
+/// queue and the SSH window hold it back).
+const MAX_WAITING: usize = 64;
+
 /// The channel ended in a way the session cannot survive: the ledger refused a record.
 struct LedgerFailed;
 
@@ -99,7 +118,17 @@ async fn client_to_target<G: SshGate>(
     shared: &SharedState,
 ) -> Result<(), LedgerFailed> {
     let record = |event: Event| async move { append(&ctx.writer, &event).await };
-    while let Some(message) = client_read.wait().await {
+    // What the client sent while a request waited for approval, handled once it is decided.
+    let mut waiting = VecDeque::new();
+    loop {
+        let message = match waiting.pop_front() {
+            Some(message) => message,
+            None => match client_read.wait().await {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        let mut client = Client { read: &mut client_read, write: client_write, waiting: &mut waiting };
         match message {
             ChannelMsg::Data { data } => {
                 for event in input_events(id, &data, shared) {
@@ -127,9 +156,15 @@ async fn client_to_target<G: SshGate>(
                 let _ = target.request_pty(true, &term, col_width, row_height, pix_width, pix_height, &terminal_modes).await;
             }
             ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
-                let event = channel_note("ssh.env", Direction::Request, id, format!("env {variable_name}"))
-                    .with_attr("name", variable_name.clone())
-                    .with_attr("value", variable_value.clone());
+                let mut event = channel_note("ssh.env", Direction::Request, id, format!("env {variable_name}"))
+                    .with_attr("name", variable_name.clone());
+                // Locale and terminal values are kept; others may carry secrets (a token sent
+                // with SendEnv), so only their length is.
+                if variable_name == "LANG" || variable_name == "TERM" || variable_name.starts_with("LC_") {
+                    event = event.with_attr("value", variable_value.clone());
+                } else {
+                    event = event.with_attr("value_bytes", variable_value.len());
+                }
                 record(event).await?;
                 let _ = target.set_env(false, variable_name, variable_value).await;
             }
@@ -144,7 +179,7 @@ async fn client_to_target<G: SshGate>(
             }
             ChannelMsg::RequestShell { .. } => {
                 let event = channel_note("ssh.shell", Direction::Request, id, "shell");
-                if !start(ctx, id, SshOperation::Shell, "", event, client_write).await? {
+                if !start(ctx, id, SshOperation::Shell, "", event, &mut client).await? {
                     break;
                 }
                 shared_lock(shared).mode = Mode::Bytes;
@@ -166,7 +201,7 @@ async fn client_to_target<G: SshGate>(
                 if let Some(git) = &git {
                     event = event.with_attr("git_service", git.service.as_str()).with_attr("repository", git.repository.clone());
                 }
-                if !start(ctx, id, operation, &command, event, client_write).await? {
+                if !start(ctx, id, operation, &command, event, &mut client).await? {
                     break;
                 }
                 shared_lock(shared).mode =
@@ -178,7 +213,7 @@ async fn client_to_target<G: SshGate>(
                 let operation = if name == "sftp" { SshOperation::Sftp } else { SshOperation::Subsystem };
                 let event =
                     channel_note("ssh.subsystem", Direction::Request, id, format!("subsystem {name}")).with_attr("name", name.clone());
-                if !start(ctx, id, operation, &name, event, client_write).await? {
+                if !start(ctx, id, operation, &name, event, &mut client).await? {
                     break;
                 }
                 shared_lock(shared).mode = if operation == SshOperation::Sftp { Mode::Sftp(SftpStream::new()) } else { Mode::Bytes };
@@ -276,7 +311,7 @@ async fn start<G: SshGate>(
     operation: SshOperation,
     text: &str,
     event: Event,
-    client: &ChannelWriteHalf<server::Msg>,
+    client: &mut Client<'_>,
 ) -> Result<bool, LedgerFailed> {
     let verdict = ctx.gate.decide(&ctx.subject, operation, text);
     append(&ctx.writer, &with_verdict(event, &verdict)).await?;
@@ -284,54 +319,67 @@ async fn start<G: SshGate>(
         Verdict::Allow { .. } => return Ok(true),
         Verdict::Deny { rule, message, .. } => format!("witness: denied by rule \"{rule}\": {message}"),
         Verdict::Hold(held) => {
+            let Held { approval_id, rule, timeout, instructions, mut outcome, .. } = held;
             let waiting = format!(
-                "witness: holding this {operation} for approval {} (rule \"{}\"); it runs once an approver allows it\r\nwitness: {}\r\n",
-                held.approval_id, held.rule, held.instructions
+                "witness: holding this {operation} for approval {approval_id} (rule \"{rule}\"); it runs once an approver allows it\r\nwitness: {instructions}\r\n"
             );
-            let _ = client.extended_data_bytes(1, Bytes::from(waiting)).await;
+            let _ = client.write.extended_data_bytes(1, Bytes::from(waiting)).await;
             let started = Instant::now();
             let mut interrupt = ctx.interrupt.clone();
-            let outcome = tokio::select! {
-                outcome = held.outcome => Some(outcome),
-                _ = interrupt.wait_for(|i| i.is_some()) => None,
+            // Wait for the decision, the session's end, or the client giving up on the channel;
+            // what else the client sends meanwhile is kept (a bounded number of messages) for after.
+            let ended = loop {
+                tokio::select! {
+                    decided = &mut outcome => break Waited::Decided(decided),
+                    _ = interrupt.wait_for(|i| i.is_some()) => break Waited::SessionEnding,
+                    message = client.read.wait(), if client.waiting.len() < MAX_WAITING => match message {
+                        None | Some(ChannelMsg::Close) => break Waited::ClientLeft,
+                        Some(message) => client.waiting.push_back(message),
+                    },
+                }
             };
+            drop(outcome);
             let waited_ms = started.elapsed().as_millis() as u64;
-            let (name, by, refusal) = match &outcome {
-                Some(ApprovalOutcome::Approved { by }) => ("approved", Some(by.as_str()), None),
-                Some(ApprovalOutcome::Denied { by }) => (
+            let (name, by, refusal) = match &ended {
+                Waited::Decided(ApprovalOutcome::Approved { by }) => ("approved", Some(by.as_str()), None),
+                Waited::Decided(ApprovalOutcome::Denied { by }) => (
                     "denied",
                     Some(by.as_str()),
-                    Some(format!("witness: denied by {by} (witness approval {}, rule \"{}\")", held.approval_id, held.rule)),
+                    Some(format!("witness: denied by {by} (witness approval {approval_id}, rule \"{rule}\")")),
                 ),
-                Some(ApprovalOutcome::TimedOut) => (
+                Waited::Decided(ApprovalOutcome::TimedOut) => (
                     "timed-out",
                     None,
                     Some(format!(
-                        "witness: approval {} (rule \"{}\") was not decided within {}; the {operation} did not run",
-                        held.approval_id,
-                        held.rule,
-                        humanize(held.timeout)
+                        "witness: approval {approval_id} (rule \"{rule}\") was not decided within {}; the {operation} did not run",
+                        humanize(timeout)
                     )),
                 ),
-                None => ("withdrawn", None, Some("witness: the session is ending".to_string())),
+                Waited::SessionEnding => ("withdrawn", None, Some("witness: the session is ending".to_string())),
+                Waited::ClientLeft => ("withdrawn", None, None),
             };
-            append(&ctx.writer, &record::approval_decided(&held.approval_id, &held.rule, name, by, waited_ms)).await?;
-            match refusal {
-                None => return Ok(true),
-                Some(refusal) => refusal,
+            append(&ctx.writer, &record::approval_decided(&approval_id, &rule, name, by, waited_ms)).await?;
+            match (refusal, ended) {
+                (_, Waited::ClientLeft) => {
+                    let close = channel_note("ssh.close", Direction::Request, id, "the client closed the channel while it waited");
+                    append(&ctx.writer, &close).await?;
+                    return Ok(false);
+                }
+                (None, _) => return Ok(true),
+                (Some(refusal), _) => refusal,
             }
         }
     };
-    let _ = client.extended_data_bytes(1, Bytes::from(format!("{refusal}\r\n"))).await;
+    let _ = client.write.extended_data_bytes(1, Bytes::from(format!("{refusal}\r\n"))).await;
     append(
         &ctx.writer,
         &channel_note("ssh.exit", Direction::Gateway, id, format!("refused by witness: exit status {REFUSED_EXIT_STATUS}"))
             .with_attr("status", REFUSED_EXIT_STATUS),
     )
     .await?;
-    let _ = client.exit_status(REFUSED_EXIT_STATUS).await;
-    let _ = client.eof().await;
-    let _ = client.close().await;
+    let _ = client.write.exit_status(REFUSED_EXIT_STATUS).await;
+    let _ = client.write.eof().await;
+    let _ = client.write.close().await;
     Ok(false)
 }
 

@@ -212,9 +212,21 @@ impl<G: SshGate> Connection<G> {
             .with_attr("allowed", allowed);
         let event = if allowed { with_verdict(event, &verdict) } else { with_verdict(event, &verdict).with_attr("decision", "deny") };
         if ctx.writer.append(&event).await.is_err() {
+            tracing::error!(session = %ctx.subject.session, "cannot record a forwarding request; refusing it (the session ends with its next request)");
             return false;
         }
         allowed
+    }
+
+    /// A channel open on the target, bounded by the connect timeout: a target that never answers
+    /// must not hold the client's connection (russh waits in this handler).
+    async fn timed<T>(&self, open: impl std::future::Future<Output = Result<T, russh::Error>>) -> Result<T, String> {
+        let limit = self.front.settings.connect_timeout;
+        match tokio::time::timeout(limit, open).await {
+            Ok(Ok(opened)) => Ok(opened),
+            Ok(Err(e)) => Err(format!("the target refused a channel: {e}")),
+            Err(_) => Err(format!("the target did not open a channel within {} s", limit.as_secs())),
+        }
     }
 
     fn track(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -293,33 +305,29 @@ impl<G: SshGate> server::Handler for Connection<G> {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let (Some(ctx), Some(target)) = (self.context(), self.target_handle()) else {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
         let id = u32::from(channel.id());
-        let target_channel = match target.0.channel_open_session().await {
-            Ok(target_channel) => target_channel,
-            Err(e) => {
-                let message = format!("the target refused a session channel: {e}");
-                let _ = ctx.writer.append(&record::channel_note("ssh.target-refused", Direction::Response, id, message)).await;
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                return Ok(());
-            }
-        };
-        if ctx
-            .writer
-            .append(&record::channel_note("ssh.channel", Direction::Request, id, "session channel").with_attr("type", "session"))
-            .await
-            .is_err()
-        {
+        let opened = record::channel_note("ssh.channel", Direction::Request, id, "session channel").with_attr("type", "session");
+        if ctx.writer.append(&opened).await.is_err() {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            self.refuse(session, "witness cannot record this session, so it ends");
             return Ok(());
         }
-        reply.accept().await;
-        self.track(channel::relay_session(ctx, channel, target_channel));
+        match self.timed(target.0.channel_open_session()).await {
+            Ok(target_channel) => {
+                reply.accept().await;
+                self.track(channel::relay_session(ctx, channel, target_channel));
+            }
+            Err(why) => {
+                let _ = ctx.writer.append(&record::channel_note("ssh.target-refused", Direction::Response, id, why)).await;
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
         Ok(())
     }
 
@@ -343,13 +351,13 @@ impl<G: SshGate> server::Handler for Connection<G> {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         }
-        match target.0.channel_open_direct_tcpip(host, port, originator_address, originator_port).await {
+        match self.timed(target.0.channel_open_direct_tcpip(host, port, originator_address, originator_port)).await {
             Ok(target_channel) => {
                 reply.accept().await;
                 self.track(channel::relay_tunnel(ctx, channel, target_channel));
             }
-            Err(e) => {
-                let message = format!("the target could not open {destination}: {e}");
+            Err(why) => {
+                let message = format!("the target could not open {destination}: {why}");
                 let _ = ctx
                     .writer
                     .append(&record::channel_note("ssh.target-refused", Direction::Response, u32::from(channel.id()), message))
