@@ -115,7 +115,8 @@ fn run() -> Result<(), String> {
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
-        wait_for(|| control.exists())?;
+        let control_path = format!("ControlPath={}", control.display());
+        wait_for(|| ssh_with(route, &["-O", "check", "-o", &control_path], "").output().is_ok_and(|o| o.status.success()))?;
         let muxed = percentile(
             &repeat(n_execs, || timed(&mut ssh_with(route, &["-o", &format!("ControlPath={}", control.display())], "true")))?,
             0.5,

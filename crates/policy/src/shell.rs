@@ -136,13 +136,10 @@ fn normalize(command: &str) -> String {
         let option = start > 0
             && is_wrapper_option(&words[..start])
             && (word.starts_with('-') || is_number(word) || follows_option(&words[..start]));
-        if assignment || KEYWORDS.contains(&word) || option {
-            start += 1;
-        } else if wrapper {
-            start += 1;
-        } else {
+        if !(assignment || wrapper || KEYWORDS.contains(&word) || option) {
             break;
         }
+        start += 1;
     }
     let mut words: Vec<&str> = words[start.min(words.len())..].iter().map(String::as_str).collect();
     if let Some(program) = words.first_mut() {
