@@ -185,7 +185,7 @@ impl SessionWriter {
             session_id: *self.id.as_bytes(),
             seq: chain.next_seq,
             time_ns,
-            kind: event.kind.as_str().to_string(),
+            kind: event.kind.clone(),
             direction: event.direction.as_u8(),
             summary: clip_summary(&event.summary),
             payload_len: event.payload.len() as u64,
