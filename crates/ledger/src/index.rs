@@ -9,6 +9,7 @@
 //! than the rest of the recording. A session's rows are read back whole and unpacked; the sessions
 //! table keeps each session's event count and last event time, so listing needs no event rows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::thread;
@@ -260,8 +261,9 @@ impl Index {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(index_err(&path))?;
         {
-            // Blocks in the order their sessions first appear; sessions are few per commit.
+            // Blocks in the order their sessions first appear, and each session's open block.
             let mut blocks: Vec<Block> = Vec::new();
+            let mut open_blocks: HashMap<[u8; 16], usize> = HashMap::new();
             for indexed in batches.iter().flat_map(|batch| &batch.events) {
                 let e = &indexed.event;
                 if let Some(info) = &e.start {
@@ -290,10 +292,11 @@ impl Index {
                         .and_then(|mut update| update.execute(params![&e.session_id[..], e.time_ns, reason]))
                         .map_err(index_err(&path))?;
                 }
-                let open = blocks.iter().rposition(|b| b.session_id == e.session_id && b.n_events < MAX_BLOCK_EVENTS);
+                let open = open_blocks.get(&e.session_id).copied().filter(|&i| blocks[i].n_events < MAX_BLOCK_EVENTS);
                 let block = match open {
                     Some(i) => &mut blocks[i],
                     None => {
+                        open_blocks.insert(e.session_id, blocks.len());
                         blocks.push(Block { session_id: e.session_id, first_seq: e.seq, n_events: 0, last_time_ns: 0, bytes: Vec::new() });
                         blocks.last_mut().expect("just pushed")
                     }

@@ -707,7 +707,8 @@ fn row_description(body: &[u8]) -> Result<Vec<Column>, DecodeError> {
     let n = f.count()?;
     let mut columns = Vec::with_capacity(n.min(1664));
     for _ in 0..n {
-        let name = lossy(f.cstr()?).into();
+        // Straight into the shared string: one allocation per column name.
+        let name: Arc<str> = Arc::from(&*String::from_utf8_lossy(f.cstr()?));
         let table_oid = f.i32()? as u32;
         let attnum = f.i16()?;
         let type_oid = f.i32()? as u32;
