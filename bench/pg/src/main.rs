@@ -149,6 +149,14 @@ fn run() -> Result<(), String> {
         witnesses[2].as_ref().map(via_witness).map_err(Clone::clone),
     ];
 
+    // The process each target's CPU time is read from (direct has no proxy).
+    let proxy_pids = [
+        None,
+        bouncer.as_ref().ok().map(PgBouncer::pid),
+        witnesses[0].as_ref().ok().map(Witness::pid),
+        witnesses[1].as_ref().ok().map(Witness::pid),
+        witnesses[2].as_ref().ok().map(Witness::pid),
+    ];
     let log_dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let mut results = report::Results::new();
     for (w, workload) in WORKLOADS.iter().enumerate() {
@@ -159,7 +167,12 @@ fn run() -> Result<(), String> {
                 }
                 let result = conninfo.as_ref().map_err(|_| "not started (see above)".to_string()).and_then(|conninfo| {
                     eprintln!("{}: {c} clients, {}", workload.name, TARGETS[t]);
-                    pgbench::run(workload.mode, c, seconds, conninfo, log_dir.path())
+                    let before = proxy_pids[t].and_then(servers::cpu_ticks);
+                    let mut sample = pgbench::run(workload.mode, c, seconds, conninfo, log_dir.path())?;
+                    let after = proxy_pids[t].and_then(servers::cpu_ticks);
+                    // Ticks are 10 ms; the CPU the proxy spent over the run, per transaction.
+                    sample.proxy_cpu_us = before.zip(after).map(|(b, a)| (a.saturating_sub(b) as f64 * 1e4) / sample.n_txns.max(1) as f64);
+                    Ok(sample)
                 });
                 results.insert((w, c, t), result);
             }
@@ -229,4 +242,5 @@ fn print_header(seconds: u32, clients: &[u32], pg: &Postgres, bouncer: &Result<P
     println!("{}; {}", version(&pg_bin("pgbench")), bouncer.as_ref().map_or_else(|e| e.clone(), |b| version(b)));
     println!("each run: pgbench -n -S -M prepared|simple -c N -j min(N,2) -T {seconds} -l --log-prefix=TMP/x CONNINFO");
     println!("clients: {clients:?}; PgBouncer: pool_mode session, default_pool_size 40");
+    println!("proxy CPU: user + system time of the PgBouncer or witness process over the run, per transaction");
 }

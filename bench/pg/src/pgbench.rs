@@ -13,6 +13,10 @@ pub struct Sample {
     pub tps: f64,
     pub p50_us: u64,
     pub p99_us: u64,
+    /// Transactions the run completed.
+    pub n_txns: u64,
+    /// CPU time (user + system) of the proxy per transaction, in µs, when there is a proxy.
+    pub proxy_cpu_us: Option<f64>,
 }
 
 /// A pgbench command with every PG* variable removed: a PGHOST or PGSSLMODE in the caller's
@@ -46,11 +50,12 @@ pub fn run_with(workload: &[&str], clients: u32, seconds: u32, conninfo: &str, l
     let mut latencies = read_latencies(log_dir)?;
     let stdout = result?;
     let tps = parse_tps(&stdout).ok_or_else(|| format!("no tps line in pgbench output: {}", tail(&stdout, 3)))?;
+    let n_txns = parse_n_txns(&stdout).unwrap_or(latencies.len() as u64);
     if latencies.is_empty() {
         return Err("pgbench logged no transactions".into());
     }
     latencies.sort_unstable();
-    Ok(Sample { tps, p50_us: percentile(&latencies, 0.50), p99_us: percentile(&latencies, 0.99) })
+    Ok(Sample { tps, p50_us: percentile(&latencies, 0.50), p99_us: percentile(&latencies, 0.99), n_txns, proxy_cpu_us: None })
 }
 
 /// TPS from "tps = 1234.5 (without initial connection time)" (PostgreSQL 14+; older versions
@@ -60,6 +65,12 @@ fn parse_tps(stdout: &str) -> Option<f64> {
         .lines()
         .filter(|l| l.contains("without initial connection time") || l.contains("excluding connections"))
         .find_map(|l| l.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
+}
+
+/// N from "number of transactions actually processed: N" (or "N/M" with a fixed count).
+fn parse_n_txns(stdout: &str) -> Option<u64> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("number of transactions actually processed: "))?;
+    line.split(['/', ' ']).next()?.parse().ok()
 }
 
 /// Reads and deletes every transaction log (`x.<pid>`, `x.<pid>.<thread>`). Each line is
@@ -86,8 +97,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 mod tests {
     #[test]
     fn tps_and_percentiles() {
-        let out = "latency average = 0.1 ms\ntps = 9876.543210 (without initial connection time)\n";
+        let out = "number of transactions actually processed: 81234\nlatency average = 0.1 ms\ntps = 9876.543210 (without initial connection time)\n";
         assert_eq!(super::parse_tps(out), Some(9876.54321));
+        assert_eq!(super::parse_n_txns(out), Some(81234));
+        assert_eq!(super::parse_n_txns("number of transactions actually processed: 800/800\n"), Some(800));
         let values: Vec<u64> = (1..=100).collect();
         assert_eq!((super::percentile(&values, 0.5), super::percentile(&values, 0.99)), (50, 99));
         assert_eq!(super::percentile(&[7], 0.99), 7);

@@ -18,7 +18,8 @@ pub fn print_tables(clients: &[u32], results: &Results) {
     for (w, workload) in WORKLOADS.iter().enumerate() {
         println!("\n{} (pgbench -S -M {})", workload.name, workload.mode);
         let (c, t, tps, p50, p99, direct, bouncer) = ("clients", "target", "TPS", "p50 µs", "p99 µs", "vs direct", "vs PgBouncer");
-        println!("{c:>7}  {t:<14} {tps:>10} {p50:>9} {p99:>9} {direct:>10} {bouncer:>12}");
+        let cpu = "proxy CPU µs/txn";
+        println!("{c:>7}  {t:<14} {tps:>10} {p50:>9} {p99:>9} {direct:>10} {bouncer:>12} {cpu:>17}");
         for &c in clients {
             for (t, name) in TARGETS.iter().enumerate() {
                 let s = match &results[&(w, c, t)] {
@@ -30,7 +31,8 @@ pub fn print_tables(clients: &[u32], results: &Results) {
                 };
                 let ratio = |base: usize| get(results, w, c, base).map_or("-".into(), |b| format!("{:.2}x", s.tps / b.tps));
                 let (direct, bouncer) = (ratio(DIRECT), ratio(BOUNCER));
-                println!("{c:>7}  {name:<14} {:>10.1} {:>9} {:>9} {direct:>10} {bouncer:>12}", s.tps, s.p50_us, s.p99_us);
+                let cpu = s.proxy_cpu_us.map_or("-".into(), |us| format!("{us:.1}"));
+                println!("{c:>7}  {name:<14} {:>10.1} {:>9} {:>9} {direct:>10} {bouncer:>12} {cpu:>17}", s.tps, s.p50_us, s.p99_us);
             }
         }
     }

@@ -102,6 +102,15 @@ impl PgBouncer {
     }
 }
 
+impl PgBouncer {
+    /// The pgbouncer process: our child, or the child of `runuser` when we run as root.
+    pub fn pid(&self) -> u32 {
+        let runuser = self.child.id();
+        let children = fs::read_to_string(format!("/proc/{runuser}/task/{runuser}/children")).unwrap_or_default();
+        children.split_whitespace().next().and_then(|pid| pid.parse().ok()).unwrap_or(runuser)
+    }
+}
+
 impl Drop for PgBouncer {
     fn drop(&mut self) {
         terminate(&mut self.child);
@@ -160,12 +169,7 @@ impl Witness {
     /// Waits (up to 30 s) until this witness uses no CPU, so that work left from one run (the index
     /// catching up) does not slow the next run, whichever target it measures.
     pub fn settle(&self) {
-        let cpu_ticks = || -> Option<u64> {
-            let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-            // Fields after the command name (which may hold spaces) end with ')'.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        };
+        let cpu_ticks = || cpu_ticks(self.child.id());
         // Idle: at most 2 ticks (20 ms) of CPU in 250 ms; its timers (index polling,
         // checkpoints) use a little even when nothing happens.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -180,6 +184,11 @@ impl Witness {
         }
     }
 
+    /// The witness process, whose CPU time a run is charged.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops witness with SIGTERM (it seals the ledger) and returns its complete log.
     pub fn stop(&mut self) -> String {
         terminate(&mut self.child);
@@ -192,6 +201,14 @@ impl Drop for Witness {
     fn drop(&mut self) {
         terminate(&mut self.child);
     }
+}
+
+/// User and system CPU time of a process (all its threads), in clock ticks (10 ms on Linux).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 /// `kill -TERM`, then `kill -KILL` if the child is still there after 60 s (witness may need a

@@ -2,13 +2,20 @@
 //!
 //! The index is derived data. The segments are the record; the index can be deleted at any time and
 //! is rebuilt from them, and it is brought up to date from the segments whenever the ledger opens.
+//!
+//! Events are stored in *blocks*: one row per session per indexer commit, holding that session's
+//! events of the commit packed one after the other (see [`pack_event`]). A gateway under load
+//! indexes tens of thousands of events a second; as one SQLite row each, the index cost more CPU
+//! than the rest of the recording. A session's rows are read back whole and unpacked; the sessions
+//! table keeps each session's event count and last event time, so listing needs no event rows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use witness_core::{Protocol, SessionId, SessionInfo};
+use witness_core::{EventKind, Protocol, SessionId, SessionInfo};
 
 use crate::error::LedgerError;
 use crate::format::{decode_record, decode_segment_header, Record};
@@ -65,7 +72,8 @@ pub(crate) struct IndexEvent {
     pub session_id: [u8; 16],
     pub seq: u64,
     pub time_ns: i64,
-    pub kind: String,
+    /// Witness's own kinds are static strings: cloning them allocates nothing.
+    pub kind: EventKind,
     pub direction: u8,
     pub summary: String,
     pub payload_len: u64,
@@ -101,7 +109,11 @@ const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Index summaries are for lists; the full text is in the record.
 const MAX_SUMMARY_CHARS: usize = 240;
-const SCHEMA_VERSION: &str = "1";
+/// Version 2: events in packed blocks, counts in the sessions table (version 1: a row per event).
+const SCHEMA_VERSION: &str = "2";
+/// A block holds at most this many events (more go into the next block of the same commit), so
+/// that reading one session back never loads an unbounded row.
+const MAX_BLOCK_EVENTS: usize = 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -114,24 +126,28 @@ CREATE TABLE IF NOT EXISTS sessions (
     client_addr TEXT,
     started_ns INTEGER NOT NULL,
     ended_ns INTEGER,
-    end_reason TEXT
+    end_reason TEXT,
+    n_events INTEGER NOT NULL DEFAULT 0,
+    last_event_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_by_identity ON sessions (identity, started_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_connection ON sessions (connection, started_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (started_ns);
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS event_blocks (
     session_id BLOB NOT NULL,
-    seq INTEGER NOT NULL,
-    ledger_seq INTEGER NOT NULL,
-    time_ns INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    direction INTEGER NOT NULL,
-    summary TEXT NOT NULL,
-    payload_len INTEGER NOT NULL,
-    segment_idx INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
-    PRIMARY KEY (session_id, seq)
-) WITHOUT ROWID;
+    first_seq INTEGER NOT NULL,
+    n_events INTEGER NOT NULL,
+    events BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS event_blocks_by_session ON event_blocks (session_id, first_seq);
+";
+
+/// Tables of earlier schema versions, dropped before the index is rebuilt.
+const DROP_ALL: &str = "
+DROP TABLE IF EXISTS events;
+DROP TABLE IF EXISTS event_blocks;
+DROP TABLE IF EXISTS sessions;
+DELETE FROM meta WHERE key LIKE 'resume_%';
 ";
 
 // === impl Index ===
@@ -147,16 +163,23 @@ impl Index {
             .conn
             .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")
             .map_err(index_err(path))?;
-        index.conn.execute_batch(SCHEMA).map_err(index_err(path))?;
+        index
+            .conn
+            .execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;")
+            .map_err(index_err(path))?;
         let owner = index.meta("ledger_key")?;
         let schema = index.meta("schema")?;
         if owner.as_deref() != Some(ledger_key) || schema.as_deref() != Some(SCHEMA_VERSION) {
             if owner.is_some() {
                 tracing::warn!(index = %path.display(), "the index belongs to another ledger or schema; rebuilding it from the segments");
             }
-            index.clear()?;
+            // Another schema's tables may have other columns: drop them rather than empty them.
+            index.conn.execute_batch(DROP_ALL).map_err(index_err(path))?;
+            index.conn.execute_batch(SCHEMA).map_err(index_err(path))?;
             index.set_meta("ledger_key", ledger_key)?;
             index.set_meta("schema", SCHEMA_VERSION)?;
+        } else {
+            index.conn.execute_batch(SCHEMA).map_err(index_err(path))?;
         }
         Ok(index)
     }
@@ -233,57 +256,69 @@ impl Index {
         self.apply_all(std::slice::from_ref(batch))
     }
 
-    /// Writes batches in one transaction.
+    /// Writes batches in one transaction: each session's events of the batches as packed blocks.
     pub(crate) fn apply_all(&mut self, batches: &[IndexBatch]) -> Result<(), LedgerError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(index_err(&path))?;
         {
-            let mut insert_event = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO events (session_id, seq, ledger_seq, time_ns, kind, direction, summary, payload_len, segment_idx, offset)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(index_err(&path))?;
-            for batch in batches {
-                for indexed in &batch.events {
-                    let e = &indexed.event;
-                    insert_event
-                        .execute(params![
+            // Blocks in the order their sessions first appear, and each session's open block.
+            let mut blocks: Vec<Block> = Vec::new();
+            let mut open_blocks: HashMap<[u8; 16], usize> = HashMap::new();
+            for indexed in batches.iter().flat_map(|batch| &batch.events) {
+                let e = &indexed.event;
+                if let Some(info) = &e.start {
+                    // Not REPLACE: a session's counts survive a start indexed twice.
+                    tx.prepare_cached(
+                        "INSERT INTO sessions (id, identity, connection, protocol, task, client_addr, started_ns)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (id) DO UPDATE SET identity = ?2, connection = ?3, protocol = ?4, task = ?5,
+                             client_addr = ?6, started_ns = ?7",
+                    )
+                    .and_then(|mut insert| {
+                        insert.execute(params![
                             &e.session_id[..],
-                            e.seq as i64,
-                            indexed.ledger_seq as i64,
-                            e.time_ns,
-                            e.kind,
-                            e.direction,
-                            e.summary,
-                            e.payload_len as i64,
-                            indexed.segment_idx as i64,
-                            indexed.offset as i64
+                            info.identity,
+                            info.connection,
+                            info.protocol.as_str(),
+                            info.task,
+                            info.client_addr,
+                            e.time_ns
                         ])
+                    })
+                    .map_err(index_err(&path))?;
+                }
+                if let Some(reason) = &e.end_reason {
+                    tx.prepare_cached("UPDATE sessions SET ended_ns = ?2, end_reason = ?3 WHERE id = ?1")
+                        .and_then(|mut update| update.execute(params![&e.session_id[..], e.time_ns, reason]))
                         .map_err(index_err(&path))?;
-                    if let Some(info) = &e.start {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO sessions (id, identity, connection, protocol, task, client_addr, started_ns)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                            params![
-                                &e.session_id[..],
-                                info.identity,
-                                info.connection,
-                                info.protocol.as_str(),
-                                info.task,
-                                info.client_addr,
-                                e.time_ns
-                            ],
-                        )
-                        .map_err(index_err(&path))?;
+                }
+                let open = open_blocks.get(&e.session_id).copied().filter(|&i| blocks[i].n_events < MAX_BLOCK_EVENTS);
+                let block = match open {
+                    Some(i) => &mut blocks[i],
+                    None => {
+                        open_blocks.insert(e.session_id, blocks.len());
+                        blocks.push(Block { session_id: e.session_id, first_seq: e.seq, n_events: 0, last_time_ns: 0, bytes: Vec::new() });
+                        blocks.last_mut().expect("just pushed")
                     }
-                    if let Some(reason) = &e.end_reason {
-                        tx.execute(
-                            "UPDATE sessions SET ended_ns = ?2, end_reason = ?3 WHERE id = ?1",
-                            params![&e.session_id[..], e.time_ns, reason],
-                        )
-                        .map_err(index_err(&path))?;
-                    }
+                };
+                pack_event(&mut block.bytes, indexed);
+                block.n_events += 1;
+                block.last_time_ns = block.last_time_ns.max(e.time_ns);
+            }
+            let mut insert_block = tx
+                .prepare_cached("INSERT OR IGNORE INTO event_blocks (session_id, first_seq, n_events, events) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(index_err(&path))?;
+            let mut count = tx
+                .prepare_cached("UPDATE sessions SET n_events = n_events + ?2, last_event_ns = max(last_event_ns, ?3) WHERE id = ?1")
+                .map_err(index_err(&path))?;
+            for block in &blocks {
+                let id = &block.session_id[..];
+                let inserted = insert_block
+                    .execute(params![id, block.first_seq as i64, block.n_events as i64, block.bytes])
+                    .map_err(index_err(&path))?;
+                // A block indexed before (same session and first seq) is not counted twice.
+                if inserted > 0 {
+                    count.execute(params![id, block.n_events as i64, block.last_time_ns]).map_err(index_err(&path))?;
                 }
             }
             if let Some(last) = batches.last() {
@@ -300,8 +335,7 @@ impl Index {
     pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>, LedgerError> {
         let mut sql = String::from(
             "SELECT s.id, s.identity, s.connection, s.protocol, s.task, s.client_addr, s.started_ns, s.ended_ns, s.end_reason,
-                    (SELECT COUNT(*) FROM events e WHERE e.session_id = s.id),
-                    (SELECT MAX(time_ns) FROM events e WHERE e.session_id = s.id)
+                    s.n_events, s.last_event_ns
              FROM sessions s WHERE 1 = 1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -334,8 +368,7 @@ impl Index {
         self.conn
             .query_row(
                 "SELECT s.id, s.identity, s.connection, s.protocol, s.task, s.client_addr, s.started_ns, s.ended_ns, s.end_reason,
-                        (SELECT COUNT(*) FROM events e WHERE e.session_id = s.id),
-                        (SELECT MAX(time_ns) FROM events e WHERE e.session_id = s.id)
+                        s.n_events, s.last_event_ns
                  FROM sessions s WHERE s.id = ?1",
                 params![&id.as_bytes()[..]],
                 session_from_row,
@@ -346,29 +379,19 @@ impl Index {
 
     /// The events of a session in order.
     pub fn events(&self, id: SessionId) -> Result<Vec<EventSummary>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT seq, ledger_seq, time_ns, kind, direction, summary, payload_len, segment_idx, offset
-                 FROM events WHERE session_id = ?1 ORDER BY seq",
-            )
-            .map_err(index_err(&self.path))?;
-        let rows = stmt
-            .query_map(params![&id.as_bytes()[..]], |row| {
-                Ok(EventSummary {
-                    seq: row.get::<_, i64>(0)? as u64,
-                    ledger_seq: row.get::<_, i64>(1)? as u64,
-                    time_ns: row.get(2)?,
-                    kind: row.get(3)?,
-                    direction: row.get(4)?,
-                    summary: row.get(5)?,
-                    payload_len: row.get::<_, i64>(6)? as u64,
-                    segment_idx: row.get::<_, i64>(7)? as u64,
-                    offset: row.get::<_, i64>(8)? as u64,
-                })
-            })
-            .map_err(index_err(&self.path))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(index_err(&self.path))
+        let mut stmt =
+            self.conn.prepare("SELECT events FROM event_blocks WHERE session_id = ?1 ORDER BY first_seq").map_err(index_err(&self.path))?;
+        let blocks = stmt.query_map(params![&id.as_bytes()[..]], |row| row.get::<_, Vec<u8>>(0)).map_err(index_err(&self.path))?;
+        let mut events = Vec::new();
+        for block in blocks {
+            let block = block.map_err(index_err(&self.path))?;
+            unpack_events(&block, &mut events).ok_or_else(|| LedgerError::Index {
+                path: self.path.clone(),
+                source: rusqlite::Error::InvalidColumnType(0, "events".into(), rusqlite::types::Type::Blob),
+            })?;
+        }
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
     }
 
     fn resume_point(&self) -> Result<Option<ResumePoint>, LedgerError> {
@@ -395,7 +418,7 @@ impl Index {
 
     fn clear(&self) -> Result<(), LedgerError> {
         self.conn
-            .execute_batch("DELETE FROM events; DELETE FROM sessions; DELETE FROM meta WHERE key LIKE 'resume_%';")
+            .execute_batch("DELETE FROM event_blocks; DELETE FROM sessions; DELETE FROM meta WHERE key LIKE 'resume_%';")
             .map_err(index_err(&self.path))
     }
 }
@@ -459,7 +482,8 @@ pub(crate) fn index_event_from_record(e: &crate::format::EventRecord<'_>) -> Ind
         session_id: e.session_id,
         seq: e.seq,
         time_ns: e.time_ns,
-        kind: e.kind.to_string(),
+        // decode_record admits the same kinds EventKind does, so the fallback is never taken.
+        kind: EventKind::new(e.kind.to_string()).unwrap_or_else(|_| EventKind::new("invalid").expect("a valid kind")),
         direction: e.direction,
         summary: clip_summary(&header.summary),
         payload_len: e.payload_len,
@@ -481,10 +505,71 @@ pub(crate) fn session_info_from_attrs(attrs: &serde_json::Map<String, serde_json
 }
 
 pub(crate) fn clip_summary(summary: &str) -> String {
+    // No more bytes than the limit in characters: nothing to cut, no need to count characters.
+    if summary.len() <= MAX_SUMMARY_CHARS {
+        return summary.to_string();
+    }
     match summary.char_indices().nth(MAX_SUMMARY_CHARS) {
         None => summary.to_string(),
         Some((cut, _)) => format!("{}…", &summary[..cut]),
     }
+}
+
+/// One session's events of one commit, packed, on their way into an `event_blocks` row.
+struct Block {
+    session_id: [u8; 16],
+    first_seq: u64,
+    n_events: usize,
+    last_time_ns: i64,
+    bytes: Vec<u8>,
+}
+
+/// Fixed part of a packed event: seq, ledger_seq, time_ns, payload_len, segment_idx, offset (8
+/// bytes each, little-endian), direction (1), kind length (1), summary length (4).
+const PACKED_FIXED_LEN: usize = 6 * 8 + 1 + 1 + 4;
+
+/// Appends one event to a block: the fixed fields, then the kind and the summary (UTF-8). The
+/// layout is the index's own (derived data, rebuilt when the schema version changes), not part of
+/// the recording format.
+fn pack_event(out: &mut Vec<u8>, indexed: &IndexedEvent) {
+    let e = &indexed.event;
+    let kind = e.kind.as_str().as_bytes();
+    out.reserve(PACKED_FIXED_LEN + kind.len() + e.summary.len());
+    for n in [e.seq, indexed.ledger_seq, e.time_ns as u64, e.payload_len, indexed.segment_idx, indexed.offset] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out.push(e.direction);
+    // Kinds are at most 64 bytes (EventKind) and summaries are clipped to 240 characters.
+    out.push(kind.len() as u8);
+    out.extend_from_slice(&(e.summary.len() as u32).to_le_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(e.summary.as_bytes());
+}
+
+/// Unpacks a block's events onto `out`; None if the bytes are not a whole number of events.
+fn unpack_events(mut bytes: &[u8], out: &mut Vec<EventSummary>) -> Option<()> {
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    while !bytes.is_empty() {
+        let fixed = bytes.get(..PACKED_FIXED_LEN)?;
+        let kind_len = fixed[49] as usize;
+        let summary_len = u32::from_le_bytes(fixed[50..54].try_into().expect("4 bytes")) as usize;
+        let kind = bytes.get(PACKED_FIXED_LEN..PACKED_FIXED_LEN + kind_len)?;
+        let summary_end = (PACKED_FIXED_LEN + kind_len).checked_add(summary_len)?;
+        let summary = bytes.get(PACKED_FIXED_LEN + kind_len..summary_end)?;
+        out.push(EventSummary {
+            seq: u64_at(fixed, 0),
+            ledger_seq: u64_at(fixed, 1),
+            time_ns: u64_at(fixed, 2) as i64,
+            payload_len: u64_at(fixed, 3),
+            segment_idx: u64_at(fixed, 4),
+            offset: u64_at(fixed, 5),
+            direction: fixed[48],
+            kind: String::from_utf8_lossy(kind).into_owned(),
+            summary: String::from_utf8_lossy(summary).into_owned(),
+        });
+        bytes = &bytes[summary_end..];
+    }
+    Some(())
 }
 
 pub(crate) fn index_path(ledger_dir: &Path) -> PathBuf {
@@ -514,4 +599,58 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary>
 
 fn index_err(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
     move |source| LedgerError::Index { path: path.to_path_buf(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexed(seq: u64, kind: &'static str, summary: &str) -> IndexedEvent {
+        let event = IndexEvent {
+            session_id: [7; 16],
+            seq,
+            time_ns: 1_700_000_000_000_000_000 + seq as i64,
+            kind: EventKind::new(kind).unwrap(),
+            direction: (seq % 3) as u8,
+            summary: summary.to_string(),
+            payload_len: seq * 100,
+            start: None,
+            end_reason: None,
+        };
+        IndexedEvent { event, ledger_seq: seq + 1000, segment_idx: seq / 2, offset: 32 + seq * 400 }
+    }
+
+    #[test]
+    fn packed_events_unpack_as_they_were() {
+        let events = [
+            indexed(0, "session.start", "bench opened bench (postgres)"),
+            indexed(1, "pg.execute", ""),
+            indexed(2, "pg.result", "SELECT 1 (1 rows) — ünïcödé"),
+        ];
+        let mut block = Vec::new();
+        for e in &events {
+            pack_event(&mut block, e);
+        }
+        let mut out = Vec::new();
+        unpack_events(&block, &mut out).unwrap();
+        let expect: Vec<EventSummary> = events
+            .iter()
+            .map(|i| EventSummary {
+                seq: i.event.seq,
+                ledger_seq: i.ledger_seq,
+                time_ns: i.event.time_ns,
+                kind: i.event.kind.to_string(),
+                direction: i.event.direction,
+                summary: i.event.summary.clone(),
+                payload_len: i.event.payload_len,
+                segment_idx: i.segment_idx,
+                offset: i.offset,
+            })
+            .collect();
+        assert_eq!(out, expect);
+        // A damaged block is refused, never read past its end.
+        for cut in [1, PACKED_FIXED_LEN, block.len() - 1] {
+            assert_eq!(unpack_events(&block[..cut], &mut Vec::new()), None, "cut at {cut}");
+        }
+    }
 }

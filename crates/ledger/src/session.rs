@@ -165,7 +165,11 @@ impl SessionWriter {
             return Err(LedgerError::TooLarge { what: "payload", len: event.payload.len(), max: MAX_PAYLOAD_LEN });
         }
         let header = HeaderRef { summary: &event.summary, attrs: &event.attrs, payload: event.payload_type.as_str() };
-        let header = serde_json::to_vec(&header).expect("a JSON map and strings always serialize");
+        // Room for the summary and a few attributes up front: growing from serde_json's default
+        // of 128 bytes would reallocate twice for a typical statement's header.
+        let mut header_json = Vec::with_capacity(256 + event.summary.len());
+        serde_json::to_writer(&mut header_json, &header).expect("a JSON map and strings always serialize");
+        let header = header_json;
         if header.len() > MAX_HEADER_LEN {
             return Err(LedgerError::TooLarge { what: "summary and attributes", len: header.len(), max: MAX_HEADER_LEN });
         }
@@ -185,7 +189,7 @@ impl SessionWriter {
             session_id: *self.id.as_bytes(),
             seq: chain.next_seq,
             time_ns,
-            kind: event.kind.as_str().to_string(),
+            kind: event.kind.clone(),
             direction: event.direction.as_u8(),
             summary: clip_summary(&event.summary),
             payload_len: event.payload.len() as u64,

@@ -18,7 +18,9 @@ use crate::codec::{DecodeError, Fields};
 /// A result column, from a RowDescription.
 #[derive(Clone, Debug)]
 pub(crate) struct Column {
-    pub name: String,
+    /// Shared: an execution of a described statement copies its columns, which must not cost
+    /// an allocation per column.
+    pub name: Arc<str>,
     pub table_oid: u32,
     pub attnum: i16,
     pub type_oid: u32,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use witness_core::{Direction, Event, EventKind, PayloadType};
 
@@ -598,9 +599,7 @@ impl Responses {
         }
         if !self.columns.is_empty() {
             event = event.with_attr("rows_recorded", self.rows.len());
-            let columns: Vec<Value> =
-                self.columns.iter().map(|c| json!({ "name": c.name, "type_oid": c.type_oid, "format": c.format })).collect();
-            let payload = json!({ "columns": columns, "rows": std::mem::take(&mut self.rows) });
+            let payload = ResultPayload { columns: ColumnsJson(&self.columns), rows: &self.rows };
             event.payload_type = PayloadType::Json;
             event.payload = serde_json::to_vec(&payload).expect("JSON values serialize");
         }
@@ -627,6 +626,30 @@ impl Responses {
                 }
             }
         }
+    }
+}
+
+/// A result's payload, `{"columns": [{"format", "name", "type_oid"}], "rows": [[…]]}`: serialized
+/// straight from the session's state (fields in the order a JSON map would sort them, as
+/// RECORDING_FORMAT.md shows them), with no JSON values built for it.
+#[derive(Serialize)]
+struct ResultPayload<'a> {
+    columns: ColumnsJson<'a>,
+    rows: &'a [Value],
+}
+
+struct ColumnsJson<'a>(&'a [Column]);
+
+#[derive(Serialize)]
+struct ColumnJson<'a> {
+    format: i16,
+    name: &'a str,
+    type_oid: u32,
+}
+
+impl Serialize for ColumnsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|c| ColumnJson { format: c.format, name: &c.name, type_oid: c.type_oid }))
     }
 }
 
@@ -684,7 +707,8 @@ fn row_description(body: &[u8]) -> Result<Vec<Column>, DecodeError> {
     let n = f.count()?;
     let mut columns = Vec::with_capacity(n.min(1664));
     for _ in 0..n {
-        let name = lossy(f.cstr()?);
+        // Straight into the shared string: one allocation per column name.
+        let name: Arc<str> = Arc::from(&*String::from_utf8_lossy(f.cstr()?));
         let table_oid = f.i32()? as u32;
         let attnum = f.i16()?;
         let type_oid = f.i32()? as u32;
@@ -756,12 +780,14 @@ pub(crate) fn value(bytes: Option<&[u8]>, format: i16) -> Value {
     let shown = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
     let cut = if shown.len() < bytes.len() { "…" } else { "" };
     let printable = |text: &str| text.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
-    let text = match (format, std::str::from_utf8(shown)) {
-        (0, Ok(text)) => text.to_string(),
-        (_, Ok(text)) if !text.is_empty() && printable(text) => text.to_string(),
+    // One allocation per value: this runs for every parameter and every recorded cell.
+    let mut text = match (format, std::str::from_utf8(shown)) {
+        (0, Ok(text)) => String::with_capacity(text.len() + cut.len()) + text,
+        (_, Ok(text)) if !text.is_empty() && printable(text) => String::with_capacity(text.len() + cut.len()) + text,
         _ => format!("\\x{}", hex::encode(shown)),
     };
-    Value::String(format!("{text}{cut}"))
+    text.push_str(cut);
+    Value::String(text)
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -771,6 +797,14 @@ fn lossy(bytes: &[u8]) -> String {
 /// One line, at most [`MAX_SUMMARY_CHARS`] characters.
 /// One pass, no intermediate word list: it runs for every recorded statement.
 fn clip(text: &str) -> String {
+    if is_one_clean_line(text) {
+        return text.to_string();
+    }
+    clip_chars(text)
+}
+
+/// [`clip`] character by character.
+fn clip_chars(text: &str) -> String {
     let mut line = String::with_capacity(text.len().min(MAX_SUMMARY_CHARS + 4));
     let (mut n_chars, mut space_due) = (0, false);
     for c in text.chars() {
@@ -789,6 +823,25 @@ fn clip(text: &str) -> String {
         space_due = false;
     }
     line
+}
+
+/// Whether [`clip`] would return `text` as it is: ASCII, at most [`MAX_SUMMARY_CHARS`] long, no
+/// whitespace but single spaces between words. Most statements are; checking is a fraction of
+/// clipping them character by character.
+fn is_one_clean_line(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.len() > MAX_SUMMARY_CHARS || bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
+        return false;
+    }
+    let mut last = 0u8;
+    for &b in bytes {
+        // Non-ASCII text may hold Unicode whitespace: the slow path decides.
+        if b >= 0x80 || (b'\t'..=b'\r').contains(&b) || (b == b' ' && last == b' ') {
+            return false;
+        }
+        last = b;
+    }
+    true
 }
 
 /// Attributes for a session's startup event.
@@ -912,6 +965,48 @@ mod tests {
         assert_eq!(clip(&format!("{long}y")), format!("{long}…"));
         assert_eq!(clip(&format!("{} b", "a".repeat(MAX_SUMMARY_CHARS))), format!("{}…", "a".repeat(MAX_SUMMARY_CHARS)));
         assert_eq!(clip("é  ü"), "é ü");
+    }
+
+    #[test]
+    fn result_payloads_are_the_json_documents_they_always_were() {
+        let columns = [
+            Column { name: "aid".into(), table_oid: 16400, attnum: 1, type_oid: 23, format: 1 },
+            Column { name: "näme \"q\"".into(), table_oid: 0, attnum: 0, type_oid: 25, format: 0 },
+        ];
+        let rows = vec![json!(["\\x00000007", "a"]), json!([null, "b\n"])];
+        let payload = ResultPayload { columns: ColumnsJson(&columns), rows: &rows };
+        let as_values: Vec<Value> =
+            columns.iter().map(|c| json!({ "name": &*c.name, "type_oid": c.type_oid, "format": c.format })).collect();
+        let expect = serde_json::to_vec(&json!({ "columns": as_values, "rows": rows })).unwrap();
+        assert_eq!(String::from_utf8(serde_json::to_vec(&payload).unwrap()).unwrap(), String::from_utf8(expect).unwrap());
+    }
+
+    #[test]
+    fn the_quick_path_of_clip_agrees_with_the_slow_one() {
+        let long = "x".repeat(MAX_SUMMARY_CHARS);
+        let cases = [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+            "",
+            " leading",
+            "trailing ",
+            "two  spaces",
+            "tab\there",
+            "new\nline",
+            "cr\rlf",
+            "vt\x0bff\x0c",
+            "non\u{a0}breaking",
+            "ümlaut and spaces",
+            "\u{2028}",
+            &long,
+            &format!("{long}y"),
+            &format!("{} b", "a".repeat(MAX_SUMMARY_CHARS - 2)),
+        ];
+        for text in cases {
+            assert_eq!(clip(text), clip_chars(text), "{text:?}");
+            if is_one_clean_line(text) {
+                assert_eq!(clip(text), text, "{text:?}");
+            }
+        }
     }
 
     #[test]
