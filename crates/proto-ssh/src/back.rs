@@ -55,6 +55,25 @@ pub enum TargetError {
 /// A logged-in connection to a target.
 pub(crate) type TargetHandle = client::Handle<TargetHandler>;
 
+/// A channel the target opens back toward the client: an agent channel (after agent forwarding
+/// was allowed) or a connection to a remote-forwarded port. The front decides, records and
+/// relays it; dropping it refuses it.
+pub(crate) enum Reverse {
+    Agent {
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+    },
+    Forwarded {
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        connected: (String, u32),
+        originator: (String, u32),
+    },
+}
+
+/// Reverse channels waiting for the front; more are refused.
+pub(crate) const MAX_REVERSE_WAITING: usize = 16;
+
 /// russh's client callbacks: only the host key check.
 pub(crate) struct TargetHandler {
     connection: String,
@@ -62,6 +81,8 @@ pub(crate) struct TargetHandler {
     known_hosts: PathBuf,
     /// Set when the key was refused, for the error message.
     refused: Arc<Mutex<Option<(String, String)>>>,
+    /// Where channels the target opens toward the client go.
+    reverse: tokio::sync::mpsc::Sender<Reverse>,
 }
 
 /// Serialises first-use writes to the known-hosts file within this process.
@@ -69,6 +90,36 @@ static KNOWN_HOSTS_LOCK: Mutex<()> = Mutex::new(());
 
 impl client::Handler for TargetHandler {
     type Error = russh::Error;
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // Refused (dropped) when the front is gone or has too many waiting.
+        let _ = self.reverse.try_send(Reverse::Agent { channel, reply });
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let _ = self.reverse.try_send(Reverse::Forwarded {
+            channel,
+            reply,
+            connected: (connected_address.to_string(), connected_port),
+            originator: (originator_address.to_string(), originator_port),
+        });
+        Ok(())
+    }
 
     async fn check_server_key(&mut self, presented: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = presented else {
@@ -125,7 +176,12 @@ fn first_use(path: &Path, connection: &str, presented: &PublicKey) -> std::io::R
 }
 
 /// Connects and logs in to `target`.
-pub(crate) async fn connect(target: &SshTarget, known_hosts: &Path, timeout: Duration) -> Result<TargetHandle, TargetError> {
+pub(crate) async fn connect(
+    target: &SshTarget,
+    known_hosts: &Path,
+    timeout: Duration,
+    reverse: tokio::sync::mpsc::Sender<Reverse>,
+) -> Result<TargetHandle, TargetError> {
     let (connection, address) = (target.name.clone(), target.address.clone());
     let refused = Arc::new(Mutex::new(None));
     let handler = TargetHandler {
@@ -133,6 +189,7 @@ pub(crate) async fn connect(target: &SshTarget, known_hosts: &Path, timeout: Dur
         policy: target.host_key.clone(),
         known_hosts: known_hosts.to_path_buf(),
         refused: refused.clone(),
+        reverse,
     };
     let login = async {
         let tcp = tokio::net::TcpStream::connect(&target.address).await.map_err(|e| TargetError::Unreachable {

@@ -220,8 +220,14 @@ async fn client_to_target<G: SshGate>(
                 ask(shared, "subsystem");
                 let _ = target.request_subsystem(true, name).await;
             }
-            // Refused by the front as they arrive (and recorded there); nothing to forward.
-            ChannelMsg::AgentForward { .. } | ChannelMsg::RequestX11 { .. } => {}
+            // Decided and recorded by the front as it arrives (which also answers the client);
+            // asked of the target only when allowed. The gate's answer is the same here.
+            ChannelMsg::AgentForward { .. } => {
+                if matches!(ctx.gate.decide(&ctx.subject, SshOperation::AgentForward, ""), Verdict::Allow { .. }) {
+                    let _ = target.agent_forward(false).await;
+                }
+            }
+            ChannelMsg::RequestX11 { .. } => {}
             _ => {}
         }
     }

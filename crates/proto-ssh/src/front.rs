@@ -170,16 +170,18 @@ impl<G: SshGate> Connection<G> {
             return Err("witness cannot record this session, so it does not start".to_string());
         }
         let subject = Subject { session: writer.id(), info, principal };
-        let target_handle = match back::connect(&target, &self.front.settings.known_hosts, self.front.settings.connect_timeout).await {
-            Ok(handle) => handle,
-            Err(e) => {
-                let message = e.to_string();
-                let event = Event::note(record::kind("ssh.target-error"), Direction::Gateway, message.clone());
-                let _ = writer.append(&event).await;
-                let _ = writer.close(&message).await;
-                return Err(message);
-            }
-        };
+        let (reverse_tx, reverse_rx) = tokio::sync::mpsc::channel(back::MAX_REVERSE_WAITING);
+        let target_handle =
+            match back::connect(&target, &self.front.settings.known_hosts, self.front.settings.connect_timeout, reverse_tx).await {
+                Ok(handle) => handle,
+                Err(e) => {
+                    let message = e.to_string();
+                    let event = Event::note(record::kind("ssh.target-error"), Direction::Gateway, message.clone());
+                    let _ = writer.append(&event).await;
+                    let _ = writer.close(&message).await;
+                    return Err(message);
+                }
+            };
         let (interrupt, registration) = self.front.gate.register(&subject.principal);
         watch_interrupt(interrupt.clone(), session.handle(), self.end_reason.clone(), subject.session);
         let context = Arc::new(ChannelContext {
@@ -189,8 +191,10 @@ impl<G: SshGate> Connection<G> {
             interrupt,
             client: session.handle(),
         });
+        let mut channels = JoinSet::new();
+        channels.spawn(reverse_channels(context.clone(), session.handle(), reverse_rx));
         *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Live { context, target: Arc::new(target_handle), channels: JoinSet::new(), _registration: registration });
+            Some(Live { context, target: Arc::new(target_handle), channels, _registration: registration });
         Ok(())
     }
 
@@ -247,6 +251,55 @@ impl<G: SshGate> Connection<G> {
         }
         Some(TargetHandleRef(live.target.clone()))
     }
+}
+
+/// Takes the channels the target opens toward the client (agent, remote-forwarded connections),
+/// opens their counterpart on the client, records and relays them; refuses those no rule allows.
+async fn reverse_channels<G: SshGate>(
+    ctx: Arc<ChannelContext<G>>,
+    client: server::Handle,
+    mut reverse: tokio::sync::mpsc::Receiver<back::Reverse>,
+) {
+    let mut relays = JoinSet::new();
+    while let Some(request) = reverse.recv().await {
+        while relays.try_join_next().is_some() {}
+        let (operation, destination, summary) = match &request {
+            back::Reverse::Agent { .. } => (SshOperation::AgentForward, String::new(), "the target uses the forwarded agent".to_string()),
+            back::Reverse::Forwarded { connected, originator, .. } => (
+                SshOperation::PortForward,
+                format!("{}:{}", connected.0, connected.1),
+                format!("connection to the target's {}:{} from {}:{}", connected.0, connected.1, originator.0, originator.1),
+            ),
+        };
+        let allowed =
+            matches!(ctx.gate.decide(&ctx.subject, operation, &destination), Verdict::Allow { .. }) && relays.len() < MAX_CHANNELS;
+        let event = Event::note(record::kind("ssh.forward"), Direction::Response, summary)
+            .with_attr("operation", operation.as_str())
+            .with_attr("destination", destination)
+            .with_attr("allowed", allowed)
+            .with_attr("reverse", true);
+        if ctx.writer.append(&event).await.is_err() || !allowed {
+            continue; // dropping the request refuses the target's channel
+        }
+        let opened = match request {
+            back::Reverse::Agent { channel, reply } => client.channel_open_agent().await.map(|c| (c, channel, reply)),
+            back::Reverse::Forwarded { channel, reply, connected, originator } => {
+                client.channel_open_forwarded_tcpip(connected.0, connected.1, originator.0, originator.1).await.map(|c| (c, channel, reply))
+            }
+        };
+        match opened {
+            Ok((client_channel, target_channel, reply)) => {
+                reply.accept().await;
+                relays.spawn(channel::relay_tunnel(ctx.clone(), client_channel, target_channel));
+            }
+            Err(e) => {
+                let refused =
+                    Event::note(record::kind("ssh.target-refused"), Direction::Response, format!("the client refused the channel: {e}"));
+                let _ = ctx.writer.append(&refused).await;
+            }
+        }
+    }
+    while relays.join_next().await.is_some() {}
 }
 
 /// A clone of the target connection's handle, taken out of the lock before awaiting on it.
@@ -370,20 +423,40 @@ impl<G: SshGate> server::Handler for Connection<G> {
 
     async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
         let destination = format!("{address}:{port}");
-        // Remote forwarding would bring the target's connections back through witness unrecorded
-        // as requests; it is refused even when a rule allows port forwarding.
-        let allowed = self
-            .forwarding(SshOperation::PortForward, &destination, format!("remote forwarding from {destination} (refused: not supported)"))
-            .await;
-        if allowed {
-            tracing::info!(destination, "remote port forwarding is allowed by a rule but not supported; refused");
+        let summary = format!("remote forwarding of the target's {destination}");
+        let Some(target) = self.target_handle() else { return Ok(false) };
+        if !self.forwarding(SshOperation::PortForward, &destination, summary).await {
+            return Ok(false);
         }
-        Ok(false)
+        match self.timed(target.0.tcpip_forward(address.to_string(), *port)).await {
+            Ok(bound) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                Ok(true)
+            }
+            Err(why) => {
+                if let Some(ctx) = self.context() {
+                    let refused = Event::note(
+                        record::kind("ssh.target-refused"),
+                        Direction::Response,
+                        format!("remote forwarding of {destination}: {why}"),
+                    );
+                    let _ = ctx.writer.append(&refused).await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(&mut self, address: &str, port: u32, _session: &mut Session) -> Result<bool, Self::Error> {
+        let Some(target) = self.target_handle() else { return Ok(false) };
+        Ok(self.timed(target.0.cancel_tcpip_forward(address.to_string(), port)).await.is_ok())
     }
 
     async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
-        self.forwarding(SshOperation::AgentForward, "", "agent forwarding (refused: not supported)".into()).await;
-        Ok(false)
+        // The channel's task asks the target for agent forwarding when the gate allows it.
+        Ok(self.forwarding(SshOperation::AgentForward, "", "agent forwarding".into()).await)
     }
 
     async fn x11_request(

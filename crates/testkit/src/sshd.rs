@@ -584,10 +584,15 @@ mod tests {
         io::BufRead::read_line(&mut io::BufReader::new(session.stdout.as_mut().unwrap()), &mut first_line).unwrap();
         assert_eq!(first_line, "started\n", "session did not start: {}", sshd.log_tail(40));
         let listener_pid = sshd.child.as_ref().unwrap().id();
-        let connection_pids = descendant_pids(listener_pid);
-        let sleep_running =
-            connection_pids.iter().any(|pid| fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with("sleep\0")));
-        assert!(sleep_running, "the session's `sleep` is not among the listener's descendants {connection_pids:?}");
+        // The shell prints its line before it execs `sleep`: poll (bounded) until it has.
+        let is_sleep = |pid: &u32| fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with("sleep\0"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut connection_pids = descendant_pids(listener_pid);
+        while !connection_pids.iter().any(is_sleep) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            connection_pids = descendant_pids(listener_pid);
+        }
+        assert!(connection_pids.iter().any(is_sleep), "the session's `sleep` is not among the listener's descendants {connection_pids:?}");
         let dir = sshd.dir().to_owned();
         drop(sshd);
 

@@ -457,6 +457,73 @@ fn a_terminal_under_tmux_is_recorded_with_its_size_and_resizes() {
     assert_eq!(exit[0]["attrs"]["status"], 0);
 }
 
+#[test]
+fn forwardings_run_when_a_rule_allows_them_and_are_recorded() {
+    let sshd = Sshd::start();
+    let rules = r#"
+[[rules]]
+name = "ops-forwarding"
+ssh = ["port-forward", "agent-forward"]
+groups = ["ops"]
+action = "allow"
+"#;
+    let gw = gateway(&sshd, rules);
+    let ops = agent_key(&gw, "olga", "ops");
+    let agent = agent_key(&gw, "claude", "ai-agents");
+
+    // Local (-W): the target's own sshd answers through the tunnel.
+    let tunnel = |key: &Path| {
+        let mut cmd = Command::new("ssh");
+        cmd.args(ssh_options(&gw, key)).args(["-W", &sshd.address(), "web@127.0.0.1"]);
+        run_with_stdin(cmd, Some(b""))
+    };
+    assert!(text(&tunnel(&ops.private).stdout).starts_with("SSH-2.0-"), "the allowed tunnel did not reach the target's sshd");
+    assert!(!tunnel(&agent.private).status.success(), "a tunnel no rule allows was opened");
+
+    // Remote (-R): a connection on the target's side comes back to the client's side.
+    let remote_port = free_port();
+    let read_banner = format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/{remote_port}; head -c 7 <&3'");
+    let mut reverse = Command::new("ssh");
+    reverse.args(ssh_options(&gw, &ops.private)).args([
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-R",
+        &format!("{remote_port}:{}", sshd.address()),
+        "web@127.0.0.1",
+        &read_banner,
+    ]);
+    assert_eq!(ok(&run_with_stdin(reverse, None), "remote forwarding"), "SSH-2.0");
+
+    // Agent (-A): the target lists the client's agent's key.
+    let socket = gw.dir.path().join("agent.sock");
+    let mut ssh_agent = Command::new("ssh-agent").args(["-D", "-a", socket.to_str().unwrap()]).stdout(Stdio::null()).spawn().unwrap();
+    poll(|| socket.exists().then_some(()));
+    let added = Command::new("ssh-add").arg(&ops.private).env("SSH_AUTH_SOCK", &socket).output().unwrap();
+    ok(&added, "ssh-add");
+    let list_keys = |key: &Path| {
+        let mut cmd = Command::new("ssh");
+        cmd.args(ssh_options(&gw, key)).args(["-A", "web@127.0.0.1", "ssh-add -l"]).env("SSH_AUTH_SOCK", &socket);
+        run_with_stdin(cmd, None)
+    };
+    let listed = list_keys(&ops.private);
+    let refused = list_keys(&agent.private);
+    let _ = ssh_agent.kill();
+    let _ = ssh_agent.wait();
+    assert!(ok(&listed, "ssh-add -l through the forwarded agent").contains(&ops.fingerprint));
+    assert!(!refused.status.success() || !text(&refused.stdout).contains(&ops.fingerprint), "an agent no rule allows was forwarded");
+
+    let events = gw.all_events(5);
+    let forwards = kinds(&events, "ssh.forward");
+    let allowed = |op: &str| forwards.iter().filter(|e| e["attrs"]["operation"] == op && e["attrs"]["allowed"] == true).count();
+    assert!(allowed("port-forward") >= 3, "local, remote and the connection back: {forwards:#?}");
+    assert!(allowed("agent-forward") >= 2, "the request and the target's use of it: {forwards:#?}");
+    assert!(forwards.iter().any(|e| e["attrs"]["allowed"] == false && e["attrs"]["operation"] == "agent-forward"));
+    assert!(
+        kinds(&events, "ssh.output").iter().any(|e| e["payload_text"].as_str().is_some_and(|t| t.starts_with("SSH-2.0-"))),
+        "tunnel bytes are recorded"
+    );
+}
+
 /// The id of the first approval `witness approvals list --json` printed.
 fn first_approval(listed: &Output) -> Option<String> {
     let listed: Value = serde_json::from_slice(&listed.stdout).ok()?;
