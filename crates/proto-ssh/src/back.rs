@@ -234,6 +234,17 @@ pub(crate) async fn connect(
     }
 }
 
+/// Ciphers witness offers targets, in its order of preference (on this leg witness is the client,
+/// so its order decides): AES-GCM first, which ring runs on AES-NI at several times the speed of
+/// ChaCha20-Poly1305; ChaCha20 and AES-CTR for targets without it.
+const TARGET_CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 fn client_config() -> client::Config {
     client::Config {
         // Large windows and packets: bulk transfers (scp, git) are bounded by round trips otherwise.
@@ -241,6 +252,7 @@ fn client_config() -> client::Config {
         maximum_packet_size: 32768,
         nodelay: true,
         inactivity_timeout: None,
+        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(TARGET_CIPHERS), ..Default::default() },
         ..Default::default()
     }
 }

@@ -94,9 +94,22 @@ pub(crate) fn server_config(settings: &SshSettings) -> server::Config {
         inactivity_timeout: Some(settings.inactivity_timeout),
         keepalive_interval: Some(Duration::from_secs(30)),
         nodelay: true,
+        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(CLIENT_CIPHERS), ..Default::default() },
         ..Default::default()
     }
 }
+
+/// Ciphers offered to clients; the client's order decides (OpenSSH puts ChaCha20-Poly1305 first).
+/// russh's default list lacks AES-128-GCM, the fastest with ring on AES-NI, which clients that
+/// prefer it (`-c aes128-gcm@openssh.com`) then get.
+const CLIENT_CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_256_CTR,
+];
 
 /// An authenticated connection's session: its recording, its target, its channels.
 struct Live<G> {
