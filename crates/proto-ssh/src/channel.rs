@@ -131,10 +131,11 @@ async fn client_to_target<G: SshGate>(
         let mut client = Client { read: &mut client_read, write: client_write, waiting: &mut waiting };
         match message {
             ChannelMsg::Data { data } => {
+                let (data, ended) = gather(data, &mut client);
                 for event in input_events(id, &data, shared) {
                     record(event).await?;
                 }
-                if target.data_bytes(data).await.is_err() {
+                if target.data_bytes(data).await.is_err() || ended {
                     break;
                 }
             }
@@ -243,13 +244,23 @@ async fn target_to_client<G: SshGate>(
     shared: SharedState,
 ) {
     let result: Result<(), LedgerFailed> = async {
-        while let Some(message) = target_read.wait().await {
+        // A message read ahead while gathering data, handled next.
+        let mut pending = VecDeque::new();
+        loop {
+            let message = match pending.pop_front() {
+                Some(message) => message,
+                None => match target_read.wait().await {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
             match message {
                 ChannelMsg::Data { data } => {
+                    let (data, ended) = gather_ready(data, &mut target_read, &mut pending);
                     for event in output_events(id, &data, &shared) {
                         append(&ctx.writer, &event).await?;
                     }
-                    if client.data_bytes(data).await.is_err() {
+                    if client.data_bytes(data).await.is_err() || ended {
                         break;
                     }
                 }
@@ -387,6 +398,63 @@ async fn start<G: SshGate>(
     let _ = client.write.eof().await;
     let _ = client.write.close().await;
     Ok(false)
+}
+
+/// Data messages that are already waiting are recorded and forwarded as one: a bulk transfer
+/// costs one record per up to this many bytes instead of one per SSH packet (16 KiB from
+/// OpenSSH's stdin). Only what has arrived is taken; nothing waits for more.
+const GATHER_BYTES: usize = 256 << 10;
+
+/// `first` and the data messages the client has already sent after it, as one chunk; a message
+/// of another kind read on the way is kept for next. True when the channel has ended.
+fn gather(first: Bytes, client: &mut Client<'_>) -> (Bytes, bool) {
+    gather_ready(first, client.read, client.waiting)
+}
+
+/// [`gather`] on any channel half, keeping other messages in `next`.
+fn gather_ready(first: Bytes, read: &mut ChannelReadHalf, next: &mut VecDeque<ChannelMsg>) -> (Bytes, bool) {
+    if !next.is_empty() {
+        return (first, false);
+    }
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = first.len();
+    let mut ended = false;
+    while total < GATHER_BYTES {
+        match ready_now(read.wait()) {
+            Some(Some(ChannelMsg::Data { data })) => {
+                total += data.len();
+                chunks.push(data);
+            }
+            Some(Some(other)) => {
+                next.push_back(other);
+                break;
+            }
+            Some(None) => {
+                ended = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    if chunks.is_empty() {
+        return (first, ended);
+    }
+    let mut joined = Vec::with_capacity(total);
+    joined.extend_from_slice(&first);
+    for chunk in &chunks {
+        joined.extend_from_slice(chunk);
+    }
+    (Bytes::from(joined), ended)
+}
+
+/// The output of a future that is ready now, without waiting. Dropping the unready future is
+/// safe here: a channel's `wait` is a queue receive, which loses nothing when cancelled.
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// The events for bytes the client sent, by what the channel carries (two when they complete
