@@ -23,7 +23,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use witness_testkit::{free_port, SshKeyPair, Sshd, SshdOptions};
+use witness_testkit::{free_port, ssh_client_options, SshKeyPair, Sshd, SshdOptions};
 
 /// A route's figures: name, cat / upload / scp MB/s, exec ms on a new and on an open connection.
 type Row = (&'static str, f64, f64, f64, f64, f64);
@@ -59,28 +59,7 @@ fn run() -> Result<(), String> {
     jump.authorize(&client.public_line);
     witness.cli(&["identity", "add-key", "bench", client.private.with_extension("pub").to_str().unwrap()])?;
 
-    let base = |port: u16| -> Vec<String> {
-        [
-            "-F",
-            "/dev/null",
-            "-i",
-            client.private.to_str().unwrap(),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(["-o".into(), format!("Port={port}")])
-        .collect()
-    };
+    let base = |port: u16| ssh_client_options(&client.private, port);
     let user = target.user().to_string();
     let mut via_jump = base(target.port());
     let jump_cmd = format!("ssh {} -W %h:%p {user}@127.0.0.1", base(jump.port()).join(" "));

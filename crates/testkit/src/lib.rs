@@ -31,7 +31,7 @@ mod util;
 pub use oidc::{OidcProvider, AGENT_CLIENT, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
-pub use sshd::{SshKeyPair, Sshd, SshdOptions};
+pub use sshd::{ssh_client_options, SshKeyPair, Sshd, SshdOptions};
 
 use std::net::{Ipv4Addr, TcpListener};
 

@@ -51,6 +51,26 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between readiness probes: short, since sshd usually binds within milliseconds.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
+/// OpenSSH client options (for ssh, scp, sftp, or an rsync/git `-e`) that reach a server on
+/// loopback `port` with `key` only: no user or system config, host keys neither checked nor
+/// remembered, no prompts, errors only. The destination and command come after.
+pub fn ssh_client_options(key: &Path, port: u16) -> Vec<String> {
+    let key = key.to_string_lossy().into_owned();
+    let mut options: Vec<String> = ["-F", "/dev/null", "-i", &key].iter().map(|s| s.to_string()).collect();
+    for option in [
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "BatchMode=yes",
+        "ConnectTimeout=10",
+        "LogLevel=ERROR",
+    ] {
+        options.extend(["-o".to_string(), option.to_string()]);
+    }
+    options.extend(["-o".to_string(), format!("Port={port}")]);
+    options
+}
+
 /// Options for [`Sshd::start_with`].
 #[derive(Debug, Clone)]
 pub struct SshdOptions {
@@ -341,17 +361,7 @@ impl Sshd {
     /// [`ssh_command`](Self::ssh_command) with another private key (and only that one).
     fn ssh_command_with_key(&self, key: &Path) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-p"])
-            .arg(self.port.to_string())
-            .arg("-i")
-            .arg(key)
-            .args(["-o", "IdentitiesOnly=yes"])
-            .args(["-o", "StrictHostKeyChecking=no"])
-            .args(["-o", "UserKnownHostsFile=/dev/null"])
-            .args(["-o", "BatchMode=yes"])
-            .args(["-o", "ConnectTimeout=10"])
-            .args(["-o", "LogLevel=ERROR"])
-            .arg(format!("{}@127.0.0.1", self.user));
+        cmd.args(ssh_client_options(key, self.port)).arg(format!("{}@127.0.0.1", self.user));
         cmd
     }
 

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use pg::{assert_nowhere_in, Gateway};
 use serde_json::Value;
-use witness_testkit::{free_port, SshKeyPair, Sshd};
+use witness_testkit::{free_port, ssh_client_options, SshKeyPair, Sshd};
 
 /// witness in front of `sshd`: `web` (pinned host key), `web-tofu` (trust on first use),
 /// `web-wrong-key` (pinned to another key), with `extra_toml` before the connections.
@@ -79,26 +79,7 @@ fn agent_key(gw: &Gateway, identity: &str, groups: &str) -> SshKeyPair {
 
 /// The options every OpenSSH tool here gets to reach witness with `key`.
 fn ssh_options(gw: &Gateway, key: &Path) -> Vec<String> {
-    [
-        "-F",
-        "/dev/null",
-        "-i",
-        key.to_str().unwrap(),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(["-o".to_string(), format!("Port={}", gw.port)])
-    .collect()
+    ssh_client_options(key, gw.port)
 }
 
 fn ssh(gw: &Gateway, key: &Path, connection: &str, command: &str, stdin: Option<&[u8]>) -> Output {
