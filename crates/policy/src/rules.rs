@@ -116,7 +116,7 @@ pub fn needs_statements(policy: &Policy, request: &Request<'_>) -> bool {
 /// never apply here, and SSH rules (with `shell` or `ssh`) never apply to SQL. A forwarding is
 /// allowed only by a rule that names it in `ssh`: without one it is denied whatever the default.
 pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperation) -> Decision {
-    let commands = simple_commands(request.sql);
+    let commands = simple_groups(request.sql);
     let found = policy
         .rules
         .iter()
@@ -136,7 +136,7 @@ pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperatio
 }
 
 /// Each simple command of a line with the forms it may be matched in (as written, as it runs,
-/// and the commands inside an `sh -c`), for allow rules, which must cover all of them.
+/// and the commands inside an `sh -c`); worked out once per request, for every rule.
 fn simple_groups(line: &str) -> Vec<Vec<String>> {
     crate::shell::split_commands(line).into_iter().map(simple_commands).collect()
 }
@@ -225,7 +225,8 @@ impl Rule {
         }
     }
 
-    fn matches_ssh(&self, operation: SshOperation, line: &str, commands: &[String]) -> bool {
+    /// `commands`: each simple command of the line with the forms it may be matched in.
+    fn matches_ssh(&self, operation: SshOperation, line: &str, commands: &[Vec<String>]) -> bool {
         if !self.sql.is_empty() || !self.tables.is_empty() {
             return false;
         }
@@ -240,9 +241,9 @@ impl Rule {
                 && match self.action {
                     // An allow must cover the whole line: every simple command in it, as written
                     // or as it would run (`ls *` must not allow `ls x; rm -rf /`).
-                    Action::Allow => simple_groups(line).iter().all(|forms| forms.iter().any(|c| matched(c))),
+                    Action::Allow => commands.iter().all(|forms| forms.iter().any(|c| matched(c))),
                     // A deny or a hold applies when any command in the line matches.
-                    Action::Deny | Action::Approve => matched(line) || commands.iter().any(|c| matched(c)),
+                    Action::Deny | Action::Approve => matched(line) || commands.iter().flatten().any(|c| matched(c)),
                 });
         let regex_match = self.regex.as_ref().is_none_or(|r| r.is_match(line));
         operation_match && shell_match && regex_match

@@ -120,14 +120,7 @@ async fn client_to_target<G: SshGate>(
     let record = |event: Event| async move { append(&ctx.writer, &event).await };
     // What the client sent while a request waited for approval, handled once it is decided.
     let mut waiting = VecDeque::new();
-    loop {
-        let message = match waiting.pop_front() {
-            Some(message) => message,
-            None => match client_read.wait().await {
-                Some(message) => message,
-                None => break,
-            },
-        };
+    while let Some(message) = next_message(&mut waiting, &mut client_read).await {
         let mut client = Client { read: &mut client_read, write: client_write, waiting: &mut waiting };
         match message {
             ChannelMsg::Data { data } => {
@@ -195,10 +188,14 @@ async fn client_to_target<G: SshGate>(
                     Some(GitService::UploadPack | GitService::UploadArchive) => SshOperation::GitFetch,
                     None => SshOperation::Exec,
                 };
-                let mut event =
-                    witness_core::Event::text(record::kind("ssh.exec"), Direction::Request, clip_line(&command), command.clone())
-                        .with_attr("channel", id)
-                        .with_attr("operation", operation.as_str());
+                let mut event = witness_core::Event::text(
+                    record::kind("ssh.exec"),
+                    Direction::Request,
+                    record::clip(&command, record::COMMAND_SUMMARY_CHARS),
+                    command.clone(),
+                )
+                .with_attr("channel", id)
+                .with_attr("operation", operation.as_str());
                 if let Some(git) = &git {
                     event = event.with_attr("git_service", git.service.as_str()).with_attr("repository", git.repository.clone());
                 }
@@ -246,14 +243,7 @@ async fn target_to_client<G: SshGate>(
     let result: Result<(), LedgerFailed> = async {
         // A message read ahead while gathering data, handled next.
         let mut pending = VecDeque::new();
-        loop {
-            let message = match pending.pop_front() {
-                Some(message) => message,
-                None => match target_read.wait().await {
-                    Some(message) => message,
-                    None => break,
-                },
-            };
+        while let Some(message) = next_message(&mut pending, &mut target_read).await {
             match message {
                 ChannelMsg::Data { data } => {
                     let (data, ended) = gather_ready(data, &mut target_read, &mut pending);
@@ -398,6 +388,15 @@ async fn start<G: SshGate>(
     let _ = client.write.eof().await;
     let _ = client.write.close().await;
     Ok(false)
+}
+
+/// The next message of a channel half: one read ahead earlier first, else the next to arrive;
+/// None once the channel is gone.
+async fn next_message(read_ahead: &mut VecDeque<ChannelMsg>, read: &mut ChannelReadHalf) -> Option<ChannelMsg> {
+    match read_ahead.pop_front() {
+        Some(message) => Some(message),
+        None => read.wait().await,
+    }
 }
 
 /// Data messages that are already waiting are recorded and forwarded as one: a bulk transfer
@@ -580,15 +579,6 @@ fn summarize(items: impl Iterator<Item = String>, n_bytes: usize) -> String {
         1 => items.into_iter().next().expect("one item"),
         n => format!("{} (+{} more)", items[0], n - 1),
     }
-}
-
-fn clip_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or("");
-    let mut clipped: String = line.chars().take(200).collect();
-    if line.chars().count() > 200 || text.lines().nth(1).is_some() {
-        clipped.push('…');
-    }
-    clipped
 }
 
 fn humanize(duration: std::time::Duration) -> String {

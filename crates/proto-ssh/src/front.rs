@@ -223,12 +223,8 @@ impl<G: SshGate> Connection<G> {
             verdict => verdict,
         };
         let allowed = matches!(verdict, Verdict::Allow { .. });
-        let event = Event::note(record::kind("ssh.forward"), Direction::Request, summary)
-            .with_attr("operation", operation.as_str())
-            .with_attr("destination", destination)
-            .with_attr("allowed", allowed);
-        let event = if allowed { with_verdict(event, &verdict) } else { with_verdict(event, &verdict).with_attr("decision", "deny") };
-        if ctx.writer.append(&event).await.is_err() {
+        let event = record::forward(operation.as_str(), destination, allowed, summary, false);
+        if ctx.writer.append(&with_verdict(event, &verdict)).await.is_err() {
             tracing::error!(session = %ctx.subject.session, "cannot record a forwarding request; refusing it (the session ends with its next request)");
             return false;
         }
@@ -254,7 +250,7 @@ impl<G: SshGate> Connection<G> {
     }
 
     /// The target connection, when the session has room for another channel.
-    fn target_handle(&self) -> Option<TargetHandleRef> {
+    fn target_handle(&self) -> Option<Arc<TargetHandle>> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let live = live.as_mut()?;
         while live.channels.try_join_next().is_some() {}
@@ -262,7 +258,7 @@ impl<G: SshGate> Connection<G> {
             tracing::warn!(peer = %self.peer, max = MAX_CHANNELS, "refusing a channel: the session has too many open");
             return None;
         }
-        Some(TargetHandleRef(live.target.clone()))
+        Some(live.target.clone())
     }
 }
 
@@ -286,11 +282,7 @@ async fn reverse_channels<G: SshGate>(
         };
         let allowed =
             matches!(ctx.gate.decide(&ctx.subject, operation, &destination), Verdict::Allow { .. }) && relays.len() < MAX_CHANNELS;
-        let event = Event::note(record::kind("ssh.forward"), Direction::Response, summary)
-            .with_attr("operation", operation.as_str())
-            .with_attr("destination", destination)
-            .with_attr("allowed", allowed)
-            .with_attr("reverse", true);
+        let event = record::forward(operation.as_str(), &destination, allowed, summary, true);
         if ctx.writer.append(&event).await.is_err() || !allowed {
             continue; // dropping the request refuses the target's channel
         }
@@ -314,9 +306,6 @@ async fn reverse_channels<G: SshGate>(
     }
     while relays.join_next().await.is_some() {}
 }
-
-/// A clone of the target connection's handle, taken out of the lock before awaiting on it.
-struct TargetHandleRef(Arc<TargetHandle>);
 
 /// Disconnects the client when the session is interrupted (credential revoked, shutdown).
 fn watch_interrupt(
@@ -384,7 +373,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
             self.refuse(session, "witness cannot record this session, so it ends");
             return Ok(());
         }
-        match self.timed(target.0.channel_open_session()).await {
+        match self.timed(target.channel_open_session()).await {
             Ok(target_channel) => {
                 reply.accept().await;
                 self.track(channel::relay_session(ctx, channel, target_channel));
@@ -417,7 +406,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         }
-        match self.timed(target.0.channel_open_direct_tcpip(host, port, originator_address, originator_port)).await {
+        match self.timed(target.channel_open_direct_tcpip(host, port, originator_address, originator_port)).await {
             Ok(target_channel) => {
                 reply.accept().await;
                 self.track(channel::relay_tunnel(ctx, channel, target_channel));
@@ -441,7 +430,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
         if !self.forwarding(SshOperation::PortForward, &destination, summary).await {
             return Ok(false);
         }
-        match self.timed(target.0.tcpip_forward(address.to_string(), *port)).await {
+        match self.timed(target.tcpip_forward(address.to_string(), *port)).await {
             Ok(bound) => {
                 if *port == 0 {
                     *port = bound;
@@ -464,7 +453,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
 
     async fn cancel_tcpip_forward(&mut self, address: &str, port: u32, _session: &mut Session) -> Result<bool, Self::Error> {
         let Some(target) = self.target_handle() else { return Ok(false) };
-        Ok(self.timed(target.0.cancel_tcpip_forward(address.to_string(), port)).await.is_ok())
+        Ok(self.timed(target.cancel_tcpip_forward(address.to_string(), port)).await.is_ok())
     }
 
     async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {

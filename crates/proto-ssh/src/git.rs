@@ -840,12 +840,7 @@ mod tests {
             let input: Vec<u8> = if round % 2 == 0 {
                 (0..rng.below(400)).map(|_| b"0123456789abcdef\0\x01\x02 \n"[rng.below(21)]).collect()
             } else {
-                let mut bytes = valid.clone();
-                for _ in 0..rng.below(4) {
-                    let at = rng.below(bytes.len());
-                    bytes[at] = rng.next() as u8;
-                }
-                bytes
+                rng.corrupt(&valid)
             };
             let _ = parse_git_command(&String::from_utf8_lossy(&input));
             let mut stream = ReceivePackStream::new();

@@ -8,6 +8,8 @@ use witness_core::{Direction, Event, EventKind, PayloadType, Verdict};
 
 /// Longest summary line kept for a data event.
 const SUMMARY_CHARS: usize = 120;
+/// Longest summary line kept for a command line (its payload keeps all of it).
+pub(crate) const COMMAND_SUMMARY_CHARS: usize = 200;
 
 pub(crate) fn kind(name: &'static str) -> EventKind {
     EventKind::new(name).expect("kinds in this crate are valid")
@@ -22,7 +24,7 @@ pub(crate) fn channel_note(name: &'static str, direction: Direction, channel: u3
 /// they are UTF-8 (terminal output usually is), binary otherwise.
 pub(crate) fn data(name: &'static str, direction: Direction, channel: u32, stream: Option<&'static str>, bytes: &[u8]) -> Event {
     let (payload_type, summary) = match std::str::from_utf8(bytes) {
-        Ok(text) => (PayloadType::Text, clip(text)),
+        Ok(text) => (PayloadType::Text, clip(text, SUMMARY_CHARS)),
         Err(_) => (PayloadType::Binary, format!("{} bytes", bytes.len())),
     };
     let mut event = Event { kind: kind(name), direction, summary, attrs: serde_json::Map::new(), payload_type, payload: bytes.to_vec() }
@@ -83,13 +85,30 @@ pub(crate) fn resize(channel: u32, cols: u32, rows: u32) -> Event {
     channel_note("ssh.resize", Direction::Request, channel, format!("resize {cols}x{rows}")).with_attr("cols", cols).with_attr("rows", rows)
 }
 
-fn clip(text: &str) -> String {
+/// The first non-empty line of `text` without control characters, at most `max` characters
+/// (`…` marks a cut).
+pub(crate) fn clip(text: &str, max: usize) -> String {
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim_end();
-    let mut clipped: String = line.chars().filter(|c| !c.is_control()).take(SUMMARY_CHARS).collect();
-    if line.chars().count() > SUMMARY_CHARS {
+    let mut clipped: String = line.chars().filter(|c| !c.is_control()).take(max).collect();
+    if line.chars().count() > max {
         clipped.push('…');
     }
     clipped
+}
+
+/// A forwarding request or a channel through one (`ssh.forward`), with whether it was allowed.
+/// `reverse`: a channel the target opened back toward the client.
+pub(crate) fn forward(operation: &str, destination: &str, allowed: bool, summary: String, reverse: bool) -> Event {
+    let direction = if reverse { Direction::Response } else { Direction::Request };
+    let event = Event::note(kind("ssh.forward"), direction, summary)
+        .with_attr("operation", operation)
+        .with_attr("destination", destination)
+        .with_attr("allowed", allowed);
+    if reverse {
+        event.with_attr("reverse", true)
+    } else {
+        event
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +123,6 @@ mod tests {
         assert_eq!(text.attrs["bytes"], 23);
         let binary = data("ssh.input", Direction::Request, 3, None, &[0xff, 0, 1]);
         assert_eq!((binary.payload_type, binary.summary.as_str(), binary.payload.len()), (PayloadType::Binary, "3 bytes", 3));
-        assert_eq!(clip(&"x".repeat(200)).chars().count(), SUMMARY_CHARS + 1);
+        assert_eq!(clip(&"x".repeat(200), SUMMARY_CHARS).chars().count(), SUMMARY_CHARS + 1);
     }
 }

@@ -14,4 +14,14 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+
+    /// A copy of `valid` with up to three of its bytes replaced at random.
+    pub fn corrupt(&mut self, valid: &[u8]) -> Vec<u8> {
+        let mut bytes = valid.to_vec();
+        for _ in 0..self.below(4) {
+            let at = self.below(bytes.len());
+            bytes[at] = self.next() as u8;
+        }
+        bytes
+    }
 }

@@ -153,6 +153,19 @@ impl Gate {
         *self.masking.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(masking);
     }
 
+    /// A credential presented without an identity (an API bearer token, an SSH password): a JWT
+    /// when it looks like one and issuers are configured, else a witness token found by its hash.
+    async fn bearer(&self, token: &str) -> Result<Principal, AuthRefused> {
+        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(token)) {
+            return oidc
+                .verify(token)
+                .await
+                .map(principal)
+                .map_err(|refusal| AuthRefused { reason: format!("the JWT was refused: {refusal}"), client_reason: None });
+        }
+        self.tokens.verify_bearer(token).map(principal).map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None })
+    }
+
     fn current_policy(&self) -> Arc<Policy> {
         self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -265,14 +278,7 @@ impl PgGate for Gate {
 
 impl SshGate for Gate {
     async fn verify_token(&self, token: &str) -> Result<Principal, AuthRefused> {
-        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(token)) {
-            return oidc
-                .verify(token)
-                .await
-                .map(principal)
-                .map_err(|refusal| AuthRefused { reason: format!("the JWT was refused: {refusal}"), client_reason: None });
-        }
-        self.tokens.verify_bearer(token).map(principal).map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None })
+        self.bearer(token).await
     }
 
     fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused> {
@@ -324,22 +330,7 @@ impl SshGate for Gate {
 
 impl witness_api::Backend for Gate {
     async fn authenticate(&self, token: &str) -> Option<Principal> {
-        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(token)) {
-            return match oidc.verify(token).await {
-                Ok(identity) => Some(principal(identity)),
-                Err(refusal) => {
-                    tracing::info!(reason = %refusal, "API bearer JWT refused");
-                    None
-                }
-            };
-        }
-        match self.tokens.verify_bearer(token) {
-            Ok(identity) => Some(principal(identity)),
-            Err(failure) => {
-                tracing::info!(reason = %failure, "API bearer token refused");
-                None
-            }
-        }
+        self.bearer(token).await.map_err(|refused| tracing::info!(reason = %refused.reason, "API bearer credential refused")).ok()
     }
 
     fn approvals(&self, caller: &Principal) -> Vec<witness_api::Approval> {

@@ -113,7 +113,7 @@ impl TokenStore {
         )
         .map_err(store_err(&self.path))?;
         drop(conn);
-        self.ssh_key(&fingerprint)?.ok_or_else(|| IdentityError::UnknownToken { id: fingerprint })
+        self.ssh_key(&fingerprint)?.ok_or(IdentityError::UnknownSshKey { fingerprint })
     }
 
     /// Every registered key, removed ones too.
