@@ -1,37 +1,46 @@
-//! `/api/approvals`: requests held for a person's decision; list, approve, deny.
+//! `/api/approvals`: requests held for a person's decision; list, approve, deny. Approvers and
+//! admins only; each decision made here is also in the audit trail.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 
-use crate::{ApiError, Approval, Backend, Caller, DecideError};
+use crate::auth::Caller;
+use crate::{ApiError, Approval, AuditRecord, Backend, DecideError, Role, State};
 
-pub(crate) async fn list<B: Backend>(State(backend): State<Arc<B>>, Caller(caller): Caller) -> Json<Vec<Approval>> {
-    Json(backend.approvals(&caller))
+pub(crate) async fn list<B: Backend>(axum::extract::State(api): State<B>, caller: Caller) -> Result<Json<Vec<Approval>>, ApiError> {
+    caller.require(&[Role::Approver], "see approvals")?;
+    Ok(Json(api.backend.approvals(&caller.principal)))
 }
 
-pub(crate) async fn approve<B: Backend>(
-    State(backend): State<Arc<B>>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
+pub(crate) async fn approve<B: Backend>(state: State<B>, caller: Caller, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
+    decide(state, caller, &id, true).await
+}
+
+pub(crate) async fn deny<B: Backend>(state: State<B>, caller: Caller, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
+    decide(state, caller, &id, false).await
+}
+
+async fn decide<B: Backend>(
+    axum::extract::State(api): State<B>,
+    caller: Caller,
+    id: &str,
+    approve: bool,
 ) -> Result<Json<Approval>, ApiError> {
-    decide(&*backend, &caller, &id, true)
-}
-
-pub(crate) async fn deny<B: Backend>(
-    State(backend): State<Arc<B>>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Approval>, ApiError> {
-    decide(&*backend, &caller, &id, false)
-}
-
-fn decide<B: Backend>(backend: &B, caller: &witness_core::Principal, id: &str, approve: bool) -> Result<Json<Approval>, ApiError> {
-    match backend.decide(caller, id, approve) {
+    caller.require(&[Role::Approver], "decide approvals")?;
+    match api.backend.decide(&caller.principal, id, approve) {
         Ok(approval) => {
-            tracing::info!(approval = id, by = %caller.identity, approve, "approval decided");
+            tracing::info!(approval = id, by = %caller.principal.identity, approve, "approval decided");
+            let what = format!("{} {id}", if approve { "approved" } else { "denied" });
+            // The decision is made and recorded in the requester's session; failing to add it to
+            // the audit trail as well must not hide that it was made.
+            if let Err(e) = api
+                .backend
+                .audit(&caller.principal, AuditRecord { kind: "approval.decided", session: Some(approval.session.clone()), what })
+                .await
+            {
+                tracing::error!(error = %e, approval = id, "the decision is not in the audit trail");
+            }
             Ok(Json(approval))
         }
         Err(e) => {

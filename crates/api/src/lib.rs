@@ -1,50 +1,38 @@
-//! The witness HTTP API. Callers authenticate with `Authorization: Bearer TOKEN` (a witness token
-//! or a JWT from a configured issuer); errors are JSON (`{"error": "..."}`) with 401, 403 or 404.
-//! Today it serves approvals: list what waits, approve, deny.
+//! The witness HTTP API and the review console it serves.
 //!
-//! The API knows nothing of how tokens are checked or where approvals wait: it asks its
-//! [`Backend`]. It is the only crate that shapes JSON for clients, so the DTOs live here.
+//! Callers authenticate with `Authorization: Bearer TOKEN` (a witness token or a JWT from a
+//! configured issuer) or, in the browser, with the cookie `POST /api/login` sets (then every POST
+//! carries the `X-CSRF-Token` the login answered). What a caller may do follows from their roles
+//! (`[roles]` in the config); an identity with no role gets 403 everywhere. Errors are JSON
+//! (`{"error": "..."}`) with 400, 401, 403, 404 or 503. Every read of a recording is first
+//! appended to the audit trail; if that fails, the read is refused.
+//!
+//! The API knows nothing of how tokens are checked, where sessions are stored or where approvals
+//! wait: it asks its [`Backend`]. It is the only crate that shapes JSON (and the Prometheus text
+//! of `/metrics`) for clients, so the DTOs live here.
 
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod auth;
+mod console;
+mod dto;
+mod metrics;
+mod openapi;
+mod reads;
+mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use witness_core::Principal;
 
-/// A request held for approval, as the API shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Approval {
-    pub id: String,
-    pub session: String,
-    /// The identity whose request waits.
-    pub requester: String,
-    pub connection: String,
-    pub task: Option<String>,
-    /// The request's text (a statement), cut at 4 KiB.
-    pub statement: String,
-    /// The statement classes policy saw, e.g. ["delete", "delete-without-where"].
-    pub classes: Vec<String>,
-    pub rule: String,
-    /// Groups whose members may decide.
-    pub approvers: Vec<String>,
-    /// Unix time in milliseconds.
-    pub requested_at_ms: u64,
-    pub expires_at_ms: u64,
-    /// "waiting", or after a decision through this API "approved" / "denied".
-    pub status: String,
-    pub decided_by: Option<String>,
-}
+pub use dto::*;
 
 /// Why a decision was not taken.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -57,32 +45,96 @@ pub enum DecideError {
     NotAnApprover { identity: String, needed: Vec<String> },
 }
 
-/// What the API needs from the rest of witness.
+/// Why the backend could not answer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BackendError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The ledger could not take the audit record (or is stopping): nothing is shown.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the API needs from the rest of witness. Methods that read the ledger block; the API
+/// calls them on blocking threads.
 pub trait Backend: Send + Sync + 'static {
     /// The caller a bearer token stands for, or None.
     fn authenticate(&self, token: &str) -> impl Future<Output = Option<Principal>> + Send;
+    /// The caller's roles, from their groups; empty for agents.
+    fn roles(&self, caller: &Principal) -> Vec<Role>;
     /// Approvals the caller may see: those they may decide, and their own.
     fn approvals(&self, caller: &Principal) -> Vec<Approval>;
     fn decide(&self, caller: &Principal, id: &str, approve: bool) -> Result<Approval, DecideError>;
+    fn sessions(&self, query: &SessionQuery) -> Result<SessionPage, BackendError>;
+    fn session(&self, id: &str) -> Result<SessionView, BackendError>;
+    fn events(&self, id: &str, query: &EventQuery) -> Result<EventPage, BackendError>;
+    /// The session's terminal as asciicast v2.
+    fn asciicast(&self, id: &str) -> Result<String, BackendError>;
+    /// Appends `record` to the audit trail, done by `actor`; returns once it is durable.
+    fn audit(&self, actor: &Principal, record: AuditRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn audit_trail(&self, query: &AuditQuery) -> Result<AuditPage, BackendError>;
+    fn tokens(&self) -> Result<TokenList, BackendError>;
+    fn create_token(&self, request: &NewTokenRequest) -> Result<CreatedToken, BackendError>;
+    fn revoke_token(&self, id: &str) -> Result<TokenView, BackendError>;
+    fn verify(&self) -> Result<VerifyStatus, BackendError>;
+    fn metrics(&self) -> Metrics;
 }
 
-/// Builds the API's routes over `backend`.
-pub fn router<B: Backend>(backend: Arc<B>) -> Router {
+/// How the API is served.
+#[derive(Clone, Debug, Default)]
+pub struct ApiSettings {
+    /// Mark the login cookie `Secure` (when witness is behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// The state every handler gets.
+pub(crate) struct Api<B> {
+    pub backend: Arc<B>,
+    pub logins: auth::Logins,
+    pub settings: ApiSettings,
+}
+
+pub(crate) type State<B> = axum::extract::State<Arc<Api<B>>>;
+
+/// Builds the API's and the console's routes over `backend`.
+pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
+    let api = Arc::new(Api { backend, logins: auth::Logins::default(), settings });
     Router::new()
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/login", post(auth::login::<B>))
+        .route("/api/login/options", get(auth::options))
+        .route("/api/logout", post(auth::logout::<B>))
+        .route("/api/me", get(auth::me))
+        .route("/api/sessions", get(reads::sessions::<B>))
+        .route("/api/sessions/{id}", get(reads::session::<B>))
+        .route("/api/sessions/{id}/events", get(reads::events::<B>))
+        .route("/api/sessions/{id}/asciicast", get(reads::asciicast::<B>))
+        .route("/api/audit", get(reads::audit::<B>))
+        .route("/api/verify", get(reads::verify::<B>))
         .route("/api/approvals", get(approvals::list::<B>))
         .route("/api/approvals/{id}/approve", post(approvals::approve::<B>))
         .route("/api/approvals/{id}/deny", post(approvals::deny::<B>))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
-        .with_state(backend)
+        .route("/api/tokens", get(tokens::list::<B>).post(tokens::create::<B>))
+        .route("/api/tokens/{id}/revoke", post(tokens::revoke::<B>))
+        .route("/metrics", get(metrics::metrics::<B>))
+        .route("/", get(console::index))
+        .route("/assets/{file}", get(console::asset))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint; the endpoints are listed at /api/openapi.json") })
+        .with_state(api)
 }
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve<B: Backend>(
     listener: TcpListener,
     backend: Arc<B>,
+    settings: ApiSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(backend)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(backend, settings)).with_graceful_shutdown(shutdown).await
 }
 
 /// An error answer: a status and `{"error": message}`.
@@ -93,7 +145,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError { status, message: message.into() }
     }
 }
@@ -104,27 +156,28 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The authenticated caller of a request.
-pub struct Caller(pub Principal);
-
-impl<B: Backend> FromRequestParts<Arc<B>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, backend: &Arc<B>) -> Result<Caller, ApiError> {
-        let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("authenticate with the header `Authorization: Bearer TOKEN` (a witness token)"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
-        match backend.authenticate(token).await {
-            Some(principal) => Ok(Caller(principal)),
-            None => Err(unauthorized("the token is unknown, expired or revoked")),
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> ApiError {
+        match e {
+            BackendError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            BackendError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            BackendError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            BackendError::Internal(m) => {
+                tracing::error!(error = %m, "API request failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "witness could not answer; its log says why")
+            }
         }
+    }
+}
+
+/// Runs a blocking backend call on a blocking thread.
+pub(crate) async fn blocking<B: Backend, T: Send + 'static>(
+    backend: &Arc<B>,
+    call: impl FnOnce(&B) -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let backend = backend.clone();
+    match tokio::task::spawn_blocking(move || call(&backend)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(BackendError::Internal(format!("a backend call failed: {e}")))),
     }
 }

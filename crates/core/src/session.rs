@@ -30,11 +30,14 @@ pub enum Protocol {
     Kubernetes,
     /// Sessions made up by `witness bench` and tests; never by a client.
     Synthetic,
+    /// Witness's own audit trail: who viewed which recording, created or revoked which token,
+    /// decided which approval. One such session per witness process, opened on first need.
+    Audit,
 }
 
 /// A protocol name that witness does not know.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown protocol {given:?}: expected one of postgres, mysql, ssh, http, kubernetes, synthetic")]
+#[error("unknown protocol {given:?}: expected one of postgres, mysql, ssh, http, kubernetes, synthetic, audit")]
 pub struct UnknownProtocol {
     pub given: String,
 }
@@ -144,6 +147,7 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::Kubernetes => "kubernetes",
             Protocol::Synthetic => "synthetic",
+            Protocol::Audit => "audit",
         }
     }
 }
@@ -165,6 +169,7 @@ impl FromStr for Protocol {
             "http" => Protocol::Http,
             "kubernetes" => Protocol::Kubernetes,
             "synthetic" => Protocol::Synthetic,
+            "audit" => Protocol::Audit,
             _ => return Err(UnknownProtocol { given: s.to_string() }),
         })
     }
@@ -192,7 +197,9 @@ mod tests {
 
     #[test]
     fn protocol_names_round_trip() {
-        for p in [Protocol::Postgres, Protocol::Mysql, Protocol::Ssh, Protocol::Http, Protocol::Kubernetes, Protocol::Synthetic] {
+        for p in
+            [Protocol::Postgres, Protocol::Mysql, Protocol::Ssh, Protocol::Http, Protocol::Kubernetes, Protocol::Synthetic, Protocol::Audit]
+        {
             assert_eq!(p.as_str().parse::<Protocol>().unwrap(), p);
         }
         assert!("ftp".parse::<Protocol>().is_err());

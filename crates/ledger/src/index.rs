@@ -53,10 +53,24 @@ pub struct EventSummary {
 pub struct SessionFilter {
     pub identity: Option<String>,
     pub connection: Option<String>,
+    /// A protocol's name (`postgres`, `ssh`, `audit`, …).
+    pub protocol: Option<String>,
+    /// Leave out sessions of this protocol (the review API leaves out the audit trail's own).
+    pub exclude_protocol: Option<String>,
     /// Matches when the session's task contains this text.
     pub task: Option<String>,
+    /// Matches when an event summary of the session (a statement, a command line) contains this
+    /// text, ignoring ASCII case.
+    pub text: Option<String>,
+    /// Some(true): only sessions still open; Some(false): only ended ones.
+    pub open: Option<bool>,
     /// Sessions that started at or after this time (Unix ns).
     pub since_ns: Option<i64>,
+    /// Sessions that started before this time (Unix ns).
+    pub until_ns: Option<i64>,
+    pub newest_first: bool,
+    /// Skip this many matching sessions (after ordering).
+    pub offset: u64,
     pub limit: Option<u64>,
 }
 
@@ -333,35 +347,77 @@ impl Index {
     }
 
     pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>, LedgerError> {
+        Ok(self.find_sessions(filter)?.0)
+    }
+
+    /// The sessions `filter` asks for (its page: offset and limit) and how many match in all.
+    pub fn find_sessions(&self, filter: &SessionFilter) -> Result<(Vec<SessionSummary>, u64), LedgerError> {
         let mut sql = String::from(
             "SELECT s.id, s.identity, s.connection, s.protocol, s.task, s.client_addr, s.started_ns, s.ended_ns, s.end_reason,
                     s.n_events, s.last_event_ns
              FROM sessions s WHERE 1 = 1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut condition = |sql: &mut String, clause: &str, value: rusqlite::types::Value| {
+            args.push(value);
+            *sql += &clause.replace('?', &format!("?{}", args.len()));
+        };
         if let Some(identity) = &filter.identity {
-            args.push(identity.clone().into());
-            sql += &format!(" AND s.identity = ?{}", args.len());
+            condition(&mut sql, " AND s.identity = ?", identity.clone().into());
         }
         if let Some(connection) = &filter.connection {
-            args.push(connection.clone().into());
-            sql += &format!(" AND s.connection = ?{}", args.len());
+            condition(&mut sql, " AND s.connection = ?", connection.clone().into());
+        }
+        if let Some(protocol) = &filter.protocol {
+            condition(&mut sql, " AND s.protocol = ?", protocol.clone().into());
+        }
+        if let Some(protocol) = &filter.exclude_protocol {
+            condition(&mut sql, " AND s.protocol <> ?", protocol.clone().into());
         }
         if let Some(task) = &filter.task {
-            args.push(task.clone().into());
-            sql += &format!(" AND instr(s.task, ?{}) > 0", args.len());
+            condition(&mut sql, " AND instr(s.task, ?) > 0", task.clone().into());
         }
         if let Some(since) = filter.since_ns {
-            args.push(since.into());
-            sql += &format!(" AND s.started_ns >= ?{}", args.len());
+            condition(&mut sql, " AND s.started_ns >= ?", since.into());
         }
-        sql += " ORDER BY s.started_ns, s.id";
-        if let Some(limit) = filter.limit {
-            sql += &format!(" LIMIT {limit}");
+        if let Some(until) = filter.until_ns {
+            condition(&mut sql, " AND s.started_ns < ?", until.into());
         }
+        match filter.open {
+            Some(true) => sql += " AND s.ended_ns IS NULL",
+            Some(false) => sql += " AND s.ended_ns IS NOT NULL",
+            None => {}
+        }
+        let order = if filter.newest_first { " ORDER BY s.started_ns DESC, s.id DESC" } else { " ORDER BY s.started_ns, s.id" };
+        let text = filter.text.as_deref().filter(|t| !t.is_empty());
+        if text.is_none() {
+            let total_sql = format!("SELECT count(*) FROM ({sql})");
+            let total: i64 = self
+                .conn
+                .query_row(&total_sql, rusqlite::params_from_iter(args.iter()), |row| row.get(0))
+                .map_err(index_err(&self.path))?;
+            sql += order;
+            sql += &format!(" LIMIT {} OFFSET {}", filter.limit.map(|l| l as i64).unwrap_or(-1), filter.offset);
+            let mut stmt = self.conn.prepare(&sql).map_err(index_err(&self.path))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), session_from_row).map_err(index_err(&self.path))?;
+            let sessions = rows.collect::<Result<Vec<_>, _>>().map_err(index_err(&self.path))?;
+            return Ok((sessions, total as u64));
+        }
+        // Text search reads the candidates' event summaries (packed, so not searchable in SQL).
+        sql += order;
         let mut stmt = self.conn.prepare(&sql).map_err(index_err(&self.path))?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), session_from_row).map_err(index_err(&self.path))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(index_err(&self.path))
+        let candidates = rows.collect::<Result<Vec<_>, _>>().map_err(index_err(&self.path))?;
+        let needle = text.unwrap_or_default().to_ascii_lowercase();
+        let mut matching = Vec::new();
+        for session in candidates {
+            if self.events(session.id)?.iter().any(|e| contains_ignoring_ascii_case(&e.summary, &needle)) {
+                matching.push(session);
+            }
+        }
+        let total = matching.len() as u64;
+        let page = matching.into_iter().skip(filter.offset as usize).take(filter.limit.map(|l| l as usize).unwrap_or(usize::MAX)).collect();
+        Ok((page, total))
     }
 
     pub fn session(&self, id: SessionId) -> Result<Option<SessionSummary>, LedgerError> {
@@ -392,6 +448,25 @@ impl Index {
         }
         events.sort_by_key(|e| e.seq);
         Ok(events)
+    }
+
+    /// The ledger position of a session's last indexed record: a checkpoint over more records
+    /// than this covers the whole session as indexed.
+    pub fn last_ledger_seq(&self, id: SessionId) -> Result<Option<u64>, LedgerError> {
+        let block: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT events FROM event_blocks WHERE session_id = ?1 ORDER BY first_seq DESC LIMIT 1",
+                params![&id.as_bytes()[..]],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(index_err(&self.path))?;
+        let mut events = Vec::new();
+        if let Some(block) = block {
+            unpack_events(&block, &mut events);
+        }
+        Ok(events.iter().map(|e| e.ledger_seq).max())
     }
 
     fn resume_point(&self) -> Result<Option<ResumePoint>, LedgerError> {
@@ -570,6 +645,12 @@ fn unpack_events(mut bytes: &[u8], out: &mut Vec<EventSummary>) -> Option<()> {
         bytes = &bytes[summary_end..];
     }
     Some(())
+}
+
+/// `needle` must already be lower case.
+fn contains_ignoring_ascii_case(haystack: &str, needle: &str) -> bool {
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    needle.is_empty() || haystack.windows(needle.len()).any(|window| window.iter().zip(needle).all(|(h, n)| h.to_ascii_lowercase() == *n))
 }
 
 pub(crate) fn index_path(ledger_dir: &Path) -> PathBuf {

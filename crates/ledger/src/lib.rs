@@ -22,12 +22,14 @@ mod keys;
 mod read;
 mod recovery;
 mod session;
+mod stats;
 mod writer;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -36,12 +38,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use witness_core::{SessionId, SessionInfo};
 
+use crate::stats::LedgerStats;
+
 pub use error::LedgerError;
 pub use index::{EventSummary, Index, SessionFilter, SessionSummary};
 pub use keys::{parse_public_key, KeyError};
 pub use read::{read_event_at, StoredEvent, StoredHeader};
 pub use segment::FrameFault;
 pub use session::{PendingReceipt, SessionWriter};
+pub use stats::{StatsSnapshot, APPEND_LATENCY_BOUNDS};
 pub use writer::SealSummary;
 
 /// When an append counts as done.
@@ -99,6 +104,7 @@ pub struct Ledger {
     indexer: Option<JoinHandle<()>>,
     public_key: VerifyingKey,
     paths: LedgerPaths,
+    stats: Arc<LedgerStats>,
     /// Holds the lock on `ledger/LOCK` for as long as the ledger is open.
     _lock: File,
 }
@@ -196,10 +202,19 @@ impl Ledger {
         let settings =
             writer::WriterSettings { durability: config.durability, segment_bytes: config.segment_bytes.max(4096), max_batch: 4096 };
         let (sink, writer) = writer::start(start, settings, signing_key, config.queue_capacity, index_tx)?;
-        let ledger = Ledger { sink: sink.clone(), writer, shut_down: false, indexer: Some(indexer), public_key, paths, _lock: lock };
+        let ledger = Ledger {
+            sink: sink.clone(),
+            writer,
+            shut_down: false,
+            indexer: Some(indexer),
+            public_key,
+            paths,
+            stats: Arc::default(),
+            _lock: lock,
+        };
 
         for (id, head) in &orphans {
-            let session = SessionWriter::resume(sink.clone(), SessionId::from_bytes(*id), head.seq + 1, head.hash);
+            let session = SessionWriter::resume(sink.clone(), ledger.stats.clone(), SessionId::from_bytes(*id), head.seq + 1, head.hash);
             session.close_blocking("witness stopped before the session ended")?;
         }
         if !orphans.is_empty() {
@@ -212,14 +227,14 @@ impl Ledger {
 
     /// Opens a session: records its `session.start` event and returns its writer.
     pub async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let session = SessionWriter::new(self.sink.clone());
+        let session = SessionWriter::new(self.sink.clone(), self.stats.clone());
         session.append_start(info).await?;
         Ok(session)
     }
 
     /// [`Ledger::open_session`] for threads outside an async runtime.
     pub fn open_session_blocking(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let session = SessionWriter::new(self.sink.clone());
+        let session = SessionWriter::new(self.sink.clone(), self.stats.clone());
         session.append_start_blocking(info)?;
         Ok(session)
     }
@@ -255,6 +270,11 @@ impl Ledger {
             let _ = indexer.join();
         }
         summary
+    }
+
+    /// What this ledger recorded since it opened, for metrics.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
     }
 
     pub fn public_key(&self) -> VerifyingKey {

@@ -4,6 +4,7 @@
 //! which records reach the writer's queue.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use witness_core::{Direction, Event, EventKind, SessionId, SessionInfo};
@@ -12,6 +13,7 @@ use crate::error::LedgerError;
 use crate::format::{encode_event, EventFields, Hash, MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
 use crate::index::{clip_summary, IndexEvent};
 use crate::read::HeaderRef;
+use crate::stats::LedgerStats;
 use crate::writer::{now_ns, AppendCommand, Command, Sink};
 use crate::Receipt;
 
@@ -23,12 +25,16 @@ pub struct SessionWriter {
     id: SessionId,
     sink: Sink,
     chain: Arc<Mutex<Chain>>,
+    stats: Arc<LedgerStats>,
 }
 
 /// An append handed to the writer whose receipt has not been awaited yet.
 pub struct PendingReceipt {
     reply: oneshot::Receiver<Result<Receipt, LedgerError>>,
     chain: Arc<Mutex<Chain>>,
+    stats: Arc<LedgerStats>,
+    submitted: Instant,
+    bytes: u64,
 }
 
 /// Where the session's chain stands. Held only while a record is laid out and queued, never
@@ -60,14 +66,14 @@ enum Role<'a> {
 }
 
 impl SessionWriter {
-    pub(crate) fn new(sink: Sink) -> SessionWriter {
-        SessionWriter::resume(sink, SessionId::new(), 0, [0; 32])
+    pub(crate) fn new(sink: Sink, stats: Arc<LedgerStats>) -> SessionWriter {
+        SessionWriter::resume(sink, stats, SessionId::new(), 0, [0; 32])
     }
 
     /// Continues a session found open by recovery, to close it.
-    pub(crate) fn resume(sink: Sink, id: SessionId, next_seq: u64, head: Hash) -> SessionWriter {
+    pub(crate) fn resume(sink: Sink, stats: Arc<LedgerStats>, id: SessionId, next_seq: u64, head: Hash) -> SessionWriter {
         let chain = Chain { next_seq, head, last_time_ns: 0, state: State::Open };
-        SessionWriter { id, sink, chain: Arc::new(Mutex::new(chain)) }
+        SessionWriter { id, sink, chain: Arc::new(Mutex::new(chain)), stats }
     }
 
     pub fn id(&self) -> SessionId {
@@ -119,32 +125,44 @@ impl SessionWriter {
                 return Err(e);
             }
         };
-        let reply = {
+        let submitted = Instant::now();
+        let (reply, bytes) = {
             let mut chain = self.lock();
             let (command, reply) = self.prepare(&chain, event, role, true)?;
-            let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
+            let (hash, time_ns, bytes) = (command.chain_hash, command.index.time_ns, command.frame.len() as u64);
             slot.send(Command::Append(command));
             advance(&mut chain, hash, time_ns, role);
-            reply
+            (reply, bytes)
         };
         self.sink.drive();
-        Ok(PendingReceipt { reply: reply.expect("a reply was asked for"), chain: self.chain.clone() })
+        Ok(self.pending(reply, submitted, bytes))
     }
 
     fn submit_blocking(&self, event: &Event, role: Role<'_>) -> Result<PendingReceipt, LedgerError> {
-        let reply = {
+        let submitted = Instant::now();
+        let (reply, bytes) = {
             let mut chain = self.lock();
             let (command, reply) = self.prepare(&chain, event, role, true)?;
-            let (hash, time_ns) = (command.chain_hash, command.index.time_ns);
+            let (hash, time_ns, bytes) = (command.chain_hash, command.index.time_ns, command.frame.len() as u64);
             if let Err(e) = self.sink.send_blocking(Command::Append(command)) {
                 chain.state = State::Broken;
                 return Err(e);
             }
             advance(&mut chain, hash, time_ns, role);
-            reply
+            (reply, bytes)
         };
         self.sink.drive();
-        Ok(PendingReceipt { reply: reply.expect("a reply was asked for"), chain: self.chain.clone() })
+        Ok(self.pending(reply, submitted, bytes))
+    }
+
+    fn pending(&self, reply: Option<oneshot::Receiver<Result<Receipt, LedgerError>>>, submitted: Instant, bytes: u64) -> PendingReceipt {
+        PendingReceipt {
+            reply: reply.expect("a reply was asked for"),
+            chain: self.chain.clone(),
+            stats: self.stats.clone(),
+            submitted,
+            bytes,
+        }
     }
 
     /// Lays out and hashes the record that continues the chain as it stands.
@@ -217,20 +235,29 @@ impl SessionWriter {
 impl PendingReceipt {
     /// Waits until the event is durable. An error breaks the session: nothing more is recorded.
     pub async fn wait(self) -> Result<Receipt, LedgerError> {
-        let result = self.reply.await.unwrap_or(Err(LedgerError::Stopped));
-        if result.is_err() {
-            lock(&self.chain).state = State::Broken;
-        }
-        result
+        let PendingReceipt { reply, chain, stats, submitted, bytes } = self;
+        settle(reply.await.unwrap_or(Err(LedgerError::Stopped)), &chain, &stats, submitted, bytes)
     }
 
     fn wait_blocking(self) -> Result<Receipt, LedgerError> {
-        let result = self.reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped));
-        if result.is_err() {
-            lock(&self.chain).state = State::Broken;
-        }
-        result
+        let PendingReceipt { reply, chain, stats, submitted, bytes } = self;
+        settle(reply.blocking_recv().unwrap_or(Err(LedgerError::Stopped)), &chain, &stats, submitted, bytes)
     }
+}
+
+/// Counts a durable append, or breaks the chain of a failed one: nothing more can be recorded.
+fn settle(
+    result: Result<Receipt, LedgerError>,
+    chain: &Mutex<Chain>,
+    stats: &LedgerStats,
+    submitted: Instant,
+    bytes: u64,
+) -> Result<Receipt, LedgerError> {
+    match &result {
+        Ok(_) => stats.record(submitted.elapsed(), bytes),
+        Err(_) => lock(chain).state = State::Broken,
+    }
+    result
 }
 
 impl Drop for SessionWriter {

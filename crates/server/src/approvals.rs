@@ -107,9 +107,17 @@ impl Approvals {
         list
     }
 
+    /// Every waiting request, oldest first (for admins).
+    pub fn all(&self) -> Vec<Approval> {
+        let mut list: Vec<Approval> = self.lock().values().map(|w| w.approval.clone()).collect();
+        list.sort_by(|a, b| (a.requested_at_ms, &a.id).cmp(&(b.requested_at_ms, &b.id)));
+        list
+    }
+
     /// Decides a waiting request. The requester cannot decide their own request, whatever their
-    /// groups, and neither can anyone using the requester's credential.
-    pub fn decide(&self, caller: &Principal, id: &str, approve: bool) -> Result<Approval, DecideError> {
+    /// groups or role, and neither can anyone using the requester's credential. An admin may
+    /// decide any other request; anyone else only one that names one of their groups.
+    pub fn decide(&self, caller: &Principal, id: &str, approve: bool, admin: bool) -> Result<Approval, DecideError> {
         let mut waiting = self.lock();
         let Some(w) = waiting.get(id) else {
             return Err(DecideError::NotFound { id: id.to_string() });
@@ -117,7 +125,7 @@ impl Approvals {
         if w.approval.requester == caller.identity || w.requester_credential == caller.credential {
             return Err(DecideError::OwnRequest { identity: caller.identity.clone() });
         }
-        if !may_decide(caller, &w.approval) {
+        if !admin && !may_decide(caller, &w.approval) {
             return Err(DecideError::NotAnApprover { identity: caller.identity.clone(), needed: w.approval.approvers.clone() });
         }
         let w = waiting.remove(id).expect("looked up under the same lock");
@@ -216,16 +224,18 @@ mod tests {
         let agent = principal("agent", &["dba"]);
         let held = hold(&approvals, &agent, Duration::from_secs(600));
         let id = held.approval_id.clone();
-        assert!(matches!(approvals.decide(&agent, &id, true), Err(DecideError::OwnRequest { .. })), "even a requester in dba");
+        assert!(matches!(approvals.decide(&agent, &id, true, false), Err(DecideError::OwnRequest { .. })), "even a requester in dba");
         let stranger = principal("stranger", &["dev"]);
-        assert!(matches!(approvals.decide(&stranger, &id, true), Err(DecideError::NotAnApprover { .. })));
+        assert!(matches!(approvals.decide(&stranger, &id, true, false), Err(DecideError::NotAnApprover { .. })));
         assert!(approvals.visible_to(&stranger).is_empty());
         assert_eq!(approvals.visible_to(&agent).len(), 1, "requesters see their own");
+        assert!(matches!(approvals.decide(&agent, &id, true, true), Err(DecideError::OwnRequest { .. })), "not even as an admin");
+        assert_eq!(approvals.all().len(), 1, "admins see every waiting request");
         let dba = principal("alice", &["dba"]);
-        let decided = approvals.decide(&dba, &id, true).unwrap();
+        let decided = approvals.decide(&dba, &id, true, false).unwrap();
         assert_eq!((decided.status.as_str(), decided.decided_by.as_deref()), ("approved", Some("alice")));
         assert_eq!(held.outcome.await, ApprovalOutcome::Approved { by: "alice".into() });
-        assert!(matches!(approvals.decide(&dba, &id, false), Err(DecideError::NotFound { .. })), "decided once");
+        assert!(matches!(approvals.decide(&dba, &id, false, false), Err(DecideError::NotFound { .. })), "decided once");
     }
 
     #[tokio::test]
@@ -235,14 +245,14 @@ mod tests {
         let held = hold(&approvals, &agent, Duration::from_millis(1));
         let id = held.approval_id.clone();
         assert_eq!(held.outcome.await, ApprovalOutcome::TimedOut);
-        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true), Err(DecideError::NotFound { .. })));
+        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true, false), Err(DecideError::NotFound { .. })));
 
         let held = hold(&approvals, &agent, Duration::from_secs(600));
         let id = held.approval_id.clone();
         assert_eq!(approvals.waiting(), 1);
         drop(held);
         assert_eq!(approvals.waiting(), 0, "dropping the wait withdraws the request");
-        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true), Err(DecideError::NotFound { .. })));
+        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true, false), Err(DecideError::NotFound { .. })));
     }
 
     #[tokio::test]
@@ -252,7 +262,7 @@ mod tests {
         let first = hold(&approvals, &agent, Duration::from_secs(600));
         let second = hold(&approvals, &agent, Duration::from_secs(600));
         assert_ne!(first.approval_id, second.approval_id);
-        approvals.decide(&principal("alice", &["dba"]), &first.approval_id, false).unwrap();
+        approvals.decide(&principal("alice", &["dba"]), &first.approval_id, false, false).unwrap();
         assert_eq!(first.outcome.await, ApprovalOutcome::Denied { by: "alice".into() });
         let mut second_outcome = second.outcome;
         assert!(futures_poll_once(&mut second_outcome).is_none(), "the other request still waits");

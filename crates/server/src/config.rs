@@ -40,6 +40,25 @@ pub struct Config {
     /// What values are masked, for whom; see [`MaskingConfig`].
     #[serde(default)]
     pub masking: Vec<MaskingConfig>,
+    #[serde(default)]
+    pub roles: RolesSection,
+}
+
+/// `[roles]`: which groups may use the review API and console, and for what. Identities in none
+/// of these groups (agents) get 403 there. Members of a group that a rule names in `approvers`
+/// are approvers too, so approvals work without this section.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesSection {
+    /// Everything: recordings, the audit trail, tokens, any approval.
+    #[serde(default)]
+    pub admin: Vec<String>,
+    /// Read every recording and the audit trail.
+    #[serde(default)]
+    pub auditor: Vec<String>,
+    /// Decide approvals that name one of their groups.
+    #[serde(default)]
+    pub approver: Vec<String>,
 }
 
 /// `[[masking]]`: values hidden from a client and/or the recording.
@@ -152,7 +171,7 @@ pub struct ListenSection {
     pub postgres: Option<SocketAddr>,
     /// SSH clients log in here as CONNECTION@gateway.
     pub ssh: Option<SocketAddr>,
-    /// The HTTP API (approvals; later the console).
+    /// The HTTP API and the review console.
     pub api: Option<SocketAddr>,
 }
 
@@ -270,6 +289,7 @@ impl Default for Config {
             policy: PolicySection::default(),
             rules: Vec::new(),
             masking: Vec::new(),
+            roles: RolesSection::default(),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The gate: what protocol fronts ask of the rest of witness. It authenticates callers with the
 //! token store, names targets, opens recordings in the ledger, registers live sessions, and
-//! decides on each request with the policy (holding it for approval where a rule says so). It is
-//! also the API's backend: bearer tokens and approvals.
+//! decides on each request with the policy (holding it for approval where a rule says so),
+//! counting decisions for `/metrics`. It is also the API's backend (`review.rs`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
@@ -16,6 +17,7 @@ use witness_proto_pg::{AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Su
 use witness_proto_ssh::{SshGate, SshTarget};
 
 use crate::approvals::{Approvals, HoldRequest};
+use crate::config::RolesSection;
 use crate::registry::Registry;
 
 pub struct Gate {
@@ -32,6 +34,39 @@ pub struct Gate {
     pub classes: ClassCache,
     /// Swapped whole on reload with the policy; a session keeps the masks it started with.
     pub masking: RwLock<Arc<Masking>>,
+    /// `[roles]`, swapped whole on reload with the policy.
+    pub roles: RwLock<Arc<RolesSection>>,
+    pub decisions: DecisionCounts,
+    /// The audit trail and the verification cache of the review API.
+    pub review: crate::review::ReviewState,
+}
+
+/// Requests decided by policy, by kind (SQL, SSH) and decision, for `/metrics`.
+#[derive(Default)]
+pub struct DecisionCounts {
+    counts: [[AtomicU64; 3]; 2],
+}
+
+impl DecisionCounts {
+    fn count(&self, ssh: bool, verdict: &Verdict) {
+        let decision = match verdict {
+            Verdict::Allow { .. } => 0,
+            Verdict::Deny { .. } => 1,
+            Verdict::Hold(_) => 2,
+        };
+        self.counts[ssh as usize][decision].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (kind, decision, count) for every pair.
+    pub fn snapshot(&self) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        for (k, kind) in ["statement", "command"].iter().enumerate() {
+            for (d, decision) in ["allow", "deny", "hold"].iter().enumerate() {
+                out.push((kind.to_string(), decision.to_string(), self.counts[k][d].load(Ordering::Relaxed)));
+            }
+        }
+        out
+    }
 }
 
 /// Statement classes by request text. A prepared statement is decided at each execution, and
@@ -146,16 +181,17 @@ fn principal(identity: AuthenticatedIdentity) -> Principal {
 }
 
 impl Gate {
-    /// Replaces the policy and the masking rules; requests decided from now on use the new
-    /// policy, sessions started from now on the new masks.
-    pub fn set_policy(&self, policy: Policy, masking: Masking) {
+    /// Replaces the policy, the masking rules and the roles; requests decided from now on use
+    /// the new policy, sessions started from now on the new masks.
+    pub fn set_policy(&self, policy: Policy, masking: Masking, roles: RolesSection) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
         *self.masking.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(masking);
+        *self.roles.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(roles);
     }
 
     /// A credential presented without an identity (an API bearer token, an SSH password): a JWT
     /// when it looks like one and issuers are configured, else a witness token found by its hash.
-    async fn bearer(&self, token: &str) -> Result<Principal, AuthRefused> {
+    pub(crate) async fn bearer(&self, token: &str) -> Result<Principal, AuthRefused> {
         if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(token)) {
             return oidc
                 .verify(token)
@@ -166,7 +202,7 @@ impl Gate {
         self.tokens.verify_bearer(token).map(principal).map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None })
     }
 
-    fn current_policy(&self) -> Arc<Policy> {
+    pub(crate) fn current_policy(&self) -> Arc<Policy> {
         self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -224,6 +260,23 @@ impl PgGate for Gate {
     }
 
     fn decide(&self, subject: &Subject, text: &str) -> Verdict {
+        let verdict = self.decide_sql(subject, text);
+        self.decisions.count(false, &verdict);
+        verdict
+    }
+
+    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
+        subject_masks(&self.masking, subject)
+    }
+
+    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {
+        let (rx, registration) = self.registry.register(&principal.credential, "postgres");
+        (rx, Box::new(registration))
+    }
+}
+
+impl Gate {
+    fn decide_sql(&self, subject: &Subject, text: &str) -> Verdict {
         let policy = self.current_policy();
         let request = policy_request(subject, text);
         // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
@@ -265,15 +318,6 @@ impl PgGate for Gate {
             })),
         }
     }
-
-    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
-        subject_masks(&self.masking, subject)
-    }
-
-    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {
-        let (rx, registration) = self.registry.register(&principal.credential);
-        (rx, Box::new(registration))
-    }
 }
 
 impl SshGate for Gate {
@@ -301,6 +345,19 @@ impl SshGate for Gate {
     }
 
     fn decide(&self, subject: &Subject, operation: SshOperation, text: &str) -> Verdict {
+        let verdict = self.decide_ssh(subject, operation, text);
+        self.decisions.count(true, &verdict);
+        verdict
+    }
+
+    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {
+        let (rx, registration) = self.registry.register(&principal.credential, "ssh");
+        (rx, Box::new(registration))
+    }
+}
+
+impl Gate {
+    fn decide_ssh(&self, subject: &Subject, operation: SshOperation, text: &str) -> Verdict {
         let policy = self.current_policy();
         match witness_policy::decide_ssh(&policy, &policy_request(subject, text), operation) {
             Decision::Allow { rule } => Verdict::Allow { rule },
@@ -320,25 +377,6 @@ impl SshGate for Gate {
                 }))
             }
         }
-    }
-
-    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {
-        let (rx, registration) = self.registry.register(&principal.credential);
-        (rx, Box::new(registration))
-    }
-}
-
-impl witness_api::Backend for Gate {
-    async fn authenticate(&self, token: &str) -> Option<Principal> {
-        self.bearer(token).await.map_err(|refused| tracing::info!(reason = %refused.reason, "API bearer credential refused")).ok()
-    }
-
-    fn approvals(&self, caller: &Principal) -> Vec<witness_api::Approval> {
-        self.approvals.visible_to(caller)
-    }
-
-    fn decide(&self, caller: &Principal, id: &str, approve: bool) -> Result<witness_api::Approval, witness_api::DecideError> {
-        self.approvals.decide(caller, id, approve)
     }
 }
 

@@ -11,6 +11,7 @@ mod approvals;
 pub mod config;
 mod gate;
 mod registry;
+mod review;
 mod tls;
 
 use std::collections::HashMap;
@@ -108,6 +109,9 @@ pub async fn serve(
         oidc: (!config.identity.oidc.is_empty()).then(|| OidcVerifier::new(config.identity.oidc.clone())),
         classes: Default::default(),
         masking: RwLock::new(Arc::new(masking)),
+        roles: RwLock::new(Arc::new(config.roles.clone())),
+        decisions: Default::default(),
+        review: Default::default(),
     });
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
@@ -147,7 +151,7 @@ pub async fn serve(
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
         tracing::info!(%address, "API listener ready");
         let mut stop = stop_rx.clone();
-        let api = witness_api::serve(listener, gate.clone(), async move {
+        let api = witness_api::serve(listener, gate.clone(), witness_api::ApiSettings::default(), async move {
             let _ = stop.wait_for(|stop| *stop).await;
         });
         listeners.spawn(async move {
@@ -169,6 +173,7 @@ pub async fn serve(
     if let Some(reloads) = reloads {
         reloads.abort();
     }
+    gate.review.close_audit_trail().await;
     Ok(())
 }
 
@@ -186,10 +191,10 @@ async fn reload_loop(path: PathBuf, gate: Arc<Gate>) {
     };
     while hangups.recv().await.is_some() {
         let key = gate.masking.read().unwrap_or_else(|p| p.into_inner()).hash_key().to_vec();
-        match Config::load(&path).and_then(|config| Ok((config.policy(&path)?, config.masking(&path, &key)?))) {
-            Ok((policy, masking)) => {
+        match Config::load(&path).and_then(|config| Ok((config.policy(&path)?, config.masking(&path, &key)?, config.roles))) {
+            Ok((policy, masking, roles)) => {
                 let n_rules = policy.rules.len();
-                gate.set_policy(policy, masking);
+                gate.set_policy(policy, masking, roles);
                 tracing::info!(config = %path.display(), rules = n_rules, "SIGHUP: policy reloaded; live sessions use it from their next request (masking from their next session)");
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: the config does not load; the policy in force stays"),

@@ -26,6 +26,7 @@ struct Inner {
 
 struct Entry {
     credential: String,
+    protocol: &'static str,
     tx: watch::Sender<Option<Interrupt>>,
 }
 
@@ -36,14 +37,14 @@ pub struct Registration {
 }
 
 impl Registry {
-    pub fn register(&self, credential: &str) -> (watch::Receiver<Option<Interrupt>>, Registration) {
+    pub fn register(&self, credential: &str, protocol: &'static str) -> (watch::Receiver<Option<Interrupt>>, Registration) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         // Checked under the map lock, which interrupt_all also takes: a session registering while
         // shutdown begins is either told by interrupt_all or sees the flag here.
         let mut sessions = self.lock();
         let initial = self.inner.shutting_down.load(Ordering::SeqCst).then_some(Interrupt::Shutdown);
         let (tx, rx) = watch::channel(initial);
-        sessions.insert(id, Entry { credential: credential.to_string(), tx });
+        sessions.insert(id, Entry { credential: credential.to_string(), protocol, tx });
         drop(sessions);
         (rx, Registration { registry: self.clone(), id })
     }
@@ -84,6 +85,19 @@ impl Registry {
         self.lock().len()
     }
 
+    /// Live sessions per protocol, by name.
+    pub fn live_by_protocol(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: Vec<(&'static str, u64)> = Vec::new();
+        for entry in self.lock().values() {
+            match counts.iter_mut().find(|(p, _)| *p == entry.protocol) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((entry.protocol, 1)),
+            }
+        }
+        counts.sort();
+        counts
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         self.inner.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -103,16 +117,17 @@ mod tests {
     #[test]
     fn revocation_reaches_only_the_sessions_of_that_credential() {
         let registry = Registry::default();
-        let (a, _ga) = registry.register("tok_a");
-        let (b, _gb) = registry.register("tok_b");
+        let (a, _ga) = registry.register("tok_a", "postgres");
+        let (b, _gb) = registry.register("tok_b", "ssh");
         assert_eq!(registry.interrupt_credential("tok_a", Interrupt::Revoked), 1);
         assert_eq!(*a.borrow(), Some(Interrupt::Revoked));
         assert_eq!(*b.borrow(), None);
+        assert_eq!(registry.live_by_protocol(), vec![("postgres", 1), ("ssh", 1)]);
         drop(_ga);
         assert_eq!(registry.live(), 1);
         registry.interrupt_all(Interrupt::Shutdown);
         assert_eq!(*b.borrow(), Some(Interrupt::Shutdown));
-        let (late, _gl) = registry.register("tok_c");
+        let (late, _gl) = registry.register("tok_c", "ssh");
         assert_eq!(*late.borrow(), Some(Interrupt::Shutdown), "sessions starting during shutdown end at once");
     }
 }

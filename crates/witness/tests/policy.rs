@@ -6,12 +6,12 @@
 
 mod pg;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use pg::{psql, Gateway};
+use pg::{finish, psql, Gateway};
 use serde_json::Value;
-use witness_testkit::{free_port, pg_bin, Postgres};
+use witness_testkit::{free_port, Postgres};
 
 const RULES: &str = r#"
 [[rules]]
@@ -36,6 +36,9 @@ sql = ["delete-without-where", "update-without-where", "alter", "grant"]
 action = "approve"
 approvers = ["dba"]
 timeout = "10m"
+
+[roles]
+approver = ["oncall"]
 "#;
 
 struct Setup {
@@ -44,6 +47,7 @@ struct Setup {
     agent: String,
     other_agent: String,
     dba: String,
+    oncall: String,
 }
 
 fn setup() -> Setup {
@@ -55,7 +59,8 @@ fn setup() -> Setup {
     let agent = gw.token("claude", &["--groups", "ai-agents,dba", "--task", "JIRA-7 cleanup"]);
     let other_agent = gw.token("codex", &["--groups", "ai-agents"]);
     let dba = gw.token("alice", &["--groups", "dba"]);
-    Setup { pg, gw, agent, other_agent, dba }
+    let oncall = gw.token("olga", &["--groups", "oncall"]);
+    Setup { pg, gw, agent, other_agent, dba, oncall }
 }
 
 impl Setup {
@@ -93,18 +98,8 @@ impl Setup {
 
     /// psql running `sql` through witness as `user`, in the background.
     fn spawn_psql(&self, user: &str, token: &str, sql: &str) -> Child {
-        Command::new(pg_bin("psql"))
-            .args(["-X", "-v", "ON_ERROR_STOP=1", &self.gw.conninfo("app", user, token), "-c", sql])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        pg::spawn_psql(&self.gw.conninfo("app", user, token), sql)
     }
-}
-
-fn finish(child: Child) -> (bool, String, String) {
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn events_of_kind(events: &[Value], kind: &str) -> Vec<Value> {
@@ -180,14 +175,20 @@ fn a_held_statement_runs_once_another_approver_allows_it() {
     assert_eq!(mine["task"], "JIRA-7 cleanup");
     assert!(mine["classes"].as_array().unwrap().contains(&"delete-without-where".into()));
 
-    // The requester is in dba, yet cannot decide their own request; an agent outside dba cannot either.
+    // The requester is in dba, yet cannot decide their own request; an approver outside dba
+    // cannot either, and an agent with no role may not even list approvals.
     let (ok, _, err) = s.approvals_cli(&s.agent, &["approve", id]);
     assert!(!ok && err.contains("cannot decide") && err.contains("403"), "{err}");
-    let (ok, _, err) = s.approvals_cli(&s.other_agent, &["approve", id]);
+    let (ok, _, err) = s.approvals_cli(&s.oncall, &["approve", id]);
     assert!(!ok && err.contains("not an approver") && err.contains("dba"), "{err}");
+    let (ok, _, err) = s.approvals_cli(&s.other_agent, &["approve", id]);
+    assert!(!ok && err.contains("403") && err.contains("codex has no role"), "{err}");
+    let (ok, _, err) = s.approvals_cli(&s.other_agent, &["list"]);
+    assert!(!ok && err.contains("403"), "{err}");
     let (ok, _, err) = s.approvals_cli("wit_not-a-token", &["list"]);
     assert!(!ok && err.contains("401"), "{err}");
-    assert_eq!(s.waiting(&s.other_agent).len(), 1, "an agent sees only its own request");
+    assert!(s.waiting(&s.oncall).is_empty(), "an approver sees only what they may decide");
+    assert_eq!(s.waiting(&s.agent).len(), 2, "claude, in dba, sees its own request and the one it may decide");
 
     let (ok, out, err) = s.approvals_cli(&s.dba, &["approve", id]);
     assert!(ok, "alice approves: {err}");

@@ -8,7 +8,7 @@ mod pg;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use pg::{assert_nowhere_in, Gateway};
+use pg::{assert_nowhere_in, poll, ssh_connection, Gateway};
 use serde_json::Value;
 use witness_testkit::{free_port, ssh_client_options, SshKeyPair, Sshd};
 
@@ -19,42 +19,12 @@ fn gateway(sshd: &Sshd, extra_toml: &str) -> Gateway {
     let port = free_port();
     let other_host = SshKeyPair::generate(dir.path(), "other-host", "ed25519");
     let config = format!(
-        r#"data_dir = "{data}"
-[listen]
-ssh = "127.0.0.1:{port}"
-api = "127.0.0.1:{api}"
-{extra_toml}
-[[connections]]
-name = "web"
-protocol = "ssh"
-address = "{address}"
-user = "{user}"
-private_key_file = "{key}"
-host_key = "{host_key}"
-
-[[connections]]
-name = "web-tofu"
-protocol = "ssh"
-address = "{address}"
-user = "{user}"
-private_key_file = "{key}"
-host_key = "trust-on-first-use"
-
-[[connections]]
-name = "web-wrong-key"
-protocol = "ssh"
-address = "{address}"
-user = "{user}"
-private_key_file = "{key}"
-host_key = "{other}"
-"#,
+        "data_dir = \"{data}\"\n[listen]\nssh = \"127.0.0.1:{port}\"\napi = \"127.0.0.1:{api}\"\n{extra_toml}\n{web}{tofu}{wrong}",
         data = dir.path().join("data").display(),
         api = free_port(),
-        address = sshd.address(),
-        user = sshd.user(),
-        key = sshd.client_key().display(),
-        host_key = sshd.host_public_key(),
-        other = other_host.public_line.trim(),
+        web = ssh_connection("web", sshd, &sshd.host_public_key()),
+        tofu = ssh_connection("web-tofu", sshd, "trust-on-first-use"),
+        wrong = ssh_connection("web-wrong-key", sshd, other_host.public_line.trim()),
     );
     Gateway::launch(dir, port, &config, &[])
 }
@@ -370,7 +340,7 @@ timeout = "2m"
     let mut held = Command::new("ssh");
     held.args(ssh_options(&gw, &key.private)).arg("web@127.0.0.1").arg("deploy() { echo deployed $1; }; deploy v2");
     let held = held.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let approval_id = poll(|| first_approval(&api(&["approvals", "list", "--json"])));
+    let approval_id = poll("a waiting approval", || first_approval(&api(&["approvals", "list", "--json"])));
     ok(&api(&["approvals", "approve", &approval_id]), "approve");
     let out = held.wait_with_output().unwrap();
     assert_eq!(ok(&out, "held command"), "deployed v2\n");
@@ -380,7 +350,7 @@ timeout = "2m"
     let mut held = Command::new("ssh");
     held.args(ssh_options(&gw, &key.private)).arg("web@127.0.0.1").arg("deploy_now; echo ran");
     let held = held.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let approval_id = poll(|| first_approval(&api(&["approvals", "list", "--json"])));
+    let approval_id = poll("a waiting approval", || first_approval(&api(&["approvals", "list", "--json"])));
     ok(&api(&["approvals", "deny", &approval_id]), "deny");
     let out = held.wait_with_output().unwrap();
     assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(126), ""));
@@ -420,10 +390,10 @@ fn a_terminal_under_tmux_is_recorded_with_its_size_and_resizes() {
     let ssh_line = format!("ssh -tt {} web@127.0.0.1", ssh_options(&gw, &key.private).join(" "));
     ok(&tmux(&["new-session", "-d", "-s", "w", "-x", "100", "-y", "30", &ssh_line]), "tmux new-session");
     tmux(&["send-keys", "-t", "w", "echo tmux-$((6*7))", "Enter"]);
-    poll(|| screen().contains("tmux-42").then_some(()));
+    poll("tmux-42 on the screen", || screen().contains("tmux-42").then_some(()));
     ok(&tmux(&["resize-window", "-t", "w", "-x", "120", "-y", "40"]), "tmux resize-window");
     tmux(&["send-keys", "-t", "w", "stty size", "Enter"]);
-    poll(|| screen().contains("40 120").then_some(()));
+    poll("the new size on the screen", || screen().contains("40 120").then_some(()));
     tmux(&["send-keys", "-t", "w", "exit", "Enter"]);
     let sessions = gw.ended_sessions(1);
     let _ = tmux(&["kill-server"]);
@@ -478,7 +448,7 @@ action = "allow"
     // Agent (-A): the target lists the client's agent's key.
     let socket = gw.dir.path().join("agent.sock");
     let mut ssh_agent = Command::new("ssh-agent").args(["-D", "-a", socket.to_str().unwrap()]).stdout(Stdio::null()).spawn().unwrap();
-    poll(|| socket.exists().then_some(()));
+    poll("the forwarded socket", || socket.exists().then_some(()));
     let added = Command::new("ssh-add").arg(&ops.private).env("SSH_AUTH_SOCK", &socket).output().unwrap();
     ok(&added, "ssh-add");
     let list_keys = |key: &Path| {
@@ -509,16 +479,4 @@ action = "allow"
 fn first_approval(listed: &Output) -> Option<String> {
     let listed: Value = serde_json::from_slice(&listed.stdout).ok()?;
     listed.as_array()?.first()?.get("id")?.as_str().map(str::to_string)
-}
-
-/// Polls `probe` until it gives a value (bounded).
-fn poll<T>(probe: impl Fn() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use witness_core::{PayloadType, SessionId};
+use witness_core::{PayloadType, Protocol, SessionId};
 use witness_ledger::{open_index, read_event_at, LedgerPaths, SessionFilter, SessionSummary, StoredEvent};
 
 use crate::locate::data_dir;
@@ -32,6 +32,13 @@ pub struct ListArgs {
     /// Only sessions whose task contains this text.
     #[arg(long)]
     task: Option<String>,
+    /// Only sessions of this protocol (postgres, ssh, …). The audit trail of the review API
+    /// (protocol `audit`) is listed only when asked for by name.
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Only sessions with a statement or command containing this text (ASCII case ignored).
+    #[arg(long)]
+    text: Option<String>,
     /// Only sessions that started since: a time (2026-11-22T10:00:00Z) or a duration back (2h).
     #[arg(long, value_parser = parse_since)]
     since: Option<i64>,
@@ -61,8 +68,12 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
                 identity: args.identity.clone(),
                 connection: args.connection.clone(),
                 task: args.task.clone(),
+                exclude_protocol: args.protocol.is_none().then(|| Protocol::Audit.as_str().to_string()),
+                protocol: args.protocol.clone(),
+                text: args.text.clone(),
                 since_ns: args.since,
                 limit: args.limit,
+                ..SessionFilter::default()
             };
             let sessions = index.list_sessions(&filter)?;
             if args.json {

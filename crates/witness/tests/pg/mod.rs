@@ -225,6 +225,45 @@ pub fn psql(conninfo: &str, args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A `[[connections]]` entry named `name` for the test sshd, logging in with the harness's
+/// client key, with `host_key` pinned (a public key line) or `trust-on-first-use`.
+pub fn ssh_connection(name: &str, sshd: &witness_testkit::Sshd, host_key: &str) -> String {
+    format!(
+        "[[connections]]\nname = \"{name}\"\nprotocol = \"ssh\"\naddress = \"{}\"\nuser = \"{}\"\nprivate_key_file = \"{}\"\nhost_key = \"{host_key}\"\n\n",
+        sshd.address(),
+        sshd.user(),
+        sshd.client_key().display(),
+    )
+}
+
+/// psql running one command (`-c sql`, stopping at the first error) in the background.
+pub fn spawn_psql(conninfo: &str, sql: &str) -> Child {
+    Command::new(witness_testkit::pg_bin("psql"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a background psql; returns (success, stdout, stderr).
+pub fn finish(child: Child) -> (bool, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Polls `probe` until it gives a value, for up to 30 s.
+pub fn poll<T>(what: &str, probe: impl Fn() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Every file under `dir`, read as bytes, must not contain `needle`.
 pub fn assert_nowhere_in(dir: &Path, needle: &str) {
     for entry in walk(dir) {

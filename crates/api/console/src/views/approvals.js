@@ -1,0 +1,101 @@
+// `#/approvals`: the inbox of requests held by policy until a person decides, polled every
+// second because a client (and the person behind it) is blocked until then.
+//
+// Cards are kept by approval id across polls rather than rebuilt, so a button does not move or
+// lose focus under the reviewer's pointer while they read the statement.
+
+import * as api from '../api.js';
+import { clearError, showError } from '../banner.js';
+import { badge, formatSpan, h, replace, sessionLink, timeEl } from '../dom.js';
+import { every } from '../poll.js';
+
+const REFRESH_MS = 1000;
+
+export async function renderApprovals(view, { signal }) {
+  const list = h('div', { id: 'approvals', class: 'approvals' });
+  const empty = h('div', { class: 'card empty-state', hidden: true },
+    h('p', {}, 'Nothing is waiting for approval.'),
+    h('p', { class: 'muted small' }, 'Requests held by a policy rule appear here as they arrive; this page checks every second.'));
+  view.append(h('div', { class: 'page-head' }, h('h1', {}, 'Approvals')), empty, list);
+
+  /** Cards on screen, by approval id. */
+  const cards = new Map();
+  /** Approvals decided here: a poll that started before the decision must not bring them back. */
+  const decided = new Set();
+
+  const decide = async (approval, approve, card) => {
+    for (const button of card.querySelectorAll('button')) button.disabled = true;
+    try {
+      await api.decide(approval.id, approve);
+      decided.add(approval.id);
+      card.remove();
+      cards.delete(approval.id);
+      empty.hidden = cards.size > 0;
+      clearError('decide');
+    } catch (e) {
+      showError(`Could not ${approve ? 'approve' : 'deny'} ${approval.id}: ${e.message}`, 'decide');
+      for (const button of card.querySelectorAll('button')) button.disabled = false;
+    }
+  };
+
+  every(REFRESH_MS, signal, async () => {
+    let answer;
+    try {
+      answer = await api.approvals();
+    } catch (e) {
+      if (!signal.aborted) showError(`Could not load approvals: ${e.message}`, 'approvals');
+      return;
+    }
+    if (signal.aborted) return;
+    clearError('approvals');
+    const waiting = answer.filter((a) => (a.status ?? 'waiting') === 'waiting' && !decided.has(a.id));
+    const ids = new Set(waiting.map((a) => a.id));
+    for (const [id, card] of cards) {
+      if (!ids.has(id)) {
+        card.remove();
+        cards.delete(id);
+      }
+    }
+    // Oldest first: the longest wait is the most urgent.
+    waiting.sort((a, b) => a.requested_at_ms - b.requested_at_ms);
+    for (const approval of waiting) {
+      let card = cards.get(approval.id);
+      if (!card) {
+        card = approvalCard(approval, decide);
+        cards.set(approval.id, card);
+      }
+      updateClock(card, approval);
+      list.append(card); // moves an existing card into sorted position
+    }
+    empty.hidden = cards.size > 0;
+  });
+}
+
+function approvalCard(approval, decide) {
+  const card = h('article', { class: 'card approval', dataset: { approvalId: approval.id } });
+  replace(card,
+    h('div', { class: 'approval-head' },
+      h('div', {},
+        h('strong', {}, approval.requester), ' on ', h('strong', {}, approval.connection),
+        approval.task && [' · task ', h('span', { class: 'task' }, approval.task)]),
+      h('span', { class: 'approval-clock muted' })),
+    h('pre', { class: 'approval-statement' }, approval.statement),
+    h('div', { class: 'approval-meta' },
+      h('span', {}, 'rule ', h('code', {}, approval.rule)),
+      (approval.classes ?? []).map((c) => badge(c, 'warn')),
+      h('span', { class: 'muted' }, 'approvers: ', (approval.approvers ?? []).join(', ') || '—'),
+      h('span', { class: 'muted' }, 'requested ', timeEl(new Date(approval.requested_at_ms).toISOString())),
+      h('span', { class: 'muted' }, 'session ', sessionLink(approval.session)),
+      h('span', { class: 'muted mono' }, approval.id)),
+    h('div', { class: 'approval-actions' },
+      h('button', { type: 'button', class: 'button button-good approve', onclick: () => decide(approval, true, card) }, 'Approve'),
+      h('button', { type: 'button', class: 'button button-bad deny', onclick: () => decide(approval, false, card) }, 'Deny')));
+  return card;
+}
+
+function updateClock(card, approval) {
+  const now = Date.now();
+  const left = approval.expires_at_ms - now;
+  card.querySelector('.approval-clock').textContent =
+    `waiting ${formatSpan(now - approval.requested_at_ms)}${left > 0 ? ` · expires in ${formatSpan(left)}` : ' · expiring'}`;
+}

@@ -1,0 +1,135 @@
+// `#/sessions/ID`: one recorded session: who, where and when, whether the ledger vouches for it,
+// the terminal replay when it had a pty, and its request timeline. An open session is followed:
+// new events are fetched every 3 seconds.
+
+import * as api from '../api.js';
+import { clearError, showError } from '../banner.js';
+import { badge, formatSpan, h, replace, statusBadge, timeEl, verifyBadge } from '../dom.js';
+import { every } from '../poll.js';
+import { renderPlayer } from './player.js';
+import { TIMELINE_KINDS, buildRows, renderTimeline } from './timeline.js';
+
+const FOLLOW_MS = 3000;
+
+export async function renderSession(view, { id, signal }) {
+  const header = h('section', { id: 'session-header', class: 'card session-header' }, h('p', { class: 'muted' }, 'Loading session…'));
+  const playerSection = h('section', { class: 'card player-card', hidden: true });
+  const count = h('span', { class: 'muted small' });
+  const filter = h('input', { id: 'timeline-filter', type: 'search', placeholder: 'Filter rows', 'aria-label': 'Filter timeline rows' });
+  const tbody = h('tbody', {}, emptyRow('Loading events…'));
+  view.append(
+    h('a', { class: 'back', href: '#/sessions' }, '← Sessions'),
+    header,
+    playerSection,
+    h('section', { class: 'card table-card' },
+      h('div', { class: 'section-head' }, h('h2', {}, 'Timeline ', count), filter),
+      h('table', { id: 'timeline', class: 'data-table timeline' },
+        h('thead', {}, h('tr', {},
+          ['Time', 'Kind', 'Statement / command', 'Decision', 'Duration', 'Rows', 'Masked', 'Outcome']
+            .map((label) => h('th', {}, label)))),
+        tbody)));
+
+  let session;
+  try {
+    session = await api.session(id);
+  } catch (e) {
+    // The banner says it too; this keeps the page from claiming it is still loading.
+    replace(header, h('p', { class: 'form-error' }, `Session ${id}: ${e.message}`));
+    replace(tbody, emptyRow('No events: the session could not be read.'));
+    throw e;
+  }
+  if (signal.aborted) return;
+  renderHeader(header, session);
+  if (session.terminal) {
+    playerSection.hidden = false;
+    renderPlayer(playerSection, id, { live: session.status === 'open', signal });
+  }
+
+  // Everything fetched so far; the next fetch continues after `last`.
+  const events = [];
+  let last;
+  // Rows the reviewer opened, by seq: kept across refreshes of an open session.
+  const expanded = new Set();
+  const showTimeline = () => {
+    const rows = buildRows(events);
+    count.textContent = `${rows.length} rows`;
+    renderTimeline(tbody, rows, { startNs: session.started_ns, expanded });
+    applyFilter(tbody, filter.value);
+  };
+  filter.addEventListener('input', () => applyFilter(tbody, filter.value));
+
+  const fetchEvents = async () => {
+    const page = await api.allEvents(id, { after: last, kinds: TIMELINE_KINDS });
+    last = page.last;
+    events.push(...page.events);
+    return page.events.length;
+  };
+  try {
+    await fetchEvents();
+  } catch (e) {
+    replace(tbody, emptyRow(`The events could not be read: ${e.message}`));
+    throw e;
+  }
+  if (signal.aborted) return;
+  showTimeline();
+  if (session.status !== 'open') return;
+
+  // Following stops when the page goes away or when the session closes, whichever comes first.
+  const follow = new AbortController();
+  signal.addEventListener('abort', () => follow.abort(), { once: true });
+  every(FOLLOW_MS, follow.signal, async () => {
+    try {
+      const now = await api.session(id);
+      const added = await fetchEvents();
+      if (follow.signal.aborted) return;
+      clearError('follow');
+      renderHeader(header, now);
+      if (added > 0) showTimeline();
+      // Once closed, nothing more will be recorded; the last fetch above came after the close.
+      if (now.status !== 'open') follow.abort();
+    } catch (e) {
+      if (!follow.signal.aborted) showError(`Could not follow the session: ${e.message}`, 'follow');
+    }
+  });
+}
+
+function emptyRow(text) {
+  return h('tr', {}, h('td', { colspan: 8, class: 'muted empty' }, text));
+}
+
+function renderHeader(header, s) {
+  const ended = s.ended ? Date.parse(s.ended) : Date.now();
+  const facts = [
+    ['Identity', s.identity],
+    ['Connection', s.connection],
+    ['Protocol', badge(s.protocol, 'outline')],
+    ['Task', s.task ?? h('span', { class: 'muted' }, '—')],
+    ['Client', h('span', { class: 'mono' }, s.client_addr ?? '—')],
+    ['Started', timeEl(s.started)],
+    ['Ended', s.ended ? timeEl(s.ended) : h('span', { class: 'muted' }, 'still open')],
+    ['Duration', formatSpan(ended - Date.parse(s.started))],
+    ['Events', s.events],
+  ];
+  replace(header,
+    h('div', { class: 'session-title' },
+      h('h1', {}, s.identity, h('span', { class: 'arrow' }, ' → '), s.connection),
+      h('div', { class: 'session-badges' }, statusBadge(s.status), verifyBadge(s.verify))),
+    h('p', { class: 'mono muted small session-id' }, s.id),
+    h('dl', { class: 'facts' }, facts.map(([label, value]) => h('div', {}, h('dt', {}, label), h('dd', {}, value)))),
+    s.end_reason && h('p', { class: 'end-reason' }, h('strong', {}, 'Ended: '), s.end_reason),
+    s.verify === 'failed' && h('p', { class: 'form-error' },
+      'Verification found a problem with this recording: see the ledger status in the nav bar for what failed.'));
+}
+
+/** Hides the rows (and their opened details) whose text does not contain `query`. */
+function applyFilter(tbody, query) {
+  const needle = query.trim().toLowerCase();
+  for (const row of tbody.querySelectorAll('tr.timeline-row')) {
+    const match = !needle || row.textContent.toLowerCase().includes(needle);
+    row.hidden = !match;
+    const detail = row.nextElementSibling;
+    if (detail?.classList.contains('timeline-detail')) {
+      detail.hidden = !match || !row.classList.contains('expanded');
+    }
+  }
+}

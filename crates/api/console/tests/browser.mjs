@@ -1,0 +1,273 @@
+// The console's end-to-end test: a headless Chromium drives the real console against a running
+// witness (started, with PostgreSQL and sshd, by the Rust integration test that runs this script)
+// and checks what a reviewer would: login refusals, filtering, an SQL session's timeline and
+// result rows, a terminal replay, deciding an approval, and the audit trail.
+//
+// Every wait has a deadline and waits for a condition, never for a fixed time. On failure it says
+// which step failed and why, saves failure.png, and exits 1.
+//
+// Env: WITNESS_URL, WITNESS_ADMIN_TOKEN, WITNESS_AGENT_TOKEN, WITNESS_SQL_TASK, WITNESS_SHELL_TASK,
+// WITNESS_APPROVAL_TEXT; optional WITNESS_SHELL_TEXT (output the replay must show),
+// WITNESS_SCREENSHOTS (a directory) and CHROMIUM (the browser).
+
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const WAIT_MS = 15_000;
+/** A hung browser must not hang the Rust test that runs this: give up on the whole run after this. */
+const OVERALL_MS = 180_000;
+
+const env = readEnv();
+const screenshots = process.env.WITNESS_SCREENSHOTS || null;
+
+/** Uncaught exceptions in the page and failed API calls, printed when a step fails. */
+const pageErrors = [];
+const apiFailures = [];
+
+let browser;
+let page;
+let currentStep = 'starting the browser';
+
+const watchdog = setTimeout(() => fail(new Error(`the whole test took over ${OVERALL_MS / 1000} s`)), OVERALL_MS);
+
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox'],
+    headless: true,
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('response', (response) => {
+    if (response.url().includes('/api/') && response.status() >= 400) {
+      apiFailures.push(`${response.request().method()} ${new URL(response.url()).pathname} → ${response.status()}`);
+    }
+  });
+
+  await step('1. the agent token is refused with the 403 message', async () => {
+    await page.goto(`${env.url}/#/login`);
+    await page.locator('#login-token').waitFor();
+    await shot('login.png');
+    await logIn(env.agentToken);
+    const error = page.locator('#login-error');
+    await error.waitFor({ state: 'visible' }).catch(() => {
+      throw new Error('#login-error did not appear after logging in with the agent token');
+    });
+    const text = (await error.textContent()).trim();
+    check(/role/i.test(text), `#login-error should explain that the agent has no role, but says "${text}"`);
+    check(location().startsWith('#/login'), `the agent should stay on the login page, but is at ${location()}`);
+  });
+
+  await step('2. the admin token logs in to the sessions page', async () => {
+    await logIn(env.adminToken);
+    await page.locator('table#sessions').waitFor().catch(() => {
+      throw new Error(`table#sessions did not appear after logging in as admin (at ${location()})`);
+    });
+    check(location().startsWith('#/sessions'), `after login the page should be #/sessions, but is ${location()}`);
+  });
+
+  await step(`3. the SQL session of task ${env.sqlTask} shows its SELECT with result rows`, async () => {
+    await openSessionOfTask(env.sqlTask, 'sessions.png');
+    await page.locator('#session-header').waitFor();
+    const badge = page.locator('#session-header .verify-badge');
+    await badge.waitFor();
+    const verify = (await badge.textContent()).trim();
+    check(['verified', 'pending', 'failed'].includes(verify), `.verify-badge should say verified, pending or failed, not "${verify}"`);
+
+    const select = page.locator('#timeline .timeline-row[data-kind="pg.query"], #timeline .timeline-row[data-kind="pg.execute"]')
+      .filter({ hasText: /select/i })
+      .first();
+    await select.waitFor().catch(() => {
+      throw new Error('no pg.query or pg.execute row containing "select" in #timeline');
+    });
+    await select.click();
+    await page.locator('#timeline .result-table').first().waitFor({ state: 'visible' }).catch(() => {
+      throw new Error('clicking the SELECT row did not show a .result-table');
+    });
+    await shot('session-sql.png');
+  });
+
+  await step(`4. the SSH session of task ${env.shellTask} replays its terminal`, async () => {
+    await page.locator('#nav-sessions').click();
+    await openSessionOfTask(env.shellTask);
+    const player = page.locator('#player .ap-player');
+    await player.waitFor().catch(() => {
+      throw new Error('#player holds no asciinema player (.ap-player)');
+    });
+    check(await page.locator('#player-speed').isVisible(), '#player-speed (the speed selector) should be visible');
+
+    const before = await playerState();
+    // The big start button covers the terminal until the first play; the control bar's button
+    // works after that.
+    const start = page.locator('#player .ap-overlay-start');
+    if (await start.isVisible()) await start.click();
+    else await page.locator('#player .ap-playback-button').click();
+    await page.waitForFunction(
+      ([timer, text]) => {
+        const now = document.querySelector('#player .ap-timer')?.textContent ?? '';
+        const term = document.querySelector('#player .ap-term')?.textContent ?? '';
+        return now !== timer || term.trim() !== text.trim();
+      },
+      [before.timer, before.text],
+      { timeout: WAIT_MS },
+    ).catch(() => {
+      throw new Error(`the player did not move after pressing play (timer stayed "${before.timer}", terminal unchanged)`);
+    });
+    if (env.shellText) {
+      // The recorded output itself, played back into the terminal.
+      await page.waitForFunction(
+        (text) => (document.querySelector('#player .ap-term')?.textContent ?? '').includes(text),
+        env.shellText,
+        { timeout: WAIT_MS },
+      ).catch(() => {
+        throw new Error(`the replayed terminal never showed "${env.shellText}"`);
+      });
+    }
+    await shot('session-shell.png');
+  });
+
+  await step('5. the held statement is approved from the inbox', async () => {
+    await page.locator('#nav-approvals').click();
+    const approval = page.locator('.approval').filter({
+      has: page.locator('.approval-statement', { hasText: env.approvalText }),
+    }).first();
+    await approval.waitFor().catch(() => {
+      throw new Error(`no .approval whose statement contains "${env.approvalText}"`);
+    });
+    const id = await approval.getAttribute('data-approval-id');
+    check(id, 'the .approval has no data-approval-id');
+    await shot('approvals.png');
+    await approval.locator('.approve').click();
+    await page.locator(`.approval[data-approval-id="${id}"]`).waitFor({ state: 'detached' }).catch(() => {
+      throw new Error(`approval ${id} was still listed after clicking Approve`);
+    });
+  });
+
+  await step('6. the audit trail names the admin as having viewed a recording', async () => {
+    const me = await page.evaluate(async () => (await fetch('/api/me', { credentials: 'same-origin' })).json());
+    check(me?.identity, `/api/me gave no identity: ${JSON.stringify(me)}`);
+    await page.locator('#nav-audit').click();
+    await page.locator('table#audit').waitFor();
+    const viewed = page.locator('table#audit tbody tr').filter({ hasText: 'recording.viewed' }).filter({ hasText: me.identity });
+    await viewed.first().waitFor().catch(() => {
+      throw new Error(`table#audit has no recording.viewed row naming ${me.identity}`);
+    });
+    await shot('audit.png');
+  });
+
+  await step('7. the page threw no uncaught errors', async () => {
+    check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
+  });
+
+  console.log('browser test: all steps passed');
+  clearTimeout(watchdog);
+  await browser.close();
+  process.exit(0);
+} catch (error) {
+  await fail(error);
+}
+
+// === Steps and checks ===
+
+async function step(name, body) {
+  currentStep = name;
+  await body();
+  console.log(`ok: ${name}`);
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+function location() {
+  return new URL(page.url()).hash;
+}
+
+async function logIn(token) {
+  await page.locator('#login-token').fill(token);
+  await page.locator('#login-submit').click();
+}
+
+/** Filters the sessions page by task, checks every row matches, and opens the first. */
+async function openSessionOfTask(task, screenshot) {
+  await page.locator('#filter-task').fill(task);
+  await page.locator('#filter-apply').click();
+  await page.waitForFunction((t) => new URLSearchParams(location.hash.split('?')[1] ?? '').get('task') === t, task)
+    .catch(() => {
+      throw new Error(`applying the task filter did not put task=${task} in the hash (at ${location()})`);
+    });
+  // Rows of the unfiltered list may still be on screen until the filtered answer arrives.
+  await page.waitForFunction((t) => {
+    const rows = [...document.querySelectorAll('table#sessions tbody tr[data-session-id]')];
+    return rows.length > 0 && rows.every((row) => row.querySelector('.col-task')?.textContent.includes(t));
+  }, task).catch(async () => {
+    const tasks = await page.locator('table#sessions tbody tr .col-task').allTextContents();
+    throw new Error(`filtering by task ${task} should list only its sessions (at least one); rows have tasks [${tasks.join(', ')}]`);
+  });
+  if (screenshot) await shot(screenshot);
+  const row = page.locator('table#sessions tbody tr[data-session-id]').first();
+  const id = await row.getAttribute('data-session-id');
+  await row.click();
+  await page.waitForFunction((sid) => location.hash === `#/sessions/${encodeURIComponent(sid)}`, id).catch(() => {
+    throw new Error(`clicking the session row did not open #/sessions/${id} (at ${location()})`);
+  });
+}
+
+async function playerState() {
+  return page.evaluate(() => ({
+    timer: document.querySelector('#player .ap-timer')?.textContent ?? '',
+    text: document.querySelector('#player .ap-term')?.textContent ?? '',
+  }));
+}
+
+async function shot(name) {
+  if (!screenshots) return;
+  await mkdir(screenshots, { recursive: true });
+  await page.screenshot({ path: join(screenshots, name) });
+}
+
+async function fail(error) {
+  clearTimeout(watchdog);
+  console.error(`browser test failed at step "${currentStep}": ${error.message}`);
+  if (pageErrors.length > 0) console.error(`uncaught errors in the page: ${pageErrors.join(' | ')}`);
+  if (apiFailures.length > 0) console.error(`failed API calls: ${apiFailures.join(', ')}`);
+  if (page) {
+    const dir = screenshots || '/tmp';
+    try {
+      await mkdir(dir, { recursive: true });
+      await page.screenshot({ path: join(dir, 'failure.png'), fullPage: true, timeout: 5000 });
+      console.error(`page at failure: ${page.url()}; screenshot in ${join(dir, 'failure.png')}`);
+    } catch (e) {
+      console.error(`could not save failure.png: ${e.message}`);
+    }
+  }
+  await browser?.close().catch(() => {});
+  process.exit(1);
+}
+
+function readEnv() {
+  const names = {
+    url: 'WITNESS_URL',
+    adminToken: 'WITNESS_ADMIN_TOKEN',
+    agentToken: 'WITNESS_AGENT_TOKEN',
+    sqlTask: 'WITNESS_SQL_TASK',
+    shellTask: 'WITNESS_SHELL_TASK',
+    approvalText: 'WITNESS_APPROVAL_TEXT',
+  };
+  const values = {};
+  const missing = [];
+  for (const [key, name] of Object.entries(names)) {
+    values[key] = process.env[name];
+    if (!values[key]) missing.push(name);
+  }
+  if (missing.length > 0) {
+    console.error(`browser test: set ${missing.join(', ')} (see the comment at the top of tests/browser.mjs)`);
+    process.exit(1);
+  }
+  values.url = values.url.replace(/\/+$/, '');
+  values.shellText = process.env.WITNESS_SHELL_TEXT || '';
+  return values;
+}

@@ -1,0 +1,87 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4). It holds counts only (no identity,
+//! statement or connection names), so it needs no login, as scrapers expect.
+
+use std::fmt::Write;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+
+use crate::{Backend, Metrics, State};
+
+pub(crate) async fn metrics<B: Backend>(axum::extract::State(api): State<B>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&api.backend.metrics()))
+}
+
+pub(crate) fn render(m: &Metrics) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &mut dyn FnMut(&mut String)| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        samples(&mut out);
+    };
+    family("witness_live_sessions", "gauge", "Client sessions open now, by protocol.", &mut |out| {
+        for (protocol, n) in &m.live_sessions {
+            let _ = writeln!(out, "witness_live_sessions{{protocol=\"{}\"}} {n}", escape(protocol));
+        }
+    });
+    family("witness_requests_total", "counter", "Statements (SQL) and commands (SSH) decided by policy, by decision.", &mut |out| {
+        for (kind, decision, n) in &m.decisions {
+            let _ = writeln!(out, "witness_requests_total{{kind=\"{}\",decision=\"{}\"}} {n}", escape(kind), escape(decision));
+        }
+    });
+    family("witness_approvals_waiting", "gauge", "Requests waiting for a person's approval.", &mut |out| {
+        let _ = writeln!(out, "witness_approvals_waiting {}", m.approvals_waiting);
+    });
+    family("witness_ledger_append_seconds", "histogram", "Time from handing a record to the ledger until it is durable.", &mut |out| {
+        let mut count = 0;
+        for (bound, n) in &m.append_latency_buckets {
+            let le = if bound.is_infinite() { "+Inf".to_string() } else { bound.to_string() };
+            let _ = writeln!(out, "witness_ledger_append_seconds_bucket{{le=\"{le}\"}} {n}");
+            count = *n;
+        }
+        let _ = writeln!(out, "witness_ledger_append_seconds_sum {}", m.append_latency_sum_seconds);
+        let _ = writeln!(out, "witness_ledger_append_seconds_count {count}");
+    });
+    family("witness_ledger_events_total", "counter", "Events recorded in the ledger.", &mut |out| {
+        let _ = writeln!(out, "witness_ledger_events_total {}", m.events_recorded);
+    });
+    family("witness_ledger_bytes_total", "counter", "Bytes of recorded events, payloads included.", &mut |out| {
+        let _ = writeln!(out, "witness_ledger_bytes_total {}", m.bytes_recorded);
+    });
+    out
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let text = render(&Metrics {
+            live_sessions: vec![("postgres".into(), 2)],
+            decisions: vec![("statement".into(), "deny".into(), 3)],
+            approvals_waiting: 1,
+            append_latency_buckets: vec![(0.001, 5), (f64::INFINITY, 7)],
+            append_latency_sum_seconds: 0.25,
+            events_recorded: 7,
+            bytes_recorded: 900,
+        });
+        for line in [
+            "# TYPE witness_live_sessions gauge",
+            "witness_live_sessions{protocol=\"postgres\"} 2",
+            "witness_requests_total{kind=\"statement\",decision=\"deny\"} 3",
+            "witness_approvals_waiting 1",
+            "witness_ledger_append_seconds_bucket{le=\"0.001\"} 5",
+            "witness_ledger_append_seconds_bucket{le=\"+Inf\"} 7",
+            "witness_ledger_append_seconds_sum 0.25",
+            "witness_ledger_append_seconds_count 7",
+            "witness_ledger_bytes_total 900",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,474 @@
+//! The review API and console end to end: `witness serve` in front of an ephemeral PostgreSQL
+//! (and, for the browser, an ephemeral sshd), sessions made by real psql and ssh clients, and
+//! callers of every role. The API test checks each endpoint for each role (forbidden reads are
+//! refused and leak nothing), browser logins with CSRF, the audit trail of views, metrics and
+//! the OpenAPI document. The browser test drives the embedded console in headless Chromium
+//! (playwright-core): log in, filter, open an SQL session and a shell replay, approve a statement
+//! a waiting psql then completes.
+
+mod pg;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use pg::{assert_nowhere_in, finish, poll, psql, spawn_psql, ssh_connection, Gateway};
+use serde_json::{json, Value};
+use witness_testkit::{free_port, ssh_client_options, Postgres, SshKeyPair, Sshd, SCRAM_PASSWORD};
+
+const ROLES: &str = r#"
+[[rules]]
+name = "deletes-need-approval"
+sql = ["delete-without-where"]
+action = "approve"
+approvers = ["dba"]
+timeout = "10m"
+
+[roles]
+admin = ["platform"]
+auditor = ["security"]
+approver = ["dba"]
+"#;
+
+/// A blocking HTTP client for the API, with an optional browser login (cookie and CSRF token).
+struct Http {
+    base: String,
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+struct Answer {
+    status: u16,
+    body: String,
+    set_cookie: Option<String>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Cookie { cookie: &'a str, csrf: Option<&'a str> },
+}
+
+impl Http {
+    fn new(port: u16) -> Http {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Http { base: format!("http://127.0.0.1:{port}"), runtime, client: reqwest::Client::new() }
+    }
+
+    fn call(&self, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        match auth {
+            Auth::None => {}
+            Auth::Bearer(token) => request = request.bearer_auth(token),
+            Auth::Cookie { cookie, csrf } => {
+                request = request.header("cookie", cookie);
+                if let Some(csrf) = csrf {
+                    request = request.header("x-csrf-token", csrf);
+                }
+            }
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let set_cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string());
+            Answer { status, body: response.text().await.unwrap(), set_cookie }
+        })
+    }
+
+    fn get(&self, path: &str, token: &str) -> Answer {
+        self.call("GET", path, Auth::Bearer(token), None)
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call("POST", path, Auth::Bearer(token), Some(body))
+    }
+
+    /// GET that must answer 200 with JSON.
+    fn ok(&self, path: &str, token: &str) -> Value {
+        let answer = self.get(path, token);
+        assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
+        answer.json()
+    }
+}
+
+struct Tokens {
+    admin: String,
+    auditor: String,
+    approver: String,
+    agent: String,
+}
+
+fn tokens(gw: &Gateway) -> Tokens {
+    Tokens {
+        admin: gw.token("pat", &["--groups", "platform"]),
+        auditor: gw.token("sam", &["--groups", "security"]),
+        approver: gw.token("dana", &["--groups", "dba"]),
+        agent: gw.token("claude", &["--groups", "ai-agents", "--task", "JIRA-42 fix the report"]),
+    }
+}
+
+/// The id of the first waiting approval `token` sees, once there is one.
+fn waiting_approval(http: &Http, token: &str) -> Value {
+    poll("an approval", || http.ok("/api/approvals", token).as_array().and_then(|list| list.first().cloned()))
+}
+
+#[test]
+fn the_api_answers_each_role_and_records_every_view() {
+    let pg = Postgres::start();
+    pg.psql(
+        "app",
+        "create table orders(id int, note text); insert into orders values (1, 'first'), (2, 'second'); grant all on orders to scram_user;",
+    );
+    let api_port = free_port();
+    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ROLES}"));
+    let t = tokens(&gw);
+    let http = Http::new(api_port);
+
+    // An agent's session, with a task, a SELECT and an error.
+    let (ok, out, err) = psql(
+        &gw.conninfo("app", "claude", &t.agent),
+        &["-v", "ON_ERROR_STOP=0", "-c", "select id, note from orders order by id", "-c", "select * from no_such_table"],
+    );
+    assert!(out.contains("second") && err.contains("no_such_table"), "{ok} {out}{err}");
+    let sessions = gw.ended_sessions(1);
+    let sql_id = sessions[0]["id"].as_str().unwrap().to_string();
+
+    // No credential: 401 everywhere but the public parts.
+    let reads = [
+        "/api/me".to_string(),
+        "/api/sessions".into(),
+        format!("/api/sessions/{sql_id}"),
+        format!("/api/sessions/{sql_id}/events"),
+        format!("/api/sessions/{sql_id}/asciicast"),
+        "/api/audit".into(),
+        "/api/verify".into(),
+        "/api/approvals".into(),
+        "/api/tokens".into(),
+    ];
+    for path in &reads {
+        let answer = http.call("GET", path, Auth::None, None);
+        assert_eq!(answer.status, 401, "GET {path} without a token: {}", answer.body);
+        assert!(answer.json()["error"].as_str().unwrap().contains("Bearer"), "{}", answer.body);
+        let answer = http.get(path, "wit_not-a-token");
+        assert_eq!(answer.status, 401, "GET {path} with a bad token: {}", answer.body);
+    }
+    // An agent (no role): 403 everywhere, and nothing of the recording in the answer.
+    for path in &reads {
+        let answer = http.get(path, &t.agent);
+        assert_eq!(answer.status, 403, "GET {path} as an agent: {}", answer.body);
+        assert!(answer.body.contains("claude has no role"), "{}", answer.body);
+        assert!(!answer.body.contains("orders") && !answer.body.contains("JIRA-42"), "nothing leaks: {}", answer.body);
+    }
+    let answer = http.post("/api/tokens", &t.agent, json!({"identity": "x"}));
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let answer = http.call("POST", "/api/login", Auth::None, Some(json!({"token": t.agent})));
+    assert_eq!((answer.status, answer.set_cookie.is_none()), (403, true), "agents cannot log in to the console: {}", answer.body);
+
+    // An approver: approvals and verification, not recordings or tokens.
+    assert_eq!(http.ok("/api/me", &t.approver)["roles"], json!(["approver"]));
+    assert_eq!(http.ok("/api/approvals", &t.approver), json!([]));
+    assert!(http.ok("/api/verify", &t.approver)["ok"].as_bool().unwrap());
+    for path in ["/api/sessions".to_string(), format!("/api/sessions/{sql_id}/events"), "/api/audit".into(), "/api/tokens".into()] {
+        let answer = http.get(&path, &t.approver);
+        assert_eq!(answer.status, 403, "GET {path} as an approver: {}", answer.body);
+        assert!(!answer.body.contains("orders"), "{}", answer.body);
+    }
+
+    // An auditor: sessions with every filter, events paged, the audit trail; not tokens.
+    assert_eq!(http.ok("/api/me", &t.auditor)["roles"], json!(["auditor"]));
+    let listed = |query: &str| -> Vec<String> {
+        let page = http.ok(&format!("/api/sessions?{query}"), &t.auditor);
+        page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    };
+    let one = vec![sql_id.clone()];
+    for query in [
+        "task=JIRA-42",
+        "identity=claude",
+        "connection=app",
+        "protocol=postgres",
+        "q=NO_SUCH_TABLE",
+        "status=closed",
+        "since=0",
+        "until=2999-01-01T00:00:00Z",
+    ] {
+        assert_eq!(listed(query), one, "filter {query}");
+    }
+    for query in ["task=JIRA-43", "identity=pat", "connection=app-md5", "protocol=ssh", "q=nothing-like-this", "status=open", "until=0"] {
+        assert!(listed(query).is_empty(), "filter {query} matches nothing");
+    }
+    let answer = http.get("/api/sessions?status=sleeping", &t.auditor);
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let session = http.ok(&format!("/api/sessions/{sql_id}"), &t.auditor);
+    assert_eq!(
+        (session["identity"].as_str(), session["protocol"].as_str(), session["status"].as_str()),
+        (Some("claude"), Some("postgres"), Some("closed"))
+    );
+    assert_eq!(session["terminal"], false);
+    assert!(["verified", "pending"].contains(&session["verify"].as_str().unwrap()), "{session}");
+    assert_eq!(http.get("/api/sessions/0192f0c4-6b7e-7a3c-9d2e-5f1a2b3c4d5e", &t.auditor).status, 404);
+    assert_eq!(http.get("/api/sessions/not-an-id", &t.auditor).status, 400);
+    let answer = http.get(&format!("/api/sessions/{sql_id}/asciicast"), &t.auditor);
+    assert_eq!(answer.status, 404, "an SQL session has no terminal: {}", answer.body);
+
+    let all = http.ok(&format!("/api/sessions/{sql_id}/events?limit=1000"), &t.auditor);
+    let all = all["events"].as_array().unwrap().clone();
+    assert_eq!(all.len() as u64, session["events"].as_u64().unwrap());
+    let mut paged = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let path = match after {
+            Some(seq) => format!("/api/sessions/{sql_id}/events?limit=2&after={seq}"),
+            None => format!("/api/sessions/{sql_id}/events?limit=2"),
+        };
+        let page = http.ok(&path, &t.auditor);
+        paged.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_after"].as_u64() {
+            Some(seq) => after = Some(seq),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all, "pages of 2 add up to the whole session");
+    let results = http.ok(&format!("/api/sessions/{sql_id}/events?kinds=pg.result"), &t.auditor);
+    let results = results["events"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0]["attrs"]["rows"], 2);
+    let rows: Value = serde_json::from_str(results[0]["payload_text"].as_str().unwrap()).unwrap();
+    assert_eq!(rows["rows"], json!([["1", "first"], ["2", "second"]]));
+    assert_eq!(results[1]["attrs"]["error"]["sqlstate"], "42P01");
+
+    // The audit trail is read from the index, which follows the ledger within milliseconds.
+    let audit = audit_when(&http, &t.auditor, |events| events.len() >= 3);
+    let views: Vec<&Value> = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.viewed").collect();
+    assert_eq!(views.len(), 3, "the reads from the start (not later pages) are views: {audit}");
+    assert!(views.iter().all(|v| v["actor"] == "sam" && v["session"] == sql_id.as_str() && v["what"] == "events"), "{audit}");
+    assert_eq!(http.get("/api/tokens", &t.auditor).status, 403, "auditors do not manage tokens");
+
+    // An admin: tokens (create, list, revoke; the secret answered once and never listed), and
+    // any approval. Each is in the audit trail.
+    let created =
+        http.post("/api/tokens", &t.admin, json!({"identity": "ci-bot", "groups": ["ai-agents"], "ttl": "1h", "task": "nightly"}));
+    assert_eq!(created.status, 200, "{}", created.body);
+    let created = created.json();
+    let secret = created["token"].as_str().unwrap().to_string();
+    assert!(created["expires"].is_string(), "{created}");
+    let listed = http.ok("/api/tokens", &t.admin);
+    assert!(listed["tokens"].as_array().unwrap().iter().any(|t| t["id"] == created["id"]));
+    assert!(!listed.to_string().contains(&secret), "a listing never shows a secret");
+    assert_eq!(http.post("/api/tokens", &t.admin, json!({"identity": "bad name!"})).status, 400);
+    assert_eq!(http.post("/api/tokens", &t.admin, json!({"identity": "x", "ttl": "soon"})).status, 400);
+    let (ok, _, err) = psql(&gw.conninfo("app", "ci-bot", &secret), &["-c", "select 1"]);
+    assert!(ok, "the new token works: {err}");
+    let revoked = http.post(&format!("/api/tokens/{}/revoke", created["id"].as_str().unwrap()), &t.admin, json!({}));
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert!(revoked.json()["revoked"].is_string());
+    let (ok, _, _) = psql(&gw.conninfo("app", "ci-bot", &secret), &["-c", "select 1"]);
+    assert!(!ok, "a revoked token is refused");
+    assert_eq!(http.post("/api/tokens/tok_nope/revoke", &t.admin, json!({})).status, 404);
+
+    let waiting = spawn_psql(&gw.conninfo("app", "claude", &t.agent), "delete from orders");
+    let approval = waiting_approval(&http, &t.approver);
+    assert_eq!((approval["statement"].as_str(), approval["requester"].as_str()), (Some("delete from orders"), Some("claude")));
+    assert_eq!(approval["task"], "JIRA-42 fix the report");
+    let id = approval["id"].as_str().unwrap();
+    assert_eq!(http.ok("/api/approvals", &t.admin).as_array().unwrap().len(), 1, "admins see every approval");
+    let answer = http.post(&format!("/api/approvals/{id}/approve"), &t.auditor, json!({}));
+    assert_eq!(answer.status, 403, "auditors do not decide: {}", answer.body);
+    let answer = http.post(&format!("/api/approvals/{id}/approve"), &t.admin, json!({}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["decided_by"], "pat");
+    let (ok, out, err) = finish(waiting);
+    assert!(ok && out.contains("DELETE 2"), "the approved DELETE ran: {out}{err}");
+
+    // A browser login: cookie and CSRF token; a POST without the token is refused.
+    let login = http.call("POST", "/api/login", Auth::None, Some(json!({"token": t.admin})));
+    assert_eq!(login.status, 200, "{}", login.body);
+    let set_cookie = login.set_cookie.clone().unwrap();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let csrf = login.json()["csrf"].as_str().unwrap().to_string();
+    let me = http.call("GET", "/api/me", Auth::Cookie { cookie: &cookie, csrf: None }, None);
+    assert_eq!((me.status, me.json()["identity"].as_str()), (200, Some("pat")));
+    assert_eq!(me.json()["csrf"], csrf.as_str());
+    let body = Some(json!({"identity": "from-browser"}));
+    let forged = http.call("POST", "/api/tokens", Auth::Cookie { cookie: &cookie, csrf: None }, body.clone());
+    assert_eq!(forged.status, 403, "no CSRF token: {}", forged.body);
+    let forged = http.call("POST", "/api/tokens", Auth::Cookie { cookie: &cookie, csrf: Some("guess") }, body.clone());
+    assert_eq!(forged.status, 403, "a wrong CSRF token: {}", forged.body);
+    let made = http.call("POST", "/api/tokens", Auth::Cookie { cookie: &cookie, csrf: Some(&csrf) }, body);
+    assert_eq!(made.status, 200, "{}", made.body);
+    let logout = http.call("POST", "/api/logout", Auth::Cookie { cookie: &cookie, csrf: Some(&csrf) }, None);
+    assert_eq!(logout.status, 204, "{}", logout.body);
+    assert_eq!(http.call("GET", "/api/me", Auth::Cookie { cookie: &cookie, csrf: None }, None).status, 401, "the login ended");
+
+    let audit = audit_when(&http, &t.admin, |events| {
+        events.iter().any(|e| e["kind"] == "token.created" && e["what"].as_str().unwrap().contains("from-browser"))
+    });
+    let kinds: Vec<&str> = audit["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in ["recording.viewed", "token.created", "token.revoked", "approval.decided", "console.login"] {
+        assert!(kinds.contains(&kind), "{kind} is in the audit trail: {kinds:?}");
+    }
+    let times: Vec<i64> = audit["events"].as_array().unwrap().iter().map(|e| e["time_ns"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    let first = http.ok("/api/audit?limit=1", &t.admin);
+    assert_eq!(first["events"].as_array().unwrap().len(), 1);
+    let older = http.ok(&format!("/api/audit?before={}", first["events"][0]["time_ns"]), &t.admin);
+    assert_eq!(older["events"].as_array().unwrap().len(), kinds.len() - 1, "before= pages back");
+
+    // Metrics: counts only.
+    let metrics = http.call("GET", "/metrics", Auth::None, None);
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "witness_requests_total{kind=\"statement\",decision=\"hold\"} 1",
+        "witness_approvals_waiting 0",
+        "witness_ledger_append_seconds_bucket{le=\"+Inf\"}",
+        "# TYPE witness_ledger_append_seconds histogram",
+        "witness_live_sessions",
+    ] {
+        assert!(metrics.body.contains(line), "/metrics has {line}:\n{}", metrics.body);
+    }
+    let allowed = metric(&metrics.body, "witness_requests_total{kind=\"statement\",decision=\"allow\"}");
+    assert!(allowed >= 3.0, "{}", metrics.body);
+    assert!(metric(&metrics.body, "witness_ledger_bytes_total") > 1000.0, "{}", metrics.body);
+    assert!(!metrics.body.contains("claude") && !metrics.body.contains("orders"), "no names in metrics");
+
+    // The OpenAPI document: every documented path is served (a missing route would fall through
+    // to the 404 that names the document).
+    let document = http.call("GET", "/api/openapi.json", Auth::None, None).json();
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{paths:?}");
+    for (path, operations) in paths {
+        let concrete = path.replace("{id}", "x");
+        for method in operations.as_object().unwrap().keys() {
+            let answer = http.call(&method.to_uppercase(), &concrete, Auth::Bearer(&t.admin), Some(json!({})));
+            assert!(!answer.body.contains("no such API endpoint"), "{method} {path} is documented and served: {}", answer.body);
+        }
+    }
+    // The console is served by witness itself, framed by nobody.
+    let page = http.call("GET", "/", Auth::None, None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("/assets/app.js"), "{}", page.body);
+    assert_eq!(http.call("GET", "/assets/app.js", Auth::None, None).status, 200);
+    assert_eq!(http.call("GET", "/assets/other.js", Auth::None, None).status, 404);
+
+    let data = gw.data_dir();
+    drop(http);
+    let mut gw = gw;
+    gw.stop_and_verify();
+    assert_nowhere_in(&data, SCRAM_PASSWORD);
+    assert_nowhere_in(&data, &t.admin);
+    assert_nowhere_in(&data, &secret);
+}
+
+/// The audit trail once `done` holds for its entries (bounded).
+fn audit_when(http: &Http, token: &str, done: impl Fn(&[Value]) -> bool) -> Value {
+    poll("the audit trail", || {
+        let audit = http.ok("/api/audit?limit=1000", token);
+        done(audit["events"].as_array().unwrap()).then_some(audit)
+    })
+}
+
+/// The value of a metric line `name value`.
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+}
+
+#[test]
+fn a_reviewer_finds_replays_and_approves_in_the_browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "the browser test needs Chromium at {chromium} (scripts/test installs Debian's chromium)");
+    let pg = Postgres::start();
+    pg.psql("app", "create table orders(id int, customer text); insert into orders values (1, 'ada'), (2, 'grace'); grant all on orders to scram_user;");
+    let sshd = Sshd::start();
+    let api_port = free_port();
+    let ssh_port = free_port();
+    let ssh_connection = format!("ssh = \"127.0.0.1:{ssh_port}\"\n{}", ssh_connection("web", &sshd, &sshd.host_public_key()));
+    // The [listen] keys first (extra_toml follows `postgres = …`), then the SSH connection, rules, roles.
+    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ssh_connection}{ROLES}"));
+    let t = tokens(&gw);
+    let admin = gw.token("pat", &["--groups", "platform,dba"]);
+
+    // An SQL session with a SELECT.
+    let (ok, _, err) = psql(&gw.conninfo("app", "claude", &t.agent), &["-c", "select id, customer from orders order by id"]);
+    assert!(ok, "{err}");
+    // A shell session with a terminal, under `script` (a pty for ssh -tt).
+    let key = SshKeyPair::generate(gw.dir.path(), "claude-key", "ed25519");
+    let out = gw.witness(&[
+        "identity",
+        "add-key",
+        "claude",
+        key.private.with_extension("pub").to_str().unwrap(),
+        "--groups",
+        "ai-agents",
+        "--task",
+        "OPS-7 look at the disk",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ssh_line = format!("ssh -tt {} web@127.0.0.1", ssh_client_options(&key.private, ssh_port).join(" "));
+    let mut shell = Command::new("script")
+        .args(["-qec", &ssh_line, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = shell.stdin.take().unwrap();
+        std::thread::spawn(move || stdin.write_all(b"echo disk-$((6*7))\nexit 0\n"));
+    }
+    let shell = shell.wait_with_output().unwrap();
+    assert!(shell.status.success() && String::from_utf8_lossy(&shell.stdout).contains("disk-42"), "the shell session ran");
+    gw.ended_sessions(2);
+    // A DELETE that waits for approval, from another agent's psql that is still waiting.
+    let cleaner = gw.token("codex", &["--groups", "ai-agents", "--task", "CLEANUP-1"]);
+    let waiting = spawn_psql(&gw.conninfo("app", "codex", &cleaner), "delete from orders");
+    let http = Http::new(api_port);
+    waiting_approval(&http, &t.approver);
+
+    let screenshots = std::env::var("WITNESS_SCREENSHOTS").ok();
+    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/console");
+    let mut browser = Command::new("node");
+    browser
+        .arg("tests/browser.mjs")
+        .current_dir(&console)
+        .env("WITNESS_URL", format!("http://127.0.0.1:{api_port}"))
+        .env("WITNESS_ADMIN_TOKEN", &admin)
+        .env("WITNESS_AGENT_TOKEN", &t.agent)
+        .env("WITNESS_SQL_TASK", "JIRA-42")
+        .env("WITNESS_SHELL_TASK", "OPS-7")
+        .env("WITNESS_SHELL_TEXT", "disk-42")
+        .env("WITNESS_APPROVAL_TEXT", "delete from orders")
+        .env("CHROMIUM", &chromium);
+    if let Some(dir) = &screenshots {
+        browser.env("WITNESS_SCREENSHOTS", dir);
+    }
+    let out = browser.output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.contains("browser test: all steps passed"), "the browser test failed:\n{report}\n{}", gw.log());
+
+    let (ok, out, err) = finish(waiting);
+    assert!(ok && out.contains("DELETE 2"), "the DELETE approved in the browser ran: {out}{err}");
+    let audit = audit_when(&http, &admin, |events| events.iter().any(|e| e["kind"] == "approval.decided"));
+    let viewed: Vec<&Value> =
+        audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.viewed" && e["actor"] == "pat").collect();
+    assert!(viewed.iter().any(|e| e["what"] == "asciicast"), "the replay is in the audit trail: {audit}");
+    assert!(viewed.iter().any(|e| e["what"] == "events"), "{audit}");
+    let decided = audit["events"].as_array().unwrap().iter().any(|e| e["kind"] == "approval.decided" && e["actor"] == "pat");
+    assert!(decided, "{audit}");
+    drop(http);
+    let mut gw = gw;
+    gw.stop_and_verify();
+}
