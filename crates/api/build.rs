@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+    // Read at run time, not with env!(): cargo shares one build script binary between clones of
+    // the workspace at different paths (its hash uses the path within the workspace), and a path
+    // baked in at compile time would build another clone's console.
+    let console = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("console");
     for watched in ["src", "package.json", "package-lock.json", "build.mjs"] {
         println!("cargo:rerun-if-changed=console/{watched}");
     }

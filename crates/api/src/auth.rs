@@ -2,15 +2,20 @@
 //! cookie plus a CSRF token for every POST), and roles.
 //!
 //! A browser login keeps the token it was made with in memory and checks it again on every
-//! request, so a revoked or expired token ends its console logins too. The cookie's value is
-//! random; only its SHA-256 is kept, so the map cannot be used to find a cookie by timing.
+//! request, so a revoked or expired token ends its console logins too. A login through the
+//! OpenID provider (authorization code with PKCE, `[console.oidc]`) keeps the identity its ID
+//! token named for the login's lifetime (12 h). The cookie's value is random; only its
+//! SHA-256 is kept, so the map cannot be used to find a cookie by timing. The provider's `state`
+//! is tied to the browser by a short-lived cookie of its own, so a login begun in one browser
+//! cannot be finished in another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
-use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::extract::Query;
+use axum::http::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +29,9 @@ use witness_core::Principal;
 use crate::{Api, ApiError, AuditRecord, Backend, Me, Role, State};
 
 const COOKIE_NAME: &str = "witness_session";
+const STATE_COOKIE: &str = "witness_oidc_state";
+/// A login at the provider must come back within this long.
+const OIDC_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 const CSRF_HEADER: &str = "x-csrf-token";
 /// A browser login lasts this long at most (its token may end it sooner).
 const LOGIN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -37,9 +45,18 @@ pub(crate) struct Logins {
 }
 
 struct Login {
-    token: String,
+    credential: Credential,
     csrf: String,
     expires: Instant,
+}
+
+/// What a browser login stands on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Credential {
+    /// A witness token (or JWT), checked again on every request.
+    Token(String),
+    /// The identity an OpenID login proved.
+    Identity(Principal),
 }
 
 /// The authenticated caller of a request, with their roles.
@@ -101,8 +118,8 @@ impl<B: Backend> FromRequestParts<Arc<Api<B>>> for Caller {
                 .map(str::trim)
                 .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
             (token.to_string(), None)
-        } else if let Some(cookie) = cookie_value(&parts.headers) {
-            let (token, csrf) = api.logins.find(&cookie).ok_or_else(|| unauthorized("the login has ended; log in again"))?;
+        } else if let Some(cookie) = cookie_value(&parts.headers, COOKIE_NAME) {
+            let (credential, csrf) = api.logins.find(&cookie).ok_or_else(|| unauthorized("the login has ended; log in again"))?;
             if parts.method != Method::GET && parts.method != Method::HEAD {
                 let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
                 if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
@@ -112,17 +129,25 @@ impl<B: Backend> FromRequestParts<Arc<Api<B>>> for Caller {
                     ));
                 }
             }
-            (token, Some(csrf))
+            match credential {
+                Credential::Token(token) => (token, Some(csrf)),
+                Credential::Identity(principal) => return caller(api, principal, Some(csrf)),
+            }
         } else {
             return Err(unauthorized("authenticate with the header `Authorization: Bearer TOKEN` (a witness token), or log in at /"));
         };
         let principal = api.backend.authenticate(&token).await.ok_or_else(|| unauthorized("the token is unknown, expired or revoked"))?;
-        let roles = api.backend.roles(&principal);
-        if roles.is_empty() {
-            return Err(no_role(&principal.identity));
-        }
-        Ok(Caller { principal, roles, csrf })
+        caller(api, principal, csrf)
     }
+}
+
+/// The caller with their roles, refused when they have none.
+fn caller<B: Backend>(api: &Api<B>, principal: Principal, csrf: Option<String>) -> Result<Caller, ApiError> {
+    let roles = api.backend.roles(&principal);
+    if roles.is_empty() {
+        return Err(no_role(&principal.identity));
+    }
+    Ok(Caller { principal, roles, csrf })
 }
 
 #[derive(Deserialize)]
@@ -146,21 +171,108 @@ pub(crate) async fn login<B: Backend>(
         return Err(no_role(&principal.identity));
     }
     api.backend.audit(&principal, AuditRecord { kind: "console.login", session: None, what: "token".into() }).await?;
-    let (cookie, csrf) = api
-        .logins
-        .start(token)
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many console logins; try again later"))?;
-    let secure = if api.settings.secure_cookies { "; Secure" } else { "" };
-    let set_cookie = format!("{COOKIE_NAME}={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", LOGIN_LIFETIME.as_secs());
+    let (set_cookie, csrf) = start_login(&api, Credential::Token(token))?;
     let me = Me { identity: principal.identity.clone(), groups: principal.groups.clone(), roles, csrf: Some(csrf) };
     tracing::info!(identity = %principal.identity, "console login");
     Ok(([(SET_COOKIE, set_cookie)], Json(me)).into_response())
 }
 
+/// Starts a browser login; returns its Set-Cookie value and CSRF token.
+fn start_login<B: Backend>(api: &Api<B>, credential: Credential) -> Result<(String, String), ApiError> {
+    let (cookie, csrf) = api
+        .logins
+        .start(credential)
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many console logins; try again later"))?;
+    let secure = if api.settings.secure_cookies { "; Secure" } else { "" };
+    Ok((format!("{COOKIE_NAME}={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", LOGIN_LIFETIME.as_secs()), csrf))
+}
+
+/// `GET /api/login/oidc`: sends the browser to the OpenID provider.
+pub(crate) async fn oidc_begin<B: Backend>(axum::extract::State(api): State<B>) -> Response {
+    if !api.backend.oidc_login_enabled() {
+        return back_to_login("single sign-on is not set up: [console.oidc] is not in the config");
+    }
+    match api.backend.oidc_login_begin().await {
+        Ok(redirect) => {
+            // Lax: the provider sends the browser back by a top-level GET from its own site.
+            let state_cookie = format!(
+                "{STATE_COOKIE}={}; HttpOnly; SameSite=Lax; Path=/api/login/oidc; Max-Age={}",
+                redirect.state,
+                OIDC_LOGIN_TIMEOUT.as_secs()
+            );
+            ([(SET_COOKIE, state_cookie), (LOCATION, redirect.url)], StatusCode::FOUND).into_response()
+        }
+        Err(e) => back_to_login(&e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OidcCallback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /api/login/oidc/callback`: the provider sent the browser back; log it in.
+pub(crate) async fn oidc_callback<B: Backend>(
+    axum::extract::State(api): State<B>,
+    headers: HeaderMap,
+    Query(callback): Query<OidcCallback>,
+) -> Response {
+    match finish_oidc(&api, &headers, callback).await {
+        Ok((set_cookie, identity)) => {
+            tracing::info!(%identity, "console login through the OpenID provider");
+            let clear_state = format!("{STATE_COOKIE}=; HttpOnly; SameSite=Lax; Path=/api/login/oidc; Max-Age=0");
+            let mut response = (StatusCode::FOUND, [(LOCATION, "/#/sessions")]).into_response();
+            response.headers_mut().append(SET_COOKIE, set_cookie.parse().expect("cookie text is ASCII"));
+            response.headers_mut().append(SET_COOKIE, clear_state.parse().expect("cookie text is ASCII"));
+            response
+        }
+        Err(message) => back_to_login(&message),
+    }
+}
+
+async fn finish_oidc<B: Backend>(api: &Api<B>, headers: &HeaderMap, callback: OidcCallback) -> Result<(String, String), String> {
+    if let Some(error) = callback.error {
+        return Err(format!("the OpenID provider refused: {error} {}", callback.error_description.unwrap_or_default()));
+    }
+    let (Some(code), Some(state)) = (callback.code, callback.state) else {
+        return Err("the OpenID provider sent no code and state back".into());
+    };
+    let expected = cookie_value(headers, STATE_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(state.as_bytes())) {
+        return Err("this login was not begun in this browser, or took longer than 10 minutes; log in again".into());
+    }
+    let principal = api.backend.oidc_login_finish(&state, &code).await.map_err(|e| e.to_string())?;
+    if api.backend.roles(&principal).is_empty() {
+        return Err(no_role(&principal.identity).message);
+    }
+    let record = AuditRecord { kind: "console.login", session: None, what: "oidc".into() };
+    api.backend.audit(&principal, record).await.map_err(|e| e.to_string())?;
+    let identity = principal.identity.clone();
+    let (set_cookie, _) = start_login(api, Credential::Identity(principal)).map_err(|e| e.message)?;
+    Ok((set_cookie, identity))
+}
+
+/// Back to the console's login page, which shows `message`.
+fn back_to_login(message: &str) -> Response {
+    (StatusCode::FOUND, [(LOCATION, format!("/#/login?error={}", percent_encode(message)))]).into_response()
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `POST /api/logout`: ends the browser login (bearer callers have nothing to end).
 pub(crate) async fn logout<B: Backend>(axum::extract::State(api): State<B>, caller: Caller, headers: HeaderMap) -> Response {
     if caller.csrf.is_some() {
-        if let Some(cookie) = cookie_value(&headers) {
+        if let Some(cookie) = cookie_value(&headers, COOKIE_NAME) {
             api.logins.end(&cookie);
         }
     }
@@ -174,13 +286,13 @@ pub(crate) async fn me(caller: Caller) -> Json<Me> {
 }
 
 /// `GET /api/login/options`: how the console may log in.
-pub(crate) async fn options() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "token": true, "oidc": false }))
+pub(crate) async fn options<B: Backend>(axum::extract::State(api): State<B>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "token": true, "oidc": api.backend.oidc_login_enabled() }))
 }
 
 impl Logins {
-    /// Starts a login for `token`; returns the cookie value and the CSRF token.
-    fn start(&self, token: String) -> Option<(String, String)> {
+    /// Starts a login on `credential`; returns the cookie value and the CSRF token.
+    fn start(&self, credential: Credential) -> Option<(String, String)> {
         let now = Instant::now();
         let mut logins = self.lock();
         if logins.len() >= MAX_LOGINS {
@@ -191,16 +303,16 @@ impl Logins {
         }
         let cookie = random_text();
         let csrf = random_text();
-        logins.insert(hash(&cookie), Login { token, csrf: csrf.clone(), expires: now + LOGIN_LIFETIME });
+        logins.insert(hash(&cookie), Login { credential, csrf: csrf.clone(), expires: now + LOGIN_LIFETIME });
         Some((cookie, csrf))
     }
 
-    /// The token and CSRF token of a live login.
-    fn find(&self, cookie: &str) -> Option<(String, String)> {
+    /// The credential and CSRF token of a live login.
+    fn find(&self, cookie: &str) -> Option<(Credential, String)> {
         let mut logins = self.lock();
         let key = hash(cookie);
         match logins.get(&key) {
-            Some(login) if login.expires > Instant::now() => Some((login.token.clone(), login.csrf.clone())),
+            Some(login) if login.expires > Instant::now() => Some((login.credential.clone(), login.csrf.clone())),
             Some(_) => {
                 logins.remove(&key);
                 None
@@ -218,14 +330,14 @@ impl Logins {
     }
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value.to_string())
         .filter(|value| !value.is_empty())
 }
@@ -246,9 +358,9 @@ mod tests {
     #[test]
     fn a_login_is_found_by_its_cookie_only_until_it_ends() {
         let logins = Logins::default();
-        let (cookie, csrf) = logins.start("wit_secret".into()).unwrap();
+        let (cookie, csrf) = logins.start(Credential::Token("wit_secret".into())).unwrap();
         assert_ne!(cookie, csrf);
-        assert_eq!(logins.find(&cookie), Some(("wit_secret".into(), csrf)));
+        assert_eq!(logins.find(&cookie), Some((Credential::Token("wit_secret".into()), csrf)));
         assert_eq!(logins.find(&format!("{cookie}x")), None);
         assert!(!logins.lock().keys().any(|k| k.as_slice() == cookie.as_bytes()), "only the cookie's hash is kept");
         logins.end(&cookie);
@@ -259,11 +371,12 @@ mod tests {
     fn the_login_cookie_is_read_among_others() {
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, "theme=dark; witness_session=abc123; other=1".parse().unwrap());
-        assert_eq!(cookie_value(&headers).as_deref(), Some("abc123"));
+        assert_eq!(cookie_value(&headers, COOKIE_NAME).as_deref(), Some("abc123"));
+        assert_eq!(cookie_value(&headers, "theme").as_deref(), Some("dark"));
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, "witness_session=; x=y".parse().unwrap());
-        assert_eq!(cookie_value(&headers), None, "an emptied cookie is no login");
+        assert_eq!(cookie_value(&headers, COOKIE_NAME), None, "an emptied cookie is no login");
         headers.append(COOKIE, "not_witness_session=zzz".parse().unwrap());
-        assert_eq!(cookie_value(&headers), None);
+        assert_eq!(cookie_value(&headers, COOKIE_NAME), None);
     }
 }

@@ -254,3 +254,10 @@ pub struct Metrics {
     pub events_recorded: u64,
     pub bytes_recorded: u64,
 }
+
+/// Where to send a browser to log in at the OpenID provider, and the state it must come back with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcRedirect {
+    pub url: String,
+    pub state: String,
+}

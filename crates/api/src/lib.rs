@@ -82,6 +82,12 @@ pub trait Backend: Send + Sync + 'static {
     fn revoke_token(&self, id: &str) -> Result<TokenView, BackendError>;
     fn verify(&self) -> Result<VerifyStatus, BackendError>;
     fn metrics(&self) -> Metrics;
+    /// Whether the console may log in through an OpenID provider (`[console.oidc]`).
+    fn oidc_login_enabled(&self) -> bool;
+    /// Begins such a login: where to send the browser, and the state it comes back with.
+    fn oidc_login_begin(&self) -> impl Future<Output = Result<OidcRedirect, BackendError>> + Send;
+    /// Ends it: the provider sent the browser back with `code` for the login begun with `state`.
+    fn oidc_login_finish(&self, state: &str, code: &str) -> impl Future<Output = Result<Principal, BackendError>> + Send;
 }
 
 /// How the API is served.
@@ -106,7 +112,9 @@ pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
     Router::new()
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/login", post(auth::login::<B>))
-        .route("/api/login/options", get(auth::options))
+        .route("/api/login/options", get(auth::options::<B>))
+        .route("/api/login/oidc", get(auth::oidc_begin::<B>))
+        .route("/api/login/oidc/callback", get(auth::oidc_callback::<B>))
         .route("/api/logout", post(auth::logout::<B>))
         .route("/api/me", get(auth::me))
         .route("/api/sessions", get(reads::sessions::<B>))

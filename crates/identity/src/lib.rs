@@ -16,8 +16,8 @@ mod scram;
 mod tokens;
 
 pub use oidc::{
-    looks_like_jwt, parse_untrusted as parse_untrusted_jwt, OidcIssuerConfig, OidcRefusal, OidcVerifier, OIDC_CLOCK_LEEWAY,
-    OIDC_REFETCH_INTERVAL,
+    looks_like_jwt, parse_untrusted as parse_untrusted_jwt, ConsoleLogin, LoginError, LoginStart, OidcIssuerConfig, OidcRefusal,
+    OidcVerifier, OIDC_CLOCK_LEEWAY, OIDC_REFETCH_INTERVAL,
 };
 pub use scram::{ScramChallenge, SCRAM_ITERATIONS};
 pub use tokens::ssh_keys::{parse_public_key_line, ssh_fingerprint, ssh_key_credential, BadPublicKey, SshKeyInfo};

@@ -32,6 +32,7 @@
 mod fetch;
 mod jwt;
 mod keys;
+mod login;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +46,7 @@ use crate::{valid_group_name, valid_identity_name, AuthenticatedIdentity};
 use keys::{Key, Lookup};
 
 pub use jwt::looks_like_jwt;
+pub use login::{ConsoleLogin, LoginError, LoginStart};
 
 /// For the fuzz target: parses an untrusted token as far as it can go without keys (shape,
 /// header, algorithm, claims), so that every byte a client controls goes through the decoder.
@@ -168,6 +170,14 @@ impl OidcVerifier {
     /// [`OIDC_REFETCH_INTERVAL`] per issuer). Never holds a lock across a fetch but the issuer's
     /// own fetch gate, so tokens of other issuers, and tokens whose key is cached, do not wait.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedIdentity, OidcRefusal> {
+        let (issuer, claims) = self.signed_claims(token).await?;
+        check_audience(&issuer.config.audience, &claims)?;
+        identity_from_claims(&issuer.config, &claims, token)
+    }
+
+    /// The issuer and the claims of a JWT whose issuer is configured, whose signature verifies
+    /// with that issuer's key and which is within its lifetime (steps 1 to 6 but the audience).
+    async fn signed_claims(&self, token: &str) -> Result<(&Issuer, Map<String, Value>), OidcRefusal> {
         let jwt = jwt::parse(token)?;
         let iss = match jwt.claims.get("iss") {
             Some(Value::String(iss)) => iss,
@@ -189,8 +199,7 @@ impl OidcVerifier {
         }
 
         check_lifetime(&jwt.claims, unix_now())?;
-        check_audience(&issuer.config, &jwt.claims)?;
-        identity_from_claims(&issuer.config, &jwt.claims, token)
+        Ok((issuer, jwt.claims))
     }
 
     /// The issuer's current keys, fetched first if they are missing or lack the token's key and
@@ -336,17 +345,17 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-fn check_audience(config: &OidcIssuerConfig, claims: &Map<String, Value>) -> Result<(), OidcRefusal> {
+fn check_audience(expected: &str, claims: &Map<String, Value>) -> Result<(), OidcRefusal> {
     let found: Vec<&str> = match claims.get("aud") {
         Some(Value::String(aud)) => vec![aud.as_str()],
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    if found.contains(&config.audience.as_str()) {
+    if found.contains(&expected) {
         return Ok(());
     }
     // The token is signed, but its claims can still be large: report a few, clipped.
-    Err(OidcRefusal::WrongAudience { expected: config.audience.clone(), found: found.into_iter().take(8).map(clip).collect() })
+    Err(OidcRefusal::WrongAudience { expected: expected.to_string(), found: found.into_iter().take(8).map(clip).collect() })
 }
 
 fn identity_from_claims(config: &OidcIssuerConfig, claims: &Map<String, Value>, token: &str) -> Result<AuthenticatedIdentity, OidcRefusal> {

@@ -42,6 +42,38 @@ pub struct Config {
     pub masking: Vec<MaskingConfig>,
     #[serde(default)]
     pub roles: RolesSection,
+    #[serde(default)]
+    pub console: ConsoleSection,
+}
+
+/// `[console]`: the review console.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Log in through an OpenID provider (authorization code flow with PKCE) besides tokens.
+    pub oidc: Option<ConsoleOidcConfig>,
+}
+
+/// `[console.oidc]`: the console's client at an OpenID provider. The provider must also be an
+/// `[[identity.oidc]]` issuer, whose claims settings name the identity, groups and task.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    /// For a confidential client: the secret from this environment variable or file. A public
+    /// client (PKCE only) has neither.
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Where the provider sends the browser back. Default: `http://<[listen] api>/api/login/oidc/callback`.
+    pub redirect_url: Option<String>,
+    /// Default `["openid"]`; ask for the scope that brings the groups claim, e.g. `["openid", "groups"]`.
+    #[serde(default = "default_console_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_console_scopes() -> Vec<String> {
+    vec!["openid".into()]
 }
 
 /// `[roles]`: which groups may use the review API and console, and for what. Identities in none
@@ -290,6 +322,7 @@ impl Default for Config {
             rules: Vec::new(),
             masking: Vec::new(),
             roles: RolesSection::default(),
+            console: ConsoleSection::default(),
         }
     }
 }
@@ -464,6 +497,49 @@ impl Config {
     }
 
     /// The policy the `[policy]` section and the `[[rules]]` make.
+    /// The console's OpenID login, checked: its issuer is a configured one, its secret can be
+    /// read, and it has a redirect URL.
+    pub fn console_login(&self, path: &Path) -> Result<Option<witness_identity::ConsoleLogin>, ConfigError> {
+        let Some(oidc) = &self.console.oidc else { return Ok(None) };
+        let invalid =
+            |key: &str, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key: format!("[console.oidc] {key}"), problem };
+        if !self.identity.oidc.iter().any(|i| i.issuer == oidc.issuer) {
+            return Err(invalid(
+                "issuer",
+                format!("{:?} is not an [[identity.oidc]] issuer; add it there with the claims its ID tokens carry", oidc.issuer),
+            ));
+        }
+        if !oidc.scopes.iter().any(|s| s == "openid") {
+            return Err(invalid("scopes", "must include \"openid\" (the provider sends an ID token only then)".into()));
+        }
+        let client_secret = match (&oidc.client_secret_env, &oidc.client_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("client_secret_env", "give client_secret_env or client_secret_file, not both".into()))
+            }
+            (Some(var), None) => {
+                Some(std::env::var(var).map_err(|_| invalid("client_secret_env", format!("the environment variable {var} is not set")))?)
+            }
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(file)
+                    .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+                    .map_err(|e| invalid("client_secret_file", format!("cannot read {}: {e}", file.display())))?,
+            ),
+            (None, None) => None,
+        };
+        let redirect_url = match (&oidc.redirect_url, self.listen.api) {
+            (Some(url), _) => url.clone(),
+            (None, Some(api)) => format!("http://{api}/api/login/oidc/callback"),
+            (None, None) => return Err(invalid("redirect_url", "set it, or [listen] api so that it can be made from that".into())),
+        };
+        Ok(Some(witness_identity::ConsoleLogin {
+            issuer: oidc.issuer.clone(),
+            client_id: oidc.client_id.clone(),
+            client_secret,
+            redirect_url,
+            scopes: oidc.scopes.clone(),
+        }))
+    }
+
     pub fn policy(&self, path: &Path) -> Result<Policy, ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
         let default = match self.policy.default.as_str() {
@@ -732,5 +808,33 @@ mod tests {
         let agent = masking.for_session("pg-local", &["ai-agents".into()]).expect("the example masking rule applies to agents");
         assert!(agent.has_client_column_rules());
         assert!(masking.for_session("pg-local", &["dba".into()]).is_none());
+    }
+
+    #[test]
+    fn the_console_login_needs_a_known_issuer_and_says_where_it_sends_browsers_back() {
+        let load = |text: &str| -> (Config, std::path::PathBuf, tempfile::TempDir) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("witness.toml");
+            std::fs::write(&path, text).unwrap();
+            (Config::load(&path).unwrap(), path, dir)
+        };
+        let issuer = "[[identity.oidc]]\nissuer = \"https://idp.example.com\"\naudience = \"witness\"\n";
+        let (config, path, _dir) = load(&format!(
+            "[listen]\napi = \"127.0.0.1:8080\"\n{issuer}[console.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"console\"\n"
+        ));
+        let login = config.console_login(&path).unwrap().unwrap();
+        assert_eq!(login.redirect_url, "http://127.0.0.1:8080/api/login/oidc/callback");
+        assert_eq!((login.scopes, login.client_secret), (vec!["openid".to_string()], None));
+
+        let (config, path, _dir) = load("[console.oidc]\nissuer = \"https://other.example.com\"\nclient_id = \"console\"\n");
+        let error = config.console_login(&path).unwrap_err().to_string();
+        assert!(error.contains("[console.oidc] issuer") && error.contains("not an [[identity.oidc]] issuer"), "{error}");
+
+        let (config, path, _dir) =
+            load(&format!("{issuer}[console.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\nscopes = [\"groups\"]\n"));
+        assert!(config.console_login(&path).unwrap_err().to_string().contains("must include \"openid\""));
+        let (config, path, _dir) = load(&format!("{issuer}[console.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\n"));
+        assert!(config.console_login(&path).unwrap_err().to_string().contains("redirect_url"), "no [listen] api, no redirect_url");
+        assert!(Config::default().console_login(Path::new("x")).unwrap().is_none());
     }
 }

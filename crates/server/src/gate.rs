@@ -39,6 +39,8 @@ pub struct Gate {
     pub decisions: DecisionCounts,
     /// The audit trail and the verification cache of the review API.
     pub review: crate::review::ReviewState,
+    /// The console's login through an OpenID provider, when `[console.oidc]` is set.
+    pub console_login: Option<witness_identity::ConsoleLogin>,
 }
 
 /// Requests decided by policy, by kind (SQL, SSH) and decision, for `/metrics`.
@@ -171,7 +173,7 @@ fn policy_request<'a>(subject: &'a Subject, text: &'a str) -> Request<'a> {
     }
 }
 
-fn principal(identity: AuthenticatedIdentity) -> Principal {
+pub(crate) fn principal(identity: AuthenticatedIdentity) -> Principal {
     Principal {
         identity: identity.name().to_string(),
         groups: identity.groups().to_vec(),

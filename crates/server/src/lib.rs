@@ -112,6 +112,7 @@ pub async fn serve(
         roles: RwLock::new(Arc::new(config.roles.clone())),
         decisions: Default::default(),
         review: Default::default(),
+        console_login: config.console_login(config_name)?,
     });
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.

@@ -5,13 +5,14 @@
 //! Reads open the index read-only for each request: the running ledger's indexer writes it, and
 //! SQLite's WAL lets both go on at once.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use witness_api::{
     Approval, AuditEntry, AuditPage, AuditQuery, AuditRecord, Backend, BackendError, CheckpointView, CreatedToken, DecideError, EventPage,
-    EventQuery, EventView, Metrics, NewTokenRequest, ProblemView, Role, SessionPage, SessionQuery, SessionView, TokenList, TokenView,
-    VerifyStatus,
+    EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Role, SessionPage, SessionQuery, SessionView, TokenList,
+    TokenView, VerifyStatus,
 };
 use witness_core::{Direction, Event, EventKind, PayloadType, Principal, Protocol, SessionId, SessionInfo};
 use witness_identity::{IdentityError, NewToken, TokenInfo};
@@ -41,7 +42,14 @@ pub struct ReviewState {
     /// The last verification and when it ran; a second lock keeps two from running at once.
     verified: Mutex<Option<(Instant, Arc<VerifyReport>)>>,
     verifying: Mutex<()>,
+    /// Console logins begun at the OpenID provider, by state: (PKCE verifier, nonce, begun).
+    oidc_pending: Mutex<HashMap<String, (String, String, Instant)>>,
 }
+
+/// A login at the OpenID provider must come back within this long.
+const OIDC_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// At most this many logins wait for the provider at once; the oldest are dropped first.
+const MAX_PENDING_LOGINS: usize = 1024;
 
 impl ReviewState {
     /// Ends the audit trail's session (at shutdown, before the ledger's last checkpoint).
@@ -277,6 +285,43 @@ impl Backend for Gate {
             unsealed_records: report.unsealed_records,
             problems,
         })
+    }
+
+    fn oidc_login_enabled(&self) -> bool {
+        self.console_login.is_some() && self.oidc.is_some()
+    }
+
+    async fn oidc_login_begin(&self) -> Result<OidcRedirect, BackendError> {
+        let (Some(login), Some(oidc)) = (&self.console_login, &self.oidc) else {
+            return Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into()));
+        };
+        let start = oidc.begin_login(login).await.map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let mut pending = lock(&self.review.oidc_pending);
+        pending.retain(|_, (_, _, begun)| begun.elapsed() < OIDC_LOGIN_TIMEOUT);
+        if pending.len() >= MAX_PENDING_LOGINS {
+            let oldest = pending.iter().min_by_key(|(_, (_, _, begun))| *begun).map(|(state, _)| state.clone());
+            if let Some(oldest) = oldest {
+                pending.remove(&oldest);
+            }
+        }
+        pending.insert(start.state.clone(), (start.verifier, start.nonce, Instant::now()));
+        Ok(OidcRedirect { url: start.url, state: start.state })
+    }
+
+    async fn oidc_login_finish(&self, state: &str, code: &str) -> Result<Principal, BackendError> {
+        let (Some(login), Some(oidc)) = (&self.console_login, &self.oidc) else {
+            return Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into()));
+        };
+        // Taken out, so a state is used once.
+        let pending = lock(&self.review.oidc_pending).remove(state).filter(|(_, _, begun)| begun.elapsed() < OIDC_LOGIN_TIMEOUT);
+        let Some((verifier, nonce, _)) = pending else {
+            return Err(BackendError::BadRequest("this login is unknown or older than 10 minutes; log in again".into()));
+        };
+        let identity = oidc.finish_login(login, code, &verifier, &nonce).await.map_err(|e| {
+            tracing::info!(error = %e, "console login through the OpenID provider refused");
+            BackendError::BadRequest(e.to_string())
+        })?;
+        Ok(crate::gate::principal(identity))
     }
 
     fn metrics(&self) -> Metrics {

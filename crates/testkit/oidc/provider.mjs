@@ -17,8 +17,10 @@
 // keys. GET /test/counts returns how many requests each path has had, so tests can check how
 // often a verifier fetched discovery and JWKS without reading logs.
 //
-// This script deliberately enables nothing interactive (no login pages, no dynamic
-// registration): witness only verifies tokens, it never runs a login flow.
+// With WITNESS_CONSOLE_REDIRECT set (a redirect URI), it also has the public client
+// `console-client` for the review console's login (authorization code with PKCE), and the
+// provider's development login and consent pages: any login name with any password logs in as
+// that name; ID tokens carry the groups of PEOPLE below. Without it nothing is interactive.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
@@ -35,6 +37,11 @@ const CLIENTS = {
     // RSA-PSS with the same RSA key as RS256.
     'pss-client': { alg: 'PS256', groups: [] },
 };
+
+// People who log in to the console at the login page, with their groups (see
+// CONSOLE_PEOPLE in crates/testkit/src/oidc.rs).
+const PEOPLE = { rita: ['platform'], otto: ['ai-agents'] };
+const consoleRedirect = process.env.WITNESS_CONSOLE_REDIRECT || '';
 
 const requestedPort = Number(process.argv[2] ?? '0');
 if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65535) {
@@ -63,21 +70,39 @@ server.listen(requestedPort, '127.0.0.1', () => {
     const issuer = `http://127.0.0.1:${port}`;
 
     const provider = new Provider(issuer, {
-        clients: Object.keys(CLIENTS).map((clientId) => ({
-            client_id: clientId,
-            client_secret: `${clientId}-secret`,
-            grant_types: ['client_credentials'],
-            redirect_uris: [],
-            response_types: [],
-            token_endpoint_auth_method: 'client_secret_post',
-            scope: 'db',
-        })),
+        clients: [
+            ...Object.keys(CLIENTS).map((clientId) => ({
+                client_id: clientId,
+                client_secret: `${clientId}-secret`,
+                grant_types: ['client_credentials'],
+                redirect_uris: [],
+                response_types: [],
+                token_endpoint_auth_method: 'client_secret_post',
+                scope: 'db',
+            })),
+            ...(consoleRedirect
+                ? [{
+                    client_id: 'console-client',
+                    grant_types: ['authorization_code'],
+                    response_types: ['code'],
+                    redirect_uris: [consoleRedirect],
+                    token_endpoint_auth_method: 'none',
+                }]
+                : []),
+        ],
         jwks: { keys },
-        scopes: ['db'],
+        scopes: ['db', 'openid', 'groups'],
+        claims: { openid: ['sub'], groups: ['groups'] },
+        // The console reads the groups from the ID token itself (it never calls userinfo).
+        conformIdTokenClaims: false,
+        findAccount: (_ctx, sub) => ({
+            accountId: sub,
+            claims: () => ({ sub, groups: PEOPLE[sub] ?? [] }),
+        }),
         // Only to keep the provider from warning: no flow here uses cookies.
         cookies: { keys: ['witness-test-only'] },
         features: {
-            devInteractions: { enabled: false },
+            devInteractions: { enabled: Boolean(consoleRedirect) },
             clientCredentials: { enabled: true },
             resourceIndicators: {
                 enabled: true,

@@ -28,7 +28,7 @@ mod python;
 mod sshd;
 mod util;
 
-pub use oidc::{OidcProvider, AGENT_CLIENT, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
+pub use oidc::{OidcProvider, AGENT_CLIENT, CONSOLE_CLIENT, CONSOLE_PEOPLE, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
 pub use sshd::{ssh_client_options, SshKeyPair, Sshd, SshdOptions};

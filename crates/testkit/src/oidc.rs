@@ -47,6 +47,12 @@ pub const ED_CLIENT: &str = "ed-client";
 /// PS256, no groups, no task.
 pub const PSS_CLIENT: &str = "pss-client";
 
+/// The console's public client (authorization code with PKCE), with
+/// [`OidcProvider::start_with_console`].
+pub const CONSOLE_CLIENT: &str = "console-client";
+/// People who log in at the provider's login page, and their groups.
+pub const CONSOLE_PEOPLE: &[(&str, &[&str])] = &[("rita", &["platform"]), ("otto", &["ai-agents"])];
+
 /// The provider script, written next to the installed package so that its
 /// `import 'oidc-provider'` resolves there.
 const SCRIPT: &str = include_str!("../oidc/provider.mjs");
@@ -76,6 +82,18 @@ impl OidcProvider {
     /// Panics with the failing command and its output if Node.js or the package cannot be
     /// installed, and with the provider's stderr if it does not become ready.
     pub fn start() -> OidcProvider {
+        OidcProvider::launch(None)
+    }
+
+    /// A provider that also lets people log in to the review console: the public client
+    /// [`CONSOLE_CLIENT`] (authorization code with PKCE) with `redirect` as its redirect URI, and
+    /// the provider's own login and consent pages, where any login name with any password logs
+    /// in as that name. ID tokens carry the groups of [`CONSOLE_PEOPLE`] (none for other names).
+    pub fn start_with_console(redirect: &str) -> OidcProvider {
+        OidcProvider::launch(Some(redirect))
+    }
+
+    fn launch(console_redirect: Option<&str>) -> OidcProvider {
         let install_dir = ensure_installed();
         let dir = tempfile::Builder::new()
             .prefix("witness-oidc-")
@@ -92,6 +110,7 @@ impl OidcProvider {
             .current_dir(&install_dir)
             .env_remove("DEBUG")
             .env_remove("NODE_OPTIONS")
+            .env("WITNESS_CONSOLE_REDIRECT", console_redirect.unwrap_or_default())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)

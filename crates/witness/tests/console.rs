@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 
 use pg::{assert_nowhere_in, finish, poll, psql, spawn_psql, ssh_connection, Gateway};
 use serde_json::{json, Value};
-use witness_testkit::{free_port, ssh_client_options, Postgres, SshKeyPair, Sshd, SCRAM_PASSWORD};
+use witness_testkit::{
+    free_port, ssh_client_options, OidcProvider, Postgres, SshKeyPair, Sshd, CONSOLE_CLIENT, CONSOLE_PEOPLE, SCRAM_PASSWORD,
+};
 
 const ROLES: &str = r#"
 [[rules]]
@@ -40,6 +42,7 @@ struct Answer {
     status: u16,
     body: String,
     set_cookie: Option<String>,
+    location: Option<String>,
 }
 
 impl Answer {
@@ -57,7 +60,9 @@ enum Auth<'a> {
 impl Http {
     fn new(port: u16) -> Http {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        Http { base: format!("http://127.0.0.1:{port}"), runtime, client: reqwest::Client::new() }
+        // Redirects are answers to check, not to follow.
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Http { base: format!("http://127.0.0.1:{port}"), runtime, client }
     }
 
     fn call(&self, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> Answer {
@@ -79,8 +84,9 @@ impl Http {
         self.runtime.block_on(async {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
-            let set_cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string());
-            Answer { status, body: response.text().await.unwrap(), set_cookie }
+            let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+            let (set_cookie, location) = (header("set-cookie"), header("location"));
+            Answer { status, body: response.text().await.unwrap(), set_cookie, location }
         })
     }
 
@@ -468,6 +474,59 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
     assert!(viewed.iter().any(|e| e["what"] == "events"), "{audit}");
     let decided = audit["events"].as_array().unwrap().iter().any(|e| e["kind"] == "approval.decided" && e["actor"] == "pat");
     assert!(decided, "{audit}");
+    drop(http);
+    let mut gw = gw;
+    gw.stop_and_verify();
+}
+
+#[test]
+fn a_person_logs_in_to_the_console_through_the_openid_provider() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let pg = Postgres::start();
+    let api_port = free_port();
+    let provider = OidcProvider::start_with_console(&format!("http://127.0.0.1:{api_port}/api/login/oidc/callback"));
+    let (person, stranger) = (CONSOLE_PEOPLE[0], CONSOLE_PEOPLE[1]);
+    assert!(person.1.contains(&"platform") && !stranger.1.contains(&"platform"));
+    let oidc = format!(
+        r#"api = "127.0.0.1:{api_port}"
+[[identity.oidc]]
+issuer = "{issuer}"
+audience = "witness-api"
+
+[console.oidc]
+issuer = "{issuer}"
+client_id = "{CONSOLE_CLIENT}"
+scopes = ["openid", "groups"]
+{ROLES}"#,
+        issuer = provider.issuer(),
+    );
+    let gw = Gateway::start(&pg, &oidc);
+    let http = Http::new(api_port);
+    assert_eq!(http.call("GET", "/api/login/options", Auth::None, None).json()["oidc"], true);
+
+    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/console");
+    let out = Command::new("node")
+        .arg("tests/oidc-login.mjs")
+        .current_dir(&console)
+        .env("WITNESS_URL", format!("http://127.0.0.1:{api_port}"))
+        .env("WITNESS_OIDC_PERSON", person.0)
+        .env("WITNESS_OIDC_STRANGER", stranger.0)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.contains("oidc login test: all steps passed"), "the login failed:\n{report}\n{}", gw.log());
+
+    // A callback that this browser did not begin is refused.
+    let forged = http.call("GET", "/api/login/oidc/callback?code=x&state=y", Auth::None, None);
+    let back = forged.location.unwrap_or_default();
+    assert!(forged.status == 302 && back.starts_with("/#/login?error=") && back.contains("not%20begun%20in%20this%20browser"), "{back}");
+    assert!(forged.set_cookie.is_none(), "no login");
+    let admin = gw.token("pat", &["--groups", "platform"]);
+    let audit = audit_when(&http, &admin, |events| events.iter().any(|e| e["kind"] == "console.login" && e["actor"] == person.0));
+    let login = audit["events"].as_array().unwrap().iter().find(|e| e["kind"] == "console.login" && e["actor"] == person.0).unwrap();
+    assert_eq!(login["what"], "oidc");
+    assert!(!audit.to_string().contains(&format!("\"actor\":\"{}\"", stranger.0)), "a refused login is no login: {audit}");
     drop(http);
     let mut gw = gw;
     gw.stop_and_verify();

@@ -35,9 +35,15 @@ pub(super) fn client() -> Result<Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// The `jwks_uri` of an issuer's discovery document, after checking that the document is the
-/// issuer's own (its `issuer` is exactly the configured one, as OpenID Connect Discovery requires).
+/// The `jwks_uri` of an issuer's discovery document.
 pub(super) async fn discover_jwks_uri(client: &Client, issuer: &str) -> Result<String, String> {
+    discover_endpoint(client, issuer, "jwks_uri").await
+}
+
+/// An endpoint (`jwks_uri`, `authorization_endpoint`, `token_endpoint`) of an issuer's discovery
+/// document, after checking that the document is the issuer's own (its `issuer` is exactly the
+/// configured one, as OpenID Connect Discovery requires).
+pub(super) async fn discover_endpoint(client: &Client, issuer: &str, name: &str) -> Result<String, String> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let doc = get_json(client, &url).await?;
     match doc.get("issuer").and_then(Value::as_str) {
@@ -45,9 +51,46 @@ pub(super) async fn discover_jwks_uri(client: &Client, issuer: &str) -> Result<S
         Some(found) => return Err(format!("{url} is the discovery document of issuer {found:?}, not {issuer:?}")),
         None => return Err(format!("{url} has no \"issuer\"")),
     }
-    let jwks_uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| format!("{url} has no \"jwks_uri\""))?;
-    checked_url(jwks_uri)?;
-    Ok(jwks_uri.to_owned())
+    let endpoint = doc.get(name).and_then(Value::as_str).ok_or_else(|| format!("{url} has no {name:?}"))?;
+    checked_url(endpoint)?;
+    Ok(endpoint.to_owned())
+}
+
+/// One bounded form POST (a token request); the answer's JSON, whatever its status, with the
+/// status, since token endpoints explain refusals in a JSON body.
+pub(super) async fn post_form(client: &Client, url: &str, form: &[(&str, &str)]) -> Result<(u16, Value), String> {
+    let parsed = checked_url(url)?;
+    let request = async {
+        let mut response = client
+            .post(parsed)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(form))
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!("the body is larger than {} KiB", MAX_BODY / 1024));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let json = serde_json::from_slice(&body).map_err(|e| format!("the answer (HTTP {status}) is not JSON: {e}"))?;
+        Ok((status, json))
+    };
+    match tokio::time::timeout(FETCH_TIMEOUT, request).await {
+        Ok(result) => result.map_err(|e| format!("POST {url}: {e}")),
+        Err(_) => Err(format!("POST {url}: no complete answer within {} s", FETCH_TIMEOUT.as_secs())),
+    }
+}
+
+/// `application/x-www-form-urlencoded`, as token requests are sent.
+fn form_body(form: &[(&str, &str)]) -> String {
+    let mut url = Url::parse("http://form.invalid/").expect("a constant URL");
+    url.query_pairs_mut().extend_pairs(form);
+    url.query().unwrap_or_default().to_string()
 }
 
 /// The usable signing keys at `jwks_uri`.

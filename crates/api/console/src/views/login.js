@@ -6,7 +6,7 @@
 import * as api from '../api.js';
 import { h } from '../dom.js';
 
-export async function renderLogin(view, { notice, loggedIn, signal }) {
+export async function renderLogin(view, { params, notice, loggedIn, signal }) {
   const token = h('input', {
     id: 'login-token',
     type: 'password',
@@ -17,6 +17,12 @@ export async function renderLogin(view, { notice, loggedIn, signal }) {
     autofocus: true,
   });
   const error = h('p', { id: 'login-error', class: 'form-error', role: 'alert', hidden: true });
+  // A single sign-on that failed comes back here with witness's reason in `error`.
+  const ssoError = params?.get('error');
+  if (ssoError) {
+    error.textContent = ssoError;
+    error.hidden = false;
+  }
   const submit = h('button', { id: 'login-submit', type: 'submit', class: 'button button-primary' }, 'Log in');
   const sso = h('div', { class: 'sso', hidden: true });
 
