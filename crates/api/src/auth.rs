@@ -5,9 +5,10 @@
 //! request, so a revoked or expired token ends its console logins too. A login through the
 //! OpenID provider (authorization code with PKCE, `[console.oidc]`) keeps the identity its ID
 //! token named for the login's lifetime (12 h). The cookie's value is random; only its
-//! SHA-256 is kept, so the map cannot be used to find a cookie by timing. The provider's `state`
-//! is tied to the browser by a short-lived cookie of its own, so a login begun in one browser
-//! cannot be finished in another.
+//! SHA-256 is kept, so the map cannot be used to find a cookie by timing. The provider's `state`,
+//! with the PKCE verifier and the nonce, is kept in a short-lived HttpOnly cookie of the browser
+//! that began the login, so a login begun in one browser cannot be finished in another and
+//! witness holds nothing per login begun.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use witness_core::Principal;
 
-use crate::{Api, ApiError, AuditRecord, Backend, Me, Role, State};
+use crate::{Api, ApiError, AuditRecord, Backend, Me, OidcRedirect, Role, State};
 
 const COOKIE_NAME: &str = "witness_session";
 const STATE_COOKIE: &str = "witness_oidc_state";
@@ -194,10 +195,12 @@ pub(crate) async fn oidc_begin<B: Backend>(axum::extract::State(api): State<B>) 
     }
     match api.backend.oidc_login_begin().await {
         Ok(redirect) => {
-            // Lax: the provider sends the browser back by a top-level GET from its own site.
+            // Lax: the provider sends the browser back by a top-level GET from its own site. The
+            // three values are base64url, so they join with dots.
+            let kept = format!("{}.{}.{}", redirect.state, redirect.verifier, redirect.nonce);
+            let secure = if api.settings.secure_cookies { "; Secure" } else { "" };
             let state_cookie = format!(
-                "{STATE_COOKIE}={}; HttpOnly; SameSite=Lax; Path=/api/login/oidc; Max-Age={}",
-                redirect.state,
+                "{STATE_COOKIE}={kept}; HttpOnly; SameSite=Lax; Path=/api/login/oidc; Max-Age={}{secure}",
                 OIDC_LOGIN_TIMEOUT.as_secs()
             );
             ([(SET_COOKIE, state_cookie), (LOCATION, redirect.url)], StatusCode::FOUND).into_response()
@@ -224,6 +227,7 @@ pub(crate) async fn oidc_callback<B: Backend>(
         Ok((set_cookie, identity)) => {
             tracing::info!(%identity, "console login through the OpenID provider");
             let clear_state = format!("{STATE_COOKIE}=; HttpOnly; SameSite=Lax; Path=/api/login/oidc; Max-Age=0");
+            // The provider's own error text is not echoed: only witness's reasons reach the page.
             let mut response = (StatusCode::FOUND, [(LOCATION, "/#/sessions")]).into_response();
             response.headers_mut().append(SET_COOKIE, set_cookie.parse().expect("cookie text is ASCII"));
             response.headers_mut().append(SET_COOKIE, clear_state.parse().expect("cookie text is ASCII"));
@@ -235,16 +239,22 @@ pub(crate) async fn oidc_callback<B: Backend>(
 
 async fn finish_oidc<B: Backend>(api: &Api<B>, headers: &HeaderMap, callback: OidcCallback) -> Result<(String, String), String> {
     if let Some(error) = callback.error {
-        return Err(format!("the OpenID provider refused: {error} {}", callback.error_description.unwrap_or_default()));
+        // The code only (`access_denied`, …): free text from the query is not shown on witness's page.
+        let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        tracing::info!(error = %code, description = callback.error_description.as_deref().unwrap_or(""), "the OpenID provider refused a console login");
+        return Err(format!("the OpenID provider refused the login ({code}); see the witness log"));
     }
     let (Some(code), Some(state)) = (callback.code, callback.state) else {
         return Err("the OpenID provider sent no code and state back".into());
     };
-    let expected = cookie_value(headers, STATE_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(state.as_bytes())) {
+    let kept = cookie_value(headers, STATE_COOKIE).unwrap_or_default();
+    let mut parts = kept.split('.');
+    let (expected, verifier, nonce) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if expected.is_empty() || verifier.is_empty() || nonce.is_empty() || !bool::from(expected.as_bytes().ct_eq(state.as_bytes())) {
         return Err("this login was not begun in this browser, or took longer than 10 minutes; log in again".into());
     }
-    let principal = api.backend.oidc_login_finish(&state, &code).await.map_err(|e| e.to_string())?;
+    let begun = OidcRedirect { url: String::new(), state, verifier: verifier.to_string(), nonce: nonce.to_string() };
+    let principal = api.backend.oidc_login_finish(&begun, &code).await.map_err(|e| e.to_string())?;
     if api.backend.roles(&principal).is_empty() {
         return Err(no_role(&principal.identity).message);
     }
@@ -269,15 +279,20 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// `POST /api/logout`: ends the browser login (bearer callers have nothing to end).
-pub(crate) async fn logout<B: Backend>(axum::extract::State(api): State<B>, caller: Caller, headers: HeaderMap) -> Response {
-    if caller.csrf.is_some() {
-        if let Some(cookie) = cookie_value(&headers, COOKIE_NAME) {
+/// `POST /api/logout`: ends the browser login, whatever roles its identity has now (bearer
+/// callers have nothing to end). Like every cookie POST it must carry the login's CSRF token.
+pub(crate) async fn logout<B: Backend>(axum::extract::State(api): State<B>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(cookie) = cookie_value(&headers, COOKIE_NAME) {
+        if let Some((_, csrf)) = api.logins.find(&cookie) {
+            let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "logging out must carry the X-CSRF-Token the login answered"));
+            }
             api.logins.end(&cookie);
         }
     }
     let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    ([(SET_COOKIE, clear)], StatusCode::NO_CONTENT).into_response()
+    Ok(([(SET_COOKIE, clear)], StatusCode::NO_CONTENT).into_response())
 }
 
 /// `GET /api/me`.
@@ -362,7 +377,8 @@ mod tests {
         assert_ne!(cookie, csrf);
         assert_eq!(logins.find(&cookie), Some((Credential::Token("wit_secret".into()), csrf)));
         assert_eq!(logins.find(&format!("{cookie}x")), None);
-        assert!(!logins.lock().keys().any(|k| k.as_slice() == cookie.as_bytes()), "only the cookie's hash is kept");
+        assert!(logins.lock().contains_key(&hash(&cookie)), "the login is kept under the cookie's hash");
+        assert_eq!(logins.lock().len(), 1);
         logins.end(&cookie);
         assert_eq!(logins.find(&cookie), None);
     }

@@ -255,9 +255,20 @@ pub struct Metrics {
     pub bytes_recorded: u64,
 }
 
-/// Where to send a browser to log in at the OpenID provider, and the state it must come back with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where to send a browser to log in at the OpenID provider, and what the login needs when the
+/// browser comes back: the `state` it must bring, the PKCE verifier and the nonce. The three are
+/// kept in an HttpOnly cookie of that browser, so witness keeps no state per login begun (nobody
+/// can crowd out other people's logins by beginning many).
+#[derive(Clone, PartialEq, Eq)]
 pub struct OidcRedirect {
     pub url: String,
     pub state: String,
+    pub verifier: String,
+    pub nonce: String,
+}
+
+impl std::fmt::Debug for OidcRedirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcRedirect").field("url", &self.url).finish_non_exhaustive()
+    }
 }

@@ -84,10 +84,10 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self) -> Metrics;
     /// Whether the console may log in through an OpenID provider (`[console.oidc]`).
     fn oidc_login_enabled(&self) -> bool;
-    /// Begins such a login: where to send the browser, and the state it comes back with.
+    /// Begins such a login: where to send the browser, and what to keep until it comes back.
     fn oidc_login_begin(&self) -> impl Future<Output = Result<OidcRedirect, BackendError>> + Send;
-    /// Ends it: the provider sent the browser back with `code` for the login begun with `state`.
-    fn oidc_login_finish(&self, state: &str, code: &str) -> impl Future<Output = Result<Principal, BackendError>> + Send;
+    /// Ends it: the provider sent the browser back with `code` for the login begun as `begun`.
+    fn oidc_login_finish(&self, begun: &OidcRedirect, code: &str) -> impl Future<Output = Result<Principal, BackendError>> + Send;
 }
 
 /// How the API is served.
@@ -102,13 +102,14 @@ pub(crate) struct Api<B> {
     pub backend: Arc<B>,
     pub logins: auth::Logins,
     pub settings: ApiSettings,
+    pub viewed: reads::RecentViews,
 }
 
 pub(crate) type State<B> = axum::extract::State<Arc<Api<B>>>;
 
 /// Builds the API's and the console's routes over `backend`.
 pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
-    let api = Arc::new(Api { backend, logins: auth::Logins::default(), settings });
+    let api = Arc::new(Api { backend, logins: auth::Logins::default(), settings, viewed: reads::RecentViews::default() });
     Router::new()
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/login", post(auth::login::<B>))

@@ -1,7 +1,13 @@
 //! Reading recordings: sessions, their events and terminals, the audit trail and the ledger's
-//! verification. Auditors and admins only. A read of a recording (its events from the start, its
-//! terminal) is appended to the audit trail before anything of it is answered; if the ledger
-//! cannot take that record, nothing is shown.
+//! verification. Auditors and admins only. A read of a recording (its events, its terminal) and a
+//! search of recorded statements and commands are appended to the audit trail before anything of
+//! them is answered; if the ledger cannot take that record, nothing is shown. So that paging
+//! through a session and a console refreshing a search do not flood the trail, a reader's later
+//! pages of a session (`after`), and the same search again, are recorded once per half hour.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query};
 use axum::http::header::CONTENT_TYPE;
@@ -20,6 +26,11 @@ pub(crate) async fn sessions<B: Backend>(
     Query(query): Query<SessionQuery>,
 ) -> Result<Json<SessionPage>, ApiError> {
     caller.require(&[Role::Auditor], "list recorded sessions")?;
+    if let Some(text) = query.q.as_deref().filter(|q| !q.is_empty()) {
+        let what: String = text.chars().take(200).collect();
+        let record = AuditRecord { kind: "recording.searched", session: None, what: format!("text {what:?}") };
+        audit_once(&api, &caller, format!("search:{text}"), record).await?;
+    }
     Ok(Json(blocking(&api.backend, move |b| b.sessions(&query)).await?))
 }
 
@@ -44,12 +55,15 @@ pub(crate) async fn events<B: Backend>(
         move |b| b.session(&id)
     })
     .await?;
-    // A read from the start is a view; the pages after it (and a live session's new events)
-    // continue that view, so they are not recorded again.
+    let key = format!("events:{}", session.id);
+    let record = AuditRecord { kind: "recording.viewed", session: Some(session.id), what: "events".into() };
     if query.after.is_none() {
-        api.backend
-            .audit(&caller.principal, AuditRecord { kind: "recording.viewed", session: Some(session.id), what: "events".into() })
-            .await?;
+        // A read from the start is a view of its own.
+        api.backend.audit(&caller.principal, record).await?;
+        api.viewed.note(&caller.principal.identity, key);
+    } else {
+        // Later pages, and a live session's new events, continue a recent view.
+        audit_once(&api, &caller, key, record).await?;
     }
     Ok(Json(blocking(&api.backend, move |b| b.events(&id, &query)).await?))
 }
@@ -87,4 +101,44 @@ pub(crate) async fn audit<B: Backend>(
 pub(crate) async fn verify<B: Backend>(axum::extract::State(api): State<B>, caller: Caller) -> Result<Json<VerifyStatus>, ApiError> {
     caller.require(&[Role::Auditor, Role::Approver], "see the ledger's verification")?;
     Ok(Json(blocking(&api.backend, |b| b.verify()).await?))
+}
+
+/// Appends `record` unless this caller's `key` was recorded within [`RECENT`]; notes it after.
+async fn audit_once<B: Backend>(api: &crate::Api<B>, caller: &Caller, key: String, record: AuditRecord) -> Result<(), ApiError> {
+    if api.viewed.recent(&caller.principal.identity, &key) {
+        return Ok(());
+    }
+    api.backend.audit(&caller.principal, record).await?;
+    api.viewed.note(&caller.principal.identity, key);
+    Ok(())
+}
+
+/// How long a recorded view or search covers the same reader's repeats of it.
+const RECENT: Duration = Duration::from_secs(30 * 60);
+/// At most this many (reader, view) pairs are remembered; beyond, every read is recorded.
+const MAX_RECENT: usize = 10_000;
+
+/// The views and searches recorded lately, by reader.
+#[derive(Default)]
+pub(crate) struct RecentViews {
+    at: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl RecentViews {
+    fn recent(&self, reader: &str, key: &str) -> bool {
+        let at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        at.get(&(reader.to_string(), key.to_string())).is_some_and(|t| t.elapsed() < RECENT)
+    }
+
+    fn note(&self, reader: &str, key: String) {
+        let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        if at.len() >= MAX_RECENT {
+            at.retain(|_, t| t.elapsed() < RECENT);
+            if at.len() >= MAX_RECENT {
+                // Forgetting only means recording again.
+                return;
+            }
+        }
+        at.insert((reader.to_string(), key), Instant::now());
+    }
 }

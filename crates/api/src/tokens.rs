@@ -20,7 +20,14 @@ pub(crate) async fn create<B: Backend>(
     caller.require(&[Role::Admin], "create tokens")?;
     let created = blocking(&api.backend, move |b| b.create_token(&request)).await?;
     let what = format!("{} for {}", created.info.id, created.info.identity);
-    api.backend.audit(&caller.principal, AuditRecord { kind: "token.created", session: None, what }).await?;
+    if let Err(e) = api.backend.audit(&caller.principal, AuditRecord { kind: "token.created", session: None, what }).await {
+        // A token the audit trail does not know of must not work: revoke it, then refuse.
+        let id = created.info.id.clone();
+        if let Err(revoke) = blocking(&api.backend, move |b| b.revoke_token(&id)).await {
+            tracing::error!(token = %created.info.id, error = ?revoke, "a token not in the audit trail could not be revoked");
+        }
+        return Err(e.into());
+    }
     Ok(Json(created))
 }
 

@@ -121,6 +121,10 @@ pub(crate) struct IndexBatch {
 /// How often the indexer takes in what the writer sent.
 const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// A text search looks at this many sessions at most (the newest, when listing newest first):
+/// it reads their event summaries.
+pub const MAX_TEXT_SEARCH_SESSIONS: usize = 5000;
+
 /// Index summaries are for lists; the full text is in the record.
 const MAX_SUMMARY_CHARS: usize = 240;
 /// Version 2: events in packed blocks, counts in the sessions table (version 1: a row per event).
@@ -397,14 +401,17 @@ impl Index {
                 .query_row(&total_sql, rusqlite::params_from_iter(args.iter()), |row| row.get(0))
                 .map_err(index_err(&self.path))?;
             sql += order;
-            sql += &format!(" LIMIT {} OFFSET {}", filter.limit.map(|l| l as i64).unwrap_or(-1), filter.offset);
+            let limit = filter.limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1);
+            sql += &format!(" LIMIT {limit} OFFSET {}", filter.offset.min(i64::MAX as u64));
             let mut stmt = self.conn.prepare(&sql).map_err(index_err(&self.path))?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), session_from_row).map_err(index_err(&self.path))?;
             let sessions = rows.collect::<Result<Vec<_>, _>>().map_err(index_err(&self.path))?;
             return Ok((sessions, total as u64));
         }
-        // Text search reads the candidates' event summaries (packed, so not searchable in SQL).
+        // Text search reads the candidates' event summaries (packed, so not searchable in SQL),
+        // of the first MAX_TEXT_SEARCH_SESSIONS candidates in the filter's order.
         sql += order;
+        sql += &format!(" LIMIT {MAX_TEXT_SEARCH_SESSIONS}");
         let mut stmt = self.conn.prepare(&sql).map_err(index_err(&self.path))?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), session_from_row).map_err(index_err(&self.path))?;
         let candidates = rows.collect::<Result<Vec<_>, _>>().map_err(index_err(&self.path))?;

@@ -41,7 +41,7 @@ use witness_core::{SessionId, SessionInfo};
 use crate::stats::LedgerStats;
 
 pub use error::LedgerError;
-pub use index::{EventSummary, Index, SessionFilter, SessionSummary};
+pub use index::{EventSummary, Index, SessionFilter, SessionSummary, MAX_TEXT_SEARCH_SESSIONS};
 pub use keys::{parse_public_key, KeyError};
 pub use read::{read_event_at, StoredEvent, StoredHeader};
 pub use segment::FrameFault;

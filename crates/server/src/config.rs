@@ -50,6 +50,10 @@ pub struct Config {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSection {
+    /// Mark the login cookies `Secure`: set it when browsers reach witness through HTTPS (a
+    /// proxy in front of `[listen] api`); over plain HTTP browsers would then never send them.
+    #[serde(default)]
+    pub secure_cookies: bool,
     /// Log in through an OpenID provider (authorization code flow with PKCE) besides tokens.
     pub oidc: Option<ConsoleOidcConfig>,
 }

@@ -152,9 +152,14 @@ pub async fn serve(
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
         tracing::info!(%address, "API listener ready");
         let mut stop = stop_rx.clone();
-        let api = witness_api::serve(listener, gate.clone(), witness_api::ApiSettings::default(), async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        });
+        let api = witness_api::serve(
+            listener,
+            gate.clone(),
+            witness_api::ApiSettings { secure_cookies: config.console.secure_cookies },
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        );
         listeners.spawn(async move {
             if let Err(e) = api.await {
                 tracing::error!(error = %e, "the API stopped");

@@ -5,7 +5,7 @@
 //! Reads open the index read-only for each request: the running ledger's indexer writes it, and
 //! SQLite's WAL lets both go on at once.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +25,8 @@ use crate::Gate;
 const MAX_SESSIONS_PAGE: u64 = 500;
 const DEFAULT_SESSIONS_PAGE: u64 = 50;
 const MAX_EVENTS_PAGE: usize = 1000;
+/// A page of events ends once its payloads reach this size (it holds at least one event).
+const MAX_PAGE_BYTES: usize = 8 << 20;
 const DEFAULT_EVENTS_PAGE: usize = 200;
 const MAX_AUDIT_PAGE: usize = 1000;
 /// Text payloads (statements, command lines) are answered up to this size; the rest is in the
@@ -34,22 +36,19 @@ const MAX_TEXT_SHOWN: usize = 64 * 1024;
 /// A verification at most this old is answered again rather than redone.
 const VERIFY_FRESH: Duration = Duration::from_secs(5);
 
+/// A verification report and when it was made.
+type Verified = (Instant, Arc<VerifyReport>);
+
 /// What the review API keeps between requests.
 #[derive(Default)]
 pub struct ReviewState {
     /// This process's audit trail, opened on its first record.
     audit: tokio::sync::OnceCell<SessionWriter>,
-    /// The last verification and when it ran; a second lock keeps two from running at once.
-    verified: Mutex<Option<(Instant, Arc<VerifyReport>)>>,
-    verifying: Mutex<()>,
-    /// Console logins begun at the OpenID provider, by state: (PKCE verifier, nonce, begun).
-    oidc_pending: Mutex<HashMap<String, (String, String, Instant)>>,
+    /// The last verification and when it ran.
+    verified: Arc<Mutex<Option<Verified>>>,
+    /// Set while a verification runs, so that one runs at a time.
+    verifying: Arc<AtomicBool>,
 }
-
-/// A login at the OpenID provider must come back within this long.
-const OIDC_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
-/// At most this many logins wait for the provider at once; the oldest are dropped first.
-const MAX_PENDING_LOGINS: usize = 1024;
 
 impl ReviewState {
     /// Ends the audit trail's session (at shutdown, before the ledger's last checkpoint).
@@ -148,14 +147,17 @@ impl Backend for Gate {
             .into_iter()
             .filter(|e| after.is_none_or(|after| e.seq > after))
             .filter(|e| kinds.is_empty() || kinds.iter().any(|k| e.kind.starts_with(k)));
-        let page: Vec<_> = wanted.by_ref().take(limit).collect();
-        let more = wanted.next().is_some();
         let segments = &self.ledger.paths().segments;
-        let events = page
-            .iter()
-            .map(|e| read_event_at(segments, e.segment_idx, e.offset).map(|stored| event_view(&stored)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(internal)?;
+        let (mut events, mut bytes) = (Vec::new(), 0);
+        for e in wanted.by_ref() {
+            let view = event_view(&read_event_at(segments, e.segment_idx, e.offset).map_err(internal)?);
+            bytes += view.payload_text.as_ref().map_or(0, String::len);
+            events.push(view);
+            if events.len() >= limit || bytes >= MAX_PAGE_BYTES {
+                break;
+            }
+        }
+        let more = wanted.next().is_some();
         let next_after = if more { events.last().map(|e| e.seq) } else { None };
         Ok(EventPage { events, next_after })
     }
@@ -296,28 +298,14 @@ impl Backend for Gate {
             return Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into()));
         };
         let start = oidc.begin_login(login).await.map_err(|e| BackendError::Unavailable(e.to_string()))?;
-        let mut pending = lock(&self.review.oidc_pending);
-        pending.retain(|_, (_, _, begun)| begun.elapsed() < OIDC_LOGIN_TIMEOUT);
-        if pending.len() >= MAX_PENDING_LOGINS {
-            let oldest = pending.iter().min_by_key(|(_, (_, _, begun))| *begun).map(|(state, _)| state.clone());
-            if let Some(oldest) = oldest {
-                pending.remove(&oldest);
-            }
-        }
-        pending.insert(start.state.clone(), (start.verifier, start.nonce, Instant::now()));
-        Ok(OidcRedirect { url: start.url, state: start.state })
+        Ok(OidcRedirect { url: start.url, state: start.state, verifier: start.verifier, nonce: start.nonce })
     }
 
-    async fn oidc_login_finish(&self, state: &str, code: &str) -> Result<Principal, BackendError> {
+    async fn oidc_login_finish(&self, begun: &OidcRedirect, code: &str) -> Result<Principal, BackendError> {
         let (Some(login), Some(oidc)) = (&self.console_login, &self.oidc) else {
             return Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into()));
         };
-        // Taken out, so a state is used once.
-        let pending = lock(&self.review.oidc_pending).remove(state).filter(|(_, _, begun)| begun.elapsed() < OIDC_LOGIN_TIMEOUT);
-        let Some((verifier, nonce, _)) = pending else {
-            return Err(BackendError::BadRequest("this login is unknown or older than 10 minutes; log in again".into()));
-        };
-        let identity = oidc.finish_login(login, code, &verifier, &nonce).await.map_err(|e| {
+        let identity = oidc.finish_login(login, code, &begun.verifier, &begun.nonce).await.map_err(|e| {
             tracing::info!(error = %e, "console login through the OpenID provider refused");
             BackendError::BadRequest(e.to_string())
         })?;
@@ -354,22 +342,38 @@ impl Gate {
             .map_err(internal)
     }
 
-    /// The last verification, redone when older than [`VERIFY_FRESH`].
+    /// The last verification. When it is older than [`VERIFY_FRESH`], a new one starts on a
+    /// thread of its own and this answers the last one: a request never waits for a whole
+    /// ledger to be read, except the very first.
     fn verification(&self) -> Result<Arc<VerifyReport>, BackendError> {
-        let fresh = |cached: &Option<(Instant, Arc<VerifyReport>)>| {
-            cached.as_ref().filter(|(at, _)| at.elapsed() < VERIFY_FRESH).map(|(_, r)| r.clone())
+        let cached = lock(&self.review.verified).clone();
+        let verify = {
+            let root = self.ledger.paths().root.clone();
+            let options =
+                VerifyOptions { public_key: Some(self.ledger.public_key()), allow_unsealed_tail: true, ..VerifyOptions::default() };
+            move || verify_ledger(&root, &options).map(Arc::new)
         };
-        if let Some(report) = fresh(&lock(&self.review.verified)) {
-            return Ok(report);
+        match cached {
+            Some((at, report)) if at.elapsed() < VERIFY_FRESH => Ok(report),
+            Some((_, report)) => {
+                if !self.review.verifying.swap(true, Ordering::AcqRel) {
+                    let (verified, verifying) = (self.review.verified.clone(), self.review.verifying.clone());
+                    std::thread::spawn(move || {
+                        match verify() {
+                            Ok(report) => *lock(&verified) = Some((Instant::now(), report)),
+                            Err(e) => tracing::error!(error = %e, "verifying the ledger for the review API failed"),
+                        }
+                        verifying.store(false, Ordering::Release);
+                    });
+                }
+                Ok(report)
+            }
+            None => {
+                let report = verify().map_err(internal)?;
+                *lock(&self.review.verified) = Some((Instant::now(), report.clone()));
+                Ok(report)
+            }
         }
-        let _one_at_a_time = lock(&self.review.verifying);
-        if let Some(report) = fresh(&lock(&self.review.verified)) {
-            return Ok(report);
-        }
-        let options = VerifyOptions { public_key: Some(self.ledger.public_key()), allow_unsealed_tail: true, ..VerifyOptions::default() };
-        let report = Arc::new(verify_ledger(&self.ledger.paths().root, &options).map_err(internal)?);
-        *lock(&self.review.verified) = Some((Instant::now(), report.clone()));
-        Ok(report)
     }
 
     fn session_view(&self, index: &Index, s: &SessionSummary, verified: &VerifyReport) -> Result<SessionView, BackendError> {

@@ -220,6 +220,8 @@ fn the_api_answers_each_role_and_records_every_view() {
     );
     assert_eq!(session["terminal"], false);
     assert!(["verified", "pending"].contains(&session["verify"].as_str().unwrap()), "{session}");
+    // Once a checkpoint covers its end (one a second here), the ended session is verified.
+    poll("the session's verify badge", || (http.ok(&format!("/api/sessions/{sql_id}"), &t.auditor)["verify"] == "verified").then_some(()));
     assert_eq!(http.get("/api/sessions/0192f0c4-6b7e-7a3c-9d2e-5f1a2b3c4d5e", &t.auditor).status, 404);
     assert_eq!(http.get("/api/sessions/not-an-id", &t.auditor).status, 400);
     let answer = http.get(&format!("/api/sessions/{sql_id}/asciicast"), &t.auditor);
@@ -256,6 +258,13 @@ fn the_api_answers_each_role_and_records_every_view() {
     let views: Vec<&Value> = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.viewed").collect();
     assert_eq!(views.len(), 3, "the reads from the start (not later pages) are views: {audit}");
     assert!(views.iter().all(|v| v["actor"] == "sam" && v["session"] == sql_id.as_str() && v["what"] == "events"), "{audit}");
+    let searches: Vec<&Value> = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.searched").collect();
+    assert_eq!(searches.len(), 2, "each text search is recorded once: {audit}");
+    assert!(searches.iter().any(|e| e["what"] == "text \"NO_SUCH_TABLE\""), "{audit}");
+    // A later page alone, without a read from the start, is a view too.
+    let later = http.ok(&format!("/api/sessions/{sql_id}/events?after=0"), &t.admin);
+    assert!(!later["events"].as_array().unwrap().is_empty());
+    audit_when(&http, &t.auditor, |events| events.iter().any(|e| e["kind"] == "recording.viewed" && e["actor"] == "pat"));
     assert_eq!(http.get("/api/tokens", &t.auditor).status, 403, "auditors do not manage tokens");
 
     // An admin: tokens (create, list, revoke; the secret answered once and never listed), and
@@ -355,7 +364,12 @@ fn the_api_answers_each_role_and_records_every_view() {
         let concrete = path.replace("{id}", "x");
         for method in operations.as_object().unwrap().keys() {
             let answer = http.call(&method.to_uppercase(), &concrete, Auth::Bearer(&t.admin), Some(json!({})));
-            assert!(!answer.body.contains("no such API endpoint"), "{method} {path} is documented and served: {}", answer.body);
+            assert!(
+                answer.status != 405 && !answer.body.contains("no such API endpoint"),
+                "{method} {path} is documented and served: {} {}",
+                answer.status,
+                answer.body
+            );
         }
     }
     // The console is served by witness itself, framed by nobody.
@@ -405,8 +419,10 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
     let t = tokens(&gw);
     let admin = gw.token("pat", &["--groups", "platform,dba"]);
 
-    // An SQL session with a SELECT.
-    let (ok, _, err) = psql(&gw.conninfo("app", "claude", &t.agent), &["-c", "select id, customer from orders order by id"]);
+    // An SQL session with a SELECT, and markup that would run if the console inserted recorded
+    // text as HTML.
+    let hostile = "select '<img src=x onerror=\"document.title=''pwned''\">' as note";
+    let (ok, _, err) = psql(&gw.conninfo("app", "claude", &t.agent), &["-c", "select id, customer from orders order by id", "-c", hostile]);
     assert!(ok, "{err}");
     // A shell session with a terminal, under `script` (a pty for ssh -tt).
     let key = SshKeyPair::generate(gw.dir.path(), "claude-key", "ed25519");

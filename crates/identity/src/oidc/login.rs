@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use super::{check_audience, clip, fetch, identity_from_claims, OidcRefusal, OidcVerifier};
 use crate::AuthenticatedIdentity;
 
-/// The console's client at the provider (`[console.oidc]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The console's client at the provider (`[console.oidc]`). Its Debug form leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConsoleLogin {
     /// One of the verifier's issuers.
     pub issuer: String,
@@ -30,8 +30,20 @@ pub struct ConsoleLogin {
     pub scopes: Vec<String>,
 }
 
+impl std::fmt::Debug for ConsoleLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleLogin")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "(set)"))
+            .field("redirect_url", &self.redirect_url)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
 /// A login begun: send the browser to `url`; keep `state`, `verifier` and `nonce` for its return.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LoginStart {
     pub url: String,
     pub state: String,
@@ -107,7 +119,10 @@ impl OidcVerifier {
             return Err(LoginError::Refused(format!("HTTP {status}, {} {}", clip(error), clip(description))));
         }
         let id_token = answer.get("id_token").and_then(Value::as_str).ok_or_else(|| provider("the token answer has no id_token".into()))?;
-        let (_, claims) = self.signed_claims(id_token).await?;
+        let (signer, claims) = self.signed_claims(id_token).await?;
+        if signer.config.issuer != login.issuer {
+            return Err(OidcRefusal::WrongIssuer { found: clip(&signer.config.issuer) }.into());
+        }
         check_audience(&login.client_id, &claims)?;
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
             return Err(LoginError::Refused("the ID token's nonce is not the one this login sent (a replayed or mixed-up login)".into()));
