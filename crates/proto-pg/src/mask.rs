@@ -72,6 +72,10 @@ const XML: u32 = 142;
 const JSON: u32 = 114;
 const JSONB: u32 = 3802;
 const INT8: u32 = 20;
+const BOOL: u32 = 16;
+const INT2: u32 = 21;
+const INT4: u32 = 23;
+const OID: u32 = 26;
 const TEXT_ARRAY: u32 = 1009;
 const VARCHAR_ARRAY: u32 = 1015;
 /// OIDs from here on are types created in the database (enums, domains, citext): clients read
@@ -85,6 +89,9 @@ fn kind(type_oid: u32, format: i16) -> (ValueKind, Shape) {
         (0, JSON | JSONB) => (ValueKind::Json, Shape::Plain),
         (0, TEXT_ARRAY | VARCHAR_ARRAY) => (ValueKind::Text, Shape::Plain),
         (0, oid) if texty || oid >= FIRST_USER_OID => (ValueKind::Text, Shape::Plain),
+        // At most 10 digits and a sign, or t/f: nothing any detector finds fits (a card number
+        // needs 13 digits, the other numbers separators), so detectors need not look.
+        (0, BOOL | INT2 | INT4 | OID) => (ValueKind::Opaque, Shape::Plain),
         (0, _) => (ValueKind::Other, Shape::Plain),
         (_, JSON) => (ValueKind::Json, Shape::Plain),
         (_, JSONB) => (ValueKind::Json, Shape::JsonbBinary),
@@ -194,15 +201,16 @@ impl WireMasks {
                 }
             }
             if let Some(recorded) = &mut recorded {
-                let kept = match client_value {
+                // Borrowed unless the recording-only stage changes the value: no copy per cell.
+                let kept: Option<std::borrow::Cow<'_, [u8]>> = match client_value {
                     Some(value) if self.masks.detects(Stage::RecordingOnly) || mask.is_whole() => {
                         match self.cell(Stage::RecordingOnly, &mask, shape, value) {
-                            Masked::Unchanged => Some(value.to_vec()),
+                            Masked::Unchanged => Some(value.into()),
                             Masked::Null => None,
-                            Masked::Value(v) => Some(v),
+                            Masked::Value(v) => Some(v.into()),
                         }
                     }
-                    other => other.map(<[u8]>::to_vec),
+                    other => other.map(Into::into),
                 };
                 recorded.push(crate::record::value(kept.as_deref(), format));
             }

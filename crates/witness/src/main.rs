@@ -16,6 +16,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: relaying and recording allocate small buffers on
+/// every worker thread, and glibc's arenas made threads wait on each other's locks (seen in
+/// profiles of the masking benchmark as futex waits inside malloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Witness: an access gateway that records every request and response in a tamper-evident ledger.
 #[derive(Parser, Debug)]
 #[command(name = "witness", version, about, long_about = None, propagate_version = true)]

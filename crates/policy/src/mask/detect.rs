@@ -86,7 +86,7 @@ pub fn scan(text: &[u8], set: DetectorSet, found: &mut impl FnMut(Found)) {
     // again: each matcher reads the text about once however many matches there are.
     let mut next: [Option<Span>; Matcher::ALL.len()] = [None; Matcher::ALL.len()];
     for (slot, matcher) in next.iter_mut().zip(Matcher::ALL) {
-        if set.contains(matcher.detector()) && matcher.may_match(&seen, text.len()) {
+        if set.contains(matcher.detector()) && matcher.may_match(&seen, text) {
             *slot = matcher.find(text, 0);
         }
     }
@@ -302,18 +302,22 @@ impl Matcher {
         }
     }
 
-    /// Whether the matcher can match a text of `len` bytes made of the `seen` bytes: the bytes
-    /// every match must contain, and the shortest match.
-    fn may_match(self, seen: &Seen, len: usize) -> bool {
+    /// Whether the matcher can match `text`, of `len` bytes made of the `seen` bytes: the bytes
+    /// every match must contain, the shortest match, and for numbers the digits a match holds
+    /// in one group (a card 13, a North-American phone 10, an SSN 9, an IPv4 address 4).
+    fn may_match(self, seen: &Seen, text: &[u8]) -> bool {
+        let len = text.len();
         match self {
             Matcher::Email => len >= 6 && seen.has(b'@') && seen.has(b'.'),
-            Matcher::Card => len >= 13 && seen.digit(),
+            Matcher::Card => len >= 13 && seen.digit() && seen.digit_group(text) >= 13,
             Matcher::Iban => len >= 15 && seen.digit() && seen.upper(),
             Matcher::PhoneInternational => len >= 10 && seen.has(b'+') && seen.digit(),
-            Matcher::PhoneNorthAmerica => len >= 12 && seen.digit() && (seen.has(b'-') || seen.has(b'.') || seen.has(b'(')),
-            Matcher::Ssn => len >= 11 && seen.has(b'-') && seen.digit(),
+            Matcher::PhoneNorthAmerica => {
+                len >= 12 && seen.digit() && (seen.has(b'(') || ((seen.has(b'-') || seen.has(b'.')) && seen.digit_group(text) >= 10))
+            }
+            Matcher::Ssn => len >= 11 && seen.has(b'-') && seen.digit() && seen.digit_group(text) >= 9,
             Matcher::NationalInsurance => len >= 9 && seen.upper() && seen.digit(),
-            Matcher::Ipv4 => len >= 7 && seen.has(b'.') && seen.digit(),
+            Matcher::Ipv4 => len >= 7 && seen.has(b'.') && seen.digit() && seen.digit_group(text) >= 4,
             Matcher::Ipv6 => len >= 3 && seen.has(b':'),
             Matcher::AwsAccessKeyId => len >= 20 && seen.has(b'A'),
             Matcher::AwsSecretKey => len >= 40 && seen.digit() && seen.upper() && seen.lower(),
@@ -347,34 +351,87 @@ impl Matcher {
 }
 
 /// Which byte values occur in a text: one pass that lets [`scan`] skip matchers whose trigger
-/// bytes are absent (most short values rule out most matchers).
-struct Seen([bool; 256]);
+/// bytes are absent (most short values rule out most matchers). The longest group of digits is
+/// worked out only when a number matcher asks, in a second pass: text with digits here and there
+/// (dates, hex digests, counts) rules out every number matcher at once.
+struct Seen {
+    bytes: [bool; 256],
+    /// Whether any ASCII digit, capital or small letter occurs (asked by most matchers).
+    digit: bool,
+    upper: bool,
+    lower: bool,
+    digit_group: std::cell::Cell<Option<usize>>,
+}
+
+/// The most digits any number matcher needs in one group (a card's 13); counting stops there.
+const LONGEST_NUMBER_GROUP: usize = 13;
 
 impl Seen {
     fn of(text: &[u8]) -> Seen {
         // Independent stores, no read-modify-write chain: this pass costs a fraction of a
         // millisecond per megabyte.
-        let mut seen = [false; 256];
+        let mut bytes = [false; 256];
+        // The classes are OR-ed in a register alongside: no second pass over the table.
+        let mut classes = 0;
         for &b in text {
-            seen[b as usize] = true;
+            bytes[b as usize] = true;
+            classes |= CLASSES[b as usize];
         }
-        Seen(seen)
+        Seen {
+            bytes,
+            digit: classes & DIGIT != 0,
+            upper: classes & UPPER != 0,
+            lower: classes & LOWER != 0,
+            digit_group: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits
+    /// joined by single spaces, dashes or dots, as every number a matcher looks for is written
+    /// ("4111 1111 1111 1111", "555-123-4567", "078-05-1120", "192.168.0.1").
+    fn digit_group(&self, text: &[u8]) -> usize {
+        if let Some(known) = self.digit_group.get() {
+            return known;
+        }
+        let mut longest = 0;
+        let mut i = 0;
+        // From digit run to digit run, eight bytes at a time over what lies between.
+        'runs: while let Some(start) = next_digit(text, i) {
+            let (mut group, mut j) = (0, start);
+            loop {
+                let run = digits_at(text, j);
+                group += run;
+                j += run;
+                if group >= LONGEST_NUMBER_GROUP {
+                    longest = LONGEST_NUMBER_GROUP;
+                    break 'runs;
+                }
+                match (text.get(j), text.get(j + 1)) {
+                    (Some(b' ' | b'-' | b'.'), Some(next)) if next.is_ascii_digit() => j += 1,
+                    _ => break,
+                }
+            }
+            longest = longest.max(group);
+            i = j;
+        }
+        self.digit_group.set(Some(longest));
+        longest
     }
 
     fn has(&self, b: u8) -> bool {
-        self.0[b as usize]
+        self.bytes[b as usize]
     }
 
     fn digit(&self) -> bool {
-        self.0[b'0' as usize..=b'9' as usize].contains(&true)
+        self.digit
     }
 
     fn upper(&self) -> bool {
-        self.0[b'A' as usize..=b'Z' as usize].contains(&true)
+        self.upper
     }
 
     fn lower(&self) -> bool {
-        self.0[b'a' as usize..=b'z' as usize].contains(&true)
+        self.lower
     }
 }
 
@@ -383,6 +440,7 @@ impl Seen {
 const UPPER: u8 = 1;
 const BASE64: u8 = 1 << 1;
 const DIGIT: u8 = 1 << 2;
+const LOWER: u8 = 1 << 3;
 
 static CLASSES: [u8; 256] = classes();
 
@@ -400,6 +458,9 @@ const fn classes() -> [u8; 256] {
         }
         if b.is_ascii_digit() {
             class |= DIGIT;
+        }
+        if b.is_ascii_lowercase() {
+            class |= LOWER;
         }
         table[i] = class;
         i += 1;
