@@ -53,6 +53,9 @@ pub(crate) struct WireMasks {
     pub catalog: Arc<Catalog>,
     /// What was masked in the result (or message) being received, for its event.
     pub counts: MaskCounts,
+    /// Where rewritten rows are built: each is split off as it is done, and the rows of many
+    /// results share a few large allocations instead of one each.
+    pub scratch: BytesMut,
 }
 
 /// What a DataRow became.
@@ -62,6 +65,9 @@ pub(crate) struct MaskedRow {
     /// The row as recorded (when asked for).
     pub recorded: Option<Vec<Value>>,
 }
+
+/// The scratch buffer for rewritten rows grows by at least this much at a time.
+const SCRATCH_BYTES: usize = 64 * 1024;
 
 const TEXT: u32 = 25;
 const VARCHAR: u32 = 1043;
@@ -180,7 +186,10 @@ impl WireMasks {
             };
             if !matches!(client, Masked::Unchanged) && out.is_none() {
                 // The first change: copy the row so far, then build the rest value by value.
-                let mut rewritten = BytesMut::with_capacity(body.len() + 64);
+                let mut rewritten = std::mem::take(&mut self.scratch);
+                if rewritten.capacity() < body.len() + 64 {
+                    rewritten.reserve((body.len() + 64).max(SCRATCH_BYTES));
+                }
                 rewritten.put_u8(b'D');
                 rewritten.put_i32(0);
                 rewritten.put_slice(&body[..start]);
@@ -218,7 +227,9 @@ impl WireMasks {
         let for_client = out.map(|mut out| {
             let len = (out.len() - 1) as i32;
             out[1..5].copy_from_slice(&len.to_be_bytes());
-            out.freeze()
+            let row = out.split().freeze();
+            self.scratch = out;
+            row
         });
         Ok(MaskedRow { for_client, recorded })
     }

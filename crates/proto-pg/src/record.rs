@@ -319,7 +319,10 @@ impl Responses {
     /// Response tracking that masks values as `masks` says, with no table names known (every
     /// table pattern then matches): for fuzzing and tests; sessions get theirs from the relay.
     pub fn with_session_masks(max_rows: usize, masks: Arc<SessionMasks>) -> Responses {
-        Responses::with_masks(max_rows, Some(WireMasks { masks, catalog: Default::default(), counts: Default::default() }))
+        Responses::with_masks(
+            max_rows,
+            Some(WireMasks { masks, catalog: Default::default(), counts: Default::default(), scratch: Default::default() }),
+        )
     }
 
     /// Response tracking that masks values as `masks` says (None: nothing is masked).

@@ -125,6 +125,7 @@ where
         masks: masks.clone(),
         catalog: target.catalog.clone(),
         counts: Default::default(),
+        scratch: Default::default(),
     };
     let requests = Requests::new(masks.as_ref().map(wire_masks));
     let responses = Responses::with_masks(max_rows, masks.as_ref().map(wire_masks));

@@ -309,15 +309,15 @@ impl Matcher {
         let len = text.len();
         match self {
             Matcher::Email => len >= 6 && seen.has(b'@') && seen.has(b'.'),
-            Matcher::Card => len >= 13 && seen.digit() && seen.digit_group(text) >= 13,
+            Matcher::Card => len >= 13 && seen.digits >= 13 && seen.digit_group(text) >= 13,
             Matcher::Iban => len >= 15 && seen.digit() && seen.upper(),
             Matcher::PhoneInternational => len >= 10 && seen.has(b'+') && seen.digit(),
             Matcher::PhoneNorthAmerica => {
-                len >= 12 && seen.digit() && (seen.has(b'(') || ((seen.has(b'-') || seen.has(b'.')) && seen.digit_group(text) >= 10))
+                len >= 12 && seen.digits >= 10 && (seen.has(b'(') || ((seen.has(b'-') || seen.has(b'.')) && seen.digit_group(text) >= 10))
             }
-            Matcher::Ssn => len >= 11 && seen.has(b'-') && seen.digit() && seen.digit_group(text) >= 9,
+            Matcher::Ssn => len >= 11 && seen.has(b'-') && seen.digits >= 9 && seen.digit_group(text) >= 9,
             Matcher::NationalInsurance => len >= 9 && seen.upper() && seen.digit(),
-            Matcher::Ipv4 => len >= 7 && seen.has(b'.') && seen.digit() && seen.digit_group(text) >= 4,
+            Matcher::Ipv4 => len >= 7 && seen.has(b'.') && seen.digits >= 4 && seen.digit_group(text) >= 4,
             Matcher::Ipv6 => len >= 3 && seen.has(b':'),
             Matcher::AwsAccessKeyId => len >= 20 && seen.has(b'A'),
             Matcher::AwsSecretKey => len >= 40 && seen.digit() && seen.upper() && seen.lower(),
@@ -350,17 +350,54 @@ impl Matcher {
     }
 }
 
-/// Which byte values occur in a text: one pass that lets [`scan`] skip matchers whose trigger
-/// bytes are absent (most short values rule out most matchers). The longest group of digits is
-/// worked out only when a number matcher asks, in a second pass: text with digits here and there
-/// (dates, hex digests, counts) rules out every number matcher at once.
+/// Which of the bytes the matchers need occur in a text: one pass that lets [`scan`] skip
+/// matchers whose trigger bytes are absent (most short values rule out most matchers). The pass
+/// ORs a table entry per byte into one register (no table of its own to clear and fill). The
+/// longest group of digits is worked out only when a number matcher asks, in a second pass: text
+/// with digits here and there (dates, hex digests, counts) rules out every number matcher at once.
 struct Seen {
-    bytes: [bool; 256],
-    /// Whether any ASCII digit, capital or small letter occurs (asked by most matchers).
-    digit: bool,
-    upper: bool,
-    lower: bool,
+    /// [`TRIGGERS`] bits, and [`DIGIT_SEEN`], [`UPPER_SEEN`], [`LOWER_SEEN`].
+    bits: u32,
+    /// How many ASCII digits: a number needs as many as its longest group at least.
+    digits: usize,
     digit_group: std::cell::Cell<Option<usize>>,
+}
+
+/// The bytes [`Matcher::may_match`] asks about, one bit each (in this order).
+const TRIGGERS: [u8; 13] = [b'@', b'.', b'+', b'-', b'(', b':', b'A', b'_', b'J', b'K', b'=', b' ', b'\t'];
+const DIGIT_SEEN: u32 = 1 << 13;
+const UPPER_SEEN: u32 = 1 << 14;
+const LOWER_SEEN: u32 = 1 << 15;
+
+/// Per byte: its trigger bit, and its class bit.
+static CENSUS: [u32; 256] = census();
+
+const fn census() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut bits = 0;
+        let mut t = 0;
+        while t < TRIGGERS.len() {
+            if TRIGGERS[t] == b {
+                bits |= 1 << t;
+            }
+            t += 1;
+        }
+        if b.is_ascii_digit() {
+            bits |= DIGIT_SEEN;
+        }
+        if b.is_ascii_uppercase() {
+            bits |= UPPER_SEEN;
+        }
+        if b.is_ascii_lowercase() {
+            bits |= LOWER_SEEN;
+        }
+        table[i] = bits;
+        i += 1;
+    }
+    table
 }
 
 /// The most digits any number matcher needs in one group (a card's 13); counting stops there.
@@ -368,22 +405,11 @@ const LONGEST_NUMBER_GROUP: usize = 13;
 
 impl Seen {
     fn of(text: &[u8]) -> Seen {
-        // Independent stores, no read-modify-write chain: this pass costs a fraction of a
-        // millisecond per megabyte.
-        let mut bytes = [false; 256];
-        // The classes are OR-ed in a register alongside: no second pass over the table.
-        let mut classes = 0;
-        for &b in text {
-            bytes[b as usize] = true;
-            classes |= CLASSES[b as usize];
-        }
-        Seen {
-            bytes,
-            digit: classes & DIGIT != 0,
-            upper: classes & UPPER != 0,
-            lower: classes & LOWER != 0,
-            digit_group: std::cell::Cell::new(None),
-        }
+        let (bits, digits) = text.iter().fold((0, 0), |(bits, digits), &b| {
+            let census = CENSUS[b as usize];
+            (bits | census, digits + (census & DIGIT_SEEN != 0) as usize)
+        });
+        Seen { bits, digits, digit_group: std::cell::Cell::new(None) }
     }
 
     /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits
@@ -392,6 +418,10 @@ impl Seen {
     fn digit_group(&self, text: &[u8]) -> usize {
         if let Some(known) = self.digit_group.get() {
             return known;
+        }
+        if self.digits < 4 {
+            // Fewer digits than the smallest group any matcher needs (an IPv4 address's 4).
+            return self.digits;
         }
         let mut longest = 0;
         let mut i = 0;
@@ -418,20 +448,22 @@ impl Seen {
         longest
     }
 
+    /// Whether `b`, one of [`TRIGGERS`], occurs.
     fn has(&self, b: u8) -> bool {
-        self.bytes[b as usize]
+        debug_assert!(TRIGGERS.contains(&b), "{:?} is not a census trigger; add it to TRIGGERS", b as char);
+        self.bits & CENSUS[b as usize] & !(DIGIT_SEEN | UPPER_SEEN | LOWER_SEEN) != 0
     }
 
     fn digit(&self) -> bool {
-        self.digit
+        self.bits & DIGIT_SEEN != 0
     }
 
     fn upper(&self) -> bool {
-        self.upper
+        self.bits & UPPER_SEEN != 0
     }
 
     fn lower(&self) -> bool {
-        self.lower
+        self.bits & LOWER_SEEN != 0
     }
 }
 
@@ -440,7 +472,6 @@ impl Seen {
 const UPPER: u8 = 1;
 const BASE64: u8 = 1 << 1;
 const DIGIT: u8 = 1 << 2;
-const LOWER: u8 = 1 << 3;
 
 static CLASSES: [u8; 256] = classes();
 
@@ -458,9 +489,6 @@ const fn classes() -> [u8; 256] {
         }
         if b.is_ascii_digit() {
             class |= DIGIT;
-        }
-        if b.is_ascii_lowercase() {
-            class |= LOWER;
         }
         table[i] = class;
         i += 1;
