@@ -457,6 +457,36 @@ impl Index {
         Ok(events)
     }
 
+    /// The events of a session from seq `from` on, in order, at most `max` of them, and whether
+    /// there are more. Only the blocks that hold such events are read, so paging through a long
+    /// session reads each block about once.
+    pub fn events_from(&self, id: SessionId, from: u64, max: usize) -> Result<(Vec<EventSummary>, bool), LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT events FROM event_blocks WHERE session_id = ?1 AND first_seq + n_events > ?2 ORDER BY first_seq")
+            .map_err(index_err(&self.path))?;
+        let from_sql = from.min(i64::MAX as u64) as i64;
+        let blocks =
+            stmt.query_map(params![&id.as_bytes()[..], from_sql], |row| row.get::<_, Vec<u8>>(0)).map_err(index_err(&self.path))?;
+        let mut events = Vec::new();
+        let mut block_events = Vec::new();
+        for block in blocks {
+            let block = block.map_err(index_err(&self.path))?;
+            block_events.clear();
+            unpack_events(&block, &mut block_events).ok_or_else(|| LedgerError::Index {
+                path: self.path.clone(),
+                source: rusqlite::Error::InvalidColumnType(0, "events".into(), rusqlite::types::Type::Blob),
+            })?;
+            for e in block_events.drain(..).filter(|e| e.seq >= from) {
+                if events.len() == max {
+                    return Ok((events, true));
+                }
+                events.push(e);
+            }
+        }
+        Ok((events, false))
+    }
+
     /// The ledger position of a session's last indexed record: a checkpoint over more records
     /// than this covers the whole session as indexed.
     pub fn last_ledger_seq(&self, id: SessionId) -> Result<Option<u64>, LedgerError> {

@@ -253,3 +253,21 @@ fn copy_dir(from: &Path, to: &Path) {
         fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+#[test]
+fn events_are_read_from_a_seq_on_across_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ledger_with_sessions(dir.path(), 1, 2500);
+    let index = open_index(dir.path()).unwrap();
+    let all = index.events(ids[0]).unwrap();
+    let n = all.len() as u64;
+    assert!(n > 2 * 1024, "the session spans several index blocks: {n} events");
+    let seqs = |events: &[witness_ledger::EventSummary]| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let (page, more) = index.events_from(ids[0], 1500, 100).unwrap();
+    assert_eq!((seqs(&page), more), ((1500..1600).collect::<Vec<_>>(), true));
+    let (page, more) = index.events_from(ids[0], n - 10, 100).unwrap();
+    assert_eq!((seqs(&page), more), ((n - 10..n).collect::<Vec<_>>(), false));
+    let (page, more) = index.events_from(ids[0], 0, n as usize).unwrap();
+    assert_eq!((page, more), (all, false), "from 0, everything, as events() gives it");
+    assert_eq!(index.events_from(ids[0], n, 10).unwrap(), (Vec::new(), false));
+}

@@ -25,6 +25,9 @@ use crate::Gate;
 const MAX_SESSIONS_PAGE: u64 = 500;
 const DEFAULT_SESSIONS_PAGE: u64 = 50;
 const MAX_EVENTS_PAGE: usize = 1000;
+/// A page of events looks at this many events at most (of the kinds asked for or not); its
+/// `next_after` then says where to go on.
+const MAX_EVENTS_SCANNED: usize = 20_000;
 /// A page of events ends once its payloads reach this size (it holds at least one event).
 const MAX_PAGE_BYTES: usize = 8 << 20;
 const DEFAULT_EVENTS_PAGE: usize = 200;
@@ -141,24 +144,23 @@ impl Backend for Gate {
         let after = query.after;
         let kinds: Vec<&str> = query.kinds.as_deref().unwrap_or("").split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
         let limit = query.limit.unwrap_or(DEFAULT_EVENTS_PAGE).clamp(1, MAX_EVENTS_PAGE);
-        let mut wanted = index
-            .events(id)
-            .map_err(internal)?
-            .into_iter()
-            .filter(|e| after.is_none_or(|after| e.seq > after))
-            .filter(|e| kinds.is_empty() || kinds.iter().any(|k| e.kind.starts_with(k)));
+        let (scanned, more_beyond) =
+            index.events_from(id, after.map_or(0, |a| a.saturating_add(1)), MAX_EVENTS_SCANNED).map_err(internal)?;
         let segments = &self.ledger.paths().segments;
         let (mut events, mut bytes) = (Vec::new(), 0);
-        for e in wanted.by_ref() {
+        let mut next_after = if more_beyond { scanned.last().map(|e| e.seq) } else { None };
+        for (i, e) in scanned.iter().enumerate() {
+            if !kinds.is_empty() && !kinds.iter().any(|k| e.kind.starts_with(k)) {
+                continue;
+            }
             let view = event_view(&read_event_at(segments, e.segment_idx, e.offset).map_err(internal)?);
             bytes += view.payload_text.as_ref().map_or(0, String::len);
             events.push(view);
             if events.len() >= limit || bytes >= MAX_PAGE_BYTES {
+                next_after = (i + 1 < scanned.len() || more_beyond).then_some(e.seq);
                 break;
             }
         }
-        let more = wanted.next().is_some();
-        let next_after = if more { events.last().map(|e| e.seq) } else { None };
         Ok(EventPage { events, next_after })
     }
 
