@@ -121,14 +121,12 @@ impl<B: Backend> FromRequestParts<Arc<Api<B>>> for Caller {
             (token.to_string(), None)
         } else if let Some(cookie) = cookie_value(&parts.headers, COOKIE_NAME) {
             let (credential, csrf) = api.logins.find(&cookie).ok_or_else(|| unauthorized("the login has ended; log in again"))?;
-            if parts.method != Method::GET && parts.method != Method::HEAD {
-                let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "a browser request that changes something must carry the X-CSRF-Token its login answered",
-                    ));
-                }
+            let changes = parts.method != Method::GET && parts.method != Method::HEAD;
+            if changes && !csrf_sent(&parts.headers, &csrf) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "a browser request that changes something must carry the X-CSRF-Token its login answered",
+                ));
             }
             match credential {
                 Credential::Token(token) => (token, Some(csrf)),
@@ -284,8 +282,7 @@ fn percent_encode(text: &str) -> String {
 pub(crate) async fn logout<B: Backend>(axum::extract::State(api): State<B>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(cookie) = cookie_value(&headers, COOKIE_NAME) {
         if let Some((_, csrf)) = api.logins.find(&cookie) {
-            let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
+            if !csrf_sent(&headers, &csrf) {
                 return Err(ApiError::new(StatusCode::FORBIDDEN, "logging out must carry the X-CSRF-Token the login answered"));
             }
             api.logins.end(&cookie);
@@ -355,6 +352,12 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .find(|(found, _)| *found == name)
         .map(|(_, value)| value.to_string())
         .filter(|value| !value.is_empty())
+}
+
+/// Whether the request carries the login's CSRF token (compared in constant time).
+fn csrf_sent(headers: &HeaderMap, csrf: &str) -> bool {
+    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    bool::from(sent.as_bytes().ct_eq(csrf.as_bytes()))
 }
 
 fn hash(text: &str) -> [u8; 32] {

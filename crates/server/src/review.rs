@@ -15,7 +15,7 @@ use witness_api::{
     TokenView, VerifyStatus,
 };
 use witness_core::{Direction, Event, EventKind, PayloadType, Principal, Protocol, SessionId, SessionInfo};
-use witness_identity::{IdentityError, NewToken, TokenInfo};
+use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
 use witness_ledger::verify::{verify_ledger, ProblemKind, VerifyOptions, VerifyReport};
 use witness_ledger::{read_event_at, Index, SessionFilter, SessionSummary, SessionWriter, StoredEvent};
 
@@ -296,17 +296,13 @@ impl Backend for Gate {
     }
 
     async fn oidc_login_begin(&self) -> Result<OidcRedirect, BackendError> {
-        let (Some(login), Some(oidc)) = (&self.console_login, &self.oidc) else {
-            return Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into()));
-        };
+        let (login, oidc) = self.console_oidc()?;
         let start = oidc.begin_login(login).await.map_err(|e| BackendError::Unavailable(e.to_string()))?;
         Ok(OidcRedirect { url: start.url, state: start.state, verifier: start.verifier, nonce: start.nonce })
     }
 
     async fn oidc_login_finish(&self, begun: &OidcRedirect, code: &str) -> Result<Principal, BackendError> {
-        let (Some(login), Some(oidc)) = (&self.console_login, &self.oidc) else {
-            return Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into()));
-        };
+        let (login, oidc) = self.console_oidc()?;
         let identity = oidc.finish_login(login, code, &begun.verifier, &begun.nonce).await.map_err(|e| {
             tracing::info!(error = %e, "console login through the OpenID provider refused");
             BackendError::BadRequest(e.to_string())
@@ -329,6 +325,14 @@ impl Backend for Gate {
 }
 
 impl Gate {
+    /// The console's OpenID login and the verifier of its issuer, when `[console.oidc]` is set.
+    fn console_oidc(&self) -> Result<(&ConsoleLogin, &OidcVerifier), BackendError> {
+        match (&self.console_login, &self.oidc) {
+            (Some(login), Some(oidc)) => Ok((login, oidc)),
+            _ => Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into())),
+        }
+    }
+
     fn index(&self) -> Result<Index, BackendError> {
         Index::open_read_only(&self.ledger.paths().index).map_err(internal)
     }
@@ -349,6 +353,11 @@ impl Gate {
     /// ledger to be read, except the very first.
     fn verification(&self) -> Result<Arc<VerifyReport>, BackendError> {
         let cached = lock(&self.review.verified).clone();
+        if let Some((at, report)) = &cached {
+            if at.elapsed() < VERIFY_FRESH {
+                return Ok(report.clone());
+            }
+        }
         let verify = {
             let root = self.ledger.paths().root.clone();
             let options =
@@ -356,7 +365,6 @@ impl Gate {
             move || verify_ledger(&root, &options).map(Arc::new)
         };
         match cached {
-            Some((at, report)) if at.elapsed() < VERIFY_FRESH => Ok(report),
             Some((_, report)) => {
                 if !self.review.verifying.swap(true, Ordering::AcqRel) {
                     let (verified, verifying) = (self.review.verified.clone(), self.review.verifying.clone());

@@ -391,6 +391,22 @@ fn the_api_answers_each_role_and_records_every_view() {
     assert_nowhere_in(&data, &secret);
 }
 
+/// Runs one of the console's browser scripts (playwright-core in headless Chromium) with `env`;
+/// it must succeed and print `passed`.
+fn run_browser_script(script: &str, env: &[(&str, &str)], passed: &str, gw: &Gateway) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "the browser tests need Chromium at {chromium} (scripts/test installs Debian's chromium)");
+    let out = Command::new("node")
+        .arg(script)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/console"))
+        .envs(env.iter().copied())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.contains(passed), "{script} failed:\n{report}\n{}", gw.log());
+}
+
 /// The audit trail once `done` holds for its entries (bounded).
 fn audit_when(http: &Http, token: &str, done: impl Fn(&[Value]) -> bool) -> Value {
     poll("the audit trail", || {
@@ -409,8 +425,6 @@ fn metric(body: &str, name: &str) -> f64 {
 
 #[test]
 fn a_reviewer_finds_replays_and_approves_in_the_browser() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "the browser test needs Chromium at {chromium} (scripts/test installs Debian's chromium)");
     let pg = Postgres::start();
     pg.psql("app", "create table orders(id int, customer text); insert into orders values (1, 'ada'), (2, 'grace'); grant all on orders to scram_user;");
     let sshd = Sshd::start();
@@ -463,26 +477,21 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
     let http = Http::new(api_port);
     waiting_approval(&http, &t.approver);
 
+    let url = format!("http://127.0.0.1:{api_port}");
+    let mut env = vec![
+        ("WITNESS_URL", url.as_str()),
+        ("WITNESS_ADMIN_TOKEN", admin.as_str()),
+        ("WITNESS_AGENT_TOKEN", t.agent.as_str()),
+        ("WITNESS_SQL_TASK", "JIRA-42"),
+        ("WITNESS_SHELL_TASK", "OPS-7"),
+        ("WITNESS_SHELL_TEXT", "disk-42"),
+        ("WITNESS_APPROVAL_TEXT", "delete from orders"),
+    ];
     let screenshots = std::env::var("WITNESS_SCREENSHOTS").ok();
-    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/console");
-    let mut browser = Command::new("node");
-    browser
-        .arg("tests/browser.mjs")
-        .current_dir(&console)
-        .env("WITNESS_URL", format!("http://127.0.0.1:{api_port}"))
-        .env("WITNESS_ADMIN_TOKEN", &admin)
-        .env("WITNESS_AGENT_TOKEN", &t.agent)
-        .env("WITNESS_SQL_TASK", "JIRA-42")
-        .env("WITNESS_SHELL_TASK", "OPS-7")
-        .env("WITNESS_SHELL_TEXT", "disk-42")
-        .env("WITNESS_APPROVAL_TEXT", "delete from orders")
-        .env("CHROMIUM", &chromium);
     if let Some(dir) = &screenshots {
-        browser.env("WITNESS_SCREENSHOTS", dir);
+        env.push(("WITNESS_SCREENSHOTS", dir));
     }
-    let out = browser.output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.contains("browser test: all steps passed"), "the browser test failed:\n{report}\n{}", gw.log());
+    run_browser_script("tests/browser.mjs", &env, "browser test: all steps passed", &gw);
 
     let (ok, out, err) = finish(waiting);
     assert!(ok && out.contains("DELETE 2"), "the DELETE approved in the browser ran: {out}{err}");
@@ -500,7 +509,6 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
 
 #[test]
 fn a_person_logs_in_to_the_console_through_the_openid_provider() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let pg = Postgres::start();
     let api_port = free_port();
     let provider = OidcProvider::start_with_console(&format!("http://127.0.0.1:{api_port}/api/login/oidc/callback"));
@@ -523,18 +531,9 @@ scopes = ["openid", "groups"]
     let http = Http::new(api_port);
     assert_eq!(http.call("GET", "/api/login/options", Auth::None, None).json()["oidc"], true);
 
-    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/console");
-    let out = Command::new("node")
-        .arg("tests/oidc-login.mjs")
-        .current_dir(&console)
-        .env("WITNESS_URL", format!("http://127.0.0.1:{api_port}"))
-        .env("WITNESS_OIDC_PERSON", person.0)
-        .env("WITNESS_OIDC_STRANGER", stranger.0)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.contains("oidc login test: all steps passed"), "the login failed:\n{report}\n{}", gw.log());
+    let url = format!("http://127.0.0.1:{api_port}");
+    let env = [("WITNESS_URL", url.as_str()), ("WITNESS_OIDC_PERSON", person.0), ("WITNESS_OIDC_STRANGER", stranger.0)];
+    run_browser_script("tests/oidc-login.mjs", &env, "oidc login test: all steps passed", &gw);
 
     // A callback that this browser did not begin is refused.
     let forged = http.call("GET", "/api/login/oidc/callback?code=x&state=y", Auth::None, None);
