@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Measured: `cat` of a file on the target to the client, an upload through `cat > file`, `scp`
-//! down (SFTP protocol in OpenSSH 9), each as MB/s (best of 3); the round trip of `true` as a
-//! new connection each time, and as an exec on an open connection (ControlMaster), p50 of N.
+//! down (SFTP protocol in OpenSSH 9), each as MB/s (best of 3 rounds through every route); the
+//! round trip of `true` as a new connection each time, and as an exec on an open connection
+//! (ControlMaster), p50 of N. `BENCH_OPS=upload` (or any of cat,upload,scp,exec) measures less.
 //! Everything runs on loopback in temp dirs; the witness binary is `$WITNESS_BIN`, else the one
 //! next to this executable. The report goes to stdout, progress to stderr.
 
@@ -85,38 +86,30 @@ fn run() -> Result<(), String> {
     sh(&format!("head -c {} /dev/urandom > {}", mib << 20, source.display()))?;
     let bytes = (mib << 20) as f64;
 
+    // Transfers go in rounds, each round through every route, so that whatever the machine is
+    // doing meanwhile (the kernel writing back earlier runs' pages, say) falls on all routes
+    // alike; before each one the dirty pages of the last are written out (`sync`, not timed).
+    let operations = operations_wanted();
+    let mut best = vec![[f64::INFINITY; 3]; routes.len()];
+    for round in 1..=ROUNDS {
+        eprintln!("transfers, round {round} of {ROUNDS}");
+        for (route, best) in routes.iter().zip(best.iter_mut()) {
+            for (op, best) in [Op::Cat, Op::Upload, Op::Scp].into_iter().zip(best.iter_mut()) {
+                if operations.contains(&op) {
+                    sh("sync")?;
+                    *best = best.min(transfer(op, route, &source, &remote, work.path())?);
+                }
+            }
+        }
+    }
     let mut rows: Vec<Row> = Vec::new();
-    for route in &routes {
-        eprintln!("{}: transfers", route.name);
-        let cat = best_of(3, || timed(ssh(route, &format!("cat {}", source.display())).stdout(Stdio::null())))?;
-        let upload = best_of(3, || {
-            let file = std::fs::File::open(&source).map_err(|e| e.to_string())?;
-            timed(ssh(route, &format!("cat > {}/up.bin", remote.display())).stdin(file).stdout(Stdio::null()))
-        })?;
-        let scp = best_of(3, || {
-            let mut cmd = Command::new("scp");
-            cmd.args(&route.options).arg(format!("{}:{}", route.destination, source.display())).arg(work.path().join("down.bin"));
-            timed(&mut cmd)
-        })?;
-        eprintln!("{}: {n_execs} execs on new connections and on one open connection", route.name);
-        let fresh = percentile(&repeat(n_execs, || timed(&mut ssh(route, "true")))?, 0.5);
-        let control = work.path().join(format!("control-{}", route.name.replace(' ', "-")));
-        let mut master = ssh_with(route, &["-M", "-N", "-o", &format!("ControlPath={}", control.display())], "")
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let control_path = format!("ControlPath={}", control.display());
-        wait_for(|| ssh_with(route, &["-O", "check", "-o", &control_path], "").output().is_ok_and(|o| o.status.success()))?;
-        let muxed = percentile(
-            &repeat(n_execs, || timed(&mut ssh_with(route, &["-o", &format!("ControlPath={}", control.display())], "true")))?,
-            0.5,
-        );
-        let _ = master.kill();
-        let _ = master.wait();
-        rows.push((route.name, bytes / cat / 1e6, bytes / upload / 1e6, bytes / scp / 1e6, fresh * 1e3, muxed * 1e3));
+    for (route, best) in routes.iter().zip(&best) {
+        let (fresh, muxed) = if operations.contains(&Op::Exec) { exec_round_trips(route, n_execs, work.path())? } else { (f64::NAN, f64::NAN) };
+        let rate = |seconds: f64| if seconds.is_finite() { bytes / seconds / 1e6 } else { f64::NAN };
+        rows.push((route.name, rate(best[0]), rate(best[1]), rate(best[2]), fresh * 1e3, muxed * 1e3));
     }
 
-    println!("\nSSH, {mib} MiB of random bytes, MB/s (best of 3); exec round trip of `true`, ms (p50 of {n_execs})");
+    println!("\nSSH, {mib} MiB of random bytes, MB/s (best of {ROUNDS} rounds); exec round trip of `true`, ms (p50 of {n_execs})");
     println!("{:<18} {:>9} {:>9} {:>9} {:>12} {:>12}", "route", "cat", "upload", "scp", "exec (new)", "exec (open)");
     for (name, cat, up, scp, fresh, muxed) in &rows {
         println!("{name:<18} {cat:>9.1} {up:>9.1} {scp:>9.1} {fresh:>12.2} {muxed:>12.2}");
@@ -134,6 +127,55 @@ fn run() -> Result<(), String> {
     );
     let _ = witness.cli(&["verify"]).map(|out| eprintln!("witness verify: {}", out.lines().last().unwrap_or("")));
     Ok(())
+}
+
+/// Each transfer is timed this many times per route (the best counts).
+const ROUNDS: usize = 3;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Cat,
+    Upload,
+    Scp,
+    Exec,
+}
+
+/// `BENCH_OPS=cat,upload,scp,exec` (default: all) picks what to measure, for a quicker look at
+/// one of them; what is left out prints as NaN.
+fn operations_wanted() -> Vec<Op> {
+    let wanted = std::env::var("BENCH_OPS").unwrap_or_else(|_| "cat,upload,scp,exec".into());
+    let by_name = [("cat", Op::Cat), ("upload", Op::Upload), ("scp", Op::Scp), ("exec", Op::Exec)];
+    by_name.into_iter().filter(|(name, _)| wanted.split(',').any(|w| w.trim() == *name)).map(|(_, op)| op).collect()
+}
+
+/// Seconds one transfer of `source` took through `route`.
+fn transfer(op: Op, route: &Route, source: &Path, remote: &Path, work: &Path) -> Result<f64, String> {
+    match op {
+        Op::Cat => timed(ssh(route, &format!("cat {}", source.display())).stdout(Stdio::null())),
+        Op::Upload => {
+            let file = std::fs::File::open(source).map_err(|e| e.to_string())?;
+            timed(ssh(route, &format!("cat > {}/up.bin", remote.display())).stdin(file).stdout(Stdio::null()))
+        }
+        Op::Scp => {
+            let mut cmd = Command::new("scp");
+            cmd.args(&route.options).arg(format!("{}:{}", route.destination, source.display())).arg(work.join("down.bin"));
+            timed(&mut cmd)
+        }
+        Op::Exec => unreachable!("execs are timed by exec_round_trips"),
+    }
+}
+
+/// p50 seconds of `true` on a new connection each time, and on one open connection.
+fn exec_round_trips(route: &Route, n_execs: usize, work: &Path) -> Result<(f64, f64), String> {
+    eprintln!("{}: {n_execs} execs on new connections and on one open connection", route.name);
+    let fresh = percentile(&repeat(n_execs, || timed(&mut ssh(route, "true")))?, 0.5);
+    let control_path = format!("ControlPath={}", work.join(format!("control-{}", route.name.replace([' ', ','], "-"))).display());
+    let mut master = ssh_with(route, &["-M", "-N", "-o", &control_path], "").stdin(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    wait_for(|| ssh_with(route, &["-O", "check", "-o", &control_path], "").output().is_ok_and(|o| o.status.success()))?;
+    let muxed = percentile(&repeat(n_execs, || timed(&mut ssh_with(route, &["-o", &control_path], "true")))?, 0.5);
+    let _ = master.kill();
+    let _ = master.wait();
+    Ok((fresh, muxed))
 }
 
 fn ssh(route: &Route, command: &str) -> Command {
@@ -158,11 +200,6 @@ fn timed(cmd: &mut Command) -> Result<f64, String> {
         return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
     Ok(seconds)
-}
-
-fn best_of(n: usize, mut run: impl FnMut() -> Result<f64, String>) -> Result<f64, String> {
-    let times = (0..n).map(|_| run()).collect::<Result<Vec<_>, _>>()?;
-    Ok(times.into_iter().fold(f64::INFINITY, f64::min))
 }
 
 fn repeat(n: usize, mut run: impl FnMut() -> Result<f64, String>) -> Result<Vec<f64>, String> {
@@ -240,7 +277,7 @@ impl Witness {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("witness is running") {
                     let _ = ready_tx.send(());
-                } else if line.contains("ERROR") || line.contains("WARN") {
+                } else if line.contains("ERROR") || line.contains("WARN") || line.contains("shutting") || line.contains("signal") {
                     let _ = writeln!(std::io::stderr(), "witness: {line}");
                 }
             }
