@@ -104,7 +104,8 @@ fn run() -> Result<(), String> {
     }
     let mut rows: Vec<Row> = Vec::new();
     for (route, best) in routes.iter().zip(&best) {
-        let (fresh, muxed) = if operations.contains(&Op::Exec) { exec_round_trips(route, n_execs, work.path())? } else { (f64::NAN, f64::NAN) };
+        let (fresh, muxed) =
+            if operations.contains(&Op::Exec) { exec_round_trips(route, n_execs, work.path())? } else { (f64::NAN, f64::NAN) };
         let rate = |seconds: f64| if seconds.is_finite() { bytes / seconds / 1e6 } else { f64::NAN };
         rows.push((route.name, rate(best[0]), rate(best[1]), rate(best[2]), fresh * 1e3, muxed * 1e3));
     }

@@ -80,36 +80,57 @@ pub fn scan(text: &[u8], set: DetectorSet, found: &mut impl FnMut(Found)) {
         return;
     }
     let seen = Seen::of(text);
-    // The next match of each matcher at or after the end of the last one reported; None once a
-    // matcher has no more (or is not run). A match that starts at or after the end of the one just
-    // reported is still the matcher's next, so only matchers whose match was overlapped search
-    // again: each matcher reads the text about once however many matches there are.
-    let mut next: [Option<Span>; Matcher::ALL.len()] = [None; Matcher::ALL.len()];
-    for (slot, matcher) in next.iter_mut().zip(Matcher::ALL) {
+    // The matchers that may match at all, one bit each (most values rule out every one, and
+    // then nothing else is done for them).
+    let mut candidates = 0u16;
+    for (i, matcher) in Matcher::ALL.into_iter().enumerate() {
         if set.contains(matcher.detector()) && matcher.may_match(&seen, text) {
-            *slot = matcher.find(text, 0);
+            candidates |= 1 << i;
         }
     }
-    loop {
-        let mut best: Option<(Matcher, Span)> = None;
-        for (span, matcher) in next.iter().zip(Matcher::ALL) {
-            let Some(span) = *span else { continue };
-            let better = match best {
-                None => true,
-                Some((_, b)) => span.start < b.start || (span.start == b.start && span.end > b.end),
-            };
-            if better {
-                best = Some((matcher, span));
+    if candidates == 0 {
+        return;
+    }
+    // The next match of each matcher at or after the end of the last one reported, for the
+    // matchers in `live`. A match that starts at or after the end of the one just reported is
+    // still the matcher's next, so only matchers whose match was overlapped search again: each
+    // matcher reads the text about once however many matches there are.
+    let mut next = [Span { start: 0, end: 0 }; Matcher::ALL.len()];
+    let mut live = 0u16;
+    for i in bits(candidates) {
+        if let Some(span) = Matcher::ALL[i].find(text, 0) {
+            next[i] = span;
+            live |= 1 << i;
+        }
+    }
+    while live != 0 {
+        let mut best = live.trailing_zeros() as usize;
+        for i in bits(live & (live - 1)) {
+            let (span, b) = (next[i], next[best]);
+            if span.start < b.start || (span.start == b.start && span.end > b.end) {
+                best = i;
             }
         }
-        let Some((matcher, span)) = best else { return };
-        found(Found { start: span.start, end: span.end, detector: matcher.detector() });
-        for (slot, matcher) in next.iter_mut().zip(Matcher::ALL) {
-            if slot.is_some_and(|s| s.start < span.end) {
-                *slot = matcher.find(text, span.end);
+        let span = next[best];
+        found(Found { start: span.start, end: span.end, detector: Matcher::ALL[best].detector() });
+        for i in bits(live) {
+            if next[i].start < span.end {
+                match Matcher::ALL[i].find(text, span.end) {
+                    Some(again) => next[i] = again,
+                    None => live &= !(1 << i),
+                }
             }
         }
     }
+}
+
+/// The indices of the set bits of `mask`, lowest first.
+fn bits(mut mask: u16) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask.wrapping_sub(1);
+        (i < 16).then_some(i)
+    })
 }
 
 /// The "partial" masking style for one matched span: enough to recognise what it was, nothing
@@ -286,6 +307,7 @@ impl Matcher {
         Matcher::Secret,
     ];
 
+    #[inline(always)]
     fn detector(self) -> Detector {
         match self {
             Matcher::Email => Detector::Email,
@@ -305,18 +327,19 @@ impl Matcher {
     /// Whether the matcher can match `text`, of `len` bytes made of the `seen` bytes: the bytes
     /// every match must contain, the shortest match, and for numbers the digits a match holds
     /// in one group (a card 13, a North-American phone 10, an SSN 9, an IPv4 address 4).
+    #[inline(always)]
     fn may_match(self, seen: &Seen, text: &[u8]) -> bool {
         let len = text.len();
         match self {
             Matcher::Email => len >= 6 && seen.has(b'@') && seen.has(b'.'),
             Matcher::Card => len >= 13 && seen.digits >= 13 && seen.digit_group(text) >= 13,
-            Matcher::Iban => len >= 15 && seen.digit() && seen.upper(),
+            Matcher::Iban => len >= 15 && seen.uppers >= 2 && seen.digit(),
             Matcher::PhoneInternational => len >= 10 && seen.has(b'+') && seen.digit(),
             Matcher::PhoneNorthAmerica => {
                 len >= 12 && seen.digits >= 10 && (seen.has(b'(') || ((seen.has(b'-') || seen.has(b'.')) && seen.digit_group(text) >= 10))
             }
             Matcher::Ssn => len >= 11 && seen.has(b'-') && seen.digits >= 9 && seen.digit_group(text) >= 9,
-            Matcher::NationalInsurance => len >= 9 && seen.upper() && seen.digit(),
+            Matcher::NationalInsurance => len >= 9 && seen.uppers >= 3 && seen.digit(),
             Matcher::Ipv4 => len >= 7 && seen.has(b'.') && seen.digits >= 4 && seen.digit_group(text) >= 4,
             Matcher::Ipv6 => len >= 3 && seen.has(b':'),
             Matcher::AwsAccessKeyId => len >= 20 && seen.has(b'A'),
@@ -360,6 +383,8 @@ struct Seen {
     bits: u32,
     /// How many ASCII digits: a number needs as many as its longest group at least.
     digits: usize,
+    /// How many ASCII capitals: an IBAN starts with two, a National Insurance number has three.
+    uppers: usize,
     digit_group: std::cell::Cell<Option<usize>>,
 }
 
@@ -400,16 +425,39 @@ const fn census() -> [u32; 256] {
     table
 }
 
+/// Per byte: 1 for a digit, 1 << 32 for a capital, so one addition counts both (see
+/// [`Seen::of`], which does not trust the counts of a text of 4 GiB or more).
+static COUNTS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = if b.is_ascii_digit() {
+            1
+        } else if b.is_ascii_uppercase() {
+            1 << 32
+        } else {
+            0
+        };
+        i += 1;
+    }
+    table
+};
+
 /// The most digits any number matcher needs in one group (a card's 13); counting stops there.
 const LONGEST_NUMBER_GROUP: usize = 13;
 
 impl Seen {
     fn of(text: &[u8]) -> Seen {
-        let (bits, digits) = text.iter().fold((0, 0), |(bits, digits), &b| {
-            let census = CENSUS[b as usize];
-            (bits | census, digits + (census & DIGIT_SEEN != 0) as usize)
-        });
-        Seen { bits, digits, digit_group: std::cell::Cell::new(None) }
+        // Digits count in the low half of `counts`, capitals in the high half: one addition a byte.
+        let (bits, counts) = text.iter().fold((0, 0u64), |(bits, counts), &b| (bits | CENSUS[b as usize], counts + COUNTS[b as usize]));
+        let (digits, uppers) = if text.len() < u32::MAX as usize {
+            ((counts & u64::from(u32::MAX)) as usize, (counts >> 32) as usize)
+        } else {
+            // Too long for the packed counts to be exact: rule nothing out by them.
+            (usize::MAX, usize::MAX)
+        };
+        Seen { bits, digits, uppers, digit_group: std::cell::Cell::new(None) }
     }
 
     /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits
