@@ -43,10 +43,30 @@ use std::net::{Ipv4Addr, TcpListener};
 /// same port; callers that start servers (like [`Postgres::start`]) retry with
 /// a fresh port when the bind fails.
 ///
+/// A port is never handed out twice in one process: once its listener is
+/// dropped the kernel may choose it again for the next call, and a test that
+/// asks for two ports (an SSH and an API listener, say) must get two.
+///
 /// # Panics
 ///
 /// Panics if the loopback interface cannot be bound at all.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("free_port: cannot bind 127.0.0.1:0: {e}"));
-    listener.local_addr().unwrap_or_else(|e| panic!("free_port: cannot read local address of listener: {e}")).port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("free_port: cannot bind 127.0.0.1:0: {e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("free_port: cannot read local address of listener: {e}")).port();
+        if GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
+            return port;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..500).map(|_| super::free_port()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    }
 }
