@@ -471,26 +471,34 @@ impl Seen {
             // Fewer digits than the smallest group any matcher needs (an IPv4 address's 4).
             return self.digits;
         }
-        let mut longest = 0;
-        let mut i = 0;
-        // From digit run to digit run, eight bytes at a time over what lies between.
-        'runs: while let Some(start) = next_digit(text, i) {
-            let (mut group, mut j) = (0, start);
-            loop {
-                let run = digits_at(text, j);
-                group += run;
-                j += run;
-                if group >= LONGEST_NUMBER_GROUP {
-                    longest = LONGEST_NUMBER_GROUP;
-                    break 'runs;
-                }
-                match (text.get(j), text.get(j + 1)) {
-                    (Some(b' ' | b'-' | b'.'), Some(next)) if next.is_ascii_digit() => j += 1,
-                    _ => break,
-                }
+        if self.digits.saturating_mul(4) < text.len() {
+            // Digits here and there (prose): skip from digit run to digit run.
+            let longest = sparse_digit_group(text);
+            self.digit_group.set(Some(longest));
+            return longest;
+        }
+        // Dense digits (hex digests, dates, amounts): one pass over every byte, without
+        // branches on the bytes. A separator right after a digit keeps the group open;
+        // anything else but a digit closes it.
+        let (mut longest, mut group, mut after_digit) = (0, 0, false);
+        for chunk in text.chunks(16) {
+            for &b in chunk {
+                let digit = b.is_ascii_digit();
+                let separator = matches!(b, b' ' | b'-' | b'.');
+                group = if digit {
+                    group + 1
+                } else if separator && after_digit {
+                    group
+                } else {
+                    0
+                };
+                after_digit = digit;
+                longest = longest.max(group);
             }
-            longest = longest.max(group);
-            i = j;
+            if longest >= LONGEST_NUMBER_GROUP {
+                longest = LONGEST_NUMBER_GROUP;
+                break;
+            }
         }
         self.digit_group.set(Some(longest));
         longest
@@ -513,6 +521,31 @@ impl Seen {
     fn lower(&self) -> bool {
         self.bits & LOWER_SEEN != 0
     }
+}
+
+/// [`Seen::digit_group`] from digit run to digit run, eight bytes at a time over what lies
+/// between.
+fn sparse_digit_group(text: &[u8]) -> usize {
+    let mut longest = 0;
+    let mut i = 0;
+    while let Some(start) = next_digit(text, i) {
+        let (mut group, mut j) = (0, start);
+        loop {
+            let run = digits_at(text, j);
+            group += run;
+            j += run;
+            if group >= LONGEST_NUMBER_GROUP {
+                return LONGEST_NUMBER_GROUP;
+            }
+            match (text.get(j), text.get(j + 1)) {
+                (Some(b' ' | b'-' | b'.'), Some(next)) if next.is_ascii_digit() => j += 1,
+                _ => break,
+            }
+        }
+        longest = longest.max(group);
+        i = j;
+    }
+    longest
 }
 
 /// Byte classes the matchers search for, one bit each in [`CLASSES`]: a table lookup per byte

@@ -362,6 +362,30 @@ fn the_census_never_hides_a_match() {
     assert!(found_national_insurance > 0, "the random texts hold National Insurance numbers");
 }
 
+/// The two ways of counting digit groups agree: one pass over every byte (where digits are
+/// dense) and skipping from digit run to digit run (where they are sparse).
+#[test]
+fn digit_groups_count_the_same_both_ways() {
+    // Pieces between `|`: digit runs, separators alone and doubled, letters.
+    const PIECES: &str = "4111|1|55|555|0|2026|123456789| |-|.|  |--|-.|a|xyz|(|,|deadbeef";
+    let pieces: Vec<&str> = PIECES.split('|').collect();
+    let mut random = xorshift(0x2545_f491_4f6c_dd1d);
+    let (mut dense, mut sparse) = (0, 0);
+    for _ in 0..50_000 {
+        let len = 1 + random(24);
+        let text: String = (0..len).map(|_| pieces[random(pieces.len())]).collect();
+        let seen = Seen::of(text.as_bytes());
+        if seen.digits < 4 {
+            continue;
+        }
+        let took_dense = seen.digits * 4 >= text.len();
+        dense += usize::from(took_dense);
+        sparse += usize::from(!took_dense);
+        assert_eq!(seen.digit_group(text.as_bytes()), sparse_digit_group(text.as_bytes()), "{text:?}");
+    }
+    assert!(dense > 1_000 && sparse > 1_000, "both ways were compared: {dense} dense, {sparse} sparse");
+}
+
 /// A repeatable pseudo-random number below `n` for each call (xorshift64), for test texts.
 fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
     move |n| {
