@@ -347,7 +347,11 @@ impl Matcher {
             Matcher::ApiKey => len >= 15 && (seen.has(b'_') || seen.has(b'-')),
             Matcher::Jwt => len >= 23 && seen.has(b'J') && seen.has(b'.'),
             Matcher::PrivateKey => len >= 27 && seen.has(b'-') && seen.has(b'K'),
-            Matcher::Secret => len >= 5 && (seen.has(b'=') || seen.has(b':') || seen.has(b' ') || seen.has(b'\t')),
+            Matcher::Secret => {
+                len >= 5
+                    && (seen.has(b'=') || seen.has(b':') || seen.has(b' ') || seen.has(b'\t'))
+                    && secret::PAIRS.iter().any(|pair| seen.has_letter(pair[0]) && seen.has_letter(pair[1]))
+            }
         }
     }
 
@@ -379,8 +383,9 @@ impl Matcher {
 /// longest group of digits is worked out only when a number matcher asks, in a second pass: text
 /// with digits here and there (dates, hex digests, counts) rules out every number matcher at once.
 struct Seen {
-    /// [`TRIGGERS`] bits, and [`DIGIT_SEEN`], [`UPPER_SEEN`], [`LOWER_SEEN`].
-    bits: u32,
+    /// [`TRIGGERS`] bits, [`DIGIT_SEEN`], [`UPPER_SEEN`], [`LOWER_SEEN`], and a bit per letter
+    /// from [`FIRST_LETTER_BIT`] on.
+    bits: u64,
     /// How many ASCII digits: a number needs as many as its longest group at least.
     digits: usize,
     /// How many ASCII capitals: an IBAN starts with two, a National Insurance number has three.
@@ -390,15 +395,19 @@ struct Seen {
 
 /// The bytes [`Matcher::may_match`] asks about, one bit each (in this order).
 const TRIGGERS: [u8; 13] = [b'@', b'.', b'+', b'-', b'(', b':', b'A', b'_', b'J', b'K', b'=', b' ', b'\t'];
-const DIGIT_SEEN: u32 = 1 << 13;
-const UPPER_SEEN: u32 = 1 << 14;
-const LOWER_SEEN: u32 = 1 << 15;
+const DIGIT_SEEN: u64 = 1 << 13;
+const UPPER_SEEN: u64 = 1 << 14;
+const LOWER_SEEN: u64 = 1 << 15;
+/// The [`TRIGGERS`] bits.
+const TRIGGER_BITS: u64 = (1 << TRIGGERS.len()) - 1;
+/// From this bit on, one bit per letter `a` to `z`, either case.
+const FIRST_LETTER_BIT: u32 = 16;
 
 /// Per byte: its trigger bit, and its class bit.
-static CENSUS: [u32; 256] = census();
+static CENSUS: [u64; 256] = census();
 
-const fn census() -> [u32; 256] {
-    let mut table = [0u32; 256];
+const fn census() -> [u64; 256] {
+    let mut table = [0u64; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
@@ -418,6 +427,9 @@ const fn census() -> [u32; 256] {
         }
         if b.is_ascii_lowercase() {
             bits |= LOWER_SEEN;
+        }
+        if b.is_ascii_alphabetic() {
+            bits |= 1 << (FIRST_LETTER_BIT + (b.to_ascii_lowercase() - b'a') as u32);
         }
         table[i] = bits;
         i += 1;
@@ -507,7 +519,13 @@ impl Seen {
     /// Whether `b`, one of [`TRIGGERS`], occurs.
     fn has(&self, b: u8) -> bool {
         debug_assert!(TRIGGERS.contains(&b), "{:?} is not a census trigger; add it to TRIGGERS", b as char);
-        self.bits & CENSUS[b as usize] & !(DIGIT_SEEN | UPPER_SEEN | LOWER_SEEN) != 0
+        self.bits & CENSUS[b as usize] & TRIGGER_BITS != 0
+    }
+
+    /// Whether the letter (given in lower case) occurs in either case.
+    fn has_letter(&self, letter: u8) -> bool {
+        debug_assert!(letter.is_ascii_lowercase());
+        self.bits & (1 << (FIRST_LETTER_BIT + u32::from(letter - b'a'))) != 0
     }
 
     fn digit(&self) -> bool {

@@ -113,7 +113,7 @@ pub(super) fn find_secret(text: &[u8], from: usize) -> Option<Span> {
 /// `password`, the `ke` of `token` and `key`, the `za` of `authorization`, the `cr` of `secret`
 /// and `credential`, … Looking for these rather than for every `p` or `s` passes over prose with
 /// two table lookups a byte and few false starts, which is what keeps this detector fast.
-const PAIRS: [&[u8; 2]; 7] = [b"sw", b"pw", b"ke", b"za", b"cr", b"be", b"ph"];
+pub(super) const PAIRS: [&[u8; 2]; 7] = [b"sw", b"pw", b"ke", b"za", b"cr", b"be", b"ph"];
 
 /// Per byte, which [`PAIRS`] it can be the first (second) letter of, in either case.
 static FIRST_OF_PAIR: [u8; 256] = pair_table(0);

@@ -336,16 +336,16 @@ fn word_tests_agree_with_byte_tests() {
 }
 
 /// The census that lets `scan` skip matchers never skips one that would match: over random text
-/// of numbers, separators, letters and capitals (National Insurance numbers, IBAN prefixes),
-/// every matcher that finds something was allowed to run.
+/// of numbers, separators, letters, capitals (National Insurance numbers, IBAN prefixes) and
+/// secret names, every matcher that finds something was allowed to run.
 #[test]
 fn the_census_never_hides_a_match() {
-    // Pieces between `|`: numbers, separators, letters, capitals.
-    const PIECES: &str =
-        "4111|1111|4|1|5|55|555|123|4567|078|05|1120|192|168|0|2026| |-|.|(|) |+44 |a|x|\\n|,|  |--|e|AB|C|123456|12 34 56 |GB82|WEST|Q";
+    // Pieces between `|`: numbers, separators, letters, capitals, secret names.
+    const PIECES: &str = "4111|1111|4|1|5|55|555|123|4567|078|05|1120|192|168|0|2026| |-|.|(|) |+44 |a|x|\\n|,|  |--|e|AB|C|\
+                          123456|12 34 56 |GB82|WEST|Q|password=|Token: |Bearer |sw|KE|=|s3cr3tValue9";
     let pieces: Vec<&str> = PIECES.split('|').collect();
     let mut random = xorshift(0x9e37_79b9_7f4a_7c15);
-    let (mut found_some, mut found_national_insurance) = (0, 0);
+    let (mut found_some, mut found_national_insurance, mut found_secret) = (0, 0, 0);
     for _ in 0..100_000 {
         let len = 3 + random(12);
         let text: String = (0..len).map(|_| pieces[random(pieces.len())]).collect();
@@ -354,12 +354,14 @@ fn the_census_never_hides_a_match() {
             if matcher.find(text.as_bytes(), 0).is_some() {
                 found_some += 1;
                 found_national_insurance += usize::from(matcher == Matcher::NationalInsurance);
+                found_secret += usize::from(matcher == Matcher::Secret);
                 assert!(matcher.may_match(&seen, text.as_bytes()), "{matcher:?} matches {text:?} but the census rules it out");
             }
         }
     }
     assert!(found_some > 500, "the random texts hold numbers of every kind: {found_some}");
     assert!(found_national_insurance > 0, "the random texts hold National Insurance numbers");
+    assert!(found_secret > 0, "the random texts hold secrets after their names");
 }
 
 /// The two ways of counting digit groups agree: one pass over every byte (where digits are
