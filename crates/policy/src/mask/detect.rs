@@ -344,14 +344,10 @@ impl Matcher {
             Matcher::Ipv6 => len >= 3 && seen.has(b':'),
             Matcher::AwsAccessKeyId => len >= 20 && seen.has(b'A'),
             Matcher::AwsSecretKey => len >= 40 && seen.digit() && seen.upper() && seen.lower(),
-            Matcher::ApiKey => len >= 15 && (seen.has(b'_') || seen.has(b'-')),
+            Matcher::ApiKey => len >= 15 && (seen.has(b'_') || seen.has(b'-')) && seen.api_key_pair,
             Matcher::Jwt => len >= 23 && seen.has(b'J') && seen.has(b'.'),
             Matcher::PrivateKey => len >= 27 && seen.has(b'-') && seen.has(b'K'),
-            Matcher::Secret => {
-                len >= 5
-                    && (seen.has(b'=') || seen.has(b':') || seen.has(b' ') || seen.has(b'\t'))
-                    && secret::PAIRS.iter().any(|pair| seen.has_letter(pair[0]) && seen.has_letter(pair[1]))
-            }
+            Matcher::Secret => len >= 5 && (seen.has(b'=') || seen.has(b':') || seen.has(b' ') || seen.has(b'\t')) && seen.secret_pair,
         }
     }
 
@@ -379,13 +375,21 @@ impl Matcher {
 
 /// Which of the bytes the matchers need occur in a text: one pass that lets [`scan`] skip
 /// matchers whose trigger bytes are absent (most short values rule out most matchers). The pass
-/// ORs a table entry per byte into one register (no table of its own to clear and fill). The
+/// ORs a table entry per byte into one register (no table of its own to clear and fill), and
+/// in short texts notes whether two adjacent bytes make one of the letter pairs that secret-like
+/// names and API key prefixes start with. The
 /// longest group of digits is worked out only when a number matcher asks, in a second pass: text
 /// with digits here and there (dates, hex digests, counts) rules out every number matcher at once.
 struct Seen {
-    /// [`TRIGGERS`] bits, [`DIGIT_SEEN`], [`UPPER_SEEN`], [`LOWER_SEEN`], and a bit per letter
-    /// from [`FIRST_LETTER_BIT`] on.
+    /// [`TRIGGERS`] bits, [`DIGIT_SEEN`], [`UPPER_SEEN`], [`LOWER_SEEN`] (and pair bits, which
+    /// mean nothing once ORed together).
     bits: u64,
+    /// Whether one of [`secret::PAIRS`] occurs (two adjacent bytes, either case; taken as true
+    /// in a long text): every secret-like name holds one, and few other words do.
+    secret_pair: bool,
+    /// Whether one of [`keys::API_KEY_PAIRS`] occurs (taken as true in a long text): every API key
+    /// prefix starts with one.
+    api_key_pair: bool,
     /// How many ASCII digits: a number needs as many as its longest group at least.
     digits: usize,
     /// How many ASCII capitals: an IBAN starts with two, a National Insurance number has three.
@@ -400,13 +404,41 @@ const UPPER_SEEN: u64 = 1 << 14;
 const LOWER_SEEN: u64 = 1 << 15;
 /// The [`TRIGGERS`] bits.
 const TRIGGER_BITS: u64 = (1 << TRIGGERS.len()) - 1;
-/// From this bit on, one bit per letter `a` to `z`, either case.
-const FIRST_LETTER_BIT: u32 = 16;
+/// From this bit on, one bit per letter pair whose second letter the byte is: first the
+/// [`secret::PAIRS`] (either case), then the [`keys::API_KEY_PAIRS`] (as written). From
+/// [`FIRST_OF_PAIR_BIT`] on, the same for first letters. Shifting the previous byte's entry right
+/// by the difference lines its first-letter bits up with this byte's second-letter bits.
+const SECOND_OF_PAIR_BIT: u32 = 16;
+const FIRST_OF_PAIR_BIT: u32 = 32;
+const SECRET_PAIR_BITS: u64 = ((1 << secret::PAIRS.len()) - 1) << SECOND_OF_PAIR_BIT;
+const API_KEY_PAIR_BITS: u64 = ((1 << keys::API_KEY_PAIRS.len()) - 1) << (SECOND_OF_PAIR_BIT + secret::PAIRS.len() as u32);
+
+/// The pair bits of byte `b` as the letter at `index` (0 or 1) of a pair, counted from bit 0.
+const fn pair_bits(b: u8, index: usize) -> u64 {
+    let mut bits = 0;
+    let mut p = 0;
+    while p < secret::PAIRS.len() {
+        if secret::PAIRS[p][index] == b.to_ascii_lowercase() {
+            bits |= 1 << p;
+        }
+        p += 1;
+    }
+    let mut k = 0;
+    while k < keys::API_KEY_PAIRS.len() {
+        if keys::API_KEY_PAIRS[k][index] == b {
+            bits |= 1 << (secret::PAIRS.len() + k);
+        }
+        k += 1;
+    }
+    bits
+}
 
 /// Per byte: its trigger bit, and its class bit.
 static CENSUS: [u64; 256] = census();
 
 const fn census() -> [u64; 256] {
+    let pairs = secret::PAIRS.len() + keys::API_KEY_PAIRS.len();
+    assert!(pairs <= (FIRST_OF_PAIR_BIT - SECOND_OF_PAIR_BIT) as usize, "a bit for each letter pair");
     let mut table = [0u64; 256];
     let mut i = 0;
     while i < 256 {
@@ -428,9 +460,8 @@ const fn census() -> [u64; 256] {
         if b.is_ascii_lowercase() {
             bits |= LOWER_SEEN;
         }
-        if b.is_ascii_alphabetic() {
-            bits |= 1 << (FIRST_LETTER_BIT + (b.to_ascii_lowercase() - b'a') as u32);
-        }
+        bits |= pair_bits(b, 1) << SECOND_OF_PAIR_BIT;
+        bits |= pair_bits(b, 0) << FIRST_OF_PAIR_BIT;
         table[i] = bits;
         i += 1;
     }
@@ -456,20 +487,37 @@ static COUNTS: [u64; 256] = {
     table
 };
 
+/// Texts up to this long are searched for letter pairs in the census. A longer text holds some
+/// pair almost surely, and the census is a third faster without looking.
+const PAIRS_LOOKED_FOR_UP_TO: usize = 256;
+
 /// The most digits any number matcher needs in one group (a card's 13); counting stops there.
 const LONGEST_NUMBER_GROUP: usize = 13;
 
 impl Seen {
     fn of(text: &[u8]) -> Seen {
         // Digits count in the low half of `counts`, capitals in the high half: one addition a byte.
-        let (bits, counts) = text.iter().fold((0, 0u64), |(bits, counts), &b| (bits | CENSUS[b as usize], counts + COUNTS[b as usize]));
+        let (bits, counts, pairs) = if text.len() <= PAIRS_LOOKED_FOR_UP_TO {
+            // `pairs` collects the pair bits two adjacent bytes share (see SECOND_OF_PAIR_BIT).
+            let (bits, counts, pairs, _) = text.iter().fold((0, 0u64, 0, 0), |(bits, counts, pairs, previous), &b| {
+                let entry = CENSUS[b as usize];
+                let pairs = pairs | (previous >> (FIRST_OF_PAIR_BIT - SECOND_OF_PAIR_BIT) & entry);
+                (bits | entry, counts + COUNTS[b as usize], pairs, entry)
+            });
+            (bits, counts, pairs)
+        } else {
+            let (bits, counts) = text.iter().fold((0, 0u64), |(bits, counts), &b| (bits | CENSUS[b as usize], counts + COUNTS[b as usize]));
+            (bits, counts, u64::MAX)
+        };
+
         let (digits, uppers) = if text.len() < u32::MAX as usize {
             ((counts & u64::from(u32::MAX)) as usize, (counts >> 32) as usize)
         } else {
             // Too long for the packed counts to be exact: rule nothing out by them.
             (usize::MAX, usize::MAX)
         };
-        Seen { bits, digits, uppers, digit_group: std::cell::Cell::new(None) }
+        let (secret_pair, api_key_pair) = (pairs & SECRET_PAIR_BITS != 0, pairs & API_KEY_PAIR_BITS != 0);
+        Seen { bits, secret_pair, api_key_pair, digits, uppers, digit_group: std::cell::Cell::new(None) }
     }
 
     /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits
@@ -522,12 +570,6 @@ impl Seen {
     fn has(&self, b: u8) -> bool {
         debug_assert!(TRIGGERS.contains(&b), "{:?} is not a census trigger; add it to TRIGGERS", b as char);
         self.bits & CENSUS[b as usize] & TRIGGER_BITS != 0
-    }
-
-    /// Whether the letter (given in lower case) occurs in either case.
-    fn has_letter(&self, letter: u8) -> bool {
-        debug_assert!(letter.is_ascii_lowercase());
-        self.bits & (1 << (FIRST_LETTER_BIT + u32::from(letter - b'a'))) != 0
     }
 
     fn digit(&self) -> bool {

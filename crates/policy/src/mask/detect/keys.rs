@@ -115,6 +115,11 @@ const MIN_API_KEY: usize = 15;
 /// or more), OpenAI and Anthropic (`sk-`, `sk-proj-`, `sk-ant-` and 20 or more). The tokens
 /// whose length is not fixed must hold a digit: generated tokens all but always do, and
 /// hyphenated words after "sk-" do not.
+/// The first two letters of every prefix [`find_api_key`] knows (`github_pat_`, `ghp_`, `glpat-`,
+/// `xoxb-`, `sk_live_`, `rk_test_`, `sk-`), as written: a text without one of these pairs holds no
+/// API key, and the census that [`super::scan`] takes first can tell.
+pub(super) const API_KEY_PAIRS: [&[u8; 2]; 6] = [b"gi", b"gh", b"gl", b"xo", b"sk", b"rk"];
+
 pub(super) fn find_api_key(text: &[u8], from: usize) -> Option<Span> {
     let mut i = from;
     let is_anchor = |b: u8| b == b'_' || b == b'-';

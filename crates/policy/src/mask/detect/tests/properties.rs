@@ -336,16 +336,17 @@ fn word_tests_agree_with_byte_tests() {
 }
 
 /// The census that lets `scan` skip matchers never skips one that would match: over random text
-/// of numbers, separators, letters, capitals (National Insurance numbers, IBAN prefixes) and
-/// secret names, every matcher that finds something was allowed to run.
+/// of numbers, separators, letters, capitals (National Insurance numbers, IBAN prefixes), secret
+/// names and API keys, every matcher that finds something was allowed to run.
 #[test]
 fn the_census_never_hides_a_match() {
     // Pieces between `|`: numbers, separators, letters, capitals, secret names.
     const PIECES: &str = "4111|1111|4|1|5|55|555|123|4567|078|05|1120|192|168|0|2026| |-|.|(|) |+44 |a|x|\\n|,|  |--|e|AB|C|\
-                          123456|12 34 56 |GB82|WEST|Q|password=|Token: |Bearer |sw|KE|=|s3cr3tValue9";
+                          123456|12 34 56 |GB82|WEST|Q|password=|Token: |Bearer |sw|KE|=|s3cr3tValue9|\
+                          ghp_16C7e42F292c6912E7710c838347Ae178B4a|sk-proj-AbC123dEf456GhI789jk|xoxb-123456789012-abcdef|sk|gl";
     let pieces: Vec<&str> = PIECES.split('|').collect();
     let mut random = xorshift(0x9e37_79b9_7f4a_7c15);
-    let (mut found_some, mut found_national_insurance, mut found_secret) = (0, 0, 0);
+    let (mut found_some, mut found_national_insurance, mut found_secret, mut found_api_key) = (0, 0, 0, 0);
     for _ in 0..100_000 {
         let len = 3 + random(12);
         let text: String = (0..len).map(|_| pieces[random(pieces.len())]).collect();
@@ -355,6 +356,7 @@ fn the_census_never_hides_a_match() {
                 found_some += 1;
                 found_national_insurance += usize::from(matcher == Matcher::NationalInsurance);
                 found_secret += usize::from(matcher == Matcher::Secret);
+                found_api_key += usize::from(matcher == Matcher::ApiKey);
                 assert!(matcher.may_match(&seen, text.as_bytes()), "{matcher:?} matches {text:?} but the census rules it out");
             }
         }
@@ -362,6 +364,7 @@ fn the_census_never_hides_a_match() {
     assert!(found_some > 500, "the random texts hold numbers of every kind: {found_some}");
     assert!(found_national_insurance > 0, "the random texts hold National Insurance numbers");
     assert!(found_secret > 0, "the random texts hold secrets after their names");
+    assert!(found_api_key > 0, "the random texts hold API keys");
 }
 
 /// The two ways of counting digit groups agree: one pass over every byte (where digits are
