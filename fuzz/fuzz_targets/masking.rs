@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use libfuzzer_sys::fuzz_target;
 use witness_policy::mask::{scan, ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking, SessionMasks};
 use witness_proto_pg::codec::{message, peek, Peek};
-use witness_proto_pg::record::{PendingQueue, Reply, Requests, Responses};
+use witness_proto_pg::record::{PendingQueue, Reply, Requests, Responses, ToClient};
 
 fn masks(style: MaskStyle) -> Arc<SessionMasks> {
     let rule = MaskRule {
@@ -44,8 +46,15 @@ fuzz_target!(|data: &[u8]| {
     while let Peek::Whole(len) = peek(&data[at..]) {
         let msg = message(&data[at..], len);
         let _ = requests.on_message(msg, &queue);
-        if let Ok(Reply::Replace(bytes)) = responses.on_message(msg, &queue, &mut events) {
-            assert!(matches!(peek(&bytes), Peek::Whole(n) if n == bytes.len()), "a replacement is one whole message");
+        let mut rewritten = BytesMut::new();
+        match responses.on_message(msg, &queue, &mut events, &mut ToClient::new(&mut rewritten, &[])) {
+            Ok(Reply::Replace(bytes)) => {
+                assert!(matches!(peek(&bytes), Peek::Whole(n) if n == bytes.len()), "a replacement is one whole message");
+            }
+            Ok(Reply::Rewritten) => {
+                assert!(matches!(peek(&rewritten), Peek::Whole(n) if n == rewritten.len()), "a rewritten row is one whole message");
+            }
+            _ => assert!(rewritten.is_empty(), "nothing is written for a message that is not rewritten"),
         }
         at += len;
     }

@@ -4,9 +4,10 @@
 
 #![no_main]
 
+use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use witness_proto_pg::codec::{message, parse_error_fields, parse_startup_params, peek, Peek};
-use witness_proto_pg::record::{PendingQueue, Requests, Responses};
+use witness_proto_pg::record::{PendingQueue, Requests, Responses, ToClient};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_startup_params(data);
@@ -25,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     while let Peek::Whole(len) = peek(&data[at..]) {
         let msg = message(&data[at..], len);
         let _ = requests.on_message(msg, &queue);
-        let _ = responses.on_message(msg, &queue, &mut events);
+        let _ = responses.on_message(msg, &queue, &mut events, &mut ToClient::new(&mut BytesMut::new(), &[]));
         at += len;
     }
 });

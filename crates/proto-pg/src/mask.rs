@@ -14,6 +14,7 @@ use witness_policy::mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Mas
 
 use crate::catalog::Catalog;
 use crate::codec::{DecodeError, Fields};
+use crate::record::ToClient;
 
 /// A result column, from a RowDescription.
 #[derive(Clone, Debug)]
@@ -53,21 +54,16 @@ pub(crate) struct WireMasks {
     pub catalog: Arc<Catalog>,
     /// What was masked in the result (or message) being received, for its event.
     pub counts: MaskCounts,
-    /// Where rewritten rows are built: each is split off as it is done, and the rows of many
-    /// results share a few large allocations instead of one each.
-    pub scratch: BytesMut,
 }
 
 /// What a DataRow became.
 pub(crate) struct MaskedRow {
-    /// The message the client gets instead, when anything changed for it.
-    pub for_client: Option<Bytes>,
+    /// Whether anything changed for the client: the row the client gets instead is then in the
+    /// [`ToClient`] buffer.
+    pub rewritten: bool,
     /// The row as recorded (when asked for).
     pub recorded: Option<Vec<Value>>,
 }
-
-/// The scratch buffer for rewritten rows grows by at least this much at a time.
-const SCRATCH_BYTES: usize = 64 * 1024;
 
 const TEXT: u32 = 25;
 const VARCHAR: u32 = 1043;
@@ -168,39 +164,40 @@ impl WireMasks {
         plan
     }
 
-    /// Masks one DataRow. `record` asks for the row as the recording keeps it.
-    pub fn row(&mut self, plan: &Plan, body: &[u8], record: bool) -> Result<MaskedRow, DecodeError> {
+    /// Masks one DataRow; a row that changes for the client is written to `client`. `record`
+    /// asks for the row as the recording keeps it.
+    pub fn row(&mut self, plan: &Plan, body: &[u8], record: bool, client: &mut ToClient<'_>) -> Result<MaskedRow, DecodeError> {
         let mut f = Fields::new(body);
         let n = f.count()?;
-        let mut out: Option<BytesMut> = None;
+        // The client's buffer, and where the rewritten row starts in it.
+        let mut out: Option<(&mut BytesMut, usize)> = None;
         let mut recorded = record.then(|| Vec::with_capacity(n.min(1024)));
         let blind = plan.blind && self.masks.has_column_rules();
         for i in 0..n {
             let start = body.len() - f.remaining().len();
             let raw = f.nullable()?;
             let (mask, shape, format) = plan.columns.get(i).copied().unwrap_or((ColumnMask::default(), Shape::Plain, 0));
-            let client = match raw {
+            let client_masked = match raw {
                 None => Masked::Unchanged,
                 Some(_) if blind => Masked::Null,
                 Some(value) => self.cell(Stage::Client, &mask, shape, value),
             };
-            if !matches!(client, Masked::Unchanged) && out.is_none() {
+            if !matches!(client_masked, Masked::Unchanged) && out.is_none() {
                 // The first change: copy the row so far, then build the rest value by value.
-                let mut rewritten = std::mem::take(&mut self.scratch);
-                if rewritten.capacity() < body.len() + 64 {
-                    rewritten.reserve((body.len() + 64).max(SCRATCH_BYTES));
-                }
+                let rewritten = client.rewrite();
+                let row_start = rewritten.len();
+                rewritten.reserve(body.len() + 64);
                 rewritten.put_u8(b'D');
                 rewritten.put_i32(0);
                 rewritten.put_slice(&body[..start]);
-                out = Some(rewritten);
+                out = Some((rewritten, row_start));
             }
-            let client_value: Option<&[u8]> = match &client {
+            let client_value: Option<&[u8]> = match &client_masked {
                 Masked::Unchanged => raw,
                 Masked::Null => None,
                 Masked::Value(v) => Some(v),
             };
-            if let Some(out) = &mut out {
+            if let Some((out, _)) = &mut out {
                 match client_value {
                     None => out.put_i32(-1),
                     Some(v) => {
@@ -216,7 +213,7 @@ impl WireMasks {
                         match self.cell(Stage::RecordingOnly, &mask, shape, value) {
                             Masked::Unchanged => Some(value.into()),
                             Masked::Null => None,
-                            Masked::Value(v) => Some(v.into()),
+                            Masked::Value(v) => Some(v),
                         }
                     }
                     other => other.map(Into::into),
@@ -224,14 +221,12 @@ impl WireMasks {
                 recorded.push(crate::record::value(kept.as_deref(), format));
             }
         }
-        let for_client = out.map(|mut out| {
-            let len = (out.len() - 1) as i32;
-            out[1..5].copy_from_slice(&len.to_be_bytes());
-            let row = out.split().freeze();
-            self.scratch = out;
-            row
-        });
-        Ok(MaskedRow { for_client, recorded })
+        let rewritten = out.is_some();
+        if let Some((out, row_start)) = out {
+            let len = (out.len() - row_start - 1) as i32;
+            out[row_start + 1..row_start + 5].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(MaskedRow { rewritten, recorded })
     }
 
     fn cell(&mut self, stage: Stage, mask: &ColumnMask, shape: Shape, value: &[u8]) -> Masked {
@@ -243,7 +238,7 @@ impl WireMasks {
                         let mut with_version = Vec::with_capacity(v.len() + 1);
                         with_version.push(version);
                         with_version.extend_from_slice(&v);
-                        Masked::Value(with_version)
+                        Masked::Value(with_version.into())
                     }
                     other => other,
                 },

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use witness_core::{Direction, Event, EventKind, PayloadType};
@@ -130,8 +130,31 @@ pub enum Reply {
     Forward,
     /// Other bytes instead: witness's error for a denied request, or the message masked.
     Replace(Bytes),
+    /// The message masked, written in its place at the end of the [`ToClient`] buffer.
+    Rewritten,
     /// Nothing: the message cannot be masked, and the session must end with this reason.
     Refuse(&'static str),
+}
+
+/// Where the client's bytes are put together once a message of a read is rewritten in place (a
+/// masked row): the messages before it that go as they came, then the new message, so a row is
+/// copied once on its way.
+pub struct ToClient<'a> {
+    out: &'a mut BytesMut,
+    /// The read's bytes that go to the client as they came and are not in `out` yet.
+    forwarded: &'a [u8],
+}
+
+impl<'a> ToClient<'a> {
+    pub fn new(out: &'a mut BytesMut, forwarded: &'a [u8]) -> ToClient<'a> {
+        ToClient { out, forwarded }
+    }
+
+    /// The buffer a rewritten message goes on the end of, with the forwarded bytes before it.
+    pub(crate) fn rewrite(&mut self) -> &mut BytesMut {
+        self.out.extend_from_slice(std::mem::take(&mut self.forwarded));
+        self.out
+    }
 }
 
 /// Target-side state for the result being received.
@@ -319,10 +342,7 @@ impl Responses {
     /// Response tracking that masks values as `masks` says, with no table names known (every
     /// table pattern then matches): for fuzzing and tests; sessions get theirs from the relay.
     pub fn with_session_masks(max_rows: usize, masks: Arc<SessionMasks>) -> Responses {
-        Responses::with_masks(
-            max_rows,
-            Some(WireMasks { masks, catalog: Default::default(), counts: Default::default(), scratch: Default::default() }),
-        )
+        Responses::with_masks(max_rows, Some(WireMasks { masks, catalog: Default::default(), counts: Default::default() }))
     }
 
     /// Response tracking that masks values as `masks` says (None: nothing is masked).
@@ -351,8 +371,14 @@ impl Responses {
     }
 
     /// Looks at one target message; adds the events to record before it reaches the client, and
-    /// says what the client gets for it.
-    pub fn on_message(&mut self, msg: Message<'_>, queue: &PendingQueue, events: &mut Vec<Event>) -> Result<Reply, DecodeError> {
+    /// says what the client gets for it (a masked row is written to `client`).
+    pub fn on_message(
+        &mut self,
+        msg: Message<'_>,
+        queue: &PendingQueue,
+        events: &mut Vec<Event>,
+        client: &mut ToClient<'_>,
+    ) -> Result<Reply, DecodeError> {
         let mut f = Fields::new(msg.body);
         match msg.tag {
             b'T' => {
@@ -397,13 +423,13 @@ impl Responses {
                 self.n_rows += 1;
                 let record = self.rows.len() < self.max_rows && self.rows_bytes < MAX_ROWS_BYTES;
                 if let Some(masks) = self.masks.as_mut().filter(|_| !self.plan.is_empty()) {
-                    let masked = masks.row(&self.plan, msg.body, record)?;
+                    let masked = masks.row(&self.plan, msg.body, record, client)?;
                     if let Some(row) = masked.recorded {
                         self.rows_bytes += row.iter().map(|v| v.as_str().map_or(4, str::len)).sum::<usize>();
                         self.rows.push(Value::Array(row));
                     }
-                    if let Some(replacement) = masked.for_client {
-                        return Ok(Reply::Replace(replacement));
+                    if masked.rewritten {
+                        return Ok(Reply::Rewritten);
                     }
                 } else if record {
                     let n = f.count()?;
@@ -898,7 +924,7 @@ mod tests {
         let ready = msg(b'Z', b"I");
         let mut events = Vec::new();
         for m in [&row_description, &row, &row, &complete, &ready] {
-            responses.on_message(message(m), &queue, &mut events).unwrap();
+            responses.on_message(message(m), &queue, &mut events, &mut ToClient::new(&mut BytesMut::new(), &[])).unwrap();
         }
         assert_eq!(events.len(), 1);
         let result = &events[0];
@@ -921,7 +947,7 @@ mod tests {
         let mut events = Vec::new();
         let error = msg(b'E', b"SERROR\0VERROR\0C42703\0Mcolumn \"nope\" does not exist\0\0");
         for m in [msg(b'C', b"CREATE TABLE\0"), error, msg(b'Z', b"I")] {
-            responses.on_message(message(&m), &queue, &mut events).unwrap();
+            responses.on_message(message(&m), &queue, &mut events, &mut ToClient::new(&mut BytesMut::new(), &[])).unwrap();
         }
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].attrs["statement_index"], 1);
@@ -1039,6 +1065,8 @@ mod tests {
         assert!(requests.on_message(message(&msg(b'Q', b"no terminator")), &queue).is_err());
         assert!(requests.on_message(message(&msg(b'B', b"\0s\0\xff\xff")), &queue).is_err());
         let mut responses = Responses::new(5);
-        assert!(responses.on_message(message(&msg(b'D', b"\0\x01\0\0\0\x09ab")), &queue, &mut Vec::new()).is_err());
+        let mut out = BytesMut::new();
+        let bad_row = msg(b'D', b"\0\x01\0\0\0\x09ab");
+        assert!(responses.on_message(message(&bad_row), &queue, &mut Vec::new(), &mut ToClient::new(&mut out, &[])).is_err());
     }
 }

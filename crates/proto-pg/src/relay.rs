@@ -21,7 +21,7 @@ use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::front::ReadySession;
 use crate::mask::WireMasks;
-use crate::record::{self, PendingQueue, Reply, Requests, Responses};
+use crate::record::{self, PendingQueue, Reply, Requests, Responses, ToClient};
 use crate::stream::Stream;
 use crate::{Interrupt, PgGate, PgTarget, Subject};
 use witness_policy::mask::SessionMasks;
@@ -125,7 +125,6 @@ where
         masks: masks.clone(),
         catalog: target.catalog.clone(),
         counts: Default::default(),
-        scratch: Default::default(),
     };
     let requests = Requests::new(masks.as_ref().map(wire_masks));
     let responses = Responses::with_masks(max_rows, masks.as_ref().map(wire_masks));
@@ -467,8 +466,12 @@ where
                             }
                         }
                     }
-                    match responses.on_message(msg, queue, &mut events) {
+                    match responses.on_message(msg, queue, &mut events, &mut ToClient::new(&mut out, &buf[copied..upto])) {
                         Ok(Reply::Forward) => upto += len,
+                        Ok(Reply::Rewritten) => {
+                            upto += len;
+                            copied = upto;
+                        }
                         Ok(Reply::Replace(replacement)) => {
                             out.extend_from_slice(&buf[copied..upto]);
                             out.extend_from_slice(&replacement);

@@ -2,6 +2,8 @@
 //! Values nothing matches are left alone without allocating; the original of a masked value is
 //! not kept anywhere.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -21,7 +23,8 @@ pub enum Masked {
     Unchanged,
     /// The value cannot be masked inside its type: it becomes NULL.
     Null,
-    Value(Vec<u8>),
+    /// The masked value; a fixed marker (`[redacted]`) is not copied.
+    Value(Cow<'static, [u8]>),
 }
 
 /// How many values each rule masked, per detector (or whole columns): what the recording says.
@@ -46,7 +49,7 @@ impl SessionMasks {
             return match kind {
                 ValueKind::Other | ValueKind::Opaque => Masked::Null,
                 ValueKind::Text => Masked::Value(self.whole(style, value)),
-                ValueKind::Json => Masked::Value(json_string(&self.whole(style, value))),
+                ValueKind::Json => Masked::Value(json_string(&self.whole(style, value)).into()),
             };
         }
         match kind {
@@ -66,11 +69,11 @@ impl SessionMasks {
                 }
             }
             ValueKind::Text => match self.text(stage, value, counts) {
-                Some(masked) => Masked::Value(masked),
+                Some(masked) => Masked::Value(masked.into()),
                 None => Masked::Unchanged,
             },
             ValueKind::Json => match self.replace(stage, value, counts, true) {
-                Some(masked) => Masked::Value(masked),
+                Some(masked) => Masked::Value(masked.into()),
                 None => Masked::Unchanged,
             },
         }
@@ -149,9 +152,9 @@ impl SessionMasks {
     }
 
     /// A whole value in a rule's style.
-    fn whole(&self, style: MaskStyle, value: &[u8]) -> Vec<u8> {
-        match style {
-            MaskStyle::Redact => b"[redacted]".to_vec(),
+    fn whole(&self, style: MaskStyle, value: &[u8]) -> Cow<'static, [u8]> {
+        Cow::Owned(match style {
+            MaskStyle::Redact => return Cow::Borrowed(b"[redacted]"),
             MaskStyle::Hash => self.hash(value).into_bytes(),
             MaskStyle::Partial => {
                 // A value that is exactly something a detector knows (an email in an email column)
@@ -172,7 +175,7 @@ impl SessionMasks {
                     }
                 }
             }
-        }
+        })
     }
 
     fn hash(&self, value: &[u8]) -> String {
