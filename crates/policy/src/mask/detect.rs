@@ -80,14 +80,8 @@ pub fn scan(text: &[u8], set: DetectorSet, found: &mut impl FnMut(Found)) {
         return;
     }
     let seen = Seen::of(text);
-    // The matchers that may match at all, one bit each (most values rule out every one, and
-    // then nothing else is done for them).
-    let mut candidates = 0u16;
-    for (i, matcher) in Matcher::ALL.into_iter().enumerate() {
-        if set.contains(matcher.detector()) && matcher.may_match(&seen, text) {
-            candidates |= 1 << i;
-        }
-    }
+    // Most values rule out every matcher, and then nothing else is done for them.
+    let candidates = Matcher::candidates(&seen, text, set);
     if candidates == 0 {
         return;
     }
@@ -324,31 +318,51 @@ impl Matcher {
         }
     }
 
-    /// Whether the matcher can match `text`, of `len` bytes made of the `seen` bytes: the bytes
-    /// every match must contain, the shortest match, and for numbers the digits a match holds
-    /// in one group (a card 13, a North-American phone 10, an SSN 9, an IPv4 address 4).
-    #[inline(always)]
-    fn may_match(self, seen: &Seen, text: &[u8]) -> bool {
+    /// The matchers of `set` that can match `text`, made of the `seen` bytes, one bit each
+    /// ([`Matcher::bit`]): the bytes every match must contain, the shortest match, and for
+    /// numbers the digits a match holds in one group (a card 13, a North-American phone 10, an
+    /// SSN 9, an IPv4 address 4). Worked out with bit operations rather than a test per matcher
+    /// (which cost a jump each, a third of the time of a short value); the digit groups are
+    /// counted only when a number matcher is still in.
+    fn candidates(seen: &Seen, text: &[u8], set: DetectorSet) -> u16 {
         let len = text.len();
-        match self {
-            Matcher::Email => len >= 6 && seen.has(b'@') && seen.has(b'.'),
-            Matcher::Card => len >= 13 && seen.digits >= 13 && seen.digit_group(text) >= 13,
-            Matcher::Iban => len >= 15 && seen.uppers >= 2 && seen.digit(),
-            Matcher::PhoneInternational => len >= 10 && seen.has(b'+') && seen.digit(),
-            Matcher::PhoneNorthAmerica => {
-                len >= 12 && seen.digits >= 10 && (seen.has(b'(') || ((seen.has(b'-') || seen.has(b'.')) && seen.digit_group(text) >= 10))
-            }
-            Matcher::Ssn => len >= 11 && seen.has(b'-') && seen.digits >= 9 && seen.digit_group(text) >= 9,
-            Matcher::NationalInsurance => len >= 9 && seen.uppers >= 3 && seen.digit(),
-            Matcher::Ipv4 => len >= 7 && seen.has(b'.') && seen.digits >= 4 && seen.digit_group(text) >= 4,
-            Matcher::Ipv6 => len >= 3 && seen.has(b':'),
-            Matcher::AwsAccessKeyId => len >= 20 && seen.has(b'A'),
-            Matcher::AwsSecretKey => len >= 40 && seen.digit() && seen.upper() && seen.lower(),
-            Matcher::ApiKey => len >= 15 && (seen.has(b'_') || seen.has(b'-')) && seen.api_key_pair,
-            Matcher::Jwt => len >= 23 && seen.has(b'J') && seen.has(b'.'),
-            Matcher::PrivateKey => len >= 27 && seen.has(b'-') && seen.has(b'K'),
-            Matcher::Secret => len >= 5 && (seen.has(b'=') || seen.has(b':') || seen.has(b' ') || seen.has(b'\t')) && seen.secret_pair,
+        let has = |b| seen.has(b);
+        let bit = |matcher: Matcher, may: bool| u16::from(may) << matcher as u16;
+        let mut candidates = bit(Matcher::Email, len >= 6 && has(b'@') && has(b'.'))
+            | bit(Matcher::Card, len >= 13 && seen.digits >= 13)
+            | bit(Matcher::Iban, len >= 15 && seen.uppers >= 2 && seen.digit())
+            | bit(Matcher::PhoneInternational, len >= 10 && has(b'+') && seen.digit())
+            | bit(Matcher::PhoneNorthAmerica, len >= 12 && seen.digits >= 10 && (has(b'(') || has(b'-') || has(b'.')))
+            | bit(Matcher::Ssn, len >= 11 && has(b'-') && seen.digits >= 9)
+            | bit(Matcher::NationalInsurance, len >= 9 && seen.uppers >= 3 && seen.digit())
+            | bit(Matcher::Ipv4, len >= 7 && has(b'.') && seen.digits >= 4)
+            | bit(Matcher::Ipv6, len >= 3 && has(b':'))
+            | bit(Matcher::AwsAccessKeyId, len >= 20 && has(b'A'))
+            | bit(Matcher::AwsSecretKey, len >= 40 && seen.digit() && seen.upper() && seen.lower())
+            | bit(Matcher::ApiKey, len >= 15 && (has(b'_') || has(b'-')) && seen.api_key_pair)
+            | bit(Matcher::Jwt, len >= 23 && has(b'J') && has(b'.'))
+            | bit(Matcher::PrivateKey, len >= 27 && has(b'-') && has(b'K'))
+            | bit(Matcher::Secret, len >= 5 && (has(b'=') || has(b':') || has(b' ') || has(b'\t')) && seen.secret_pair);
+        candidates &= Matcher::of(set);
+        const NUMBERS: u16 = Matcher::Card.bit() | Matcher::PhoneNorthAmerica.bit() | Matcher::Ssn.bit() | Matcher::Ipv4.bit();
+        if candidates & NUMBERS != 0 {
+            let group = seen.digit_group(text);
+            candidates &= !(bit(Matcher::Card, group < 13)
+                | bit(Matcher::PhoneNorthAmerica, !has(b'(') && group < 10)
+                | bit(Matcher::Ssn, group < 9)
+                | bit(Matcher::Ipv4, group < 4));
         }
+        candidates
+    }
+
+    /// The matcher's bit in a set of matchers: its place in [`Matcher::ALL`].
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+
+    /// The matchers of the detectors in `set`.
+    fn of(set: DetectorSet) -> u16 {
+        Matcher::ALL.iter().fold(0, |matchers, m| matchers | (u16::from(set.contains(m.detector())) << *m as u16))
     }
 
     /// The first match that starts at or after `from`.
@@ -397,7 +411,7 @@ struct Seen {
     digit_group: std::cell::Cell<Option<usize>>,
 }
 
-/// The bytes [`Matcher::may_match`] asks about, one bit each (in this order).
+/// The bytes [`Matcher::candidates`] asks about, one bit each (in this order).
 const TRIGGERS: [u8; 13] = [b'@', b'.', b'+', b'-', b'(', b':', b'A', b'_', b'J', b'K', b'=', b' ', b'\t'];
 const DIGIT_SEEN: u64 = 1 << 13;
 const UPPER_SEEN: u64 = 1 << 14;
