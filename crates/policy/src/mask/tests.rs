@@ -1,3 +1,6 @@
+//! Masking rules applied to values: which columns a rule covers, each style's output, the two
+//! stages (client, then recording only) and what the counts say.
+
 use super::*;
 
 fn rule(name: &str, columns: &[&str], detectors: &[&str], apply_to: ApplyTo, style: MaskStyle) -> MaskRule {
