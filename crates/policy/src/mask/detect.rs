@@ -389,11 +389,11 @@ impl Matcher {
 
 /// Which of the bytes the matchers need occur in a text: one pass that lets [`scan`] skip
 /// matchers whose trigger bytes are absent (most short values rule out most matchers). The pass
-/// ORs a table entry per byte into one register (no table of its own to clear and fill), and
-/// in short texts notes whether two adjacent bytes make one of the letter pairs that secret-like
-/// names and API key prefixes start with. The
-/// longest group of digits is worked out only when a number matcher asks, in a second pass: text
-/// with digits here and there (dates, hex digests, counts) rules out every number matcher at once.
+/// ORs a table entry per byte into one register (no table of its own to clear and fill), and in
+/// short texts notes whether two adjacent bytes make one of the letter pairs that secret-like
+/// names and API key prefixes hold. The longest group of digits is worked out only when a number
+/// matcher asks, in a second pass: text with digits here and there (dates, hex digests, counts)
+/// rules out every number matcher at once.
 struct Seen {
     /// [`TRIGGERS`] bits, [`DIGIT_SEEN`], [`UPPER_SEEN`], [`LOWER_SEEN`] (and pair bits, which
     /// mean nothing once ORed together).
@@ -523,7 +523,6 @@ impl Seen {
             let (bits, counts) = text.iter().fold((0, 0u64), |(bits, counts), &b| (bits | CENSUS[b as usize], counts + COUNTS[b as usize]));
             (bits, counts, u64::MAX)
         };
-
         let (digits, uppers) = if text.len() < u32::MAX as usize {
             ((counts & u64::from(u32::MAX)) as usize, (counts >> 32) as usize)
         } else {

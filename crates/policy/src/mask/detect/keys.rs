@@ -110,16 +110,16 @@ const TOKEN_PREFIXES: [&str; 24] = [
 /// The shortest token: `xoxb-` and 10 bytes.
 const MIN_API_KEY: usize = 15;
 
-/// GitHub (`ghp_` and 36 letters or digits; `github_pat_` and 82), GitLab (`glpat-` and 20 or
-/// more), Slack (`xoxb-` and 10 or more), Stripe secret and restricted keys (`sk_live_` and 24
-/// or more), OpenAI and Anthropic (`sk-`, `sk-proj-`, `sk-ant-` and 20 or more). The tokens
-/// whose length is not fixed must hold a digit: generated tokens all but always do, and
-/// hyphenated words after "sk-" do not.
 /// The first two letters of every prefix [`find_api_key`] knows (`github_pat_`, `ghp_`, `glpat-`,
 /// `xoxb-`, `sk_live_`, `rk_test_`, `sk-`), as written: a text without one of these pairs holds no
 /// API key, and the census that [`super::scan`] takes first can tell.
 pub(super) const API_KEY_PAIRS: [&[u8; 2]; 6] = [b"gi", b"gh", b"gl", b"xo", b"sk", b"rk"];
 
+/// GitHub (`ghp_` and 36 letters or digits; `github_pat_` and 82), GitLab (`glpat-` and 20 or
+/// more), Slack (`xoxb-` and 10 or more), Stripe secret and restricted keys (`sk_live_` and 24
+/// or more), OpenAI and Anthropic (`sk-`, `sk-proj-`, `sk-ant-` and 20 or more). The tokens
+/// whose length is not fixed must hold a digit: generated tokens all but always do, and
+/// hyphenated words after "sk-" do not.
 pub(super) fn find_api_key(text: &[u8], from: usize) -> Option<Span> {
     let mut i = from;
     let is_anchor = |b: u8| b == b'_' || b == b'-';
