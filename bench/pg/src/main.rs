@@ -167,12 +167,7 @@ fn run() -> Result<(), String> {
                 }
                 let result = conninfo.as_ref().map_err(|_| "not started (see above)".to_string()).and_then(|conninfo| {
                     eprintln!("{}: {c} clients, {}", workload.name, TARGETS[t]);
-                    let before = proxy_pids[t].and_then(servers::cpu_ticks);
-                    let mut sample = pgbench::run(workload.mode, c, seconds, conninfo, log_dir.path())?;
-                    let after = proxy_pids[t].and_then(servers::cpu_ticks);
-                    // Ticks are 10 ms; the CPU the proxy spent over the run, per transaction.
-                    sample.proxy_cpu_us = before.zip(after).map(|(b, a)| (a.saturating_sub(b) as f64 * 1e4) / sample.n_txns.max(1) as f64);
-                    Ok(sample)
+                    servers::charged_to(proxy_pids[t], || pgbench::run(workload.mode, c, seconds, conninfo, log_dir.path()))
                 });
                 results.insert((w, c, t), result);
             }

@@ -8,7 +8,7 @@ use std::path::Path;
 use witness_testkit::Postgres;
 
 use crate::pgbench::{self, Sample};
-use crate::servers::{cpu_ticks, Witness};
+use crate::servers::{charged_to, Witness};
 
 const MASK_ALL: &str = r#"
 [[masking]]
@@ -52,11 +52,7 @@ pub fn run(witness_bin: &Path, pg: &Postgres, seconds: u32, clients: &[u32], log
             eprintln!("100-row select: {c} clients, {name}");
             // Witness's own CPU per statement: steadier from run to run than the TPS ratio,
             // which moves with whatever else the machine's two cores are doing.
-            let before = cpu_ticks(w.pid());
-            let mut sample = pgbench::run_with(&workload, c, seconds, &conninfo(w), log_dir)?;
-            let after = cpu_ticks(w.pid());
-            sample.proxy_cpu_us = before.zip(after).map(|(b, a)| (a.saturating_sub(b) as f64 * 1e4) / sample.n_txns.max(1) as f64);
-            Ok(sample)
+            charged_to(Some(w.pid()), || pgbench::run_with(&workload, c, seconds, &conninfo(w), log_dir))
         };
         let without = one(&plain, "witness-write");
         let with = one(&masked, "witness-mask");

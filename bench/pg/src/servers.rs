@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use witness_testkit::free_port;
 
+use crate::pgbench::Sample;
 use crate::{output, tail};
 
 /// True when we run as root, read from the owner of /proc/self so that no libc call is needed.
@@ -203,8 +204,19 @@ impl Drop for Witness {
     }
 }
 
+/// Runs one pgbench sample and charges it the CPU that process `pid` (a proxy, when there is
+/// one) spent over the run, per transaction.
+pub fn charged_to(pid: Option<u32>, run: impl FnOnce() -> Result<Sample, String>) -> Result<Sample, String> {
+    let before = pid.and_then(cpu_ticks);
+    let mut sample = run()?;
+    let after = pid.and_then(cpu_ticks);
+    // Ticks are 10 ms.
+    sample.proxy_cpu_us = before.zip(after).map(|(b, a)| (a.saturating_sub(b) as f64 * 1e4) / sample.n_txns.max(1) as f64);
+    Ok(sample)
+}
+
 /// User and system CPU time of a process (all its threads), in clock ticks (10 ms on Linux).
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) end with ')'.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
