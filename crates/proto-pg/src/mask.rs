@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 use witness_policy::mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Masked, SessionMasks, Stage, ValueKind};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, TableNames};
 use crate::codec::{DecodeError, Fields};
 use crate::record::ToClient;
 
@@ -37,6 +37,10 @@ pub(crate) struct Plan {
     /// of): with column rules in force, every value is masked.
     blind: bool,
 }
+
+/// The catalog entries a [`Plan`] was made from: per table, its names then (None: not known).
+#[derive(Debug, Default)]
+pub(crate) struct Consulted(Vec<(u32, Option<Arc<TableNames>>)>);
 
 /// How a value of a column sits in its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,12 +150,19 @@ impl WireMasks {
         self.catalog.missing(columns.iter().map(|c| c.table_oid))
     }
 
-    /// The plan for a result's columns. Names come from the catalog cache (looked up beforehand);
-    /// a table it does not know counts as matching every table pattern.
-    pub fn plan(&self, columns: &[Column]) -> Plan {
+    /// The plan for a result's columns, and the catalog entries it was made from. Names come from
+    /// the catalog cache (looked up beforehand); a table it does not know counts as matching every
+    /// table pattern.
+    pub fn plan(&self, columns: &[Column]) -> (Plan, Consulted) {
         let mut plan = Plan { columns: Vec::with_capacity(columns.len()), blind: false };
+        let mut consulted = Consulted::default();
         for column in columns {
             let names = (column.table_oid != 0 && self.masks.has_column_rules()).then(|| self.catalog.table(column.table_oid));
+            if let Some(names) = &names {
+                if !consulted.0.iter().any(|(oid, _)| *oid == column.table_oid) {
+                    consulted.0.push((column.table_oid, names.clone()));
+                }
+            }
             let (kind, shape) = kind(column.type_oid, column.format);
             let source = names
                 .as_ref()
@@ -161,7 +172,17 @@ impl WireMasks {
             let info = ColumnInfo { output_name: &column.name, source, source_unknown, kind };
             plan.columns.push((self.masks.column(&info), shape, column.format));
         }
-        plan
+        (plan, consulted)
+    }
+
+    /// Whether the catalog still says what a plan was made from (an entry is asked again once
+    /// it is a minute old, and a table witness did not know may be known now).
+    pub fn is_current(&self, consulted: &Consulted) -> bool {
+        consulted.0.iter().all(|(oid, names)| match (self.catalog.table(*oid), names) {
+            (Some(now), Some(then)) => Arc::ptr_eq(&now, then),
+            (None, None) => true,
+            _ => false,
+        })
     }
 
     /// Masks one DataRow; a row that changes for the client is written to `client`. `record`
@@ -169,8 +190,10 @@ impl WireMasks {
     pub fn row(&mut self, plan: &Plan, body: &[u8], record: bool, client: &mut ToClient<'_>) -> Result<MaskedRow, DecodeError> {
         let mut f = Fields::new(body);
         let n = f.count()?;
-        // The client's buffer, and where the rewritten row starts in it.
+        // The client's buffer, and where the rewritten row starts in it. The bytes of `body` up to
+        // `copied` are in it: unchanged values go across in one piece up to the next change.
         let mut out: Option<(&mut BytesMut, usize)> = None;
+        let mut copied = 0;
         let mut recorded = record.then(|| Vec::with_capacity(n.min(1024)));
         let blind = plan.blind && self.masks.has_column_rules();
         for i in 0..n {
@@ -182,22 +205,22 @@ impl WireMasks {
                 Some(_) if blind => Masked::Null,
                 Some(value) => self.cell(Stage::Client, &mask, shape, value),
             };
-            if !matches!(client_masked, Masked::Unchanged) && out.is_none() {
-                // The first change: copy the row so far, then build the rest value by value.
-                let rewritten = client.rewrite();
-                let row_start = rewritten.len();
-                rewritten.reserve(body.len() + 64);
-                rewritten.put_u8(b'D');
-                rewritten.put_i32(0);
-                rewritten.put_slice(&body[..start]);
-                out = Some((rewritten, row_start));
-            }
             let client_value: Option<&[u8]> = match &client_masked {
                 Masked::Unchanged => raw,
                 Masked::Null => None,
                 Masked::Value(v) => Some(v),
             };
-            if let Some((out, _)) = &mut out {
+            if !matches!(client_masked, Masked::Unchanged) && out.is_none() {
+                // The first change: the row goes to the client's buffer from here on.
+                let rewritten = client.rewrite();
+                let row_start = rewritten.len();
+                rewritten.reserve(body.len() + 64);
+                rewritten.put_u8(b'D');
+                rewritten.put_i32(0);
+                out = Some((rewritten, row_start));
+            }
+            if let Some((out, _)) = out.as_mut().filter(|_| !matches!(client_masked, Masked::Unchanged)) {
+                out.put_slice(&body[copied..start]);
                 match client_value {
                     None => out.put_i32(-1),
                     Some(v) => {
@@ -205,6 +228,7 @@ impl WireMasks {
                         out.put_slice(v);
                     }
                 }
+                copied = body.len() - f.remaining().len();
             }
             if let Some(recorded) = &mut recorded {
                 // Borrowed unless the recording-only stage changes the value: no copy per cell.
@@ -223,6 +247,7 @@ impl WireMasks {
         }
         let rewritten = out.is_some();
         if let Some((out, row_start)) = out {
+            out.put_slice(&body[copied..]);
             let len = (out.len() - row_start - 1) as i32;
             out[row_start + 1..row_start + 5].copy_from_slice(&len.to_be_bytes());
         }

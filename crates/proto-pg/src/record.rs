@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use witness_core::{Direction, Event, EventKind, PayloadType};
 
 use crate::codec::{parse_error_fields, DecodeError, Fields, Message};
-use crate::mask::{Column, Plan, WireMasks};
+use crate::mask::{Column, Consulted, Plan, WireMasks};
 use witness_policy::mask::SessionMasks;
 
 /// One value shown in a recording is cut at this many bytes.
@@ -174,6 +174,19 @@ pub struct Responses {
     rows_bytes: usize,
     n_rows: u64,
     copy_out: Option<CopyCount>,
+    /// The last RowDescription and what it gave. libpq describes the portal of every prepared
+    /// execution (`PQsendQueryPrepared`), so the same bytes arrive statement after statement, and
+    /// reading and planning them each time cost more than masking the rows of a small result.
+    last_description: Option<LastDescription>,
+}
+
+/// A RowDescription's bytes, its columns, and the masking plan made from them (with the catalog
+/// entries the plan consulted, which must still be current for it to be used again).
+struct LastDescription {
+    body: Vec<u8>,
+    columns: Vec<Column>,
+    plan: Plan,
+    consulted: Consulted,
 }
 
 impl Requests {
@@ -358,6 +371,7 @@ impl Responses {
             rows_bytes: 0,
             n_rows: 0,
             copy_out: None,
+            last_description: None,
         }
     }
 
@@ -365,9 +379,28 @@ impl Responses {
     /// RowDescription naming tables the catalog cache does not know); empty for other messages.
     pub(crate) fn tables_to_look_up(&self, msg: Message<'_>) -> Vec<u32> {
         match (&self.masks, msg.tag) {
+            (Some(_), b'T') if self.last_description_fits(msg.body) => Vec::new(),
             (Some(masks), b'T') => row_description(msg.body).map(|columns| masks.tables_to_look_up(&columns)).unwrap_or_default(),
             _ => Vec::new(),
         }
+    }
+
+    /// Whether the last description is `body`, and its plan still stands.
+    fn last_description_fits(&self, body: &[u8]) -> bool {
+        self.last_description
+            .as_ref()
+            .is_some_and(|last| last.body == body && self.masks.as_ref().is_none_or(|masks| masks.is_current(&last.consulted)))
+    }
+
+    /// The columns of a RowDescription and how their values are masked.
+    fn describe(&mut self, body: &[u8]) -> Result<(Vec<Column>, Plan), DecodeError> {
+        if let Some(last) = self.last_description.as_ref().filter(|_| self.last_description_fits(body)) {
+            return Ok((last.columns.clone(), last.plan.clone()));
+        }
+        let columns = row_description(body)?;
+        let (plan, consulted) = self.masks.as_ref().map(|m| m.plan(&columns)).unwrap_or_default();
+        self.last_description = Some(LastDescription { body: body.to_vec(), columns: columns.clone(), plan: plan.clone(), consulted });
+        Ok((columns, plan))
     }
 
     /// Looks at one target message; adds the events to record before it reaches the client, and
@@ -382,8 +415,7 @@ impl Responses {
         let mut f = Fields::new(msg.body);
         match msg.tag {
             b'T' => {
-                let columns = row_description(msg.body)?;
-                let plan = self.masks.as_ref().map(|m| m.plan(&columns)).unwrap_or_default();
+                let (columns, plan) = self.describe(msg.body)?;
                 let mut queue = lock(queue);
                 match queue.front() {
                     Some(Pending::Describe { statement: Some(id) }) => {
@@ -935,6 +967,38 @@ mod tests {
         let payload: Value = serde_json::from_slice(&result.payload).unwrap();
         assert_eq!(payload["rows"], json!([["42"]]), "rows are kept up to the cap");
         assert!(queue.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_description_like_the_last_is_planned_like_it_and_any_other_afresh() {
+        use witness_policy::mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
+        let rule = MaskRule {
+            name: "pii".into(),
+            connections: Vec::new(),
+            groups: Vec::new(),
+            columns: vec![ColumnPattern::new("*.email").unwrap()],
+            detectors: DetectorSet::EMPTY,
+            apply_to: ApplyTo::ClientAndRecording,
+            style: MaskStyle::Redact,
+        };
+        let masks = Masking::new(vec![rule], b"test").unwrap().for_session("pg", &[]).unwrap();
+        let queue = PendingQueue::default();
+        let mut responses = Responses::with_session_masks(10, masks);
+        // One text column of table OID 16400 (unknown to the catalog: every table pattern matches).
+        let described = |name: &[u8]| msg(b'T', &[b"\0\x01", name, b"\0\0\0\x40\x10\0\x02\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"].concat());
+        let row = msg(b'D', b"\0\x01\0\0\0\x05a@b.c");
+        let mut replies = Vec::new();
+        for name in [&b"email"[..], b"note", b"email", b"email", b"note"] {
+            let mut events = Vec::new();
+            let mut out = BytesMut::new();
+            for m in [described(name), row.clone(), msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")] {
+                let reply = responses.on_message(message(&m), &queue, &mut events, &mut ToClient::new(&mut out, &[])).unwrap();
+                if m[0] == b'D' {
+                    replies.push(matches!(reply, Reply::Rewritten));
+                }
+            }
+        }
+        assert_eq!(replies, [true, false, true, true, false], "the email column is masked, the note column is not");
     }
 
     #[test]

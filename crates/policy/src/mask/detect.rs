@@ -24,6 +24,7 @@
 
 mod financial;
 mod keys;
+mod lanes;
 mod pii;
 mod secret;
 
@@ -387,122 +388,34 @@ impl Matcher {
     }
 }
 
-/// Which of the bytes the matchers need occur in a text: one pass that lets [`scan`] skip
-/// matchers whose trigger bytes are absent (most short values rule out most matchers). The pass
-/// ORs a table entry per byte into one register (no table of its own to clear and fill), and in
-/// short texts notes whether two adjacent bytes make one of the letter pairs that secret-like
-/// names and API key prefixes hold. The longest group of digits is worked out only when a number
-/// matcher asks, in a second pass: text with digits here and there (dates, hex digests, counts)
-/// rules out every number matcher at once.
+/// Which of the bytes the matchers need occur in a text: one pass ([`lanes::census`], sixteen
+/// bytes at a time) that lets [`scan`] skip matchers whose trigger bytes are absent (most short
+/// values rule out most matchers). In short texts it also notes whether two adjacent bytes make
+/// one of the letter pairs that secret-like names and API key prefixes hold. The longest group of
+/// digits is worked out only when a number matcher asks, in a second pass: text with digits here
+/// and there (dates, hex digests, counts) rules out every number matcher at once.
 struct Seen {
-    /// [`TRIGGERS`] bits, [`DIGIT_SEEN`], [`UPPER_SEEN`], [`LOWER_SEEN`] (and pair bits, which
-    /// mean nothing once ORed together).
-    bits: u64,
+    /// Bit `t` when `TRIGGERS[t]` occurs.
+    triggers: u16,
     /// Whether one of [`secret::PAIRS`] occurs (two adjacent bytes, either case; taken as true
     /// in a long text): every secret-like name holds one, and few other words do.
     secret_pair: bool,
-    /// Whether one of [`keys::API_KEY_PAIRS`] occurs (taken as true in a long text): every API key
-    /// prefix starts with one.
+    /// Whether one of [`keys::API_KEY_PAIRS`] occurs (either case; taken as true in a long text):
+    /// every API key prefix starts with one.
     api_key_pair: bool,
     /// How many ASCII digits: a number needs as many as its longest group at least.
     digits: usize,
     /// How many ASCII capitals: an IBAN starts with two, a National Insurance number has three.
     uppers: usize,
+    lowers: bool,
     digit_group: std::cell::Cell<Option<usize>>,
 }
 
 /// The bytes [`Matcher::candidates`] asks about, one bit each (in this order).
 const TRIGGERS: [u8; 13] = [b'@', b'.', b'+', b'-', b'(', b':', b'A', b'_', b'J', b'K', b'=', b' ', b'\t'];
-const DIGIT_SEEN: u64 = 1 << 13;
-const UPPER_SEEN: u64 = 1 << 14;
-const LOWER_SEEN: u64 = 1 << 15;
-/// The [`TRIGGERS`] bits.
-const TRIGGER_BITS: u64 = (1 << TRIGGERS.len()) - 1;
-/// From this bit on, one bit per letter pair whose second letter the byte is: first the
-/// [`secret::PAIRS`] (either case), then the [`keys::API_KEY_PAIRS`] (as written). From
-/// [`FIRST_OF_PAIR_BIT`] on, the same for first letters. Shifting the previous byte's entry right
-/// by the difference lines its first-letter bits up with this byte's second-letter bits.
-const SECOND_OF_PAIR_BIT: u32 = 16;
-const FIRST_OF_PAIR_BIT: u32 = 32;
-const SECRET_PAIR_BITS: u64 = ((1 << secret::PAIRS.len()) - 1) << SECOND_OF_PAIR_BIT;
-const API_KEY_PAIR_BITS: u64 = ((1 << keys::API_KEY_PAIRS.len()) - 1) << (SECOND_OF_PAIR_BIT + secret::PAIRS.len() as u32);
-
-/// The pair bits of byte `b` as the letter at `index` (0 or 1) of a pair, counted from bit 0.
-const fn pair_bits(b: u8, index: usize) -> u64 {
-    let mut bits = 0;
-    let mut p = 0;
-    while p < secret::PAIRS.len() {
-        if secret::PAIRS[p][index] == b.to_ascii_lowercase() {
-            bits |= 1 << p;
-        }
-        p += 1;
-    }
-    let mut k = 0;
-    while k < keys::API_KEY_PAIRS.len() {
-        if keys::API_KEY_PAIRS[k][index] == b {
-            bits |= 1 << (secret::PAIRS.len() + k);
-        }
-        k += 1;
-    }
-    bits
-}
-
-/// Per byte: its trigger bit, and its class bit.
-static CENSUS: [u64; 256] = census();
-
-const fn census() -> [u64; 256] {
-    let pairs = secret::PAIRS.len() + keys::API_KEY_PAIRS.len();
-    assert!(pairs <= (FIRST_OF_PAIR_BIT - SECOND_OF_PAIR_BIT) as usize, "a bit for each letter pair");
-    let mut table = [0u64; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        let mut bits = 0;
-        let mut t = 0;
-        while t < TRIGGERS.len() {
-            if TRIGGERS[t] == b {
-                bits |= 1 << t;
-            }
-            t += 1;
-        }
-        if b.is_ascii_digit() {
-            bits |= DIGIT_SEEN;
-        }
-        if b.is_ascii_uppercase() {
-            bits |= UPPER_SEEN;
-        }
-        if b.is_ascii_lowercase() {
-            bits |= LOWER_SEEN;
-        }
-        bits |= pair_bits(b, 1) << SECOND_OF_PAIR_BIT;
-        bits |= pair_bits(b, 0) << FIRST_OF_PAIR_BIT;
-        table[i] = bits;
-        i += 1;
-    }
-    table
-}
-
-/// Per byte: 1 for a digit, 1 << 32 for a capital, so one addition counts both (see
-/// [`Seen::of`], which does not trust the counts of a text of 4 GiB or more).
-static COUNTS: [u64; 256] = {
-    let mut table = [0u64; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        table[i] = if b.is_ascii_digit() {
-            1
-        } else if b.is_ascii_uppercase() {
-            1 << 32
-        } else {
-            0
-        };
-        i += 1;
-    }
-    table
-};
 
 /// Texts up to this long are searched for letter pairs in the census. A longer text holds some
-/// pair almost surely, and the census is a third faster without looking.
+/// pair almost surely, and the census is faster without looking.
 const PAIRS_LOOKED_FOR_UP_TO: usize = 256;
 
 /// The most digits any number matcher needs in one group (a card's 13); counting stops there.
@@ -510,27 +423,21 @@ const LONGEST_NUMBER_GROUP: usize = 13;
 
 impl Seen {
     fn of(text: &[u8]) -> Seen {
-        // Digits count in the low half of `counts`, capitals in the high half: one addition a byte.
-        let (bits, counts, pairs) = if text.len() <= PAIRS_LOOKED_FOR_UP_TO {
-            // `pairs` collects the pair bits two adjacent bytes share (see SECOND_OF_PAIR_BIT).
-            let (bits, counts, pairs, _) = text.iter().fold((0, 0u64, 0, 0), |(bits, counts, pairs, previous), &b| {
-                let entry = CENSUS[b as usize];
-                let pairs = pairs | (previous >> (FIRST_OF_PAIR_BIT - SECOND_OF_PAIR_BIT) & entry);
-                (bits | entry, counts + COUNTS[b as usize], pairs, entry)
-            });
-            (bits, counts, pairs)
-        } else {
-            let (bits, counts) = text.iter().fold((0, 0u64), |(bits, counts), &b| (bits | CENSUS[b as usize], counts + COUNTS[b as usize]));
-            (bits, counts, u64::MAX)
+        let look_for_pairs = text.len() <= PAIRS_LOOKED_FOR_UP_TO;
+        let census = lanes::census(text, look_for_pairs);
+        let (secret_pair, api_key_pair) = match look_for_pairs {
+            true => (census.pairs & ((1 << lanes::SECRET_PAIRS) - 1) != 0, census.pairs >> lanes::SECRET_PAIRS != 0),
+            false => (true, true),
         };
-        let (digits, uppers) = if text.len() < u32::MAX as usize {
-            ((counts & u64::from(u32::MAX)) as usize, (counts >> 32) as usize)
-        } else {
-            // Too long for the packed counts to be exact: rule nothing out by them.
-            (usize::MAX, usize::MAX)
-        };
-        let (secret_pair, api_key_pair) = (pairs & SECRET_PAIR_BITS != 0, pairs & API_KEY_PAIR_BITS != 0);
-        Seen { bits, secret_pair, api_key_pair, digits, uppers, digit_group: std::cell::Cell::new(None) }
+        Seen {
+            triggers: census.triggers,
+            secret_pair,
+            api_key_pair,
+            digits: census.digits,
+            uppers: census.uppers,
+            lowers: census.lowers,
+            digit_group: std::cell::Cell::new(None),
+        }
     }
 
     /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits
@@ -544,83 +451,30 @@ impl Seen {
             // Fewer digits than the smallest group any matcher needs (an IPv4 address's 4).
             return self.digits;
         }
-        if self.digits.saturating_mul(4) < text.len() {
-            // Digits here and there (prose): skip from digit run to digit run.
-            let longest = sparse_digit_group(text);
-            self.digit_group.set(Some(longest));
-            return longest;
-        }
-        // Dense digits (hex digests, dates, amounts): one pass over every byte, without
-        // branches on the bytes. A separator right after a digit keeps the group open;
-        // anything else but a digit closes it. The loop stays written here: moved into a
-        // function of its own (as `sparse_digit_group` is) it lost most of its speed
-        // (docs/BENCHMARKS.md, masking).
-        let (mut longest, mut group, mut after_digit) = (0, 0, false);
-        for chunk in text.chunks(16) {
-            for &b in chunk {
-                let digit = b.is_ascii_digit();
-                let separator = matches!(b, b' ' | b'-' | b'.');
-                group = if digit {
-                    group + 1
-                } else if separator && after_digit {
-                    group
-                } else {
-                    0
-                };
-                after_digit = digit;
-                longest = longest.max(group);
-            }
-            if longest >= LONGEST_NUMBER_GROUP {
-                longest = LONGEST_NUMBER_GROUP;
-                break;
-            }
-        }
+        let longest = lanes::longest_digit_group(text);
         self.digit_group.set(Some(longest));
         longest
     }
 
     /// Whether `b`, one of [`TRIGGERS`], occurs.
+    #[inline(always)]
     fn has(&self, b: u8) -> bool {
-        debug_assert!(TRIGGERS.contains(&b), "{:?} is not a census trigger; add it to TRIGGERS", b as char);
-        self.bits & CENSUS[b as usize] & TRIGGER_BITS != 0
+        let t = TRIGGERS.iter().position(|&trigger| trigger == b);
+        debug_assert!(t.is_some(), "{:?} is not a census trigger; add it to TRIGGERS", b as char);
+        t.is_some_and(|t| self.triggers & (1 << t) != 0)
     }
 
     fn digit(&self) -> bool {
-        self.bits & DIGIT_SEEN != 0
+        self.digits > 0
     }
 
     fn upper(&self) -> bool {
-        self.bits & UPPER_SEEN != 0
+        self.uppers > 0
     }
 
     fn lower(&self) -> bool {
-        self.bits & LOWER_SEEN != 0
+        self.lowers
     }
-}
-
-/// [`Seen::digit_group`] from digit run to digit run, eight bytes at a time over what lies
-/// between.
-fn sparse_digit_group(text: &[u8]) -> usize {
-    let mut longest = 0;
-    let mut i = 0;
-    while let Some(start) = next_digit(text, i) {
-        let (mut group, mut j) = (0, start);
-        loop {
-            let run = digits_at(text, j);
-            group += run;
-            j += run;
-            if group >= LONGEST_NUMBER_GROUP {
-                return LONGEST_NUMBER_GROUP;
-            }
-            match (text.get(j), text.get(j + 1)) {
-                (Some(b' ' | b'-' | b'.'), Some(next)) if next.is_ascii_digit() => j += 1,
-                _ => break,
-            }
-        }
-        longest = longest.max(group);
-        i = j;
-    }
-    longest
 }
 
 /// Byte classes the matchers search for, one bit each in [`CLASSES`]: a table lookup per byte

@@ -379,28 +379,76 @@ fn the_census_never_hides_a_match() {
     assert!(found_api_key > 0, "the random texts hold API keys");
 }
 
-/// The two ways of counting digit groups agree: one pass over every byte (where digits are
-/// dense) and skipping from digit run to digit run (where they are sparse).
+/// The digit groups counted sixty-four bytes at a time are those counted byte by byte: over
+/// random texts of digit runs, separators alone and doubled, and letters, long enough for groups
+/// to cross from one block of 64 bytes into the next.
 #[test]
-fn digit_groups_count_the_same_both_ways() {
+fn digit_groups_count_as_byte_by_byte() {
     // Pieces between `|`: digit runs, separators alone and doubled, letters.
     const PIECES: &str = "4111|1|55|555|0|2026|123456789| |-|.|  |--|-.|a|xyz|(|,|deadbeef";
     let pieces: Vec<&str> = PIECES.split('|').collect();
     let mut random = xorshift(0x2545_f491_4f6c_dd1d);
-    let (mut dense, mut sparse) = (0, 0);
+    let mut across_blocks = 0;
     for _ in 0..50_000 {
-        let len = 1 + random(24);
+        let len = 1 + random(60);
         let text: String = (0..len).map(|_| pieces[random(pieces.len())]).collect();
-        let seen = Seen::of(text.as_bytes());
-        if seen.digits < 4 {
-            continue;
-        }
-        let took_dense = seen.digits * 4 >= text.len();
-        dense += usize::from(took_dense);
-        sparse += usize::from(!took_dense);
-        assert_eq!(seen.digit_group(text.as_bytes()), sparse_digit_group(text.as_bytes()), "{text:?}");
+        let expected = digit_group_byte_by_byte(text.as_bytes());
+        assert_eq!(lanes::longest_digit_group(text.as_bytes()), expected, "{text:?}");
+        let bytes = text.as_bytes();
+        across_blocks +=
+            usize::from(bytes.len() > 64 && bytes[63].is_ascii_digit() && matches!(bytes[64], b'0'..=b'9' | b' ' | b'-' | b'.'));
     }
-    assert!(dense > 1_000 && sparse > 1_000, "both ways were compared: {dense} dense, {sparse} sparse");
+    assert!(across_blocks > 500, "groups crossed from one block into the next: {across_blocks}");
+}
+
+/// The longest digit group as the matchers see numbers, one byte at a time: a separator right
+/// after a digit keeps the group open, anything else but a digit closes it.
+fn digit_group_byte_by_byte(text: &[u8]) -> usize {
+    let (mut longest, mut group, mut after_digit) = (0, 0, false);
+    for &b in text {
+        let digit = b.is_ascii_digit();
+        group = match b {
+            _ if digit => group + 1,
+            b' ' | b'-' | b'.' if after_digit => group,
+            _ => 0,
+        };
+        after_digit = digit;
+        longest = usize::max(longest, group);
+    }
+    longest.min(LONGEST_NUMBER_GROUP)
+}
+
+/// The census taken sixteen bytes at a time is the census taken byte by byte, over random bytes
+/// weighted towards triggers, digits, letters and the letters of the pairs, at every length
+/// around the 16-byte chunks.
+#[test]
+fn census_counts_as_byte_by_byte() {
+    let alphabet: Vec<u8> = TRIGGERS.iter().copied().chain(*b"09azAZswpkecrbhgilxoSWKEGI\0\x7f\x80\xff").collect();
+    let mut random = xorshift(0x1234_5678_9abc_def1);
+    let mut pairs_seen = 0;
+    for round in 0..40_000 {
+        let len = round % 70;
+        let text: Vec<u8> = (0..len).map(|_| if random(4) == 0 { random(256) as u8 } else { alphabet[random(alphabet.len())] }).collect();
+        let expected = census_byte_by_byte(&text);
+        assert_eq!(lanes::census(&text, true), expected, "{text:?}");
+        assert_eq!(lanes::census(&text, false), lanes::Census { pairs: 0, ..expected }, "{text:?}");
+        pairs_seen += usize::from(expected.pairs != 0);
+    }
+    assert!(pairs_seen > 1_000, "the random texts hold letter pairs: {pairs_seen}");
+}
+
+fn census_byte_by_byte(text: &[u8]) -> lanes::Census {
+    let pairs = secret::PAIRS.iter().chain(keys::API_KEY_PAIRS.iter());
+    lanes::Census {
+        triggers: TRIGGERS.iter().enumerate().filter(|(_, t)| text.contains(t)).fold(0, |bits, (i, _)| bits | 1 << i),
+        digits: text.iter().filter(|b| b.is_ascii_digit()).count(),
+        uppers: text.iter().filter(|b| b.is_ascii_uppercase()).count(),
+        lowers: text.iter().any(u8::is_ascii_lowercase),
+        pairs: pairs
+            .enumerate()
+            .filter(|(_, pair)| text.windows(2).any(|w| w.eq_ignore_ascii_case(&pair[..])))
+            .fold(0, |bits, (i, _)| bits | 1 << i),
+    }
 }
 
 /// A repeatable pseudo-random number below `n` for each call (xorshift64), for test texts.
