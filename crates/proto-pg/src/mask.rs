@@ -210,7 +210,8 @@ impl WireMasks {
                 Masked::Null => None,
                 Masked::Value(v) => Some(v),
             };
-            if !matches!(client_masked, Masked::Unchanged) && out.is_none() {
+            let changed = !matches!(client_masked, Masked::Unchanged);
+            if changed && out.is_none() {
                 // The first change: the row goes to the client's buffer from here on.
                 let rewritten = client.rewrite();
                 let row_start = rewritten.len();
@@ -219,7 +220,7 @@ impl WireMasks {
                 rewritten.put_i32(0);
                 out = Some((rewritten, row_start));
             }
-            if let Some((out, _)) = out.as_mut().filter(|_| !matches!(client_masked, Masked::Unchanged)) {
+            if let Some((out, _)) = out.as_mut().filter(|_| changed) {
                 out.put_slice(&body[copied..start]);
                 match client_value {
                     None => out.put_i32(-1),

@@ -5,8 +5,8 @@
 //!
 //! `wide` gives the vector types in safe code, with plain-Rust fallbacks where a CPU lacks an
 //! instruction, so the results are the same on every target. The workspace builds x86-64 for
-//! x86-64-v2 (`.cargo/config.toml`): a table lookup is then one `pshufb`, and the whole census
-//! about a third of the instructions of a table lookup per byte (docs/BENCHMARKS.md, masking).
+//! x86-64-v2 (`.cargo/config.toml`): a table lookup is then one `pshufb` (docs/BENCHMARKS.md,
+//! masking, for what the census and the digit groups cost before and after).
 
 use wide::{u16x8, u8x16};
 
