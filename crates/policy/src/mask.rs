@@ -294,6 +294,13 @@ impl ColumnMask {
         self.kind
     }
 
+    /// Whether no stage can change the column's values: an opaque kind (detectors do not look
+    /// inside) that no rule masks whole. Callers can then skip [`SessionMasks::cell`].
+    #[inline]
+    pub fn leaves_alone(&self) -> bool {
+        self.kind == Some(ValueKind::Opaque) && !self.is_whole()
+    }
+
     /// The same column in another format (an execution asks for binary or text results).
     pub fn with_kind(mut self, kind: ValueKind) -> ColumnMask {
         self.kind = Some(kind);

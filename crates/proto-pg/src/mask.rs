@@ -200,9 +200,12 @@ impl WireMasks {
             let start = body.len() - f.remaining().len();
             let raw = f.nullable()?;
             let (mask, shape, format) = plan.columns.get(i).copied().unwrap_or((ColumnMask::default(), Shape::Plain, 0));
+            // Integers, booleans and OIDs without a column rule: two calls a value saved.
+            let left_alone = mask.leaves_alone();
             let client_masked = match raw {
                 None => Masked::Unchanged,
                 Some(_) if blind => Masked::Null,
+                Some(_) if left_alone => Masked::Unchanged,
                 Some(value) => self.cell(Stage::Client, &mask, shape, value),
             };
             let client_value: Option<&[u8]> = match &client_masked {
@@ -234,7 +237,7 @@ impl WireMasks {
             if let Some(recorded) = &mut recorded {
                 // Borrowed unless the recording-only stage changes the value: no copy per cell.
                 let kept: Option<std::borrow::Cow<'_, [u8]>> = match client_value {
-                    Some(value) if self.masks.detects(Stage::RecordingOnly) || mask.is_whole() => {
+                    Some(value) if !left_alone && (self.masks.detects(Stage::RecordingOnly) || mask.is_whole()) => {
                         match self.cell(Stage::RecordingOnly, &mask, shape, value) {
                             Masked::Unchanged => Some(value.into()),
                             Masked::Null => None,

@@ -162,3 +162,25 @@ fn nothing_found_means_no_counts_and_no_copy() {
     assert!(counts.is_empty());
     assert!(!m.detects(Stage::RecordingOnly));
 }
+
+/// A column is left alone (callers skip `cell`) only where no stage could change a value of it:
+/// an opaque kind that no rule masks whole, at either stage.
+#[test]
+fn only_columns_no_stage_can_change_are_left_alone() {
+    use ValueKind::*;
+    let m = masks(vec![
+        rule("pii", &["users.ssn"], &["credit-card"], ApplyTo::ClientAndRecording, MaskStyle::Redact),
+        rule("audit", &["users.pin"], &[], ApplyTo::Recording, MaskStyle::Redact),
+    ]);
+    let card = b"4111111111111111";
+    for (name, kind, left_alone) in
+        [("id", Opaque, true), ("ssn", Opaque, false), ("pin", Opaque, false), ("id", Other, false), ("id", Text, false)]
+    {
+        let mask = m.column(&column(name, Some("users"), name, kind));
+        assert_eq!(mask.leaves_alone(), left_alone, "{name} {kind:?}");
+        let changes = [Stage::Client, Stage::RecordingOnly]
+            .into_iter()
+            .any(|stage| !matches!(m.cell(stage, &mask, card, &mut MaskCounts::default()), Masked::Unchanged));
+        assert_eq!(changes, !left_alone, "{name} {kind:?}: a stage changes a card number");
+    }
+}
