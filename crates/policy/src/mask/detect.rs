@@ -330,13 +330,13 @@ impl Matcher {
         let has = |b| seen.has(b);
         let bit = |matcher: Matcher, may: bool| u16::from(may) << matcher as u16;
         let mut candidates = bit(Matcher::Email, len >= 6 && has(b'@') && has(b'.'))
-            | bit(Matcher::Card, len >= 13 && seen.digits >= 13)
-            | bit(Matcher::Iban, len >= 15 && seen.uppers >= 2 && seen.digit())
+            | bit(Matcher::Card, len >= 13 && seen.census.digits >= 13)
+            | bit(Matcher::Iban, len >= 15 && seen.census.uppers >= 2 && seen.digit())
             | bit(Matcher::PhoneInternational, len >= 10 && has(b'+') && seen.digit())
-            | bit(Matcher::PhoneNorthAmerica, len >= 12 && seen.digits >= 10 && (has(b'(') || has(b'-') || has(b'.')))
-            | bit(Matcher::Ssn, len >= 11 && has(b'-') && seen.digits >= 9)
-            | bit(Matcher::NationalInsurance, len >= 9 && seen.uppers >= 3 && seen.digit())
-            | bit(Matcher::Ipv4, len >= 7 && has(b'.') && seen.digits >= 4)
+            | bit(Matcher::PhoneNorthAmerica, len >= 12 && seen.census.digits >= 10 && (has(b'(') || has(b'-') || has(b'.')))
+            | bit(Matcher::Ssn, len >= 11 && has(b'-') && seen.census.digits >= 9)
+            | bit(Matcher::NationalInsurance, len >= 9 && seen.census.uppers >= 3 && seen.digit())
+            | bit(Matcher::Ipv4, len >= 7 && has(b'.') && seen.census.digits >= 4)
             | bit(Matcher::Ipv6, len >= 3 && has(b':'))
             | bit(Matcher::AwsAccessKeyId, len >= 20 && has(b'A'))
             | bit(Matcher::AwsSecretKey, len >= 40 && seen.digit() && seen.upper() && seen.lower())
@@ -395,19 +395,13 @@ impl Matcher {
 /// digits is worked out only when a number matcher asks, in a second pass: text with digits here
 /// and there (dates, hex digests, counts) rules out every number matcher at once.
 struct Seen {
-    /// Bit `t` when `TRIGGERS[t]` occurs.
-    triggers: u16,
+    census: lanes::Census,
     /// Whether one of [`secret::PAIRS`] occurs (two adjacent bytes, either case; taken as true
     /// in a long text): every secret-like name holds one, and few other words do.
     secret_pair: bool,
     /// Whether one of [`keys::API_KEY_PAIRS`] occurs (either case; taken as true in a long text):
     /// every API key prefix starts with one.
     api_key_pair: bool,
-    /// How many ASCII digits: a number needs as many as its longest group at least.
-    digits: usize,
-    /// How many ASCII capitals: an IBAN starts with two, a National Insurance number has three.
-    uppers: usize,
-    lowers: bool,
     digit_group: std::cell::Cell<Option<usize>>,
 }
 
@@ -429,15 +423,7 @@ impl Seen {
             true => (census.pairs & ((1 << lanes::SECRET_PAIRS) - 1) != 0, census.pairs >> lanes::SECRET_PAIRS != 0),
             false => (true, true),
         };
-        Seen {
-            triggers: census.triggers,
-            secret_pair,
-            api_key_pair,
-            digits: census.digits,
-            uppers: census.uppers,
-            lowers: census.lowers,
-            digit_group: std::cell::Cell::new(None),
-        }
+        Seen { census, secret_pair, api_key_pair, digit_group: std::cell::Cell::new(None) }
     }
 
     /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits
@@ -447,9 +433,9 @@ impl Seen {
         if let Some(known) = self.digit_group.get() {
             return known;
         }
-        if self.digits < 4 {
+        if self.census.digits < 4 {
             // Fewer digits than the smallest group any matcher needs (an IPv4 address's 4).
-            return self.digits;
+            return self.census.digits;
         }
         let longest = lanes::longest_digit_group(text);
         self.digit_group.set(Some(longest));
@@ -461,19 +447,19 @@ impl Seen {
     fn has(&self, b: u8) -> bool {
         let t = TRIGGERS.iter().position(|&trigger| trigger == b);
         debug_assert!(t.is_some(), "{:?} is not a census trigger; add it to TRIGGERS", b as char);
-        t.is_some_and(|t| self.triggers & (1 << t) != 0)
+        t.is_some_and(|t| self.census.triggers & (1 << t) != 0)
     }
 
     fn digit(&self) -> bool {
-        self.digits > 0
+        self.census.digits > 0
     }
 
     fn upper(&self) -> bool {
-        self.uppers > 0
+        self.census.uppers > 0
     }
 
     fn lower(&self) -> bool {
-        self.lowers
+        self.census.lowers
     }
 }
 

@@ -13,12 +13,15 @@ use wide::{u16x8, u8x16};
 use super::{keys, secret, LONGEST_NUMBER_GROUP, TRIGGERS};
 
 /// What one pass over a text found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Census {
     /// Bit `t` when `TRIGGERS[t]` occurs.
     pub triggers: u16,
+    /// How many ASCII digits: a number needs as many as its longest group at least.
     pub digits: usize,
+    /// How many ASCII capitals: an IBAN starts with two, a National Insurance number has three.
     pub uppers: usize,
+    /// Whether a small ASCII letter occurs.
     pub lowers: bool,
     /// Bit `p` when pair `p` of [`PAIR_FIRSTS`]/[`PAIR_SECONDS`] occurs as two adjacent bytes, in
     /// either case (only when asked to look).
