@@ -12,7 +12,8 @@
 //! Measured: `cat` of a file on the target to the client, an upload through `cat > file`, `scp`
 //! down (SFTP protocol in OpenSSH 9), each as MB/s (best of 3 rounds through every route); the
 //! round trip of `true` as a new connection each time, and as an exec on an open connection
-//! (ControlMaster), p50 of N. `BENCH_OPS=upload` (or any of cat,upload,scp,exec) measures less.
+//! (ControlMaster), p50 of N. `BENCH_OPS=upload` (or any of cat,upload,scp,exec) measures less, and
+//! `BENCH_ROUTES=witness` (or any of the route names, `;`-separated) only those routes.
 //! Everything runs on loopback in temp dirs; the witness binary is `$WITNESS_BIN`, else the one
 //! next to this executable. The report goes to stdout, progress to stderr.
 
@@ -90,10 +91,11 @@ fn run() -> Result<(), String> {
     // doing meanwhile (the kernel writing back earlier runs' pages, say) falls on all routes
     // alike; before each one the dirty pages of the last are written out (`sync`, not timed).
     let operations = operations_wanted();
+    let routes_wanted = routes_wanted(&routes);
     let mut best = vec![[f64::INFINITY; 3]; routes.len()];
     for round in 1..=ROUNDS {
         eprintln!("transfers, round {round} of {ROUNDS}");
-        for (route, best) in routes.iter().zip(best.iter_mut()) {
+        for (route, best) in routes.iter().zip(best.iter_mut()).filter(|(route, _)| routes_wanted.contains(&route.name)) {
             for (op, best) in [Op::Cat, Op::Upload, Op::Scp].into_iter().zip(best.iter_mut()) {
                 if operations.contains(&op) {
                     sh("sync")?;
@@ -104,8 +106,11 @@ fn run() -> Result<(), String> {
     }
     let mut rows: Vec<Row> = Vec::new();
     for (route, best) in routes.iter().zip(&best) {
-        let (fresh, muxed) =
-            if operations.contains(&Op::Exec) { exec_round_trips(route, n_execs, work.path())? } else { (f64::NAN, f64::NAN) };
+        let (fresh, muxed) = if operations.contains(&Op::Exec) && routes_wanted.contains(&route.name) {
+            exec_round_trips(route, n_execs, work.path())?
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         let rate = |seconds: f64| if seconds.is_finite() { bytes / seconds / 1e6 } else { f64::NAN };
         rows.push((route.name, rate(best[0]), rate(best[1]), rate(best[2]), fresh * 1e3, muxed * 1e3));
     }
@@ -147,6 +152,15 @@ fn operations_wanted() -> Vec<Op> {
     let wanted = std::env::var("BENCH_OPS").unwrap_or_else(|_| "cat,upload,scp,exec".into());
     let by_name = [("cat", Op::Cat), ("upload", Op::Upload), ("scp", Op::Scp), ("exec", Op::Exec)];
     by_name.into_iter().filter(|(name, _)| wanted.split(',').any(|w| w.trim() == *name)).map(|(_, op)| op).collect()
+}
+
+/// `BENCH_ROUTES=witness` (route names as printed, `;`-separated; default: all) measures only
+/// those routes, for a profile of one of them; the others print as NaN.
+fn routes_wanted(routes: &[Route]) -> Vec<&'static str> {
+    match std::env::var("BENCH_ROUTES") {
+        Ok(wanted) => routes.iter().map(|r| r.name).filter(|name| wanted.split(';').any(|w| w.trim() == *name)).collect(),
+        Err(_) => routes.iter().map(|r| r.name).collect(),
+    }
 }
 
 /// Seconds one transfer of `source` took through `route`.

@@ -123,6 +123,8 @@ pub(crate) struct Writer {
     segment_idx: u64,
     /// Bytes in the current segment, counting those staged in `buf` but not yet written.
     segment_len: u64,
+    /// `segment_len` when the current segment's pages were last handed to be synced and released.
+    released_at: u64,
     next_ledger_seq: u64,
     global_head: Hash,
     tree: CompactTree,
@@ -208,6 +210,7 @@ fn build(
         file,
         segment_idx,
         segment_len,
+        released_at: 0,
         next_ledger_seq: start.next_ledger_seq,
         global_head: start.global_head,
         tree: start.tree,
@@ -351,6 +354,10 @@ impl Inline {
 /// Batches one appender writes for everyone before handing the rest to a thread.
 const MAX_LEADER_ROUNDS: usize = 64;
 
+/// Bytes appended to a segment after which its pages are synced and released from the page cache
+/// even before the next checkpoint (see [`release_synced_pages`]).
+const RELEASE_STEP: u64 = 8 << 20;
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -375,15 +382,37 @@ fn spawn_syncer() -> Result<(std_mpsc::Sender<File>, thread::JoinHandle<()>), Le
         .name("ledger-syncer".into())
         .spawn(move || {
             for file in rx {
+                // The length before the sync: everything up to it is on disk once it returns.
+                let synced_len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
                 // sync_all, not sync_data: the directory of a new segment is sent here too, and
                 // its entry is what makes the new file findable after a power loss.
-                if let Err(e) = file.sync_all() {
-                    tracing::error!(error = %e, "background fsync of a ledger segment or its directory failed");
+                match file.sync_all() {
+                    Ok(()) => {
+                        if let Some(len) = synced_len {
+                            release_synced_pages(&file, len);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "background fsync of a ledger segment or its directory failed"),
                 }
             }
         })
         .map_err(LedgerError::io("start the fsync thread for", PathBuf::from("the ledger")))?;
     Ok((tx, handle))
+}
+
+/// Gives the page cache back the pages of a segment's first `synced_len` bytes, which are on
+/// disk. A segment is written once and read rarely (verify, replay, export), so once synced its
+/// pages are worth little in memory; left there, a busy gateway's recordings would fill the cache
+/// and push out what the rest of the host reads, and every append would take memory the kernel
+/// had to find and clear. Released, they are what the next appends reuse. The kernel keeps the
+/// partial last page (the next append writes into it) and any page written since the sync.
+/// Best effort: a failure only leaves the pages cached.
+fn release_synced_pages(file: &File, synced_len: u64) {
+    if let Some(len) = std::num::NonZeroU64::new(synced_len) {
+        if let Err(e) = rustix::fs::fadvise(file, 0, Some(len), rustix::fs::Advice::DontNeed) {
+            tracing::debug!(error = %e, "cannot release a ledger segment's cached pages");
+        }
+    }
 }
 
 fn create_segment(dir: &std::path::Path, idx: u64, first_ledger_seq: u64, durability: Durability) -> Result<File, LedgerError> {
@@ -595,10 +624,14 @@ impl Writer {
                     let _ = syncer.send(dir);
                 }
             }
-            None => old.sync_data().map_err(|e| self.fail(e))?,
+            None => {
+                old.sync_data().map_err(|e| self.fail(e))?;
+                release_synced_pages(&old, self.segment_len);
+            }
         }
         self.segment_idx = next_idx;
         self.segment_len = SEGMENT_HEADER_LEN as u64;
+        self.released_at = 0;
         Ok(())
     }
 
@@ -641,10 +674,20 @@ impl Writer {
                     let resume = ResumePoint { n_records: self.next_ledger_seq, segment_idx: self.segment_idx, offset: self.segment_len };
                     let _ = index_tx.send(IndexBatch { events: staged.index, resume });
                 }
-                if let (Some(syncer), true) = (&self.syncer_tx, staged.wrote_checkpoint) {
-                    // Just sealed: in `write` mode the checkpoint interval is the fsync interval.
-                    if let Ok(clone) = self.file.try_clone() {
-                        let _ = syncer.send(clone);
+                // Just sealed: in `write` mode the checkpoint interval is the fsync interval. A
+                // bulk stream (an SSH transfer) also has its pages synced and released every
+                // RELEASE_STEP, so that the ledger's share of the page cache stays small between
+                // checkpoints and later appends reuse those pages.
+                if staged.wrote_checkpoint || self.segment_len - self.released_at >= RELEASE_STEP {
+                    self.released_at = self.segment_len;
+                    match &self.syncer_tx {
+                        Some(syncer) => {
+                            if let Ok(clone) = self.file.try_clone() {
+                                let _ = syncer.send(clone);
+                            }
+                        }
+                        // In `fsync` mode everything written is on disk already.
+                        None => release_synced_pages(&self.file, self.segment_len),
                     }
                 }
             }
@@ -664,6 +707,7 @@ impl Writer {
         let summary = self.stage_seal(&mut staged);
         self.write_buf().map_err(|source| LedgerError::WriteFailed { source })?;
         self.file.sync_all().map_err(|e| LedgerError::WriteFailed { source: Arc::new(e) })?;
+        release_synced_pages(&self.file, self.segment_len);
         // Rotated segments queued for a background fsync are on disk before shutdown returns.
         self.syncer_tx = None;
         if let Some(syncer) = self.syncer.take() {
