@@ -15,7 +15,9 @@
 //! (ControlMaster), p50 of N. `BENCH_OPS=upload` (or any of cat,upload,scp,exec) measures less, and
 //! `BENCH_ROUTES=witness` (or any of the route names, `;`-separated) only those routes.
 //! Everything runs on loopback in temp dirs; the witness binary is `$WITNESS_BIN`, else the one
-//! next to this executable. The report goes to stdout, progress to stderr.
+//! next to this executable. The report goes to stdout, progress to stderr. With the figures comes
+//! the CPU each byte of the best transfers cost the client and witness (ns/B): on two cores the
+//! throughput of a route follows the CPU its processes spend per byte.
 
 #![forbid(unsafe_code)]
 
@@ -92,14 +94,17 @@ fn run() -> Result<(), String> {
     // alike; before each one the dirty pages of the last are written out (`sync`, not timed).
     let operations = operations_wanted();
     let routes_wanted = routes_wanted(&routes);
-    let mut best = vec![[f64::INFINITY; 3]; routes.len()];
+    let mut best = vec![[Timed::NONE; 3]; routes.len()];
     for round in 1..=ROUNDS {
         eprintln!("transfers, round {round} of {ROUNDS}");
         for (route, best) in routes.iter().zip(best.iter_mut()).filter(|(route, _)| routes_wanted.contains(&route.name)) {
             for (op, best) in [Op::Cat, Op::Upload, Op::Scp].into_iter().zip(best.iter_mut()) {
                 if operations.contains(&op) {
                     sh("sync")?;
-                    *best = best.min(transfer(op, route, &source, &remote, work.path())?);
+                    let timed = Timed::measure(witness.child.id(), || transfer(op, route, &source, &remote, work.path()))?;
+                    if timed.seconds < best.seconds {
+                        *best = timed;
+                    }
                 }
             }
         }
@@ -112,7 +117,7 @@ fn run() -> Result<(), String> {
             (f64::NAN, f64::NAN)
         };
         let rate = |seconds: f64| if seconds.is_finite() { bytes / seconds / 1e6 } else { f64::NAN };
-        rows.push((route.name, rate(best[0]), rate(best[1]), rate(best[2]), fresh * 1e3, muxed * 1e3));
+        rows.push((route.name, rate(best[0].seconds), rate(best[1].seconds), rate(best[2].seconds), fresh * 1e3, muxed * 1e3));
     }
 
     println!("\nSSH, {mib} MiB of random bytes, MB/s (best of {ROUNDS} rounds); exec round trip of `true`, ms (p50 of {n_execs})");
@@ -131,8 +136,64 @@ fn run() -> Result<(), String> {
         "\ntargets: throughput at least 0.70 of direct: cat {:.2} / {:.2}, upload {:.2} / {:.2}, scp {:.2} / {:.2} (client's cipher / AES-GCM); exec under 2x direct: new connection {:.2}x, open connection {:.2}x",
         w.0, g.0, w.1, g.1, w.2, g.2, w.3, w.4
     );
+    // Where the CPU goes: on two cores a route's throughput follows the CPU each byte costs all
+    // the processes on it, and witness's share is the part it can change.
+    println!("\nCPU per byte of each best transfer, ns/B: the ssh or scp client / witness (all its threads)");
+    println!("{:<18} {:>15} {:>15} {:>15}", "route", "cat", "upload", "scp");
+    for (route, best) in routes.iter().zip(&best) {
+        let cell = |t: &Timed| {
+            let per_byte = |ticks: u64| ticks as f64 * 1e7 / bytes;
+            if !t.seconds.is_finite() {
+                "-".to_string()
+            } else if route.destination.starts_with("target@") {
+                format!("{:.2} / {:.2}", per_byte(t.client_ticks), per_byte(t.witness_ticks))
+            } else {
+                format!("{:.2} / -", per_byte(t.client_ticks))
+            }
+        };
+        println!("{:<18} {:>15} {:>15} {:>15}", route.name, cell(&best[0]), cell(&best[1]), cell(&best[2]));
+    }
     let _ = witness.cli(&["verify"]).map(|out| eprintln!("witness verify: {}", out.lines().last().unwrap_or("")));
     Ok(())
+}
+
+/// One transfer: how long it took, and the CPU the client and witness spent on it (clock ticks of
+/// 10 ms).
+#[derive(Clone, Copy)]
+struct Timed {
+    seconds: f64,
+    client_ticks: u64,
+    witness_ticks: u64,
+}
+
+impl Timed {
+    const NONE: Timed = Timed { seconds: f64::INFINITY, client_ticks: 0, witness_ticks: 0 };
+
+    /// Times `transfer`, charging it the CPU of this program's finished children (the client it
+    /// ran and waited for) and of witness.
+    fn measure(witness_pid: u32, transfer: impl FnOnce() -> Result<f64, String>) -> Result<Timed, String> {
+        let ticks = || (cpu_ticks("self", true), cpu_ticks(&witness_pid.to_string(), false));
+        let (client_before, witness_before) = ticks();
+        let seconds = transfer()?;
+        let (client_after, witness_after) = ticks();
+        Ok(Timed {
+            seconds,
+            client_ticks: client_after.saturating_sub(client_before),
+            witness_ticks: witness_after.saturating_sub(witness_before),
+        })
+    }
+}
+
+/// User and system CPU ticks of process `pid` (all its threads), or with `children` of its
+/// children that have been waited for; 0 when /proc cannot tell.
+fn cpu_ticks(pid: &str, children: bool) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    // Fields after the command name (which may hold spaces) end with ')': utime is the 12th of
+    // them, stime, cutime and cstime follow.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let at = if children { 13 } else { 11 };
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(at) + field(at + 1)
 }
 
 /// Each transfer is timed this many times per route (the best counts).

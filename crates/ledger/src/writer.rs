@@ -135,7 +135,9 @@ pub(crate) struct Writer {
     /// None once shut down, which lets the indexer finish.
     index_tx: Option<std_mpsc::SyncSender<IndexBatch>>,
     /// In `write` mode, segments are fsynced off the append path by this thread.
-    syncer_tx: Option<std_mpsc::Sender<File>>,
+    syncer_tx: Option<std_mpsc::Sender<SyncJob>>,
+    /// Set while a sync asked for by [`RELEASE_STEP`] is queued or running; cleared by the syncer.
+    step_sync_pending: Arc<AtomicBool>,
     syncer: Option<thread::JoinHandle<()>>,
     /// Set by the first failed write; from then on every append is refused.
     failure: Option<Arc<std::io::Error>>,
@@ -196,10 +198,11 @@ fn build(
             (file, 0, SEGMENT_HEADER_LEN as u64)
         }
     };
+    let step_sync_pending = Arc::new(AtomicBool::new(false));
     let (syncer_tx, syncer) = match settings.durability {
         Durability::Fsync => (None, None),
         Durability::Write => {
-            let (tx, handle) = spawn_syncer()?;
+            let (tx, handle) = spawn_syncer(step_sync_pending.clone())?;
             (Some(tx), Some(handle))
         }
     };
@@ -219,6 +222,7 @@ fn build(
         buf: Vec::with_capacity(1 << 20),
         index_tx: Some(index_tx),
         syncer_tx,
+        step_sync_pending,
         syncer,
         failure: None,
         stopped: false,
@@ -376,12 +380,19 @@ pub(crate) fn spawn_ticker(sink: Sink, interval: Duration) {
     }
 }
 
-fn spawn_syncer() -> Result<(std_mpsc::Sender<File>, thread::JoinHandle<()>), LedgerError> {
-    let (tx, rx) = std_mpsc::channel::<File>();
+/// A file for the syncer to fsync and release.
+struct SyncJob {
+    file: File,
+    /// Asked for by [`RELEASE_STEP`] rather than a checkpoint or a rotation.
+    step: bool,
+}
+
+fn spawn_syncer(step_sync_pending: Arc<AtomicBool>) -> Result<(std_mpsc::Sender<SyncJob>, thread::JoinHandle<()>), LedgerError> {
+    let (tx, rx) = std_mpsc::channel::<SyncJob>();
     let handle = thread::Builder::new()
         .name("ledger-syncer".into())
         .spawn(move || {
-            for file in rx {
+            for SyncJob { file, step } in rx {
                 // The length before the sync: everything up to it is on disk once it returns.
                 let synced_len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
                 // sync_all, not sync_data: the directory of a new segment is sent here too, and
@@ -393,6 +404,9 @@ fn spawn_syncer() -> Result<(std_mpsc::Sender<File>, thread::JoinHandle<()>), Le
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "background fsync of a ledger segment or its directory failed"),
+                }
+                if step {
+                    step_sync_pending.store(false, Ordering::Release);
                 }
             }
         })
@@ -617,11 +631,11 @@ impl Writer {
         let old = std::mem::replace(&mut self.file, file);
         match &self.syncer_tx {
             Some(syncer) => {
-                let _ = syncer.send(old);
+                let _ = syncer.send(SyncJob { file: old, step: false });
                 // The new segment's directory entry, in the background too (`fsync` mode syncs
                 // it when the segment is created).
                 if let Ok(dir) = File::open(&self.segments_dir) {
-                    let _ = syncer.send(dir);
+                    let _ = syncer.send(SyncJob { file: dir, step: false });
                 }
             }
             None => {
@@ -680,12 +694,18 @@ impl Writer {
                 // checkpoints and later appends reuse those pages.
                 if staged.wrote_checkpoint || self.segment_len - self.released_at >= RELEASE_STEP {
                     self.released_at = self.segment_len;
+                    let step = !staged.wrote_checkpoint;
                     match &self.syncer_tx {
-                        Some(syncer) => {
-                            if let Ok(clone) = self.file.try_clone() {
-                                let _ = syncer.send(clone);
+                        // A step waits while the last step's sync is queued or running: that one
+                        // covers what is written by the time it runs, and the queue stays short
+                        // however fast a client streams.
+                        Some(_) if step && self.step_sync_pending.swap(true, Ordering::AcqRel) => {}
+                        Some(syncer) => match self.file.try_clone() {
+                            Ok(clone) => {
+                                let _ = syncer.send(SyncJob { file: clone, step });
                             }
-                        }
+                            Err(_) => self.step_sync_pending.store(false, Ordering::Release),
+                        },
                         // In `fsync` mode everything written is on disk already.
                         None => release_synced_pages(&self.file, self.segment_len),
                     }
