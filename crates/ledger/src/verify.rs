@@ -196,8 +196,8 @@ fn read_segments(
     spare: &std_mpsc::Receiver<Vec<u8>>,
 ) {
     for (position, segment) in segments.iter().enumerate() {
+        // A spare buffer keeps its length: read_segment overwrites it without clearing it first.
         let mut buffer = spare.try_recv().unwrap_or_default();
-        buffer.clear();
         let read = read_segment(&segment.path, &mut buffer);
         if let Err(e) = read {
             let _ = out.send(Err(LedgerError::io("read", &segment.path)(e)));
@@ -240,7 +240,8 @@ fn read_segments(
 /// Reads a whole segment into `buffer`, straight from the disk (`O_DIRECT`) where the file system
 /// allows it. Verify reads each segment once: through the page cache every byte would be copied
 /// once more, into pages nobody reads again that push out what the host does read. Where direct
-/// reads are refused (tmpfs), a plain read, after which the segment's pages are released.
+/// reads are refused (tmpfs), a plain read, after which the segment's pages are released. What
+/// `buffer` held before is overwritten.
 fn read_segment(path: &Path, buffer: &mut Vec<u8>) -> std::io::Result<()> {
     if read_direct(path, buffer).is_ok() {
         return Ok(());

@@ -704,7 +704,8 @@ impl Writer {
                             Ok(clone) => {
                                 let _ = syncer.send(SyncJob { file: clone, step });
                             }
-                            Err(_) => self.step_sync_pending.store(false, Ordering::Release),
+                            Err(_) if step => self.step_sync_pending.store(false, Ordering::Release),
+                            Err(_) => {}
                         },
                         // In `fsync` mode everything written is on disk already.
                         None => release_synced_pages(&self.file, self.segment_len),
