@@ -215,12 +215,9 @@ pub fn charged_to(pid: Option<u32>, run: impl FnOnce() -> Result<Sample, String>
     Ok(sample)
 }
 
-/// User and system CPU time of a process (all its threads), in clock ticks (10 ms on Linux).
+/// User and system CPU ticks of a process (all its threads).
 fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) end with ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    witness_testkit::cpu_ticks(&pid.to_string(), false)
 }
 
 /// `kill -TERM`, then `kill -KILL` if the child is still there after 60 s (witness may need a

@@ -27,7 +27,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use witness_testkit::{free_port, ssh_client_options, SshKeyPair, Sshd, SshdOptions};
+use witness_testkit::{cpu_ticks, free_port, ssh_client_options, SshKeyPair, Sshd, SshdOptions};
 
 /// A route's figures: name, cat / upload / scp MB/s, exec ms on a new and on an open connection.
 type Row = (&'static str, f64, f64, f64, f64, f64);
@@ -35,6 +35,8 @@ type Row = (&'static str, f64, f64, f64, f64, f64);
 /// One way to reach the target: the ssh options that route there and the destination.
 struct Route {
     name: &'static str,
+    /// Whether the route goes through witness (whose CPU is then charged to it).
+    via_witness: bool,
     options: Vec<String>,
     destination: String,
 }
@@ -75,11 +77,11 @@ fn run() -> Result<(), String> {
         options
     };
     let routes = [
-        Route { name: "direct", options: base(target.port()), destination: format!("{user}@127.0.0.1") },
-        Route { name: "OpenSSH jump host", options: via_jump, destination: format!("{user}@127.0.0.1") },
-        Route { name: "witness", options: base(witness.port), destination: "target@127.0.0.1".into() },
-        Route { name: "direct, AES-GCM", options: gcm(base(target.port())), destination: format!("{user}@127.0.0.1") },
-        Route { name: "witness, AES-GCM", options: gcm(base(witness.port)), destination: "target@127.0.0.1".into() },
+        Route { name: "direct", via_witness: false, options: base(target.port()), destination: format!("{user}@127.0.0.1") },
+        Route { name: "OpenSSH jump host", via_witness: false, options: via_jump, destination: format!("{user}@127.0.0.1") },
+        Route { name: "witness", via_witness: true, options: base(witness.port), destination: "target@127.0.0.1".into() },
+        Route { name: "direct, AES-GCM", via_witness: false, options: gcm(base(target.port())), destination: format!("{user}@127.0.0.1") },
+        Route { name: "witness, AES-GCM", via_witness: true, options: gcm(base(witness.port)), destination: "target@127.0.0.1".into() },
     ];
 
     let remote = work.path().join("remote");
@@ -145,7 +147,7 @@ fn run() -> Result<(), String> {
             let per_byte = |ticks: u64| ticks as f64 * 1e7 / bytes;
             if !t.seconds.is_finite() {
                 "-".to_string()
-            } else if route.destination.starts_with("target@") {
+            } else if route.via_witness {
                 format!("{:.2} / {:.2}", per_byte(t.client_ticks), per_byte(t.witness_ticks))
             } else {
                 format!("{:.2} / -", per_byte(t.client_ticks))
@@ -172,7 +174,7 @@ impl Timed {
     /// Times `transfer`, charging it the CPU of this program's finished children (the client it
     /// ran and waited for) and of witness.
     fn measure(witness_pid: u32, transfer: impl FnOnce() -> Result<f64, String>) -> Result<Timed, String> {
-        let ticks = || (cpu_ticks("self", true), cpu_ticks(&witness_pid.to_string(), false));
+        let ticks = || (cpu_ticks("self", true).unwrap_or(0), cpu_ticks(&witness_pid.to_string(), false).unwrap_or(0));
         let (client_before, witness_before) = ticks();
         let seconds = transfer()?;
         let (client_after, witness_after) = ticks();
@@ -182,18 +184,6 @@ impl Timed {
             witness_ticks: witness_after.saturating_sub(witness_before),
         })
     }
-}
-
-/// User and system CPU ticks of process `pid` (all its threads), or with `children` of its
-/// children that have been waited for; 0 when /proc cannot tell.
-fn cpu_ticks(pid: &str, children: bool) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
-    // Fields after the command name (which may hold spaces) end with ')': utime is the 12th of
-    // them, stime, cutime and cstime follow.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let at = if children { 13 } else { 11 };
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    field(at) + field(at + 1)
 }
 
 /// Each transfer is timed this many times per route (the best counts).

@@ -18,6 +18,8 @@
 //! * [`Sshd`] — a throw-away OpenSSH server (key-only login as the current
 //!   user) with its host key for pinning, plus [`SshKeyPair`] for making
 //!   further client keys.
+//! * [`cpu_ticks`] — the CPU time a process (or its finished children) used,
+//!   for benchmarks that charge a proxy its cost per request or per byte.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -61,6 +63,19 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// User plus system CPU time of process `pid` (`"self"` for this one), all its
+/// threads, in clock ticks (10 ms on Linux), read from `/proc/PID/stat`; with
+/// `children`, that of its children it has waited for instead. None when the
+/// process is gone or /proc cannot tell.
+pub fn cpu_ticks(pid: &str, children: bool) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) end with ')':
+    // utime is the 12th of them; stime, cutime and cstime follow.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let at = if children { 13 } else { 11 };
+    Some(fields.get(at)?.parse::<u64>().ok()? + fields.get(at + 1)?.parse::<u64>().ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -68,5 +83,28 @@ mod tests {
         let ports: Vec<u16> = (0..500).map(|_| super::free_port()).collect();
         let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    }
+
+    /// The ticks of this process grow while it computes; a finished child's show up among its
+    /// children's; a process that does not exist has none.
+    #[test]
+    fn cpu_ticks_follow_the_work_done() {
+        let before = super::cpu_ticks("self", false).expect("this process has a /proc entry");
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        // Busy until at least two ticks have passed (bounded: a stuck counter fails the test).
+        while super::cpu_ticks("self", false).unwrap() < before + 2 && started.elapsed().as_secs() < 30 {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        assert!(super::cpu_ticks("self", false).unwrap() >= before + 2, "30 s of computing did not move the ticks ({x})");
+
+        let children_before = super::cpu_ticks("self", true).unwrap();
+        let burn = "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done";
+        assert!(std::process::Command::new("sh").args(["-c", burn]).status().unwrap().success());
+        assert!(super::cpu_ticks("self", true).unwrap() > children_before, "a finished child's CPU is not counted");
+
+        assert_eq!(super::cpu_ticks("4194305", false), None, "no process has a pid above pid_max's limit");
     }
 }
