@@ -247,8 +247,8 @@ const TARGET_CIPHERS: &[russh::cipher::Name] = &[
 
 fn client_config() -> client::Config {
     client::Config {
-        // Large windows and packets: bulk transfers (scp, git) are bounded by round trips otherwise.
-        window_size: 8 << 20,
+        // Full-size packets; the window is OpenSSH's (see CHANNEL_WINDOW).
+        window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 32768,
         nodelay: true,
         inactivity_timeout: None,

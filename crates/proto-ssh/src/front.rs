@@ -88,7 +88,7 @@ pub(crate) fn server_config(settings: &SshSettings) -> server::Config {
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: settings.host_keys.clone(),
-        window_size: 8 << 20,
+        window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 32768,
         channel_buffer_size: 64,
         inactivity_timeout: Some(settings.inactivity_timeout),
