@@ -14,14 +14,16 @@ use serde::{Deserialize, Serialize};
 use witness_core::SessionId;
 
 use crate::error::LedgerError;
-use crate::format::{chain_hash, decode_committed, decode_record, decode_segment_header, leaf_hash, payload_digest, Hash, Leaf, Record};
+use crate::format::{chain_hash, decode_committed, decode_record, decode_segment_header, leaf_hash, Hash, Leaf, PayloadHash, Record};
 use crate::merkle::{inclusion_proof, verify_inclusion};
 use crate::read::StoredHeader;
 use crate::segment::{list_segments, FrameItem, FrameIter};
 use crate::verify::ExportedCheckpoint;
 
 pub const EXPORT_FORMAT: &str = "witness-session-export";
-pub const EXPORT_VERSION: u32 = 1;
+/// The version exports are written in. Version 1 (before payload digests could be BLAKE3) has no
+/// `payload_hash` on its events; both are read.
+pub const EXPORT_VERSION: u32 = 2;
 
 /// The first line of an export.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +49,10 @@ pub struct ExportedEvent {
     pub payload_type: String,
     /// The payload in base64, or null once purged.
     pub payload: Option<String>,
+    /// How the payload's digest in `committed` was made (`sha256` or `blake3`, by the format
+    /// version of the segment the event is in).
+    #[serde(default = "sha256")]
+    pub payload_hash: String,
     /// Base64 of the record bytes from the session id to the payload digest.
     pub committed: String,
     pub chain_hash: String,
@@ -112,6 +118,8 @@ pub enum ExportProblem {
     ChainBroken,
     #[error("payload does not match its digest: the payload was altered")]
     PayloadDigest,
+    #[error("payload_hash {0:?} is not a digest witness knows (sha256, blake3)")]
+    UnknownPayloadHash(String),
     #[error("field {0} differs from the recorded bytes")]
     FieldMismatch(&'static str),
     #[error("the session head in the proof does not match the last event")]
@@ -140,11 +148,12 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
     for segment in &segments {
         let bytes = fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
         let header = decode_segment_header(&bytes).map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
+        let hash = PayloadHash::of_version(header.version).expect("a decoded header has a known version");
         for item in FrameIter::new(&bytes, header.first_ledger_seq) {
             let FrameItem::Frame { offset, body } = item else { continue };
             let record = decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;
             match record {
-                Record::Event(e) if e.session_id == id => events.push(exported_event(&e)),
+                Record::Event(e) if e.session_id == id => events.push(exported_event(&e, hash)),
                 Record::Event(_) => {}
                 Record::Head(h) => {
                     if h.leaf.session_id == id {
@@ -213,7 +222,7 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
     };
     let header = match lines.next() {
         Some((n, text)) => match parse(n, text)? {
-            Line::Header(h) if h.format == EXPORT_FORMAT && h.version == EXPORT_VERSION => h,
+            Line::Header(h) if h.format == EXPORT_FORMAT && (1..=EXPORT_VERSION).contains(&h.version) => h,
             _ => return Err(fail(n, ExportProblem::NoHeader)),
         },
         None => return Err(fail(1, ExportProblem::NoHeader)),
@@ -272,7 +281,9 @@ fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, pre
     }
     if let Some(payload) = &event.payload {
         let payload = B64.decode(payload).map_err(|_| ExportProblem::Encoding { field: "payload", encoding: "base64" })?;
-        if payload_digest(&payload) != recorded.payload_digest || payload.len() as u64 != recorded.payload_len {
+        let hash =
+            PayloadHash::from_name(&event.payload_hash).ok_or_else(|| ExportProblem::UnknownPayloadHash(event.payload_hash.clone()))?;
+        if hash.digest(&payload) != recorded.payload_digest || payload.len() as u64 != recorded.payload_len {
             return Err(ExportProblem::PayloadDigest);
         }
     }
@@ -321,7 +332,7 @@ fn check_proof(
     Ok(())
 }
 
-fn exported_event(e: &crate::format::EventRecord<'_>) -> ExportedEvent {
+fn exported_event(e: &crate::format::EventRecord<'_>, hash: PayloadHash) -> ExportedEvent {
     let header = StoredHeader::parse(e.header);
     ExportedEvent {
         seq: e.seq,
@@ -333,9 +344,15 @@ fn exported_event(e: &crate::format::EventRecord<'_>) -> ExportedEvent {
         attrs: header.attrs,
         payload_type: header.payload,
         payload: e.payload.map(|p| B64.encode(p)),
+        payload_hash: hash.name().to_string(),
         committed: B64.encode(e.committed),
         chain_hash: hex::encode(e.chain_hash),
     }
+}
+
+/// What an event line of a version 1 export, which has no `payload_hash`, was digested with.
+fn sha256() -> String {
+    PayloadHash::Sha256.name().to_string()
 }
 
 fn decode_hash(text: &str, field: &'static str) -> Result<Hash, ExportProblem> {

@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 pub type Hash = [u8; 32];
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"WITNSEG1";
-pub const FORMAT_VERSION: u32 = 1;
+/// The version new segments are written in. Every version from 1 up to it is read and verified;
+/// they differ only in how payload digests are computed ([`PayloadHash`]).
+pub const FORMAT_VERSION: u32 = 2;
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Body length (u32) and CRC32C (u32) in front of every record body.
 pub const FRAME_HEADER_LEN: usize = 8;
@@ -130,6 +132,8 @@ pub enum Record<'a> {
 /// The fixed header at the start of every segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// The format version of the segment's records: it says how their payload digests are made.
+    pub version: u32,
     pub segment_idx: u64,
     /// The ledger_seq of the segment's first record.
     pub first_ledger_seq: u64,
@@ -160,7 +164,7 @@ pub enum FrameProblem {
 pub fn encode_segment_header(header: SegmentHeader) -> [u8; SEGMENT_HEADER_LEN] {
     let mut out = [0u8; SEGMENT_HEADER_LEN];
     out[..8].copy_from_slice(SEGMENT_MAGIC);
-    out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[8..12].copy_from_slice(&header.version.to_le_bytes());
     out[16..24].copy_from_slice(&header.segment_idx.to_le_bytes());
     out[24..32].copy_from_slice(&header.first_ledger_seq.to_le_bytes());
     let crc = crc32c::crc32c(&out);
@@ -175,7 +179,8 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, FormatError>
     if &bytes[..8] != SEGMENT_MAGIC {
         return Err(FormatError::SegmentHeader("magic is not WITNSEG1"));
     }
-    if u32_at(bytes, 8) != FORMAT_VERSION {
+    let version = u32_at(bytes, 8);
+    if PayloadHash::of_version(version).is_none() {
         return Err(FormatError::SegmentHeader("unsupported format version"));
     }
     let mut zeroed = [0u8; SEGMENT_HEADER_LEN];
@@ -184,7 +189,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, FormatError>
     if crc32c::crc32c(&zeroed) != u32_at(bytes, 12) {
         return Err(FormatError::SegmentHeader("CRC32C mismatch"));
     }
-    Ok(SegmentHeader { segment_idx: u64_at(bytes, 16), first_ledger_seq: u64_at(bytes, 24) })
+    Ok(SegmentHeader { version, segment_idx: u64_at(bytes, 16), first_ledger_seq: u64_at(bytes, 24) })
 }
 
 // === frames ===
@@ -240,6 +245,8 @@ pub struct EventFields<'a> {
 
 /// Lays out a whole event frame (frame header and ledger_seq left zero for [`seal_frame`]) and
 /// returns it with the event's chain hash, which continues the session's chain from `prev_hash`.
+/// The payload digest is [`PayloadHash::CURRENT`]'s: the frame belongs in a segment of
+/// [`FORMAT_VERSION`].
 pub fn encode_event(fields: &EventFields<'_>, prev_hash: &Hash) -> (Vec<u8>, Hash) {
     let committed_len = 16 + 8 + 8 + 1 + 1 + fields.kind.len() + 4 + fields.header.len() + 8 + 32;
     let total = FRAME_HEADER_LEN + 1 + 8 + committed_len + 32 + 1 + fields.payload.len();
@@ -257,7 +264,7 @@ pub fn encode_event(fields: &EventFields<'_>, prev_hash: &Hash) -> (Vec<u8>, Has
     out.extend_from_slice(&(fields.header.len() as u32).to_le_bytes());
     out.extend_from_slice(fields.header);
     out.extend_from_slice(&(fields.payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&payload_digest(fields.payload));
+    out.extend_from_slice(&PayloadHash::CURRENT.digest(fields.payload));
     let chain = chain_hash(prev_hash, &out[committed_start..]);
     out.extend_from_slice(&chain);
     out.push(0);
@@ -397,9 +404,49 @@ fn decode_committed_fields<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<Ev
 
 // === hashes ===
 
-/// SHA-256 of the payload bytes, as committed to by the event's chain hash.
-pub fn payload_digest(payload: &[u8]) -> Hash {
-    Sha256::digest(payload).into()
+/// How the digest of an event's payload, which its chain hash commits to, is computed: by the
+/// format version of the segment the event is in. Every other hash of the ledger is SHA-256; the
+/// payload digest is the only one that runs over every recorded byte (a recorded transfer hashes
+/// hundreds of MB a second), and BLAKE3 does that several times faster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadHash {
+    /// Format version 1.
+    Sha256,
+    /// Format version 2.
+    Blake3,
+}
+
+impl PayloadHash {
+    /// The digest of events written now (in segments of [`FORMAT_VERSION`]).
+    pub const CURRENT: PayloadHash = PayloadHash::Blake3;
+
+    /// The digest of a format version's events; None for a version this build does not know.
+    pub fn of_version(version: u32) -> Option<PayloadHash> {
+        match version {
+            1 => Some(PayloadHash::Sha256),
+            2 => Some(PayloadHash::Blake3),
+            _ => None,
+        }
+    }
+
+    /// The name a session export gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadHash::Sha256 => "sha256",
+            PayloadHash::Blake3 => "blake3",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PayloadHash> {
+        [PayloadHash::Sha256, PayloadHash::Blake3].into_iter().find(|hash| hash.name() == name)
+    }
+
+    pub fn digest(self, payload: &[u8]) -> Hash {
+        match self {
+            PayloadHash::Sha256 => Sha256::digest(payload).into(),
+            PayloadHash::Blake3 => blake3::hash(payload).into(),
+        }
+    }
 }
 
 /// h_i = SHA-256("witness-chain-v1" ‖ h_{i-1} ‖ committed_i), with h_{-1} = 32 zero bytes.
@@ -562,7 +609,7 @@ mod tests {
         assert_eq!(e.payload, Some(&b"select 1"[..]));
         assert_eq!(e.chain_hash, chain);
         assert_eq!(chain_hash(&[9; 32], e.committed), chain);
-        assert_eq!(payload_digest(b"select 1"), e.payload_digest);
+        assert_eq!(PayloadHash::Blake3.digest(b"select 1"), e.payload_digest);
     }
 
     #[test]
@@ -615,13 +662,32 @@ mod tests {
 
     #[test]
     fn segment_headers_round_trip_and_reject_damage() {
-        let header = SegmentHeader { segment_idx: 3, first_ledger_seq: 1000 };
-        let bytes = encode_segment_header(header);
-        assert_eq!(decode_segment_header(&bytes).unwrap(), header);
-        for i in 0..bytes.len() {
-            let mut bad = bytes;
-            bad[i] ^= 1;
-            assert!(decode_segment_header(&bad).is_err(), "flip at {i}");
+        for version in [1, FORMAT_VERSION] {
+            let header = SegmentHeader { version, segment_idx: 3, first_ledger_seq: 1000 };
+            let bytes = encode_segment_header(header);
+            assert_eq!(decode_segment_header(&bytes).unwrap(), header);
+            for i in 0..bytes.len() {
+                let mut bad = bytes;
+                bad[i] ^= 1;
+                assert!(decode_segment_header(&bad).is_err(), "flip at {i}");
+            }
         }
+        let unknown = encode_segment_header(SegmentHeader { version: FORMAT_VERSION + 1, segment_idx: 0, first_ledger_seq: 0 });
+        assert_eq!(decode_segment_header(&unknown), Err(FormatError::SegmentHeader("unsupported format version")));
+    }
+
+    /// Known answers (the RECORDING_FORMAT document gives the same): version 1 digests payloads
+    /// with SHA-256, version 2 with BLAKE3, and the name in an export says which.
+    #[test]
+    fn payload_digests_follow_the_segment_version() {
+        let check = |version: u32, name: &str, digest_of_abc: &str| {
+            let hash = PayloadHash::of_version(version).unwrap();
+            assert_eq!(hex::encode(hash.digest(b"abc")), digest_of_abc);
+            assert_eq!((hash.name(), PayloadHash::from_name(name)), (name, Some(hash)));
+        };
+        check(1, "sha256", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        check(2, "blake3", "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
+        assert_eq!(PayloadHash::of_version(FORMAT_VERSION), Some(PayloadHash::CURRENT));
+        assert_eq!((PayloadHash::of_version(0), PayloadHash::of_version(3), PayloadHash::from_name("md5")), (None, None, None));
     }
 }

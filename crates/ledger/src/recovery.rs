@@ -30,7 +30,7 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<WriterStart, LedgerError> {
     };
     let n_segments = segments.len();
     for (position, segment) in segments.iter().enumerate() {
-        if let Some((prev, _)) = state.last_segment {
+        if let Some((prev, _, _)) = state.last_segment {
             if segment.idx != prev + 1 {
                 return Err(LedgerError::MissingSegment { dir: segments_dir.to_path_buf(), missing: prev + 1 });
             }
@@ -73,7 +73,7 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<WriterStart, LedgerError> {
                 }
             }
         }
-        state.last_segment = Some((segment.idx, valid_len));
+        state.last_segment = Some((segment.idx, valid_len, header.version));
     }
     Ok(state)
 }

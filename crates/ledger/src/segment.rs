@@ -125,10 +125,10 @@ impl<'a> Iterator for FrameIter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{encode_head, encode_segment_header, seal_frame, Leaf, SegmentHeader};
+    use crate::format::{encode_head, encode_segment_header, seal_frame, Leaf, SegmentHeader, FORMAT_VERSION};
 
     fn segment_with_heads(n: u64) -> (Vec<u8>, Vec<u64>) {
-        let mut bytes = encode_segment_header(SegmentHeader { segment_idx: 0, first_ledger_seq: 0 }).to_vec();
+        let mut bytes = encode_segment_header(SegmentHeader { version: FORMAT_VERSION, segment_idx: 0, first_ledger_seq: 0 }).to_vec();
         let mut offsets = Vec::new();
         for i in 0..n {
             let leaf = Leaf { session_id: [i as u8; 16], seq: i, head_hash: [i as u8; 32], closed: false };

@@ -21,8 +21,8 @@ use witness_core::SessionId;
 
 use crate::error::LedgerError;
 use crate::format::{
-    chain_hash, checkpoint_message, decode_record, decode_segment_header, entry_hash, global_link, leaf_hash, payload_digest,
-    CheckpointBody, CheckpointRecord, FormatError, Hash, Record, RecordType, FRAME_HEADER_LEN,
+    chain_hash, checkpoint_message, decode_record, decode_segment_header, entry_hash, global_link, leaf_hash, CheckpointBody,
+    CheckpointRecord, FormatError, Hash, PayloadHash, Record, RecordType, FRAME_HEADER_LEN,
 };
 use crate::merkle::CompactTree;
 use crate::segment::{list_segments, FrameFault, FrameItem, FrameIter};
@@ -214,8 +214,9 @@ fn read_segments(
             items: Vec::with_capacity(CHUNK_RECORDS),
         };
         if let Ok(header) = header {
+            let hash = PayloadHash::of_version(header.version).expect("a decoded header has a known version");
             for item in FrameIter::new(&bytes, header.first_ledger_seq) {
-                chunk.items.push(check_unordered(&bytes, item));
+                chunk.items.push(check_unordered(&bytes, item, hash));
                 if chunk.items.len() == CHUNK_RECORDS {
                     let next = Chunk {
                         first_of_segment: false,
@@ -283,13 +284,14 @@ fn read_direct(path: &Path, buffer: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The checks that need no other record: the CRC (done by the walk) and the payload digest.
-fn check_unordered(bytes: &[u8], item: FrameItem<'_>) -> CheckedItem {
+/// The checks that need no other record: the CRC (done by the walk) and the payload digest (made
+/// the way the segment's version says).
+fn check_unordered(bytes: &[u8], item: FrameItem<'_>, hash: PayloadHash) -> CheckedItem {
     match item {
         FrameItem::Frame { offset, body } => {
             let start = offset as usize + FRAME_HEADER_LEN;
             let payload_ok = match decode_record(body) {
-                Ok(Record::Event(e)) => e.payload.is_none_or(|p| payload_digest(p) == e.payload_digest),
+                Ok(Record::Event(e)) => e.payload.is_none_or(|p| hash.digest(p) == e.payload_digest),
                 _ => true,
             };
             debug_assert_eq!(&bytes[start..start + body.len()], body);

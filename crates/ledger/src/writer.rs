@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::LedgerError;
 use crate::format::{
     checkpoint_entry_hash, checkpoint_message, encode_checkpoint, encode_head, encode_segment_header, global_link, leaf_hash, seal_frame,
-    CheckpointBody, CheckpointRecord, Hash, Leaf, RecordType, SegmentHeader, SEGMENT_HEADER_LEN,
+    CheckpointBody, CheckpointRecord, Hash, Leaf, RecordType, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
 };
 use crate::index::{IndexBatch, IndexEvent, IndexedEvent, ResumePoint};
 use crate::merkle::CompactTree;
@@ -89,8 +89,9 @@ pub struct SealSummary {
 /// The state the writer continues from, as recovery found it.
 pub(crate) struct WriterStart {
     pub segments_dir: PathBuf,
-    /// The last segment and its length (after any torn tail was cut), or None for a new ledger.
-    pub last_segment: Option<(u64, u64)>,
+    /// The last segment, its length (after any torn tail was cut) and its format version, or None
+    /// for a new ledger.
+    pub last_segment: Option<(u64, u64, u32)>,
     pub next_ledger_seq: u64,
     pub global_head: Hash,
     pub tree: CompactTree,
@@ -188,7 +189,15 @@ fn build(
     index_tx: std_mpsc::SyncSender<IndexBatch>,
 ) -> Result<Writer, LedgerError> {
     let (file, segment_idx, segment_len) = match start.last_segment {
-        Some((idx, len)) => {
+        // Sessions digest their payloads the current version's way, so a segment of an older
+        // version is left as it is and the next one takes the appends.
+        Some((idx, _, version)) if version != FORMAT_VERSION => {
+            let last = start.segments_dir.join(segment_file_name(idx));
+            File::open(&last).and_then(|f| f.sync_all()).map_err(LedgerError::io("fsync", &last))?;
+            let file = create_segment(&start.segments_dir, idx + 1, start.next_ledger_seq, settings.durability)?;
+            (file, idx + 1, SEGMENT_HEADER_LEN as u64)
+        }
+        Some((idx, len, _)) => {
             let path = start.segments_dir.join(segment_file_name(idx));
             let file = OpenOptions::new().append(true).open(&path).map_err(LedgerError::io("open", &path))?;
             (file, idx, len)
@@ -432,7 +441,7 @@ fn release_synced_pages(file: &File, synced_len: u64) {
 fn create_segment(dir: &std::path::Path, idx: u64, first_ledger_seq: u64, durability: Durability) -> Result<File, LedgerError> {
     let path = dir.join(segment_file_name(idx));
     let mut file = OpenOptions::new().append(true).create_new(true).open(&path).map_err(LedgerError::io("create", &path))?;
-    file.write_all(&encode_segment_header(SegmentHeader { segment_idx: idx, first_ledger_seq }))
+    file.write_all(&encode_segment_header(SegmentHeader { version: FORMAT_VERSION, segment_idx: idx, first_ledger_seq }))
         .map_err(LedgerError::io("write", &path))?;
     if durability == Durability::Fsync {
         file.sync_data().map_err(LedgerError::io("fsync", &path))?;
