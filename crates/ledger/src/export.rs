@@ -118,8 +118,10 @@ pub enum ExportProblem {
     ChainBroken,
     #[error("payload does not match its digest: the payload was altered")]
     PayloadDigest,
-    #[error("payload_hash {0:?} is not a digest witness knows (sha256, blake3)")]
-    UnknownPayloadHash(String),
+    #[error("payload_hash {name:?} is not a digest witness knows (sha256, blake3)")]
+    UnknownPayloadHash { name: String },
+    #[error("the export is of version {found}, newer than this witness reads (1 to {EXPORT_VERSION}); check it with a newer witness")]
+    UnsupportedVersion { found: u32 },
     #[error("field {0} differs from the recorded bytes")]
     FieldMismatch(&'static str),
     #[error("the session head in the proof does not match the last event")]
@@ -223,6 +225,7 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
     let header = match lines.next() {
         Some((n, text)) => match parse(n, text)? {
             Line::Header(h) if h.format == EXPORT_FORMAT && (1..=EXPORT_VERSION).contains(&h.version) => h,
+            Line::Header(h) if h.format == EXPORT_FORMAT => return Err(fail(n, ExportProblem::UnsupportedVersion { found: h.version })),
             _ => return Err(fail(n, ExportProblem::NoHeader)),
         },
         None => return Err(fail(1, ExportProblem::NoHeader)),
@@ -279,10 +282,10 @@ fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, pre
     if chain_hash(prev, &committed) != chain {
         return Err(ExportProblem::ChainBroken);
     }
+    let hash = PayloadHash::from_name(&event.payload_hash)
+        .ok_or_else(|| ExportProblem::UnknownPayloadHash { name: event.payload_hash.clone() })?;
     if let Some(payload) = &event.payload {
         let payload = B64.decode(payload).map_err(|_| ExportProblem::Encoding { field: "payload", encoding: "base64" })?;
-        let hash =
-            PayloadHash::from_name(&event.payload_hash).ok_or_else(|| ExportProblem::UnknownPayloadHash(event.payload_hash.clone()))?;
         if hash.digest(&payload) != recorded.payload_digest || payload.len() as u64 != recorded.payload_len {
             return Err(ExportProblem::PayloadDigest);
         }

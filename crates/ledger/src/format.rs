@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-/// A SHA-256 digest.
+/// A 32-byte digest: SHA-256, except payload digests in version 2 segments (BLAKE3).
 pub type Hash = [u8; 32];
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"WITNSEG1";
@@ -60,6 +60,8 @@ pub enum FormatError {
     TrailingBytes { extra: usize },
     #[error("segment header: {0}")]
     SegmentHeader(&'static str),
+    #[error("segment header: format version {found} is newer than this witness reads (1 to {FORMAT_VERSION}); verify or open it with a newer witness")]
+    UnsupportedVersion { found: u32 },
 }
 
 /// An event record, borrowed from the bytes it was decoded from.
@@ -179,15 +181,16 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, FormatError>
     if &bytes[..8] != SEGMENT_MAGIC {
         return Err(FormatError::SegmentHeader("magic is not WITNSEG1"));
     }
-    let version = u32_at(bytes, 8);
-    if PayloadHash::of_version(version).is_none() {
-        return Err(FormatError::SegmentHeader("unsupported format version"));
-    }
+    // The CRC first: a damaged version field is damage, not a version from the future.
     let mut zeroed = [0u8; SEGMENT_HEADER_LEN];
     zeroed.copy_from_slice(&bytes[..SEGMENT_HEADER_LEN]);
     zeroed[12..16].fill(0);
     if crc32c::crc32c(&zeroed) != u32_at(bytes, 12) {
         return Err(FormatError::SegmentHeader("CRC32C mismatch"));
+    }
+    let version = u32_at(bytes, 8);
+    if PayloadHash::of_version(version).is_none() {
+        return Err(FormatError::UnsupportedVersion { found: version });
     }
     Ok(SegmentHeader { version, segment_idx: u64_at(bytes, 16), first_ledger_seq: u64_at(bytes, 24) })
 }
@@ -429,7 +432,7 @@ impl PayloadHash {
         }
     }
 
-    /// The name a session export gives it.
+    /// The name a session export gives it (`payload_hash`).
     pub fn name(self) -> &'static str {
         match self {
             PayloadHash::Sha256 => "sha256",
@@ -437,10 +440,12 @@ impl PayloadHash {
         }
     }
 
+    /// The digest an export's `payload_hash` names; None for a name witness does not know.
     pub fn from_name(name: &str) -> Option<PayloadHash> {
         [PayloadHash::Sha256, PayloadHash::Blake3].into_iter().find(|hash| hash.name() == name)
     }
 
+    /// The payload digest an event's chain hash commits to.
     pub fn digest(self, payload: &[u8]) -> Hash {
         match self {
             PayloadHash::Sha256 => Sha256::digest(payload).into(),
@@ -673,7 +678,7 @@ mod tests {
             }
         }
         let unknown = encode_segment_header(SegmentHeader { version: FORMAT_VERSION + 1, segment_idx: 0, first_ledger_seq: 0 });
-        assert_eq!(decode_segment_header(&unknown), Err(FormatError::SegmentHeader("unsupported format version")));
+        assert_eq!(decode_segment_header(&unknown), Err(FormatError::UnsupportedVersion { found: FORMAT_VERSION + 1 }));
     }
 
     /// Known answers (the RECORDING_FORMAT document gives the same): version 1 digests payloads

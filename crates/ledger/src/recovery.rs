@@ -13,7 +13,7 @@ use crate::error::LedgerError;
 use crate::format::{decode_record, decode_segment_header, entry_hash, global_link, leaf_hash, Record, SEGMENT_HEADER_LEN};
 use crate::merkle::CompactTree;
 use crate::segment::{list_segments, FrameItem, FrameIter};
-use crate::writer::{OpenHead, WriterStart};
+use crate::writer::{LastSegment, OpenHead, WriterStart};
 
 /// Rebuilds the writer's starting state from the segments in `segments_dir`.
 pub(crate) fn recover(segments_dir: &Path) -> Result<WriterStart, LedgerError> {
@@ -30,7 +30,7 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<WriterStart, LedgerError> {
     };
     let n_segments = segments.len();
     for (position, segment) in segments.iter().enumerate() {
-        if let Some((prev, _, _)) = state.last_segment {
+        if let Some(LastSegment { idx: prev, .. }) = state.last_segment {
             if segment.idx != prev + 1 {
                 return Err(LedgerError::MissingSegment { dir: segments_dir.to_path_buf(), missing: prev + 1 });
             }
@@ -73,7 +73,7 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<WriterStart, LedgerError> {
                 }
             }
         }
-        state.last_segment = Some((segment.idx, valid_len, header.version));
+        state.last_segment = Some(LastSegment { idx: segment.idx, len: valid_len, version: header.version });
     }
     Ok(state)
 }

@@ -89,14 +89,23 @@ pub struct SealSummary {
 /// The state the writer continues from, as recovery found it.
 pub(crate) struct WriterStart {
     pub segments_dir: PathBuf,
-    /// The last segment, its length (after any torn tail was cut) and its format version, or None
-    /// for a new ledger.
-    pub last_segment: Option<(u64, u64, u32)>,
+    /// The last segment, or None for a new ledger.
+    pub last_segment: Option<LastSegment>,
     pub next_ledger_seq: u64,
     pub global_head: Hash,
     pub tree: CompactTree,
     pub open_sessions: BTreeMap<[u8; 16], OpenHead>,
     pub unsealed_records: u64,
+}
+
+/// The segment recovery found last.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LastSegment {
+    pub idx: u64,
+    /// Its length after any torn tail was cut.
+    pub len: u64,
+    /// Its format version: the writer appends only to a segment of [`FORMAT_VERSION`].
+    pub version: u32,
 }
 
 /// The head of a session that is still open, and the seq its last Merkle leaf covered.
@@ -191,13 +200,17 @@ fn build(
     let (file, segment_idx, segment_len) = match start.last_segment {
         // Sessions digest their payloads the current version's way, so a segment of an older
         // version is left as it is and the next one takes the appends.
-        Some((idx, _, version)) if version != FORMAT_VERSION => {
+        Some(LastSegment { idx, version, .. }) if version != FORMAT_VERSION => {
+            // The old segment is closed for good: what a `write`-mode run left of it in the page
+            // cache goes to disk before the next segment exists, and the new segment's directory
+            // entry is made durable at once (a later rotation queues that for the syncer).
             let last = start.segments_dir.join(segment_file_name(idx));
             File::open(&last).and_then(|f| f.sync_all()).map_err(LedgerError::io("fsync", &last))?;
             let file = create_segment(&start.segments_dir, idx + 1, start.next_ledger_seq, settings.durability)?;
+            File::open(&start.segments_dir).and_then(|d| d.sync_all()).map_err(LedgerError::io("fsync", &start.segments_dir))?;
             (file, idx + 1, SEGMENT_HEADER_LEN as u64)
         }
-        Some((idx, len, _)) => {
+        Some(LastSegment { idx, len, .. }) => {
             let path = start.segments_dir.join(segment_file_name(idx));
             let file = OpenOptions::new().append(true).open(&path).map_err(LedgerError::io("open", &path))?;
             (file, idx, len)
