@@ -150,7 +150,7 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
     for segment in &segments {
         let bytes = fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
         let header = decode_segment_header(&bytes).map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
-        let hash = PayloadHash::of_version(header.version).expect("a decoded header has a known version");
+        let hash = header.payload_hash();
         for item in FrameIter::new(&bytes, header.first_ledger_seq) {
             let FrameItem::Frame { offset, body } = item else { continue };
             let record = decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;

@@ -163,6 +163,17 @@ pub enum FrameProblem {
 
 // === segment headers ===
 
+impl SegmentHeader {
+    /// How the payloads of the segment's events are digested.
+    ///
+    /// # Panics
+    ///
+    /// For a version [`decode_segment_header`] refuses: only a header made by hand has one.
+    pub fn payload_hash(&self) -> PayloadHash {
+        PayloadHash::of_version(self.version).expect("a decoded segment header has a known version")
+    }
+}
+
 pub fn encode_segment_header(header: SegmentHeader) -> [u8; SEGMENT_HEADER_LEN] {
     let mut out = [0u8; SEGMENT_HEADER_LEN];
     out[..8].copy_from_slice(SEGMENT_MAGIC);

@@ -214,7 +214,7 @@ fn read_segments(
             items: Vec::with_capacity(CHUNK_RECORDS),
         };
         if let Ok(header) = header {
-            let hash = PayloadHash::of_version(header.version).expect("a decoded header has a known version");
+            let hash = header.payload_hash();
             for item in FrameIter::new(&bytes, header.first_ledger_seq) {
                 chunk.items.push(check_unordered(&bytes, item, hash));
                 if chunk.items.len() == CHUNK_RECORDS {
