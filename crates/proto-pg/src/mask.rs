@@ -58,7 +58,16 @@ pub(crate) struct WireMasks {
     pub catalog: Arc<Catalog>,
     /// What was masked in the result (or message) being received, for its event.
     pub counts: MaskCounts,
+    /// Per result column (by position), the last value in which no stage's detectors found
+    /// anything. Detectors run per session, not per column, so what they find depends on a
+    /// value's bytes alone: a value equal to it is clean too and is not scanned again. Columns
+    /// often repeat a few values (a status, a country, "none on file").
+    clean: Vec<Vec<u8>>,
 }
+
+/// Values up to this long are remembered as clean (see `WireMasks::clean`): a repeated value is
+/// almost always a short one.
+const MAX_REMEMBERED_LEN: usize = 64;
 
 /// What a DataRow became.
 pub(crate) struct MaskedRow {
@@ -142,6 +151,27 @@ fn null_fields(content: &[u8]) -> Vec<u8> {
 }
 
 impl WireMasks {
+    pub fn new(masks: Arc<SessionMasks>, catalog: Arc<Catalog>) -> WireMasks {
+        WireMasks { masks, catalog, counts: MaskCounts::default(), clean: Vec::new() }
+    }
+
+    /// Whether `value`, in column `i`, equals the last value found clean there.
+    fn known_clean(&self, i: usize, value: &[u8]) -> bool {
+        value.len() <= MAX_REMEMBERED_LEN && self.clean.get(i).is_some_and(|clean| clean.as_slice() == value)
+    }
+
+    fn remember_clean(&mut self, i: usize, value: &[u8]) {
+        if value.len() > MAX_REMEMBERED_LEN {
+            return;
+        }
+        if self.clean.len() <= i {
+            self.clean.resize_with(i + 1, Vec::new);
+        }
+        let clean = &mut self.clean[i];
+        clean.clear();
+        clean.extend_from_slice(value);
+    }
+
     /// Tables of a RowDescription whose names are needed and not known yet.
     pub fn tables_to_look_up(&self, columns: &[Column]) -> Vec<u32> {
         if !self.masks.has_column_rules() {
@@ -196,16 +226,20 @@ impl WireMasks {
         let mut copied = 0;
         let mut recorded = record.then(|| Vec::with_capacity(n.min(1024)));
         let blind = plan.blind && self.masks.has_column_rules();
+        let detects_for_recording = self.masks.detects(Stage::RecordingOnly);
         for i in 0..n {
             let start = body.len() - f.remaining().len();
             let raw = f.nullable()?;
             let (mask, shape, format) = plan.columns.get(i).copied().unwrap_or((ColumnMask::default(), Shape::Plain, 0));
             // Integers, booleans and OIDs without a column rule: two calls a value saved.
             let left_alone = mask.leaves_alone();
+            // Only detectors can change the value (no column rule, read as it is sent).
+            let detected_only = !blind && !left_alone && !mask.is_whole() && shape == Shape::Plain;
+            let known_clean = detected_only && raw.is_some_and(|value| self.known_clean(i, value));
             let client_masked = match raw {
                 None => Masked::Unchanged,
                 Some(_) if blind => Masked::Null,
-                Some(_) if left_alone => Masked::Unchanged,
+                Some(_) if left_alone || known_clean => Masked::Unchanged,
                 Some(value) => self.cell(Stage::Client, &mask, shape, value),
             };
             let client_value: Option<&[u8]> = match &client_masked {
@@ -234,12 +268,17 @@ impl WireMasks {
                 }
                 copied = body.len() - f.remaining().len();
             }
+            // Whether the recording-only stage left the value as the client got it (None: not looked).
+            let mut recording_unchanged = None;
             if let Some(recorded) = &mut recorded {
                 // Borrowed unless the recording-only stage changes the value: no copy per cell.
                 let kept: Option<std::borrow::Cow<'_, [u8]>> = match client_value {
-                    Some(value) if !left_alone && (self.masks.detects(Stage::RecordingOnly) || mask.is_whole()) => {
+                    Some(value) if !left_alone && !known_clean && (detects_for_recording || mask.is_whole()) => {
                         match self.cell(Stage::RecordingOnly, &mask, shape, value) {
-                            Masked::Unchanged => Some(value.into()),
+                            Masked::Unchanged => {
+                                recording_unchanged = Some(true);
+                                Some(value.into())
+                            }
                             Masked::Null => None,
                             Masked::Value(v) => Some(v),
                         }
@@ -247,6 +286,12 @@ impl WireMasks {
                     other => other.map(Into::into),
                 };
                 recorded.push(crate::record::value(kept.as_deref(), format));
+            }
+            // Remembered only once every stage has looked and found nothing.
+            if let (true, false, false, Some(value)) = (detected_only, known_clean, changed, raw) {
+                if !detects_for_recording || recording_unchanged == Some(true) {
+                    self.remember_clean(i, value);
+                }
             }
         }
         let rewritten = out.is_some();

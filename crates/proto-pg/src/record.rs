@@ -355,7 +355,7 @@ impl Responses {
     /// Response tracking that masks values as `masks` says, with no table names known (every
     /// table pattern then matches): for fuzzing and tests; sessions get theirs from the relay.
     pub fn with_session_masks(max_rows: usize, masks: Arc<SessionMasks>) -> Responses {
-        Responses::with_masks(max_rows, Some(WireMasks { masks, catalog: Default::default(), counts: Default::default() }))
+        Responses::with_masks(max_rows, Some(WireMasks::new(masks, Default::default())))
     }
 
     /// Response tracking that masks values as `masks` says (None: nothing is masked).
@@ -999,6 +999,57 @@ mod tests {
             }
         }
         assert_eq!(replies, [true, false, true, true, false], "the email column is masked, the note column is not");
+    }
+
+    /// Runs one result of a single text column through masking by detectors that apply to
+    /// `apply_to`: what the client got for each row, and the rows as recorded.
+    fn masked_column(apply_to: witness_policy::mask::ApplyTo, values: &[&str]) -> (Vec<String>, Value) {
+        use witness_policy::mask::{DetectorSet, MaskRule, MaskStyle, Masking};
+        let rule = MaskRule {
+            name: "pii".into(),
+            connections: Vec::new(),
+            groups: Vec::new(),
+            columns: Vec::new(),
+            detectors: DetectorSet::all(),
+            apply_to,
+            style: MaskStyle::Redact,
+        };
+        let masks = Masking::new(vec![rule], b"test").unwrap().for_session("pg", &[]).unwrap();
+        let queue = PendingQueue::default();
+        let mut responses = Responses::with_session_masks(100, masks);
+        let mut events = Vec::new();
+        let mut client_got = Vec::new();
+        let described = msg(b'T', b"\0\x01note\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
+        let rows = values.iter().map(|v| msg(b'D', &[&b"\0\x01"[..], &(v.len() as i32).to_be_bytes(), v.as_bytes()].concat()));
+        for m in std::iter::once(described).chain(rows).chain([msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")]) {
+            let mut out = BytesMut::new();
+            let reply = responses.on_message(message(&m), &queue, &mut events, &mut ToClient::new(&mut out, &[])).unwrap();
+            if m[0] == b'D' {
+                let sent = if matches!(reply, Reply::Rewritten) { &out[..] } else { &m[..] };
+                client_got.push(String::from_utf8_lossy(&sent[11..]).into_owned());
+            }
+        }
+        let payload: Value = serde_json::from_slice(&events[0].payload).unwrap();
+        (client_got, payload["rows"].clone())
+    }
+
+    #[test]
+    fn a_repeated_value_is_masked_each_time_and_a_repeated_clean_one_passes_each_time() {
+        use witness_policy::mask::ApplyTo;
+        let values = ["none on file", "none on file", "mail a@example.com", "mail a@example.com", "none on file", "none"];
+        let (client, recorded) = masked_column(ApplyTo::ClientAndRecording, &values);
+        let masked = ["none on file", "none on file", "mail [email]", "mail [email]", "none on file", "none"];
+        assert_eq!(client, masked);
+        assert_eq!(recorded, json!(masked.map(|v| [v])));
+    }
+
+    #[test]
+    fn a_value_clean_for_the_client_but_not_for_the_recording_is_masked_in_every_recorded_row() {
+        use witness_policy::mask::ApplyTo;
+        let values = ["mail a@example.com", "mail a@example.com", "none", "mail a@example.com"];
+        let (client, recorded) = masked_column(ApplyTo::Recording, &values);
+        assert_eq!(client, values, "the client sees the real values");
+        assert_eq!(recorded, json!([["mail [email]"], ["mail [email]"], ["none"], ["mail [email]"]]));
     }
 
     #[test]

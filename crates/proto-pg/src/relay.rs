@@ -121,11 +121,7 @@ where
     G: PgGate,
 {
     let Parts { gate, subject, leftover, session, mut interrupt, guards, max_rows, masks } = parts;
-    let wire_masks = |(masks, target): &(Arc<SessionMasks>, Arc<PgTarget>)| WireMasks {
-        masks: masks.clone(),
-        catalog: target.catalog.clone(),
-        counts: Default::default(),
-    };
+    let wire_masks = |(masks, target): &(Arc<SessionMasks>, Arc<PgTarget>)| WireMasks::new(masks.clone(), target.catalog.clone());
     let requests = Requests::new(masks.as_ref().map(wire_masks));
     let responses = Responses::with_masks(max_rows, masks.as_ref().map(wire_masks));
     let target = masks.as_ref().map(|(_, target)| target.clone());
