@@ -241,6 +241,7 @@ impl Masking {
 
 impl SessionMasks {
     /// Whether any rule names columns (so results need to know where their columns come from).
+    #[inline]
     pub fn has_column_rules(&self) -> bool {
         self.has_columns
     }
@@ -286,10 +287,18 @@ impl SessionMasks {
 
 impl ColumnMask {
     /// Whether the column is masked whole at some stage.
+    #[inline]
     pub fn is_whole(&self) -> bool {
         self.whole.iter().any(Option::is_some)
     }
 
+    /// Whether the column is masked whole at this stage.
+    #[inline]
+    pub fn is_whole_at(&self, stage: Stage) -> bool {
+        self.whole[stage as usize].is_some()
+    }
+
+    #[inline]
     pub fn kind(&self) -> Option<ValueKind> {
         self.kind
     }

@@ -273,7 +273,7 @@ impl WireMasks {
             if let Some(recorded) = &mut recorded {
                 // Borrowed unless the recording-only stage changes the value: no copy per cell.
                 let kept: Option<std::borrow::Cow<'_, [u8]>> = match client_value {
-                    Some(value) if !left_alone && !known_clean && (detects_for_recording || mask.is_whole()) => {
+                    Some(value) if !left_alone && !known_clean && (detects_for_recording || mask.is_whole_at(Stage::RecordingOnly)) => {
                         match self.cell(Stage::RecordingOnly, &mask, shape, value) {
                             Masked::Unchanged => {
                                 recording_unchanged = Some(true);

@@ -142,6 +142,7 @@ impl SessionMasks {
     }
 
     /// Whether a stage has any detector to run.
+    #[inline]
     pub fn detects(&self, stage: Stage) -> bool {
         !self.detectors(stage).is_empty()
     }
