@@ -168,8 +168,12 @@ impl Witness {
     }
 
     /// Waits (up to 30 s) until this witness uses no CPU, so that work left from one run (the index
-    /// catching up) does not slow the next run, whichever target it measures.
+    /// catching up) does not slow the next run, whichever target it measures. First it has the
+    /// kernel write out what the last run left dirty (100-row results record about 100 MB a second):
+    /// written back during the next run, it cost that run up to a third of a core, and the run
+    /// that came second in a pair lost by it.
     pub fn settle(&self) {
+        let _ = Command::new("sync").status();
         let cpu_ticks = || cpu_ticks(self.child.id());
         // Idle: at most 2 ticks (20 ms) of CPU in 250 ms; its timers (index polling,
         // checkpoints) use a little even when nothing happens.
