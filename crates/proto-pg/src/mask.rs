@@ -157,7 +157,7 @@ impl WireMasks {
 
     /// Whether `value`, in column `i`, equals the last value found clean there.
     fn known_clean(&self, i: usize, value: &[u8]) -> bool {
-        value.len() <= MAX_REMEMBERED_LEN && self.clean.get(i).is_some_and(|clean| clean.as_slice() == value)
+        self.clean.get(i).is_some_and(|clean| clean.as_slice() == value)
     }
 
     fn remember_clean(&mut self, i: usize, value: &[u8]) {
@@ -268,15 +268,16 @@ impl WireMasks {
                 }
                 copied = body.len() - f.remaining().len();
             }
-            // Whether the recording-only stage left the value as the client got it (None: not looked).
-            let mut recording_unchanged = None;
+            // Whether the recording-only stage has nothing to change in the value: true when it
+            // has no detectors, else only once it has looked and found nothing.
+            let mut clean_for_recording = !detects_for_recording;
             if let Some(recorded) = &mut recorded {
                 // Borrowed unless the recording-only stage changes the value: no copy per cell.
                 let kept: Option<std::borrow::Cow<'_, [u8]>> = match client_value {
                     Some(value) if !left_alone && !known_clean && (detects_for_recording || mask.is_whole_at(Stage::RecordingOnly)) => {
                         match self.cell(Stage::RecordingOnly, &mask, shape, value) {
                             Masked::Unchanged => {
-                                recording_unchanged = Some(true);
+                                clean_for_recording = true;
                                 Some(value.into())
                             }
                             Masked::Null => None,
@@ -288,10 +289,8 @@ impl WireMasks {
                 recorded.push(crate::record::value(kept.as_deref(), format));
             }
             // Remembered only once every stage has looked and found nothing.
-            if let (true, false, false, Some(value)) = (detected_only, known_clean, changed, raw) {
-                if !detects_for_recording || recording_unchanged == Some(true) {
-                    self.remember_clean(i, value);
-                }
+            if let Some(value) = raw.filter(|_| detected_only && !known_clean && !changed && clean_for_recording) {
+                self.remember_clean(i, value);
             }
         }
         let rewritten = out.is_some();

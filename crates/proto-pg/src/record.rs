@@ -1026,7 +1026,8 @@ mod tests {
             let reply = responses.on_message(message(&m), &queue, &mut events, &mut ToClient::new(&mut out, &[])).unwrap();
             if m[0] == b'D' {
                 let sent = if matches!(reply, Reply::Rewritten) { &out[..] } else { &m[..] };
-                client_got.push(String::from_utf8_lossy(&sent[11..]).into_owned());
+                // The one value, after the tag, length, column count and value length.
+                client_got.push(String::from_utf8_lossy(&sent[1 + 4 + 2 + 4..]).into_owned());
             }
         }
         let payload: Value = serde_json::from_slice(&events[0].payload).unwrap();
