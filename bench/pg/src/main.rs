@@ -1,7 +1,9 @@
 //! PostgreSQL benchmark for witness: pgbench select-only workloads (prepared and simple
 //! protocol) against PostgreSQL directly, through PgBouncer (the reference cost of one proxy
-//! hop), and through witness with ledger durability `write` and `fsync`, and `write` with a
-//! 10-rule policy that applies to the benchmark's identity (every statement is decided).
+//! hop), through a relay on witness's stack that records nothing (the relay floor: the hop
+//! without witness's work), and through witness with ledger durability `write` and `fsync`, and
+//! `write` with a 10-rule policy that applies to the benchmark's identity (every statement is
+//! decided).
 //!
 //! ```text
 //! cargo build --release -p witness -p witness-bench-pg
@@ -22,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+mod floor;
 mod masking;
 mod pgbench;
 mod report;
@@ -32,6 +35,7 @@ use std::process::{Command, ExitCode};
 
 use witness_testkit::{pg_bin, Postgres, PostgresOptions};
 
+use crate::floor::RelayFloor;
 use crate::servers::{PgBouncer, Witness};
 
 /// A pgbench workload: its name in the report and its query protocol (`-M`).
@@ -44,13 +48,16 @@ pub const WORKLOADS: [Workload; 2] =
     [Workload { name: "select-only, prepared", mode: "prepared" }, Workload { name: "select-only, simple protocol", mode: "simple" }];
 
 /// Targets in report order; the constants below index them.
+/// relay-floor is a relay on witness's stack that records nothing (see `floor.rs`): what the hop
+/// costs before witness does any work of its own.
 /// witness-policy runs right after witness-write, so that the two it compares run in the most
 /// alike conditions (the fsync run leaves the disk busy behind it).
-pub const TARGETS: [&str; 5] = ["direct", "PgBouncer", "witness-write", "witness-policy", "witness-fsync"];
+pub const TARGETS: [&str; 6] = ["direct", "PgBouncer", "relay-floor", "witness-write", "witness-policy", "witness-fsync"];
 pub const DIRECT: usize = 0;
 pub const BOUNCER: usize = 1;
-pub const WITNESS_WRITE: usize = 2;
-pub const WITNESS_POLICY: usize = 3;
+pub const FLOOR: usize = 2;
+pub const WITNESS_WRITE: usize = 3;
+pub const WITNESS_POLICY: usize = 4;
 
 /// Ten rules in the benchmark identity's reach, none of which refuses pgbench's statements: the
 /// cost measured is deciding, not refusing.
@@ -109,7 +116,12 @@ approvers = ["dba"]
 const SCALE: u32 = 10;
 
 fn main() -> ExitCode {
-    if let Err(e) = run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first() {
+        Some(flag) if flag == floor::FLAG => floor::serve(&args[1..]),
+        _ => run(),
+    };
+    if let Err(e) = result {
         eprintln!("witness-bench-pg: {e}");
         return ExitCode::FAILURE;
     }
@@ -138,12 +150,14 @@ fn run() -> Result<(), String> {
     let trust = |port: u16| format!("host=127.0.0.1 port={port} dbname=app user=trust_user sslmode=disable");
     pgbench::init(&trust(pg.port()), SCALE)?;
     let bouncer = bouncer_bin.clone().and_then(|bin| PgBouncer::start(&bin, pg.port()));
+    let relay_floor = RelayFloor::start(pg.port());
     let mut witnesses = [("write", ""), ("write", TEN_RULES), ("fsync", "")]
         .map(|(durability, rules)| Witness::start(&witness_bin, durability, rules, pg.port()));
     let via_witness = |w: &Witness| format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token);
     let conninfos = [
         Ok(trust(pg.port())),
         bouncer.as_ref().map(|b| trust(b.port)).map_err(Clone::clone),
+        relay_floor.as_ref().map(|r| trust(r.port)).map_err(Clone::clone),
         witnesses[0].as_ref().map(via_witness).map_err(Clone::clone),
         witnesses[1].as_ref().map(via_witness).map_err(Clone::clone),
         witnesses[2].as_ref().map(via_witness).map_err(Clone::clone),
@@ -153,6 +167,7 @@ fn run() -> Result<(), String> {
     let proxy_pids = [
         None,
         bouncer.as_ref().ok().map(PgBouncer::pid),
+        relay_floor.as_ref().ok().map(RelayFloor::pid),
         witnesses[0].as_ref().ok().map(Witness::pid),
         witnesses[1].as_ref().ok().map(Witness::pid),
         witnesses[2].as_ref().ok().map(Witness::pid),
@@ -184,7 +199,7 @@ fn run() -> Result<(), String> {
     report::print_verdicts(&clients, &results);
 
     // Stop witness as a deployment would (SIGTERM seals the ledger) and say whether it did.
-    for (name, witness) in TARGETS[2..].iter().zip(&mut witnesses) {
+    for (name, witness) in TARGETS[WITNESS_WRITE..].iter().zip(&mut witnesses) {
         if let Ok(witness) = witness {
             let sealed = witness.stop().contains("ledger sealed");
             eprintln!("{name} stopped: {}", if sealed { "ledger sealed" } else { "ledger NOT sealed" });

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::pgbench::Sample;
-use crate::{BOUNCER, DIRECT, TARGETS, WITNESS_POLICY, WITNESS_WRITE, WORKLOADS};
+use crate::{BOUNCER, DIRECT, FLOOR, TARGETS, WITNESS_POLICY, WITNESS_WRITE, WORKLOADS};
 
 /// Results keyed by (workload index, clients, target index).
 pub type Results = BTreeMap<(usize, u32, usize), Result<Sample, String>>;
@@ -34,6 +34,29 @@ pub fn print_tables(clients: &[u32], results: &Results) {
                 let cpu = s.proxy_cpu_us.map_or("-".into(), |us| format!("{us:.1}"));
                 println!("{c:>7}  {name:<14} {:>10.1} {:>9} {:>9} {direct:>10} {bouncer:>12} {cpu:>17}", s.tps, s.p50_us, s.p99_us);
             }
+        }
+    }
+}
+
+/// Splits witness's cost into the hop (the relay floor, which only copies bytes) and witness's own
+/// work on top of it, in proxy CPU per transaction. On a machine whose cores the proxy shares with
+/// pgbench and PostgreSQL, throughput follows the CPU each transaction takes in all three.
+fn print_hop_and_recording(clients: &[u32], results: &Results) {
+    println!("\nproxy CPU per transaction, µs: PgBouncer / relay floor (the hop alone) / witness-write:");
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        for c in clients.iter().copied().filter(|&c| c > 1) {
+            let cpu = |t: usize| get(results, w, c, t).and_then(|s| s.proxy_cpu_us);
+            let show = |t: usize| cpu(t).map_or("n/a".into(), |us| format!("{us:.1}"));
+            let floor_tps = get(results, w, c, FLOOR).zip(get(results, w, c, BOUNCER)).map(|(f, b)| f.tps / b.tps);
+            let own = cpu(WITNESS_WRITE).zip(cpu(FLOOR)).map_or("n/a".into(), |(w, f)| format!("{:.1}", w - f));
+            let label = format!("{} {c}c:", workload.mode);
+            println!(
+                "  {label:<14} {} / {} / {}  (witness's own work {own}; relay floor at {} of PgBouncer's TPS)",
+                show(BOUNCER),
+                show(FLOOR),
+                show(WITNESS_WRITE),
+                floor_tps.map_or("n/a".into(), |r| format!("{r:.2}x")),
+            );
         }
     }
 }
@@ -82,6 +105,7 @@ pub fn print_verdicts(clients: &[u32], results: &Results) {
             policy_parts.push(format!("{} {c}c {}", workload.mode, pair.map_or("n/a".into(), |(a, b)| format!("{:.2}x", a.tps / b.tps))));
         }
     }
+    print_hop_and_recording(clients, results);
     println!("\ntarget verdicts:");
     let (tps, latency) = (verdict(&tps_checks), verdict(&latency_checks));
     println!("  witness write TPS >= PgBouncer TPS at 8 and 32 clients: {tps} ({})", tps_parts.join(", "));
