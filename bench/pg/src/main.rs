@@ -17,7 +17,8 @@
 //! without masking and with every detector on.
 //!
 //! Everything runs on loopback in temp dirs: an ephemeral PostgreSQL (witness-testkit), our own
-//! PgBouncer (installed with apt-get if missing and we are root) and two `witness serve`. The
+//! PgBouncer (installed with apt-get if missing and we are root), the relay floor (this
+//! executable run with `--relay-floor`) and three `witness serve`. The
 //! witness binary is `$WITNESS_BIN`, else the one next to this executable (cargo builds both
 //! into the same target dir), else `$CARGO_TARGET_DIR/release/witness`. The report goes to
 //! stdout, progress to stderr. A target that cannot start is reported; the others still run.
@@ -35,8 +36,7 @@ use std::process::{Command, ExitCode};
 
 use witness_testkit::{pg_bin, Postgres, PostgresOptions};
 
-use crate::floor::RelayFloor;
-use crate::servers::{PgBouncer, Witness};
+use crate::servers::{PgBouncer, RelayFloor, Witness};
 
 /// A pgbench workload: its name in the report and its query protocol (`-M`).
 pub struct Workload {
@@ -196,6 +196,7 @@ fn run() -> Result<(), String> {
         }
     }
     report::print_tables(&clients, &results);
+    report::print_hop_and_recording(&clients, &results);
     report::print_verdicts(&clients, &results);
 
     // Stop witness as a deployment would (SIGTERM seals the ledger) and say whether it did.
@@ -208,7 +209,8 @@ fn run() -> Result<(), String> {
     if std::env::var("BENCH_MASKING").as_deref() != Ok("0") {
         masking::run(&witness_bin, &pg, seconds, &clients, log_dir.path())?;
     }
-    // PgBouncer is killed, then PostgreSQL stopped, as they drop (in reverse order of creation).
+    // The relay floor and PgBouncer are killed, then PostgreSQL stopped, as they drop (in reverse
+    // order of creation).
     Ok(())
 }
 
@@ -252,5 +254,5 @@ fn print_header(seconds: u32, clients: &[u32], pg: &Postgres, bouncer: &Result<P
     println!("{}; {}", version(&pg_bin("pgbench")), bouncer.as_ref().map_or_else(|e| e.clone(), |b| version(b)));
     println!("each run: pgbench -n -S -M prepared|simple -c N -j min(N,2) -T {seconds} -l --log-prefix=TMP/x CONNINFO");
     println!("clients: {clients:?}; PgBouncer: pool_mode session, default_pool_size 40");
-    println!("proxy CPU: user + system time of the PgBouncer or witness process over the run, per transaction");
+    println!("proxy CPU: user + system time of the proxy's process (PgBouncer, relay floor, witness) over the run, per transaction");
 }

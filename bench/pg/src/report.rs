@@ -1,6 +1,7 @@
-//! The printed report: a table per workload, the latency witness adds at one client, and the
-//! verdicts against witness's performance targets (PgBouncer's throughput at 8 and 32 clients;
-//! under 100 µs added at p50).
+//! The printed report: a table per workload, the proxies' CPU per transaction split into the hop
+//! and witness's own work, the latency witness adds at one client, and the verdicts against
+//! witness's performance targets (PgBouncer's throughput at 8 and 32 clients; under 100 µs added
+//! at p50).
 
 use std::collections::BTreeMap;
 
@@ -41,17 +42,21 @@ pub fn print_tables(clients: &[u32], results: &Results) {
 /// Splits witness's cost into the hop (the relay floor, which only copies bytes) and witness's own
 /// work on top of it, in proxy CPU per transaction. On a machine whose cores the proxy shares with
 /// pgbench and PostgreSQL, throughput follows the CPU each transaction takes in all three.
-fn print_hop_and_recording(clients: &[u32], results: &Results) {
+pub fn print_hop_and_recording(clients: &[u32], results: &Results) {
+    let loaded: Vec<u32> = clients.iter().copied().filter(|&c| c > 1).collect();
+    if loaded.is_empty() {
+        return;
+    }
     println!("\nproxy CPU per transaction, µs: PgBouncer / relay floor (the hop alone) / witness-write:");
     for (w, workload) in WORKLOADS.iter().enumerate() {
-        for c in clients.iter().copied().filter(|&c| c > 1) {
+        for &c in &loaded {
             let cpu = |t: usize| get(results, w, c, t).and_then(|s| s.proxy_cpu_us);
             let show = |t: usize| cpu(t).map_or("n/a".into(), |us| format!("{us:.1}"));
             let floor_tps = get(results, w, c, FLOOR).zip(get(results, w, c, BOUNCER)).map(|(f, b)| f.tps / b.tps);
-            let own = cpu(WITNESS_WRITE).zip(cpu(FLOOR)).map_or("n/a".into(), |(w, f)| format!("{:.1}", w - f));
+            let own = cpu(WITNESS_WRITE).zip(cpu(FLOOR)).map_or("n/a".into(), |(witness, floor)| format!("{:.1} µs", witness - floor));
             let label = format!("{} {c}c:", workload.mode);
             println!(
-                "  {label:<14} {} / {} / {}  (witness's own work {own}; relay floor at {} of PgBouncer's TPS)",
+                "  {label:<14} {} / {} / {}  (witness-write minus relay floor: {own}; relay floor at {} of PgBouncer's TPS)",
                 show(BOUNCER),
                 show(FLOOR),
                 show(WITNESS_WRITE),
@@ -105,7 +110,6 @@ pub fn print_verdicts(clients: &[u32], results: &Results) {
             policy_parts.push(format!("{} {c}c {}", workload.mode, pair.map_or("n/a".into(), |(a, b)| format!("{:.2}x", a.tps / b.tps))));
         }
     }
-    print_hop_and_recording(clients, results);
     println!("\ntarget verdicts:");
     let (tps, latency) = (verdict(&tps_checks), verdict(&latency_checks));
     println!("  witness write TPS >= PgBouncer TPS at 8 and 32 clients: {tps} ({})", tps_parts.join(", "));

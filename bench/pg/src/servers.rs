@@ -1,6 +1,6 @@
 //! The proxies under test, each a child process on its own free loopback port: PgBouncer (the
-//! reference cost of one proxy hop) and `witness serve`. Both are stopped when their value is
-//! dropped, so an early error return never leaves a stray process behind.
+//! reference cost of one proxy hop), the relay floor (`floor.rs`) and `witness serve`. Each is
+//! stopped when its value is dropped, so an early error return never leaves a stray process behind.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -84,18 +84,10 @@ impl PgBouncer {
         let child = child.stdout(Stdio::null()).stderr(log).spawn();
         let child = child.map_err(|e| format!("cannot start pgbouncer: {e}"))?;
         let mut bouncer = PgBouncer { dir, port, child };
-        // Ready once the port accepts a connection; an early exit is reported with the log.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = bouncer.child.try_wait() {
-                return Err(format!("pgbouncer exited with {status}: {}", bouncer.log_tail()));
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(bouncer);
-            }
-            thread::sleep(Duration::from_millis(100));
+        match wait_listening(&mut bouncer.child, port) {
+            Ok(()) => Ok(bouncer),
+            Err(e) => Err(format!("pgbouncer {e}: {}", bouncer.log_tail())),
         }
-        Err(format!("pgbouncer did not listen on port {port} within 20 s: {}", bouncer.log_tail()))
     }
 
     fn log_tail(&self) -> String {
@@ -113,6 +105,51 @@ impl PgBouncer {
 }
 
 impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// Waits (up to 20 s) until `port` accepts a connection: Err says how `child` failed instead.
+fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status}"));
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("did not listen on port {port} within 20 s"))
+}
+
+/// The relay floor (`floor.rs`): this executable run with `--relay-floor`, relaying to PostgreSQL.
+pub struct RelayFloor {
+    pub port: u16,
+    child: Child,
+}
+
+impl RelayFloor {
+    pub fn start(pg_port: u16) -> Result<RelayFloor, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable to run the relay floor: {e}"))?;
+        let port = free_port();
+        let mut cmd = Command::new(exe);
+        cmd.args([crate::floor::FLAG, &port.to_string(), &pg_port.to_string()]);
+        // Its stdout is not the report's; its errors go to stderr with the progress lines.
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn();
+        let mut floor = RelayFloor { port, child: child.map_err(|e| format!("cannot start the relay floor: {e}"))? };
+        wait_listening(&mut floor.child, port).map_err(|e| format!("the relay floor {e}"))?;
+        Ok(floor)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for RelayFloor {
     fn drop(&mut self) {
         terminate(&mut self.child);
     }
