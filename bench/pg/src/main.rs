@@ -255,4 +255,5 @@ fn print_header(seconds: u32, clients: &[u32], pg: &Postgres, bouncer: &Result<P
     println!("each run: pgbench -n -S -M prepared|simple -c N -j min(N,2) -T {seconds} -l --log-prefix=TMP/x CONNINFO");
     println!("clients: {clients:?}; PgBouncer: pool_mode session, default_pool_size 40");
     println!("proxy CPU: user + system time of the proxy's process (PgBouncer, relay floor, witness) over the run, per transaction");
+    println!("machine CPU: busy time of all cores over the run (/proc/stat: pgbench, PostgreSQL, the proxy, the kernel), per transaction");
 }

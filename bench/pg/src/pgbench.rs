@@ -17,6 +17,15 @@ pub struct Sample {
     pub n_txns: u64,
     /// CPU time (user + system) of the proxy per transaction, in µs, when there is a proxy.
     pub proxy_cpu_us: Option<f64>,
+    /// CPU time the whole machine spent per transaction (pgbench, PostgreSQL, the proxy, the
+    /// kernel), in µs, and the share of the machine's time left idle, from /proc/stat.
+    pub machine: Option<MachineCpu>,
+}
+
+#[derive(Clone, Copy)]
+pub struct MachineCpu {
+    pub busy_us_per_txn: f64,
+    pub idle_share: f64,
 }
 
 /// A pgbench command with every PG* variable removed: a PGHOST or PGSSLMODE in the caller's
@@ -55,7 +64,14 @@ pub fn run_with(workload: &[&str], clients: u32, seconds: u32, conninfo: &str, l
         return Err("pgbench logged no transactions".into());
     }
     latencies.sort_unstable();
-    Ok(Sample { tps, p50_us: percentile(&latencies, 0.50), p99_us: percentile(&latencies, 0.99), n_txns, proxy_cpu_us: None })
+    Ok(Sample {
+        tps,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        n_txns,
+        proxy_cpu_us: None,
+        machine: None,
+    })
 }
 
 /// TPS from "tps = 1234.5 (without initial connection time)" (PostgreSQL 14+; older versions

@@ -19,8 +19,8 @@ pub fn print_tables(clients: &[u32], results: &Results) {
     for (w, workload) in WORKLOADS.iter().enumerate() {
         println!("\n{} (pgbench -S -M {})", workload.name, workload.mode);
         let (c, t, tps, p50, p99, direct, bouncer) = ("clients", "target", "TPS", "p50 µs", "p99 µs", "vs direct", "vs PgBouncer");
-        let cpu = "proxy CPU µs/txn";
-        println!("{c:>7}  {t:<14} {tps:>10} {p50:>9} {p99:>9} {direct:>10} {bouncer:>12} {cpu:>17}");
+        let (cpu, machine) = ("proxy CPU µs/txn", "machine CPU µs/txn (idle)");
+        println!("{c:>7}  {t:<14} {tps:>10} {p50:>9} {p99:>9} {direct:>10} {bouncer:>12} {cpu:>17} {machine:>26}");
         for &c in clients {
             for (t, name) in TARGETS.iter().enumerate() {
                 let s = match &results[&(w, c, t)] {
@@ -33,7 +33,11 @@ pub fn print_tables(clients: &[u32], results: &Results) {
                 let ratio = |base: usize| get(results, w, c, base).map_or("-".into(), |b| format!("{:.2}x", s.tps / b.tps));
                 let (direct, bouncer) = (ratio(DIRECT), ratio(BOUNCER));
                 let cpu = s.proxy_cpu_us.map_or("-".into(), |us| format!("{us:.1}"));
-                println!("{c:>7}  {name:<14} {:>10.1} {:>9} {:>9} {direct:>10} {bouncer:>12} {cpu:>17}", s.tps, s.p50_us, s.p99_us);
+                let machine = s.machine.map_or("-".into(), |m| format!("{:.1} ({:.0}%)", m.busy_us_per_txn, m.idle_share * 100.0));
+                println!(
+                    "{c:>7}  {name:<14} {:>10.1} {:>9} {:>9} {direct:>10} {bouncer:>12} {cpu:>17} {machine:>26}",
+                    s.tps, s.p50_us, s.p99_us
+                );
             }
         }
     }
@@ -41,13 +45,15 @@ pub fn print_tables(clients: &[u32], results: &Results) {
 
 /// Splits witness's cost into the hop (the relay floor, which only copies bytes) and witness's own
 /// work on top of it, in proxy CPU per transaction. On a machine whose cores the proxy shares with
-/// pgbench and PostgreSQL, throughput follows the CPU each transaction takes in all three.
+/// pgbench and PostgreSQL, throughput follows the CPU each transaction takes in all three: the
+/// second line sets the machine's CPU per transaction behind PgBouncer against witness's, beside
+/// the TPS ratio it predicts.
 pub fn print_hop_and_recording(clients: &[u32], results: &Results) {
     let loaded: Vec<u32> = clients.iter().copied().filter(|&c| c > 1).collect();
     if loaded.is_empty() {
         return;
     }
-    println!("\nproxy CPU per transaction, µs: PgBouncer / relay floor (the hop alone) / witness-write:");
+    println!("\nCPU per transaction, µs: the proxy's (PgBouncer / relay floor, the hop alone / witness-write), then the machine's:");
     for (w, workload) in WORKLOADS.iter().enumerate() {
         for &c in &loaded {
             let cpu = |t: usize| get(results, w, c, t).and_then(|s| s.proxy_cpu_us);
@@ -61,6 +67,22 @@ pub fn print_hop_and_recording(clients: &[u32], results: &Results) {
                 show(FLOOR),
                 show(WITNESS_WRITE),
                 floor_tps.map_or("n/a".into(), |r| format!("{r:.2}x")),
+            );
+            let machine = |t: usize| get(results, w, c, t).and_then(|s| s.machine);
+            let show =
+                |t: usize| machine(t).map_or("n/a".into(), |m| format!("{:.1} (idle {:.0}%)", m.busy_us_per_txn, m.idle_share * 100.0));
+            let predicted =
+                machine(BOUNCER).zip(machine(WITNESS_WRITE)).map(|(bouncer, witness)| bouncer.busy_us_per_txn / witness.busy_us_per_txn);
+            let measured =
+                get(results, w, c, WITNESS_WRITE).zip(get(results, w, c, BOUNCER)).map(|(witness, bouncer)| witness.tps / bouncer.tps);
+            let ratio = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.2}x"));
+            println!(
+                "  {:<14} machine: PgBouncer {} / witness-write {}  (predicts witness at {} of PgBouncer's TPS; measured {})",
+                "",
+                show(BOUNCER),
+                show(WITNESS_WRITE),
+                ratio(predicted),
+                ratio(measured),
             );
         }
     }

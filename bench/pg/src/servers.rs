@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use witness_testkit::free_port;
 
-use crate::pgbench::Sample;
+use crate::pgbench::{MachineCpu, Sample};
 use crate::{output, tail};
 
 /// True when we run as root, read from the owner of /proc/self so that no libc call is needed.
@@ -246,14 +246,28 @@ impl Drop for Witness {
 }
 
 /// Runs one pgbench sample and charges it the CPU that process `pid` (a proxy, when there is
-/// one) spent over the run, per transaction.
+/// one) spent over the run, per transaction, and the CPU of the whole machine.
 pub fn charged_to(pid: Option<u32>, run: impl FnOnce() -> Result<Sample, String>) -> Result<Sample, String> {
-    let before = pid.and_then(cpu_ticks);
+    let (before, machine_before) = (pid.and_then(cpu_ticks), machine_ticks());
     let mut sample = run()?;
-    let after = pid.and_then(cpu_ticks);
+    let (after, machine_after) = (pid.and_then(cpu_ticks), machine_ticks());
     // Ticks are 10 ms.
-    sample.proxy_cpu_us = before.zip(after).map(|(b, a)| (a.saturating_sub(b) as f64 * 1e4) / sample.n_txns.max(1) as f64);
+    let per_txn = |ticks: u64| ticks as f64 * 1e4 / sample.n_txns.max(1) as f64;
+    sample.proxy_cpu_us = before.zip(after).map(|(b, a)| per_txn(a.saturating_sub(b)));
+    sample.machine = machine_before.zip(machine_after).map(|((busy0, idle0), (busy1, idle1))| {
+        let (busy, idle) = (busy1.saturating_sub(busy0), idle1.saturating_sub(idle0));
+        MachineCpu { busy_us_per_txn: per_txn(busy), idle_share: idle as f64 / (busy + idle).max(1) as f64 }
+    });
     Ok(sample)
+}
+
+/// Busy and idle ticks of all cores together, from the first line of /proc/stat
+/// (`cpu user nice system idle iowait irq softirq steal ...`).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    Some((field(0) + field(1) + field(2) + field(5) + field(6) + field(7), field(3) + field(4)))
 }
 
 /// User and system CPU ticks of a process (all its threads).
