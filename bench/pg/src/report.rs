@@ -58,7 +58,7 @@ pub fn print_hop_and_recording(clients: &[u32], results: &Results) {
         for &c in &loaded {
             let cpu = |t: usize| get(results, w, c, t).and_then(|s| s.proxy_cpu_us);
             let show = |t: usize| cpu(t).map_or("n/a".into(), |us| format!("{us:.1}"));
-            let floor_tps = get(results, w, c, FLOOR).zip(get(results, w, c, BOUNCER)).map(|(f, b)| f.tps / b.tps);
+            let tps_ratio = |t: usize| get(results, w, c, t).zip(get(results, w, c, BOUNCER)).map(|(s, bouncer)| s.tps / bouncer.tps);
             let own = cpu(WITNESS_WRITE).zip(cpu(FLOOR)).map_or("n/a".into(), |(witness, floor)| format!("{:.1} µs", witness - floor));
             let label = format!("{} {c}c:", workload.mode);
             println!(
@@ -66,26 +66,27 @@ pub fn print_hop_and_recording(clients: &[u32], results: &Results) {
                 show(BOUNCER),
                 show(FLOOR),
                 show(WITNESS_WRITE),
-                floor_tps.map_or("n/a".into(), |r| format!("{r:.2}x")),
+                ratio(tps_ratio(FLOOR)),
             );
             let machine = |t: usize| get(results, w, c, t).and_then(|s| s.machine);
             let show =
                 |t: usize| machine(t).map_or("n/a".into(), |m| format!("{:.1} (idle {:.0}%)", m.busy_us_per_txn, m.idle_share * 100.0));
             let predicted =
                 machine(BOUNCER).zip(machine(WITNESS_WRITE)).map(|(bouncer, witness)| bouncer.busy_us_per_txn / witness.busy_us_per_txn);
-            let measured =
-                get(results, w, c, WITNESS_WRITE).zip(get(results, w, c, BOUNCER)).map(|(witness, bouncer)| witness.tps / bouncer.tps);
-            let ratio = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.2}x"));
             println!(
                 "  {:<14} machine: PgBouncer {} / witness-write {}  (predicts witness at {} of PgBouncer's TPS; measured {})",
                 "",
                 show(BOUNCER),
                 show(WITNESS_WRITE),
                 ratio(predicted),
-                ratio(measured),
+                ratio(tps_ratio(WITNESS_WRITE)),
             );
         }
     }
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or("n/a".into(), |r| format!("{r:.2}x"))
 }
 
 /// "yes" if every check passed, "no" if any failed, "unknown" if some could not be made.

@@ -261,13 +261,18 @@ pub fn charged_to(pid: Option<u32>, run: impl FnOnce() -> Result<Sample, String>
     Ok(sample)
 }
 
-/// Busy and idle ticks of all cores together, from the first line of /proc/stat
-/// (`cpu user nice system idle iowait irq softirq steal ...`).
+/// Busy and idle ticks of all cores together, from /proc/stat.
 fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat").ok()?;
+    busy_and_idle(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// From the first line of /proc/stat (`cpu user nice system idle iowait irq softirq steal ...`):
+/// busy is user, nice, system, irq and softirq; idle is idle and iowait. Steal (time the
+/// hypervisor gave to others) is neither: it is no work done here.
+fn busy_and_idle(stat: &str) -> Option<(u64, u64)> {
     let ticks: Vec<u64> = stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().map(|t| t.parse().ok()).collect::<Option<_>>()?;
     let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
-    Some((field(0) + field(1) + field(2) + field(5) + field(6) + field(7), field(3) + field(4)))
+    Some((field(0) + field(1) + field(2) + field(5) + field(6), field(3) + field(4)))
 }
 
 /// User and system CPU ticks of a process (all its threads).
@@ -291,5 +296,15 @@ fn terminate(child: &mut Child) {
     if running(child) {
         let _ = Command::new("kill").args(["-KILL", &pid]).status();
         let _ = child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn machine_ticks_split_busy_from_idle_and_leave_steal_out() {
+        let stat = "cpu  100 2 30 500 7 4 6 900 0 0\ncpu0 50 1 15 250 3 2 3 450 0 0\n";
+        assert_eq!(super::busy_and_idle(stat), Some((100 + 2 + 30 + 4 + 6, 500 + 7)));
+        assert_eq!(super::busy_and_idle("intr 1 2 3\n"), None);
     }
 }
