@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use witness_policy::mask::{scan, ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking, SessionMasks};
 use witness_proto_pg::codec::{message, peek, Peek};
-use witness_proto_pg::record::{PendingQueue, Reply, Requests, Responses, ToClient};
+use witness_proto_pg::record::{Tracker, Reply, Requests, Responses, ToClient};
 
 fn masks(style: MaskStyle) -> Arc<SessionMasks> {
     let rule = MaskRule {
@@ -38,16 +38,16 @@ fuzz_target!(|data: &[u8]| {
         Some(1) => MaskStyle::Partial,
         _ => MaskStyle::Hash,
     };
-    let queue = PendingQueue::default();
+    let tracker = Tracker::default();
     let mut requests = Requests::default();
     let mut responses = Responses::with_session_masks(4, masks(style));
     let mut events = Vec::new();
     let mut at = 1.min(data.len());
     while let Peek::Whole(len) = peek(&data[at..]) {
         let msg = message(&data[at..], len);
-        let _ = requests.on_message(msg, &queue);
+        let _ = requests.see_and_queue(msg, &tracker);
         let mut rewritten = BytesMut::new();
-        match responses.on_message(msg, &queue, &mut events, &mut ToClient::new(&mut rewritten, &[])) {
+        match responses.on_message(msg, &tracker, &mut events, &mut ToClient::new(&mut rewritten, &[])) {
             Ok(Reply::Replace(bytes)) => {
                 assert!(matches!(peek(&bytes), Peek::Whole(n) if n == bytes.len()), "a replacement is one whole message");
             }

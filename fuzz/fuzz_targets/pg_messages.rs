@@ -7,7 +7,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use witness_proto_pg::codec::{message, parse_error_fields, parse_startup_params, peek, Peek};
-use witness_proto_pg::record::{PendingQueue, Requests, Responses, ToClient};
+use witness_proto_pg::record::{Tracker, Requests, Responses, ToClient};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_startup_params(data);
@@ -18,15 +18,15 @@ fuzz_target!(|data: &[u8]| {
         let _ = witness_proto_pg::sasl_attribute(text, 'r');
     }
     // The same bytes as a stream of client messages and as a stream of target messages.
-    let queue = PendingQueue::default();
+    let tracker = Tracker::default();
     let mut requests = Requests::default();
     let mut responses = Responses::new(4);
     let mut events = Vec::new();
     let mut at = 0;
     while let Peek::Whole(len) = peek(&data[at..]) {
         let msg = message(&data[at..], len);
-        let _ = requests.on_message(msg, &queue);
-        let _ = responses.on_message(msg, &queue, &mut events, &mut ToClient::new(&mut BytesMut::new(), &[]));
+        let _ = requests.see_and_queue(msg, &tracker);
+        let _ = responses.on_message(msg, &tracker, &mut events, &mut ToClient::new(&mut BytesMut::new(), &[]));
         at += len;
     }
 });

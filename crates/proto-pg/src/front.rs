@@ -157,9 +157,12 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
 
     let (options, task_option) = split_task_option(param("options").unwrap_or(""));
     let application_name = param("application_name").unwrap_or("");
-    let task = task_option
-        .or_else(|| principal.task.clone())
-        .or_else(|| (!DEFAULT_APPLICATION_NAMES.contains(&application_name)).then(|| application_name.to_string()));
+    // The task the client names (`-c witness.task=…`, else a telling application_name). A task
+    // the credential carries binds the session: rules keyed on tasks must not be stepped around
+    // by naming another. The client's is used only when the credential has none; both are recorded.
+    let client_task =
+        task_option.or_else(|| (!DEFAULT_APPLICATION_NAMES.contains(&application_name)).then(|| application_name.to_string()));
+    let task = principal.task.clone().or_else(|| client_task.clone());
     let info = SessionInfo {
         identity: principal.identity.clone(),
         connection: connection.clone(),
@@ -181,7 +184,7 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
         .chain((!options.is_empty()).then(|| ("options".to_string(), options.clone())))
         .collect();
     let startup_event = Event {
-        attrs: startup_attrs(stream.is_tls(), &passthrough, &principal.credential),
+        attrs: startup_attrs(stream.is_tls(), &passthrough, &principal.credential, client_task.as_deref()),
         ..Event::note(
             kind("pg.startup"),
             Direction::Gateway,

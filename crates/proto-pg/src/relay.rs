@@ -21,7 +21,8 @@ use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::front::ReadySession;
 use crate::mask::WireMasks;
-use crate::record::{self, PendingQueue, Reply, Requests, Responses, ToClient};
+use crate::record::{Reply, Requests, Responses, Step, ToClient};
+use crate::state::Tracker;
 use crate::stream::Stream;
 use crate::{Interrupt, PgGate, PgTarget, Subject};
 use witness_policy::mask::SessionMasks;
@@ -60,7 +61,7 @@ struct ClientSide<'a, G> {
     gate: &'a G,
     subject: &'a Subject,
     session: &'a SessionWriter,
-    queue: &'a PendingQueue,
+    tracker: &'a Tracker,
     /// Messages witness itself sends the client mid-session (approval notices), written by the
     /// target side between whole messages.
     notices: mpsc::Sender<BytesMut>,
@@ -71,9 +72,10 @@ struct ClientSide<'a, G> {
 pub(crate) async fn run<G: PgGate>(ready: ReadySession, gate: &G, max_rows: usize) {
     let ReadySession { client, backend, session, interrupt, subject, guards } = ready;
     let leftover = backend.leftover;
+    let parameter_status = backend.parameter_status;
     // Masks are settled when the session starts; a reload applies to sessions that start later.
     let masks = gate.masks(&subject).and_then(|masks| Some((masks, gate.target(&subject.info.connection).ok()?)));
-    let parts = Parts { gate, subject: &subject, leftover, session, interrupt, guards, max_rows, masks };
+    let parts = Parts { gate, subject: &subject, leftover, parameter_status, session, interrupt, guards, max_rows, masks };
     // Plain TCP halves are split without a lock; TLS streams need tokio's shared split.
     match (client, backend.stream) {
         (Stream::Plain(client), Stream::Plain(target)) => {
@@ -104,6 +106,8 @@ struct Parts<'a, G> {
     gate: &'a G,
     subject: &'a Subject,
     leftover: BytesMut,
+    /// The target's ParameterStatus messages at startup: the settings text is first read under.
+    parameter_status: BytesMut,
     session: SessionWriter,
     interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     guards: (Box<dyn Send + Sync>, Option<crate::cancel::KeyGuard>),
@@ -120,18 +124,18 @@ where
     TW: AsyncWrite + Unpin,
     G: PgGate,
 {
-    let Parts { gate, subject, leftover, session, mut interrupt, guards, max_rows, masks } = parts;
+    let Parts { gate, subject, leftover, parameter_status, session, mut interrupt, guards, max_rows, masks } = parts;
     let wire_masks = |(masks, target): &(Arc<SessionMasks>, Arc<PgTarget>)| WireMasks::new(masks.clone(), target.catalog.clone());
     let requests = Requests::new(masks.as_ref().map(wire_masks));
     let responses = Responses::with_masks(max_rows, masks.as_ref().map(wire_masks));
     let target = masks.as_ref().map(|(_, target)| target.clone());
-    let queue = PendingQueue::default();
+    let tracker = Tracker::new(&parameter_status);
     let (notices, mut notices_rx) = mpsc::channel(4);
     let cancelled = guards.1.as_ref().map(|key| key.cancelled.clone());
-    let side = ClientSide { gate, subject, session: &session, queue: &queue, notices, cancelled };
+    let side = ClientSide { gate, subject, session: &session, tracker: &tracker, notices, cancelled };
     let end = tokio::select! {
         end = client_to_target(&mut client_rd, &mut target_wr, &side, requests) => end,
-        end = target_to_client(&mut target_rd, &mut client_wr, TargetSide { session: &session, queue: &queue, responses, target }, leftover, &mut notices_rx) => end,
+        end = target_to_client(&mut target_rd, &mut client_wr, TargetSide { session: &session, tracker: &tracker, responses, target }, leftover, &mut notices_rx) => end,
         interrupt = interrupted(&mut interrupt) => End::Interrupted(interrupt),
     };
     let (reason, fatal) = describe(&end);
@@ -177,8 +181,18 @@ where
                         terminate = true;
                         break;
                     }
-                    let seen = match requests.on_message(msg, side.queue) {
-                        Ok(seen) => seen,
+                    let mut seen = match requests.on_message(msg, side.tracker) {
+                        Ok(Step::Seen(seen)) => seen,
+                        Ok(Step::Wait) => {
+                            // Its meaning depends on answers the target still owes: what came
+                            // before goes on, and the message is looked at again once they are in.
+                            if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
+                                return end;
+                            }
+                            upto = 0;
+                            side.tracker.wait_settled().await;
+                            continue;
+                        }
                         Err(e) => return End::Malformed { from_client: true, what: format!("{} message: {e}", tag as char) },
                     };
                     let verdict = match &seen.decide {
@@ -187,6 +201,9 @@ where
                     };
                     let (event, refusal) = match verdict {
                         Verdict::Allow { rule } => {
+                            if let Some(pending) = seen.pending {
+                                side.tracker.push(pending);
+                            }
                             if let Some(event) = seen.event {
                                 let event = match rule {
                                     Some(rule) => event.with_attr("decision", "allow").with_attr("rule", rule),
@@ -202,11 +219,12 @@ where
                         Verdict::Deny { rule, message, classes } => {
                             let event = seen
                                 .event
+                                .take()
                                 .map(|e| e.with_attr("decision", "deny").with_attr("rule", rule.clone()).with_attr("classes", classes));
                             (event, Some((REFUSED, format!("denied by witness rule \"{rule}\": {message}"))))
                         }
                         Verdict::Hold(held) => {
-                            let event = seen.event.map(|e| {
+                            let event = seen.event.take().map(|e| {
                                 e.with_attr("decision", "hold")
                                     .with_attr("rule", held.rule.clone())
                                     .with_attr("approval_id", held.approval_id.clone())
@@ -225,6 +243,9 @@ where
                             upto = 0;
                             match hold(client, &mut buf, held, side).await {
                                 Ok(None) => {
+                                    if let Some(pending) = seen.pending {
+                                        side.tracker.push(pending);
+                                    }
                                     upto = len;
                                     continue;
                                 }
@@ -245,7 +266,10 @@ where
                     let (sqlstate, refusal) = refusal.expect("a refused request has a reason");
                     let mut error = BytesMut::new();
                     codec::error_response(&mut error, Severity::Error, sqlstate, &refusal, None);
-                    record::deny_last(side.queue, error.freeze());
+                    seen.deny(error.freeze());
+                    if let Some(pending) = seen.pending {
+                        side.tracker.push(pending);
+                    }
                     if let Err(e) = write_all(target, &substitute(tag)).await {
                         return End::TargetIo(e);
                     }
@@ -405,7 +429,7 @@ fn humanize(d: std::time::Duration) -> String {
 /// What the target side of a relay works with.
 struct TargetSide<'a> {
     session: &'a SessionWriter,
-    queue: &'a PendingQueue,
+    tracker: &'a Tracker,
     responses: Responses,
     /// The target, when masking may need its catalog.
     target: Option<Arc<PgTarget>>,
@@ -422,7 +446,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let TargetSide { session, queue, mut responses, target: pg_target } = side;
+    let TargetSide { session, tracker, mut responses, target: pg_target } = side;
     let mut buf = leftover;
     buf.reserve(READ_CHUNK);
     let mut events = Vec::new();
@@ -462,7 +486,7 @@ where
                             }
                         }
                     }
-                    match responses.on_message(msg, queue, &mut events, &mut ToClient::new(&mut out, &buf[copied..upto])) {
+                    match responses.on_message(msg, tracker, &mut events, &mut ToClient::new(&mut out, &buf[copied..upto])) {
                         Ok(Reply::Forward) => upto += len,
                         Ok(Reply::Rewritten) => {
                             upto += len;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use witness_testkit::{free_port, Postgres, MD5_PASSWORD, SCRAM_PASSWORD};
 
+pub mod wire;
+
 pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub port: u16,

@@ -1,0 +1,400 @@
+//! The client's messages: what each one is recorded as, the text the gate decides on before it
+//! runs, and the answer the target owes for it. Names are read through the session's
+//! [`Overlay`]: a Bind, Describe or Execute means the statement or portal the target will use,
+//! and where witness cannot know it, the request is recorded and decided as unknown.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::Value;
+use witness_core::{Direction, Event};
+
+use super::{copy_event, lossy, mask_request, request, values_within_budget, CopyCount, WithPayloadText, OPAQUE_REQUEST};
+use crate::codec::{DecodeError, Fields, Message};
+use crate::mask::WireMasks;
+use crate::reading::{self, Unreadable};
+use crate::state::{Lookup, Overlay, Pending, Portal, Progress, Statement, Tracker};
+
+/// Client-side state: the names the current pipeline sets, and COPY IN counts.
+#[derive(Default)]
+pub struct Requests {
+    overlay: Overlay,
+    copy_in: Option<CopyCount>,
+    /// Queries, executions and function calls seen so far: each one's event carries its number.
+    n_requests: u64,
+    /// Masking of what the recording keeps of requests (parameters, statement texts).
+    masks: Option<WireMasks>,
+}
+
+/// What to do with one client message.
+// Not boxed: a Step is made for every message and `Wait` is rare, so an allocation per message
+// would cost more than the copy of a large value.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Step {
+    /// Its meaning depends on answers the target still owes: forward what came before it, wait
+    /// until [`Tracker::wait_settled`] returns, and look at it again.
+    Wait,
+    Seen(Seen),
+}
+
+/// What the client side saw in one message: the event to record before it is forwarded, the
+/// request text the gate must decide on before it runs (a query, an execution's statement), and
+/// the answer the target owes for it, to queue once it is decided.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub event: Option<Event>,
+    pub decide: Option<Arc<str>>,
+    pub pending: Option<Pending>,
+}
+
+impl Seen {
+    /// The request is refused: when the target answers the substitute witness sends in its place,
+    /// the client gets `error` (a whole ErrorResponse) instead.
+    pub fn deny(&mut self, error: Bytes) {
+        if let Some(Pending::Query { denial, .. } | Pending::Execute { denial, .. } | Pending::FunctionCall { denial, .. }) =
+            &mut self.pending
+        {
+            *denial = Some(error);
+        }
+    }
+}
+
+impl Requests {
+    /// Request tracking whose recording masks what `masks` finds (None: nothing is masked).
+    pub(crate) fn new(masks: Option<WireMasks>) -> Requests {
+        Requests { masks, ..Requests::default() }
+    }
+
+    /// Looks at one client message; returns what to record, decide and queue before it is
+    /// forwarded, or that it must wait. Nothing changes when it must wait.
+    pub fn on_message(&mut self, msg: Message<'_>, tracker: &Tracker) -> Result<Step, DecodeError> {
+        let mut step = self.see(msg, tracker)?;
+        if let (Some(masks), Step::Seen(Seen { event: Some(event), .. })) = (&mut self.masks, &mut step) {
+            mask_request(masks, event);
+        }
+        Ok(step)
+    }
+
+    /// [`Requests::on_message`] for tests and fuzzing: queues what it saw at once, allowing every
+    /// request, and gives up on a message that must wait.
+    pub fn see_and_queue(&mut self, msg: Message<'_>, tracker: &Tracker) -> Result<Option<Event>, DecodeError> {
+        match self.on_message(msg, tracker)? {
+            Step::Wait => Ok(None),
+            Step::Seen(seen) => {
+                if let Some(pending) = seen.pending {
+                    tracker.push(pending);
+                }
+                Ok(seen.event)
+            }
+        }
+    }
+
+    fn see(&mut self, msg: Message<'_>, tracker: &Tracker) -> Result<Step, DecodeError> {
+        let mut f = Fields::new(msg.body);
+        let seen = match msg.tag {
+            b'Q' => {
+                let raw = f.cstr()?;
+                let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
+                let changes_names = reading::may_change_names(raw);
+                self.overlay.end_pipeline();
+                let (event, decide) = match text {
+                    Ok(text) => (request("pg.query", &text).with_payload_text(text.clone()), Arc::from(text)),
+                    Err((text, why)) => (unreadable(request("pg.query", &text).with_payload_text(text), &why), Arc::from(OPAQUE_REQUEST)),
+                };
+                let request = self.next_request();
+                let pending = Pending::Query { request, started: Instant::now(), statements: 0, denial: None, changes_names };
+                Seen { event: Some(event.with_attr("request", request)), decide: Some(decide), pending: Some(pending) }
+            }
+            b'P' => {
+                let name = f.cstr()?;
+                let raw = f.cstr()?;
+                let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
+                let recorded = text.as_ref().map_or_else(|(text, _)| text.clone(), Clone::clone);
+                let mut event = request("pg.parse", &recorded).with_attr("statement", lossy(name)).with_payload_text(recorded);
+                if let Err((_, why)) = &text {
+                    event = unreadable(event, why);
+                }
+                let text = text.map(Arc::from).map_err(|(text, why)| (Arc::from(text), why.describe()));
+                let statement = Arc::new(Statement { id: tracker.next_id(), text, changes_names: reading::may_change_names(raw) });
+                self.overlay.parsed(name, statement.clone());
+                Seen { event: Some(event), decide: None, pending: Some(Pending::Parse { name: name.into(), statement }) }
+            }
+            b'D' => {
+                let kind = f.u8()?;
+                let name = f.cstr()?;
+                let id = match kind {
+                    b'S' => match self.overlay.statement(tracker, name) {
+                        Lookup::Wait => return Ok(Step::Wait),
+                        Lookup::Found(statement) => Some(statement.id),
+                        Lookup::Unknown => None,
+                    },
+                    _ => match self.overlay.portal(tracker, name) {
+                        Lookup::Wait => return Ok(Step::Wait),
+                        Lookup::Found(portal) => Some(portal.id),
+                        Lookup::Unknown => None,
+                    },
+                };
+                Seen { pending: Some(Pending::Describe { id }), ..Seen::default() }
+            }
+            b'B' => {
+                let portal_name = f.cstr()?;
+                let statement_name = f.cstr()?;
+                let statement = match self.overlay.statement(tracker, statement_name) {
+                    Lookup::Wait => return Ok(Step::Wait),
+                    Lookup::Found(statement) => Some(statement),
+                    Lookup::Unknown => None,
+                };
+                let n_formats = f.count()?;
+                let mut formats = Vec::with_capacity(n_formats);
+                for _ in 0..n_formats {
+                    formats.push(f.i16()?);
+                }
+                let n_params = f.count()?;
+                let params = values_within_budget(&mut f, &formats, n_params)?;
+                let n_results = f.count()?;
+                let mut result_formats = Vec::with_capacity(n_results.min(1664));
+                for _ in 0..n_results {
+                    result_formats.push(f.i16()?);
+                }
+                let portal = Arc::new(Portal {
+                    id: tracker.next_id(),
+                    statement,
+                    statement_name: lossy(statement_name),
+                    formats: result_formats.into(),
+                    params,
+                    n_params,
+                });
+                self.overlay.bound(portal_name, portal.clone());
+                Seen { pending: Some(Pending::Bind { name: portal_name.into(), portal }), ..Seen::default() }
+            }
+            b'E' => {
+                let portal_name = f.cstr()?;
+                let max_rows = f.i32()?;
+                let portal = match self.overlay.portal(tracker, portal_name) {
+                    Lookup::Wait => return Ok(Step::Wait),
+                    Lookup::Found(portal) => Some(portal),
+                    Lookup::Unknown => None,
+                };
+                let (event, text, decide, changes_names) = execution(portal.as_deref(), portal_name);
+                let event = if max_rows > 0 { event.with_attr("max_rows", max_rows) } else { event };
+                self.overlay.executed(changes_names);
+                let request = self.next_request();
+                let event = event.with_attr("request", request);
+                let pending = Pending::Execute { request, started: Instant::now(), portal, text, denial: None, changes_names };
+                Seen { event: Some(event), decide: Some(decide), pending: Some(pending) }
+            }
+            b'S' => {
+                self.overlay.end_pipeline();
+                Seen { pending: Some(Pending::Sync), ..Seen::default() }
+            }
+            b'C' => {
+                let kind = f.u8()?;
+                let name = f.cstr()?;
+                let statement = kind == b'S';
+                self.overlay.closed(statement, name);
+                Seen { pending: Some(Pending::Close { statement, name: name.into() }), ..Seen::default() }
+            }
+            b'd' => {
+                self.copy_in.get_or_insert_with(CopyCount::default).add(msg.body);
+                Seen::default()
+            }
+            b'c' | b'f' => {
+                let count = self.copy_in.take().unwrap_or_default().finished();
+                let outcome = if msg.tag == b'c' { "done" } else { "failed by the client" };
+                let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
+                Seen {
+                    event: Some(copy_event("pg.copy_in", Direction::Request, summary, count).with_attr("outcome", outcome)),
+                    ..Seen::default()
+                }
+            }
+            b'F' => {
+                let oid = f.i32()?;
+                let n_formats = f.count()?;
+                let mut formats = Vec::with_capacity(n_formats.min(1024));
+                for _ in 0..n_formats {
+                    formats.push(f.i16()?);
+                }
+                let n_args = f.count()?;
+                let args = values_within_budget(&mut f, &formats, n_args)?;
+                self.overlay.end_pipeline();
+                let event = request("pg.function_call", &format!("function call (oid {oid})"))
+                    .with_attr("oid", oid)
+                    .with_attr("args", Value::Array(args));
+                let request = self.next_request();
+                let event = event.with_attr("request", request);
+                let pending = Pending::FunctionCall { request, started: Instant::now(), denial: None };
+                Seen { event: Some(event), decide: Some(Arc::from(OPAQUE_REQUEST)), pending: Some(pending) }
+            }
+            _ => Seen::default(),
+        };
+        Ok(Step::Seen(seen))
+    }
+
+    fn next_request(&mut self) -> u64 {
+        self.n_requests += 1;
+        self.n_requests
+    }
+
+    /// A statement's text as the target will read it: Ok(text), Err((text as sent, why it cannot
+    /// be read so)), or None when the settings it depends on are still being answered for.
+    fn read_text(&self, raw: &[u8], tracker: &Tracker) -> Option<Result<String, (String, Unreadable)>> {
+        if !reading::depends_on_settings(raw) {
+            return Some(Ok(lossy(raw)));
+        }
+        let progress = tracker.progress();
+        if self.overlay.settings_in_flight() || progress == Progress::Skipping {
+            return Some(Err((lossy(raw), Unreadable::SettingsInFlight)));
+        }
+        if progress == Progress::Open {
+            return None;
+        }
+        Some(reading::read(raw, &tracker.settings()).map(|text| text.into_owned()).map_err(|why| (lossy(raw), why)))
+    }
+}
+
+/// An Execute's event, the text its result is summarised with, the text decided on, and whether
+/// running it may change names.
+fn execution(portal: Option<&Portal>, portal_name: &[u8]) -> (Event, Arc<str>, Arc<str>, bool) {
+    let Some(portal) = portal else {
+        let why = format!("portal \"{}\" is not one witness knows the target to hold", lossy(portal_name));
+        let event = request("pg.execute", "(unknown portal)").with_attr("portal", lossy(portal_name)).with_attr("uncertain", why);
+        return (event, Arc::from(""), Arc::from(OPAQUE_REQUEST), true);
+    };
+    let mut event = match &portal.statement {
+        Some(statement) => {
+            let text = statement.text.as_ref().unwrap_or_else(|(text, _)| text);
+            request("pg.execute", text).with_payload_text(text.to_string())
+        }
+        None => request("pg.execute", "(unknown statement)")
+            .with_attr("uncertain", format!("statement \"{}\" is not one witness knows the target to hold", portal.statement_name)),
+    };
+    event = event
+        .with_attr("statement", portal.statement_name.clone())
+        .with_attr("portal", lossy(portal_name))
+        .with_attr("params", Value::Array(portal.params.clone()));
+    if portal.params.len() < portal.n_params {
+        event = event.with_attr("params_total", portal.n_params);
+    }
+    match &portal.statement {
+        Some(statement) => match &statement.text {
+            Ok(text) => (event, text.clone(), text.clone(), statement.changes_names),
+            Err((text, why)) => (event.with_attr("uncertain", *why), text.clone(), Arc::from(OPAQUE_REQUEST), statement.changes_names),
+        },
+        None => (event, Arc::from(""), Arc::from(OPAQUE_REQUEST), true),
+    }
+}
+
+/// Marks a request whose text witness cannot read as the target does.
+fn unreadable(event: Event, why: &Unreadable) -> Event {
+    event.with_attr("uncertain", why.describe())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::{message, msg};
+
+    fn decided(requests: &mut Requests, tracker: &Tracker, m: &[u8]) -> Option<String> {
+        match requests.on_message(message(m), tracker).unwrap() {
+            Step::Wait => Some("wait".into()),
+            Step::Seen(seen) => {
+                let decide = seen.decide.as_deref().map(str::to_string);
+                if let Some(pending) = seen.pending {
+                    tracker.push(pending);
+                }
+                decide
+            }
+        }
+    }
+
+    #[test]
+    fn an_execution_is_decided_on_the_statement_the_target_holds() {
+        let tracker = Tracker::default();
+        let mut requests = Requests::default();
+        // Within one pipeline the pipeline's own Parse and Bind are read as if they succeed.
+        for m in [msg(b'P', b"s\0delete from accounts\0\0\0"), msg(b'B', b"\0s\0\0\0\0\0\0\0")] {
+            assert_eq!(decided(&mut requests, &tracker, &m), None);
+        }
+        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some("delete from accounts"));
+        decided(&mut requests, &tracker, &msg(b'S', b""));
+        // A second Parse of s in the next pipeline: the name is the target's to confirm, and an
+        // execution in a third pipeline waits for the target's answers.
+        decided(&mut requests, &tracker, &msg(b'P', b"s\0select 1\0\0\0"));
+        decided(&mut requests, &tracker, &msg(b'S', b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(b'B', b"\0s\0\0\0\0\0\0\0")).as_deref(), Some("wait"));
+    }
+
+    #[test]
+    fn a_statement_or_portal_never_confirmed_is_decided_as_unknown() {
+        let tracker = Tracker::default();
+        let mut requests = Requests::default();
+        decided(&mut requests, &tracker, &msg(b'B', b"p\0nobody\0\0\0\0\0\0\0"));
+        let seen = match requests.on_message(message(&msg(b'E', b"p\0\0\0\0\0")), &tracker).unwrap() {
+            Step::Seen(seen) => seen,
+            Step::Wait => panic!("nothing is pending"),
+        };
+        assert_eq!(seen.decide.as_deref(), Some(OPAQUE_REQUEST));
+        assert!(seen.event.unwrap().attrs["uncertain"].as_str().unwrap().contains("statement \"nobody\""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"q\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
+    }
+
+    #[test]
+    fn text_read_under_settings_in_flight_is_unknown() {
+        let tracker = Tracker::default();
+        let mut requests = Requests::default();
+        // An execution earlier in the pipeline may turn standard_conforming_strings off.
+        decided(&mut requests, &tracker, &msg(b'P', b"\0set standard_conforming_strings = off\0\0\0"));
+        decided(&mut requests, &tracker, &msg(b'B', b"\0\0\0\0\0\0\0\0"));
+        decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0"));
+        decided(&mut requests, &tracker, &msg(b'P', b"s\0select '\\'; drop table t; --'\0\0\0"));
+        decided(&mut requests, &tracker, &msg(b'B', b"\0s\0\0\0\0\0\0\0"));
+        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
+        // Text that reads the same under any settings is read at once.
+        decided(&mut requests, &tracker, &msg(b'P', b"\0select 2\0\0\0"));
+        decided(&mut requests, &tracker, &msg(b'B', b"\0\0\0\0\0\0\0\0"));
+        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some("select 2"));
+        // After a Sync, a query that depends on settings waits for the target's report.
+        decided(&mut requests, &tracker, &msg(b'S', b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(b'Q', b"select '\\'\0")).as_deref(), Some("wait"));
+        tracker.ready(b'I');
+        assert_eq!(decided(&mut requests, &tracker, &msg(b'Q', b"select '\\'\0")).as_deref(), Some("select '\\'"));
+    }
+
+    #[test]
+    fn the_end_of_data_marker_is_not_a_row() {
+        let tracker = Tracker::default();
+        let mut requests = Requests::default();
+        requests.see_and_queue(message(&msg(b'd', b"1\tx\n")), &tracker).unwrap();
+        requests.see_and_queue(message(&msg(b'd', b"\\.\n")), &tracker).unwrap();
+        let done = requests.see_and_queue(message(&msg(b'c', b"")), &tracker).unwrap().unwrap();
+        assert_eq!(done.attrs["rows"].as_u64(), Some(1));
+    }
+
+    #[test]
+    fn copy_in_is_counted_not_kept() {
+        let tracker = Tracker::default();
+        let mut requests = Requests::default();
+        for _ in 0..3 {
+            assert!(requests.see_and_queue(message(&msg(b'd', b"1\tsecret\n2\tsecret\n")), &tracker).unwrap().is_none());
+        }
+        let done = requests.see_and_queue(message(&msg(b'c', b"")), &tracker).unwrap().unwrap();
+        assert_eq!((done.attrs["rows"].as_u64(), done.attrs["bytes"].as_u64()), (Some(6), Some(54)));
+        assert!(done.payload.is_empty());
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        let tracker = Tracker::default();
+        let mut requests = Requests::default();
+        assert!(requests.on_message(message(&msg(b'Q', b"no terminator")), &tracker).is_err());
+        assert!(requests.on_message(message(&msg(b'B', b"\0s\0\xff\xff")), &tracker).is_err());
+        let mut responses = crate::record::Responses::new(5);
+        let mut out = bytes::BytesMut::new();
+        let bad_row = msg(b'D', b"\0\x01\0\0\0\x09ab");
+        assert!(responses
+            .on_message(message(&bad_row), &tracker, &mut Vec::new(), &mut crate::record::ToClient::new(&mut out, &[]))
+            .is_err());
+    }
+}

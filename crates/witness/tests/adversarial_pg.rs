@@ -1,0 +1,293 @@
+//! A hostile PostgreSQL client against witness and a real PostgreSQL: message sequences no driver
+//! sends on purpose (errors in the middle of pipelines, names re-used after errors, settings that
+//! change how text is read, credentials' tasks overridden), each checked against what the target
+//! itself logged (`log_statement = all`): what the ledger records as run is exactly what ran, and
+//! a denied request never reaches the target by any sequence of messages.
+
+mod pg;
+
+use pg::wire::{bind, close_statement, describe_portal, execute, parse, parse_bytes, query, query_bytes, sync, Wire};
+use pg::Gateway;
+use serde_json::Value;
+use witness_testkit::Postgres;
+
+/// Agents may not drop or truncate; a statement witness cannot read is decided as `unparsed`,
+/// which a rule naming classes matches too.
+const RULES: &str = r#"
+[postgres]
+auth = "password"
+
+[[rules]]
+name = "no-destructive-ddl"
+groups = ["ai-agents"]
+sql = ["drop", "truncate"]
+action = "deny"
+message = "agents may not drop or truncate"
+
+[[rules]]
+name = "audits-only-read"
+tasks = ["audit-*"]
+sql = ["insert", "update", "delete"]
+action = "deny"
+message = "an audit only reads"
+"#;
+
+struct Setup {
+    pg: Postgres,
+    gw: Gateway,
+    agent: String,
+    /// An agent whose token carries the task `audit-7`.
+    auditor: String,
+}
+
+fn setup() -> Setup {
+    let pg = Postgres::start();
+    pg.psql("app", "create table t(x int); insert into t values (1), (2); grant all on t to scram_user;");
+    // Every statement of witness's sessions is in the target's own log, with its process id.
+    pg.psql("postgres", "alter role scram_user set log_statement = 'all'");
+    let gw = Gateway::start(&pg, RULES);
+    let agent = gw.token("claude", &["--groups", "ai-agents"]);
+    let auditor = gw.token("codex", &["--groups", "ai-agents", "--task", "audit-7"]);
+    Setup { pg, gw, agent, auditor }
+}
+
+impl Setup {
+    /// A session of the agent through witness, and the target's process id for it.
+    fn session(&self, params: &[(&str, &str)]) -> (Wire, String) {
+        let mut wire = Wire::connect(self.gw.port, "app", "claude", &self.agent, params).expect("the agent logs in");
+        let pid = wire.query("select pg_backend_pid()")[0][0].clone().unwrap();
+        (wire, pid)
+    }
+
+    /// The statements the target logged for process `pid`, in order.
+    fn ran_by_target(&self, pid: &str) -> Vec<String> {
+        let log = self.pg.log_tail(1_000_000);
+        let tag = format!("[{pid}] ");
+        log.lines()
+            .filter(|line| line.contains(&tag))
+            .filter_map(|line| {
+                if let Some((_, text)) = line.split_once("LOG:  statement: ") {
+                    return Some(text.to_string());
+                }
+                let (_, rest) = line.split_once("LOG:  execute ")?;
+                Some(rest.split_once(": ")?.1.to_string())
+            })
+            .collect()
+    }
+
+    /// The session whose first statement's result was `pid`, once it has ended; its events.
+    fn events_of(&self, pid: &str) -> Vec<Value> {
+        pg::poll("the session's end", || {
+            let sessions = self.gw.sessions();
+            sessions.iter().filter(|s| s["status"] == "closed").find_map(|s| {
+                let events = self.gw.events(s["id"].as_str().unwrap());
+                let first_rows = events.iter().find(|e| e["kind"] == "pg.result")?["payload_text"].as_str()?.to_string();
+                first_rows.contains(&format!("[\"{pid}\"]")).then_some(events)
+            })
+        })
+    }
+}
+
+/// The requests the ledger says the target ran, in order: queries and executions not denied and
+/// not skipped, nor failed before they could start (an unknown portal or statement, a syntax
+/// error: PostgreSQL logs none of those).
+fn ran_by_witness(events: &[Value]) -> Vec<String> {
+    let not_started = ["34000", "26000", "42601"];
+    events
+        .iter()
+        .filter(|e| matches!(e["kind"].as_str(), Some("pg.query" | "pg.execute")) && e["attrs"]["decision"] != "deny")
+        .filter(|request| {
+            let n = &request["attrs"]["request"];
+            events.iter().any(|result| {
+                result["kind"] == "pg.result"
+                    && result["attrs"]["answers"] == *n
+                    && result["attrs"]["skipped"] != true
+                    && !not_started.contains(&result["attrs"]["error"]["sqlstate"].as_str().unwrap_or(""))
+            })
+        })
+        .map(|request| request["payload_text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The events of `kind` whose payload (statement text) is `text`.
+fn requests<'a>(events: &'a [Value], kind: &str, text: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind && e["payload_text"] == text).collect()
+}
+
+/// One adversarial sequence: batches of messages, each sent in one write and read until its
+/// ReadyForQuery messages. Returns the session's events once the ledger and the target's log agree
+/// on what ran.
+fn run(setup: &Setup, params: &[(&str, &str)], batches: &[(&[Vec<u8>], usize)]) -> Vec<Value> {
+    let (mut wire, pid) = setup.session(params);
+    for (messages, n_ready) in batches {
+        wire.exchange(messages, *n_ready);
+    }
+    wire.terminate();
+    let events = setup.events_of(&pid);
+    assert_eq!(ran_by_witness(&events), setup.ran_by_target(&pid), "what the ledger says ran is what the target ran");
+    events
+}
+
+fn table_t_exists(setup: &Setup) -> bool {
+    setup.pg.psql("app", "select count(*) from pg_tables where tablename = 't'").contains('1')
+}
+
+#[test]
+fn protocol_state_follows_the_target_not_the_client() {
+    let setup = setup();
+
+    // A named statement parsed as DROP, a failed pipeline whose Close the target skips, a
+    // redefinition the target refuses: the statement is still the DROP, decided and denied.
+    let batches: [&[Vec<u8>]; 4] = [
+        &[parse("s", "DROP TABLE t"), sync()],
+        &[parse("", "selec broken"), close_statement("s"), sync()],
+        &[parse("s", "SELECT 1"), sync()],
+        &[bind("", "s", &[]), execute(""), sync()],
+    ];
+    for pipelined in [false, true] {
+        let events = if pipelined {
+            // All four pipelines in one write: witness waits for the target's answers before it
+            // reads a name an earlier pipeline may have changed.
+            let all: Vec<Vec<u8>> = batches.concat();
+            run(&setup, &[], &[(&all, 4)])
+        } else {
+            run(&setup, &[], &batches.map(|b| (b, 1)))
+        };
+        let executed = requests(&events, "pg.execute", "DROP TABLE t");
+        assert_eq!(executed.len(), 1, "the execution is recorded as the DROP it is ({pipelined})");
+        assert_eq!(executed[0]["attrs"]["decision"], "deny");
+        assert!(requests(&events, "pg.execute", "SELECT 1").is_empty());
+        assert_eq!(requests(&events, "pg.parse", "SELECT 1").len(), 1, "every Parse is recorded");
+        assert!(table_t_exists(&setup));
+    }
+
+    // Executions after an error in their pipeline are skipped, and recorded so.
+    let events = run(
+        &setup,
+        &[],
+        &[(
+            &[parse("", "SELECT 'ran'"), bind("", "", &[]), execute(""), parse("", "selec broken"), bind("", "", &[]), execute(""), sync()],
+            1,
+        )],
+    );
+    assert!(events.iter().any(|e| e["attrs"]["skipped"] == true));
+
+    // A Close skipped after an error leaves the statement as it was.
+    run(
+        &setup,
+        &[],
+        &[
+            (&[parse("k", "SELECT 'kept'"), sync()], 1),
+            (&[parse("", "selec broken"), close_statement("k"), sync()], 1),
+            (&[bind("", "k", &[]), execute(""), sync()], 1),
+        ],
+    );
+
+    // Re-binding an open named portal fails; the portal keeps its first statement.
+    run(
+        &setup,
+        &[],
+        &[
+            (&[query("BEGIN")], 1),
+            (&[parse("", "SELECT 'first portal'"), bind("p", "", &[]), sync()], 1),
+            (&[parse("", "SELECT 'second portal'"), bind("p", "", &[]), execute("p"), sync()], 1),
+            (&[execute("p"), sync()], 1),
+            (&[query("COMMIT")], 1),
+        ],
+    );
+
+    // A simple query drops the unnamed statement: binding it afterwards fails.
+    run(
+        &setup,
+        &[],
+        &[(&[parse("", "SELECT 'unnamed'"), sync()], 1), (&[query("SELECT 'simple'")], 1), (&[bind("", "", &[]), execute(""), sync()], 1)],
+    );
+
+    // A rolled-back savepoint drops the portals made since; the name is free again.
+    run(
+        &setup,
+        &[],
+        &[
+            (&[query("BEGIN")], 1),
+            (&[query("SAVEPOINT a")], 1),
+            (&[parse("", "SELECT 'inside'"), bind("p", "", &[]), sync()], 1),
+            (&[query("ROLLBACK TO SAVEPOINT a")], 1),
+            (&[parse("", "SELECT 'after rollback'"), bind("p", "", &[]), execute("p"), sync()], 1),
+            (&[query("COMMIT")], 1),
+        ],
+    );
+
+    // A simple query in a failed pipeline is skipped, and so is what follows it up to the Sync.
+    run(&setup, &[], &[(&[parse("", "selec broken"), query("SELECT 'skipped'"), bind("", "", &[]), execute(""), sync()], 1)]);
+
+    // A statement redefined through SQL is one witness cannot know: decided as the strictest
+    // class (which the drop rule matches), never as the text it had.
+    let events = run(
+        &setup,
+        &[],
+        &[
+            (&[parse("r", "SELECT 'protocol'"), sync()], 1),
+            (&[query("DEALLOCATE r")], 1),
+            (&[query("PREPARE r AS SELECT 'sql'")], 1),
+            (&[bind("", "r", &[]), describe_portal(""), execute(""), sync()], 1),
+        ],
+    );
+    let unknown: Vec<&Value> = events.iter().filter(|e| e["kind"] == "pg.execute").collect();
+    assert_eq!(unknown.len(), 1);
+    assert!(unknown[0]["attrs"]["uncertain"].as_str().unwrap().contains("statement \"r\""), "{:?}", unknown[0]);
+    assert_eq!(unknown[0]["attrs"]["decision"], "deny");
+}
+
+#[test]
+fn text_is_read_as_the_target_reads_it() {
+    let setup = setup();
+    // With standard_conforming_strings off, `'x\'; SELECT '` is one string and the DROP after it
+    // runs; read with the default setting, the DROP would sit inside a string.
+    let hidden = r"SELECT 'x\'; SELECT '; DROP TABLE t; --'";
+    let events = run(&setup, &[], &[(&[query("SET standard_conforming_strings = off")], 1), (&[query(hidden)], 1)]);
+    let read = requests(&events, "pg.query", hidden);
+    assert_eq!(read[0]["attrs"]["decision"], "deny", "{:?}", read[0]);
+    assert!(read[0]["attrs"]["uncertain"].as_str().unwrap().contains("standard_conforming_strings"));
+    // The same two in one write: witness waits for the setting to be reported before it reads.
+    let events = run(&setup, &[], &[(&[query("SET standard_conforming_strings = off"), query(hidden)], 2)]);
+    assert_eq!(requests(&events, "pg.query", hidden)[0]["attrs"]["decision"], "deny");
+    assert!(table_t_exists(&setup));
+
+    // In SJIS, 0x95 0x5C is one character; read as UTF-8 its second byte is a backslash that
+    // escapes the string's closing quote, and the DROP would hide in the string.
+    let sjis = b"SELECT E'\x95\\'; DROP TABLE t; --'";
+    let (mut wire, pid) = setup.session(&[("client_encoding", "SJIS")]);
+    let answer = wire.exchange(&[query_bytes(sjis)], 1);
+    assert_eq!(answer.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C')).as_deref(), Some("42501"), "refused by witness");
+    // A Parse of such text in the extended protocol is decided the same way.
+    let answer = wire.exchange(&[parse_bytes("", b"SELECT E'\x95\\', 1"), bind("", "", &[]), execute(""), sync()], 1);
+    assert_eq!(answer.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C')).as_deref(), Some("42501"));
+    wire.terminate();
+    let events = setup.events_of(&pid);
+    assert_eq!(ran_by_witness(&events), setup.ran_by_target(&pid));
+    assert!(events.iter().filter(|e| e["attrs"]["uncertain"].as_str().is_some_and(|u| u.contains("client_encoding"))).count() >= 2);
+    assert!(table_t_exists(&setup));
+}
+
+#[test]
+fn the_credentials_task_binds_the_session() {
+    let setup = setup();
+    // The client names another task to step around the rule keyed on the token's.
+    let params = [("options", "-c witness.task=cleanup-1"), ("application_name", "evil")];
+    let mut wire = Wire::connect(setup.gw.port, "app", "codex", &setup.auditor, &params).expect("the auditor logs in");
+    let pid = wire.query("select pg_backend_pid()")[0][0].clone().unwrap();
+    let answer = wire.exchange(&[query("DELETE FROM t WHERE x = 1")], 1);
+    assert_eq!(answer.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C')).as_deref(), Some("42501"));
+    // An application_name set after startup (as pgjdbc does) is recorded from the target's report.
+    wire.query("SET application_name = 'renamed later'");
+    wire.terminate();
+    let events = setup.events_of(&pid);
+    let start = events.iter().find(|e| e["kind"] == "session.start").unwrap();
+    assert_eq!(start["attrs"]["task"], "audit-7", "{start:?}");
+    let startup = events.iter().find(|e| e["kind"] == "pg.startup").unwrap();
+    assert_eq!(startup["attrs"]["client_task"], "cleanup-1");
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "pg.parameter" && e["attrs"]["name"] == "application_name" && e["attrs"]["value"] == "renamed later"));
+    assert_eq!(setup.pg.psql("app", "select count(*) from t"), "2", "nothing was deleted");
+}
