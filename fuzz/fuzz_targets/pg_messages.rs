@@ -1,15 +1,32 @@
 //! Fuzzes what witness decodes of PostgreSQL traffic from clients and targets: message framing,
-//! startup parameters and options, SASL messages, error fields, and the request and response
-//! trackers that turn messages into recorded events. None of it may panic on any bytes.
+//! startup parameters and options, SASL messages, error fields, binary values by type, COPY data in
+//! every format, and the request and response trackers that turn messages into recorded events. None of it may panic on any bytes.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
+use witness_policy::CopyFormat;
 use witness_proto_pg::codec::{message, parse_error_fields, parse_startup_params, peek, Peek};
 use witness_proto_pg::record::{Tracker, Requests, Responses, ToClient};
 
 fuzz_target!(|data: &[u8]| {
+    // Binary values of every type witness decodes, and COPY data in every format.
+    for type_oid in [16, 17, 20, 21, 23, 25, 700, 701, 1009, 1082, 1114, 1186, 1231, 1700, 2249, 2950, 3802] {
+        let _ = witness_proto_pg::binary::decode(type_oid, data);
+    }
+    let _ = witness_proto_pg::binary::numeric(data);
+    for format in [
+        CopyFormat::Text { header: true },
+        CopyFormat::Csv { header: false, quote: b'"', escape: b'\\' },
+        CopyFormat::Binary,
+    ] {
+        let mut rows = witness_proto_pg::copy::CopyRows::new(format);
+        for piece in data.chunks(7) {
+            rows.add(piece);
+        }
+        let _ = rows.finish();
+    }
     let _ = parse_startup_params(data);
     let _ = parse_error_fields(data);
     if let Ok(text) = std::str::from_utf8(data) {

@@ -10,12 +10,14 @@
 #![forbid(unsafe_code)]
 
 mod classify;
+mod copy;
 mod glob;
 pub mod mask;
 mod rules;
 mod shell;
 
 pub use classify::{classify, SqlClass, Statement, UnknownSqlClass};
+pub use copy::{copy_format, CopyFormat};
 pub use glob::Glob;
 pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Decision, Policy, Request, Rule, UnknownAction};
 pub use shell::{split_commands, SshOperation, UnknownSshOperation};

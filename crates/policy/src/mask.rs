@@ -280,6 +280,19 @@ impl SessionMasks {
         mask
     }
 
+    /// How a column that may be any column of any table is masked (a view reading a table witness
+    /// cannot name): as if every column rule matched it.
+    pub fn any_column(&self, kind: ValueKind) -> ColumnMask {
+        let mut mask = ColumnMask { whole: [None; 2], kind: Some(kind) };
+        for (i, rule) in self.rules.iter().enumerate() {
+            let stage = rule.stage() as usize;
+            if mask.whole[stage].is_none() && !rule.columns.is_empty() {
+                mask.whole[stage] = Some(i as u8);
+            }
+        }
+        mask
+    }
+
     fn detectors(&self, stage: Stage) -> DetectorSet {
         self.detectors[stage as usize]
     }
@@ -308,6 +321,11 @@ impl ColumnMask {
     #[inline]
     pub fn leaves_alone(&self) -> bool {
         self.kind == Some(ValueKind::Opaque) && !self.is_whole()
+    }
+
+    /// Masked whole at each stage where either is (a view's column by the columns it reads).
+    pub fn or(self, other: ColumnMask) -> ColumnMask {
+        ColumnMask { whole: [self.whole[0].or(other.whole[0]), self.whole[1].or(other.whole[1])], kind: self.kind.or(other.kind) }
     }
 
     /// The same column in another format (an execution asks for binary or text results).

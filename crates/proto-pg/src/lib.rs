@@ -14,8 +14,10 @@ pub mod codec;
 pub mod record;
 
 mod back;
+pub mod binary;
 mod cancel;
 mod catalog;
+pub mod copy;
 mod front;
 mod mask;
 mod reading;

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 use witness_policy::mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Masked, SessionMasks, Stage, ValueKind};
 
-use crate::catalog::{Catalog, TableNames};
+use crate::catalog::{Catalog, TableNames, MAX_VIEW_DEPTH};
 use crate::codec::{DecodeError, Fields};
 use crate::record::ToClient;
 
@@ -31,25 +31,42 @@ pub(crate) struct Column {
 /// How each column of the result being received is masked.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Plan {
-    /// Per column: its mask, how its values sit, and their format.
-    columns: Vec<(ColumnMask, Shape, i16)>,
+    columns: Vec<Planned>,
     /// The result's columns are not known (an execution of a statement witness saw no description
     /// of): with column rules in force, every value is masked.
     blind: bool,
+}
+
+/// One column of a [`Plan`]: its mask, how its values sit, their format and type.
+#[derive(Clone, Copy, Debug, Default)]
+struct Planned {
+    mask: ColumnMask,
+    shape: Shape,
+    format: i16,
+    type_oid: u32,
 }
 
 /// The catalog entries a [`Plan`] was made from: per table, its names then (None: not known).
 #[derive(Debug, Default)]
 pub(crate) struct Consulted(Vec<(u32, Option<Arc<TableNames>>)>);
 
-/// How a value of a column sits in its message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a value of a column sits in its message, and so how masking reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Shape {
+    /// As it is: text, JSON, or bytes scanned as they are.
+    #[default]
     Plain,
     /// Binary jsonb: a version byte, then JSON text.
     JsonbBinary,
-    /// A binary bigint: looked into as its decimal text (a card number fits in one).
-    Int8Binary,
+    /// A binary number wide enough to hold a card number (int8, money, float8, numeric): looked
+    /// into as its decimal digits.
+    Digits,
+    /// A binary array or record: looked into element by element, numbers as their digits.
+    Structured,
+    /// Text-format bytea (`\x` and hex): looked into as the bytes it stands for.
+    ByteaText,
+    /// A binary value of a type witness cannot read: NULL wherever masking looks.
+    Unreadable,
 }
 
 /// A session's masking, as its relay uses it.
@@ -78,27 +95,9 @@ pub(crate) struct MaskedRow {
     pub recorded: Option<Vec<Value>>,
 }
 
-const TEXT: u32 = 25;
-const VARCHAR: u32 = 1043;
-const BPCHAR: u32 = 1042;
-const NAME: u32 = 19;
-const UNKNOWN: u32 = 705;
-const XML: u32 = 142;
-const JSON: u32 = 114;
-const JSONB: u32 = 3802;
-const INT8: u32 = 20;
-const BOOL: u32 = 16;
-const INT2: u32 = 21;
-const INT4: u32 = 23;
-const OID: u32 = 26;
-const TEXT_ARRAY: u32 = 1009;
-const VARCHAR_ARRAY: u32 = 1015;
-/// OIDs from here on are types created in the database (enums, domains, citext): clients read
-/// them as text.
-const FIRST_USER_OID: u32 = 16384;
-
 /// How a value of a type in a format may be rewritten.
 fn kind(type_oid: u32, format: i16) -> (ValueKind, Shape) {
+    use crate::binary::*;
     let texty = matches!(type_oid, TEXT | VARCHAR | BPCHAR | NAME | UNKNOWN | XML);
     match (format, type_oid) {
         (0, JSON | JSONB) => (ValueKind::Json, Shape::Plain),
@@ -107,14 +106,29 @@ fn kind(type_oid: u32, format: i16) -> (ValueKind, Shape) {
         // At most 10 digits and a sign, or t/f: nothing any detector finds fits (a card number
         // needs 13 digits, the other numbers separators), so detectors need not look.
         (0, BOOL | INT2 | INT4 | OID) => (ValueKind::Opaque, Shape::Plain),
+        (0, BYTEA) => (ValueKind::Other, Shape::ByteaText),
         (0, _) => (ValueKind::Other, Shape::Plain),
         (_, JSON) => (ValueKind::Json, Shape::Plain),
         (_, JSONB) => (ValueKind::Json, Shape::JsonbBinary),
-        (_, INT8) => (ValueKind::Other, Shape::Int8Binary),
         (_, _) if texty => (ValueKind::Text, Shape::Plain),
-        _ => (ValueKind::Opaque, Shape::Plain),
+        (_, INT8 | MONEY | FLOAT8 | NUMERIC) => (ValueKind::Other, Shape::Digits),
+        // Fixed-size numbers, times and identifiers: too few digits for a detector, no text.
+        (_, BOOL | INT2 | INT4 | OID | FLOAT4 | DATE | TIME | TIMESTAMP | TIMESTAMPTZ | INTERVAL | UUID) => {
+            (ValueKind::Opaque, Shape::Plain)
+        }
+        (_, INET | CIDR | MACADDR | MACADDR8 | TIMETZ | TID | XID | CID | PG_LSN) => (ValueKind::Opaque, Shape::Plain),
+        (_, oid) if is_regtype(oid) => (ValueKind::Opaque, Shape::Plain),
+        (_, BYTEA) => (ValueKind::Other, Shape::Plain),
+        (_, oid) if oid == RECORD || array_element(oid).is_some() => (ValueKind::Other, Shape::Structured),
+        // Types made in the database: enums, citext and domains over text send their text;
+        // composites are records. Read as records where they are, else as the bytes they are.
+        (_, oid) if oid >= FIRST_USER_OID => (ValueKind::Other, Shape::Structured),
+        _ => (ValueKind::Other, Shape::Unreadable),
     }
 }
+
+const TEXT_ARRAY: u32 = 1009;
+const VARCHAR_ARRAY: u32 = 1015;
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
@@ -129,18 +143,52 @@ impl Plan {
     /// The same columns in other formats (an execution's Bind asks for its own).
     pub fn with_formats(&self, columns: &[Column], formats: &[i16]) -> Plan {
         let mut plan = self.clone();
-        for (i, (mask, shape, column_format)) in plan.columns.iter_mut().enumerate() {
+        for (i, planned) in plan.columns.iter_mut().enumerate() {
             let format = match formats.len() {
                 0 => 0,
                 1 => formats[0],
                 _ => formats.get(i).copied().unwrap_or(0),
             };
-            let (kind, new_shape) = kind(columns.get(i).map_or(0, |c| c.type_oid), format);
-            *mask = mask.with_kind(kind);
-            *shape = new_shape;
-            *column_format = format;
+            let (kind, shape) = kind(columns.get(i).map_or(0, |c| c.type_oid), format);
+            planned.mask = planned.mask.with_kind(kind);
+            planned.shape = shape;
+            planned.format = format;
         }
         plan
+    }
+}
+
+/// What a value of `shape` stands for, as text masking can read: a binary number's digits, an
+/// array's or record's elements one per line, a text-format bytea's bytes. None when the bytes do
+/// not fit the type.
+fn readable_text(shape: Shape, type_oid: u32, value: &[u8]) -> Option<Vec<u8>> {
+    use crate::binary::{self, FIRST_USER_OID, FLOAT8, NUMERIC, RECORD};
+    match shape {
+        Shape::Digits => match type_oid {
+            FLOAT8 => binary::float8_text(value).map(String::into_bytes),
+            NUMERIC => binary::numeric(value).map(String::into_bytes),
+            _ => Some(i64::from_be_bytes(value.try_into().ok()?).to_string().into_bytes()),
+        },
+        Shape::ByteaText => match value.strip_prefix(b"\\x") {
+            Some(hex) => hex::decode(hex).ok(),
+            // The escape output format shows printable bytes as they are.
+            None => Some(value.to_vec()),
+        },
+        Shape::Structured => {
+            let decoded =
+                binary::decode(type_oid, value).or_else(|| (type_oid >= FIRST_USER_OID).then(|| binary::decode(RECORD, value)).flatten());
+            match decoded {
+                Some(decoded) => {
+                    let mut text = Vec::with_capacity(value.len());
+                    binary::flatten(&decoded, &mut text);
+                    Some(text)
+                }
+                // An enum, citext or domain over text sends its text.
+                None if type_oid >= FIRST_USER_OID => Some(value.to_vec()),
+                None => None,
+            }
+        }
+        Shape::Plain | Shape::JsonbBinary | Shape::Unreadable => Some(value.to_vec()),
     }
 }
 
@@ -200,9 +248,53 @@ impl WireMasks {
                 .and_then(|table| Some(ColumnSource { schema: &table.schema, table: &table.table, column: table.column(column.attnum)? }));
             let source_unknown = names.is_some() && source.is_none();
             let info = ColumnInfo { output_name: &column.name, source, source_unknown, kind };
-            plan.columns.push((self.masks.column(&info), shape, column.format));
+            let mut mask = self.masks.column(&info);
+            if source_unknown {
+                // A table (or column) witness could not name: any column rule may be about it.
+                mask = mask.or(self.masks.any_column(kind));
+            }
+            if let Some(Some(view)) = &names {
+                if !view.reads.is_empty() {
+                    mask = mask.or(self.view_mask(view, kind, &mut consulted));
+                }
+            }
+            plan.columns.push(Planned { mask, shape, format: column.format, type_oid: column.type_oid });
         }
         (plan, consulted)
+    }
+
+    /// How every column of a view is masked: whole where a rule masks any column it reads,
+    /// through views of views (a table witness cannot name, or views deeper than it follows,
+    /// count as matching every column rule).
+    fn view_mask(&self, view: &TableNames, kind: ValueKind, consulted: &mut Consulted) -> ColumnMask {
+        let mut mask = ColumnMask::default().with_kind(kind);
+        let mut level = view.reads.clone();
+        for _ in 0..MAX_VIEW_DEPTH {
+            let mut next = Vec::new();
+            for (oid, attnum) in level {
+                let names = self.catalog.table(oid);
+                if !consulted.0.iter().any(|(known, _)| *known == oid) {
+                    consulted.0.push((oid, names.clone()));
+                }
+                match names {
+                    None => return mask.or(self.masks.any_column(kind)),
+                    Some(table) if !table.reads.is_empty() => next.extend(table.reads.iter().copied()),
+                    Some(table) => {
+                        let Some(column) = table.column(attnum) else { return mask.or(self.masks.any_column(kind)) };
+                        let source = ColumnSource { schema: &table.schema, table: &table.table, column };
+                        let info = ColumnInfo { output_name: column, source: Some(source), source_unknown: false, kind };
+                        mask = mask.or(self.masks.column(&info));
+                    }
+                }
+            }
+            if next.is_empty() {
+                return mask;
+            }
+            next.sort_unstable();
+            next.dedup();
+            level = next;
+        }
+        mask.or(self.masks.any_column(kind))
     }
 
     /// Whether the catalog still says what a plan was made from (an entry is asked again once
@@ -230,7 +322,7 @@ impl WireMasks {
         for i in 0..n {
             let start = body.len() - f.remaining().len();
             let raw = f.nullable()?;
-            let (mask, shape, format) = plan.columns.get(i).copied().unwrap_or((ColumnMask::default(), Shape::Plain, 0));
+            let Planned { mask, shape, format, type_oid } = plan.columns.get(i).copied().unwrap_or_default();
             // Integers, booleans and OIDs without a column rule: two calls a value saved.
             let left_alone = mask.leaves_alone();
             // Only detectors can change the value (no column rule, read as it is sent).
@@ -240,7 +332,7 @@ impl WireMasks {
                 None => Masked::Unchanged,
                 Some(_) if blind => Masked::Null,
                 Some(_) if left_alone || known_clean => Masked::Unchanged,
-                Some(value) => self.cell(Stage::Client, &mask, shape, value),
+                Some(value) => self.cell(Stage::Client, &mask, shape, type_oid, value),
             };
             let client_value: Option<&[u8]> = match &client_masked {
                 Masked::Unchanged => raw,
@@ -275,7 +367,7 @@ impl WireMasks {
                 // Borrowed unless the recording-only stage changes the value: no copy per cell.
                 let kept: Option<std::borrow::Cow<'_, [u8]>> = match client_value {
                     Some(value) if !left_alone && !known_clean && (detects_for_recording || mask.is_whole_at(Stage::RecordingOnly)) => {
-                        match self.cell(Stage::RecordingOnly, &mask, shape, value) {
+                        match self.cell(Stage::RecordingOnly, &mask, shape, type_oid, value) {
                             Masked::Unchanged => {
                                 clean_for_recording = true;
                                 Some(value.into())
@@ -286,7 +378,7 @@ impl WireMasks {
                     }
                     other => other.map(Into::into),
                 };
-                recorded.push(crate::record::value(kept.as_deref(), format));
+                recorded.push(crate::record::value(kept.as_deref(), format, type_oid));
             }
             // Remembered only once every stage has looked and found nothing.
             if let Some(value) = raw.filter(|_| detected_only && !known_clean && !changed && clean_for_recording) {
@@ -302,7 +394,7 @@ impl WireMasks {
         Ok(MaskedRow { rewritten, recorded })
     }
 
-    fn cell(&mut self, stage: Stage, mask: &ColumnMask, shape: Shape, value: &[u8]) -> Masked {
+    fn cell(&mut self, stage: Stage, mask: &ColumnMask, shape: Shape, type_oid: u32, value: &[u8]) -> Masked {
         match shape {
             Shape::Plain => self.masks.cell(stage, mask, value, &mut self.counts),
             Shape::JsonbBinary => match value.split_first() {
@@ -317,15 +409,26 @@ impl WireMasks {
                 },
                 None => Masked::Unchanged,
             },
-            Shape::Int8Binary => {
-                let Ok(bytes) = <[u8; 8]>::try_from(value) else { return Masked::Null };
-                let text = i64::from_be_bytes(bytes).to_string();
-                match self.masks.cell(stage, mask, text.as_bytes(), &mut self.counts) {
+            Shape::Digits | Shape::Structured | Shape::ByteaText => {
+                // What the value stands for, read as text; anything found there and the whole
+                // value goes (it cannot hold a marker).
+                let Some(readable) = readable_text(shape, type_oid, value) else { return self.unreadable(stage, mask) };
+                match self.masks.cell(stage, &mask.with_kind(ValueKind::Other), &readable, &mut self.counts) {
                     Masked::Unchanged => Masked::Unchanged,
-                    // A number holds no marker.
                     Masked::Null | Masked::Value(_) => Masked::Null,
                 }
             }
+            Shape::Unreadable => self.unreadable(stage, mask),
+        }
+    }
+
+    /// A value witness cannot read: NULL at a stage that masks anything (it might hold what the
+    /// stage masks), as it is at a stage that masks nothing.
+    fn unreadable(&mut self, stage: Stage, mask: &ColumnMask) -> Masked {
+        if self.masks.detects(stage) || mask.is_whole_at(stage) {
+            Masked::Null
+        } else {
+            Masked::Unchanged
         }
     }
 

@@ -47,6 +47,9 @@ pub struct Statement {
     pub text: Result<Arc<str>, (Arc<str>, &'static str)>,
     /// Running it may create or drop names (see [`crate::reading::may_change_names`]).
     pub changes_names: bool,
+    /// Parameter types the Parse named (0: left to the target, which tells them in a
+    /// ParameterDescription).
+    pub param_types: Arc<[u32]>,
 }
 
 /// A portal as the target holds it: a statement bound to parameters.
@@ -63,6 +66,8 @@ pub struct Portal {
     /// The parameters as recorded (within a budget), of `n_params` in all.
     pub params: Vec<Value>,
     pub n_params: usize,
+    /// The parameters' types, when any was sent in binary (recorded beside them).
+    pub binary_param_types: Option<Vec<u32>>,
 }
 
 /// What a name means, as far as witness can tell.
@@ -96,7 +101,7 @@ pub enum Pending {
     /// A simple Query: answered by one result per statement, then ReadyForQuery.
     Query { request: u64, started: Instant, statements: u32, denial: Option<Bytes>, changes_names: bool },
     /// A fast-path function call: answered by FunctionCallResponse or an error, then ReadyForQuery.
-    FunctionCall { request: u64, started: Instant, denial: Option<Bytes> },
+    FunctionCall { request: u64, started: Instant, denial: Option<Bytes>, result_format: i16 },
 }
 
 impl Pending {
@@ -124,6 +129,8 @@ struct Shared {
     confirmed: Names,
     settings: Settings,
     last_id: u64,
+    /// Parameter types of statements, by id, as the target described them.
+    param_types: HashMap<u64, Arc<[u32]>>,
 }
 
 /// Named (and unnamed, as the empty name) statements and portals.
@@ -284,6 +291,34 @@ impl Tracker {
             }
         }
         Ok(())
+    }
+
+    /// A ParameterDescription for the statement described at the head: its parameter types.
+    pub fn parameter_description(&self, body: &[u8]) {
+        let mut f = Fields::new(body);
+        let Ok(n) = f.count() else { return };
+        let types: Option<Vec<u32>> = (0..n).map(|_| f.i32().ok().map(|oid| oid as u32)).collect();
+        let mut shared = self.lock();
+        if let (Some(Pending::Describe { id: Some(id) }), Some(types)) = (shared.queue.front(), types) {
+            let id = *id;
+            if shared.param_types.len() >= MAX_TRACKED {
+                shared.param_types.clear();
+            }
+            shared.param_types.insert(id, types.into());
+        }
+    }
+
+    /// The types of a statement's parameters: those its Parse named, the rest as the target
+    /// described them (0 where neither is known).
+    pub fn param_types(&self, statement: &Statement) -> Vec<u32> {
+        let described = self.lock().param_types.get(&statement.id).cloned();
+        let n = statement.param_types.len().max(described.as_ref().map_or(0, |d| d.len()));
+        (0..n)
+            .map(|i| match statement.param_types.get(i).copied().unwrap_or(0) {
+                0 => described.as_ref().and_then(|d| d.get(i).copied()).unwrap_or(0),
+                named => named,
+            })
+            .collect()
     }
 
     /// The head's description (RowDescription or NoData) arrived: pops a Describe and returns the
@@ -506,7 +541,7 @@ mod tests {
     use super::*;
 
     fn statement(tracker: &Tracker, text: &str) -> Arc<Statement> {
-        Arc::new(Statement { id: tracker.next_id(), text: Ok(Arc::from(text)), changes_names: false })
+        Arc::new(Statement { id: tracker.next_id(), text: Ok(Arc::from(text)), changes_names: false, param_types: Arc::from([]) })
     }
 
     fn text(lookup: Lookup<Arc<Statement>>) -> String {
@@ -586,6 +621,7 @@ mod tests {
             formats: Arc::from([]),
             params: Vec::new(),
             n_params: 0,
+            binary_param_types: None,
         });
         tracker.push(Pending::Bind { name: Box::from(&b"p"[..]), portal });
         tracker.confirm(msg(b'2')).unwrap();

@@ -291,3 +291,61 @@ fn the_credentials_task_binds_the_session() {
         .any(|e| e["kind"] == "pg.parameter" && e["attrs"]["name"] == "application_name" && e["attrs"]["value"] == "renamed later"));
     assert_eq!(setup.pg.psql("app", "select count(*) from t"), "2", "nothing was deleted");
 }
+
+/// Runs a COPY FROM STDIN through `wire`, sending `data` in pieces of `piece` bytes.
+fn copy_in(wire: &mut Wire, sql: &str, data: &[u8], piece: usize) {
+    wire.send(&[query(sql)]);
+    while wire.read().tag != b'G' {}
+    let mut messages: Vec<Vec<u8>> = data.chunks(piece).map(|chunk| pg::wire::message(b'd', chunk)).collect();
+    messages.push(pg::wire::message(b'c', &[]));
+    wire.send(&messages);
+    let answer = wire.until_ready(1);
+    assert!(answer.iter().all(|m| m.tag != b'E'), "{sql}: {:?}", answer.iter().find_map(|m| m.field(b'M')));
+}
+
+#[test]
+fn recorded_values_mean_what_they_say() {
+    let setup = setup();
+    setup.pg.psql("app", "create table notes(id int, note text); grant all on notes to scram_user;");
+    let (mut wire, pid) = setup.session(&[]);
+    // CSV with a header and a quoted newline; text with the end marker; binary with newline bytes.
+    copy_in(&mut wire, "COPY notes FROM STDIN WITH (FORMAT csv, HEADER true)", b"id,note\n1,\"two\nlines\"\n2,plain\n", 5);
+    copy_in(&mut wire, "COPY notes FROM STDIN", b"3\tx\n\\.\n", 3);
+    let mut binary = b"PGCOPY\n\xff\r\n\0".to_vec();
+    binary.extend_from_slice(&[0; 8]);
+    for (id, note) in [(4i32, &b"a\nb"[..]), (5, b"\n\n")] {
+        binary.extend_from_slice(&2i16.to_be_bytes());
+        binary.extend_from_slice(&4i32.to_be_bytes());
+        binary.extend_from_slice(&id.to_be_bytes());
+        binary.extend_from_slice(&(note.len() as i32).to_be_bytes());
+        binary.extend_from_slice(note);
+    }
+    binary.extend_from_slice(&(-1i16).to_be_bytes());
+    copy_in(&mut wire, "COPY notes FROM STDIN WITH (FORMAT binary)", &binary, 7);
+    // A binary int4 parameter whose bytes spell "dcba", and a binary int4 result.
+    let bind_binary = b"\0\0\0\x01\0\x01\0\x01\0\0\0\x04dcba\0\x01\0\x01";
+    let parse_typed = pg::wire::message(b'P', b"\0select $1::int4 + 0\0\0\x01\0\0\0\x17");
+    wire.exchange(&[parse_typed.clone(), pg::wire::message(b'B', bind_binary), describe_portal(""), execute(""), sync()], 1);
+    wire.exchange(&[parse_typed, pg::wire::message(b'B', bind_binary), execute(""), sync()], 1);
+    wire.terminate();
+
+    let events = setup.events_of(&pid);
+    let copied: Vec<u64> = events.iter().filter(|e| e["kind"] == "pg.copy_in").map(|e| e["attrs"]["rows"].as_u64().unwrap()).collect();
+    let by_target: Vec<u64> = events.iter().filter_map(|e| e["attrs"]["tag"].as_str()?.strip_prefix("COPY ")?.parse().ok()).collect();
+    assert_eq!(copied, [2, 1, 2], "rows, not newlines");
+    assert_eq!(copied, by_target, "as the target counted them");
+    let execute = events.iter().find(|e| e["kind"] == "pg.execute").unwrap();
+    assert_eq!(execute["attrs"]["params"][0], 1684234849, "a binary int4 is recorded as the number it is");
+    assert_eq!(execute["attrs"]["param_types"][0], 23);
+    // Rows of an execution nobody described are kept too, by format (binary of an unknown type
+    // as hex).
+    let result = events.iter().rfind(|e| e["attrs"]["tag"] == "SELECT 1").unwrap();
+    let rows: Value = serde_json::from_str(result["payload_text"].as_str().unwrap()).unwrap();
+    assert_eq!(rows["rows"][0][0], "\\x64636261", "{rows}");
+    assert_eq!(rows["columns"][0]["format"], 1, "{rows}");
+    // Described, the result's column has its type, and the value is the number it is.
+    let described = events.iter().filter(|e| e["attrs"]["tag"] == "SELECT 1").nth(1).unwrap();
+    let rows: Value = serde_json::from_str(described["payload_text"].as_str().unwrap()).unwrap();
+    assert_eq!(rows["rows"][0][0], 1684234849, "{rows}");
+    assert_eq!(ran_by_witness(&events), setup.ran_by_target(&pid));
+}

@@ -68,7 +68,7 @@ fn psql_script_through_witness_equals_direct_and_is_recorded() {
     assert!(division["summary"].as_str().unwrap().contains("division by zero"));
     assert!(find(&|e| e["attrs"]["error"]["sqlstate"] == "23505").is_some(), "the duplicate key error is recorded");
     let copy_out = find(&|e| e["kind"] == "pg.copy_out").expect("COPY OUT is summarised");
-    assert_eq!(copy_out["attrs"]["rows"].as_u64(), Some(6), "header and five rows");
+    assert_eq!(copy_out["attrs"]["rows"].as_u64(), Some(5), "five rows, as the target counted them (the header is not a row)");
     assert!(find(&|e| e["kind"] == "pg.notice" && e["summary"] == "notice from a DO block").is_some());
     assert!(find(&|e| e["kind"] == "pg.notification" && e["attrs"]["payload"] == "hello").is_some());
     let capped = find(&|e| e["kind"] == "pg.result" && e["attrs"]["tag"] == "SELECT 3").expect("the generate_series result");
@@ -251,7 +251,7 @@ fn tokio_postgres_extended_protocol_binary_results_and_cancel() {
         .find(|e| {
             e["kind"] == "pg.execute"
                 && e["payload_text"].as_str().unwrap_or("").starts_with("insert into kinds")
-                && e["attrs"]["params"][0] == "\\x00000007"
+                && e["attrs"]["params"][0] == 7
         })
         .expect("executions are recorded with their parameters");
     assert_eq!(execute["attrs"]["params"][1], "name 7 with 'quotes'");
@@ -380,6 +380,6 @@ fn shutdown_ends_live_sessions_cleanly_and_large_binds_pass() {
     let big = events.iter().find(|e| e["kind"] == "pg.execute").expect("the large execution is recorded");
     let params = big["attrs"]["params"].as_array().unwrap();
     assert!(!params.is_empty() && params.len() < 40_000, "parameters are recorded up to a byte budget: {}", params.len());
-    assert_eq!(params[0], "\\x00000000");
+    assert_eq!(params[0], 0, "binary parameters are decoded by their type");
     assert_eq!(big["attrs"]["params_total"], 40_000, "and the event says how many there were");
 }

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use witness_core::{Direction, Event, EventKind, PayloadType};
 
 use crate::codec::{DecodeError, Fields};
+use crate::copy::CopyCount;
 use crate::mask::{Column, WireMasks};
 
 pub use crate::state::{Pending, Tracker};
@@ -40,35 +41,6 @@ const MAX_SUMMARY_CHARS: usize = 200;
 /// does (a fast-path function call, an execution of a statement it does not know). It does not
 /// parse, so rules treat it as the riskiest class.
 pub const OPAQUE_REQUEST: &str = "<a request whose statement witness cannot see>";
-
-#[derive(Default, Clone, Copy)]
-struct CopyCount {
-    bytes: u64,
-    rows: u64,
-    messages: u64,
-    /// The last bytes seen, to tell the old end-of-data marker line (`\.`) from a row.
-    tail: [u8; 4],
-}
-
-impl CopyCount {
-    fn add(&mut self, data: &[u8]) {
-        self.bytes += data.len() as u64;
-        self.rows += data.iter().filter(|&&b| b == b'\n').count() as u64;
-        self.messages += 1;
-        for &b in data.iter().rev().take(4).collect::<Vec<_>>().iter().rev() {
-            self.tail.rotate_left(1);
-            self.tail[3] = *b;
-        }
-    }
-
-    /// Rows, not counting a final `\.` line (which some clients still send, and which is not data).
-    fn finished(mut self) -> CopyCount {
-        if self.tail[1..] == *b"\\.\n" && (self.tail[0] == b'\n' || self.bytes == 3) {
-            self.rows = self.rows.saturating_sub(1);
-        }
-        self
-    }
-}
 
 /// What the client gets for one target message.
 #[derive(Debug)]
@@ -206,7 +178,7 @@ fn mask_request(masks: &mut WireMasks, event: &mut Event) {
 
 /// Reads `n` parameter values (all of them, to get past them) and returns those that fit in
 /// [`MAX_PARAMS_BYTES`] when recorded; the event says how many there were in all.
-fn values_within_budget(f: &mut Fields<'_>, formats: &[i16], n: usize) -> Result<Vec<Value>, DecodeError> {
+fn values_within_budget(f: &mut Fields<'_>, formats: &[i16], types: &[u32], n: usize) -> Result<Vec<Value>, DecodeError> {
     let mut values = Vec::with_capacity(n.min(1024));
     let mut budget = MAX_PARAMS_BYTES;
     for i in 0..n {
@@ -217,7 +189,7 @@ fn values_within_budget(f: &mut Fields<'_>, formats: &[i16], n: usize) -> Result
         };
         let bytes = f.nullable()?;
         if budget > 0 {
-            let v = value(bytes, format);
+            let v = value(bytes, format, types.get(i).copied().unwrap_or(0));
             budget = budget.saturating_sub(v.as_str().map_or(4, str::len));
             values.push(v);
         }
@@ -225,18 +197,28 @@ fn values_within_budget(f: &mut Fields<'_>, formats: &[i16], n: usize) -> Result
     Ok(values)
 }
 
-/// A parameter or column value as recorded: text format as text; binary format as text when it is
-/// printable UTF-8 (binary text, varchar, json) and as `\x` hex otherwise (numbers, bytea,
-/// timestamps); NULL as null. Cut at [`MAX_VALUE_BYTES`].
-pub(crate) fn value(bytes: Option<&[u8]>, format: i16) -> Value {
+/// A parameter or column value as recorded: text format as text (as `\x` hex when it is not
+/// UTF-8); binary format decoded by its type (`binary::decode`: a number as a number, a time as
+/// its text, an array as an array), as hex when witness does not know the type; NULL as null.
+/// Text is cut at [`MAX_VALUE_BYTES`] (marked `…`); a binary value over it is shown as hex, cut.
+pub(crate) fn value(bytes: Option<&[u8]>, format: i16, type_oid: u32) -> Value {
     let Some(bytes) = bytes else { return Value::Null };
+    let text_like = format == 0 || crate::binary::is_text(type_oid) || type_oid == crate::binary::JSONB;
+    let bytes = match (format, type_oid, bytes) {
+        // Binary jsonb: a version byte, then the JSON text.
+        (1, crate::binary::JSONB, [1, json @ ..]) => json,
+        _ => bytes,
+    };
     let shown = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
     let cut = if shown.len() < bytes.len() { "…" } else { "" };
-    let printable = |text: &str| text.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
+    if !text_like && cut.is_empty() {
+        if let Some(decoded) = crate::binary::decode(type_oid, bytes) {
+            return decoded;
+        }
+    }
     // One allocation per value: this runs for every parameter and every recorded cell.
-    let mut text = match (format, std::str::from_utf8(shown)) {
-        (0, Ok(text)) => String::with_capacity(text.len() + cut.len()) + text,
-        (_, Ok(text)) if !text.is_empty() && printable(text) => String::with_capacity(text.len() + cut.len()) + text,
+    let mut text = match std::str::from_utf8(shown) {
+        Ok(text) if text_like => String::with_capacity(text.len() + cut.len()) + text,
         _ => format!("\\x{}", hex::encode(shown)),
     };
     text.push_str(cut);
@@ -383,10 +365,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn binary_values_are_text_when_printable() {
-        assert_eq!(value(Some(b"name 7"), 1), json!("name 7"));
-        assert_eq!(value(Some(b"\0\0\0\x07"), 1), json!("\\x00000007"));
-        assert_eq!(value(Some(b"plain"), 0), json!("plain"));
-        assert_eq!(value(None, 0), Value::Null);
+    fn binary_values_are_decoded_by_their_type() {
+        assert_eq!(value(Some(b"name 7"), 1, crate::binary::TEXT), json!("name 7"));
+        assert_eq!(value(Some(b"\0\0\0\x07"), 1, crate::binary::INT4), json!(7));
+        assert_eq!(value(Some(b"dcba"), 1, crate::binary::INT4), json!(1684234849), "a number, not the text its bytes spell");
+        assert_eq!(value(Some(b"dcba"), 1, 0), json!("\\x64636261"), "a binary value of a type witness does not know");
+        assert_eq!(value(Some(b"\x01{}"), 1, crate::binary::JSONB), json!("{}"));
+        assert_eq!(value(Some(b"plain"), 0, 0), json!("plain"));
+        assert_eq!(value(None, 0, 0), Value::Null);
     }
 }

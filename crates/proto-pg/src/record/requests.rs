@@ -10,8 +10,9 @@ use bytes::Bytes;
 use serde_json::Value;
 use witness_core::{Direction, Event};
 
-use super::{copy_event, lossy, mask_request, request, values_within_budget, CopyCount, WithPayloadText, OPAQUE_REQUEST};
+use super::{copy_event, lossy, mask_request, request, values_within_budget, WithPayloadText, OPAQUE_REQUEST};
 use crate::codec::{DecodeError, Fields, Message};
+use crate::copy::CopyRows;
 use crate::mask::WireMasks;
 use crate::reading::{self, Unreadable};
 use crate::state::{Lookup, Overlay, Pending, Portal, Progress, Statement, Tracker};
@@ -20,7 +21,9 @@ use crate::state::{Lookup, Overlay, Pending, Portal, Progress, Statement, Tracke
 #[derive(Default)]
 pub struct Requests {
     overlay: Overlay,
-    copy_in: Option<CopyCount>,
+    copy_in: Option<CopyRows>,
+    /// How the data of a COPY FROM STDIN the client asked for last is laid out.
+    copy_in_format: witness_policy::CopyFormat,
     /// Queries, executions and function calls seen so far: each one's event carries its number.
     n_requests: u64,
     /// Masking of what the recording keeps of requests (parameters, statement texts).
@@ -98,6 +101,9 @@ impl Requests {
                 let raw = f.cstr()?;
                 let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
                 let changes_names = reading::may_change_names(raw);
+                self.expect_copy_in(match &text {
+                    Ok(text) | Err((text, _)) => text,
+                });
                 self.overlay.end_pipeline();
                 let (event, decide) = match text {
                     Ok(text) => (request("pg.query", &text).with_payload_text(text.clone()), Arc::from(text)),
@@ -110,6 +116,8 @@ impl Requests {
             b'P' => {
                 let name = f.cstr()?;
                 let raw = f.cstr()?;
+                let n_types = f.count()?;
+                let param_types: Vec<u32> = (0..n_types).map(|_| f.i32().map(|oid| oid as u32)).collect::<Result<_, _>>()?;
                 let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
                 let recorded = text.as_ref().map_or_else(|(text, _)| text.clone(), Clone::clone);
                 let mut event = request("pg.parse", &recorded).with_attr("statement", lossy(name)).with_payload_text(recorded);
@@ -117,7 +125,8 @@ impl Requests {
                     event = unreadable(event, why);
                 }
                 let text = text.map(Arc::from).map_err(|(text, why)| (Arc::from(text), why.describe()));
-                let statement = Arc::new(Statement { id: tracker.next_id(), text, changes_names: reading::may_change_names(raw) });
+                let changes_names = reading::may_change_names(raw);
+                let statement = Arc::new(Statement { id: tracker.next_id(), text, changes_names, param_types: param_types.into() });
                 self.overlay.parsed(name, statement.clone());
                 Seen { event: Some(event), decide: None, pending: Some(Pending::Parse { name: name.into(), statement }) }
             }
@@ -152,7 +161,13 @@ impl Requests {
                     formats.push(f.i16()?);
                 }
                 let n_params = f.count()?;
-                let params = values_within_budget(&mut f, &formats, n_params)?;
+                let types = statement.as_ref().map(|s| tracker.param_types(s)).unwrap_or_default();
+                let params = values_within_budget(&mut f, &formats, &types, n_params)?;
+                let binary_param_types = formats.iter().any(|&format| format != 0).then(|| {
+                    let mut types = types;
+                    types.resize(n_params, 0);
+                    types
+                });
                 let n_results = f.count()?;
                 let mut result_formats = Vec::with_capacity(n_results.min(1664));
                 for _ in 0..n_results {
@@ -165,6 +180,7 @@ impl Requests {
                     formats: result_formats.into(),
                     params,
                     n_params,
+                    binary_param_types,
                 });
                 self.overlay.bound(portal_name, portal.clone());
                 Seen { pending: Some(Pending::Bind { name: portal_name.into(), portal }), ..Seen::default() }
@@ -178,6 +194,7 @@ impl Requests {
                     Lookup::Unknown => None,
                 };
                 let (event, text, decide, changes_names) = execution(portal.as_deref(), portal_name);
+                self.expect_copy_in(&text);
                 let event = if max_rows > 0 { event.with_attr("max_rows", max_rows) } else { event };
                 self.overlay.executed(changes_names);
                 let request = self.next_request();
@@ -197,11 +214,12 @@ impl Requests {
                 Seen { pending: Some(Pending::Close { statement, name: name.into() }), ..Seen::default() }
             }
             b'd' => {
-                self.copy_in.get_or_insert_with(CopyCount::default).add(msg.body);
+                let format = self.copy_in_format;
+                self.copy_in.get_or_insert_with(|| CopyRows::new(format)).add(msg.body);
                 Seen::default()
             }
             b'c' | b'f' => {
-                let count = self.copy_in.take().unwrap_or_default().finished();
+                let count = self.copy_in.take().map(CopyRows::finish).unwrap_or_default();
                 let outcome = if msg.tag == b'c' { "done" } else { "failed by the client" };
                 let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
                 Seen {
@@ -217,19 +235,28 @@ impl Requests {
                     formats.push(f.i16()?);
                 }
                 let n_args = f.count()?;
-                let args = values_within_budget(&mut f, &formats, n_args)?;
+                let args = values_within_budget(&mut f, &formats, &[], n_args)?;
+                let result_format = f.i16()?;
                 self.overlay.end_pipeline();
                 let event = request("pg.function_call", &format!("function call (oid {oid})"))
                     .with_attr("oid", oid)
                     .with_attr("args", Value::Array(args));
                 let request = self.next_request();
                 let event = event.with_attr("request", request);
-                let pending = Pending::FunctionCall { request, started: Instant::now(), denial: None };
+                let pending = Pending::FunctionCall { request, started: Instant::now(), denial: None, result_format };
                 Seen { event: Some(event), decide: Some(Arc::from(OPAQUE_REQUEST)), pending: Some(pending) }
             }
             _ => Seen::default(),
         };
         Ok(Step::Seen(seen))
+    }
+
+    /// Reads the layout of the data a COPY FROM STDIN in `text` will receive (only texts that
+    /// mention COPY are parsed for it).
+    fn expect_copy_in(&mut self, text: &str) {
+        if text.len() >= 4 && text.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"copy")) {
+            self.copy_in_format = witness_policy::copy_format(text, false).unwrap_or_default();
+        }
     }
 
     fn next_request(&mut self) -> u64 {
@@ -276,6 +303,9 @@ fn execution(portal: Option<&Portal>, portal_name: &[u8]) -> (Event, Arc<str>, A
         .with_attr("params", Value::Array(portal.params.clone()));
     if portal.params.len() < portal.n_params {
         event = event.with_attr("params_total", portal.n_params);
+    }
+    if let Some(types) = &portal.binary_param_types {
+        event = event.with_attr("param_types", types.clone());
     }
     match &portal.statement {
         Some(statement) => match &statement.text {

@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 use witness_core::{Direction, Event, PayloadType};
-use witness_policy::mask::SessionMasks;
+use witness_policy::mask::{SessionMasks, Stage};
 
 use super::{
     clip, copy_event, kind, lossy, row_description, value, ColumnsJson, CopyCount, Reply, ResultPayload, ToClient, MAX_ROWS_BYTES,
@@ -44,6 +45,9 @@ pub struct Responses {
     rows_bytes: usize,
     n_rows: u64,
     copy_out: Option<CopyCount>,
+    /// The result formats of an execution witness saw no description of (its columns are named
+    /// from them at its first row).
+    undescribed: Option<Arc<[i16]>>,
     /// The last RowDescription and what it gave. libpq describes the portal of every prepared
     /// execution (`PQsendQueryPrepared`), so the same bytes arrive statement after statement, and
     /// reading and planning them each time cost more than masking the rows of a small result.
@@ -89,6 +93,7 @@ impl Responses {
             rows_bytes: 0,
             n_rows: 0,
             copy_out: None,
+            undescribed: None,
             last_description: None,
         }
     }
@@ -141,6 +146,7 @@ impl Responses {
         let mut f = Fields::new(msg.body);
         match msg.tag {
             b'1' | b'2' | b'3' => tracker.confirm(msg)?,
+            b't' => tracker.parameter_description(msg.body),
             b'T' => {
                 let (columns, plan) = self.describe(msg.body)?;
                 match tracker.described() {
@@ -177,10 +183,15 @@ impl Responses {
                     }
                 } else if record {
                     let n = f.count()?;
+                    if self.columns.is_empty() {
+                        if let Some(formats) = self.undescribed.take() {
+                            self.columns = undescribed_columns(&formats, n);
+                        }
+                    }
                     let mut row = Vec::with_capacity(n.min(1024));
                     for i in 0..n {
-                        let format = self.columns.get(i).map_or(0, |c| c.format);
-                        let v = value(f.nullable()?, format);
+                        let (format, type_oid) = self.columns.get(i).map_or((0, 0), |c| (c.format, c.type_oid));
+                        let v = value(f.nullable()?, format, type_oid);
                         self.rows_bytes += v.as_str().map_or(4, str::len);
                         row.push(v);
                     }
@@ -188,13 +199,17 @@ impl Responses {
                 }
             }
             b'V' => {
-                let result = value(f.nullable()?, 1);
-                let event =
-                    Event::note(kind("pg.function_result"), Direction::Response, "function call result").with_attr("result", result);
-                events.push(event);
+                let format = tracker.with_head(|head| match head {
+                    Some(Pending::FunctionCall { result_format, .. }) => *result_format,
+                    _ => 1,
+                });
+                return Ok(self.function_result(f.nullable()?, format, events));
             }
             b'C' => {
                 let tag = lossy(f.cstr()?);
+                if let Some(count) = self.copy_out.take() {
+                    events.push(self.copy_out_event(count, copy_rows(&tag)));
+                }
                 events.push(self.result(tracker, Outcome::Complete(&tag)));
             }
             b'I' => events.push(self.result(tracker, Outcome::Complete("EMPTY QUERY"))),
@@ -217,49 +232,116 @@ impl Responses {
             }
             b'd' => {
                 if let Some(count) = &mut self.copy_out {
-                    count.add(msg.body);
+                    count.bytes += msg.body.len() as u64;
+                    count.messages += 1;
                 }
                 if let Some(masked) = self.masks.as_mut().and_then(|m| m.copy_data(msg.body)) {
                     return Ok(Reply::Replace(masked));
                 }
             }
-            b'c' => {
-                if let Some(count) = self.copy_out.take() {
-                    let summary = format!("COPY OUT: {} bytes, {} rows", count.bytes, count.rows);
-                    let mut event = copy_event("pg.copy_out", Direction::Response, summary, count);
-                    if let Some(counts) = self.masks.as_mut().and_then(WireMasks::take_counts) {
-                        event = event.with_attr("masked", counts);
-                    }
-                    events.push(event);
-                }
-            }
+
             b'S' => {
-                if let Some((name, value)) = tracker.parameter_status(msg.body) {
-                    let event = Event::note(kind("pg.parameter"), Direction::Response, clip(&format!("{name} = {value}")))
-                        .with_attr("name", name)
-                        .with_attr("value", value);
-                    events.push(event);
+                // The setting as the target has it decides how text is read; what the client
+                // and the recording see of its value is masked like a row's.
+                let Some((name, value)) = tracker.parameter_status(msg.body) else { return Ok(Reply::Forward) };
+                let (client, recorded, counts) = self.mask_side_text(value.as_bytes());
+                let mut event = Event::note(kind("pg.parameter"), Direction::Response, clip(&format!("{name} = {recorded}")))
+                    .with_attr("name", name.clone())
+                    .with_attr("value", recorded);
+                if let Some(counts) = counts {
+                    event = event.with_attr("masked", counts);
+                }
+                events.push(event);
+                if let Some(client) = client {
+                    return Ok(Reply::Replace(backend_message(b'S', &[name.as_bytes(), b"\0", &client, b"\0"])));
                 }
             }
             b'N' => return Ok(self.notice(msg, events)),
             b'A' => {
                 let pid = f.i32()?;
-                let channel = lossy(f.cstr()?);
-                let mut payload = lossy(f.cstr()?);
-                if let Some(masks) = &mut self.masks {
-                    let rows_so_far = std::mem::take(&mut masks.counts);
-                    payload = masks.for_recording(&payload).unwrap_or(payload);
-                    masks.counts = rows_so_far;
+                let channel = f.cstr()?;
+                let payload = f.cstr()?;
+                let (client, recorded, counts) = self.mask_side_text(payload);
+                let channel_text = lossy(channel);
+                let mut event =
+                    Event::note(kind("pg.notification"), Direction::Response, clip(&format!("NOTIFY {channel_text}: {recorded}")))
+                        .with_attr("pid", pid)
+                        .with_attr("channel", channel_text)
+                        .with_attr("payload", recorded);
+                if let Some(counts) = counts {
+                    event = event.with_attr("masked", counts);
                 }
-                let event = Event::note(kind("pg.notification"), Direction::Response, clip(&format!("NOTIFY {channel}: {payload}")))
-                    .with_attr("pid", pid)
-                    .with_attr("channel", channel)
-                    .with_attr("payload", payload);
                 events.push(event);
+                if let Some(client) = client {
+                    return Ok(Reply::Replace(backend_message(b'A', &[&pid.to_be_bytes(), channel, b"\0", &client, b"\0"])));
+                }
             }
             _ => {}
         }
         Ok(Reply::Forward)
+    }
+
+    /// Masks a text that comes outside a result (a notification's payload, a setting's value) for
+    /// the client and for the recording, as a row's text is masked, keeping the counts of a result
+    /// in progress apart. Returns the client's text if it changed, the recorded text, and what
+    /// was masked.
+    fn mask_side_text(&mut self, text: &[u8]) -> (Option<Vec<u8>>, String, Option<Value>) {
+        let Some(masks) = &mut self.masks else { return (None, lossy(text), None) };
+        let rows_so_far = std::mem::take(&mut masks.counts);
+        let client = masks.masks.text(Stage::Client, text, &mut masks.counts);
+        let shown = client.as_deref().unwrap_or(text);
+        let recorded = masks.masks.text(Stage::RecordingOnly, shown, &mut masks.counts);
+        let recorded = lossy(recorded.as_deref().unwrap_or(shown));
+        let counts = masks.take_counts();
+        masks.counts = rows_so_far;
+        (client, recorded, counts)
+    }
+
+    /// A fast-path function's result: its text masked as a row's; a binary result (of a type
+    /// witness is not told) is NULL wherever masking looks.
+    fn function_result(&mut self, result: Option<&[u8]>, format: i16, events: &mut Vec<Event>) -> Reply {
+        let mut reply = Reply::Forward;
+        let mut counts = None;
+        let recorded = match (result, &mut self.masks) {
+            (None, _) | (Some(_), None) => value(result, format, 0),
+            (Some(bytes), Some(masks)) if format != 0 => {
+                if masks.masks.detects(Stage::Client) {
+                    reply = Reply::Replace(backend_message(b'V', &[&(-1i32).to_be_bytes()]));
+                }
+                if masks.masks.detects(Stage::Client) || masks.masks.detects(Stage::RecordingOnly) {
+                    Value::Null
+                } else {
+                    value(Some(bytes), format, 0)
+                }
+            }
+            (Some(bytes), Some(_)) => {
+                let (client, recorded, masked) = self.mask_side_text(bytes);
+                counts = masked;
+                if let Some(client) = client {
+                    reply = Reply::Replace(backend_message(b'V', &[&(client.len() as i32).to_be_bytes(), &client]));
+                }
+                Value::String(recorded)
+            }
+        };
+        let mut event = Event::note(kind("pg.function_result"), Direction::Response, "function call result").with_attr("result", recorded);
+        if let Some(counts) = counts {
+            event = event.with_attr("masked", counts);
+        }
+        events.push(event);
+        reply
+    }
+
+    /// A COPY TO's data, once it has ended: its rows as the target counted them (the command
+    /// tag), None when it failed.
+    fn copy_out_event(&mut self, mut count: CopyCount, rows: Option<u64>) -> Event {
+        count.rows = rows.unwrap_or(0);
+        let outcome = if rows.is_some() { "done" } else { "failed" };
+        let summary = format!("COPY OUT {outcome}: {} bytes, {} rows", count.bytes, count.rows);
+        let mut event = copy_event("pg.copy_out", Direction::Response, summary, count).with_attr("outcome", outcome);
+        if let Some(counts) = self.masks.as_mut().and_then(WireMasks::take_counts) {
+            event = event.with_attr("masked", counts);
+        }
+        event
     }
 
     /// An ErrorResponse: the result of the request it fails (witness's own error instead, if that
@@ -273,6 +355,9 @@ impl Responses {
             let error = parse_error_fields(&denial[5..]);
             events.push(self.result(tracker, Outcome::Error(&error)).with_attr("denied", true));
             return Reply::Replace(denial);
+        }
+        if let Some(count) = self.copy_out.take() {
+            events.push(self.copy_out_event(count, None));
         }
         let masked = self.masks.as_mut().and_then(|masks| masks.notice(msg.tag, msg.body));
         let error = parse_error_fields(masked.as_ref().map_or(msg.body, |m| &m[5..]));
@@ -337,9 +422,14 @@ impl Responses {
                 self.columns = columns;
                 self.plan = plan;
             }
-            // Rows of an execution witness saw no description of: masking cannot tell the columns.
-            None if self.masks.is_some() => self.plan = Plan::blind(),
-            None => {}
+            None => {
+                // Rows of an execution witness saw no description of: masking cannot tell the
+                // columns, and the recording knows only their formats.
+                if self.masks.is_some() {
+                    self.plan = Plan::blind();
+                }
+                self.undescribed = portal.map(|portal| portal.formats.clone());
+            }
         }
     }
 
@@ -427,12 +517,36 @@ impl Responses {
         }
         self.columns.clear();
         self.columns_settled = false;
+        self.undescribed = None;
         self.plan = Plan::default();
         self.rows.clear();
         self.rows_bytes = 0;
         self.n_rows = 0;
         event
     }
+}
+
+/// A whole backend message of `parts`.
+fn backend_message(tag: u8, parts: &[&[u8]]) -> Bytes {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = BytesMut::with_capacity(len + 5);
+    out.extend_from_slice(&[tag]);
+    out.extend_from_slice(&((len + 4) as i32).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.freeze()
+}
+
+/// The rows of a `COPY n` command tag.
+fn copy_rows(tag: &str) -> Option<u64> {
+    tag.strip_prefix("COPY ")?.parse().ok()
+}
+
+/// Columns of a result witness saw no description of: no names, no types, the formats the Bind
+/// asked for.
+fn undescribed_columns(formats: &[i16], n: usize) -> Vec<Column> {
+    (0..n.min(1664)).map(|i| Column { name: Arc::from(""), table_oid: 0, attnum: 0, type_oid: 0, format: format_of(formats, i) }).collect()
 }
 
 /// The format of result column `i` when a Bind asked for `formats`.
@@ -460,7 +574,6 @@ mod tests {
     use super::*;
     use crate::record::tests::{message, msg};
     use crate::record::Requests;
-    use bytes::BytesMut;
 
     fn respond(responses: &mut Responses, tracker: &Tracker, messages: &[Vec<u8>]) -> Vec<Event> {
         let mut events = Vec::new();
@@ -557,8 +670,8 @@ mod tests {
         let masks = email_column_masks();
         let tracker = Tracker::default();
         let mut responses = Responses::with_session_masks(10, masks);
-        // One text column of table OID 16400 (unknown to the catalog: every table pattern matches).
-        let described = |name: &[u8]| msg(b'T', &[b"\0\x01", name, b"\0\0\0\x40\x10\0\x02\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"].concat());
+        // One computed text column (no table): `*.email` matches it by its name.
+        let described = |name: &[u8]| msg(b'T', &[b"\0\x01", name, b"\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"].concat());
         let row = msg(b'D', b"\0\x01\0\0\0\x05a@b.c");
         let mut replies = Vec::new();
         for name in [&b"email"[..], b"note", b"email", b"email", b"note"] {
@@ -668,7 +781,7 @@ mod tests {
         ] {
             requests.see_and_queue(message(&m), &tracker).unwrap();
         }
-        let note = msg(b'T', b"\0\x01note\0\0\0\x40\x10\0\x02\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
+        let note = msg(b'T', b"\0\x01note\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
         let mut out = BytesMut::new();
         let mut events = Vec::new();
         for m in [msg(b'1', b""), msg(b'1', b""), msg(b'2', b""), msg(b'2', b""), note] {
