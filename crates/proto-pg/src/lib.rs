@@ -1,5 +1,6 @@
 //! PostgreSQL for witness: the front half speaks to clients (TLS, authentication with a witness
-//! token), the back half logs in to the target with the credentials witness holds, and the relay
+//! token), the back half logs in to the target with the credentials witness holds, only by the
+//! exchanges the connection allows, and the relay
 //! between them records every request before it is forwarded and every response before it reaches
 //! the client.
 //!
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod record;
 
 mod back;
+mod binding;
 mod cancel;
 mod catalog;
 mod front;
@@ -33,10 +35,11 @@ use witness_ledger::{LedgerError, SessionWriter};
 use witness_policy::mask::SessionMasks;
 
 pub use back::BackendError;
+pub use binding::{tls_server_end_point, BindingUnavailable, ChannelBindingMode, UnknownChoice};
 pub use cancel::CancelKeys;
 pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task_option, FrontAuth, PgFront, PgSettings};
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use target::{PgTarget, Secret};
+pub use target::{AuthMethod, PgLogin, PgTarget, Secret};
 pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
 
 /// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.
