@@ -50,7 +50,7 @@ pub enum BackendError {
     #[error("connection {name:?}: the target at {address} refused the session of witness's user {user:?}: {message}")]
     LoginRefused { name: String, address: String, user: String, message: String },
     #[error(
-        "connection {name:?}: the target at {address} asks for a password for {user:?} but witness holds none; set password_env or password_file"
+        "connection {name:?}: the target at {address} asks for a password for {user:?} but witness holds none; set password_env or password_file (of the connection, or of the logins entry for {user:?})"
     )]
     NoPassword { name: String, address: String, user: String },
     #[error(

@@ -1,6 +1,6 @@
 //! PostgreSQL for witness: the front half speaks to clients (TLS, authentication with a witness
-//! token), the back half logs in to the target with the credentials witness holds, only by the
-//! exchanges the connection allows, and the relay
+//! token), the back half logs in to the target with a login witness holds (the connection's own,
+//! or the one for the caller's groups), only by the exchanges the connection allows, and the relay
 //! between them records every request before it is forwarded and every response before it reaches
 //! the client.
 //!
@@ -39,7 +39,7 @@ pub use binding::{tls_server_end_point, BindingUnavailable, ChannelBindingMode, 
 pub use cancel::CancelKeys;
 pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task_option, FrontAuth, PgFront, PgSettings};
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use target::{AuthMethod, PgLogin, PgTarget, Secret};
+pub use target::{AuthMethod, GroupLogin, PgLogin, PgTarget, Secret};
 pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
 
 /// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.

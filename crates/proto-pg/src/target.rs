@@ -1,6 +1,9 @@
-//! A PostgreSQL target as witness connects to it: address, database, the login witness holds, the
-//! authentication methods it answers, and TLS. The password lives here and in the back half only;
-//! it is never shown or recorded.
+//! A PostgreSQL target as witness connects to it: address, database, the logins witness holds
+//! (its main one and one per group of callers), the authentication methods it answers, and TLS.
+//! Passwords live here and in the back half only; they are never shown or recorded.
+//!
+//! Which login a session uses is decided here, from the caller's groups alone; what the login may
+//! do is the target's business (its roles and grants), not witness's.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,8 +22,12 @@ pub struct PgTarget {
     /// host:port of the target.
     pub address: String,
     pub database: String,
-    /// The role witness logs in as.
+    /// The connection's own login: for callers no group login names, and for witness's catalog
+    /// lookups (which must see every table whatever role a session runs as).
     pub login: PgLogin,
+    /// Logins by the caller's groups, in config order; the first that names one of the caller's
+    /// groups is used.
+    pub group_logins: Vec<GroupLogin>,
     /// The password exchanges witness answers. A target that asks for another gets no credential.
     pub auth: Vec<AuthMethod>,
     pub channel_binding: ChannelBindingMode,
@@ -36,6 +43,13 @@ pub struct PgTarget {
 pub struct PgLogin {
     pub user: String,
     pub password: Option<Secret>,
+}
+
+/// A login used for callers in any of `groups`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupLogin {
+    pub groups: Vec<String>,
+    pub login: PgLogin,
 }
 
 /// A password exchange a target may ask witness for. Asking for no password at all (trust) is
@@ -79,6 +93,7 @@ impl fmt::Debug for PgTarget {
             .field("address", &self.address)
             .field("database", &self.database)
             .field("login", &self.login)
+            .field("group_logins", &self.group_logins)
             .field("auth", &self.auth)
             .field("channel_binding", &self.channel_binding)
             .field("tls_mode", &self.tls_mode)
@@ -93,6 +108,15 @@ impl PgTarget {
             Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
             None => &self.address,
         }
+    }
+
+    /// The login for a caller in `groups`: the first group login naming one of them, else the
+    /// connection's own.
+    pub fn login_for(&self, groups: &[String]) -> &PgLogin {
+        self.group_logins
+            .iter()
+            .find(|candidate| candidate.groups.iter().any(|group| groups.contains(group)))
+            .map_or(&self.login, |candidate| &candidate.login)
     }
 }
 
@@ -148,6 +172,10 @@ mod tests {
             address: "127.0.0.1:5432".into(),
             database: "app".into(),
             login: login("app", "hunter2"),
+            group_logins: vec![
+                GroupLogin { groups: vec!["ai-agents".into(), "bots".into()], login: login("agent_ro", "ro-secret") },
+                GroupLogin { groups: vec!["bots".into(), "etl".into()], login: login("etl_rw", "rw-secret") },
+            ],
             auth: AuthMethod::DEFAULT.to_vec(),
             channel_binding: ChannelBindingMode::Prefer,
             tls_mode: TlsMode::Prefer,
@@ -160,8 +188,26 @@ mod tests {
     fn secrets_never_print() {
         let target = target();
         let shown = format!("{target:?} {:?}", target.login.password);
-        assert!(!shown.contains("hunter2"), "{shown}");
+        for secret in ["hunter2", "ro-secret", "rw-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
         assert_eq!(target.host(), "127.0.0.1");
+    }
+
+    #[test]
+    fn the_first_login_naming_one_of_the_callers_groups_is_used() {
+        let target = target();
+        let check = |groups: &[&str], user: &str| {
+            let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            assert_eq!(target.login_for(&groups).user, user, "{groups:?}");
+        };
+        check(&[], "app");
+        check(&["dba"], "app");
+        check(&["ai-agents"], "agent_ro");
+        check(&["etl"], "etl_rw");
+        check(&["bots"], "agent_ro");
+        check(&["etl", "ai-agents"], "agent_ro");
+        check(&["AI-AGENTS"], "app");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
-use witness_proto_pg::{FrontAuth, Interrupt, PgFront, PgLogin, PgSettings, PgTarget, Secret, TlsMode};
+use witness_proto_pg::{FrontAuth, GroupLogin, Interrupt, PgFront, PgLogin, PgSettings, PgTarget, Secret, TlsMode};
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 pub use approvals::Approvals;
@@ -294,6 +294,14 @@ fn pg_targets(config: &Config, config_name: &Path) -> Result<HashMap<String, Arc
         let tls_mode: TlsMode = c.tls.parse().map_err(ServeError::Target)?;
         let tls = witness_proto_pg::client_config(tls_mode, c.ca_file.as_deref())
             .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?;
+        let mut group_logins = Vec::with_capacity(c.logins.len());
+        for (j, login) in c.logins.iter().enumerate() {
+            let password = login.password().map_err(|(key, problem)| invalid(format!("logins[{j}] {key}"), problem))?;
+            group_logins.push(GroupLogin {
+                groups: login.groups.clone(),
+                login: PgLogin { user: login.user.clone(), password: Some(Secret::new(password)) },
+            });
+        }
         let target = PgTarget {
             name: c.name.clone(),
             address: c.address.clone(),
@@ -302,6 +310,7 @@ fn pg_targets(config: &Config, config_name: &Path) -> Result<HashMap<String, Arc
                 user: c.user.clone().unwrap_or_else(|| "postgres".into()),
                 password: c.password().map_err(ServeError::Target)?.map(Secret::new),
             },
+            group_logins,
             auth: c.auth_methods().map_err(|problem| invalid("auth".into(), problem))?,
             channel_binding: c.channel_binding_mode().map_err(|problem| invalid("channel_binding".into(), problem))?,
             tls_mode,
