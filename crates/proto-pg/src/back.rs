@@ -1,18 +1,25 @@
-//! The back half: witness connects to the target and logs in with the credentials it holds
-//! (SCRAM-SHA-256, MD5, cleartext or trust), over TLS as the connection's mode says, and collects
-//! what the target sends before it is ready (parameters, cancel key).
+//! The back half: witness connects to the target and logs in with a login it holds, over TLS as
+//! the connection's mode says, and collects what the target sends before it is ready
+//! (parameters, cancel key).
+//!
+//! A credential goes only where the connection allows it: the target must ask for a password
+//! exchange the connection's `auth` lists (SCRAM-SHA-256 by default; MD5 and cleartext only when
+//! named), else witness sends nothing and says why. Over TLS, SCRAM is bound to the target's
+//! certificate when the target offers it (`channel_binding`). Whether the certificate is the
+//! right one is the `tls` mode's business, not this module's.
 
 use std::time::Duration;
 
 use bytes::BytesMut;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::binding::{self, BindingUnavailable, ChannelBindingMode, ScramBinding};
 use crate::codec::{self, Fields, Peek, SSL_REQUEST};
 use crate::stream::Stream;
-use crate::target::PgTarget;
+use crate::target::{AuthMethod, PgLogin, PgTarget};
 use crate::tls::TlsMode;
 
 /// A target connection, logged in and ready for queries.
@@ -43,9 +50,23 @@ pub enum BackendError {
     #[error("connection {name:?}: the target at {address} refused the session of witness's user {user:?}: {message}")]
     LoginRefused { name: String, address: String, user: String, message: String },
     #[error(
-        "connection {name:?}: the target at {address} asks for a password but the connection has none; set password_env or password_file"
+        "connection {name:?}: the target at {address} asks for a password for {user:?} but witness holds none; set password_env or password_file (of the connection, or of the logins entry for {user:?})"
     )]
-    NoPassword { name: String, address: String },
+    NoPassword { name: String, address: String, user: String },
+    #[error(
+        "connection {name:?}: the target at {address} asks for {}, which the connection's auth does not list, so witness sent it no credential; if this is the real target, add {:?} to the connection's auth (and use tls = \"verify-full\", so that nobody in between can ask in its place)",
+        method.asked(),
+        method.config_name()
+    )]
+    MethodNotAllowed { name: String, address: String, method: AuthMethod },
+    #[error(
+        "connection {name:?}: channel_binding is \"require\", but {reason}, so witness sent it no credential; make the target offer SCRAM-SHA-256-PLUS over TLS (PostgreSQL 11 or later with ssl = on and a scram-sha-256 password), or set channel_binding = \"prefer\""
+    )]
+    ChannelBindingRequired { name: String, address: String, reason: BindingUnavailable },
+    #[error(
+        "connection {name:?}: the target at {address} offers SASL mechanisms {offered}, none of which witness can use here (SCRAM-SHA-256, or SCRAM-SHA-256-PLUS over TLS with channel_binding not \"disable\")"
+    )]
+    NoScramMechanism { name: String, address: String, offered: String },
     #[error("connection {name:?}: the target at {address} asks for authentication method {code}, which witness does not support")]
     UnsupportedAuth { name: String, address: String, code: i32 },
     #[error("connection {name:?}: the target at {address} broke the protocol: {what}")]
@@ -54,10 +75,16 @@ pub enum BackendError {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects and logs in. `client_params` are startup parameters passed through from the client
-/// (application_name, client_encoding, …); user and database come from the target.
+/// Connects and logs in with the connection's own login (witness's own queries). `client_params`
+/// are startup parameters passed to the target (application_name, client_encoding, …).
 pub async fn connect(target: &PgTarget, client_params: &[(String, String)]) -> Result<Backend, BackendError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(target, client_params)).await {
+    connect_as(target, &target.login, client_params).await
+}
+
+/// Connects and logs in as `login`. `client_params` are startup parameters passed through from
+/// the client; user and database come from witness.
+pub async fn connect_as(target: &PgTarget, login: &PgLogin, client_params: &[(String, String)]) -> Result<Backend, BackendError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(target, login, client_params)).await {
         Ok(result) => result,
         Err(_) => {
             Err(BackendError::Timeout { name: target.name.clone(), address: target.address.clone(), seconds: CONNECT_TIMEOUT.as_secs() })
@@ -65,13 +92,14 @@ pub async fn connect(target: &PgTarget, client_params: &[(String, String)]) -> R
     }
 }
 
-async fn connect_inner(target: &PgTarget, client_params: &[(String, String)]) -> Result<Backend, BackendError> {
+async fn connect_inner(target: &PgTarget, login: &PgLogin, client_params: &[(String, String)]) -> Result<Backend, BackendError> {
     let unreachable = |source| BackendError::Unreachable { name: target.name.clone(), address: target.address.clone(), source };
     let tcp = TcpStream::connect(&target.address).await.map_err(unreachable)?;
     let _ = tcp.set_nodelay(true);
     let mut stream = negotiate_tls(target, tcp).await?;
+    let end_point = end_point(&stream);
 
-    let mut params: Vec<(&str, &str)> = vec![("user", &target.user), ("database", &target.database)];
+    let mut params: Vec<(&str, &str)> = vec![("user", &login.user), ("database", &target.database)];
     for (key, value) in client_params {
         params.push((key, value));
     }
@@ -80,7 +108,7 @@ async fn connect_inner(target: &PgTarget, client_params: &[(String, String)]) ->
     write(target, &mut stream, &out).await?;
 
     let mut buf = BytesMut::with_capacity(8192);
-    authenticate(target, &mut stream, &mut buf).await?;
+    authenticate(target, login, &mut stream, &mut buf, end_point).await?;
 
     let mut backend = Backend { stream, parameter_status: BytesMut::new(), key: None, ready: BytesMut::new(), leftover: BytesMut::new() };
     loop {
@@ -92,7 +120,7 @@ async fn connect_inner(target: &PgTarget, client_params: &[(String, String)]) ->
                 backend.key = Some((f.i32().unwrap_or(0), f.i32().unwrap_or(0)));
             }
             Some(b'N') => {}
-            Some(b'E') => return Err(login_refused(target, &msg)),
+            Some(b'E') => return Err(login_refused(target, login, &msg)),
             Some(b'Z') => {
                 backend.ready = msg;
                 backend.leftover = buf;
@@ -101,6 +129,13 @@ async fn connect_inner(target: &PgTarget, client_params: &[(String, String)]) ->
             _ => return Err(protocol(target, format!("unexpected message {:?} during startup", msg.first().map(|&b| b as char)))),
         }
     }
+}
+
+/// The `tls-server-end-point` binding data of the connection, or why there is none.
+fn end_point(stream: &Stream) -> Result<Vec<u8>, BindingUnavailable> {
+    let Stream::ClientTls(tls) = stream else { return Err(BindingUnavailable::NoTls) };
+    let certificate = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).ok_or(BindingUnavailable::NoCertificate)?;
+    binding::tls_server_end_point(certificate)
 }
 
 async fn negotiate_tls(target: &PgTarget, mut tcp: TcpStream) -> Result<Stream, BackendError> {
@@ -125,19 +160,29 @@ async fn negotiate_tls(target: &PgTarget, mut tcp: TcpStream) -> Result<Stream, 
     }
 }
 
-async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut) -> Result<(), BackendError> {
+async fn authenticate(
+    target: &PgTarget,
+    login: &PgLogin,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    end_point: Result<Vec<u8>, BindingUnavailable>,
+) -> Result<(), BackendError> {
     let password = || {
-        target
-            .password
-            .as_ref()
-            .map(|p| p.expose())
-            .ok_or_else(|| BackendError::NoPassword { name: target.name.clone(), address: target.address.clone() })
+        login.password.as_ref().map(|p| p.expose()).ok_or_else(|| BackendError::NoPassword {
+            name: target.name.clone(),
+            address: target.address.clone(),
+            user: login.user.clone(),
+        })
     };
+    // Taken by the SASL start: a target gets one SCRAM exchange.
+    let mut end_point = Some(end_point);
     let mut scram: Option<ScramSha256> = None;
+    // Whether the target proved, in a SCRAM exchange bound to its certificate, that it knows the password.
+    let mut bound = false;
     loop {
         let msg = read_message(target, stream, buf).await?;
         if msg[0] == b'E' {
-            return Err(login_refused(target, &msg));
+            return Err(login_refused(target, login, &msg));
         }
         if msg[0] != b'R' {
             return Err(protocol(target, format!("sent {:?} instead of an authentication request", msg[0] as char)));
@@ -146,40 +191,64 @@ async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
         let code = f.i32().map_err(|_| protocol(target, "empty authentication request".into()))?;
         let mut out = BytesMut::new();
         match code {
-            0 => return Ok(()),
+            0 => {
+                // A target that ends SCRAM before its final message never proved it knows the
+                // password; libpq refuses that too.
+                if scram.is_some() {
+                    return Err(protocol(target, "ended SCRAM without its server signature".into()));
+                }
+                if target.channel_binding == ChannelBindingMode::Require && !bound {
+                    return Err(binding_required(target, BindingUnavailable::NotScram { asked: "no password" }));
+                }
+                return Ok(());
+            }
             3 => {
+                answers(target, AuthMethod::Password)?;
                 let mut body = password()?.as_bytes().to_vec();
                 body.push(0);
                 codec::frontend(&mut out, b'p', &body);
             }
             5 => {
+                answers(target, AuthMethod::Md5)?;
                 let salt: [u8; 4] =
                     f.bytes(4).ok().and_then(|s| s.try_into().ok()).ok_or_else(|| protocol(target, "MD5 request without salt".into()))?;
-                let hash = postgres_protocol::authentication::md5_hash(target.user.as_bytes(), password()?.as_bytes(), salt);
+                let hash = postgres_protocol::authentication::md5_hash(login.user.as_bytes(), password()?.as_bytes(), salt);
                 let mut body = hash.into_bytes();
                 body.push(0);
                 codec::frontend(&mut out, b'p', &body);
             }
             10 => {
-                let mut offered = false;
+                answers(target, AuthMethod::ScramSha256)?;
+                let (mut plain_offered, mut plus_offered) = (false, false);
+                let mut offered = Vec::new();
                 while let Ok(mechanism) = f.cstr() {
                     if mechanism.is_empty() {
                         break;
                     }
-                    offered |= mechanism == SCRAM_SHA_256.as_bytes();
+                    plain_offered |= mechanism == SCRAM_SHA_256.as_bytes();
+                    plus_offered |= mechanism == SCRAM_SHA_256_PLUS.as_bytes();
+                    offered.push(String::from_utf8_lossy(mechanism).into_owned());
                 }
-                if !offered {
-                    return Err(BackendError::UnsupportedAuth { name: target.name.clone(), address: target.address.clone(), code });
+                let end_point = end_point.take().ok_or_else(|| protocol(target, "started SASL twice".into()))?;
+                let choice =
+                    binding::choose(target.channel_binding, plus_offered, end_point).map_err(|why| binding_required(target, why))?;
+                let (mechanism, channel_binding) = match choice {
+                    ScramBinding::EndPoint(hash) => (SCRAM_SHA_256_PLUS, ChannelBinding::tls_server_end_point(hash)),
+                    ScramBinding::Unoffered => (SCRAM_SHA_256, ChannelBinding::unrequested()),
+                    ScramBinding::Unbound => (SCRAM_SHA_256, ChannelBinding::unsupported()),
+                };
+                if mechanism == SCRAM_SHA_256 && !plain_offered {
+                    return Err(BackendError::NoScramMechanism {
+                        name: target.name.clone(),
+                        address: target.address.clone(),
+                        offered: offered.join(", "),
+                    });
                 }
-                // Witness answers as a client without channel binding ("n,,"). Answering "y,,"
-                // would tell a target that offers SCRAM-SHA-256-PLUS over TLS that someone
-                // stripped it, and it refuses. Under tls = "verify-full" the certificate check
-                // already authenticates the target.
-                let binding = ChannelBinding::unsupported();
-                let client = ScramSha256::new(password()?.as_bytes(), binding);
+                bound = mechanism == SCRAM_SHA_256_PLUS;
+                let client = ScramSha256::new(password()?.as_bytes(), channel_binding);
                 let first = client.message().to_vec();
-                let mut body = Vec::with_capacity(first.len() + 20);
-                body.extend_from_slice(SCRAM_SHA_256.as_bytes());
+                let mut body = Vec::with_capacity(first.len() + 24);
+                body.extend_from_slice(mechanism.as_bytes());
                 body.push(0);
                 body.extend_from_slice(&(first.len() as i32).to_be_bytes());
                 body.extend_from_slice(&first);
@@ -188,20 +257,36 @@ async fn authenticate(target: &PgTarget, stream: &mut Stream, buf: &mut BytesMut
             }
             11 => {
                 let client = scram.as_mut().ok_or_else(|| protocol(target, "SASL continue before SASL start".into()))?;
-                client.update(f.remaining()).map_err(|e| login_refused_text(target, e.to_string()))?;
+                client.update(f.remaining()).map_err(|e| login_refused_text(target, login, e.to_string()))?;
                 codec::frontend(&mut out, b'p', client.message());
             }
             12 => {
                 let mut client = scram.take().ok_or_else(|| protocol(target, "SASL final before SASL start".into()))?;
                 client
                     .finish(f.remaining())
-                    .map_err(|e| login_refused_text(target, format!("the target's SCRAM signature is wrong ({e})")))?;
+                    .map_err(|e| login_refused_text(target, login, format!("the target's SCRAM signature is wrong ({e})")))?;
                 continue;
             }
             other => return Err(BackendError::UnsupportedAuth { name: target.name.clone(), address: target.address.clone(), code: other }),
         }
         write(target, stream, &out).await?;
     }
+}
+
+/// Whether witness may answer a target that asks for `method`: only when the connection's `auth`
+/// lists it, and with `channel_binding = "require"` only by SCRAM.
+fn answers(target: &PgTarget, method: AuthMethod) -> Result<(), BackendError> {
+    if method != AuthMethod::ScramSha256 && target.channel_binding == ChannelBindingMode::Require {
+        return Err(binding_required(target, BindingUnavailable::NotScram { asked: method.asked() }));
+    }
+    if !target.auth.contains(&method) {
+        return Err(BackendError::MethodNotAllowed { name: target.name.clone(), address: target.address.clone(), method });
+    }
+    Ok(())
+}
+
+fn binding_required(target: &PgTarget, reason: BindingUnavailable) -> BackendError {
+    BackendError::ChannelBindingRequired { name: target.name.clone(), address: target.address.clone(), reason }
 }
 
 /// Reads one whole message (tag, length and body) from the target.
@@ -231,15 +316,15 @@ pub(crate) async fn write(target: &PgTarget, stream: &mut Stream, bytes: &[u8]) 
     })
 }
 
-fn login_refused(target: &PgTarget, msg: &[u8]) -> BackendError {
+fn login_refused(target: &PgTarget, login: &PgLogin, msg: &[u8]) -> BackendError {
     let fields = codec::parse_error_fields(&msg[5..]);
     // Only authentication failures (class 28) are about the credentials witness holds.
-    let hint = if fields.sqlstate.starts_with("28") { "; check the connection's user and password" } else { "" };
-    login_refused_text(target, format!("{} (SQLSTATE {}){hint}", fields.message, fields.sqlstate))
+    let hint = if fields.sqlstate.starts_with("28") { "; check the login's user and password" } else { "" };
+    login_refused_text(target, login, format!("{} (SQLSTATE {}){hint}", fields.message, fields.sqlstate))
 }
 
-fn login_refused_text(target: &PgTarget, message: String) -> BackendError {
-    BackendError::LoginRefused { name: target.name.clone(), address: target.address.clone(), user: target.user.clone(), message }
+fn login_refused_text(target: &PgTarget, login: &PgLogin, message: String) -> BackendError {
+    BackendError::LoginRefused { name: target.name.clone(), address: target.address.clone(), user: login.user.clone(), message }
 }
 
 pub(crate) fn protocol(target: &PgTarget, what: String) -> BackendError {

@@ -1,7 +1,7 @@
 //! The front half: a client connects, perhaps asks for TLS, sends its startup packet (or a cancel
 //! request), and authenticates with a witness token as its password, by SCRAM-SHA-256 or (only
-//! over TLS or loopback) in cleartext. Then the session is recorded, the target logged in to, and
-//! the client told it is ready.
+//! over TLS or loopback) in cleartext. Then the login for the caller's groups is picked, the
+//! session is recorded with it, the target logged in to, and the client told it is ready.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,18 +183,23 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
         .cloned()
         .chain((!options.is_empty()).then(|| ("options".to_string(), options.clone())))
         .collect();
+    // The database role the session runs as: what the target lets it do is the boundary that
+    // holds whatever the statements' text hides, so the recording says which one it was.
+    let login = target.login_for(&principal.groups);
+    let mut attrs = startup_attrs(stream.is_tls(), &passthrough, &principal.credential, client_task.as_deref());
+    attrs.insert("target_user".into(), login.user.clone().into());
     let startup_event = Event {
-        attrs: startup_attrs(stream.is_tls(), &passthrough, &principal.credential, client_task.as_deref()),
+        attrs,
         ..Event::note(
             kind("pg.startup"),
             Direction::Gateway,
-            format!("{} via {} (target {})", principal.identity, connection, target.address),
+            format!("{} via {} (target {} as {})", principal.identity, connection, target.address, login.user),
         )
     };
     if let Err(e) = session.append(&startup_event).await {
         return refuse(&mut stream, "58000", format!("witness cannot record this session, so it refuses it: {e}"), None).await;
     }
-    let backend = match back::connect(&target, &passthrough).await {
+    let backend = match back::connect_as(&target, login, &passthrough).await {
         Ok(backend) => backend,
         Err(e) => {
             let message = e.to_string();

@@ -1,5 +1,6 @@
 //! PostgreSQL for witness: the front half speaks to clients (TLS, authentication with a witness
-//! token), the back half logs in to the target with the credentials witness holds, and the relay
+//! token), the back half logs in to the target with a login witness holds (the connection's own,
+//! or the one for the caller's groups), only by the exchanges the connection allows, and the relay
 //! between them records every request before it is forwarded and every response before it reaches
 //! the client.
 //!
@@ -15,6 +16,7 @@ pub mod record;
 
 mod back;
 pub mod binary;
+mod binding;
 mod cancel;
 mod catalog;
 pub mod copy;
@@ -37,10 +39,11 @@ use witness_ledger::{LedgerError, SessionWriter};
 use witness_policy::mask::SessionMasks;
 
 pub use back::BackendError;
+pub use binding::{tls_server_end_point, BindingUnavailable, ChannelBindingMode, UnknownChoice};
 pub use cancel::CancelKeys;
 pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task_option, FrontAuth, PgFront, PgSettings};
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use target::{PgTarget, Secret};
+pub use target::{AuthMethod, GroupLogin, PgLogin, PgTarget, Secret};
 pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
 
 /// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.

@@ -269,6 +269,30 @@ pub struct ConnectionConfig {
     /// SSH: the target's public host key ("ssh-ed25519 AAAA…", as `ssh-keyscan` prints it), or
     /// "trust-on-first-use" (the first key seen is kept in DATA_DIR/ssh/known_hosts).
     pub host_key: Option<String>,
+    /// PostgreSQL: the password exchanges witness answers when the target asks: "scram-sha-256"
+    /// (the default, alone), "md5", "password" (cleartext). A target asking for another gets no
+    /// credential. One that asks for no password (trust) gets none either, and is allowed.
+    pub auth: Option<Vec<String>>,
+    /// PostgreSQL: "prefer" (default): bind SCRAM to the target's TLS certificate when it offers
+    /// SCRAM-SHA-256-PLUS; "require": log in only so; "disable": never bind.
+    pub channel_binding: Option<String>,
+    /// PostgreSQL: `[[connections.logins]]`, the database role witness logs in as for callers in
+    /// some groups; the first entry naming one of the caller's groups is used, else `user`.
+    #[serde(default)]
+    pub logins: Vec<LoginConfig>,
+}
+
+/// `[[connections.logins]]`: a database role, with its own password, for callers in `groups`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Callers in any of these groups log in as `user`.
+    pub groups: Vec<String>,
+    pub user: String,
+    /// The name of an environment variable holding the role's password...
+    pub password_env: Option<String>,
+    /// ... or a file holding it (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
 }
 
 /// A config that cannot be used, with the file, the key and what to do.
@@ -434,15 +458,16 @@ impl Config {
                 return invalid(key("password_env / password_file"), "set one or the other".into());
             }
             if c.protocol == "ssh" {
+                if c.auth.is_some() || c.channel_binding.is_some() || !c.logins.is_empty() {
+                    return invalid(key("auth / channel_binding / logins"), "are for postgres connections only".into());
+                }
                 c.check_ssh(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
                 continue;
             }
             if c.private_key_file.is_some() || c.private_key_env.is_some() || c.host_key.is_some() {
                 return invalid(key("private_key_file / private_key_env / host_key"), "are for ssh connections only".into());
             }
-            if let Err(problem) = c.tls.parse::<witness_proto_pg::TlsMode>() {
-                return invalid(key("tls"), problem);
-            }
+            c.check_postgres(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
         }
         self.policy(path)?;
         self.masking(path, b"")?;
@@ -653,6 +678,66 @@ impl ConnectionConfig {
         }
     }
 
+    /// The checks of a postgres connection; the error is (key, problem).
+    fn check_postgres(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        let tls: witness_proto_pg::TlsMode = self.tls.parse().map_err(|problem| (key("tls"), problem))?;
+        let auth = self.auth_methods().map_err(|problem| (key("auth"), problem))?;
+        let channel_binding = self.channel_binding_mode().map_err(|problem| (key("channel_binding"), problem))?;
+        if channel_binding == witness_proto_pg::ChannelBindingMode::Require {
+            if tls == witness_proto_pg::TlsMode::Disable {
+                return Err((
+                    key("channel_binding"),
+                    "\"require\" binds to the target's TLS certificate; set tls = \"verify-full\" (or \"require\")".into(),
+                ));
+            }
+            if !auth.contains(&witness_proto_pg::AuthMethod::ScramSha256) {
+                return Err((key("channel_binding"), "\"require\" works through SCRAM only; put \"scram-sha-256\" in auth".into()));
+            }
+        }
+        for (i, login) in self.logins.iter().enumerate() {
+            let key = |field: &str| key(&format!("logins[{i}] {field}"));
+            if login.groups.is_empty() || login.groups.iter().any(String::is_empty) {
+                return Err((key("groups"), "name the groups whose callers log in as this user, e.g. groups = [\"ai-agents\"]".into()));
+            }
+            if login.user.is_empty() {
+                return Err((key("user"), "name the database role witness logs in as for these groups".into()));
+            }
+            match (&login.password_env, &login.password_file) {
+                (Some(_), Some(_)) => return Err((key("password_env / password_file"), "set one or the other".into())),
+                (None, None) => {
+                    return Err((
+                        key("password_env / password_file"),
+                        "a login needs its own password: name an environment variable (password_env) or a file (password_file)".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection's `auth` list (default: SCRAM-SHA-256 alone).
+    pub fn auth_methods(&self) -> Result<Vec<witness_proto_pg::AuthMethod>, String> {
+        let Some(names) = &self.auth else { return Ok(witness_proto_pg::AuthMethod::DEFAULT.to_vec()) };
+        if names.is_empty() {
+            return Err("lists no method; leave it out for [\"scram-sha-256\"]".into());
+        }
+        names
+            .iter()
+            .map(|name| match name.as_str() {
+                "trust" => Err("needs no \"trust\": a target that asks for no password gets no credential and is always allowed".into()),
+                name => name.parse().map_err(|e: witness_proto_pg::UnknownChoice| e.to_string()),
+            })
+            .collect()
+    }
+
+    /// The connection's `channel_binding` (default: prefer).
+    pub fn channel_binding_mode(&self) -> Result<witness_proto_pg::ChannelBindingMode, String> {
+        self.channel_binding
+            .as_deref()
+            .map_or(Ok(Default::default()), |mode| mode.parse().map_err(|e: witness_proto_pg::UnknownChoice| e.to_string()))
+    }
+
     /// The SSH private key's text, from its file or environment variable, if one is configured.
     pub fn private_key(&self) -> Result<Option<String>, String> {
         if let Some(path) = &self.private_key_file {
@@ -686,6 +771,23 @@ impl ConnectionConfig {
                 .map_err(|e| format!("connection {}: cannot read password_file {}: {e}", self.name, path.display()));
         }
         Ok(None)
+    }
+}
+
+impl LoginConfig {
+    /// The login's password, from its environment variable or file; the error is (key, problem).
+    /// Unlike the connection's own password, an unset variable is an error: a login names a role
+    /// that exists for its password.
+    pub fn password(&self) -> Result<String, (&'static str, String)> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map_err(|_| ("password_env", format!("the environment variable {var} is not set")));
+        }
+        match &self.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| ("password_file", format!("cannot read {}: {e}", path.display()))),
+            None => Err(("password_env / password_file", "set one of them".into())),
+        }
     }
 }
 
@@ -762,6 +864,29 @@ mod tests {
             Err("user"),
         );
         check(&format!("{PG}host_key = \"trust-on-first-use\"\n"), Err("ssh connections only"));
+        check(
+            &format!("{PG}auth = [\"scram-sha-256\", \"md5\", \"password\"]\nchannel_binding = \"require\"\n"),
+            Ok(("./witness-data", Durability::Write, 1)),
+        );
+        check(&format!("{PG}auth = [\"md5\", \"kerberos\"]\n"), Err("pg-local) auth: \"kerberos\" is unknown; use \"scram-sha-256\""));
+        check(&format!("{PG}auth = [\"trust\"]\n"), Err("needs no \"trust\""));
+        check(&format!("{PG}auth = []\n"), Err("lists no method"));
+        check(&format!("{PG}channel_binding = \"always\"\n"), Err("channel_binding: \"always\" is unknown"));
+        check(&format!("{PG}channel_binding = \"require\"\ntls = \"disable\"\n"), Err("set tls = \"verify-full\""));
+        check(&format!("{PG}channel_binding = \"require\"\nauth = [\"md5\"]\n"), Err("SCRAM only"));
+        let login = "[[connections.logins]]\ngroups = [\"ai-agents\"]\nuser = \"agent_ro\"\n";
+        check(&format!("{PG}{login}password_env = \"RO\"\n{login}password_file = \"ro\"\n"), Ok(("./witness-data", Durability::Write, 1)));
+        check(&format!("{PG}{login}"), Err("pg-local) logins[0] password_env / password_file: a login needs its own password"));
+        check(
+            &format!("{PG}{login}password_env = \"RO\"\npassword_file = \"ro\"\n"),
+            Err("logins[0] password_env / password_file: set one"),
+        );
+        check(&format!("{PG}{login}password_env = \"RO\"\n{login}"), Err("logins[1] password_env"));
+        check(&format!("{PG}{}password_env = \"RO\"\n", login.replace("[\"ai-agents\"]", "[]")), Err("logins[0] groups"));
+        check(&format!("{PG}{}password_env = \"RO\"\n", login.replace("agent_ro", "")), Err("logins[0] user"));
+        check(&format!("{PG}{login}password_env = \"RO\"\npasword = \"x\"\n"), Err("pasword"));
+        let ssh_web = "name = \"web\"\nprotocol = \"ssh\"\naddress = \"h:22\"\nuser = \"u\"\nprivate_key_file = \"k\"\nhost_key = \"trust-on-first-use\"\n";
+        check(&format!("[[connections]]\n{ssh_web}auth = [\"md5\"]\n"), Err("postgres connections only"));
         check(&format!("{rule}ssh = [\"tunnel\"]\naction = \"deny\"\n"), Err("port-forward"));
         check(&format!("{rule}shell = [\"rm *\"]\nsql = [\"drop\"]\naction = \"deny\"\n"), Err("not both"));
         check(

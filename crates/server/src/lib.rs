@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
-use witness_proto_pg::{FrontAuth, Interrupt, PgFront, PgSettings, PgTarget, Secret, TlsMode};
+use witness_proto_pg::{FrontAuth, GroupLogin, Interrupt, PgFront, PgLogin, PgSettings, PgTarget, Secret, TlsMode};
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 pub use approvals::Approvals;
@@ -91,10 +91,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let tokens = Arc::new(TokenStore::open(data_dir)?);
-    let pg_targets = pg_targets(config)?;
+    let config_name = config_path.unwrap_or(Path::new("(defaults)"));
+    let pg_targets = pg_targets(config, config_name)?;
     let ssh_targets = ssh_targets(config)?;
     let registry = Registry::default();
-    let config_name = config_path.unwrap_or(Path::new("(defaults)"));
     let policy = config.policy(config_name)?;
     let hash_key = mask_key(data_dir).map_err(|e| ServeError::MaskKey { path: data_dir.join(MASK_KEY_FILE), source: e })?;
     let masking = config.masking(config_name, &hash_key)?;
@@ -281,18 +281,38 @@ async fn revocation_loop(tokens: Arc<TokenStore>, registry: Registry) {
     }
 }
 
-fn pg_targets(config: &Config) -> Result<HashMap<String, Arc<PgTarget>>, ServeError> {
+fn pg_targets(config: &Config, config_name: &Path) -> Result<HashMap<String, Arc<PgTarget>>, ServeError> {
     let mut targets = HashMap::new();
-    for c in config.connections.iter().filter(|c| c.protocol == "postgres") {
+    for (i, c) in config.connections.iter().enumerate().filter(|(_, c)| c.protocol == "postgres") {
+        let invalid = |key: String, problem: String| {
+            ServeError::Config(ConfigError::Invalid {
+                path: config_name.to_path_buf(),
+                key: format!("connections[{i}] ({}) {key}", c.name),
+                problem,
+            })
+        };
         let tls_mode: TlsMode = c.tls.parse().map_err(ServeError::Target)?;
         let tls = witness_proto_pg::client_config(tls_mode, c.ca_file.as_deref())
             .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?;
+        let mut group_logins = Vec::with_capacity(c.logins.len());
+        for (j, login) in c.logins.iter().enumerate() {
+            let password = login.password().map_err(|(key, problem)| invalid(format!("logins[{j}] {key}"), problem))?;
+            group_logins.push(GroupLogin {
+                groups: login.groups.clone(),
+                login: PgLogin { user: login.user.clone(), password: Some(Secret::new(password)) },
+            });
+        }
         let target = PgTarget {
             name: c.name.clone(),
             address: c.address.clone(),
             database: c.database.clone().unwrap_or_else(|| "postgres".into()),
-            user: c.user.clone().unwrap_or_else(|| "postgres".into()),
-            password: c.password().map_err(ServeError::Target)?.map(Secret::new),
+            login: PgLogin {
+                user: c.user.clone().unwrap_or_else(|| "postgres".into()),
+                password: c.password().map_err(ServeError::Target)?.map(Secret::new),
+            },
+            group_logins,
+            auth: c.auth_methods().map_err(|problem| invalid("auth".into(), problem))?,
+            channel_binding: c.channel_binding_mode().map_err(|problem| invalid("channel_binding".into(), problem))?,
             tls_mode,
             tls,
             catalog: Default::default(),

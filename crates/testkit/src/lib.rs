@@ -9,7 +9,7 @@
 //!
 //! * [`free_port`] — pick an unused loopback TCP port.
 //! * [`Postgres`] — a throw-away PostgreSQL cluster with well-known roles
-//!   for trust, md5 and SCRAM authentication, optionally with TLS.
+//!   for trust, md5, cleartext and SCRAM authentication, optionally with TLS.
 //! * [`Python`] — a cached virtualenv for tests that drive real client
 //!   libraries (e.g. psycopg).
 //! * [`OidcProvider`] — a real OpenID provider (the certified `oidc-provider`
@@ -31,7 +31,7 @@ mod sshd;
 mod util;
 
 pub use oidc::{OidcProvider, AGENT_CLIENT, CONSOLE_CLIENT, CONSOLE_PEOPLE, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
-pub use postgres::{pg_bin, Postgres, PostgresOptions, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
+pub use postgres::{pg_bin, Postgres, PostgresOptions, CLEARTEXT_PASSWORD, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
 pub use sshd::{ssh_client_options, SshKeyPair, Sshd, SshdOptions};
 

@@ -12,6 +12,7 @@
 //! | `trust_user` | none                  | trust               |
 //! | `md5_user`   | [`MD5_PASSWORD`]      | md5 (md5 hash)      |
 //! | `scram_user` | [`SCRAM_PASSWORD`]    | scram-sha-256       |
+//! | `cleartext_user` | [`CLEARTEXT_PASSWORD`] | password (cleartext) |
 //!
 //! All roles are superusers so tests can create tables and use COPY without
 //! GRANT boilerplate. A database `app` owned by `postgres` is created too.
@@ -45,6 +46,9 @@ pub const MD5_PASSWORD: &str = "md5-secret";
 
 /// Password of `scram_user`, stored as a SCRAM-SHA-256 verifier.
 pub const SCRAM_PASSWORD: &str = "scram-secret";
+
+/// Password of `cleartext_user`, which pg_hba asks for in cleartext (the `password` method).
+pub const CLEARTEXT_PASSWORD: &str = "cleartext-secret";
 
 /// The OS user that owns and runs the cluster when the tests run as root.
 const PG_OS_USER: &str = "postgres";
@@ -210,9 +214,11 @@ impl Postgres {
                  SET password_encryption = 'md5';\n\
                  CREATE ROLE md5_user LOGIN SUPERUSER PASSWORD {md5};\n\
                  SET password_encryption = 'scram-sha-256';\n\
-                 CREATE ROLE scram_user LOGIN SUPERUSER PASSWORD {scram};",
+                 CREATE ROLE scram_user LOGIN SUPERUSER PASSWORD {scram};\n\
+                 CREATE ROLE cleartext_user LOGIN SUPERUSER PASSWORD {cleartext};",
                 md5 = sql_literal(MD5_PASSWORD),
                 scram = sql_literal(SCRAM_PASSWORD),
+                cleartext = sql_literal(CLEARTEXT_PASSWORD),
             ),
         );
         // CREATE DATABASE cannot run inside the implicit transaction of a
@@ -452,6 +458,7 @@ fn write_hba(data_dir: &Path) {
 local all all                        trust
 host  all trust_user 127.0.0.1/32    trust
 host  all md5_user   127.0.0.1/32    md5
+host  all cleartext_user 127.0.0.1/32 password
 host  all all        127.0.0.1/32    scram-sha-256
 ";
     fs::write(&hba, contents).unwrap_or_else(|e| panic!("Postgres: cannot write {}: {e}", hba.display()));

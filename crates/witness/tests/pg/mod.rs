@@ -22,7 +22,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts witness in front of `pg` with connections:
-    /// app (scram_user, tls require), app-md5 (md5_user, password_file, tls disable),
+    /// app (scram_user, tls require), app-md5 (md5_user, password_file, tls disable, md5 allowed),
     /// app-trust (trust_user), app-verify (scram_user, verify-full), down (nothing listens).
     pub fn start(pg: &Postgres, extra_toml: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
@@ -53,6 +53,7 @@ database = "app"
 user = "md5_user"
 password_file = "{md5}"
 tls = "disable"
+auth = ["scram-sha-256", "md5"]
 
 [[connections]]
 name = "app-trust"
