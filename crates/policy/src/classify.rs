@@ -1,6 +1,8 @@
 //! SQL statement classes: what a statement does, as rules name it (select, insert, drop, …), and
 //! the tables it touches. Parsing uses sqlparser's PostgreSQL dialect; a statement that does not
-//! parse is of class `unparsed`, which rules treat as the riskiest class of all.
+//! parse is of class `unparsed`, which rules treat as the riskiest class of all. So is text that
+//! sqlparser cuts into strings, comments and statements differently from PostgreSQL (`lexical`):
+//! the classes must be those of what the server runs.
 //!
 //! Statements nested in others count: a DELETE inside a CTE makes the query a delete, and EXPLAIN
 //! is classified by the statement it explains (EXPLAIN ANALYZE runs it).
@@ -13,6 +15,9 @@ use std::str::FromStr;
 use sqlparser::ast::{self, CopyTarget, Statement as Ast};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Tokenizer;
+
+mod lexical;
 
 /// What a statement does. One statement can have several classes (a DELETE without WHERE is
 /// both `delete` and `delete-without-where`; a DROP is both `ddl` and `drop`).
@@ -66,10 +71,21 @@ pub struct Statement {
 /// Classifies every statement of `sql` (a simple query may hold several). Text that does not
 /// parse is one statement of class `unparsed`; an empty query has no statements.
 pub fn classify(sql: &str) -> Vec<Statement> {
-    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
-        Ok(statements) => statements.iter().map(classify_statement).collect(),
-        Err(_) => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new() }],
+    match parse(sql) {
+        Some(statements) => statements.iter().map(classify_statement).collect(),
+        None => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new() }],
     }
+}
+
+/// The statements of `sql`, or `None` when sqlparser cannot read it or reads it differently
+/// from PostgreSQL (`lexical`).
+fn parse(sql: &str) -> Option<Vec<Ast>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().ok()?;
+    if !lexical::read_alike(sql, &tokens) {
+        return None;
+    }
+    Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements().ok()
 }
 
 fn classify_statement(statement: &Ast) -> Statement {
