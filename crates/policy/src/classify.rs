@@ -1,18 +1,29 @@
 //! SQL statement classes: what a statement does, as rules name it (select, insert, drop, …), and
 //! the tables it touches. Parsing uses sqlparser's PostgreSQL dialect; a statement that does not
-//! parse is of class `unparsed`, which rules treat as the riskiest class of all.
+//! parse is of class `unparsed`, which rules treat as the riskiest class of all. So is text that
+//! sqlparser cuts into strings, comments and statements differently from PostgreSQL (`lexical`):
+//! the classes must be those of what the server runs.
 //!
 //! Statements nested in others count: a DELETE inside a CTE makes the query a delete, and EXPLAIN
-//! is classified by the statement it explains (EXPLAIN ANALYZE runs it).
+//! is classified by the statement it explains (EXPLAIN ANALYZE runs it). A condition that holds
+//! for every row whatever it holds (`WHERE 1=1`, `WHERE true OR x`) counts as no condition
+//! (`constant`); MERGE has the classes of its actions; `SELECT … INTO` creates a table.
+//!
+//! Not here: what a function, a procedure or a DO block runs (their bodies are not read: DO is
+//! `unparsed`, CALL is `call`), and what a statement does to the data beyond its text.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::str::FromStr;
 
-use sqlparser::ast::{self, CopyTarget, Statement as Ast};
+use sqlparser::ast::{self, CopyTarget, MergeAction, MergeClauseKind, SetExpr, Statement as Ast};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Tokenizer;
+
+mod constant;
+mod lexical;
 
 /// What a statement does. One statement can have several classes (a DELETE without WHERE is
 /// both `delete` and `delete-without-where`; a DROP is both `ddl` and `drop`).
@@ -22,7 +33,10 @@ pub enum SqlClass {
     Insert,
     Update,
     Delete,
+    /// An UPDATE whose condition does not narrow its rows: none, or one that holds whatever the
+    /// row holds (`WHERE 1=1`), or a MERGE that updates every row.
     UpdateWithoutWhere,
+    /// A DELETE whose condition does not narrow its rows, as for `UpdateWithoutWhere`.
     DeleteWithoutWhere,
     /// Any schema change: create, alter, drop, truncate, comment.
     Ddl,
@@ -66,10 +80,21 @@ pub struct Statement {
 /// Classifies every statement of `sql` (a simple query may hold several). Text that does not
 /// parse is one statement of class `unparsed`; an empty query has no statements.
 pub fn classify(sql: &str) -> Vec<Statement> {
-    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
-        Ok(statements) => statements.iter().map(classify_statement).collect(),
-        Err(_) => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new() }],
+    match parse(sql) {
+        Some(statements) => statements.iter().map(classify_statement).collect(),
+        None => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new() }],
     }
+}
+
+/// The statements of `sql`, or `None` when sqlparser cannot read it or reads it differently
+/// from PostgreSQL (`lexical`).
+fn parse(sql: &str) -> Option<Vec<Ast>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().ok()?;
+    if !lexical::read_alike(sql, &tokens) {
+        return None;
+    }
+    Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements().ok()
 }
 
 fn classify_statement(statement: &Ast) -> Statement {
@@ -95,23 +120,29 @@ fn classify_statement(statement: &Ast) -> Statement {
 fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
     use SqlClass::*;
     match statement {
-        Ast::Query(_) => {
+        Ast::Query(query) => {
             classes.insert(Select);
+            if selects_into(query) {
+                classes.extend([Ddl, Create]);
+            }
         }
         Ast::Insert(_) => {
             classes.insert(Insert);
         }
         Ast::Update(update) => {
             classes.insert(Update);
-            if update.selection.is_none() {
+            if update.selection.as_ref().is_none_or(constant::holds_for_every_row) {
                 classes.insert(UpdateWithoutWhere);
             }
         }
         Ast::Delete(delete) => {
             classes.insert(Delete);
-            if delete.selection.is_none() {
+            if delete.selection.as_ref().is_none_or(constant::holds_for_every_row) {
                 classes.insert(DeleteWithoutWhere);
             }
+        }
+        Ast::Merge(merge) => {
+            merge_classes(merge, classes);
         }
         Ast::Copy { target, to, .. } => {
             classes.insert(Copy);
@@ -144,6 +175,57 @@ fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
     }
 }
 
+/// `SELECT … INTO t` creates the table `t`. PostgreSQL takes INTO only in the first SELECT of a
+/// UNION, INTERSECT or EXCEPT, so only the leftmost branch is looked at (without recursion).
+fn selects_into(query: &ast::Query) -> bool {
+    let mut body = &query.body;
+    loop {
+        match body.as_ref() {
+            SetExpr::Select(select) => return select.into.is_some(),
+            SetExpr::SetOperation { left, .. } => body = left,
+            SetExpr::Query(query) => body = &query.body,
+            _ => return false,
+        }
+    }
+}
+
+/// MERGE does what its actions do: `insert`, `update` or `delete` for each kind of action it
+/// has (DO NOTHING adds none). It changes every row without a condition when its `ON` matches
+/// every pair of rows and a `WHEN MATCHED` action has no condition of its own that could
+/// narrow it, or when `ON` matches nothing and a `WHEN NOT MATCHED BY SOURCE` action applies
+/// to every row of the target.
+fn merge_classes(merge: &ast::Merge, classes: &mut BTreeSet<SqlClass>) {
+    use SqlClass::*;
+    let matches_every_pair = constant::holds_for_every_row(&merge.on);
+    let matches_nothing = constant::holds_for_no_row(&merge.on);
+    for clause in &merge.clauses {
+        let every_row = clause.predicate.as_ref().is_none_or(constant::holds_for_every_row)
+            && match clause.clause_kind {
+                MergeClauseKind::Matched => matches_every_pair,
+                MergeClauseKind::NotMatchedBySource => matches_nothing,
+                MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => false,
+            };
+        match &clause.action {
+            MergeAction::Insert(_) => {
+                classes.insert(Insert);
+            }
+            MergeAction::Update(_) => {
+                classes.insert(Update);
+                if every_row {
+                    classes.insert(UpdateWithoutWhere);
+                }
+            }
+            MergeAction::Delete { .. } => {
+                classes.insert(Delete);
+                if every_row {
+                    classes.insert(DeleteWithoutWhere);
+                }
+            }
+            MergeAction::DoNothing { .. } => {}
+        }
+    }
+}
+
 /// The many less common statements, by the name of their kind: CREATE…, ALTER…, DROP… families
 /// and the rest. Their Debug text names the kind first; only these rarer statements pay for it.
 fn classify_by_name(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
@@ -156,7 +238,6 @@ fn classify_by_name(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {
         n if n.starts_with("Drop") => &[Ddl, Drop],
         "Comment" => &[Ddl],
         "Grant" | "Revoke" | "Deny" => &[Grant],
-        "Merge" => &[Insert, Update, Delete],
         "StartTransaction" | "Commit" | "Rollback" | "Savepoint" | "ReleaseSavepoint" => &[Transaction],
         n if n.starts_with("Set") || n == "Reset" || n == "Discard" => &[Set],
         n if n.starts_with("Show") => &[Select],

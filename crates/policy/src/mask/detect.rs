@@ -33,8 +33,9 @@ mod secret;
 pub enum Detector {
     /// `jane.doe@example.com`: a dotted domain ending in a letter TLD (`user@localhost` is not).
     Email,
-    /// 13–19 digits, plain or grouped by single spaces or dashes, Luhn-valid, with a known
-    /// issuer prefix and a length that issuer uses.
+    /// 12–19 digits, plain or grouped by single spaces or dashes, Luhn-valid, with the prefix
+    /// and length of a card network that issues Luhn-checked numbers (Visa, Mastercard, Amex,
+    /// Discover, JCB, Diners Club, UnionPay, Maestro, Mir, RuPay, Elo, Verve, Troy and more).
     CreditCard,
     /// `GB82WEST12345698765432` or in groups of four; mod 97 checked, length checked per country.
     Iban,
@@ -321,7 +322,8 @@ impl Matcher {
 
     /// The matchers of `set` that can match `text`, made of the `seen` bytes, one bit each
     /// ([`Matcher::bit`]): the bytes every match must contain, the shortest match, and for
-    /// numbers the digits a match holds in one group (a card 13, a North-American phone 10, an
+    /// numbers the digits a match holds in one group (a card 13, or 12 from a 5 or a 6, a
+    /// North-American phone 10, an
     /// SSN 9, an IPv4 address 4). Worked out with bit operations rather than a test per matcher
     /// (which cost a jump each, a third of the time of a short value); the digit groups are
     /// counted only when a number matcher is still in.
@@ -330,7 +332,7 @@ impl Matcher {
         let has = |b| seen.has(b);
         let bit = |matcher: Matcher, may: bool| u16::from(may) << matcher as u16;
         let mut candidates = bit(Matcher::Email, len >= 6 && has(b'@') && has(b'.'))
-            | bit(Matcher::Card, len >= 13 && seen.census.digits >= 13)
+            | bit(Matcher::Card, len >= 12 && seen.census.digits >= 12)
             | bit(Matcher::Iban, len >= 15 && seen.census.uppers >= 2 && seen.digit())
             | bit(Matcher::PhoneInternational, len >= 10 && has(b'+') && seen.digit())
             | bit(Matcher::PhoneNorthAmerica, len >= 12 && seen.census.digits >= 10 && (has(b'(') || has(b'-') || has(b'.')))
@@ -348,7 +350,7 @@ impl Matcher {
         const NUMBERS: u16 = Matcher::Card.bit() | Matcher::PhoneNorthAmerica.bit() | Matcher::Ssn.bit() | Matcher::Ipv4.bit();
         if candidates & NUMBERS != 0 {
             let group = seen.digit_group(text);
-            candidates &= !(bit(Matcher::Card, group < 13)
+            candidates &= !(bit(Matcher::Card, group < 12)
                 | bit(Matcher::PhoneNorthAmerica, !has(b'(') && group < 10)
                 | bit(Matcher::Ssn, group < 9)
                 | bit(Matcher::Ipv4, group < 4));
@@ -415,6 +417,12 @@ const PAIRS_LOOKED_FOR_UP_TO: usize = 256;
 /// The most digits any number matcher needs in one group (a card's 13); counting stops there.
 const LONGEST_NUMBER_GROUP: usize = 13;
 
+/// The digits of the shortest card numbers (Maestro's 12), and the first digits they can have:
+/// the digit groups weigh a group of twelve that starts otherwise as eleven, so that the many
+/// twelve-digit numbers that are no card (tracking numbers, UPC codes) do not send the card
+/// matcher over a text.
+const TWELVE_DIGIT_CARD: (usize, [u8; 2]) = (12, [b'5', b'6']);
+
 impl Seen {
     fn of(text: &[u8]) -> Seen {
         let look_for_pairs = text.len() <= PAIRS_LOOKED_FOR_UP_TO;
@@ -428,7 +436,8 @@ impl Seen {
 
     /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits
     /// joined by single spaces, dashes or dots, as every number a matcher looks for is written
-    /// ("4111 1111 1111 1111", "555-123-4567", "078-05-1120", "192.168.0.1").
+    /// ("4111 1111 1111 1111", "555-123-4567", "078-05-1120", "192.168.0.1"). A group of twelve
+    /// counts as eleven unless it starts as a twelve-digit card can ([`TWELVE_DIGIT_CARD`]).
     fn digit_group(&self, text: &[u8]) -> usize {
         if let Some(known) = self.digit_group.get() {
             return known;

@@ -1,17 +1,23 @@
 //! Financial data: payment card numbers and IBANs, each validated by its check digits so that
 //! order numbers and other long numbers are left alone.
 //!
-//! Not here: BIC/SWIFT codes, bank account numbers outside IBAN form, and issuers beyond the
-//! major networks (a number from an unknown issuer is not reported, even if its Luhn sum is right).
+//! Not here: BIC/SWIFT codes, bank account numbers outside IBAN form, and card numbers no network
+//! in [`issuers`] issues (a number of an unknown prefix or length is not reported, even if its
+//! Luhn sum is right).
+
+pub(super) mod issuers;
 
 use super::{digits_at, mask_chars, next_digit, next_pair_in_classes, number_end, number_start, word_end, word_start, Span, DIGIT, UPPER};
 
 // === Cards ===
 
+/// The fewest digits a card number has (Maestro's shortest).
+const MIN_CARD_DIGITS: usize = 12;
+
 /// The most digits a card number has.
 const MAX_CARD_DIGITS: usize = 19;
 
-/// 13–19 digits, plain or in groups (the first of four digits, the rest of three to six, one kind
+/// 12–19 digits, plain or in groups (the first of four digits, the rest of three to six, one kind
 /// of separator: a space or a dash), Luhn-valid and with an issuer prefix and length the issuer
 /// uses. A run of more than 19 digits is not a card number, nor is any part of it.
 pub(super) fn find_card(text: &[u8], from: usize) -> Option<Span> {
@@ -30,7 +36,7 @@ pub(super) fn find_card(text: &[u8], from: usize) -> Option<Span> {
 
 fn card_end(text: &[u8], start: usize, first_run: usize) -> Option<usize> {
     let mut digits = [0u8; MAX_CARD_DIGITS];
-    if first_run >= 13 {
+    if first_run >= MIN_CARD_DIGITS {
         let end = start + first_run;
         let ok = first_run <= MAX_CARD_DIGITS && number_end(text, end, b".-") && {
             digits[..first_run].copy_from_slice(&text[start..end]);
@@ -44,8 +50,8 @@ fn card_end(text: &[u8], start: usize, first_run: usize) -> Option<usize> {
     }
     digits[..4].copy_from_slice(&text[start..start + 4]);
     let (mut n, mut j) = (4, start + 4);
-    // Where the number could end (after a group, with 13 or more digits), and its digit count:
-    // groups of three or more reach 19 digits in at most three steps past 13.
+    // Where the number could end (after a group, with 12 or more digits), and its digit count:
+    // a group adds three digits or more, so at most three ends lie between 12 and 19 digits.
     let mut ends = [(0, 0); 3];
     let mut n_ends = 0;
     while text.get(j) == Some(&sep) {
@@ -56,7 +62,7 @@ fn card_end(text: &[u8], start: usize, first_run: usize) -> Option<usize> {
         digits[n..n + run].copy_from_slice(&text[j + 1..j + 1 + run]);
         n += run;
         j += 1 + run;
-        if n >= 13 {
+        if n >= MIN_CARD_DIGITS {
             ends[n_ends] = (j, n);
             n_ends += 1;
         }
@@ -66,7 +72,7 @@ fn card_end(text: &[u8], start: usize, first_run: usize) -> Option<usize> {
 }
 
 fn valid_card(digits: &[u8]) -> bool {
-    luhn(digits) && issuer_uses(digits)
+    luhn(digits) && issuers::issued(digits)
 }
 
 /// The Luhn sum: doubling every second digit from the right catches any single wrong digit and
@@ -91,28 +97,6 @@ fn luhn(digits: &[u8]) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
-}
-
-/// Whether a major network issues numbers with this prefix and length.
-fn issuer_uses(digits: &[u8]) -> bool {
-    let prefix = |k: usize| digits[..k].iter().fold(0u32, |v, &d| v * 10 + (d - b'0') as u32);
-    let n = digits.len();
-    let (p1, p2, p3, p4) = (prefix(1), prefix(2), prefix(3), prefix(4));
-    match () {
-        // Visa
-        _ if p1 == 4 => matches!(n, 13 | 16 | 19),
-        // Mastercard
-        _ if (51..=55).contains(&p2) || (2221..=2720).contains(&p4) => n == 16,
-        // American Express
-        _ if p2 == 34 || p2 == 37 => n == 15,
-        // Discover
-        _ if p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) => (16..=19).contains(&n),
-        // JCB
-        _ if (3528..=3589).contains(&p4) => (16..=19).contains(&n),
-        // Diners Club
-        _ if (300..=305).contains(&p3) || p2 == 36 || p2 == 38 => (14..=19).contains(&n),
-        _ => false,
-    }
 }
 
 /// The last four digits, as receipts print them; separators stay.

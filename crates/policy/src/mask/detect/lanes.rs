@@ -10,7 +10,7 @@
 
 use wide::{u16x8, u8x16};
 
-use super::{keys, secret, LONGEST_NUMBER_GROUP, TRIGGERS};
+use super::{keys, secret, LONGEST_NUMBER_GROUP, TRIGGERS, TWELVE_DIGIT_CARD};
 
 /// What one pass over a text found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,15 +184,18 @@ impl Pass {
 }
 
 /// The most digits in one group of `text`, counted up to [`LONGEST_NUMBER_GROUP`]: digits joined
-/// by single spaces, dashes or dots (see `Seen::digit_group`). Sixty-four bytes at a time: a mask
-/// of digits and one of separators that follow a digit make the groups' bytes, and each run of
-/// those counts its digits.
+/// by single spaces, dashes or dots (see `Seen::digit_group`), a group of twelve weighed as eleven
+/// unless its first digit is one a twelve-digit card starts with. Sixty-four bytes at a time: a
+/// mask of digits and one of separators that follow a digit make the groups' bytes, and each run
+/// of those counts its digits.
 pub(super) fn longest_digit_group(text: &[u8]) -> usize {
-    let (mut longest, mut open, mut digit_before) = (0u32, 0u32, 0u64);
+    let (twelve, card_firsts) = TWELVE_DIGIT_CARD;
+    // The digits of the group the last block ended in, and its first digit.
+    let (mut longest, mut open, mut open_first, mut digit_before) = (0u32, 0u32, 0u8, 0u64);
     for block in text.chunks(64) {
         let (digits, separators) = block_masks(block);
-        let mut grouped = digits | separators & (digits << 1 | digit_before);
-        let mut still_open = 0;
+        let all_grouped = digits | separators & (digits << 1 | digit_before);
+        let (mut grouped, mut still_open) = (all_grouped, 0);
         while grouped != 0 {
             // The lowest run of set bits: adding its lowest bit carries through it.
             let lowest = grouped & grouped.wrapping_neg();
@@ -202,11 +205,23 @@ pub(super) fn longest_digit_group(text: &[u8]) -> usize {
             if run >> 63 == 1 {
                 still_open = count;
             }
-            longest = longest.max(count);
+            let weight = if count as usize == twelve {
+                // Rare: only now is the group's first digit looked up.
+                let first = if lowest == 1 && open > 0 { open_first } else { block[lowest.trailing_zeros() as usize] };
+                count - u32::from(!card_firsts.contains(&first))
+            } else {
+                count
+            };
+            longest = longest.max(weight);
             grouped ^= run;
         }
         if longest as usize >= LONGEST_NUMBER_GROUP {
             return LONGEST_NUMBER_GROUP;
+        }
+        if still_open > 0 {
+            // The run that reaches the block's end starts after the last byte outside a group.
+            let start = 64 - (!all_grouped).leading_zeros() as usize;
+            open_first = if start == 0 && open > 0 { open_first } else { block[start] };
         }
         open = still_open;
         digit_before = digits >> 63;

@@ -118,6 +118,120 @@ fn credit_card() {
     );
 }
 
+/// A number of every network beyond the big six, Luhn-valid (generated from a prefix the
+/// network issues), plain and grouped; and look-alikes: a prefix a network uses with a wrong
+/// check digit, a right check digit with a prefix or length no network issues, and digit runs
+/// longer than a card.
+#[test]
+fn credit_card_networks() {
+    check_table(
+        Detector::CreditCard,
+        &[
+            "unionpay [[6212345678000001]], [[6250941006500000009]], [[8171999900000000]]",
+            "maestro [[501800000009]], [[6759649826438000002]], [[6763123450000009]]",
+            "mir [[2200770200000000]] [[2204123400000006]]",
+            "rupay [[8212345600000000]] [[5081234500000001]] [[3530123400000009]]",
+            "elo [[6362971200000009]] [[5091234500000009]] [[6550211200000002]]",
+            "verve [[506099120000000004]] [[6500021200000000004]] [[5078651200000004]]",
+            "troy [[9792012300000005]], dankort [[5019012300000000]]",
+            "interpayment [[6361234500000000007]], instapayment [[6381234500000006]]",
+            "uatp [[123456700000009]], bc card [[6556345600000008]]",
+            "nps [[6054742100000008]], lankapay [[3571111200000006]]",
+            "humo [[9860012300000002]], uzcard [[8600123400000003]] [[5614123400000003]]",
+            "ukrcard [[60410000000000008]], borica [[2205123400000005]], napas [[9704012300000000008]]",
+            "gpn [[194612340000000001]], t-union [[3112345600000000001]], hipercard [[6062821200000009]]",
+            "diners [[30951234000006]] [[3912345600000004]]",
+            "grouped [[2200 7702 0000 0000]] [[5018 0000 0009]] [[1234 56700 000009]]",
+            "dashes [[5090-6712-0000-0006]] [[6212-3456-0000-0000-006]] [[9792-0123-0000-0005]]",
+            // A prefix a network uses, the check digit wrong.
+            "6212345678000002 6250941006500000000 8171999900000001",
+            "501800000000 6759649826438000003 6763123450000000",
+            "2200 7702 0000 0001",
+            // The check digit right, but no network issues the prefix.
+            "7000000000000005 9000000000000001 6400000000000003 5900000000000000",
+            "1234000000000006 0123000000000002 3200000000000002 2100000000000005",
+            "330000000000001 8300000000000000 9999-0000-0000-0004",
+            // The check digit and prefix right, but not the length.
+            "1123450000000007 220012345000003 3412345000000005 9860123450000000007",
+            "979212345000002 411234500006 3112345000000008 621234500000009",
+            "97040123000000008 41234500000001 5112345000000000002",
+            "5018 1234 506",
+            // Longer runs of digits: no card, nor any part of one.
+            "22007702000000001234 50180000000000000009",
+        ],
+    );
+}
+
+/// Every range of the issuer table, at each length it issues: the numbers at both ends of the
+/// range with their Luhn check digit are found, alone and grouped by four; with the check digit
+/// off by one they are not.
+#[test]
+fn every_issuer_range_is_found_at_every_length() {
+    let luhn_digit = |body: &str| {
+        let sum: u32 = body
+            .bytes()
+            .rev()
+            .enumerate()
+            .map(|(i, b)| {
+                let d = u32::from(b - b'0');
+                if i % 2 == 0 {
+                    if d * 2 > 9 {
+                        d * 2 - 9
+                    } else {
+                        d * 2
+                    }
+                } else {
+                    d
+                }
+            })
+            .sum();
+        char::from(b'0' + ((10 - sum % 10) % 10) as u8)
+    };
+    let card = Detector::CreditCard;
+    let mut checked = 0;
+    for issuer in financial::issuers::ISSUERS {
+        for length in (12..=19).filter(|n| issuer.lengths & 1 << n != 0) {
+            for (iin, fill) in [(issuer.first, '0'), (issuer.last, '9')] {
+                let mut body = format!("{iin:08}");
+                while body.len() < length - 1 {
+                    body.push(fill);
+                }
+                let number = format!("{body}{}", luhn_digit(&body));
+                // In fours, a tail shorter than three joined to the group before it.
+                let mut groups: Vec<&str> = number.as_bytes().chunks(4).map(|g| std::str::from_utf8(g).unwrap()).collect();
+                if groups.last().is_some_and(|g| g.len() < 3) {
+                    groups.pop();
+                    let tail = groups.len() * 4;
+                    groups.pop();
+                    groups.push(&number[tail - 4..]);
+                }
+                let grouped = groups.join(" ");
+                check(DetectorSet::EMPTY.with(card), &format!("{} [[{number}]] x [[{grouped}]]", issuer.network));
+                let last = number.as_bytes()[length - 1];
+                let wrong = format!("{body}{}", char::from(b'0' + (last - b'0' + 1) % 10));
+                check(DetectorSet::EMPTY.with(card), &format!("{} {wrong}", issuer.network));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200, "{checked} numbers checked");
+}
+
+/// The census lets a group of twelve digits reach the card matcher only when it starts as a
+/// twelve-digit card can: true of every range that issues twelve digits.
+#[test]
+fn twelve_digit_cards_start_as_the_census_expects() {
+    let (twelve, card_firsts) = TWELVE_DIGIT_CARD;
+    let ranges: Vec<_> = financial::issuers::ISSUERS.iter().filter(|issuer| issuer.lengths & 1 << twelve != 0).collect();
+    assert!(!ranges.is_empty());
+    for issuer in ranges {
+        for iin in [issuer.first, issuer.last] {
+            let first = format!("{iin:08}").as_bytes()[0];
+            assert!(card_firsts.contains(&first), "{} issues twelve digits from {iin}", issuer.network);
+        }
+    }
+}
+
 #[test]
 fn iban() {
     check_table(

@@ -381,14 +381,15 @@ fn the_census_never_hides_a_match() {
 
 /// The digit groups counted sixty-four bytes at a time are those counted byte by byte: over
 /// random texts of digit runs, separators alone and doubled, and letters, long enough for groups
-/// to cross from one block of 64 bytes into the next.
+/// to cross from one block of 64 bytes into the next, with groups of twelve digits that may and
+/// may not start a card.
 #[test]
 fn digit_groups_count_as_byte_by_byte() {
     // Pieces between `|`: digit runs, separators alone and doubled, letters.
-    const PIECES: &str = "4111|1|55|555|0|2026|123456789| |-|.|  |--|-.|a|xyz|(|,|deadbeef";
+    const PIECES: &str = "4111|1|55|555|0|2026|123456789|5018|6| |-|.|  |--|-.|a|xyz|(|,|deadbeef";
     let pieces: Vec<&str> = PIECES.split('|').collect();
     let mut random = xorshift(0x2545_f491_4f6c_dd1d);
-    let mut across_blocks = 0;
+    let (mut across_blocks, mut twelves) = (0, [0; 2]);
     for _ in 0..50_000 {
         let len = 1 + random(60);
         let text: String = (0..len).map(|_| pieces[random(pieces.len())]).collect();
@@ -397,25 +398,57 @@ fn digit_groups_count_as_byte_by_byte() {
         let bytes = text.as_bytes();
         across_blocks +=
             usize::from(bytes.len() > 64 && bytes[63].is_ascii_digit() && matches!(bytes[64], b'0'..=b'9' | b' ' | b'-' | b'.'));
+        if let (11 | 12, Some(first)) = (expected, twelve_digit_group(bytes)) {
+            twelves[usize::from(TWELVE_DIGIT_CARD.1.contains(&first))] += 1;
+        }
     }
     assert!(across_blocks > 500, "groups crossed from one block into the next: {across_blocks}");
+    assert!(twelves.iter().all(|&n| n > 500), "groups of twelve digits, from another digit and from 5 or 6: {twelves:?}");
 }
 
 /// The longest digit group as the matchers see numbers, one byte at a time: a separator right
-/// after a digit keeps the group open, anything else but a digit closes it.
+/// after a digit keeps the group open, anything else but a digit closes it. A group of twelve
+/// that starts with a digit no twelve-digit card starts with weighs eleven.
 fn digit_group_byte_by_byte(text: &[u8]) -> usize {
-    let (mut longest, mut group, mut after_digit) = (0, 0, false);
+    let (mut longest, mut group, mut first, mut after_digit) = (0, 0, 0, false);
     for &b in text {
         let digit = b.is_ascii_digit();
         group = match b {
+            _ if digit && group == 0 => {
+                first = b;
+                1
+            }
             _ if digit => group + 1,
             b' ' | b'-' | b'.' if after_digit => group,
             _ => 0,
         };
         after_digit = digit;
-        longest = usize::max(longest, group);
+        let (twelve, card_firsts) = TWELVE_DIGIT_CARD;
+        let weight = if group == twelve && !card_firsts.contains(&first) { group - 1 } else { group };
+        longest = usize::max(longest, weight);
     }
     longest.min(LONGEST_NUMBER_GROUP)
+}
+
+/// The first digit of a group of exactly twelve digits in `text`, if there is one.
+fn twelve_digit_group(text: &[u8]) -> Option<u8> {
+    let (mut group, mut first, mut after_digit) = (0, 0, false);
+    for &b in text.iter().chain([&b'x']) {
+        let digit = b.is_ascii_digit();
+        if digit {
+            if group == 0 {
+                first = b;
+            }
+            group += 1;
+        } else if !(after_digit && matches!(b, b' ' | b'-' | b'.')) {
+            if group == TWELVE_DIGIT_CARD.0 {
+                return Some(first);
+            }
+            group = 0;
+        }
+        after_digit = digit;
+    }
+    None
 }
 
 /// The census taken sixteen bytes at a time is the census taken byte by byte, over random bytes
