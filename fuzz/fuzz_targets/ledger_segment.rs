@@ -1,14 +1,19 @@
 //! Fuzzes everything that decodes ledger bytes read from disk: segment headers, frames, record
-//! bodies, the committed part of events, and the resynchronising walk over a damaged segment.
-//! None of it may panic, loop forever or read out of bounds, whatever the bytes.
+//! bodies, the committed part of events, the resynchronising walk over a damaged segment, and the
+//! index's packed event blocks (an edited index holds any bytes). None of it may panic, loop
+//! forever or read out of bounds, whatever the bytes.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use witness_ledger::format::{decode_committed, decode_frame, decode_record, decode_segment_header, Frame};
 use witness_ledger::segment::{FrameItem, FrameIter};
+use witness_ledger::unpack_event_block;
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(events) = unpack_event_block(data) {
+        assert!(events.len() <= data.len() / 54, "every packed event takes its fixed 54 bytes at least");
+    }
     let _ = decode_segment_header(data);
     let _ = decode_record(data);
     let _ = decode_committed(data, 0, [0; 32]);

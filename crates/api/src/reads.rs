@@ -1,9 +1,10 @@
 //! Reading recordings: sessions, their events and terminals, the audit trail and the ledger's
-//! verification. Auditors and admins only. A read of a recording (its events, its terminal) and a
-//! search of recorded statements and commands are appended to the audit trail before anything of
-//! them is answered; if the ledger cannot take that record, nothing is shown. So that paging
-//! through a session and a console refreshing a search do not flood the trail, a reader's later
-//! pages of a session (`after`), and the same search again, are recorded once per half hour.
+//! verification. Auditors and admins only. A read of a recording (a session's facts, its events,
+//! its terminal) and a search of recorded statements and commands are appended to the audit trail
+//! before anything of them is answered; if the ledger cannot take that record, nothing is shown.
+//! So that paging through a session, a console following an open one and a console refreshing a
+//! search do not flood the trail, a reader's later pages of a session (`after`), the same
+//! session's facts again, and the same search again, are recorded once per half hour.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,7 +41,14 @@ pub(crate) async fn session<B: Backend>(
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     caller.require(&[Role::Auditor], "read recorded sessions")?;
-    Ok(Json(blocking(&api.backend, move |b| b.session(&id)).await?))
+    let session = blocking(&api.backend, move |b| b.session(&id)).await?;
+    // Who opened a session, for which task, from where and when is recorded data like its events.
+    // The console asks again every few seconds while it follows an open session: its repeats are
+    // covered by the first record.
+    let key = format!("session:{}", session.id);
+    let record = AuditRecord { kind: "recording.viewed", session: Some(session.id.clone()), what: "session".into() };
+    audit_once(&api, &caller, key, record).await?;
+    Ok(Json(session))
 }
 
 pub(crate) async fn events<B: Backend>(

@@ -30,6 +30,8 @@ pub enum LedgerError {
     },
     #[error("the ledger writer has stopped, so this was not recorded and must be refused")]
     Stopped,
+    #[error("the ledger's indexer has stopped (witness is shutting down), so the index was not rebuilt; it is brought up to date at the next start")]
+    IndexerStopped,
     #[error("{segment}: damaged at offset {offset} ({fault}) with intact records after it, so it is not a torn tail; run `witness verify` and restore the segment from a backup")]
     Damaged { segment: PathBuf, offset: u64, fault: FrameFault },
     #[error("{segment} offset {offset}: record has ledger_seq {found} where {expected} belongs; run `witness verify` and restore the segment from a backup")]

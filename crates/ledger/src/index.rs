@@ -4,10 +4,19 @@
 //! is rebuilt from them, and it is brought up to date from the segments whenever the ledger opens.
 //!
 //! Events are stored in *blocks*: one row per session per indexer commit, holding that session's
-//! events of the commit packed one after the other (see [`pack_event`]). A gateway under load
+//! events of the commit packed one after the other (`packed.rs`). A gateway under load
 //! indexes tens of thousands of events a second; as one SQLite row each, the index cost more CPU
 //! than the rest of the recording. A session's rows are read back whole and unpacked; the sessions
 //! table keeps each session's event count and last event time, so listing needs no event rows.
+//!
+//! Being derived data does not make the index trusted: whoever can write the data dir can edit it.
+//! `check.rs` compares it with the records (verify does, and the review API's background
+//! verification, which then rebuilds it), and `facts.rs` gives readers a session's facts from its
+//! own records, using the index only to find them.
+
+mod check;
+mod facts;
+mod packed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +30,11 @@ use crate::error::LedgerError;
 use crate::format::{decode_record, decode_segment_header, Record};
 use crate::read::StoredHeader;
 use crate::segment::{list_segments, FrameItem, FrameIter};
+
+pub(crate) use check::IndexComparison;
+pub use check::{IndexCheck, IndexProblem, IndexProblemKind, IndexReport, MAX_INDEX_PROBLEMS};
+pub use facts::{check_indexed_event, RecordedSession};
+use packed::{pack_event, packed_events, unpack_events};
 
 /// A session as the index knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +92,9 @@ pub struct SessionFilter {
 pub struct Index {
     conn: Connection,
     path: PathBuf,
+    /// The records the index covers (its resume point): a batch's events before it are already in
+    /// the index, after a rebuild read them from the segments, and are not indexed twice.
+    indexed_records: u64,
 }
 
 /// What a session's record tells the index, built by the session that appends it.
@@ -116,6 +133,17 @@ pub(crate) struct ResumePoint {
 pub(crate) struct IndexBatch {
     pub events: Vec<IndexedEvent>,
     pub resume: ResumePoint,
+}
+
+/// Asks the indexer to rebuild the index from the segments; it answers how many events it indexed.
+pub(crate) type RebuildRequest = std_mpsc::SyncSender<Result<u64, LedgerError>>;
+
+/// What the indexer thread needs besides the index: where the segments are for a rebuild, the
+/// ledger it belongs to, and the requests.
+pub(crate) struct Rebuilds {
+    pub requests: std_mpsc::Receiver<RebuildRequest>,
+    pub segments_dir: PathBuf,
+    pub ledger_key: String,
 }
 
 /// How often the indexer takes in what the writer sent.
@@ -175,7 +203,7 @@ impl Index {
     /// belongs to; an index of another ledger is emptied and rebuilt.
     pub(crate) fn open(path: &Path, ledger_key: &str) -> Result<Index, LedgerError> {
         let conn = Connection::open(path).map_err(index_err(path))?;
-        let index = Index { conn, path: path.to_path_buf() };
+        let mut index = Index { conn, path: path.to_path_buf(), indexed_records: 0 };
         // The index is rebuilt from the segments after a crash, so it need not survive power loss.
         index
             .conn
@@ -199,6 +227,7 @@ impl Index {
         } else {
             index.conn.execute_batch(SCHEMA).map_err(index_err(path))?;
         }
+        index.indexed_records = index.resume_point()?.map_or(0, |r| r.n_records);
         Ok(index)
     }
 
@@ -206,7 +235,61 @@ impl Index {
     pub fn open_read_only(path: &Path) -> Result<Index, LedgerError> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(index_err(path))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(index_err(path))?;
-        Ok(Index { conn, path: path.to_path_buf() })
+        Ok(Index { conn, path: path.to_path_buf(), indexed_records: 0 })
+    }
+
+    /// Opens an existing index read-only and keeps one snapshot of it: every read through it sees
+    /// the index as it was at the first one, while the indexer goes on committing. A reader that
+    /// compares the answers of several queries (a session's row and its events) needs that, or it
+    /// would take the indexer's progress between them for a discrepancy.
+    pub fn open_snapshot(path: &Path) -> Result<Index, LedgerError> {
+        let index = Index::open_read_only(path)?;
+        // Dropping the connection ends the read transaction.
+        index.conn.execute_batch("BEGIN").map_err(index_err(path))?;
+        Ok(index)
+    }
+
+    /// Empties the index and indexes every record of the segments again, in one transaction:
+    /// readers see the old index until the new one is whole. Everything in the database goes,
+    /// whatever an edit added (triggers, views, other tables), not only the rows witness wrote.
+    pub(crate) fn rebuild(&mut self, ledger_key: &str, segments_dir: &Path) -> Result<u64, LedgerError> {
+        let path = self.path.clone();
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(index_err(&path))?;
+        let result = self.reset(ledger_key).and_then(|()| self.catch_up(segments_dir));
+        let end = match &result {
+            Ok(_) => self.conn.execute_batch("COMMIT"),
+            Err(_) => self.conn.execute_batch("ROLLBACK"),
+        };
+        if result.is_err() || end.is_err() {
+            self.indexed_records = self.resume_point().ok().flatten().map_or(0, |r| r.n_records);
+        }
+        end.map_err(index_err(&path))?;
+        result
+    }
+
+    /// Drops every table, view and trigger (their indexes go with them) and creates the schema.
+    fn reset(&mut self, ledger_key: &str) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let objects: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view', 'table') AND name NOT LIKE 'sqlite_%'
+                     ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'view' THEN 1 ELSE 2 END",
+                )
+                .map_err(index_err(&path))?;
+            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(index_err(&path))?;
+            rows.collect::<Result<_, _>>().map_err(index_err(&path))?
+        };
+        for (kind, name) in objects {
+            let drop = format!("DROP {} IF EXISTS \"{}\"", kind.to_uppercase(), name.replace('"', "\"\""));
+            self.conn.execute_batch(&drop).map_err(index_err(&path))?;
+        }
+        self.conn.execute_batch(SCHEMA).map_err(index_err(&path))?;
+        self.set_meta("ledger_key", ledger_key)?;
+        self.set_meta("schema", SCHEMA_VERSION)?;
+        self.indexed_records = 0;
+        Ok(())
     }
 
     /// Indexes every record after the last one indexed, reading the segments. Returns how many
@@ -225,6 +308,7 @@ impl Index {
         } else {
             tracing::warn!(index = %self.path.display(), "the index is ahead of the segments; rebuilding it");
             self.clear()?;
+            self.indexed_records = 0;
             None
         };
         let mut added = 0;
@@ -275,14 +359,18 @@ impl Index {
     }
 
     /// Writes batches in one transaction: each session's events of the batches as packed blocks.
+    /// Events of records the index already covers are left out.
     pub(crate) fn apply_all(&mut self, batches: &[IndexBatch]) -> Result<(), LedgerError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(index_err(&path))?;
+        let covered = self.indexed_records;
+        // A savepoint, not a transaction: a rebuild runs the catch-up inside its own transaction.
+        let tx = self.conn.savepoint().map_err(index_err(&path))?;
+        let mut resume = None;
         {
             // Blocks in the order their sessions first appear, and each session's open block.
             let mut blocks: Vec<Block> = Vec::new();
             let mut open_blocks: HashMap<[u8; 16], usize> = HashMap::new();
-            for indexed in batches.iter().flat_map(|batch| &batch.events) {
+            for indexed in batches.iter().flat_map(|batch| &batch.events).filter(|indexed| indexed.ledger_seq >= covered) {
                 let e = &indexed.event;
                 if let Some(info) = &e.start {
                     // Not REPLACE: a session's counts survive a start indexed twice.
@@ -339,15 +427,20 @@ impl Index {
                     count.execute(params![id, block.n_events as i64, block.last_time_ns]).map_err(index_err(&path))?;
                 }
             }
-            if let Some(last) = batches.last() {
+            if let Some(last) = batches.last().filter(|last| last.resume.n_records > covered) {
                 let r = last.resume;
+                resume = Some(r.n_records);
                 let mut set = tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)").map_err(index_err(&path))?;
                 set.execute(params!["resume_records", r.n_records.to_string()]).map_err(index_err(&path))?;
                 set.execute(params!["resume_segment", r.segment_idx.to_string()]).map_err(index_err(&path))?;
                 set.execute(params!["resume_offset", r.offset.to_string()]).map_err(index_err(&path))?;
             }
         }
-        tx.commit().map_err(index_err(&path))
+        tx.commit().map_err(index_err(&path))?;
+        if let Some(n_records) = resume {
+            self.indexed_records = n_records;
+        }
+        Ok(())
     }
 
     pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>, LedgerError> {
@@ -448,10 +541,7 @@ impl Index {
         let mut events = Vec::new();
         for block in blocks {
             let block = block.map_err(index_err(&self.path))?;
-            unpack_events(&block, &mut events).ok_or_else(|| LedgerError::Index {
-                path: self.path.clone(),
-                source: rusqlite::Error::InvalidColumnType(0, "events".into(), rusqlite::types::Type::Blob),
-            })?;
+            unpack_events(&block, &mut events).ok_or_else(|| self.damaged_block())?;
         }
         events.sort_by_key(|e| e.seq);
         Ok(events)
@@ -473,10 +563,7 @@ impl Index {
         for block in blocks {
             let block = block.map_err(index_err(&self.path))?;
             block_events.clear();
-            unpack_events(&block, &mut block_events).ok_or_else(|| LedgerError::Index {
-                path: self.path.clone(),
-                source: rusqlite::Error::InvalidColumnType(0, "events".into(), rusqlite::types::Type::Blob),
-            })?;
+            unpack_events(&block, &mut block_events).ok_or_else(|| self.damaged_block())?;
             for e in block_events.drain(..).filter(|e| e.seq >= from) {
                 if events.len() == max {
                     return Ok((events, true));
@@ -487,23 +574,39 @@ impl Index {
         Ok((events, false))
     }
 
+    /// The first event of a session's first block and the last of its last block: where its
+    /// `session.start` and its latest record are, if the index is right.
+    pub fn first_and_last_events(&self, id: SessionId) -> Result<Option<(EventSummary, EventSummary)>, LedgerError> {
+        let block = |order: &str| -> Result<Option<Vec<u8>>, LedgerError> {
+            self.conn
+                .query_row(
+                    &format!("SELECT events FROM event_blocks WHERE session_id = ?1 ORDER BY first_seq {order} LIMIT 1"),
+                    params![&id.as_bytes()[..]],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(index_err(&self.path))
+        };
+        let (Some(first_block), Some(last_block)) = (block("ASC")?, block("DESC")?) else { return Ok(None) };
+        let first = packed_events(&first_block).next();
+        let last = packed_events(&last_block).last();
+        match (first, last) {
+            (Some(Ok(first)), Some(Ok(last))) => Ok(Some((first.to_summary(), last.to_summary()))),
+            _ => Err(self.damaged_block()),
+        }
+    }
+
     /// The ledger position of a session's last indexed record: a checkpoint over more records
     /// than this covers the whole session as indexed.
     pub fn last_ledger_seq(&self, id: SessionId) -> Result<Option<u64>, LedgerError> {
-        let block: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT events FROM event_blocks WHERE session_id = ?1 ORDER BY first_seq DESC LIMIT 1",
-                params![&id.as_bytes()[..]],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(index_err(&self.path))?;
-        let mut events = Vec::new();
-        if let Some(block) = block {
-            unpack_events(&block, &mut events);
+        Ok(self.first_and_last_events(id)?.map(|(_, last)| last.ledger_seq))
+    }
+
+    fn damaged_block(&self) -> LedgerError {
+        LedgerError::Index {
+            path: self.path.clone(),
+            source: rusqlite::Error::InvalidColumnType(0, "events".into(), rusqlite::types::Type::Blob),
         }
-        Ok(events.iter().map(|e| e.ledger_seq).max())
     }
 
     fn resume_point(&self) -> Result<Option<ResumePoint>, LedgerError> {
@@ -542,7 +645,11 @@ impl Index {
 /// woken by every send, and under load that is tens of thousands of thread switches a second on
 /// the hot path; a sleeping one costs the senders nothing. The index may lag this much, as the
 /// derived data it is.
-pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>) -> Result<thread::JoinHandle<()>, LedgerError> {
+pub(crate) fn spawn_indexer(
+    mut index: Index,
+    rx: std_mpsc::Receiver<IndexBatch>,
+    rebuilds: Rebuilds,
+) -> Result<thread::JoinHandle<()>, LedgerError> {
     let path = index.path.clone();
     thread::Builder::new()
         .name("ledger-indexer".into())
@@ -578,6 +685,16 @@ pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>
                         Err(_) => {}
                     }
                 }
+                // After the batches taken so far: what the writer sends later is either in the
+                // segments the rebuild reads (and left out when it comes) or indexed after it.
+                while let Ok(reply) = rebuilds.requests.try_recv() {
+                    let result = index.rebuild(&rebuilds.ledger_key, &rebuilds.segments_dir);
+                    match &result {
+                        Ok(events) => tracing::info!(events, "rebuilt the index from the segments"),
+                        Err(e) => tracing::error!(error = %e, "rebuilding the index from the segments failed; the old index stays"),
+                    }
+                    let _ = reply.send(result);
+                }
                 if hung_up {
                     return;
                 }
@@ -586,10 +703,18 @@ pub(crate) fn spawn_indexer(mut index: Index, rx: std_mpsc::Receiver<IndexBatch>
         .map_err(LedgerError::io("start the indexer thread for", path))
 }
 
+/// What the index holds of a record: the same as the session that appended it gave the indexer.
+/// Only a session's start and end need the header's attributes; other records are read for their
+/// summary alone, which verify's comparison with the index does for every record.
 pub(crate) fn index_event_from_record(e: &crate::format::EventRecord<'_>) -> IndexEvent {
-    let header = StoredHeader::parse(e.header);
-    let start = (e.kind == "session.start").then(|| session_info_from_attrs(&header.attrs));
-    let end_reason = (e.kind == "session.end").then(|| header.attrs.get("reason").and_then(|v| v.as_str()).unwrap_or("").to_string());
+    let (is_start, is_end) = (e.kind == "session.start", e.kind == "session.end");
+    let header = if is_start || is_end {
+        StoredHeader::parse(e.header)
+    } else {
+        StoredHeader { summary: header_summary(e.header), ..StoredHeader::default() }
+    };
+    let start = is_start.then(|| session_info_from_attrs(&header.attrs));
+    let end_reason = is_end.then(|| header.attrs.get("reason").and_then(|v| v.as_str()).unwrap_or("").to_string());
     IndexEvent {
         session_id: e.session_id,
         seq: e.seq,
@@ -602,6 +727,17 @@ pub(crate) fn index_event_from_record(e: &crate::format::EventRecord<'_>) -> Ind
         start,
         end_reason,
     }
+}
+
+/// A header's summary without building its attributes; empty, as [`StoredHeader::parse`] gives
+/// it, when the header is not the JSON witness writes.
+fn header_summary(header: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct SummaryOnly<'a> {
+        #[serde(borrow)]
+        summary: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<SummaryOnly<'_>>(header).map(|h| h.summary.into_owned()).unwrap_or_default()
 }
 
 /// The session facts a `session.start` event carries in its attributes.
@@ -636,52 +772,12 @@ struct Block {
     bytes: Vec<u8>,
 }
 
-/// Fixed part of a packed event: seq, ledger_seq, time_ns, payload_len, segment_idx, offset (8
-/// bytes each, little-endian), direction (1), kind length (1), summary length (4).
-const PACKED_FIXED_LEN: usize = 6 * 8 + 1 + 1 + 4;
-
-/// Appends one event to a block: the fixed fields, then the kind and the summary (UTF-8). The
-/// layout is the index's own (derived data, rebuilt when the schema version changes), not part of
-/// the recording format.
-fn pack_event(out: &mut Vec<u8>, indexed: &IndexedEvent) {
-    let e = &indexed.event;
-    let kind = e.kind.as_str().as_bytes();
-    out.reserve(PACKED_FIXED_LEN + kind.len() + e.summary.len());
-    for n in [e.seq, indexed.ledger_seq, e.time_ns as u64, e.payload_len, indexed.segment_idx, indexed.offset] {
-        out.extend_from_slice(&n.to_le_bytes());
-    }
-    out.push(e.direction);
-    // Kinds are at most 64 bytes (EventKind) and summaries are clipped to 240 characters.
-    out.push(kind.len() as u8);
-    out.extend_from_slice(&(e.summary.len() as u32).to_le_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(e.summary.as_bytes());
-}
-
-/// Unpacks a block's events onto `out`; None if the bytes are not a whole number of events.
-fn unpack_events(mut bytes: &[u8], out: &mut Vec<EventSummary>) -> Option<()> {
-    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    while !bytes.is_empty() {
-        let fixed = bytes.get(..PACKED_FIXED_LEN)?;
-        let kind_len = fixed[49] as usize;
-        let summary_len = u32::from_le_bytes(fixed[50..54].try_into().expect("4 bytes")) as usize;
-        let kind = bytes.get(PACKED_FIXED_LEN..PACKED_FIXED_LEN + kind_len)?;
-        let summary_end = (PACKED_FIXED_LEN + kind_len).checked_add(summary_len)?;
-        let summary = bytes.get(PACKED_FIXED_LEN + kind_len..summary_end)?;
-        out.push(EventSummary {
-            seq: u64_at(fixed, 0),
-            ledger_seq: u64_at(fixed, 1),
-            time_ns: u64_at(fixed, 2) as i64,
-            payload_len: u64_at(fixed, 3),
-            segment_idx: u64_at(fixed, 4),
-            offset: u64_at(fixed, 5),
-            direction: fixed[48],
-            kind: String::from_utf8_lossy(kind).into_owned(),
-            summary: String::from_utf8_lossy(summary).into_owned(),
-        });
-        bytes = &bytes[summary_end..];
-    }
-    Some(())
+/// The events of one `event_blocks` row, or None when its bytes are not a whole number of events.
+/// Public for the fuzz targets and independent tools: an index's bytes are whatever is in its file.
+pub fn unpack_event_block(bytes: &[u8]) -> Option<Vec<EventSummary>> {
+    let mut events = Vec::new();
+    unpack_events(bytes, &mut events)?;
+    Some(events)
 }
 
 /// `needle` must already be lower case.
@@ -717,58 +813,4 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary>
 
 fn index_err(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
     move |source| LedgerError::Index { path: path.to_path_buf(), source }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn indexed(seq: u64, kind: &'static str, summary: &str) -> IndexedEvent {
-        let event = IndexEvent {
-            session_id: [7; 16],
-            seq,
-            time_ns: 1_700_000_000_000_000_000 + seq as i64,
-            kind: EventKind::new(kind).unwrap(),
-            direction: (seq % 3) as u8,
-            summary: summary.to_string(),
-            payload_len: seq * 100,
-            start: None,
-            end_reason: None,
-        };
-        IndexedEvent { event, ledger_seq: seq + 1000, segment_idx: seq / 2, offset: 32 + seq * 400 }
-    }
-
-    #[test]
-    fn packed_events_unpack_as_they_were() {
-        let events = [
-            indexed(0, "session.start", "bench opened bench (postgres)"),
-            indexed(1, "pg.execute", ""),
-            indexed(2, "pg.result", "SELECT 1 (1 rows) — ünïcödé"),
-        ];
-        let mut block = Vec::new();
-        for e in &events {
-            pack_event(&mut block, e);
-        }
-        let mut out = Vec::new();
-        unpack_events(&block, &mut out).unwrap();
-        let expect: Vec<EventSummary> = events
-            .iter()
-            .map(|i| EventSummary {
-                seq: i.event.seq,
-                ledger_seq: i.ledger_seq,
-                time_ns: i.event.time_ns,
-                kind: i.event.kind.to_string(),
-                direction: i.event.direction,
-                summary: i.event.summary.clone(),
-                payload_len: i.event.payload_len,
-                segment_idx: i.segment_idx,
-                offset: i.offset,
-            })
-            .collect();
-        assert_eq!(out, expect);
-        // A damaged block is refused, never read past its end.
-        for cut in [1, PACKED_FIXED_LEN, block.len() - 1] {
-            assert_eq!(unpack_events(&block[..cut], &mut Vec::new()), None, "cut at {cut}");
-        }
-    }
 }

@@ -3,7 +3,8 @@
 //! Sessions append events; one writer thread group-commits them into append-only segment files,
 //! each record framed with its length and CRC32C. Every session is a hash chain; session heads are
 //! leaves of an RFC 6962 Merkle log; signed checkpoints commit to the log's root and to a chain
-//! through every record. A SQLite index, derived from the segments, answers queries.
+//! through every record. A SQLite index, derived from the segments, answers queries; it is compared
+//! with the records, not trusted.
 //!
 //! This crate records and verifies. It does not decide what may be recorded (policy), speak any
 //! wire protocol, or serialize for API clients. docs/RECORDING_FORMAT.md specifies its bytes.
@@ -41,7 +42,10 @@ use witness_core::{SessionId, SessionInfo};
 use crate::stats::LedgerStats;
 
 pub use error::LedgerError;
-pub use index::{EventSummary, Index, SessionFilter, SessionSummary, MAX_TEXT_SEARCH_SESSIONS};
+pub use index::{
+    check_indexed_event, unpack_event_block, EventSummary, Index, IndexCheck, IndexProblem, IndexProblemKind, IndexReport, RecordedSession,
+    SessionFilter, SessionSummary, MAX_INDEX_PROBLEMS, MAX_TEXT_SEARCH_SESSIONS,
+};
 pub use keys::{parse_public_key, KeyError};
 pub use read::{read_event_at, StoredEvent, StoredHeader};
 pub use segment::FrameFault;
@@ -102,6 +106,8 @@ pub struct Ledger {
     writer: Option<JoinHandle<()>>,
     shut_down: bool,
     indexer: Option<JoinHandle<()>>,
+    /// Rebuild requests for the indexer thread.
+    rebuild_index: std_mpsc::Sender<index::RebuildRequest>,
     public_key: VerifyingKey,
     paths: LedgerPaths,
     stats: Arc<LedgerStats>,
@@ -191,14 +197,17 @@ impl Ledger {
 
         let start = recovery::recover(&paths.segments)?;
         let orphans: Vec<_> = start.open_sessions.iter().filter(|(_, head)| !head.closed).map(|(id, head)| (*id, *head)).collect();
-        let mut index = Index::open(&paths.index, &hex::encode(public_key.as_bytes()))?;
+        let ledger_key = hex::encode(public_key.as_bytes());
+        let mut index = Index::open(&paths.index, &ledger_key)?;
         let indexed = index.catch_up(&paths.segments)?;
         if indexed > 0 {
             tracing::info!(events = indexed, "indexed events the index did not have yet");
         }
         // Generous: in `write` mode batches are small and many, and the indexer commits in bulk.
         let (index_tx, index_rx) = std_mpsc::sync_channel(1 << 16);
-        let indexer = index::spawn_indexer(index, index_rx)?;
+        let (rebuild_index, rebuild_rx) = std_mpsc::channel();
+        let rebuilds = index::Rebuilds { requests: rebuild_rx, segments_dir: paths.segments.clone(), ledger_key };
+        let indexer = index::spawn_indexer(index, index_rx, rebuilds)?;
         let settings =
             writer::WriterSettings { durability: config.durability, segment_bytes: config.segment_bytes.max(4096), max_batch: 4096 };
         let (sink, writer) = writer::start(start, settings, signing_key, config.queue_capacity, index_tx)?;
@@ -207,6 +216,7 @@ impl Ledger {
             writer,
             shut_down: false,
             indexer: Some(indexer),
+            rebuild_index,
             public_key,
             paths,
             stats: Arc::default(),
@@ -272,6 +282,16 @@ impl Ledger {
         summary
     }
 
+    /// Empties the index and indexes the segments again, while sessions go on recording: for an
+    /// index found to disagree with the records. Returns how many events it indexed, once the new
+    /// index is committed (readers see the old one until then). Blocks for as long as reading the
+    /// segments takes; from async code call it on a blocking thread.
+    pub fn rebuild_index(&self) -> Result<u64, LedgerError> {
+        let (reply_tx, reply) = std_mpsc::sync_channel(1);
+        self.rebuild_index.send(reply_tx).map_err(|_| LedgerError::IndexerStopped)?;
+        reply.recv().unwrap_or(Err(LedgerError::IndexerStopped))
+    }
+
     /// What this ledger recorded since it opened, for metrics.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
@@ -300,7 +320,7 @@ impl Drop for Ledger {
 }
 
 /// Brings the index of the ledger in `data_dir` up to date if no process holds the ledger (the
-/// running gateway keeps it current itself), then opens it for reading.
+/// running gateway keeps it current itself), then opens it for reading, in one snapshot.
 pub fn open_index(data_dir: &Path) -> Result<Index, LedgerError> {
     let paths = LedgerPaths::new(data_dir);
     if !paths.segments.is_dir() {
@@ -315,7 +335,7 @@ pub fn open_index(data_dir: &Path) -> Result<Index, LedgerError> {
         let mut index = Index::open(&paths.index, &hex::encode(public_key.as_bytes()))?;
         index.catch_up(&paths.segments)?;
     }
-    Index::open_read_only(&paths.index)
+    Index::open_snapshot(&paths.index)
 }
 
 fn lock_ledger(paths: &LedgerPaths) -> Result<File, LedgerError> {

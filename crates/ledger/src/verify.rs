@@ -1,10 +1,12 @@
 //! `witness verify`: reads a ledger's segments without changing them and checks everything that
 //! can be checked: segment headers, frames (CRC32C), record order, every session's hash chain and
 //! payload digests, the Merkle log of session heads, the global chain, checkpoint signatures, and
-//! optionally that the ledger still extends a checkpoint exported earlier.
+//! optionally that the ledger still extends a checkpoint exported earlier, and that the index says
+//! what the records say.
 //!
 //! Verify trusts nothing it reads: not the index, not the key file next to the segments (the caller
-//! may pin a key), not the writer's own checks.
+//! may pin a key), not the writer's own checks. The index is read only to be compared with the
+//! records (`VerifyOptions::check_index`); nothing else in the report depends on it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,6 +26,7 @@ use crate::format::{
     chain_hash, checkpoint_message, decode_record, decode_segment_header, entry_hash, global_link, leaf_hash, CheckpointBody,
     CheckpointRecord, FormatError, Hash, PayloadHash, Record, RecordType, FRAME_HEADER_LEN,
 };
+use crate::index::{index_path, IndexCheck, IndexComparison};
 use crate::merkle::CompactTree;
 use crate::segment::{list_segments, FrameFault, FrameItem, FrameIter};
 
@@ -39,6 +42,9 @@ pub struct VerifyOptions {
     /// Accept records after the last checkpoint and an incomplete last record, as a ledger that
     /// a running gateway is writing to has.
     pub allow_unsealed_tail: bool,
+    /// Also compare the index (`index.sqlite`) with the records, up to the record it says it
+    /// covers, and name what differs (`VerifyReport::index`).
+    pub check_index: bool,
 }
 
 /// A checkpoint as `witness checkpoint export` writes it: everything needed to check it alone.
@@ -73,6 +79,9 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
     /// Problems found beyond [`MAX_PROBLEMS`].
     pub problems_not_listed: u64,
+    /// What comparing the index with the records found. Its problems are the index's, not the
+    /// ledger's: they are not in `problems`.
+    pub index: IndexCheck,
     pub elapsed: Duration,
 }
 
@@ -133,6 +142,13 @@ pub fn verify_ledger(ledger_root: &Path, options: &VerifyOptions) -> Result<Veri
         v.problem(Problem::at_ledger(ProblemKind::NoLedger));
         return Ok(v.finish(started));
     }
+    // The index is read before the segments are listed: everything it covers is on disk by then.
+    if options.check_index {
+        v.index = IndexComparison::start(&index_path(ledger_root));
+        if v.index.is_none() {
+            v.report.index = IndexCheck::Missing;
+        }
+    }
     let segments = list_segments(&segments_dir).map_err(LedgerError::io("list", &segments_dir))?;
     let n_segments = segments.len();
     let mut expected_idx = 0;
@@ -159,6 +175,9 @@ pub fn verify_ledger(ledger_root: &Path, options: &VerifyOptions) -> Result<Veri
         }
         Ok::<(), LedgerError>(())
     })?;
+    if let Some(index) = v.index.take() {
+        v.report.index = index.conclude(ledger_root, v.key.map(|k| k.to_bytes()), v.next_ledger_seq);
+    }
     Ok(v.finish(started))
 }
 
@@ -322,6 +341,8 @@ struct Verifier<'o> {
     /// when the tree had its size.
     external_global_head: Option<Hash>,
     external_root: Option<Hash>,
+    /// The comparison with the index, when asked for and there is one.
+    index: Option<IndexComparison>,
 }
 
 // === impl Verifier ===
@@ -338,6 +359,7 @@ impl<'o> Verifier<'o> {
             key: options.public_key,
             external_global_head: None,
             external_root: None,
+            index: None,
         };
         if let Some(cp) = &options.checkpoint {
             if cp.n_records == 0 {
@@ -425,6 +447,9 @@ impl<'o> Verifier<'o> {
         match record {
             Record::Event(e) => {
                 self.report.events += 1;
+                if let Some(index) = &mut self.index {
+                    index.fold(e, segment_idx, offset);
+                }
                 if !payload_ok {
                     self.problem(at(ProblemKind::PayloadDigest));
                 }

@@ -1,13 +1,21 @@
-//! The review API's backend: roles from `[roles]`, recorded sessions and their events read from
-//! the ledger's index and segments, the audit trail (a session of its own in the ledger), tokens,
-//! the ledger's verification (cached for a few seconds) and metrics.
+//! The review API's backend: roles from `[roles]`, recorded sessions and their events, the audit
+//! trail (a session of its own in the ledger), tokens, the ledger's verification (cached for a few
+//! seconds, `verification.rs`) and metrics.
 //!
-//! Reads open the index read-only for each request: the running ledger's indexer writes it, and
-//! SQLite's WAL lets both go on at once.
+//! The index finds sessions and events; what is shown of them comes from their records. A
+//! session's identity, connection, protocol, task, client, times and event count are read from its
+//! `session.start` and latest record, and every event shown is its record, checked against the
+//! index's entry. Where the index disagrees with the records the session is badged `failed` and
+//! the verification runs again, which reports and rebuilds the index. An entry that leads to
+//! another session's record is refused, never shown.
+//!
+//! Reads open the index read-only for each request, in one snapshot: the running ledger's indexer
+//! writes it, and SQLite's WAL lets both go on at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod verification;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use witness_api::{
     Approval, AuditEntry, AuditPage, AuditQuery, AuditRecord, Backend, BackendError, CheckpointView, CreatedToken, DecideError, EventPage,
@@ -16,8 +24,11 @@ use witness_api::{
 };
 use witness_core::{Direction, Event, EventKind, PayloadType, Principal, Protocol, SessionId, SessionInfo};
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
-use witness_ledger::verify::{verify_ledger, ProblemKind, VerifyOptions, VerifyReport};
-use witness_ledger::{read_event_at, Index, SessionFilter, SessionSummary, SessionWriter, StoredEvent};
+use witness_ledger::verify::{ProblemKind, VerifyReport};
+use witness_ledger::{
+    check_indexed_event, read_event_at, EventSummary, Index, IndexCheck, IndexProblemKind, Ledger, LedgerError, SessionFilter,
+    SessionSummary, SessionWriter, StoredEvent,
+};
 
 use crate::Gate;
 
@@ -36,31 +47,48 @@ const MAX_AUDIT_PAGE: usize = 1000;
 /// ledger (`witness sessions show`). JSON payloads (result rows, already capped per statement by
 /// `max_rows_per_statement`) are answered whole, so that they stay JSON.
 const MAX_TEXT_SHOWN: usize = 64 * 1024;
-/// A verification at most this old is answered again rather than redone.
-const VERIFY_FRESH: Duration = Duration::from_secs(5);
-
-/// A verification report and when it was made.
-type Verified = (Instant, Arc<VerifyReport>);
-
 /// What the review API keeps between requests.
 #[derive(Default)]
 pub struct ReviewState {
-    /// This process's audit trail, opened on its first record.
-    audit: tokio::sync::OnceCell<SessionWriter>,
-    /// The last verification and when it ran.
-    verified: Arc<Mutex<Option<Verified>>>,
-    /// Set while a verification runs, so that one runs at a time.
-    verifying: Arc<AtomicBool>,
+    audit: Arc<AuditTrail>,
+    verifications: Arc<verification::Verifications>,
+}
+
+/// This process's audit trail: a session of protocol `audit` in the ledger, opened on its first
+/// record.
+#[derive(Default)]
+pub(crate) struct AuditTrail {
+    session: tokio::sync::OnceCell<SessionWriter>,
 }
 
 impl ReviewState {
     /// Ends the audit trail's session (at shutdown, before the ledger's last checkpoint).
     pub async fn close_audit_trail(&self) {
-        if let Some(trail) = self.audit.get() {
+        if let Some(trail) = self.audit.session.get() {
             if let Err(e) = trail.clone().close("witness stopped").await {
                 tracing::error!(error = %e, "cannot close the audit trail's session");
             }
         }
+    }
+}
+
+impl AuditTrail {
+    /// Appends `event`, opening the trail's session first if need be; returns once it is durable.
+    async fn append(&self, ledger: &Ledger, event: &Event) -> Result<(), LedgerError> {
+        let trail = self
+            .session
+            .get_or_try_init(|| async {
+                let info = SessionInfo {
+                    identity: "witness".into(),
+                    connection: "review-api".into(),
+                    protocol: Protocol::Audit,
+                    task: None,
+                    client_addr: None,
+                };
+                ledger.open_session(&info).await
+            })
+            .await?;
+        trail.append(event).await.map(|_| ())
     }
 }
 
@@ -126,7 +154,7 @@ impl Backend for Gate {
         let index = self.index()?;
         let (sessions, total) = index.find_sessions(&filter).map_err(internal)?;
         let verified = self.verification()?;
-        let sessions = sessions.iter().map(|s| self.session_view(&index, s, &verified)).collect::<Result<_, _>>()?;
+        let sessions = sessions.iter().map(|row| self.session_view(&index, row, &verified)).collect::<Result<_, _>>()?;
         Ok(SessionPage { sessions, total })
     }
 
@@ -144,16 +172,20 @@ impl Backend for Gate {
         let after = query.after;
         let kinds: Vec<&str> = query.kinds.as_deref().unwrap_or("").split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
         let limit = query.limit.unwrap_or(DEFAULT_EVENTS_PAGE).clamp(1, MAX_EVENTS_PAGE);
-        let (scanned, more_beyond) =
-            index.events_from(id, after.map_or(0, |a| a.saturating_add(1)), MAX_EVENTS_SCANNED).map_err(internal)?;
-        let segments = &self.ledger.paths().segments;
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        let (scanned, more_beyond) = index.events_from(id, from, MAX_EVENTS_SCANNED).map_err(internal)?;
+        if let Some(gap) = seq_gap(from, &scanned) {
+            // Shown all the same: every event shown is its record, and a ledger that lost records
+            // has the same gap in its index. The verification tells the two apart.
+            self.index_disagrees(id, &gap);
+        }
         let (mut events, mut bytes) = (Vec::new(), 0);
         let mut next_after = if more_beyond { scanned.last().map(|e| e.seq) } else { None };
         for (i, e) in scanned.iter().enumerate() {
             if !kinds.is_empty() && !kinds.iter().any(|k| e.kind.starts_with(k)) {
                 continue;
             }
-            let view = event_view(&read_event_at(segments, e.segment_idx, e.offset).map_err(internal)?);
+            let view = event_view(&self.read_listed(id, e)?);
             bytes += view.payload_text.as_ref().map_or(0, String::len);
             events.push(view);
             if events.len() >= limit || bytes >= MAX_PAGE_BYTES {
@@ -175,21 +207,6 @@ impl Backend for Gate {
     }
 
     async fn audit(&self, actor: &Principal, record: AuditRecord) -> Result<(), BackendError> {
-        let trail = self
-            .review
-            .audit
-            .get_or_try_init(|| async {
-                let info = SessionInfo {
-                    identity: "witness".into(),
-                    connection: "review-api".into(),
-                    protocol: Protocol::Audit,
-                    task: None,
-                    client_addr: None,
-                };
-                self.ledger.open_session(&info).await
-            })
-            .await
-            .map_err(unavailable)?;
         let kind = EventKind::new(record.kind).map_err(internal)?;
         let target = record.session.as_deref().map(|s| format!(" of session {s}")).unwrap_or_default();
         let summary = format!("{} {}: {}{target}", actor.identity, record.kind, record.what);
@@ -200,7 +217,7 @@ impl Backend for Gate {
         if let Some(session) = record.session {
             event = event.with_attr("session", session);
         }
-        trail.append(&event).await.map(|_| ()).map_err(unavailable)
+        self.review.audit.append(&self.ledger, &event).await.map_err(unavailable)
     }
 
     fn audit_trail(&self, query: &AuditQuery) -> Result<AuditPage, BackendError> {
@@ -208,7 +225,6 @@ impl Backend for Gate {
         let index = self.index()?;
         let filter = SessionFilter { protocol: Some(Protocol::Audit.as_str().into()), newest_first: true, ..SessionFilter::default() };
         let (trails, _) = index.find_sessions(&filter).map_err(internal)?;
-        let segments = &self.ledger.paths().segments;
         let mut entries = Vec::new();
         for trail in trails {
             let summaries = index.events(trail.id).map_err(internal)?;
@@ -216,7 +232,7 @@ impl Backend for Gate {
                 if e.kind.starts_with("session.") || query.before.is_some_and(|before| e.time_ns >= before) {
                     continue;
                 }
-                let stored = read_event_at(segments, e.segment_idx, e.offset).map_err(internal)?;
+                let stored = self.read_listed(trail.id, e)?;
                 let attr = |name: &str| stored.attrs.get(name).and_then(|v| v.as_str()).map(str::to_string);
                 entries.push(AuditEntry {
                     time: time(stored.time_ns),
@@ -269,12 +285,18 @@ impl Backend for Gate {
 
     fn verify(&self) -> Result<VerifyStatus, BackendError> {
         let report = self.verification()?;
-        let problems: Vec<ProblemView> = report
+        let mut problems: Vec<ProblemView> = report
             .problems
             .iter()
             .filter(|p| !matches!(p.kind, ProblemKind::UnsealedTail { .. }))
             .map(|p| ProblemView { session: p.session.map(|s| s.to_string()), what: format!("{:?}", p.kind) })
             .collect();
+        if let IndexCheck::Checked(index) = &report.index {
+            problems.extend(index.problems.iter().map(|p| ProblemView {
+                session: p.session.map(|s| s.to_string()),
+                what: format!("the index differs from the ledger (it was altered; witness rebuilds it from the segments): {}", p.kind),
+            }));
+        }
         Ok(VerifyStatus {
             ok: problems.is_empty(),
             checked_at: time(now_ns()),
@@ -333,66 +355,74 @@ impl Gate {
         }
     }
 
+    /// The index, in one snapshot for the whole request.
     fn index(&self) -> Result<Index, BackendError> {
-        Index::open_read_only(&self.ledger.paths().index).map_err(internal)
+        Index::open_snapshot(&self.ledger.paths().index).map_err(internal)
     }
 
     fn read_events(&self, index: &Index, id: SessionId) -> Result<Vec<StoredEvent>, BackendError> {
-        let segments = &self.ledger.paths().segments;
-        index
-            .events(id)
-            .map_err(internal)?
-            .iter()
-            .map(|e| read_event_at(segments, e.segment_idx, e.offset))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(internal)
+        let listed = index.events(id).map_err(internal)?;
+        if let Some(gap) = seq_gap(0, &listed) {
+            self.index_disagrees(id, &gap);
+        }
+        listed.iter().map(|e| self.read_listed(id, e)).collect()
     }
 
-    /// The last verification. When it is older than [`VERIFY_FRESH`], a new one starts on a
-    /// thread of its own and this answers the last one: a request never waits for a whole
-    /// ledger to be read, except the very first.
+    /// The record at the place the index gives for `listed`, an event of session `id`. A record
+    /// of another session (or another event) there is refused; the same event listed with other
+    /// facts is answered from its record. Either way the index is checked again.
+    fn read_listed(&self, id: SessionId, listed: &EventSummary) -> Result<StoredEvent, BackendError> {
+        let stored = read_event_at(&self.ledger.paths().segments, listed.segment_idx, listed.offset).map_err(internal)?;
+        match check_indexed_event(id, listed, &stored) {
+            None => Ok(stored),
+            Some(misplaced @ IndexProblemKind::Misplaced { .. }) => {
+                self.index_disagrees(id, &misplaced);
+                Err(BackendError::Unavailable(format!(
+                    "the index disagrees with the ledger about session {id} ({misplaced}): it was altered; witness is checking it and rebuilds it from the segments, try again in a few seconds"
+                )))
+            }
+            Some(difference) => {
+                self.index_disagrees(id, &difference);
+                Ok(stored)
+            }
+        }
+    }
+
+    /// A read found the index disagreeing with the records: say so, and verify again at the next
+    /// request (which reports and rebuilds the index).
+    fn index_disagrees(&self, id: SessionId, difference: &IndexProblemKind) {
+        tracing::warn!(session = %id, difference = %difference, "the index disagrees with the ledger's records; verifying the ledger and its index again");
+        self.review.verifications.recheck();
+    }
+
+    /// The last verification (see `verification.rs`).
     fn verification(&self) -> Result<Arc<VerifyReport>, BackendError> {
-        let cached = lock(&self.review.verified).clone();
-        if let Some((at, report)) = &cached {
-            if at.elapsed() < VERIFY_FRESH {
-                return Ok(report.clone());
-            }
-        }
-        let verify = {
-            let root = self.ledger.paths().root.clone();
-            let options =
-                VerifyOptions { public_key: Some(self.ledger.public_key()), allow_unsealed_tail: true, ..VerifyOptions::default() };
-            move || verify_ledger(&root, &options).map(Arc::new)
-        };
-        match cached {
-            Some((_, report)) => {
-                if !self.review.verifying.swap(true, Ordering::AcqRel) {
-                    let (verified, verifying) = (self.review.verified.clone(), self.review.verifying.clone());
-                    std::thread::spawn(move || {
-                        match verify() {
-                            Ok(report) => *lock(&verified) = Some((Instant::now(), report)),
-                            Err(e) => tracing::error!(error = %e, "verifying the ledger for the review API failed"),
-                        }
-                        verifying.store(false, Ordering::Release);
-                    });
-                }
-                Ok(report)
-            }
-            None => {
-                let report = verify().map_err(internal)?;
-                *lock(&self.review.verified) = Some((Instant::now(), report.clone()));
-                Ok(report)
-            }
-        }
+        let verifier = verification::Verifier { ledger: self.ledger.clone(), audit: self.review.audit.clone() };
+        self.review.verifications.report(&verifier).map_err(internal)
     }
 
-    fn session_view(&self, index: &Index, s: &SessionSummary, verified: &VerifyReport) -> Result<SessionView, BackendError> {
+    /// A session as its records give it (the index's row only led to them), badged with what the
+    /// last verification says and with any disagreement found on the way.
+    fn session_view(&self, index: &Index, row: &SessionSummary, verified: &VerifyReport) -> Result<SessionView, BackendError> {
+        let recorded = index.recorded_session(&self.ledger.paths().segments, row).map_err(internal)?;
+        for difference in &recorded.differences {
+            self.index_disagrees(row.id, difference);
+        }
+        let s = &recorded.summary;
         let ledger_wide_problem =
             verified.problems.iter().any(|p| p.session.is_none() && !matches!(p.kind, ProblemKind::UnsealedTail { .. }));
-        let verify = if ledger_wide_problem || verified.problems.iter().any(|p| p.session == Some(s.id)) {
+        let index_problem = match &verified.index {
+            IndexCheck::Checked(index) => index.problems.iter().any(|p| p.session.is_none() || p.session == Some(s.id)),
+            IndexCheck::NotChecked | IndexCheck::Missing => false,
+        };
+        let failed = ledger_wide_problem
+            || index_problem
+            || !recorded.differences.is_empty()
+            || verified.problems.iter().any(|p| p.session == Some(s.id));
+        let verify = if failed {
             "failed"
         } else {
-            let last = index.last_ledger_seq(s.id).map_err(internal)?;
+            let last = recorded.last_ledger_seq;
             let covered = verified.last_checkpoint.as_ref().is_some_and(|c| last.is_some_and(|last| last < c.n_records));
             if s.ended_ns.is_some() && covered {
                 "verified"
@@ -419,6 +449,17 @@ impl Gate {
             terminal,
         })
     }
+}
+
+/// Where the index's events, listed from seq `from` on, skip or repeat a seq.
+fn seq_gap(from: u64, listed: &[EventSummary]) -> Option<IndexProblemKind> {
+    listed.iter().zip(from..).find(|(e, expected)| e.seq != *expected).map(|(e, expected)| {
+        if e.seq > expected {
+            IndexProblemKind::MissingEvent { seq: expected }
+        } else {
+            IndexProblemKind::ExtraEvent { seq: e.seq }
+        }
+    })
 }
 
 fn event_view(e: &StoredEvent) -> EventView {
@@ -506,6 +547,37 @@ fn unavailable(e: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable(format!("the audit trail cannot record this, so it is refused: {e}"))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index lists a session's events from `from` on; a skipped or repeated seq is named.
+    #[test]
+    fn a_gap_in_the_listed_seqs_is_named() {
+        let cases: [(u64, &[u64], Option<IndexProblemKind>); 6] = [
+            (0, &[], None),
+            (0, &[0, 1, 2], None),
+            (5, &[5, 6], None),
+            (0, &[0, 2, 3], Some(IndexProblemKind::MissingEvent { seq: 1 })),
+            (0, &[1], Some(IndexProblemKind::MissingEvent { seq: 0 })),
+            (3, &[3, 3, 4], Some(IndexProblemKind::ExtraEvent { seq: 3 })),
+        ];
+        for (from, seqs, expect) in cases {
+            let listed: Vec<EventSummary> = seqs
+                .iter()
+                .map(|&seq| EventSummary {
+                    seq,
+                    ledger_seq: seq,
+                    time_ns: 0,
+                    kind: "pg.query".into(),
+                    direction: 0,
+                    summary: String::new(),
+                    payload_len: 0,
+                    segment_idx: 0,
+                    offset: 0,
+                })
+                .collect();
+            assert_eq!(seq_gap(from, &listed), expect, "from {from}: {seqs:?}");
+        }
+    }
 }

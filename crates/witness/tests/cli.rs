@@ -1,13 +1,17 @@
 //! The `witness` binary as a user runs it: serve and stop, bench, list and show sessions, verify
-//! (intact, tampered, against a checkpoint), export and verify a session alone, config errors,
-//! and `--help` on every verb.
+//! (intact, tampered, against a checkpoint, an edited index), export and verify a session alone,
+//! config errors, and `--help` on every verb.
+
+mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use pg::{index_edits_named, make_index_edits, psql, Gateway, MADE_UP_SESSION};
 use witness_core::{Direction, Event, EventKind, Protocol, SessionInfo};
 use witness_ledger::{Ledger, LedgerConfig};
+use witness_testkit::Postgres;
 
 fn witness(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_witness")).args(args).env("WITNESS_LOG", "info").output().unwrap()
@@ -138,6 +142,70 @@ fn show_prints_text_payloads_as_text() {
     assert!(by_task.contains(&id), "{by_task}");
     let none = run_ok(&["sessions", "list", "--data-dir", data, "--task", "JIRA-99"]);
     assert!(none.contains("no sessions match"), "{none}");
+}
+
+/// Sessions recorded through psql, then the index edited while witness is stopped: verify names
+/// every edit and fails, `sessions list` and `show` show the records' facts and warn, and a
+/// deleted index is rebuilt from the segments.
+#[test]
+fn verify_names_an_edited_index_and_sessions_show_the_records() {
+    let pg = Postgres::start();
+    pg.psql("app", "create table orders(id int, note text); insert into orders values (1, 'first'); grant all on orders to scram_user;");
+    let mut gw = Gateway::start(&pg, "");
+    let token = gw.token("claude", &["--task", "JIRA-42 fix the report"]);
+    for sql in ["select id, note from orders order by id", "select 1"] {
+        let (ok, _, err) = psql(&gw.conninfo("app", "claude", &token), &["-c", sql]);
+        assert!(ok, "{sql}: {err}");
+    }
+    let ids: Vec<String> = gw.ended_sessions(2).iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    gw.stop_and_verify();
+    let intact = gw.witness(&["verify"]);
+    assert!(text(&intact.stdout).contains("index agrees with the ledger: 2 sessions"), "{}", text(&intact.stdout));
+
+    make_index_edits(&gw.data_dir(), &ids[0], &ids[1]);
+
+    let out = gw.witness(&["verify"]);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "an edited index fails verify: {report}");
+    let named = ["ledger intact".to_string(), "INDEX ALTERED".to_string()].into_iter().chain(index_edits_named(&ids[0], &ids[1]));
+    for says in named {
+        assert!(report.contains(&says), "verify says {says:?}:\n{report}");
+    }
+    let json: serde_json::Value = serde_json::from_slice(&gw.witness(&["verify", "--json"]).stdout).unwrap();
+    assert_eq!((&json["intact"], &json["index"]["intact"]), (&serde_json::json!(true), &serde_json::json!(false)), "{json}");
+    assert_eq!(json["index"]["problems"].as_array().unwrap().len(), 6, "{json}");
+    assert!(gw.witness(&["verify", "--skip-index"]).status.success(), "the records alone are intact");
+
+    // sessions list and show: the records' facts, with a warning; the row's are never shown as
+    // the session's.
+    let out = gw.witness(&["sessions", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let session = listed.iter().find(|s| s["id"] == ids[0].as_str()).unwrap();
+    assert_eq!(
+        (&session["identity"], &session["task"], &session["connection"]),
+        (&"claude".into(), &"JIRA-42 fix the report".into(), &"app".into())
+    );
+    assert!(!session["index_differences"].as_array().unwrap().is_empty(), "{session}");
+    let ghost = listed.iter().find(|s| s["id"] == MADE_UP_SESSION).unwrap();
+    assert!(ghost["index_differences"][0].as_str().unwrap().contains("no record of it"), "{ghost}");
+    let warnings = text(&out.stderr);
+    assert!(warnings.contains(&format!("warning: session {}: the index differs from its records", ids[0])), "{warnings}");
+    let out = gw.witness(&["sessions", "show", &ids[0], "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["identity"], "claude");
+    let query = shown["events"].as_array().unwrap().iter().find(|e| e["kind"] == "pg.query").unwrap();
+    assert_eq!(query["summary"], "select id, note from orders order by id", "events are shown as recorded");
+    assert!(text(&out.stderr).contains("summary is"), "{}", text(&out.stderr));
+
+    // A deleted index is rebuilt from the segments.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(gw.data_dir().join(format!("ledger/index.sqlite{suffix}")));
+    }
+    assert_eq!(gw.sessions().len(), 2);
+    let out = gw.witness(&["verify"]);
+    assert!(out.status.success() && text(&out.stdout).contains("index agrees with the ledger: 2 sessions"), "{}", text(&out.stdout));
 }
 
 #[test]

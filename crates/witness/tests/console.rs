@@ -11,7 +11,9 @@ mod pg;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use pg::{assert_nowhere_in, finish, poll, psql, spawn_psql, ssh_connection, Gateway};
+use pg::{
+    assert_nowhere_in, finish, index_edits_named, make_index_edits, poll, psql, spawn_psql, ssh_connection, Gateway, MADE_UP_SESSION,
+};
 use serde_json::{json, Value};
 use witness_testkit::{
     free_port, ssh_client_options, OidcProvider, Postgres, SshKeyPair, Sshd, CONSOLE_CLIENT, CONSOLE_PEOPLE, SCRAM_PASSWORD,
@@ -254,13 +256,22 @@ fn the_api_answers_each_role_and_records_every_view() {
     assert_eq!(results[1]["attrs"]["error"]["sqlstate"], "42P01");
 
     // The audit trail is read from the index, which follows the ledger within milliseconds.
+    let viewed = |events: &[Value], what: &str| -> Vec<Value> {
+        events.iter().filter(|e| e["kind"] == "recording.viewed" && e["what"] == what).cloned().collect()
+    };
     let audit = audit_when(&http, &t.auditor, |events| {
-        events.iter().filter(|e| e["kind"] == "recording.viewed").count() >= 3
+        viewed(events, "events").len() >= 3
+            && !viewed(events, "session").is_empty()
             && events.iter().filter(|e| e["kind"] == "recording.searched").count() >= 2
     });
-    let views: Vec<&Value> = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.viewed").collect();
+    let events = audit["events"].as_array().unwrap();
+    let views = viewed(events, "events");
     assert_eq!(views.len(), 3, "the reads from the start (not later pages) are views: {audit}");
-    assert!(views.iter().all(|v| v["actor"] == "sam" && v["session"] == sql_id.as_str() && v["what"] == "events"), "{audit}");
+    assert!(views.iter().all(|v| v["actor"] == "sam" && v["session"] == sql_id.as_str()), "{audit}");
+    // The session's facts were read many times above (the badge was polled): one view covers them.
+    let session_views = viewed(events, "session");
+    assert_eq!(session_views.len(), 1, "{audit}");
+    assert!(session_views[0]["actor"] == "sam" && session_views[0]["session"] == sql_id.as_str(), "{audit}");
     let searches: Vec<&Value> = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.searched").collect();
     assert_eq!(searches.len(), 2, "each text search is recorded once: {audit}");
     assert!(searches.iter().any(|e| e["what"] == "text \"NO_SUCH_TABLE\""), "{audit}");
@@ -389,6 +400,104 @@ fn the_api_answers_each_role_and_records_every_view() {
     assert_nowhere_in(&data, SCRAM_PASSWORD);
     assert_nowhere_in(&data, &t.admin);
     assert_nowhere_in(&data, &secret);
+}
+
+/// Someone with access to the data dir edits the index while witness runs: a session's identity,
+/// task and connection, another session's row deleted, a row made up, an event summary changed.
+/// The API shows the sessions as their records say, never an edited fact as `verified`; its
+/// verification finds every edit, records it in the audit trail, and rebuilds the index.
+#[test]
+fn an_edited_index_is_never_shown_as_verified() {
+    let pg = Postgres::start();
+    pg.psql("app", "create table orders(id int, note text); insert into orders values (1, 'first'); grant all on orders to scram_user;");
+    let api_port = free_port();
+    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ROLES}"));
+    let t = tokens(&gw);
+    let http = Http::new(api_port);
+    for sql in ["select id, note from orders order by id", "select count(*) from orders", "select 1"] {
+        let (ok, _, err) = psql(&gw.conninfo("app", "claude", &t.agent), &["-c", sql]);
+        assert!(ok, "{sql}: {err}");
+    }
+    // Oldest first: the session to edit, the one whose row goes, one left alone.
+    let ids: Vec<String> = gw.ended_sessions(3).iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let view = |id: &str| http.ok(&format!("/api/sessions/{id}"), &t.auditor);
+    let facts = |s: &Value| {
+        json!([s["identity"], s["connection"], s["protocol"], s["task"], s["client_addr"], s["started"], s["ended"], s["events"]])
+    };
+    let mut recorded = std::collections::HashMap::new();
+    for id in &ids {
+        let session = poll("the session's verify badge", || Some(view(id)).filter(|s| s["verify"] == "verified"));
+        recorded.insert(id.clone(), facts(&session));
+    }
+    assert_eq!(view(&ids[0])["identity"], "claude");
+    // A read of a session's facts is in the audit trail.
+    audit_when(&http, &t.auditor, |events| {
+        events
+            .iter()
+            .any(|e| e["kind"] == "recording.viewed" && e["what"] == "session" && e["session"] == ids[0].as_str() && e["actor"] == "sam")
+    });
+
+    make_index_edits(&gw.data_dir(), &ids[0], &ids[1]);
+
+    // Whatever the API shows now, and while the index is checked and rebuilt: a session badged
+    // verified has the facts it was recorded with, and the edited session's facts are its records'.
+    let check = |what: &str, session: &Value| {
+        let id = session["id"].as_str().unwrap();
+        if session["verify"] == "verified" {
+            let Some(facts_recorded) = recorded.get(id) else { panic!("{what}: a session never recorded is shown verified: {session}") };
+            assert_eq!(&facts(session), facts_recorded, "{what}: a verified session shows other facts than recorded: {session}");
+        }
+    };
+    let edited_view = view(&ids[0]);
+    check("the edited session", &edited_view);
+    assert_eq!(&facts(&edited_view), &recorded[&ids[0]], "its facts are read from its records: {edited_view}");
+    for query in ["", "?identity=alice", "?q=payday", "?task=routine", "?connection=app-md5"] {
+        for session in http.ok(&format!("/api/sessions{query}"), &t.auditor)["sessions"].as_array().unwrap() {
+            check(&format!("GET /api/sessions{query}"), session);
+            assert_ne!(session["identity"], "alice", "{session}");
+        }
+    }
+    match http.get(&format!("/api/sessions/{MADE_UP_SESSION}"), &t.auditor) {
+        answer if answer.status == 200 => assert_eq!(answer.json()["verify"], "failed", "a made-up row: {}", answer.body),
+        answer => assert_eq!(answer.status, 404, "once the index is rebuilt: {}", answer.body),
+    }
+    let events = http.ok(&format!("/api/sessions/{}/events", ids[0]), &t.auditor);
+    let query = events["events"].as_array().unwrap().iter().find(|e| e["kind"] == "pg.query").unwrap().clone();
+    assert_eq!(query["summary"], "select id, note from orders order by id", "events are shown as recorded");
+
+    // The verification finds every edit, says so in the log and the audit trail, and rebuilds.
+    // Verifications start on requests that answer a verify badge or status, so ask for one too.
+    let audit = poll("the index.altered event", || {
+        http.ok("/api/verify", &t.auditor);
+        let audit = http.ok("/api/audit?limit=1000", &t.auditor);
+        audit["events"].as_array().unwrap().iter().any(|e| e["kind"] == "index.altered").then_some(audit)
+    });
+    let altered = audit["events"].as_array().unwrap().iter().find(|e| e["kind"] == "index.altered").unwrap().clone();
+    assert_eq!(altered["actor"], "witness");
+    assert!(altered["what"].as_str().unwrap().contains("the index was rebuilt from the segments"), "{altered}");
+    let trail = http.ok("/api/sessions?protocol=audit", &t.auditor)["sessions"][0]["id"].as_str().unwrap().to_string();
+    let record = http.ok(&format!("/api/sessions/{trail}/events?kinds=index.altered"), &t.auditor)["events"][0].clone();
+    let differences: Vec<&str> = record["attrs"]["differences"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    for says in index_edits_named(&ids[0], &ids[1]) {
+        assert!(differences.iter().any(|d| d.contains(&says)), "the audit trail names {says:?}: {differences:#?}");
+    }
+    assert_eq!(record["attrs"]["rebuilt"], true, "{record}");
+    assert!(gw.log().contains("the ledger's index differs from its records"), "{}", gw.log());
+
+    // Rebuilt: every session is back as recorded, the made-up one gone, and all verify again.
+    poll("the rebuilt index", || {
+        let listed = http.ok("/api/sessions", &t.auditor);
+        let sessions = listed["sessions"].as_array().unwrap();
+        sessions.iter().for_each(|s| check("after the rebuild", s));
+        let ids_listed: Vec<&str> = sessions.iter().map(|s| s["id"].as_str().unwrap()).collect();
+        let all_back = ids.iter().all(|id| ids_listed.contains(&id.as_str())) && !ids_listed.contains(&MADE_UP_SESSION);
+        (all_back && sessions.iter().all(|s| s["verify"] == "verified")).then_some(())
+    });
+    assert_eq!(http.ok("/api/sessions?q=payday", &t.auditor)["total"], 0);
+    poll("a clean verification", || http.ok("/api/verify", &t.auditor)["ok"].as_bool().unwrap().then_some(()));
+    drop(http);
+    let mut gw = gw;
+    gw.stop_and_verify();
 }
 
 /// Runs one of the console's browser scripts (playwright-core in headless Chromium) with `env`;

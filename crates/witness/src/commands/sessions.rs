@@ -1,5 +1,7 @@
-//! `witness sessions list|show`: find sessions through the index and show their events, reading
-//! payloads from the segments.
+//! `witness sessions list|show`: find sessions through the index and show them as their records
+//! give them: a session's facts from its `session.start` and latest record, each event from its
+//! record. Where the index disagrees with the records, a warning on stderr says how; an index entry
+//! that leads to another session's record stops `show`.
 
 use std::process::ExitCode;
 
@@ -7,7 +9,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use witness_core::{PayloadType, Protocol, SessionId};
-use witness_ledger::{open_index, read_event_at, LedgerPaths, SessionFilter, SessionSummary, StoredEvent};
+use witness_ledger::{
+    check_indexed_event, open_index, read_event_at, IndexProblemKind, LedgerPaths, RecordedSession, SessionFilter, SessionSummary,
+    StoredEvent,
+};
 
 use crate::locate::data_dir;
 use crate::output::{parse_since, time};
@@ -75,12 +80,18 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
                 limit: args.limit,
                 ..SessionFilter::default()
             };
-            let sessions = index.list_sessions(&filter)?;
+            let segments = LedgerPaths::new(&data_dir).segments;
+            let mut sessions = Vec::new();
+            for row in index.list_sessions(&filter)? {
+                let recorded = index.recorded_session(&segments, &row)?;
+                warn_differences(&recorded);
+                sessions.push(recorded);
+            }
             if args.json {
-                let list: Vec<_> = sessions.iter().map(session_json).collect();
+                let list: Vec<_> = sessions.iter().map(recorded_json).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print_table(&sessions);
+                print_table(&sessions.iter().map(|r| r.summary.clone()).collect::<Vec<_>>());
             }
         }
         SessionsCommand::Show(args) => {
@@ -97,14 +108,56 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A session's summary and every event of it, payloads read from the segments.
+/// A session's summary and every event of it, as its records give them.
 pub fn read_session(data_dir: &std::path::Path, id: SessionId) -> anyhow::Result<(SessionSummary, Vec<StoredEvent>)> {
     let index = open_index(data_dir).with_context(|| format!("cannot read the ledger index in {}", data_dir.display()))?;
-    let session =
+    let row =
         index.session(id)?.with_context(|| format!("no session {id} in {}; list them with `witness sessions list`", data_dir.display()))?;
-    let segments = LedgerPaths::new(data_dir).segments;
-    let events = index.events(id)?.iter().map(|e| read_event_at(&segments, e.segment_idx, e.offset)).collect::<Result<Vec<_>, _>>()?;
-    Ok((session, events))
+    let paths = LedgerPaths::new(data_dir);
+    let recorded = index.recorded_session(&paths.segments, &row)?;
+    warn_differences(&recorded);
+    let listed = index.events(id)?;
+    if let Some((e, expected)) = listed.iter().zip(0..).find(|(e, expected)| e.seq != *expected) {
+        eprintln!(
+            "warning: session {id}: the index lists seq {} where seq {expected} comes next: the ledger lost records or the index was altered; `witness verify` tells which",
+            e.seq
+        );
+    }
+    let mut events = Vec::with_capacity(listed.len());
+    for e in &listed {
+        let stored = read_event_at(&paths.segments, e.segment_idx, e.offset)?;
+        match check_indexed_event(id, e, &stored) {
+            None => {}
+            Some(misplaced @ IndexProblemKind::Misplaced { .. }) => anyhow::bail!(
+                "session {id}: {misplaced}: the index was altered; `witness verify` names every difference, and deleting {} while witness is stopped rebuilds it from the segments",
+                paths.index.display()
+            ),
+            Some(difference) => eprintln!("warning: session {id}: {difference}; shown as recorded"),
+        }
+        events.push(stored);
+    }
+    Ok((recorded.summary, events))
+}
+
+/// Tells on stderr how the index's row differs from the session's records (what is shown).
+fn warn_differences(recorded: &RecordedSession) {
+    if recorded.differences.is_empty() {
+        return;
+    }
+    let differences: Vec<String> = recorded.differences.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "warning: session {}: the index differs from its records ({}); shown as recorded; `witness verify` names every difference",
+        recorded.summary.id,
+        differences.join("; ")
+    );
+}
+
+fn recorded_json(recorded: &RecordedSession) -> serde_json::Value {
+    let mut out = session_json(&recorded.summary);
+    if !recorded.differences.is_empty() {
+        out["index_differences"] = recorded.differences.iter().map(ToString::to_string).collect();
+    }
+    out
 }
 
 fn status(s: &SessionSummary) -> &'static str {

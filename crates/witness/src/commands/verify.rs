@@ -1,5 +1,6 @@
-//! `witness verify`, `witness checkpoint export` and `witness export`: check a ledger or one
-//! exported session, and write the files that let others check it later.
+//! `witness verify`, `witness checkpoint export` and `witness export`: check a ledger (and that its
+//! index says what its records say) or one exported session, and write the files that let others
+//! check it later.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -11,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use witness_core::SessionId;
 use witness_ledger::export::{export_session, verify_session_export};
 use witness_ledger::verify::{verify_ledger, ExportedCheckpoint, VerifyOptions, VerifyReport};
-use witness_ledger::{parse_public_key, LedgerPaths};
+use witness_ledger::{parse_public_key, IndexCheck, LedgerPaths};
 
 use crate::locate::data_dir;
 use crate::output::{bytes, time};
@@ -32,6 +33,9 @@ pub struct VerifyArgs {
     /// Accept records after the last checkpoint, as in a ledger witness is still writing to.
     #[arg(long)]
     allow_unsealed_tail: bool,
+    /// Do not compare the index (ledger/index.sqlite) with the records.
+    #[arg(long)]
+    skip_index: bool,
     /// Print at most this many problems.
     #[arg(long, default_value_t = 20)]
     max_problems: usize,
@@ -86,14 +90,16 @@ pub fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let options = VerifyOptions { public_key, checkpoint, allow_unsealed_tail: args.allow_unsealed_tail };
+    let options = VerifyOptions { public_key, checkpoint, allow_unsealed_tail: args.allow_unsealed_tail, check_index: !args.skip_index };
     let report = verify_ledger(&paths.root, &options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
         print_report(&report, args.max_problems, &data_dir);
+        print_index(&report.index, args.max_problems, &paths);
     }
-    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let index_intact = !matches!(&report.index, IndexCheck::Checked(index) if !index.problems.is_empty());
+    Ok(if report.problems.is_empty() && index_intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn verify_export_file(path: &PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -222,6 +228,53 @@ fn print_report(report: &VerifyReport, max_problems: usize, data_dir: &std::path
     println!("verified {} in {:.3}s ({throughput})", bytes(report.bytes), secs);
 }
 
+/// What the comparison of the index with the records found, and what to do about a difference.
+fn print_index(check: &IndexCheck, max_problems: usize, paths: &LedgerPaths) {
+    match check {
+        IndexCheck::NotChecked => {}
+        IndexCheck::Missing => println!("no index yet: witness builds it from the segments when it next opens the ledger"),
+        IndexCheck::Checked(index) if index.problems.is_empty() => println!(
+            "index agrees with the ledger: {} sessions, the first {} records compared",
+            index.sessions_compared, index.records_compared
+        ),
+        IndexCheck::Checked(index) => {
+            let total = index.problems.len() as u64 + index.problems_not_listed;
+            println!(
+                "INDEX ALTERED: {} differs from the ledger's records in {total} ways (the records above are what is true):",
+                paths.index.display()
+            );
+            for problem in index.problems.iter().take(max_problems) {
+                println!("  {problem}");
+            }
+            if total > max_problems as u64 {
+                println!("  … and {} more (--max-problems to see them)", total - max_problems as u64);
+            }
+            println!(
+                "  a running witness with the review API rebuilds it when its verification finds this; otherwise stop witness and delete {} (with its -wal and -shm files): it is rebuilt from the segments at the next start",
+                paths.index.display()
+            );
+        }
+    }
+}
+
+fn index_json(check: &IndexCheck) -> serde_json::Value {
+    match check {
+        IndexCheck::NotChecked => serde_json::json!({ "checked": false }),
+        IndexCheck::Missing => serde_json::json!({ "checked": false, "missing": true }),
+        IndexCheck::Checked(index) => serde_json::json!({
+            "checked": true,
+            "intact": index.problems.is_empty(),
+            "records_compared": index.records_compared,
+            "sessions_compared": index.sessions_compared,
+            "problems": index.problems.iter().map(|p| serde_json::json!({
+                "session": p.session,
+                "problem": p.kind.to_string(),
+            })).collect::<Vec<_>>(),
+            "problems_not_listed": index.problems_not_listed,
+        }),
+    }
+}
+
 fn report_json(report: &VerifyReport) -> serde_json::Value {
     serde_json::json!({
         "intact": report.problems.is_empty(),
@@ -245,6 +298,7 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
             "problem": p.kind.to_string(),
         })).collect::<Vec<_>>(),
         "problems_not_listed": report.problems_not_listed,
+        "index": index_json(&report.index),
         "seconds": report.elapsed.as_secs_f64(),
     })
 }

@@ -267,6 +267,89 @@ pub fn poll<T>(what: &str, probe: impl Fn() -> Option<T>) -> T {
     }
 }
 
+/// Edits the ledger index in `data_dir` as someone with access to the data dir could, in one
+/// transaction, while witness runs or not.
+pub fn edit_index(data_dir: &Path, edit: impl FnOnce(&rusqlite::Transaction<'_>)) {
+    let mut conn = rusqlite::Connection::open(data_dir.join("ledger/index.sqlite")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let tx = conn.transaction().unwrap();
+    edit(&tx);
+    tx.commit().unwrap();
+}
+
+/// A session id as the index stores it.
+pub fn session_key(id: &str) -> Vec<u8> {
+    id.parse::<witness_core::SessionId>().unwrap().as_bytes().to_vec()
+}
+
+/// Replaces `from` with `to` (the same length) where it first occurs in a session's indexed
+/// events (their kinds and summaries are stored packed in `event_blocks`).
+pub fn replace_in_indexed_events(conn: &rusqlite::Connection, session: &[u8], from: &str, to: &str) {
+    assert_eq!(from.len(), to.len(), "the packed lengths stay as they are");
+    let blocks: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT first_seq, events FROM event_blocks WHERE session_id = ?1 ORDER BY first_seq")
+        .unwrap()
+        .query_map([session], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (first_seq, mut bytes) in blocks {
+        if let Some(at) = bytes.windows(from.len()).position(|w| w == from.as_bytes()) {
+            bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+            conn.execute(
+                "UPDATE event_blocks SET events = ?3 WHERE session_id = ?1 AND first_seq = ?2",
+                rusqlite::params![session, first_seq, bytes],
+            )
+            .unwrap();
+            return;
+        }
+    }
+    panic!("{from:?} is in no indexed event of the session");
+}
+
+/// A session row for a session that was never recorded.
+pub const MADE_UP_SESSION: &str = "0192f0c4-6b7e-7a3c-9d2e-5f1a2b3c4d5e";
+
+pub fn insert_made_up_session(conn: &rusqlite::Connection, identity: &str) {
+    conn.execute(
+        "INSERT INTO sessions (id, identity, connection, protocol, task, client_addr, started_ns, ended_ns, end_reason, n_events, last_event_ns)
+         VALUES (?1, ?2, 'app', 'postgres', 'JIRA-42 fix the report', '127.0.0.1:5000', 1700000000000000000, 1700000001000000000, 'client disconnected', 4, 1700000001000000000)",
+        rusqlite::params![session_key(MADE_UP_SESSION), identity],
+    )
+    .unwrap();
+}
+
+/// The edits the index tests make, in one transaction: session `edited` gets another identity,
+/// task and connection and one statement's summary changed, `deleted` loses its row, and a
+/// session never recorded gets one.
+pub fn make_index_edits(data_dir: &Path, edited: &str, deleted: &str) {
+    let (edited, deleted) = (session_key(edited), session_key(deleted));
+    edit_index(data_dir, |index| {
+        let changed = index
+            .execute("UPDATE sessions SET identity = 'alice', task = 'routine cleanup', connection = 'app-md5' WHERE id = ?1", [&edited])
+            .unwrap();
+        assert_eq!(changed, 1);
+        assert_eq!(index.execute("DELETE FROM sessions WHERE id = ?1", [&deleted]).unwrap(), 1);
+        insert_made_up_session(index, "ghost");
+        replace_in_indexed_events(index, &edited, "from orders", "from payday");
+    });
+}
+
+/// How verify (and the audit trail) name [`make_index_edits`]'s edits, for an agent `claude` with
+/// the task `JIRA-42 fix the report` through connection `app` whose session ran
+/// `select id, note from orders order by id`.
+pub fn index_edits_named(edited: &str, deleted: &str) -> Vec<String> {
+    vec![
+        format!("session {edited}: identity is \"alice\" in the index but \"claude\" in the ledger"),
+        format!("session {edited}: task is \"routine cleanup\" in the index but \"JIRA-42 fix the report\" in the ledger"),
+        format!("session {edited}: connection is \"app-md5\" in the index but \"app\" in the ledger"),
+        format!("session {deleted}: recorded in the ledger but missing from the index"),
+        format!("session {MADE_UP_SESSION}: listed in the index but the ledger has no record of it"),
+        "summary is \"select id, note from payday order by id\" in the index but \"select id, note from orders order by id\" in the ledger"
+            .into(),
+    ]
+}
+
 /// Every file under `dir`, read as bytes, must not contain `needle`.
 pub fn assert_nowhere_in(dir: &Path, needle: &str) {
     for entry in walk(dir) {
