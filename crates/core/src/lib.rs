@@ -8,12 +8,14 @@
 
 mod event;
 mod live;
+mod login;
 mod principal;
 mod session;
 mod verdict;
 
 pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
 pub use live::{AuthRefused, Interrupt, Subject};
+pub use login::PendingLogin;
 pub use principal::Principal;
 pub use session::{InvalidSessionId, Protocol, SessionId, SessionInfo, UnknownProtocol};
 pub use verdict::{ApprovalOutcome, Held, Verdict};

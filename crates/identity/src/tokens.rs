@@ -1,6 +1,7 @@
 //! The token store: service-account tokens in SQLite (`DATA_DIR/identity/tokens.sqlite`). A token's
 //! secret is shown once at creation; the store keeps its SHA-256 and its SCRAM verifier only.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -80,8 +81,20 @@ impl TokenStore {
     /// Opens (creating if needed) the store of the data dir.
     pub fn open(data_dir: &Path) -> Result<TokenStore, IdentityError> {
         let dir = data_dir.join("identity");
-        std::fs::create_dir_all(&dir).map_err(|source| IdentityError::Io { path: dir.clone(), source })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| IdentityError::Io { path: dir.clone(), source })?;
         let path = dir.join("tokens.sqlite");
+        // Made 0600 before SQLite opens it, so that its -wal and -shm files get that mode too.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
         let conn = Connection::open(&path).map_err(store_err(&path))?;
         // The busy timeout first: the CLI and a running witness may open the store at once, and
         // switching to WAL needs a moment of exclusive access.

@@ -65,12 +65,16 @@ pub fn parse_public_key(given: &str) -> Result<VerifyingKey, KeyError> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
 }
 
+/// The public key is no secret, but like everything in the data dir it is witness's alone (0600).
 fn write_public(path: &Path, key: &VerifyingKey) -> Result<(), KeyError> {
-    fs::write(path, format!("{}\n", hex::encode(key.as_bytes()))).map_err(|source| KeyError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| writeln!(file, "{}", hex::encode(key.as_bytes())))
+        .map_err(|source| KeyError::Io { action: "write", path: path.to_path_buf(), source })
 }
 
 fn parse_hex32(text: &str) -> Option<[u8; 32]> {

@@ -27,6 +27,7 @@ mod stats;
 mod writer;
 
 use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::mpsc as std_mpsc;
@@ -190,13 +191,26 @@ impl Ledger {
     /// sessions a crash left open, and seals. Blocks; from async code call it on a blocking thread.
     pub fn open(config: &LedgerConfig) -> Result<Ledger, LedgerError> {
         let paths = LedgerPaths::new(&config.data_dir);
-        fs::create_dir_all(&paths.segments).map_err(LedgerError::io("create", &paths.segments))?;
+        // Only witness's user may read the ledger: directories 0700, files 0600, whatever the
+        // umask (the index is made here, 0600, so that SQLite gives its -wal and -shm that mode).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&paths.segments)
+            .map_err(LedgerError::io("create", &paths.segments))?;
         let lock = lock_ledger(&paths)?;
         let signing_key = keys::load_or_create(&paths.signing_key, &paths.public_key)?;
         let public_key = signing_key.verifying_key();
 
         let start = recovery::recover(&paths.segments)?;
         let orphans: Vec<_> = start.open_sessions.iter().filter(|(_, head)| !head.closed).map(|(id, head)| (*id, *head)).collect();
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&paths.index)
+            .map_err(LedgerError::io("create", &paths.index))?;
         let ledger_key = hex::encode(public_key.as_bytes());
         let mut index = Index::open(&paths.index, &ledger_key)?;
         let indexed = index.catch_up(&paths.segments)?;
@@ -339,8 +353,13 @@ pub fn open_index(data_dir: &Path) -> Result<Index, LedgerError> {
 }
 
 fn lock_ledger(paths: &LedgerPaths) -> Result<File, LedgerError> {
-    let file =
-        fs::OpenOptions::new().create(true).truncate(false).write(true).open(&paths.lock).map_err(LedgerError::io("open", &paths.lock))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&paths.lock)
+        .map_err(LedgerError::io("open", &paths.lock))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(LedgerError::Locked { path: paths.root.clone() }),

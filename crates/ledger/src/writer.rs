@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -453,7 +454,7 @@ fn release_synced_pages(file: &File, synced_len: u64) {
 
 fn create_segment(dir: &std::path::Path, idx: u64, first_ledger_seq: u64, durability: Durability) -> Result<File, LedgerError> {
     let path = dir.join(segment_file_name(idx));
-    let mut file = OpenOptions::new().append(true).create_new(true).open(&path).map_err(LedgerError::io("create", &path))?;
+    let mut file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path).map_err(LedgerError::io("create", &path))?;
     file.write_all(&encode_segment_header(SegmentHeader { version: FORMAT_VERSION, segment_idx: idx, first_ledger_seq }))
         .map_err(LedgerError::io("write", &path))?;
     if durability == Durability::Fsync {

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use witness_core::{Direction, Event, EventKind, Principal, Protocol, SessionInfo};
+use witness_core::{Direction, Event, EventKind, PendingLogin, Principal, Protocol, SessionInfo};
 
 use crate::back::{self, Backend};
 use crate::cancel::{CancelKeys, KeyGuard};
@@ -79,10 +79,11 @@ enum StartupError {
 /// Client names that say nothing about a task (their application_name default).
 const DEFAULT_APPLICATION_NAMES: &[&str] = &["", "psql", "pgbench", "pg_dump", "pg_restore", "PostgreSQL JDBC Driver"];
 
-/// Serves one client connection from its first byte to its end.
-pub async fn serve_client<G: PgGate>(front: Arc<PgFront<G>>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves one client connection from its first byte to its end; `login` is told once the client
+/// is authenticated.
+pub async fn serve_client<G: PgGate>(front: Arc<PgFront<G>>, tcp: TcpStream, peer: SocketAddr, login: PendingLogin) {
     let _ = tcp.set_nodelay(true);
-    let started = tokio::time::timeout(front.settings.startup_timeout, startup(&front, tcp, peer)).await;
+    let started = tokio::time::timeout(front.settings.startup_timeout, startup(&front, tcp, peer, login)).await;
     match started {
         Err(_) => tracing::debug!(%peer, "client did not finish startup in time"),
         Ok(Err(e)) => tracing::info!(%peer, error = %e, "client session refused"),
@@ -91,7 +92,12 @@ pub async fn serve_client<G: PgGate>(front: Arc<PgFront<G>>, tcp: TcpStream, pee
     }
 }
 
-async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr) -> Result<Option<ReadySession>, StartupError> {
+async fn startup<G: PgGate>(
+    front: &PgFront<G>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    login: PendingLogin,
+) -> Result<Option<ReadySession>, StartupError> {
     let mut stream = Stream::Plain(tcp);
     let params = loop {
         let packet = read_startup_packet(&mut stream).await?;
@@ -147,6 +153,7 @@ async fn startup<G: PgGate>(front: &PgFront<G>, tcp: TcpStream, peer: SocketAddr
             return refuse(&mut stream, "28P01", message, Some(&hint)).await;
         }
     };
+    login.logged_in();
     let target = match front.gate.target(&connection) {
         Ok(target) => target,
         Err(known) => {

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -165,10 +166,10 @@ fn first_use(path: &Path, connection: &str, presented: &PublicKey) -> std::io::R
         }
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     let line = presented.to_openssh().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     writeln!(file, "{connection} {line}")?;
     file.sync_all()?;
     tracing::info!(connection, fingerprint = %presented.fingerprint(HashAlg::Sha256), "trusting the target's host key on first use");

@@ -16,7 +16,9 @@ use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicK
 use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Pty, SshId};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use witness_core::{AuthRefused, Direction, Event, Interrupt, Principal, Protocol, SessionId, SessionInfo, Subject, Verdict};
+use witness_core::{
+    AuthRefused, Direction, Event, Interrupt, PendingLogin, Principal, Protocol, SessionId, SessionInfo, Subject, Verdict,
+};
 use witness_policy::SshOperation;
 
 use crate::back::{self, TargetHandle};
@@ -33,12 +35,21 @@ const CHANNEL_SETTLE: Duration = Duration::from_millis(500);
 /// How long they get to record their last events once the target connection is closed too.
 const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves one client connection until it ends, then closes its recording.
-pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves one client connection until it ends, then closes its recording; `login` is told once
+/// the client is authenticated. russh runs the connection on a task of its own, which ends when
+/// the socket is shut down.
+pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, peer: SocketAddr, login: PendingLogin) {
     let _ = tcp.set_nodelay(true);
     let live: Arc<Mutex<Option<Live<G>>>> = Arc::new(Mutex::new(None));
     let end_reason: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let handler = Connection { front: front.clone(), peer, principal: None, live: live.clone(), end_reason: end_reason.clone() };
+    let handler = Connection {
+        front: front.clone(),
+        peer,
+        login: Some(login),
+        principal: None,
+        live: live.clone(),
+        end_reason: end_reason.clone(),
+    };
     let result = match server::run_stream(front.config.clone(), tcp, handler).await {
         Ok(running) => running.await,
         Err(e) => Err(e),
@@ -124,6 +135,8 @@ struct Live<G> {
 struct Connection<G> {
     front: Arc<SshFront<G>>,
     peer: SocketAddr,
+    /// Told of the first successful authentication.
+    login: Option<PendingLogin>,
     /// Set by a successful authentication, with the user name (the connection) it was for and
     /// the method (`publickey`, `token`).
     principal: Option<(String, Principal, &'static str)>,
@@ -137,6 +150,9 @@ impl<G: SshGate> Connection<G> {
         match principal {
             Ok(principal) => {
                 tracing::info!(peer = %self.peer, connection = user, identity = %principal.identity, method, "SSH client authenticated");
+                if let Some(login) = self.login.take() {
+                    login.logged_in();
+                }
                 self.principal = Some((user.to_string(), principal, method));
                 Auth::Accept
             }

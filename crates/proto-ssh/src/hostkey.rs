@@ -3,7 +3,7 @@
 //! and is never recorded; its public half is logged so that people can pin it.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use russh::keys::ssh_key::private::Ed25519Keypair;
@@ -31,7 +31,7 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, HostKeyError> 
         Err(_) => {}
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
     }
     let seed: [u8; 32] = rand::random();
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));

@@ -13,6 +13,9 @@ use witness_ledger::{Durability, LedgerConfig};
 use witness_policy::mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
 use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
 
+mod limits;
+pub use limits::LimitsSection;
+
 /// The whole config file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +47,8 @@ pub struct Config {
     pub roles: RolesSection,
     #[serde(default)]
     pub console: ConsoleSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 /// `[console]`: the review console.
@@ -351,6 +356,7 @@ impl Default for Config {
             masking: Vec::new(),
             roles: RolesSection::default(),
             console: ConsoleSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -469,6 +475,7 @@ impl Config {
             }
             c.check_postgres(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
         }
+        self.limits.check().map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
         self.policy(path)?;
         self.masking(path, b"")?;
         Ok(())

@@ -7,9 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+mod accept;
 mod approvals;
 pub mod config;
+pub mod data_dir;
 mod gate;
+mod logins;
 mod registry;
 mod review;
 mod tls;
@@ -21,12 +24,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
 use witness_proto_pg::{FrontAuth, GroupLogin, Interrupt, PgFront, PgLogin, PgSettings, PgTarget, Secret, TlsMode};
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
+
+use crate::accept::{accept_loop, Listener, Opening};
+use crate::logins::Logins;
 
 pub use approvals::Approvals;
 pub use config::{Config, ConfigError};
@@ -73,12 +78,8 @@ fn mask_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
-/// At most this many client connections at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 4096;
 /// How often revoked tokens are looked for, to end their sessions.
 const REVOCATION_POLL: Duration = Duration::from_millis(500);
-/// How long shutdown waits for sessions to end after telling them to.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` completes, then ends live sessions and returns. The caller shuts the
 /// ledger down afterwards (it is the last holder of it once this returns). `config_path` is read
@@ -117,6 +118,8 @@ pub async fn serve(
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Connections that have not logged in yet, on either listener.
+    let logins = Logins::new(config.limits.login_limits());
 
     if let Some(address) = config.listen.postgres {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "PostgreSQL", address, source })?;
@@ -128,8 +131,9 @@ pub async fn serve(
         };
         let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });
         tracing::info!(%address, connections = gate.pg_targets.len(), "PostgreSQL listener ready");
-        listeners.spawn(accept_loop(listener, "PostgreSQL", stop_rx.clone(), move |tcp, peer| {
-            witness_proto_pg::serve_client(front.clone(), tcp, peer)
+        let kind = Listener { protocol: "PostgreSQL", opening: Opening::ClientFirst { refusal: accept::pg_refusal } };
+        listeners.spawn(accept_loop(listener, kind, logins.clone(), stop_rx.clone(), move |tcp, peer, login| {
+            witness_proto_pg::serve_client(front.clone(), tcp, peer, login)
         }));
     }
     if let Some(address) = config.listen.ssh {
@@ -144,8 +148,9 @@ pub async fn serve(
         };
         let front = Arc::new(SshFront::new(gate.clone(), settings));
         tracing::info!(%address, connections = gate.ssh_targets.len(), "SSH listener ready");
-        listeners.spawn(accept_loop(listener, "SSH", stop_rx.clone(), move |tcp, peer| {
-            witness_proto_ssh::serve_client(front.clone(), tcp, peer)
+        let kind = Listener { protocol: "SSH", opening: Opening::ServerFirst };
+        listeners.spawn(accept_loop(listener, kind, logins.clone(), stop_rx.clone(), move |tcp, peer, login| {
+            witness_proto_ssh::serve_client(front.clone(), tcp, peer, login)
         }));
     }
     if let Some(address) = config.listen.api {
@@ -204,55 +209,6 @@ async fn reload_loop(path: PathBuf, gate: Arc<Gate>) {
                 tracing::info!(config = %path.display(), rules = n_rules, "SIGHUP: policy reloaded; live sessions use it from their next request (masking from their next session)");
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: the config does not load; the policy in force stays"),
-        }
-    }
-}
-
-/// Accepts clients until told to stop, then waits up to the grace period for the sessions it
-/// started (already told to end by the registry) before cutting the rest off.
-async fn accept_loop<F, S>(listener: TcpListener, protocol: &'static str, mut stop: tokio::sync::watch::Receiver<bool>, serve: S)
-where
-    S: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> F,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut sessions = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, protocol, "accepting a client failed");
-                continue;
-            }
-        };
-        let session = serve(tcp, peer);
-        sessions.spawn(async move {
-            session.await;
-            drop(permit);
-        });
-        // Reap finished sessions so the set does not grow.
-        while sessions.try_join_next().is_some() {}
-    }
-    drop(listener);
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    loop {
-        match tokio::time::timeout_at(deadline, sessions.join_next()).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(_) => {
-                tracing::warn!(sessions = sessions.len(), "sessions did not end within the grace period; cutting them off");
-                sessions.abort_all();
-                while sessions.join_next().await.is_some() {}
-                return;
-            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The certificate witness offers to clients: the configured one, or a self-signed pair created on
 //! first start in DATA_DIR/tls (the key readable by witness only).
 
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,19 +25,20 @@ pub fn client_facing(config: &Config, data_dir: &Path) -> Result<Arc<rustls_serv
 }
 
 fn create_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
-    let mut key_file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(key_path)
-        .map_err(|e| format!("cannot create {}: {e}", key_path.display()))?;
-    std::io::Write::write_all(&mut key_file, certified.key_pair.serialize_pem().as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
-    std::fs::write(cert_path, certified.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    // Both 0600: the certificate is no secret, but the data dir is witness's alone.
+    for (path, pem) in [(key_path, certified.key_pair.serialize_pem()), (cert_path, certified.cert.pem())] {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut file, pem.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     tracing::info!(cert = %cert_path.display(), "created a self-signed TLS certificate for clients");
     Ok(())
 }

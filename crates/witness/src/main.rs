@@ -67,6 +67,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Everything witness creates (the data dir and what is in it, SQLite's `-wal` and `-shm`
+    // files, exports) is for witness's user alone, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     output::init_logging();
     let result = match cli.command {

@@ -18,6 +18,10 @@ pub struct ServeArgs {}
 pub fn run(cli: &Cli, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(cli)?;
     let data_dir = data_dir(cli)?;
+    // Before anything in it is opened: a data dir other users can write is refused, one they can
+    // read is made private.
+    witness_server::data_dir::prepare(&data_dir)?;
+    raise_open_files_limit();
     let ledger_config = config.ledger_config(&data_dir);
     // The ledger opens (and recovers) before the async runtime starts: recovery blocks.
     let ledger = Arc::new(Ledger::open(&ledger_config).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?);
@@ -39,6 +43,22 @@ pub fn run(cli: &Cli, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let summary = ledger.shutdown().context("the final checkpoint could not be written")?;
     tracing::info!(records = summary.n_records, session_heads = summary.tree_size, root = %hex::encode(summary.root), "ledger sealed; witness stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each session holds two sockets (client and target), and the soft limit on open files that many
+/// systems start services with (1,024) would run out long before witness's own bounds on sessions
+/// and logins do; a full table makes accepting fail. So the soft limit is raised to the hard one.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else { return };
+    if current >= maximum {
+        return;
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(maximum), maximum: Some(maximum) }) {
+        Ok(()) => tracing::debug!(from = current, to = maximum, "raised the limit on open files"),
+        Err(e) => tracing::warn!(error = %e, limit = current, "cannot raise the limit on open files; witness may run out of sockets"),
+    }
 }
 
 struct ShutdownSignals {

@@ -17,6 +17,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub config: PathBuf,
+    /// The umask witness and its commands run under, when the test sets one.
+    umask: Option<String>,
     child: Child,
 }
 
@@ -90,9 +92,15 @@ address = "127.0.0.1:{down}"
     /// `dir/data`), with `env` set; returns once witness says it runs. `port` is the listener
     /// tests mostly connect to.
     pub fn launch(dir: tempfile::TempDir, port: u16, config: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::launch_with_umask(dir, port, config, env, None)
+    }
+
+    /// [`Gateway::launch`] with witness, and every command run through [`Gateway::witness`],
+    /// started under `umask` (e.g. "000"), as a careless shell or service manager might.
+    pub fn launch_with_umask(dir: tempfile::TempDir, port: u16, config: &str, env: &[(&str, &str)], umask: Option<&str>) -> Gateway {
         let config_path = dir.path().join("witness.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
+        let mut child = witness_command(umask)
             .args(["serve", "--config", config_path.to_str().unwrap()])
             .envs(env.iter().copied())
             .env("WITNESS_LOG", "info")
@@ -113,7 +121,7 @@ address = "127.0.0.1:{down}"
                 }
             }
         });
-        let gateway = Gateway { dir, port, config: config_path, child };
+        let gateway = Gateway { dir, port, config: config_path, umask: umask.map(str::to_string), child };
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
             panic!("witness did not start:\n{}", gateway.log());
         }
@@ -130,7 +138,7 @@ address = "127.0.0.1:{down}"
 
     /// Runs a witness command with this gateway's config.
     pub fn witness(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_witness")).args(args).arg("--config").arg(&self.config).output().unwrap()
+        witness_command(self.umask.as_deref()).args(args).arg("--config").arg(&self.config).output().unwrap()
     }
 
     pub fn token(&self, identity: &str, extra: &[&str]) -> String {
@@ -217,6 +225,19 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.terminate();
+        }
+    }
+}
+
+/// The witness binary, to be given arguments; with `umask`, started by sh under that umask (sh
+/// execs it, so its process id is witness's).
+pub fn witness_command(umask: Option<&str>) -> Command {
+    match umask {
+        None => Command::new(env!("CARGO_BIN_EXE_witness")),
+        Some(umask) => {
+            let mut command = Command::new("sh");
+            command.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_witness")]);
+            command
         }
     }
 }
