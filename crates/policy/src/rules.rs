@@ -9,7 +9,7 @@ use regex::Regex;
 
 use crate::classify::{classify, SqlClass, Statement};
 use crate::glob::Glob;
-use crate::shell::{simple_commands, SshOperation};
+use crate::shell::{is_locale_variable, simple_commands, SshOperation};
 
 /// What a rule does to the requests it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,9 +112,11 @@ pub fn needs_statements(policy: &Policy, request: &Request<'_>) -> bool {
 }
 
 /// Decides on an SSH request: `operation` on the caller's connection, with `request.sql` holding
-/// its command line (empty for a shell or a forwarding). Rules that name SQL classes or tables
-/// never apply here, and SSH rules (with `shell` or `ssh`) never apply to SQL. A forwarding is
-/// allowed only by a rule that names it in `ssh`: without one it is denied whatever the default.
+/// its command line (empty for a shell or a forwarding; a variable's name for `env`). Rules that
+/// name SQL classes or tables never apply here, and SSH rules (with `shell` or `ssh`) never apply
+/// to SQL. A forwarding or an environment variable is allowed only by a rule that names it in
+/// `ssh` (for `env`, `shell` globs match the variable's name): without one it is denied whatever
+/// the default, except the locale variables (`LANG`, `LC_*`).
 pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperation) -> Decision {
     let commands = simple_groups(request.sql);
     let found = policy
@@ -127,7 +129,8 @@ pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperatio
         });
     match found {
         Some(rule) => rule.decision(),
-        None if operation.is_forwarding() => Decision::Deny {
+        None if operation == SshOperation::Env && is_locale_variable(request.sql) => Decision::Allow { rule: None },
+        None if operation.needs_a_rule() => Decision::Deny {
             rule: "default".into(),
             message: format!("{operation} is off: a rule with ssh = [\"{operation}\"] and action = \"allow\" turns it on"),
         },
@@ -230,8 +233,9 @@ impl Rule {
         if !self.sql.is_empty() || !self.tables.is_empty() {
             return false;
         }
-        // Forwardings only by name: a rule about commands or everything must not open a tunnel.
-        if operation.is_forwarding() && !self.ssh.contains(&operation) {
+        // Forwardings and variables only by name: a rule about commands or everything must not
+        // open a tunnel or set LD_PRELOAD.
+        if operation.needs_a_rule() && !self.ssh.contains(&operation) {
             return false;
         }
         let operation_match = self.ssh.is_empty() || self.ssh.contains(&operation);
@@ -356,9 +360,13 @@ mod tests {
         tunnels.groups = vec!["ops".into()];
         let mut everything_on_prod = Rule::new("prod-readonly", Action::Allow);
         everything_on_prod.connections = vec![Glob::new("prod")];
+        let mut git_variables = Rule::new("ops-git-variables", Action::Allow);
+        git_variables.ssh = vec![SshOperation::Env];
+        git_variables.shell = vec![Glob::new("GIT_*")];
+        git_variables.groups = vec!["ops".into()];
         let mut sql_rule = Rule::new("no-drop", Action::Deny);
         sql_rule.sql = vec![SqlClass::Drop];
-        let policy = Policy { default: Action::Allow, rules: vec![sql_rule, no_rm, pushes, tunnels, everything_on_prod] };
+        let policy = Policy { default: Action::Allow, rules: vec![sql_rule, no_rm, pushes, tunnels, everything_on_prod, git_variables] };
         let check = |op: SshOperation, line: &str, groups: &[&str], connection: &str, expect: &str| {
             let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
             let request = Request { identity: "claude", groups: &groups, connection, task: None, sql: line };
@@ -381,6 +389,13 @@ mod tests {
         check(SshOperation::PortForward, "127.0.0.1:5432", &["ops"], "web", "allow ops-tunnels");
         check(SshOperation::AgentForward, "", &["ops"], "web", "deny default");
         check(SshOperation::AgentForward, "", &[], "prod", "deny default");
+        check(SshOperation::Env, "LANG", &[], "web", "allow");
+        check(SshOperation::Env, "LC_ALL", &["ops"], "prod", "allow");
+        check(SshOperation::Env, "LD_PRELOAD", &[], "prod", "deny default");
+        check(SshOperation::Env, "BASH_ENV", &["ops"], "web", "deny default");
+        check(SshOperation::Env, "GIT_TRACE", &["ops"], "web", "allow ops-git-variables");
+        check(SshOperation::Env, "PATH", &["ops"], "web", "deny default");
+        check(SshOperation::Env, "LANGUAGE", &[], "web", "deny default");
         check(SshOperation::Exec, "drop table users", &[], "prod", "allow prod-readonly");
         check(SshOperation::Exec, "/bin/rm  -rf /srv/build", &[], "web", "deny no-rm-rf");
         check(SshOperation::Exec, "sudo FOO=1 rm -rf /srv", &[], "web", "deny no-rm-rf");

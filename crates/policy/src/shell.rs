@@ -34,6 +34,9 @@ pub enum SshOperation {
     AgentForward,
     /// X11 forwarding (`-X`).
     X11Forward,
+    /// An environment variable the client sets for the session (`SetEnv`, `SendEnv`); the
+    /// request's text is the variable's name.
+    Env,
 }
 
 /// An operation name that does not exist.
@@ -46,7 +49,7 @@ pub struct UnknownSshOperation {
 // === impl SshOperation ===
 
 impl SshOperation {
-    pub const ALL: [SshOperation; 9] = [
+    pub const ALL: [SshOperation; 10] = [
         SshOperation::Shell,
         SshOperation::Exec,
         SshOperation::Sftp,
@@ -56,9 +59,10 @@ impl SshOperation {
         SshOperation::PortForward,
         SshOperation::AgentForward,
         SshOperation::X11Forward,
+        SshOperation::Env,
     ];
-    pub const NAMES: [&'static str; 9] =
-        ["shell", "exec", "sftp", "subsystem", "git-fetch", "git-push", "port-forward", "agent-forward", "x11-forward"];
+    pub const NAMES: [&'static str; 10] =
+        ["shell", "exec", "sftp", "subsystem", "git-fetch", "git-push", "port-forward", "agent-forward", "x11-forward", "env"];
 
     pub fn as_str(self) -> &'static str {
         Self::NAMES[Self::ALL.iter().position(|&op| op == self).expect("every operation is in ALL")]
@@ -69,6 +73,19 @@ impl SshOperation {
     pub fn is_forwarding(self) -> bool {
         matches!(self, SshOperation::PortForward | SshOperation::AgentForward | SshOperation::X11Forward)
     }
+
+    /// Off unless a rule names it in `ssh`, whatever the default and whatever rules about
+    /// commands or everything say: forwardings, and environment variables, which can choose what
+    /// a decided command really runs (`LD_PRELOAD`, `BASH_ENV`, `PATH`) before it runs.
+    pub fn needs_a_rule(self) -> bool {
+        self.is_forwarding() || self == SshOperation::Env
+    }
+}
+
+/// Environment variables a client may set without a rule: the language and formats, which
+/// OpenSSH's stock configuration sends and accepts (`SendEnv`/`AcceptEnv LANG LC_*`).
+pub(crate) fn is_locale_variable(name: &str) -> bool {
+    name == "LANG" || name.starts_with("LC_")
 }
 
 impl fmt::Display for SshOperation {
@@ -266,5 +283,6 @@ mod tests {
         }
         assert!("forward".parse::<SshOperation>().is_err());
         assert!(SshOperation::PortForward.is_forwarding() && !SshOperation::Exec.is_forwarding());
+        assert!(SshOperation::Env.needs_a_rule() && !SshOperation::Env.is_forwarding() && !SshOperation::Shell.needs_a_rule());
     }
 }

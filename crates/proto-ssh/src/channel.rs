@@ -7,7 +7,9 @@
 //!
 //! Replies to the client's channel requests are sent by the front as the requests arrive (russh
 //! pairs a reply with the channel's latest request); a request the gate denies is answered on the
-//! channel itself: a line on stderr, exit status 126, and the channel closes.
+//! channel itself: a line on stderr, exit status 126, and the channel closes. Environment
+//! variables and agent forwarding are decided here too, in order with the channel's other
+//! requests: a refused one is recorded and never reaches the target.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -150,6 +152,10 @@ async fn client_to_target<G: SshGate>(
                 let _ = target.request_pty(true, &term, col_width, row_height, pix_width, pix_height, &terminal_modes).await;
             }
             ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
+                // A variable can change what a decided command runs (LD_PRELOAD, BASH_ENV, PATH),
+                // so it reaches the target only when a rule allows it; a refused one is dropped
+                // (the client was answered already, and OpenSSH asks for no answer).
+                let verdict = unheld(ctx.gate.decide(&ctx.subject, SshOperation::Env, &variable_name));
                 let mut event = channel_note("ssh.env", Direction::Request, id, format!("env {variable_name}"))
                     .with_attr("name", variable_name.clone());
                 // Locale and terminal values are kept; others may carry secrets (a token sent
@@ -159,8 +165,10 @@ async fn client_to_target<G: SshGate>(
                 } else {
                     event = event.with_attr("value_bytes", variable_value.len());
                 }
-                record(event).await?;
-                let _ = target.set_env(false, variable_name, variable_value).await;
+                record(with_verdict(event, &verdict)).await?;
+                if matches!(verdict, Verdict::Allow { .. }) {
+                    let _ = target.set_env(false, variable_name, variable_value).await;
+                }
             }
             ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
                 record(record::resize(id, col_width, row_height)).await?;
@@ -218,10 +226,14 @@ async fn client_to_target<G: SshGate>(
                 ask(shared, "subsystem");
                 let _ = target.request_subsystem(true, name).await;
             }
-            // Decided and recorded by the front as it arrives (which also answers the client);
-            // asked of the target only when allowed. The gate's answer is the same here.
+            // The front answered the client with the gate's answer; here it is recorded before
+            // the target is asked, so the request cannot reach the target ahead of its record.
             ChannelMsg::AgentForward { .. } => {
-                if matches!(ctx.gate.decide(&ctx.subject, SshOperation::AgentForward, ""), Verdict::Allow { .. }) {
+                let verdict = unheld(ctx.gate.decide(&ctx.subject, SshOperation::AgentForward, ""));
+                let allowed = matches!(verdict, Verdict::Allow { .. });
+                let event = record::forward(SshOperation::AgentForward.as_str(), "", allowed, "agent forwarding".into(), false);
+                record(with_verdict(event, &verdict)).await?;
+                if allowed {
                     let _ = target.agent_forward(false).await;
                 }
             }
@@ -388,6 +400,22 @@ async fn start<G: SshGate>(
     let _ = client.write.eof().await;
     let _ = client.write.close().await;
     Ok(false)
+}
+
+/// A verdict for a request that cannot wait (a forwarding, a variable): a hold becomes a
+/// refusal, and dropping it withdraws its approval. Approvals are for commands.
+pub(crate) fn unheld(verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Hold(held) => {
+            drop(held);
+            Verdict::Deny {
+                rule: "approval".into(),
+                message: "forwardings and environment variables cannot wait for approval".into(),
+                classes: vec![],
+            }
+        }
+        verdict => verdict,
+    }
 }
 
 /// The next message of a channel half: one read ahead earlier first, else the next to arrive;

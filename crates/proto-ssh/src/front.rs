@@ -1,12 +1,17 @@
 //! The front half: the SSH server clients log in to. The user name picks the connection; a public
 //! key registered to an identity or a witness token given as the password decides who the client
 //! is. Once authenticated, witness opens the session's recording, logs in to the target (checking
-//! its host key) and relays each channel the client opens (`channel`). Forwardings are decided by
-//! the gate: a refused one is recorded and refused; agent and X11 forwarding and remote (`-R`)
-//! port forwarding are always refused (witness cannot record what crosses them yet).
+//! its host key) and relays each channel the client opens (`channel`). TCP forwardings are decided
+//! by the gate and recorded, allowed or not; X11 and Unix-socket forwarding are recorded and
+//! always refused (witness does not relay them), and so is a cancel of a remote forwarding this
+//! session did not make: nothing of them reaches the target.
+//!
+//! User names are the client's to choose: witness repeats at most [`SHOWN_NAME_CHARS`] of one,
+//! escaped, in its log and its messages.
 //!
 //! What this module does not do: look at the bytes of a channel (that is `channel`'s work).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +40,20 @@ const CHANNEL_SETTLE: Duration = Duration::from_millis(500);
 /// How long they get to record their last events once the target connection is closed too.
 const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
 
+/// Most characters of a user name witness repeats in its log and in messages to the client. A
+/// name can be as long as a packet, and each refused login logs it: without a bound a client
+/// without any credential could write kilobytes to the log per second and connection.
+const SHOWN_NAME_CHARS: usize = 64;
+
+/// Refused logins one connection may make before it is cut, so that a client cannot try keys or
+/// tokens without end on one connection (each refusal takes a second too). Ten, as russh's
+/// default, which leaves room for an agent holding several keys (OpenSSH offers them one by one).
+const MAX_AUTH_ATTEMPTS: usize = 10;
+
+/// What the ledger calls a Unix-socket forwarding (`-L PORT:SOCKET`, `-R SOCKET:…`): not an
+/// operation rules can name, since witness refuses it whatever they say.
+const STREAMLOCAL_FORWARD: &str = "streamlocal-forward";
+
 /// Serves one client connection until it ends, then closes its recording; `login` is told once
 /// the client is authenticated. russh runs the connection on a task of its own, which ends when
 /// the socket is shut down.
@@ -49,6 +68,7 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
         principal: None,
         live: live.clone(),
         end_reason: end_reason.clone(),
+        remote_forwards: HashSet::new(),
     };
     let result = match server::run_stream(front.config.clone(), tcp, handler).await {
         Ok(running) => running.await,
@@ -98,6 +118,7 @@ pub(crate) fn server_config(settings: &SshSettings) -> server::Config {
         // the "none" probe every OpenSSH client starts with is answered at once.
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: MAX_AUTH_ATTEMPTS,
         keys: settings.host_keys.clone(),
         window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 32768,
@@ -143,13 +164,28 @@ struct Connection<G> {
     live: Arc<Mutex<Option<Live<G>>>>,
     /// Why the session ended, when witness ended it.
     end_reason: Arc<Mutex<Option<String>>>,
+    /// The remote forwardings (address, port) the target set up for this session: the only ones
+    /// a cancel is passed on for.
+    remote_forwards: HashSet<(String, u32)>,
+}
+
+/// Why witness refuses a forwarding whatever the rules say; recorded as the `rule` of its deny.
+#[derive(Clone, Copy)]
+enum Unforwardable {
+    /// X11 and Unix-socket forwarding: witness does not relay them, so it cannot record them.
+    Unsupported,
+    /// A cancel of a remote forwarding this session did not make: passing it on would let the
+    /// client send the target a request no rule decided.
+    NotMade,
 }
 
 impl<G: SshGate> Connection<G> {
     fn accept(&mut self, user: &str, principal: Result<Principal, AuthRefused>, method: &'static str) -> Auth {
+        // Debug-formatted: control characters in the name are escaped, not written to the log.
+        let shown = shown_name(user);
         match principal {
             Ok(principal) => {
-                tracing::info!(peer = %self.peer, connection = user, identity = %principal.identity, method, "SSH client authenticated");
+                tracing::info!(peer = %self.peer, connection = ?shown, identity = %principal.identity, method, "SSH client authenticated");
                 if let Some(login) = self.login.take() {
                     login.logged_in();
                 }
@@ -157,7 +193,7 @@ impl<G: SshGate> Connection<G> {
                 Auth::Accept
             }
             Err(refused) => {
-                tracing::info!(peer = %self.peer, connection = user, method, reason = %refused.reason, "SSH login refused");
+                tracing::info!(peer = %self.peer, connection = ?shown, method, reason = %refused.reason, "SSH login refused");
                 Auth::reject()
             }
         }
@@ -231,20 +267,21 @@ impl<G: SshGate> Connection<G> {
     /// forwarding is refused: approvals are for commands).
     async fn forwarding(&self, operation: SshOperation, destination: &str, summary: String) -> bool {
         let Some(ctx) = self.context() else { return false };
-        let verdict = match ctx.gate.decide(&ctx.subject, operation, destination) {
-            Verdict::Hold(held) => {
-                drop(held);
-                Verdict::Deny { rule: "approval".into(), message: "forwardings cannot wait for approval".into(), classes: vec![] }
-            }
-            verdict => verdict,
-        };
+        let verdict = channel::unheld(ctx.gate.decide(&ctx.subject, operation, destination));
         let allowed = matches!(verdict, Verdict::Allow { .. });
         let event = record::forward(operation.as_str(), destination, allowed, summary, false);
-        if ctx.writer.append(&with_verdict(event, &verdict)).await.is_err() {
-            tracing::error!(session = %ctx.subject.session, "cannot record a forwarding request; refusing it (the session ends with its next request)");
-            return false;
+        record_forward(&ctx, with_verdict(event, &verdict)).await && allowed
+    }
+
+    /// Records a forwarding request witness refuses whatever the rules say (`cancel`: a request
+    /// to end one).
+    async fn refuse_forwarding(&self, operation: &str, destination: &str, summary: String, why: Unforwardable, cancel: bool) {
+        let Some(ctx) = self.context() else { return };
+        let mut event = record::forward(operation, destination, false, summary, false);
+        if cancel {
+            event = event.with_attr("cancel", true);
         }
-        allowed
+        record_forward(&ctx, with_verdict(event, &why.verdict())).await;
     }
 
     /// A channel open on the target, bounded by the connect timeout: a target that never answers
@@ -275,6 +312,37 @@ impl<G: SshGate> Connection<G> {
             return None;
         }
         Some(live.target.clone())
+    }
+}
+
+/// Appends a forwarding's event; false (and the forwarding refused) when the ledger failed.
+async fn record_forward<G: SshGate>(ctx: &ChannelContext<G>, event: Event) -> bool {
+    if ctx.writer.append(&event).await.is_err() {
+        tracing::error!(session = %ctx.subject.session, "cannot record a forwarding request; refusing it (the session ends with its next request)");
+        return false;
+    }
+    true
+}
+
+/// A user name as witness shows it: at most [`SHOWN_NAME_CHARS`] characters, `…` marking a cut.
+/// Callers show it Debug-formatted (`{:?}`), which escapes control characters.
+fn shown_name(user: &str) -> String {
+    let mut shown: String = user.chars().take(SHOWN_NAME_CHARS).collect();
+    if user.chars().nth(SHOWN_NAME_CHARS).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+// === impl Unforwardable ===
+
+impl Unforwardable {
+    fn verdict(self) -> Verdict {
+        let (rule, message) = match self {
+            Unforwardable::Unsupported => ("unsupported", "witness does not relay this kind of forwarding"),
+            Unforwardable::NotMade => ("not-forwarded", "this session has no such forwarding to cancel"),
+        };
+        Verdict::Deny { rule: rule.into(), message: message.into(), classes: vec![] }
     }
 }
 
@@ -362,7 +430,8 @@ impl<G: SshGate> server::Handler for Connection<G> {
             Ok(target) => target,
             Err(names) => {
                 let known = if names.is_empty() { "none is configured".to_string() } else { format!("use one of: {}", names.join(", ")) };
-                self.refuse(session, &format!("there is no SSH connection named {connection:?}; log in as CONNECTION@gateway ({known})"));
+                let shown = shown_name(&connection);
+                self.refuse(session, &format!("there is no SSH connection named {shown:?}; log in as CONNECTION@gateway ({known})"));
                 return Ok(());
             }
         };
@@ -451,6 +520,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
                 if *port == 0 {
                     *port = bound;
                 }
+                self.remote_forwards.insert((address.to_string(), *port));
                 Ok(true)
             }
             Err(why) => {
@@ -468,13 +538,59 @@ impl<G: SshGate> server::Handler for Connection<G> {
     }
 
     async fn cancel_tcpip_forward(&mut self, address: &str, port: u32, _session: &mut Session) -> Result<bool, Self::Error> {
-        let Some(target) = self.target_handle() else { return Ok(false) };
-        Ok(self.timed(target.cancel_tcpip_forward(address.to_string(), port)).await.is_ok())
+        let destination = format!("{address}:{port}");
+        let forwarding = (address.to_string(), port);
+        let operation = SshOperation::PortForward.as_str();
+        if !self.remote_forwards.contains(&forwarding) {
+            let summary = format!("cancel of a remote forwarding of the target's {destination} this session did not make");
+            self.refuse_forwarding(operation, &destination, summary, Unforwardable::NotMade, true).await;
+            return Ok(false);
+        }
+        let (Some(ctx), Some(target)) = (self.context(), self.target_handle()) else { return Ok(false) };
+        let summary = format!("cancel of the remote forwarding of the target's {destination}");
+        let event = record::forward(operation, &destination, true, summary, false).with_attr("cancel", true);
+        if !record_forward(&ctx, event).await {
+            return Ok(false);
+        }
+        let cancelled = self.timed(target.cancel_tcpip_forward(address.to_string(), port)).await.is_ok();
+        if cancelled {
+            self.remote_forwards.remove(&forwarding);
+        }
+        Ok(cancelled)
+    }
+
+    async fn streamlocal_forward(&mut self, socket_path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
+        let summary = format!("remote forwarding of the target's Unix socket {socket_path} (refused: not supported)");
+        self.refuse_forwarding(STREAMLOCAL_FORWARD, socket_path, summary, Unforwardable::Unsupported, false).await;
+        Ok(false)
+    }
+
+    async fn cancel_streamlocal_forward(&mut self, socket_path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
+        // No Unix-socket forwarding is ever made, so there is none to cancel.
+        let summary = format!("cancel of a remote forwarding of the target's Unix socket {socket_path} this session did not make");
+        self.refuse_forwarding(STREAMLOCAL_FORWARD, socket_path, summary, Unforwardable::NotMade, true).await;
+        Ok(false)
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let summary = format!("local forwarding to the Unix socket {socket_path} (refused: not supported)");
+        self.refuse_forwarding(STREAMLOCAL_FORWARD, socket_path, summary, Unforwardable::Unsupported, false).await;
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
     }
 
     async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
-        // The channel's task asks the target for agent forwarding when the gate allows it.
-        Ok(self.forwarding(SshOperation::AgentForward, "", "agent forwarding".into()).await)
+        // Only the answer: the channel's task, which has the request in order with the channel's
+        // others, decides again, records it, and asks the target only when it is allowed (the
+        // gate's answer is the same there).
+        let Some(ctx) = self.context() else { return Ok(false) };
+        Ok(matches!(channel::unheld(ctx.gate.decide(&ctx.subject, SshOperation::AgentForward, "")), Verdict::Allow { .. }))
     }
 
     async fn x11_request(
@@ -486,7 +602,9 @@ impl<G: SshGate> server::Handler for Connection<G> {
         _x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.forwarding(SshOperation::X11Forward, "", "X11 forwarding (refused: not supported)".into()).await;
+        // Refused whatever the rules say: witness does not relay X11 channels.
+        let summary = "X11 forwarding (refused: not supported)".to_string();
+        self.refuse_forwarding(SshOperation::X11Forward.as_str(), "", summary, Unforwardable::Unsupported, false).await;
         let _ = session.channel_failure(channel);
         Ok(())
     }
@@ -527,5 +645,22 @@ impl<G: SshGate> server::Handler for Connection<G> {
     async fn subsystem_request(&mut self, channel: ChannelId, _name: &str, session: &mut Session) -> Result<(), Self::Error> {
         let _ = session.channel_success(channel);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_shown_cut_and_escaped() {
+        let exactly = "w".repeat(SHOWN_NAME_CHARS);
+        let check = |name: &str, expect: &str| assert_eq!(format!("{:?}", shown_name(name)), expect, "{name:?}");
+        check("web", r#""web""#);
+        check("web\n2031-01-01 INFO forged", r#""web\n2031-01-01 INFO forged""#);
+        check("web\0\u{1b}[2K", r#""web\0\u{1b}[2K""#);
+        check(&exactly, &format!("{exactly:?}"));
+        check(&"w".repeat(10_000), &format!("\"{exactly}…\""));
+        check(&"é".repeat(65), &format!("\"{}…\"", "é".repeat(64)));
     }
 }

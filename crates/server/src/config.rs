@@ -174,7 +174,7 @@ pub struct RuleConfig {
     #[serde(default)]
     pub shell: Vec<String>,
     /// SSH operations: shell, exec, sftp, subsystem, git-fetch, git-push, port-forward,
-    /// agent-forward, x11-forward.
+    /// agent-forward, x11-forward, env.
     #[serde(default)]
     pub ssh: Vec<String>,
     /// A regular expression matched against the request's text.
