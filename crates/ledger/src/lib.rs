@@ -193,11 +193,7 @@ impl Ledger {
         let paths = LedgerPaths::new(&config.data_dir);
         // Only witness's user may read the ledger: directories 0700, files 0600, whatever the
         // umask (the index is made here, 0600, so that SQLite gives its -wal and -shm that mode).
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&paths.segments)
-            .map_err(LedgerError::io("create", &paths.segments))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&paths.segments).map_err(LedgerError::io("create", &paths.segments))?;
         let lock = lock_ledger(&paths)?;
         let signing_key = keys::load_or_create(&paths.signing_key, &paths.public_key)?;
         let public_key = signing_key.verifying_key();

@@ -23,7 +23,10 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Tokenizer;
 
 mod constant;
+mod copies;
 mod lexical;
+
+pub use copies::Copies;
 
 /// What a statement does. One statement can have several classes (a DELETE without WHERE is
 /// both `delete` and `delete-without-where`; a DROP is both `ddl` and `drop`).
@@ -75,6 +78,10 @@ pub struct Statement {
     pub classes: BTreeSet<SqlClass>,
     /// Tables and other relations it names, lowercased unless quoted, with their schema if given.
     pub tables: Vec<String>,
+    /// What it writes into a table from values read in the database (`copies`). Nothing for
+    /// text that does not parse: its class, `unparsed`, is what rules match it by (it is also
+    /// how fast-path calls are decided, whose results are masked).
+    pub copies: Copies,
 }
 
 /// Classifies every statement of `sql` (a simple query may hold several). Text that does not
@@ -82,7 +89,7 @@ pub struct Statement {
 pub fn classify(sql: &str) -> Vec<Statement> {
     match parse(sql) {
         Some(statements) => statements.iter().map(classify_statement).collect(),
-        None => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new() }],
+        None => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new(), copies: Copies::Nothing }],
     }
 }
 
@@ -114,7 +121,7 @@ fn classify_statement(statement: &Ast) -> Statement {
         }
         ControlFlow::<()>::Continue(())
     });
-    Statement { classes, tables }
+    Statement { classes, tables, copies: copies::copies(statement) }
 }
 
 fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {

@@ -16,7 +16,7 @@ pub mod mask;
 mod rules;
 mod shell;
 
-pub use classify::{classify, SqlClass, Statement, UnknownSqlClass};
+pub use classify::{classify, Copies, SqlClass, Statement, UnknownSqlClass};
 pub use copy::{copy_format, CopyFormat};
 pub use glob::Glob;
 pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Decision, Policy, Request, Rule, UnknownAction};

@@ -256,6 +256,16 @@ impl SessionMasks {
         self.rules.iter().find(|r| r.apply_to == ApplyTo::ClientAndRecording && !r.columns.is_empty()).map_or("", |r| &r.name)
     }
 
+    /// Whether a rule that masks columns for the client could match a column of this name in
+    /// some table (its table part is not looked at: the column's table may be any).
+    pub fn may_mask_client_column(&self, name: &str) -> bool {
+        self.rules
+            .iter()
+            .filter(|r| r.apply_to == ApplyTo::ClientAndRecording)
+            .flat_map(|r| r.columns.iter())
+            .any(|pattern| pattern.column.matches(name))
+    }
+
     /// Whether anything is masked for the client (else only the recording is).
     pub fn masks_client(&self) -> bool {
         self.rules.iter().any(|r| r.apply_to == ApplyTo::ClientAndRecording)

@@ -21,9 +21,7 @@ use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicK
 use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Pty, SshId};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use witness_core::{
-    AuthRefused, Direction, Event, Interrupt, PendingLogin, Principal, Protocol, SessionId, SessionInfo, Subject, Verdict,
-};
+use witness_core::{AuthRefused, Direction, Event, Interrupt, PendingLogin, Principal, Protocol, SessionId, SessionInfo, Subject, Verdict};
 use witness_policy::SshOperation;
 
 use crate::back::{self, TargetHandle};

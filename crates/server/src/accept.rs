@@ -223,8 +223,16 @@ mod tests {
                 assert!(text.contains(word), "{text:?} should say {word:?}");
             }
         };
-        check(Cut::Crowded(Crowded::Address), "53300", &["too many connections from 192.0.2.7 that have not logged in", "128", "max_unauthenticated_per_address"]);
-        check(Cut::Crowded(Crowded::Total), "53300", &["too many connections that have not logged in", "from 192.0.2.7", "512", "[limits] max_unauthenticated)"]);
+        check(
+            Cut::Crowded(Crowded::Address),
+            "53300",
+            &["too many connections from 192.0.2.7 that have not logged in", "128", "max_unauthenticated_per_address"],
+        );
+        check(
+            Cut::Crowded(Crowded::Total),
+            "53300",
+            &["too many connections that have not logged in", "from 192.0.2.7", "512", "[limits] max_unauthenticated)"],
+        );
         check(Cut::TimedOut, "57014", &["did not log in within 10s", "login_timeout"]);
     }
 }

@@ -73,8 +73,11 @@ pub fn prepare(data_dir: &Path) -> Result<Prepared, DataDirError> {
     }
     let mut tightened = Vec::new();
     for (path, mode) in entries.into_iter().filter(|(_, mode)| access(*mode) == Access::ReadableByOthers) {
-        fs::set_permissions(&path, fs::Permissions::from_mode(private_mode(mode)))
-            .map_err(|source| DataDirError::Tighten { data_dir: data_dir.to_path_buf(), path: path.clone(), source })?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(private_mode(mode))).map_err(|source| DataDirError::Tighten {
+            data_dir: data_dir.to_path_buf(),
+            path: path.clone(),
+            source,
+        })?;
         tightened.push(path);
     }
     if let Some(first) = tightened.first() {
@@ -191,7 +194,9 @@ mod tests {
         let prepared = prepare(&data_dir).unwrap();
         assert!(!prepared.created);
         assert_eq!(prepared.tightened.len(), 4, "{:?}", prepared.tightened);
-        for (path, m) in [("", 0o700), ("ledger", 0o700), ("ledger/segments", 0o700), ("ledger/segments/000000000000.seg", 0o600), ("mask.key", 0o600)] {
+        for (path, m) in
+            [("", 0o700), ("ledger", 0o700), ("ledger/segments", 0o700), ("ledger/segments/000000000000.seg", 0o600), ("mask.key", 0o600)]
+        {
             assert_eq!(mode(&data_dir.join(path)), m, "{path}");
         }
         assert_eq!(mode(&outside), 0o644, "what a link points to is not changed");

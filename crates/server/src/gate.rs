@@ -12,7 +12,7 @@ use witness_core::{Principal, SessionInfo, Verdict};
 use witness_identity::{looks_like_jwt, AuthenticatedIdentity, OidcVerifier, ScramChallenge, TokenStore};
 use witness_ledger::{Ledger, LedgerError, SessionWriter};
 use witness_policy::mask::{Masking, SessionMasks};
-use witness_policy::{Decision, Policy, Request, SqlClass, SshOperation, Statement};
+use witness_policy::{Copies, Decision, Policy, Request, SqlClass, SshOperation, Statement};
 use witness_proto_pg::{AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
 use witness_proto_ssh::{SshGate, SshTarget};
 
@@ -294,6 +294,22 @@ impl Gate {
                     rule: masks.client_column_rule_name().to_string(),
                     message: "column masking applies to you, and COPY TO carries no column names to mask by; use SELECT".into(),
                     classes: vec!["copy".into(), "copy-out".into()],
+                };
+            }
+            // Masking follows values to the client. Copied into another table or column inside the
+            // database they would come back where no column rule names them.
+            let copies_masked = |s: &Statement| match &s.copies {
+                Copies::Nothing => false,
+                Copies::Rows => true,
+                Copies::Columns(names) => names.iter().any(|name| masks.may_mask_client_column(name)),
+            };
+            if let Some(statement) = statements.iter().find(|s| copies_masked(s)) {
+                let mut classes: Vec<String> = statement.classes.iter().map(|c| c.as_str().to_string()).collect();
+                classes.dedup();
+                return Verdict::Deny {
+                    rule: masks.client_column_rule_name().to_string(),
+                    message: "column masking applies to you, and this statement copies values inside the database (INSERT ... SELECT, CREATE TABLE AS, SELECT INTO, MERGE, UPDATE from columns), where masking cannot follow them; SELECT what you need instead".into(),
+                    classes,
                 };
             }
         }

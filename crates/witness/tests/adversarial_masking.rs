@@ -1,8 +1,9 @@
 //! A masked agent that tries to get masked values out another way, against witness and a real
 //! PostgreSQL: through views and materialized views over masked columns, binary result formats
 //! (arrays, records, bytea, numbers wide enough for a card), notification payloads, a setting's
-//! value, and fast-path function calls. None of the seeded values may reach the agent or the
-//! recording.
+//! value, and fast-path function calls; and copies made inside the database (`CREATE TABLE AS`,
+//! `INSERT … SELECT`, `SELECT INTO`, `MERGE`, `UPDATE … SET other = email`), which are refused
+//! before they reach it. None of the seeded values may reach the agent or the recording.
 
 mod pg;
 
@@ -35,7 +36,11 @@ fn setup() -> (Postgres, Gateway, String) {
          create view contacts as select id, ssn as contact from customers;
          create view contacts_again as select contact as c from contacts;
          create materialized view ids as select ssn as s, name from customers;
-         grant select on customers, contacts, contacts_again, ids to scram_user;",
+         create table scratch (id int primary key, note text);
+         grant select on customers, contacts, contacts_again, ids to scram_user;
+         grant all on scratch to scram_user;
+         grant create on schema public to scram_user;
+         grant update (name) on customers to scram_user;",
     );
     let gw = Gateway::start(&pg, MASKING);
     let agent = gw.token("claude", &["--groups", "ai-agents"]);
@@ -130,4 +135,55 @@ fn masked_values_do_not_leave_by_any_path() {
         assert_nowhere_in(&gw.data_dir(), secret);
     }
     drop(pg);
+}
+
+#[test]
+fn masked_values_are_not_copied_inside_the_database() {
+    let (pg, mut gw, agent) = setup();
+    let mut wire = Wire::connect(gw.port, "app", "claude", &agent, &[]).expect("the agent logs in");
+    // Each would put a masked value where no column rule names it; then `select * from` the copy
+    // would show it.
+    let copies = [
+        "create table leak1 as select email from customers",
+        "create table leak2 as table customers",
+        "select ssn into leak3 from customers",
+        "insert into scratch select id, email from customers",
+        "insert into scratch values (2, (select ssn from customers limit 1))",
+        "with c as (select id, email from customers) insert into scratch select * from c",
+        "merge into scratch s using customers c on s.id = c.id when not matched then insert values (c.id, c.email)",
+        "update scratch set note = c.ssn from customers c where c.id = scratch.id",
+        "update scratch set note = (select email from customers limit 1)",
+        "update customers set name = email",
+        "update customers set name = lower(ssn) || ''",
+        "prepare p as insert into scratch select id, email from customers",
+        "explain analyze insert into scratch select id, email from customers",
+    ];
+    for sql in copies {
+        let answer = wire.exchange(&[query(sql)], 1);
+        let error = answer.iter().find(|m| m.tag == b'E').unwrap_or_else(|| panic!("{sql} was not refused: {answer:?}"));
+        assert_eq!(error.field(b'C').as_deref(), Some("42501"), "{sql}");
+        assert!(error.field(b'M').unwrap_or_default().contains("copies values inside the database"), "{sql}: {error:?}");
+        // The extended protocol is decided the same way.
+        let answer = wire.exchange(&[parse("", sql), bind("", "", &[]), execute(""), sync()], 1);
+        assert!(answer.iter().any(|m| m.tag == b'E' && m.field(b'C').as_deref() == Some("42501")), "{sql} (extended): {answer:?}");
+    }
+    // Writes that copy nothing masked still run.
+    for sql in [
+        "insert into scratch values (1, 'plain')",
+        "update scratch set note = note || '!' where id = 1",
+        "update customers set name = name || ''",
+    ] {
+        let answer = wire.exchange(&[query(sql)], 1);
+        assert!(answer.iter().all(|m| m.tag != b'E'), "{sql}: {answer:?}");
+    }
+    wire.terminate();
+
+    // Nothing was copied: the tables do not exist and scratch holds only the plain row.
+    let held = pg.psql("app", "select coalesce(string_agg(note, ','), '') from scratch; select count(*) from pg_class where relname like 'leak%'; select name from customers");
+    assert_eq!(held.split_whitespace().collect::<Vec<_>>(), ["plain!", "0", "Jane", "Doe"], "{held}");
+    gw.ended_sessions(1);
+    gw.stop_and_verify();
+    for secret in SECRETS {
+        assert_nowhere_in(&gw.data_dir(), secret);
+    }
 }

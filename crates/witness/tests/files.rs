@@ -7,9 +7,9 @@
 mod pg;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use pg::{poll, psql, ssh_connection, witness_command, Gateway};
@@ -74,7 +74,8 @@ fn everything_witness_keeps_is_private_whatever_the_umask() {
     let key = SshKeyPair::generate(gw.dir.path(), "agent", "ed25519");
     let added = gw.witness(&["identity", "add-key", "claude", key.private.with_extension("pub").to_str().unwrap()]);
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    let ssh = Command::new("ssh").args(ssh_client_options(&key.private, ssh_port)).args(["web@127.0.0.1", "echo over ssh"]).output().unwrap();
+    let ssh =
+        Command::new("ssh").args(ssh_client_options(&key.private, ssh_port)).args(["web@127.0.0.1", "echo over ssh"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ssh.stdout), "over ssh\n", "{}", String::from_utf8_lossy(&ssh.stderr));
     let sessions = gw.ended_sessions(2);
     let session = sessions[0]["id"].as_str().unwrap();

@@ -96,7 +96,8 @@ fn a_flood_that_never_logs_in_cannot_keep_a_postgresql_client_out() {
 
     // A session that logged in before the flood.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (early, connection) = runtime.block_on(tokio_postgres::connect(&gw.conninfo("app-trust", "claude", &token), tokio_postgres::NoTls)).unwrap();
+    let (early, connection) =
+        runtime.block_on(tokio_postgres::connect(&gw.conninfo("app-trust", "claude", &token), tokio_postgres::NoTls)).unwrap();
     runtime.spawn(connection);
 
     // Thousands of connections from 127.0.0.1 that send nothing (past the 3 allowed per address),
@@ -186,7 +187,13 @@ fn a_flood_that_never_logs_in_cannot_keep_an_ssh_client_out() {
     }
 
     let through = ssh("echo in despite the flood").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&through.stdout), "in despite the flood\n", "{}\n{}", String::from_utf8_lossy(&through.stderr), gw.log());
+    assert_eq!(
+        String::from_utf8_lossy(&through.stdout),
+        "in despite the flood\n",
+        "{}\n{}",
+        String::from_utf8_lossy(&through.stderr),
+        gw.log()
+    );
 
     // Every flood connection is closed (after witness's version line, at most); the last after
     // the login timeout.

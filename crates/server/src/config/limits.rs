@@ -62,7 +62,10 @@ impl LimitsSection {
             return Err((key("login_timeout"), problem.into()));
         }
         if !(1..=MOST_UNAUTHENTICATED).contains(&self.max_unauthenticated) {
-            return Err((key("max_unauthenticated"), format!("{} is out of range; use 1 to {MOST_UNAUTHENTICATED}", self.max_unauthenticated)));
+            return Err((
+                key("max_unauthenticated"),
+                format!("{} is out of range; use 1 to {MOST_UNAUTHENTICATED}", self.max_unauthenticated),
+            ));
         }
         if !(1..=self.max_unauthenticated).contains(&self.max_unauthenticated_per_address) {
             return Err((
@@ -106,7 +109,8 @@ mod tests {
 
     #[test]
     fn limits_load_with_defaults_or_say_what_is_wrong() {
-        let limits = |seconds, max_total, max_per_address| LoginLimits { timeout: Duration::from_secs(seconds), max_total, max_per_address };
+        let limits =
+            |seconds, max_total, max_per_address| LoginLimits { timeout: Duration::from_secs(seconds), max_total, max_per_address };
         check("", Ok(limits(10, 512, 128)));
         check("[limits]\nlogin_timeout = \"3s\"\nmax_unauthenticated = 8\nmax_unauthenticated_per_address = 4\n", Ok(limits(3, 8, 4)));
         check("[limits]\nmax_unauthenticated_per_address = 512\n", Ok(limits(10, 512, 512)));
@@ -115,7 +119,10 @@ mod tests {
         check("[limits]\nlogin_timeout = \"1h\"\n", Err("[limits] login_timeout"));
         check("[limits]\nmax_unauthenticated = 0\n", Err("[limits] max_unauthenticated: 0 is out of range"));
         check("[limits]\nmax_unauthenticated = 100000\n", Err("use 1 to 65536"));
-        check("[limits]\nmax_unauthenticated = 8\n", Err("[limits] max_unauthenticated_per_address: 128 is out of range; use 1 to max_unauthenticated (8)"));
+        check(
+            "[limits]\nmax_unauthenticated = 8\n",
+            Err("[limits] max_unauthenticated_per_address: 128 is out of range; use 1 to max_unauthenticated (8)"),
+        );
         check("[limits]\nmax_unauthenticated_per_address = 0\n", Err("max_unauthenticated_per_address: 0"));
         check("[limits]\nmax_connections = 8\n", Err("max_connections"));
         assert_eq!(Config::default().limits.login_limits(), limits(10, 512, 128));
