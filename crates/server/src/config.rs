@@ -926,6 +926,7 @@ mod tests {
                 Some(rest)
                     if rest.starts_with("[[rules]]")
                         || rest.starts_with("[[masking]]")
+                        || rest.starts_with("[limits]")
                         || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
                 {
                     rest
@@ -940,6 +941,7 @@ mod tests {
         let policy = config.policy(&with_rules).unwrap();
         let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["no-destructive-ddl", "writes-need-approval"]);
+        assert_eq!(config.limits.login_limits(), LimitsSection::default().login_limits(), "the example [limits] shows the defaults");
         let masking = config.masking(&with_rules, b"key").unwrap();
         let agent = masking.for_session("pg-local", &["ai-agents".into()]).expect("the example masking rule applies to agents");
         assert!(agent.has_client_column_rules());
