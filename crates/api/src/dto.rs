@@ -253,6 +253,16 @@ pub struct Metrics {
     pub append_latency_sum_seconds: f64,
     pub events_recorded: u64,
     pub bytes_recorded: u64,
+    /// How long the oldest record not under a signed checkpoint has waited (0 when none).
+    pub ledger_unsealed_seconds: f64,
+    /// A ledger write failed: every request is refused until restart.
+    pub ledger_write_failed: bool,
+}
+
+/// Whether witness can serve requests now (`/readyz`): the problems that keep it from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub problems: Vec<String>,
 }
 
 /// Where to send a browser to log in at the OpenID provider, and what the login needs when the

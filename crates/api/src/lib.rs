@@ -82,6 +82,8 @@ pub trait Backend: Send + Sync + 'static {
     fn revoke_token(&self, id: &str) -> Result<TokenView, BackendError>;
     fn verify(&self) -> Result<VerifyStatus, BackendError>;
     fn metrics(&self) -> Metrics;
+    /// What keeps witness from serving requests now, if anything.
+    fn readiness(&self) -> Readiness;
     /// Whether the console may log in through an OpenID provider (`[console.oidc]`).
     fn oidc_login_enabled(&self) -> bool;
     /// Begins such a login: where to send the browser, and what to keep until it comes back.
@@ -130,6 +132,8 @@ pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
         .route("/api/tokens", get(tokens::list::<B>).post(tokens::create::<B>))
         .route("/api/tokens/{id}/revoke", post(tokens::revoke::<B>))
         .route("/metrics", get(metrics::metrics::<B>))
+        .route("/healthz", get(metrics::healthz))
+        .route("/readyz", get(metrics::readyz::<B>))
         .route("/", get(console::index))
         .route("/assets/{file}", get(console::asset))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint; the endpoints are listed at /api/openapi.json") })

@@ -1,10 +1,13 @@
-//! `/metrics` in the Prometheus text format (version 0.0.4). It holds counts only (no identity,
-//! statement or connection names), so it needs no login, as scrapers expect.
+//! `/metrics` in the Prometheus text format (version 0.0.4), and the probes `/healthz` and
+//! `/readyz`. They hold counts and states only (no identity, statement or connection names), so
+//! they need no login, as scrapers and supervisors expect.
 
 use std::fmt::Write;
 
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::Json;
 
 use crate::{Backend, Metrics, State};
 
@@ -47,7 +50,32 @@ pub(crate) fn render(m: &Metrics) -> String {
     family("witness_ledger_bytes_total", "counter", "Bytes of recorded events, payloads included.", &mut |out| {
         let _ = writeln!(out, "witness_ledger_bytes_total {}", m.bytes_recorded);
     });
+    family(
+        "witness_ledger_unsealed_seconds",
+        "gauge",
+        "How long the oldest record not yet under a signed checkpoint has waited; 0 when every record is.",
+        &mut |out| {
+            let _ = writeln!(out, "witness_ledger_unsealed_seconds {}", m.ledger_unsealed_seconds);
+        },
+    );
+    family("witness_ledger_write_failed", "gauge", "1 when a ledger write failed: every request is refused until restart.", &mut |out| {
+        let _ = writeln!(out, "witness_ledger_write_failed {}", u8::from(m.ledger_write_failed));
+    });
     out
+}
+
+/// `/healthz`: the process answers. Nothing else is checked, so that a supervisor restarts only a
+/// witness that is gone or hung.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `/readyz`: 200 when witness can serve requests, 503 naming what keeps it from it. The client
+/// listeners are bound before the API answers at all, so the ledger is what is left to check.
+pub(crate) async fn readyz<B: Backend>(axum::extract::State(api): State<B>) -> impl IntoResponse {
+    let readiness = api.backend.readiness();
+    let status = if readiness.problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(serde_json::json!({ "ready": readiness.problems.is_empty(), "problems": readiness.problems })))
 }
 
 fn escape(label: &str) -> String {
@@ -68,6 +96,8 @@ mod tests {
             append_latency_sum_seconds: 0.25,
             events_recorded: 7,
             bytes_recorded: 900,
+            ledger_unsealed_seconds: 1.5,
+            ledger_write_failed: true,
         });
         for line in [
             "# TYPE witness_live_sessions gauge",
@@ -79,6 +109,8 @@ mod tests {
             "witness_ledger_append_seconds_sum 0.25",
             "witness_ledger_append_seconds_count 7",
             "witness_ledger_bytes_total 900",
+            "witness_ledger_unsealed_seconds 1.5",
+            "witness_ledger_write_failed 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

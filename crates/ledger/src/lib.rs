@@ -18,6 +18,7 @@ pub mod segment;
 pub mod verify;
 
 mod error;
+mod health;
 mod index;
 mod keys;
 mod read;
@@ -40,9 +41,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use witness_core::{SessionId, SessionInfo};
 
+use crate::health::LedgerHealth;
 use crate::stats::LedgerStats;
 
 pub use error::LedgerError;
+pub use health::Health;
 pub use index::{
     check_indexed_event, unpack_event_block, EventSummary, Index, IndexCheck, IndexProblem, IndexProblemKind, IndexReport, RecordedSession,
     SessionFilter, SessionSummary, MAX_INDEX_PROBLEMS, MAX_TEXT_SEARCH_SESSIONS,
@@ -112,6 +115,7 @@ pub struct Ledger {
     public_key: VerifyingKey,
     paths: LedgerPaths,
     stats: Arc<LedgerStats>,
+    health: Arc<LedgerHealth>,
     /// Holds the lock on `ledger/LOCK` for as long as the ledger is open.
     _lock: File,
 }
@@ -220,7 +224,8 @@ impl Ledger {
         let indexer = index::spawn_indexer(index, index_rx, rebuilds)?;
         let settings =
             writer::WriterSettings { durability: config.durability, segment_bytes: config.segment_bytes.max(4096), max_batch: 4096 };
-        let (sink, writer) = writer::start(start, settings, signing_key, config.queue_capacity, index_tx)?;
+        let health = Arc::new(LedgerHealth::default());
+        let (sink, writer) = writer::start(start, settings, signing_key, config.queue_capacity, index_tx, health.clone())?;
         let ledger = Ledger {
             sink: sink.clone(),
             writer,
@@ -230,6 +235,7 @@ impl Ledger {
             public_key,
             paths,
             stats: Arc::default(),
+            health,
             _lock: lock,
         };
 
@@ -303,6 +309,11 @@ impl Ledger {
     }
 
     /// What this ledger recorded since it opened, for metrics.
+    /// Whether the ledger still records, and how long records have waited for a checkpoint.
+    pub fn health(&self) -> Health {
+        self.health.snapshot()
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
     }

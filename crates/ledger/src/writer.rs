@@ -27,6 +27,7 @@ use crate::format::{
     checkpoint_entry_hash, checkpoint_message, encode_checkpoint, encode_head, encode_segment_header, global_link, leaf_hash, seal_frame,
     CheckpointBody, CheckpointRecord, Hash, Leaf, RecordType, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
 };
+use crate::health::LedgerHealth;
 use crate::index::{IndexBatch, IndexEvent, IndexedEvent, ResumePoint};
 use crate::merkle::CompactTree;
 use crate::segment::segment_file_name;
@@ -154,6 +155,7 @@ pub(crate) struct Writer {
     failure: Option<Arc<std::io::Error>>,
     /// Set by shutdown; from then on every command is refused.
     stopped: bool,
+    health: Arc<LedgerHealth>,
 }
 
 /// Replies owed for the records staged in `buf`, sent once they are written.
@@ -173,9 +175,10 @@ pub(crate) fn start(
     signing_key: SigningKey,
     queue_capacity: usize,
     index_tx: std_mpsc::SyncSender<IndexBatch>,
+    health: Arc<LedgerHealth>,
 ) -> Result<(Sink, Option<thread::JoinHandle<()>>), LedgerError> {
     let durability = settings.durability;
-    let writer = build(start, settings, signing_key, index_tx)?;
+    let writer = build(start, settings, signing_key, index_tx, health)?;
     match durability {
         Durability::Write => {
             let inline = Inline { pending: Mutex::new(Vec::new()), writer: Mutex::new(writer), stopped: AtomicBool::new(false) };
@@ -197,6 +200,7 @@ fn build(
     settings: WriterSettings,
     signing_key: SigningKey,
     index_tx: std_mpsc::SyncSender<IndexBatch>,
+    health: Arc<LedgerHealth>,
 ) -> Result<Writer, LedgerError> {
     let (file, segment_idx, segment_len) = match start.last_segment {
         // Sessions digest their payloads the current version's way, so a segment of an older
@@ -249,6 +253,7 @@ fn build(
         syncer,
         failure: None,
         stopped: false,
+        health,
     };
     Ok(writer)
 }
@@ -641,6 +646,7 @@ impl Writer {
         self.next_ledger_seq += 1;
         if record_type != RecordType::Checkpoint {
             self.unsealed_records += 1;
+            self.health.unsealed(now_ns());
         }
         Ok((self.segment_idx, offset, ledger_seq))
     }
@@ -689,6 +695,7 @@ impl Writer {
         tracing::error!(segment = %path.display(), error = %error, "ledger write failed; refusing every further append until restart");
         let error = Arc::new(error);
         self.failure = Some(error.clone());
+        self.health.write_failed();
         error
     }
 
@@ -706,6 +713,9 @@ impl Writer {
                 }
                 for (reply, summary) in staged.seal_replies {
                     let _ = reply.send(Ok(summary));
+                }
+                if staged.wrote_checkpoint && self.unsealed_records == 0 {
+                    self.health.sealed();
                 }
                 if let (false, Some(index_tx)) = (staged.index.is_empty(), &self.index_tx) {
                     let resume = ResumePoint { n_records: self.next_ledger_seq, segment_idx: self.segment_idx, offset: self.segment_len };

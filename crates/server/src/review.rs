@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use witness_api::{
     Approval, AuditEntry, AuditPage, AuditQuery, AuditRecord, Backend, BackendError, CheckpointView, CreatedToken, DecideError, EventPage,
-    EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Role, SessionPage, SessionQuery, SessionView, TokenList,
-    TokenView, VerifyStatus,
+    EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Readiness, Role, SessionPage, SessionQuery, SessionView,
+    TokenList, TokenView, VerifyStatus,
 };
 use witness_core::{Direction, Event, EventKind, PayloadType, Principal, Protocol, SessionId, SessionInfo};
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
@@ -334,6 +334,7 @@ impl Backend for Gate {
 
     fn metrics(&self) -> Metrics {
         let ledger = self.ledger.stats();
+        let health = self.ledger.health();
         Metrics {
             live_sessions: self.registry.live_by_protocol().into_iter().map(|(p, n)| (p.to_string(), n)).collect(),
             decisions: self.decisions.snapshot(),
@@ -342,7 +343,17 @@ impl Backend for Gate {
             append_latency_sum_seconds: ledger.latency_sum_seconds,
             events_recorded: ledger.events,
             bytes_recorded: ledger.bytes,
+            ledger_unsealed_seconds: health.unsealed_since_ns.map_or(0.0, |since| (now_ns() - since).max(0) as f64 / 1e9),
+            ledger_write_failed: health.write_failed,
         }
+    }
+
+    fn readiness(&self) -> Readiness {
+        let mut problems = Vec::new();
+        if self.ledger.health().write_failed {
+            problems.push("the ledger cannot write (see witness's log): every request is refused until witness restarts".to_string());
+        }
+        Readiness { problems }
     }
 }
 

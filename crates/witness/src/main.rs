@@ -32,6 +32,10 @@ pub struct Cli {
     /// A witness config file (TOML); its data_dir locates the ledger.
     #[arg(long, global = true, env = "WITNESS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// How log lines on stderr are written: `text` for people, `json` (one object a line) for a
+    /// log collector. WITNESS_LOG sets what is logged (e.g. `info`, `debug`, `witness_ledger=debug`).
+    #[arg(long, global = true, env = "WITNESS_LOG_FORMAT", value_enum, default_value_t = output::LogFormat::Text)]
+    log_format: output::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,7 +75,7 @@ fn main() -> ExitCode {
     // files, exports) is for witness's user alone, whatever umask it was started with.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    output::init_logging();
+    output::init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(ref args) => commands::serve::run(&cli, args),
         Command::Sessions(ref cmd) => commands::sessions::run(&cli, cmd),

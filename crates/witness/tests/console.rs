@@ -368,6 +368,16 @@ fn the_api_answers_each_role_and_records_every_view() {
     assert!(allowed >= 3.0, "{}", metrics.body);
     assert!(metric(&metrics.body, "witness_ledger_bytes_total") > 1000.0, "{}", metrics.body);
     assert!(!metrics.body.contains("claude") && !metrics.body.contains("orders"), "no names in metrics");
+    assert_eq!(metric(&metrics.body, "witness_ledger_write_failed"), 0.0, "{}", metrics.body);
+    assert!(metric(&metrics.body, "witness_ledger_unsealed_seconds") >= 0.0, "{}", metrics.body);
+
+    // Probes for supervisors and load balancers: no login, and ready while the ledger writes.
+    let health = http.call("GET", "/healthz", Auth::None, None);
+    assert_eq!((health.status, health.body.trim()), (200, "ok"));
+    let ready = http.call("GET", "/readyz", Auth::None, None);
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let ready: Value = serde_json::from_str(&ready.body).unwrap();
+    assert_eq!(ready, serde_json::json!({ "ready": true, "problems": [] }));
 
     // The OpenAPI document: every documented path is served (a missing route would fall through
     // to the 404 that names the document).
