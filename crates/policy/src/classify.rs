@@ -82,26 +82,40 @@ pub struct Statement {
     /// text that does not parse: its class, `unparsed`, is what rules match it by (it is also
     /// how fast-path calls are decided, whose results are masked).
     pub copies: Copies,
+    /// Why an `unparsed` statement could not be classified, for the message that refuses it.
+    pub unparsed_because: Option<String>,
+}
+
+impl Statement {
+    /// A statement witness cannot read, and why (said to the client if a rule refuses it).
+    pub fn unparsed(because: impl Into<String>) -> Statement {
+        Statement {
+            classes: BTreeSet::from([SqlClass::Unparsed]),
+            tables: Vec::new(),
+            copies: Copies::Nothing,
+            unparsed_because: Some(because.into()),
+        }
+    }
 }
 
 /// Classifies every statement of `sql` (a simple query may hold several). Text that does not
 /// parse is one statement of class `unparsed`; an empty query has no statements.
 pub fn classify(sql: &str) -> Vec<Statement> {
     match parse(sql) {
-        Some(statements) => statements.iter().map(classify_statement).collect(),
-        None => vec![Statement { classes: BTreeSet::from([SqlClass::Unparsed]), tables: Vec::new(), copies: Copies::Nothing }],
+        Ok(statements) => statements.iter().map(classify_statement).collect(),
+        Err(because) => vec![Statement::unparsed(because)],
     }
 }
 
-/// The statements of `sql`, or `None` when sqlparser cannot read it or reads it differently
-/// from PostgreSQL (`lexical`).
-fn parse(sql: &str) -> Option<Vec<Ast>> {
+/// The statements of `sql`, or why not: sqlparser cannot read it, or reads it differently from
+/// PostgreSQL (`lexical`).
+fn parse(sql: &str) -> Result<Vec<Ast>, String> {
     let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().ok()?;
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| format!("its text does not tokenize: {e}"))?;
     if !lexical::read_alike(sql, &tokens) {
-        return None;
+        return Err("its strings, quoted names or comments could be read two ways, and witness must read them as PostgreSQL will".into());
     }
-    Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements().ok()
+    Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements().map_err(|e| format!("the SQL parser does not know it: {e}"))
 }
 
 fn classify_statement(statement: &Ast) -> Statement {
@@ -121,7 +135,7 @@ fn classify_statement(statement: &Ast) -> Statement {
         }
         ControlFlow::<()>::Continue(())
     });
-    Statement { classes, tables, copies: copies::copies(statement) }
+    Statement { classes, tables, copies: copies::copies(statement), unparsed_because: None }
 }
 
 fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {

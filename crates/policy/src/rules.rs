@@ -158,7 +158,7 @@ fn default_decision(action: Action) -> Decision {
 /// perhaps from a cache: the same prepared statement is decided at every execution).
 pub fn decide_statements(policy: &Policy, request: &Request<'_>, statements: &[Statement]) -> Decision {
     let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(request)).collect();
-    let mut strictest: Option<(Action, Option<&Rule>)> = None;
+    let mut strictest: Option<(Action, Option<&Rule>, &Statement)> = None;
     for statement in statements {
         let found: Option<&Rule> = applicable
             .iter()
@@ -173,14 +173,26 @@ pub fn decide_statements(policy: &Policy, request: &Request<'_>, statements: &[S
             Some(rule) => (rule.action, Some(rule)),
             None => (policy.default, None),
         };
-        if strictest.is_none_or(|(current, _)| action > current) {
-            strictest = Some((action, rule));
+        if strictest.is_none_or(|(current, _, _)| action > current) {
+            strictest = Some((action, rule, statement));
         }
     }
-    let (action, rule) = strictest.unwrap_or((policy.default, None));
-    match rule {
-        Some(rule) => rule.decision(),
-        None => default_decision(action),
+    match strictest {
+        Some((_, Some(rule), statement)) => match (rule.decision(), &statement.unparsed_because) {
+            // The rule matched because witness could not read the statement, not because of what
+            // it is: say that, rather than the rule's text about dropping tables.
+            (Decision::Deny { rule: name, .. }, Some(because))
+                if (!rule.sql.is_empty() || !rule.tables.is_empty()) && !rule.sql.contains(&SqlClass::Unparsed) =>
+            {
+                let message = format!(
+                    "witness could not classify this statement ({because}), so it is refused as the riskiest kind of statement by rule \"{name}\"; rewrite it in plain SQL, or ask for a rule that allows unparsed statements"
+                );
+                Decision::Deny { rule: name, message }
+            }
+            (decision, _) => decision,
+        },
+        Some((action, None, _)) => default_decision(action),
+        None => default_decision(policy.default),
     }
 }
 
@@ -301,6 +313,29 @@ mod tests {
         let mut reads = Rule::new("reads", Action::Allow);
         reads.sql = vec![SqlClass::Select];
         Policy { default: Action::Allow, rules: vec![no_drop, writes, secrets, pattern, reads] }
+    }
+
+    #[test]
+    fn a_statement_refused_because_it_cannot_be_read_says_so() {
+        let groups = vec!["ai-agents".to_string()];
+        let deny_message = |sql: &str, policy: &Policy| {
+            let request = Request { identity: "claude", groups: &groups, connection: "pg-main", task: None, sql };
+            match decide(policy, &request).0 {
+                Decision::Deny { rule, message } => (rule, message),
+                other => panic!("{sql}: {other:?}"),
+            }
+        };
+        let (rule, message) = deny_message("DO $$ BEGIN DROP TABLE t; END $$ garbage(", &policy());
+        assert_eq!(rule, "no-destructive-ddl");
+        assert!(message.starts_with("witness could not classify this statement (the SQL parser does not know it"), "{message}");
+        assert!(message.contains("rule \"no-destructive-ddl\"") && !message.contains("ask a DBA"), "{message}");
+        // A readable statement gets the rule's own message, and so does a rule about unparsed text.
+        assert_eq!(deny_message("drop table t", &policy()).1, "agents may not drop or truncate; ask a DBA");
+        let mut strict = Rule::new("no-unreadable-sql", Action::Deny);
+        strict.sql = vec![SqlClass::Unparsed];
+        strict.message = Some("write SQL witness can read".into());
+        let policy = Policy { default: Action::Allow, rules: vec![strict] };
+        assert_eq!(deny_message("not sql at all (", &policy).1, "write SQL witness can read");
     }
 
     fn check(sql: &str, groups: &[&str], connection: &str, task: Option<&str>, expect: &str) {

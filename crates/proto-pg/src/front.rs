@@ -149,7 +149,7 @@ async fn startup<G: PgGate>(
             if let Some(why) = refused.client_reason {
                 message = format!("{message}: {why}");
             }
-            let hint = format!("witness takes a token (or a JWT from a configured issuer) as the password; it may be unknown, expired or revoked. Create one with `witness token create --identity {user}`");
+            let hint = format!("witness takes a token (or a JWT from a configured issuer) as the password, with user= the identity it was created for; it may be for another identity, unknown, expired or revoked. Create one with `witness token create --identity {user}`");
             return refuse(&mut stream, "28P01", message, Some(&hint)).await;
         }
     };

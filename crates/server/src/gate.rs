@@ -85,6 +85,11 @@ const MAX_CACHED_TEXT_BYTES: usize = 4096;
 
 impl ClassCache {
     fn statements(&self, text: &str) -> Arc<Vec<Statement>> {
+        if text == witness_proto_pg::record::OPAQUE_REQUEST {
+            return Arc::new(vec![Statement::unparsed(
+                "witness cannot see which statement this runs: a fast-path function call, an execution of a statement it does not know, or text it cannot read as PostgreSQL will",
+            )]);
+        }
         if text.len() > MAX_CACHED_TEXT_BYTES {
             return Arc::new(witness_policy::classify(text));
         }
@@ -243,10 +248,17 @@ impl PgGate for Gate {
             }
             return Ok(principal(identity));
         }
-        self.tokens
-            .verify_secret(user, password)
-            .map(principal)
-            .map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None })
+        self.tokens.verify_secret(user, password).map(principal).map_err(|failure| {
+            // A valid token of another identity: the caller holds it, so naming whose it is tells
+            // them nothing new and saves a guess.
+            match self.tokens.verify_bearer(password) {
+                Ok(holder) if holder.name() != user => {
+                    let reason = format!("the token is for \"{}\"; connect with user={}", holder.name(), holder.name());
+                    AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
+                }
+                _ => AuthRefused { reason: failure.to_string(), client_reason: None },
+            }
+        })
     }
 
     fn target(&self, connection: &str) -> Result<Arc<PgTarget>, Vec<String>> {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::bail;
+
 use witness_server::Config;
 
 use crate::Cli;
@@ -20,4 +22,19 @@ pub fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
         return Ok(dir.clone());
     }
     Ok(load_config(cli)?.data_dir)
+}
+
+/// The data dir for commands that write credentials into it (`token`, `identity`). When neither
+/// --data-dir nor --config names one and the default ./witness-data does not exist, they stop and
+/// say so rather than make a store the gateway may never read.
+pub fn existing_data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    let dir = data_dir(cli)?;
+    if cli.data_dir.is_none() && cli.config.is_none() && !dir.exists() {
+        bail!(
+            "there is no data dir here: without --config or --data-dir witness uses {}, which does not exist, and would create it there. \
+             Pass --config with the gateway's config file (so that the credential goes where the gateway reads it), or --data-dir DIR",
+            dir.display()
+        );
+    }
+    Ok(dir)
 }

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("witness: {error:#}");
+            eprintln!("witness: {}", output::error_chain(&error));
             ExitCode::from(2)
         }
     }

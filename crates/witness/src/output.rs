@@ -14,6 +14,23 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// An error with its causes, each said once: many errors already write their cause into their
+/// own message, and repeating it (`…: no ledger here: no ledger here`) only hides what went wrong.
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -69,5 +86,15 @@ mod tests {
         assert_eq!(time(1_500_000_000), "1970-01-01T00:00:01.500Z");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no ledger here");
+        let error =
+            anyhow::Error::new(io).context("cannot find a ledger in ./data: no ledger here").context("cannot read the ledger index");
+        assert_eq!(error_chain(&error), "cannot read the ledger index: cannot find a ledger in ./data: no ledger here");
+        let error = anyhow::anyhow!("the port is taken").context("cannot listen on 127.0.0.1:5432");
+        assert_eq!(error_chain(&error), "cannot listen on 127.0.0.1:5432: the port is taken");
     }
 }

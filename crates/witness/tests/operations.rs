@@ -75,3 +75,33 @@ fn json_logs_are_one_object_a_line() {
     assert!(running["timestamp"].is_string() && running["target"].is_string(), "{running}");
     assert!(message("ledger sealed").is_some(), "{log}");
 }
+
+#[test]
+fn commands_in_a_directory_without_a_data_dir_say_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_witness"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("WITNESS_CONFIG")
+            .env_remove("WITNESS_DATA_DIR")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A token made here would land where no gateway reads it: refused, naming where and what to pass.
+    let (code, err) = run(&["token", "create", "--identity", "claude"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("there is no data dir here") && err.contains("./witness-data") && err.contains("--config"), "{err}");
+    assert!(!dir.path().join("witness-data").exists(), "nothing was created");
+    let (code, err) = run(&["identity", "keys"]);
+    assert!(code == Some(2) && err.contains("there is no data dir here"), "{err}");
+    // Each cause of an error is said once.
+    let (code, err) = run(&["sessions", "list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches("no ledger here").count(), 1, "{err}");
+    // With --data-dir the store is made where asked.
+    let (code, err) = run(&["token", "create", "--identity", "claude", "--data-dir", "chosen"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(dir.path().join("chosen/identity/tokens.sqlite").exists());
+}

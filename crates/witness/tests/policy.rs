@@ -123,6 +123,15 @@ fn denied_statements_never_reach_the_target_and_the_session_goes_on() {
     assert_eq!(err.matches("denied by witness rule").count(), 2, "{err}");
     assert!(out.contains("     2\n"), "the session is usable after the denial: {out}");
     assert_eq!(s.pg.psql("app", "select count(*) from t").trim(), "2", "the table is there and the insert beside the DROP did not run");
+    // A statement witness cannot read is refused by the rule as the riskiest kind, with a message
+    // that says so (not the rule's text about dropping tables).
+    let (_, _, err) = psql(&conninfo, &["-v", "ON_ERROR_STOP=0", "-c", "do $$ begin drop table t; end $$ garbage("]);
+    assert!(
+        err.contains("witness could not classify this statement (the SQL parser does not know it")
+            && err.contains("\"no-destructive-ddl\""),
+        "{err}"
+    );
+    assert!(!err.contains("ask a DBA"), "{err}");
 
     // Extended protocol, in and out of a transaction: the target fails the request as it would a
     // failed statement, so a transaction is aborted and a pipeline skips to its Sync.
@@ -149,13 +158,13 @@ fn denied_statements_never_reach_the_target_and_the_session_goes_on() {
     let (ok, _, err) = psql(&s.gw.conninfo("app", "alice", &s.dba), &["-c", "create table scratch(x int)", "-c", "drop table scratch"]);
     assert!(ok, "a DBA may drop: {err}");
 
-    let events: Vec<Value> = s.gw.all_events(3);
+    let events: Vec<Value> = s.gw.all_events(4);
     let denied: Vec<Value> = events.iter().filter(|e| e["attrs"]["decision"] == "deny").cloned().collect();
-    assert_eq!(denied.len(), 4, "every denial is recorded: {denied:?}");
+    assert_eq!(denied.len(), 5, "every denial is recorded: {denied:?}");
     assert!(denied.iter().all(|e| e["attrs"]["rule"] == "no-destructive-ddl"));
     assert!(denied.iter().any(|e| e["kind"] == "pg.execute" && e["attrs"]["classes"].as_array().unwrap().contains(&"truncate".into())));
     let refused_results: Vec<&Value> = events.iter().filter(|e| e["kind"] == "pg.result" && e["attrs"]["denied"] == true).collect();
-    assert_eq!(refused_results.len(), 4, "the client's error is recorded as the result");
+    assert_eq!(refused_results.len(), 5, "the client's error is recorded as the result");
     assert!(refused_results.iter().all(|e| e["attrs"]["error"]["sqlstate"] == "42501"));
     let target_log = s.pg.log_tail(400);
     assert!(!target_log.contains("drop table t") && !target_log.contains("truncate t"), "the target never saw them:\n{target_log}");

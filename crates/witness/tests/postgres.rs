@@ -291,6 +291,9 @@ fn cleartext_tokens_large_results_pipelining_and_target_termination() {
     let (ok, out, err) = psql(&conninfo, &["-Atc", "select g, repeat('y', 1000) from generate_series(1, 20000) g"]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 20000, "a 20 MB result streams through witness");
+    // A valid token given with another identity's user name: the refusal names the token's.
+    let (ok, _, err) = psql(&gw.conninfo("app", "alice", &token), &["-Atc", "select 1"]);
+    assert!(!ok && err.contains("the token is for \"claude\"; connect with user=claude"), "{err}");
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use witness_identity::TokenStore;
 
-use crate::locate::{data_dir, load_config};
+use crate::locate::{existing_data_dir, load_config};
 use crate::output::time;
 use crate::Cli;
 
@@ -50,7 +50,7 @@ pub struct RemoveKeyArgs {
 }
 
 pub fn run(cli: &Cli, cmd: &IdentityCommand) -> anyhow::Result<ExitCode> {
-    let store = TokenStore::open(&data_dir(cli)?)?;
+    let store = TokenStore::open(&existing_data_dir(cli)?)?;
     match cmd {
         IdentityCommand::AddKey(args) => {
             let text = if args.keyfile.as_os_str() == "-" {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use witness_identity::{NewToken, TokenInfo, TokenStore};
 
-use crate::locate::{data_dir, load_config};
+use crate::locate::{existing_data_dir, load_config};
 use crate::output::time;
 use crate::Cli;
 
@@ -54,7 +54,7 @@ pub struct RevokeArgs {
 }
 
 pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
-    let store = TokenStore::open(&data_dir(cli)?)?;
+    let store = TokenStore::open(&existing_data_dir(cli)?)?;
     match cmd {
         TokenCommand::Create(args) => {
             let request = NewToken { identity: args.identity.clone(), groups: args.groups.clone(), ttl: args.ttl, task: args.task.clone() };
