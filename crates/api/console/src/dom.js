@@ -76,12 +76,23 @@ export function decisionBadge(decision) {
 
 const pad = (n, width = 2) => String(n).padStart(width, '0');
 
-/** A timestamp in the reviewer's local time, to the second: `2024-05-01 14:03:22`. */
+/**
+ * A timestamp in the reviewer's local time, to the second, with its offset from UTC so that a
+ * time read out to someone elsewhere means the same: `2024-05-01 14:03:22 +02:00`.
+ */
 export function formatTime(value) {
   const date = value instanceof Date ? value : new Date(value);
   if (Number.isNaN(date.getTime())) return String(value ?? '');
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())} ${utcOffset(date)}`;
+}
+
+/** The local offset from UTC at `date`: `+02:00`, `-05:30`, `+00:00`. */
+export function utcOffset(date) {
+  const minutes = -date.getTimezoneOffset();
+  const sign = minutes < 0 ? '-' : '+';
+  const abs = Math.abs(minutes);
+  return `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
 }
 
 /** A `<time>` element showing local time, with the exact UTC instant on hover. */

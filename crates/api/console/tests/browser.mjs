@@ -67,6 +67,12 @@ try {
       throw new Error(`table#sessions did not appear after logging in as admin (at ${location()})`);
     });
     check(location().startsWith('#/sessions'), `after login the page should be #/sessions, but is ${location()}`);
+    const firstTime = page.locator('table#sessions time').first();
+    await firstTime.waitFor().catch(() => {
+      throw new Error('no <time> in table#sessions');
+    });
+    const shown = (await firstTime.textContent()).trim();
+    check(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$/.test(shown), `times should show their offset from UTC, but one reads "${shown}"`);
   });
 
   await step(`3. the SQL session of task ${env.sqlTask} shows its SELECT with result rows`, async () => {
