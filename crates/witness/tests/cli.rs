@@ -1,5 +1,6 @@
 //! The `witness` binary as a user runs it: serve and stop, bench, list and show sessions, verify
-//! (intact, tampered, against a checkpoint, an edited index), export and verify a session alone,
+//! (intact, tampered, against a checkpoint, an edited index, a running writer, no ledger), export
+//! and verify a session alone,
 //! config errors, and `--help` on every verb.
 
 mod pg;
@@ -250,4 +251,57 @@ fn reading_commands_explain_a_missing_ledger() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no ledger here"), "{}", text(&out.stderr));
     assert!(!Path::new(&missing).exists(), "reading must not create a ledger");
+}
+
+/// An empty or missing data dir holds no ledger: verify says so with its own exit status (3), not
+/// that a ledger is damaged, and creates nothing.
+#[test]
+fn verify_of_an_empty_or_missing_data_dir_finds_no_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = dir.path().join("missing");
+    for data in [&empty, &missing] {
+        let data = data.to_str().unwrap();
+        let out = witness(&["verify", "--data-dir", data]);
+        let said = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{said}{}", text(&out.stderr));
+        assert!(said.contains("NO LEDGER in") && !said.contains("DAMAGED"), "{said}");
+        let out = witness(&["verify", "--data-dir", data, "--json"]);
+        assert_eq!(out.status.code(), Some(3));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["ledger"], false, "{json}");
+    }
+    assert!(!missing.exists(), "verify creates nothing");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "verify creates nothing");
+}
+
+/// Half a record at the end of the ledger: damage (exit 1) when no witness holds the ledger, a
+/// record being written (exit 0) while one does.
+#[test]
+fn verify_accepts_a_record_being_written_only_while_witness_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    run_ok(&["bench", "ledger", "--data-dir", data, "--sessions", "2", "--events", "20", "--payload-bytes", "32"]);
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("ledger/segments")).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    // The first 20 bytes of the segment's first record, whose length says it is longer.
+    let first_record = bytes[32..52].to_vec();
+    bytes.extend_from_slice(&first_record);
+    std::fs::write(last, bytes).unwrap();
+
+    let out = witness(&["verify", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("the file ends inside a record"), "{}", text(&out.stdout));
+
+    let lock = std::fs::File::options().read(true).write(true).open(dir.path().join("ledger/LOCK")).unwrap();
+    lock.try_lock().unwrap();
+    let out = witness(&["verify", "--data-dir", data]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("ledger intact") && said.contains("witness is running") && said.contains("not yet written whole"), "{said}");
+    let json: serde_json::Value = serde_json::from_slice(&witness(&["verify", "--data-dir", data, "--json"]).stdout).unwrap();
+    assert_eq!((&json["writer_running"], &json["unfinished_tail"]["bytes"]), (&true.into(), &20.into()), "{json}");
 }
