@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use witness_core::SessionId;
+use witness_core::SessionIdPrefix;
 use witness_ledger::export::{export_session, verify_session_export};
 use witness_ledger::verify::{verify_ledger, ExportedCheckpoint, VerifyOptions, VerifyReport};
 use witness_ledger::{parse_public_key, IndexCheck, LedgerError, LedgerPaths};
@@ -62,8 +62,9 @@ pub enum CheckpointCommand {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// The session to export.
-    id: SessionId,
+    /// The session to export: its id, or its first digits if no other session's id starts with
+    /// them.
+    id: SessionIdPrefix,
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     format: ExportFormat,
     /// Write to this file instead of standard output.
@@ -181,7 +182,7 @@ pub fn run_checkpoint(cli: &Cli, cmd: &CheckpointCommand) -> anyhow::Result<Exit
 pub fn run_export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
     let paths = LedgerPaths::new(&data_dir);
-    let id = args.id;
+    let id = crate::commands::sessions::resolve_in(&data_dir, &args.id)?;
     if let ExportFormat::Asciicast = args.format {
         return export_asciicast(&data_dir, id, args);
     }
@@ -311,6 +312,20 @@ fn index_json(check: &IndexCheck) -> serde_json::Value {
     }
 }
 
+/// A checkpoint in verify's report, its time as every JSON time is written (the file of
+/// `witness checkpoint export` keeps the signed `time_ns`).
+fn checkpoint_json(cp: &ExportedCheckpoint) -> serde_json::Value {
+    serde_json::json!({
+        "tree_size": cp.tree_size,
+        "root": cp.root,
+        "n_records": cp.n_records,
+        "global_head": cp.global_head,
+        "time": time(cp.time_ns),
+        "public_key": cp.public_key,
+        "signature": cp.signature,
+    })
+}
+
 fn report_json(report: &VerifyReport) -> serde_json::Value {
     serde_json::json!({
         "ledger": true,
@@ -331,7 +346,7 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
             "bytes": t.bytes,
         })),
         "public_key": report.public_key.map(hex::encode),
-        "last_checkpoint": report.last_checkpoint,
+        "last_checkpoint": report.last_checkpoint.as_ref().map(checkpoint_json),
         "problems": report.problems.iter().map(|p| serde_json::json!({
             "segment": p.segment_idx,
             "offset": p.offset,
