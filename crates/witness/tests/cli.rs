@@ -1,7 +1,7 @@
 //! The `witness` binary as a user runs it: serve and stop, bench, list and show sessions (newest
 //! first, by id prefix, filtered, followed live), verify (intact, tampered, against a checkpoint,
 //! an edited index, a running writer, no ledger), export and verify a session alone, config
-//! errors, and `--help` on every verb.
+//! errors, `--help` on every verb, completions and man pages.
 
 mod pg;
 
@@ -234,6 +234,8 @@ fn every_verb_has_help() {
         &["export"],
         &["bench"],
         &["bench", "ledger"],
+        &["completions"],
+        &["man"],
     ];
     for verb in verbs {
         let mut args = verb.to_vec();
@@ -474,4 +476,26 @@ fn json_times_are_rfc3339_in_utc() {
     assert!(shown["events"].as_array().unwrap().iter().all(|e| is_rfc3339_utc(&e["time"])), "{shown}");
     let verified = json(&run_ok(&["verify", "--data-dir", data, "--json"]));
     assert!(is_rfc3339_utc(&verified["last_checkpoint"]["time"]), "{verified}");
+}
+
+#[test]
+fn completions_and_man_pages_name_every_verb() {
+    let verbs = ["serve", "sessions", "verify", "checkpoint", "export", "token", "identity", "replay", "approvals", "completions", "man"];
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_ok(&["completions", shell]);
+        for verb in verbs {
+            assert!(script.contains(verb), "{shell} completions lack {verb}");
+        }
+        assert!(script.contains("follow"), "{shell} completions complete the flags of subcommands");
+    }
+    let man = run_ok(&["man"]);
+    assert!(man.contains(".TH witness"), "a roff page: {man}");
+    for verb in verbs {
+        assert!(man.contains(verb), "the man page lacks {verb}");
+    }
+    let pages = tempfile::tempdir().unwrap();
+    let out = witness(&["man", "--dir", pages.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let show = std::fs::read_to_string(pages.path().join("witness-sessions-show.1")).unwrap();
+    assert!(show.contains("follow") && show.contains("kinds"), "{show}");
 }
