@@ -17,5 +17,5 @@ pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
 pub use live::{AuthRefused, Interrupt, Subject};
 pub use login::PendingLogin;
 pub use principal::Principal;
-pub use session::{InvalidSessionId, Protocol, SessionId, SessionInfo, UnknownProtocol};
+pub use session::{InvalidSessionId, InvalidSessionIdPrefix, Protocol, SessionId, SessionIdPrefix, SessionInfo, UnknownProtocol};
 pub use verdict::{ApprovalOutcome, Held, Verdict};

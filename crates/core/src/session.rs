@@ -19,6 +19,21 @@ pub struct InvalidSessionId {
     pub given: String,
 }
 
+/// The start of a session id as a person types it: 1 to 32 hex digits, dashes and case ignored.
+/// A whole id is a prefix too. Which sessions it names is the index's to say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionIdPrefix {
+    /// Lowercase hex digits, no dashes.
+    digits: String,
+}
+
+/// The string given as the start of a session id is not 1 to 32 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid session id {given:?}: expected a session id such as 0192f0c4-6b7e-7a3c-9d2e-5f1a2b3c4d5e, or its first hex digits")]
+pub struct InvalidSessionIdPrefix {
+    pub given: String,
+}
+
 /// Which protocol a session speaks. The ledger stores its name; new protocols extend this enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -123,6 +138,52 @@ impl FromStr for SessionId {
     }
 }
 
+// === impl SessionIdPrefix ===
+
+impl SessionIdPrefix {
+    /// The smallest and the largest id that start with this prefix: the ids it names are the
+    /// ones between them, both included, in byte order.
+    pub fn bounds(&self) -> ([u8; 16], [u8; 16]) {
+        let mut low = [0u8; 16];
+        let mut high = [0xffu8; 16];
+        for (i, digit) in self.digits.bytes().enumerate() {
+            let nibble = (digit as char).to_digit(16).expect("only hex digits are kept") as u8;
+            let shift = if i % 2 == 0 { 4 } else { 0 };
+            low[i / 2] = (low[i / 2] & !(0xf << shift)) | (nibble << shift);
+            high[i / 2] = (high[i / 2] & !(0xf << shift)) | (nibble << shift);
+        }
+        (low, high)
+    }
+
+    pub fn matches(&self, id: SessionId) -> bool {
+        let (low, high) = self.bounds();
+        low <= id.0 && id.0 <= high
+    }
+
+    /// The id itself, when the prefix is a whole id.
+    pub fn whole_id(&self) -> Option<SessionId> {
+        (self.digits.len() == 32).then(|| SessionId(self.bounds().0))
+    }
+}
+
+impl FromStr for SessionIdPrefix {
+    type Err = InvalidSessionIdPrefix;
+
+    fn from_str(s: &str) -> Result<SessionIdPrefix, InvalidSessionIdPrefix> {
+        let digits: String = s.chars().filter(|&c| c != '-').map(|c| c.to_ascii_lowercase()).collect();
+        if digits.is_empty() || digits.len() > 32 || !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(InvalidSessionIdPrefix { given: s.to_string() });
+        }
+        Ok(SessionIdPrefix { digits })
+    }
+}
+
+impl fmt::Display for SessionIdPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.digits)
+    }
+}
+
 impl Serialize for SessionId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -178,6 +239,29 @@ impl FromStr for Protocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_names_the_ids_that_start_with_it() {
+        let id: SessionId = "0192f0c4-6b7e-7a3c-9d2e-5f1a2b3c4d5e".parse().unwrap();
+        for (given, matches) in [
+            ("0", true),
+            ("0192F0C4-6", true),
+            ("0192f0c46b7e7a3c9d2e5f1a2b3c4d5e", true),
+            ("0192f0c4-6b7f", false),
+            ("1", false),
+            ("0192f0c4-6b7e-7a3c-9d2e-5f1a2b3c4d5f", false),
+        ] {
+            let prefix: SessionIdPrefix = given.parse().unwrap();
+            assert_eq!(prefix.matches(id), matches, "{given}");
+        }
+        let whole: SessionIdPrefix = id.to_string().parse().unwrap();
+        assert_eq!(whole.whole_id(), Some(id));
+        assert_eq!("019".parse::<SessionIdPrefix>().unwrap().bounds().0[..2], [0x01, 0x90]);
+        assert_eq!("019".parse::<SessionIdPrefix>().unwrap().bounds().1[..2], [0x01, 0x9f]);
+        for bad in ["", "-", "xyz", "0192f0c4-6b7e-7a3c-9d2e-5f1a2b3c4d5e0"] {
+            assert!(bad.parse::<SessionIdPrefix>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn session_ids_round_trip_through_text_and_start_with_their_time() {

@@ -19,6 +19,8 @@ pub enum LedgerError {
         #[source]
         source: io::Error,
     },
+    #[error("no ledger in {path} (no segments and no signing key): check --data-dir or --config; witness creates the ledger when it first starts")]
+    NoLedger { path: PathBuf },
     #[error("the ledger in {path} is in use by another witness process; stop that process or use another data dir")]
     Locked { path: PathBuf },
     #[error(transparent)]

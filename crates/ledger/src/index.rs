@@ -24,7 +24,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use witness_core::{EventKind, Protocol, SessionId, SessionInfo};
+use witness_core::{EventKind, Protocol, SessionId, SessionIdPrefix, SessionInfo};
 
 use crate::error::LedgerError;
 use crate::format::{decode_record, decode_segment_header, Record};
@@ -531,6 +531,24 @@ impl Index {
             )
             .optional()
             .map_err(index_err(&self.path))
+    }
+
+    /// The ids of the sessions whose id starts with `prefix`, in id order, at most `max` of them:
+    /// a range of the primary key, so a prefix costs no more than a lookup.
+    pub fn sessions_with_prefix(&self, prefix: &SessionIdPrefix, max: usize) -> Result<Vec<SessionId>, LedgerError> {
+        let (low, high) = prefix.bounds();
+        let mut stmt =
+            self.conn.prepare("SELECT id FROM sessions WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3").map_err(index_err(&self.path))?;
+        let max = max.min(i64::MAX as usize) as i64;
+        let rows = stmt.query_map(params![&low[..], &high[..], max], |row| row.get::<_, Vec<u8>>(0)).map_err(index_err(&self.path))?;
+        let mut ids = Vec::new();
+        for row in rows {
+            // An id of another length (an edited index) names no session.
+            if let Ok(bytes) = <[u8; 16]>::try_from(row.map_err(index_err(&self.path))?) {
+                ids.push(SessionId::from_bytes(bytes));
+            }
+        }
+        Ok(ids)
     }
 
     /// The events of a session in order.

@@ -185,6 +185,11 @@ impl LedgerPaths {
             root,
         }
     }
+
+    /// Whether a process (a running witness) holds this ledger open for writing now.
+    pub fn writer_running(&self) -> Result<bool, LedgerError> {
+        lock_held(&self.lock)
+    }
 }
 
 // === impl Ledger ===
@@ -357,6 +362,22 @@ pub fn open_index(data_dir: &Path) -> Result<Index, LedgerError> {
         index.catch_up(&paths.segments)?;
     }
     Index::open_snapshot(&paths.index)
+}
+
+/// Whether a process (a running witness) holds the lock on `lock_path` (a ledger's `LOCK`) now.
+/// Read-only: the file is not created when missing (then nobody holds it). To ask, a shared lock
+/// is taken and let go at once; a witness starting in that instant is told the ledger is in use.
+pub(crate) fn lock_held(lock_path: &Path) -> Result<bool, LedgerError> {
+    let file = match File::open(lock_path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(LedgerError::io("open", lock_path)(e)),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(fs::TryLockError::WouldBlock) => Ok(true),
+        Err(fs::TryLockError::Error(e)) => Err(LedgerError::io("lock", lock_path)(e)),
+    }
 }
 
 fn lock_ledger(paths: &LedgerPaths) -> Result<File, LedgerError> {

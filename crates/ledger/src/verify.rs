@@ -4,6 +4,12 @@
 //! optionally that the ledger still extends a checkpoint exported earlier, and that the index says
 //! what the records say.
 //!
+//! A running witness appends while verify reads. Verify finds out whether a process holds the
+//! ledger's lock (before and after reading); if one does, records after the last checkpoint are
+//! "not yet checkpointed" rather than a problem, and a record the file ends inside, at the very end
+//! of the last segment, is one being written: everything before it is checked, it is left for the
+//! next verify ([`VerifyReport::unfinished_tail`]). Without a writer the same tail is damage.
+//!
 //! Verify trusts nothing it reads: not the index, not the key file next to the segments (the caller
 //! may pin a key), not the writer's own checks. The index is read only to be compared with the
 //! records (`VerifyOptions::check_index`); nothing else in the report depends on it.
@@ -24,7 +30,7 @@ use witness_core::SessionId;
 use crate::error::LedgerError;
 use crate::format::{
     chain_hash, checkpoint_message, decode_record, decode_segment_header, entry_hash, global_link, leaf_hash, CheckpointBody,
-    CheckpointRecord, FormatError, Hash, PayloadHash, Record, RecordType, FRAME_HEADER_LEN,
+    CheckpointRecord, FormatError, Hash, PayloadHash, Record, RecordType, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::index::{index_path, IndexCheck, IndexComparison};
 use crate::merkle::CompactTree;
@@ -39,8 +45,9 @@ pub struct VerifyOptions {
     pub public_key: Option<VerifyingKey>,
     /// A checkpoint exported earlier that the ledger must still extend.
     pub checkpoint: Option<ExportedCheckpoint>,
-    /// Accept records after the last checkpoint and an incomplete last record, as a ledger that
-    /// a running gateway is writing to has.
+    /// Accept records after the last checkpoint and an incomplete last record even when no
+    /// process holds the ledger (a gateway that crashed and has not restarted yet). With a
+    /// running writer they are accepted without it.
     pub allow_unsealed_tail: bool,
     /// Also compare the index (`index.sqlite`) with the records, up to the record it says it
     /// covers, and name what differs (`VerifyReport::index`).
@@ -75,6 +82,12 @@ pub struct VerifyReport {
     pub last_checkpoint: Option<ExportedCheckpoint>,
     /// Records after the last checkpoint.
     pub unsealed_records: u64,
+    /// A process (a running witness) held the ledger's lock before or after the segments were
+    /// read: it may have been appending meanwhile.
+    pub writer_running: bool,
+    /// The record the last segment ends inside, left unchecked because a writer is running (or
+    /// `allow_unsealed_tail` was given): its bytes were still being written.
+    pub unfinished_tail: Option<UnfinishedTail>,
     /// Problems in file order, the first bad record first; at most [`MAX_PROBLEMS`].
     pub problems: Vec<Problem>,
     /// Problems found beyond [`MAX_PROBLEMS`].
@@ -83,6 +96,15 @@ pub struct VerifyReport {
     /// ledger's: they are not in `problems`.
     pub index: IndexCheck,
     pub elapsed: Duration,
+}
+
+/// The incomplete record at the end of the last segment of a ledger being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnfinishedTail {
+    pub segment_idx: u64,
+    pub offset: u64,
+    /// How much of it was on disk when verify read the segment.
+    pub bytes: u64,
 }
 
 /// A report lists this many problems at most; one damage often causes several.
@@ -102,7 +124,6 @@ pub struct Problem {
 /// What is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProblemKind {
-    NoLedger,
     MissingSegment { idx: u64 },
     BadSegmentHeader { reason: String },
     SegmentStartsAt { expected: u64, found: u64 },
@@ -129,19 +150,18 @@ pub enum ProblemKind {
     NotExtension { reason: String },
 }
 
-/// Verifies the ledger in `ledger_root` (a data dir's `ledger/` folder). Errors are only for
-/// files that cannot be read at all; everything wrong with their contents is in the report.
+/// Verifies the ledger in `ledger_root` (a data dir's `ledger/` folder). Errors are only for a
+/// folder that holds no ledger at all ([`LedgerError::NoLedger`]: no segment and no signing key)
+/// and files that cannot be read; everything wrong with their contents is in the report.
 ///
 /// Two threads share the work: a reader loads segments and checks what needs no order (frame
 /// CRCs, payload digests), and the caller's thread checks, in file order, everything that does.
 pub fn verify_ledger(ledger_root: &Path, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
     let started = Instant::now();
     let segments_dir = ledger_root.join("segments");
+    let lock_path = ledger_root.join("LOCK");
+    let writer_before = crate::lock_held(&lock_path)?;
     let mut v = Verifier::new(options);
-    if !segments_dir.is_dir() {
-        v.problem(Problem::at_ledger(ProblemKind::NoLedger));
-        return Ok(v.finish(started));
-    }
     // The index is read before the segments are listed: everything it covers is on disk by then.
     if options.check_index {
         v.index = IndexComparison::start(&index_path(ledger_root));
@@ -149,7 +169,20 @@ pub fn verify_ledger(ledger_root: &Path, options: &VerifyOptions) -> Result<Veri
             v.report.index = IndexCheck::Missing;
         }
     }
-    let segments = list_segments(&segments_dir).map_err(LedgerError::io("list", &segments_dir))?;
+    let segments = match list_segments(&segments_dir) {
+        Ok(segments) => segments,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(LedgerError::io("list", &segments_dir)(e)),
+    };
+    if segments.is_empty() {
+        // Witness creates its signing key before the first segment and seals at once: a key
+        // without segments is a ledger whose segments were removed, not an empty place.
+        let has_key = ledger_root.join("signing.key").exists() || ledger_root.join("signing.pub").exists();
+        if !has_key {
+            return Err(LedgerError::NoLedger { path: ledger_root.to_path_buf() });
+        }
+        v.problem(Problem::at_ledger(ProblemKind::MissingSegment { idx: 0 }));
+    }
     let n_segments = segments.len();
     let mut expected_idx = 0;
     std::thread::scope(|scope| {
@@ -178,6 +211,8 @@ pub fn verify_ledger(ledger_root: &Path, options: &VerifyOptions) -> Result<Veri
     if let Some(index) = v.index.take() {
         v.report.index = index.conclude(ledger_root, v.key.map(|k| k.to_bytes()), v.next_ledger_seq);
     }
+    // Checked again after reading: a witness that started meanwhile may have been appending.
+    v.report.writer_running = writer_before || crate::lock_held(&lock_path)?;
     Ok(v.finish(started))
 }
 
@@ -343,6 +378,9 @@ struct Verifier<'o> {
     external_root: Option<Hash>,
     /// The comparison with the index, when asked for and there is one.
     index: Option<IndexComparison>,
+    /// A record the last segment ends inside: a problem unless a writer is running (known only
+    /// once everything is read).
+    torn_tail: Option<(Problem, UnfinishedTail)>,
 }
 
 // === impl Verifier ===
@@ -360,6 +398,7 @@ impl<'o> Verifier<'o> {
             external_global_head: None,
             external_root: None,
             index: None,
+            torn_tail: None,
         };
         if let Some(cp) = &options.checkpoint {
             if cp.n_records == 0 {
@@ -393,7 +432,15 @@ impl<'o> Verifier<'o> {
         };
         match &chunk.header {
             None => {}
-            Some(Err(e)) => return self.problem(at(0, ProblemKind::BadSegmentHeader { reason: e.to_string() })),
+            Some(Err(e)) => {
+                let problem = at(0, ProblemKind::BadSegmentHeader { reason: e.to_string() });
+                // A segment being created is empty or shorter than its header for a moment.
+                if is_last && bytes.len() < SEGMENT_HEADER_LEN {
+                    self.torn_tail = Some((problem, UnfinishedTail { segment_idx, offset: 0, bytes: bytes.len() as u64 }));
+                    return;
+                }
+                return self.problem(problem);
+            }
             Some(Ok(header)) => {
                 if header.segment_idx != segment_idx {
                     let reason = format!("header says segment {} but the file name says {segment_idx}", header.segment_idx);
@@ -414,13 +461,19 @@ impl<'o> Verifier<'o> {
                     }
                 }
                 CheckedItem::Fault { offset, fault, resume_at } => {
-                    // The same rule recovery uses to cut a tail: nothing valid follows in the last segment.
-                    let torn_tail = is_last && resume_at.is_none();
-                    if torn_tail && self.options.allow_unsealed_tail {
-                        continue;
-                    }
                     let mut problem = at(offset, ProblemKind::BadFrame { fault });
                     problem.session = claimed_session(&bytes[offset as usize..]);
+                    // The file ends inside a record at the end of the last segment: a record being
+                    // written, if a writer is running (decided once everything is read). A damaged
+                    // frame (a bad length or CRC) is never one, since a reader sees a prefix of
+                    // what the writer wrote; with the flag it is accepted too, as the rule recovery
+                    // uses to cut a tail (nothing valid after it) would cut it.
+                    let at_the_end = is_last && resume_at.is_none();
+                    if at_the_end && (fault == FrameFault::Incomplete || self.options.allow_unsealed_tail) {
+                        let tail = UnfinishedTail { segment_idx, offset, bytes: bytes.len() as u64 - offset };
+                        self.torn_tail = Some((problem, tail));
+                        continue;
+                    }
                     self.problem(problem);
                 }
             }
@@ -592,7 +645,15 @@ impl<'o> Verifier<'o> {
     }
 
     fn finish(mut self, started: Instant) -> VerifyReport {
-        if self.report.unsealed_records > 0 && !self.options.allow_unsealed_tail && self.report.records > 0 {
+        let tail_expected = self.report.writer_running || self.options.allow_unsealed_tail;
+        if let Some((problem, tail)) = self.torn_tail.take() {
+            if tail_expected {
+                self.report.unfinished_tail = Some(tail);
+            } else {
+                self.problem(problem);
+            }
+        }
+        if self.report.unsealed_records > 0 && !tail_expected && self.report.records > 0 {
             let records = self.report.unsealed_records;
             self.problem(Problem::at_ledger(ProblemKind::UnsealedTail { records }));
         }
@@ -701,7 +762,6 @@ impl fmt::Display for Problem {
 impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProblemKind::NoLedger => f.write_str("no ledger here (no segments folder)"),
             ProblemKind::MissingSegment { idx } => write!(f, "segment {idx} is missing"),
             ProblemKind::BadSegmentHeader { reason } => write!(f, "bad segment header: {reason}"),
             ProblemKind::SegmentStartsAt { expected, found } => write!(f, "segment starts at record {found} but the previous segment ended before record {expected}"),
@@ -724,7 +784,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::CheckpointGlobalHead => f.write_str("checkpoint's global chain value does not match the records before it: records were altered, removed or reordered"),
             ProblemKind::CheckpointKey { expected, found } => write!(f, "checkpoint signed by key {found}, expected {expected}"),
             ProblemKind::BadSignature => f.write_str("checkpoint signature does not verify"),
-            ProblemKind::UnsealedTail { records } => write!(f, "the last {records} records are not covered by a signed checkpoint: witness is still running (use --allow-unsealed-tail), crashed and has not restarted yet, or the ledger was truncated"),
+            ProblemKind::UnsealedTail { records } => write!(f, "the last {records} records are not covered by a signed checkpoint and no witness holds the ledger: witness crashed and has not restarted yet (--allow-unsealed-tail accepts that), or the ledger was truncated"),
             ProblemKind::NotExtension { reason } => write!(f, "the ledger does not extend the given checkpoint: {reason}"),
         }
     }

@@ -1,7 +1,7 @@
 //! The `witness` binary: the gateway process (`serve`) and the command line tools that read its
 //! ledger (`sessions`, `replay`, `verify`, `export`, `checkpoint`), manage credentials (`token`,
 //! `identity`), decide held requests through its API
-//! (`approvals`), or measure it (`bench`).
+//! (`approvals`), or measure it (`bench`); `completions` and `man` document them all.
 //!
 //! This crate wires things together and talks to people; what it runs lives in the library crates.
 
@@ -68,6 +68,10 @@ enum Command {
     /// Measure witness on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Print shell completions for witness (bash, zsh or fish).
+    Completions(commands::completions::CompletionsArgs),
+    /// Print witness's man page (roff), or write a page per command into a directory.
+    Man(commands::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +91,8 @@ fn main() -> ExitCode {
         Command::Replay(ref args) => commands::replay::run(&cli, args),
         Command::Approvals(ref cmd) => commands::approvals::run(&cli, cmd),
         Command::Bench(ref cmd) => commands::bench::run(&cli, cmd),
+        Command::Completions(ref args) => commands::completions::run_completions(args),
+        Command::Man(ref args) => commands::completions::run_man(args),
     };
     match result {
         Ok(code) => code,

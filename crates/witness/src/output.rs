@@ -38,10 +38,44 @@ pub enum LogFormat {
     Json,
 }
 
-/// An RFC 3339 UTC time with milliseconds, from Unix nanoseconds.
+/// An RFC 3339 time in UTC (offset `Z`) with milliseconds, from Unix nanoseconds: the one format of
+/// times in every output, text and `--json`.
 pub fn time(ns: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
     humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// `value` with its times written as [`time`] writes them, for `--json` outputs made from structs
+/// that keep times as numbers: a number (or null) under a key ending in `_ns` (Unix nanoseconds)
+/// or `_ms` (milliseconds) moves to the key without that ending, as RFC 3339 text (or null).
+pub fn json_times(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(json_times).collect()),
+        Value::Object(fields) => {
+            let mut out = serde_json::Map::with_capacity(fields.len());
+            for (key, value) in fields {
+                let unit_ns: Option<i64> = if key.ends_with("_ns") {
+                    Some(1)
+                } else if key.ends_with("_ms") {
+                    Some(1_000_000)
+                } else {
+                    None
+                };
+                match unit_ns {
+                    Some(unit_ns) if matches!(value, Value::Number(_) | Value::Null) => {
+                        let at = value.as_i64().map(|n| Value::String(time(n.saturating_mul(unit_ns))));
+                        out.insert(key[..key.len() - 3].to_string(), at.unwrap_or(Value::Null));
+                    }
+                    _ => {
+                        out.insert(key, json_times(value));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        other => other,
+    }
 }
 
 /// Parses --since: an RFC 3339 time, or a duration back from now ("2h", "30m").
@@ -79,6 +113,15 @@ mod tests {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
         assert!((now - an_hour_ago - 3_600_000_000_000).abs() < 60_000_000_000);
         assert!(parse_since("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn json_times_are_rfc3339_under_keys_without_their_unit() {
+        let given = serde_json::json!([{ "id": "t1", "created_ns": 1_500_000_000i64, "revoked_ns": null, "expires_at_ms": 2_000, "n": 3 }]);
+        let expected = serde_json::json!([{
+            "id": "t1", "created": "1970-01-01T00:00:01.500Z", "revoked": null, "expires_at": "1970-01-01T00:00:02.000Z", "n": 3
+        }]);
+        assert_eq!(json_times(given), expected);
     }
 
     #[test]

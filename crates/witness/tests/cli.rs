@@ -1,6 +1,7 @@
-//! The `witness` binary as a user runs it: serve and stop, bench, list and show sessions, verify
-//! (intact, tampered, against a checkpoint, an edited index), export and verify a session alone,
-//! config errors, and `--help` on every verb.
+//! The `witness` binary as a user runs it: serve and stop, bench, list and show sessions (newest
+//! first, by id prefix, filtered, followed live), verify (intact, tampered, against a checkpoint,
+//! an edited index, a running writer, no ledger), export and verify a session alone, config
+//! errors, `--help` on every verb, completions and man pages.
 
 mod pg;
 
@@ -9,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use pg::{index_edits_named, make_index_edits, psql, Gateway, MADE_UP_SESSION};
-use witness_core::{Direction, Event, EventKind, Protocol, SessionInfo};
-use witness_ledger::{Ledger, LedgerConfig};
+use witness_core::{Direction, Event, EventKind, Protocol, SessionId, SessionInfo};
+use witness_ledger::{open_index, Ledger, LedgerConfig};
 use witness_testkit::Postgres;
 
 fn witness(args: &[&str]) -> Output {
@@ -233,6 +234,8 @@ fn every_verb_has_help() {
         &["export"],
         &["bench"],
         &["bench", "ledger"],
+        &["completions"],
+        &["man"],
     ];
     for verb in verbs {
         let mut args = verb.to_vec();
@@ -250,4 +253,259 @@ fn reading_commands_explain_a_missing_ledger() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no ledger here"), "{}", text(&out.stderr));
     assert!(!Path::new(&missing).exists(), "reading must not create a ledger");
+}
+
+/// An empty or missing data dir holds no ledger: verify says so with its own exit status (3), not
+/// that a ledger is damaged, and creates nothing.
+#[test]
+fn verify_of_an_empty_or_missing_data_dir_finds_no_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = dir.path().join("missing");
+    for data in [&empty, &missing] {
+        let data = data.to_str().unwrap();
+        let out = witness(&["verify", "--data-dir", data]);
+        let said = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{said}{}", text(&out.stderr));
+        assert!(said.contains("NO LEDGER in") && !said.contains("DAMAGED"), "{said}");
+        let out = witness(&["verify", "--data-dir", data, "--json"]);
+        assert_eq!(out.status.code(), Some(3));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["ledger"], false, "{json}");
+    }
+    assert!(!missing.exists(), "verify creates nothing");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "verify creates nothing");
+}
+
+/// Half a record at the end of the ledger: damage (exit 1) when no witness holds the ledger, a
+/// record being written (exit 0) while one does.
+#[test]
+fn verify_accepts_a_record_being_written_only_while_witness_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    run_ok(&["bench", "ledger", "--data-dir", data, "--sessions", "2", "--events", "20", "--payload-bytes", "32"]);
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("ledger/segments")).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    // The first 20 bytes of the segment's first record, whose length says it is longer.
+    let first_record = bytes[32..52].to_vec();
+    bytes.extend_from_slice(&first_record);
+    std::fs::write(last, bytes).unwrap();
+
+    let out = witness(&["verify", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("the file ends inside a record"), "{}", text(&out.stdout));
+
+    let lock = std::fs::File::options().read(true).write(true).open(dir.path().join("ledger/LOCK")).unwrap();
+    lock.try_lock().unwrap();
+    let out = witness(&["verify", "--data-dir", data]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("ledger intact") && said.contains("witness is running") && said.contains("not yet written whole"), "{said}");
+    let json: serde_json::Value = serde_json::from_slice(&witness(&["verify", "--data-dir", data, "--json"]).stdout).unwrap();
+    assert_eq!((&json["writer_running"], &json["unfinished_tail"]["bytes"]), (&true.into(), &20.into()), "{json}");
+}
+
+fn agent(task: &str) -> SessionInfo {
+    SessionInfo {
+        identity: "claude".into(),
+        connection: "pg-local".into(),
+        protocol: Protocol::Postgres,
+        task: Some(task.into()),
+        client_addr: Some("127.0.0.1:40000".into()),
+    }
+}
+
+fn query(summary: &str) -> Event {
+    Event::text(EventKind::new("pg.query").unwrap(), Direction::Request, summary, summary)
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Three sessions, one after the other; their ids in the order they started.
+fn three_sessions(data_dir: &Path) -> Vec<String> {
+    let ledger = Ledger::open(&LedgerConfig::new(data_dir)).unwrap();
+    let ids = (0..3)
+        .map(|n| {
+            let session = ledger.open_session_blocking(&agent(&format!("task {n}"))).unwrap();
+            session.append_blocking(&query(&format!("select {n}"))).unwrap();
+            let id = session.id().to_string();
+            session.close_blocking("done").unwrap();
+            id
+        })
+        .collect();
+    ledger.shutdown().unwrap();
+    ids
+}
+
+fn listed_ids(list: &str) -> Vec<String> {
+    json(list).as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn sessions_list_is_newest_first_with_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = three_sessions(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed_ids(&run_ok(&["sessions", "list", "--data-dir", data, "--json"])), newest_first);
+    assert_eq!(listed_ids(&run_ok(&["sessions", "list", "--data-dir", data, "--json", "--limit", "2"])), newest_first[..2]);
+    assert_eq!(listed_ids(&run_ok(&["sessions", "list", "--data-dir", data, "--json", "--oldest-first", "--limit", "1"])), ids[..1]);
+    let table = run_ok(&["sessions", "list", "--data-dir", data, "--limit", "1"]);
+    assert_eq!(table.lines().count(), 2, "a header and the newest session: {table}");
+    assert!(table.contains(&ids[2]), "{table}");
+}
+
+/// Every verb that takes a session takes the start of its id, and says which sessions an
+/// ambiguous start could mean, or that none has it.
+#[test]
+fn session_ids_are_taken_by_unique_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = three_sessions(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let digits: Vec<String> = ids.iter().map(|id| id.replace('-', "")).collect();
+    for (id, own) in ids.iter().zip(&digits) {
+        let len = (1..=32).find(|&n| digits.iter().filter(|d| d[..n] == own[..n]).count() == 1).unwrap();
+        let prefix = &own[..len];
+        let shown = json(&run_ok(&["sessions", "show", prefix, "--data-dir", data, "--json"]));
+        assert_eq!(shown["id"], id.as_str(), "{prefix}");
+        let upper = id[..len + 4].to_uppercase();
+        assert_eq!(json(&run_ok(&["sessions", "show", &upper, "--data-dir", data, "--json"]))["id"], id.as_str(), "{upper}");
+    }
+    let own = &digits[0][..(1..=32).find(|&n| digits.iter().filter(|d| d[..n] == digits[0][..n]).count() == 1).unwrap()];
+    let export = dir.path().join("s.jsonl");
+    run_ok(&["export", own, "--data-dir", data, "--output", export.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&export).unwrap().contains(&ids[0]));
+    let replay = witness(&["replay", own, "--data-dir", data]);
+    let said = text(&replay.stderr);
+    assert!(said.contains(&ids[0]) && said.contains("no terminal to replay"), "replay found the session by its prefix: {said}");
+
+    // Session ids opened within the same second share their first digits.
+    let shared = &digits[0][..(0..32).take_while(|&i| digits.iter().all(|d| d.as_bytes()[i] == digits[0].as_bytes()[i])).count()];
+    assert!(!shared.is_empty());
+    let verbs: [&[&str]; 3] = [&["sessions", "show"], &["export"], &["replay"]];
+    for verb in verbs {
+        let mut args = verb.to_vec();
+        args.extend([shared, "--data-dir", data]);
+        let out = witness(&args);
+        let said = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{verb:?}: {said}");
+        assert!(said.contains("is ambiguous") && ids.iter().all(|id| said.contains(id.as_str())), "{verb:?}: {said}");
+    }
+    let unknown = witness(&["sessions", "show", "ffff", "--data-dir", data]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("no session id starts with ffff"), "{}", text(&unknown.stderr));
+    let invalid = witness(&["sessions", "show", "not-hex", "--data-dir", data]);
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(text(&invalid.stderr).contains("invalid session id"), "{}", text(&invalid.stderr));
+}
+
+#[test]
+fn show_picks_events_by_kind_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&LedgerConfig::new(dir.path())).unwrap();
+    let session = ledger.open_session_blocking(&agent("kinds")).unwrap();
+    let cancel = Event::note(EventKind::new("pg.cancel").unwrap(), Direction::Request, "cancel request");
+    let exec = Event::text(EventKind::new("ssh.exec").unwrap(), Direction::Request, "uptime", "uptime");
+    for event in [query("select 0"), cancel, query("select 1"), exec, query("select 2")] {
+        session.append_blocking(&event).unwrap();
+    }
+    let id = session.id().to_string();
+    session.close_blocking("done").unwrap();
+    ledger.shutdown().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let kinds_of = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["sessions", "show", &id, "--data-dir", data, "--json"];
+        args.extend_from_slice(extra);
+        let shown = json(&run_ok(&args));
+        shown["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(kinds_of(&[]).len(), 7);
+    assert_eq!(kinds_of(&["--kinds", "pg.query,ssh.exec"]), ["pg.query", "pg.query", "ssh.exec", "pg.query"]);
+    assert_eq!(kinds_of(&["--kinds", "pg", "--limit", "2"]), ["pg.query", "pg.cancel"]);
+    assert_eq!(kinds_of(&["--limit", "1"]), ["session.start"]);
+    let shown = run_ok(&["sessions", "show", &id, "--data-dir", data, "--kinds", "ssh."]);
+    assert!(shown.contains("ssh.exec") && !shown.contains("pg.query") && !shown.contains("session.end"), "{shown}");
+}
+
+/// `show --follow` prints what is recorded, then an event appended after it started, and exits
+/// when the session ends.
+#[test]
+fn show_follows_a_live_session_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&LedgerConfig::new(dir.path())).unwrap();
+    let session = ledger.open_session_blocking(&agent("follow")).unwrap();
+    session.append_blocking(&query("select 'before follow'")).unwrap();
+    let id: SessionId = session.id();
+    // The index takes in records every 20 ms: wait until it has the first event.
+    while open_index(dir.path()).unwrap().session(id).unwrap().is_none_or(|s| s.n_events < 2) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
+        .args(["sessions", "show", &id.to_string()[..18], "--follow", "--data-dir", dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A follow that never ends must fail the test, not hang it: killed after a minute, its output
+    // ends and the assertions below say what was missing.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        if watchdog.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map(|l| l.unwrap());
+    assert!(lines.by_ref().any(|l| l.contains("before follow")), "follow prints what was recorded");
+    session.append_blocking(&query("select 'after follow started'")).unwrap();
+    assert!(lines.by_ref().any(|l| l.contains("after follow started")), "follow prints a new event");
+    session.close_blocking("client left").unwrap();
+    let rest: Vec<String> = lines.collect();
+    assert!(child.wait().unwrap().success(), "follow exits by itself when the session ends");
+    let _ = done.send(());
+    assert!(rest.iter().any(|l| l.contains("session.end")), "follow ends with the session: {rest:?}");
+    ledger.shutdown().unwrap();
+}
+
+#[test]
+fn json_times_are_rfc3339_in_utc() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = three_sessions(dir.path());
+    let data = dir.path().to_str().unwrap();
+    run_ok(&["token", "create", "--identity", "claude", "--data-dir", data]);
+    let is_rfc3339_utc = |v: &serde_json::Value| v.as_str().is_some_and(|t| t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T');
+    let tokens = json(&run_ok(&["token", "list", "--data-dir", data, "--json"]));
+    let token = &tokens[0];
+    assert!(is_rfc3339_utc(&token["created"]) && token.get("created_ns").is_none(), "{token}");
+    let shown = json(&run_ok(&["sessions", "show", &ids[0], "--data-dir", data, "--json"]));
+    assert!(is_rfc3339_utc(&shown["started"]) && is_rfc3339_utc(&shown["ended"]), "{shown}");
+    assert!(shown["events"].as_array().unwrap().iter().all(|e| is_rfc3339_utc(&e["time"])), "{shown}");
+    let verified = json(&run_ok(&["verify", "--data-dir", data, "--json"]));
+    assert!(is_rfc3339_utc(&verified["last_checkpoint"]["time"]), "{verified}");
+}
+
+#[test]
+fn completions_and_man_pages_name_every_verb() {
+    let verbs = ["serve", "sessions", "verify", "checkpoint", "export", "token", "identity", "replay", "approvals", "completions", "man"];
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_ok(&["completions", shell]);
+        for verb in verbs {
+            assert!(script.contains(verb), "{shell} completions lack {verb}");
+        }
+        assert!(script.contains("follow"), "{shell} completions complete the flags of subcommands");
+    }
+    let man = run_ok(&["man"]);
+    assert!(man.contains(".TH witness"), "a roff page: {man}");
+    for verb in verbs {
+        assert!(man.contains(verb), "the man page lacks {verb}");
+    }
+    let pages = tempfile::tempdir().unwrap();
+    let out = witness(&["man", "--dir", pages.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let show = std::fs::read_to_string(pages.path().join("witness-sessions-show.1")).unwrap();
+    assert!(show.contains("follow") && show.contains("kinds"), "{show}");
 }

@@ -54,7 +54,7 @@ pub fn run(cli: &Cli, command: &ApprovalsCommand) -> anyhow::Result<ExitCode> {
             ApprovalsCommand::List(args) => {
                 let list = call(cli, &args.api, reqwest::Method::GET, "/api/approvals").await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&list)?);
+                    println!("{}", serde_json::to_string_pretty(&crate::output::json_times(list))?);
                 } else {
                     print_list(&list);
                 }

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use witness_identity::TokenStore;
 
 use crate::locate::{existing_data_dir, load_config};
-use crate::output::time;
+use crate::output::{json_times, time};
 use crate::Cli;
 
 #[derive(Subcommand, Debug)]
@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, cmd: &IdentityCommand) -> anyhow::Result<ExitCode> {
         IdentityCommand::Keys(args) => {
             let keys = store.ssh_keys()?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
+                println!("{}", serde_json::to_string_pretty(&json_times(serde_json::to_value(&keys)?))?);
             } else if keys.is_empty() {
                 println!("no SSH keys; register one with `witness identity add-key NAME KEYFILE`");
             } else {

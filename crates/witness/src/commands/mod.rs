@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod bench;
+pub mod completions;
 pub mod identity;
 pub mod replay;
 pub mod serve;

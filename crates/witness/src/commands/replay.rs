@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use witness_core::SessionId;
+use witness_core::SessionIdPrefix;
 use witness_proto_ssh::asciicast::{self, FrameCode};
 
-use crate::commands::sessions::read_session;
+use crate::commands::sessions::{read_session, resolve_in};
 use crate::locate::data_dir;
 use crate::Cli;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The session id, as `sessions list` prints it.
-    id: SessionId,
+    /// The session: its id as `sessions list` prints it, or its first digits if no other
+    /// session's id starts with them.
+    id: SessionIdPrefix,
     /// Play this many times faster (0.5 plays at half speed).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -32,16 +33,18 @@ pub struct ReplayArgs {
 
 pub fn run(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.speed > 0.0 && args.speed.is_finite(), "--speed must be a positive number, e.g. 2 or 0.5");
-    let (session, events) = read_session(&data_dir(cli)?, args.id)?;
+    let data_dir = data_dir(cli)?;
+    let id = resolve_in(&data_dir, &args.id)?;
+    let (session, events) = read_session(&data_dir, id)?;
     let cast = asciicast::from_events(&events).with_context(|| {
         format!(
             "session {} ({}, {}) has no terminal to replay: it has no pty and no output",
-            args.id, session.info.identity, session.info.connection
+            id, session.info.identity, session.info.connection
         )
     })?;
     eprintln!(
         "witness: replaying session {} ({} on {}), channel {}, {}x{}, {:.1} s at {}x; Ctrl-C stops",
-        args.id,
+        id,
         session.info.identity,
         session.info.connection,
         cast.channel,
@@ -65,6 +68,6 @@ pub fn run(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         out.write_all(frame.data.as_bytes())?;
     }
     out.flush()?;
-    eprintln!("\r\nwitness: end of session {}", args.id);
+    eprintln!("\r\nwitness: end of session {id}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,17 +1,23 @@
 //! `witness sessions list|show`: find sessions through the index and show them as their records
 //! give them: a session's facts from its `session.start` and latest record, each event from its
 //! record. Where the index disagrees with the records, a warning on stderr says how; an index entry
-//! that leads to another session's record stops `show`.
+//! that leads to another session's record stops `show`. `show --follow` tails a live session by
+//! polling the index, which the running witness commits every 20 ms.
+//!
+//! Every verb that takes a session id takes the start of one (`resolve_session`), so that people
+//! can copy the first digits `sessions list` prints.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use witness_core::{PayloadType, Protocol, SessionId};
+use witness_core::{PayloadType, Protocol, SessionId, SessionIdPrefix};
 use witness_ledger::{
-    check_indexed_event, open_index, read_event_at, IndexProblemKind, LedgerPaths, RecordedSession, SessionFilter, SessionSummary,
-    StoredEvent,
+    check_indexed_event, open_index, read_event_at, EventSummary, Index, IndexProblemKind, LedgerPaths, RecordedSession, SessionFilter,
+    SessionSummary, StoredEvent,
 };
 
 use crate::locate::data_dir;
@@ -20,9 +26,9 @@ use crate::Cli;
 
 #[derive(Subcommand, Debug)]
 pub enum SessionsCommand {
-    /// List sessions, oldest first.
+    /// List sessions, newest first.
     List(ListArgs),
-    /// Show every event of one session, in order, with its payload.
+    /// Show the events of one session, in order, with their payloads.
     Show(ShowArgs),
 }
 
@@ -47,9 +53,12 @@ pub struct ListArgs {
     /// Only sessions that started since: a time (2026-11-22T10:00:00Z) or a duration back (2h).
     #[arg(long, value_parser = parse_since)]
     since: Option<i64>,
-    /// At most this many sessions.
-    #[arg(long)]
+    /// At most this many sessions (the newest, or with --oldest-first the oldest).
+    #[arg(long, value_name = "N")]
     limit: Option<u64>,
+    /// List the oldest first.
+    #[arg(long)]
+    oldest_first: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -57,12 +66,38 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// The session id, as `sessions list` prints it.
-    id: SessionId,
+    /// The session: its id as `sessions list` prints it, or its first digits if no other
+    /// session's id starts with them.
+    id: SessionIdPrefix,
+    /// Only events whose kind starts with one of these, comma-separated (pg.query,ssh.exec).
+    #[arg(long, value_delimiter = ',', value_name = "PREFIXES")]
+    kinds: Vec<String>,
+    /// At most this many events (the first that match); with --follow, stop after them.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Go on printing events as they are recorded until the session ends (or witness stops).
+    /// With --json: one JSON object per line, the session first, then each event.
+    #[arg(long, short)]
+    follow: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
+
+/// Which of a session's events `show` prints.
+#[derive(Clone, Debug, Default)]
+pub struct EventSelection {
+    /// Kind prefixes; empty for every kind.
+    pub kinds: Vec<String>,
+    pub limit: Option<u64>,
+}
+
+/// How often `show --follow` looks for new events. The index is committed every 20 ms; people
+/// reading along do not notice a fifth of a second.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// `resolve_session` names at most this many of the sessions an ambiguous prefix matches.
+const AMBIGUOUS_SHOWN: usize = 5;
 
 pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
@@ -78,6 +113,7 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
                 text: args.text.clone(),
                 since_ns: args.since,
                 limit: args.limit,
+                newest_first: !args.oldest_first,
                 ..SessionFilter::default()
             };
             let segments = LedgerPaths::new(&data_dir).segments;
@@ -95,21 +131,69 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         SessionsCommand::Show(args) => {
-            let (session, events) = read_session(&data_dir, args.id)?;
-            if args.json {
-                let mut out = session_json(&session);
-                out["events"] = events.iter().map(event_json).collect();
+            let id = resolve_session(&index, &args.id, &data_dir)?;
+            drop(index);
+            let selection = EventSelection { kinds: args.kinds.clone(), limit: args.limit };
+            let read = read_session_selected(&data_dir, id, &selection)?;
+            if args.follow {
+                follow(&data_dir, read, &selection, args.json)?;
+            } else if args.json {
+                let mut out = session_json(&read.summary);
+                out["events"] = read.events.iter().map(event_json).collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                print_session(&session, &events);
+                print_header(&read.summary);
+                for e in &read.events {
+                    print_event(read.summary.started_ns, e);
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The one session whose id starts with `prefix`, or an error naming the sessions it could be.
+pub fn resolve_session(index: &Index, prefix: &SessionIdPrefix, data_dir: &Path) -> anyhow::Result<SessionId> {
+    let found = index.sessions_with_prefix(prefix, AMBIGUOUS_SHOWN + 1)?;
+    match found.as_slice() {
+        [id] => Ok(*id),
+        [] => match prefix.whole_id() {
+            Some(id) => anyhow::bail!("no session {id} in {}; list them with `witness sessions list`", data_dir.display()),
+            None => anyhow::bail!("no session id starts with {prefix} in {}; list them with `witness sessions list`", data_dir.display()),
+        },
+        several => {
+            let shown: Vec<String> = several.iter().take(AMBIGUOUS_SHOWN).map(ToString::to_string).collect();
+            let more = if several.len() > AMBIGUOUS_SHOWN { ", …" } else { "" };
+            anyhow::bail!("{prefix} is ambiguous: it starts the ids of {}{more}; give more of the id", shown.join(", "))
+        }
+    }
+}
+
+/// [`resolve_session`] in the index of `data_dir`, for verbs that read the session otherwise.
+pub fn resolve_in(data_dir: &Path, prefix: &SessionIdPrefix) -> anyhow::Result<SessionId> {
+    let index = open_index(data_dir).with_context(|| format!("cannot read the ledger index in {}", data_dir.display()))?;
+    resolve_session(&index, prefix, data_dir)
+}
+
 /// A session's summary and every event of it, as its records give them.
-pub fn read_session(data_dir: &std::path::Path, id: SessionId) -> anyhow::Result<(SessionSummary, Vec<StoredEvent>)> {
+pub fn read_session(data_dir: &Path, id: SessionId) -> anyhow::Result<(SessionSummary, Vec<StoredEvent>)> {
+    let read = read_session_selected(data_dir, id, &EventSelection::default())?;
+    Ok((read.summary, read.events))
+}
+
+/// What `read_session_selected` read: the session, the events selected, and the seq after the
+/// last event the index listed (where following goes on).
+pub struct SessionRead {
+    pub summary: SessionSummary,
+    pub events: Vec<StoredEvent>,
+    pub next_seq: u64,
+    /// Whether the index already had the session's last event (its `session.end`).
+    pub ended: bool,
+}
+
+/// A session's summary and the events `selection` picks, as their records give them. Only the
+/// picked events are read from the segments.
+pub fn read_session_selected(data_dir: &Path, id: SessionId, selection: &EventSelection) -> anyhow::Result<SessionRead> {
     let index = open_index(data_dir).with_context(|| format!("cannot read the ledger index in {}", data_dir.display()))?;
     let row =
         index.session(id)?.with_context(|| format!("no session {id} in {}; list them with `witness sessions list`", data_dir.display()))?;
@@ -123,20 +207,87 @@ pub fn read_session(data_dir: &std::path::Path, id: SessionId) -> anyhow::Result
             e.seq
         );
     }
-    let mut events = Vec::with_capacity(listed.len());
-    for e in &listed {
-        let stored = read_event_at(&paths.segments, e.segment_idx, e.offset)?;
-        match check_indexed_event(id, e, &stored) {
-            None => {}
-            Some(misplaced @ IndexProblemKind::Misplaced { .. }) => anyhow::bail!(
-                "session {id}: {misplaced}: the index was altered; `witness verify` names every difference, and deleting {} while witness is stopped rebuilds it from the segments",
-                paths.index.display()
-            ),
-            Some(difference) => eprintln!("warning: session {id}: {difference}; shown as recorded"),
-        }
-        events.push(stored);
+    let next_seq = listed.last().map_or(0, |e| e.seq + 1);
+    let picked = listed.iter().filter(|e| selection.wants(&e.kind)).take(selection.limit.map_or(usize::MAX, |l| l as usize));
+    let mut events = Vec::new();
+    for e in picked {
+        events.push(read_listed_event(&paths, id, e)?);
     }
-    Ok((recorded.summary, events))
+    let ended = row.ended_ns.is_some() && next_seq >= row.n_events;
+    Ok(SessionRead { summary: recorded.summary, events, next_seq, ended })
+}
+
+/// One event the index lists, read from its record and checked against the index's entry.
+fn read_listed_event(paths: &LedgerPaths, id: SessionId, e: &EventSummary) -> anyhow::Result<StoredEvent> {
+    let stored = read_event_at(&paths.segments, e.segment_idx, e.offset)?;
+    match check_indexed_event(id, e, &stored) {
+        None => {}
+        Some(misplaced @ IndexProblemKind::Misplaced { .. }) => anyhow::bail!(
+            "session {id}: {misplaced}: the index was altered; `witness verify` names every difference, and deleting {} while witness is stopped rebuilds it from the segments",
+            paths.index.display()
+        ),
+        Some(difference) => eprintln!("warning: session {id}: {difference}; shown as recorded"),
+    }
+    Ok(stored)
+}
+
+/// Prints what `read` holds, then every selected event recorded after it, until the session
+/// ends, the limit is reached, or no witness is running to record more.
+fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let paths = LedgerPaths::new(data_dir);
+    let id = read.summary.id;
+    let started_ns = read.summary.started_ns;
+    let mut shown = 0u64;
+    let show = |e: &StoredEvent| -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(&event_json(e))?);
+        } else {
+            print_event(started_ns, e);
+        }
+        std::io::stdout().flush().context("cannot write to standard output")?;
+        Ok(())
+    };
+    if json {
+        println!("{}", serde_json::to_string(&session_json(&read.summary))?);
+    } else {
+        print_header(&read.summary);
+    }
+    for e in &read.events {
+        show(e)?;
+        shown += 1;
+    }
+    let limit = selection.limit.unwrap_or(u64::MAX);
+    let mut next_seq = read.next_seq;
+    let mut ended = read.ended;
+    let mut idle = false;
+    while !ended && shown < limit {
+        // Asked before reading the index: a witness that stops after this has indexed everything
+        // it recorded by the time it lets go of the ledger, so the read below sees it.
+        let writer_running = paths.writer_running()?;
+        if writer_running && idle {
+            std::thread::sleep(FOLLOW_POLL);
+        }
+        let index = if writer_running { Index::open_snapshot(&paths.index)? } else { open_index(data_dir)? };
+        let Some(row) = index.session(id)? else { anyhow::bail!("session {id} is no longer in the index {}", paths.index.display()) };
+        let (listed, more) = index.events_from(id, next_seq, 4096)?;
+        for e in &listed {
+            next_seq = e.seq + 1;
+            if selection.wants(&e.kind) && shown < limit {
+                show(&read_listed_event(&paths, id, e)?)?;
+                shown += 1;
+            }
+        }
+        idle = listed.is_empty();
+        ended = !more && row.ended_ns.is_some() && next_seq >= row.n_events;
+        if !ended && idle && !writer_running {
+            eprintln!(
+                "witness: witness is not running, so session {id} records nothing more; it stays open until witness starts again and closes it"
+            );
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Tells on stderr how the index's row differs from the session's records (what is shown).
@@ -240,7 +391,16 @@ fn print_table(sessions: &[SessionSummary]) {
     }
 }
 
-fn print_session(s: &SessionSummary, events: &[StoredEvent]) {
+// === impl EventSelection ===
+
+impl EventSelection {
+    /// Whether an event of this kind is picked (the limit aside).
+    pub fn wants(&self, kind: &str) -> bool {
+        self.kinds.is_empty() || self.kinds.iter().any(|prefix| kind.starts_with(prefix.as_str()))
+    }
+}
+
+fn print_header(s: &SessionSummary) {
     println!("session     {}", s.id);
     println!("identity    {}", s.info.identity);
     println!("connection  {} ({})", s.info.connection, s.info.protocol);
@@ -252,25 +412,26 @@ fn print_session(s: &SessionSummary, events: &[StoredEvent]) {
         None => println!("ended       - (open)"),
     }
     println!();
-    for e in events {
-        let offset_ms = (e.time_ns - s.started_ns) as f64 / 1e6;
-        println!("#{:<5} {}  +{:>10.3}ms  {:<8}  {:<18}  {}", e.seq, time(e.time_ns), offset_ms, e.direction.as_str(), e.kind, e.summary);
-        if !e.attrs.is_empty() {
-            println!("        attrs: {}", serde_json::Value::Object(e.attrs.clone()));
-        }
-        match (&e.payload, payload_text(e)) {
-            (None, _) => println!("        payload: purged ({} bytes)", e.payload_len),
-            (Some(_), Some(text)) => {
-                for line in text.lines() {
-                    println!("        | {line}");
-                }
+}
+
+fn print_event(started_ns: i64, e: &StoredEvent) {
+    let offset_ms = (e.time_ns - started_ns) as f64 / 1e6;
+    println!("#{:<5} {}  +{:>10.3}ms  {:<8}  {:<18}  {}", e.seq, time(e.time_ns), offset_ms, e.direction.as_str(), e.kind, e.summary);
+    if !e.attrs.is_empty() {
+        println!("        attrs: {}", serde_json::Value::Object(e.attrs.clone()));
+    }
+    match (&e.payload, payload_text(e)) {
+        (None, _) => println!("        payload: purged ({} bytes)", e.payload_len),
+        (Some(_), Some(text)) => {
+            for line in text.lines() {
+                println!("        | {line}");
             }
-            (Some(bytes), None) if !bytes.is_empty() => {
-                let shown = &bytes[..bytes.len().min(64)];
-                let more = if bytes.len() > shown.len() { "…" } else { "" };
-                println!("        payload: {} bytes: {}{more}", bytes.len(), hex::encode(shown));
-            }
-            _ => {}
         }
+        (Some(bytes), None) if !bytes.is_empty() => {
+            let shown = &bytes[..bytes.len().min(64)];
+            let more = if bytes.len() > shown.len() { "…" } else { "" };
+            println!("        payload: {} bytes: {}{more}", bytes.len(), hex::encode(shown));
+        }
+        _ => {}
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use witness_identity::{NewToken, TokenInfo, TokenStore};
 
 use crate::locate::{existing_data_dir, load_config};
-use crate::output::time;
+use crate::output::{json_times, time};
 use crate::Cli;
 
 #[derive(Subcommand, Debug)]
@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::List(args) => {
             let tokens = store.list()?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&tokens)?);
+                println!("{}", serde_json::to_string_pretty(&json_times(serde_json::to_value(&tokens)?))?);
             } else if tokens.is_empty() {
                 println!("no tokens; create one with `witness token create --identity NAME`");
             } else {

@@ -1,6 +1,10 @@
 //! `witness verify`, `witness checkpoint export` and `witness export`: check a ledger (and that its
 //! index says what its records say) or one exported session, and write the files that let others
 //! check it later.
+//!
+//! Exit status of `verify`: 0 intact (a running witness's records after its last checkpoint
+//! included), 1 damaged or the index altered, 2 verify could not run (bad flags, unreadable
+//! files), 3 no ledger in the data dir at all.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -9,16 +13,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use witness_core::SessionId;
+use witness_core::SessionIdPrefix;
 use witness_ledger::export::{export_session, verify_session_export};
 use witness_ledger::verify::{verify_ledger, ExportedCheckpoint, VerifyOptions, VerifyReport};
-use witness_ledger::{parse_public_key, IndexCheck, LedgerPaths};
+use witness_ledger::{parse_public_key, IndexCheck, LedgerError, LedgerPaths};
 
 use crate::locate::data_dir;
 use crate::output::{bytes, time};
 use crate::Cli;
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 intact (a running witness's records not yet checkpointed included), 1 damaged or the index altered, 2 verify could not run, 3 no ledger in the data dir."
+)]
 pub struct VerifyArgs {
     /// Also check that the ledger still extends this checkpoint (from `witness checkpoint export`).
     #[arg(long, value_name = "FILE")]
@@ -30,7 +37,9 @@ pub struct VerifyArgs {
     /// another key; default for a ledger: the ledger's own signing.pub.
     #[arg(long, value_name = "KEY")]
     pubkey: Option<String>,
-    /// Accept records after the last checkpoint, as in a ledger witness is still writing to.
+    /// Accept records after the last checkpoint and a torn last record even when no witness
+    /// holds the ledger (one that crashed and has not restarted yet). A running witness is
+    /// detected by its lock and needs no flag.
     #[arg(long)]
     allow_unsealed_tail: bool,
     /// Do not compare the index (ledger/index.sqlite) with the records.
@@ -53,8 +62,9 @@ pub enum CheckpointCommand {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// The session to export.
-    id: SessionId,
+    /// The session to export: its id, or its first digits if no other session's id starts with
+    /// them.
+    id: SessionIdPrefix,
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     format: ExportFormat,
     /// Write to this file instead of standard output.
@@ -69,6 +79,9 @@ pub enum ExportFormat {
     /// asciicast v2 of an SSH session's terminal, for asciinema (not verifiable on its own).
     Asciicast,
 }
+
+/// `witness verify`'s exit status when the data dir holds no ledger at all.
+const EXIT_NO_LEDGER: u8 = 3;
 
 pub fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.session_export {
@@ -91,7 +104,20 @@ pub fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let options = VerifyOptions { public_key, checkpoint, allow_unsealed_tail: args.allow_unsealed_tail, check_index: !args.skip_index };
-    let report = verify_ledger(&paths.root, &options)?;
+    let report = match verify_ledger(&paths.root, &options) {
+        Err(LedgerError::NoLedger { .. }) => {
+            if args.json {
+                println!("{}", serde_json::json!({ "ledger": false, "intact": null, "data_dir": data_dir }));
+            } else {
+                println!(
+                    "NO LEDGER in {}: nothing to verify (no segments and no signing key); check --data-dir or --config",
+                    data_dir.display()
+                );
+            }
+            return Ok(ExitCode::from(EXIT_NO_LEDGER));
+        }
+        result => result?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
@@ -156,21 +182,22 @@ pub fn run_checkpoint(cli: &Cli, cmd: &CheckpointCommand) -> anyhow::Result<Exit
 pub fn run_export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
     let paths = LedgerPaths::new(&data_dir);
+    let id = crate::commands::sessions::resolve_in(&data_dir, &args.id)?;
     if let ExportFormat::Asciicast = args.format {
-        return export_asciicast(&data_dir, args);
+        return export_asciicast(&data_dir, id, args);
     }
     let summary = match &args.output {
         Some(path) => {
             let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
             let mut out = BufWriter::new(file);
-            let summary = export_session(&paths.root, args.id, &mut out)?;
+            let summary = export_session(&paths.root, id, &mut out)?;
             out.flush().with_context(|| format!("cannot write {}", path.display()))?;
             summary
         }
         None => {
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            let summary = export_session(&paths.root, args.id, &mut out)?;
+            let summary = export_session(&paths.root, id, &mut out)?;
             out.flush().context("cannot write to standard output")?;
             summary
         }
@@ -222,8 +249,18 @@ fn print_report(report: &VerifyReport, max_problems: usize, data_dir: &std::path
     if let Some(key) = report.public_key {
         println!("checkpoints signed by {}", hex::encode(key));
     }
+    if report.writer_running {
+        println!("witness is running and appending to this ledger: checked up to its last complete record");
+    }
     if report.unsealed_records > 0 {
-        println!("{} records after the last checkpoint", report.unsealed_records);
+        let note = if report.writer_running { ": not yet checkpointed (the next checkpoint seals them)" } else { "" };
+        println!("{} records after the last checkpoint{note}", report.unsealed_records);
+    }
+    if let Some(tail) = &report.unfinished_tail {
+        println!(
+            "segment {} ends inside a record at offset {} ({} bytes so far): not yet written whole, left for the next verify",
+            tail.segment_idx, tail.offset, tail.bytes
+        );
     }
     println!("verified {} in {:.3}s ({throughput})", bytes(report.bytes), secs);
 }
@@ -275,8 +312,23 @@ fn index_json(check: &IndexCheck) -> serde_json::Value {
     }
 }
 
+/// A checkpoint in verify's report, its time as every JSON time is written (the file of
+/// `witness checkpoint export` keeps the signed `time_ns`).
+fn checkpoint_json(cp: &ExportedCheckpoint) -> serde_json::Value {
+    serde_json::json!({
+        "tree_size": cp.tree_size,
+        "root": cp.root,
+        "n_records": cp.n_records,
+        "global_head": cp.global_head,
+        "time": time(cp.time_ns),
+        "public_key": cp.public_key,
+        "signature": cp.signature,
+    })
+}
+
 fn report_json(report: &VerifyReport) -> serde_json::Value {
     serde_json::json!({
+        "ledger": true,
         "intact": report.problems.is_empty(),
         "segments": report.segments,
         "records": report.records,
@@ -287,8 +339,14 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
         "session_heads": report.leaves,
         "checkpoints": report.checkpoints,
         "unsealed_records": report.unsealed_records,
+        "writer_running": report.writer_running,
+        "unfinished_tail": report.unfinished_tail.map(|t| serde_json::json!({
+            "segment": t.segment_idx,
+            "offset": t.offset,
+            "bytes": t.bytes,
+        })),
         "public_key": report.public_key.map(hex::encode),
-        "last_checkpoint": report.last_checkpoint,
+        "last_checkpoint": report.last_checkpoint.as_ref().map(checkpoint_json),
         "problems": report.problems.iter().map(|p| serde_json::json!({
             "segment": p.segment_idx,
             "offset": p.offset,
@@ -303,11 +361,10 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
     })
 }
 
-fn export_asciicast(data_dir: &std::path::Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let (session, events) = crate::commands::sessions::read_session(data_dir, args.id)?;
-    let cast = witness_proto_ssh::asciicast::from_events(&events).with_context(|| {
-        format!("session {} ({}) has no terminal to export: it has no pty and no output", args.id, session.info.connection)
-    })?;
+fn export_asciicast(data_dir: &std::path::Path, id: witness_core::SessionId, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let (session, events) = crate::commands::sessions::read_session(data_dir, id)?;
+    let cast = witness_proto_ssh::asciicast::from_events(&events)
+        .with_context(|| format!("session {} ({}) has no terminal to export: it has no pty and no output", id, session.info.connection))?;
     match &args.output {
         Some(path) => {
             let mut out = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
@@ -324,7 +381,7 @@ fn export_asciicast(data_dir: &std::path::Path, args: &ExportArgs) -> anyhow::Re
     eprintln!(
         "exported channel {} of session {} as asciicast v2 ({} frames, {:.1} s)",
         cast.channel,
-        args.id,
+        id,
         cast.frames.len(),
         cast.duration()
     );

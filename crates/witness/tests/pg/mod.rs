@@ -154,8 +154,9 @@ address = "127.0.0.1:{down}"
         format!("host=127.0.0.1 port={} dbname={connection} user={user} password={token}", self.port)
     }
 
+    /// The sessions in the order they started.
     pub fn sessions(&self) -> Vec<serde_json::Value> {
-        let out = self.witness(&["sessions", "list", "--json"]);
+        let out = self.witness(&["sessions", "list", "--json", "--oldest-first"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
