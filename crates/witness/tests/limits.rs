@@ -145,9 +145,10 @@ fn a_flood_that_never_logs_in_cannot_keep_a_postgresql_client_out() {
     let values: Vec<Option<&str>> =
         rows.iter().filter_map(|m| if let tokio_postgres::SimpleQueryMessage::Row(row) = m { Some(row.get(0)) } else { None }).collect();
     assert_eq!(values, [Some("still here")]);
-    // One log line says what was closed, not one per connection.
+    // A log line says what was closed since the last one (at most one per 10 s, however long the
+    // flood takes on a busy machine), not one line per connection.
     let lines = gw.log().matches("closed connections that had not logged in").count();
-    assert!((1..=3).contains(&lines), "{lines} log lines for {} closed connections:\n{}", told.len() + 2, gw.log());
+    assert!(lines >= 1 && lines * 100 <= told.len(), "{lines} log lines for {} closed connections:\n{}", told.len() + 2, gw.log());
 }
 
 #[test]
@@ -206,5 +207,5 @@ fn a_flood_that_never_logs_in_cannot_keep_an_ssh_client_out() {
     let early = early.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&early.stdout), "still here\n", "{}", String::from_utf8_lossy(&early.stderr));
     let lines = gw.log().matches("closed connections that had not logged in").count();
-    assert!((1..=3).contains(&lines), "{lines} log lines for {} closed connections:\n{}", flood.len(), gw.log());
+    assert!(lines >= 1 && lines * 2 < flood.len(), "{lines} log lines for {} closed connections:\n{}", flood.len(), gw.log());
 }
