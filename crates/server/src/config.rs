@@ -216,6 +216,13 @@ pub struct ListenSection {
     pub api: Option<SocketAddr>,
 }
 
+impl ListenSection {
+    /// Whether no protocol has an address: witness would then serve nothing.
+    pub fn is_empty(&self) -> bool {
+        self.postgres.is_none() && self.ssh.is_none() && self.api.is_none()
+    }
+}
+
 /// `[postgres]`: how the PostgreSQL front treats clients.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
