@@ -931,9 +931,8 @@ mod tests {
             .lines()
             .map(|line| match line.strip_prefix("# ") {
                 Some(rest)
-                    if rest.starts_with("[[rules]]")
-                        || rest.starts_with("[[masking]]")
-                        || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
+                    // Section headers ([[rules]], [[masking]], [limits]) and keys; not prose.
+                    if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
                 {
                     rest
                 }
