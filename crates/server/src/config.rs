@@ -216,6 +216,13 @@ pub struct ListenSection {
     pub api: Option<SocketAddr>,
 }
 
+impl ListenSection {
+    /// Whether no protocol has an address: witness would then serve nothing.
+    pub fn is_empty(&self) -> bool {
+        self.postgres.is_none() && self.ssh.is_none() && self.api.is_none()
+    }
+}
+
 /// `[postgres]`: how the PostgreSQL front treats clients.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -924,10 +931,8 @@ mod tests {
             .lines()
             .map(|line| match line.strip_prefix("# ") {
                 Some(rest)
-                    if rest.starts_with("[[rules]]")
-                        || rest.starts_with("[[masking]]")
-                        || rest.starts_with("[limits]")
-                        || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
+                    // Section headers ([[rules]], [[masking]], [limits]) and keys; not prose.
+                    if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
                 {
                     rest
                 }

@@ -19,6 +19,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -55,6 +56,24 @@ pub enum ServeError {
     MaskKey { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     SshHostKey(#[from] witness_proto_ssh::HostKeyError),
+    #[error(
+        "{config} has no [listen] addresses, so witness would serve nothing; give it a [listen] section, e.g. \
+         `postgres = \"127.0.0.1:15432\"` and `api = \"127.0.0.1:8080\"`, or try `witness serve --config examples/quickstart.toml`"
+    )]
+    NothingToListenOn { config: String },
+}
+
+/// Refuses a config that listens on nothing, before anything is opened or created: a gateway
+/// without listeners would run, record nothing and look as if it worked.
+pub fn check_listeners(config: &Config, config_path: Option<&Path>) -> Result<(), ServeError> {
+    if !config.listen.is_empty() {
+        return Ok(());
+    }
+    let config = match config_path {
+        Some(path) => format!("the config {}", path.display()),
+        None => "the default config (no --config was given)".into(),
+    };
+    Err(ServeError::NothingToListenOn { config })
 }
 
 /// The key of the `hash` masking style, in the data directory: made once, so the same value
@@ -78,19 +97,32 @@ fn mask_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
+/// The addresses witness listens on once it has bound them: with port 0 in the config, the port
+/// the system chose. Handed to the caller of [`serve`] when every listener is ready.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Listening {
+    pub postgres: Option<SocketAddr>,
+    pub ssh: Option<SocketAddr>,
+    /// The HTTP API and the review console.
+    pub api: Option<SocketAddr>,
+}
+
 /// How often revoked tokens are looked for, to end their sessions.
 const REVOCATION_POLL: Duration = Duration::from_millis(500);
 
-/// Serves until `shutdown` completes, then ends live sessions and returns. The caller shuts the
-/// ledger down afterwards (it is the last holder of it once this returns). `config_path` is read
-/// again on SIGHUP for new policy rules.
-pub async fn serve(
+/// Serves until the future that `shutdown` returns completes, then ends live sessions and returns.
+/// `shutdown` is called once every listener is ready, with the addresses they are bound to (so
+/// the caller can tell people where to connect). The caller shuts the ledger down afterwards (it
+/// is the last holder of it once this returns). `config_path` is read again on SIGHUP for new
+/// policy rules.
+pub async fn serve<F: Future<Output = ()>>(
     config: &Config,
     config_path: Option<&Path>,
     data_dir: &Path,
     ledger: Arc<Ledger>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl FnOnce(Listening) -> F,
 ) -> Result<(), ServeError> {
+    check_listeners(config, config_path)?;
     let tokens = Arc::new(TokenStore::open(data_dir)?);
     let config_name = config_path.unwrap_or(Path::new("(defaults)"));
     let pg_targets = pg_targets(config, config_name)?;
@@ -120,9 +152,12 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Connections that have not logged in yet, on either listener.
     let logins = Logins::new(config.limits.login_limits());
+    let mut listening = Listening::default();
 
     if let Some(address) = config.listen.postgres {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "PostgreSQL", address, source })?;
+        let address = listener.local_addr().map_err(|source| ServeError::Listen { protocol: "PostgreSQL", address, source })?;
+        listening.postgres = Some(address);
         let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
         let settings = PgSettings {
             max_rows_per_statement: config.postgres.max_rows_per_statement,
@@ -138,6 +173,8 @@ pub async fn serve(
     }
     if let Some(address) = config.listen.ssh {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "SSH", address, source })?;
+        let address = listener.local_addr().map_err(|source| ServeError::Listen { protocol: "SSH", address, source })?;
+        listening.ssh = Some(address);
         let host_key_path = config.ssh.host_key.clone().unwrap_or_else(|| data_dir.join("ssh").join("host_ed25519"));
         let host_key = witness_proto_ssh::load_or_create_host_key(&host_key_path)?;
         let settings = SshSettings {
@@ -155,6 +192,8 @@ pub async fn serve(
     }
     if let Some(address) = config.listen.api {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
+        let address = listener.local_addr().map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
+        listening.api = Some(address);
         tracing::info!(%address, "API listener ready");
         let mut stop = stop_rx.clone();
         let api = witness_api::serve(
@@ -174,7 +213,7 @@ pub async fn serve(
     let revocations = tokio::spawn(revocation_loop(tokens, registry.clone()));
     let reloads = config_path.map(|path| tokio::spawn(reload_loop(path.to_path_buf(), gate.clone())));
 
-    shutdown.await;
+    shutdown(listening).await;
     tracing::info!(live_sessions = registry.live(), "shutting down: ending live sessions");
     let _ = stop_tx.send(true);
     registry.interrupt_all(Interrupt::Shutdown);

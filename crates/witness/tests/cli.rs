@@ -1,7 +1,8 @@
-//! The `witness` binary as a user runs it: serve and stop, bench, list and show sessions (newest
-//! first, by id prefix, filtered, followed live), verify (intact, tampered, against a checkpoint,
-//! an edited index, a running writer, no ledger), export and verify a session alone, config
-//! errors, `--help` on every verb, completions and man pages.
+//! The `witness` binary as a user runs it: serve (its banner, its refusal of a config with
+//! nothing to listen on) and stop, bench, list and show sessions (newest first, by id prefix,
+//! filtered, followed live), verify (intact, tampered, against a checkpoint, an edited index, a
+//! running writer, no ledger), export and verify a session alone, config errors, `--help` on
+//! every verb, completions and man pages.
 
 mod pg;
 
@@ -28,30 +29,102 @@ fn run_ok(args: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// serve on ports the system chooses: its banner names the ports really bound, the console's
+/// URL and the commands to run next; SIGTERM stops it with exit 0 and a sealed, intact ledger.
 #[test]
-fn serve_runs_until_sigterm_and_seals_the_ledger() {
+fn serve_prints_a_banner_runs_until_sigterm_and_seals_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("witness.toml");
     let data_dir = dir.path().join("data");
-    std::fs::write(&config, format!("data_dir = {:?}\n[ledger]\ndurability = \"fsync\"\n", data_dir)).unwrap();
+    let connection = "[[connections]]\nname = \"pg-local\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:5432\"\n";
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[ledger]\ndurability = \"fsync\"\n[listen]\npostgres = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n{connection}",
+            data_dir
+        ),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("WITNESS_LOG", "info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The banner is complete with its last line, printed once every listener is bound.
+    let mut banner = Vec::new();
+    // Kept open until witness exits, so that nothing it writes later meets a closed pipe.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in stdout.by_ref().map_while(Result::ok) {
+        let last = line.starts_with("Stop witness with Ctrl-C");
+        banner.push(line);
+        if last {
+            break;
+        }
+    }
+    let banner = banner.join("\n");
+    let address_after = |label: &str| -> String {
+        let line = banner.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label:?} in:\n{banner}"));
+        line.split_whitespace().nth(label.split_whitespace().count()).unwrap().to_string()
+    };
+    let pg_address: std::net::SocketAddr = address_after("PostgreSQL clients").parse().unwrap();
+    let console = address_after("review console");
+    assert_ne!(pg_address.port(), 0, "the banner names the port bound, not the config's 0:\n{banner}");
+    let api_address = console.strip_prefix("http://").unwrap_or_else(|| panic!("the console is a URL: {console}"));
+    for address in [pg_address.to_string(), api_address.to_string()] {
+        std::net::TcpStream::connect(&address).unwrap_or_else(|e| panic!("the banner's {address} takes connections: {e}\n{banner}"));
+    }
+    let config_arg = format!("--config {}", config.display());
+    for next in [
+        format!("token create --identity claude --groups ai-agents --task \"first try\" {config_arg}"),
+        format!("psql \"host=127.0.0.1 port={} dbname=pg-local user=claude password=TOKEN\"", pg_address.port()),
+        format!("sessions list {config_arg}"),
+    ] {
+        assert!(banner.contains(&next), "the banner says {next:?}:\n{banner}");
+    }
+
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    // Wait for the line serve prints once the ledger is open.
     let ready = stderr.by_ref().map(|l| l.unwrap()).find(|l| l.contains("witness is running"));
     assert!(ready.is_some(), "serve never said it was running");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let rest: Vec<String> = stderr.map(|l| l.unwrap()).collect();
     assert!(child.wait().unwrap().success(), "serve exits 0 after SIGTERM: {rest:?}");
+    drop(stdout);
     assert!(rest.iter().any(|l| l.contains("ledger sealed")), "{rest:?}");
     assert!(data_dir.join("ledger/signing.key").exists());
     let out = run_ok(&["verify", "--config", config.to_str().unwrap()]);
     assert!(out.contains("ledger intact"), "{out}");
+}
+
+/// A config without [listen] addresses would run and record nothing: serve refuses it, says
+/// what to add, and creates nothing.
+#[test]
+fn serve_refuses_a_config_with_nothing_to_listen_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("silent.toml");
+    let data_dir = dir.path().join("data");
+    std::fs::write(&config, format!("data_dir = {:?}\n[ledger]\ndurability = \"fsync\"\n", data_dir)).unwrap();
+    let out = witness(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("silent.toml has no [listen] addresses, so witness would serve nothing"), "{err}");
+    assert!(err.contains("postgres = \"127.0.0.1:15432\"") && err.contains("examples/quickstart.toml"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "no banner: {}", text(&out.stdout));
+    assert!(!data_dir.exists(), "a refused serve creates no data dir");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_witness"))
+        .arg("serve")
+        .current_dir(elsewhere.path())
+        .env_remove("WITNESS_CONFIG")
+        .env_remove("WITNESS_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("the default config (no --config was given) has no [listen] addresses"), "{}", text(&out.stderr));
+    assert!(!elsewhere.path().join("witness-data").exists());
 }
 
 #[test]

@@ -124,7 +124,8 @@ fn a_data_dir_others_can_write_is_refused_and_one_they_can_read_is_made_private(
     set(&data_dir, 0o770);
     set(&data_dir.join("ledger"), 0o755);
     set(&data_dir.join("notes.txt"), 0o644);
-    let config = format!("data_dir = \"{}\"\n", data_dir.display());
+    let port = free_port();
+    let config = format!("data_dir = \"{}\"\n[listen]\npostgres = \"127.0.0.1:{port}\"\n", data_dir.display());
 
     let config_path = dir.path().join("witness.toml");
     std::fs::write(&config_path, &config).unwrap();
@@ -152,7 +153,7 @@ fn a_data_dir_others_can_write_is_refused_and_one_they_can_read_is_made_private(
 
     // Readable by others only, as an older witness under umask 022 left it: made private.
     set(&data_dir, 0o755);
-    let mut gw = Gateway::launch(dir, free_port(), &config, &[]);
+    let mut gw = Gateway::launch(dir, port, &config, &[]);
     assert!(gw.log().contains("other users could read the data directory"), "{}", gw.log());
     assert_eq!((mode(&data_dir.join("notes.txt")), mode(&data_dir.join("ledger"))), (0o600, 0o700));
     gw.stop_and_verify();

@@ -1,6 +1,7 @@
 //! One module per verb of the command line.
 
 pub mod approvals;
+pub mod banner;
 pub mod bench;
 pub mod completions;
 pub mod identity;

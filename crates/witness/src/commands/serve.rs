@@ -1,6 +1,7 @@
-//! `witness serve`: opens the ledger, listens for clients as the config says, and runs until
-//! SIGINT or SIGTERM (SIGHUP reloads the policy); then ends live sessions and seals the ledger
-//! with a final checkpoint.
+//! `witness serve`: opens the ledger, listens for clients as the config says, prints a banner
+//! (where to connect, what to run next), and runs until SIGINT or SIGTERM (SIGHUP reloads the
+//! policy); then ends live sessions and seals the ledger with a final checkpoint. A config with
+//! nothing to listen on is refused before anything is created.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use witness_ledger::Ledger;
 
+use crate::commands::banner::{self, BannerFacts};
 use crate::locate::{data_dir, load_config};
 use crate::Cli;
 
@@ -17,6 +19,8 @@ pub struct ServeArgs {}
 
 pub fn run(cli: &Cli, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(cli)?;
+    // Before the data dir is made: a config that listens on nothing leaves nothing behind.
+    witness_server::check_listeners(&config, cli.config.as_deref())?;
     let data_dir = data_dir(cli)?;
     // Before anything in it is opened: a data dir other users can write is refused, one they can
     // read is made private.
@@ -31,9 +35,20 @@ pub fn run(cli: &Cli, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // Signal handlers exist before anyone is told witness runs, so an early SIGTERM is a
         // clean shutdown and not the default kill.
         let signals = ShutdownSignals::install()?;
-        let shutdown = async {
-            tracing::info!(data_dir = %data_dir.display(), durability = %ledger_config.durability, public_key, "witness is running; stop it with Ctrl-C or SIGTERM");
-            signals.wait().await
+        let shutdown = |listening| {
+            let facts = BannerFacts {
+                listening,
+                config: &config,
+                data_dir: &data_dir,
+                alias: banner::alias(),
+                locate_args: banner::locate_args(cli.config.as_deref(), cli.data_dir.as_deref()),
+            };
+            print!("{}", banner::render(&facts));
+            let (data_dir, durability, public_key) = (&data_dir, ledger_config.durability, &public_key);
+            async move {
+                tracing::info!(data_dir = %data_dir.display(), %durability, public_key, "witness is running; stop it with Ctrl-C or SIGTERM");
+                signals.wait().await
+            }
         };
         witness_server::serve(&config, cli.config.as_deref(), &data_dir, ledger.clone(), shutdown).await.context("witness could not serve")
     });

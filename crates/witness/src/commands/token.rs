@@ -66,6 +66,8 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
             let listen = config.as_ref().and_then(|c| c.listen.postgres);
             let connection = config.as_ref().and_then(|c| c.connections.iter().find(|c| c.protocol == "postgres")).map(|c| c.name.clone());
             let (host, port) = listen.map(|a| (a.ip().to_string(), a.port())).unwrap_or(("127.0.0.1".into(), 15432));
+            // Port 0 lets the system choose when witness starts; its banner says which it got.
+            let port = if port == 0 { "PORT".to_string() } else { port.to_string() };
             let dbname = connection.unwrap_or_else(|| "CONNECTION".into());
             eprintln!("connect with: psql \"host={host} port={port} dbname={dbname} user={} password={secret}\"", info.identity);
         }

@@ -104,6 +104,8 @@ address = "127.0.0.1:{down}"
             .args(["serve", "--config", config_path.to_str().unwrap()])
             .envs(env.iter().copied())
             .env("WITNESS_LOG", "info")
+            // The banner is for people; tests read the log.
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
