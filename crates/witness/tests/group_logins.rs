@@ -105,7 +105,8 @@ fn a_login_whose_password_cannot_be_read_stops_witness_naming_the_file_and_key()
     let config = dir.path().join("witness.toml");
     let text = guarded(witness_testkit::free_port(), std::path::Path::new("unused"))
         .replace("password_file = \"unused\"", "password_env = \"WITNESS_TEST_UNSET_LOGIN_PASSWORD\"");
-    std::fs::write(&config, format!("data_dir = \"{}\"\n{text}", dir.path().join("data").display())).unwrap();
+    let listen = format!("[listen]\npostgres = \"127.0.0.1:{}\"\n", witness_testkit::free_port());
+    std::fs::write(&config, format!("data_dir = \"{}\"\n{listen}{text}", dir.path().join("data").display())).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_witness"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env_remove("WITNESS_TEST_UNSET_LOGIN_PASSWORD")
