@@ -257,6 +257,8 @@ pub struct Metrics {
     pub ledger_unsealed_seconds: f64,
     /// A ledger write failed: every request is refused until restart.
     pub ledger_write_failed: bool,
+    /// (protocol, logins refused).
+    pub auth_failures: Vec<(String, u64)>,
 }
 
 /// Whether witness can serve requests now (`/readyz`): the problems that keep it from it.

@@ -58,6 +58,16 @@ pub(crate) fn render(m: &Metrics) -> String {
             let _ = writeln!(out, "witness_ledger_unsealed_seconds {}", m.ledger_unsealed_seconds);
         },
     );
+    family(
+        "witness_auth_failures_total",
+        "counter",
+        "Logins refused, by protocol: a wrong, unknown or revoked token, a refused JWT, an SSH key no identity has (each key an SSH client offers in vain counts).",
+        &mut |out| {
+            for (protocol, n) in &m.auth_failures {
+                let _ = writeln!(out, "witness_auth_failures_total{{protocol=\"{}\"}} {n}", escape(protocol));
+            }
+        },
+    );
     family("witness_ledger_write_failed", "gauge", "1 when a ledger write failed: every request is refused until restart.", &mut |out| {
         let _ = writeln!(out, "witness_ledger_write_failed {}", u8::from(m.ledger_write_failed));
     });
@@ -98,6 +108,7 @@ mod tests {
             bytes_recorded: 900,
             ledger_unsealed_seconds: 1.5,
             ledger_write_failed: true,
+            auth_failures: vec![("ssh".into(), 4)],
         });
         for line in [
             "# TYPE witness_live_sessions gauge",
@@ -111,6 +122,7 @@ mod tests {
             "witness_ledger_bytes_total 900",
             "witness_ledger_unsealed_seconds 1.5",
             "witness_ledger_write_failed 1",
+            "witness_auth_failures_total{protocol=\"ssh\"} 4",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

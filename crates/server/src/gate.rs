@@ -37,10 +37,34 @@ pub struct Gate {
     /// `[roles]`, swapped whole on reload with the policy.
     pub roles: RwLock<Arc<RolesSection>>,
     pub decisions: DecisionCounts,
+    pub auth_failures: AuthFailures,
     /// The audit trail and the verification cache of the review API.
     pub review: crate::review::ReviewState,
     /// The console's login through an OpenID provider, when `[console.oidc]` is set.
     pub console_login: Option<witness_identity::ConsoleLogin>,
+}
+
+/// Logins refused, by protocol, for `/metrics`: a wrong or revoked token, a JWT refused, an SSH
+/// key no identity has (SSH clients offer their keys one by one, so each refused offer counts).
+#[derive(Default)]
+pub struct AuthFailures {
+    postgres: AtomicU64,
+    ssh: AtomicU64,
+}
+
+impl AuthFailures {
+    fn count<T>(&self, ssh: bool, result: Result<T, AuthRefused>) -> Result<T, AuthRefused> {
+        if result.is_err() {
+            let counter = if ssh { &self.ssh } else { &self.postgres };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// (protocol, refused logins), every protocol present from the start.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        vec![("postgres".into(), self.postgres.load(Ordering::Relaxed)), ("ssh".into(), self.ssh.load(Ordering::Relaxed))]
+    }
 }
 
 /// Requests decided by policy, by kind (SQL, SSH) and decision, for `/metrics`.
@@ -229,36 +253,17 @@ impl PgGate for Gate {
     }
 
     fn verify_scram(&self, challenge: Challenge, auth_message: &[u8], proof: &[u8]) -> Result<(Principal, [u8; 32]), AuthRefused> {
-        challenge
+        let result = challenge
             .0
             .verify(auth_message, proof)
             .map(|(identity, signature)| (principal(identity), signature))
-            .map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None })
+            .map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None });
+        self.auth_failures.count(false, result)
     }
 
     async fn verify_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused> {
-        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(password)) {
-            let identity = oidc.verify(password).await.map_err(|refusal| {
-                let reason = format!("the JWT was refused: {refusal}");
-                AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
-            })?;
-            if identity.name() != user {
-                let reason = format!("the JWT is for \"{}\"; connect with user={}", identity.name(), identity.name());
-                return Err(AuthRefused { reason: reason.clone(), client_reason: Some(reason) });
-            }
-            return Ok(principal(identity));
-        }
-        self.tokens.verify_secret(user, password).map(principal).map_err(|failure| {
-            // A valid token of another identity: the caller holds it, so naming whose it is tells
-            // them nothing new and saves a guess.
-            match self.tokens.verify_bearer(password) {
-                Ok(holder) if holder.name() != user => {
-                    let reason = format!("the token is for \"{}\"; connect with user={}", holder.name(), holder.name());
-                    AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
-                }
-                _ => AuthRefused { reason: failure.to_string(), client_reason: None },
-            }
-        })
+        let result = self.check_password(user, password).await;
+        self.auth_failures.count(false, result)
     }
 
     fn target(&self, connection: &str) -> Result<Arc<PgTarget>, Vec<String>> {
@@ -290,6 +295,32 @@ impl PgGate for Gate {
 }
 
 impl Gate {
+    /// A cleartext password: a JWT from a configured issuer, or a token of `user`.
+    async fn check_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused> {
+        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(password)) {
+            let identity = oidc.verify(password).await.map_err(|refusal| {
+                let reason = format!("the JWT was refused: {refusal}");
+                AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
+            })?;
+            if identity.name() != user {
+                let reason = format!("the JWT is for \"{}\"; connect with user={}", identity.name(), identity.name());
+                return Err(AuthRefused { reason: reason.clone(), client_reason: Some(reason) });
+            }
+            return Ok(principal(identity));
+        }
+        self.tokens.verify_secret(user, password).map(principal).map_err(|failure| {
+            // A valid token of another identity: the caller holds it, so naming whose it is tells
+            // them nothing new and saves a guess.
+            match self.tokens.verify_bearer(password) {
+                Ok(holder) if holder.name() != user => {
+                    let reason = format!("the token is for \"{}\"; connect with user={}", holder.name(), holder.name());
+                    AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
+                }
+                _ => AuthRefused { reason: failure.to_string(), client_reason: None },
+            }
+        })
+    }
+
     fn decide_sql(&self, subject: &Subject, text: &str) -> Verdict {
         let policy = self.current_policy();
         let request = policy_request(subject, text);
@@ -352,14 +383,16 @@ impl Gate {
 
 impl SshGate for Gate {
     async fn verify_token(&self, token: &str) -> Result<Principal, AuthRefused> {
-        self.bearer(token).await
+        let result = self.bearer(token).await;
+        self.auth_failures.count(true, result)
     }
 
     fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused> {
-        self.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {
+        let result = self.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {
             reason: format!("no identity has the key {fingerprint}; register it with `witness identity add-key`"),
             client_reason: None,
-        })
+        });
+        self.auth_failures.count(true, result)
     }
 
     fn target(&self, connection: &str) -> Result<Arc<SshTarget>, Vec<String>> {

@@ -144,6 +144,7 @@ pub async fn serve<F: Future<Output = ()>>(
         masking: RwLock::new(Arc::new(masking)),
         roles: RwLock::new(Arc::new(config.roles.clone())),
         decisions: Default::default(),
+        auth_failures: Default::default(),
         review: Default::default(),
         console_login: config.console_login(config_name)?,
     });

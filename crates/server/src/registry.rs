@@ -85,9 +85,10 @@ impl Registry {
         self.lock().len()
     }
 
-    /// Live sessions per protocol, by name.
+    /// Live sessions by protocol; every client protocol is there from the start, at zero, so
+    /// that a scraper sees the series before the first session.
     pub fn live_by_protocol(&self) -> Vec<(&'static str, u64)> {
-        let mut counts: Vec<(&'static str, u64)> = Vec::new();
+        let mut counts: Vec<(&'static str, u64)> = vec![("postgres", 0), ("ssh", 0)];
         for entry in self.lock().values() {
             match counts.iter_mut().find(|(p, _)| *p == entry.protocol) {
                 Some((_, n)) => *n += 1,

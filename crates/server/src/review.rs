@@ -337,6 +337,7 @@ impl Backend for Gate {
         let health = self.ledger.health();
         Metrics {
             live_sessions: self.registry.live_by_protocol().into_iter().map(|(p, n)| (p.to_string(), n)).collect(),
+            auth_failures: self.auth_failures.snapshot(),
             decisions: self.decisions.snapshot(),
             approvals_waiting: self.approvals.waiting() as u64,
             append_latency_buckets: ledger.latency_buckets,

@@ -369,6 +369,10 @@ fn the_api_answers_each_role_and_records_every_view() {
     assert!(metric(&metrics.body, "witness_ledger_bytes_total") > 1000.0, "{}", metrics.body);
     assert!(!metrics.body.contains("claude") && !metrics.body.contains("orders"), "no names in metrics");
     assert_eq!(metric(&metrics.body, "witness_ledger_write_failed"), 0.0, "{}", metrics.body);
+    // The revoked token's login above was refused; series exist before anything happens in them.
+    assert!(metric(&metrics.body, "witness_auth_failures_total{protocol=\"postgres\"}") >= 1.0, "{}", metrics.body);
+    assert!(metrics.body.contains("witness_auth_failures_total{protocol=\"ssh\"} "), "{}", metrics.body);
+    assert!(metrics.body.contains("witness_live_sessions{protocol=\"ssh\"} "), "{}", metrics.body);
     assert!(metric(&metrics.body, "witness_ledger_unsealed_seconds") >= 0.0, "{}", metrics.body);
 
     // Probes for supervisors and load balancers: no login, and ready while the ledger writes.
