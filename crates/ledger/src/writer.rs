@@ -646,7 +646,10 @@ impl Writer {
         self.next_ledger_seq += 1;
         if record_type != RecordType::Checkpoint {
             self.unsealed_records += 1;
-            self.health.unsealed(now_ns());
+            // The first record since the last checkpoint starts the wait; later ones need no clock.
+            if self.unsealed_records == 1 {
+                self.health.unsealed(now_ns());
+            }
         }
         Ok((self.segment_idx, offset, ledger_seq))
     }

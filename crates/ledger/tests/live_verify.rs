@@ -8,6 +8,7 @@ mod common;
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use witness_ledger::verify::{verify_ledger, ProblemKind, VerifyOptions, VerifyReport};
 use witness_ledger::{FrameFault, IndexCheck, Ledger, LedgerError};
@@ -45,6 +46,36 @@ fn hold_lock(data_dir: &Path) -> File {
 
 /// How many times verify runs while sessions append (a cron job failed 10 of 15 such runs).
 const RUNS: u64 = 15;
+/// Appends the writers may make before the first verify run ends, and after each run.
+const APPENDS_PER_RUN: u64 = 500;
+
+/// The appends writers may still make: the verify loop raises it after each run, so the ledger
+/// grows while verify reads it but never faster than verify keeps up with.
+struct Budget {
+    left: Mutex<u64>,
+    raised: Condvar,
+}
+
+impl Budget {
+    /// Takes one append, waiting for the next raise when none is left; false once `stop` is set.
+    fn take(&self, stop: &AtomicBool) -> bool {
+        let mut left = self.left.lock().unwrap();
+        while *left == 0 {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            left = self.raised.wait(left).unwrap();
+        }
+        *left -= 1;
+        true
+    }
+
+    /// Allows `n` more appends (0 to wake writers that should look at `stop`).
+    fn raise(&self, n: u64) {
+        *self.left.lock().unwrap() += n;
+        self.raised.notify_all();
+    }
+}
 
 /// Sessions append from two threads, with frequent checkpoints and small segments (so rotation
 /// happens), while verify runs again and again: every run passes, knows the writer is running,
@@ -57,22 +88,24 @@ fn verify_passes_again_and_again_while_sessions_append() {
     let ledger = Ledger::open(&config).unwrap();
     let stop = AtomicBool::new(false);
     let appended = AtomicU64::new(0);
+    let budget = Budget { left: Mutex::new(APPENDS_PER_RUN), raised: Condvar::new() };
     let mut tails_seen = 0;
     let mut unsealed_seen = 0;
     std::thread::scope(|scope| {
         for t in 0..2 {
-            let (ledger, stop, appended) = (&ledger, &stop, &appended);
+            let (ledger, stop, appended, budget) = (&ledger, &stop, &appended, &budget);
             scope.spawn(move || {
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                'sessions: loop {
                     let session = ledger.open_session_blocking(&info(&format!("writer-{t}"), "live")).unwrap();
                     for i in 0..50 {
+                        if !budget.take(stop) {
+                            session.close_blocking("done").unwrap();
+                            break 'sessions;
+                        }
                         session.append_blocking(&event(i, (n as usize * 37) % 300)).unwrap();
                         n += 1;
                         appended.fetch_add(1, Ordering::Relaxed);
-                        // Pacing, not synchronisation: at full speed the ledger would grow faster
-                        // than verify reads it, and each run would take longer than the last.
-                        std::thread::sleep(std::time::Duration::from_micros(100));
                     }
                     session.close_blocking("done").unwrap();
                 }
@@ -91,8 +124,10 @@ fn verify_passes_again_and_again_while_sessions_append() {
             tails_seen += u64::from(report.unfinished_tail.is_some());
             unsealed_seen += u64::from(report.unsealed_records > 0);
             records.push(report.records);
+            budget.raise(APPENDS_PER_RUN);
         }
-        stop.store(true, Ordering::Relaxed);
+        stop.store(true, Ordering::SeqCst);
+        budget.raise(0);
         assert!(records.windows(2).any(|w| w[1] > w[0]), "the ledger grew while verify ran: {records:?}");
     });
     eprintln!("{tails_seen} of {RUNS} runs found a record being written, {unsealed_seen} found records not yet checkpointed");

@@ -121,32 +121,30 @@ struct Sink {
     probe: Box<dyn Fn()>,
 }
 
+/// Accepts (and closes) connections with `accept` on a thread of its own, counting them.
+fn count_accepted(accept: impl Fn() -> std::io::Result<()> + Send + 'static) -> Arc<AtomicUsize> {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        while accept().is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    accepted
+}
+
 impl Sink {
     fn tcp() -> Sink {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
-            }
-        });
+        let accepted = count_accepted(move || listener.accept().map(drop));
         let target = address.clone();
         Sink { address, accepted, probe: Box::new(move || drop(std::net::TcpStream::connect(&target))) }
     }
 
     fn unix(path: PathBuf) -> Sink {
         let listener = UnixListener::bind(&path).unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
-            }
-        });
+        let accepted = count_accepted(move || listener.accept().map(drop));
         let target = path.clone();
         Sink {
             address: path.to_str().unwrap().to_string(),

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use pg::wire::startup_packet;
 use pg::{psql, ssh_connection, Gateway};
 use witness_testkit::{free_port, ssh_client_options, Postgres, SshKeyPair, Sshd};
 
@@ -67,21 +68,6 @@ fn read_exactly(tcp: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     tcp.read_exact(&mut buf).unwrap();
     buf
-}
-
-/// A PostgreSQL startup packet (protocol 3.0) with these parameters.
-fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    for (key, value) in params {
-        body.extend_from_slice(key.as_bytes());
-        body.push(0);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    packet.extend_from_slice(&body);
-    packet
 }
 
 fn count(texts: &[String], needle: &str) -> usize {

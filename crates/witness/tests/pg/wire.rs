@@ -53,23 +53,29 @@ pub struct Wire {
     buf: Vec<u8>,
 }
 
+/// A startup packet (protocol 3.0) with these parameters.
+pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (key, value) in params {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
 impl Wire {
     /// Connects to witness on `port` and logs in to `database` (the connection) as `user`.
     pub fn connect(port: u16, database: &str, user: &str, password: &str, params: &[(&str, &str)]) -> Result<Wire, Backend> {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut wire = Wire { stream, buf: Vec::new() };
-        let mut body = 196_608i32.to_be_bytes().to_vec();
-        for (key, value) in [("user", user), ("database", database)].iter().chain(params) {
-            body.extend_from_slice(key.as_bytes());
-            body.push(0);
-            body.extend_from_slice(value.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        startup.extend_from_slice(&body);
-        wire.stream.write_all(&startup).unwrap();
+        let params: Vec<(&str, &str)> = [("user", user), ("database", database)].iter().chain(params).copied().collect();
+        wire.stream.write_all(&startup_packet(&params)).unwrap();
         loop {
             let msg = wire.read();
             match msg.tag {
