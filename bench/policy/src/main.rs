@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use regex::Regex;
-use witness_policy::{classify, decide, decide_statements, Action, Glob, Policy, Request, Rule, SqlClass};
+use witness_policy::{classify, decide, decide_statements, Action, Caller, Glob, Policy, Rule, SqlClass};
 
 /// (label, statement): what an agent's session sends.
 const STATEMENTS: &[(&str, &str)] = &[
@@ -84,17 +84,17 @@ fn main() {
     let n: usize = std::env::var("BENCH_DECISIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let policy = policy();
     let groups = vec!["ai-agents".to_string()];
-    let request = |sql| Request { identity: "claude", groups: &groups, connection: "pg-local", task: Some("JIRA-42"), sql };
+    let caller = Caller { identity: "claude", groups: &groups, connection: "pg-local", task: Some("JIRA-42") };
     // Warm up (regex and allocator caches).
     for (_, sql) in STATEMENTS {
-        decide(&policy, &request(sql));
+        decide(&policy, &caller, sql);
     }
     let mut all = Vec::with_capacity(n);
     let mut per_label: Vec<Vec<Duration>> = vec![Vec::new(); STATEMENTS.len()];
     for i in 0..n {
         let k = i % STATEMENTS.len();
         let started = Instant::now();
-        let (decision, _) = decide(&policy, &request(STATEMENTS[k].1));
+        let (decision, _) = decide(&policy, &caller, STATEMENTS[k].1);
         let took = started.elapsed();
         std::hint::black_box(decision);
         all.push(took);
@@ -115,7 +115,7 @@ fn main() {
     for i in 0..n {
         let k = i % STATEMENTS.len();
         let started = Instant::now();
-        let decision = decide_statements(&policy, &request(STATEMENTS[k].1), &classified[k]);
+        let decision = decide_statements(&policy, &caller, STATEMENTS[k].1, &classified[k]);
         cached.push(started.elapsed());
         std::hint::black_box(decision);
     }

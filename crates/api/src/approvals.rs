@@ -4,6 +4,7 @@
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
+use witness_core::kind;
 
 use crate::auth::Caller;
 use crate::{ApiError, Approval, AuditRecord, Backend, DecideError, Role, State};
@@ -36,7 +37,7 @@ async fn decide<B: Backend>(
             // the audit trail as well must not hide that it was made.
             if let Err(e) = api
                 .backend
-                .audit(&caller.principal, AuditRecord { kind: "approval.decided", session: Some(approval.session.clone()), what })
+                .audit(&caller.principal, AuditRecord { kind: kind::APPROVAL_DECIDED, session: Some(approval.session.clone()), what })
                 .await
             {
                 tracing::error!(error = %e, approval = id, "the decision is not in the audit trail");

@@ -25,7 +25,7 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use witness_core::Principal;
+use witness_core::{kind, Principal};
 
 use crate::{Api, ApiError, AuditRecord, Backend, Me, OidcRedirect, Role, State};
 
@@ -169,7 +169,7 @@ pub(crate) async fn login<B: Backend>(
     if roles.is_empty() {
         return Err(no_role(&principal.identity));
     }
-    api.backend.audit(&principal, AuditRecord { kind: "console.login", session: None, what: "token".into() }).await?;
+    api.backend.audit(&principal, AuditRecord { kind: kind::CONSOLE_LOGIN, session: None, what: "token".into() }).await?;
     let (set_cookie, csrf) = start_login(&api, Credential::Token(token))?;
     let me = Me { identity: principal.identity.clone(), groups: principal.groups.clone(), roles, csrf: Some(csrf) };
     tracing::info!(identity = %principal.identity, "console login");
@@ -256,7 +256,7 @@ async fn finish_oidc<B: Backend>(api: &Api<B>, headers: &HeaderMap, callback: Oi
     if api.backend.roles(&principal).is_empty() {
         return Err(no_role(&principal.identity).message);
     }
-    let record = AuditRecord { kind: "console.login", session: None, what: "oidc".into() };
+    let record = AuditRecord { kind: kind::CONSOLE_LOGIN, session: None, what: "oidc".into() };
     api.backend.audit(&principal, record).await.map_err(|e| e.to_string())?;
     let identity = principal.identity.clone();
     let (set_cookie, _) = start_login(api, Credential::Identity(principal)).map_err(|e| e.message)?;

@@ -2,6 +2,7 @@
 //! test checks that every documented path is served.
 
 use serde::{Deserialize, Serialize};
+use witness_core::EventKind;
 
 /// What a caller may do in the API and the console, from their groups and `[roles]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -143,8 +144,9 @@ pub struct EventPage {
 /// What the audit trail records about an API caller's action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRecord {
-    /// `recording.viewed`, `token.created`, `token.revoked`, `approval.decided`, `console.login`.
-    pub kind: &'static str,
+    /// One of core's `kind` vocabulary: `recording.viewed`, `recording.searched`, `token.created`,
+    /// `token.revoked`, `approval.decided`, `console.login`.
+    pub kind: EventKind,
     /// The session concerned, if any.
     pub session: Option<String>,
     /// What was done, e.g. `events` or `asciicast` for a view, a token's id.

@@ -26,11 +26,16 @@ pub(crate) fn render(m: &Metrics) -> String {
             let _ = writeln!(out, "witness_live_sessions{{protocol=\"{}\"}} {n}", escape(protocol));
         }
     });
-    family("witness_requests_total", "counter", "Statements (SQL) and commands (SSH) decided by policy, by decision.", &mut |out| {
-        for (kind, decision, n) in &m.decisions {
-            let _ = writeln!(out, "witness_requests_total{{kind=\"{}\",decision=\"{}\"}} {n}", escape(kind), escape(decision));
-        }
-    });
+    family(
+        "witness_requests_total",
+        "counter",
+        "Requests decided by policy (statements, commands, operations), by protocol and decision.",
+        &mut |out| {
+            for (protocol, decision, n) in &m.decisions {
+                let _ = writeln!(out, "witness_requests_total{{protocol=\"{}\",decision=\"{}\"}} {n}", escape(protocol), escape(decision));
+            }
+        },
+    );
     family("witness_approvals_waiting", "gauge", "Requests waiting for a person's approval.", &mut |out| {
         let _ = writeln!(out, "witness_approvals_waiting {}", m.approvals_waiting);
     });
@@ -100,7 +105,7 @@ mod tests {
     fn metrics_are_prometheus_text() {
         let text = render(&Metrics {
             live_sessions: vec![("postgres".into(), 2)],
-            decisions: vec![("statement".into(), "deny".into(), 3)],
+            decisions: vec![("postgres".into(), "deny".into(), 3)],
             approvals_waiting: 1,
             append_latency_buckets: vec![(0.001, 5), (f64::INFINITY, 7)],
             append_latency_sum_seconds: 0.25,
@@ -113,7 +118,7 @@ mod tests {
         for line in [
             "# TYPE witness_live_sessions gauge",
             "witness_live_sessions{protocol=\"postgres\"} 2",
-            "witness_requests_total{kind=\"statement\",decision=\"deny\"} 3",
+            "witness_requests_total{protocol=\"postgres\",decision=\"deny\"} 3",
             "witness_approvals_waiting 1",
             "witness_ledger_append_seconds_bucket{le=\"0.001\"} 5",
             "witness_ledger_append_seconds_bucket{le=\"+Inf\"} 7",

@@ -14,6 +14,7 @@ use axum::extract::{Path, Query};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use witness_core::kind;
 
 use crate::auth::Caller;
 use crate::{
@@ -29,7 +30,7 @@ pub(crate) async fn sessions<B: Backend>(
     caller.require(&[Role::Auditor], "list recorded sessions")?;
     if let Some(text) = query.q.as_deref().filter(|q| !q.is_empty()) {
         let what: String = text.chars().take(200).collect();
-        let record = AuditRecord { kind: "recording.searched", session: None, what: format!("text {what:?}") };
+        let record = AuditRecord { kind: kind::RECORDING_SEARCHED, session: None, what: format!("text {what:?}") };
         audit_once(&api, &caller, format!("search:{text}"), record).await?;
     }
     Ok(Json(blocking(&api.backend, move |b| b.sessions(&query)).await?))
@@ -46,7 +47,7 @@ pub(crate) async fn session<B: Backend>(
     // The console asks again every few seconds while it follows an open session: its repeats are
     // covered by the first record.
     let key = format!("session:{}", session.id);
-    let record = AuditRecord { kind: "recording.viewed", session: Some(session.id.clone()), what: "session".into() };
+    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id.clone()), what: "session".into() };
     audit_once(&api, &caller, key, record).await?;
     Ok(Json(session))
 }
@@ -64,7 +65,7 @@ pub(crate) async fn events<B: Backend>(
     })
     .await?;
     let key = format!("events:{}", session.id);
-    let record = AuditRecord { kind: "recording.viewed", session: Some(session.id), what: "events".into() };
+    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "events".into() };
     if query.after.is_none() {
         // A read from the start is a view of its own.
         api.backend.audit(&caller.principal, record).await?;
@@ -91,7 +92,7 @@ pub(crate) async fn asciicast<B: Backend>(
         return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("session {} has no terminal to replay", session.id)));
     }
     api.backend
-        .audit(&caller.principal, AuditRecord { kind: "recording.viewed", session: Some(session.id), what: "asciicast".into() })
+        .audit(&caller.principal, AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "asciicast".into() })
         .await?;
     let cast = blocking(&api.backend, move |b| b.asciicast(&id)).await?;
     Ok(([(CONTENT_TYPE, "application/x-asciicast")], cast).into_response())

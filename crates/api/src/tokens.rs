@@ -3,6 +3,7 @@
 
 use axum::extract::Path;
 use axum::Json;
+use witness_core::kind;
 
 use crate::auth::Caller;
 use crate::{blocking, ApiError, AuditRecord, Backend, CreatedToken, NewTokenRequest, Role, State, TokenList, TokenView};
@@ -20,7 +21,7 @@ pub(crate) async fn create<B: Backend>(
     caller.require(&[Role::Admin], "create tokens")?;
     let created = blocking(&api.backend, move |b| b.create_token(&request)).await?;
     let what = format!("{} for {}", created.info.id, created.info.identity);
-    if let Err(e) = api.backend.audit(&caller.principal, AuditRecord { kind: "token.created", session: None, what }).await {
+    if let Err(e) = api.backend.audit(&caller.principal, AuditRecord { kind: kind::TOKEN_CREATED, session: None, what }).await {
         // A token the audit trail does not know of must not work: revoke it, then refuse.
         let id = created.info.id.clone();
         if let Err(revoke) = blocking(&api.backend, move |b| b.revoke_token(&id)).await {
@@ -39,6 +40,6 @@ pub(crate) async fn revoke<B: Backend>(
     caller.require(&[Role::Admin], "revoke tokens")?;
     let revoked = blocking(&api.backend, move |b| b.revoke_token(&id)).await?;
     let what = format!("{} of {}", revoked.id, revoked.identity);
-    api.backend.audit(&caller.principal, AuditRecord { kind: "token.revoked", session: None, what }).await?;
+    api.backend.audit(&caller.principal, AuditRecord { kind: kind::TOKEN_REVOKED, session: None, what }).await?;
     Ok(Json(revoked))
 }

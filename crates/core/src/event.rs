@@ -7,14 +7,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// An event's kind: a short dotted lowercase name such as `session.start` or `sql.query`.
+/// An event's kind: a short dotted lowercase name such as `session.start` or `pg.query`.
 ///
-/// Kinds are open-ended so that protocol crates can add their own without touching the ledger;
-/// the constructor keeps them to a small alphabet so that they are safe in file names, SQL and
-/// terminals.
+/// Witness's own kinds are the constants of [`crate::kind`]. The ledger stores any name from a
+/// small alphabet (safe in file names, SQL and terminals), so that it reads back every kind it
+/// was ever given.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct EventKind(Cow<'static, str>);
+pub struct EventKind(pub(crate) Cow<'static, str>);
 
 /// An event kind that is empty, longer than 64 bytes, or has characters outside `[a-z0-9._-]`.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +66,6 @@ pub struct Event {
 // === impl EventKind ===
 
 impl EventKind {
-    /// The first event of every session; its attributes hold the session's [`crate::SessionInfo`].
-    pub const SESSION_START: EventKind = EventKind(Cow::Borrowed("session.start"));
-    /// The last event of every session; its attributes say why it ended.
-    pub const SESSION_END: EventKind = EventKind(Cow::Borrowed("session.end"));
-
     pub fn new(name: impl Into<Cow<'static, str>>) -> Result<EventKind, InvalidEventKind> {
         let name = name.into();
         let valid_char = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-');

@@ -7,9 +7,12 @@
 #![forbid(unsafe_code)]
 
 mod event;
+pub mod kind;
 mod live;
 mod login;
 mod principal;
+mod request;
+mod secret;
 mod session;
 mod verdict;
 
@@ -17,5 +20,7 @@ pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
 pub use live::{AuthRefused, Interrupt, Subject};
 pub use login::PendingLogin;
 pub use principal::Principal;
+pub use request::{Request, SshOperation, UnknownSshOperation};
+pub use secret::Secret;
 pub use session::{InvalidSessionId, InvalidSessionIdPrefix, Protocol, SessionId, SessionIdPrefix, SessionInfo, UnknownProtocol};
 pub use verdict::{ApprovalOutcome, Held, Verdict};

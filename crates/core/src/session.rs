@@ -200,6 +200,10 @@ impl<'de> Deserialize<'de> for SessionId {
 // === impl Protocol ===
 
 impl Protocol {
+    /// The protocols clients reach targets with (not witness's own sessions): what per-protocol
+    /// metrics show, each from the start.
+    pub const CLIENTS: [Protocol; 5] = [Protocol::Postgres, Protocol::Mysql, Protocol::Ssh, Protocol::Http, Protocol::Kubernetes];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::Postgres => "postgres",

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
-use witness_core::SessionId;
+use witness_core::{kind, SessionId};
 
 use crate::error::LedgerError;
 use crate::format::{chain_hash, decode_committed, decode_record, decode_segment_header, leaf_hash, Hash, Leaf, PayloadHash, Record};
@@ -303,7 +303,7 @@ fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, pre
     if let Some((field, _)) = checks.iter().find(|(_, ok)| !ok) {
         return Err(ExportProblem::FieldMismatch(field));
     }
-    Ok(recorded.kind == "session.end")
+    Ok(recorded.kind == kind::SESSION_END.as_str())
 }
 
 fn check_proof(

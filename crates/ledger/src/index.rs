@@ -24,7 +24,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use witness_core::{EventKind, Protocol, SessionId, SessionIdPrefix, SessionInfo};
+use witness_core::{kind, EventKind, Protocol, SessionId, SessionIdPrefix, SessionInfo};
 
 use crate::error::LedgerError;
 use crate::format::{decode_record, decode_segment_header, Record};
@@ -725,7 +725,7 @@ pub(crate) fn spawn_indexer(
 /// Only a session's start and end need the header's attributes; other records are read for their
 /// summary alone, which verify's comparison with the index does for every record.
 pub(crate) fn index_event_from_record(e: &crate::format::EventRecord<'_>) -> IndexEvent {
-    let (is_start, is_end) = (e.kind == "session.start", e.kind == "session.end");
+    let (is_start, is_end) = (e.kind == kind::SESSION_START.as_str(), e.kind == kind::SESSION_END.as_str());
     let header = if is_start || is_end {
         StoredHeader::parse(e.header)
     } else {

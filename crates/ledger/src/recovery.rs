@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
+use witness_core::kind;
+
 use crate::error::LedgerError;
 use crate::format::{decode_record, decode_segment_header, entry_hash, global_link, leaf_hash, Record, SEGMENT_HEADER_LEN};
 use crate::merkle::CompactTree;
@@ -104,7 +106,7 @@ fn apply(state: &mut WriterStart, record: &Record<'_>) -> Result<(), (u64, u64)>
             });
             head.seq = e.seq;
             head.hash = e.chain_hash;
-            head.closed |= e.kind == "session.end";
+            head.closed |= e.kind == kind::SESSION_END.as_str();
         }
         Record::Head(h) => {
             state.unsealed_records += 1;

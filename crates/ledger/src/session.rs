@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
-use witness_core::{Direction, Event, EventKind, SessionId, SessionInfo};
+use witness_core::{kind, Direction, Event, SessionId, SessionInfo};
 
 use crate::error::LedgerError;
 use crate::format::{encode_event, EventFields, Hash, MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
@@ -296,14 +296,11 @@ fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
 }
 
 fn start_event(info: &SessionInfo) -> Event {
-    let mut event = Event::note(
-        EventKind::SESSION_START,
-        Direction::Gateway,
-        format!("{} opened {} ({})", info.identity, info.connection, info.protocol),
-    )
-    .with_attr("identity", info.identity.clone())
-    .with_attr("connection", info.connection.clone())
-    .with_attr("protocol", info.protocol.as_str());
+    let mut event =
+        Event::note(kind::SESSION_START, Direction::Gateway, format!("{} opened {} ({})", info.identity, info.connection, info.protocol))
+            .with_attr("identity", info.identity.clone())
+            .with_attr("connection", info.connection.clone())
+            .with_attr("protocol", info.protocol.as_str());
     if let Some(task) = &info.task {
         event = event.with_attr("task", task.clone());
     }
@@ -314,5 +311,5 @@ fn start_event(info: &SessionInfo) -> Event {
 }
 
 pub(crate) fn end_event(reason: &str) -> Event {
-    Event::note(EventKind::SESSION_END, Direction::Gateway, format!("session ended: {reason}")).with_attr("reason", reason)
+    Event::note(kind::SESSION_END, Direction::Gateway, format!("session ended: {reason}")).with_attr("reason", reason)
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use witness_core::SessionId;
+use witness_core::{kind, SessionId};
 
 use crate::error::LedgerError;
 use crate::format::{
@@ -554,11 +554,16 @@ impl<'o> Verifier<'o> {
     /// Checks an event against its session's chain and moves the chain on.
     fn follow_chain(&mut self, e: &crate::format::EventRecord<'_>) -> Option<ProblemKind> {
         let Some(state) = self.sessions.get_mut(&e.session_id) else {
-            let is_start = e.seq == 0 && e.kind == "session.start";
+            let is_start = e.seq == 0 && e.kind == kind::SESSION_START.as_str();
             let expected = chain_hash(&[0; 32], e.committed);
             self.sessions.insert(
                 e.session_id,
-                SessionState { last_seq: e.seq, last_hash: e.chain_hash, closed: e.kind == "session.end", head_unlogged: true },
+                SessionState {
+                    last_seq: e.seq,
+                    last_hash: e.chain_hash,
+                    closed: e.kind == kind::SESSION_END.as_str(),
+                    head_unlogged: true,
+                },
             );
             return if !is_start {
                 Some(ProblemKind::NoSessionStart)
@@ -584,7 +589,7 @@ impl<'o> Verifier<'o> {
             state.last_seq = e.seq;
             state.last_hash = e.chain_hash;
         }
-        state.closed |= e.kind == "session.end";
+        state.closed |= e.kind == kind::SESSION_END.as_str();
         state.head_unlogged = true;
         problem
     }

@@ -19,5 +19,6 @@ mod shell;
 pub use classify::{classify, Copies, SqlClass, Statement, UnknownSqlClass};
 pub use copy::{copy_format, CopyFormat};
 pub use glob::Glob;
-pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Decision, Policy, Request, Rule, UnknownAction};
-pub use shell::{split_commands, SshOperation, UnknownSshOperation};
+pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Caller, Decision, Policy, Rule, UnknownAction};
+pub use shell::split_commands;
+pub use witness_core::{SshOperation, UnknownSshOperation};

@@ -9,7 +9,8 @@ use regex::Regex;
 
 use crate::classify::{classify, SqlClass, Statement};
 use crate::glob::Glob;
-use crate::shell::{is_locale_variable, simple_commands, SshOperation};
+use crate::shell::{is_locale_variable, needs_a_rule, simple_commands};
+use witness_core::SshOperation;
 
 /// What a rule does to the requests it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,15 +66,13 @@ pub struct Rule {
     pub timeout: Duration,
 }
 
-/// A request to decide on.
+/// Who asks, through which connection, for which task: what rules match a request's asker by.
 #[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
+pub struct Caller<'a> {
     pub identity: &'a str,
     pub groups: &'a [String],
     pub connection: &'a str,
     pub task: Option<&'a str>,
-    /// The request's text: SQL, or for SSH the command line (empty for a shell or a forwarding).
-    pub sql: &'a str,
 }
 
 /// What to do with a request.
@@ -95,42 +94,41 @@ pub enum Decision {
     },
 }
 
-/// Decides on a request; returns the decision and the statements it was made from (for the
-/// recording).
-pub fn decide(policy: &Policy, request: &Request<'_>) -> (Decision, Vec<Statement>) {
-    if !needs_statements(policy, request) {
+/// Decides on SQL text a caller sent; returns the decision and the statements it was made from
+/// (for the recording).
+pub fn decide(policy: &Policy, caller: &Caller<'_>, sql: &str) -> (Decision, Vec<Statement>) {
+    if !needs_statements(policy, caller) {
         return (Decision::Allow { rule: None }, Vec::new());
     }
-    let statements = classify(request.sql);
-    (decide_statements(policy, request, &statements), statements)
+    let statements = classify(sql);
+    (decide_statements(policy, caller, sql, &statements), statements)
 }
 
 /// Whether deciding on this request needs its statements: false when no rule applies to the
 /// caller and the default is allow (then the SQL need not be parsed at all).
-pub fn needs_statements(policy: &Policy, request: &Request<'_>) -> bool {
-    policy.default != Action::Allow || policy.rules.iter().any(|rule| !rule.is_ssh_rule() && rule.matches_caller(request))
+pub fn needs_statements(policy: &Policy, caller: &Caller<'_>) -> bool {
+    policy.default != Action::Allow || policy.rules.iter().any(|rule| !rule.is_ssh_rule() && rule.matches_caller(caller))
 }
 
-/// Decides on an SSH request: `operation` on the caller's connection, with `request.sql` holding
-/// its command line (empty for a shell or a forwarding; a variable's name for `env`). Rules that
+/// Decides on an SSH request: `operation` on the caller's connection, with `text` holding its
+/// command line (empty for a shell or a forwarding; a variable's name for `env`). Rules that
 /// name SQL classes or tables never apply here, and SSH rules (with `shell` or `ssh`) never apply
 /// to SQL. A forwarding or an environment variable is allowed only by a rule that names it in
 /// `ssh` (for `env`, `shell` globs match the variable's name): without one it is denied whatever
 /// the default, except the locale variables (`LANG`, `LC_*`).
-pub fn decide_ssh(policy: &Policy, request: &Request<'_>, operation: SshOperation) -> Decision {
-    let commands = simple_groups(request.sql);
-    let found = policy
-        .rules
-        .iter()
-        .filter(|rule| rule.matches_caller(request) && rule.matches_ssh(operation, request.sql, &commands))
-        .fold(None::<&Rule>, |best, rule| match best {
+pub fn decide_ssh(policy: &Policy, caller: &Caller<'_>, operation: SshOperation, text: &str) -> Decision {
+    let commands = simple_groups(text);
+    let found = policy.rules.iter().filter(|rule| rule.matches_caller(caller) && rule.matches_ssh(operation, text, &commands)).fold(
+        None::<&Rule>,
+        |best, rule| match best {
             Some(best) if best.action >= rule.action => Some(best),
             _ => Some(rule),
-        });
+        },
+    );
     match found {
         Some(rule) => rule.decision(),
-        None if operation == SshOperation::Env && is_locale_variable(request.sql) => Decision::Allow { rule: None },
-        None if operation.needs_a_rule() => Decision::Deny {
+        None if operation == SshOperation::Env && is_locale_variable(text) => Decision::Allow { rule: None },
+        None if needs_a_rule(operation) => Decision::Deny {
             rule: "default".into(),
             message: format!("{operation} is off: a rule with ssh = [\"{operation}\"] and action = \"allow\" turns it on"),
         },
@@ -154,16 +152,16 @@ fn default_decision(action: Action) -> Decision {
     }
 }
 
-/// Decides on a request whose text was already classified (`statements` is `classify(request.sql)`,
-/// perhaps from a cache: the same prepared statement is decided at every execution).
-pub fn decide_statements(policy: &Policy, request: &Request<'_>, statements: &[Statement]) -> Decision {
-    let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(request)).collect();
+/// Decides on SQL text already classified (`statements` is `classify(sql)`, perhaps from a
+/// cache: the same prepared statement is decided at every execution).
+pub fn decide_statements(policy: &Policy, caller: &Caller<'_>, sql: &str, statements: &[Statement]) -> Decision {
+    let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(caller)).collect();
     let mut strictest: Option<(Action, Option<&Rule>, &Statement)> = None;
     for statement in statements {
         let found: Option<&Rule> = applicable
             .iter()
             .copied()
-            .filter(|rule| rule.matches_statement(statement, request.sql))
+            .filter(|rule| rule.matches_statement(statement, sql))
             // The first of the most severe: config order breaks ties.
             .fold(None::<&Rule>, |best, rule| match best {
                 Some(best) if best.action >= rule.action => Some(best),
@@ -219,12 +217,12 @@ impl Rule {
         }
     }
 
-    fn matches_caller(&self, request: &Request<'_>) -> bool {
+    fn matches_caller(&self, caller: &Caller<'_>) -> bool {
         let any = |globs: &[Glob], value: &str| globs.is_empty() || globs.iter().any(|g| g.matches(value));
-        any(&self.connections, request.connection)
-            && any(&self.identities, request.identity)
-            && (self.groups.is_empty() || self.groups.iter().any(|g| request.groups.contains(g)))
-            && (self.tasks.is_empty() || request.task.is_some_and(|task| self.tasks.iter().any(|g| g.matches(task))))
+        any(&self.connections, caller.connection)
+            && any(&self.identities, caller.identity)
+            && (self.groups.is_empty() || self.groups.iter().any(|g| caller.groups.contains(g)))
+            && (self.tasks.is_empty() || caller.task.is_some_and(|task| self.tasks.iter().any(|g| g.matches(task))))
     }
 
     /// A rule about SSH requests only (it names shell commands or SSH operations).
@@ -247,7 +245,7 @@ impl Rule {
         }
         // Forwardings and variables only by name: a rule about commands or everything must not
         // open a tunnel or set LD_PRELOAD.
-        if operation.needs_a_rule() && !self.ssh.contains(&operation) {
+        if needs_a_rule(operation) && !self.ssh.contains(&operation) {
             return false;
         }
         let operation_match = self.ssh.is_empty() || self.ssh.contains(&operation);
@@ -319,8 +317,8 @@ mod tests {
     fn a_statement_refused_because_it_cannot_be_read_says_so() {
         let groups = vec!["ai-agents".to_string()];
         let deny_message = |sql: &str, policy: &Policy| {
-            let request = Request { identity: "claude", groups: &groups, connection: "pg-main", task: None, sql };
-            match decide(policy, &request).0 {
+            let caller = Caller { identity: "claude", groups: &groups, connection: "pg-main", task: None };
+            match decide(policy, &caller, sql).0 {
                 Decision::Deny { rule, message } => (rule, message),
                 other => panic!("{sql}: {other:?}"),
             }
@@ -340,8 +338,8 @@ mod tests {
 
     fn check(sql: &str, groups: &[&str], connection: &str, task: Option<&str>, expect: &str) {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        let request = Request { identity: "claude", groups: &groups, connection, task, sql };
-        let (decision, _) = decide(&policy(), &request);
+        let caller = Caller { identity: "claude", groups: &groups, connection, task };
+        let (decision, _) = decide(&policy(), &caller, sql);
         let got = match decision {
             Decision::Allow { rule } => format!("allow {}", rule.unwrap_or_default()),
             Decision::Deny { rule, .. } => format!("deny {rule}"),
@@ -375,10 +373,9 @@ mod tests {
     fn the_default_applies_when_no_rule_matches() {
         let mut policy = policy();
         policy.default = Action::Deny;
-        let request = Request { identity: "x", groups: &[], connection: "pg-local", task: None, sql: "insert into t values (1)" };
-        assert!(matches!(decide(&policy, &request).0, Decision::Deny { rule, .. } if rule == "default"));
-        let read = Request { sql: "select 1", ..request };
-        assert!(matches!(decide(&policy, &read).0, Decision::Allow { .. }));
+        let caller = Caller { identity: "x", groups: &[], connection: "pg-local", task: None };
+        assert!(matches!(decide(&policy, &caller, "insert into t values (1)").0, Decision::Deny { rule, .. } if rule == "default"));
+        assert!(matches!(decide(&policy, &caller, "select 1").0, Decision::Allow { .. }));
     }
 
     #[test]
@@ -404,8 +401,8 @@ mod tests {
         let policy = Policy { default: Action::Allow, rules: vec![sql_rule, no_rm, pushes, tunnels, everything_on_prod, git_variables] };
         let check = |op: SshOperation, line: &str, groups: &[&str], connection: &str, expect: &str| {
             let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-            let request = Request { identity: "claude", groups: &groups, connection, task: None, sql: line };
-            let got = match decide_ssh(&policy, &request, op) {
+            let caller = Caller { identity: "claude", groups: &groups, connection, task: None };
+            let got = match decide_ssh(&policy, &caller, op, line) {
                 Decision::Allow { rule } => format!("allow {}", rule.unwrap_or_default()),
                 Decision::Deny { rule, .. } => format!("deny {rule}"),
                 Decision::Approve { rule, .. } => format!("approve {rule}"),
@@ -441,8 +438,8 @@ mod tests {
         reads.shell = vec![Glob::new("ls *"), Glob::new("cat *")];
         let allowlist = Policy { default: Action::Deny, rules: vec![reads] };
         let decide_line = |line: &str| {
-            let request = Request { identity: "claude", groups: &[], connection: "web", task: None, sql: line };
-            match decide_ssh(&allowlist, &request, SshOperation::Exec) {
+            let caller = Caller { identity: "claude", groups: &[], connection: "web", task: None };
+            match decide_ssh(&allowlist, &caller, SshOperation::Exec, line) {
                 Decision::Allow { .. } => "allow",
                 _ => "deny",
             }
@@ -452,10 +449,10 @@ mod tests {
         assert_eq!(decide_line("ls x; rm -rf /"), "deny");
         assert_eq!(decide_line("ls $(rm -rf /)"), "deny");
         // SQL never meets an SSH rule.
-        let sql = Request { identity: "claude", groups: &[], connection: "web", task: None, sql: "select 1 -- rm -rf x" };
-        assert!(matches!(decide(&policy, &sql).0, Decision::Allow { .. }));
+        let caller = Caller { identity: "claude", groups: &[], connection: "web", task: None };
+        assert!(matches!(decide(&policy, &caller, "select 1 -- rm -rf x").0, Decision::Allow { .. }));
         let ssh_only = Policy { default: Action::Allow, rules: vec![policy.rules[1].clone()] };
-        assert!(!needs_statements(&ssh_only, &sql), "an SSH-only policy does not make SQL parse");
+        assert!(!needs_statements(&ssh_only, &caller), "an SSH-only policy does not make SQL parse");
     }
 
     #[test]

@@ -10,96 +10,19 @@
 //! file, an alias, `eval` of a built string): where it matters, deny by default and allow what is
 //! known, or hold the shell itself for approval.
 
-use std::fmt;
-use std::str::FromStr;
+use witness_core::SshOperation;
 
-/// What a client asks an SSH target for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SshOperation {
-    /// An interactive login shell.
-    Shell,
-    /// One command (`ssh host CMD`, scp, rsync).
-    Exec,
-    /// The sftp subsystem.
-    Sftp,
-    /// Another subsystem.
-    Subsystem,
-    /// `git-upload-pack`: clone and fetch.
-    GitFetch,
-    /// `git-receive-pack`: push.
-    GitPush,
-    /// Local (`-L`, direct-tcpip) or remote (`-R`, tcpip-forward) port forwarding.
-    PortForward,
-    /// Agent forwarding (`-A`).
-    AgentForward,
-    /// X11 forwarding (`-X`).
-    X11Forward,
-    /// An environment variable the client sets for the session (`SetEnv`, `SendEnv`); the
-    /// request's text is the variable's name.
-    Env,
-}
-
-/// An operation name that does not exist.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown ssh operation {given:?}: use one of {}", SshOperation::NAMES.join(", "))]
-pub struct UnknownSshOperation {
-    pub given: String,
-}
-
-// === impl SshOperation ===
-
-impl SshOperation {
-    pub const ALL: [SshOperation; 10] = [
-        SshOperation::Shell,
-        SshOperation::Exec,
-        SshOperation::Sftp,
-        SshOperation::Subsystem,
-        SshOperation::GitFetch,
-        SshOperation::GitPush,
-        SshOperation::PortForward,
-        SshOperation::AgentForward,
-        SshOperation::X11Forward,
-        SshOperation::Env,
-    ];
-    pub const NAMES: [&'static str; 10] =
-        ["shell", "exec", "sftp", "subsystem", "git-fetch", "git-push", "port-forward", "agent-forward", "x11-forward", "env"];
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[Self::ALL.iter().position(|&op| op == self).expect("every operation is in ALL")]
-    }
-
-    /// Forwardings are off unless a rule that names them allows them: they open paths the
-    /// recording sees only as bytes.
-    pub fn is_forwarding(self) -> bool {
-        matches!(self, SshOperation::PortForward | SshOperation::AgentForward | SshOperation::X11Forward)
-    }
-
-    /// Off unless a rule names it in `ssh`, whatever the default and whatever rules about
-    /// commands or everything say: forwardings, and environment variables, which can choose what
-    /// a decided command really runs (`LD_PRELOAD`, `BASH_ENV`, `PATH`) before it runs.
-    pub fn needs_a_rule(self) -> bool {
-        self.is_forwarding() || self == SshOperation::Env
-    }
+/// Off unless a rule names it in `ssh`, whatever the default and whatever rules about commands
+/// or everything say: forwardings, and environment variables, which can choose what a decided
+/// command really runs (`LD_PRELOAD`, `BASH_ENV`, `PATH`) before it runs.
+pub(crate) fn needs_a_rule(operation: SshOperation) -> bool {
+    operation.is_forwarding() || operation == SshOperation::Env
 }
 
 /// Environment variables a client may set without a rule: the language and formats, which
 /// OpenSSH's stock configuration sends and accepts (`SendEnv`/`AcceptEnv LANG LC_*`).
 pub(crate) fn is_locale_variable(name: &str) -> bool {
     name == "LANG" || name.starts_with("LC_")
-}
-
-impl fmt::Display for SshOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SshOperation {
-    type Err = UnknownSshOperation;
-
-    fn from_str(s: &str) -> Result<SshOperation, UnknownSshOperation> {
-        Self::NAMES.iter().position(|&n| n == s).map(|i| Self::ALL[i]).ok_or_else(|| UnknownSshOperation { given: s.to_string() })
-    }
 }
 
 /// The simple commands of a command line, each as written (trimmed) and as it would run
@@ -283,6 +206,6 @@ mod tests {
         }
         assert!("forward".parse::<SshOperation>().is_err());
         assert!(SshOperation::PortForward.is_forwarding() && !SshOperation::Exec.is_forwarding());
-        assert!(SshOperation::Env.needs_a_rule() && !SshOperation::Env.is_forwarding() && !SshOperation::Shell.needs_a_rule());
+        assert!(needs_a_rule(SshOperation::Env) && !SshOperation::Env.is_forwarding() && !needs_a_rule(SshOperation::Shell));
     }
 }

@@ -18,9 +18,9 @@ use tokio::net::TcpStream;
 
 use crate::binding::{self, BindingUnavailable, ChannelBindingMode, ScramBinding};
 use crate::codec::{self, Fields, Peek, SSL_REQUEST};
-use crate::stream::Stream;
 use crate::target::{AuthMethod, PgLogin, PgTarget};
 use crate::tls::TlsMode;
+use witness_gate::Stream;
 
 /// A target connection, logged in and ready for queries.
 pub struct Backend {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
-use witness_core::{Direction, Event, EventKind};
+use witness_core::{kind, Direction, Event};
 use witness_ledger::SessionWriter;
 
 /// The live sessions' cancel keys, shared by all connections of one front.
@@ -52,8 +52,7 @@ impl CancelKeys {
             tracing::debug!(client, "cancel request with an unknown key ignored");
             return;
         };
-        let event = Event::note(EventKind::new("pg.cancel").expect("valid kind"), Direction::Request, "cancel request")
-            .with_attr("client_addr", client);
+        let event = Event::note(kind::PG_CANCEL, Direction::Request, "cancel request").with_attr("client_addr", client);
         if let Err(e) = session.append(&event).await {
             tracing::warn!(error = %e, "cancel request not recorded, so not forwarded");
             return;

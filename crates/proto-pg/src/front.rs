@@ -13,14 +13,14 @@ use bytes::BytesMut;
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use witness_core::{Direction, Event, EventKind, PendingLogin, Principal, Protocol, SessionInfo};
+use witness_core::{kind, Direction, Event, PendingLogin, Principal, Protocol, SessionInfo};
+use witness_gate::{Credential, Stream};
 
 use crate::back::{self, Backend};
 use crate::cancel::{CancelKeys, KeyGuard};
 use crate::codec::{self, Fields, Peek, Severity, CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LEN, PROTOCOL_3_0, SSL_REQUEST};
 use crate::record::startup_attrs;
-use crate::stream::Stream;
-use crate::{relay, AuthRefused, Interrupt, PgGate, ScramParams, Subject};
+use crate::{relay, AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
 
 /// Everything the front needs, shared by all client connections.
 pub struct PgFront<G: PgGate> {
@@ -154,10 +154,10 @@ async fn startup<G: PgGate>(
         }
     };
     login.logged_in();
-    let target = match front.gate.target(&connection) {
+    let target = match front.gate.target::<PgTarget>(&connection) {
         Ok(target) => target,
-        Err(known) => {
-            let hint = format!("dbname picks the witness connection; configured PostgreSQL connections: {}", known.join(", "));
+        Err(unknown) => {
+            let hint = format!("dbname picks the witness connection; configured PostgreSQL connections: {}", unknown.known.join(", "));
             return refuse(&mut stream, "3D000", format!("witness has no PostgreSQL connection named \"{connection}\""), Some(&hint)).await;
         }
     };
@@ -198,7 +198,7 @@ async fn startup<G: PgGate>(
     let startup_event = Event {
         attrs,
         ..Event::note(
-            kind("pg.startup"),
+            kind::PG_STARTUP,
             Direction::Gateway,
             format!("{} via {} (target {} as {})", principal.identity, connection, target.address, login.user),
         )
@@ -214,7 +214,8 @@ async fn startup<G: PgGate>(
             return refuse(&mut stream, "08001", message, None).await;
         }
     };
-    let (interrupt, registration) = front.gate.register(&principal);
+    let subject = Subject { session: session.id(), info, principal: principal.clone() };
+    let registration = front.gate.register(&subject);
     let (client_key, key_guard) = match backend.key {
         Some(key) => {
             let (ours, guard) = front.cancels.register(&target.address, key, session.clone());
@@ -228,8 +229,8 @@ async fn startup<G: PgGate>(
     out.extend_from_slice(&backend.ready);
     send(&mut stream, &out).await?;
     tracing::info!(identity = %principal.identity, connection, %peer, session = %session.id(), "PostgreSQL session started");
-    let subject = Subject { session: session.id(), info, principal: principal.clone() };
-    Ok(Some(ReadySession { client: stream, backend, session, interrupt, subject, guards: (registration, key_guard) }))
+    let interrupt = registration.interrupt;
+    Ok(Some(ReadySession { client: stream, backend, session, interrupt, subject, guards: (registration.guard, key_guard) }))
 }
 
 /// SCRAM-SHA-256 as RFC 5802 and PostgreSQL run it. Some(principal) on success, None on refusal.
@@ -298,7 +299,7 @@ async fn cleartext_auth<G: PgGate>(
     let body = read_password_message(stream, &mut buf).await?;
     let password = Fields::new(&body).cstr().map_err(|_| protocol_violation())?;
     let password = String::from_utf8_lossy(password);
-    match front.gate.verify_password(user, &password).await {
+    match front.gate.authenticate(Protocol::Postgres, Credential::Password { user, password: &password }).await {
         Ok(principal) => {
             out.clear();
             codec::authentication(&mut out, 0, b"");
@@ -424,10 +425,6 @@ async fn refuse(stream: &mut Stream, sqlstate: &str, message: String, hint: Opti
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
     Err(StartupError::Refused(message))
-}
-
-fn kind(name: &'static str) -> EventKind {
-    EventKind::new(name).expect("witness's own kinds are valid")
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! the client.
 //!
 //! This crate knows the PostgreSQL protocol and nothing of tokens, policy or the ledger's format:
-//! it asks its [`PgGate`] who a client is, which target a connection name means, and where to
-//! record, and whether each request may run. Relayed messages are forwarded as received, never
+//! it asks its [`Gate`] who a client is, which target a connection name means, where to record,
+//! and whether each request may run, and puts each request through the gate's one admission
+//! path; [`PgGate`] adds what only PostgreSQL needs (SCRAM, column masking). Relayed messages are forwarded as received, never
 //! re-encoded; a denied request is replaced by one the target refuses, and that refusal by witness's.
 
 #![forbid(unsafe_code)]
@@ -25,17 +26,14 @@ mod mask;
 mod reading;
 mod relay;
 mod state;
-mod stream;
 mod target;
 mod tls;
 
-use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use witness_core::Principal;
 pub use witness_core::{AuthRefused, Interrupt, Subject};
-use witness_core::{Principal, SessionInfo, Verdict};
-use witness_ledger::{LedgerError, SessionWriter};
+pub use witness_gate::Gate;
 use witness_policy::mask::SessionMasks;
 
 pub use back::BackendError;
@@ -43,7 +41,7 @@ pub use binding::{tls_server_end_point, BindingUnavailable, ChannelBindingMode, 
 pub use cancel::CancelKeys;
 pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task_option, FrontAuth, PgFront, PgSettings};
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use target::{AuthMethod, GroupLogin, PgLogin, PgTarget, Secret};
+pub use target::{AuthMethod, GroupLogin, PgLogin, PgTarget};
 pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
 
 /// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.
@@ -52,8 +50,9 @@ pub trait ScramParams: Send {
     fn iterations(&self) -> u32;
 }
 
-/// What the PostgreSQL front needs from the rest of witness.
-pub trait PgGate: Send + Sync + 'static {
+/// What the PostgreSQL front needs from the gate besides what every protocol does: SCRAM
+/// against the token store's verifiers, and the masking rules for result columns.
+pub trait PgGate: Gate {
     type Challenge: ScramParams;
 
     /// SCRAM parameters for `user`; for an unknown user too (so the exchange reveals nothing).
@@ -62,24 +61,7 @@ pub trait PgGate: Send + Sync + 'static {
     /// Checks a SCRAM client proof; returns the caller and the server signature.
     fn verify_scram(&self, challenge: Self::Challenge, auth_message: &[u8], proof: &[u8]) -> Result<(Principal, [u8; 32]), AuthRefused>;
 
-    /// Checks a token (or a JWT) given as a cleartext password (only asked over TLS or loopback).
-    fn verify_password(&self, user: &str, password: &str) -> impl Future<Output = Result<Principal, AuthRefused>> + Send;
-
-    /// The target a connection name means, or the names of those that exist.
-    fn target(&self, connection: &str) -> Result<Arc<PgTarget>, Vec<String>>;
-
-    /// Opens the recording of a new session.
-    fn open_session(&self, info: &SessionInfo) -> impl Future<Output = Result<SessionWriter, LedgerError>> + Send;
-
-    /// Decides on one request of a live session before it runs: `text` is its SQL (or
-    /// [`record::OPAQUE_REQUEST`] when witness cannot see the statement).
-    fn decide(&self, subject: &Subject, text: &str) -> Verdict;
-
     /// The masking rules for a session, or None when nothing is masked for it. Asked once, when
     /// the session starts.
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>>;
-
-    /// Registers a live session of `principal`; the receiver changes when it must end. Dropping
-    /// the returned guard unregisters it.
-    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>);
 }

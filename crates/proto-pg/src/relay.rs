@@ -9,13 +9,15 @@
 //! and gives the client witness's own error instead of the target's. A held one waits, the client
 //! reading a notice that says how to decide it, until an approver decides or the wait times out.
 
-use bytes::{Buf, BytesMut};
-use serde_json::Value;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, Notify};
-use witness_core::{ApprovalOutcome, Direction, Event, EventKind, Held, Verdict};
+use witness_core::{Event, Verdict};
+use witness_gate::{admit, Admission, Refusal, Stream, Waiting, Wire, Withdrawal};
 use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 
 use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
@@ -23,7 +25,6 @@ use crate::front::ReadySession;
 use crate::mask::WireMasks;
 use crate::record::{Reply, Requests, Responses, Step, ToClient};
 use crate::state::Tracker;
-use crate::stream::Stream;
 use crate::{Interrupt, PgGate, PgTarget, Subject};
 use witness_policy::mask::SessionMasks;
 
@@ -74,7 +75,7 @@ pub(crate) async fn run<G: PgGate>(ready: ReadySession, gate: &G, max_rows: usiz
     let leftover = backend.leftover;
     let parameter_status = backend.parameter_status;
     // Masks are settled when the session starts; a reload applies to sessions that start later.
-    let masks = gate.masks(&subject).and_then(|masks| Some((masks, gate.target(&subject.info.connection).ok()?)));
+    let masks = gate.masks(&subject).and_then(|masks| Some((masks, gate.target::<PgTarget>(&subject.info.connection).ok()?)));
     let parts = Parts { gate, subject: &subject, leftover, parameter_status, session, interrupt, guards, max_rows, masks };
     // Plain TCP halves are split without a lock; TLS streams need tokio's shared split.
     match (client, backend.stream) {
@@ -195,77 +196,48 @@ where
                         }
                         Err(e) => return End::Malformed { from_client: true, what: format!("{} message: {e}", tag as char) },
                     };
-                    let verdict = match &seen.decide {
-                        Some(text) => side.gate.decide(side.subject, text),
+                    let verdict = match seen.request() {
+                        Some(request) => side.gate.decide(side.subject, request),
                         None => Verdict::Allow { rule: None },
                     };
-                    let (event, refusal) = match verdict {
-                        Verdict::Allow { rule } => {
-                            if let Some(pending) = seen.pending {
+                    let mut wire = PgWire {
+                        client: &mut *client,
+                        target: &mut *target,
+                        buf: &mut buf,
+                        upto,
+                        receipts: &mut receipts,
+                        side,
+                        cancel: None,
+                    };
+                    let admission = admit(&mut wire, seen.event.take(), verdict).await;
+                    // Zero once a hold let through what came before the held message.
+                    let upto_before = wire.upto;
+                    drop(wire);
+                    let refusal = match admission {
+                        Err(end) => return end,
+                        Ok(Admission::Admitted) => {
+                            if let Some(pending) = seen.pending.take() {
                                 side.tracker.push(pending);
                             }
-                            if let Some(event) = seen.event {
-                                let event = match rule {
-                                    Some(rule) => event.with_attr("decision", "allow").with_attr("rule", rule),
-                                    None => event,
-                                };
-                                if let Err(end) = submit(side.session, &event, &mut receipts).await {
-                                    return end;
-                                }
-                            }
-                            upto += len;
+                            upto = upto_before + len;
                             continue;
                         }
-                        Verdict::Deny { rule, message, classes } => {
-                            let event = seen
-                                .event
-                                .take()
-                                .map(|e| e.with_attr("decision", "deny").with_attr("rule", rule.clone()).with_attr("classes", classes));
-                            (event, Some((REFUSED, format!("denied by witness rule \"{rule}\": {message}"))))
-                        }
-                        Verdict::Hold(held) => {
-                            let event = seen.event.take().map(|e| {
-                                e.with_attr("decision", "hold")
-                                    .with_attr("rule", held.rule.clone())
-                                    .with_attr("approval_id", held.approval_id.clone())
-                                    .with_attr("approvers", held.approvers.clone())
-                                    .with_attr("classes", held.classes.clone())
-                            });
-                            if let Some(event) = event {
-                                if let Err(end) = submit(side.session, &event, &mut receipts).await {
-                                    return end;
-                                }
-                            }
-                            // What came before the held message goes on; the held one waits at the front of buf.
-                            if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
-                                return end;
-                            }
-                            upto = 0;
-                            match hold(client, &mut buf, held, side).await {
-                                Ok(None) => {
-                                    if let Some(pending) = seen.pending {
-                                        side.tracker.push(pending);
-                                    }
-                                    upto = len;
-                                    continue;
-                                }
-                                Ok(Some(refusal)) => (None, Some(refusal)),
-                                Err(end) => return end,
-                            }
-                        }
+                        Ok(Admission::Refused(Refusal::Withdrawn { why: Withdrawal::ClientLeft, .. })) => return End::ClientClosed,
+                        Ok(Admission::Refused(refusal)) => refusal,
                     };
-                    // Refused: recorded first, then what came before it is forwarded, then the substitute.
-                    if let Some(event) = event {
-                        if let Err(end) = submit(side.session, &event, &mut receipts).await {
-                            return end;
-                        }
-                    }
-                    if let Err(end) = forward(target, &mut buf, upto, &mut receipts).await {
+                    // Refused, and recorded so: what came before it is forwarded, then the substitute.
+                    if let Err(end) = forward(target, &mut buf, upto_before, &mut receipts).await {
                         return end;
                     }
-                    let (sqlstate, refusal) = refusal.expect("a refused request has a reason");
+                    let (sqlstate, reason) = match &refusal {
+                        Refusal::Withdrawn { why: Withdrawal::Cancelled, .. } => (
+                            "57014",
+                            "canceling statement due to user request (it was waiting for witness approval; it did not run)".to_string(),
+                        ),
+                        other => (REFUSED, other.explain("statement")),
+                    };
                     let mut error = BytesMut::new();
-                    codec::error_response(&mut error, Severity::Error, sqlstate, &refusal, None);
+                    codec::error_response(&mut error, Severity::Error, sqlstate, &reason, None);
                     seen.deny(error.freeze());
                     if let Some(pending) = seen.pending {
                         side.tracker.push(pending);
@@ -322,107 +294,70 @@ fn substitute(tag: u8) -> BytesMut {
     out
 }
 
-/// How waiting for a decision ended.
-enum HoldEnd {
-    Decided(ApprovalOutcome),
-    /// The client sent a cancel request.
-    Cancelled,
-    /// The client closed its connection.
-    ClientLeft,
+/// The client side's part in admission: events are submitted and their receipts awaited before
+/// anything is forwarded; while a request is held, the client's next messages are read on (up to
+/// a bound) so that a client that leaves or cancels withdraws it at once.
+struct PgWire<'s, 'a, R, W, G> {
+    client: &'s mut R,
+    target: &'s mut W,
+    buf: &'s mut BytesMut,
+    /// How many bytes at the front of `buf` came before the request and are not forwarded yet.
+    upto: usize,
+    receipts: &'s mut Vec<PendingReceipt>,
+    side: &'s ClientSide<'a, G>,
+    /// Registered when the hold begins, so that a cancel request sent at any moment of the wait
+    /// is seen.
+    cancel: Option<Pin<Box<Notified<'s>>>>,
 }
 
-/// Waits for the decision on a held request, telling the client first. Ok(None): approved, the
-/// request goes on; Ok(Some((sqlstate, reason))): refused; Err: the session ends (the client
-/// left, or the decision could not be recorded). While waiting it reads on from the client, up to
-/// a bound, so that a client that leaves withdraws its request at once; a cancel request
-/// withdraws it too.
-async fn hold<R, G>(client: &mut R, buf: &mut BytesMut, held: Held, side: &ClientSide<'_, G>) -> Result<Option<(&'static str, String)>, End>
+impl<R, W, G> Wire for PgWire<'_, '_, R, W, G>
 where
     R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let Held { approval_id, rule, timeout, instructions, mut outcome, .. } = held;
-    let mut notice = BytesMut::new();
-    let waiting = format!("witness holds this statement for approval {approval_id} (rule \"{rule}\"); it runs once an approver allows it");
-    codec::error_response(&mut notice, Severity::Notice, "01000", &waiting, Some(&instructions));
-    let _ = side.notices.send(notice).await;
-    let started = std::time::Instant::now();
-    let cancel = async {
-        match &side.cancelled {
-            Some(cancelled) => cancelled.notified().await,
-            None => std::future::pending().await,
+    type Error = End;
+
+    async fn record(&mut self, event: &Event) -> Result<(), End> {
+        submit(self.side.session, event, self.receipts).await
+    }
+
+    async fn hold_begins(&mut self, waiting: &Waiting<'_>) -> Result<(), End> {
+        // What came before the held message goes on; the held one waits at the front of buf.
+        forward(self.target, self.buf, self.upto, self.receipts).await?;
+        self.upto = 0;
+        let side = self.side;
+        if let Some(cancelled) = &side.cancelled {
+            let mut notified = Box::pin(cancelled.notified());
+            notified.as_mut().enable();
+            self.cancel = Some(notified);
         }
-    };
-    tokio::pin!(cancel);
-    let end = loop {
-        if buf.len() >= MAX_BUFFERED_WHILE_HELD {
+        let mut notice = BytesMut::new();
+        codec::error_response(&mut notice, Severity::Notice, "01000", &waiting.line("statement"), Some(waiting.instructions));
+        let _ = side.notices.send(notice).await;
+        Ok(())
+    }
+
+    async fn withdrawn(&mut self) -> Withdrawal {
+        let cancelled = async {
+            match self.cancel.as_mut() {
+                Some(notified) => notified.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(cancelled);
+        loop {
+            if self.buf.len() >= MAX_BUFFERED_WHILE_HELD {
+                cancelled.await;
+                return Withdrawal::Cancelled;
+            }
             tokio::select! {
-                decided = &mut outcome => break HoldEnd::Decided(decided),
-                () = &mut cancel => break HoldEnd::Cancelled,
+                () = &mut cancelled => return Withdrawal::Cancelled,
+                read = self.client.read_buf(self.buf) => match read {
+                    Ok(0) | Err(_) => return Withdrawal::ClientLeft,
+                    Ok(_) => {}
+                },
             }
         }
-        tokio::select! {
-            decided = &mut outcome => break HoldEnd::Decided(decided),
-            () = &mut cancel => break HoldEnd::Cancelled,
-            read = client.read_buf(buf) => match read {
-                Ok(0) | Err(_) => break HoldEnd::ClientLeft,
-                Ok(_) => {}
-            },
-        }
-    };
-    // Withdraws the request if it is still waiting.
-    drop(outcome);
-    let waited_ms = started.elapsed().as_millis() as u64;
-    type Refusal = Option<(&'static str, String)>;
-    let (summary, attrs, refusal): (String, Vec<(&str, Value)>, Refusal) = match &end {
-        HoldEnd::Decided(ApprovalOutcome::Approved { by }) => {
-            (format!("approval {approval_id} approved by {by}"), vec![("outcome", "approved".into()), ("by", by.clone().into())], None)
-        }
-        HoldEnd::Decided(ApprovalOutcome::Denied { by }) => (
-            format!("approval {approval_id} denied by {by}"),
-            vec![("outcome", "denied".into()), ("by", by.clone().into())],
-            Some((REFUSED, format!("denied by {by} (witness approval {approval_id}, rule \"{rule}\")"))),
-        ),
-        HoldEnd::Decided(ApprovalOutcome::TimedOut) => (
-            format!("approval {approval_id} timed out"),
-            vec![("outcome", "timed-out".into())],
-            Some((
-                REFUSED,
-                format!(
-                    "witness approval {approval_id} (rule \"{rule}\") was not decided within {}; the statement did not run",
-                    humanize(timeout)
-                ),
-            )),
-        ),
-        HoldEnd::Cancelled => (
-            format!("approval {approval_id} withdrawn: the client cancelled the statement"),
-            vec![("outcome", "cancelled".into())],
-            Some(("57014", "canceling statement due to user request (it was waiting for witness approval; it did not run)".into())),
-        ),
-        HoldEnd::ClientLeft => (format!("approval {approval_id} withdrawn: the client left"), vec![("outcome", "withdrawn".into())], None),
-    };
-    let mut event = Event::note(EventKind::new("approval.decided").expect("valid kind"), Direction::Gateway, summary)
-        .with_attr("approval_id", approval_id.clone())
-        .with_attr("rule", rule.clone())
-        .with_attr("waited_ms", waited_ms);
-    for (key, value) in attrs {
-        event = event.with_attr(key, value);
-    }
-    if let Err(e) = side.session.append(&event).await {
-        return Err(End::NotRecorded(e));
-    }
-    match end {
-        HoldEnd::ClientLeft => Err(End::ClientClosed),
-        _ => Ok(refusal),
-    }
-}
-
-fn humanize(d: std::time::Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => format!("{} ms", d.as_millis()),
-        s if s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
     }
 }
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rustls::ClientConfig;
+use witness_core::Secret;
 
 use crate::binding::{ChannelBindingMode, UnknownChoice};
 use crate::catalog::Catalog;
@@ -62,26 +63,6 @@ pub enum AuthMethod {
     Md5,
     /// The password itself, in the clear unless the connection is TLS.
     Password,
-}
-
-/// A credential. Its Debug and Display never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
 }
 
 // === impl PgTarget ===

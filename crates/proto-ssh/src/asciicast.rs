@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 
 use serde_json::json;
+use witness_core::kind;
 use witness_ledger::StoredEvent;
 
 /// A terminal recording.
@@ -47,12 +48,12 @@ pub fn from_events(events: &[StoredEvent]) -> Option<Cast> {
     let channel_of = |e: &StoredEvent| e.attrs.get("channel").and_then(|c| c.as_u64());
     let channel = events
         .iter()
-        .find(|e| e.kind == "ssh.pty")
+        .find(|e| e.kind == kind::SSH_PTY.as_str())
         .and_then(channel_of)
-        .or_else(|| events.iter().find(|e| e.kind == "ssh.output").and_then(channel_of))?;
+        .or_else(|| events.iter().find(|e| e.kind == kind::SSH_OUTPUT.as_str()).and_then(channel_of))?;
     let mine: Vec<&StoredEvent> = events.iter().filter(|e| channel_of(e) == Some(channel)).collect();
     let start_ns = mine.first()?.time_ns;
-    let pty = mine.iter().find(|e| e.kind == "ssh.pty");
+    let pty = mine.iter().find(|e| e.kind == kind::SSH_PTY.as_str());
     let size = |e: &StoredEvent, key: &str| e.attrs.get(key).and_then(|v| v.as_u64()).map(|v| v as u32);
     let (width, height) =
         pty.map(|e| (size(e, "cols").unwrap_or(DEFAULT_SIZE.0), size(e, "rows").unwrap_or(DEFAULT_SIZE.1))).unwrap_or(DEFAULT_SIZE);
@@ -64,9 +65,9 @@ pub fn from_events(events: &[StoredEvent]) -> Option<Cast> {
     for e in mine {
         let time = (e.time_ns - start_ns).max(0) as f64 / 1e9;
         let (code, carry) = match e.kind.as_str() {
-            "ssh.output" => (FrameCode::Output, &mut carry_output),
-            "ssh.input" => (FrameCode::Input, &mut carry_input),
-            "ssh.resize" => {
+            k if k == kind::SSH_OUTPUT.as_str() => (FrameCode::Output, &mut carry_output),
+            k if k == kind::SSH_INPUT.as_str() => (FrameCode::Input, &mut carry_input),
+            k if k == kind::SSH_RESIZE.as_str() => {
                 let (Some(cols), Some(rows)) = (size(e, "cols"), size(e, "rows")) else { continue };
                 frames.push(Frame { time, code: FrameCode::Resize, data: format!("{cols}x{rows}") });
                 continue;

@@ -3,7 +3,6 @@
 //! A mismatch refuses the session with both fingerprints, so a person can tell a re-keyed host
 //! from an attack.
 
-use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -12,17 +11,15 @@ use std::time::Duration;
 
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use witness_core::Secret;
 
 use crate::SshTarget;
 
 /// How witness logs in to a target.
 pub enum TargetAuth {
     Key(Arc<PrivateKey>),
-    Password(Password),
+    Password(Secret),
 }
-
-/// A target password; never printed.
-pub struct Password(String);
 
 /// Which host keys the target may present.
 #[derive(Clone)]
@@ -222,7 +219,7 @@ pub(crate) async fn connect(
                     if key.algorithm().is_rsa() { handle.best_supported_rsa_hash().await.map_err(protocol)?.flatten() } else { None };
                 handle.authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(key.clone(), hash)).await.map_err(protocol)?
             }
-            TargetAuth::Password(password) => handle.authenticate_password(&target.user, &password.0).await.map_err(protocol)?,
+            TargetAuth::Password(password) => handle.authenticate_password(&target.user, password.expose()).await.map_err(protocol)?,
         };
         if !result.success() {
             return Err(TargetError::LoginRefused { connection: connection.clone(), address: address.clone(), user: target.user.clone() });
@@ -271,15 +268,7 @@ impl TargetAuth {
     }
 
     pub fn password(password: String) -> TargetAuth {
-        TargetAuth::Password(Password(password))
-    }
-}
-
-// === impl Password ===
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(..)")
+        TargetAuth::Password(Secret::new(password))
     }
 }
 

@@ -13,17 +13,16 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
 use russh::{client, server, Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use serde_json::json;
-use witness_core::{ApprovalOutcome, Direction, Event, Held, Interrupt, Subject, Verdict};
+use witness_core::{kind, Direction, Event, Interrupt, Request, SshOperation, Subject, Verdict};
+use witness_gate::{admit, with_verdict, Admission, Refusal, Waiting, Wire, Withdrawal};
 use witness_ledger::SessionWriter;
-use witness_policy::SshOperation;
 
 use crate::git::{parse_git_command, GitService, ReceivePackStream};
-use crate::record::{self, channel_note, with_verdict};
+use crate::record::{self, channel_note};
 use crate::sftp::SftpStream;
 use crate::SshGate;
 
@@ -68,13 +67,6 @@ struct Client<'a> {
     write: &'a ChannelWriteHalf<server::Msg>,
     /// Messages that arrived while a request waited for approval.
     waiting: &'a mut VecDeque<ChannelMsg>,
-}
-
-/// How waiting for an approval ended.
-enum Waited {
-    Decided(ApprovalOutcome),
-    SessionEnding,
-    ClientLeft,
 }
 
 /// Messages kept while a request waits for approval; past this the client is not read (russh's
@@ -135,15 +127,15 @@ async fn client_to_target<G: SshGate>(
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
-                record(record::data("ssh.input", Direction::Request, id, Some("stderr"), &data)).await?;
+                record(record::data(kind::SSH_INPUT, Direction::Request, id, Some("stderr"), &data)).await?;
                 let _ = target.extended_data_bytes(ext, data).await;
             }
             ChannelMsg::Eof => {
-                record(channel_note("ssh.eof", Direction::Request, id, "end of input from the client")).await?;
+                record(channel_note(kind::SSH_EOF, Direction::Request, id, "end of input from the client")).await?;
                 let _ = target.eof().await;
             }
             ChannelMsg::Close => {
-                record(channel_note("ssh.close", Direction::Request, id, "the client closed the channel")).await?;
+                record(channel_note(kind::SSH_CLOSE, Direction::Request, id, "the client closed the channel")).await?;
                 break;
             }
             ChannelMsg::RequestPty { term, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
@@ -155,8 +147,8 @@ async fn client_to_target<G: SshGate>(
                 // A variable can change what a decided command runs (LD_PRELOAD, BASH_ENV, PATH),
                 // so it reaches the target only when a rule allows it; a refused one is dropped
                 // (the client was answered already, and OpenSSH asks for no answer).
-                let verdict = unheld(ctx.gate.decide(&ctx.subject, SshOperation::Env, &variable_name));
-                let mut event = channel_note("ssh.env", Direction::Request, id, format!("env {variable_name}"))
+                let verdict = unheld(ctx.gate.decide(&ctx.subject, Request::Ssh { operation: SshOperation::Env, text: &variable_name }));
+                let mut event = channel_note(kind::SSH_ENV, Direction::Request, id, format!("env {variable_name}"))
                     .with_attr("name", variable_name.clone());
                 // Locale and terminal values are kept; others may carry secrets (a token sent
                 // with SendEnv), so only their length is.
@@ -176,11 +168,11 @@ async fn client_to_target<G: SshGate>(
             }
             ChannelMsg::Signal { signal } => {
                 let name = signal_name(&signal);
-                record(channel_note("ssh.signal", Direction::Request, id, format!("signal {name}")).with_attr("signal", name)).await?;
+                record(channel_note(kind::SSH_SIGNAL, Direction::Request, id, format!("signal {name}")).with_attr("signal", name)).await?;
                 let _ = target.signal(signal).await;
             }
             ChannelMsg::RequestShell { .. } => {
-                let event = channel_note("ssh.shell", Direction::Request, id, "shell");
+                let event = channel_note(kind::SSH_SHELL, Direction::Request, id, "shell");
                 if !start(ctx, id, SshOperation::Shell, "", event, &mut client).await? {
                     break;
                 }
@@ -197,7 +189,7 @@ async fn client_to_target<G: SshGate>(
                     None => SshOperation::Exec,
                 };
                 let mut event = witness_core::Event::text(
-                    record::kind("ssh.exec"),
+                    kind::SSH_EXEC,
                     Direction::Request,
                     record::clip(&command, record::COMMAND_SUMMARY_CHARS),
                     command.clone(),
@@ -218,7 +210,7 @@ async fn client_to_target<G: SshGate>(
             ChannelMsg::RequestSubsystem { name, .. } => {
                 let operation = if name == "sftp" { SshOperation::Sftp } else { SshOperation::Subsystem };
                 let event =
-                    channel_note("ssh.subsystem", Direction::Request, id, format!("subsystem {name}")).with_attr("name", name.clone());
+                    channel_note(kind::SSH_SUBSYSTEM, Direction::Request, id, format!("subsystem {name}")).with_attr("name", name.clone());
                 if !start(ctx, id, operation, &name, event, &mut client).await? {
                     break;
                 }
@@ -229,7 +221,7 @@ async fn client_to_target<G: SshGate>(
             // The front answered the client with the gate's answer; here it is recorded before
             // the target is asked, so the request cannot reach the target ahead of its record.
             ChannelMsg::AgentForward { .. } => {
-                let verdict = unheld(ctx.gate.decide(&ctx.subject, SshOperation::AgentForward, ""));
+                let verdict = unheld(ctx.gate.decide(&ctx.subject, Request::Ssh { operation: SshOperation::AgentForward, text: "" }));
                 let allowed = matches!(verdict, Verdict::Allow { .. });
                 let event = record::forward(SshOperation::AgentForward.as_str(), "", allowed, "agent forwarding".into(), false);
                 record(with_verdict(event, &verdict)).await?;
@@ -267,22 +259,22 @@ async fn target_to_client<G: SshGate>(
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
-                    append(&ctx.writer, &record::data("ssh.output", Direction::Response, id, Some("stderr"), &data)).await?;
+                    append(&ctx.writer, &record::data(kind::SSH_OUTPUT, Direction::Response, id, Some("stderr"), &data)).await?;
                     let _ = client.extended_data_bytes(ext, data).await;
                 }
                 ChannelMsg::Eof => {
-                    append(&ctx.writer, &channel_note("ssh.eof", Direction::Response, id, "end of output from the target")).await?;
+                    append(&ctx.writer, &channel_note(kind::SSH_EOF, Direction::Response, id, "end of output from the target")).await?;
                     let _ = client.eof().await;
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
-                    let event = channel_note("ssh.exit", Direction::Response, id, format!("exit status {exit_status}"))
+                    let event = channel_note(kind::SSH_EXIT, Direction::Response, id, format!("exit status {exit_status}"))
                         .with_attr("status", exit_status);
                     append(&ctx.writer, &event).await?;
                     let _ = client.exit_status(exit_status).await;
                 }
                 ChannelMsg::ExitSignal { signal_name: signal, core_dumped, error_message, lang_tag } => {
                     let name = signal_name(&signal);
-                    let event = channel_note("ssh.exit", Direction::Response, id, format!("killed by signal {name}"))
+                    let event = channel_note(kind::SSH_EXIT, Direction::Response, id, format!("killed by signal {name}"))
                         .with_attr("signal", name)
                         .with_attr("core_dumped", core_dumped)
                         .with_attr("message", error_message.clone());
@@ -295,7 +287,7 @@ async fn target_to_client<G: SshGate>(
                 ChannelMsg::Failure => {
                     let asked = shared_lock(&shared).asked.pop_front().unwrap_or("request");
                     let event =
-                        channel_note("ssh.target-refused", Direction::Response, id, format!("the target refused the {asked} request"))
+                        channel_note(kind::SSH_TARGET_REFUSED, Direction::Response, id, format!("the target refused the {asked} request"))
                             .with_attr("request", asked);
                     append(&ctx.writer, &event).await?;
                     if asked != "pty" {
@@ -307,7 +299,7 @@ async fn target_to_client<G: SshGate>(
                     }
                 }
                 ChannelMsg::Close => {
-                    append(&ctx.writer, &channel_note("ssh.close", Direction::Response, id, "the target closed the channel")).await?;
+                    append(&ctx.writer, &channel_note(kind::SSH_CLOSE, Direction::Response, id, "the target closed the channel")).await?;
                     break;
                 }
                 _ => {}
@@ -322,8 +314,8 @@ async fn target_to_client<G: SshGate>(
     }
 }
 
-/// Decides on a shell, exec or subsystem request and records it with the decision. Returns
-/// whether it may go on; a refused request has been answered on the channel and closed it.
+/// Decides on a shell, exec or subsystem request and puts it through admission. Returns whether
+/// it may go on; a refused request has been answered on the channel and closed it.
 async fn start<G: SshGate>(
     ctx: &ChannelContext<G>,
     id: u32,
@@ -332,67 +324,21 @@ async fn start<G: SshGate>(
     event: Event,
     client: &mut Client<'_>,
 ) -> Result<bool, LedgerFailed> {
-    let verdict = ctx.gate.decide(&ctx.subject, operation, text);
-    append(&ctx.writer, &with_verdict(event, &verdict)).await?;
-    let refusal = match verdict {
-        Verdict::Allow { .. } => return Ok(true),
-        Verdict::Deny { rule, message, .. } => format!("witness: denied by rule \"{rule}\": {message}"),
-        Verdict::Hold(held) => {
-            let Held { approval_id, rule, timeout, instructions, mut outcome, .. } = held;
-            let waiting = format!(
-                "witness: holding this {operation} for approval {approval_id} (rule \"{rule}\"); it runs once an approver allows it\r\nwitness: {instructions}\r\n"
-            );
-            let _ = client.write.extended_data_bytes(1, Bytes::from(waiting)).await;
-            let started = Instant::now();
-            let mut interrupt = ctx.interrupt.clone();
-            // Wait for the decision, the session's end, or the client giving up on the channel;
-            // what else the client sends meanwhile is kept (a bounded number of messages) for after.
-            let ended = loop {
-                tokio::select! {
-                    decided = &mut outcome => break Waited::Decided(decided),
-                    _ = interrupt.wait_for(|i| i.is_some()) => break Waited::SessionEnding,
-                    message = client.read.wait(), if client.waiting.len() < MAX_WAITING => match message {
-                        None | Some(ChannelMsg::Close) => break Waited::ClientLeft,
-                        Some(message) => client.waiting.push_back(message),
-                    },
-                }
-            };
-            drop(outcome);
-            let waited_ms = started.elapsed().as_millis() as u64;
-            let (name, by, refusal) = match &ended {
-                Waited::Decided(ApprovalOutcome::Approved { by }) => ("approved", Some(by.as_str()), None),
-                Waited::Decided(ApprovalOutcome::Denied { by }) => (
-                    "denied",
-                    Some(by.as_str()),
-                    Some(format!("witness: denied by {by} (witness approval {approval_id}, rule \"{rule}\")")),
-                ),
-                Waited::Decided(ApprovalOutcome::TimedOut) => (
-                    "timed-out",
-                    None,
-                    Some(format!(
-                        "witness: approval {approval_id} (rule \"{rule}\") was not decided within {}; the {operation} did not run",
-                        humanize(timeout)
-                    )),
-                ),
-                Waited::SessionEnding => ("withdrawn", None, Some("witness: the session is ending".to_string())),
-                Waited::ClientLeft => ("withdrawn", None, None),
-            };
-            append(&ctx.writer, &record::approval_decided(&approval_id, &rule, name, by, waited_ms)).await?;
-            match (refusal, ended) {
-                (_, Waited::ClientLeft) => {
-                    let close = channel_note("ssh.close", Direction::Request, id, "the client closed the channel while it waited");
-                    append(&ctx.writer, &close).await?;
-                    return Ok(false);
-                }
-                (None, _) => return Ok(true),
-                (Some(refusal), _) => refusal,
-            }
+    let verdict = ctx.gate.decide(&ctx.subject, Request::Ssh { operation, text });
+    let mut wire = ChannelWire { writer: &ctx.writer, client, interrupt: ctx.interrupt.clone(), operation };
+    let refusal = match admit(&mut wire, Some(event), verdict).await? {
+        Admission::Admitted => return Ok(true),
+        Admission::Refused(Refusal::Withdrawn { why: Withdrawal::ClientLeft, .. }) => {
+            let close = channel_note(kind::SSH_CLOSE, Direction::Request, id, "the client closed the channel while it waited");
+            append(&ctx.writer, &close).await?;
+            return Ok(false);
         }
+        Admission::Refused(refusal) => refusal.explain(operation.as_str()),
     };
     let _ = client.write.extended_data_bytes(1, Bytes::from(format!("{refusal}\r\n"))).await;
     append(
         &ctx.writer,
-        &channel_note("ssh.exit", Direction::Gateway, id, format!("refused by witness: exit status {REFUSED_EXIT_STATUS}"))
+        &channel_note(kind::SSH_EXIT, Direction::Gateway, id, format!("refused by witness: exit status {REFUSED_EXIT_STATUS}"))
             .with_attr("status", REFUSED_EXIT_STATUS),
     )
     .await?;
@@ -400,6 +346,42 @@ async fn start<G: SshGate>(
     let _ = client.write.eof().await;
     let _ = client.write.close().await;
     Ok(false)
+}
+
+/// A channel's part in admission: each event waits for its receipt; while a request is held the
+/// client's next messages are kept (a bounded number) for after, and the client closing the
+/// channel or the session ending withdraws it.
+struct ChannelWire<'c, 'a> {
+    writer: &'c SessionWriter,
+    client: &'c mut Client<'a>,
+    interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
+    operation: SshOperation,
+}
+
+impl Wire for ChannelWire<'_, '_> {
+    type Error = LedgerFailed;
+
+    async fn record(&mut self, event: &Event) -> Result<(), LedgerFailed> {
+        append(self.writer, event).await
+    }
+
+    async fn hold_begins(&mut self, waiting: &Waiting<'_>) -> Result<(), LedgerFailed> {
+        let line = format!("{}\r\nwitness: {}\r\n", waiting.line(self.operation.as_str()), waiting.instructions);
+        let _ = self.client.write.extended_data_bytes(1, Bytes::from(line)).await;
+        Ok(())
+    }
+
+    async fn withdrawn(&mut self) -> Withdrawal {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.wait_for(|i| i.is_some()) => return Withdrawal::SessionEnding,
+                message = self.client.read.wait(), if self.client.waiting.len() < MAX_WAITING => match message {
+                    None | Some(ChannelMsg::Close) => return Withdrawal::ClientLeft,
+                    Some(message) => self.client.waiting.push_back(message),
+                },
+            }
+        }
+    }
 }
 
 /// A verdict for a request that cannot wait (a forwarding, a variable): a hold becomes a
@@ -493,23 +475,23 @@ fn input_events(id: u32, data: &[u8], shared: &SharedState) -> Vec<Event> {
             Ok(ops) => {
                 let summary = summarize(ops.iter().map(|op| op.summary()), data.len());
                 let list: Vec<_> = ops.iter().map(|op| json!({"op": op.name(), "summary": op.summary()})).collect();
-                record::stream_ops("sftp.request", Direction::Request, id, data.len(), summary, json!(list))
+                record::stream_ops(kind::SFTP_REQUEST, Direction::Request, id, data.len(), summary, json!(list))
             }
             Err(e) => {
                 // Not SFTP as witness understands it: recorded as bytes from here on.
                 tracing::warn!(channel = id, error = %e, "cannot follow the SFTP stream; recording its bytes");
                 shared.mode = Mode::Bytes;
-                record::data("ssh.input", Direction::Request, id, None, data).with_attr("sftp_error", e.to_string())
+                record::data(kind::SSH_INPUT, Direction::Request, id, None, data).with_attr("sftp_error", e.to_string())
             }
         }],
         Mode::GitPush(stream) => {
-            let bytes = record::data("ssh.input", Direction::Request, id, None, data);
+            let bytes = record::data(kind::SSH_INPUT, Direction::Request, id, None, data);
             match stream.client_bytes(data) {
                 Ok(Some(updates)) => {
                     let list: Vec<_> = updates.iter().map(|u| json!({"old": u.old, "new": u.new, "ref": u.name})).collect();
                     let summary =
                         updates.iter().map(|u| format!("{} {}..{}", u.name, short(&u.old), short(&u.new))).collect::<Vec<_>>().join(", ");
-                    let push = Event::note(record::kind("git.push"), Direction::Request, format!("push {summary}"))
+                    let push = Event::note(kind::GIT_PUSH, Direction::Request, format!("push {summary}"))
                         .with_attr("channel", id)
                         .with_attr("updates", json!(list));
                     vec![push, bytes]
@@ -518,7 +500,7 @@ fn input_events(id: u32, data: &[u8], shared: &SharedState) -> Vec<Event> {
                 Err(e) => vec![bytes.with_attr("git_error", e.to_string())],
             }
         }
-        Mode::Idle | Mode::Bytes => vec![record::data("ssh.input", Direction::Request, id, None, data)],
+        Mode::Idle | Mode::Bytes => vec![record::data(kind::SSH_INPUT, Direction::Request, id, None, data)],
     }
 }
 
@@ -535,16 +517,16 @@ fn output_events(id: u32, data: &[u8], shared: &SharedState) -> Vec<Event> {
             Ok(replies) => {
                 let summary = summarize(replies.iter().map(|r| r.summary()), data.len());
                 let list: Vec<_> = replies.iter().map(|r| json!({"reply": r.name(), "summary": r.summary()})).collect();
-                vec![record::stream_ops("sftp.reply", Direction::Response, id, data.len(), summary, json!(list))]
+                vec![record::stream_ops(kind::SFTP_REPLY, Direction::Response, id, data.len(), summary, json!(list))]
             }
             Err(e) => {
                 tracing::warn!(channel = id, error = %e, "cannot follow the SFTP replies; recording their bytes");
                 shared.mode = Mode::Bytes;
-                vec![record::data("ssh.output", Direction::Response, id, Some("stdout"), data).with_attr("sftp_error", e.to_string())]
+                vec![record::data(kind::SSH_OUTPUT, Direction::Response, id, Some("stdout"), data).with_attr("sftp_error", e.to_string())]
             }
         },
         Mode::GitPush(stream) => {
-            let mut events = vec![record::data("ssh.output", Direction::Response, id, Some("stdout"), data)];
+            let mut events = vec![record::data(kind::SSH_OUTPUT, Direction::Response, id, Some("stdout"), data)];
             let report = match stream.server_bytes(data) {
                 Ok(report) => report,
                 Err(e) => {
@@ -565,7 +547,7 @@ fn output_events(id: u32, data: &[u8], shared: &SharedState) -> Vec<Event> {
                     .collect::<Vec<_>>()
                     .join(", ");
                 events.push(
-                    Event::note(record::kind("git.report"), Direction::Response, format!("push report: {summary}"))
+                    Event::note(kind::GIT_REPORT, Direction::Response, format!("push report: {summary}"))
                         .with_attr("channel", id)
                         .with_attr("unpack", unpack)
                         .with_attr("refs", json!(refs)),
@@ -573,7 +555,7 @@ fn output_events(id: u32, data: &[u8], shared: &SharedState) -> Vec<Event> {
             }
             events
         }
-        Mode::Idle | Mode::Bytes => vec![record::data("ssh.output", Direction::Response, id, Some("stdout"), data)],
+        Mode::Idle | Mode::Bytes => vec![record::data(kind::SSH_OUTPUT, Direction::Response, id, Some("stdout"), data)],
     }
 }
 
@@ -606,15 +588,6 @@ fn summarize(items: impl Iterator<Item = String>, n_bytes: usize) -> String {
         0 => format!("{n_bytes} bytes"),
         1 => items.into_iter().next().expect("one item"),
         n => format!("{} (+{} more)", items[0], n - 1),
-    }
-}
-
-fn humanize(duration: std::time::Duration) -> String {
-    let secs = duration.as_secs();
-    if secs >= 60 && secs.is_multiple_of(60) {
-        format!("{} min", secs / 60)
-    } else {
-        format!("{secs} s")
     }
 }
 

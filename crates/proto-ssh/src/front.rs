@@ -21,12 +21,15 @@ use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicK
 use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Pty, SshId};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use witness_core::{AuthRefused, Direction, Event, Interrupt, PendingLogin, Principal, Protocol, SessionId, SessionInfo, Subject, Verdict};
-use witness_policy::SshOperation;
+use witness_core::{
+    kind, AuthRefused, Direction, Event, Interrupt, PendingLogin, Principal, Protocol, Request, SessionId, SessionInfo, SshOperation,
+    Subject, Verdict,
+};
+use witness_gate::{with_verdict, Credential, Registration};
 
 use crate::back::{self, TargetHandle};
 use crate::channel::{self, ChannelContext};
-use crate::record::{self, with_verdict};
+use crate::record;
 use crate::{SshFront, SshGate, SshSettings, SshTarget};
 
 /// Channels one session may have open at once (OpenSSH's MaxSessions is 10 by default); more are
@@ -147,7 +150,7 @@ struct Live<G> {
     target: Arc<TargetHandle>,
     channels: JoinSet<()>,
     /// Unregisters the session when dropped.
-    _registration: Box<dyn Send + Sync>,
+    _registration: Registration,
 }
 
 /// russh's per-connection handler.
@@ -226,7 +229,7 @@ impl<G: SshGate> Connection<G> {
             tracing::error!(error = %e, "cannot open an SSH session's recording");
             "witness cannot record this session, so it does not start".to_string()
         })?;
-        let login = Event::note(record::kind("ssh.login"), Direction::Gateway, format!("logged in by {method}"))
+        let login = Event::note(kind::SSH_LOGIN, Direction::Gateway, format!("logged in by {method}"))
             .with_attr("method", method)
             .with_attr("credential", principal.credential.clone());
         if writer.append(&login).await.is_err() {
@@ -239,13 +242,14 @@ impl<G: SshGate> Connection<G> {
                 Ok(handle) => handle,
                 Err(e) => {
                     let message = e.to_string();
-                    let event = Event::note(record::kind("ssh.target-error"), Direction::Gateway, message.clone());
+                    let event = Event::note(kind::SSH_TARGET_ERROR, Direction::Gateway, message.clone());
                     let _ = writer.append(&event).await;
                     let _ = writer.close(&message).await;
                     return Err(message);
                 }
             };
-        let (interrupt, registration) = self.front.gate.register(&subject.principal);
+        let registration = self.front.gate.register(&subject);
+        let interrupt = registration.interrupt.clone();
         watch_interrupt(interrupt.clone(), session.handle(), self.end_reason.clone(), subject.session);
         let context = Arc::new(ChannelContext {
             gate: self.front.gate.clone(),
@@ -265,7 +269,7 @@ impl<G: SshGate> Connection<G> {
     /// forwarding is refused: approvals are for commands).
     async fn forwarding(&self, operation: SshOperation, destination: &str, summary: String) -> bool {
         let Some(ctx) = self.context() else { return false };
-        let verdict = channel::unheld(ctx.gate.decide(&ctx.subject, operation, destination));
+        let verdict = channel::unheld(ctx.gate.decide(&ctx.subject, Request::Ssh { operation, text: destination }));
         let allowed = matches!(verdict, Verdict::Allow { .. });
         let event = record::forward(operation.as_str(), destination, allowed, summary, false);
         record_forward(&ctx, with_verdict(event, &verdict)).await && allowed
@@ -362,8 +366,8 @@ async fn reverse_channels<G: SshGate>(
                 format!("connection to the target's {}:{} from {}:{}", connected.0, connected.1, originator.0, originator.1),
             ),
         };
-        let allowed =
-            matches!(ctx.gate.decide(&ctx.subject, operation, &destination), Verdict::Allow { .. }) && relays.len() < MAX_CHANNELS;
+        let allowed = matches!(ctx.gate.decide(&ctx.subject, Request::Ssh { operation, text: &destination }), Verdict::Allow { .. })
+            && relays.len() < MAX_CHANNELS;
         let event = record::forward(operation.as_str(), &destination, allowed, summary, true);
         if ctx.writer.append(&event).await.is_err() || !allowed {
             continue; // dropping the request refuses the target's channel
@@ -380,8 +384,7 @@ async fn reverse_channels<G: SshGate>(
                 relays.spawn(channel::relay_tunnel(ctx.clone(), client_channel, target_channel));
             }
             Err(e) => {
-                let refused =
-                    Event::note(record::kind("ssh.target-refused"), Direction::Response, format!("the client refused the channel: {e}"));
+                let refused = Event::note(kind::SSH_TARGET_REFUSED, Direction::Response, format!("the client refused the channel: {e}"));
                 let _ = ctx.writer.append(&refused).await;
             }
         }
@@ -412,7 +415,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let principal = self.front.gate.verify_token(password).await;
+        let principal = self.front.gate.authenticate(Protocol::Ssh, Credential::Bearer(password)).await;
         Ok(self.accept(user, principal, "token"))
     }
 
@@ -424,9 +427,10 @@ impl<G: SshGate> server::Handler for Connection<G> {
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         let Some((connection, principal, method)) = self.principal.clone() else { return Ok(()) };
-        let target = match self.front.gate.target(&connection) {
+        let target = match self.front.gate.target::<SshTarget>(&connection) {
             Ok(target) => target,
-            Err(names) => {
+            Err(unknown) => {
+                let names = unknown.known;
                 let known = if names.is_empty() { "none is configured".to_string() } else { format!("use one of: {}", names.join(", ")) };
                 let shown = shown_name(&connection);
                 self.refuse(session, &format!("there is no SSH connection named {shown:?}; log in as CONNECTION@gateway ({known})"));
@@ -450,7 +454,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
             return Ok(());
         };
         let id = u32::from(channel.id());
-        let opened = record::channel_note("ssh.channel", Direction::Request, id, "session channel").with_attr("type", "session");
+        let opened = record::channel_note(kind::SSH_CHANNEL, Direction::Request, id, "session channel").with_attr("type", "session");
         if ctx.writer.append(&opened).await.is_err() {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             self.refuse(session, "witness cannot record this session, so it ends");
@@ -462,7 +466,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
                 self.track(channel::relay_session(ctx, channel, target_channel));
             }
             Err(why) => {
-                let _ = ctx.writer.append(&record::channel_note("ssh.target-refused", Direction::Response, id, why)).await;
+                let _ = ctx.writer.append(&record::channel_note(kind::SSH_TARGET_REFUSED, Direction::Response, id, why)).await;
                 reply.reject(ChannelOpenFailure::ConnectFailed).await;
             }
         }
@@ -498,7 +502,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
                 let message = format!("the target could not open {destination}: {why}");
                 let _ = ctx
                     .writer
-                    .append(&record::channel_note("ssh.target-refused", Direction::Response, u32::from(channel.id()), message))
+                    .append(&record::channel_note(kind::SSH_TARGET_REFUSED, Direction::Response, u32::from(channel.id()), message))
                     .await;
                 reply.reject(ChannelOpenFailure::ConnectFailed).await;
             }
@@ -523,11 +527,8 @@ impl<G: SshGate> server::Handler for Connection<G> {
             }
             Err(why) => {
                 if let Some(ctx) = self.context() {
-                    let refused = Event::note(
-                        record::kind("ssh.target-refused"),
-                        Direction::Response,
-                        format!("remote forwarding of {destination}: {why}"),
-                    );
+                    let refused =
+                        Event::note(kind::SSH_TARGET_REFUSED, Direction::Response, format!("remote forwarding of {destination}: {why}"));
                     let _ = ctx.writer.append(&refused).await;
                 }
                 Ok(false)
@@ -588,7 +589,10 @@ impl<G: SshGate> server::Handler for Connection<G> {
         // others, decides again, records it, and asks the target only when it is allowed (the
         // gate's answer is the same there).
         let Some(ctx) = self.context() else { return Ok(false) };
-        Ok(matches!(channel::unheld(ctx.gate.decide(&ctx.subject, SshOperation::AgentForward, "")), Verdict::Allow { .. }))
+        Ok(matches!(
+            channel::unheld(ctx.gate.decide(&ctx.subject, Request::Ssh { operation: SshOperation::AgentForward, text: "" })),
+            Verdict::Allow { .. }
+        ))
     }
 
     async fn x11_request(

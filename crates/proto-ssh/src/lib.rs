@@ -6,8 +6,10 @@
 //! status, and for SFTP and git the operations inside the stream.
 //!
 //! This crate knows SSH and nothing of tokens, policy rules or the ledger's format: it asks its
-//! [`SshGate`] who a client is, which target a connection name means, where to record, and whether
-//! each operation may run, and acts on the [`Verdict`] without knowing the rule behind it.
+//! [`Gate`] who a client is, which target a connection name means, where to record, and whether
+//! each operation may run, puts each operation through the gate's one admission path, and acts
+//! on the outcome without knowing the rule behind it. [`SshGate`] adds what only SSH needs: the
+//! identity a public key is registered to.
 
 #![forbid(unsafe_code)]
 
@@ -23,15 +25,12 @@ mod record;
 #[cfg(test)]
 mod test_rng;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use witness_core::{AuthRefused, Interrupt, Principal, SessionInfo, Subject, Verdict};
-use witness_ledger::{LedgerError, SessionWriter};
-use witness_policy::SshOperation;
+use witness_core::{AuthRefused, Principal};
+pub use witness_gate::Gate;
 
 pub use back::{HostKeyPolicy, TargetAuth, TargetError};
 pub use front::serve_client;
@@ -71,27 +70,10 @@ pub struct SshSettings {
     pub inactivity_timeout: Duration,
 }
 
-/// What the SSH front needs from the rest of witness.
-pub trait SshGate: Send + Sync + 'static {
-    /// Checks a token (or a JWT) given as the SSH password.
-    fn verify_token(&self, token: &str) -> impl Future<Output = Result<Principal, AuthRefused>> + Send;
-
+/// What the SSH front needs from the gate besides what every protocol does.
+pub trait SshGate: Gate {
     /// The identity a public key (by its `SHA256:` fingerprint) is registered to.
     fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused>;
-
-    /// The target a connection name means, or the names of those that exist.
-    fn target(&self, connection: &str) -> Result<Arc<SshTarget>, Vec<String>>;
-
-    /// Opens the recording of a new session.
-    fn open_session(&self, info: &SessionInfo) -> impl Future<Output = Result<SessionWriter, LedgerError>> + Send;
-
-    /// Decides on one operation of a live session before it runs; `text` is its command line
-    /// (exec, git), subsystem name, or forwarding destination.
-    fn decide(&self, subject: &Subject, operation: SshOperation, text: &str) -> Verdict;
-
-    /// Registers a live session of `principal`; the receiver changes when it must end. Dropping
-    /// the returned guard unregisters it.
-    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>);
 }
 
 /// The SSH listener's shared state: the gate, russh's server config, and the settings.

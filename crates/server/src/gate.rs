@@ -1,30 +1,33 @@
-//! The gate: what protocol fronts ask of the rest of witness. It authenticates callers with the
-//! token store, names targets, opens recordings in the ledger, registers live sessions, and
-//! decides on each request with the policy (holding it for approval where a rule says so),
-//! counting decisions for `/metrics`. It is also the API's backend (`review.rs`).
+//! The gateway: what protocol fronts ask of the rest of witness, behind the protocol-neutral
+//! [`Gate`] and the few protocol extensions (SCRAM and masks for PostgreSQL, keys for SSH). It
+//! authenticates callers with the token store, names targets, opens recordings in the ledger,
+//! registers live sessions, and decides on each request with the policy (holding it for
+//! approval where a rule says so), counting logins and decisions per protocol for `/metrics`.
+//! It is also the API's backend (`review.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::watch;
-use witness_core::{Principal, SessionInfo, Verdict};
+use witness_core::{AuthRefused, Principal, Protocol, Request, SessionInfo, SshOperation, Subject, Verdict};
+use witness_gate::{Credential, Gate, Registration, UnknownTarget};
 use witness_identity::{looks_like_jwt, AuthenticatedIdentity, OidcVerifier, ScramChallenge, TokenStore};
 use witness_ledger::{Ledger, LedgerError, SessionWriter};
 use witness_policy::mask::{Masking, SessionMasks};
-use witness_policy::{Copies, Decision, Policy, Request, SqlClass, SshOperation, Statement};
-use witness_proto_pg::{AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
-use witness_proto_ssh::{SshGate, SshTarget};
+use witness_policy::{Caller, Copies, Decision, Policy, SqlClass, Statement};
+use witness_proto_pg::{PgGate, ScramParams};
+use witness_proto_ssh::SshGate;
 
 use crate::approvals::{Approvals, HoldRequest};
 use crate::config::RolesSection;
 use crate::registry::Registry;
+use crate::targets::Targets;
 
-pub struct Gate {
+pub struct Gateway {
     pub tokens: Arc<TokenStore>,
     pub ledger: Arc<Ledger>,
-    pub pg_targets: HashMap<String, Arc<PgTarget>>,
-    pub ssh_targets: HashMap<String, Arc<SshTarget>>,
+    /// Every configured connection's target, of whichever protocol.
+    pub targets: Targets,
     pub registry: Registry,
     /// Swapped whole on reload; live sessions see new rules from their next request on.
     pub policy: RwLock<Arc<Policy>>,
@@ -44,53 +47,69 @@ pub struct Gate {
     pub console_login: Option<witness_identity::ConsoleLogin>,
 }
 
+/// A counter per client protocol, each present (at zero) from the start.
+#[derive(Default)]
+struct PerProtocol {
+    counts: [AtomicU64; Protocol::CLIENTS.len()],
+}
+
+impl PerProtocol {
+    fn add(&self, protocol: Protocol) {
+        if let Some(i) = Protocol::CLIENTS.iter().position(|&p| p == protocol) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Protocol::CLIENTS.iter().zip(&self.counts).map(|(p, n)| (p.as_str(), n.load(Ordering::Relaxed)))
+    }
+}
+
 /// Logins refused, by protocol, for `/metrics`: a wrong or revoked token, a JWT refused, an SSH
 /// key no identity has (SSH clients offer their keys one by one, so each refused offer counts).
 #[derive(Default)]
 pub struct AuthFailures {
-    postgres: AtomicU64,
-    ssh: AtomicU64,
+    refused: PerProtocol,
 }
 
 impl AuthFailures {
-    fn count<T>(&self, ssh: bool, result: Result<T, AuthRefused>) -> Result<T, AuthRefused> {
+    fn count<T>(&self, protocol: Protocol, result: Result<T, AuthRefused>) -> Result<T, AuthRefused> {
         if result.is_err() {
-            let counter = if ssh { &self.ssh } else { &self.postgres };
-            counter.fetch_add(1, Ordering::Relaxed);
+            self.refused.add(protocol);
         }
         result
     }
 
-    /// (protocol, refused logins), every protocol present from the start.
+    /// (protocol, refused logins), every client protocol present from the start.
     pub fn snapshot(&self) -> Vec<(String, u64)> {
-        vec![("postgres".into(), self.postgres.load(Ordering::Relaxed)), ("ssh".into(), self.ssh.load(Ordering::Relaxed))]
+        self.refused.snapshot().map(|(p, n)| (p.to_string(), n)).collect()
     }
 }
 
-/// Requests decided by policy, by kind (SQL, SSH) and decision, for `/metrics`.
+/// Requests decided by policy, by protocol and decision, for `/metrics`.
 #[derive(Default)]
 pub struct DecisionCounts {
-    counts: [[AtomicU64; 3]; 2],
+    allowed: PerProtocol,
+    denied: PerProtocol,
+    held: PerProtocol,
 }
 
 impl DecisionCounts {
-    fn count(&self, ssh: bool, verdict: &Verdict) {
-        let decision = match verdict {
-            Verdict::Allow { .. } => 0,
-            Verdict::Deny { .. } => 1,
-            Verdict::Hold(_) => 2,
-        };
-        self.counts[ssh as usize][decision].fetch_add(1, Ordering::Relaxed);
+    fn count(&self, protocol: Protocol, verdict: &Verdict) {
+        match verdict {
+            Verdict::Allow { .. } => self.allowed.add(protocol),
+            Verdict::Deny { .. } => self.denied.add(protocol),
+            Verdict::Hold(_) => self.held.add(protocol),
+        }
     }
 
-    /// (kind, decision, count) for every pair.
+    /// (protocol, decision, count) for every pair.
     pub fn snapshot(&self) -> Vec<(String, String, u64)> {
         let mut out = Vec::new();
-        for (k, kind) in ["statement", "command"].iter().enumerate() {
-            for (d, decision) in ["allow", "deny", "hold"].iter().enumerate() {
-                out.push((kind.to_string(), decision.to_string(), self.counts[k][d].load(Ordering::Relaxed)));
-            }
+        for (decision, counts) in [("allow", &self.allowed), ("deny", &self.denied), ("hold", &self.held)] {
+            out.extend(counts.snapshot().map(|(p, n)| (p.to_string(), decision.to_string(), n)));
         }
+        out.sort();
         out
     }
 }
@@ -108,12 +127,14 @@ const MAX_CACHED_TEXTS: usize = 4096;
 const MAX_CACHED_TEXT_BYTES: usize = 4096;
 
 impl ClassCache {
-    fn statements(&self, text: &str) -> Arc<Vec<Statement>> {
-        if text == witness_proto_pg::record::OPAQUE_REQUEST {
+    /// The statements of a SQL request; one `unparsed` statement for a request whose SQL witness
+    /// cannot see.
+    fn statements(&self, sql: Option<&str>) -> Arc<Vec<Statement>> {
+        let Some(text) = sql else {
             return Arc::new(vec![Statement::unparsed(
                 "witness cannot see which statement this runs: a fast-path function call, an execution of a statement it does not know, or text it cannot read as PostgreSQL will",
             )]);
-        }
+        };
         if text.len() > MAX_CACHED_TEXT_BYTES {
             return Arc::new(witness_policy::classify(text));
         }
@@ -191,14 +212,13 @@ fn subject_masks(masking: &RwLock<Arc<Masking>>, subject: &Subject) -> Option<Ar
     masking.for_session(&subject.info.connection, &subject.principal.groups)
 }
 
-/// A live session's request as policy sees it: who asks, through which connection, what.
-fn policy_request<'a>(subject: &'a Subject, text: &'a str) -> Request<'a> {
-    Request {
+/// Who asks, as policy sees a live session: identity, groups, connection, task.
+fn caller(subject: &Subject) -> Caller<'_> {
+    Caller {
         identity: &subject.info.identity,
         groups: &subject.principal.groups,
         connection: &subject.info.connection,
         task: subject.info.task.as_deref(),
-        sql: text,
     }
 }
 
@@ -211,7 +231,7 @@ pub(crate) fn principal(identity: AuthenticatedIdentity) -> Principal {
     }
 }
 
-impl Gate {
+impl Gateway {
     /// Replaces the policy, the masking rules and the roles; requests decided from now on use
     /// the new policy, sessions started from now on the new masks.
     pub fn set_policy(&self, policy: Policy, masking: Masking, roles: RolesSection) {
@@ -238,7 +258,40 @@ impl Gate {
     }
 }
 
-impl PgGate for Gate {
+impl Gate for Gateway {
+    async fn authenticate(&self, protocol: Protocol, credential: Credential<'_>) -> Result<Principal, AuthRefused> {
+        let result = match credential {
+            Credential::Password { user, password } => self.check_password(user, password).await,
+            Credential::Bearer(token) => self.bearer(token).await,
+        };
+        self.auth_failures.count(protocol, result)
+    }
+
+    fn target<T: Send + Sync + 'static>(&self, connection: &str) -> Result<Arc<T>, UnknownTarget> {
+        self.targets.get::<T>(connection)
+    }
+
+    async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
+        self.ledger.open_session(info).await
+    }
+
+    fn decide(&self, subject: &Subject, request: Request<'_>) -> Verdict {
+        let verdict = match request {
+            Request::Sql(text) => self.decide_sql(subject, Some(text), &request),
+            Request::OpaqueSql => self.decide_sql(subject, None, &request),
+            Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
+        };
+        self.decisions.count(subject.info.protocol, &verdict);
+        verdict
+    }
+
+    fn register(&self, subject: &Subject) -> Registration {
+        let (interrupt, guard) = self.registry.register(&subject.principal.credential, subject.info.protocol);
+        Registration { interrupt, guard: Box::new(guard) }
+    }
+}
+
+impl PgGate for Gateway {
     type Challenge = Challenge;
 
     fn scram_challenge(&self, user: &str) -> Challenge {
@@ -258,43 +311,25 @@ impl PgGate for Gate {
             .verify(auth_message, proof)
             .map(|(identity, signature)| (principal(identity), signature))
             .map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None });
-        self.auth_failures.count(false, result)
-    }
-
-    async fn verify_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused> {
-        let result = self.check_password(user, password).await;
-        self.auth_failures.count(false, result)
-    }
-
-    fn target(&self, connection: &str) -> Result<Arc<PgTarget>, Vec<String>> {
-        self.pg_targets.get(connection).cloned().ok_or_else(|| {
-            let mut names: Vec<String> = self.pg_targets.keys().cloned().collect();
-            names.sort();
-            names
-        })
-    }
-
-    async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        self.ledger.open_session(info).await
-    }
-
-    fn decide(&self, subject: &Subject, text: &str) -> Verdict {
-        let verdict = self.decide_sql(subject, text);
-        self.decisions.count(false, &verdict);
-        verdict
+        self.auth_failures.count(Protocol::Postgres, result)
     }
 
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
         subject_masks(&self.masking, subject)
     }
+}
 
-    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {
-        let (rx, registration) = self.registry.register(&principal.credential, "postgres");
-        (rx, Box::new(registration))
+impl SshGate for Gateway {
+    fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused> {
+        let result = self.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {
+            reason: format!("no identity has the key {fingerprint}; register it with `witness identity add-key`"),
+            client_reason: None,
+        });
+        self.auth_failures.count(Protocol::Ssh, result)
     }
 }
 
-impl Gate {
+impl Gateway {
     /// A cleartext password: a JWT from a configured issuer, or a token of `user`.
     async fn check_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused> {
         if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(password)) {
@@ -321,16 +356,16 @@ impl Gate {
         })
     }
 
-    fn decide_sql(&self, subject: &Subject, text: &str) -> Verdict {
+    fn decide_sql(&self, subject: &Subject, sql: Option<&str>, request: &Request<'_>) -> Verdict {
         let policy = self.current_policy();
-        let request = policy_request(subject, text);
+        let caller = caller(subject);
         // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
         // counted, not recorded: rules for the recording only do not matter here.)
         let column_masks = subject_masks(&self.masking, subject).filter(|masks| masks.has_client_column_rules());
-        if column_masks.is_none() && !witness_policy::needs_statements(&policy, &request) {
+        if column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
-        let statements = self.classes.statements(text);
+        let statements = self.classes.statements(sql);
         if let Some(masks) = &column_masks {
             if statements.iter().any(|s| s.classes.contains(&SqlClass::CopyOut)) {
                 return Verdict::Deny {
@@ -356,89 +391,39 @@ impl Gate {
                 };
             }
         }
-        let decision = witness_policy::decide_statements(&policy, &request, &statements);
+        let decision = witness_policy::decide_statements(&policy, &caller, sql.unwrap_or(""), &statements);
         let classes = || {
             let mut names: Vec<String> = statements.iter().flat_map(|s| s.classes.iter().map(|c| c.as_str().to_string())).collect();
             names.sort();
             names.dedup();
             names
         };
+        // Classes are named only for a refusal or a hold: an allowed request does not need them.
+        let classes = if matches!(decision, Decision::Allow { .. }) { Vec::new() } else { classes() };
+        self.verdict(subject, request, decision, classes)
+    }
+
+    fn decide_ssh(&self, subject: &Subject, operation: SshOperation, text: &str, request: &Request<'_>) -> Verdict {
+        let decision = witness_policy::decide_ssh(&self.current_policy(), &caller(subject), operation, text);
+        self.verdict(subject, request, decision, vec![operation.as_str().to_string()])
+    }
+
+    /// The verdict a policy decision gives; an approve decision becomes a request to approvers.
+    fn verdict(&self, subject: &Subject, request: &Request<'_>, decision: Decision, classes: Vec<String>) -> Verdict {
         match decision {
             Decision::Allow { rule } => Verdict::Allow { rule },
-            Decision::Deny { rule, message } => Verdict::Deny { rule, message, classes: classes() },
+            Decision::Deny { rule, message } => Verdict::Deny { rule, message, classes },
             Decision::Approve { rule, approvers, timeout } => Verdict::Hold(self.approvals.hold(HoldRequest {
                 session: subject.session.to_string(),
                 requester: &subject.principal,
                 connection: &subject.info.connection,
                 task: subject.info.task.as_deref(),
-                statement: text,
-                classes: classes(),
+                statement: &request.describe(),
+                classes,
                 rule,
                 approvers,
                 timeout,
             })),
-        }
-    }
-}
-
-impl SshGate for Gate {
-    async fn verify_token(&self, token: &str) -> Result<Principal, AuthRefused> {
-        let result = self.bearer(token).await;
-        self.auth_failures.count(true, result)
-    }
-
-    fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused> {
-        let result = self.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {
-            reason: format!("no identity has the key {fingerprint}; register it with `witness identity add-key`"),
-            client_reason: None,
-        });
-        self.auth_failures.count(true, result)
-    }
-
-    fn target(&self, connection: &str) -> Result<Arc<SshTarget>, Vec<String>> {
-        self.ssh_targets.get(connection).cloned().ok_or_else(|| {
-            let mut names: Vec<String> = self.ssh_targets.keys().cloned().collect();
-            names.sort();
-            names
-        })
-    }
-
-    async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        self.ledger.open_session(info).await
-    }
-
-    fn decide(&self, subject: &Subject, operation: SshOperation, text: &str) -> Verdict {
-        let verdict = self.decide_ssh(subject, operation, text);
-        self.decisions.count(true, &verdict);
-        verdict
-    }
-
-    fn register(&self, principal: &Principal) -> (watch::Receiver<Option<Interrupt>>, Box<dyn Send + Sync>) {
-        let (rx, registration) = self.registry.register(&principal.credential, "ssh");
-        (rx, Box::new(registration))
-    }
-}
-
-impl Gate {
-    fn decide_ssh(&self, subject: &Subject, operation: SshOperation, text: &str) -> Verdict {
-        let policy = self.current_policy();
-        match witness_policy::decide_ssh(&policy, &policy_request(subject, text), operation) {
-            Decision::Allow { rule } => Verdict::Allow { rule },
-            Decision::Deny { rule, message } => Verdict::Deny { rule, message, classes: vec![operation.as_str().to_string()] },
-            Decision::Approve { rule, approvers, timeout } => {
-                let statement = if text.is_empty() { operation.as_str().to_string() } else { format!("{operation}: {text}") };
-                Verdict::Hold(self.approvals.hold(HoldRequest {
-                    session: subject.session.to_string(),
-                    requester: &subject.principal,
-                    connection: &subject.info.connection,
-                    task: subject.info.task.as_deref(),
-                    statement: &statement,
-                    classes: vec![operation.as_str().to_string()],
-                    rule,
-                    approvers,
-                    timeout,
-                }))
-            }
         }
     }
 }

@@ -15,9 +15,9 @@ mod gate;
 mod logins;
 mod registry;
 mod review;
+mod targets;
 mod tls;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,17 +26,20 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use witness_core::{Interrupt, Secret};
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
-use witness_proto_pg::{FrontAuth, GroupLogin, Interrupt, PgFront, PgLogin, PgSettings, PgTarget, Secret, TlsMode};
+use witness_proto_pg::{FrontAuth, GroupLogin, PgFront, PgLogin, PgSettings, PgTarget, TlsMode};
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 use crate::accept::{accept_loop, Listener, Opening};
+use crate::config::ConnectionConfig;
 use crate::logins::Logins;
+use crate::targets::Targets;
 
 pub use approvals::Approvals;
 pub use config::{Config, ConfigError};
-pub use gate::Gate;
+pub use gate::Gateway;
 pub use registry::Registry;
 
 /// Why the server could not start.
@@ -125,17 +128,15 @@ pub async fn serve<F: Future<Output = ()>>(
     check_listeners(config, config_path)?;
     let tokens = Arc::new(TokenStore::open(data_dir)?);
     let config_name = config_path.unwrap_or(Path::new("(defaults)"));
-    let pg_targets = pg_targets(config, config_name)?;
-    let ssh_targets = ssh_targets(config)?;
+    let targets = targets(config, config_name)?;
     let registry = Registry::default();
     let policy = config.policy(config_name)?;
     let hash_key = mask_key(data_dir).map_err(|e| ServeError::MaskKey { path: data_dir.join(MASK_KEY_FILE), source: e })?;
     let masking = config.masking(config_name, &hash_key)?;
-    let gate = Arc::new(Gate {
+    let gate = Arc::new(Gateway {
         tokens: tokens.clone(),
         ledger,
-        pg_targets,
-        ssh_targets,
+        targets,
         registry: registry.clone(),
         policy: RwLock::new(Arc::new(policy)),
         approvals: Approvals::default(),
@@ -166,7 +167,7 @@ pub async fn serve<F: Future<Output = ()>>(
             ..PgSettings::default()
         };
         let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });
-        tracing::info!(%address, connections = gate.pg_targets.len(), "PostgreSQL listener ready");
+        tracing::info!(%address, connections = gate.targets.count::<PgTarget>(), "PostgreSQL listener ready");
         let kind = Listener { protocol: "PostgreSQL", opening: Opening::ClientFirst { refusal: accept::pg_refusal } };
         listeners.spawn(accept_loop(listener, kind, logins.clone(), stop_rx.clone(), move |tcp, peer, login| {
             witness_proto_pg::serve_client(front.clone(), tcp, peer, login)
@@ -185,7 +186,7 @@ pub async fn serve<F: Future<Output = ()>>(
             inactivity_timeout: config.ssh.idle_timeout,
         };
         let front = Arc::new(SshFront::new(gate.clone(), settings));
-        tracing::info!(%address, connections = gate.ssh_targets.len(), "SSH listener ready");
+        tracing::info!(%address, connections = gate.targets.count::<SshTarget>(), "SSH listener ready");
         let kind = Listener { protocol: "SSH", opening: Opening::ServerFirst };
         listeners.spawn(accept_loop(listener, kind, logins.clone(), stop_rx.clone(), move |tcp, peer, login| {
             witness_proto_ssh::serve_client(front.clone(), tcp, peer, login)
@@ -231,7 +232,7 @@ pub async fn serve<F: Future<Output = ()>>(
 /// On SIGHUP, reads the config again and applies its policy (`[policy]` and `[[rules]]`) to every
 /// session from its next request on. A config that does not load keeps the policy in force.
 /// Other sections (listeners, connections) need a restart.
-async fn reload_loop(path: PathBuf, gate: Arc<Gate>) {
+async fn reload_loop(path: PathBuf, gate: Arc<Gateway>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
@@ -277,9 +278,21 @@ async fn revocation_loop(tokens: Arc<TokenStore>, registry: Registry) {
     }
 }
 
-fn pg_targets(config: &Config, config_name: &Path) -> Result<HashMap<String, Arc<PgTarget>>, ServeError> {
-    let mut targets = HashMap::new();
-    for (i, c) in config.connections.iter().enumerate().filter(|(_, c)| c.protocol == "postgres") {
+/// Every connection's target, built by its protocol's rules.
+fn targets(config: &Config, config_name: &Path) -> Result<Targets, ServeError> {
+    let mut targets = Targets::default();
+    for (i, c) in config.connections.iter().enumerate() {
+        match c.protocol.as_str() {
+            "postgres" => targets.insert(c.name.clone(), pg_target(i, c, config_name)?),
+            "ssh" => targets.insert(c.name.clone(), ssh_target(c)?),
+            _ => {}
+        }
+    }
+    Ok(targets)
+}
+
+fn pg_target(i: usize, c: &ConnectionConfig, config_name: &Path) -> Result<PgTarget, ServeError> {
+    {
         let invalid = |key: String, problem: String| {
             ServeError::Config(ConfigError::Invalid {
                 path: config_name.to_path_buf(),
@@ -313,14 +326,12 @@ fn pg_targets(config: &Config, config_name: &Path) -> Result<HashMap<String, Arc
             tls,
             catalog: Default::default(),
         };
-        targets.insert(c.name.clone(), Arc::new(target));
+        Ok(target)
     }
-    Ok(targets)
 }
 
-fn ssh_targets(config: &Config) -> Result<HashMap<String, Arc<SshTarget>>, ServeError> {
-    let mut targets = HashMap::new();
-    for c in config.connections.iter().filter(|c| c.protocol == "ssh") {
+fn ssh_target(c: &ConnectionConfig) -> Result<SshTarget, ServeError> {
+    {
         let auth = match c.private_key().map_err(ServeError::Target)? {
             Some(text) => TargetAuth::private_key(&text).map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?,
             None => match c.password().map_err(ServeError::Target)? {
@@ -335,9 +346,6 @@ fn ssh_targets(config: &Config) -> Result<HashMap<String, Arc<SshTarget>>, Serve
         };
         let host_key = HostKeyPolicy::parse(c.host_key.as_deref().unwrap_or_default())
             .map_err(|e| ServeError::Target(format!("connection {}: host_key: {e}", c.name)))?;
-        let target =
-            SshTarget { name: c.name.clone(), address: c.address.clone(), user: c.user.clone().unwrap_or_default(), auth, host_key };
-        targets.insert(c.name.clone(), Arc::new(target));
+        Ok(SshTarget { name: c.name.clone(), address: c.address.clone(), user: c.user.clone().unwrap_or_default(), auth, host_key })
     }
-    Ok(targets)
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-use witness_proto_pg::Interrupt;
+use witness_core::{Interrupt, Protocol};
 
 /// The registry of live sessions, shared by every listener.
 #[derive(Clone, Default)]
@@ -26,7 +26,7 @@ struct Inner {
 
 struct Entry {
     credential: String,
-    protocol: &'static str,
+    protocol: Protocol,
     tx: watch::Sender<Option<Interrupt>>,
 }
 
@@ -37,7 +37,7 @@ pub struct Registration {
 }
 
 impl Registry {
-    pub fn register(&self, credential: &str, protocol: &'static str) -> (watch::Receiver<Option<Interrupt>>, Registration) {
+    pub fn register(&self, credential: &str, protocol: Protocol) -> (watch::Receiver<Option<Interrupt>>, Registration) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         // Checked under the map lock, which interrupt_all also takes: a session registering while
         // shutdown begins is either told by interrupt_all or sees the flag here.
@@ -88,13 +88,14 @@ impl Registry {
     /// Live sessions by protocol; every client protocol is there from the start, at zero, so
     /// that a scraper sees the series before the first session.
     pub fn live_by_protocol(&self) -> Vec<(&'static str, u64)> {
-        let mut counts: Vec<(&'static str, u64)> = vec![("postgres", 0), ("ssh", 0)];
+        let mut counts: Vec<(Protocol, u64)> = Protocol::CLIENTS.iter().map(|&p| (p, 0)).collect();
         for entry in self.lock().values() {
             match counts.iter_mut().find(|(p, _)| *p == entry.protocol) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((entry.protocol, 1)),
             }
         }
+        let mut counts: Vec<(&'static str, u64)> = counts.into_iter().map(|(p, n)| (p.as_str(), n)).collect();
         counts.sort();
         counts
     }
@@ -118,17 +119,17 @@ mod tests {
     #[test]
     fn revocation_reaches_only_the_sessions_of_that_credential() {
         let registry = Registry::default();
-        let (a, _ga) = registry.register("tok_a", "postgres");
-        let (b, _gb) = registry.register("tok_b", "ssh");
+        let (a, _ga) = registry.register("tok_a", Protocol::Postgres);
+        let (b, _gb) = registry.register("tok_b", Protocol::Ssh);
         assert_eq!(registry.interrupt_credential("tok_a", Interrupt::Revoked), 1);
         assert_eq!(*a.borrow(), Some(Interrupt::Revoked));
         assert_eq!(*b.borrow(), None);
-        assert_eq!(registry.live_by_protocol(), vec![("postgres", 1), ("ssh", 1)]);
+        assert_eq!(registry.live_by_protocol(), vec![("http", 0), ("kubernetes", 0), ("mysql", 0), ("postgres", 1), ("ssh", 1)]);
         drop(_ga);
         assert_eq!(registry.live(), 1);
         registry.interrupt_all(Interrupt::Shutdown);
         assert_eq!(*b.borrow(), Some(Interrupt::Shutdown));
-        let (late, _gl) = registry.register("tok_c", "ssh");
+        let (late, _gl) = registry.register("tok_c", Protocol::Ssh);
         assert_eq!(*late.borrow(), Some(Interrupt::Shutdown), "sessions starting during shutdown end at once");
     }
 }

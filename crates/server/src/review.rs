@@ -22,7 +22,7 @@ use witness_api::{
     EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Readiness, Role, SessionPage, SessionQuery, SessionView,
     TokenList, TokenView, VerifyStatus,
 };
-use witness_core::{Direction, Event, EventKind, PayloadType, Principal, Protocol, SessionId, SessionInfo};
+use witness_core::{kind, Direction, Event, PayloadType, Principal, Protocol, SessionId, SessionInfo};
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
 use witness_ledger::verify::{ProblemKind, VerifyReport};
 use witness_ledger::{
@@ -30,7 +30,7 @@ use witness_ledger::{
     SessionSummary, SessionWriter, StoredEvent,
 };
 
-use crate::Gate;
+use crate::Gateway;
 
 /// A page of sessions holds at most this many.
 const MAX_SESSIONS_PAGE: u64 = 500;
@@ -92,7 +92,7 @@ impl AuditTrail {
     }
 }
 
-impl Backend for Gate {
+impl Backend for Gateway {
     async fn authenticate(&self, token: &str) -> Option<Principal> {
         self.bearer(token).await.map_err(|refused| tracing::info!(reason = %refused.reason, "API bearer credential refused")).ok()
     }
@@ -207,7 +207,7 @@ impl Backend for Gate {
     }
 
     async fn audit(&self, actor: &Principal, record: AuditRecord) -> Result<(), BackendError> {
-        let kind = EventKind::new(record.kind).map_err(internal)?;
+        let kind = record.kind.clone();
         let target = record.session.as_deref().map(|s| format!(" of session {s}")).unwrap_or_default();
         let summary = format!("{} {}: {}{target}", actor.identity, record.kind, record.what);
         let mut event = Event::note(kind, Direction::Gateway, summary)
@@ -229,7 +229,10 @@ impl Backend for Gate {
         for trail in trails {
             let summaries = index.events(trail.id).map_err(internal)?;
             for e in summaries.iter().rev() {
-                if e.kind.starts_with("session.") || query.before.is_some_and(|before| e.time_ns >= before) {
+                if e.kind == kind::SESSION_START.as_str()
+                    || e.kind == kind::SESSION_END.as_str()
+                    || query.before.is_some_and(|before| e.time_ns >= before)
+                {
                     continue;
                 }
                 let stored = self.read_listed(trail.id, e)?;
@@ -358,7 +361,7 @@ impl Backend for Gate {
     }
 }
 
-impl Gate {
+impl Gateway {
     /// The console's OpenID login and the verifier of its issuer, when `[console.oidc]` is set.
     fn console_oidc(&self) -> Result<(&ConsoleLogin, &OidcVerifier), BackendError> {
         match (&self.console_login, &self.oidc) {
@@ -442,7 +445,8 @@ impl Gate {
                 "pending"
             }
         };
-        let terminal = s.info.protocol == Protocol::Ssh && index.events(s.id).map_err(internal)?.iter().any(|e| e.kind == "ssh.pty");
+        let terminal =
+            s.info.protocol == Protocol::Ssh && index.events(s.id).map_err(internal)?.iter().any(|e| e.kind == kind::SSH_PTY.as_str());
         Ok(SessionView {
             id: s.id.to_string(),
             identity: s.info.identity.clone(),
@@ -493,7 +497,7 @@ fn event_view(e: &StoredEvent) -> EventView {
         seq: e.seq,
         time: time(e.time_ns),
         time_ns: e.time_ns,
-        kind: e.kind.clone(),
+        kind: kind::current_name(&e.kind).to_string(),
         direction: e.direction.as_str().to_string(),
         summary: e.summary.clone(),
         attrs: e.attrs.clone(),

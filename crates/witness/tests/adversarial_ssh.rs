@@ -586,7 +586,7 @@ fn environment_and_requests_cannot_smuggle_what_rules_refuse() {
         shell.exec(true, rm.as_str()).await.unwrap();
         let outcome = collect(&mut shell).await;
         assert_eq!(outcome.exit, Some(126), "{outcome:?}");
-        assert!(outcome.stderr.contains("denied by rule \"no-rm-rf\""), "{outcome:?}");
+        assert!(outcome.stderr.contains("denied by witness rule \"no-rm-rf\""), "{outcome:?}");
         // A NUL byte between an allowed command and a denied one.
         let mut hidden = handle.channel_open_session().await.unwrap();
         hidden.exec(true, format!("true\0; {rm}").into_bytes()).await.unwrap();

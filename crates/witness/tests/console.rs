@@ -356,7 +356,7 @@ fn the_api_answers_each_role_and_records_every_view() {
     let metrics = http.call("GET", "/metrics", Auth::None, None);
     assert_eq!(metrics.status, 200);
     for line in [
-        "witness_requests_total{kind=\"statement\",decision=\"hold\"} 1",
+        "witness_requests_total{protocol=\"postgres\",decision=\"hold\"} 1",
         "witness_approvals_waiting 0",
         "witness_ledger_append_seconds_bucket{le=\"+Inf\"}",
         "# TYPE witness_ledger_append_seconds histogram",
@@ -364,7 +364,7 @@ fn the_api_answers_each_role_and_records_every_view() {
     ] {
         assert!(metrics.body.contains(line), "/metrics has {line}:\n{}", metrics.body);
     }
-    let allowed = metric(&metrics.body, "witness_requests_total{kind=\"statement\",decision=\"allow\"}");
+    let allowed = metric(&metrics.body, "witness_requests_total{protocol=\"postgres\",decision=\"allow\"}");
     assert!(allowed >= 3.0, "{}", metrics.body);
     assert!(metric(&metrics.body, "witness_ledger_bytes_total") > 1000.0, "{}", metrics.body);
     assert!(!metrics.body.contains("claude") && !metrics.body.contains("orders"), "no names in metrics");

@@ -134,7 +134,11 @@ message = "recursive deletes are off for agents"
     let denied = ssh(&gw, &key.private, "web", &format!("cd / && rm -rf {}", marker.display()), None);
     n_sessions += 1;
     assert_eq!(denied.status.code(), Some(126), "{}", text(&denied.stderr));
-    assert!(text(&denied.stderr).contains("denied by rule \"no-rm-rf\": recursive deletes are off for agents"), "{}", text(&denied.stderr));
+    assert!(
+        text(&denied.stderr).contains("denied by witness rule \"no-rm-rf\": recursive deletes are off for agents"),
+        "{}",
+        text(&denied.stderr)
+    );
     assert!(marker.exists(), "the denied command ran");
 
     // scp both ways.
@@ -288,7 +292,7 @@ message = "recursive deletes are off for agents"
     assert_eq!(report[0]["attrs"]["refs"][0]["ok"], true);
     let forwards = kinds(&events, "ssh.forward");
     assert!(forwards.iter().any(|e| e["attrs"]["decision"] == "deny" && e["attrs"]["destination"] == sshd.address()), "{forwards:?}");
-    assert!(kinds(&events, "ssh.target-error").iter().any(|e| e["summary"].as_str().unwrap().contains("web-wrong-key")));
+    assert!(kinds(&events, "ssh.target_error").iter().any(|e| e["summary"].as_str().unwrap().contains("web-wrong-key")));
 
     // The shell session: cast and replay.
     let shell_session = sessions

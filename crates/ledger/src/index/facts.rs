@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use witness_core::SessionId;
+use witness_core::{kind, SessionId};
 
 use super::check::{event_difference, session_differences, LedgerFacts, RecordedEvent};
 use super::{clip_summary, session_info_from_attrs, EventSummary, Index, IndexProblemKind, SessionSummary};
@@ -41,7 +41,7 @@ impl Index {
             return Ok(unchanged(vec![IndexProblemKind::UnknownSession]));
         };
         let start = match read_listed(segments_dir, row.id, &first) {
-            Ok(start) if first.seq == 0 && start.kind == "session.start" => start,
+            Ok(start) if first.seq == 0 && start.kind == kind::SESSION_START.as_str() => start,
             Ok(other) => return Ok(unchanged(vec![IndexProblemKind::Misplaced { seq: first.seq, found: describe(&other) }])),
             Err(misplaced) => return Ok(unchanged(vec![misplaced])),
         };
@@ -50,7 +50,7 @@ impl Index {
             Err(misplaced) => return Ok(unchanged(vec![misplaced])),
         };
         let info = session_info_from_attrs(&start.attrs);
-        let ended = (latest.kind == "session.end")
+        let ended = (latest.kind == kind::SESSION_END.as_str())
             .then(|| (latest.time_ns, latest.attrs.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string()));
         let facts = LedgerFacts {
             start: Some((info.clone(), start.time_ns)),

@@ -119,19 +119,15 @@ impl WithPayloadText for Event {
     }
 }
 
-fn request(kind_name: &'static str, text: &str) -> Event {
-    Event::note(kind(kind_name), Direction::Request, clip(text))
+fn request(kind: EventKind, text: &str) -> Event {
+    Event::note(kind, Direction::Request, clip(text))
 }
 
-fn copy_event(kind_name: &'static str, direction: Direction, summary: String, count: CopyCount) -> Event {
-    Event::note(kind(kind_name), direction, summary)
+fn copy_event(kind: EventKind, direction: Direction, summary: String, count: CopyCount) -> Event {
+    Event::note(kind, direction, summary)
         .with_attr("bytes", count.bytes)
         .with_attr("rows", count.rows)
         .with_attr("messages", count.messages)
-}
-
-fn kind(name: &'static str) -> EventKind {
-    EventKind::new(name).expect("witness's own kinds are valid")
 }
 
 /// The columns of a RowDescription.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
-use witness_core::{Direction, Event};
+use witness_core::{kind, Direction, Event, Request};
 
 use super::{copy_event, lossy, mask_request, request, values_within_budget, WithPayloadText, OPAQUE_REQUEST};
 use crate::codec::{DecodeError, Fields, Message};
@@ -53,6 +53,11 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The request to put to the gate, if this message is one.
+    pub fn request(&self) -> Option<Request<'_>> {
+        self.decide.as_deref().map(|text| if text == OPAQUE_REQUEST { Request::OpaqueSql } else { Request::Sql(text) })
+    }
+
     /// The request is refused: when the target answers the substitute witness sends in its place,
     /// the client gets `error` (a whole ErrorResponse) instead.
     pub fn deny(&mut self, error: Bytes) {
@@ -106,8 +111,10 @@ impl Requests {
                 });
                 self.overlay.end_pipeline();
                 let (event, decide) = match text {
-                    Ok(text) => (request("pg.query", &text).with_payload_text(text.clone()), Arc::from(text)),
-                    Err((text, why)) => (unreadable(request("pg.query", &text).with_payload_text(text), &why), Arc::from(OPAQUE_REQUEST)),
+                    Ok(text) => (request(kind::PG_QUERY, &text).with_payload_text(text.clone()), Arc::from(text)),
+                    Err((text, why)) => {
+                        (unreadable(request(kind::PG_QUERY, &text).with_payload_text(text), &why), Arc::from(OPAQUE_REQUEST))
+                    }
                 };
                 let request = self.next_request();
                 let pending = Pending::Query { request, started: Instant::now(), statements: 0, denial: None, changes_names };
@@ -120,7 +127,7 @@ impl Requests {
                 let param_types: Vec<u32> = (0..n_types).map(|_| f.i32().map(|oid| oid as u32)).collect::<Result<_, _>>()?;
                 let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
                 let recorded = text.as_ref().map_or_else(|(text, _)| text.clone(), Clone::clone);
-                let mut event = request("pg.parse", &recorded).with_attr("statement", lossy(name)).with_payload_text(recorded);
+                let mut event = request(kind::PG_PARSE, &recorded).with_attr("statement", lossy(name)).with_payload_text(recorded);
                 if let Err((_, why)) = &text {
                     event = unreadable(event, why);
                 }
@@ -223,7 +230,7 @@ impl Requests {
                 let outcome = if msg.tag == b'c' { "done" } else { "failed by the client" };
                 let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
                 Seen {
-                    event: Some(copy_event("pg.copy_in", Direction::Request, summary, count).with_attr("outcome", outcome)),
+                    event: Some(copy_event(kind::PG_COPY_IN, Direction::Request, summary, count).with_attr("outcome", outcome)),
                     ..Seen::default()
                 }
             }
@@ -238,7 +245,7 @@ impl Requests {
                 let args = values_within_budget(&mut f, &formats, &[], n_args)?;
                 let result_format = f.i16()?;
                 self.overlay.end_pipeline();
-                let event = request("pg.function_call", &format!("function call (oid {oid})"))
+                let event = request(kind::PG_FUNCTION_CALL, &format!("function call (oid {oid})"))
                     .with_attr("oid", oid)
                     .with_attr("args", Value::Array(args));
                 let request = self.next_request();
@@ -286,15 +293,15 @@ impl Requests {
 fn execution(portal: Option<&Portal>, portal_name: &[u8]) -> (Event, Arc<str>, Arc<str>, bool) {
     let Some(portal) = portal else {
         let why = format!("portal \"{}\" is not one witness knows the target to hold", lossy(portal_name));
-        let event = request("pg.execute", "(unknown portal)").with_attr("portal", lossy(portal_name)).with_attr("uncertain", why);
+        let event = request(kind::PG_EXECUTE, "(unknown portal)").with_attr("portal", lossy(portal_name)).with_attr("uncertain", why);
         return (event, Arc::from(""), Arc::from(OPAQUE_REQUEST), true);
     };
     let mut event = match &portal.statement {
         Some(statement) => {
             let text = statement.text.as_ref().unwrap_or_else(|(text, _)| text);
-            request("pg.execute", text).with_payload_text(text.to_string())
+            request(kind::PG_EXECUTE, text).with_payload_text(text.to_string())
         }
-        None => request("pg.execute", "(unknown statement)")
+        None => request(kind::PG_EXECUTE, "(unknown statement)")
             .with_attr("uncertain", format!("statement \"{}\" is not one witness knows the target to hold", portal.statement_name)),
     };
     event = event

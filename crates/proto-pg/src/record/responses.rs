@@ -8,12 +8,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
-use witness_core::{Direction, Event, PayloadType};
+use witness_core::{kind, Direction, Event, PayloadType};
 use witness_policy::mask::{SessionMasks, Stage};
 
-use super::{
-    clip, copy_event, kind, lossy, row_description, value, ColumnsJson, CopyCount, Reply, ResultPayload, ToClient, MAX_ROWS_BYTES,
-};
+use super::{clip, copy_event, lossy, row_description, value, ColumnsJson, CopyCount, Reply, ResultPayload, ToClient, MAX_ROWS_BYTES};
 use crate::codec::{parse_error_fields, DecodeError, Fields, Message};
 use crate::mask::{Column, Consulted, Plan, WireMasks};
 use crate::state::{Desync, Pending, Tracker, MAX_TRACKED};
@@ -245,7 +243,7 @@ impl Responses {
                 // and the recording see of its value is masked like a row's.
                 let Some((name, value)) = tracker.parameter_status(msg.body) else { return Ok(Reply::Forward) };
                 let (client, recorded, counts) = self.mask_side_text(value.as_bytes());
-                let mut event = Event::note(kind("pg.parameter"), Direction::Response, clip(&format!("{name} = {recorded}")))
+                let mut event = Event::note(kind::PG_PARAMETER, Direction::Response, clip(&format!("{name} = {recorded}")))
                     .with_attr("name", name.clone())
                     .with_attr("value", recorded);
                 if let Some(counts) = counts {
@@ -264,7 +262,7 @@ impl Responses {
                 let (client, recorded, counts) = self.mask_side_text(payload);
                 let channel_text = lossy(channel);
                 let mut event =
-                    Event::note(kind("pg.notification"), Direction::Response, clip(&format!("NOTIFY {channel_text}: {recorded}")))
+                    Event::note(kind::PG_NOTIFICATION, Direction::Response, clip(&format!("NOTIFY {channel_text}: {recorded}")))
                         .with_attr("pid", pid)
                         .with_attr("channel", channel_text)
                         .with_attr("payload", recorded);
@@ -323,7 +321,7 @@ impl Responses {
                 Value::String(recorded)
             }
         };
-        let mut event = Event::note(kind("pg.function_result"), Direction::Response, "function call result").with_attr("result", recorded);
+        let mut event = Event::note(kind::PG_FUNCTION_RESULT, Direction::Response, "function call result").with_attr("result", recorded);
         if let Some(counts) = counts {
             event = event.with_attr("masked", counts);
         }
@@ -337,7 +335,7 @@ impl Responses {
         count.rows = rows.unwrap_or(0);
         let outcome = if rows.is_some() { "done" } else { "failed" };
         let summary = format!("COPY OUT {outcome}: {} bytes, {} rows", count.bytes, count.rows);
-        let mut event = copy_event("pg.copy_out", Direction::Response, summary, count).with_attr("outcome", outcome);
+        let mut event = copy_event(kind::PG_COPY_OUT, Direction::Response, summary, count).with_attr("outcome", outcome);
         if let Some(counts) = self.masks.as_mut().and_then(WireMasks::take_counts) {
             event = event.with_attr("masked", counts);
         }
@@ -382,7 +380,7 @@ impl Responses {
             counts = masks.take_counts();
             masks.counts = rows_so_far.unwrap_or_default();
         }
-        let mut event = Event::note(kind("pg.notice"), Direction::Response, clip(&message))
+        let mut event = Event::note(kind::PG_NOTICE, Direction::Response, clip(&message))
             .with_attr("severity", notice.severity)
             .with_attr("sqlstate", notice.sqlstate);
         if let Some(counts) = counts {
@@ -480,14 +478,12 @@ impl Responses {
         let mut event = match outcome {
             Outcome::Complete(tag) => {
                 let rows = if self.columns.is_empty() { String::new() } else { format!(" ({} rows)", self.n_rows) };
-                Event::note(kind("pg.result"), Direction::Response, clip(&format!("{tag}{rows}"))).with_attr("tag", tag)
+                Event::note(kind::PG_RESULT, Direction::Response, clip(&format!("{tag}{rows}"))).with_attr("tag", tag)
             }
-            Outcome::Suspended => {
-                Event::note(kind("pg.result"), Direction::Response, format!("portal suspended after {} rows", self.n_rows))
-                    .with_attr("suspended", true)
-            }
+            Outcome::Suspended => Event::note(kind::PG_RESULT, Direction::Response, format!("portal suspended after {} rows", self.n_rows))
+                .with_attr("suspended", true),
             Outcome::Error(error) => Event::note(
-                kind("pg.result"),
+                kind::PG_RESULT,
                 Direction::Response,
                 clip(&format!("{} {}: {}", error.severity, error.sqlstate, error.message)),
             )
@@ -566,7 +562,7 @@ fn skipped_event(pending: Pending) -> Option<Event> {
         Pending::FunctionCall { request, .. } => ("function call not run (an earlier message of the pipeline failed)".to_string(), request),
         _ => return None,
     };
-    Some(Event::note(kind("pg.result"), Direction::Response, clip(&summary)).with_attr("skipped", true).with_attr("answers", answers))
+    Some(Event::note(kind::PG_RESULT, Direction::Response, clip(&summary)).with_attr("skipped", true).with_attr("answers", answers))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use witness_core::{Direction, Event, EventKind};
+use witness_core::{kind, Direction, Event};
 use witness_ledger::verify::{verify_ledger, VerifyOptions, VerifyReport};
 use witness_ledger::{IndexCheck, IndexReport, Ledger, LedgerError};
 
@@ -133,16 +133,12 @@ impl Verifier {
         let mut sessions: Vec<String> = index.problems.iter().filter_map(|p| p.session.map(|s| s.to_string())).collect();
         sessions.dedup();
         let what = format!("the index differed from the ledger's records in {total} ways (first: {first}); {outcome}");
-        let event = Event::note(
-            EventKind::new("index.altered").expect("a valid kind"),
-            Direction::Gateway,
-            format!("witness index.altered: {what}"),
-        )
-        .with_attr("actor", "witness")
-        .with_attr("what", what)
-        .with_attr("differences", listed)
-        .with_attr("sessions", sessions)
-        .with_attr("rebuilt", rebuilt.is_ok());
+        let event = Event::note(kind::INDEX_ALTERED, Direction::Gateway, format!("witness index.altered: {what}"))
+            .with_attr("actor", "witness")
+            .with_attr("what", what)
+            .with_attr("differences", listed)
+            .with_attr("sessions", sessions)
+            .with_attr("rebuilt", rebuilt.is_ok());
         let Some(runtime) = runtime else {
             tracing::error!("the audit trail cannot record the altered index: no async runtime here");
             return;

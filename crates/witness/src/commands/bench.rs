@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use witness_core::{Direction, Event, EventKind, PayloadType, Protocol, SessionInfo};
+use witness_core::{kind, Direction, Event, PayloadType, Protocol, SessionInfo};
 use witness_ledger::{Durability, Ledger, LedgerConfig, LedgerPaths};
 
 use crate::locate::data_dir;
@@ -85,7 +85,7 @@ async fn append_from_sessions(ledger: &Ledger, args: &LedgerBenchArgs) -> anyhow
         let events = args.events;
         let payload: Vec<u8> = (0..args.payload_bytes).map(|b| (b as u64 * 31 + i) as u8).collect();
         tasks.push(tokio::spawn(async move {
-            let kind = EventKind::new("bench.event").expect("a valid kind");
+            let kind = kind::BENCH_EVENT;
             let mut latencies = Vec::with_capacity(events as usize);
             for seq in 0..events {
                 let event = Event {

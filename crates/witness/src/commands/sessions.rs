@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use witness_core::{PayloadType, Protocol, SessionId, SessionIdPrefix};
+use witness_core::{kind, PayloadType, Protocol, SessionId, SessionIdPrefix};
 use witness_ledger::{
     check_indexed_event, open_index, read_event_at, EventSummary, Index, IndexProblemKind, LedgerPaths, RecordedSession, SessionFilter,
     SessionSummary, StoredEvent,
@@ -339,7 +339,7 @@ fn event_json(e: &StoredEvent) -> serde_json::Value {
     let mut out = json!({
         "seq": e.seq,
         "time": time(e.time_ns),
-        "kind": e.kind,
+        "kind": kind::current_name(&e.kind),
         "direction": e.direction.as_str(),
         "summary": e.summary,
         "attrs": e.attrs,
@@ -396,6 +396,7 @@ fn print_table(sessions: &[SessionSummary]) {
 impl EventSelection {
     /// Whether an event of this kind is picked (the limit aside).
     pub fn wants(&self, kind: &str) -> bool {
+        let kind = kind::current_name(kind);
         self.kinds.is_empty() || self.kinds.iter().any(|prefix| kind.starts_with(prefix.as_str()))
     }
 }
@@ -416,7 +417,15 @@ fn print_header(s: &SessionSummary) {
 
 fn print_event(started_ns: i64, e: &StoredEvent) {
     let offset_ms = (e.time_ns - started_ns) as f64 / 1e6;
-    println!("#{:<5} {}  +{:>10.3}ms  {:<8}  {:<18}  {}", e.seq, time(e.time_ns), offset_ms, e.direction.as_str(), e.kind, e.summary);
+    println!(
+        "#{:<5} {}  +{:>10.3}ms  {:<8}  {:<18}  {}",
+        e.seq,
+        time(e.time_ns),
+        offset_ms,
+        e.direction.as_str(),
+        kind::current_name(&e.kind),
+        e.summary
+    );
     if !e.attrs.is_empty() {
         println!("        attrs: {}", serde_json::Value::Object(e.attrs.clone()));
     }

@@ -13,7 +13,7 @@ import { renderDetail } from './timeline-detail.js';
 /** Kind prefixes the session page asks the API for (`kinds=`). */
 export const TIMELINE_KINDS = [
   'session.', 'pg.', 'approval.decided',
-  'ssh.login', 'ssh.shell', 'ssh.exec', 'ssh.subsystem', 'ssh.exit', 'ssh.forward', 'ssh.target-error',
+  'ssh.login', 'ssh.shell', 'ssh.exec', 'ssh.subsystem', 'ssh.exit', 'ssh.forward', 'ssh.target_error',
   'git.push', 'git.report', 'sftp.request',
 ];
 
@@ -23,7 +23,7 @@ const ROW_KINDS = new Set([
   'pg.query', 'pg.execute', 'pg.function_call', 'pg.result', 'pg.function_result',
   'pg.copy_in', 'pg.copy_out', 'pg.notice', 'pg.cancel',
   'approval.decided',
-  'ssh.login', 'ssh.shell', 'ssh.exec', 'ssh.subsystem', 'ssh.exit', 'ssh.forward', 'ssh.target-error',
+  'ssh.login', 'ssh.shell', 'ssh.exec', 'ssh.subsystem', 'ssh.exit', 'ssh.forward', 'ssh.target_error',
   'git.push', 'git.report', 'sftp.request',
 ]);
 const PG_REQUESTS = new Set(['pg.query', 'pg.execute', 'pg.function_call']);
@@ -198,7 +198,7 @@ function outcomeOf({ event, results, exit, approval }) {
   switch (event.kind) {
     case 'pg.result': return attrs.error ? { text: `${attrs.error.sqlstate}: ${attrs.error.message}`, tone: 'bad' } : { text: attrs.tag ?? '', tone: 'ok' };
     case 'ssh.exit': return exitOutcome(attrs);
-    case 'ssh.target-error': return { text: 'could not reach the target', tone: 'bad' };
+    case 'ssh.target_error': return { text: 'could not reach the target', tone: 'bad' };
     case 'approval.decided': return { text: attrs.by ? `${attrs.outcome} by ${attrs.by}` : attrs.outcome, tone: attrs.outcome === 'approved' ? 'ok' : 'bad' };
     case 'session.end': return { text: attrs.reason ?? '', tone: 'ok' };
     case 'ssh.forward': return attrs.allowed === false ? { text: 'refused', tone: 'bad' } : { text: '', tone: 'ok' };

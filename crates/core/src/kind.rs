@@ -1,0 +1,183 @@
+//! The vocabulary of event kinds: every kind witness records, named once.
+//!
+//! The naming rule: `area.what`, lowercase ASCII, words inside either part joined by `_`. The
+//! area is a protocol (`pg`, `ssh`, `sftp`, `git`) or the gateway's own business (`session`,
+//! `approval`, `recording`, `token`, `console`, `index`). Code compares kinds with these
+//! constants, never with string literals; a new protocol adds its kinds here.
+//!
+//! Ledgers written before the rule hold two kinds with a `-` (`ssh.target-refused`,
+//! `ssh.target-error`); they keep verifying as recorded, and [`current_name`] reads them as the
+//! kinds they mean today.
+
+use std::borrow::Cow;
+
+use crate::EventKind;
+
+const fn named(name: &'static str) -> EventKind {
+    EventKind(Cow::Borrowed(name))
+}
+
+// The gateway's own events, in every session.
+/// The first event of every session; its attributes hold the session's [`crate::SessionInfo`].
+pub const SESSION_START: EventKind = named("session.start");
+/// The last event of every session; its attributes say why it ended.
+pub const SESSION_END: EventKind = named("session.end");
+/// How a held request's wait ended: approved, denied, timed out or withdrawn.
+pub const APPROVAL_DECIDED: EventKind = named("approval.decided");
+
+// The audit trail (its own session, protocol `audit`).
+/// A recording (a session, its events, its terminal) was shown to someone.
+pub const RECORDING_VIEWED: EventKind = named("recording.viewed");
+/// Someone searched recordings for a text.
+pub const RECORDING_SEARCHED: EventKind = named("recording.searched");
+/// Someone logged in to the review console.
+pub const CONSOLE_LOGIN: EventKind = named("console.login");
+pub const TOKEN_CREATED: EventKind = named("token.created");
+pub const TOKEN_REVOKED: EventKind = named("token.revoked");
+/// The index disagreed with the segments when a reviewer's check compared them.
+pub const INDEX_ALTERED: EventKind = named("index.altered");
+/// Events `witness bench` makes up (protocol `synthetic`).
+pub const BENCH_EVENT: EventKind = named("bench.event");
+
+// PostgreSQL.
+pub const PG_STARTUP: EventKind = named("pg.startup");
+/// A simple-protocol query (its text is the payload).
+pub const PG_QUERY: EventKind = named("pg.query");
+/// A statement prepared by Parse.
+pub const PG_PARSE: EventKind = named("pg.parse");
+/// An extended-protocol execution of a prepared statement, with its parameters.
+pub const PG_EXECUTE: EventKind = named("pg.execute");
+pub const PG_FUNCTION_CALL: EventKind = named("pg.function_call");
+pub const PG_FUNCTION_RESULT: EventKind = named("pg.function_result");
+/// A statement's outcome: its command tag, columns and rows up to the cap, or its error.
+pub const PG_RESULT: EventKind = named("pg.result");
+pub const PG_COPY_IN: EventKind = named("pg.copy_in");
+pub const PG_COPY_OUT: EventKind = named("pg.copy_out");
+pub const PG_NOTICE: EventKind = named("pg.notice");
+pub const PG_NOTIFICATION: EventKind = named("pg.notification");
+/// A server setting the target reported (ParameterStatus).
+pub const PG_PARAMETER: EventKind = named("pg.parameter");
+pub const PG_CANCEL: EventKind = named("pg.cancel");
+
+// SSH.
+/// How the client logged in to witness.
+pub const SSH_LOGIN: EventKind = named("ssh.login");
+/// Witness could not log in to the target.
+pub const SSH_TARGET_ERROR: EventKind = named("ssh.target_error");
+/// The target (or the client, for a channel the target opened) refused a request.
+pub const SSH_TARGET_REFUSED: EventKind = named("ssh.target_refused");
+pub const SSH_CHANNEL: EventKind = named("ssh.channel");
+pub const SSH_PTY: EventKind = named("ssh.pty");
+pub const SSH_RESIZE: EventKind = named("ssh.resize");
+pub const SSH_ENV: EventKind = named("ssh.env");
+pub const SSH_SHELL: EventKind = named("ssh.shell");
+pub const SSH_EXEC: EventKind = named("ssh.exec");
+pub const SSH_SUBSYSTEM: EventKind = named("ssh.subsystem");
+pub const SSH_SIGNAL: EventKind = named("ssh.signal");
+/// Bytes from the client (keystrokes, a command's stdin).
+pub const SSH_INPUT: EventKind = named("ssh.input");
+/// Bytes from the target (a terminal's output, stdout or stderr).
+pub const SSH_OUTPUT: EventKind = named("ssh.output");
+pub const SSH_EOF: EventKind = named("ssh.eof");
+pub const SSH_EXIT: EventKind = named("ssh.exit");
+pub const SSH_CLOSE: EventKind = named("ssh.close");
+/// A forwarding request, or a channel through one.
+pub const SSH_FORWARD: EventKind = named("ssh.forward");
+/// What a chunk of an SFTP stream asked for, and what it got.
+pub const SFTP_REQUEST: EventKind = named("sftp.request");
+pub const SFTP_REPLY: EventKind = named("sftp.reply");
+/// The refs a git push updates, and the target's report on them.
+pub const GIT_PUSH: EventKind = named("git.push");
+pub const GIT_REPORT: EventKind = named("git.report");
+
+/// Every kind of the vocabulary.
+pub const ALL: [&EventKind; 44] = [
+    &SESSION_START,
+    &SESSION_END,
+    &APPROVAL_DECIDED,
+    &RECORDING_VIEWED,
+    &RECORDING_SEARCHED,
+    &CONSOLE_LOGIN,
+    &TOKEN_CREATED,
+    &TOKEN_REVOKED,
+    &INDEX_ALTERED,
+    &BENCH_EVENT,
+    &PG_STARTUP,
+    &PG_QUERY,
+    &PG_PARSE,
+    &PG_EXECUTE,
+    &PG_FUNCTION_CALL,
+    &PG_FUNCTION_RESULT,
+    &PG_RESULT,
+    &PG_COPY_IN,
+    &PG_COPY_OUT,
+    &PG_NOTICE,
+    &PG_NOTIFICATION,
+    &PG_PARAMETER,
+    &PG_CANCEL,
+    &SSH_LOGIN,
+    &SSH_TARGET_ERROR,
+    &SSH_TARGET_REFUSED,
+    &SSH_CHANNEL,
+    &SSH_PTY,
+    &SSH_RESIZE,
+    &SSH_ENV,
+    &SSH_SHELL,
+    &SSH_EXEC,
+    &SSH_SUBSYSTEM,
+    &SSH_SIGNAL,
+    &SSH_INPUT,
+    &SSH_OUTPUT,
+    &SSH_EOF,
+    &SSH_EXIT,
+    &SSH_CLOSE,
+    &SSH_FORWARD,
+    &SFTP_REQUEST,
+    &SFTP_REPLY,
+    &GIT_PUSH,
+    &GIT_REPORT,
+];
+
+/// Kinds recorded before the naming rule, with the kind each means today.
+const FORMER_NAMES: [(&str, &EventKind); 2] = [("ssh.target-refused", &SSH_TARGET_REFUSED), ("ssh.target-error", &SSH_TARGET_ERROR)];
+
+/// The name a recorded kind has today: itself, unless it was recorded under a former name.
+pub fn current_name(recorded: &str) -> &str {
+    FORMER_NAMES.iter().find(|(former, _)| *former == recorded).map_or(recorded, |(_, kind)| kind.as_str())
+}
+
+/// Whether a name keeps the naming rule: `area.what`, lowercase letters, digits and `_`.
+pub fn follows_the_rule(name: &str) -> bool {
+    let word = |part: &str| {
+        !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !part.starts_with('_')
+            && !part.ends_with('_')
+    };
+    matches!(name.split_once('.'), Some((area, what)) if word(area) && word(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_follows_the_naming_rule_once() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ALL {
+            assert!(follows_the_rule(kind.as_str()), "{kind:?} breaks the naming rule");
+            seen.insert(kind.as_str());
+        }
+        assert_eq!(seen.len(), ALL.len(), "a kind is named twice");
+        for bad in ["ssh.target-refused", "Pg.query", "pg", "pg.", ".query", "pg.copy.in", "pg._in"] {
+            assert!(!follows_the_rule(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn former_names_read_as_the_kinds_they_mean() {
+        assert_eq!(current_name("ssh.target-refused"), "ssh.target_refused");
+        assert_eq!(current_name("ssh.target-error"), "ssh.target_error");
+        assert_eq!(current_name("pg.query"), "pg.query");
+    }
+}

@@ -1,0 +1,132 @@
+//! Requests as the gate decides on them: what a client asks a target to do, in the protocol's own
+//! terms. Protocol crates build them from what they read on the wire; the gate hands them to the
+//! policy. A new protocol adds a variant here (and rules that read it), nothing else in the
+//! admission path.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+/// One request of a live session, before it reaches the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// SQL text a client sent: a query, or a prepared statement's text at each execution.
+    Sql(&'a str),
+    /// A request whose SQL witness cannot see: a fast-path function call, an execution of a
+    /// statement it does not know, or text it cannot read as the target will. It is decided as
+    /// the riskiest statement there is (`unparsed`).
+    OpaqueSql,
+    /// An SSH operation and its text: the command line (exec, git), the subsystem's name, the
+    /// forwarding's destination or the variable's name (env); empty for a shell.
+    Ssh { operation: SshOperation, text: &'a str },
+}
+
+/// What a client asks an SSH target for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SshOperation {
+    /// An interactive login shell.
+    Shell,
+    /// One command (`ssh host CMD`, scp, rsync).
+    Exec,
+    /// The sftp subsystem.
+    Sftp,
+    /// Another subsystem.
+    Subsystem,
+    /// `git-upload-pack`: clone and fetch.
+    GitFetch,
+    /// `git-receive-pack`: push.
+    GitPush,
+    /// Local (`-L`, direct-tcpip) or remote (`-R`, tcpip-forward) port forwarding.
+    PortForward,
+    /// Agent forwarding (`-A`).
+    AgentForward,
+    /// X11 forwarding (`-X`).
+    X11Forward,
+    /// An environment variable the client sets for the session (`SetEnv`, `SendEnv`); the
+    /// request's text is the variable's name.
+    Env,
+}
+
+/// An operation name that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown ssh operation {given:?}: use one of {}", SshOperation::NAMES.join(", "))]
+pub struct UnknownSshOperation {
+    pub given: String,
+}
+
+// === impl Request ===
+
+impl Request<'_> {
+    /// The request as a person reads it in an approval or a log line: the SQL, or the SSH
+    /// operation with its text.
+    pub fn describe(&self) -> Cow<'_, str> {
+        match self {
+            Request::Sql(text) => Cow::Borrowed(text),
+            Request::OpaqueSql => Cow::Borrowed("a statement witness cannot see"),
+            Request::Ssh { operation, text: "" } => Cow::Borrowed(operation.as_str()),
+            Request::Ssh { operation, text } => Cow::Owned(format!("{operation}: {text}")),
+        }
+    }
+}
+
+// === impl SshOperation ===
+
+impl SshOperation {
+    pub const ALL: [SshOperation; 10] = [
+        SshOperation::Shell,
+        SshOperation::Exec,
+        SshOperation::Sftp,
+        SshOperation::Subsystem,
+        SshOperation::GitFetch,
+        SshOperation::GitPush,
+        SshOperation::PortForward,
+        SshOperation::AgentForward,
+        SshOperation::X11Forward,
+        SshOperation::Env,
+    ];
+    pub const NAMES: [&'static str; 10] =
+        ["shell", "exec", "sftp", "subsystem", "git-fetch", "git-push", "port-forward", "agent-forward", "x11-forward", "env"];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|&op| op == self).expect("every operation is in ALL")]
+    }
+
+    /// Forwardings open paths the recording sees only as bytes.
+    pub fn is_forwarding(self) -> bool {
+        matches!(self, SshOperation::PortForward | SshOperation::AgentForward | SshOperation::X11Forward)
+    }
+}
+
+impl fmt::Display for SshOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SshOperation {
+    type Err = UnknownSshOperation;
+
+    fn from_str(s: &str) -> Result<SshOperation, UnknownSshOperation> {
+        Self::NAMES.iter().position(|&n| n == s).map(|i| Self::ALL[i]).ok_or_else(|| UnknownSshOperation { given: s.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_round_trip_through_their_names() {
+        for operation in SshOperation::ALL {
+            assert_eq!(operation.as_str().parse::<SshOperation>().unwrap(), operation);
+        }
+        assert!("telnet".parse::<SshOperation>().is_err());
+    }
+
+    #[test]
+    fn requests_describe_themselves_for_people() {
+        assert_eq!(Request::Sql("select 1").describe(), "select 1");
+        assert_eq!(Request::Ssh { operation: SshOperation::Shell, text: "" }.describe(), "shell");
+        assert_eq!(Request::Ssh { operation: SshOperation::Exec, text: "ls -l" }.describe(), "exec: ls -l");
+    }
+}
