@@ -26,6 +26,43 @@ pub enum ApplyTo {
     Recording,
 }
 
+/// A config value that names no apply-to or style.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {given:?} is unknown; use {choices}")]
+pub struct UnknownMaskChoice {
+    /// Which setting, as the config names it.
+    pub what: &'static str,
+    pub given: String,
+    pub choices: &'static str,
+}
+
+impl std::str::FromStr for ApplyTo {
+    type Err = UnknownMaskChoice;
+
+    fn from_str(s: &str) -> Result<ApplyTo, UnknownMaskChoice> {
+        match s {
+            "client-and-recording" => Ok(ApplyTo::ClientAndRecording),
+            "recording" => Ok(ApplyTo::Recording),
+            other => {
+                Err(UnknownMaskChoice { what: "apply_to", given: other.to_string(), choices: "\"client-and-recording\" or \"recording\"" })
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for MaskStyle {
+    type Err = UnknownMaskChoice;
+
+    fn from_str(s: &str) -> Result<MaskStyle, UnknownMaskChoice> {
+        match s {
+            "redact" => Ok(MaskStyle::Redact),
+            "partial" => Ok(MaskStyle::Partial),
+            "hash" => Ok(MaskStyle::Hash),
+            other => Err(UnknownMaskChoice { what: "style", given: other.to_string(), choices: "\"redact\", \"partial\" or \"hash\"" }),
+        }
+    }
+}
+
 /// What a masked value looks like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaskStyle {

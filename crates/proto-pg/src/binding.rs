@@ -42,8 +42,10 @@ pub enum BindingUnavailable {
 
 /// A config value that is not one of the choices.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{value:?} is unknown; use {choices}")]
+#[error("{what} {value:?} is unknown; use {choices}")]
 pub struct UnknownChoice {
+    /// Which setting, as the config names it.
+    pub what: &'static str,
     pub value: String,
     pub choices: &'static str,
 }
@@ -56,7 +58,13 @@ impl std::str::FromStr for ChannelBindingMode {
             "prefer" => ChannelBindingMode::Prefer,
             "require" => ChannelBindingMode::Require,
             "disable" => ChannelBindingMode::Disable,
-            other => return Err(UnknownChoice { value: other.to_string(), choices: "\"prefer\", \"require\" or \"disable\"" }),
+            other => {
+                return Err(UnknownChoice {
+                    what: "channel_binding",
+                    value: other.to_string(),
+                    choices: "\"prefer\", \"require\" or \"disable\"",
+                })
+            }
         })
     }
 }

@@ -50,6 +50,18 @@ pub enum FrontAuth {
     Password,
 }
 
+impl std::str::FromStr for FrontAuth {
+    type Err = crate::UnknownChoice;
+
+    fn from_str(s: &str) -> Result<FrontAuth, crate::UnknownChoice> {
+        match s {
+            "scram" => Ok(FrontAuth::Scram),
+            "password" => Ok(FrontAuth::Password),
+            other => Err(crate::UnknownChoice { what: "[postgres] auth", value: other.to_string(), choices: "\"scram\" or \"password\"" }),
+        }
+    }
+}
+
 impl Default for PgSettings {
     fn default() -> Self {
         PgSettings { max_rows_per_statement: 100, auth: FrontAuth::Scram, startup_timeout: Duration::from_secs(60) }

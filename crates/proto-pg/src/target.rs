@@ -134,7 +134,13 @@ impl std::str::FromStr for AuthMethod {
             "scram-sha-256" => AuthMethod::ScramSha256,
             "md5" => AuthMethod::Md5,
             "password" => AuthMethod::Password,
-            other => return Err(UnknownChoice { value: other.to_string(), choices: "\"scram-sha-256\", \"md5\" or \"password\"" }),
+            other => {
+                return Err(UnknownChoice {
+                    what: "auth method",
+                    value: other.to_string(),
+                    choices: "\"scram-sha-256\", \"md5\" or \"password\"",
+                })
+            }
         })
     }
 }

@@ -9,11 +9,12 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-/// How witness talks TLS to a target, as libpq's sslmode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How witness talks TLS to a target, as libpq's sslmode (default: prefer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TlsMode {
     Disable,
     /// TLS if the target offers it, without verifying its certificate.
+    #[default]
     Prefer,
     /// TLS or no connection, without verifying the certificate.
     Require,

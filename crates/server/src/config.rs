@@ -12,8 +12,11 @@ use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
 use witness_policy::mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
 use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
+use witness_proto_pg::FrontAuth;
 
+mod connections;
 mod limits;
+pub use connections::{ConnectionConfig, LoginConfig, PostgresConnection, SshConnection};
 pub use limits::LimitsSection;
 
 /// The whole config file.
@@ -121,11 +124,11 @@ pub struct MaskingConfig {
     #[serde(default)]
     pub detectors: Vec<String>,
     /// "client-and-recording" (default) or "recording".
-    #[serde(default = "default_apply_to")]
-    pub apply_to: String,
+    #[serde(default = "default_apply_to", deserialize_with = "parsed")]
+    pub apply_to: ApplyTo,
     /// "redact" (default), "partial" or "hash".
-    #[serde(default = "default_mask_style")]
-    pub style: String,
+    #[serde(default = "default_mask_style", deserialize_with = "parsed")]
+    pub style: MaskStyle,
 }
 
 /// `[identity]`: who may authenticate besides holders of witness tokens.
@@ -142,8 +145,8 @@ pub struct IdentitySection {
 #[serde(deny_unknown_fields)]
 pub struct PolicySection {
     /// "allow" (default) or "deny".
-    #[serde(default = "default_policy_default")]
-    pub default: String,
+    #[serde(default = "default_policy_default", deserialize_with = "parsed")]
+    pub default: Action,
 }
 
 /// `[[rules]]`: one policy rule. Lists that are left out match everything.
@@ -180,7 +183,8 @@ pub struct RuleConfig {
     /// A regular expression matched against the request's text.
     pub regex: Option<String>,
     /// allow | deny | approve
-    pub action: String,
+    #[serde(deserialize_with = "parsed")]
+    pub action: Action,
     /// What a refused client is told.
     pub message: Option<String>,
     /// For approve: the groups whose members may decide.
@@ -230,7 +234,8 @@ pub struct PostgresSection {
     /// "scram": tokens by SCRAM-SHA-256. "password": tokens (and JWTs) in cleartext where the
     /// connection is TLS or loopback (SCRAM elsewhere). Default: "password" when OIDC issuers are
     /// configured (a JWT cannot go through SCRAM), else "scram".
-    pub auth: Option<String>,
+    #[serde(default, deserialize_with = "parsed_some")]
+    pub auth: Option<FrontAuth>,
     /// PEM certificate and key offered to clients; default: a self-signed pair in DATA_DIR/tls.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -252,59 +257,6 @@ pub struct SshSection {
     /// Clients idle this long are disconnected.
     #[serde(default = "default_ssh_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
-}
-
-/// `[[connections]]`: a target witness holds credentials for.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectionConfig {
-    /// What clients ask for (PostgreSQL: the dbname).
-    pub name: String,
-    pub protocol: String,
-    /// host:port of the target.
-    pub address: String,
-    pub database: Option<String>,
-    pub user: Option<String>,
-    /// The name of an environment variable holding the target password.
-    pub password_env: Option<String>,
-    /// A file holding the target password (trailing newline ignored).
-    pub password_file: Option<PathBuf>,
-    /// disable | prefer | require | verify-full
-    #[serde(default = "default_tls")]
-    pub tls: String,
-    /// CA certificates (PEM) for tls = "verify-full"; default: the system's.
-    pub ca_file: Option<PathBuf>,
-    /// SSH: the private key witness logs in with (OpenSSH format, unencrypted), from a file...
-    pub private_key_file: Option<PathBuf>,
-    /// ... or from an environment variable holding the key's text.
-    pub private_key_env: Option<String>,
-    /// SSH: the target's public host key ("ssh-ed25519 AAAA…", as `ssh-keyscan` prints it), or
-    /// "trust-on-first-use" (the first key seen is kept in DATA_DIR/ssh/known_hosts).
-    pub host_key: Option<String>,
-    /// PostgreSQL: the password exchanges witness answers when the target asks: "scram-sha-256"
-    /// (the default, alone), "md5", "password" (cleartext). A target asking for another gets no
-    /// credential. One that asks for no password (trust) gets none either, and is allowed.
-    pub auth: Option<Vec<String>>,
-    /// PostgreSQL: "prefer" (default): bind SCRAM to the target's TLS certificate when it offers
-    /// SCRAM-SHA-256-PLUS; "require": log in only so; "disable": never bind.
-    pub channel_binding: Option<String>,
-    /// PostgreSQL: `[[connections.logins]]`, the database role witness logs in as for callers in
-    /// some groups; the first entry naming one of the caller's groups is used, else `user`.
-    #[serde(default)]
-    pub logins: Vec<LoginConfig>,
-}
-
-/// `[[connections.logins]]`: a database role, with its own password, for callers in `groups`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginConfig {
-    /// Callers in any of these groups log in as `user`.
-    pub groups: Vec<String>,
-    pub user: String,
-    /// The name of an environment variable holding the role's password...
-    pub password_env: Option<String>,
-    /// ... or a file holding it (trailing newline ignored).
-    pub password_file: Option<PathBuf>,
 }
 
 /// A config that cannot be used, with the file, the key and what to do.
@@ -374,16 +326,16 @@ impl Default for PolicySection {
     }
 }
 
-fn default_policy_default() -> String {
-    "allow".into()
+fn default_policy_default() -> Action {
+    Action::Allow
 }
 
-fn default_apply_to() -> String {
-    "client-and-recording".into()
+fn default_apply_to() -> ApplyTo {
+    ApplyTo::ClientAndRecording
 }
 
-fn default_mask_style() -> String {
-    "redact".into()
+fn default_mask_style() -> MaskStyle {
+    MaskStyle::Redact
 }
 
 fn default_data_dir() -> PathBuf {
@@ -402,8 +354,26 @@ fn default_max_rows() -> usize {
     100
 }
 
-fn default_tls() -> String {
-    "prefer".into()
+/// A value written as its name ("deny", "verify-full", "redact"), read by its type's parser, whose
+/// error says what the choices are.
+fn parsed<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+/// [`parsed`] for a key that may be left out.
+fn parsed_some<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    parsed(deserializer).map(Some)
 }
 
 /// Durations are written the way people write them: "1s", "250ms", "2m".
@@ -430,14 +400,9 @@ impl Config {
         if self.ledger.checkpoint_interval < Duration::from_millis(10) {
             return invalid("[ledger] checkpoint_interval".into(), "is under 10ms; use e.g. \"1s\"".into());
         }
-        match self.postgres.auth.as_deref() {
-            None | Some("password") => {}
-            Some("scram") if !self.identity.oidc.is_empty() => {
-                let problem = "is \"scram\", but a JWT cannot go through SCRAM; use \"password\" (cleartext only over TLS or loopback) with [[identity.oidc]]";
-                return invalid("[postgres] auth".into(), problem.into());
-            }
-            Some("scram") => {}
-            Some(other) => return invalid("[postgres] auth".into(), format!("{other:?} is unknown; use \"scram\" or \"password\"")),
+        if self.postgres.auth == Some(FrontAuth::Scram) && !self.identity.oidc.is_empty() {
+            let problem = "is \"scram\", but a JWT cannot go through SCRAM; use \"password\" (cleartext only over TLS or loopback) with [[identity.oidc]]";
+            return invalid("[postgres] auth".into(), problem.into());
         }
         for (i, issuer) in self.identity.oidc.iter().enumerate() {
             let key = |field: &str| format!("identity.oidc[{i}] {field}");
@@ -454,33 +419,17 @@ impl Config {
         }
         let mut names = HashSet::new();
         for (i, c) in self.connections.iter().enumerate() {
-            let key = |field: &str| format!("connections[{i}] ({}) {field}", c.name);
-            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) {
+            let key = |field: &str| format!("connections[{i}] ({}) {field}", c.name());
+            if c.name().is_empty() || !c.name().chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) {
                 return invalid(key("name"), "use letters, digits, '-', '_' and '.'".into());
             }
-            if !names.insert(c.name.as_str()) {
+            if !names.insert(c.name()) {
                 return invalid(key("name"), "is used by two connections; names must be unique".into());
             }
-            if c.protocol != "postgres" && c.protocol != "ssh" {
-                return invalid(key("protocol"), format!("{:?} is not supported yet; use \"postgres\" or \"ssh\"", c.protocol));
+            if !c.address().contains(':') {
+                return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address()));
             }
-            if !c.address.contains(':') {
-                return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address));
-            }
-            if c.password_env.is_some() && c.password_file.is_some() {
-                return invalid(key("password_env / password_file"), "set one or the other".into());
-            }
-            if c.protocol == "ssh" {
-                if c.auth.is_some() || c.channel_binding.is_some() || !c.logins.is_empty() {
-                    return invalid(key("auth / channel_binding / logins"), "are for postgres connections only".into());
-                }
-                c.check_ssh(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
-                continue;
-            }
-            if c.private_key_file.is_some() || c.private_key_env.is_some() || c.host_key.is_some() {
-                return invalid(key("private_key_file / private_key_env / host_key"), "are for ssh connections only".into());
-            }
-            c.check_postgres(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
+            c.check(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
         }
         self.limits.check().map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
         self.policy(path)?;
@@ -511,27 +460,14 @@ impl Config {
                 })?;
                 detectors = detectors.union(set);
             }
-            let apply_to = match m.apply_to.as_str() {
-                "client-and-recording" => ApplyTo::ClientAndRecording,
-                "recording" => ApplyTo::Recording,
-                other => {
-                    return Err(invalid(key("apply_to"), format!("{other:?} is unknown; use \"client-and-recording\" or \"recording\"")))
-                }
-            };
-            let style = match m.style.as_str() {
-                "redact" => MaskStyle::Redact,
-                "partial" => MaskStyle::Partial,
-                "hash" => MaskStyle::Hash,
-                other => return Err(invalid(key("style"), format!("{other:?} is unknown; use \"redact\", \"partial\" or \"hash\""))),
-            };
             let rule = MaskRule {
                 name: m.name.clone(),
                 connections: m.connections.iter().map(|g| Glob::new(g)).collect(),
                 groups: m.groups.clone(),
                 columns,
                 detectors,
-                apply_to,
-                style,
+                apply_to: m.apply_to,
+                style: m.style,
             };
             rule.check().map_err(|e| invalid(key("columns / detectors"), e.to_string()))?;
             rules.push(rule);
@@ -585,10 +521,13 @@ impl Config {
 
     pub fn policy(&self, path: &Path) -> Result<Policy, ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
-        let default = match self.policy.default.as_str() {
-            "allow" => Action::Allow,
-            "deny" => Action::Deny,
-            other => return Err(invalid("[policy] default".into(), format!("{other:?} is unknown; use \"allow\" or \"deny\""))),
+        let default = match self.policy.default {
+            Action::Approve => {
+                let problem =
+                    "\"approve\" cannot be a default: no approvers are named for it; use \"allow\" or \"deny\", and approve rules";
+                return Err(invalid("[policy] default".into(), problem.into()));
+            }
+            action => action,
         };
         let mut rules = Vec::with_capacity(self.rules.len());
         let mut names = HashSet::new();
@@ -597,7 +536,7 @@ impl Config {
             if r.name.is_empty() || !names.insert(r.name.as_str()) {
                 return Err(invalid(key("name"), "every rule needs a name of its own".into()));
             }
-            let action: Action = r.action.parse().map_err(|e: witness_policy::UnknownAction| invalid(key("action"), e.to_string()))?;
+            let action = r.action;
             let mut rule = Rule::new(&r.name, action);
             let globs = |list: &[String]| list.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
             rule.connections = globs(&r.connections);
@@ -650,8 +589,8 @@ impl Config {
 
     /// Whether PostgreSQL clients send their token in cleartext (over TLS or loopback only).
     pub fn postgres_cleartext(&self) -> bool {
-        match self.postgres.auth.as_deref() {
-            Some(auth) => auth == "password",
+        match self.postgres.auth {
+            Some(auth) => auth == FrontAuth::Password,
             None => !self.identity.oidc.is_empty(),
         }
     }
@@ -662,146 +601,6 @@ impl Config {
         config.segment_bytes = self.ledger.segment_size_mib << 20;
         config.checkpoint_interval = self.ledger.checkpoint_interval;
         config
-    }
-}
-
-impl ConnectionConfig {
-    /// The checks of an ssh connection; the error is (key, problem).
-    fn check_ssh(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
-        let sources =
-            [self.private_key_file.is_some(), self.private_key_env.is_some(), self.password_env.is_some(), self.password_file.is_some()];
-        match sources.iter().filter(|s| **s).count() {
-            1 => {}
-            0 => {
-                return Err((
-                    key("private_key_file"),
-                    "an ssh connection needs private_key_file, private_key_env, password_env or password_file".into(),
-                ))
-            }
-            _ => return Err((key("private_key_file / private_key_env / password_env / password_file"), "set exactly one".into())),
-        }
-        if self.user.as_deref().is_none_or(str::is_empty) {
-            return Err((key("user"), "name the user witness logs in to the target as, e.g. user = \"deploy\"".into()));
-        }
-        match &self.host_key {
-            None => Err((
-                key("host_key"),
-                "pin the target's host key (e.g. from `ssh-keyscan -t ed25519 HOST`) or write \"trust-on-first-use\"".into(),
-            )),
-            Some(value) => witness_proto_ssh::HostKeyPolicy::parse(value).map(|_| ()).map_err(|problem| (key("host_key"), problem)),
-        }
-    }
-
-    /// The checks of a postgres connection; the error is (key, problem).
-    fn check_postgres(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
-        let tls: witness_proto_pg::TlsMode = self.tls.parse().map_err(|problem| (key("tls"), problem))?;
-        let auth = self.auth_methods().map_err(|problem| (key("auth"), problem))?;
-        let channel_binding = self.channel_binding_mode().map_err(|problem| (key("channel_binding"), problem))?;
-        if channel_binding == witness_proto_pg::ChannelBindingMode::Require {
-            if tls == witness_proto_pg::TlsMode::Disable {
-                return Err((
-                    key("channel_binding"),
-                    "\"require\" binds to the target's TLS certificate; set tls = \"verify-full\" (or \"require\")".into(),
-                ));
-            }
-            if !auth.contains(&witness_proto_pg::AuthMethod::ScramSha256) {
-                return Err((key("channel_binding"), "\"require\" works through SCRAM only; put \"scram-sha-256\" in auth".into()));
-            }
-        }
-        for (i, login) in self.logins.iter().enumerate() {
-            let key = |field: &str| key(&format!("logins[{i}] {field}"));
-            if login.groups.is_empty() || login.groups.iter().any(String::is_empty) {
-                return Err((key("groups"), "name the groups whose callers log in as this user, e.g. groups = [\"ai-agents\"]".into()));
-            }
-            if login.user.is_empty() {
-                return Err((key("user"), "name the database role witness logs in as for these groups".into()));
-            }
-            match (&login.password_env, &login.password_file) {
-                (Some(_), Some(_)) => return Err((key("password_env / password_file"), "set one or the other".into())),
-                (None, None) => {
-                    return Err((
-                        key("password_env / password_file"),
-                        "a login needs its own password: name an environment variable (password_env) or a file (password_file)".into(),
-                    ))
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The connection's `auth` list (default: SCRAM-SHA-256 alone).
-    pub fn auth_methods(&self) -> Result<Vec<witness_proto_pg::AuthMethod>, String> {
-        let Some(names) = &self.auth else { return Ok(witness_proto_pg::AuthMethod::DEFAULT.to_vec()) };
-        if names.is_empty() {
-            return Err("lists no method; leave it out for [\"scram-sha-256\"]".into());
-        }
-        names
-            .iter()
-            .map(|name| match name.as_str() {
-                "trust" => Err("needs no \"trust\": a target that asks for no password gets no credential and is always allowed".into()),
-                name => name.parse().map_err(|e: witness_proto_pg::UnknownChoice| e.to_string()),
-            })
-            .collect()
-    }
-
-    /// The connection's `channel_binding` (default: prefer).
-    pub fn channel_binding_mode(&self) -> Result<witness_proto_pg::ChannelBindingMode, String> {
-        self.channel_binding
-            .as_deref()
-            .map_or(Ok(Default::default()), |mode| mode.parse().map_err(|e: witness_proto_pg::UnknownChoice| e.to_string()))
-    }
-
-    /// The SSH private key's text, from its file or environment variable, if one is configured.
-    pub fn private_key(&self) -> Result<Option<String>, String> {
-        if let Some(path) = &self.private_key_file {
-            return std::fs::read_to_string(path)
-                .map(Some)
-                .map_err(|e| format!("connection {}: cannot read private_key_file {}: {e}", self.name, path.display()));
-        }
-        if let Some(var) = &self.private_key_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| format!("connection {}: the environment variable {var} (private_key_env) is not set", self.name));
-        }
-        Ok(None)
-    }
-
-    /// The target password, from the environment or a file. None when neither is configured, or
-    /// when the environment variable is unset (witness then logs in without one, as for trust).
-    pub fn password(&self) -> Result<Option<String>, String> {
-        if let Some(var) = &self.password_env {
-            return match std::env::var(var) {
-                Ok(value) => Ok(Some(value)),
-                Err(_) => {
-                    tracing::warn!(connection = %self.name, var, "the password environment variable is not set; logging in to the target without a password");
-                    Ok(None)
-                }
-            };
-        }
-        if let Some(path) = &self.password_file {
-            return std::fs::read_to_string(path)
-                .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|e| format!("connection {}: cannot read password_file {}: {e}", self.name, path.display()));
-        }
-        Ok(None)
-    }
-}
-
-impl LoginConfig {
-    /// The login's password, from its environment variable or file; the error is (key, problem).
-    /// Unlike the connection's own password, an unset variable is an error: a login names a role
-    /// that exists for its password.
-    pub fn password(&self) -> Result<String, (&'static str, String)> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var).map_err(|_| ("password_env", format!("the environment variable {var} is not set")));
-        }
-        match &self.password_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| ("password_file", format!("cannot read {}: {e}", path.display()))),
-            None => Err(("password_env / password_file", "set one of them".into())),
-        }
     }
 }
 
@@ -842,7 +641,11 @@ mod tests {
         check("[ledger\n", Err("invalid"));
         check("[listen]\npostgres = \"localhost\"\n", Err("postgres"));
         check(&format!("{PG}{PG}"), Err("unique"));
-        check(&PG.replace("postgres\"", "ftp\""), Err("not supported"));
+        check(
+            &PG.replace("postgres\"", "ftp\""),
+            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\" or \"ssh\""),
+        );
+        check(&PG.replace("protocol = \"postgres\"\n", ""), Err("connection \"pg-local\": say which protocol it speaks"));
         check(&PG.replace("127.0.0.1:5432", "db.internal"), Err("no port"));
         check(&format!("{PG}tls = \"maybe\"\n"), Err("verify-full"));
         check(&format!("{PG}password_env = \"A\"\npassword_file = \"b\"\n"), Err("one or the other"));
@@ -877,15 +680,18 @@ mod tests {
             &format!("{}private_key_file = \"k\"\nhost_key = \"trust-on-first-use\"\n", ssh.replace("user = \"deploy\"\n", "")),
             Err("user"),
         );
-        check(&format!("{PG}host_key = \"trust-on-first-use\"\n"), Err("ssh connections only"));
+        check(&format!("{PG}host_key = \"trust-on-first-use\"\n"), Err("postgres connection \"pg-local\": unknown field `host_key`"));
         check(
             &format!("{PG}auth = [\"scram-sha-256\", \"md5\", \"password\"]\nchannel_binding = \"require\"\n"),
             Ok(("./witness-data", Durability::Write, 1)),
         );
-        check(&format!("{PG}auth = [\"md5\", \"kerberos\"]\n"), Err("pg-local) auth: \"kerberos\" is unknown; use \"scram-sha-256\""));
+        check(
+            &format!("{PG}auth = [\"md5\", \"kerberos\"]\n"),
+            Err("connection \"pg-local\": auth method \"kerberos\" is unknown; use \"scram-sha-256\""),
+        );
         check(&format!("{PG}auth = [\"trust\"]\n"), Err("needs no \"trust\""));
         check(&format!("{PG}auth = []\n"), Err("lists no method"));
-        check(&format!("{PG}channel_binding = \"always\"\n"), Err("channel_binding: \"always\" is unknown"));
+        check(&format!("{PG}channel_binding = \"always\"\n"), Err("channel_binding \"always\" is unknown"));
         check(&format!("{PG}channel_binding = \"require\"\ntls = \"disable\"\n"), Err("set tls = \"verify-full\""));
         check(&format!("{PG}channel_binding = \"require\"\nauth = [\"md5\"]\n"), Err("SCRAM only"));
         let login = "[[connections.logins]]\ngroups = [\"ai-agents\"]\nuser = \"agent_ro\"\n";
@@ -900,7 +706,7 @@ mod tests {
         check(&format!("{PG}{}password_env = \"RO\"\n", login.replace("agent_ro", "")), Err("logins[0] user"));
         check(&format!("{PG}{login}password_env = \"RO\"\npasword = \"x\"\n"), Err("pasword"));
         let ssh_web = "name = \"web\"\nprotocol = \"ssh\"\naddress = \"h:22\"\nuser = \"u\"\nprivate_key_file = \"k\"\nhost_key = \"trust-on-first-use\"\n";
-        check(&format!("[[connections]]\n{ssh_web}auth = [\"md5\"]\n"), Err("postgres connections only"));
+        check(&format!("[[connections]]\n{ssh_web}auth = [\"md5\"]\n"), Err("ssh connection \"web\": unknown field `auth`"));
         check(&format!("{rule}ssh = [\"tunnel\"]\naction = \"deny\"\n"), Err("port-forward"));
         check(&format!("{rule}shell = [\"rm *\"]\nsql = [\"drop\"]\naction = \"deny\"\n"), Err("not both"));
         check(

@@ -29,11 +29,11 @@ use tokio::task::JoinSet;
 use witness_core::{Interrupt, Secret};
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
-use witness_proto_pg::{FrontAuth, GroupLogin, PgFront, PgLogin, PgSettings, PgTarget, TlsMode};
+use witness_proto_pg::{FrontAuth, GroupLogin, PgFront, PgLogin, PgSettings, PgTarget};
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 use crate::accept::{accept_loop, Listener, Opening};
-use crate::config::ConnectionConfig;
+use crate::config::{ConnectionConfig, PostgresConnection, SshConnection};
 use crate::logins::Logins;
 use crate::targets::Targets;
 
@@ -152,14 +152,11 @@ pub async fn serve<F: Future<Output = ()>>(
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Connections that have not logged in yet, on either listener.
-    let logins = Logins::new(config.limits.login_limits());
+    // Connections that have not logged in yet, on every client listener.
+    let mut clients = ClientListeners { tasks: &mut listeners, logins: Logins::new(config.limits.login_limits()), stop: stop_rx.clone() };
     let mut listening = Listening::default();
 
     if let Some(address) = config.listen.postgres {
-        let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "PostgreSQL", address, source })?;
-        let address = listener.local_addr().map_err(|source| ServeError::Listen { protocol: "PostgreSQL", address, source })?;
-        listening.postgres = Some(address);
         let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
         let settings = PgSettings {
             max_rows_per_statement: config.postgres.max_rows_per_statement,
@@ -167,30 +164,22 @@ pub async fn serve<F: Future<Output = ()>>(
             ..PgSettings::default()
         };
         let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });
-        tracing::info!(%address, connections = gate.targets.count::<PgTarget>(), "PostgreSQL listener ready");
         let kind = Listener { protocol: "PostgreSQL", opening: Opening::ClientFirst { refusal: accept::pg_refusal } };
-        listeners.spawn(accept_loop(listener, kind, logins.clone(), stop_rx.clone(), move |tcp, peer, login| {
-            witness_proto_pg::serve_client(front.clone(), tcp, peer, login)
-        }));
+        let serve = move |tcp, peer, login| witness_proto_pg::serve_client(front.clone(), tcp, peer, login);
+        listening.postgres = Some(clients.start(address, kind, gate.targets.count::<PgTarget>(), serve).await?);
     }
     if let Some(address) = config.listen.ssh {
-        let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "SSH", address, source })?;
-        let address = listener.local_addr().map_err(|source| ServeError::Listen { protocol: "SSH", address, source })?;
-        listening.ssh = Some(address);
         let host_key_path = config.ssh.host_key.clone().unwrap_or_else(|| data_dir.join("ssh").join("host_ed25519"));
-        let host_key = witness_proto_ssh::load_or_create_host_key(&host_key_path)?;
         let settings = SshSettings {
-            host_keys: vec![host_key],
+            host_keys: vec![witness_proto_ssh::load_or_create_host_key(&host_key_path)?],
             known_hosts: data_dir.join("ssh").join("known_hosts"),
             connect_timeout: config.ssh.connect_timeout,
             inactivity_timeout: config.ssh.idle_timeout,
         };
         let front = Arc::new(SshFront::new(gate.clone(), settings));
-        tracing::info!(%address, connections = gate.targets.count::<SshTarget>(), "SSH listener ready");
         let kind = Listener { protocol: "SSH", opening: Opening::ServerFirst };
-        listeners.spawn(accept_loop(listener, kind, logins.clone(), stop_rx.clone(), move |tcp, peer, login| {
-            witness_proto_ssh::serve_client(front.clone(), tcp, peer, login)
-        }));
+        let serve = move |tcp, peer, login| witness_proto_ssh::serve_client(front.clone(), tcp, peer, login);
+        listening.ssh = Some(clients.start(address, kind, gate.targets.count::<SshTarget>(), serve).await?);
     }
     if let Some(address) = config.listen.api {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
@@ -227,6 +216,32 @@ pub async fn serve<F: Future<Output = ()>>(
     }
     gate.review.close_audit_trail().await;
     Ok(())
+}
+
+/// The client listeners: each binds its address and runs an accept loop; all share the bounds on
+/// connections waiting to log in and the signal to stop. A protocol's listener is its front and
+/// one call of [`ClientListeners::start`].
+struct ClientListeners<'a> {
+    tasks: &'a mut JoinSet<()>,
+    logins: Arc<Logins>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ClientListeners<'_> {
+    /// Binds `address` and serves each accepted connection with `serve`; returns the address
+    /// bound (the system's choice for port 0).
+    async fn start<S, F>(&mut self, address: SocketAddr, kind: Listener, connections: usize, serve: S) -> Result<SocketAddr, ServeError>
+    where
+        S: Fn(tokio::net::TcpStream, SocketAddr, witness_core::PendingLogin) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let protocol = kind.protocol;
+        let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol, address, source })?;
+        let address = listener.local_addr().map_err(|source| ServeError::Listen { protocol, address, source })?;
+        tracing::info!(%address, connections, "{protocol} listener ready");
+        self.tasks.spawn(accept_loop(listener, kind, self.logins.clone(), self.stop.clone(), serve));
+        Ok(address)
+    }
 }
 
 /// On SIGHUP, reads the config again and applies its policy (`[policy]` and `[[rules]]`) to every
@@ -282,70 +297,60 @@ async fn revocation_loop(tokens: Arc<TokenStore>, registry: Registry) {
 fn targets(config: &Config, config_name: &Path) -> Result<Targets, ServeError> {
     let mut targets = Targets::default();
     for (i, c) in config.connections.iter().enumerate() {
-        match c.protocol.as_str() {
-            "postgres" => targets.insert(c.name.clone(), pg_target(i, c, config_name)?),
-            "ssh" => targets.insert(c.name.clone(), ssh_target(c)?),
-            _ => {}
+        match c {
+            ConnectionConfig::Postgres(c) => targets.insert(c.name.clone(), pg_target(i, c, config_name)?),
+            ConnectionConfig::Ssh(c) => targets.insert(c.name.clone(), ssh_target(c)?),
         }
     }
     Ok(targets)
 }
 
-fn pg_target(i: usize, c: &ConnectionConfig, config_name: &Path) -> Result<PgTarget, ServeError> {
-    {
-        let invalid = |key: String, problem: String| {
-            ServeError::Config(ConfigError::Invalid {
-                path: config_name.to_path_buf(),
-                key: format!("connections[{i}] ({}) {key}", c.name),
-                problem,
-            })
-        };
-        let tls_mode: TlsMode = c.tls.parse().map_err(ServeError::Target)?;
-        let tls = witness_proto_pg::client_config(tls_mode, c.ca_file.as_deref())
-            .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?;
-        let mut group_logins = Vec::with_capacity(c.logins.len());
-        for (j, login) in c.logins.iter().enumerate() {
-            let password = login.password().map_err(|(key, problem)| invalid(format!("logins[{j}] {key}"), problem))?;
-            group_logins.push(GroupLogin {
-                groups: login.groups.clone(),
-                login: PgLogin { user: login.user.clone(), password: Some(Secret::new(password)) },
-            });
-        }
-        let target = PgTarget {
-            name: c.name.clone(),
-            address: c.address.clone(),
-            database: c.database.clone().unwrap_or_else(|| "postgres".into()),
-            login: PgLogin {
-                user: c.user.clone().unwrap_or_else(|| "postgres".into()),
-                password: c.password().map_err(ServeError::Target)?.map(Secret::new),
-            },
-            group_logins,
-            auth: c.auth_methods().map_err(|problem| invalid("auth".into(), problem))?,
-            channel_binding: c.channel_binding_mode().map_err(|problem| invalid("channel_binding".into(), problem))?,
-            tls_mode,
-            tls,
-            catalog: Default::default(),
-        };
-        Ok(target)
+fn pg_target(i: usize, c: &PostgresConnection, config_name: &Path) -> Result<PgTarget, ServeError> {
+    let invalid = |key: String, problem: String| {
+        ServeError::Config(ConfigError::Invalid {
+            path: config_name.to_path_buf(),
+            key: format!("connections[{i}] ({}) {key}", c.name),
+            problem,
+        })
+    };
+    let tls = witness_proto_pg::client_config(c.tls, c.ca_file.as_deref())
+        .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?;
+    let mut group_logins = Vec::with_capacity(c.logins.len());
+    for (j, login) in c.logins.iter().enumerate() {
+        let password = login.password().map_err(|(key, problem)| invalid(format!("logins[{j}] {key}"), problem))?;
+        group_logins.push(GroupLogin {
+            groups: login.groups.clone(),
+            login: PgLogin { user: login.user.clone(), password: Some(Secret::new(password)) },
+        });
     }
+    Ok(PgTarget {
+        name: c.name.clone(),
+        address: c.address.clone(),
+        database: c.database.clone().unwrap_or_else(|| "postgres".into()),
+        login: PgLogin {
+            user: c.user.clone().unwrap_or_else(|| "postgres".into()),
+            password: c.password().map_err(ServeError::Target)?.map(Secret::new),
+        },
+        group_logins,
+        auth: c.auth.clone(),
+        channel_binding: c.channel_binding,
+        tls_mode: c.tls,
+        tls,
+        catalog: Default::default(),
+    })
 }
 
-fn ssh_target(c: &ConnectionConfig) -> Result<SshTarget, ServeError> {
-    {
-        let auth = match c.private_key().map_err(ServeError::Target)? {
-            Some(text) => TargetAuth::private_key(&text).map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?,
-            None => match c.password().map_err(ServeError::Target)? {
-                Some(password) => TargetAuth::password(password),
-                None => {
-                    return Err(ServeError::Target(format!(
-                        "connection {}: no private key or password to log in to the target with",
-                        c.name
-                    )))
-                }
-            },
-        };
-        let host_key = HostKeyPolicy::parse(c.host_key.as_deref().unwrap_or_default())
-            .map_err(|e| ServeError::Target(format!("connection {}: host_key: {e}", c.name)))?;
-        Ok(SshTarget { name: c.name.clone(), address: c.address.clone(), user: c.user.clone().unwrap_or_default(), auth, host_key })
-    }
+fn ssh_target(c: &SshConnection) -> Result<SshTarget, ServeError> {
+    let auth = match c.private_key().map_err(ServeError::Target)? {
+        Some(text) => TargetAuth::private_key(&text).map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))?,
+        None => match c.password().map_err(ServeError::Target)? {
+            Some(password) => TargetAuth::password(password),
+            None => {
+                return Err(ServeError::Target(format!("connection {}: no private key or password to log in to the target with", c.name)))
+            }
+        },
+    };
+    let host_key = HostKeyPolicy::parse(c.host_key.as_deref().unwrap_or_default())
+        .map_err(|e| ServeError::Target(format!("connection {}: host_key: {e}", c.name)))?;
+    Ok(SshTarget { name: c.name.clone(), address: c.address.clone(), user: c.user.clone().unwrap_or_default(), auth, host_key })
 }

@@ -27,8 +27,9 @@ pub struct BannerFacts<'a> {
 /// The banner's text, lines ending in newlines.
 pub fn render(facts: &BannerFacts) -> String {
     let config = facts.config;
-    let names =
-        |protocol: &str| -> Vec<&str> { config.connections.iter().filter(|c| c.protocol == protocol).map(|c| c.name.as_str()).collect() };
+    let names = |protocol: &str| -> Vec<&str> {
+        config.connections.iter().filter(|c| c.protocol().as_str() == protocol).map(|c| c.name()).collect()
+    };
     let (pg_names, ssh_names) = (names("postgres"), names("ssh"));
     let mut text = String::new();
     let _ = writeln!(text, "witness is serving; its ledger is in {}", facts.data_dir.display());

@@ -63,7 +63,7 @@ pub fn run(cli: &Cli, cmd: &IdentityCommand) -> anyhow::Result<ExitCode> {
             println!("{}", key.fingerprint);
             eprintln!("registered {} key {} to identity {}", key.key_type, key.fingerprint, key.identity);
             let listen = load_config(cli).ok().and_then(|c| {
-                let connection = c.connections.iter().find(|c| c.protocol == "ssh").map(|c| c.name.clone());
+                let connection = c.connections.iter().find(|c| c.protocol() == witness_core::Protocol::Ssh).map(|c| c.name().to_string());
                 c.listen.ssh.map(|a| (a, connection))
             });
             if let Some((address, connection)) = listen {

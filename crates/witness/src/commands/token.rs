@@ -64,7 +64,10 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
             // A ready-to-use example from the config, when there is one to go by.
             let config = load_config(cli).ok();
             let listen = config.as_ref().and_then(|c| c.listen.postgres);
-            let connection = config.as_ref().and_then(|c| c.connections.iter().find(|c| c.protocol == "postgres")).map(|c| c.name.clone());
+            let connection = config
+                .as_ref()
+                .and_then(|c| c.connections.iter().find(|c| c.protocol() == witness_core::Protocol::Postgres))
+                .map(|c| c.name().to_string());
             let (host, port) = listen.map(|a| (a.ip().to_string(), a.port())).unwrap_or(("127.0.0.1".into(), 15432));
             // Port 0 lets the system choose when witness starts; its banner says which it got.
             let port = if port == 0 { "PORT".to_string() } else { port.to_string() };

@@ -1,0 +1,303 @@
+//! `[[connections]]`: the targets witness holds credentials for, one variant per protocol, chosen
+//! by the entry's `protocol` key. Each variant has only its own fields, so a key of another
+//! protocol is an error naming the connection; adding a protocol adds a variant here (and a
+//! target builder in the server), not fields to a shared struct.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use witness_core::Protocol;
+use witness_proto_pg::{AuthMethod, ChannelBindingMode, TlsMode};
+
+use super::parsed;
+
+/// One `[[connections]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "toml::Table")]
+pub enum ConnectionConfig {
+    Postgres(PostgresConnection),
+    Ssh(SshConnection),
+}
+
+/// `protocol = "postgres"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConnection {
+    /// What clients ask for: the dbname.
+    pub name: String,
+    /// host:port of the target.
+    pub address: String,
+    /// The target's database (default: postgres).
+    pub database: Option<String>,
+    /// The role witness logs in as when no group login applies (default: postgres).
+    pub user: Option<String>,
+    /// The name of an environment variable holding the target password.
+    pub password_env: Option<String>,
+    /// A file holding the target password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// disable | prefer (default) | require | verify-full
+    #[serde(default, deserialize_with = "parsed")]
+    pub tls: TlsMode,
+    /// CA certificates (PEM) for tls = "verify-full"; default: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The password exchanges witness answers when the target asks: "scram-sha-256" (the
+    /// default, alone), "md5", "password" (cleartext). A target asking for another gets no
+    /// credential. One that asks for no password (trust) gets none either, and is allowed.
+    #[serde(default = "default_auth", deserialize_with = "auth_methods")]
+    pub auth: Vec<AuthMethod>,
+    /// "prefer" (default): bind SCRAM to the target's TLS certificate when it offers
+    /// SCRAM-SHA-256-PLUS; "require": log in only so; "disable": never bind.
+    #[serde(default, deserialize_with = "parsed")]
+    pub channel_binding: ChannelBindingMode,
+    /// `[[connections.logins]]`, the database role witness logs in as for callers in some
+    /// groups; the first entry naming one of the caller's groups is used, else `user`.
+    #[serde(default)]
+    pub logins: Vec<LoginConfig>,
+}
+
+/// `protocol = "ssh"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConnection {
+    /// What clients log in as: `ssh NAME@gateway`.
+    pub name: String,
+    /// host:port of the target.
+    pub address: String,
+    /// The user witness logs in to the target as.
+    pub user: Option<String>,
+    /// The private key witness logs in with (OpenSSH format, unencrypted), from a file...
+    pub private_key_file: Option<PathBuf>,
+    /// ... or from an environment variable holding the key's text...
+    pub private_key_env: Option<String>,
+    /// ... or a password from an environment variable or a file.
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// The target's public host key ("ssh-ed25519 AAAA…", as `ssh-keyscan` prints it), or
+    /// "trust-on-first-use" (the first key seen is kept in DATA_DIR/ssh/known_hosts).
+    pub host_key: Option<String>,
+}
+
+/// `[[connections.logins]]`: a database role, with its own password, for callers in `groups`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Callers in any of these groups log in as `user`.
+    pub groups: Vec<String>,
+    pub user: String,
+    /// The name of an environment variable holding the role's password...
+    pub password_env: Option<String>,
+    /// ... or a file holding it (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+// === impl ConnectionConfig ===
+
+impl TryFrom<toml::Table> for ConnectionConfig {
+    type Error = String;
+
+    fn try_from(mut table: toml::Table) -> Result<ConnectionConfig, String> {
+        let name = table.get("name").and_then(|v| v.as_str()).map_or_else(|| "(unnamed)".to_string(), |n| format!("{n:?}"));
+        let protocol = match table.remove("protocol") {
+            Some(toml::Value::String(protocol)) => protocol,
+            Some(_) => return Err(format!("connection {name}: protocol must be a string, e.g. protocol = \"postgres\"")),
+            None => return Err(format!("connection {name}: say which protocol it speaks, e.g. protocol = \"postgres\" or \"ssh\"")),
+        };
+        let within = |e: toml::de::Error| format!("{protocol} connection {name}: {}", e.message());
+        match protocol.as_str() {
+            "postgres" => table.try_into().map(ConnectionConfig::Postgres).map_err(within),
+            "ssh" => table.try_into().map(ConnectionConfig::Ssh).map_err(within),
+            other => Err(format!("connection {name}: protocol {other:?} is not supported yet; use \"postgres\" or \"ssh\"")),
+        }
+    }
+}
+
+impl ConnectionConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            ConnectionConfig::Postgres(c) => &c.name,
+            ConnectionConfig::Ssh(c) => &c.name,
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        match self {
+            ConnectionConfig::Postgres(c) => &c.address,
+            ConnectionConfig::Ssh(c) => &c.address,
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            ConnectionConfig::Postgres(_) => Protocol::Postgres,
+            ConnectionConfig::Ssh(_) => Protocol::Ssh,
+        }
+    }
+
+    /// The checks of the protocol's own fields; the error is (key, problem).
+    pub(super) fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        match self {
+            ConnectionConfig::Postgres(c) => c.check(key),
+            ConnectionConfig::Ssh(c) => c.check(key),
+        }
+    }
+}
+
+// === impl PostgresConnection ===
+
+impl PostgresConnection {
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        if self.password_env.is_some() && self.password_file.is_some() {
+            return Err((key("password_env / password_file"), "set one or the other".into()));
+        }
+        if self.channel_binding == ChannelBindingMode::Require {
+            if self.tls == TlsMode::Disable {
+                return Err((
+                    key("channel_binding"),
+                    "\"require\" binds to the target's TLS certificate; set tls = \"verify-full\" (or \"require\")".into(),
+                ));
+            }
+            if !self.auth.contains(&AuthMethod::ScramSha256) {
+                return Err((key("channel_binding"), "\"require\" works through SCRAM only; put \"scram-sha-256\" in auth".into()));
+            }
+        }
+        for (i, login) in self.logins.iter().enumerate() {
+            let key = |field: &str| key(&format!("logins[{i}] {field}"));
+            if login.groups.is_empty() || login.groups.iter().any(String::is_empty) {
+                return Err((key("groups"), "name the groups whose callers log in as this user, e.g. groups = [\"ai-agents\"]".into()));
+            }
+            if login.user.is_empty() {
+                return Err((key("user"), "name the database role witness logs in as for these groups".into()));
+            }
+            match (&login.password_env, &login.password_file) {
+                (Some(_), Some(_)) => return Err((key("password_env / password_file"), "set one or the other".into())),
+                (None, None) => {
+                    return Err((
+                        key("password_env / password_file"),
+                        "a login needs its own password: name an environment variable (password_env) or a file (password_file)".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The target password, from the environment or a file. None when neither is configured, or
+    /// when the environment variable is unset (witness then logs in without one, as for trust).
+    pub fn password(&self) -> Result<Option<String>, String> {
+        password(&self.name, self.password_env.as_deref(), self.password_file.as_ref())
+    }
+}
+
+// === impl SshConnection ===
+
+impl SshConnection {
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        let sources =
+            [self.private_key_file.is_some(), self.private_key_env.is_some(), self.password_env.is_some(), self.password_file.is_some()];
+        match sources.iter().filter(|s| **s).count() {
+            1 => {}
+            0 => {
+                return Err((
+                    key("private_key_file"),
+                    "an ssh connection needs private_key_file, private_key_env, password_env or password_file".into(),
+                ))
+            }
+            _ => return Err((key("private_key_file / private_key_env / password_env / password_file"), "set exactly one".into())),
+        }
+        if self.user.as_deref().is_none_or(str::is_empty) {
+            return Err((key("user"), "name the user witness logs in to the target as, e.g. user = \"deploy\"".into()));
+        }
+        match &self.host_key {
+            None => Err((
+                key("host_key"),
+                "pin the target's host key (e.g. from `ssh-keyscan -t ed25519 HOST`) or write \"trust-on-first-use\"".into(),
+            )),
+            Some(value) => witness_proto_ssh::HostKeyPolicy::parse(value).map(|_| ()).map_err(|problem| (key("host_key"), problem)),
+        }
+    }
+
+    /// The private key's text, from its file or environment variable, if one is configured.
+    pub fn private_key(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.private_key_file {
+            return std::fs::read_to_string(path)
+                .map(Some)
+                .map_err(|e| format!("connection {}: cannot read private_key_file {}: {e}", self.name, path.display()));
+        }
+        if let Some(var) = &self.private_key_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("connection {}: the environment variable {var} (private_key_env) is not set", self.name));
+        }
+        Ok(None)
+    }
+
+    /// The target password, as for PostgreSQL connections.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        password(&self.name, self.password_env.as_deref(), self.password_file.as_ref())
+    }
+}
+
+/// A connection's password from the environment or a file; an unset variable means none (with a
+/// warning), an unreadable file is an error.
+fn password(connection: &str, env: Option<&str>, file: Option<&PathBuf>) -> Result<Option<String>, String> {
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(value) => Ok(Some(value)),
+            Err(_) => {
+                tracing::warn!(
+                    connection,
+                    var,
+                    "the password environment variable is not set; logging in to the target without a password"
+                );
+                Ok(None)
+            }
+        };
+    }
+    if let Some(path) = file {
+        return std::fs::read_to_string(path)
+            .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| format!("connection {connection}: cannot read password_file {}: {e}", path.display()));
+    }
+    Ok(None)
+}
+
+impl LoginConfig {
+    /// The login's password, from its environment variable or file; the error is (key, problem).
+    /// Unlike the connection's own password, an unset variable is an error: a login names a role
+    /// that exists for its password.
+    pub fn password(&self) -> Result<String, (&'static str, String)> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map_err(|_| ("password_env", format!("the environment variable {var} is not set")));
+        }
+        match &self.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| ("password_file", format!("cannot read {}: {e}", path.display()))),
+            None => Err(("password_env / password_file", "set one of them".into())),
+        }
+    }
+}
+
+fn default_auth() -> Vec<AuthMethod> {
+    AuthMethod::DEFAULT.to_vec()
+}
+
+/// `auth = [...]`: each name through `AuthMethod`'s parser; "trust" and an empty list are
+/// refused with what to write instead.
+fn auth_methods<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<AuthMethod>, D::Error> {
+    use serde::de::Error;
+    let names = Vec::<String>::deserialize(deserializer)?;
+    if names.is_empty() {
+        return Err(D::Error::custom("auth lists no method; leave it out for [\"scram-sha-256\"]"));
+    }
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "trust" => Err(D::Error::custom(
+                "auth needs no \"trust\": a target that asks for no password gets no credential and is always allowed",
+            )),
+            name => name.parse().map_err(|e: witness_proto_pg::UnknownChoice| D::Error::custom(e)),
+        })
+        .collect()
+}
