@@ -10,6 +10,9 @@
 //! The API knows nothing of how tokens are checked, where sessions are stored or where approvals
 //! wait: it asks its [`Backend`]. It is the only crate that shapes JSON (and the Prometheus text
 //! of `/metrics`) for clients, so the DTOs live here.
+//!
+//! The console is embedded only with the `console` feature (on by default), whose build needs
+//! Node.js and npm; without it `/` answers 404 and the API is the same.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +24,9 @@ mod metrics;
 mod openapi;
 mod reads;
 mod tokens;
+
+#[cfg(feature = "console")]
+pub use console::NODE_PROJECT as CONSOLE_NODE_PROJECT;
 
 use std::future::Future;
 use std::sync::Arc;

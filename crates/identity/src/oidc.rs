@@ -179,9 +179,8 @@ impl OidcVerifier {
     /// with that issuer's key and which is within its lifetime (steps 1 to 6 but the audience).
     async fn signed_claims(&self, token: &str) -> Result<(&Issuer, Map<String, Value>), OidcRefusal> {
         let jwt = jwt::parse(token)?;
-        let iss = match jwt.claims.get("iss") {
-            Some(Value::String(iss)) => iss,
-            _ => return Err(OidcRefusal::Malformed("the payload has no \"iss\" string claim")),
+        let Some(Value::String(iss)) = jwt.claims.get("iss") else {
+            return Err(OidcRefusal::Malformed("the payload has no \"iss\" string claim"));
         };
         let issuer =
             self.inner.issuers.iter().find(|i| i.config.issuer == *iss).ok_or_else(|| OidcRefusal::WrongIssuer { found: clip(iss) })?;

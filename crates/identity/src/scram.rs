@@ -4,7 +4,7 @@
 //! All tokens of one identity share its salt, so that one server-first message can be answered by
 //! any of them: the proof is checked against each token's StoredKey in turn, in constant time.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

@@ -7,6 +7,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 
 /// Why a key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,7 @@ pub fn load_or_create(path: &Path, public_path: &Path) -> Result<SigningKey, Key
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            let key = SigningKey::generate(&mut UnwrapErr(SysRng));
             let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| io("create", e))?;
             writeln!(file, "{}", hex::encode(key.to_bytes())).map_err(|e| io("write", e))?;
             file.sync_all().map_err(|e| io("sync", e))?;

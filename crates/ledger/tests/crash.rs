@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use witness_core::SessionId;
 use witness_ledger::verify::{verify_ledger, VerifyOptions};
 use witness_ledger::{open_index, Durability, Ledger};
@@ -26,7 +26,7 @@ fn acknowledged_appends_survive_sigkill() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         return run_child(&dir);
     }
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     for round in 0..ROUNDS {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -37,7 +37,7 @@ fn acknowledged_appends_survive_sigkill() {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let kill_after = rng.gen_range(20..4000);
+        let kill_after = rng.random_range(20..4000);
         let mut acked: BTreeSet<(SessionId, u64)> = BTreeSet::new();
         while acked.len() < kill_after {
             let line = lines.next().expect("the child stopped before it was killed").unwrap();
@@ -91,16 +91,16 @@ fn run_child(dir: &str) {
         for thread in 0..4u64 {
             let ledger = &ledger;
             scope.spawn(move || {
-                let mut rng = rand::thread_rng();
+                let mut rng = rand::rng();
                 loop {
                     let session = ledger.open_session_blocking(&info(&format!("crash-{thread}"), "crash test")).unwrap();
-                    for i in 0..rng.gen_range(1..200u64) {
-                        let receipt = session.append_blocking(&event(i, rng.gen_range(0..600))).unwrap();
+                    for i in 0..rng.random_range(1..200u64) {
+                        let receipt = session.append_blocking(&event(i, rng.random_range(0..600))).unwrap();
                         let mut out = std::io::stdout().lock();
                         writeln!(out, "ack {} {}", session.id(), receipt.seq()).unwrap();
                         out.flush().unwrap();
                     }
-                    if rng.gen_bool(0.7) {
+                    if rng.random_bool(0.7) {
                         session.close_blocking("finished").unwrap();
                     }
                 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use witness_ledger::format::FRAME_HEADER_LEN;
 use witness_ledger::verify::{verify_ledger, VerifyOptions};
 use witness_ledger::Ledger;
@@ -55,7 +55,7 @@ fn verify_detects_every_tampering_and_names_the_session() {
             std::fs::write(path, bytes).unwrap();
         }
         let tampering = kinds[trial % kinds.len()];
-        let target = rng.gen_range(0..spans.len());
+        let target = rng.random_range(0..spans.len());
         let must_name = tamper(&spans, target, tampering, &mut rng);
         let report = verify_ledger(&root, &options).unwrap();
         let context = format!("trial {trial} (seed {seed}): {tampering:?} of record {} {:?}", spans[target].ledger_seq, spans[target].kind);
@@ -77,8 +77,8 @@ fn build_ledger(data_dir: &Path) -> ed25519_dalek::VerifyingKey {
         (0..12).map(|i| ledger.open_session_blocking(&info(&format!("agent-{i}"), "tamper test")).unwrap()).collect();
     let mut next: Vec<u64> = vec![0; sessions.len()];
     for step in 0..240 {
-        let i = rng.gen_range(0..sessions.len());
-        sessions[i].append_blocking(&event(next[i], rng.gen_range(0..300))).unwrap();
+        let i = rng.random_range(0..sessions.len());
+        sessions[i].append_blocking(&event(next[i], rng.random_range(0..300))).unwrap();
         next[i] += 1;
         if step % 60 == 59 {
             ledger.seal_blocking().unwrap();
@@ -102,13 +102,13 @@ fn tamper(spans: &[RecordSpan], target: usize, tampering: Tampering, rng: &mut S
     let mut must_name = true;
     match tampering {
         Tampering::FlipByte => {
-            let at = rng.gen_range(start..end);
-            bytes[at] ^= rng.gen_range(1..=255u8);
+            let at = rng.random_range(start..end);
+            bytes[at] ^= rng.random_range(1..=255u8);
         }
         Tampering::FlipByteAndFixCrc => {
             // An attacker who knows the format: change the body, then make the CRC match again.
-            let at = rng.gen_range(start + FRAME_HEADER_LEN..end);
-            bytes[at] ^= rng.gen_range(1..=255u8);
+            let at = rng.random_range(start + FRAME_HEADER_LEN..end);
+            bytes[at] ^= rng.random_range(1..=255u8);
             let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[start..start + 4]), &bytes[start + FRAME_HEADER_LEN..end]);
             bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         }
@@ -134,7 +134,7 @@ fn tamper(spans: &[RecordSpan], target: usize, tampering: Tampering, rng: &mut S
             bytes.splice(first.offset..second.offset + second.len, swapped);
         }
         Tampering::Truncate => {
-            let cut = rng.gen_range(start + 1..end);
+            let cut = rng.random_range(start + 1..end);
             bytes.truncate(cut);
             // The session can only be named if its id survived the cut.
             let id_end = match span.kind {

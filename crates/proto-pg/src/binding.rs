@@ -150,13 +150,15 @@ pub fn tls_server_end_point(certificate: &[u8]) -> Result<Vec<u8>, BindingUnavai
 /// signatureAlgorithm, signatureValue }` (RFC 5280): the algorithm the issuer signed with.
 fn signature_algorithm(certificate: &[u8]) -> Result<ObjectIdentifier, spki::der::Error> {
     let mut reader = SliceReader::new(certificate)?;
-    let oid = reader.sequence(|fields| {
+    let oid = reader.sequence(|fields| -> Result<_, spki::der::Error> {
         let _tbs_certificate = fields.tlv_bytes()?;
         let algorithm = AlgorithmIdentifierRef::decode(fields)?;
         let _signature_value = fields.tlv_bytes()?;
         Ok(algorithm.oid)
     })?;
-    reader.finish(oid)
+    // Nothing may follow the certificate.
+    reader.finish()?;
+    Ok(oid)
 }
 
 #[cfg(test)]

@@ -188,10 +188,7 @@ impl Postgres {
                     .arg(&self.log_file)
                     .args(["-w", "-t", "60", "start"]),
             );
-            let error = match result {
-                Ok(_) => return,
-                Err(error) => error,
-            };
+            let Err(error) = result else { return };
             let new_log = fs::read(&self.log_file).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let new_log = new_log.get(log_len_before as usize..).unwrap_or("");
             let port_taken = new_log.contains("Address already in use") || new_log.contains("could not create any TCP/IP sockets");

@@ -109,10 +109,7 @@ fn create_venv(venv: &Path) {
     // stale interpreter link; start from scratch.
     let _ = fs::remove_dir_all(venv);
     eprintln!("witness-testkit: creating Python venv at {}", venv.display());
-    let first = match try_run(Command::new("python3").arg("-m").arg("venv").arg(venv)) {
-        Ok(_) => return,
-        Err(error) => error,
-    };
+    let Err(first) = try_run(Command::new("python3").arg("-m").arg("venv").arg(venv)) else { return };
     let _ = fs::remove_dir_all(venv);
     if !(first.contains("ensurepip") && is_root()) {
         panic!("Python: cannot create venv: {first}");

@@ -40,8 +40,7 @@ fn serve_prints_a_banner_runs_until_sigterm_and_seals_the_ledger() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\n[ledger]\ndurability = \"fsync\"\n[listen]\npostgres = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n{connection}",
-            data_dir
+            "data_dir = {data_dir:?}\n[ledger]\ndurability = \"fsync\"\n[listen]\npostgres = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n{connection}"
         ),
     )
     .unwrap();
@@ -105,7 +104,7 @@ fn serve_refuses_a_config_with_nothing_to_listen_on() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("silent.toml");
     let data_dir = dir.path().join("data");
-    std::fs::write(&config, format!("data_dir = {:?}\n[ledger]\ndurability = \"fsync\"\n", data_dir)).unwrap();
+    std::fs::write(&config, format!("data_dir = {data_dir:?}\n[ledger]\ndurability = \"fsync\"\n")).unwrap();
     let out = witness(&["serve", "--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let err = text(&out.stderr);

@@ -521,7 +521,7 @@ fn run_browser_script(script: &str, env: &[(&str, &str)], passed: &str, gw: &Gat
     assert!(Path::new(&chromium).exists(), "the browser tests need Chromium at {chromium} (scripts/test installs Debian's chromium)");
     let out = Command::new("node")
         .arg(script)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/console"))
+        .current_dir(witness_api::CONSOLE_NODE_PROJECT)
         .envs(env.iter().copied())
         .env("CHROMIUM", &chromium)
         .output()

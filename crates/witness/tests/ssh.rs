@@ -490,7 +490,7 @@ fn an_upload_costs_the_ssh_client_no_more_memory_than_direct() {
     let key = agent_key(&gw, "claude", "ai-agents");
     let work = tempfile::tempdir().unwrap();
     let mut blob = vec![0u8; 16 << 20];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut blob[..]);
+    rand::fill(&mut blob[..]);
     std::fs::write(work.path().join("blob"), &blob).unwrap();
     // The shell waits for ssh, then reads its own children's minor faults (field 11 of its stat):
     // those of ssh alone, as `read` is a builtin. The options come in as the script's arguments.

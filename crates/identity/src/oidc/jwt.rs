@@ -59,9 +59,8 @@ pub(super) fn parse(token: &str) -> Result<Jwt<'_>, OidcRefusal> {
         return Err(OidcRefusal::Malformed("a JWT has three parts separated by dots (encrypted tokens are not supported)"));
     };
     let header_json = decode_json(header).ok_or(OidcRefusal::Malformed("the header is not base64url-encoded JSON"))?;
-    let alg = match header_json.get("alg") {
-        Some(Value::String(alg)) => alg,
-        _ => return Err(OidcRefusal::Malformed("the header has no \"alg\" string")),
+    let Some(Value::String(alg)) = header_json.get("alg") else {
+        return Err(OidcRefusal::Malformed("the header has no \"alg\" string"));
     };
     if alg.eq_ignore_ascii_case("none") || signature.is_empty() {
         return Err(OidcRefusal::Unsigned);

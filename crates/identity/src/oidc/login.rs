@@ -9,7 +9,7 @@
 //! groups and task come from its claims as the issuer's `[[identity.oidc]]` entry says.
 
 use base64::Engine;
-use rand::RngCore;
+use rand::Rng;
 use reqwest::Url;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -135,6 +135,6 @@ impl OidcVerifier {
 /// 43 to 128 that RFC 7636 allows).
 fn random_text() -> String {
     let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
+    rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{partial, scan, ColumnMask, Detector, MaskStyle, SessionMasks, ValueKind};

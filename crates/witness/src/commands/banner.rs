@@ -25,7 +25,7 @@ pub struct BannerFacts<'a> {
 }
 
 /// The banner's text, lines ending in newlines.
-pub fn render(facts: &BannerFacts) -> String {
+pub fn render(facts: &BannerFacts<'_>) -> String {
     let config = facts.config;
     let names = |protocol: &str| -> Vec<&str> {
         config.connections.iter().filter(|c| c.protocol().as_str() == protocol).map(|c| c.name()).collect()
