@@ -22,10 +22,13 @@
 //! witness binary is `$WITNESS_BIN`, else the one next to this executable (cargo builds both
 //! into the same target dir), else `$CARGO_TARGET_DIR/release/witness`. The report goes to
 //! stdout, progress to stderr. A target that cannot start is reported; the others still run.
+//! The report ends with the markdown that docs/BENCHMARKS.md shows for these runs (`markdown.rs`).
 
 #![forbid(unsafe_code)]
 
 mod floor;
+#[path = "../../markdown.rs"]
+mod markdown;
 mod masking;
 mod pgbench;
 mod report;
@@ -58,6 +61,7 @@ pub const BOUNCER: usize = 1;
 pub const FLOOR: usize = 2;
 pub const WITNESS_WRITE: usize = 3;
 pub const WITNESS_POLICY: usize = 4;
+pub const WITNESS_FSYNC: usize = 5;
 
 /// Ten rules in the benchmark identity's reach, none of which refuses pgbench's statements: the
 /// cost measured is deciding, not refusing.
@@ -141,11 +145,16 @@ fn run() -> Result<(), String> {
     let witness_bin = find_witness()?;
     let bouncer_bin = servers::ensure_pgbouncer();
 
+    // The command as docs/BENCHMARKS.md gives it, for the markdown blocks that end the report.
+    let command = markdown::command(&["BENCH_SECONDS", "BENCH_CLIENTS", "BENCH_MASKING", "BENCH_MASK_ROUNDS"], "bench/pg.sh");
+
     eprintln!("starting PostgreSQL and loading pgbench data (scale {SCALE})");
     let pg = Postgres::start_with(PostgresOptions { tls: false });
     if std::env::var("BENCH_MASKING").as_deref() == Ok("only") {
         let log_dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
-        return masking::run(&witness_bin, &pg, seconds, &clients, log_dir.path());
+        let masking = masking::run(&witness_bin, &pg, seconds, &clients, log_dir.path())?;
+        masking.print_markdown(&command);
+        return Ok(());
     }
     let trust = |port: u16| format!("host=127.0.0.1 port={port} dbname=app user=trust_user sslmode=disable");
     pgbench::init(&trust(pg.port()), SCALE)?;
@@ -197,7 +206,8 @@ fn run() -> Result<(), String> {
     }
     report::print_tables(&clients, &results);
     report::print_hop_and_recording(&clients, &results);
-    report::print_verdicts(&clients, &results);
+    let targets = report::targets(&clients, &results);
+    report::print_verdicts(&targets, &results);
 
     // Stop witness as a deployment would (SIGTERM seals the ledger) and say whether it did.
     for (name, witness) in TARGETS[WITNESS_WRITE..].iter().zip(&mut witnesses) {
@@ -206,8 +216,14 @@ fn run() -> Result<(), String> {
             eprintln!("{name} stopped: {}", if sealed { "ledger sealed" } else { "ledger NOT sealed" });
         }
     }
-    if std::env::var("BENCH_MASKING").as_deref() != Ok("0") {
-        masking::run(&witness_bin, &pg, seconds, &clients, log_dir.path())?;
+    let masking = match std::env::var("BENCH_MASKING").as_deref() {
+        Ok("0") => None,
+        _ => Some(masking::run(&witness_bin, &pg, seconds, &clients, log_dir.path())?),
+    };
+    // The markdown comes last, after every human-readable table, so that it is one piece to copy.
+    report::print_markdown(&command, &clients, &results, &targets);
+    if let Some(masking) = masking {
+        masking.print_markdown(&command);
     }
     // The relay floor and PgBouncer are killed, then PostgreSQL stopped, as they drop (in reverse
     // order of creation).

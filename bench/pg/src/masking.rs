@@ -2,12 +2,14 @@
 //! numbers, notes; six columns), prepared, through witness without masking and through witness
 //! with a column rule and every content detector on, side by side at each client count, in
 //! alternated rounds (`BENCH_MASK_ROUNDS`, default 3) whose medians are reported with each
-//! round's ratio. The target is under 15% TPS lost to masking.
+//! round's ratio. The target is under 15% TPS lost to masking. [`Report::print_markdown`] writes
+//! the block docs/BENCHMARKS.md shows for them.
 
 use std::path::Path;
 
 use witness_testkit::Postgres;
 
+use crate::markdown;
 use crate::pgbench::{self, Sample};
 use crate::servers::{charged_to, Witness};
 
@@ -25,6 +27,56 @@ const DEFAULT_ROUNDS: u32 = 3;
 /// One client count's rounds: (without masking, with it), or why a run failed.
 type Rounds = Result<Vec<(Sample, Sample)>, String>;
 
+/// What the masking runs measured, kept for the markdown that ends the whole report.
+pub struct Report {
+    rounds: u32,
+    rows: Vec<(u32, Rounds)>,
+}
+
+/// The figures of one client count's rounds that the report shows.
+struct Medians {
+    tps_off: f64,
+    tps_on: f64,
+    p50_off: f64,
+    p50_on: f64,
+    /// Witness's CPU per statement without and with masking, µs, where it could be read.
+    cpu_off: Option<f64>,
+    cpu_on: Option<f64>,
+    /// TPS with masking over TPS without: the median, and each round's.
+    ratio: f64,
+    ratios: Vec<f64>,
+}
+
+impl Medians {
+    fn of(pairs: &[(Sample, Sample)]) -> Medians {
+        let median_of = |f: &dyn Fn(&(Sample, Sample)) -> f64| median(pairs.iter().map(f).collect());
+        let cpu = |f: &dyn Fn(&(Sample, Sample)) -> Option<f64>| {
+            let values: Vec<f64> = pairs.iter().filter_map(f).collect();
+            (!values.is_empty()).then(|| median(values))
+        };
+        let ratios: Vec<f64> = pairs.iter().map(|(a, b)| b.tps / a.tps).collect();
+        Medians {
+            tps_off: median_of(&|(a, _)| a.tps),
+            tps_on: median_of(&|(_, b)| b.tps),
+            p50_off: median_of(&|(a, _)| a.p50_us as f64),
+            p50_on: median_of(&|(_, b)| b.p50_us as f64),
+            cpu_off: cpu(&|(a, _)| a.proxy_cpu_us),
+            cpu_on: cpu(&|(_, b)| b.proxy_cpu_us),
+            ratio: median(ratios.clone()),
+            ratios,
+        }
+    }
+
+    fn each_round(&self) -> String {
+        self.ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A figure to one decimal, or "-" where it could not be read.
+fn one_decimal(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
 /// The middle value (the mean of the two middle ones for an even count).
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -38,7 +90,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 const SCRIPT: &str = "\\set id random(1, 9900)\nselect * from bench_customers where id between :id and :id + 99;\n";
 
-pub fn run(witness_bin: &Path, pg: &Postgres, seconds: u32, clients: &[u32], log_dir: &Path) -> Result<(), String> {
+pub fn run(witness_bin: &Path, pg: &Postgres, seconds: u32, clients: &[u32], log_dir: &Path) -> Result<Report, String> {
     eprintln!("masking: loading 10,000 customers");
     pg.psql(
         "app",
@@ -98,40 +150,73 @@ pub fn run(witness_bin: &Path, pg: &Postgres, seconds: u32, clients: &[u32], log
         "{:>7}  {:>16} {:>16} {:>9} {:>9} {:>11} {:>11} {:>8}  each round",
         "clients", "TPS no masking", "TPS masking", "p50 off", "p50 on", "CPU µs off", "CPU µs on", "ratio"
     );
-    let mut checks = Vec::new();
     for (c, pairs) in &rows {
         match pairs {
             Ok(pairs) => {
-                let median_of = |f: &dyn Fn(&(Sample, Sample)) -> f64| median(pairs.iter().map(f).collect());
-                let cpu = |on: bool| {
-                    let values: Vec<f64> = pairs.iter().filter_map(|(a, b)| if on { b.proxy_cpu_us } else { a.proxy_cpu_us }).collect();
-                    if values.is_empty() {
-                        "-".to_string()
-                    } else {
-                        format!("{:.1}", median(values))
-                    }
-                };
-                let ratios: Vec<f64> = pairs.iter().map(|(a, b)| b.tps / a.tps).collect();
-                let ratio = median(ratios.clone());
+                let m = Medians::of(pairs);
                 println!(
                     "{c:>7}  {:>16.1} {:>16.1} {:>9} {:>9} {:>11} {:>11} {:>7.2}x  {}",
-                    median_of(&|(a, _)| a.tps),
-                    median_of(&|(_, b)| b.tps),
-                    median_of(&|(a, _)| a.p50_us as f64),
-                    median_of(&|(_, b)| b.p50_us as f64),
-                    cpu(false),
-                    cpu(true),
-                    ratio,
-                    ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+                    m.tps_off,
+                    m.tps_on,
+                    m.p50_off,
+                    m.p50_on,
+                    one_decimal(m.cpu_off),
+                    one_decimal(m.cpu_on),
+                    m.ratio,
+                    m.each_round()
                 );
-                checks.push(format!("{c}c {ratio:.2}x"));
             }
             Err(e) => println!("{c:>7}  FAILED: {e}"),
         }
     }
-    println!("  masking costs under 15% TPS (median ratio): {}", checks.join(", "));
+    let report = Report { rounds, rows };
+    let (verdict, detail) = report.target();
+    println!("  masking costs under 15% TPS (median ratio at least 0.85 at every client count): {verdict} ({detail})");
     let _ = std::fs::remove_file(&script);
     plain.stop();
     masked.stop();
-    Ok(())
+    Ok(report)
+}
+
+impl Report {
+    /// Whether masking cost under 15% of TPS (median ratio at least 0.85) at every client count,
+    /// and each count's median.
+    fn target(&self) -> (&'static str, String) {
+        let medians: Vec<(u32, Option<f64>)> =
+            self.rows.iter().map(|(c, pairs)| (*c, pairs.as_ref().ok().map(|pairs| Medians::of(pairs).ratio))).collect();
+        let checks: Vec<Option<bool>> = medians.iter().map(|(_, ratio)| ratio.map(|r| r >= 0.85)).collect();
+        let detail: Vec<String> =
+            medians.iter().map(|(c, ratio)| format!("{c}c {}", ratio.map_or("n/a".into(), |r| format!("{r:.2}")))).collect();
+        (markdown::verdict(&checks), detail.join(", "))
+    }
+
+    /// The block docs/BENCHMARKS.md shows for the masking runs: per client count the median TPS
+    /// ratio with each round's, and witness's CPU per statement without and with masking.
+    pub fn print_markdown(&self, command: &str) {
+        println!("\n{}\n", markdown::measured(command));
+        let each_round = format!("each of {} rounds", self.rounds);
+        let header = [
+            "clients",
+            "TPS ratio with / without masking, median",
+            each_round.as_str(),
+            "witness CPU µs per statement, without / with",
+            "masking's CPU µs per statement",
+        ];
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|(c, pairs)| match pairs {
+                Ok(pairs) => {
+                    let m = Medians::of(pairs);
+                    let extra = m.cpu_off.zip(m.cpu_on).map_or("-".into(), |(off, on)| format!("{:+.1}", on - off));
+                    let cpu = format!("{} / {}", one_decimal(m.cpu_off), one_decimal(m.cpu_on));
+                    vec![c.to_string(), format!("{:.2}", m.ratio), m.each_round(), cpu, extra]
+                }
+                Err(e) => vec![c.to_string(), format!("failed: {e}"), "-".into(), "-".into(), "-".into()],
+            })
+            .collect();
+        print!("{}", markdown::table(&header, &rows));
+        let (verdict, detail) = self.target();
+        println!("\n- masking costs under 15% TPS (median ratio at least 0.85 at every client count): **{verdict}** ({detail})");
+    }
 }

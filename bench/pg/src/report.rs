@@ -1,12 +1,13 @@
 //! The printed report: a table per workload, the proxies' CPU per transaction split into the hop
 //! and witness's own work, the latency witness adds at one client, and the verdicts against
 //! witness's performance targets (PgBouncer's throughput at 8 and 32 clients; under 100 µs added
-//! at p50).
+//! at p50); last, the markdown block of docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 
+use crate::markdown;
 use crate::pgbench::Sample;
-use crate::{BOUNCER, DIRECT, FLOOR, TARGETS, WITNESS_POLICY, WITNESS_WRITE, WORKLOADS};
+use crate::{BOUNCER, DIRECT, FLOOR, TARGETS, WITNESS_FSYNC, WITNESS_POLICY, WITNESS_WRITE, WORKLOADS};
 
 /// Results keyed by (workload index, clients, target index).
 pub type Results = BTreeMap<(usize, u32, usize), Result<Sample, String>>;
@@ -89,53 +90,155 @@ fn ratio(r: Option<f64>) -> String {
     r.map_or("n/a".into(), |r| format!("{r:.2}x"))
 }
 
-/// "yes" if every check passed, "no" if any failed, "unknown" if some could not be made.
-fn verdict(checks: &[Option<bool>]) -> &'static str {
-    if checks.contains(&Some(false)) {
-        "no"
-    } else if checks.is_empty() || checks.contains(&None) {
-        "unknown"
-    } else {
-        "yes"
-    }
+/// One of witness's performance targets: what it asks, whether this run met it
+/// ([`markdown::verdict`]), and the figures that decide it.
+pub struct Target {
+    pub name: &'static str,
+    pub verdict: &'static str,
+    pub detail: String,
 }
 
-pub fn print_verdicts(clients: &[u32], results: &Results) {
-    // p50 of a target minus direct's p50, at one client: the cost of the extra hop per statement.
-    let p50 = |w: usize, t: usize| get(results, w, 1, t).map(|s| s.p50_us as i64);
-    let added = |w: usize, t: usize| Some(p50(w, t)? - p50(w, DIRECT)?);
-    let show = |v: Option<i64>| v.map_or("n/a".into(), |v| format!("{v:+} µs"));
-    println!("\nadded latency per statement at 1 client (p50, minus direct's p50):");
-    let (mut latency_checks, mut latency_parts) = (Vec::new(), Vec::new());
-    for (w, workload) in WORKLOADS.iter().enumerate() {
-        let (witness, bouncer) = (added(w, WITNESS_WRITE), added(w, BOUNCER));
-        let label = format!("{}:", workload.name);
-        println!("  {label:<30} witness-write {:>9}   PgBouncer {:>9}", show(witness), show(bouncer));
-        latency_checks.push(witness.map(|v| v < 100));
-        latency_parts.push(format!("{} {}", workload.mode, show(witness)));
-    }
-
+/// PgBouncer's throughput at 8 and 32 clients; under 100 µs added at p50 at 1 client; the 10-rule
+/// policy within 10% of witness without rules.
+pub fn targets(clients: &[u32], results: &Results) -> Vec<Target> {
+    let show_ratio = |pair: Option<(&Sample, &Sample)>| pair.map_or("n/a".into(), |(a, b)| format!("{:.2}", a.tps / b.tps));
     let (mut tps_checks, mut tps_parts) = (Vec::new(), Vec::new());
     for (w, workload) in WORKLOADS.iter().enumerate() {
+        let mut parts = Vec::new();
         for c in [8, 32] {
             let pair = get(results, w, c, WITNESS_WRITE).zip(get(results, w, c, BOUNCER));
             tps_checks.push(pair.map(|(a, b)| a.tps >= b.tps));
-            let ratio = pair.map_or("n/a".into(), |(a, b)| format!("{:.2}x", a.tps / b.tps));
-            let ratio = if clients.contains(&c) { ratio } else { "not run".into() };
-            tps_parts.push(format!("{} {c}c {ratio}", workload.mode));
+            parts.push(format!("{c}c {}", if clients.contains(&c) { show_ratio(pair) } else { "not run".into() }));
         }
+        tps_parts.push(format!("{} {}", workload.mode, parts.join(", ")));
+    }
+    let (mut latency_checks, mut witness_parts, mut bouncer_parts) = (Vec::new(), Vec::new(), Vec::new());
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        let (witness, bouncer) = (added_latency(results, w, WITNESS_WRITE), added_latency(results, w, BOUNCER));
+        latency_checks.push(witness.map(|v| v < 100));
+        witness_parts.push(format!("{} {}", workload.mode, show_added(witness)));
+        bouncer_parts.push(show_added(bouncer));
     }
     let (mut policy_checks, mut policy_parts) = (Vec::new(), Vec::new());
     for (w, workload) in WORKLOADS.iter().enumerate() {
+        let mut parts = Vec::new();
         for &c in clients {
             let pair = get(results, w, c, WITNESS_POLICY).zip(get(results, w, c, WITNESS_WRITE));
             policy_checks.push(pair.map(|(a, b)| a.tps >= 0.9 * b.tps));
-            policy_parts.push(format!("{} {c}c {}", workload.mode, pair.map_or("n/a".into(), |(a, b)| format!("{:.2}x", a.tps / b.tps))));
+            parts.push(format!("{c}c {}", show_ratio(pair)));
         }
+        policy_parts.push(format!("{} {}", workload.mode, parts.join(", ")));
+    }
+    vec![
+        Target {
+            name: "witness `write` TPS at least PgBouncer's at 8 and 32 clients",
+            verdict: markdown::verdict(&tps_checks),
+            detail: tps_parts.join("; "),
+        },
+        Target {
+            name: "latency added at 1 client (p50 minus direct's) under 100 µs",
+            verdict: markdown::verdict(&latency_checks),
+            detail: format!("{}; PgBouncer {}", witness_parts.join(", "), bouncer_parts.join(", ")),
+        },
+        Target {
+            name: "the 10-rule policy costs under 10% TPS against witness `write` without rules",
+            verdict: markdown::verdict(&policy_checks),
+            detail: policy_parts.join("; "),
+        },
+    ]
+}
+
+/// p50 of a target minus direct's p50, at one client: the cost of the extra hop per statement.
+fn added_latency(results: &Results, workload: usize, target: usize) -> Option<i64> {
+    let p50 = |t: usize| get(results, workload, 1, t).map(|s| s.p50_us as i64);
+    Some(p50(target)? - p50(DIRECT)?)
+}
+
+fn show_added(v: Option<i64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:+} µs"))
+}
+
+pub fn print_verdicts(targets: &[Target], results: &Results) {
+    println!("\nadded latency per statement at 1 client (p50, minus direct's p50):");
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        let (witness, bouncer) = (added_latency(results, w, WITNESS_WRITE), added_latency(results, w, BOUNCER));
+        let label = format!("{}:", workload.name);
+        println!("  {label:<30} witness-write {:>9}   PgBouncer {:>9}", show_added(witness), show_added(bouncer));
     }
     println!("\ntarget verdicts:");
-    let (tps, latency) = (verdict(&tps_checks), verdict(&latency_checks));
-    println!("  witness write TPS >= PgBouncer TPS at 8 and 32 clients: {tps} ({})", tps_parts.join(", "));
-    println!("  added latency at 1 client under 100 µs at p50: {latency} ({})", latency_parts.join(", "));
-    println!("  10-rule policy costs under 10% TPS (vs witness-write): {} ({})", verdict(&policy_checks), policy_parts.join(", "));
+    for target in targets {
+        println!("  {}: {} ({})", target.name, target.verdict, target.detail);
+    }
+}
+
+/// The block docs/BENCHMARKS.md shows for this benchmark: one row per protocol and client count,
+/// with witness's throughput against direct access and against PgBouncer, the relay floor's
+/// against PgBouncer (what the hop alone costs), the policy's and `fsync`'s ratios, latency and
+/// the proxies' CPU; then the targets.
+pub fn print_markdown(command: &str, clients: &[u32], results: &Results, targets: &[Target]) {
+    println!("\n{}\n", markdown::measured(command));
+    let header = [
+        "protocol, clients",
+        "TPS direct / PgBouncer / witness",
+        "witness vs direct",
+        "witness vs PgBouncer",
+        "relay floor vs PgBouncer",
+        "10 rules vs none",
+        "`fsync` vs PgBouncer",
+        "p50 µs direct / PgBouncer / witness",
+        "proxy CPU µs/txn PgBouncer / relay floor / witness",
+    ];
+    let mut rows = Vec::new();
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        for &c in clients {
+            let sample = |t: usize| get(results, w, c, t);
+            let three = |show: &dyn Fn(&Sample) -> Option<String>, targets: [usize; 3]| {
+                targets.map(|t| sample(t).and_then(show).unwrap_or_else(|| "-".into())).join(" / ")
+            };
+            let vs = |t: usize, base: usize| sample(t).zip(sample(base)).map_or("-".into(), |(a, b)| format!("{:.2}", a.tps / b.tps));
+            rows.push(vec![
+                format!("{}, {c}", workload.mode),
+                three(&|s| Some(thousands(s.tps)), [DIRECT, BOUNCER, WITNESS_WRITE]),
+                vs(WITNESS_WRITE, DIRECT),
+                vs(WITNESS_WRITE, BOUNCER),
+                vs(FLOOR, BOUNCER),
+                vs(WITNESS_POLICY, WITNESS_WRITE),
+                vs(WITNESS_FSYNC, BOUNCER),
+                three(&|s| Some(thousands(s.p50_us as f64)), [DIRECT, BOUNCER, WITNESS_WRITE]),
+                three(&|s| s.proxy_cpu_us.map(|us| format!("{us:.1}")), [BOUNCER, FLOOR, WITNESS_WRITE]),
+            ]);
+        }
+    }
+    print!("{}", markdown::table(&header, &rows));
+    println!(
+        "\n*witness*: durability `write`, no rules; *10 rules vs none*: witness `write` with a 10-rule policy that decides every \
+         statement, against without; *proxy CPU*: user + system time of the proxy's process.\n"
+    );
+    for target in targets {
+        println!("- {}: **{}** ({})", target.name, target.verdict, target.detail);
+    }
+}
+
+/// A whole number with thousands separators, as the document writes figures: 33157.4 -> "33,157".
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        let cases = [(0.0, "0"), (999.4, "999"), (1000.0, "1,000"), (33157.4, "33,157"), (1234567.0, "1,234,567")];
+        for (value, expected) in cases {
+            assert_eq!(super::thousands(value), expected, "{value}");
+        }
+    }
 }

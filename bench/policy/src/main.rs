@@ -12,9 +12,13 @@
 //! ```
 //!
 //! `BENCH_DETECTOR_VALUES` keeps the detector runs whose label contains it (for profiles and
-//! instruction counts of one kind of value).
+//! instruction counts of one kind of value). The report ends with the markdown that
+//! docs/BENCHMARKS.md shows for this benchmark (`markdown.rs`).
 
 #![forbid(unsafe_code)]
+
+#[path = "../../markdown.rs"]
+mod markdown;
 
 use std::time::{Duration, Instant};
 
@@ -103,12 +107,14 @@ fn main() {
     println!("witness policy benchmark: {} rules, {n} decisions over {} statements", policy.rules.len(), STATEMENTS.len());
     println!("command: {}", std::env::args().collect::<Vec<_>>().join(" "));
     println!("{:<16} {:>10} {:>10} {:>10}", "statement", "p50 µs", "p99 µs", "mean µs");
+    // (label, p50, p99, mean) per statement, then over all of them, then over all with cached classes.
+    let mut decisions: Vec<(&str, f64, f64, f64)> = Vec::new();
     for (k, (label, _)) in STATEMENTS.iter().enumerate() {
         let (p50, p99, mean) = summary(&mut per_label[k]);
-        println!("{label:<16} {p50:>10.2} {p99:>10.2} {mean:>10.2}");
+        decisions.push((label, p50, p99, mean));
     }
     let (p50, p99, mean) = summary(&mut all);
-    println!("{:<16} {p50:>10.2} {p99:>10.2} {mean:>10.2}", "ALL");
+    decisions.push(("ALL", p50, p99, mean));
     // What a repeated statement costs once its classes are cached (witness caches them by text).
     let classified: Vec<_> = STATEMENTS.iter().map(|(_, sql)| classify(sql)).collect();
     let mut cached = Vec::with_capacity(n);
@@ -120,10 +126,26 @@ fn main() {
         std::hint::black_box(decision);
     }
     let (c50, c99, cmean) = summary(&mut cached);
-    println!("{:<16} {c50:>10.2} {c99:>10.2} {cmean:>10.2}", "ALL, cached");
-    let verdict = if p50 < 10.0 { "meets" } else { "MISSES" };
+    decisions.push(("ALL, cached", c50, c99, cmean));
+    for (label, p50, p99, mean) in &decisions {
+        println!("{label:<16} {p50:>10.2} {p99:>10.2} {mean:>10.2}");
+    }
+    let verdict = markdown::verdict(&[Some(p50 < 10.0)]);
     println!("target: p50 under 10 µs per statement: {verdict} ({p50:.2} µs)");
-    detectors();
+    let detector_rates = detectors();
+
+    // The markdown comes last, so that it is one piece to copy into docs/BENCHMARKS.md.
+    let command = markdown::command(
+        &["BENCH_DECISIONS", "BENCH_DETECTOR_ROUNDS", "BENCH_DETECTOR_VALUES"],
+        "cargo run --release -p witness-bench-policy",
+    );
+    println!("\n{}\n", markdown::measured(&command));
+    let rows: Vec<Vec<String>> =
+        decisions.iter().map(|(label, p50, p99, _)| vec![label.to_string(), format!("{p50:.2}"), format!("{p99:.2}")]).collect();
+    print!("{}", markdown::table(&["statement", "p50 µs", "p99 µs"], &rows));
+    println!("\n- p50 under 10 µs per statement: **{verdict}** ({p50:.2} µs over all statements; {c50:.2} µs with their classes cached)\n");
+    let rows: Vec<Vec<String>> = detector_rates.iter().map(|(label, mb_s)| vec![label.to_string(), format!("{mb_s:.0}")]).collect();
+    print!("{}", markdown::table(&["values, all 11 detectors on", "MB/s"], &rows));
 }
 
 /// Values like those in a database's rows: names, order notes, log lines, JSON, numbers, dates.
@@ -161,7 +183,8 @@ fn throughput(values: &[Vec<u8>], rounds: usize) -> f64 {
     bytes as f64 / started.elapsed().as_secs_f64() / 1e6
 }
 
-fn detectors() {
+/// Runs the detector measurements and returns (label, MB/s) of each that ran.
+fn detectors() -> Vec<(&'static str, f64)> {
     let rounds: usize = std::env::var("BENCH_DETECTOR_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let cells = |with_secrets: bool| -> Vec<Vec<u8>> {
         (0..20_000)
@@ -177,10 +200,12 @@ fn detectors() {
     let mb = plain.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     println!("\nmasking detectors, all 11 on ({mb:.1} MB of values, {rounds} rounds each; best of 3):");
     let only = std::env::var("BENCH_DETECTOR_VALUES").unwrap_or_default();
-    let best = |label: &str, values: &[Vec<u8>]| {
+    let mut rates = Vec::new();
+    let mut best = |label: &'static str, values: &[Vec<u8>]| {
         if label.contains(only.as_str()) {
             let mb_s = (0..3).map(|_| throughput(values, rounds)).fold(0.0, f64::max);
             println!("{label:<44} {mb_s:>8.0} MB/s");
+            rates.push((label, mb_s));
         }
     };
     best("database values, nothing to find", &plain);
@@ -196,6 +221,7 @@ fn detectors() {
         })
         .collect();
     best("customer rows (bench/pg's masking runs)", &customers);
+    rates
 }
 
 fn summary(times: &mut [Duration]) -> (f64, f64, f64) {

@@ -17,9 +17,13 @@
 //! Everything runs on loopback in temp dirs; the witness binary is `$WITNESS_BIN`, else the one
 //! next to this executable. The report goes to stdout, progress to stderr. With the figures comes
 //! the CPU each byte of the best transfers cost the client and witness (ns/B): on two cores the
-//! throughput of a route follows the CPU its processes spend per byte.
+//! throughput of a route follows the CPU its processes spend per byte. The report ends with the
+//! markdown that docs/BENCHMARKS.md shows for this benchmark (`markdown.rs`).
 
 #![forbid(unsafe_code)]
+
+#[path = "../../markdown.rs"]
+mod markdown;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +35,16 @@ use witness_testkit::{cpu_ticks, free_port, ssh_client_options, SshKeyPair, Sshd
 
 /// A route's figures: name, cat / upload / scp MB/s, exec ms on a new and on an open connection.
 type Row = (&'static str, f64, f64, f64, f64, f64);
+
+/// Routes in report order; the constants index them.
+const DIRECT: usize = 0;
+const JUMP_HOST: usize = 1;
+const WITNESS: usize = 2;
+const DIRECT_GCM: usize = 3;
+const WITNESS_GCM: usize = 4;
+
+/// The route each route is compared with: direct access with the same cipher.
+const BASELINE: [usize; 5] = [DIRECT, DIRECT, DIRECT, DIRECT_GCM, DIRECT_GCM];
 
 /// One way to reach the target: the ssh options that route there and the destination.
 struct Route {
@@ -128,16 +142,15 @@ fn run() -> Result<(), String> {
         println!("{name:<18} {cat:>9.1} {up:>9.1} {scp:>9.1} {fresh:>12.2} {muxed:>12.2}");
     }
     println!("\nratios against direct with the same cipher (throughput: higher is better; exec: lower is better)");
-    let ratio = |row: &Row, base: &Row| (row.1 / base.1, row.2 / base.2, row.3 / base.3, row.4 / base.4, row.5 / base.5);
-    for (i, base) in [(1, 0), (2, 0), (4, 3)] {
-        let (cat, up, scp, fresh, muxed) = ratio(&rows[i], &rows[base]);
+    for i in [JUMP_HOST, WITNESS, WITNESS_GCM] {
+        let (cat, up, scp, fresh, muxed) = ratio(&rows[i], &rows[BASELINE[i]]);
         println!("{:<18} {cat:>9.2} {up:>9.2} {scp:>9.2} {fresh:>12.2} {muxed:>12.2}", rows[i].0);
     }
-    let (w, g) = (ratio(&rows[2], &rows[0]), ratio(&rows[4], &rows[3]));
-    println!(
-        "\ntargets: throughput at least 0.70 of direct: cat {:.2} / {:.2}, upload {:.2} / {:.2}, scp {:.2} / {:.2} (client's cipher / AES-GCM); exec under 2x direct: new connection {:.2}x, open connection {:.2}x",
-        w.0, g.0, w.1, g.1, w.2, g.2, w.3, w.4
-    );
+    let targets = targets(&rows);
+    println!("\ntargets:");
+    for target in &targets {
+        println!("  {}: {} ({})", target.name, target.verdict, target.detail);
+    }
     // Where the CPU goes: on two cores a route's throughput follows the CPU each byte costs all
     // the processes on it, and witness's share is the part it can change.
     println!("\nCPU per byte of each best transfer, ns/B: the ssh or scp client / witness (all its threads)");
@@ -155,8 +168,119 @@ fn run() -> Result<(), String> {
         };
         println!("{:<18} {:>15} {:>15} {:>15}", route.name, cell(&best[0]), cell(&best[1]), cell(&best[2]));
     }
-    let _ = witness.cli(&["verify"]).map(|out| eprintln!("witness verify: {}", out.lines().last().unwrap_or("")));
+    // "verified 3.01 GiB in 2.190s (1374 MB/s)": the index check's lines follow it.
+    let verified = witness.cli(&["verify"]).and_then(|out| {
+        out.lines()
+            .find(|line| line.starts_with("verified "))
+            .map(str::to_string)
+            .ok_or_else(|| format!("no throughput in its output: {out}"))
+    });
+    match &verified {
+        Ok(line) => println!("\nwitness verify: {line}"),
+        Err(e) => println!("\nwitness verify failed: {e}"),
+    }
+
+    // The markdown comes last, so that it is one piece to copy into docs/BENCHMARKS.md.
+    let command = markdown::command(&["BENCH_MIB", "BENCH_EXECS", "BENCH_OPS", "BENCH_ROUTES"], "bench/ssh.sh");
+    print_markdown(&command, &rows, &best, bytes, &targets, &verified);
     Ok(())
+}
+
+/// Throughput (cat, upload, scp) and exec round trips (new, open connection) of `row` over
+/// `base`'s.
+fn ratio(row: &Row, base: &Row) -> (f64, f64, f64, f64, f64) {
+    (row.1 / base.1, row.2 / base.2, row.3 / base.3, row.4 / base.4, row.5 / base.5)
+}
+
+/// One of witness's SSH targets: what it asks, whether this run met it, and the figures.
+struct Target {
+    name: &'static str,
+    verdict: &'static str,
+    detail: String,
+}
+
+/// At least 0.70 of direct access's throughput with either cipher; an exec round trip under
+/// twice direct's. A figure not measured (NaN) makes its verdict unknown.
+fn targets(rows: &[Row]) -> Vec<Target> {
+    let (w, g) = (ratio(&rows[WITNESS], &rows[DIRECT]), ratio(&rows[WITNESS_GCM], &rows[DIRECT_GCM]));
+    let check = |r: f64, pass: fn(f64) -> bool| (!r.is_nan()).then(|| pass(r));
+    let throughput = [w.0, g.0, w.1, g.1, w.2, g.2].map(|r| check(r, |r| r >= 0.70));
+    let exec = [w.3, w.4].map(|r| check(r, |r| r < 2.0));
+    vec![
+        Target {
+            name: "throughput at least 0.70 of direct",
+            verdict: markdown::verdict(&throughput),
+            detail: format!(
+                "cat {:.2} / {:.2}, upload {:.2} / {:.2}, scp {:.2} / {:.2}, with the client's cipher / AES-GCM",
+                w.0, g.0, w.1, g.1, w.2, g.2
+            ),
+        },
+        Target {
+            name: "exec round trip under 2x direct",
+            verdict: markdown::verdict(&exec),
+            detail: format!("new connection {:.2}x, open connection {:.2}x", w.3, w.4),
+        },
+    ]
+}
+
+/// The block docs/BENCHMARKS.md shows for this benchmark: each route's figures with its ratio to
+/// direct access with the same cipher, witness's CPU per byte, the targets, witness against the
+/// jump host and the verify of what was recorded.
+fn print_markdown(command: &str, rows: &[Row], best: &[[Timed; 3]], bytes: f64, targets: &[Target], verified: &Result<String, String>) {
+    println!("\n{}\n", markdown::measured(command));
+    let header = [
+        "route",
+        "cat MB/s",
+        "upload MB/s",
+        "scp MB/s",
+        "exec ms, new connection",
+        "exec ms, open connection",
+        "witness CPU ns/B, cat / upload / scp",
+    ];
+    let figure = |value: f64, ratio: f64, is_baseline: bool| match (value.is_nan(), is_baseline) {
+        (true, _) => "-".to_string(),
+        (false, true) => format!("{value:.1}"),
+        (false, false) => format!("{value:.1} ({ratio:.2})"),
+    };
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .zip(best)
+        .enumerate()
+        .map(|(i, (row, best))| {
+            let is_baseline = BASELINE[i] == i;
+            let r = ratio(row, &rows[BASELINE[i]]);
+            let witness_cpu = if i == WITNESS || i == WITNESS_GCM {
+                let per_byte =
+                    |t: &Timed| if t.seconds.is_finite() { format!("{:.2}", t.witness_ticks as f64 * 1e7 / bytes) } else { "-".into() };
+                best.iter().map(per_byte).collect::<Vec<_>>().join(" / ")
+            } else {
+                "-".into()
+            };
+            vec![
+                row.0.to_string(),
+                figure(row.1, r.0, is_baseline),
+                figure(row.2, r.1, is_baseline),
+                figure(row.3, r.2, is_baseline),
+                figure(row.4, r.3, is_baseline),
+                figure(row.5, r.4, is_baseline),
+                witness_cpu,
+            ]
+        })
+        .collect();
+    print!("{}", markdown::table(&header, &table));
+    println!("\nIn brackets: the ratio to direct access with the same cipher (throughput: higher is better; exec: lower is better).\n");
+    for target in targets {
+        println!("- {}: **{}** ({})", target.name, target.verdict, target.detail);
+    }
+    let over_jump = ratio(&rows[WITNESS], &rows[JUMP_HOST]);
+    println!(
+        "- against the OpenSSH jump host, witness moves {:.2}x (cat), {:.2}x (upload) and {:.2}x (scp) as much, recording it all",
+        over_jump.0, over_jump.1, over_jump.2
+    );
+    match verified {
+        Ok(line) => println!("- `witness verify` of what the transfers recorded: {}", line.trim_start_matches("verified ")),
+        Err(e) => println!("- `witness verify` failed: {e}"),
+    }
 }
 
 /// One transfer: how long it took, and the CPU the client and witness spent on it (clock ticks of

@@ -63,9 +63,9 @@ pub fn run(cli: &Cli, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     println!("  appends/s      {:.0}", n as f64 / secs);
     println!("  payload MB/s   {:.1}", payload_total as f64 / secs / 1e6);
     println!("  ledger MB/s    {:.1}  ({} written)", disk_bytes as f64 / secs / 1e6, bytes(disk_bytes));
-    println!("  latency p50    {:?}", pct(0.50));
-    println!("  latency p99    {:?}", pct(0.99));
-    println!("  latency p99.9  {:?}", pct(0.999));
+    println!("  latency p50    {}", latency(pct(0.50)));
+    println!("  latency p99    {}", latency(pct(0.99)));
+    println!("  latency p99.9  {}", latency(pct(0.999)));
     println!("  disk per event {:.0} bytes ({} bytes of payload)", disk_bytes as f64 / n.max(1) as f64, args.payload_bytes);
     Ok(ExitCode::SUCCESS)
 }
@@ -111,6 +111,31 @@ async fn append_from_sessions(ledger: &Ledger, args: &LedgerBenchArgs) -> anyhow
     Ok(all)
 }
 
+/// An append's latency to two or three significant figures, as docs/BENCHMARKS.md shows it:
+/// "2.6 µs", "67 µs", "3.6 ms".
+fn latency(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    match us {
+        us if us < 10.0 => format!("{us:.1} µs"),
+        us if us < 1000.0 => format!("{us:.0} µs"),
+        us if us < 10_000.0 => format!("{:.1} ms", us / 1000.0),
+        us => format!("{:.0} ms", us / 1000.0),
+    }
+}
+
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir).map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn latency_keeps_two_or_three_figures() {
+        let cases = [(2_640, "2.6 µs"), (67_400, "67 µs"), (999_400, "999 µs"), (3_612_000, "3.6 ms"), (41_200_000, "41 ms")];
+        for (ns, expected) in cases {
+            assert_eq!(super::latency(Duration::from_nanos(ns)), expected, "{ns} ns");
+        }
+    }
 }

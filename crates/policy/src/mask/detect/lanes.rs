@@ -6,7 +6,7 @@
 //! `wide` gives the vector types in safe code, with plain-Rust fallbacks where a CPU lacks an
 //! instruction, so the results are the same on every target. The workspace builds x86-64 for
 //! x86-64-v2 (`.cargo/config.toml`): a table lookup is then one `pshufb` (docs/BENCHMARKS.md,
-//! masking, for what the census and the digit groups cost before and after).
+//! masking, for what the census and the digit groups cost).
 
 use wide::{u16x8, u8x16};
 
