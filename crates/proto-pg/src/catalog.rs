@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use crate::back::{self, BackendError};
-use crate::codec::{self, Fields};
+use crate::codec::{self, backend, frontend, Fields};
 use crate::target::PgTarget;
 
 /// A table's names, as the catalog gave them.
@@ -187,7 +187,7 @@ async fn query(target: &PgTarget, sql: &str) -> Result<Vec<Vec<Option<String>>>,
     let mut out = BytesMut::new();
     let mut body = sql.as_bytes().to_vec();
     body.push(0);
-    codec::frontend(&mut out, b'Q', &body);
+    codec::frontend_message(&mut out, frontend::QUERY, &body);
     back::write(target, &mut backend.stream, &out).await?;
     let mut buf = std::mem::take(&mut backend.leftover);
     let mut rows = Vec::new();
@@ -195,7 +195,7 @@ async fn query(target: &PgTarget, sql: &str) -> Result<Vec<Vec<Option<String>>>,
     loop {
         let msg = back::read_message(target, &mut backend.stream, &mut buf).await?;
         match msg[0] {
-            b'D' => {
+            backend::DATA_ROW => {
                 let mut f = Fields::new(&msg[5..]);
                 let broken = |_| back::protocol(target, "sent a malformed row to a catalog query".into());
                 let n = f.count().map_err(broken)?;
@@ -205,13 +205,13 @@ async fn query(target: &PgTarget, sql: &str) -> Result<Vec<Vec<Option<String>>>,
                 }
                 rows.push(row);
             }
-            b'E' => failure = Some(codec::parse_error_fields(&msg[5..])),
-            b'Z' => break,
+            backend::ERROR_RESPONSE => failure = Some(codec::parse_error_fields(&msg[5..])),
+            backend::READY_FOR_QUERY => break,
             _ => {}
         }
     }
     let mut terminate = BytesMut::new();
-    codec::frontend(&mut terminate, b'X', &[]);
+    codec::frontend_message(&mut terminate, frontend::TERMINATE, &[]);
     let _ = backend.stream.write_all(&terminate).await;
     match failure {
         Some(error) => Err(back::protocol(target, format!("refused witness's catalog query: {} ({})", error.message, error.sqlstate))),

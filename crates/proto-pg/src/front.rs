@@ -18,7 +18,10 @@ use witness_gate::{Credential, Stream};
 
 use crate::back::{self, Backend};
 use crate::cancel::{CancelKeys, KeyGuard};
-use crate::codec::{self, Fields, Peek, Severity, CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LEN, PROTOCOL_3_0, SSL_REQUEST};
+use crate::codec::{
+    self, auth_request, encryption, frontend, Fields, Peek, Severity, CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LEN, PROTOCOL_3_0,
+    SSL_REQUEST,
+};
 use crate::record::startup_attrs;
 use crate::{relay, AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
 
@@ -117,14 +120,14 @@ async fn startup<G: PgGate>(
         match code {
             SSL_REQUEST => match (&front.tls, &stream) {
                 (Some(config), Stream::Plain(_)) => {
-                    stream.write_all(b"S").await?;
+                    stream.write_all(&[encryption::ACCEPTED]).await?;
                     let Stream::Plain(tcp) = stream else { unreachable!("matched above") };
                     let tls = tokio_rustls::TlsAcceptor::from(config.clone()).accept(tcp).await?;
                     stream = Stream::ServerTls(Box::new(tls));
                 }
-                _ => stream.write_all(b"N").await?,
+                _ => stream.write_all(&[encryption::REFUSED]).await?,
             },
-            GSSENC_REQUEST => stream.write_all(b"N").await?,
+            GSSENC_REQUEST => stream.write_all(&[encryption::REFUSED]).await?,
             CANCEL_REQUEST => {
                 let mut f = Fields::new(&packet[4..]);
                 if let (Ok(pid), Ok(secret)) = (f.i32(), f.i32()) {
@@ -252,7 +255,7 @@ async fn scram_auth<G: PgGate>(
     user: &str,
 ) -> Result<Result<Principal, AuthRefused>, StartupError> {
     let mut out = BytesMut::new();
-    codec::authentication(&mut out, 10, b"SCRAM-SHA-256\0\0");
+    codec::authentication(&mut out, auth_request::SASL, b"SCRAM-SHA-256\0\0");
     send(stream, &out).await?;
     let mut buf = BytesMut::new();
 
@@ -272,7 +275,7 @@ async fn scram_auth<G: PgGate>(
     let nonce = format!("{client_nonce}{}", B64.encode(rand::random::<[u8; 18]>()));
     let server_first = format!("r={nonce},s={},i={}", B64.encode(challenge.salt()), challenge.iterations());
     out.clear();
-    codec::authentication(&mut out, 11, server_first.as_bytes());
+    codec::authentication(&mut out, auth_request::SASL_CONTINUE, server_first.as_bytes());
     send(stream, &out).await?;
 
     let final_message = read_password_message(stream, &mut buf).await?;
@@ -287,8 +290,8 @@ async fn scram_auth<G: PgGate>(
     match front.gate.verify_scram(challenge, auth_message.as_bytes(), &proof) {
         Ok((principal, server_signature)) => {
             out.clear();
-            codec::authentication(&mut out, 12, format!("v={}", B64.encode(server_signature)).as_bytes());
-            codec::authentication(&mut out, 0, b"");
+            codec::authentication(&mut out, auth_request::SASL_FINAL, format!("v={}", B64.encode(server_signature)).as_bytes());
+            codec::authentication(&mut out, auth_request::OK, b"");
             stream.write_all(&out).await?;
             Ok(Ok(principal))
         }
@@ -305,7 +308,7 @@ async fn cleartext_auth<G: PgGate>(
     user: &str,
 ) -> Result<Result<Principal, AuthRefused>, StartupError> {
     let mut out = BytesMut::new();
-    codec::authentication(&mut out, 3, b"");
+    codec::authentication(&mut out, auth_request::CLEARTEXT_PASSWORD, b"");
     send(stream, &out).await?;
     let mut buf = BytesMut::new();
     let body = read_password_message(stream, &mut buf).await?;
@@ -314,7 +317,7 @@ async fn cleartext_auth<G: PgGate>(
     match front.gate.authenticate(Protocol::Postgres, Credential::Password { user, password: &password }).await {
         Ok(principal) => {
             out.clear();
-            codec::authentication(&mut out, 0, b"");
+            codec::authentication(&mut out, auth_request::OK, b"");
             stream.write_all(&out).await?;
             Ok(Ok(principal))
         }
@@ -332,7 +335,7 @@ async fn read_password_message(stream: &mut Stream, buf: &mut BytesMut) -> Resul
             Peek::Whole(n) if n > MAX_STARTUP_LEN => return Err(protocol_violation()),
             Peek::Whole(n) => {
                 let msg = buf.split_to(n);
-                if msg[0] != b'p' {
+                if msg[0] != frontend::PASSWORD {
                     return Err(StartupError::Refused(format!("expected a password message, got {:?}", msg[0] as char)));
                 }
                 return Ok(msg[5..].to_vec());

@@ -20,7 +20,7 @@ use witness_core::{Event, Verdict};
 use witness_gate::{admit, Admission, Refusal, Stream, Waiting, Wire, Withdrawal};
 use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
 
-use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
+use crate::codec::{self, frontend, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::front::ReadySession;
 use crate::mask::WireMasks;
 use crate::record::{Reply, Requests, Responses, Step, ToClient};
@@ -177,7 +177,7 @@ where
                 Peek::Whole(len) => {
                     let msg = codec::message(&buf[upto..], len);
                     let tag = msg.tag;
-                    if tag == b'X' {
+                    if tag == frontend::TERMINATE {
                         upto += len;
                         terminate = true;
                         break;
@@ -284,12 +284,12 @@ fn substitute(tag: u8) -> BytesMut {
     let mut out = BytesMut::new();
     match tag {
         // A syntax error.
-        b'Q' => codec::frontend(&mut out, b'Q', b"WITNESS DENIED THIS STATEMENT\0"),
+        frontend::QUERY => codec::frontend_message(&mut out, frontend::QUERY, b"WITNESS DENIED THIS STATEMENT\0"),
         // A Parse of invalid SQL (named, so the client's unnamed statement stays): it fails
         // whatever statements and portals the session holds, before any name is looked up.
-        b'E' => codec::frontend(&mut out, b'P', b"\x01witness denied\0WITNESS DENIED THIS STATEMENT\0\0\0"),
+        frontend::EXECUTE => codec::frontend_message(&mut out, frontend::PARSE, b"\x01witness denied\0WITNESS DENIED THIS STATEMENT\0\0\0"),
         // Function OID 0: "function does not exist".
-        _ => codec::frontend(&mut out, b'F', b"\0\0\0\0\0\0\0\0\0\0"),
+        _ => codec::frontend_message(&mut out, frontend::FUNCTION_CALL, b"\0\0\0\0\0\0\0\0\0\0"),
     }
     out
 }
@@ -589,15 +589,16 @@ fn describe(end: &End) -> (String, Option<(&'static str, String)>) {
 #[cfg(test)]
 mod tests {
     use super::substitute;
+    use crate::codec::frontend;
 
     #[test]
     fn substitutes_cannot_run_anything_the_client_prepared() {
         // A denied Execute is replaced by a Parse of invalid SQL, not an Execute of some portal
         // name (a client may have bound a portal of any name).
-        let execute = substitute(b'E');
-        assert_eq!(execute[0], b'P');
+        let execute = substitute(frontend::EXECUTE);
+        assert_eq!(execute[0], frontend::PARSE);
         assert!(execute.windows(14).any(|w| w == b"WITNESS DENIED"));
-        assert_eq!(substitute(b'Q')[0], b'Q');
-        assert_eq!(&substitute(b'F')[5..9], &[0, 0, 0, 0], "function OID 0");
+        assert_eq!(substitute(frontend::QUERY)[0], frontend::QUERY);
+        assert_eq!(&substitute(frontend::FUNCTION_CALL)[5..9], &[0, 0, 0, 0], "function OID 0");
     }
 }

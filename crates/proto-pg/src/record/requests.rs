@@ -11,7 +11,7 @@ use serde_json::Value;
 use witness_core::{kind, Direction, Event, Request};
 
 use super::{copy_event, lossy, mask_request, request, values_within_budget, WithPayloadText, OPAQUE_REQUEST};
-use crate::codec::{DecodeError, Fields, Message};
+use crate::codec::{described, frontend, DecodeError, Fields, Message};
 use crate::copy::CopyRows;
 use crate::mask::WireMasks;
 use crate::reading::{self, Unreadable};
@@ -102,7 +102,7 @@ impl Requests {
     fn see(&mut self, msg: Message<'_>, tracker: &Tracker) -> Result<Step, DecodeError> {
         let mut f = Fields::new(msg.body);
         let seen = match msg.tag {
-            b'Q' => {
+            frontend::QUERY => {
                 let raw = f.cstr()?;
                 let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
                 let changes_names = reading::may_change_names(raw);
@@ -120,7 +120,7 @@ impl Requests {
                 let pending = Pending::Query { request, started: Instant::now(), statements: 0, denial: None, changes_names };
                 Seen { event: Some(event.with_attr("request", request)), decide: Some(decide), pending: Some(pending) }
             }
-            b'P' => {
+            frontend::PARSE => {
                 let name = f.cstr()?;
                 let raw = f.cstr()?;
                 let n_types = f.count()?;
@@ -137,11 +137,11 @@ impl Requests {
                 self.overlay.parsed(name, statement.clone());
                 Seen { event: Some(event), decide: None, pending: Some(Pending::Parse { name: name.into(), statement }) }
             }
-            b'D' => {
+            frontend::DESCRIBE => {
                 let kind = f.u8()?;
                 let name = f.cstr()?;
                 let id = match kind {
-                    b'S' => match self.overlay.statement(tracker, name) {
+                    described::STATEMENT => match self.overlay.statement(tracker, name) {
                         Lookup::Wait => return Ok(Step::Wait),
                         Lookup::Found(statement) => Some(statement.id),
                         Lookup::Unknown => None,
@@ -154,7 +154,7 @@ impl Requests {
                 };
                 Seen { pending: Some(Pending::Describe { id }), ..Seen::default() }
             }
-            b'B' => {
+            frontend::BIND => {
                 let portal_name = f.cstr()?;
                 let statement_name = f.cstr()?;
                 let statement = match self.overlay.statement(tracker, statement_name) {
@@ -192,7 +192,7 @@ impl Requests {
                 self.overlay.bound(portal_name, portal.clone());
                 Seen { pending: Some(Pending::Bind { name: portal_name.into(), portal }), ..Seen::default() }
             }
-            b'E' => {
+            frontend::EXECUTE => {
                 let portal_name = f.cstr()?;
                 let max_rows = f.i32()?;
                 let portal = match self.overlay.portal(tracker, portal_name) {
@@ -209,32 +209,32 @@ impl Requests {
                 let pending = Pending::Execute { request, started: Instant::now(), portal, text, denial: None, changes_names };
                 Seen { event: Some(event), decide: Some(decide), pending: Some(pending) }
             }
-            b'S' => {
+            frontend::SYNC => {
                 self.overlay.end_pipeline();
                 Seen { pending: Some(Pending::Sync), ..Seen::default() }
             }
-            b'C' => {
+            frontend::CLOSE => {
                 let kind = f.u8()?;
                 let name = f.cstr()?;
-                let statement = kind == b'S';
+                let statement = kind == described::STATEMENT;
                 self.overlay.closed(statement, name);
                 Seen { pending: Some(Pending::Close { statement, name: name.into() }), ..Seen::default() }
             }
-            b'd' => {
+            frontend::COPY_DATA => {
                 let format = self.copy_in_format;
                 self.copy_in.get_or_insert_with(|| CopyRows::new(format)).add(msg.body);
                 Seen::default()
             }
-            b'c' | b'f' => {
+            frontend::COPY_DONE | frontend::COPY_FAIL => {
                 let count = self.copy_in.take().map(CopyRows::finish).unwrap_or_default();
-                let outcome = if msg.tag == b'c' { "done" } else { "failed by the client" };
+                let outcome = if msg.tag == frontend::COPY_DONE { "done" } else { "failed by the client" };
                 let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
                 Seen {
                     event: Some(copy_event(kind::PG_COPY_IN, Direction::Request, summary, count).with_attr("outcome", outcome)),
                     ..Seen::default()
                 }
             }
-            b'F' => {
+            frontend::FUNCTION_CALL => {
                 let oid = f.i32()?;
                 let n_formats = f.count()?;
                 let mut formats = Vec::with_capacity(n_formats.min(1024));
@@ -331,6 +331,7 @@ fn unreadable(event: Event, why: &Unreadable) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{backend, transaction};
     use crate::record::tests::{message, msg};
 
     fn decided(requests: &mut Requests, tracker: &Tracker, m: &[u8]) -> Option<String> {
@@ -351,30 +352,30 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         // Within one pipeline the pipeline's own Parse and Bind are read as if they succeed.
-        for m in [msg(b'P', b"s\0delete from accounts\0\0\0"), msg(b'B', b"\0s\0\0\0\0\0\0\0")] {
+        for m in [msg(frontend::PARSE, b"s\0delete from accounts\0\0\0"), msg(frontend::BIND, b"\0s\0\0\0\0\0\0\0")] {
             assert_eq!(decided(&mut requests, &tracker, &m), None);
         }
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some("delete from accounts"));
-        decided(&mut requests, &tracker, &msg(b'S', b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0")).as_deref(), Some("delete from accounts"));
+        decided(&mut requests, &tracker, &msg(frontend::SYNC, b""));
         // A second Parse of s in the next pipeline: the name is the target's to confirm, and an
         // execution in a third pipeline waits for the target's answers.
-        decided(&mut requests, &tracker, &msg(b'P', b"s\0select 1\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'S', b""));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'B', b"\0s\0\0\0\0\0\0\0")).as_deref(), Some("wait"));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"s\0select 1\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::SYNC, b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0s\0\0\0\0\0\0\0")).as_deref(), Some("wait"));
     }
 
     #[test]
     fn a_statement_or_portal_never_confirmed_is_decided_as_unknown() {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
-        decided(&mut requests, &tracker, &msg(b'B', b"p\0nobody\0\0\0\0\0\0\0"));
-        let seen = match requests.on_message(message(&msg(b'E', b"p\0\0\0\0\0")), &tracker).unwrap() {
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"p\0nobody\0\0\0\0\0\0\0"));
+        let seen = match requests.on_message(message(&msg(frontend::EXECUTE, b"p\0\0\0\0\0")), &tracker).unwrap() {
             Step::Seen(seen) => seen,
             Step::Wait => panic!("nothing is pending"),
         };
         assert_eq!(seen.decide.as_deref(), Some(OPAQUE_REQUEST));
         assert!(seen.event.unwrap().attrs["uncertain"].as_str().unwrap().contains("statement \"nobody\""));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"q\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"q\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
     }
 
     #[test]
@@ -382,30 +383,30 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         // An execution earlier in the pipeline may turn standard_conforming_strings off.
-        decided(&mut requests, &tracker, &msg(b'P', b"\0set standard_conforming_strings = off\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'B', b"\0\0\0\0\0\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'P', b"s\0select '\\'; drop table t; --'\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'B', b"\0s\0\0\0\0\0\0\0"));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"\0set standard_conforming_strings = off\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0\0\0\0\0\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"s\0select '\\'; drop table t; --'\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0s\0\0\0\0\0\0\0"));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
         // Text that reads the same under any settings is read at once.
-        decided(&mut requests, &tracker, &msg(b'P', b"\0select 2\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'B', b"\0\0\0\0\0\0\0\0"));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some("select 2"));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"\0select 2\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0\0\0\0\0\0\0\0"));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0")).as_deref(), Some("select 2"));
         // After a Sync, a query that depends on settings waits for the target's report.
-        decided(&mut requests, &tracker, &msg(b'S', b""));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'Q', b"select '\\'\0")).as_deref(), Some("wait"));
-        tracker.ready(b'I');
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'Q', b"select '\\'\0")).as_deref(), Some("select '\\'"));
+        decided(&mut requests, &tracker, &msg(frontend::SYNC, b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::QUERY, b"select '\\'\0")).as_deref(), Some("wait"));
+        tracker.ready(transaction::IDLE);
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::QUERY, b"select '\\'\0")).as_deref(), Some("select '\\'"));
     }
 
     #[test]
     fn the_end_of_data_marker_is_not_a_row() {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
-        requests.see_and_queue(message(&msg(b'd', b"1\tx\n")), &tracker).unwrap();
-        requests.see_and_queue(message(&msg(b'd', b"\\.\n")), &tracker).unwrap();
-        let done = requests.see_and_queue(message(&msg(b'c', b"")), &tracker).unwrap().unwrap();
+        requests.see_and_queue(message(&msg(frontend::COPY_DATA, b"1\tx\n")), &tracker).unwrap();
+        requests.see_and_queue(message(&msg(frontend::COPY_DATA, b"\\.\n")), &tracker).unwrap();
+        let done = requests.see_and_queue(message(&msg(frontend::COPY_DONE, b"")), &tracker).unwrap().unwrap();
         assert_eq!(done.attrs["rows"].as_u64(), Some(1));
     }
 
@@ -414,9 +415,9 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         for _ in 0..3 {
-            assert!(requests.see_and_queue(message(&msg(b'd', b"1\tsecret\n2\tsecret\n")), &tracker).unwrap().is_none());
+            assert!(requests.see_and_queue(message(&msg(frontend::COPY_DATA, b"1\tsecret\n2\tsecret\n")), &tracker).unwrap().is_none());
         }
-        let done = requests.see_and_queue(message(&msg(b'c', b"")), &tracker).unwrap().unwrap();
+        let done = requests.see_and_queue(message(&msg(frontend::COPY_DONE, b"")), &tracker).unwrap().unwrap();
         assert_eq!((done.attrs["rows"].as_u64(), done.attrs["bytes"].as_u64()), (Some(6), Some(54)));
         assert!(done.payload.is_empty());
     }
@@ -425,11 +426,11 @@ mod tests {
     fn malformed_messages_are_errors_not_panics() {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
-        assert!(requests.on_message(message(&msg(b'Q', b"no terminator")), &tracker).is_err());
-        assert!(requests.on_message(message(&msg(b'B', b"\0s\0\xff\xff")), &tracker).is_err());
+        assert!(requests.on_message(message(&msg(frontend::QUERY, b"no terminator")), &tracker).is_err());
+        assert!(requests.on_message(message(&msg(frontend::BIND, b"\0s\0\xff\xff")), &tracker).is_err());
         let mut responses = crate::record::Responses::new(5);
         let mut out = bytes::BytesMut::new();
-        let bad_row = msg(b'D', b"\0\x01\0\0\0\x09ab");
+        let bad_row = msg(backend::DATA_ROW, b"\0\x01\0\0\0\x09ab");
         assert!(responses
             .on_message(message(&bad_row), &tracker, &mut Vec::new(), &mut crate::record::ToClient::new(&mut out, &[]))
             .is_err());

@@ -12,7 +12,7 @@ use witness_core::{kind, Direction, Event, PayloadType};
 use witness_policy::mask::{SessionMasks, Stage};
 
 use super::{clip, copy_event, lossy, row_description, value, ColumnsJson, CopyCount, Reply, ResultPayload, ToClient, MAX_ROWS_BYTES};
-use crate::codec::{parse_error_fields, DecodeError, Fields, Message};
+use crate::codec::{backend, parse_error_fields, transaction, DecodeError, Fields, Message};
 use crate::mask::{Column, Consulted, Plan, WireMasks};
 use crate::state::{Desync, Pending, Tracker, MAX_TRACKED};
 
@@ -100,8 +100,10 @@ impl Responses {
     /// RowDescription naming tables the catalog cache does not know); empty for other messages.
     pub(crate) fn tables_to_look_up(&self, msg: Message<'_>) -> Vec<u32> {
         match (&self.masks, msg.tag) {
-            (Some(_), b'T') if self.last_description_fits(msg.body) => Vec::new(),
-            (Some(masks), b'T') => row_description(msg.body).map(|columns| masks.tables_to_look_up(&columns)).unwrap_or_default(),
+            (Some(_), backend::ROW_DESCRIPTION) if self.last_description_fits(msg.body) => Vec::new(),
+            (Some(masks), backend::ROW_DESCRIPTION) => {
+                row_description(msg.body).map(|columns| masks.tables_to_look_up(&columns)).unwrap_or_default()
+            }
             _ => Vec::new(),
         }
     }
@@ -143,9 +145,9 @@ impl Responses {
     ) -> Result<Reply, ResponseError> {
         let mut f = Fields::new(msg.body);
         match msg.tag {
-            b'1' | b'2' | b'3' => tracker.confirm(msg)?,
-            b't' => tracker.parameter_description(msg.body),
-            b'T' => {
+            backend::PARSE_COMPLETE | backend::BIND_COMPLETE | backend::CLOSE_COMPLETE => tracker.confirm(msg)?,
+            backend::PARAMETER_DESCRIPTION => tracker.parameter_description(msg.body),
+            backend::ROW_DESCRIPTION => {
                 let (columns, plan) = self.describe(msg.body)?;
                 match tracker.described() {
                     // A statement's or portal's description: its executions' rows are read by it.
@@ -159,12 +161,12 @@ impl Responses {
                     }
                 }
             }
-            b'n' => {
+            backend::NO_DATA => {
                 if let Some(Some(id)) = tracker.described() {
                     self.keep_description(id, Arc::from([]), Plan::default());
                 }
             }
-            b'D' => {
+            backend::DATA_ROW => {
                 if !self.columns_settled {
                     self.settle_columns(tracker);
                 }
@@ -196,31 +198,31 @@ impl Responses {
                     self.rows.push(Value::Array(row));
                 }
             }
-            b'V' => {
+            backend::FUNCTION_CALL_RESPONSE => {
                 let format = tracker.with_head(|head| match head {
                     Some(Pending::FunctionCall { result_format, .. }) => *result_format,
                     _ => 1,
                 });
                 return Ok(self.function_result(f.nullable()?, format, events));
             }
-            b'C' => {
+            backend::COMMAND_COMPLETE => {
                 let tag = lossy(f.cstr()?);
                 if let Some(count) = self.copy_out.take() {
                     events.push(self.copy_out_event(count, copy_rows(&tag)));
                 }
                 events.push(self.result(tracker, Outcome::Complete(&tag)));
             }
-            b'I' => events.push(self.result(tracker, Outcome::Complete("EMPTY QUERY"))),
-            b's' => events.push(self.result(tracker, Outcome::Suspended)),
-            b'E' => return Ok(self.error(msg, tracker, events)),
-            b'Z' => {
-                let status = f.u8().unwrap_or(b'I');
+            backend::EMPTY_QUERY_RESPONSE => events.push(self.result(tracker, Outcome::Complete("EMPTY QUERY"))),
+            backend::PORTAL_SUSPENDED => events.push(self.result(tracker, Outcome::Suspended)),
+            backend::ERROR_RESPONSE => return Ok(self.error(msg, tracker, events)),
+            backend::READY_FOR_QUERY => {
+                let status = f.u8().unwrap_or(transaction::IDLE);
                 let (skipped, _) = tracker.ready(status);
                 for pending in skipped {
                     events.extend(skipped_event(pending));
                 }
             }
-            b'H' => {
+            backend::COPY_OUT_RESPONSE => {
                 if self.masks.as_ref().is_some_and(|m| m.masks.masks_client()) && f.u8()? != 0 {
                     return Ok(Reply::Refuse(
                         "masking applies to this session, and a binary COPY TO cannot be masked; use text or CSV format",
@@ -228,7 +230,7 @@ impl Responses {
                 }
                 self.copy_out = Some(CopyCount::default());
             }
-            b'd' => {
+            backend::COPY_DATA => {
                 if let Some(count) = &mut self.copy_out {
                     count.bytes += msg.body.len() as u64;
                     count.messages += 1;
@@ -238,7 +240,7 @@ impl Responses {
                 }
             }
 
-            b'S' => {
+            backend::PARAMETER_STATUS => {
                 // The setting as the target has it decides how text is read; what the client
                 // and the recording see of its value is masked like a row's.
                 let Some((name, value)) = tracker.parameter_status(msg.body) else { return Ok(Reply::Forward) };
@@ -251,11 +253,11 @@ impl Responses {
                 }
                 events.push(event);
                 if let Some(client) = client {
-                    return Ok(Reply::Replace(backend_message(b'S', &[name.as_bytes(), b"\0", &client, b"\0"])));
+                    return Ok(Reply::Replace(backend_message(backend::PARAMETER_STATUS, &[name.as_bytes(), b"\0", &client, b"\0"])));
                 }
             }
-            b'N' => return Ok(self.notice(msg, events)),
-            b'A' => {
+            backend::NOTICE_RESPONSE => return Ok(self.notice(msg, events)),
+            backend::NOTIFICATION_RESPONSE => {
                 let pid = f.i32()?;
                 let channel = f.cstr()?;
                 let payload = f.cstr()?;
@@ -271,7 +273,10 @@ impl Responses {
                 }
                 events.push(event);
                 if let Some(client) = client {
-                    return Ok(Reply::Replace(backend_message(b'A', &[&pid.to_be_bytes(), channel, b"\0", &client, b"\0"])));
+                    return Ok(Reply::Replace(backend_message(
+                        backend::NOTIFICATION_RESPONSE,
+                        &[&pid.to_be_bytes(), channel, b"\0", &client, b"\0"],
+                    )));
                 }
             }
             _ => {}
@@ -304,7 +309,7 @@ impl Responses {
             (None, _) | (Some(_), None) => value(result, format, 0),
             (Some(bytes), Some(masks)) if format != 0 => {
                 if masks.masks.detects(Stage::Client) {
-                    reply = Reply::Replace(backend_message(b'V', &[&(-1i32).to_be_bytes()]));
+                    reply = Reply::Replace(backend_message(backend::FUNCTION_CALL_RESPONSE, &[&(-1i32).to_be_bytes()]));
                 }
                 if masks.masks.detects(Stage::Client) || masks.masks.detects(Stage::RecordingOnly) {
                     Value::Null
@@ -316,7 +321,8 @@ impl Responses {
                 let (client, recorded, masked) = self.mask_side_text(bytes);
                 counts = masked;
                 if let Some(client) = client {
-                    reply = Reply::Replace(backend_message(b'V', &[&(client.len() as i32).to_be_bytes(), &client]));
+                    reply =
+                        Reply::Replace(backend_message(backend::FUNCTION_CALL_RESPONSE, &[&(client.len() as i32).to_be_bytes(), &client]));
                 }
                 Value::String(recorded)
             }
@@ -568,6 +574,7 @@ fn skipped_event(pending: Pending) -> Option<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::frontend;
     use crate::record::tests::{message, msg};
     use crate::record::Requests;
 
@@ -584,10 +591,10 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         let mut responses = Responses::new(1);
-        let parse = msg(b'P', b"s1\0select $1::int + $2\0\0\0");
-        let bind = msg(b'B', b"\0s1\0\0\x01\0\0\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\0");
-        let execute = msg(b'E', b"\0\0\0\0\0");
-        let sync = msg(b'S', b"");
+        let parse = msg(frontend::PARSE, b"s1\0select $1::int + $2\0\0\0");
+        let bind = msg(frontend::BIND, b"\0s1\0\0\x01\0\0\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\0");
+        let execute = msg(frontend::EXECUTE, b"\0\0\0\0\0");
+        let sync = msg(frontend::SYNC, b"");
         let mut recorded = Vec::new();
         for m in [&parse, &bind, &execute, &sync] {
             recorded.extend(requests.see_and_queue(message(m), &tracker).unwrap());
@@ -597,12 +604,20 @@ mod tests {
         assert_eq!(recorded[1].attrs["params"], json!(["42", null]));
         assert_eq!(recorded[1].payload, b"select $1::int + $2");
 
-        let row_description = msg(b'T', b"\0\x01sum\0\0\0\0\0\0\0\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0");
-        let row = msg(b'D', b"\0\x01\0\0\0\x0242");
+        let row_description = msg(backend::ROW_DESCRIPTION, b"\0\x01sum\0\0\0\0\0\0\0\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0");
+        let row = msg(backend::DATA_ROW, b"\0\x01\0\0\0\x0242");
         let events = respond(
             &mut responses,
             &tracker,
-            &[msg(b'1', b""), msg(b'2', b""), row_description, row.clone(), row, msg(b'C', b"SELECT 2\0"), msg(b'Z', b"I")],
+            &[
+                msg(backend::PARSE_COMPLETE, b""),
+                msg(backend::BIND_COMPLETE, b""),
+                row_description,
+                row.clone(),
+                row,
+                msg(backend::COMMAND_COMPLETE, b"SELECT 2\0"),
+                msg(backend::READY_FOR_QUERY, &[transaction::IDLE]),
+            ],
         );
         assert_eq!(events.len(), 1);
         let result = &events[0];
@@ -621,17 +636,17 @@ mod tests {
         let mut requests = Requests::default();
         let mut responses = Responses::new(10);
         for m in [
-            msg(b'P', b"\0selec nope\0\0\0"),
-            msg(b'B', b"\0\0\0\0\0\0\0\0"),
-            msg(b'E', b"\0\0\0\0\0"),
-            msg(b'Q', b"drop table t\0"),
-            msg(b'S', b""),
-            msg(b'Q', b"select 1\0"),
+            msg(frontend::PARSE, b"\0selec nope\0\0\0"),
+            msg(frontend::BIND, b"\0\0\0\0\0\0\0\0"),
+            msg(frontend::EXECUTE, b"\0\0\0\0\0"),
+            msg(frontend::QUERY, b"drop table t\0"),
+            msg(frontend::SYNC, b""),
+            msg(frontend::QUERY, b"select 1\0"),
         ] {
             requests.see_and_queue(message(&m), &tracker).unwrap();
         }
-        let error = msg(b'E', b"SERROR\0VERROR\0C42601\0Msyntax error\0\0");
-        let events = respond(&mut responses, &tracker, &[error, msg(b'Z', b"I")]);
+        let error = msg(backend::ERROR_RESPONSE, b"SERROR\0VERROR\0C42601\0Msyntax error\0\0");
+        let events = respond(&mut responses, &tracker, &[error, msg(backend::READY_FOR_QUERY, &[transaction::IDLE])]);
         let summaries: Vec<&str> = events.iter().map(|e| e.summary.as_str()).collect();
         assert_eq!(
             summaries,
@@ -667,8 +682,10 @@ mod tests {
         let tracker = Tracker::default();
         let mut responses = Responses::with_session_masks(10, masks);
         // One computed text column (no table): `*.email` matches it by its name.
-        let described = |name: &[u8]| msg(b'T', &[b"\0\x01", name, b"\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"].concat());
-        let row = msg(b'D', b"\0\x01\0\0\0\x05a@b.c");
+        let described = |name: &[u8]| {
+            msg(backend::ROW_DESCRIPTION, &[b"\0\x01", name, b"\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"].concat())
+        };
+        let row = msg(backend::DATA_ROW, b"\0\x01\0\0\0\x05a@b.c");
         let mut replies = Vec::new();
         for name in [&b"email"[..], b"note", b"email", b"email", b"note"] {
             let mut events = Vec::new();
@@ -680,9 +697,14 @@ mod tests {
                 denial: None,
                 changes_names: false,
             });
-            for m in [described(name), row.clone(), msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")] {
+            for m in [
+                described(name),
+                row.clone(),
+                msg(backend::COMMAND_COMPLETE, b"SELECT 1\0"),
+                msg(backend::READY_FOR_QUERY, &[transaction::IDLE]),
+            ] {
                 let reply = responses.on_message(message(&m), &tracker, &mut events, &mut ToClient::new(&mut out, &[])).unwrap();
-                if m[0] == b'D' {
+                if m[0] == backend::DATA_ROW {
                     replies.push(matches!(reply, Reply::Rewritten));
                 }
             }
@@ -709,12 +731,15 @@ mod tests {
         let mut responses = Responses::with_session_masks(100, masks);
         let mut events = Vec::new();
         let mut client_got = Vec::new();
-        let described = msg(b'T', b"\0\x01note\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
-        let rows = values.iter().map(|v| msg(b'D', &[&b"\0\x01"[..], &(v.len() as i32).to_be_bytes(), v.as_bytes()].concat()));
-        for m in std::iter::once(described).chain(rows).chain([msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")]) {
+        let described = msg(backend::ROW_DESCRIPTION, b"\0\x01note\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
+        let rows = values.iter().map(|v| msg(backend::DATA_ROW, &[&b"\0\x01"[..], &(v.len() as i32).to_be_bytes(), v.as_bytes()].concat()));
+        for m in std::iter::once(described)
+            .chain(rows)
+            .chain([msg(backend::COMMAND_COMPLETE, b"SELECT 1\0"), msg(backend::READY_FOR_QUERY, &[transaction::IDLE])])
+        {
             let mut out = BytesMut::new();
             let reply = responses.on_message(message(&m), &tracker, &mut events, &mut ToClient::new(&mut out, &[])).unwrap();
-            if m[0] == b'D' {
+            if m[0] == backend::DATA_ROW {
                 let sent = if matches!(reply, Reply::Rewritten) { &out[..] } else { &m[..] };
                 // The one value, after the tag, length, column count and value length.
                 client_got.push(String::from_utf8_lossy(&sent[1 + 4 + 2 + 4..]).into_owned());
@@ -748,10 +773,14 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         let mut responses = Responses::new(10);
-        let query = msg(b'Q', b"create table t(); select nope;\0");
+        let query = msg(frontend::QUERY, b"create table t(); select nope;\0");
         assert_eq!(requests.see_and_queue(message(&query), &tracker).unwrap().unwrap().kind.as_str(), "pg.query");
-        let error = msg(b'E', b"SERROR\0VERROR\0C42703\0Mcolumn \"nope\" does not exist\0\0");
-        let events = respond(&mut responses, &tracker, &[msg(b'C', b"CREATE TABLE\0"), error, msg(b'Z', b"I")]);
+        let error = msg(backend::ERROR_RESPONSE, b"SERROR\0VERROR\0C42703\0Mcolumn \"nope\" does not exist\0\0");
+        let events = respond(
+            &mut responses,
+            &tracker,
+            &[msg(backend::COMMAND_COMPLETE, b"CREATE TABLE\0"), error, msg(backend::READY_FOR_QUERY, &[transaction::IDLE])],
+        );
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].attrs["statement_index"], 1);
         assert_eq!(events[1].attrs["error"]["sqlstate"], "42703");
@@ -767,23 +796,29 @@ mod tests {
         let mut responses = Responses::with_session_masks(10, masks);
         // Two portals; the harmless one is described, the other executed.
         for m in [
-            msg(b'P', b"a\0select note from t\0\0\0"),
-            msg(b'P', b"b\0select email from t\0\0\0"),
-            msg(b'B', b"pa\0a\0\0\0\0\0\0\0"),
-            msg(b'B', b"pb\0b\0\0\0\0\0\0\0"),
-            msg(b'D', b"Ppa\0"),
-            msg(b'E', b"pb\0\0\0\0\0"),
-            msg(b'S', b""),
+            msg(frontend::PARSE, b"a\0select note from t\0\0\0"),
+            msg(frontend::PARSE, b"b\0select email from t\0\0\0"),
+            msg(frontend::BIND, b"pa\0a\0\0\0\0\0\0\0"),
+            msg(frontend::BIND, b"pb\0b\0\0\0\0\0\0\0"),
+            msg(frontend::DESCRIBE, b"Ppa\0"),
+            msg(frontend::EXECUTE, b"pb\0\0\0\0\0"),
+            msg(frontend::SYNC, b""),
         ] {
             requests.see_and_queue(message(&m), &tracker).unwrap();
         }
-        let note = msg(b'T', b"\0\x01note\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
+        let note = msg(backend::ROW_DESCRIPTION, b"\0\x01note\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
         let mut out = BytesMut::new();
         let mut events = Vec::new();
-        for m in [msg(b'1', b""), msg(b'1', b""), msg(b'2', b""), msg(b'2', b""), note] {
+        for m in [
+            msg(backend::PARSE_COMPLETE, b""),
+            msg(backend::PARSE_COMPLETE, b""),
+            msg(backend::BIND_COMPLETE, b""),
+            msg(backend::BIND_COMPLETE, b""),
+            note,
+        ] {
             responses.on_message(message(&m), &tracker, &mut events, &mut ToClient::new(&mut out, &[])).unwrap();
         }
-        let row = msg(b'D', b"\0\x01\0\0\0\x05a@b.c");
+        let row = msg(backend::DATA_ROW, b"\0\x01\0\0\0\x05a@b.c");
         let reply = responses.on_message(message(&row), &tracker, &mut events, &mut ToClient::new(&mut out, &[])).unwrap();
         assert!(matches!(reply, Reply::Rewritten), "rows of a portal witness saw no description of are masked blind");
     }
@@ -793,8 +828,12 @@ mod tests {
         let tracker = Tracker::default();
         let mut responses = Responses::new(10);
         tracker.push(Pending::Sync);
-        let result =
-            responses.on_message(message(&msg(b'1', b"")), &tracker, &mut Vec::new(), &mut ToClient::new(&mut BytesMut::new(), &[]));
+        let result = responses.on_message(
+            message(&msg(backend::PARSE_COMPLETE, b"")),
+            &tracker,
+            &mut Vec::new(),
+            &mut ToClient::new(&mut BytesMut::new(), &[]),
+        );
         assert!(matches!(result, Err(ResponseError::Desync(_))));
     }
 }
