@@ -80,6 +80,18 @@ pub enum Lookup<T> {
     Wait,
 }
 
+impl<T> Lookup<T> {
+    /// What the name means (None inside: witness does not know), or None when only the target's
+    /// answers to earlier pipelines can tell.
+    pub fn settled(self) -> Option<Option<T>> {
+        match self {
+            Lookup::Found(found) => Some(Some(found)),
+            Lookup::Unknown => Some(None),
+            Lookup::Wait => None,
+        }
+    }
+}
+
 /// A request waiting for the target's answer, in the order the target answers. `request` is the
 /// number the request's event carries (`request`), which its results carry as `answers`.
 #[derive(Debug)]
