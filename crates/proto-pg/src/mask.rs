@@ -14,7 +14,8 @@ use witness_policy::mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Mas
 
 use crate::catalog::{Catalog, TableNames, MAX_VIEW_DEPTH};
 use crate::codec::{backend, error_field, DecodeError, Fields};
-use crate::record::ToClient;
+use crate::recorded;
+use crate::to_client::ToClient;
 
 /// A result column, from a RowDescription.
 #[derive(Clone, Debug)]
@@ -378,7 +379,7 @@ impl WireMasks {
                     }
                     other => other.map(Into::into),
                 };
-                recorded.push(crate::record::value(kept.as_deref(), format, type_oid));
+                recorded.push(recorded::value(kept.as_deref(), format, type_oid));
             }
             // Remembered only once every stage has looked and found nothing.
             if let Some(value) = raw.filter(|_| detected_only && !known_clean && !changed && clean_for_recording) {

@@ -11,10 +11,12 @@ use serde_json::Value;
 use witness_core::{kind, Direction, Event};
 use witness_policy::mask::{SessionMasks, Stage};
 
-use super::{clip, lossy, row_description, value, CopyCount, Reply, ToClient, MAX_ROWS_BYTES};
+use super::{clip, lossy, row_description, CopyCount, Reply, MAX_ROWS_BYTES};
 use crate::codec::{backend, parse_error_fields, transaction, DecodeError, Fields, Message};
 use crate::mask::{Column, Consulted, Plan, WireMasks};
+use crate::recorded::value;
 use crate::state::{Desync, Pending, Tracker, MAX_TRACKED};
+use crate::to_client::ToClient;
 use result::{skipped_event, Outcome};
 
 mod result;
