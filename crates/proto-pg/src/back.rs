@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::binding::{self, BindingUnavailable, ChannelBindingMode, ScramBinding};
-use crate::codec::{self, Fields, Peek, SSL_REQUEST};
+use crate::codec::{self, auth_request, backend, encryption, frontend, Fields, Peek, SSL_REQUEST};
 use crate::target::{AuthMethod, PgLogin, PgTarget};
 use crate::tls::TlsMode;
 use witness_gate::Stream;
@@ -110,21 +110,21 @@ async fn connect_inner(target: &PgTarget, login: &PgLogin, client_params: &[(Str
     let mut buf = BytesMut::with_capacity(8192);
     authenticate(target, login, &mut stream, &mut buf, end_point).await?;
 
-    let mut backend = Backend { stream, parameter_status: BytesMut::new(), key: None, ready: BytesMut::new(), leftover: BytesMut::new() };
+    let mut connected = Backend { stream, parameter_status: BytesMut::new(), key: None, ready: BytesMut::new(), leftover: BytesMut::new() };
     loop {
-        let msg = read_message(target, &mut backend.stream, &mut buf).await?;
+        let msg = read_message(target, &mut connected.stream, &mut buf).await?;
         match msg.first() {
-            Some(b'S') => backend.parameter_status.extend_from_slice(&msg),
-            Some(b'K') => {
+            Some(&backend::PARAMETER_STATUS) => connected.parameter_status.extend_from_slice(&msg),
+            Some(&backend::BACKEND_KEY_DATA) => {
                 let mut f = Fields::new(&msg[5..]);
-                backend.key = Some((f.i32().unwrap_or(0), f.i32().unwrap_or(0)));
+                connected.key = Some((f.i32().unwrap_or(0), f.i32().unwrap_or(0)));
             }
-            Some(b'N') => {}
-            Some(b'E') => return Err(login_refused(target, login, &msg)),
-            Some(b'Z') => {
-                backend.ready = msg;
-                backend.leftover = buf;
-                return Ok(backend);
+            Some(&backend::NOTICE_RESPONSE) => {}
+            Some(&backend::ERROR_RESPONSE) => return Err(login_refused(target, login, &msg)),
+            Some(&backend::READY_FOR_QUERY) => {
+                connected.ready = msg;
+                connected.leftover = buf;
+                return Ok(connected);
             }
             _ => return Err(protocol(target, format!("unexpected message {:?} during startup", msg.first().map(|&b| b as char)))),
         }
@@ -147,15 +147,15 @@ async fn negotiate_tls(target: &PgTarget, mut tcp: TcpStream) -> Result<Stream, 
     let mut answer = [0u8; 1];
     tcp.read_exact(&mut answer).await.map_err(io_err)?;
     match (answer[0], target.tls_mode) {
-        (b'S', _) => {
+        (encryption::ACCEPTED, _) => {
             let server_name = ServerName::try_from(target.host().to_string())
                 .map_err(|e| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
             let connector = tokio_rustls::TlsConnector::from(config.clone());
             let tls = connector.connect(server_name, tcp).await.map_err(io_err)?;
             Ok(Stream::ClientTls(Box::new(tls)))
         }
-        (b'N', TlsMode::Prefer) => Ok(Stream::Plain(tcp)),
-        (b'N', _) => Err(BackendError::TlsRefused { name: target.name.clone(), address: target.address.clone() }),
+        (encryption::REFUSED, TlsMode::Prefer) => Ok(Stream::Plain(tcp)),
+        (encryption::REFUSED, _) => Err(BackendError::TlsRefused { name: target.name.clone(), address: target.address.clone() }),
         (other, _) => Err(protocol(target, format!("answered the TLS request with {:?}", other as char))),
     }
 }
@@ -181,17 +181,17 @@ async fn authenticate(
     let mut bound = false;
     loop {
         let msg = read_message(target, stream, buf).await?;
-        if msg[0] == b'E' {
+        if msg[0] == backend::ERROR_RESPONSE {
             return Err(login_refused(target, login, &msg));
         }
-        if msg[0] != b'R' {
+        if msg[0] != backend::AUTHENTICATION {
             return Err(protocol(target, format!("sent {:?} instead of an authentication request", msg[0] as char)));
         }
         let mut f = Fields::new(&msg[5..]);
         let code = f.i32().map_err(|_| protocol(target, "empty authentication request".into()))?;
         let mut out = BytesMut::new();
         match code {
-            0 => {
+            auth_request::OK => {
                 // A target that ends SCRAM before its final message never proved it knows the
                 // password; libpq refuses that too.
                 if scram.is_some() {
@@ -202,22 +202,22 @@ async fn authenticate(
                 }
                 return Ok(());
             }
-            3 => {
+            auth_request::CLEARTEXT_PASSWORD => {
                 answers(target, AuthMethod::Password)?;
                 let mut body = password()?.as_bytes().to_vec();
                 body.push(0);
-                codec::frontend(&mut out, b'p', &body);
+                codec::frontend_message(&mut out, frontend::PASSWORD, &body);
             }
-            5 => {
+            auth_request::MD5_PASSWORD => {
                 answers(target, AuthMethod::Md5)?;
                 let salt: [u8; 4] =
                     f.bytes(4).ok().and_then(|s| s.try_into().ok()).ok_or_else(|| protocol(target, "MD5 request without salt".into()))?;
                 let hash = postgres_protocol::authentication::md5_hash(login.user.as_bytes(), password()?.as_bytes(), salt);
                 let mut body = hash.into_bytes();
                 body.push(0);
-                codec::frontend(&mut out, b'p', &body);
+                codec::frontend_message(&mut out, frontend::PASSWORD, &body);
             }
-            10 => {
+            auth_request::SASL => {
                 answers(target, AuthMethod::ScramSha256)?;
                 let (mut plain_offered, mut plus_offered) = (false, false);
                 let mut offered = Vec::new();
@@ -252,15 +252,15 @@ async fn authenticate(
                 body.push(0);
                 body.extend_from_slice(&(first.len() as i32).to_be_bytes());
                 body.extend_from_slice(&first);
-                codec::frontend(&mut out, b'p', &body);
+                codec::frontend_message(&mut out, frontend::PASSWORD, &body);
                 scram = Some(client);
             }
-            11 => {
+            auth_request::SASL_CONTINUE => {
                 let client = scram.as_mut().ok_or_else(|| protocol(target, "SASL continue before SASL start".into()))?;
                 client.update(f.remaining()).map_err(|e| login_refused_text(target, login, e.to_string()))?;
-                codec::frontend(&mut out, b'p', client.message());
+                codec::frontend_message(&mut out, frontend::PASSWORD, client.message());
             }
-            12 => {
+            auth_request::SASL_FINAL => {
                 let mut client = scram.take().ok_or_else(|| protocol(target, "SASL final before SASL start".into()))?;
                 client
                     .finish(f.remaining())

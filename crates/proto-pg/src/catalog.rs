@@ -8,19 +8,11 @@
 //! not which output column each becomes; so masking treats every column of a view as reading every
 //! base column it depends on (through views of views), and masks them all when one is masked.
 //!
-//! This is the only place witness runs a query of its own on a target. It reads the catalog and
-//! nothing else, and never inside a client's session.
+//! This module is the cache, and does no I/O; `catalog_lookup` asks the target.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-
-use crate::back::{self, BackendError};
-use crate::codec::{self, Fields};
-use crate::target::PgTarget;
 
 /// A table's names, as the catalog gave them.
 #[derive(Debug)]
@@ -43,6 +35,14 @@ pub struct Catalog {
     lookup: tokio::sync::Mutex<()>,
 }
 
+/// The catalog caches of a front's connections, by connection name: the sessions of one
+/// connection share its cache. Only connections that name a target get one, so the map is as
+/// large as the config's connections at most.
+#[derive(Default)]
+pub struct Catalogs {
+    by_connection: Mutex<HashMap<String, Arc<Catalog>>>,
+}
+
 /// A table's names are asked again after this long (tables are renamed, OIDs reused).
 const FRESH_FOR: Duration = Duration::from_secs(60);
 /// Tables kept per target; past this the cache starts again.
@@ -53,7 +53,28 @@ const MAX_TABLES_PER_LOOKUP: usize = 1664;
 /// know, which masking takes as matching every table pattern.
 pub const MAX_VIEW_DEPTH: usize = 4;
 
+impl Catalogs {
+    /// The cache of `connection`'s target, made empty the first time.
+    pub fn of(&self, connection: &str) -> Arc<Catalog> {
+        let mut by_connection = self.by_connection.lock().unwrap_or_else(|p| p.into_inner());
+        by_connection.entry(connection.to_string()).or_default().clone()
+    }
+}
+
 impl TableNames {
+    /// A table's names, with no columns known yet.
+    pub fn new(schema: String, table: String) -> TableNames {
+        TableNames { schema, table, columns: Vec::new(), reads: Vec::new() }
+    }
+
+    /// Names the column at attribute number `attnum`.
+    pub fn set_column(&mut self, attnum: usize, name: String) {
+        if self.columns.len() <= attnum {
+            self.columns.resize(attnum + 1, None);
+        }
+        self.columns[attnum] = Some(name);
+    }
+
     pub fn column(&self, attnum: i16) -> Option<&str> {
         self.columns.get(usize::try_from(attnum).ok()?)?.as_deref()
     }
@@ -92,129 +113,26 @@ impl Catalog {
         missing
     }
 
-    /// Asks the target for the names of `oids` on a connection of witness's own, and for views
-    /// among them the columns they read, and those tables' names in turn. Tables the catalog does
-    /// not have (dropped meanwhile) stay unknown.
-    pub async fn look_up(&self, target: &PgTarget, oids: &[u32]) -> Result<(), BackendError> {
-        let _one_at_a_time = self.lookup.lock().await;
-        let mut oids = self.missing(oids.iter().copied());
-        let mut asked = Vec::new();
-        for _ in 0..=MAX_VIEW_DEPTH {
-            // A table asked for and not found (dropped meanwhile) is not asked again.
-            oids.retain(|oid| !asked.contains(oid));
-            if oids.is_empty() {
-                break;
-            }
-            asked.extend_from_slice(&oids);
-            let found = look_up_tables(target, &oids).await?;
-            let now = Instant::now();
-            let mut tables = self.lock();
-            if tables.len() + found.len() > MAX_TABLES {
-                tables.clear();
-            }
-            for (oid, names) in found {
-                tables.insert(oid, (now, Arc::new(names)));
-            }
-            drop(tables);
-            // The tables the views just found read, where not known yet.
-            oids = self.missing(oids.iter().copied());
+    /// Waits for this cache's turn to ask the target: one lookup at a time per connection, so
+    /// sessions that start together wait for the first's answer instead of each opening a
+    /// connection.
+    pub async fn lookup_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lookup.lock().await
+    }
+
+    /// Keeps the names the target just gave.
+    pub fn insert(&self, found: HashMap<u32, TableNames>) {
+        let now = Instant::now();
+        let mut tables = self.lock();
+        if tables.len() + found.len() > MAX_TABLES {
+            tables.clear();
         }
-        Ok(())
+        for (oid, names) in found {
+            tables.insert(oid, (now, Arc::new(names)));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (Instant, Arc<TableNames>)>> {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The names of `oids`' tables (with the columns views read) from the catalog.
-async fn look_up_tables(target: &PgTarget, oids: &[u32]) -> Result<HashMap<u32, TableNames>, BackendError> {
-    let list: Vec<String> = oids.iter().map(u32::to_string).collect();
-    let list = list.join(",");
-    // Columns, and for views and materialized views the base columns their rewrite rule reads
-    // (a rule depends on every column its query uses).
-    let sql = format!(
-        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, NULL::pg_catalog.oid, NULL::pg_catalog.int4 \
-         FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
-         WHERE c.oid IN ({list}) AND a.attnum > 0 AND NOT a.attisdropped \
-         UNION ALL \
-         SELECT DISTINCT r.ev_class, NULL::pg_catalog.name, NULL::pg_catalog.name, NULL::pg_catalog.int2, NULL::pg_catalog.name, d.refobjid, d.refobjsubid \
-         FROM pg_catalog.pg_rewrite r \
-         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid \
-         WHERE r.ev_class IN ({list}) AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-         AND d.refobjsubid > 0 AND d.refobjid <> r.ev_class"
-    );
-    let rows = query(target, &sql).await?;
-    let mut found: HashMap<u32, TableNames> = HashMap::new();
-    let mut reads: Vec<(u32, u32, i16)> = Vec::new();
-    for row in rows {
-        match row.as_slice() {
-            [Some(oid), Some(schema), Some(table), Some(attnum), Some(column), None, None] => {
-                let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<usize>()) else { continue };
-                let names = found.entry(oid).or_insert_with(|| TableNames {
-                    schema: schema.clone(),
-                    table: table.clone(),
-                    columns: Vec::new(),
-                    reads: Vec::new(),
-                });
-                if names.columns.len() <= attnum {
-                    names.columns.resize(attnum + 1, None);
-                }
-                names.columns[attnum] = Some(column.clone());
-            }
-            [Some(view), None, None, None, None, Some(table), Some(attnum)] => {
-                if let (Ok(view), Ok(table), Ok(attnum)) = (view.parse(), table.parse(), attnum.parse()) {
-                    reads.push((view, table, attnum));
-                }
-            }
-            _ => {}
-        }
-    }
-    for (view, table, attnum) in reads {
-        if let Some(names) = found.get_mut(&view) {
-            names.reads.push((table, attnum));
-        }
-    }
-    Ok(found)
-}
-
-/// Runs one simple query on a new connection and returns its rows as text.
-async fn query(target: &PgTarget, sql: &str) -> Result<Vec<Vec<Option<String>>>, BackendError> {
-    let params = [("application_name".to_string(), "witness catalog".to_string())];
-    let mut backend = back::connect(target, &params).await?;
-    let mut out = BytesMut::new();
-    let mut body = sql.as_bytes().to_vec();
-    body.push(0);
-    codec::frontend(&mut out, b'Q', &body);
-    back::write(target, &mut backend.stream, &out).await?;
-    let mut buf = std::mem::take(&mut backend.leftover);
-    let mut rows = Vec::new();
-    let mut failure = None;
-    loop {
-        let msg = back::read_message(target, &mut backend.stream, &mut buf).await?;
-        match msg[0] {
-            b'D' => {
-                let mut f = Fields::new(&msg[5..]);
-                let broken = |_| back::protocol(target, "sent a malformed row to a catalog query".into());
-                let n = f.count().map_err(broken)?;
-                let mut row = Vec::with_capacity(n.min(16));
-                for _ in 0..n {
-                    row.push(f.nullable().map_err(broken)?.map(|v| String::from_utf8_lossy(v).into_owned()));
-                }
-                rows.push(row);
-            }
-            b'E' => failure = Some(codec::parse_error_fields(&msg[5..])),
-            b'Z' => break,
-            _ => {}
-        }
-    }
-    let mut terminate = BytesMut::new();
-    codec::frontend(&mut terminate, b'X', &[]);
-    let _ = backend.stream.write_all(&terminate).await;
-    match failure {
-        Some(error) => Err(back::protocol(target, format!("refused witness's catalog query: {} ({})", error.message, error.sqlstate))),
-        None => Ok(rows),
     }
 }

@@ -6,6 +6,10 @@
 
 use bytes::{BufMut, BytesMut};
 
+mod tags;
+
+pub use tags::{auth_request, backend, described, encryption, error_field, frontend, transaction};
+
 /// The largest message witness buffers from either side. Bigger ones (rare: a huge bytea value)
 /// are refused with an error to that client only.
 pub const MAX_MESSAGE_LEN: usize = 64 << 20;
@@ -164,21 +168,21 @@ pub enum Severity {
 /// An ErrorResponse ('E') or NoticeResponse ('N') with SQLSTATE, message and optional hint.
 pub fn error_response(out: &mut BytesMut, severity: Severity, sqlstate: &str, message: &str, hint: Option<&str>) {
     let (tag, text) = match severity {
-        Severity::Fatal => (b'E', "FATAL"),
-        Severity::Error => (b'E', "ERROR"),
-        Severity::Notice => (b'N', "NOTICE"),
+        Severity::Fatal => (backend::ERROR_RESPONSE, "FATAL"),
+        Severity::Error => (backend::ERROR_RESPONSE, "ERROR"),
+        Severity::Notice => (backend::NOTICE_RESPONSE, "NOTICE"),
     };
     let at = begin(out, tag);
-    out.put_u8(b'S');
+    out.put_u8(error_field::SEVERITY);
     put_cstr(out, text);
-    out.put_u8(b'V');
+    out.put_u8(error_field::SEVERITY_NONLOCALIZED);
     put_cstr(out, text);
-    out.put_u8(b'C');
+    out.put_u8(error_field::CODE);
     put_cstr(out, sqlstate);
-    out.put_u8(b'M');
+    out.put_u8(error_field::MESSAGE);
     put_cstr(out, message);
     if let Some(hint) = hint {
-        out.put_u8(b'H');
+        out.put_u8(error_field::HINT);
         put_cstr(out, hint);
     }
     out.put_u8(0);
@@ -187,27 +191,28 @@ pub fn error_response(out: &mut BytesMut, severity: Severity, sqlstate: &str, me
 
 /// An Authentication message ('R') with its code and extra bytes.
 pub fn authentication(out: &mut BytesMut, code: i32, extra: &[u8]) {
-    let at = begin(out, b'R');
+    let at = begin(out, backend::AUTHENTICATION);
     out.put_i32(code);
     out.put_slice(extra);
     finish(out, at);
 }
 
 pub fn backend_key_data(out: &mut BytesMut, pid: i32, secret: i32) {
-    let at = begin(out, b'K');
+    let at = begin(out, backend::BACKEND_KEY_DATA);
     out.put_i32(pid);
     out.put_i32(secret);
     finish(out, at);
 }
 
 pub fn ready_for_query(out: &mut BytesMut, status: u8) {
-    let at = begin(out, b'Z');
+    let at = begin(out, backend::READY_FOR_QUERY);
     out.put_u8(status);
     finish(out, at);
 }
 
-/// A frontend message with a tag (password/SASL messages to the target).
-pub fn frontend(out: &mut BytesMut, tag: u8, body: &[u8]) {
+/// A frontend message of type `tag` (password and SASL messages to the target, witness's own
+/// queries, a denied request's substitute).
+pub fn frontend_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
     let at = begin(out, tag);
     out.put_slice(body);
     finish(out, at);
@@ -270,10 +275,10 @@ pub fn parse_error_fields(body: &[u8]) -> ErrorFields {
         let Ok(value) = fields.cstr() else { break };
         let value = String::from_utf8_lossy(value).into_owned();
         match code {
-            b'V' => out.severity = value,
-            b'S' if out.severity.is_empty() => out.severity = value,
-            b'C' => out.sqlstate = value,
-            b'M' => out.message = value,
+            error_field::SEVERITY_NONLOCALIZED => out.severity = value,
+            error_field::SEVERITY if out.severity.is_empty() => out.severity = value,
+            error_field::CODE => out.sqlstate = value,
+            error_field::MESSAGE => out.message = value,
             _ => {}
         }
     }
@@ -303,7 +308,7 @@ mod tests {
         let Peek::Whole(total) = peek(&out) else { panic!() };
         assert_eq!(total, out.len());
         let msg = message(&out, total);
-        assert_eq!(msg.tag, b'E');
+        assert_eq!(msg.tag, backend::ERROR_RESPONSE);
         let fields = parse_error_fields(msg.body);
         assert_eq!((fields.severity.as_str(), fields.sqlstate.as_str(), fields.message.as_str()), ("ERROR", "42501", "denied"));
     }

@@ -13,14 +13,21 @@ use bytes::BytesMut;
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use witness_core::{kind, Direction, Event, PendingLogin, Principal, Protocol, SessionInfo};
+use witness_core::{kind, AuthRefused, Direction, Event, PendingLogin, Principal, Protocol, SessionInfo, Subject};
 use witness_gate::{Credential, Stream};
 
-use crate::back::{self, Backend};
-use crate::cancel::{CancelKeys, KeyGuard};
-use crate::codec::{self, Fields, Peek, Severity, CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LEN, PROTOCOL_3_0, SSL_REQUEST};
+use crate::back;
+use crate::binding::UnknownChoice;
+use crate::cancel::CancelKeys;
+use crate::catalog::Catalogs;
+use crate::codec::{
+    self, auth_request, encryption, frontend, Fields, Peek, Severity, CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LEN, PROTOCOL_3_0,
+    SSL_REQUEST,
+};
+use crate::gate::{PgGate, ScramParams};
 use crate::record::startup_attrs;
-use crate::{relay, AuthRefused, Interrupt, PgGate, PgTarget, ScramParams, Subject};
+use crate::relay::{self, Masking, ReadySession};
+use crate::target::PgTarget;
 
 /// Everything the front needs, shared by all client connections.
 pub struct PgFront<G: PgGate> {
@@ -28,7 +35,10 @@ pub struct PgFront<G: PgGate> {
     /// Offered to clients that ask for TLS; None answers 'N'.
     pub tls: Option<Arc<ServerConfig>>,
     pub settings: PgSettings,
-    pub cancels: CancelKeys,
+    /// The cancel keys of live sessions, to route a client's CancelRequest.
+    cancels: CancelKeys,
+    /// What masking has learned of each connection's catalog, shared by its sessions.
+    catalogs: Catalogs,
 }
 
 /// How the front behaves.
@@ -51,14 +61,20 @@ pub enum FrontAuth {
 }
 
 impl std::str::FromStr for FrontAuth {
-    type Err = crate::UnknownChoice;
+    type Err = UnknownChoice;
 
-    fn from_str(s: &str) -> Result<FrontAuth, crate::UnknownChoice> {
+    fn from_str(s: &str) -> Result<FrontAuth, UnknownChoice> {
         match s {
             "scram" => Ok(FrontAuth::Scram),
             "password" => Ok(FrontAuth::Password),
-            other => Err(crate::UnknownChoice { what: "[postgres] auth", value: other.to_string(), choices: "\"scram\" or \"password\"" }),
+            other => Err(UnknownChoice { what: "[postgres] auth", value: other.to_string(), choices: "\"scram\" or \"password\"" }),
         }
+    }
+}
+
+impl<G: PgGate> PgFront<G> {
+    pub fn new(gate: Arc<G>, tls: Option<Arc<ServerConfig>>, settings: PgSettings) -> PgFront<G> {
+        PgFront { gate, tls, settings, cancels: CancelKeys::default(), catalogs: Catalogs::default() }
     }
 }
 
@@ -66,17 +82,6 @@ impl Default for PgSettings {
     fn default() -> Self {
         PgSettings { max_rows_per_statement: 100, auth: FrontAuth::Scram, startup_timeout: Duration::from_secs(60) }
     }
-}
-
-/// A session past startup: authenticated, recorded, and connected to its target.
-pub(crate) struct ReadySession {
-    pub client: Stream,
-    pub backend: Backend,
-    pub session: witness_ledger::SessionWriter,
-    pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
-    pub subject: Subject,
-    /// Kept alive for the session's life: the gate's registration and the cancel key.
-    pub guards: (Box<dyn Send + Sync>, Option<KeyGuard>),
 }
 
 /// Why startup ended early; the client has already been told, where it could be.
@@ -100,7 +105,7 @@ pub async fn serve_client<G: PgGate>(front: Arc<PgFront<G>>, tcp: TcpStream, pee
         Err(_) => tracing::debug!(%peer, "client did not finish startup in time"),
         Ok(Err(e)) => tracing::info!(%peer, error = %e, "client session refused"),
         Ok(Ok(None)) => {}
-        Ok(Ok(Some(ready))) => relay::run(ready, front.gate.as_ref(), front.settings.max_rows_per_statement).await,
+        Ok(Ok(Some(ready))) => relay::run(ready, front.gate.as_ref()).await,
     }
 }
 
@@ -117,14 +122,14 @@ async fn startup<G: PgGate>(
         match code {
             SSL_REQUEST => match (&front.tls, &stream) {
                 (Some(config), Stream::Plain(_)) => {
-                    stream.write_all(b"S").await?;
+                    stream.write_all(&[encryption::ACCEPTED]).await?;
                     let Stream::Plain(tcp) = stream else { unreachable!("matched above") };
                     let tls = tokio_rustls::TlsAcceptor::from(config.clone()).accept(tcp).await?;
                     stream = Stream::ServerTls(Box::new(tls));
                 }
-                _ => stream.write_all(b"N").await?,
+                _ => stream.write_all(&[encryption::REFUSED]).await?,
             },
-            GSSENC_REQUEST => stream.write_all(b"N").await?,
+            GSSENC_REQUEST => stream.write_all(&[encryption::REFUSED]).await?,
             CANCEL_REQUEST => {
                 let mut f = Fields::new(&packet[4..]);
                 if let (Ok(pid), Ok(secret)) = (f.i32(), f.i32()) {
@@ -151,7 +156,7 @@ async fn startup<G: PgGate>(
 
     let cleartext_allowed = stream.is_tls() || peer.ip().is_loopback();
     let principal = match (front.settings.auth, cleartext_allowed) {
-        (crate::FrontAuth::Password, true) => cleartext_auth(front, &mut stream, &user).await?,
+        (FrontAuth::Password, true) => cleartext_auth(front, &mut stream, &user).await?,
         _ => scram_auth(front, &mut stream, &user).await?,
     };
     let principal = match principal {
@@ -241,8 +246,18 @@ async fn startup<G: PgGate>(
     out.extend_from_slice(&backend.ready);
     send(&mut stream, &out).await?;
     tracing::info!(identity = %principal.identity, connection, %peer, session = %session.id(), "PostgreSQL session started");
-    let interrupt = registration.interrupt;
-    Ok(Some(ReadySession { client: stream, backend, session, interrupt, subject, guards: (registration.guard, key_guard) }))
+    // Masks are settled when the session starts; a reload applies to sessions that start later.
+    let masking = front.gate.masks(&subject).map(|masks| Masking { masks, catalog: front.catalogs.of(&connection), target });
+    Ok(Some(ReadySession {
+        client: stream,
+        backend,
+        session,
+        interrupt: registration.interrupt,
+        subject,
+        guards: (registration.guard, key_guard),
+        max_rows: front.settings.max_rows_per_statement,
+        masking,
+    }))
 }
 
 /// SCRAM-SHA-256 as RFC 5802 and PostgreSQL run it. Some(principal) on success, None on refusal.
@@ -252,7 +267,7 @@ async fn scram_auth<G: PgGate>(
     user: &str,
 ) -> Result<Result<Principal, AuthRefused>, StartupError> {
     let mut out = BytesMut::new();
-    codec::authentication(&mut out, 10, b"SCRAM-SHA-256\0\0");
+    codec::authentication(&mut out, auth_request::SASL, b"SCRAM-SHA-256\0\0");
     send(stream, &out).await?;
     let mut buf = BytesMut::new();
 
@@ -272,7 +287,7 @@ async fn scram_auth<G: PgGate>(
     let nonce = format!("{client_nonce}{}", B64.encode(rand::random::<[u8; 18]>()));
     let server_first = format!("r={nonce},s={},i={}", B64.encode(challenge.salt()), challenge.iterations());
     out.clear();
-    codec::authentication(&mut out, 11, server_first.as_bytes());
+    codec::authentication(&mut out, auth_request::SASL_CONTINUE, server_first.as_bytes());
     send(stream, &out).await?;
 
     let final_message = read_password_message(stream, &mut buf).await?;
@@ -287,8 +302,8 @@ async fn scram_auth<G: PgGate>(
     match front.gate.verify_scram(challenge, auth_message.as_bytes(), &proof) {
         Ok((principal, server_signature)) => {
             out.clear();
-            codec::authentication(&mut out, 12, format!("v={}", B64.encode(server_signature)).as_bytes());
-            codec::authentication(&mut out, 0, b"");
+            codec::authentication(&mut out, auth_request::SASL_FINAL, format!("v={}", B64.encode(server_signature)).as_bytes());
+            codec::authentication(&mut out, auth_request::OK, b"");
             stream.write_all(&out).await?;
             Ok(Ok(principal))
         }
@@ -305,7 +320,7 @@ async fn cleartext_auth<G: PgGate>(
     user: &str,
 ) -> Result<Result<Principal, AuthRefused>, StartupError> {
     let mut out = BytesMut::new();
-    codec::authentication(&mut out, 3, b"");
+    codec::authentication(&mut out, auth_request::CLEARTEXT_PASSWORD, b"");
     send(stream, &out).await?;
     let mut buf = BytesMut::new();
     let body = read_password_message(stream, &mut buf).await?;
@@ -314,7 +329,7 @@ async fn cleartext_auth<G: PgGate>(
     match front.gate.authenticate(Protocol::Postgres, Credential::Password { user, password: &password }).await {
         Ok(principal) => {
             out.clear();
-            codec::authentication(&mut out, 0, b"");
+            codec::authentication(&mut out, auth_request::OK, b"");
             stream.write_all(&out).await?;
             Ok(Ok(principal))
         }
@@ -332,7 +347,7 @@ async fn read_password_message(stream: &mut Stream, buf: &mut BytesMut) -> Resul
             Peek::Whole(n) if n > MAX_STARTUP_LEN => return Err(protocol_violation()),
             Peek::Whole(n) => {
                 let msg = buf.split_to(n);
-                if msg[0] != b'p' {
+                if msg[0] != frontend::PASSWORD {
                     return Err(StartupError::Refused(format!("expected a password message, got {:?}", msg[0] as char)));
                 }
                 return Ok(msg[5..].to_vec());

@@ -7,8 +7,15 @@
 //! This crate knows the PostgreSQL protocol and nothing of tokens, policy or the ledger's format:
 //! it asks its [`Gate`] who a client is, which target a connection name means, where to record,
 //! and whether each request may run, and puts each request through the gate's one admission
-//! path; [`PgGate`] adds what only PostgreSQL needs (SCRAM, column masking). Relayed messages are forwarded as received, never
-//! re-encoded; a denied request is replaced by one the target refuses, and that refusal by witness's.
+//! path; [`PgGate`] adds what only PostgreSQL needs (SCRAM, column masking). Relayed messages are
+//! forwarded as received, never re-encoded; a denied request is replaced by one the target
+//! refuses, and that refusal by witness's.
+//!
+//! The modules depend on each other one way. `front` runs startup and hands `relay` a plain
+//! `ReadySession`; `relay` drives `record` (what each message means, over `state`) and `mask`
+//! (which writes rewritten rows through `to_client` and shows values as `recorded` does). A
+//! `target` is configuration only: what masking learns of its catalog is kept per connection by
+//! the front (`catalog`), and `catalog_lookup` alone asks the target for it.
 
 #![forbid(unsafe_code)]
 
@@ -20,48 +27,27 @@ pub mod binary;
 mod binding;
 mod cancel;
 mod catalog;
+mod catalog_lookup;
 pub mod copy;
 mod front;
+mod gate;
 mod mask;
 mod reading;
+mod recorded;
 mod relay;
 mod state;
 mod target;
 mod tls;
+mod to_client;
 
-use std::sync::Arc;
-
-use witness_core::Principal;
 pub use witness_core::{AuthRefused, Interrupt, Subject};
 pub use witness_gate::Gate;
-use witness_policy::mask::SessionMasks;
 
 pub use back::BackendError;
 pub use binding::{tls_server_end_point, BindingUnavailable, ChannelBindingMode, UnknownChoice};
 pub use cancel::CancelKeys;
 pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task_option, FrontAuth, PgFront, PgSettings};
+pub use gate::{PgGate, ScramParams};
 pub use rustls::ServerConfig as RustlsServerConfig;
 pub use target::{AuthMethod, GroupLogin, PgLogin, PgTarget};
 pub use tls::{client_config, server_config, TlsMode, TlsSetupError};
-
-/// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.
-pub trait ScramParams: Send {
-    fn salt(&self) -> &[u8];
-    fn iterations(&self) -> u32;
-}
-
-/// What the PostgreSQL front needs from the gate besides what every protocol does: SCRAM
-/// against the token store's verifiers, and the masking rules for result columns.
-pub trait PgGate: Gate {
-    type Challenge: ScramParams;
-
-    /// SCRAM parameters for `user`; for an unknown user too (so the exchange reveals nothing).
-    fn scram_challenge(&self, user: &str) -> Self::Challenge;
-
-    /// Checks a SCRAM client proof; returns the caller and the server signature.
-    fn verify_scram(&self, challenge: Self::Challenge, auth_message: &[u8], proof: &[u8]) -> Result<(Principal, [u8; 32]), AuthRefused>;
-
-    /// The masking rules for a session, or None when nothing is masked for it. Asked once, when
-    /// the session starts.
-    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>>;
-}

@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 use witness_policy::mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Masked, SessionMasks, Stage, ValueKind};
 
 use crate::catalog::{Catalog, TableNames, MAX_VIEW_DEPTH};
-use crate::codec::{DecodeError, Fields};
-use crate::record::ToClient;
+use crate::codec::{backend, error_field, DecodeError, Fields};
+use crate::recorded;
+use crate::to_client::ToClient;
 
 /// A result column, from a RowDescription.
 #[derive(Clone, Debug)]
@@ -345,7 +346,7 @@ impl WireMasks {
                 let rewritten = client.rewrite();
                 let row_start = rewritten.len();
                 rewritten.reserve(body.len() + 64);
-                rewritten.put_u8(b'D');
+                rewritten.put_u8(backend::DATA_ROW);
                 rewritten.put_i32(0);
                 out = Some((rewritten, row_start));
             }
@@ -378,7 +379,7 @@ impl WireMasks {
                     }
                     other => other.map(Into::into),
                 };
-                recorded.push(crate::record::value(kept.as_deref(), format, type_oid));
+                recorded.push(recorded::value(kept.as_deref(), format, type_oid));
             }
             // Remembered only once every stage has looked and found nothing.
             if let Some(value) = raw.filter(|_| detected_only && !known_clean && !changed && clean_for_recording) {
@@ -444,7 +445,12 @@ impl WireMasks {
             let text = &body[text_start..text_end];
             // Severity and SQLSTATE, file and line are witness's to read, never a user's data.
             let masked = match code {
-                b'S' | b'V' | b'C' | b'F' | b'L' | b'R' => None,
+                error_field::SEVERITY
+                | error_field::SEVERITY_NONLOCALIZED
+                | error_field::CODE
+                | error_field::FILE
+                | error_field::LINE
+                | error_field::ROUTINE => None,
                 _ => self.masks.text(Stage::Client, text, &mut self.counts),
             };
             if let Some(masked) = masked {
@@ -488,7 +494,7 @@ impl WireMasks {
             let rewritten = if blind { Some(null_fields(content)) } else { self.copy_fields(content) };
             if rewritten.is_some() && out.is_none() {
                 let mut started = BytesMut::with_capacity(body.len() + 64);
-                started.put_u8(b'd');
+                started.put_u8(backend::COPY_DATA);
                 started.put_i32(0);
                 started.put_slice(&body[..line_start]);
                 out = Some(started);

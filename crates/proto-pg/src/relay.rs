@@ -15,18 +15,46 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::futures::Notified;
-use tokio::sync::{mpsc, Notify};
-use witness_core::{Event, Verdict};
-use witness_gate::{admit, Admission, Refusal, Stream, Waiting, Wire, Withdrawal};
+use tokio::sync::{mpsc, watch, Notify};
+use witness_core::{Event, Interrupt, Subject, Verdict};
+use witness_gate::{admit, Admission, Gate, Refusal, Stream, Waiting, Wire, Withdrawal};
 use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
+use witness_policy::mask::SessionMasks;
 
-use crate::codec::{self, Peek, Severity, MAX_MESSAGE_LEN};
-use crate::front::ReadySession;
+use crate::back::Backend;
+use crate::cancel::KeyGuard;
+use crate::catalog::Catalog;
+use crate::catalog_lookup;
+use crate::codec::{self, frontend, Peek, Severity, MAX_MESSAGE_LEN};
 use crate::mask::WireMasks;
 use crate::record::{Reply, Requests, Responses, Step, ToClient};
 use crate::state::Tracker;
-use crate::{Interrupt, PgGate, PgTarget, Subject};
-use witness_policy::mask::SessionMasks;
+use crate::target::PgTarget;
+
+/// A session past startup, as the front hands it over: authenticated, recorded, and connected to
+/// its target.
+pub(crate) struct ReadySession {
+    pub client: Stream,
+    pub backend: Backend,
+    pub session: SessionWriter,
+    pub interrupt: watch::Receiver<Option<Interrupt>>,
+    pub subject: Subject,
+    /// Kept alive for the session's life: the gate's registration and the cancel key.
+    pub guards: (Box<dyn Send + Sync>, Option<KeyGuard>),
+    /// Result rows recorded per statement; the total count is always recorded.
+    pub max_rows: usize,
+    /// How the session's values are masked; None when nothing is masked for it.
+    pub masking: Option<Masking>,
+}
+
+/// A session's masking rules, settled when it started, and where the names of its result
+/// columns come from: its connection's catalog cache, filled on witness's own connection to the
+/// target.
+pub(crate) struct Masking {
+    pub masks: Arc<SessionMasks>,
+    pub catalog: Arc<Catalog>,
+    pub target: Arc<PgTarget>,
+}
 
 /// How a session ended.
 #[derive(Debug)]
@@ -70,13 +98,11 @@ struct ClientSide<'a, G> {
     cancelled: Option<Arc<Notify>>,
 }
 
-pub(crate) async fn run<G: PgGate>(ready: ReadySession, gate: &G, max_rows: usize) {
-    let ReadySession { client, backend, session, interrupt, subject, guards } = ready;
+pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
+    let ReadySession { client, backend, session, interrupt, subject, guards, max_rows, masking } = ready;
     let leftover = backend.leftover;
     let parameter_status = backend.parameter_status;
-    // Masks are settled when the session starts; a reload applies to sessions that start later.
-    let masks = gate.masks(&subject).and_then(|masks| Some((masks, gate.target::<PgTarget>(&subject.info.connection).ok()?)));
-    let parts = Parts { gate, subject: &subject, leftover, parameter_status, session, interrupt, guards, max_rows, masks };
+    let parts = Parts { gate, subject: &subject, leftover, parameter_status, session, interrupt, guards, max_rows, masking };
     // Plain TCP halves are split without a lock; TLS streams need tokio's shared split.
     match (client, backend.stream) {
         (Stream::Plain(client), Stream::Plain(target)) => {
@@ -110,11 +136,10 @@ struct Parts<'a, G> {
     /// The target's ParameterStatus messages at startup: the settings text is first read under.
     parameter_status: BytesMut,
     session: SessionWriter,
-    interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
-    guards: (Box<dyn Send + Sync>, Option<crate::cancel::KeyGuard>),
+    interrupt: watch::Receiver<Option<Interrupt>>,
+    guards: (Box<dyn Send + Sync>, Option<KeyGuard>),
     max_rows: usize,
-    /// The masking rules of the session, and its target (whose catalog names result columns).
-    masks: Option<(Arc<SessionMasks>, Arc<PgTarget>)>,
+    masking: Option<Masking>,
 }
 
 async fn relay<CR, CW, TR, TW, G>(mut client_rd: CR, mut client_wr: CW, mut target_rd: TR, mut target_wr: TW, parts: Parts<'_, G>)
@@ -123,20 +148,19 @@ where
     CW: AsyncWrite + Unpin,
     TR: AsyncRead + Unpin,
     TW: AsyncWrite + Unpin,
-    G: PgGate,
+    G: Gate,
 {
-    let Parts { gate, subject, leftover, parameter_status, session, mut interrupt, guards, max_rows, masks } = parts;
-    let wire_masks = |(masks, target): &(Arc<SessionMasks>, Arc<PgTarget>)| WireMasks::new(masks.clone(), target.catalog.clone());
-    let requests = Requests::new(masks.as_ref().map(wire_masks));
-    let responses = Responses::with_masks(max_rows, masks.as_ref().map(wire_masks));
-    let target = masks.as_ref().map(|(_, target)| target.clone());
+    let Parts { gate, subject, leftover, parameter_status, session, mut interrupt, guards, max_rows, masking } = parts;
+    let wire_masks = |masking: &Masking| WireMasks::new(masking.masks.clone(), masking.catalog.clone());
+    let requests = Requests::new(masking.as_ref().map(wire_masks));
+    let responses = Responses::with_masks(max_rows, masking.as_ref().map(wire_masks));
     let tracker = Tracker::new(&parameter_status);
     let (notices, mut notices_rx) = mpsc::channel(4);
     let cancelled = guards.1.as_ref().map(|key| key.cancelled.clone());
     let side = ClientSide { gate, subject, session: &session, tracker: &tracker, notices, cancelled };
     let end = tokio::select! {
         end = client_to_target(&mut client_rd, &mut target_wr, &side, requests) => end,
-        end = target_to_client(&mut target_rd, &mut client_wr, TargetSide { session: &session, tracker: &tracker, responses, target }, leftover, &mut notices_rx) => end,
+        end = target_to_client(&mut target_rd, &mut client_wr, TargetSide { session: &session, tracker: &tracker, responses, masking: masking.as_ref() }, leftover, &mut notices_rx) => end,
         interrupt = interrupted(&mut interrupt) => End::Interrupted(interrupt),
     };
     let (reason, fatal) = describe(&end);
@@ -160,7 +184,7 @@ async fn client_to_target<R, W, G>(client: &mut R, target: &mut W, side: &Client
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
-    G: PgGate,
+    G: Gate,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut receipts: Vec<PendingReceipt> = Vec::new();
@@ -177,7 +201,7 @@ where
                 Peek::Whole(len) => {
                     let msg = codec::message(&buf[upto..], len);
                     let tag = msg.tag;
-                    if tag == b'X' {
+                    if tag == frontend::TERMINATE {
                         upto += len;
                         terminate = true;
                         break;
@@ -284,12 +308,12 @@ fn substitute(tag: u8) -> BytesMut {
     let mut out = BytesMut::new();
     match tag {
         // A syntax error.
-        b'Q' => codec::frontend(&mut out, b'Q', b"WITNESS DENIED THIS STATEMENT\0"),
+        frontend::QUERY => codec::frontend_message(&mut out, frontend::QUERY, b"WITNESS DENIED THIS STATEMENT\0"),
         // A Parse of invalid SQL (named, so the client's unnamed statement stays): it fails
         // whatever statements and portals the session holds, before any name is looked up.
-        b'E' => codec::frontend(&mut out, b'P', b"\x01witness denied\0WITNESS DENIED THIS STATEMENT\0\0\0"),
+        frontend::EXECUTE => codec::frontend_message(&mut out, frontend::PARSE, b"\x01witness denied\0WITNESS DENIED THIS STATEMENT\0\0\0"),
         // Function OID 0: "function does not exist".
-        _ => codec::frontend(&mut out, b'F', b"\0\0\0\0\0\0\0\0\0\0"),
+        _ => codec::frontend_message(&mut out, frontend::FUNCTION_CALL, b"\0\0\0\0\0\0\0\0\0\0"),
     }
     out
 }
@@ -366,8 +390,8 @@ struct TargetSide<'a> {
     session: &'a SessionWriter,
     tracker: &'a Tracker,
     responses: Responses,
-    /// The target, when masking may need its catalog.
-    target: Option<Arc<PgTarget>>,
+    /// The session's masking, whose catalog a RowDescription may need looked up first.
+    masking: Option<&'a Masking>,
 }
 
 async fn target_to_client<R, W>(
@@ -381,7 +405,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let TargetSide { session, tracker, mut responses, target: pg_target } = side;
+    let TargetSide { session, tracker, mut responses, masking } = side;
     let mut buf = leftover;
     buf.reserve(READ_CHUNK);
     let mut events = Vec::new();
@@ -412,10 +436,10 @@ where
             match codec::peek(&buf[upto..]) {
                 Peek::Whole(len) => {
                     let msg = codec::message(&buf[upto..], len);
-                    if let Some(pg_target) = &pg_target {
+                    if let Some(masking) = masking {
                         let tables = responses.tables_to_look_up(msg);
                         if !tables.is_empty() {
-                            if let Err(e) = pg_target.catalog.look_up(pg_target, &tables).await {
+                            if let Err(e) = catalog_lookup::look_up(&masking.catalog, &masking.target, &tables).await {
                                 // Masking then takes the tables' columns to match every table pattern.
                                 tracing::warn!(error = %e, "masking cannot learn the names of result columns");
                             }
@@ -534,7 +558,7 @@ async fn write_all<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8]) -> std::io:
     out.flush().await
 }
 
-async fn interrupted(interrupt: &mut tokio::sync::watch::Receiver<Option<Interrupt>>) -> Interrupt {
+async fn interrupted(interrupt: &mut watch::Receiver<Option<Interrupt>>) -> Interrupt {
     loop {
         if let Some(reason) = *interrupt.borrow_and_update() {
             return reason;
@@ -589,15 +613,16 @@ fn describe(end: &End) -> (String, Option<(&'static str, String)>) {
 #[cfg(test)]
 mod tests {
     use super::substitute;
+    use crate::codec::frontend;
 
     #[test]
     fn substitutes_cannot_run_anything_the_client_prepared() {
         // A denied Execute is replaced by a Parse of invalid SQL, not an Execute of some portal
         // name (a client may have bound a portal of any name).
-        let execute = substitute(b'E');
-        assert_eq!(execute[0], b'P');
+        let execute = substitute(frontend::EXECUTE);
+        assert_eq!(execute[0], frontend::PARSE);
         assert!(execute.windows(14).any(|w| w == b"WITNESS DENIED"));
-        assert_eq!(substitute(b'Q')[0], b'Q');
-        assert_eq!(&substitute(b'F')[5..9], &[0, 0, 0, 0], "function OID 0");
+        assert_eq!(substitute(frontend::QUERY)[0], frontend::QUERY);
+        assert_eq!(&substitute(frontend::FUNCTION_CALL)[5..9], &[0, 0, 0, 0], "function OID 0");
     }
 }

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::codec::{Fields, Message};
+use crate::codec::{backend, transaction, Fields, Message};
 use crate::reading::Settings;
 
 /// Prepared statements and portals tracked per session; past this the confirmed names are
@@ -78,6 +78,18 @@ pub enum Lookup<T> {
     Unknown,
     /// Only the confirmed state can tell, and the target has not answered an earlier pipeline yet.
     Wait,
+}
+
+impl<T> Lookup<T> {
+    /// What the name means (None inside: witness does not know), or None when only the target's
+    /// answers to earlier pipelines can tell.
+    pub fn settled(self) -> Option<Option<T>> {
+        match self {
+            Lookup::Found(found) => Some(Some(found)),
+            Lookup::Unknown => Some(None),
+            Lookup::Wait => None,
+        }
+    }
 }
 
 /// A request waiting for the target's answer, in the order the target answers. `request` is the
@@ -170,7 +182,7 @@ impl Tracker {
         let mut at = 0;
         while let crate::codec::Peek::Whole(len) = crate::codec::peek(&parameter_status[at..]) {
             let msg = crate::codec::message(&parameter_status[at..], len);
-            if msg.tag == b'S' {
+            if msg.tag == backend::PARAMETER_STATUS {
                 tracker.parameter_status(msg.body);
             }
             at += len;
@@ -266,19 +278,19 @@ impl Tracker {
         let shared = &mut *shared;
         let confirmed = &mut shared.confirmed;
         match (msg.tag, shared.queue.pop_front()) {
-            (b'1', Some(Pending::Parse { name, statement })) => {
+            (backend::PARSE_COMPLETE, Some(Pending::Parse { name, statement })) => {
                 if confirmed.statements.len() >= MAX_TRACKED {
                     confirmed.statements.clear();
                 }
                 confirmed.statements.insert(name, statement);
             }
-            (b'2', Some(Pending::Bind { name, portal })) => {
+            (backend::BIND_COMPLETE, Some(Pending::Bind { name, portal })) => {
                 if confirmed.portals.len() >= MAX_TRACKED {
                     confirmed.portals.clear();
                 }
                 confirmed.portals.insert(name, portal);
             }
-            (b'3', Some(Pending::Close { statement, name })) => {
+            (backend::CLOSE_COMPLETE, Some(Pending::Close { statement, name })) => {
                 if statement {
                     confirmed.statements.remove(&name);
                 } else {
@@ -405,7 +417,7 @@ impl Tracker {
                 shared.confirmed.forget_named();
             }
         }
-        if status == b'I' {
+        if status == transaction::IDLE {
             // Outside a transaction no portal the protocol made survives.
             shared.confirmed.portals.clear();
         }
@@ -567,8 +579,8 @@ mod tests {
         tracker.push(Pending::Sync);
         overlay.end_pipeline();
         assert_eq!(text(overlay.statement(&tracker, b"s")), "wait", "an earlier pipeline is unanswered");
-        tracker.confirm(msg(b'1')).unwrap();
-        tracker.ready(b'I');
+        tracker.confirm(msg(backend::PARSE_COMPLETE)).unwrap();
+        tracker.ready(transaction::IDLE);
         // Pipeline 2: a failing Parse, Close s, Sync: the target skips the Close.
         tracker.push(Pending::Parse { name: Box::from(&b""[..]), statement: statement(&tracker, "bad") });
         overlay.closed(true, b"s");
@@ -577,7 +589,7 @@ mod tests {
         tracker.push(Pending::Sync);
         overlay.end_pipeline();
         assert!(tracker.failed().is_some());
-        let (skipped, ended) = tracker.ready(b'I');
+        let (skipped, ended) = tracker.ready(transaction::IDLE);
         assert_eq!((skipped.len(), matches!(ended, Some(Pending::Sync))), (1, true));
         // Pipeline 3: Parse s = SELECT 1 fails at the target (s exists).
         let select = statement(&tracker, "select 1");
@@ -586,7 +598,7 @@ mod tests {
         tracker.push(Pending::Sync);
         overlay.end_pipeline();
         assert!(tracker.failed().is_some());
-        tracker.ready(b'I');
+        tracker.ready(transaction::IDLE);
         // Pipeline 4: s is what the target holds.
         assert_eq!(text(overlay.statement(&tracker, b"s")), "drop table t");
     }
@@ -598,14 +610,14 @@ mod tests {
         for name in [&b"s"[..], b""] {
             let s = statement(&tracker, "select 1");
             tracker.push(Pending::Parse { name: Box::from(name), statement: s });
-            tracker.confirm(msg(b'1')).unwrap();
+            tracker.confirm(msg(backend::PARSE_COMPLETE)).unwrap();
         }
         overlay.executed(true);
         assert_eq!(text(overlay.statement(&tracker, b"s")), "unknown");
         assert_eq!(text(overlay.statement(&tracker, b"")), "select 1", "SQL cannot replace the unnamed statement");
         overlay.end_pipeline();
         tracker.push(Pending::Query { request: 1, started: Instant::now(), statements: 0, denial: None, changes_names: true });
-        tracker.ready(b'I');
+        tracker.ready(transaction::IDLE);
         assert_eq!(text(overlay.statement(&tracker, b"s")), "unknown");
         assert_eq!(text(overlay.statement(&tracker, b"")), "unknown", "a simple query drops the unnamed statement");
     }
@@ -624,12 +636,12 @@ mod tests {
             binary_param_types: None,
         });
         tracker.push(Pending::Bind { name: Box::from(&b"p"[..]), portal });
-        tracker.confirm(msg(b'2')).unwrap();
+        tracker.confirm(msg(backend::BIND_COMPLETE)).unwrap();
         tracker.push(Pending::Sync);
-        tracker.ready(b'T');
+        tracker.ready(transaction::IN_BLOCK);
         assert!(matches!(overlay.portal(&tracker, b"p"), Lookup::Found(_)), "in a transaction block the portal stays");
         tracker.push(Pending::Sync);
-        tracker.ready(b'I');
+        tracker.ready(transaction::IDLE);
         assert!(matches!(overlay.portal(&tracker, b"p"), Lookup::Unknown));
     }
 
@@ -637,7 +649,7 @@ mod tests {
     fn a_confirmation_of_something_not_asked_is_a_desync() {
         let tracker = Tracker::default();
         tracker.push(Pending::Sync);
-        assert!(tracker.confirm(msg(b'2')).is_err());
-        assert!(tracker.confirm(msg(b'1')).is_err(), "nothing pending");
+        assert!(tracker.confirm(msg(backend::BIND_COMPLETE)).is_err());
+        assert!(tracker.confirm(msg(backend::PARSE_COMPLETE)).is_err(), "nothing pending");
     }
 }

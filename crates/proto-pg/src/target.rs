@@ -4,6 +4,9 @@
 //!
 //! Which login a session uses is decided here, from the caller's groups alone; what the login may
 //! do is the target's business (its roles and grants), not witness's.
+//!
+//! A target is configuration only: what witness learns of it while running (its catalog's table
+//! names) is kept by the front, per connection (`catalog::Catalogs`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,7 +15,6 @@ use rustls::ClientConfig;
 use witness_core::Secret;
 
 use crate::binding::{ChannelBindingMode, UnknownChoice};
-use crate::catalog::Catalog;
 use crate::tls::TlsMode;
 
 /// One configured PostgreSQL connection.
@@ -35,8 +37,6 @@ pub struct PgTarget {
     pub tls_mode: TlsMode,
     /// The TLS client config for the mode (None for `disable`).
     pub tls: Option<Arc<ClientConfig>>,
-    /// Table and column names looked up for masking, shared by the target's sessions.
-    pub catalog: Arc<Catalog>,
 }
 
 /// A database role witness logs in as, and its password (None: the target asks for none).
@@ -167,7 +167,6 @@ mod tests {
             channel_binding: ChannelBindingMode::Prefer,
             tls_mode: TlsMode::Prefer,
             tls: None,
-            catalog: Default::default(),
         }
     }
 

@@ -163,7 +163,7 @@ pub async fn serve<F: Future<Output = ()>>(
             auth: if config.postgres_cleartext() { FrontAuth::Password } else { FrontAuth::Scram },
             ..PgSettings::default()
         };
-        let front = Arc::new(PgFront { gate: gate.clone(), tls: Some(tls), settings, cancels: Default::default() });
+        let front = Arc::new(PgFront::new(gate.clone(), Some(tls), settings));
         let kind = Listener { protocol: "PostgreSQL", opening: Opening::ClientFirst { refusal: accept::pg_refusal } };
         let serve = move |tcp, peer, login| witness_proto_pg::serve_client(front.clone(), tcp, peer, login);
         listening.postgres = Some(clients.start(address, kind, gate.targets.count::<PgTarget>(), serve).await?);
@@ -336,7 +336,6 @@ fn pg_target(i: usize, c: &PostgresConnection, config_name: &Path) -> Result<PgT
         channel_binding: c.channel_binding,
         tls_mode: c.tls,
         tls,
-        catalog: Default::default(),
     })
 }
 

@@ -12,7 +12,7 @@ mod responses;
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use witness_core::{Direction, Event, EventKind, PayloadType};
@@ -20,13 +20,13 @@ use witness_core::{Direction, Event, EventKind, PayloadType};
 use crate::codec::{DecodeError, Fields};
 use crate::copy::CopyCount;
 use crate::mask::{Column, WireMasks};
+use crate::recorded::value;
 
 pub use crate::state::{Pending, Tracker};
+pub use crate::to_client::ToClient;
 pub use requests::{Requests, Seen, Step};
 pub use responses::{ResponseError, Responses};
 
-/// One value shown in a recording is cut at this many bytes.
-const MAX_VALUE_BYTES: usize = 8 << 10;
 /// The parameters of one execution are recorded up to this many bytes in all (they go in the
 /// record's header, which the ledger bounds); the rest are marked as not recorded.
 const MAX_PARAMS_BYTES: usize = 64 << 10;
@@ -53,27 +53,6 @@ pub enum Reply {
     Rewritten,
     /// Nothing: the message cannot be masked, and the session must end with this reason.
     Refuse(&'static str),
-}
-
-/// Where the client's bytes are put together once a message of a read is rewritten in place (a
-/// masked row): the messages before it that go as they came, then the new message, so a row is
-/// copied once on its way.
-pub struct ToClient<'a> {
-    out: &'a mut BytesMut,
-    /// The read's bytes that go to the client as they came and are not in `out` yet.
-    forwarded: &'a [u8],
-}
-
-impl<'a> ToClient<'a> {
-    pub fn new(out: &'a mut BytesMut, forwarded: &'a [u8]) -> ToClient<'a> {
-        ToClient { out, forwarded }
-    }
-
-    /// The buffer a rewritten message goes on the end of, with the forwarded bytes before it.
-    pub(crate) fn rewrite(&mut self) -> &mut BytesMut {
-        self.out.extend_from_slice(std::mem::take(&mut self.forwarded));
-        self.out
-    }
 }
 
 /// A result's payload, `{"columns": [{"format", "name", "type_oid"}], "rows": [[…]]}`: serialized
@@ -193,34 +172,6 @@ fn values_within_budget(f: &mut Fields<'_>, formats: &[i16], types: &[u32], n: u
     Ok(values)
 }
 
-/// A parameter or column value as recorded: text format as text (as `\x` hex when it is not
-/// UTF-8); binary format decoded by its type (`binary::decode`: a number as a number, a time as
-/// its text, an array as an array), as hex when witness does not know the type; NULL as null.
-/// Text is cut at [`MAX_VALUE_BYTES`] (marked `…`); a binary value over it is shown as hex, cut.
-pub(crate) fn value(bytes: Option<&[u8]>, format: i16, type_oid: u32) -> Value {
-    let Some(bytes) = bytes else { return Value::Null };
-    let text_like = format == 0 || crate::binary::is_text(type_oid) || type_oid == crate::binary::JSONB;
-    let bytes = match (format, type_oid, bytes) {
-        // Binary jsonb: a version byte, then the JSON text.
-        (1, crate::binary::JSONB, [1, json @ ..]) => json,
-        _ => bytes,
-    };
-    let shown = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
-    let cut = if shown.len() < bytes.len() { "…" } else { "" };
-    if !text_like && cut.is_empty() {
-        if let Some(decoded) = crate::binary::decode(type_oid, bytes) {
-            return decoded;
-        }
-    }
-    // One allocation per value: this runs for every parameter and every recorded cell.
-    let mut text = match std::str::from_utf8(shown) {
-        Ok(text) if text_like => String::with_capacity(text.len() + cut.len()) + text,
-        _ => format!("\\x{}", hex::encode(shown)),
-    };
-    text.push_str(cut);
-    Value::String(text)
-}
-
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -292,7 +243,7 @@ pub(crate) fn startup_attrs(tls: bool, params: &[(String, String)], credential: 
 pub(crate) mod tests {
     use super::*;
     use crate::codec::Message;
-    use bytes::BufMut;
+    use bytes::{BufMut, BytesMut};
     use serde_json::json;
 
     pub(crate) fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -358,16 +309,5 @@ pub(crate) mod tests {
                 assert_eq!(clip(text), text, "{text:?}");
             }
         }
-    }
-
-    #[test]
-    fn binary_values_are_decoded_by_their_type() {
-        assert_eq!(value(Some(b"name 7"), 1, crate::binary::TEXT), json!("name 7"));
-        assert_eq!(value(Some(b"\0\0\0\x07"), 1, crate::binary::INT4), json!(7));
-        assert_eq!(value(Some(b"dcba"), 1, crate::binary::INT4), json!(1684234849), "a number, not the text its bytes spell");
-        assert_eq!(value(Some(b"dcba"), 1, 0), json!("\\x64636261"), "a binary value of a type witness does not know");
-        assert_eq!(value(Some(b"\x01{}"), 1, crate::binary::JSONB), json!("{}"));
-        assert_eq!(value(Some(b"plain"), 0, 0), json!("plain"));
-        assert_eq!(value(None, 0, 0), Value::Null);
     }
 }

@@ -11,11 +11,11 @@ use serde_json::Value;
 use witness_core::{kind, Direction, Event, Request};
 
 use super::{copy_event, lossy, mask_request, request, values_within_budget, WithPayloadText, OPAQUE_REQUEST};
-use crate::codec::{DecodeError, Fields, Message};
+use crate::codec::{described, frontend, DecodeError, Fields, Message};
 use crate::copy::CopyRows;
 use crate::mask::WireMasks;
 use crate::reading::{self, Unreadable};
-use crate::state::{Lookup, Overlay, Pending, Portal, Progress, Statement, Tracker};
+use crate::state::{Overlay, Pending, Portal, Progress, Statement, Tracker};
 
 /// Client-side state: the names the current pipeline sets, and COPY IN counts.
 #[derive(Default)]
@@ -50,6 +50,13 @@ pub struct Seen {
     pub event: Option<Event>,
     pub decide: Option<Arc<str>>,
     pub pending: Option<Pending>,
+}
+
+impl Step {
+    /// A message that is not recorded or decided, only answered by the target.
+    fn queue(pending: Pending) -> Step {
+        Step::Seen(Seen { pending: Some(pending), ..Seen::default() })
+    }
 }
 
 impl Seen {
@@ -99,163 +106,172 @@ impl Requests {
         }
     }
 
+    /// Dispatches a message to its method; messages that are not requests or answered by the
+    /// target (Flush, Terminate, …) are seen as nothing.
     fn see(&mut self, msg: Message<'_>, tracker: &Tracker) -> Result<Step, DecodeError> {
-        let mut f = Fields::new(msg.body);
-        let seen = match msg.tag {
-            b'Q' => {
-                let raw = f.cstr()?;
-                let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
-                let changes_names = reading::may_change_names(raw);
-                self.expect_copy_in(match &text {
-                    Ok(text) | Err((text, _)) => text,
-                });
-                self.overlay.end_pipeline();
-                let (event, decide) = match text {
-                    Ok(text) => (request(kind::PG_QUERY, &text).with_payload_text(text.clone()), Arc::from(text)),
-                    Err((text, why)) => {
-                        (unreadable(request(kind::PG_QUERY, &text).with_payload_text(text), &why), Arc::from(OPAQUE_REQUEST))
-                    }
-                };
-                let request = self.next_request();
-                let pending = Pending::Query { request, started: Instant::now(), statements: 0, denial: None, changes_names };
-                Seen { event: Some(event.with_attr("request", request)), decide: Some(decide), pending: Some(pending) }
-            }
-            b'P' => {
-                let name = f.cstr()?;
-                let raw = f.cstr()?;
-                let n_types = f.count()?;
-                let param_types: Vec<u32> = (0..n_types).map(|_| f.i32().map(|oid| oid as u32)).collect::<Result<_, _>>()?;
-                let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
-                let recorded = text.as_ref().map_or_else(|(text, _)| text.clone(), Clone::clone);
-                let mut event = request(kind::PG_PARSE, &recorded).with_attr("statement", lossy(name)).with_payload_text(recorded);
-                if let Err((_, why)) = &text {
-                    event = unreadable(event, why);
-                }
-                let text = text.map(Arc::from).map_err(|(text, why)| (Arc::from(text), why.describe()));
-                let changes_names = reading::may_change_names(raw);
-                let statement = Arc::new(Statement { id: tracker.next_id(), text, changes_names, param_types: param_types.into() });
-                self.overlay.parsed(name, statement.clone());
-                Seen { event: Some(event), decide: None, pending: Some(Pending::Parse { name: name.into(), statement }) }
-            }
-            b'D' => {
-                let kind = f.u8()?;
-                let name = f.cstr()?;
-                let id = match kind {
-                    b'S' => match self.overlay.statement(tracker, name) {
-                        Lookup::Wait => return Ok(Step::Wait),
-                        Lookup::Found(statement) => Some(statement.id),
-                        Lookup::Unknown => None,
-                    },
-                    _ => match self.overlay.portal(tracker, name) {
-                        Lookup::Wait => return Ok(Step::Wait),
-                        Lookup::Found(portal) => Some(portal.id),
-                        Lookup::Unknown => None,
-                    },
-                };
-                Seen { pending: Some(Pending::Describe { id }), ..Seen::default() }
-            }
-            b'B' => {
-                let portal_name = f.cstr()?;
-                let statement_name = f.cstr()?;
-                let statement = match self.overlay.statement(tracker, statement_name) {
-                    Lookup::Wait => return Ok(Step::Wait),
-                    Lookup::Found(statement) => Some(statement),
-                    Lookup::Unknown => None,
-                };
-                let n_formats = f.count()?;
-                let mut formats = Vec::with_capacity(n_formats);
-                for _ in 0..n_formats {
-                    formats.push(f.i16()?);
-                }
-                let n_params = f.count()?;
-                let types = statement.as_ref().map(|s| tracker.param_types(s)).unwrap_or_default();
-                let params = values_within_budget(&mut f, &formats, &types, n_params)?;
-                let binary_param_types = formats.iter().any(|&format| format != 0).then(|| {
-                    let mut types = types;
-                    types.resize(n_params, 0);
-                    types
-                });
-                let n_results = f.count()?;
-                let mut result_formats = Vec::with_capacity(n_results.min(1664));
-                for _ in 0..n_results {
-                    result_formats.push(f.i16()?);
-                }
-                let portal = Arc::new(Portal {
-                    id: tracker.next_id(),
-                    statement,
-                    statement_name: lossy(statement_name),
-                    formats: result_formats.into(),
-                    params,
-                    n_params,
-                    binary_param_types,
-                });
-                self.overlay.bound(portal_name, portal.clone());
-                Seen { pending: Some(Pending::Bind { name: portal_name.into(), portal }), ..Seen::default() }
-            }
-            b'E' => {
-                let portal_name = f.cstr()?;
-                let max_rows = f.i32()?;
-                let portal = match self.overlay.portal(tracker, portal_name) {
-                    Lookup::Wait => return Ok(Step::Wait),
-                    Lookup::Found(portal) => Some(portal),
-                    Lookup::Unknown => None,
-                };
-                let (event, text, decide, changes_names) = execution(portal.as_deref(), portal_name);
-                self.expect_copy_in(&text);
-                let event = if max_rows > 0 { event.with_attr("max_rows", max_rows) } else { event };
-                self.overlay.executed(changes_names);
-                let request = self.next_request();
-                let event = event.with_attr("request", request);
-                let pending = Pending::Execute { request, started: Instant::now(), portal, text, denial: None, changes_names };
-                Seen { event: Some(event), decide: Some(decide), pending: Some(pending) }
-            }
-            b'S' => {
-                self.overlay.end_pipeline();
-                Seen { pending: Some(Pending::Sync), ..Seen::default() }
-            }
-            b'C' => {
-                let kind = f.u8()?;
-                let name = f.cstr()?;
-                let statement = kind == b'S';
-                self.overlay.closed(statement, name);
-                Seen { pending: Some(Pending::Close { statement, name: name.into() }), ..Seen::default() }
-            }
-            b'd' => {
-                let format = self.copy_in_format;
-                self.copy_in.get_or_insert_with(|| CopyRows::new(format)).add(msg.body);
-                Seen::default()
-            }
-            b'c' | b'f' => {
-                let count = self.copy_in.take().map(CopyRows::finish).unwrap_or_default();
-                let outcome = if msg.tag == b'c' { "done" } else { "failed by the client" };
-                let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
-                Seen {
-                    event: Some(copy_event(kind::PG_COPY_IN, Direction::Request, summary, count).with_attr("outcome", outcome)),
-                    ..Seen::default()
-                }
-            }
-            b'F' => {
-                let oid = f.i32()?;
-                let n_formats = f.count()?;
-                let mut formats = Vec::with_capacity(n_formats.min(1024));
-                for _ in 0..n_formats {
-                    formats.push(f.i16()?);
-                }
-                let n_args = f.count()?;
-                let args = values_within_budget(&mut f, &formats, &[], n_args)?;
-                let result_format = f.i16()?;
-                self.overlay.end_pipeline();
-                let event = request(kind::PG_FUNCTION_CALL, &format!("function call (oid {oid})"))
-                    .with_attr("oid", oid)
-                    .with_attr("args", Value::Array(args));
-                let request = self.next_request();
-                let event = event.with_attr("request", request);
-                let pending = Pending::FunctionCall { request, started: Instant::now(), denial: None, result_format };
-                Seen { event: Some(event), decide: Some(Arc::from(OPAQUE_REQUEST)), pending: Some(pending) }
-            }
-            _ => Seen::default(),
+        let body = msg.body;
+        match msg.tag {
+            frontend::QUERY => self.on_query(body, tracker),
+            frontend::PARSE => self.on_parse(body, tracker),
+            frontend::DESCRIBE => self.on_describe(body, tracker),
+            frontend::BIND => self.on_bind(body, tracker),
+            frontend::EXECUTE => self.on_execute(body, tracker),
+            frontend::SYNC => Ok(self.on_sync()),
+            frontend::CLOSE => self.on_close(body),
+            frontend::COPY_DATA => Ok(self.on_copy_data(body)),
+            frontend::COPY_DONE => Ok(self.on_copy_end("done")),
+            frontend::COPY_FAIL => Ok(self.on_copy_end("failed by the client")),
+            frontend::FUNCTION_CALL => self.on_function_call(body),
+            _ => Ok(Step::Seen(Seen::default())),
+        }
+    }
+
+    /// A simple Query: decided on its text as the target will read it; it ends the pipeline.
+    fn on_query(&mut self, body: &[u8], tracker: &Tracker) -> Result<Step, DecodeError> {
+        let raw = Fields::new(body).cstr()?;
+        let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
+        let changes_names = reading::may_change_names(raw);
+        self.expect_copy_in(match &text {
+            Ok(text) | Err((text, _)) => text,
+        });
+        self.overlay.end_pipeline();
+        let (event, decide) = match text {
+            Ok(text) => (request(kind::PG_QUERY, &text).with_payload_text(text.clone()), Arc::from(text)),
+            Err((text, why)) => (unreadable(request(kind::PG_QUERY, &text).with_payload_text(text), &why), Arc::from(OPAQUE_REQUEST)),
         };
-        Ok(Step::Seen(seen))
+        let request = self.next_request();
+        let pending = Pending::Query { request, started: Instant::now(), statements: 0, denial: None, changes_names };
+        Ok(Step::Seen(Seen { event: Some(event.with_attr("request", request)), decide: Some(decide), pending: Some(pending) }))
+    }
+
+    /// A Parse: recorded with its text; the statement is the pipeline's from here on, and the
+    /// target's once it confirms it.
+    fn on_parse(&mut self, body: &[u8], tracker: &Tracker) -> Result<Step, DecodeError> {
+        let mut f = Fields::new(body);
+        let name = f.cstr()?;
+        let raw = f.cstr()?;
+        let n_types = f.count()?;
+        let param_types: Vec<u32> = (0..n_types).map(|_| f.i32().map(|oid| oid as u32)).collect::<Result<_, _>>()?;
+        let Some(text) = self.read_text(raw, tracker) else { return Ok(Step::Wait) };
+        let recorded = text.as_ref().map_or_else(|(text, _)| text.clone(), Clone::clone);
+        let mut event = request(kind::PG_PARSE, &recorded).with_attr("statement", lossy(name)).with_payload_text(recorded);
+        if let Err((_, why)) = &text {
+            event = unreadable(event, why);
+        }
+        let text = text.map(Arc::from).map_err(|(text, why)| (Arc::from(text), why.describe()));
+        let changes_names = reading::may_change_names(raw);
+        let statement = Arc::new(Statement { id: tracker.next_id(), text, changes_names, param_types: param_types.into() });
+        self.overlay.parsed(name, statement.clone());
+        let pending = Pending::Parse { name: name.into(), statement };
+        Ok(Step::Seen(Seen { event: Some(event), decide: None, pending: Some(pending) }))
+    }
+
+    /// A Describe: not recorded; its answer is kept by the id of what it names.
+    fn on_describe(&mut self, body: &[u8], tracker: &Tracker) -> Result<Step, DecodeError> {
+        let mut f = Fields::new(body);
+        let what = f.u8()?;
+        let name = f.cstr()?;
+        let id = match what {
+            described::STATEMENT => self.overlay.statement(tracker, name).settled().map(|found| found.map(|statement| statement.id)),
+            _ => self.overlay.portal(tracker, name).settled().map(|found| found.map(|portal| portal.id)),
+        };
+        let Some(id) = id else { return Ok(Step::Wait) };
+        Ok(Step::queue(Pending::Describe { id }))
+    }
+
+    /// A Bind: not recorded itself; its portal keeps the parameters (as recorded) for the
+    /// executions that run it.
+    fn on_bind(&mut self, body: &[u8], tracker: &Tracker) -> Result<Step, DecodeError> {
+        let mut f = Fields::new(body);
+        let portal_name = f.cstr()?;
+        let statement_name = f.cstr()?;
+        let Some(statement) = self.overlay.statement(tracker, statement_name).settled() else { return Ok(Step::Wait) };
+        let formats = read_formats(&mut f)?;
+        let n_params = f.count()?;
+        let types = statement.as_ref().map(|s| tracker.param_types(s)).unwrap_or_default();
+        let params = values_within_budget(&mut f, &formats, &types, n_params)?;
+        let binary_param_types = formats.iter().any(|&format| format != 0).then(|| {
+            let mut types = types;
+            types.resize(n_params, 0);
+            types
+        });
+        let result_formats = read_formats(&mut f)?;
+        let portal = Arc::new(Portal {
+            id: tracker.next_id(),
+            statement,
+            statement_name: lossy(statement_name),
+            formats: result_formats.into(),
+            params,
+            n_params,
+            binary_param_types,
+        });
+        self.overlay.bound(portal_name, portal.clone());
+        Ok(Step::queue(Pending::Bind { name: portal_name.into(), portal }))
+    }
+
+    /// An Execute: recorded and decided on the statement its portal runs, as the target holds it.
+    fn on_execute(&mut self, body: &[u8], tracker: &Tracker) -> Result<Step, DecodeError> {
+        let mut f = Fields::new(body);
+        let portal_name = f.cstr()?;
+        let max_rows = f.i32()?;
+        let Some(portal) = self.overlay.portal(tracker, portal_name).settled() else { return Ok(Step::Wait) };
+        let (event, text, decide, changes_names) = execution(portal.as_deref(), portal_name);
+        self.expect_copy_in(&text);
+        let event = if max_rows > 0 { event.with_attr("max_rows", max_rows) } else { event };
+        self.overlay.executed(changes_names);
+        let request = self.next_request();
+        let event = event.with_attr("request", request);
+        let pending = Pending::Execute { request, started: Instant::now(), portal, text, denial: None, changes_names };
+        Ok(Step::Seen(Seen { event: Some(event), decide: Some(decide), pending: Some(pending) }))
+    }
+
+    /// A Sync ends the pipeline: what it set is the target's to confirm.
+    fn on_sync(&mut self) -> Step {
+        self.overlay.end_pipeline();
+        Step::queue(Pending::Sync)
+    }
+
+    /// A Close of a statement or portal: gone for the pipeline now, for the target once confirmed.
+    fn on_close(&mut self, body: &[u8]) -> Result<Step, DecodeError> {
+        let mut f = Fields::new(body);
+        let statement = f.u8()? == described::STATEMENT;
+        let name = f.cstr()?;
+        self.overlay.closed(statement, name);
+        Ok(Step::queue(Pending::Close { statement, name: name.into() }))
+    }
+
+    /// COPY IN data: counted as rows in the format its statement asked for, never kept.
+    fn on_copy_data(&mut self, body: &[u8]) -> Step {
+        let format = self.copy_in_format;
+        self.copy_in.get_or_insert_with(|| CopyRows::new(format)).add(body);
+        Step::Seen(Seen::default())
+    }
+
+    /// The end of COPY IN data (CopyDone, or CopyFail): its counts are recorded.
+    fn on_copy_end(&mut self, outcome: &'static str) -> Step {
+        let count = self.copy_in.take().map(CopyRows::finish).unwrap_or_default();
+        let summary = format!("COPY IN {outcome}: {} bytes, {} rows", count.bytes, count.rows);
+        let event = copy_event(kind::PG_COPY_IN, Direction::Request, summary, count).with_attr("outcome", outcome);
+        Step::Seen(Seen { event: Some(event), ..Seen::default() })
+    }
+
+    /// A fast-path FunctionCall: recorded with its arguments and decided as a request whose
+    /// statement witness cannot see; it ends the pipeline.
+    fn on_function_call(&mut self, body: &[u8]) -> Result<Step, DecodeError> {
+        let mut f = Fields::new(body);
+        let oid = f.i32()?;
+        let formats = read_formats(&mut f)?;
+        let n_args = f.count()?;
+        let args = values_within_budget(&mut f, &formats, &[], n_args)?;
+        let result_format = f.i16()?;
+        self.overlay.end_pipeline();
+        let event = request(kind::PG_FUNCTION_CALL, &format!("function call (oid {oid})"))
+            .with_attr("oid", oid)
+            .with_attr("args", Value::Array(args));
+        let request = self.next_request();
+        let event = event.with_attr("request", request);
+        let pending = Pending::FunctionCall { request, started: Instant::now(), denial: None, result_format };
+        Ok(Step::Seen(Seen { event: Some(event), decide: Some(Arc::from(OPAQUE_REQUEST)), pending: Some(pending) }))
     }
 
     /// Reads the layout of the data a COPY FROM STDIN in `text` will receive (only texts that
@@ -323,6 +339,16 @@ fn execution(portal: Option<&Portal>, portal_name: &[u8]) -> (Event, Arc<str>, A
     }
 }
 
+/// A list of format codes (a Bind's parameter or result formats, a FunctionCall's arguments').
+fn read_formats(f: &mut Fields<'_>) -> Result<Vec<i16>, DecodeError> {
+    let n = f.count()?;
+    let mut formats = Vec::with_capacity(n.min(1664));
+    for _ in 0..n {
+        formats.push(f.i16()?);
+    }
+    Ok(formats)
+}
+
 /// Marks a request whose text witness cannot read as the target does.
 fn unreadable(event: Event, why: &Unreadable) -> Event {
     event.with_attr("uncertain", why.describe())
@@ -331,6 +357,7 @@ fn unreadable(event: Event, why: &Unreadable) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{backend, transaction};
     use crate::record::tests::{message, msg};
 
     fn decided(requests: &mut Requests, tracker: &Tracker, m: &[u8]) -> Option<String> {
@@ -351,30 +378,30 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         // Within one pipeline the pipeline's own Parse and Bind are read as if they succeed.
-        for m in [msg(b'P', b"s\0delete from accounts\0\0\0"), msg(b'B', b"\0s\0\0\0\0\0\0\0")] {
+        for m in [msg(frontend::PARSE, b"s\0delete from accounts\0\0\0"), msg(frontend::BIND, b"\0s\0\0\0\0\0\0\0")] {
             assert_eq!(decided(&mut requests, &tracker, &m), None);
         }
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some("delete from accounts"));
-        decided(&mut requests, &tracker, &msg(b'S', b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0")).as_deref(), Some("delete from accounts"));
+        decided(&mut requests, &tracker, &msg(frontend::SYNC, b""));
         // A second Parse of s in the next pipeline: the name is the target's to confirm, and an
         // execution in a third pipeline waits for the target's answers.
-        decided(&mut requests, &tracker, &msg(b'P', b"s\0select 1\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'S', b""));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'B', b"\0s\0\0\0\0\0\0\0")).as_deref(), Some("wait"));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"s\0select 1\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::SYNC, b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0s\0\0\0\0\0\0\0")).as_deref(), Some("wait"));
     }
 
     #[test]
     fn a_statement_or_portal_never_confirmed_is_decided_as_unknown() {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
-        decided(&mut requests, &tracker, &msg(b'B', b"p\0nobody\0\0\0\0\0\0\0"));
-        let seen = match requests.on_message(message(&msg(b'E', b"p\0\0\0\0\0")), &tracker).unwrap() {
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"p\0nobody\0\0\0\0\0\0\0"));
+        let seen = match requests.on_message(message(&msg(frontend::EXECUTE, b"p\0\0\0\0\0")), &tracker).unwrap() {
             Step::Seen(seen) => seen,
             Step::Wait => panic!("nothing is pending"),
         };
         assert_eq!(seen.decide.as_deref(), Some(OPAQUE_REQUEST));
         assert!(seen.event.unwrap().attrs["uncertain"].as_str().unwrap().contains("statement \"nobody\""));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"q\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"q\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
     }
 
     #[test]
@@ -382,30 +409,30 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         // An execution earlier in the pipeline may turn standard_conforming_strings off.
-        decided(&mut requests, &tracker, &msg(b'P', b"\0set standard_conforming_strings = off\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'B', b"\0\0\0\0\0\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'P', b"s\0select '\\'; drop table t; --'\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'B', b"\0s\0\0\0\0\0\0\0"));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"\0set standard_conforming_strings = off\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0\0\0\0\0\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"s\0select '\\'; drop table t; --'\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0s\0\0\0\0\0\0\0"));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0")).as_deref(), Some(OPAQUE_REQUEST));
         // Text that reads the same under any settings is read at once.
-        decided(&mut requests, &tracker, &msg(b'P', b"\0select 2\0\0\0"));
-        decided(&mut requests, &tracker, &msg(b'B', b"\0\0\0\0\0\0\0\0"));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'E', b"\0\0\0\0\0")).as_deref(), Some("select 2"));
+        decided(&mut requests, &tracker, &msg(frontend::PARSE, b"\0select 2\0\0\0"));
+        decided(&mut requests, &tracker, &msg(frontend::BIND, b"\0\0\0\0\0\0\0\0"));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::EXECUTE, b"\0\0\0\0\0")).as_deref(), Some("select 2"));
         // After a Sync, a query that depends on settings waits for the target's report.
-        decided(&mut requests, &tracker, &msg(b'S', b""));
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'Q', b"select '\\'\0")).as_deref(), Some("wait"));
-        tracker.ready(b'I');
-        assert_eq!(decided(&mut requests, &tracker, &msg(b'Q', b"select '\\'\0")).as_deref(), Some("select '\\'"));
+        decided(&mut requests, &tracker, &msg(frontend::SYNC, b""));
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::QUERY, b"select '\\'\0")).as_deref(), Some("wait"));
+        tracker.ready(transaction::IDLE);
+        assert_eq!(decided(&mut requests, &tracker, &msg(frontend::QUERY, b"select '\\'\0")).as_deref(), Some("select '\\'"));
     }
 
     #[test]
     fn the_end_of_data_marker_is_not_a_row() {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
-        requests.see_and_queue(message(&msg(b'd', b"1\tx\n")), &tracker).unwrap();
-        requests.see_and_queue(message(&msg(b'd', b"\\.\n")), &tracker).unwrap();
-        let done = requests.see_and_queue(message(&msg(b'c', b"")), &tracker).unwrap().unwrap();
+        requests.see_and_queue(message(&msg(frontend::COPY_DATA, b"1\tx\n")), &tracker).unwrap();
+        requests.see_and_queue(message(&msg(frontend::COPY_DATA, b"\\.\n")), &tracker).unwrap();
+        let done = requests.see_and_queue(message(&msg(frontend::COPY_DONE, b"")), &tracker).unwrap().unwrap();
         assert_eq!(done.attrs["rows"].as_u64(), Some(1));
     }
 
@@ -414,9 +441,9 @@ mod tests {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
         for _ in 0..3 {
-            assert!(requests.see_and_queue(message(&msg(b'd', b"1\tsecret\n2\tsecret\n")), &tracker).unwrap().is_none());
+            assert!(requests.see_and_queue(message(&msg(frontend::COPY_DATA, b"1\tsecret\n2\tsecret\n")), &tracker).unwrap().is_none());
         }
-        let done = requests.see_and_queue(message(&msg(b'c', b"")), &tracker).unwrap().unwrap();
+        let done = requests.see_and_queue(message(&msg(frontend::COPY_DONE, b"")), &tracker).unwrap().unwrap();
         assert_eq!((done.attrs["rows"].as_u64(), done.attrs["bytes"].as_u64()), (Some(6), Some(54)));
         assert!(done.payload.is_empty());
     }
@@ -425,11 +452,11 @@ mod tests {
     fn malformed_messages_are_errors_not_panics() {
         let tracker = Tracker::default();
         let mut requests = Requests::default();
-        assert!(requests.on_message(message(&msg(b'Q', b"no terminator")), &tracker).is_err());
-        assert!(requests.on_message(message(&msg(b'B', b"\0s\0\xff\xff")), &tracker).is_err());
+        assert!(requests.on_message(message(&msg(frontend::QUERY, b"no terminator")), &tracker).is_err());
+        assert!(requests.on_message(message(&msg(frontend::BIND, b"\0s\0\xff\xff")), &tracker).is_err());
         let mut responses = crate::record::Responses::new(5);
         let mut out = bytes::BytesMut::new();
-        let bad_row = msg(b'D', b"\0\x01\0\0\0\x09ab");
+        let bad_row = msg(backend::DATA_ROW, b"\0\x01\0\0\0\x09ab");
         assert!(responses
             .on_message(message(&bad_row), &tracker, &mut Vec::new(), &mut crate::record::ToClient::new(&mut out, &[]))
             .is_err());
