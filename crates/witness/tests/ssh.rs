@@ -452,7 +452,12 @@ action = "allow"
     // Agent (-A): the target lists the client's agent's key.
     let socket = gw.dir.path().join("agent.sock");
     let mut ssh_agent = Command::new("ssh-agent").args(["-D", "-a", socket.to_str().unwrap()]).stdout(Stdio::null()).spawn().unwrap();
-    poll("the forwarded socket", || socket.exists().then_some(()));
+    // The socket file appears when ssh-agent binds it, a moment before it listens: wait until an
+    // ssh-add can connect (exit status 2 means it could not).
+    poll("ssh-agent listening", || {
+        let listed = Command::new("ssh-add").arg("-l").env("SSH_AUTH_SOCK", &socket).output().ok()?;
+        (listed.status.code() != Some(2)).then_some(())
+    });
     let added = Command::new("ssh-add").arg(&ops.private).env("SSH_AUTH_SOCK", &socket).output().unwrap();
     ok(&added, "ssh-add");
     let list_keys = |key: &Path| {
