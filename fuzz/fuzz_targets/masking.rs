@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use libfuzzer_sys::fuzz_target;
-use witness_policy::mask::{scan, ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking, SessionMasks};
+use witness_mask::{scan, ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking, SessionMasks};
 use witness_proto_pg::codec::{message, peek, Peek};
 use witness_proto_pg::record::{Tracker, Reply, Requests, Responses, ToClient};
 

@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use witness_policy::CopyFormat;
+use witness_proto_pg::copy::CopyFormat;
 use witness_proto_pg::codec::{message, parse_error_fields, parse_startup_params, peek, Peek};
 use witness_proto_pg::record::{Tracker, Requests, Responses, ToClient};
 

@@ -170,7 +170,7 @@ const SENSITIVE: &[&str] = &[
 
 /// Scans `values` with every detector, `rounds` times; MB/s.
 fn throughput(values: &[Vec<u8>], rounds: usize) -> f64 {
-    use witness_policy::mask::{scan, DetectorSet};
+    use witness_mask::{scan, DetectorSet};
     let bytes: usize = values.iter().map(Vec::len).sum::<usize>() * rounds;
     let mut found = 0usize;
     let started = Instant::now();

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod event;
+mod glob;
 pub mod kind;
 mod live;
 mod login;
@@ -17,6 +18,7 @@ mod session;
 mod verdict;
 
 pub use event::{Direction, Event, EventKind, InvalidEventKind, PayloadType};
+pub use glob::Glob;
 pub use live::{AuthRefused, Interrupt, Subject};
 pub use login::PendingLogin;
 pub use principal::Principal;

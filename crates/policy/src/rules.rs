@@ -8,8 +8,8 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::classify::{classify, SqlClass, Statement};
-use crate::glob::Glob;
 use crate::shell::{is_locale_variable, needs_a_rule, simple_commands};
+use witness_core::Glob;
 use witness_core::SshOperation;
 
 /// What a rule does to the requests it matches.

@@ -6,7 +6,9 @@
 //! The counts are witness's reading of the client's data; the target's own count is in the
 //! command tag (`COPY n`) of the result.
 
-use witness_policy::CopyFormat;
+mod format;
+
+pub use format::{copy_format, CopyFormat};
 
 /// The signature a binary COPY stream starts with.
 const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use witness_core::{AuthRefused, Principal, Subject};
 use witness_gate::Gate;
-use witness_policy::mask::SessionMasks;
+use witness_mask::SessionMasks;
 
 /// The salt and rounds of a SCRAM exchange, as the gate's challenge type exposes them.
 pub trait ScramParams: Send {

@@ -1,6 +1,6 @@
 //! Masking on the wire: DataRow values, notice and error texts, and COPY rows, rewritten so the
 //! protocol stays valid (the same columns and rows; a value that cannot hold a marker becomes
-//! NULL). Which values are masked, and how, is the masking rules' business (`witness_policy::mask`);
+//! NULL). Which values are masked, and how, is the masking rules' business (`witness_mask`);
 //! this module knows the messages and the types.
 //!
 //! Values go through two stages: what the client gets, then what only the recording gets. The
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
-use witness_policy::mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Masked, SessionMasks, Stage, ValueKind};
+use witness_mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Masked, SessionMasks, Stage, ValueKind};
 
 use crate::catalog::{Catalog, TableNames, MAX_VIEW_DEPTH};
 use crate::codec::{backend, error_field, DecodeError, Fields};

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use witness_core::{Event, Interrupt, Subject, Verdict};
 use witness_gate::{admit, Admission, Gate, Refusal, Stream, Waiting, Wire, Withdrawal};
 use witness_ledger::{LedgerError, PendingReceipt, SessionWriter};
-use witness_policy::mask::SessionMasks;
+use witness_mask::SessionMasks;
 
 use crate::back::Backend;
 use crate::cancel::KeyGuard;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
-use witness_policy::mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
+use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
 use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
 use witness_proto_pg::FrontAuth;
 

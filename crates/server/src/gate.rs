@@ -3,115 +3,39 @@
 //! authenticates callers with the token store, names targets, opens recordings in the ledger,
 //! registers live sessions, and decides on each request with the policy (holding it for
 //! approval where a rule says so), counting logins and decisions per protocol for `/metrics`.
-//! It is also the API's backend (`review.rs`).
+//! It shares its parts (identities, rules, counters, approvals, the ledger) with the review API
+//! (`review.rs`), which is a type of its own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use witness_core::{AuthRefused, Principal, Protocol, Request, SessionInfo, SshOperation, Subject, Verdict};
 use witness_gate::{Credential, Gate, Registration, UnknownTarget};
-use witness_identity::{looks_like_jwt, AuthenticatedIdentity, OidcVerifier, ScramChallenge, TokenStore};
+use witness_identity::ScramChallenge;
 use witness_ledger::{Ledger, LedgerError, SessionWriter};
-use witness_policy::mask::{Masking, SessionMasks};
-use witness_policy::{Caller, Copies, Decision, Policy, SqlClass, Statement};
+use witness_mask::SessionMasks;
+use witness_policy::{Caller, Copies, Decision, SqlClass, Statement};
 use witness_proto_pg::{PgGate, ScramParams};
 use witness_proto_ssh::SshGate;
 
 use crate::approvals::{Approvals, HoldRequest};
-use crate::config::RolesSection;
+use crate::counts::Counts;
+use crate::identities::{principal, Identities};
 use crate::registry::Registry;
+use crate::reloadable::Reloadable;
 use crate::targets::Targets;
 
 pub struct Gateway {
-    pub tokens: Arc<TokenStore>,
+    pub identities: Identities,
     pub ledger: Arc<Ledger>,
     /// Every configured connection's target, of whichever protocol.
     pub targets: Targets,
     pub registry: Registry,
-    /// Swapped whole on reload; live sessions see new rules from their next request on.
-    pub policy: RwLock<Arc<Policy>>,
+    /// Policy, masking and roles; a reload swaps them.
+    pub rules: Arc<Reloadable>,
     pub approvals: Approvals,
-    /// Verifies JWTs of the configured OpenID issuers, if any.
-    pub oidc: Option<OidcVerifier>,
     pub classes: ClassCache,
-    /// Swapped whole on reload with the policy; a session keeps the masks it started with.
-    pub masking: RwLock<Arc<Masking>>,
-    /// `[roles]`, swapped whole on reload with the policy.
-    pub roles: RwLock<Arc<RolesSection>>,
-    pub decisions: DecisionCounts,
-    pub auth_failures: AuthFailures,
-    /// The audit trail and the verification cache of the review API.
-    pub review: crate::review::ReviewState,
-    /// The console's login through an OpenID provider, when `[console.oidc]` is set.
-    pub console_login: Option<witness_identity::ConsoleLogin>,
-}
-
-/// A counter per client protocol, each present (at zero) from the start.
-#[derive(Default)]
-struct PerProtocol {
-    counts: [AtomicU64; Protocol::CLIENTS.len()],
-}
-
-impl PerProtocol {
-    fn add(&self, protocol: Protocol) {
-        if let Some(i) = Protocol::CLIENTS.iter().position(|&p| p == protocol) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn snapshot(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        Protocol::CLIENTS.iter().zip(&self.counts).map(|(p, n)| (p.as_str(), n.load(Ordering::Relaxed)))
-    }
-}
-
-/// Logins refused, by protocol, for `/metrics`: a wrong or revoked token, a JWT refused, an SSH
-/// key no identity has (SSH clients offer their keys one by one, so each refused offer counts).
-#[derive(Default)]
-pub struct AuthFailures {
-    refused: PerProtocol,
-}
-
-impl AuthFailures {
-    fn count<T>(&self, protocol: Protocol, result: Result<T, AuthRefused>) -> Result<T, AuthRefused> {
-        if result.is_err() {
-            self.refused.add(protocol);
-        }
-        result
-    }
-
-    /// (protocol, refused logins), every client protocol present from the start.
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
-        self.refused.snapshot().map(|(p, n)| (p.to_string(), n)).collect()
-    }
-}
-
-/// Requests decided by policy, by protocol and decision, for `/metrics`.
-#[derive(Default)]
-pub struct DecisionCounts {
-    allowed: PerProtocol,
-    denied: PerProtocol,
-    held: PerProtocol,
-}
-
-impl DecisionCounts {
-    fn count(&self, protocol: Protocol, verdict: &Verdict) {
-        match verdict {
-            Verdict::Allow { .. } => self.allowed.add(protocol),
-            Verdict::Deny { .. } => self.denied.add(protocol),
-            Verdict::Hold(_) => self.held.add(protocol),
-        }
-    }
-
-    /// (protocol, decision, count) for every pair.
-    pub fn snapshot(&self) -> Vec<(String, String, u64)> {
-        let mut out = Vec::new();
-        for (decision, counts) in [("allow", &self.allowed), ("deny", &self.denied), ("hold", &self.held)] {
-            out.extend(counts.snapshot().map(|(p, n)| (p.to_string(), decision.to_string(), n)));
-        }
-        out.sort();
-        out
-    }
+    pub counts: Arc<Counts>,
 }
 
 /// Statement classes by request text. A prepared statement is decided at each execution, and
@@ -204,8 +128,8 @@ fn cache_key(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(key)
 }
 
-fn subject_masks(masking: &RwLock<Arc<Masking>>, subject: &Subject) -> Option<Arc<SessionMasks>> {
-    let masking = masking.read().unwrap_or_else(|p| p.into_inner()).clone();
+fn subject_masks(rules: &Reloadable, subject: &Subject) -> Option<Arc<SessionMasks>> {
+    let masking = rules.masking();
     if masking.is_empty() {
         return None;
     }
@@ -222,49 +146,13 @@ fn caller(subject: &Subject) -> Caller<'_> {
     }
 }
 
-pub(crate) fn principal(identity: AuthenticatedIdentity) -> Principal {
-    Principal {
-        identity: identity.name().to_string(),
-        groups: identity.groups().to_vec(),
-        task: identity.task().map(str::to_string),
-        credential: identity.token_id().to_string(),
-    }
-}
-
-impl Gateway {
-    /// Replaces the policy, the masking rules and the roles; requests decided from now on use
-    /// the new policy, sessions started from now on the new masks.
-    pub fn set_policy(&self, policy: Policy, masking: Masking, roles: RolesSection) {
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
-        *self.masking.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(masking);
-        *self.roles.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(roles);
-    }
-
-    /// A credential presented without an identity (an API bearer token, an SSH password): a JWT
-    /// when it looks like one and issuers are configured, else a witness token found by its hash.
-    pub(crate) async fn bearer(&self, token: &str) -> Result<Principal, AuthRefused> {
-        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(token)) {
-            return oidc
-                .verify(token)
-                .await
-                .map(principal)
-                .map_err(|refusal| AuthRefused { reason: format!("the JWT was refused: {refusal}"), client_reason: None });
-        }
-        self.tokens.verify_bearer(token).map(principal).map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None })
-    }
-
-    pub(crate) fn current_policy(&self) -> Arc<Policy> {
-        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
 impl Gate for Gateway {
     async fn authenticate(&self, protocol: Protocol, credential: Credential<'_>) -> Result<Principal, AuthRefused> {
         let result = match credential {
-            Credential::Password { user, password } => self.check_password(user, password).await,
-            Credential::Bearer(token) => self.bearer(token).await,
+            Credential::Password { user, password } => self.identities.password(user, password).await,
+            Credential::Bearer(token) => self.identities.bearer(token).await,
         };
-        self.auth_failures.count(protocol, result)
+        self.counts.auth_failures.count(protocol, result)
     }
 
     fn target<T: Send + Sync + 'static>(&self, connection: &str) -> Result<Arc<T>, UnknownTarget> {
@@ -281,7 +169,7 @@ impl Gate for Gateway {
             Request::OpaqueSql => self.decide_sql(subject, None, &request),
             Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
         };
-        self.decisions.count(subject.info.protocol, &verdict);
+        self.counts.decisions.count(subject.info.protocol, &verdict);
         verdict
     }
 
@@ -295,7 +183,7 @@ impl PgGate for Gateway {
     type Challenge = Challenge;
 
     fn scram_challenge(&self, user: &str) -> Challenge {
-        match self.tokens.scram_challenge(user) {
+        match self.identities.tokens.scram_challenge(user) {
             Ok(challenge) => Challenge(challenge),
             Err(e) => {
                 // The exchange still runs, and fails, so the client gets the usual error.
@@ -311,57 +199,31 @@ impl PgGate for Gateway {
             .verify(auth_message, proof)
             .map(|(identity, signature)| (principal(identity), signature))
             .map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None });
-        self.auth_failures.count(Protocol::Postgres, result)
+        self.counts.auth_failures.count(Protocol::Postgres, result)
     }
 
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
-        subject_masks(&self.masking, subject)
+        subject_masks(&self.rules, subject)
     }
 }
 
 impl SshGate for Gateway {
     fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused> {
-        let result = self.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {
+        let result = self.identities.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {
             reason: format!("no identity has the key {fingerprint}; register it with `witness identity add-key`"),
             client_reason: None,
         });
-        self.auth_failures.count(Protocol::Ssh, result)
+        self.counts.auth_failures.count(Protocol::Ssh, result)
     }
 }
 
 impl Gateway {
-    /// A cleartext password: a JWT from a configured issuer, or a token of `user`.
-    async fn check_password(&self, user: &str, password: &str) -> Result<Principal, AuthRefused> {
-        if let (Some(oidc), true) = (&self.oidc, looks_like_jwt(password)) {
-            let identity = oidc.verify(password).await.map_err(|refusal| {
-                let reason = format!("the JWT was refused: {refusal}");
-                AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
-            })?;
-            if identity.name() != user {
-                let reason = format!("the JWT is for \"{}\"; connect with user={}", identity.name(), identity.name());
-                return Err(AuthRefused { reason: reason.clone(), client_reason: Some(reason) });
-            }
-            return Ok(principal(identity));
-        }
-        self.tokens.verify_secret(user, password).map(principal).map_err(|failure| {
-            // A valid token of another identity: the caller holds it, so naming whose it is tells
-            // them nothing new and saves a guess.
-            match self.tokens.verify_bearer(password) {
-                Ok(holder) if holder.name() != user => {
-                    let reason = format!("the token is for \"{}\"; connect with user={}", holder.name(), holder.name());
-                    AuthRefused { reason: reason.clone(), client_reason: Some(reason) }
-                }
-                _ => AuthRefused { reason: failure.to_string(), client_reason: None },
-            }
-        })
-    }
-
     fn decide_sql(&self, subject: &Subject, sql: Option<&str>, request: &Request<'_>) -> Verdict {
-        let policy = self.current_policy();
+        let policy = self.rules.policy();
         let caller = caller(subject);
         // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
         // counted, not recorded: rules for the recording only do not matter here.)
-        let column_masks = subject_masks(&self.masking, subject).filter(|masks| masks.has_client_column_rules());
+        let column_masks = subject_masks(&self.rules, subject).filter(|masks| masks.has_client_column_rules());
         if column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
@@ -404,7 +266,7 @@ impl Gateway {
     }
 
     fn decide_ssh(&self, subject: &Subject, operation: SshOperation, text: &str, request: &Request<'_>) -> Verdict {
-        let decision = witness_policy::decide_ssh(&self.current_policy(), &caller(subject), operation, text);
+        let decision = witness_policy::decide_ssh(&self.rules.policy(), &caller(subject), operation, text);
         self.verdict(subject, request, decision, vec![operation.as_str().to_string()])
     }
 

@@ -10,10 +10,13 @@
 mod accept;
 mod approvals;
 pub mod config;
+mod counts;
 pub mod data_dir;
 mod gate;
+mod identities;
 mod logins;
 mod registry;
+mod reloadable;
 mod review;
 mod targets;
 mod tls;
@@ -21,7 +24,7 @@ mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -34,7 +37,11 @@ use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetA
 
 use crate::accept::{accept_loop, Listener, Opening};
 use crate::config::{ConnectionConfig, PostgresConnection, SshConnection};
+use crate::counts::Counts;
+use crate::identities::Identities;
 use crate::logins::Logins;
+use crate::reloadable::Reloadable;
+use crate::review::Review;
 use crate::targets::Targets;
 
 pub use approvals::Approvals;
@@ -133,21 +140,31 @@ pub async fn serve<F: Future<Output = ()>>(
     let policy = config.policy(config_name)?;
     let hash_key = mask_key(data_dir).map_err(|e| ServeError::MaskKey { path: data_dir.join(MASK_KEY_FILE), source: e })?;
     let masking = config.masking(config_name, &hash_key)?;
-    let gate = Arc::new(Gateway {
+    let identities = Identities {
         tokens: tokens.clone(),
+        oidc: (!config.identity.oidc.is_empty()).then(|| OidcVerifier::new(config.identity.oidc.clone())),
+    };
+    let rules = Arc::new(Reloadable::new(policy, masking, config.roles.clone()));
+    let counts = Arc::new(Counts::default());
+    let approvals = Approvals::default();
+    let review = Arc::new(Review::new(
+        identities.clone(),
+        ledger.clone(),
+        registry.clone(),
+        approvals.clone(),
+        rules.clone(),
+        counts.clone(),
+        config.console_login(config_name)?,
+    ));
+    let gate = Arc::new(Gateway {
+        identities,
         ledger,
         targets,
         registry: registry.clone(),
-        policy: RwLock::new(Arc::new(policy)),
-        approvals: Approvals::default(),
-        oidc: (!config.identity.oidc.is_empty()).then(|| OidcVerifier::new(config.identity.oidc.clone())),
+        rules: rules.clone(),
+        approvals,
         classes: Default::default(),
-        masking: RwLock::new(Arc::new(masking)),
-        roles: RwLock::new(Arc::new(config.roles.clone())),
-        decisions: Default::default(),
-        auth_failures: Default::default(),
-        review: Default::default(),
-        console_login: config.console_login(config_name)?,
+        counts,
     });
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
@@ -189,7 +206,7 @@ pub async fn serve<F: Future<Output = ()>>(
         let mut stop = stop_rx.clone();
         let api = witness_api::serve(
             listener,
-            gate.clone(),
+            review.clone(),
             witness_api::ApiSettings { secure_cookies: config.console.secure_cookies },
             async move {
                 let _ = stop.wait_for(|stop| *stop).await;
@@ -202,7 +219,7 @@ pub async fn serve<F: Future<Output = ()>>(
         });
     }
     let revocations = tokio::spawn(revocation_loop(tokens, registry.clone()));
-    let reloads = config_path.map(|path| tokio::spawn(reload_loop(path.to_path_buf(), gate.clone())));
+    let reloads = config_path.map(|path| tokio::spawn(reload_loop(path.to_path_buf(), rules)));
 
     shutdown(listening).await;
     tracing::info!(live_sessions = registry.live(), "shutting down: ending live sessions");
@@ -214,7 +231,7 @@ pub async fn serve<F: Future<Output = ()>>(
     if let Some(reloads) = reloads {
         reloads.abort();
     }
-    gate.review.close_audit_trail().await;
+    review.close_audit_trail().await;
     Ok(())
 }
 
@@ -247,7 +264,7 @@ impl ClientListeners<'_> {
 /// On SIGHUP, reads the config again and applies its policy (`[policy]` and `[[rules]]`) to every
 /// session from its next request on. A config that does not load keeps the policy in force.
 /// Other sections (listeners, connections) need a restart.
-async fn reload_loop(path: PathBuf, gate: Arc<Gateway>) {
+async fn reload_loop(path: PathBuf, rules: Arc<Reloadable>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
@@ -257,11 +274,11 @@ async fn reload_loop(path: PathBuf, gate: Arc<Gateway>) {
         }
     };
     while hangups.recv().await.is_some() {
-        let key = gate.masking.read().unwrap_or_else(|p| p.into_inner()).hash_key().to_vec();
+        let key = rules.masking().hash_key().to_vec();
         match Config::load(&path).and_then(|config| Ok((config.policy(&path)?, config.masking(&path, &key)?, config.roles))) {
             Ok((policy, masking, roles)) => {
                 let n_rules = policy.rules.len();
-                gate.set_policy(policy, masking, roles);
+                rules.replace(policy, masking, roles);
                 tracing::info!(config = %path.display(), rules = n_rules, "SIGHUP: policy reloaded; live sessions use it from their next request (masking from their next session)");
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: the config does not load; the policy in force stays"),

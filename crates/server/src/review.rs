@@ -30,7 +30,11 @@ use witness_ledger::{
     SessionSummary, SessionWriter, StoredEvent,
 };
 
-use crate::Gateway;
+use crate::approvals::Approvals;
+use crate::counts::Counts;
+use crate::identities::{principal, Identities};
+use crate::registry::Registry;
+use crate::reloadable::Reloadable;
 
 /// A page of sessions holds at most this many.
 const MAX_SESSIONS_PAGE: u64 = 500;
@@ -47,9 +51,18 @@ const MAX_AUDIT_PAGE: usize = 1000;
 /// ledger (`witness sessions show`). JSON payloads (result rows, already capped per statement by
 /// `max_rows_per_statement`) are answered whole, so that they stay JSON.
 const MAX_TEXT_SHOWN: usize = 64 * 1024;
-/// What the review API keeps between requests.
-#[derive(Default)]
-pub struct ReviewState {
+/// The review API's backend. It reads what the gate writes (the ledger, its counters, the
+/// approvals waiting) and shares the gate's identities and rules, but depends on no gate: each
+/// part is handed to it when witness starts.
+pub struct Review {
+    pub identities: Identities,
+    pub ledger: Arc<Ledger>,
+    pub registry: Registry,
+    pub approvals: Approvals,
+    pub rules: Arc<Reloadable>,
+    pub counts: Arc<Counts>,
+    /// The console's login through an OpenID provider, when `[console.oidc]` is set.
+    pub console_login: Option<ConsoleLogin>,
     audit: Arc<AuditTrail>,
     verifications: Arc<verification::Verifications>,
 }
@@ -61,7 +74,29 @@ pub(crate) struct AuditTrail {
     session: tokio::sync::OnceCell<SessionWriter>,
 }
 
-impl ReviewState {
+impl Review {
+    pub fn new(
+        identities: Identities,
+        ledger: Arc<Ledger>,
+        registry: Registry,
+        approvals: Approvals,
+        rules: Arc<Reloadable>,
+        counts: Arc<Counts>,
+        console_login: Option<ConsoleLogin>,
+    ) -> Review {
+        Review {
+            identities,
+            ledger,
+            registry,
+            approvals,
+            rules,
+            counts,
+            console_login,
+            audit: Default::default(),
+            verifications: Default::default(),
+        }
+    }
+
     /// Ends the audit trail's session (at shutdown, before the ledger's last checkpoint).
     pub async fn close_audit_trail(&self) {
         if let Some(trail) = self.audit.session.get() {
@@ -92,13 +127,17 @@ impl AuditTrail {
     }
 }
 
-impl Backend for Gateway {
+impl Backend for Review {
     async fn authenticate(&self, token: &str) -> Option<Principal> {
-        self.bearer(token).await.map_err(|refused| tracing::info!(reason = %refused.reason, "API bearer credential refused")).ok()
+        self.identities
+            .bearer(token)
+            .await
+            .map_err(|refused| tracing::info!(reason = %refused.reason, "API bearer credential refused"))
+            .ok()
     }
 
     fn roles(&self, caller: &Principal) -> Vec<Role> {
-        let roles = self.roles.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let roles = self.rules.roles();
         let member = |groups: &[String]| caller.groups.iter().any(|g| groups.contains(g));
         let mut out = Vec::new();
         if member(&roles.admin) {
@@ -107,7 +146,7 @@ impl Backend for Gateway {
         if member(&roles.auditor) {
             out.push(Role::Auditor);
         }
-        let names_approver = || self.current_policy().rules.iter().any(|rule| member(&rule.approvers));
+        let names_approver = || self.rules.policy().rules.iter().any(|rule| member(&rule.approvers));
         if member(&roles.approver) || names_approver() {
             out.push(Role::Approver);
         }
@@ -217,7 +256,7 @@ impl Backend for Gateway {
         if let Some(session) = record.session {
             event = event.with_attr("session", session);
         }
-        self.review.audit.append(&self.ledger, &event).await.map_err(unavailable)
+        self.audit.append(&self.ledger, &event).await.map_err(unavailable)
     }
 
     fn audit_trail(&self, query: &AuditQuery) -> Result<AuditPage, BackendError> {
@@ -260,7 +299,7 @@ impl Backend for Gateway {
     }
 
     fn tokens(&self) -> Result<TokenList, BackendError> {
-        let tokens = self.tokens.list().map_err(internal)?;
+        let tokens = self.identities.tokens.list().map_err(internal)?;
         Ok(TokenList { tokens: tokens.iter().map(token_view).collect() })
     }
 
@@ -278,12 +317,12 @@ impl Backend for Gateway {
             ttl,
             task: request.task.clone().filter(|t| !t.trim().is_empty()),
         };
-        let (info, secret) = self.tokens.create(&new).map_err(identity_error)?;
+        let (info, secret) = self.identities.tokens.create(&new).map_err(identity_error)?;
         Ok(CreatedToken { info: token_view(&info), token: secret })
     }
 
     fn revoke_token(&self, id: &str) -> Result<TokenView, BackendError> {
-        self.tokens.revoke(id).map(|info| token_view(&info)).map_err(identity_error)
+        self.identities.tokens.revoke(id).map(|info| token_view(&info)).map_err(identity_error)
     }
 
     fn verify(&self) -> Result<VerifyStatus, BackendError> {
@@ -317,7 +356,7 @@ impl Backend for Gateway {
     }
 
     fn oidc_login_enabled(&self) -> bool {
-        self.console_login.is_some() && self.oidc.is_some()
+        self.console_login.is_some() && self.identities.oidc.is_some()
     }
 
     async fn oidc_login_begin(&self) -> Result<OidcRedirect, BackendError> {
@@ -332,7 +371,7 @@ impl Backend for Gateway {
             tracing::info!(error = %e, "console login through the OpenID provider refused");
             BackendError::BadRequest(e.to_string())
         })?;
-        Ok(crate::gate::principal(identity))
+        Ok(principal(identity))
     }
 
     fn metrics(&self) -> Metrics {
@@ -340,8 +379,8 @@ impl Backend for Gateway {
         let health = self.ledger.health();
         Metrics {
             live_sessions: self.registry.live_by_protocol().into_iter().map(|(p, n)| (p.to_string(), n)).collect(),
-            auth_failures: self.auth_failures.snapshot(),
-            decisions: self.decisions.snapshot(),
+            auth_failures: self.counts.auth_failures.snapshot(),
+            decisions: self.counts.decisions.snapshot(),
             approvals_waiting: self.approvals.waiting() as u64,
             append_latency_buckets: ledger.latency_buckets,
             append_latency_sum_seconds: ledger.latency_sum_seconds,
@@ -361,10 +400,10 @@ impl Backend for Gateway {
     }
 }
 
-impl Gateway {
+impl Review {
     /// The console's OpenID login and the verifier of its issuer, when `[console.oidc]` is set.
     fn console_oidc(&self) -> Result<(&ConsoleLogin, &OidcVerifier), BackendError> {
-        match (&self.console_login, &self.oidc) {
+        match (&self.console_login, &self.identities.oidc) {
             (Some(login), Some(oidc)) => Ok((login, oidc)),
             _ => Err(BackendError::NotFound("single sign-on is not set up: [console.oidc] is not in the config".into())),
         }
@@ -407,13 +446,13 @@ impl Gateway {
     /// request (which reports and rebuilds the index).
     fn index_disagrees(&self, id: SessionId, difference: &IndexProblemKind) {
         tracing::warn!(session = %id, difference = %difference, "the index disagrees with the ledger's records; verifying the ledger and its index again");
-        self.review.verifications.recheck();
+        self.verifications.recheck();
     }
 
     /// The last verification (see `verification.rs`).
     fn verification(&self) -> Result<Arc<VerifyReport>, BackendError> {
-        let verifier = verification::Verifier { ledger: self.ledger.clone(), audit: self.review.audit.clone() };
-        self.review.verifications.report(&verifier).map_err(internal)
+        let verifier = verification::Verifier { ledger: self.ledger.clone(), audit: self.audit.clone() };
+        self.verifications.report(&verifier).map_err(internal)
     }
 
     /// A session as its records give it (the index's row only led to them), badged with what the

@@ -23,7 +23,7 @@ pub struct Requests {
     overlay: Overlay,
     copy_in: Option<CopyRows>,
     /// How the data of a COPY FROM STDIN the client asked for last is laid out.
-    copy_in_format: witness_policy::CopyFormat,
+    copy_in_format: crate::copy::CopyFormat,
     /// Queries, executions and function calls seen so far: each one's event carries its number.
     n_requests: u64,
     /// Masking of what the recording keeps of requests (parameters, statement texts).
@@ -278,7 +278,7 @@ impl Requests {
     /// mention COPY are parsed for it).
     fn expect_copy_in(&mut self, text: &str) {
         if text.len() >= 4 && text.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"copy")) {
-            self.copy_in_format = witness_policy::copy_format(text, false).unwrap_or_default();
+            self.copy_in_format = crate::copy::copy_format(text, false).unwrap_or_default();
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use witness_core::{kind, Direction, Event};
-use witness_policy::mask::{SessionMasks, Stage};
+use witness_mask::{SessionMasks, Stage};
 
 use super::{clip, lossy, row_description, CopyCount, Reply, MAX_ROWS_BYTES};
 use crate::codec::{backend, parse_error_fields, transaction, DecodeError, Fields, Message};

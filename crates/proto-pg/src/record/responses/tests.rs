@@ -93,7 +93,7 @@ fn executions_after_an_error_are_skipped_up_to_the_sync() {
 
 /// A session's masks with one column rule, `*.email`, and no detectors.
 fn email_column_masks() -> Arc<SessionMasks> {
-    use witness_policy::mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
+    use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
     let rule = MaskRule {
         name: "pii".into(),
         connections: Vec::new(),
@@ -137,8 +137,8 @@ fn a_description_like_the_last_is_planned_like_it_and_any_other_afresh() {
 
 /// Runs one result of a single text column through masking by detectors that apply to
 /// `apply_to`: what the client got for each row, and the rows as recorded.
-fn masked_column(apply_to: witness_policy::mask::ApplyTo, values: &[&str]) -> (Vec<String>, Value) {
-    use witness_policy::mask::{DetectorSet, MaskRule, MaskStyle, Masking};
+fn masked_column(apply_to: witness_mask::ApplyTo, values: &[&str]) -> (Vec<String>, Value) {
+    use witness_mask::{DetectorSet, MaskRule, MaskStyle, Masking};
     let rule = MaskRule {
         name: "pii".into(),
         connections: Vec::new(),
@@ -174,7 +174,7 @@ fn masked_column(apply_to: witness_policy::mask::ApplyTo, values: &[&str]) -> (V
 
 #[test]
 fn a_repeated_value_is_masked_each_time_and_a_repeated_clean_one_passes_each_time() {
-    use witness_policy::mask::ApplyTo;
+    use witness_mask::ApplyTo;
     let values = ["none on file", "none on file", "mail a@example.com", "mail a@example.com", "none on file", "none"];
     let (client, recorded) = masked_column(ApplyTo::ClientAndRecording, &values);
     let masked = ["none on file", "none on file", "mail [email]", "mail [email]", "none on file", "none"];
@@ -184,7 +184,7 @@ fn a_repeated_value_is_masked_each_time_and_a_repeated_clean_one_passes_each_tim
 
 #[test]
 fn a_value_clean_for_the_client_but_not_for_the_recording_is_masked_in_every_recorded_row() {
-    use witness_policy::mask::ApplyTo;
+    use witness_mask::ApplyTo;
     let values = ["mail a@example.com", "mail a@example.com", "none", "mail a@example.com"];
     let (client, recorded) = masked_column(ApplyTo::Recording, &values);
     assert_eq!(client, values, "the client sees the real values");

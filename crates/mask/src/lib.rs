@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub use apply::{MaskCounts, Masked, Stage};
 pub use detect::{partial, scan, Detector, DetectorSet, Found};
 
-use crate::Glob;
+use witness_core::Glob;
 
 /// Who gets the masked value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ const IIN_DIGITS: usize = 8;
 /// One IIN range of a network: numbers whose first eight digits lie in `first..=last`, at the
 /// lengths set in `lengths` (bit `n`: `n` digits).
 #[derive(Clone, Copy, Debug)]
-pub(in crate::mask::detect) struct Issuer {
+pub(in crate::detect) struct Issuer {
     /// Whose range it is: for the reader, and for the tests' messages.
     #[cfg_attr(not(test), expect(dead_code, reason = "only the tests print it"))]
     pub network: &'static str,
@@ -33,7 +33,7 @@ pub(in crate::mask::detect) struct Issuer {
 /// The ranges, most common networks first (a search stops at the first range that fits). Ranges
 /// overlap where networks share prefixes (RuPay and Discover in 65, Elo within Visa's 4): a
 /// number is a card when any range fits it.
-pub(in crate::mask::detect) const ISSUERS: &[Issuer] = &[
+pub(in crate::detect) const ISSUERS: &[Issuer] = &[
     issuer("Visa", "4", "4", &[13, 16, 19]),
     issuer("Mastercard", "51", "55", &[16]),
     issuer("Mastercard", "2221", "2720", &[16]),
