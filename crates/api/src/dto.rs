@@ -92,6 +92,8 @@ pub struct SessionView {
     pub verify: String,
     /// An SSH session with a terminal: `/api/sessions/{id}/asciicast` replays it.
     pub terminal: bool,
+    /// Live in this witness now: an admin may end it (`POST /api/sessions/{id}/end`).
+    pub live: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -145,7 +147,7 @@ pub struct EventPage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRecord {
     /// One of core's `kind` vocabulary: `recording.viewed`, `recording.searched`, `token.created`,
-    /// `token.revoked`, `approval.decided`, `console.login`.
+    /// `token.revoked`, `session.terminated`, `approval.decided`, `console.login`.
     pub kind: EventKind,
     /// The session concerned, if any.
     pub session: Option<String>,
@@ -194,6 +196,13 @@ pub struct TokenView {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
+}
+
+/// `POST /api/sessions/{id}/end`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EndSessionRequest {
+    /// Why, in a sentence: recorded, and told to the session's client.
+    pub reason: String,
 }
 
 /// `POST /api/tokens`.

@@ -20,6 +20,7 @@ mod approvals;
 mod auth;
 mod console;
 mod dto;
+mod live;
 mod metrics;
 mod openapi;
 mod reads;
@@ -86,6 +87,8 @@ pub trait Backend: Send + Sync + 'static {
     fn tokens(&self) -> Result<TokenList, BackendError>;
     fn create_token(&self, request: &NewTokenRequest) -> Result<CreatedToken, BackendError>;
     fn revoke_token(&self, id: &str) -> Result<TokenView, BackendError>;
+    /// Ends the live session `id`, saying who ended it and why; NotFound when it is not live.
+    fn end_session(&self, id: &str, by: &Principal, reason: &str) -> Result<(), BackendError>;
     fn verify(&self) -> Result<VerifyStatus, BackendError>;
     fn metrics(&self) -> Metrics;
     /// What keeps witness from serving requests now, if anything.
@@ -130,6 +133,7 @@ pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
         .route("/api/sessions/{id}", get(reads::session::<B>))
         .route("/api/sessions/{id}/events", get(reads::events::<B>))
         .route("/api/sessions/{id}/asciicast", get(reads::asciicast::<B>))
+        .route("/api/sessions/{id}/end", post(live::end::<B>))
         .route("/api/audit", get(reads::audit::<B>))
         .route("/api/verify", get(reads::verify::<B>))
         .route("/api/approvals", get(approvals::list::<B>))

@@ -34,6 +34,8 @@ pub const RECORDING_SEARCHED: EventKind = named("recording.searched");
 pub const CONSOLE_LOGIN: EventKind = named("console.login");
 pub const TOKEN_CREATED: EventKind = named("token.created");
 pub const TOKEN_REVOKED: EventKind = named("token.revoked");
+/// An administrator ended a live session; the session's own `session.end` says who and why.
+pub const SESSION_TERMINATED: EventKind = named("session.terminated");
 /// The index disagreed with the segments when a reviewer's check compared them.
 pub const INDEX_ALTERED: EventKind = named("index.altered");
 /// Events `witness bench` makes up (protocol `synthetic`).
@@ -91,7 +93,7 @@ pub const GIT_PUSH: EventKind = named("git.push");
 pub const GIT_REPORT: EventKind = named("git.report");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 44] = [
+pub const ALL: [&EventKind; 45] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -100,6 +102,7 @@ pub const ALL: [&EventKind; 44] = [
     &CONSOLE_LOGIN,
     &TOKEN_CREATED,
     &TOKEN_REVOKED,
+    &SESSION_TERMINATED,
     &INDEX_ALTERED,
     &BENCH_EVENT,
     &PG_STARTUP,

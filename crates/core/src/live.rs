@@ -4,12 +4,25 @@
 use crate::{Principal, SessionId, SessionInfo};
 
 /// Why a live session is being ended from outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Interrupt {
     /// The credential the session authenticated with was revoked.
     Revoked,
     /// Witness is shutting down.
     Shutdown,
+    /// An administrator ended the session, saying why.
+    Ended { by: String, reason: String },
+}
+
+impl Interrupt {
+    /// Why the session ends, as its `session.end` record and its client are told.
+    pub fn describe(&self) -> String {
+        match self {
+            Interrupt::Revoked => "the credential this session logged in with was revoked".into(),
+            Interrupt::Shutdown => "witness is shutting down".into(),
+            Interrupt::Ended { by, reason } => format!("an administrator ({by}) ended this session: {reason}"),
+        }
+    }
 }
 
 /// Who a live session's requests come from, as the gate's decisions need it.

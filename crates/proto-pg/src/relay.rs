@@ -560,7 +560,7 @@ async fn write_all<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8]) -> std::io:
 
 async fn interrupted(interrupt: &mut watch::Receiver<Option<Interrupt>>) -> Interrupt {
     loop {
-        if let Some(reason) = *interrupt.borrow_and_update() {
+        if let Some(reason) = interrupt.borrow_and_update().clone() {
             return reason;
         }
         if interrupt.changed().await.is_err() {
@@ -601,6 +601,11 @@ fn describe(end: &End) -> (String, Option<(&'static str, String)>) {
         }
         End::Interrupted(Interrupt::Shutdown) => {
             let message = "witness is shutting down".to_string();
+            (message.clone(), Some(("57P01", message)))
+        }
+        // 57P01 is what PostgreSQL answers to pg_terminate_backend: an administrator's command.
+        End::Interrupted(ended @ Interrupt::Ended { .. }) => {
+            let message = ended.describe();
             (message.clone(), Some(("57P01", message)))
         }
         End::Unmaskable(reason) => {

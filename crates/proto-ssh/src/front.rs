@@ -392,7 +392,8 @@ async fn reverse_channels<G: SshGate>(
     while relays.join_next().await.is_some() {}
 }
 
-/// Disconnects the client when the session is interrupted (credential revoked, shutdown).
+/// Disconnects the client when the session is interrupted (credential revoked, shutdown, ended by
+/// an administrator).
 fn watch_interrupt(
     mut interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     client: server::Handle,
@@ -400,13 +401,10 @@ fn watch_interrupt(
     session: SessionId,
 ) {
     tokio::spawn(async move {
-        let Ok(why) = interrupt.wait_for(|i| i.is_some()).await.map(|i| *i) else { return };
-        let reason = match why {
-            Some(Interrupt::Revoked) => "the credential this session logged in with was revoked",
-            _ => "witness is shutting down",
-        };
+        let Ok(why) = interrupt.wait_for(|i| i.is_some()).await.map(|i| i.clone()) else { return };
+        let reason = why.unwrap_or(Interrupt::Shutdown).describe();
         tracing::info!(%session, reason, "ending an SSH session");
-        *end_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        *end_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
         let _ = client.disconnect(Disconnect::ByApplication, format!("witness: {reason}"), "en".into()).await;
     });
 }

@@ -174,7 +174,7 @@ impl Gate for Gateway {
     }
 
     fn register(&self, subject: &Subject) -> Registration {
-        let (interrupt, guard) = self.registry.register(&subject.principal.credential, subject.info.protocol);
+        let (interrupt, guard) = self.registry.register(subject.session, &subject.principal.credential, subject.info.protocol);
         Registration { interrupt, guard: Box::new(guard) }
     }
 }

@@ -1,12 +1,12 @@
 //! Live sessions, so that they can be ended from outside: when the token they authenticated with
-//! is revoked, and when witness shuts down.
+//! is revoked, when an administrator ends one, and when witness shuts down.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-use witness_core::{Interrupt, Protocol};
+use witness_core::{Interrupt, Protocol, SessionId};
 
 /// The registry of live sessions, shared by every listener.
 #[derive(Clone, Default)]
@@ -25,6 +25,7 @@ struct Inner {
 }
 
 struct Entry {
+    session: SessionId,
     credential: String,
     protocol: Protocol,
     tx: watch::Sender<Option<Interrupt>>,
@@ -37,14 +38,14 @@ pub struct Registration {
 }
 
 impl Registry {
-    pub fn register(&self, credential: &str, protocol: Protocol) -> (watch::Receiver<Option<Interrupt>>, Registration) {
+    pub fn register(&self, session: SessionId, credential: &str, protocol: Protocol) -> (watch::Receiver<Option<Interrupt>>, Registration) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         // Checked under the map lock, which interrupt_all also takes: a session registering while
         // shutdown begins is either told by interrupt_all or sees the flag here.
         let mut sessions = self.lock();
         let initial = self.inner.shutting_down.load(Ordering::SeqCst).then_some(Interrupt::Shutdown);
         let (tx, rx) = watch::channel(initial);
-        sessions.insert(id, Entry { credential: credential.to_string(), protocol, tx });
+        sessions.insert(id, Entry { session, credential: credential.to_string(), protocol, tx });
         drop(sessions);
         (rx, Registration { registry: self.clone(), id })
     }
@@ -62,9 +63,22 @@ impl Registry {
         let sessions = self.lock();
         let matching: Vec<_> = sessions.values().filter(|e| e.credential == credential).collect();
         for entry in &matching {
-            let _ = entry.tx.send(Some(why));
+            let _ = entry.tx.send(Some(why.clone()));
         }
         matching.len()
+    }
+
+    /// Ends the live session recorded as `session`; false when no such session is live here.
+    pub fn interrupt_session(&self, session: SessionId, why: Interrupt) -> bool {
+        let sessions = self.lock();
+        let Some(entry) = sessions.values().find(|e| e.session == session) else { return false };
+        let _ = entry.tx.send(Some(why));
+        true
+    }
+
+    /// Whether the session recorded as `session` is live here.
+    pub fn is_live(&self, session: SessionId) -> bool {
+        self.lock().values().any(|e| e.session == session)
     }
 
     /// Ends every live session (shutdown).
@@ -72,7 +86,7 @@ impl Registry {
         let sessions = self.lock();
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         for entry in sessions.values() {
-            let _ = entry.tx.send(Some(why));
+            let _ = entry.tx.send(Some(why.clone()));
         }
     }
 
@@ -117,10 +131,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_administrator_ends_one_session_and_no_other() {
+        let registry = Registry::default();
+        let (one, two) = (SessionId::new(), SessionId::new());
+        let (a, _ga) = registry.register(one, "tok_a", Protocol::Postgres);
+        let (b, _gb) = registry.register(two, "tok_a", Protocol::Postgres);
+        let why = Interrupt::Ended { by: "alice".into(), reason: "runaway query".into() };
+        assert!(registry.interrupt_session(one, why.clone()));
+        assert_eq!(*a.borrow(), Some(why));
+        assert_eq!(*b.borrow(), None, "the same token's other session goes on");
+        assert!(!registry.interrupt_session(SessionId::new(), Interrupt::Shutdown), "an unknown session is not live");
+        drop(_ga);
+        assert!(!registry.is_live(one) && registry.is_live(two));
+    }
+
+    #[test]
     fn revocation_reaches_only_the_sessions_of_that_credential() {
         let registry = Registry::default();
-        let (a, _ga) = registry.register("tok_a", Protocol::Postgres);
-        let (b, _gb) = registry.register("tok_b", Protocol::Ssh);
+        let (a, _ga) = registry.register(SessionId::new(), "tok_a", Protocol::Postgres);
+        let (b, _gb) = registry.register(SessionId::new(), "tok_b", Protocol::Ssh);
         assert_eq!(registry.interrupt_credential("tok_a", Interrupt::Revoked), 1);
         assert_eq!(*a.borrow(), Some(Interrupt::Revoked));
         assert_eq!(*b.borrow(), None);
@@ -129,7 +158,7 @@ mod tests {
         assert_eq!(registry.live(), 1);
         registry.interrupt_all(Interrupt::Shutdown);
         assert_eq!(*b.borrow(), Some(Interrupt::Shutdown));
-        let (late, _gl) = registry.register("tok_c", Protocol::Ssh);
+        let (late, _gl) = registry.register(SessionId::new(), "tok_c", Protocol::Ssh);
         assert_eq!(*late.borrow(), Some(Interrupt::Shutdown), "sessions starting during shutdown end at once");
     }
 }

@@ -22,7 +22,7 @@ use witness_api::{
     EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Readiness, Role, SessionPage, SessionQuery, SessionView,
     TokenList, TokenView, VerifyStatus,
 };
-use witness_core::{kind, Direction, Event, PayloadType, Principal, Protocol, SessionId, SessionInfo};
+use witness_core::{kind, Direction, Event, Interrupt, PayloadType, Principal, Protocol, SessionId, SessionInfo};
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
 use witness_ledger::verify::{ProblemKind, VerifyReport};
 use witness_ledger::{
@@ -355,6 +355,16 @@ impl Backend for Review {
         })
     }
 
+    fn end_session(&self, id: &str, by: &Principal, reason: &str) -> Result<(), BackendError> {
+        let id: SessionId = id.parse().map_err(|e: witness_core::InvalidSessionId| BackendError::BadRequest(e.to_string()))?;
+        let why = Interrupt::Ended { by: by.identity.clone(), reason: reason.to_string() };
+        if !self.registry.interrupt_session(id, why) {
+            return Err(BackendError::NotFound(format!("session {id} is not live in this witness")));
+        }
+        tracing::info!(session = %id, by = %by.identity, reason, "an administrator ended a live session");
+        Ok(())
+    }
+
     fn oidc_login_enabled(&self) -> bool {
         self.console_login.is_some() && self.identities.oidc.is_some()
     }
@@ -502,6 +512,7 @@ impl Review {
             events: s.n_events,
             verify: verify.to_string(),
             terminal,
+            live: self.registry.is_live(s.id),
         })
     }
 }

@@ -416,6 +416,57 @@ fn the_api_answers_each_role_and_records_every_view() {
     assert_nowhere_in(&data, &secret);
 }
 
+/// An admin ends an agent's live session, saying why: only an admin may, a reason is required,
+/// the audit trail has it first, the client is told who and why, and the session's end records it.
+#[test]
+fn an_admin_ends_a_live_session_and_says_why() {
+    let pg = Postgres::start();
+    let api_port = free_port();
+    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ROLES}"));
+    let t = tokens(&gw);
+    let http = Http::new(api_port);
+
+    let agent = spawn_psql(&gw.conninfo("app", "claude", &t.agent), "select pg_sleep(600)");
+    let live = poll("the agent's live session", || {
+        let page = http.ok("/api/sessions", &t.auditor);
+        page["sessions"].as_array().unwrap().iter().find(|s| s["live"] == true).cloned()
+    });
+    assert_eq!(live["status"], "open");
+    let id = live["id"].as_str().unwrap().to_string();
+    let end = format!("/api/sessions/{id}/end");
+    let why = json!({"reason": "runaway query on the billing replica"});
+
+    for token in [&t.agent, &t.auditor, &t.approver] {
+        let answer = http.post(&end, token, why.clone());
+        assert_eq!(answer.status, 403, "only an admin ends sessions: {}", answer.body);
+    }
+    let answer = http.post(&end, &t.admin, json!({"reason": "  "}));
+    assert_eq!(answer.status, 400, "a reason is required: {}", answer.body);
+    assert!(answer.body.contains("say why"), "{}", answer.body);
+    assert_eq!(http.post(&format!("/api/sessions/{MADE_UP_SESSION}/end"), &t.admin, why.clone()).status, 404);
+    let answer = http.post(&end, &t.admin, why.clone());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    let (ok, _, err) = finish(agent);
+    assert!(!ok, "the client's session ended");
+    assert!(err.contains("an administrator (pat) ended this session: runaway query on the billing replica"), "the client is told: {err}");
+    let ended = poll("the session's end", || {
+        let session = http.ok(&format!("/api/sessions/{id}"), &t.auditor);
+        (session["status"] == "closed").then_some(session)
+    });
+    assert_eq!(ended["live"], false);
+    assert_eq!(ended["end_reason"], "an administrator (pat) ended this session: runaway query on the billing replica");
+    let answer = http.post(&end, &t.admin, why);
+    assert_eq!(answer.status, 409, "an ended session cannot be ended again: {}", answer.body);
+
+    let audit = audit_when(&http, &t.admin, |events| events.iter().any(|e| e["kind"] == "session.terminated"));
+    let entry = audit["events"].as_array().unwrap().iter().find(|e| e["kind"] == "session.terminated").unwrap().clone();
+    assert_eq!((entry["actor"].as_str(), entry["session"].as_str()), (Some("pat"), Some(id.as_str())), "{entry}");
+    assert_eq!(entry["what"], "runaway query on the billing replica");
+    let terminated = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "session.terminated").count();
+    assert_eq!(terminated, 1, "refused attempts are not recorded as ends");
+}
+
 /// Someone with access to the data dir edits the index while witness runs: a session's identity,
 /// task and connection, another session's row deleted, a row made up, an event summary changed.
 /// The API shows the sessions as their records say, never an edited fact as `verified`; its
@@ -599,6 +650,13 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
     let waiting = spawn_psql(&gw.conninfo("app", "codex", &cleaner), "delete from orders");
     let http = Http::new(api_port);
     waiting_approval(&http, &t.approver);
+    // A session that stays open until the admin ends it from its page.
+    let stuck = gw.token("looper", &["--groups", "ai-agents", "--task", "STUCK-9"]);
+    let looping = spawn_psql(&gw.conninfo("app", "looper", &stuck), "select pg_sleep(600)");
+    poll("the live session", || {
+        let page = http.ok("/api/sessions?task=STUCK-9", &admin);
+        page["sessions"].as_array().unwrap().iter().any(|s| s["live"] == true).then_some(())
+    });
 
     let url = format!("http://127.0.0.1:{api_port}");
     let mut env = vec![
@@ -609,6 +667,7 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
         ("WITNESS_SHELL_TASK", "OPS-7"),
         ("WITNESS_SHELL_TEXT", "disk-42"),
         ("WITNESS_APPROVAL_TEXT", "delete from orders"),
+        ("WITNESS_LIVE_TASK", "STUCK-9"),
     ];
     let screenshots = std::env::var("WITNESS_SCREENSHOTS").ok();
     if let Some(dir) = &screenshots {
@@ -618,6 +677,8 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
 
     let (ok, out, err) = finish(waiting);
     assert!(ok && out.contains("DELETE 2"), "the DELETE approved in the browser ran: {out}{err}");
+    let (ok, _, err) = finish(looping);
+    assert!(!ok && err.contains("an administrator (pat) ended this session: stuck in a loop"), "the ended client was told: {err}");
     let audit = audit_when(&http, &admin, |events| events.iter().any(|e| e["kind"] == "approval.decided"));
     let viewed: Vec<&Value> =
         audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.viewed" && e["actor"] == "pat").collect();

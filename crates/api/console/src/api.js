@@ -97,6 +97,7 @@ export const loginOptions = () => request('GET', '/api/login/options', { expect4
 
 export const sessions = (filter) => request('GET', `/api/sessions${queryString(filter)}`);
 export const session = (sessionId) => request('GET', `/api/sessions/${id(sessionId)}`);
+export const endSession = (sessionId, reason) => request('POST', `/api/sessions/${id(sessionId)}/end`, { body: { reason } });
 export const asciicast = (sessionId) => request('GET', `/api/sessions/${id(sessionId)}/asciicast`, { text: true });
 
 /** One page of a session's events: `{events, next_after}`. */

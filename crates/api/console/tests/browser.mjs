@@ -1,13 +1,13 @@
 // The console's end-to-end test: a headless Chromium drives the real console against a running
 // witness (started, with PostgreSQL and sshd, by the Rust integration test that runs this script)
 // and checks what a reviewer would: login refusals, filtering, an SQL session's timeline and
-// result rows, a terminal replay, deciding an approval, and the audit trail.
+// result rows, a terminal replay, deciding an approval, ending a live session, and the audit trail.
 //
 // Every wait has a deadline and waits for a condition, never for a fixed time. On failure it says
 // which step failed and why, saves failure.png, and exits 1.
 //
 // Env: WITNESS_URL, WITNESS_ADMIN_TOKEN, WITNESS_AGENT_TOKEN, WITNESS_SQL_TASK, WITNESS_SHELL_TASK,
-// WITNESS_APPROVAL_TEXT; optional WITNESS_SHELL_TEXT (output the replay must show),
+// WITNESS_APPROVAL_TEXT, WITNESS_LIVE_TASK (a session left open to be ended); optional WITNESS_SHELL_TEXT (output the replay must show),
 // WITNESS_SCREENSHOTS (a directory) and CHROMIUM (the browser).
 
 import { mkdir } from 'node:fs/promises';
@@ -157,6 +157,22 @@ try {
     });
   });
 
+  await step(`5b. the live session of task ${env.liveTask} is ended from its page, with a reason`, async () => {
+    await page.locator('#nav-sessions').click();
+    await openSessionOfTask(env.liveTask);
+    const reason = page.locator('#end-session #end-reason');
+    await reason.waitFor().catch(() => {
+      throw new Error('the page of a live session shows an admin no #end-reason field');
+    });
+    await reason.fill('stuck in a loop, ended from the browser');
+    await page.locator('#end-session button[type=submit]').click();
+    const ended = page.locator('.session-header .end-reason', { hasText: 'ended this session: stuck in a loop, ended from the browser' });
+    await ended.waitFor().catch(() => {
+      throw new Error('the session page never showed the end with the reason given');
+    });
+    check(await page.locator('#end-session').isHidden(), 'the end form stays once the session has ended');
+  });
+
   await step('6. the audit trail names the admin as having viewed a recording', async () => {
     const me = await page.evaluate(async () => (await fetch('/api/me', { credentials: 'same-origin' })).json());
     check(me?.identity, `/api/me gave no identity: ${JSON.stringify(me)}`);
@@ -267,6 +283,7 @@ function readEnv() {
     sqlTask: 'WITNESS_SQL_TASK',
     shellTask: 'WITNESS_SHELL_TASK',
     approvalText: 'WITNESS_APPROVAL_TEXT',
+    liveTask: 'WITNESS_LIVE_TASK',
   };
   const values = {};
   const missing = [];

@@ -12,6 +12,7 @@ const PAGE_SIZE = 100;
 const KIND_TONES = {
   'token.created': 'warn',
   'token.revoked': 'warn',
+  'session.terminated': 'bad',
   'approval.decided': 'neutral',
   'recording.viewed': 'outline',
   'console.login': 'outline',

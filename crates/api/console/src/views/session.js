@@ -1,6 +1,6 @@
 // `#/sessions/ID`: one recorded session: who, where and when, whether the ledger vouches for it,
 // the terminal replay when it had a pty, and its request timeline. An open session is followed:
-// new events are fetched every 3 seconds.
+// new events are fetched every 3 seconds. An admin may end a live session, saying why.
 
 import * as api from '../api.js';
 import { clearError, showError } from '../banner.js';
@@ -11,8 +11,10 @@ import { TIMELINE_KINDS, buildRows, renderTimeline } from './timeline.js';
 
 const FOLLOW_MS = 3000;
 
-export async function renderSession(view, { id, signal }) {
+export async function renderSession(view, { id, me, signal }) {
   const header = h('section', { id: 'session-header', class: 'card session-header' }, h('p', { class: 'muted' }, 'Loading session…'));
+  // Apart from the header, which is drawn again at every refresh: a reason being typed stays.
+  const endSection = h('section', { id: 'end-session', class: 'card end-session', hidden: true });
   const playerSection = h('section', { class: 'card player-card', hidden: true });
   const count = h('span', { class: 'muted small' });
   const filter = h('input', { id: 'timeline-filter', type: 'search', placeholder: 'Filter rows', 'aria-label': 'Filter timeline rows' });
@@ -20,6 +22,7 @@ export async function renderSession(view, { id, signal }) {
   view.append(
     h('a', { class: 'back', href: '#/sessions' }, '← Sessions'),
     header,
+    endSection,
     playerSection,
     h('section', { class: 'card table-card' },
       h('div', { class: 'section-head' }, h('h2', {}, 'Timeline ', count), filter),
@@ -40,6 +43,7 @@ export async function renderSession(view, { id, signal }) {
   }
   if (signal.aborted) return;
   renderHeader(header, session);
+  renderEndSession(endSection, session, me);
   if (session.terminal) {
     playerSection.hidden = false;
     renderPlayer(playerSection, id, { live: session.status === 'open', signal });
@@ -84,6 +88,7 @@ export async function renderSession(view, { id, signal }) {
       if (follow.signal.aborted) return;
       clearError('follow');
       renderHeader(header, now);
+      if (!now.live) endSection.hidden = true;
       if (added > 0) showTimeline();
       // Once closed, nothing more will be recorded; the last fetch above came after the close.
       if (now.status !== 'open') follow.abort();
@@ -119,6 +124,31 @@ function renderHeader(header, s) {
     s.end_reason && h('p', { class: 'end-reason' }, h('strong', {}, 'Ended: '), s.end_reason),
     s.verify === 'failed' && h('p', { class: 'form-error' },
       'Verification found a problem with this recording: see the ledger status in the nav bar for what failed.'));
+}
+
+/** For an admin, while the session is live: a reason and a button that ends the session. */
+function renderEndSession(section, s, me) {
+  if (!s.live || !(me?.roles ?? []).includes('admin')) return;
+  const reason = h('input', {
+    id: 'end-reason', type: 'text', maxlength: '500', required: true,
+    placeholder: 'Why (recorded, and told to its client)', 'aria-label': 'Why the session ends',
+  });
+  const button = h('button', { type: 'submit', class: 'button button-bad' }, 'End session');
+  const form = h('form', { class: 'end-session-form' }, h('h2', {}, 'End this live session'), reason, button);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    button.disabled = true;
+    try {
+      await api.endSession(s.id, reason.value);
+      clearError('end-session');
+      replace(section, h('p', { class: 'muted' }, 'Ending the session: its end appears here once recorded.'));
+    } catch (e) {
+      showError(`Could not end the session: ${e.message}`, 'end-session');
+      button.disabled = false;
+    }
+  });
+  replace(section, form);
+  section.hidden = false;
 }
 
 /** Hides the rows (and their opened details) whose text does not contain `query`. */
