@@ -110,34 +110,54 @@ impl<B: Backend> FromRequestParts<Arc<Api<B>>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api<B>>) -> Result<Caller, ApiError> {
-        let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
-        let (token, csrf) = if let Some(header) = parts.headers.get(AUTHORIZATION) {
-            let token = header
-                .to_str()
-                .ok()
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .map(str::trim)
-                .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
-            (token.to_string(), None)
-        } else if let Some(cookie) = cookie_value(&parts.headers, COOKIE_NAME) {
-            let (credential, csrf) = api.logins.find(&cookie).ok_or_else(|| unauthorized("the login has ended; log in again"))?;
-            let changes = parts.method != Method::GET && parts.method != Method::HEAD;
-            if changes && !csrf_sent(&parts.headers, &csrf) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "a browser request that changes something must carry the X-CSRF-Token its login answered",
-                ));
-            }
-            match credential {
-                Credential::Token(token) => (token, Some(csrf)),
-                Credential::Identity(principal) => return caller(api, principal, Some(csrf)),
-            }
-        } else {
-            return Err(unauthorized("authenticate with the header `Authorization: Bearer TOKEN` (a witness token), or log in at /"));
-        };
-        let principal = api.backend.authenticate(&token).await.ok_or_else(|| unauthorized("the token is unknown, expired or revoked"))?;
+        let (principal, csrf) = authenticated(parts, api).await?;
         caller(api, principal, csrf)
     }
+}
+
+/// An authenticated caller who may have no role: an agent asking about its own requests.
+pub(crate) struct Requester(pub Caller);
+
+impl<B: Backend> FromRequestParts<Arc<Api<B>>> for Requester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api<B>>) -> Result<Requester, ApiError> {
+        let (principal, csrf) = authenticated(parts, api).await?;
+        let roles = api.backend.roles(&principal);
+        Ok(Requester(Caller { principal, roles, csrf }))
+    }
+}
+
+/// Who sent the request (a bearer token, or a browser login whose CSRF token a change must
+/// carry), and that login's CSRF token.
+async fn authenticated<B: Backend>(parts: &Parts, api: &Arc<Api<B>>) -> Result<(Principal, Option<String>), ApiError> {
+    let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
+    let (token, csrf) = if let Some(header) = parts.headers.get(AUTHORIZATION) {
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+        (token.to_string(), None)
+    } else if let Some(cookie) = cookie_value(&parts.headers, COOKIE_NAME) {
+        let (credential, csrf) = api.logins.find(&cookie).ok_or_else(|| unauthorized("the login has ended; log in again"))?;
+        let changes = parts.method != Method::GET && parts.method != Method::HEAD;
+        if changes && !csrf_sent(&parts.headers, &csrf) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a browser request that changes something must carry the X-CSRF-Token its login answered",
+            ));
+        }
+        match credential {
+            Credential::Token(token) => (token, Some(csrf)),
+            Credential::Identity(principal) => return Ok((principal, Some(csrf))),
+        }
+    } else {
+        return Err(unauthorized("authenticate with the header `Authorization: Bearer TOKEN` (a witness token), or log in at /"));
+    };
+    let principal = api.backend.authenticate(&token).await.ok_or_else(|| unauthorized("the token is unknown, expired or revoked"))?;
+    Ok((principal, csrf))
 }
 
 /// The caller with their roles, refused when they have none.

@@ -35,9 +35,19 @@ pub struct Approval {
     /// Unix time in milliseconds.
     pub requested_at_ms: u64,
     pub expires_at_ms: u64,
-    /// "waiting", or after a decision through this API "approved" / "denied".
+    /// "waiting", or after a decision "approved" / "denied" (in notices also "timed-out").
     pub status: String,
     pub decided_by: Option<String>,
+    /// What the approver said with the decision, if anything; the requester's client sees it.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/approvals/{id}/approve` and `/deny`: an optional body.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct DecideRequest {
+    /// Why, in a sentence: recorded, and shown to the requester.
+    pub reason: Option<String>,
 }
 
 /// Who is calling, as `/api/me` and `/api/login` answer.

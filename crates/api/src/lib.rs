@@ -75,7 +75,8 @@ pub trait Backend: Send + Sync + 'static {
     fn roles(&self, caller: &Principal) -> Vec<Role>;
     /// Approvals the caller may see: those they may decide, and their own.
     fn approvals(&self, caller: &Principal) -> Vec<Approval>;
-    fn decide(&self, caller: &Principal, id: &str, approve: bool) -> Result<Approval, DecideError>;
+    /// Decides a waiting request; `reason` is what the approver says (the requester is told).
+    fn decide(&self, caller: &Principal, id: &str, approve: bool, reason: Option<String>) -> Result<Approval, DecideError>;
     fn sessions(&self, query: &SessionQuery) -> Result<SessionPage, BackendError>;
     fn session(&self, id: &str) -> Result<SessionView, BackendError>;
     fn events(&self, id: &str, query: &EventQuery) -> Result<EventPage, BackendError>;

@@ -35,8 +35,15 @@ pub struct Held {
 /// How a held request ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApprovalOutcome {
-    Approved { by: String },
-    Denied { by: String },
+    /// `reason`: what the approver said, if anything; recorded, and shown to the requester.
+    Approved {
+        by: String,
+        reason: Option<String>,
+    },
+    Denied {
+        by: String,
+        reason: Option<String>,
+    },
     TimedOut,
 }
 

@@ -28,6 +28,14 @@ pub trait Wire {
     /// Resolves when the client gives up on the held request; pending while it waits. Dropped
     /// and called again freely: it must not lose what it reads.
     async fn withdrawn(&mut self) -> Withdrawal;
+
+    /// The held request was approved, and the approver said `line` (who, and why); a protocol
+    /// that can tell the client something beside the request's own answer does. By default,
+    /// nothing is said: the request simply runs.
+    async fn approved(&mut self, line: &str) -> Result<(), Self::Error> {
+        let _ = line;
+        Ok(())
+    }
 }
 
 /// A held request as the client is told of it.
@@ -64,7 +72,8 @@ pub enum Refusal {
     /// A rule denies it.
     Denied { rule: String, message: String },
     /// An approver denied it.
-    Disapproved { approval_id: String, rule: String, by: String },
+    /// An approver denied it, perhaps saying why.
+    Disapproved { approval_id: String, rule: String, by: String, reason: Option<String> },
     /// Nobody decided within the rule's timeout.
     TimedOut { approval_id: String, rule: String, timeout: Duration },
     /// The client stopped waiting.
@@ -93,18 +102,20 @@ pub async fn admit<W: Wire>(wire: &mut W, event: Option<Event>, verdict: Verdict
     // Withdraws the request from the approvals broker if it is still waiting.
     drop(outcome);
     let waited_ms = started.elapsed().as_millis() as u64;
-    let (outcome_name, by, admission) = match ended {
-        Ok(ApprovalOutcome::Approved { by }) => ("approved", Some(by), Admission::Admitted),
-        Ok(ApprovalOutcome::Denied { by }) => {
-            let refusal = Refusal::Disapproved { approval_id: approval_id.clone(), rule: rule.clone(), by: by.clone() };
-            ("denied", Some(by), Admission::Refused(refusal))
+    let (outcome_name, by, reason, admission) = match ended {
+        Ok(ApprovalOutcome::Approved { by, reason }) => ("approved", Some(by), reason, Admission::Admitted),
+        Ok(ApprovalOutcome::Denied { by, reason }) => {
+            let refusal =
+                Refusal::Disapproved { approval_id: approval_id.clone(), rule: rule.clone(), by: by.clone(), reason: reason.clone() };
+            ("denied", Some(by), reason, Admission::Refused(refusal))
         }
         Ok(ApprovalOutcome::TimedOut) => {
-            ("timed-out", None, Admission::Refused(Refusal::TimedOut { approval_id: approval_id.clone(), rule: rule.clone(), timeout }))
+            let refusal = Refusal::TimedOut { approval_id: approval_id.clone(), rule: rule.clone(), timeout };
+            ("timed-out", None, None, Admission::Refused(refusal))
         }
         Err(why) => {
             let name = if why == Withdrawal::Cancelled { "cancelled" } else { "withdrawn" };
-            (name, None, Admission::Refused(Refusal::Withdrawn { approval_id: approval_id.clone(), why }))
+            (name, None, None, Admission::Refused(Refusal::Withdrawn { approval_id: approval_id.clone(), why }))
         }
     };
     let mut summary = format!("approval {approval_id} {}", outcome_name.replace('-', " "));
@@ -113,6 +124,10 @@ pub async fn admit<W: Wire>(wire: &mut W, event: Option<Event>, verdict: Verdict
         (None, Admission::Refused(Refusal::Withdrawn { why, .. })) => summary.push_str(&format!(": {}", why.describe())),
         _ => {}
     }
+    let approved_line = match (&admission, &by, &reason) {
+        (Admission::Admitted, Some(by), Some(reason)) => Some(format!("witness approval {approval_id} was approved by {by}: {reason}")),
+        _ => None,
+    };
     let mut decided = Event::note(kind::APPROVAL_DECIDED, Direction::Gateway, summary)
         .with_attr("approval_id", approval_id)
         .with_attr("rule", rule)
@@ -121,7 +136,13 @@ pub async fn admit<W: Wire>(wire: &mut W, event: Option<Event>, verdict: Verdict
     if let Some(by) = by {
         decided = decided.with_attr("by", by);
     }
+    if let Some(reason) = reason {
+        decided = decided.with_attr("reason", reason);
+    }
     wire.record(&decided).await?;
+    if let Some(line) = approved_line {
+        wire.approved(&line).await?;
+    }
     Ok(admission)
 }
 
@@ -168,7 +189,10 @@ impl Refusal {
     pub fn explain(&self, what: &str) -> String {
         match self {
             Refusal::Denied { rule, message } => format!("denied by witness rule \"{rule}\": {message}"),
-            Refusal::Disapproved { approval_id, rule, by } => format!("denied by {by} (witness approval {approval_id}, rule \"{rule}\")"),
+            Refusal::Disapproved { approval_id, rule, by, reason } => {
+                let said = reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default();
+                format!("denied by {by} (witness approval {approval_id}, rule \"{rule}\"){said}")
+            }
             Refusal::TimedOut { approval_id, rule, timeout } => {
                 format!(
                     "witness approval {approval_id} (rule \"{rule}\") was not decided within {}; the {what} did not run",
@@ -212,6 +236,7 @@ mod tests {
     struct Recorded {
         events: Vec<Event>,
         hold_lines: Vec<String>,
+        approved_lines: Vec<String>,
         withdraws: Option<Withdrawal>,
         refuse_records: bool,
     }
@@ -237,6 +262,11 @@ mod tests {
                 Some(why) => why,
                 None => std::future::pending().await,
             }
+        }
+
+        async fn approved(&mut self, line: &str) -> Result<(), &'static str> {
+            self.approved_lines.push(line.to_string());
+            Ok(())
         }
     }
 
@@ -293,7 +323,8 @@ mod tests {
     #[test]
     fn a_held_request_waits_and_its_decision_is_recorded_after_it() {
         let mut wire = Recorded::default();
-        let approved = run(admit(&mut wire, Some(request()), held(Some(ApprovalOutcome::Approved { by: "dana".into() })))).unwrap();
+        let approved =
+            run(admit(&mut wire, Some(request()), held(Some(ApprovalOutcome::Approved { by: "dana".into(), reason: None })))).unwrap();
         assert_eq!(approved, Admission::Admitted);
         assert_eq!(
             wire.hold_lines,
@@ -306,12 +337,27 @@ mod tests {
         let decided = &wire.events[1];
         assert_eq!((decided.attrs["outcome"].as_str(), decided.attrs["by"].as_str()), (Some("approved"), Some("dana")));
         assert_eq!(decided.summary, "approval ap-1 approved by dana");
+        assert!(wire.approved_lines.is_empty(), "nothing said, nothing told");
 
         let mut wire = Recorded::default();
-        let denied = run(admit(&mut wire, Some(request()), held(Some(ApprovalOutcome::Denied { by: "dana".into() })))).unwrap();
+        let said = ApprovalOutcome::Approved { by: "dana".into(), reason: Some("one-off cleanup".into()) };
+        assert_eq!(run(admit(&mut wire, Some(request()), held(Some(said)))).unwrap(), Admission::Admitted);
+        assert_eq!(wire.approved_lines, ["witness approval ap-1 was approved by dana: one-off cleanup"]);
+        assert_eq!(wire.events[1].attrs["reason"], "one-off cleanup");
+
+        let mut wire = Recorded::default();
+        let denied =
+            run(admit(&mut wire, Some(request()), held(Some(ApprovalOutcome::Denied { by: "dana".into(), reason: None })))).unwrap();
         let Admission::Refused(refusal) = denied else { panic!() };
         assert_eq!(refusal.explain("statement"), "denied by dana (witness approval ap-1, rule \"writes\")");
         assert_eq!(wire.events[1].attrs["outcome"], "denied");
+
+        // What the approver says reaches the client and the record.
+        let mut wire = Recorded::default();
+        let said = ApprovalOutcome::Denied { by: "dana".into(), reason: Some("use the replica".into()) };
+        let Admission::Refused(refusal) = run(admit(&mut wire, Some(request()), held(Some(said)))).unwrap() else { panic!() };
+        assert_eq!(refusal.explain("statement"), "denied by dana (witness approval ap-1, rule \"writes\"): use the replica");
+        assert_eq!(wire.events[1].attrs["reason"], "use the replica");
 
         let mut wire = Recorded::default();
         let Admission::Refused(refusal) = run(admit(&mut wire, Some(request()), held(Some(ApprovalOutcome::TimedOut)))).unwrap() else {

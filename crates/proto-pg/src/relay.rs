@@ -361,6 +361,13 @@ where
         Ok(())
     }
 
+    async fn approved(&mut self, line: &str) -> Result<(), End> {
+        let mut notice = BytesMut::new();
+        codec::error_response(&mut notice, Severity::Notice, "01000", line, None);
+        let _ = self.side.notices.send(notice).await;
+        Ok(())
+    }
+
     async fn withdrawn(&mut self) -> Withdrawal {
         let cancelled = async {
             match self.cancel.as_mut() {

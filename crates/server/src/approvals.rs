@@ -1,7 +1,8 @@
 //! Requests held for a person's decision. The gate puts a request here when a rule says
 //! `approve`; the session waits on its [`Held::outcome`]; an approver decides through the API.
 //! A request leaves when it is decided, times out, or its session stops waiting (the client left,
-//! the session ended): then it can no longer be decided, by anyone.
+//! the session ended): then it can no longer be decided, by anyone. The `[[notify]]` webhooks
+//! hear of each request held and of each decision or timeout (`notify.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,10 +12,13 @@ use tokio::sync::oneshot;
 use witness_api::{Approval, DecideError};
 use witness_core::{ApprovalOutcome, Held, Principal};
 
+use crate::notify::{NoticeKind, Notifier};
+
 /// The waiting requests of this witness process.
 #[derive(Clone, Default)]
 pub struct Approvals {
     waiting: Arc<Mutex<HashMap<String, Waiting>>>,
+    notifier: Option<Notifier>,
 }
 
 struct Waiting {
@@ -40,6 +44,17 @@ pub struct HoldRequest<'a> {
 const MAX_SHOWN_STATEMENT: usize = 4096;
 
 impl Approvals {
+    /// A broker whose holds and decisions are told to `notifier`'s webhooks.
+    pub fn notifying(notifier: Option<Notifier>) -> Approvals {
+        Approvals { waiting: Default::default(), notifier }
+    }
+
+    fn notify(&self, kind: NoticeKind, approval: &Approval) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send(kind, approval);
+        }
+    }
+
     /// Holds a request; the returned [`Held`] resolves when it is decided or times out.
     pub fn hold(&self, request: HoldRequest<'_>) -> Held {
         let id = new_id();
@@ -58,7 +73,9 @@ impl Approvals {
             expires_at_ms: now.saturating_add(request.timeout.as_millis() as u64),
             status: "waiting".into(),
             decided_by: None,
+            reason: None,
         };
+        self.notify(NoticeKind::Held, &approval);
         let (decide, decided) = oneshot::channel();
         let requester_credential = request.requester.credential.clone();
         self.lock().insert(id.clone(), Waiting { approval, requester_credential, decide });
@@ -73,7 +90,11 @@ impl Approvals {
                 Ok(Err(_)) => ApprovalOutcome::TimedOut,
                 Err(_) => {
                     // Timed out, unless a decision got in between the timer and this lock.
-                    if withdraw.approvals.lock().remove(&withdraw.id).is_some() {
+                    let expired = withdraw.approvals.lock().remove(&withdraw.id);
+                    if let Some(expired) = expired {
+                        let mut approval = expired.approval;
+                        approval.status = "timed-out".into();
+                        withdraw.approvals.notify(NoticeKind::Decided, &approval);
                         ApprovalOutcome::TimedOut
                     } else {
                         decided.try_recv().unwrap_or(ApprovalOutcome::TimedOut)
@@ -117,7 +138,15 @@ impl Approvals {
     /// Decides a waiting request. The requester cannot decide their own request, whatever their
     /// groups or role, and neither can anyone using the requester's credential. An admin may
     /// decide any other request; anyone else only one that names one of their groups.
-    pub fn decide(&self, caller: &Principal, id: &str, approve: bool, admin: bool) -> Result<Approval, DecideError> {
+    /// `reason` is what the approver says; the requester's client and the record get it.
+    pub fn decide(
+        &self,
+        caller: &Principal,
+        id: &str,
+        approve: bool,
+        admin: bool,
+        reason: Option<String>,
+    ) -> Result<Approval, DecideError> {
         let mut waiting = self.lock();
         let Some(w) = waiting.get(id) else {
             return Err(DecideError::NotFound { id: id.to_string() });
@@ -130,7 +159,11 @@ impl Approvals {
         }
         let w = waiting.remove(id).expect("looked up under the same lock");
         let by = caller.identity.clone();
-        let outcome = if approve { ApprovalOutcome::Approved { by: by.clone() } } else { ApprovalOutcome::Denied { by: by.clone() } };
+        let outcome = if approve {
+            ApprovalOutcome::Approved { by: by.clone(), reason: reason.clone() }
+        } else {
+            ApprovalOutcome::Denied { by: by.clone(), reason: reason.clone() }
+        };
         // Sent under the lock, so a timeout that fires now finds the decision (it takes the lock
         // before looking). "approved" means the decision was delivered; a session that stopped
         // waiting this instant (cancel, disconnect) does not act on it.
@@ -139,6 +172,8 @@ impl Approvals {
         let mut approval = w.approval;
         approval.status = if approve { "approved" } else { "denied" }.into();
         approval.decided_by = Some(by);
+        approval.reason = reason;
+        self.notify(NoticeKind::Decided, &approval);
         Ok(approval)
     }
 
@@ -224,18 +259,18 @@ mod tests {
         let agent = principal("agent", &["dba"]);
         let held = hold(&approvals, &agent, Duration::from_secs(600));
         let id = held.approval_id.clone();
-        assert!(matches!(approvals.decide(&agent, &id, true, false), Err(DecideError::OwnRequest { .. })), "even a requester in dba");
+        assert!(matches!(approvals.decide(&agent, &id, true, false, None), Err(DecideError::OwnRequest { .. })), "even a requester in dba");
         let stranger = principal("stranger", &["dev"]);
-        assert!(matches!(approvals.decide(&stranger, &id, true, false), Err(DecideError::NotAnApprover { .. })));
+        assert!(matches!(approvals.decide(&stranger, &id, true, false, None), Err(DecideError::NotAnApprover { .. })));
         assert!(approvals.visible_to(&stranger).is_empty());
         assert_eq!(approvals.visible_to(&agent).len(), 1, "requesters see their own");
-        assert!(matches!(approvals.decide(&agent, &id, true, true), Err(DecideError::OwnRequest { .. })), "not even as an admin");
+        assert!(matches!(approvals.decide(&agent, &id, true, true, None), Err(DecideError::OwnRequest { .. })), "not even as an admin");
         assert_eq!(approvals.all().len(), 1, "admins see every waiting request");
         let dba = principal("alice", &["dba"]);
-        let decided = approvals.decide(&dba, &id, true, false).unwrap();
+        let decided = approvals.decide(&dba, &id, true, false, None).unwrap();
         assert_eq!((decided.status.as_str(), decided.decided_by.as_deref()), ("approved", Some("alice")));
-        assert_eq!(held.outcome.await, ApprovalOutcome::Approved { by: "alice".into() });
-        assert!(matches!(approvals.decide(&dba, &id, false, false), Err(DecideError::NotFound { .. })), "decided once");
+        assert_eq!(held.outcome.await, ApprovalOutcome::Approved { by: "alice".into(), reason: None });
+        assert!(matches!(approvals.decide(&dba, &id, false, false, None), Err(DecideError::NotFound { .. })), "decided once");
     }
 
     #[tokio::test]
@@ -245,14 +280,14 @@ mod tests {
         let held = hold(&approvals, &agent, Duration::from_millis(1));
         let id = held.approval_id.clone();
         assert_eq!(held.outcome.await, ApprovalOutcome::TimedOut);
-        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true, false), Err(DecideError::NotFound { .. })));
+        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true, false, None), Err(DecideError::NotFound { .. })));
 
         let held = hold(&approvals, &agent, Duration::from_secs(600));
         let id = held.approval_id.clone();
         assert_eq!(approvals.waiting(), 1);
         drop(held);
         assert_eq!(approvals.waiting(), 0, "dropping the wait withdraws the request");
-        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true, false), Err(DecideError::NotFound { .. })));
+        assert!(matches!(approvals.decide(&principal("alice", &["dba"]), &id, true, false, None), Err(DecideError::NotFound { .. })));
     }
 
     #[tokio::test]
@@ -262,8 +297,8 @@ mod tests {
         let first = hold(&approvals, &agent, Duration::from_secs(600));
         let second = hold(&approvals, &agent, Duration::from_secs(600));
         assert_ne!(first.approval_id, second.approval_id);
-        approvals.decide(&principal("alice", &["dba"]), &first.approval_id, false, false).unwrap();
-        assert_eq!(first.outcome.await, ApprovalOutcome::Denied { by: "alice".into() });
+        approvals.decide(&principal("alice", &["dba"]), &first.approval_id, false, false, None).unwrap();
+        assert_eq!(first.outcome.await, ApprovalOutcome::Denied { by: "alice".into(), reason: None });
         let mut second_outcome = second.outcome;
         assert!(futures_poll_once(&mut second_outcome).is_none(), "the other request still waits");
         assert_eq!(approvals.waiting(), 1);

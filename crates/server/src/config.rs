@@ -16,8 +16,10 @@ use witness_proto_pg::FrontAuth;
 
 mod connections;
 mod limits;
+mod notify;
 pub use connections::{ConnectionConfig, LoginConfig, PostgresConnection, SshConnection};
 pub use limits::LimitsSection;
+pub use notify::{NotifyConfig, NotifyFormat, NotifyTarget};
 
 /// The whole config file.
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,9 @@ pub struct Config {
     pub console: ConsoleSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    /// Webhooks told of held requests and their decisions.
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// `[console]`: the review console.
@@ -64,6 +69,9 @@ pub struct ConsoleSection {
     pub secure_cookies: bool,
     /// Log in through an OpenID provider (authorization code flow with PKCE) besides tokens.
     pub oidc: Option<ConsoleOidcConfig>,
+    /// The console's address as people reach it (`https://witness.example.com`), for the links
+    /// in notices; default: `http://` and `[listen] api`.
+    pub public_url: Option<String>,
 }
 
 /// `[console.oidc]`: the console's client at an OpenID provider. The provider must also be an
@@ -316,6 +324,7 @@ impl Default for Config {
             roles: RolesSection::default(),
             console: ConsoleSection::default(),
             limits: LimitsSection::default(),
+            notify: Vec::new(),
         }
     }
 }
@@ -478,6 +487,20 @@ impl Config {
     /// The policy the `[policy]` section and the `[[rules]]` make.
     /// The console's OpenID login, checked: its issuer is a configured one, its secret can be
     /// read, and it has a redirect URL.
+    /// The `[[notify]]` webhooks, their addresses resolved.
+    pub fn notify_targets(&self, path: &Path) -> Result<Vec<NotifyTarget>, ConfigError> {
+        self.notify.iter().enumerate().map(|(i, notify)| notify.target(path, i + 1)).collect()
+    }
+
+    /// Where the console is, for links in notices.
+    pub fn console_url(&self) -> Option<String> {
+        match (&self.console.public_url, self.listen.api) {
+            (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
+            (None, Some(api)) => Some(format!("http://{api}")),
+            (None, None) => None,
+        }
+    }
+
     pub fn console_login(&self, path: &Path) -> Result<Option<witness_identity::ConsoleLogin>, ConfigError> {
         let Some(oidc) = &self.console.oidc else { return Ok(None) };
         let invalid =

@@ -15,6 +15,7 @@ pub mod data_dir;
 mod gate;
 mod identities;
 mod logins;
+mod notify;
 mod registry;
 mod reloadable;
 mod review;
@@ -146,7 +147,7 @@ pub async fn serve<F: Future<Output = ()>>(
     };
     let rules = Arc::new(Reloadable::new(policy, masking, config.roles.clone()));
     let counts = Arc::new(Counts::default());
-    let approvals = Approvals::default();
+    let approvals = Approvals::notifying(notify::Notifier::start(config.notify_targets(config_name)?, config.console_url()));
     let review = Arc::new(Review::new(
         identities.clone(),
         ledger.clone(),

@@ -161,9 +161,9 @@ impl Backend for Review {
         }
     }
 
-    fn decide(&self, caller: &Principal, id: &str, approve: bool) -> Result<Approval, DecideError> {
+    fn decide(&self, caller: &Principal, id: &str, approve: bool, reason: Option<String>) -> Result<Approval, DecideError> {
         let admin = self.roles(caller).contains(&Role::Admin);
-        self.approvals.decide(caller, id, approve, admin)
+        self.approvals.decide(caller, id, approve, admin, reason)
     }
 
     fn sessions(&self, query: &SessionQuery) -> Result<SessionPage, BackendError> {

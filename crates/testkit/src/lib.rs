@@ -18,6 +18,8 @@
 //! * [`Sshd`] — a throw-away OpenSSH server (key-only login as the current
 //!   user) with its host key for pinning, plus [`SshKeyPair`] for making
 //!   further client keys.
+//! * [`WebhookReceiver`] — a real HTTP server (Python's `http.server`) that keeps the POSTs
+//!   it gets, for the webhooks witness sends.
 //! * [`cpu_ticks`] — the CPU time a process (or its finished children) used,
 //!   for benchmarks that charge a proxy its cost per request or per byte.
 
@@ -29,11 +31,13 @@ mod postgres;
 mod python;
 mod sshd;
 mod util;
+mod webhooks;
 
 pub use oidc::{OidcProvider, AGENT_CLIENT, CONSOLE_CLIENT, CONSOLE_PEOPLE, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, CLEARTEXT_PASSWORD, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
 pub use sshd::{ssh_client_options, SshKeyPair, Sshd, SshdOptions};
+pub use webhooks::WebhookReceiver;
 
 use std::net::{Ipv4Addr, TcpListener};
 

@@ -16,7 +16,8 @@ use pg::{
 };
 use serde_json::{json, Value};
 use witness_testkit::{
-    free_port, ssh_client_options, OidcProvider, Postgres, SshKeyPair, Sshd, CONSOLE_CLIENT, CONSOLE_PEOPLE, SCRAM_PASSWORD,
+    free_port, ssh_client_options, OidcProvider, Postgres, SshKeyPair, Sshd, WebhookReceiver, CONSOLE_CLIENT, CONSOLE_PEOPLE,
+    SCRAM_PASSWORD,
 };
 
 const ROLES: &str = r#"
@@ -169,8 +170,10 @@ fn the_api_answers_each_role_and_records_every_view() {
         let answer = http.get(path, "wit_not-a-token");
         assert_eq!(answer.status, 401, "GET {path} with a bad token: {}", answer.body);
     }
-    // An agent (no role): 403 everywhere, and nothing of the recording in the answer.
-    for path in &reads {
+    // An agent (no role): 403 everywhere but its own held requests, and nothing of the
+    // recording in the answer.
+    assert_eq!(http.ok("/api/approvals", &t.agent), json!([]), "an agent lists its own held requests (none)");
+    for path in reads.iter().filter(|path| *path != "/api/approvals") {
         let answer = http.get(path, &t.agent);
         assert_eq!(answer.status, 403, "GET {path} as an agent: {}", answer.body);
         assert!(answer.body.contains("claude has no role"), "{}", answer.body);
@@ -467,6 +470,99 @@ fn an_admin_ends_a_live_session_and_says_why() {
     assert_eq!(terminated, 1, "refused attempts are not recorded as ends");
 }
 
+/// A held request is announced to the `[[notify]]` webhooks (witness's JSON to one that fails at
+/// first and is retried, Slack's shape to another), the requester sees it in its own list, the
+/// approver's reason reaches the requester's client and the record, and the decision is
+/// announced too.
+#[test]
+fn held_requests_reach_the_webhooks_and_the_approvers_reason_reaches_the_client() {
+    let pg = Postgres::start();
+    pg.psql("app", "create table orders(id int); insert into orders values (1), (2); grant all on orders to scram_user;");
+    let receiver = WebhookReceiver::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let slack_url = dir.path().join("slack-url");
+    std::fs::write(&slack_url, format!("{}\n", receiver.url("/slack/T000/B000/secret-part"))).unwrap();
+    let api_port = free_port();
+    let extra = format!(
+        "api = \"127.0.0.1:{api_port}\"\n{ROLES}\n[console]\npublic_url = \"https://witness.example/\"\n\n[[notify]]\nurl = \"{}\"\n\n[[notify]]\nurl_file = \"{}\"\nformat = \"slack\"\n",
+        receiver.url("/flaky"),
+        slack_url.display()
+    );
+    let gw = Gateway::start(&pg, &extra);
+    let t = tokens(&gw);
+    let http = Http::new(api_port);
+
+    let waiting = spawn_psql(&gw.conninfo("app", "claude", &t.agent), "delete from orders");
+    let approval = waiting_approval(&http, &t.approver);
+    let id = approval["id"].as_str().unwrap().to_string();
+    let mine = http.ok("/api/approvals", &t.agent);
+    assert_eq!(mine.as_array().unwrap().len(), 1, "the requester lists its own held request: {mine}");
+    assert_eq!(mine[0]["id"], id.as_str());
+    assert_eq!(http.ok("/api/approvals", &t.auditor), json!([]), "neither an approver nor the requester: nothing");
+
+    let posts = |path: &str, count: usize| -> Vec<Value> {
+        poll(&format!("{count} POSTs to {path}"), || {
+            let got: Vec<Value> = receiver
+                .received()
+                .iter()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap())
+                .filter(|post| post["path"].as_str().unwrap().starts_with(path))
+                .collect();
+            (got.len() >= count).then_some(got)
+        })
+    };
+    // The JSON webhook failed once (500) and got the same notice again.
+    let flaky = posts("/flaky", 2);
+    assert_eq!((flaky[0]["status"].as_u64(), flaky[1]["status"].as_u64()), (Some(500), Some(200)), "{flaky:?}");
+    assert_eq!(flaky[0]["body"], flaky[1]["body"], "a retry sends the same notice");
+    assert_eq!(flaky[1]["content_type"], "application/json");
+    let held: Value = serde_json::from_str(flaky[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(held["event"], "approval.held");
+    assert_eq!(held["link"], "https://witness.example/#/approvals");
+    let a = &held["approval"];
+    assert_eq!(
+        (a["id"].as_str(), a["requester"].as_str(), a["connection"].as_str(), a["rule"].as_str(), a["statement"].as_str()),
+        (Some(id.as_str()), Some("claude"), Some("app"), Some("deletes-need-approval"), Some("delete from orders"))
+    );
+    assert_eq!(a["task"], "JIRA-42 fix the report");
+    let slack: Value = serde_json::from_str(posts("/slack/", 1)[0]["body"].as_str().unwrap()).unwrap();
+    let text = slack["text"].as_str().unwrap();
+    assert!(text.starts_with("claude (task JIRA-42 fix the report) asks to run on app: delete from orders."), "{text}");
+    assert!(text.ends_with("<https://witness.example/#/approvals|Open in witness>"), "{text}");
+
+    let reason = "use the cleanup job, not an agent";
+    let denied = http.post(&format!("/api/approvals/{id}/deny"), &t.approver, json!({ "reason": reason }));
+    assert_eq!(denied.status, 200, "{}", denied.body);
+    assert_eq!(denied.json()["reason"], reason);
+    let (ok, _, err) = finish(waiting);
+    assert!(!ok, "the denied statement did not run");
+    assert!(err.contains(&format!("denied by dana (witness approval {id}, rule \"deletes-need-approval\"): {reason}")), "{err}");
+    assert_eq!(pg.psql("app", "select count(*) from orders").trim(), "2", "nothing was deleted");
+
+    let decided: Value = serde_json::from_str(posts("/flaky", 3)[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(decided["event"], "approval.decided");
+    let a = &decided["approval"];
+    assert_eq!((a["status"].as_str(), a["decided_by"].as_str(), a["reason"].as_str()), (Some("denied"), Some("dana"), Some(reason)));
+    let session = gw.ended_sessions(1)[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(decided["link"], format!("https://witness.example/#/sessions/{session}"));
+    let slack: Value = serde_json::from_str(posts("/slack/", 2)[1]["body"].as_str().unwrap()).unwrap();
+    assert!(slack["text"].as_str().unwrap().contains(&format!("denied by dana: {reason}")), "{slack}");
+
+    let recorded = gw.events(&session).into_iter().find(|e| e["kind"] == "approval.decided").expect("approval.decided");
+    assert_eq!((recorded["attrs"]["by"].as_str(), recorded["attrs"]["reason"].as_str()), (Some("dana"), Some(reason)));
+    let audit = audit_when(&http, &t.admin, |events| events.iter().any(|e| e["kind"] == "approval.decided"));
+    assert!(audit["events"].as_array().unwrap().iter().any(|e| e["what"] == format!("denied {id}: {reason}").as_str()), "{audit}");
+    // Approved with a reason: the statement runs and the client is told who let it and why.
+    let again = spawn_psql(&gw.conninfo("app", "claude", &t.agent), "delete from orders");
+    let id = waiting_approval(&http, &t.approver)["id"].as_str().unwrap().to_string();
+    let approved = http.post(&format!("/api/approvals/{id}/approve"), &t.approver, json!({ "reason": "one-off cleanup" }));
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let (ok, out, err) = finish(again);
+    assert!(ok && out.contains("DELETE 2"), "{out}{err}");
+    assert!(err.contains(&format!("NOTICE:  witness approval {id} was approved by dana: one-off cleanup")), "{err}");
+    assert!(!gw.log().contains("secret-part"), "the webhook's address is not logged whole");
+}
+
 /// Someone with access to the data dir edits the index while witness runs: a session's identity,
 /// task and connection, another session's row deleted, a row made up, an event summary changed.
 /// The API shows the sessions as their records say, never an edited fact as `verified`; its
@@ -684,8 +780,10 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
         audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "recording.viewed" && e["actor"] == "pat").collect();
     assert!(viewed.iter().any(|e| e["what"] == "asciicast"), "the replay is in the audit trail: {audit}");
     assert!(viewed.iter().any(|e| e["what"] == "events"), "{audit}");
-    let decided = audit["events"].as_array().unwrap().iter().any(|e| e["kind"] == "approval.decided" && e["actor"] == "pat");
-    assert!(decided, "{audit}");
+    let decided = audit["events"].as_array().unwrap().iter().any(|e| {
+        e["kind"] == "approval.decided" && e["actor"] == "pat" && e["what"].as_str().unwrap().ends_with(": checked with the owner")
+    });
+    assert!(decided, "the approval and its reason are in the audit trail: {audit}");
     drop(http);
     let mut gw = gw;
     gw.stop_and_verify();

@@ -355,10 +355,11 @@ timeout = "2m"
     held.args(ssh_options(&gw, &key.private)).arg("web@127.0.0.1").arg("deploy_now; echo ran");
     let held = held.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let approval_id = poll("a waiting approval", || first_approval(&api(&["approvals", "list", "--json"])));
-    ok(&api(&["approvals", "deny", &approval_id]), "deny");
+    ok(&api(&["approvals", "deny", &approval_id, "--reason", "not during the freeze"]), "deny");
     let out = held.wait_with_output().unwrap();
     assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(126), ""));
-    assert!(text(&out.stderr).contains("denied by lead"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("denied by lead ("), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("): not during the freeze"), "the approver's reason reaches the client: {}", text(&out.stderr));
 
     // Removing a key ends the session it opened.
     let mut long = Command::new("ssh");

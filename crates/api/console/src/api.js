@@ -124,8 +124,8 @@ export async function allEvents(sessionId, { after, kinds } = {}) {
 // === Approvals ===
 
 export const approvals = () => request('GET', '/api/approvals');
-export const decide = (approvalId, approve) =>
-  request('POST', `/api/approvals/${id(approvalId)}/${approve ? 'approve' : 'deny'}`);
+export const decide = (approvalId, approve, reason) =>
+  request('POST', `/api/approvals/${id(approvalId)}/${approve ? 'approve' : 'deny'}`, reason ? { body: { reason } } : {});
 
 // === Audit, tokens, ledger ===
 

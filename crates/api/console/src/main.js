@@ -11,12 +11,16 @@ import * as api from './api.js';
 import { clearAll, showError } from './banner.js';
 import { h, replace } from './dom.js';
 import { renderLedger } from './ledger.js';
+import { every } from './poll.js';
 import { renderApprovals } from './views/approvals.js';
 import { renderAudit } from './views/audit.js';
 import { renderLogin } from './views/login.js';
 import { renderSession } from './views/session.js';
 import { renderSessions } from './views/sessions.js';
 import { renderTokens } from './views/tokens.js';
+
+/** How often the nav bar's count of waiting approvals is refreshed. */
+const WAITING_REFRESH_MS = 5000;
 
 const ROUTES = [
   { path: /^\/login$/, render: renderLogin, public: true },
@@ -186,6 +190,25 @@ function buildTopbar(topbar, identity, signal) {
   );
   topbar.hidden = false;
   renderLedger(ledger, signal);
+  countWaiting(signal);
+}
+
+/** The number of requests waiting for the caller (to decide, or its own), beside "Approvals". */
+function countWaiting(signal) {
+  const link = document.getElementById('nav-approvals');
+  if (!link) return;
+  const count = h('span', { class: 'nav-count', hidden: true });
+  link.append(count);
+  every(WAITING_REFRESH_MS, signal, async () => {
+    try {
+      const waiting = (await api.approvals()).filter((a) => (a.status ?? 'waiting') === 'waiting').length;
+      count.textContent = String(waiting);
+      count.hidden = waiting === 0;
+      count.title = `${waiting} waiting for approval`;
+    } catch {
+      // The approvals page says what is wrong; the count keeps its last value.
+    }
+  });
 }
 
 function markActiveNav(active) {

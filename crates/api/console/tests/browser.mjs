@@ -140,7 +140,12 @@ try {
     await shot('session-shell.png');
   });
 
-  await step('5. the held statement is approved from the inbox', async () => {
+  await step('5. the held statement, counted in the nav bar, is approved from the inbox with a reason', async () => {
+    const count = page.locator('#nav-approvals .nav-count:not([hidden])');
+    await count.waitFor().catch(() => {
+      throw new Error('the nav bar shows no count of waiting approvals');
+    });
+    check(Number(await count.textContent()) >= 1, `the nav bar counts ${await count.textContent()} waiting`);
     await page.locator('#nav-approvals').click();
     const approval = page.locator('.approval').filter({
       has: page.locator('.approval-statement', { hasText: env.approvalText }),
@@ -151,6 +156,7 @@ try {
     const id = await approval.getAttribute('data-approval-id');
     check(id, 'the .approval has no data-approval-id');
     await shot('approvals.png');
+    await approval.locator('.approval-reason').fill('checked with the owner');
     await approval.locator('.approve').click();
     await page.locator(`.approval[data-approval-id="${id}"]`).waitFor({ state: 'detached' }).catch(() => {
       throw new Error(`approval ${id} was still listed after clicking Approve`);

@@ -45,6 +45,9 @@ pub struct DecideArgs {
     api: ApiArgs,
     /// The approval id (ap-…), as the waiting client's notice and `approvals list` show it.
     id: String,
+    /// Why, in a sentence: recorded, and shown to the requester's client.
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 pub fn run(cli: &Cli, command: &ApprovalsCommand) -> anyhow::Result<ExitCode> {
@@ -52,7 +55,7 @@ pub fn run(cli: &Cli, command: &ApprovalsCommand) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         match command {
             ApprovalsCommand::List(args) => {
-                let list = call(cli, &args.api, reqwest::Method::GET, "/api/approvals").await?;
+                let list = call(cli, &args.api, reqwest::Method::GET, "/api/approvals", None).await?;
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&crate::output::json_times(list))?);
                 } else {
@@ -62,7 +65,8 @@ pub fn run(cli: &Cli, command: &ApprovalsCommand) -> anyhow::Result<ExitCode> {
             ApprovalsCommand::Approve(args) | ApprovalsCommand::Deny(args) => {
                 let verb = if matches!(command, ApprovalsCommand::Approve(_)) { "approve" } else { "deny" };
                 let path = format!("/api/approvals/{}/{verb}", args.id);
-                let decided = call(cli, &args.api, reqwest::Method::POST, &path).await?;
+                let body = args.reason.as_ref().map(|reason| serde_json::json!({ "reason": reason }));
+                let decided = call(cli, &args.api, reqwest::Method::POST, &path, body).await?;
                 println!(
                     "{} {}: {} on {} ({})",
                     decided["id"].as_str().unwrap_or(&args.id),
@@ -78,7 +82,7 @@ pub fn run(cli: &Cli, command: &ApprovalsCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// One API call; an error answer becomes an error carrying the API's message.
-async fn call(cli: &Cli, args: &ApiArgs, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
+async fn call(cli: &Cli, args: &ApiArgs, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let base = match &args.api {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
@@ -91,12 +95,12 @@ async fn call(cli: &Cli, args: &ApiArgs, method: reqwest::Method, path: &str) ->
     };
     let url = format!("{base}{path}");
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-    let response = client
-        .request(method, &url)
-        .bearer_auth(&args.token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the witness API at {base}; is witness running with [listen] api?"))?;
+    let mut request = client.request(method, &url).bearer_auth(&args.token);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    let response =
+        request.send().await.with_context(|| format!("cannot reach the witness API at {base}; is witness running with [listen] api?"))?;
     let status = response.status();
     let body = response.text().await.context("the API's answer was cut off")?;
     let value: Value =

@@ -1,5 +1,7 @@
 // `#/approvals`: the inbox of requests held by policy until a person decides, polled every
-// second because a client (and the person behind it) is blocked until then.
+// second because a client (and the person behind it) is blocked until then. The same cards show
+// on a live session's page, for that session's requests. An approver may say why; the requester's
+// client is told.
 //
 // Cards are kept by approval id across polls rather than rebuilt, so a button does not move or
 // lose focus under the reviewer's pointer while they read the statement.
@@ -17,7 +19,14 @@ export async function renderApprovals(view, { signal }) {
     h('p', {}, 'Nothing is waiting for approval.'),
     h('p', { class: 'muted small' }, 'Requests held by a policy rule appear here as they arrive; this page checks every second.'));
   view.append(h('div', { class: 'page-head' }, h('h1', {}, 'Approvals')), empty, list);
+  followApprovals(list, empty, { signal });
+}
 
+/**
+ * Keeps `list` showing the waiting requests (those of `session` only, when given) as cards an
+ * approver decides from; `empty` is shown while there are none.
+ */
+export function followApprovals(list, empty, { signal, session }) {
   /** Cards on screen, by approval id. */
   const cards = new Map();
   /** Approvals decided here: a poll that started before the decision must not bring them back. */
@@ -26,7 +35,7 @@ export async function renderApprovals(view, { signal }) {
   const decide = async (approval, approve, card) => {
     for (const button of card.querySelectorAll('button')) button.disabled = true;
     try {
-      await api.decide(approval.id, approve);
+      await api.decide(approval.id, approve, card.querySelector('.approval-reason').value.trim());
       decided.add(approval.id);
       card.remove();
       cards.delete(approval.id);
@@ -48,7 +57,8 @@ export async function renderApprovals(view, { signal }) {
     }
     if (signal.aborted) return;
     clearError('approvals');
-    const waiting = answer.filter((a) => (a.status ?? 'waiting') === 'waiting' && !decided.has(a.id));
+    const waiting = answer.filter((a) => (a.status ?? 'waiting') === 'waiting' && !decided.has(a.id)
+      && (!session || a.session === session));
     const ids = new Set(waiting.map((a) => a.id));
     for (const [id, card] of cards) {
       if (!ids.has(id)) {
@@ -88,6 +98,10 @@ function approvalCard(approval, decide) {
       h('span', { class: 'muted' }, 'session ', sessionLink(approval.session)),
       h('span', { class: 'muted mono' }, approval.id)),
     h('div', { class: 'approval-actions' },
+      h('input', {
+        type: 'text', class: 'approval-reason', maxlength: '500',
+        placeholder: 'Reason (optional; the requester sees it)', 'aria-label': 'Reason for the decision',
+      }),
       h('button', { type: 'button', class: 'button button-good approve', onclick: () => decide(approval, true, card) }, 'Approve'),
       h('button', { type: 'button', class: 'button button-bad deny', onclick: () => decide(approval, false, card) }, 'Deny')));
   return card;

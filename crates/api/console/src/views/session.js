@@ -6,6 +6,7 @@ import * as api from '../api.js';
 import { clearError, showError } from '../banner.js';
 import { badge, formatSpan, h, replace, statusBadge, timeEl, verifyBadge } from '../dom.js';
 import { every } from '../poll.js';
+import { followApprovals } from './approvals.js';
 import { renderPlayer } from './player.js';
 import { TIMELINE_KINDS, buildRows, renderTimeline } from './timeline.js';
 
@@ -15,6 +16,9 @@ export async function renderSession(view, { id, me, signal }) {
   const header = h('section', { id: 'session-header', class: 'card session-header' }, h('p', { class: 'muted' }, 'Loading session…'));
   // Apart from the header, which is drawn again at every refresh: a reason being typed stays.
   const endSection = h('section', { id: 'end-session', class: 'card end-session', hidden: true });
+  // This session's requests waiting for approval, decided here as in the inbox.
+  const waitingList = h('div', { id: 'session-approvals', class: 'approvals' });
+  const waitingSection = h('section', { class: 'session-approvals', hidden: true }, h('h2', {}, 'Waiting for approval'), waitingList);
   const playerSection = h('section', { class: 'card player-card', hidden: true });
   const count = h('span', { class: 'muted small' });
   const filter = h('input', { id: 'timeline-filter', type: 'search', placeholder: 'Filter rows', 'aria-label': 'Filter timeline rows' });
@@ -22,6 +26,7 @@ export async function renderSession(view, { id, me, signal }) {
   view.append(
     h('a', { class: 'back', href: '#/sessions' }, '← Sessions'),
     header,
+    waitingSection,
     endSection,
     playerSection,
     h('section', { class: 'card table-card' },
@@ -44,6 +49,13 @@ export async function renderSession(view, { id, me, signal }) {
   if (signal.aborted) return;
   renderHeader(header, session);
   renderEndSession(endSection, session, me);
+  if (session.live && (me?.roles ?? []).some((role) => role === 'approver' || role === 'admin')) {
+    // The section shows only while something waits: `empty` is its header's stand-in.
+    const none = h('span', { hidden: true });
+    followApprovals(waitingList, none, { signal, session: session.id });
+    new MutationObserver(() => { waitingSection.hidden = waitingList.childElementCount === 0; })
+      .observe(waitingList, { childList: true });
+  }
   if (session.terminal) {
     playerSection.hidden = false;
     renderPlayer(playerSection, id, { live: session.status === 'open', signal });
