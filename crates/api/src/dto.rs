@@ -280,6 +280,20 @@ pub struct Metrics {
     pub ledger_write_failed: bool,
     /// (protocol, logins refused).
     pub auth_failures: Vec<(String, u64)>,
+    /// Per configured connection.
+    pub connections: Vec<ConnectionMetrics>,
+}
+
+/// One configured connection's counts, for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionMetrics {
+    pub connection: String,
+    pub allowed: u64,
+    pub denied: u64,
+    pub held: u64,
+    /// Sessions that did not start because the target could not be reached or refused
+    /// witness's login.
+    pub target_failures: u64,
 }
 
 /// Whether witness can serve requests now (`/readyz`): the problems that keep it from it.

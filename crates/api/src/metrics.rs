@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4), and the probes `/healthz` and
-//! `/readyz`. They hold counts and states only (no identity, statement or connection names), so
-//! they need no login, as scrapers and supervisors expect.
+//! `/readyz`. They hold counts and states only, labelled by protocol and by the connection names
+//! of the config (never an identity or a statement), so they need no login, as scrapers and
+//! supervisors expect.
 
 use std::fmt::Write;
 
@@ -33,6 +34,32 @@ pub(crate) fn render(m: &Metrics) -> String {
         &mut |out| {
             for (protocol, decision, n) in &m.decisions {
                 let _ = writeln!(out, "witness_requests_total{{protocol=\"{}\",decision=\"{}\"}} {n}", escape(protocol), escape(decision));
+            }
+        },
+    );
+    family(
+        "witness_connection_requests_total",
+        "counter",
+        "Requests decided by policy, by configured connection and decision.",
+        &mut |out| {
+            for c in &m.connections {
+                for (decision, n) in [("allow", c.allowed), ("deny", c.denied), ("hold", c.held)] {
+                    let _ = writeln!(
+                        out,
+                        "witness_connection_requests_total{{connection=\"{}\",decision=\"{decision}\"}} {n}",
+                        escape(&c.connection)
+                    );
+                }
+            }
+        },
+    );
+    family(
+        "witness_target_failures_total",
+        "counter",
+        "Sessions that did not start because the connection's target could not be reached or refused witness's login.",
+        &mut |out| {
+            for c in &m.connections {
+                let _ = writeln!(out, "witness_target_failures_total{{connection=\"{}\"}} {}", escape(&c.connection), c.target_failures);
             }
         },
     );
@@ -100,6 +127,7 @@ fn escape(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ConnectionMetrics;
 
     #[test]
     fn metrics_are_prometheus_text() {
@@ -114,6 +142,7 @@ mod tests {
             ledger_unsealed_seconds: 1.5,
             ledger_write_failed: true,
             auth_failures: vec![("ssh".into(), 4)],
+            connections: vec![ConnectionMetrics { connection: "app".into(), allowed: 9, denied: 2, held: 1, target_failures: 5 }],
         });
         for line in [
             "# TYPE witness_live_sessions gauge",
@@ -128,6 +157,9 @@ mod tests {
             "witness_ledger_unsealed_seconds 1.5",
             "witness_ledger_write_failed 1",
             "witness_auth_failures_total{protocol=\"ssh\"} 4",
+            "witness_connection_requests_total{connection=\"app\",decision=\"allow\"} 9",
+            "witness_connection_requests_total{connection=\"app\",decision=\"hold\"} 1",
+            "witness_target_failures_total{connection=\"app\"} 5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -46,6 +46,10 @@ pub trait Gate: Send + Sync + 'static {
     /// Registers a live session, so that it can be ended from outside (a revoked credential,
     /// shutdown). Dropping the registration unregisters it.
     fn register(&self, subject: &Subject) -> Registration;
+
+    /// The target of `connection` could not be reached, or refused witness's own login, so a
+    /// session did not start: counted for operators (`/metrics`).
+    fn target_failed(&self, connection: &str);
 }
 
 /// A credential as a client presents it.

@@ -227,6 +227,7 @@ async fn startup<G: PgGate>(
         Ok(backend) => backend,
         Err(e) => {
             let message = e.to_string();
+            front.gate.target_failed(&connection);
             let _ = session.close(&format!("target unavailable: {message}")).await;
             return refuse(&mut stream, "08001", message, None).await;
         }

@@ -242,6 +242,7 @@ impl<G: SshGate> Connection<G> {
                 Ok(handle) => handle,
                 Err(e) => {
                     let message = e.to_string();
+                    self.front.gate.target_failed(&subject.info.connection);
                     let event = Event::note(kind::SSH_TARGET_ERROR, Direction::Gateway, message.clone());
                     let _ = writer.append(&event).await;
                     let _ = writer.close(&message).await;

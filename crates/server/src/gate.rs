@@ -170,7 +170,12 @@ impl Gate for Gateway {
             Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
         };
         self.counts.decisions.count(subject.info.protocol, &verdict);
+        self.counts.connections.decided(&subject.info.connection, &verdict);
         verdict
+    }
+
+    fn target_failed(&self, connection: &str) {
+        self.counts.connections.target_failed(connection);
     }
 
     fn register(&self, subject: &Subject) -> Registration {

@@ -146,7 +146,7 @@ pub async fn serve<F: Future<Output = ()>>(
         oidc: (!config.identity.oidc.is_empty()).then(|| OidcVerifier::new(config.identity.oidc.clone())),
     };
     let rules = Arc::new(Reloadable::new(policy, masking, config.roles.clone()));
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(Counts::new(config.connections.iter().map(|c| c.name().to_string())));
     let approvals = Approvals::notifying(notify::Notifier::start(config.notify_targets(config_name)?, config.console_url()));
     let review = Arc::new(Review::new(
         identities.clone(),

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use witness_api::{
-    Approval, AuditEntry, AuditPage, AuditQuery, AuditRecord, Backend, BackendError, CheckpointView, CreatedToken, DecideError, EventPage,
-    EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Readiness, Role, SessionPage, SessionQuery, SessionView,
-    TokenList, TokenView, VerifyStatus,
+    Approval, AuditEntry, AuditPage, AuditQuery, AuditRecord, Backend, BackendError, CheckpointView, ConnectionMetrics, CreatedToken,
+    DecideError, EventPage, EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Readiness, Role, SessionPage,
+    SessionQuery, SessionView, TokenList, TokenView, VerifyStatus,
 };
 use witness_core::{kind, Direction, Event, Interrupt, PayloadType, Principal, Protocol, SessionId, SessionInfo};
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
@@ -391,6 +391,19 @@ impl Backend for Review {
             live_sessions: self.registry.live_by_protocol().into_iter().map(|(p, n)| (p.to_string(), n)).collect(),
             auth_failures: self.counts.auth_failures.snapshot(),
             decisions: self.counts.decisions.snapshot(),
+            connections: self
+                .counts
+                .connections
+                .snapshot()
+                .into_iter()
+                .map(|(connection, n)| ConnectionMetrics {
+                    connection,
+                    allowed: n.allowed,
+                    denied: n.denied,
+                    held: n.held,
+                    target_failures: n.target_failures,
+                })
+                .collect(),
             approvals_waiting: self.approvals.waiting() as u64,
             append_latency_buckets: ledger.latency_buckets,
             append_latency_sum_seconds: ledger.latency_sum_seconds,

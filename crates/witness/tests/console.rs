@@ -355,11 +355,19 @@ fn the_api_answers_each_role_and_records_every_view() {
     let older = http.ok(&format!("/api/audit?before={}", first["events"][0]["time_ns"]), &t.admin);
     assert_eq!(older["events"].as_array().unwrap().len(), kinds.len() - 1, "before= pages back");
 
+    // A connection whose target is down: the session does not start, and it is counted.
+    let (ok, _, err) = psql(&gw.conninfo("down", "claude", &t.agent), &["-c", "select 1"]);
+    assert!(!ok, "the session did not start: {err}");
+
     // Metrics: counts only.
     let metrics = http.call("GET", "/metrics", Auth::None, None);
     assert_eq!(metrics.status, 200);
     for line in [
         "witness_requests_total{protocol=\"postgres\",decision=\"hold\"} 1",
+        "witness_connection_requests_total{connection=\"app\",decision=\"hold\"} 1\n",
+        "witness_connection_requests_total{connection=\"app-md5\",decision=\"allow\"} 0\n",
+        "witness_target_failures_total{connection=\"down\"} 1\n",
+        "witness_target_failures_total{connection=\"app\"} 0\n",
         "witness_approvals_waiting 0",
         "witness_ledger_append_seconds_bucket{le=\"+Inf\"}",
         "# TYPE witness_ledger_append_seconds histogram",
