@@ -157,7 +157,8 @@ pub struct EventPage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRecord {
     /// One of core's `kind` vocabulary: `recording.viewed`, `recording.searched`, `token.created`,
-    /// `token.revoked`, `session.terminated`, `approval.decided`, `console.login`.
+    /// `token.revoked`, `session.terminated`, `approval.decided`, `console.login` (the gate adds
+    /// `login.refused` of its own).
     pub kind: EventKind,
     /// The session concerned, if any.
     pub session: Option<String>,

@@ -2,7 +2,7 @@
 //!
 //! The naming rule: `area.what`, lowercase ASCII, words inside either part joined by `_`. The
 //! area is a protocol (`pg`, `ssh`, `sftp`, `git`) or the gateway's own business (`session`,
-//! `approval`, `recording`, `token`, `console`, `index`). Code compares kinds with these
+//! `approval`, `recording`, `token`, `console`, `login`, `index`). Code compares kinds with these
 //! constants, never with string literals; a new protocol adds its kinds here.
 //!
 //! Ledgers written before the rule hold two kinds with a `-` (`ssh.target-refused`,
@@ -34,6 +34,8 @@ pub const RECORDING_SEARCHED: EventKind = named("recording.searched");
 pub const CONSOLE_LOGIN: EventKind = named("console.login");
 pub const TOKEN_CREATED: EventKind = named("token.created");
 pub const TOKEN_REVOKED: EventKind = named("token.revoked");
+/// A listener refused a login (a wrong, unknown or revoked token, a refused JWT).
+pub const LOGIN_REFUSED: EventKind = named("login.refused");
 /// An administrator ended a live session; the session's own `session.end` says who and why.
 pub const SESSION_TERMINATED: EventKind = named("session.terminated");
 /// The index disagreed with the segments when a reviewer's check compared them.
@@ -93,7 +95,7 @@ pub const GIT_PUSH: EventKind = named("git.push");
 pub const GIT_REPORT: EventKind = named("git.report");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 45] = [
+pub const ALL: [&EventKind; 46] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -103,6 +105,7 @@ pub const ALL: [&EventKind; 45] = [
     &TOKEN_CREATED,
     &TOKEN_REVOKED,
     &SESSION_TERMINATED,
+    &LOGIN_REFUSED,
     &INDEX_ALTERED,
     &BENCH_EVENT,
     &PG_STARTUP,

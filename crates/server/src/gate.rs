@@ -19,6 +19,7 @@ use witness_proto_pg::{PgGate, ScramParams};
 use witness_proto_ssh::SshGate;
 
 use crate::approvals::{Approvals, HoldRequest};
+use crate::audit::RefusedLogins;
 use crate::counts::Counts;
 use crate::identities::{principal, Identities};
 use crate::registry::Registry;
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub approvals: Approvals,
     pub classes: ClassCache,
     pub counts: Arc<Counts>,
+    /// Refused logins, into the audit trail.
+    pub refused: RefusedLogins,
 }
 
 /// Statement classes by request text. A prepared statement is decided at each execution, and
@@ -80,8 +83,8 @@ impl ClassCache {
     }
 }
 
-/// The token store's SCRAM challenge, as the PostgreSQL front sees it.
-pub struct Challenge(ScramChallenge);
+/// The token store's SCRAM challenge, as the PostgreSQL front sees it, and the user it is for.
+pub struct Challenge(ScramChallenge, String);
 
 impl ScramParams for Challenge {
     fn salt(&self) -> &[u8] {
@@ -148,11 +151,12 @@ fn caller(subject: &Subject) -> Caller<'_> {
 
 impl Gate for Gateway {
     async fn authenticate(&self, protocol: Protocol, credential: Credential<'_>) -> Result<Principal, AuthRefused> {
-        let result = match credential {
-            Credential::Password { user, password } => self.identities.password(user, password).await,
-            Credential::Bearer(token) => self.identities.bearer(token).await,
+        let (claimed, result) = match credential {
+            Credential::Password { user, password } => (user, self.identities.password(user, password).await),
+            // An SSH password: the user names the connection, so nobody is claimed.
+            Credential::Bearer(token) => ("(token)", self.identities.bearer(token).await),
         };
-        self.counts.auth_failures.count(protocol, result)
+        self.refusal(protocol, claimed, result)
     }
 
     fn target<T: Send + Sync + 'static>(&self, connection: &str) -> Result<Arc<T>, UnknownTarget> {
@@ -189,22 +193,22 @@ impl PgGate for Gateway {
 
     fn scram_challenge(&self, user: &str) -> Challenge {
         match self.identities.tokens.scram_challenge(user) {
-            Ok(challenge) => Challenge(challenge),
+            Ok(challenge) => Challenge(challenge, user.to_string()),
             Err(e) => {
                 // The exchange still runs, and fails, so the client gets the usual error.
                 tracing::error!(error = %e, "cannot read the token store");
-                Challenge(ScramChallenge::refusing(vec![0; 16], witness_identity::SCRAM_ITERATIONS))
+                Challenge(ScramChallenge::refusing(vec![0; 16], witness_identity::SCRAM_ITERATIONS), user.to_string())
             }
         }
     }
 
     fn verify_scram(&self, challenge: Challenge, auth_message: &[u8], proof: &[u8]) -> Result<(Principal, [u8; 32]), AuthRefused> {
+        let Challenge(challenge, user) = challenge;
         let result = challenge
-            .0
             .verify(auth_message, proof)
             .map(|(identity, signature)| (principal(identity), signature))
             .map_err(|failure| AuthRefused { reason: failure.to_string(), client_reason: None });
-        self.counts.auth_failures.count(Protocol::Postgres, result)
+        self.refusal(Protocol::Postgres, &user, result)
     }
 
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
@@ -223,6 +227,14 @@ impl SshGate for Gateway {
 }
 
 impl Gateway {
+    /// Counts a refused login and records it in the audit trail; passes `result` on.
+    fn refusal<T>(&self, protocol: Protocol, claimed: &str, result: Result<T, AuthRefused>) -> Result<T, AuthRefused> {
+        if let Err(refused) = &result {
+            self.refused.record(protocol, claimed, &refused.reason);
+        }
+        self.counts.auth_failures.count(protocol, result)
+    }
+
     fn decide_sql(&self, subject: &Subject, sql: Option<&str>, request: &Request<'_>) -> Verdict {
         let policy = self.rules.policy();
         let caller = caller(subject);

@@ -9,6 +9,7 @@
 
 mod accept;
 mod approvals;
+mod audit;
 pub mod config;
 mod counts;
 pub mod data_dir;
@@ -37,6 +38,7 @@ use witness_proto_pg::{FrontAuth, GroupLogin, PgFront, PgLogin, PgSettings, PgTa
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 use crate::accept::{accept_loop, Listener, Opening};
+use crate::audit::{AuditTrail, RefusedLogins};
 use crate::config::{ConnectionConfig, PostgresConnection, SshConnection};
 use crate::counts::Counts;
 use crate::identities::Identities;
@@ -148,15 +150,12 @@ pub async fn serve<F: Future<Output = ()>>(
     let rules = Arc::new(Reloadable::new(policy, masking, config.roles.clone()));
     let counts = Arc::new(Counts::new(config.connections.iter().map(|c| c.name().to_string())));
     let approvals = Approvals::notifying(notify::Notifier::start(config.notify_targets(config_name)?, config.console_url()));
-    let review = Arc::new(Review::new(
-        identities.clone(),
-        ledger.clone(),
-        registry.clone(),
-        approvals.clone(),
-        rules.clone(),
-        counts.clone(),
-        config.console_login(config_name)?,
-    ));
+    let audit = Arc::new(AuditTrail::default());
+    let review = Arc::new(
+        Review::new(identities.clone(), ledger.clone(), registry.clone(), approvals.clone(), rules.clone(), counts.clone(), audit.clone())
+            .with_console_login(config.console_login(config_name)?),
+    );
+    let refused = RefusedLogins::new(audit, ledger.clone());
     let gate = Arc::new(Gateway {
         identities,
         ledger,
@@ -166,6 +165,7 @@ pub async fn serve<F: Future<Output = ()>>(
         approvals,
         classes: Default::default(),
         counts,
+        refused,
     });
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.

@@ -22,15 +22,16 @@ use witness_api::{
     DecideError, EventPage, EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Readiness, Role, SessionPage,
     SessionQuery, SessionView, TokenList, TokenView, VerifyStatus,
 };
-use witness_core::{kind, Direction, Event, Interrupt, PayloadType, Principal, Protocol, SessionId, SessionInfo};
+use witness_core::{kind, Direction, Event, Interrupt, PayloadType, Principal, Protocol, SessionId};
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
 use witness_ledger::verify::{ProblemKind, VerifyReport};
 use witness_ledger::{
-    check_indexed_event, read_event_at, EventSummary, Index, IndexCheck, IndexProblemKind, Ledger, LedgerError, SessionFilter,
-    SessionSummary, SessionWriter, StoredEvent,
+    check_indexed_event, read_event_at, EventSummary, Index, IndexCheck, IndexProblemKind, Ledger, SessionFilter, SessionSummary,
+    StoredEvent,
 };
 
 use crate::approvals::Approvals;
+use crate::audit::AuditTrail;
 use crate::counts::Counts;
 use crate::identities::{principal, Identities};
 use crate::registry::Registry;
@@ -67,13 +68,6 @@ pub struct Review {
     verifications: Arc<verification::Verifications>,
 }
 
-/// This process's audit trail: a session of protocol `audit` in the ledger, opened on its first
-/// record.
-#[derive(Default)]
-pub(crate) struct AuditTrail {
-    session: tokio::sync::OnceCell<SessionWriter>,
-}
-
 impl Review {
     pub fn new(
         identities: Identities,
@@ -82,48 +76,19 @@ impl Review {
         approvals: Approvals,
         rules: Arc<Reloadable>,
         counts: Arc<Counts>,
-        console_login: Option<ConsoleLogin>,
+        audit: Arc<AuditTrail>,
     ) -> Review {
-        Review {
-            identities,
-            ledger,
-            registry,
-            approvals,
-            rules,
-            counts,
-            console_login,
-            audit: Default::default(),
-            verifications: Default::default(),
-        }
+        Review { identities, ledger, registry, approvals, rules, counts, console_login: None, audit, verifications: Default::default() }
+    }
+
+    /// With the console's login through an OpenID provider (`[console.oidc]`).
+    pub fn with_console_login(self, console_login: Option<ConsoleLogin>) -> Review {
+        Review { console_login, ..self }
     }
 
     /// Ends the audit trail's session (at shutdown, before the ledger's last checkpoint).
     pub async fn close_audit_trail(&self) {
-        if let Some(trail) = self.audit.session.get() {
-            if let Err(e) = trail.clone().close("witness stopped").await {
-                tracing::error!(error = %e, "cannot close the audit trail's session");
-            }
-        }
-    }
-}
-
-impl AuditTrail {
-    /// Appends `event`, opening the trail's session first if need be; returns once it is durable.
-    async fn append(&self, ledger: &Ledger, event: &Event) -> Result<(), LedgerError> {
-        let trail = self
-            .session
-            .get_or_try_init(|| async {
-                let info = SessionInfo {
-                    identity: "witness".into(),
-                    connection: "review-api".into(),
-                    protocol: Protocol::Audit,
-                    task: None,
-                    client_addr: None,
-                };
-                ledger.open_session(&info).await
-            })
-            .await?;
-        trail.append(event).await.map(|_| ())
+        self.audit.close().await;
     }
 }
 

@@ -343,11 +343,17 @@ fn the_api_answers_each_role_and_records_every_view() {
 
     let audit = audit_when(&http, &t.admin, |events| {
         events.iter().any(|e| e["kind"] == "token.created" && e["what"].as_str().unwrap().contains("from-browser"))
+            && events.iter().any(|e| e["kind"] == "login.refused")
     });
     let kinds: Vec<&str> = audit["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    for kind in ["recording.viewed", "token.created", "token.revoked", "approval.decided", "console.login"] {
+    for kind in ["recording.viewed", "token.created", "token.revoked", "approval.decided", "console.login", "login.refused"] {
         assert!(kinds.contains(&kind), "{kind} is in the audit trail: {kinds:?}");
     }
+    // The revoked token's login, refused on the PostgreSQL listener, names who it claimed to be.
+    let refused = audit["events"].as_array().unwrap().iter().find(|e| e["kind"] == "login.refused").unwrap();
+    assert_eq!(refused["actor"], "ci-bot", "{refused}");
+    assert!(refused["what"].as_str().unwrap().starts_with("postgres login: "), "{refused}");
+    assert!(!refused.to_string().contains(&secret), "the refused secret is not recorded");
     let times: Vec<i64> = audit["events"].as_array().unwrap().iter().map(|e| e["time_ns"].as_i64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
     let first = http.ok("/api/audit?limit=1", &t.admin);

@@ -14,7 +14,7 @@ use witness_core::{kind, Direction, Event};
 use witness_ledger::verify::{verify_ledger, VerifyOptions, VerifyReport};
 use witness_ledger::{IndexCheck, IndexReport, Ledger, LedgerError};
 
-use super::AuditTrail;
+use crate::audit::AuditTrail;
 
 /// A verification at most this old is answered again rather than redone.
 const VERIFY_FRESH: Duration = Duration::from_secs(5);

@@ -13,6 +13,7 @@ const KIND_TONES = {
   'token.created': 'warn',
   'token.revoked': 'warn',
   'session.terminated': 'bad',
+  'login.refused': 'warn',
   'approval.decided': 'neutral',
   'recording.viewed': 'outline',
   'console.login': 'outline',
