@@ -104,6 +104,9 @@ pub struct SessionView {
     pub terminal: bool,
     /// Live in this witness now: an admin may end it (`POST /api/sessions/{id}/end`).
     pub live: bool,
+    /// Requests witness refused in it, and requests it held for approval.
+    pub denied: u64,
+    pub held: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

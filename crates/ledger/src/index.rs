@@ -46,6 +46,9 @@ pub struct SessionSummary {
     pub end_reason: Option<String>,
     pub n_events: u64,
     pub last_event_ns: i64,
+    /// Requests the gate refused, and requests it held for approval.
+    pub n_denied: u64,
+    pub n_held: u64,
 }
 
 /// One event as the index knows it, with where its record is.
@@ -112,6 +115,29 @@ pub(crate) struct IndexEvent {
     pub start: Option<SessionInfo>,
     /// Set on a session's last event.
     pub end_reason: Option<String>,
+    /// What the gate decided on the request this event records, when it refused or held it.
+    pub decided: Decided,
+}
+
+/// A refusal or hold the gate wrote into a request's event (its `decision` attribute), which the
+/// index counts per session so that a list can show them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Decided {
+    /// Allowed, or not a request.
+    #[default]
+    Nothing,
+    Denied,
+    Held,
+}
+
+impl Decided {
+    pub(crate) fn from_decision(decision: Option<&str>) -> Decided {
+        match decision {
+            Some("deny") => Decided::Denied,
+            Some("hold") => Decided::Held,
+            _ => Decided::Nothing,
+        }
+    }
 }
 
 /// An event with the place the writer gave it.
@@ -156,7 +182,7 @@ pub const MAX_TEXT_SEARCH_SESSIONS: usize = 5000;
 /// Index summaries are for lists; the full text is in the record.
 const MAX_SUMMARY_CHARS: usize = 240;
 /// Version 2: events in packed blocks, counts in the sessions table (version 1: a row per event).
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: &str = "3";
 /// A block holds at most this many events (more go into the next block of the same commit), so
 /// that reading one session back never loads an unbounded row.
 const MAX_BLOCK_EVENTS: usize = 1024;
@@ -174,7 +200,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     ended_ns INTEGER,
     end_reason TEXT,
     n_events INTEGER NOT NULL DEFAULT 0,
-    last_event_ns INTEGER NOT NULL DEFAULT 0
+    last_event_ns INTEGER NOT NULL DEFAULT 0,
+    n_denied INTEGER NOT NULL DEFAULT 0,
+    n_held INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_by_identity ON sessions (identity, started_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_connection ON sessions (connection, started_ns);
@@ -403,19 +431,35 @@ impl Index {
                     Some(i) => &mut blocks[i],
                     None => {
                         open_blocks.insert(e.session_id, blocks.len());
-                        blocks.push(Block { session_id: e.session_id, first_seq: e.seq, n_events: 0, last_time_ns: 0, bytes: Vec::new() });
+                        blocks.push(Block {
+                            session_id: e.session_id,
+                            first_seq: e.seq,
+                            n_events: 0,
+                            n_denied: 0,
+                            n_held: 0,
+                            last_time_ns: 0,
+                            bytes: Vec::new(),
+                        });
                         blocks.last_mut().expect("just pushed")
                     }
                 };
                 pack_event(&mut block.bytes, indexed);
                 block.n_events += 1;
+                match e.decided {
+                    Decided::Denied => block.n_denied += 1,
+                    Decided::Held => block.n_held += 1,
+                    Decided::Nothing => {}
+                }
                 block.last_time_ns = block.last_time_ns.max(e.time_ns);
             }
             let mut insert_block = tx
                 .prepare_cached("INSERT OR IGNORE INTO event_blocks (session_id, first_seq, n_events, events) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(index_err(&path))?;
             let mut count = tx
-                .prepare_cached("UPDATE sessions SET n_events = n_events + ?2, last_event_ns = max(last_event_ns, ?3) WHERE id = ?1")
+                .prepare_cached(
+                    "UPDATE sessions SET n_events = n_events + ?2, last_event_ns = max(last_event_ns, ?3), n_denied = n_denied + ?4,
+                         n_held = n_held + ?5 WHERE id = ?1",
+                )
                 .map_err(index_err(&path))?;
             for block in &blocks {
                 let id = &block.session_id[..];
@@ -424,7 +468,9 @@ impl Index {
                     .map_err(index_err(&path))?;
                 // A block indexed before (same session and first seq) is not counted twice.
                 if inserted > 0 {
-                    count.execute(params![id, block.n_events as i64, block.last_time_ns]).map_err(index_err(&path))?;
+                    count
+                        .execute(params![id, block.n_events as i64, block.last_time_ns, block.n_denied as i64, block.n_held as i64])
+                        .map_err(index_err(&path))?;
                 }
             }
             if let Some(last) = batches.last().filter(|last| last.resume.n_records > covered) {
@@ -451,7 +497,7 @@ impl Index {
     pub fn find_sessions(&self, filter: &SessionFilter) -> Result<(Vec<SessionSummary>, u64), LedgerError> {
         let mut sql = String::from(
             "SELECT s.id, s.identity, s.connection, s.protocol, s.task, s.client_addr, s.started_ns, s.ended_ns, s.end_reason,
-                    s.n_events, s.last_event_ns
+                    s.n_events, s.last_event_ns, s.n_denied, s.n_held
              FROM sessions s WHERE 1 = 1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -524,7 +570,7 @@ impl Index {
         self.conn
             .query_row(
                 "SELECT s.id, s.identity, s.connection, s.protocol, s.task, s.client_addr, s.started_ns, s.ended_ns, s.end_reason,
-                        s.n_events, s.last_event_ns
+                        s.n_events, s.last_event_ns, s.n_denied, s.n_held
                  FROM sessions s WHERE s.id = ?1",
                 params![&id.as_bytes()[..]],
                 session_from_row,
@@ -726,10 +772,11 @@ pub(crate) fn spawn_indexer(
 /// summary alone, which verify's comparison with the index does for every record.
 pub(crate) fn index_event_from_record(e: &crate::format::EventRecord<'_>) -> IndexEvent {
     let (is_start, is_end) = (e.kind == kind::SESSION_START.as_str(), e.kind == kind::SESSION_END.as_str());
-    let header = if is_start || is_end {
-        StoredHeader::parse(e.header)
+    let (header, decided) = if is_start || is_end {
+        (StoredHeader::parse(e.header), Decided::Nothing)
     } else {
-        StoredHeader { summary: header_summary(e.header), ..StoredHeader::default() }
+        let (summary, decided) = header_summary(e.header);
+        (StoredHeader { summary, ..StoredHeader::default() }, decided)
     };
     let start = is_start.then(|| session_info_from_attrs(&header.attrs));
     let end_reason = is_end.then(|| header.attrs.get("reason").and_then(|v| v.as_str()).unwrap_or("").to_string());
@@ -744,18 +791,32 @@ pub(crate) fn index_event_from_record(e: &crate::format::EventRecord<'_>) -> Ind
         payload_len: e.payload_len,
         start,
         end_reason,
+        decided,
     }
 }
 
-/// A header's summary without building its attributes; empty, as [`StoredHeader::parse`] gives
-/// it, when the header is not the JSON witness writes.
-fn header_summary(header: &[u8]) -> String {
+/// A header's summary and the gate's decision, without building its other attributes; an empty
+/// summary, as [`StoredHeader::parse`] gives it, when the header is not the JSON witness writes.
+fn header_summary(header: &[u8]) -> (String, Decided) {
     #[derive(serde::Deserialize)]
     struct SummaryOnly<'a> {
         #[serde(borrow)]
         summary: std::borrow::Cow<'a, str>,
+        #[serde(default, borrow)]
+        attrs: Option<DecisionOnly<'a>>,
     }
-    serde_json::from_slice::<SummaryOnly<'_>>(header).map(|h| h.summary.into_owned()).unwrap_or_default()
+    #[derive(serde::Deserialize)]
+    struct DecisionOnly<'a> {
+        #[serde(default, borrow)]
+        decision: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_slice::<SummaryOnly<'_>>(header) {
+        Ok(h) => {
+            let decision = h.attrs.and_then(|a| a.decision);
+            (h.summary.into_owned(), Decided::from_decision(decision.as_deref()))
+        }
+        Err(_) => (String::new(), Decided::Nothing),
+    }
 }
 
 /// The session facts a `session.start` event carries in its attributes.
@@ -786,6 +847,8 @@ struct Block {
     session_id: [u8; 16],
     first_seq: u64,
     n_events: usize,
+    n_denied: u64,
+    n_held: u64,
     last_time_ns: i64,
     bytes: Vec<u8>,
 }
@@ -826,6 +889,8 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary>
         end_reason: row.get(8)?,
         n_events: row.get::<_, i64>(9)? as u64,
         last_event_ns: row.get::<_, Option<i64>>(10)?.unwrap_or(0),
+        n_denied: row.get::<_, i64>(11)? as u64,
+        n_held: row.get::<_, i64>(12)? as u64,
     })
 }
 

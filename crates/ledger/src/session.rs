@@ -11,7 +11,7 @@ use witness_core::{kind, Direction, Event, SessionId, SessionInfo};
 
 use crate::error::LedgerError;
 use crate::format::{encode_event, EventFields, Hash, MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
-use crate::index::{clip_summary, IndexEvent};
+use crate::index::{clip_summary, Decided, IndexEvent};
 use crate::read::HeaderRef;
 use crate::stats::LedgerStats;
 use crate::writer::{now_ns, AppendCommand, Command, Sink};
@@ -216,6 +216,7 @@ impl SessionWriter {
                 _ => None,
             },
             end_reason: closes.then(|| event.attrs.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string()),
+            decided: Decided::from_decision(event.attrs.get("decision").and_then(|d| d.as_str())),
         };
         let (ack, reply) = if wait {
             let (ack, reply) = oneshot::channel();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 use witness_core::SessionId;
 use witness_ledger::verify::{verify_ledger, VerifyOptions, VerifyReport};
-use witness_ledger::{open_index, IndexCheck, Ledger, LedgerPaths, RecordedSession, SessionFilter};
+use witness_ledger::{open_index, IndexCheck, Ledger, LedgerPaths, RecordedSession, SessionFilter, SessionSummary};
 
 use common::{config, event, info};
 
@@ -31,6 +31,9 @@ enum Shown {
     Flagged,
     /// The session row is gone or the index cannot be read.
     Nothing,
+    /// The records' facts, but the row's counts of refused and held requests, which a read does
+    /// not count over every record (verify compares them).
+    Counts,
 }
 
 struct Case {
@@ -116,6 +119,22 @@ const CASES: &[Case] = &[
         names_session: true,
         says: "event count is 3 in the index but 2102 in the ledger",
         shown: Shown::Restored,
+    },
+    Case {
+        name: "denied count",
+        reads: LONG,
+        edit: |c, id| sql("UPDATE sessions SET n_denied = 5 WHERE id = ?1")(c, id),
+        names_session: true,
+        says: "requests denied is 5 in the index but 0 in the ledger",
+        shown: Shown::Counts,
+    },
+    Case {
+        name: "held count",
+        reads: LONG,
+        edit: |c, id| sql("UPDATE sessions SET n_held = 1 WHERE id = ?1")(c, id),
+        names_session: true,
+        says: "requests held is 1 in the index but 0 in the ledger",
+        shown: Shown::Counts,
     },
     Case {
         name: "row deleted",
@@ -254,6 +273,11 @@ fn verify_names_every_edit_of_the_index_and_reads_show_the_records() {
             }
             (Shown::Flagged, Some(read)) => assert!(!read.differences.is_empty(), "{}: {read:?}", case.name),
             (Shown::Nothing, None) => {}
+            (Shown::Counts, Some(read)) => {
+                let expected = SessionSummary { n_denied: read.summary.n_denied, n_held: read.summary.n_held, ..recorded.summary.clone() };
+                assert_eq!(read.summary, expected, "{}: the records' facts", case.name);
+                assert!(read.summary.n_denied + read.summary.n_held > 0, "{}: the row's counts are shown", case.name);
+            }
             (shown, read) => panic!("{}: expected {shown:?}, read {read:?}", case.name),
         }
     }

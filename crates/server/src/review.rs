@@ -491,6 +491,8 @@ impl Review {
             verify: verify.to_string(),
             terminal,
             live: self.registry.is_live(s.id),
+            denied: s.n_denied,
+            held: s.n_held,
         })
     }
 }

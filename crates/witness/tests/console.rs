@@ -498,7 +498,7 @@ fn held_requests_reach_the_webhooks_and_the_approvers_reason_reaches_the_client(
     std::fs::write(&slack_url, format!("{}\n", receiver.url("/slack/T000/B000/secret-part"))).unwrap();
     let api_port = free_port();
     let extra = format!(
-        "api = \"127.0.0.1:{api_port}\"\n{ROLES}\n[console]\npublic_url = \"https://witness.example/\"\n\n[[notify]]\nurl = \"{}\"\n\n[[notify]]\nurl_file = \"{}\"\nformat = \"slack\"\n",
+        "api = \"127.0.0.1:{api_port}\"\n{ROLES}\n[[rules]]\nname = \"no-drops\"\nsql = [\"drop\"]\naction = \"deny\"\n\n[console]\npublic_url = \"https://witness.example/\"\n\n[[notify]]\nurl = \"{}\"\n\n[[notify]]\nurl_file = \"{}\"\nformat = \"slack\"\n",
         receiver.url("/flaky"),
         slack_url.display()
     );
@@ -575,6 +575,18 @@ fn held_requests_reach_the_webhooks_and_the_approvers_reason_reaches_the_client(
     assert!(ok && out.contains("DELETE 2"), "{out}{err}");
     assert!(err.contains(&format!("NOTICE:  witness approval {id} was approved by dana: one-off cleanup")), "{err}");
     assert!(!gw.log().contains("secret-part"), "the webhook's address is not logged whole");
+
+    // The sessions list marks what was refused and what was held.
+    let (ok, _, err) = psql(&gw.conninfo("app", "claude", &t.agent), &["-c", "drop table orders"]);
+    assert!(!ok && err.contains("no-drops"), "{err}");
+    let listed = poll("three ended sessions", || {
+        let page = http.ok("/api/sessions", &t.auditor);
+        let sessions = page["sessions"].as_array().unwrap().clone();
+        (sessions.len() == 3 && sessions.iter().all(|s| s["status"] == "closed")).then_some(sessions)
+    });
+    let mut marks: Vec<(u64, u64)> = listed.iter().map(|s| (s["denied"].as_u64().unwrap(), s["held"].as_u64().unwrap())).collect();
+    marks.sort();
+    assert_eq!(marks, [(0, 1), (0, 1), (1, 0)], "two held deletes, one denied drop: {listed:#?}");
 }
 
 /// Someone with access to the data dir edits the index while witness runs: a session's identity,

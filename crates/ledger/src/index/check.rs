@@ -19,7 +19,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use witness_core::SessionId;
 
-use super::{index_event_from_record, packed::packed_events, EventSummary, Index, IndexedEvent, SessionSummary, SCHEMA_VERSION};
+use super::{index_event_from_record, packed::packed_events, Decided, EventSummary, Index, IndexedEvent, SessionSummary, SCHEMA_VERSION};
 use crate::format::{decode_record, decode_segment_header, EventRecord, Hash, Record};
 use crate::segment::{list_segments, FrameItem, FrameIter};
 
@@ -153,6 +153,24 @@ struct Tally {
     has_start: bool,
     n_events: u64,
     last_event_ns: i64,
+    decided: Decisions,
+}
+
+/// Requests refused and held, as a session row counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Decisions {
+    pub denied: u64,
+    pub held: u64,
+}
+
+impl Decisions {
+    fn add(&mut self, decided: Decided) {
+        match decided {
+            Decided::Denied => self.denied += 1,
+            Decided::Held => self.held += 1,
+            Decided::Nothing => {}
+        }
+    }
 }
 
 // === impl IndexComparison ===
@@ -209,11 +227,12 @@ impl IndexComparison {
         hasher.update(&scratch[..]);
         tally.n_events += 1;
         tally.last_event_ns = tally.last_event_ns.max(e.time_ns);
+        tally.decided.add(indexed.event.decided);
         if let Some(reason) = &indexed.event.end_reason {
             scratch.clear();
             // The index records an end on the session's row, so only a session with a row has one.
             let ended = tally.has_start.then_some((e.time_ns, reason.as_str()));
-            finish_bytes(scratch, ended, tally.n_events, tally.last_event_ns);
+            finish_bytes(scratch, ended, tally.n_events, tally.last_event_ns, tally.decided);
             hasher.update(&scratch[..]);
             let digest = hasher.clone().finalize().into();
             *fold = LedgerFold::Closed(digest);
@@ -304,7 +323,7 @@ impl IndexSide {
         let sql_err = |e: rusqlite::Error| unreadable(&e);
         let mut rows = conn
             .prepare(
-                "SELECT id, identity, connection, protocol, task, client_addr, started_ns, ended_ns, end_reason, n_events, last_event_ns
+                "SELECT id, identity, connection, protocol, task, client_addr, started_ns, ended_ns, end_reason, n_events, last_event_ns, n_denied, n_held
                  FROM sessions ORDER BY id",
             )
             .map_err(sql_err)?;
@@ -360,9 +379,10 @@ impl IndexSide {
             match &session_row {
                 Some(r) => {
                     let ended = r.ended_ns.map(|ns| (ns, r.end_reason.as_deref().unwrap_or("")));
-                    finish_bytes(&mut scratch, ended, r.n_events, r.last_event_ns)
+                    finish_bytes(&mut scratch, ended, r.n_events, r.last_event_ns, Decisions { denied: r.n_denied, held: r.n_held })
                 }
-                None => finish_bytes(&mut scratch, None, n_events, last_event_ns),
+                // No row, so nothing counted: as the records of a session without a start give.
+                None => finish_bytes(&mut scratch, None, n_events, last_event_ns, Decisions::default()),
             }
             hasher.update(&scratch);
             side.sessions.insert(id, IndexedSession { digest: hasher.finalize().into(), damaged });
@@ -413,7 +433,7 @@ impl LedgerFold {
             LedgerFold::Closed(digest) => *digest,
             LedgerFold::Open(hasher, tally) => {
                 let mut end = Vec::new();
-                finish_bytes(&mut end, None, tally.n_events, tally.last_event_ns);
+                finish_bytes(&mut end, None, tally.n_events, tally.last_event_ns, tally.decided);
                 let mut hasher = hasher.clone();
                 hasher.update(&end);
                 hasher.finalize().into()
@@ -467,8 +487,9 @@ fn start_bytes(out: &mut Vec<u8>, start: Option<StartFacts<'_>>) {
     out.extend_from_slice(&s.started_ns.to_le_bytes());
 }
 
-/// The digest's last part, after the events: the end on the row, the count and the last time.
-fn finish_bytes(out: &mut Vec<u8>, ended: Option<(i64, &str)>, n_events: u64, last_event_ns: i64) {
+/// The digest's last part, after the events: the end on the row, the count, the last time and
+/// the requests refused and held.
+fn finish_bytes(out: &mut Vec<u8>, ended: Option<(i64, &str)>, n_events: u64, last_event_ns: i64, decided: Decisions) {
     match ended {
         None => out.push(0),
         Some((ns, reason)) => {
@@ -480,6 +501,8 @@ fn finish_bytes(out: &mut Vec<u8>, ended: Option<(i64, &str)>, n_events: u64, la
     }
     out.extend_from_slice(&n_events.to_le_bytes());
     out.extend_from_slice(&last_event_ns.to_le_bytes());
+    out.extend_from_slice(&decided.denied.to_le_bytes());
+    out.extend_from_slice(&decided.held.to_le_bytes());
 }
 
 // === Naming what differs ===
@@ -543,6 +566,8 @@ pub(super) struct LedgerFacts {
     pub n_events: u64,
     /// The latest event time, when every event was read.
     pub last_event_ns: Option<i64>,
+    /// Requests refused and held, when every event was read.
+    pub decided: Option<Decisions>,
 }
 
 /// The index's events of one session, read a page at a time.
@@ -564,6 +589,7 @@ impl Detail {
         }
         self.ledger.n_events += 1;
         self.ledger.last_event_ns = Some(self.ledger.last_event_ns.unwrap_or(0).max(e.time_ns));
+        self.ledger.decided.get_or_insert_with(Decisions::default).add(e.decided);
         if self.event_problem.is_none() {
             let listed = self.cursor.next(index, session)?;
             self.event_problem = compare_event(listed.as_ref(), indexed);
@@ -609,6 +635,10 @@ pub(super) fn session_differences(row: &SessionSummary, ledger: &LedgerFacts) ->
     ]);
     if let Some(last_event_ns) = ledger.last_event_ns {
         fields.push(("last event time (ns)", row.last_event_ns.to_string(), last_event_ns.to_string()));
+    }
+    if let Some(decided) = ledger.decided {
+        fields.push(("requests denied", row.n_denied.to_string(), decided.denied.to_string()));
+        fields.push(("requests held", row.n_held.to_string(), decided.held.to_string()));
     }
     fields
         .into_iter()
@@ -762,12 +792,21 @@ mod tests {
                 assert!(!a.starts_with(b) && !b.starts_with(a), "{a:?} and {b:?}");
             }
         }
-        let ends = [(None, 3, 9), (Some((5, "")), 3, 9), (Some((5, "x")), 3, 9), (None, 4, 9), (None, 3, 8)];
+        let none = Decisions::default();
+        let ends = [
+            (None, 3, 9, none),
+            (Some((5, "")), 3, 9, none),
+            (Some((5, "x")), 3, 9, none),
+            (None, 4, 9, none),
+            (None, 3, 8, none),
+            (None, 3, 9, Decisions { denied: 1, held: 0 }),
+            (None, 3, 9, Decisions { denied: 0, held: 1 }),
+        ];
         let encoded: Vec<Vec<u8>> = ends
             .iter()
-            .map(|(ended, n, last)| {
+            .map(|(ended, n, last, decided)| {
                 let mut out = Vec::new();
-                finish_bytes(&mut out, *ended, *n, *last);
+                finish_bytes(&mut out, *ended, *n, *last, *decided);
                 out
             })
             .collect();

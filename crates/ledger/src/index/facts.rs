@@ -56,8 +56,10 @@ impl Index {
             start: Some((info.clone(), start.time_ns)),
             ended: ended.clone(),
             n_events: latest.seq + 1,
-            // Only the latest record was read; the index keeps the latest time of all.
+            // Only the latest record was read; the index keeps the latest time of all, and the
+            // counts of refused and held requests.
             last_event_ns: None,
+            decided: None,
         };
         let differences = session_differences(row, &facts);
         let summary = SessionSummary {
@@ -68,6 +70,9 @@ impl Index {
             end_reason: ended.map(|(_, reason)| reason),
             n_events: latest.seq + 1,
             last_event_ns: latest.time_ns,
+            // Counted over every event: the index's, which the background check compares.
+            n_denied: row.n_denied,
+            n_held: row.n_held,
         };
         Ok(RecordedSession { summary, last_ledger_seq: Some(latest.ledger_seq), differences })
     }

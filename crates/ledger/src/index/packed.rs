@@ -137,6 +137,7 @@ mod tests {
             payload_len: seq * 100,
             start: None,
             end_reason: None,
+            decided: Default::default(),
         };
         IndexedEvent { event, ledger_seq: seq + 1000, segment_idx: seq / 2, offset: 32 + seq * 400 }
     }

@@ -139,7 +139,9 @@ function sessionRow(s, navigate) {
   h('td', { class: 'col-protocol' }, badge(s.protocol, 'outline'), s.terminal && h('span', { class: 'muted small', title: 'Has a terminal replay' }, ' ▶')),
   h('td', { class: 'col-task' }, s.task ?? h('span', { class: 'muted' }, '—')),
   h('td', { class: 'col-duration nowrap' }, duration(s)),
-  h('td', { class: 'col-events num' }, s.events),
+  h('td', { class: 'col-events num' }, s.events,
+    s.denied > 0 && [' ', badge(`${s.denied} denied`, 'bad', 'denied-count')],
+    s.held > 0 && [' ', badge(`${s.held} held`, 'warn', 'held-count')]),
   h('td', { class: 'col-status', title: s.end_reason ?? '' }, statusBadge(s.status)),
   h('td', { class: 'col-verify' }, verifyBadge(s.verify)));
 }
