@@ -36,10 +36,11 @@ use crate::{SshFront, SshGate, SshSettings, SshTarget};
 /// refused, so a client cannot make witness hold unbounded tasks and target channels.
 const MAX_CHANNELS: usize = 64;
 
-/// How long a session's channels get to end by themselves after the client left.
+/// How long a session's channels get, once the client has left, to record the target's closing
+/// of their channels before they are ended.
 const CHANNEL_SETTLE: Duration = Duration::from_millis(500);
-/// How long they get to record their last events once the target connection is closed too.
-const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
+/// How long witness waits to say goodbye to a target that may no longer answer.
+const TARGET_GOODBYE: Duration = Duration::from_secs(1);
 
 /// Most characters of a user name witness repeats in its log and in messages to the client. A
 /// name can be as long as a packet, and each refused login logs it: without a bound a client
@@ -62,6 +63,7 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
     let _ = tcp.set_nodelay(true);
     let live: Arc<Mutex<Option<Live<G>>>> = Arc::new(Mutex::new(None));
     let end_reason: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (client_gone, gone) = tokio::sync::watch::channel(false);
     let handler = Connection {
         front: front.clone(),
         peer,
@@ -69,12 +71,16 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
         principal: None,
         live: live.clone(),
         end_reason: end_reason.clone(),
+        client_gone: gone,
         remote_forwards: HashSet::new(),
     };
     let result = match server::run_stream(front.config.clone(), tcp, handler).await {
         Ok(running) => running.await,
         Err(e) => Err(e),
     };
+    // Every channel stops delivering to the client and closes its target channel, which gives
+    // the target's commands their hangup.
+    let _ = client_gone.send(true);
     let taken = live.lock().unwrap_or_else(|p| p.into_inner()).take();
     let Some(mut live) = taken else {
         if let Err(e) = result {
@@ -82,22 +88,25 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
         }
         return;
     };
-    let reason = end_reason.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| match &result {
-        Ok(()) => "the client disconnected".to_string(),
-        Err(e) => format!("the connection failed: {e}"),
-    });
-    // Channels end once the connection is gone and the target closed them; give them a moment
-    // to record their last events. A target that keeps a channel open (a command still running)
-    // is disconnected, which ends the rest.
+    // Kept in place, so that the target connection's end, which witness causes below, is not
+    // taken for the reason.
+    let reason = end_reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(|| match &result {
+            Ok(()) => "the client disconnected".to_string(),
+            Err(e) => format!("the client's connection ended: {e}"),
+        })
+        .clone();
+    // Channels end once the target has closed them; give them a moment to record the target's
+    // last words (exit statuses). One the target keeps open (a command that ignores its hangup)
+    // is ended with the target connection, as a direct client's leaving would.
     let settled = tokio::time::timeout(CHANNEL_SETTLE, async { while live.channels.join_next().await.is_some() {} }).await;
-    let _ = live.target.disconnect(Disconnect::ByApplication, "the client left", "en").await;
     if settled.is_err() {
-        let drained = tokio::time::timeout(CHANNEL_DRAIN, async { while live.channels.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            live.channels.abort_all();
-            while live.channels.join_next().await.is_some() {}
-        }
+        live.channels.abort_all();
+        while live.channels.join_next().await.is_some() {}
     }
+    let _ = tokio::time::timeout(TARGET_GOODBYE, live.target.disconnect(Disconnect::ByApplication, "the client left", "en")).await;
     let writer = live.context.writer.clone();
     drop(live);
     match Arc::try_unwrap(writer) {
@@ -165,6 +174,8 @@ struct Connection<G> {
     live: Arc<Mutex<Option<Live<G>>>>,
     /// Why the session ended, when witness ended it.
     end_reason: Arc<Mutex<Option<String>>>,
+    /// Set once the client's connection is gone.
+    client_gone: tokio::sync::watch::Receiver<bool>,
     /// The remote forwardings (address, port) the target set up for this session: the only ones
     /// a cancel is passed on for.
     remote_forwards: HashSet<(String, u32)>,
@@ -237,26 +248,30 @@ impl<G: SshGate> Connection<G> {
         }
         let subject = Subject { session: writer.id(), info, principal };
         let (reverse_tx, reverse_rx) = tokio::sync::mpsc::channel(back::MAX_REVERSE_WAITING);
-        let target_handle =
-            match back::connect(&target, &self.front.settings.known_hosts, self.front.settings.connect_timeout, reverse_tx).await {
-                Ok(handle) => handle,
-                Err(e) => {
-                    let message = e.to_string();
-                    let event = Event::note(kind::SSH_TARGET_ERROR, Direction::Gateway, message.clone());
-                    let _ = writer.append(&event).await;
-                    let _ = writer.close(&message).await;
-                    return Err(message);
-                }
-            };
+        let (ended, target_ended) = tokio::sync::watch::channel(None);
+        let ended = Arc::new(ended);
+        let settings = &self.front.settings;
+        let target_handle = match back::connect(&target, &settings.known_hosts, settings.connect_timeout, reverse_tx, ended.clone()).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                let message = e.to_string();
+                let event = Event::note(kind::SSH_TARGET_ERROR, Direction::Gateway, message.clone());
+                let _ = writer.append(&event).await;
+                let _ = writer.close(&message).await;
+                return Err(message);
+            }
+        };
         let registration = self.front.gate.register(&subject);
         let interrupt = registration.interrupt.clone();
         watch_interrupt(interrupt.clone(), session.handle(), self.end_reason.clone(), subject.session);
+        watch_target(target_ended, session.handle(), self.end_reason.clone(), subject.session, target.name.clone());
         let context = Arc::new(ChannelContext {
             gate: self.front.gate.clone(),
             subject: Arc::new(subject),
             writer: Arc::new(writer),
             interrupt,
             client: session.handle(),
+            client_gone: self.client_gone.clone(),
         });
         let mut channels = JoinSet::new();
         channels.spawn(reverse_channels(context.clone(), session.handle(), reverse_rx));
@@ -408,6 +423,31 @@ fn watch_interrupt(
         tracing::info!(%session, reason, "ending an SSH session");
         *end_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
         let _ = client.disconnect(Disconnect::ByApplication, format!("witness: {reason}"), "en".into()).await;
+    });
+}
+
+/// Disconnects the client when the target's connection ends under its session: the client
+/// hears why, as a direct client hears that its connection was closed by the remote host, and
+/// the session's end is recorded as the target's. The watch ends with the target connection.
+fn watch_target(
+    mut ended: tokio::sync::watch::Receiver<Option<String>>,
+    client: server::Handle,
+    end_reason: Arc<Mutex<Option<String>>>,
+    session: SessionId,
+    connection: String,
+) {
+    tokio::spawn(async move {
+        let Ok(why) = ended.wait_for(|e| e.is_some()).await.map(|e| e.clone().unwrap_or_default()) else { return };
+        {
+            let mut reason = end_reason.lock().unwrap_or_else(|p| p.into_inner());
+            if reason.is_some() {
+                return; // witness ended the session itself
+            }
+            *reason = Some(why.clone());
+        }
+        tracing::info!(%session, connection, why, "the target's connection ended; ending the SSH session");
+        let message = format!("witness: connection {connection}: {why} (closed by remote host)");
+        let _ = client.disconnect(Disconnect::ByApplication, message, "en".into()).await;
     });
 }
 

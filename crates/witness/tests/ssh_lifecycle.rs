@@ -1,0 +1,217 @@
+//! How SSH sessions through witness end, against a real OpenSSH sshd and the real OpenSSH
+//! clients: a client killed mid-transfer leaves nothing running on the target and its session is
+//! closed at once; exit statuses reach the client and the ledger as they do direct, over
+//! ControlMaster too; a target that dies mid-command is reported to the client and recorded as
+//! the target's end.
+//!
+//! What is left on the target is read from its process list: each remote command carries a
+//! marker unique to the test run, so that tests running side by side never see each other's.
+
+mod pg;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use pg::{poll, ssh_connection, Gateway};
+use serde_json::Value;
+use witness_testkit::{free_port, ssh_client_options, SshKeyPair, Sshd, SshdOptions};
+
+/// witness in front of `sshd` as connection `web`; everything is allowed.
+fn gateway(sshd: &Sshd) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "data_dir = \"{data}\"\n[listen]\nssh = \"127.0.0.1:{port}\"\napi = \"127.0.0.1:{api}\"\n{web}",
+        data = dir.path().join("data").display(),
+        api = free_port(),
+        web = ssh_connection("web", sshd, &sshd.host_public_key()),
+    );
+    Gateway::launch(dir, port, &config, &[])
+}
+
+fn agent_key(gw: &Gateway) -> SshKeyPair {
+    let key = SshKeyPair::generate(gw.dir.path(), "claude", "ed25519");
+    let public = key.private.with_extension("pub");
+    let out = gw.witness(&["identity", "add-key", "claude", public.to_str().unwrap(), "--groups", "ai-agents"]);
+    assert!(out.status.success(), "add-key: {}", text(&out.stderr));
+    key
+}
+
+/// OpenSSH through witness to `web` with `key`, `args` before the destination.
+fn ssh(gw: &Gateway, key: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(ssh_client_options(key, gw.port)).args(args).arg("web@127.0.0.1");
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A marker no other test run uses.
+fn marker(what: &str) -> String {
+    format!("witness-{what}-{:016x}", rand::random::<u64>())
+}
+
+/// A `sleep` of about ten minutes no other test run sleeps: its own command line is its marker.
+fn unique_sleep() -> String {
+    format!("sleep 600.{:09}", rand::random::<u32>() % 1_000_000_000)
+}
+
+/// The processes on this machine whose command line holds `marker`, other than `except` (the
+/// local client, whose command line names the remote command too).
+fn running_with(marker: &str, except: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = text(&std::fs::read(entry.path().join("cmdline")).ok()?).replace('\0', " ");
+            (pid != except && pid != std::process::id() && cmdline.contains(marker)).then(|| format!("{pid}: {cmdline}"))
+        })
+        .collect()
+}
+
+/// Kills `child` with SIGKILL, as a crash or an OOM killer would, and reaps it.
+fn kill_hard(child: &mut Child) {
+    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+/// The sessions once `n` have been recorded and every one has ended: well before witness stops.
+fn ended(gw: &Gateway, n: usize) -> Vec<Value> {
+    let sessions = gw.ended_sessions(n);
+    assert!(sessions.len() >= n && sessions.iter().all(|s| s["status"] == "closed"), "sessions still open: {sessions:#?}");
+    sessions
+}
+
+/// A client killed mid-transfer: the target's command gets its hangup and goes, the target
+/// connection is closed, and the session is closed in the ledger with why, while witness runs.
+#[test]
+fn a_client_killed_mid_transfer_leaves_nothing_running_on_the_target() {
+    // sftp-server under a name of its own (the harness runs SFTP inside sshd), to find it.
+    let bin = tempfile::tempdir().unwrap();
+    let sftp_marker = marker("sftp-server");
+    let sftp_server = ["/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/libexec/sftp-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("OpenSSH's sftp-server (package openssh-sftp-server)");
+    std::os::unix::fs::symlink(sftp_server, bin.path().join(&sftp_marker)).unwrap();
+    let sshd = Sshd::start_with(SshdOptions {
+        extra_config: vec![format!("Subsystem sftp {}", bin.path().join(&sftp_marker).display())],
+        ..SshdOptions::default()
+    });
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let remote = tempfile::tempdir().unwrap();
+    // Sparse: as large as a download that lasts, without the disk.
+    std::fs::File::create(remote.path().join("big")).unwrap().set_len(16 << 30).unwrap();
+    let batch = remote.path().join("batch");
+    std::fs::write(&batch, format!("get {} /dev/null\n", remote.path().join("big").display())).unwrap();
+
+    let cat = marker("cat");
+    let sleep = unique_sleep();
+    let mut sftp = Command::new("sftp");
+    sftp.args(ssh_client_options(&key.private, gw.port)).args(["-b", batch.to_str().unwrap(), "web@127.0.0.1"]);
+    let cases: Vec<(&str, Command)> = vec![
+        (&cat, {
+            let mut cmd = ssh(&gw, &key.private, &[]);
+            cmd.arg(format!("sh -c 'cat /dev/zero; :' {cat}"));
+            cmd
+        }),
+        (&sleep, {
+            let mut cmd = ssh(&gw, &key.private, &["-tt"]);
+            cmd.arg(&sleep);
+            cmd
+        }),
+        (&sftp_marker, sftp),
+    ];
+    for (marker, mut command) in cases {
+        // stdin stays open, as a user's terminal would, and stdout is a pipe nobody reads, as a
+        // paused pager's: witness waits for the client's window when it dies. sftp's ssh is its
+        // child, killed along.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut client = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let except = client.id();
+        poll(&format!("{marker} to run on the target"), || (!running_with(marker, except).is_empty()).then_some(()));
+        let _ = Command::new("kill").args(["-KILL", &format!("-{}", client.id())]).status();
+        kill_hard(&mut client);
+        poll(&format!("{marker} to end on the target"), || running_with(marker, except).is_empty().then_some(()));
+    }
+    poll("the target connections to close", || sshd.descendants().is_empty().then_some(()));
+    let sessions = ended(&gw, 3);
+    for session in &sessions {
+        assert!(session["end_reason"].as_str().is_some_and(|r| r.contains("client")), "{session:#}");
+    }
+    gw.stop_and_verify();
+}
+
+/// Thirty short commands over one ControlMaster connection: each client gets its command's exit
+/// status, and the ledger has every one.
+#[test]
+fn exit_statuses_reach_the_client_and_the_ledger_over_control_master() {
+    let sshd = Sshd::start();
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let control = tempfile::tempdir().unwrap();
+    let socket = control.path().join("master");
+    let control_path = format!("ControlPath={}", socket.display());
+    let mut master = ssh(&gw, &key.private, &["-M", "-N", "-o", &control_path]).stdin(Stdio::null()).spawn().unwrap();
+    poll("the master to listen", || {
+        let out = ssh(&gw, &key.private, &["-o", &control_path, "-O", "check"]).output().unwrap();
+        out.status.success().then_some(())
+    });
+    for i in 0..30u8 {
+        let status = i % 7 + i / 7 * 10;
+        let out =
+            ssh(&gw, &key.private, &["-o", &control_path]).arg(format!("echo out-{i}; echo err-{i} >&2; exit {status}")).output().unwrap();
+        assert_eq!(out.status.code(), Some(i32::from(status)), "command {i}: stderr {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("out-{i}\n"));
+    }
+    let _ = ssh(&gw, &key.private, &["-o", &control_path, "-O", "exit"]).output();
+    let _ = master.wait();
+    let sessions = ended(&gw, 1);
+    let events = gw.events(sessions[0]["id"].as_str().unwrap());
+    let mut statuses: Vec<u64> = events.iter().filter(|e| e["kind"] == "ssh.exit").filter_map(|e| e["attrs"]["status"].as_u64()).collect();
+    statuses.sort_unstable();
+    let mut expected: Vec<u64> = (0..30u64).map(|i| i % 7 + i / 7 * 10).collect();
+    expected.sort_unstable();
+    assert_eq!(statuses, expected, "exit statuses in the ledger");
+    gw.stop_and_verify();
+}
+
+/// The target's connection dies mid-command: the client hears it, as it would direct, and the
+/// session's end is recorded as the target's.
+#[test]
+fn a_target_that_dies_mid_command_is_reported_to_the_client_and_recorded() {
+    let sshd = Sshd::start();
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let sleep = unique_sleep();
+    let mut client = ssh(&gw, &key.private, &[])
+        .arg(format!("echo started; {sleep}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(client.stdout.as_mut().unwrap()), &mut first).unwrap();
+    assert_eq!(first, "started\n");
+    // Every process serving witness's connections to the target dies, as in a crash.
+    let serving: Vec<String> =
+        sshd.descendants().into_iter().filter(|(_, cmdline)| cmdline.starts_with("sshd")).map(|(pid, _)| pid.to_string()).collect();
+    assert!(!serving.is_empty(), "no connection process under {:?}", sshd.descendants());
+    Command::new("kill").arg("-KILL").args(&serving).status().unwrap();
+    let out = client.wait_with_output().unwrap();
+    for orphan in running_with(&sleep, 0) {
+        let pid = orphan.split(':').next().unwrap();
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("closed by remote host"), "the client was not told: {}", text(&out.stderr));
+    let sessions = ended(&gw, 1);
+    let reason = sessions[0]["end_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("target"), "the session's end is not the target's: {reason}");
+    gw.stop_and_verify();
+}
