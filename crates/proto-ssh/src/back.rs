@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,6 +78,14 @@ pub(crate) const MAX_REVERSE_WAITING: usize = 16;
 /// host) and records it as the session's end.
 pub(crate) type TargetEnded = Arc<tokio::sync::watch::Sender<Option<String>>>;
 
+/// What a target connection passes on to the session's front: the channels the target opens
+/// toward the client, and the connection's end.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub reverse: tokio::sync::mpsc::Sender<Reverse>,
+    pub ended: TargetEnded,
+}
+
 /// russh's client callbacks: only the host key check.
 pub(crate) struct TargetHandler {
     connection: String,
@@ -86,8 +95,10 @@ pub(crate) struct TargetHandler {
     refused: Arc<Mutex<Option<(String, String)>>>,
     /// Where channels the target opens toward the client go.
     reverse: tokio::sync::mpsc::Sender<Reverse>,
-    /// Told when the connection ends.
+    /// Told when the connection ends, unless `leaving`.
     ended: TargetEnded,
+    /// Set when witness ends the connection itself.
+    leaving: Arc<AtomicBool>,
 }
 
 /// Serialises first-use writes to the known-hosts file within this process.
@@ -135,7 +146,9 @@ impl client::Handler for TargetHandler {
             }
             client::DisconnectReason::Error(e) => format!("the connection to the target failed: {e}"),
         };
-        self.ended.send_if_modified(|ended| ended.is_none() && ended.replace(why).is_none());
+        if !self.leaving.load(Ordering::Acquire) {
+            self.ended.send_if_modified(|ended| ended.is_none() && ended.replace(why).is_none());
+        }
         match reason {
             client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
             client::DisconnectReason::Error(e) => Err(e),
@@ -201,8 +214,8 @@ pub(crate) async fn connect(
     target: &SshTarget,
     known_hosts: &Path,
     timeout: Duration,
-    reverse: tokio::sync::mpsc::Sender<Reverse>,
-    ended: TargetEnded,
+    link: Link,
+    leaving: Arc<AtomicBool>,
 ) -> Result<TargetHandle, TargetError> {
     let (connection, address) = (target.name.clone(), target.address.clone());
     let refused = Arc::new(Mutex::new(None));
@@ -211,8 +224,9 @@ pub(crate) async fn connect(
         policy: target.host_key.clone(),
         known_hosts: known_hosts.to_path_buf(),
         refused: refused.clone(),
-        reverse,
-        ended,
+        reverse: link.reverse,
+        ended: link.ended,
+        leaving,
     };
     let login = async {
         let tcp = tokio::net::TcpStream::connect(&target.address).await.map_err(|e| TargetError::Unreachable {

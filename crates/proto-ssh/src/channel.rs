@@ -22,6 +22,7 @@ use witness_gate::{admit, with_verdict, Admission, Refusal, Waiting, Wire, Withd
 use witness_ledger::SessionWriter;
 
 use crate::git::{parse_git_command, GitService, ReceivePackStream};
+use crate::outbox::{self, Input, Outbox};
 use crate::record::{self, channel_note};
 use crate::sftp::SftpStream;
 use crate::SshGate;
@@ -101,7 +102,11 @@ async fn relay<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::
     let (target_done, target_ended) = tokio::sync::watch::channel(false);
     let client_side = async {
         let stop = Stop::new(&ctx, target_ended);
-        let outcome = client_to_target(&ctx, id, client_read, &client_write, &target_write, &shared, stop).await;
+        let (outbox, inbox) = outbox::outbox();
+        // The reader drops the outbox when it ends; the writer ends once it has written the rest.
+        let toward = Toward { target: &target_write, outbox };
+        let reading = client_to_target(&ctx, id, client_read, &client_write, toward, &shared, stop.clone());
+        let (outcome, ()) = tokio::join!(reading, outbox::write(inbox, &target_write, stop));
         let _ = client_done.send(true);
         if outcome.is_err() {
             end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
@@ -120,7 +125,8 @@ async fn relay<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::
 
 /// When one half of a channel must stop waiting: the other half has ended, or the client's
 /// connection is gone (a write would wait for a window that never opens).
-struct Stop {
+#[derive(Clone)]
+pub(crate) struct Stop {
     other_ended: tokio::sync::watch::Receiver<bool>,
     client_gone: tokio::sync::watch::Receiver<bool>,
 }
@@ -131,7 +137,7 @@ impl Stop {
     }
 
     /// `send`'s output, or None when the channel stopped first.
-    async fn unless<F: std::future::Future>(&mut self, send: F) -> Option<F::Output> {
+    pub(crate) async fn unless<F: std::future::Future>(&mut self, send: F) -> Option<F::Output> {
         if self.stopped() {
             return None;
         }
@@ -148,38 +154,58 @@ impl Stop {
     }
 }
 
+/// Where the client side sends: requests straight to the target, bytes through the outbox.
+struct Toward<'a> {
+    target: &'a ChannelWriteHalf<client::Msg>,
+    outbox: Outbox,
+}
+
 /// The client side: requests and bytes from the client, decided and recorded, then forwarded.
 async fn client_to_target<G: SshGate>(
     ctx: &ChannelContext<G>,
     id: u32,
     mut client_read: ChannelReadHalf,
     client_write: &ChannelWriteHalf<server::Msg>,
-    target: &ChannelWriteHalf<client::Msg>,
+    toward: Toward<'_>,
     shared: &SharedState,
     mut stop: Stop,
 ) -> Result<(), LedgerFailed> {
+    let Toward { target, outbox } = toward;
     let record = |event: Event| async move { append(&ctx.writer, &event).await };
     // What the client sent while a request waited for approval, handled once it is decided.
     let mut waiting = VecDeque::new();
     while let Some(message) = next_message(&mut waiting, &mut client_read).await {
         let mut client = Client { read: &mut client_read, write: client_write, waiting: &mut waiting };
+        // A request that starts something, or changes what it starts with, waits until the
+        // bytes before it have reached the target; resizes and signals need not.
+        if matches!(
+            message,
+            ChannelMsg::RequestPty { .. }
+                | ChannelMsg::SetEnv { .. }
+                | ChannelMsg::RequestShell { .. }
+                | ChannelMsg::Exec { .. }
+                | ChannelMsg::RequestSubsystem { .. }
+                | ChannelMsg::AgentForward { .. }
+        ) {
+            stop.unless(outbox.flush()).await;
+        }
         match message {
             ChannelMsg::Data { data } => {
                 let (data, ended) = gather(data, &mut client);
                 for event in input_events(id, &data, shared) {
                     record(event).await?;
                 }
-                if !matches!(stop.unless(target.data_bytes(data)).await, Some(Ok(()))) || ended {
+                if !stop.unless(outbox.push(Input::Data(data))).await.unwrap_or(false) || ended {
                     break;
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 record(record::data(kind::SSH_INPUT, Direction::Request, id, Some("stderr"), &data)).await?;
-                let _ = stop.unless(target.extended_data_bytes(ext, data)).await;
+                stop.unless(outbox.push(Input::ExtendedData(ext, data))).await;
             }
             ChannelMsg::Eof => {
                 record(channel_note(kind::SSH_EOF, Direction::Request, id, "end of input from the client")).await?;
-                let _ = stop.unless(target.eof()).await;
+                stop.unless(outbox.push(Input::Eof)).await;
             }
             ChannelMsg::Close => {
                 record(channel_note(kind::SSH_CLOSE, Direction::Request, id, "the client closed the channel")).await?;

@@ -1,8 +1,9 @@
-//! How SSH sessions through witness end, against a real OpenSSH sshd and the real OpenSSH
-//! clients: a client killed mid-transfer leaves nothing running on the target and its session is
-//! closed at once; exit statuses reach the client and the ledger as they do direct, over
-//! ControlMaster too; a target that dies mid-command is reported to the client and recorded as
-//! the target's end.
+//! How SSH sessions through witness hold up and end, against a real OpenSSH sshd and clients
+//! other than the suite's usual ones (paramiko, OpenSSH with ControlMaster): a channel whose
+//! reader stops holds back only itself; SFTP clients that request ahead never deadlock; a client
+//! killed mid-transfer leaves nothing running on the target and its session is closed at once;
+//! exit statuses reach the client and the ledger as they do direct; a target that dies
+//! mid-command is reported to the client and recorded as the target's end.
 //!
 //! What is left on the target is read from its process list: each remote command carries a
 //! marker unique to the test run, so that tests running side by side never see each other's.
@@ -146,8 +147,9 @@ fn a_client_killed_mid_transfer_leaves_nothing_running_on_the_target() {
     gw.stop_and_verify();
 }
 
-/// Thirty short commands over one ControlMaster connection: each client gets its command's exit
-/// status, and the ledger has every one.
+/// Thirty short commands over one ControlMaster connection, beside a session whose reader has
+/// stopped (a pipe nobody reads): each client gets its command's exit status, and the ledger has
+/// every one.
 #[test]
 fn exit_statuses_reach_the_client_and_the_ledger_over_control_master() {
     let sshd = Sshd::start();
@@ -161,6 +163,13 @@ fn exit_statuses_reach_the_client_and_the_ledger_over_control_master() {
         let out = ssh(&gw, &key.private, &["-o", &control_path, "-O", "check"]).output().unwrap();
         out.status.success().then_some(())
     });
+    let mut stalled = ssh(&gw, &key.private, &["-o", &control_path])
+        .arg("cat /dev/zero")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     for i in 0..30u8 {
         let status = i % 7 + i / 7 * 10;
         let out =
@@ -168,6 +177,7 @@ fn exit_statuses_reach_the_client_and_the_ledger_over_control_master() {
         assert_eq!(out.status.code(), Some(i32::from(status)), "command {i}: stderr {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), format!("out-{i}\n"));
     }
+    kill_hard(&mut stalled);
     let _ = ssh(&gw, &key.private, &["-o", &control_path, "-O", "exit"]).output();
     let _ = master.wait();
     let sessions = ended(&gw, 1);
@@ -213,5 +223,96 @@ fn a_target_that_dies_mid_command_is_reported_to_the_client_and_recorded() {
     let sessions = ended(&gw, 1);
     let reason = sessions[0]["end_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("target"), "the session's end is not the target's: {reason}");
+    gw.stop_and_verify();
+}
+
+/// paramiko leaves one channel's output unread: witness holds back only that channel (the
+/// target's sender waits for its window), and a second channel on the same connection runs as if
+/// the first were not there. Reading the first again resumes it.
+#[test]
+fn a_channel_left_unread_holds_back_only_itself() {
+    let sshd = Sshd::start();
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let python = witness_testkit::Python::ensure_venv(&["paramiko"]);
+    let script = r#"
+import sys, time, paramiko
+port, key = int(sys.argv[1]), sys.argv[2]
+client = paramiko.SSHClient()
+client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+client.connect("127.0.0.1", port=port, username="web", key_filename=key, look_for_keys=False, allow_agent=False, timeout=20)
+transport = client.get_transport()
+stalled = transport.open_session(timeout=20)
+stalled.exec_command("cat /dev/zero")
+# Wait (bounded) until the unread channel has filled paramiko's window: from then on, witness
+# and the target hold the rest.
+deadline = time.monotonic() + 30
+while len(stalled.in_buffer) < stalled.in_max_packet_size * 8 and time.monotonic() < deadline:
+    time.sleep(0.02)
+print("stalled", len(stalled.in_buffer) > 0, flush=True)
+second = transport.open_session(timeout=20)
+second.settimeout(20)
+second.exec_command("echo second; exit 7")
+print(second.makefile().read().decode().strip(), second.recv_exit_status(), flush=True)
+stalled.settimeout(20)
+total = 0
+while total < 8 << 20:
+    total += len(stalled.recv(1 << 20))
+print("resumed", total >= 8 << 20, flush=True)
+client.close()
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &gw.port.to_string(), key.private.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "stalled True\nsecond 7\nresumed True\n", "stderr: {}", text(&out.stderr));
+    ended(&gw, 1);
+    gw.stop_and_verify();
+}
+
+/// paramiko's `SFTPClient.get` sends its read requests ahead of reading the replies: witness must
+/// keep reading the requests while the replies wait for paramiko's window, or neither moves.
+/// Twenty 50 MB downloads in a row, each complete.
+#[test]
+fn sftp_downloads_that_request_ahead_complete() {
+    let sshd = Sshd::start();
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let python = witness_testkit::Python::ensure_venv(&["paramiko"]);
+    let remote = tempfile::tempdir().unwrap();
+    let mut blob = vec![0u8; 50 << 20];
+    rand::fill(&mut blob[..]);
+    std::fs::write(remote.path().join("blob"), &blob).unwrap();
+    let script = r#"
+import hashlib, os, sys, paramiko
+port, key, source, target = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+client = paramiko.SSHClient()
+client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+client.connect("127.0.0.1", port=port, username="web", key_filename=key, look_for_keys=False, allow_agent=False, timeout=20)
+sftp = client.open_sftp()
+sftp.get_channel().settimeout(60)
+for i in range(20):
+    sftp.get(source, target)
+    with open(target, "rb") as f:
+        print(hashlib.sha256(f.read()).hexdigest(), flush=True)
+    os.remove(target)
+client.close()
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &gw.port.to_string(), key.private.to_str().unwrap()])
+        .arg(remote.path().join("blob"))
+        .arg(remote.path().join("copy"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&blob).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let digests: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(digests.len(), 20, "downloads done: {digests:?}; stderr: {}", text(&out.stderr));
+    assert!(digests.iter().all(|d| *d == digest), "{digests:?} != {digest}");
+    ended(&gw, 1);
     gw.stop_and_verify();
 }
