@@ -90,14 +90,7 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
     };
     // Kept in place, so that the target connection's end, which witness causes below, is not
     // taken for the reason.
-    let reason = end_reason
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(|| match &result {
-            Ok(()) => "the client disconnected".to_string(),
-            Err(e) => format!("the client's connection ended: {e}"),
-        })
-        .clone();
+    let reason = end_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| client_end(&result)).clone();
     // Channels end once the target has closed them; give them a moment to record the target's
     // last words (exit statuses). One the target keeps open (a command that ignores its hangup)
     // is ended with the target connection, as a direct client's leaving would.
@@ -116,6 +109,20 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
             }
         }
         Err(_) => tracing::warn!("an SSH channel still holds the recorder; its drop records the session's end"),
+    }
+}
+
+/// Why the client's connection ended, as the session's end: a client that closes its socket
+/// without a goodbye (paramiko, a killed process; a reset when it left bytes unread) has closed
+/// the connection; it did not fail.
+fn client_end(result: &Result<(), russh::Error>) -> String {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    match result {
+        Ok(()) => "the client disconnected".to_string(),
+        Err(russh::Error::IO(e)) if matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe) => {
+            "the client closed the connection".to_string()
+        }
+        Err(e) => format!("the client's connection failed: {e}"),
     }
 }
 

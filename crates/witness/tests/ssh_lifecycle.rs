@@ -75,8 +75,16 @@ fn running_with(marker: &str, except: u32) -> Vec<String> {
 
 /// Kills `child` with SIGKILL, as a crash or an OOM killer would, and reaps it.
 fn kill_hard(child: &mut Child) {
-    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Sends SIGKILL to process `pid`, or to process group `pid` when `group` is set. A system call,
+/// not kill(1): procps's reads `kill -KILL -PGID` its own way, and may signal every process.
+fn kill_pid(pid: u32, group: bool) {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return };
+    let signal = rustix::process::Signal::KILL;
+    let _ = if group { rustix::process::kill_process_group(pid, signal) } else { rustix::process::kill_process(pid, signal) };
 }
 
 /// The sessions once `n` have been recorded and every one has ended: well before witness stops.
@@ -135,14 +143,14 @@ fn a_client_killed_mid_transfer_leaves_nothing_running_on_the_target() {
         let mut client = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let except = client.id();
         poll(&format!("{marker} to run on the target"), || (!running_with(marker, except).is_empty()).then_some(()));
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", client.id())]).status();
+        kill_pid(client.id(), true);
         kill_hard(&mut client);
         poll(&format!("{marker} to end on the target"), || running_with(marker, except).is_empty().then_some(()));
     }
     poll("the target connections to close", || sshd.descendants().is_empty().then_some(()));
     let sessions = ended(&gw, 3);
     for session in &sessions {
-        assert!(session["end_reason"].as_str().is_some_and(|r| r.contains("client")), "{session:#}");
+        assert!(session["end_reason"].as_str().is_some_and(|r| r.contains("client") && !r.contains("early eof")), "{session:#}");
     }
     gw.stop_and_verify();
 }
@@ -187,6 +195,19 @@ fn exit_statuses_reach_the_client_and_the_ledger_over_control_master() {
     let mut expected: Vec<u64> = (0..30u64).map(|i| i % 7 + i / 7 * 10).collect();
     expected.sort_unstable();
     assert_eq!(statuses, expected, "exit statuses in the ledger");
+    // Read as `sessions show --json | head` reads it: a little, then the pipe closes.
+    let mut show = pg::witness_command(None)
+        .args(["sessions", "show", sessions[0]["id"].as_str().unwrap(), "--json", "--config"])
+        .arg(&gw.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    std::io::Read::read_exact(show.stdout.as_mut().unwrap(), &mut head).unwrap();
+    drop(show.stdout.take());
+    let shown = show.wait_with_output().unwrap();
+    assert!(shown.status.success() && shown.stderr.is_empty(), "{:?}: {}", shown.status, text(&shown.stderr));
     gw.stop_and_verify();
 }
 
@@ -209,14 +230,14 @@ fn a_target_that_dies_mid_command_is_reported_to_the_client_and_recorded() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(client.stdout.as_mut().unwrap()), &mut first).unwrap();
     assert_eq!(first, "started\n");
     // Every process serving witness's connections to the target dies, as in a crash.
-    let serving: Vec<String> =
-        sshd.descendants().into_iter().filter(|(_, cmdline)| cmdline.starts_with("sshd")).map(|(pid, _)| pid.to_string()).collect();
+    let serving: Vec<u32> = sshd.descendants().into_iter().filter(|(_, cmdline)| cmdline.starts_with("sshd")).map(|(pid, _)| pid).collect();
     assert!(!serving.is_empty(), "no connection process under {:?}", sshd.descendants());
-    Command::new("kill").arg("-KILL").args(&serving).status().unwrap();
+    for pid in serving {
+        kill_pid(pid, false);
+    }
     let out = client.wait_with_output().unwrap();
     for orphan in running_with(&sleep, 0) {
-        let pid = orphan.split(':').next().unwrap();
-        let _ = Command::new("kill").args(["-KILL", pid]).status();
+        kill_pid(orphan.split(':').next().unwrap().parse().unwrap(), false);
     }
     assert_eq!(out.status.code(), Some(255));
     assert!(text(&out.stderr).contains("closed by remote host"), "the client was not told: {}", text(&out.stderr));
@@ -267,7 +288,8 @@ client.close()
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout), "stalled True\nsecond 7\nresumed True\n", "stderr: {}", text(&out.stderr));
-    ended(&gw, 1);
+    // paramiko closes its socket without a goodbye: an orderly close all the same.
+    assert_eq!(ended(&gw, 1)[0]["end_reason"], "the client closed the connection");
     gw.stop_and_verify();
 }
 
@@ -314,5 +336,40 @@ client.close()
     assert_eq!(digests.len(), 20, "downloads done: {digests:?}; stderr: {}", text(&out.stderr));
     assert!(digests.iter().all(|d| *d == digest), "{digests:?} != {digest}");
     ended(&gw, 1);
+    gw.stop_and_verify();
+}
+
+/// The ledger's details: terminal output with a stray byte that is not UTF-8 keeps its text (the
+/// byte escaped), and an SFTP `chmod` records the mode it set.
+#[test]
+fn recordings_keep_stray_bytes_readable_and_what_setstat_set() {
+    let sshd = Sshd::start();
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let out = ssh(&gw, &key.private, &[]).arg(r"printf 'caf\351 ready\n'").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.stdout, b"caf\xe9 ready\n");
+    let remote = tempfile::tempdir().unwrap();
+    let file = remote.path().join("notes.txt");
+    std::fs::write(&file, "x").unwrap();
+    let batch = remote.path().join("batch");
+    std::fs::write(&batch, format!("chmod 640 {}\n", file.display())).unwrap();
+    let sftp = Command::new("sftp")
+        .args(ssh_client_options(&key.private, gw.port))
+        .args(["-b", batch.to_str().unwrap(), "web@127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(sftp.status.success(), "{}", text(&sftp.stderr));
+    let events: Vec<Value> = ended(&gw, 2).iter().flat_map(|s| gw.events(s["id"].as_str().unwrap())).collect();
+    let output = events.iter().find(|e| e["kind"] == "ssh.output").expect("the output is recorded");
+    assert_eq!(output["payload_text"], "caf\\xe9 ready\n", "{output:#}");
+    assert_eq!(output["summary"], "caf\\xe9 ready");
+    let ops: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "sftp.request")
+        .flat_map(|e| e["attrs"]["ops"].as_array().unwrap().iter().filter_map(|op| op["summary"].as_str()))
+        .collect();
+    let expected = format!("setstat {} (mode 0640)", file.display());
+    assert!(ops.contains(&expected.as_str()), "{ops:?}");
     gw.stop_and_verify();
 }
