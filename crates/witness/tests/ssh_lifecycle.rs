@@ -1,5 +1,6 @@
 //! How SSH sessions through witness hold up and end, against a real OpenSSH sshd and clients
-//! other than the suite's usual ones (paramiko, OpenSSH with ControlMaster): a channel whose
+//! other than the suite's usual ones (paramiko, asyncssh, OpenSSH with ControlMaster; the Python
+//! ones from PyPI into the test venv): a channel whose
 //! reader stops holds back only itself; SFTP clients that request ahead never deadlock; a client
 //! killed mid-transfer leaves nothing running on the target and its session is closed at once;
 //! exit statuses reach the client and the ledger as they do direct; a target that dies
@@ -371,5 +372,34 @@ fn recordings_keep_stray_bytes_readable_and_what_setstat_set() {
         .collect();
     let expected = format!("setstat {} (mode 0640)", file.display());
     assert!(ops.contains(&expected.as_str()), "{ops:?}");
+    gw.stop_and_verify();
+}
+
+/// asyncssh, with its own flow control: a process whose output is left unread beside short
+/// commands on the same connection, each with its exit status.
+#[test]
+fn asyncssh_runs_commands_beside_an_unread_process() {
+    let sshd = Sshd::start();
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let python = witness_testkit::Python::ensure_venv(&["asyncssh"]);
+    let script = r#"
+import asyncio, sys, asyncssh
+async def main(port, key):
+    async with asyncssh.connect("127.0.0.1", port=port, username="web", client_keys=[key], known_hosts=None) as conn:
+        stalled = await conn.create_process("cat /dev/zero", encoding=None)
+        await stalled.stdout.readexactly(1 << 20)
+        results = [await asyncio.wait_for(conn.run(f"echo run-{i}; exit {i}"), 20) for i in range(5)]
+        print(" ".join(f"{r.stdout.strip()}:{r.exit_status}" for r in results), flush=True)
+        stalled.close()
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &gw.port.to_string(), key.private.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "run-0:0 run-1:1 run-2:2 run-3:3 run-4:4\n", "stderr: {}", text(&out.stderr));
+    ended(&gw, 1);
     gw.stop_and_verify();
 }
