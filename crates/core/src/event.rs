@@ -41,12 +41,40 @@ pub enum Direction {
 pub enum PayloadType {
     /// No payload.
     Empty,
-    /// UTF-8 text (a statement, terminal output).
+    /// UTF-8 text (a statement, terminal output); terminal output may hold a stray byte that is
+    /// not UTF-8, shown escaped ([`shown_text`]).
     Text,
     /// A JSON document (structured results).
     Json,
     /// Anything else; shown as hex or base64.
     Binary,
+}
+
+/// `bytes` as text to show: UTF-8 as it is, each byte that is not UTF-8 escaped as `\xNN`.
+pub fn shown_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut text = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            let _ = std::fmt::Write::write_fmt(&mut text, format_args!("\\x{byte:02x}"));
+        }
+    }
+    std::borrow::Cow::Owned(text)
+}
+
+/// Whether `bytes` are text with at most a stray byte that is not UTF-8 here and there (a
+/// character cut by the program that wrote it, a Latin-1 letter): one in 32 bytes at most (one
+/// in a short chunk), and no NUL. Such bytes are shown as text with those bytes escaped, not as
+/// binary.
+pub fn is_mostly_text(bytes: &[u8]) -> bool {
+    if bytes.contains(&0) {
+        return false;
+    }
+    let n_invalid: usize = bytes.utf8_chunks().map(|chunk| chunk.invalid().len()).sum();
+    n_invalid <= (bytes.len() / 32).max(1)
 }
 
 /// One recorded event of a session.

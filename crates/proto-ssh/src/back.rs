@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +73,19 @@ pub(crate) enum Reverse {
 /// Reverse channels waiting for the front; more are refused.
 pub(crate) const MAX_REVERSE_WAITING: usize = 16;
 
+/// Why a target connection ended, once it has: set by russh's callback, watched by the front,
+/// which tells the client (as a direct client would see its connection closed by the remote
+/// host) and records it as the session's end.
+pub(crate) type TargetEnded = Arc<tokio::sync::watch::Sender<Option<String>>>;
+
+/// What a target connection passes on to the session's front: the channels the target opens
+/// toward the client, and the connection's end.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub reverse: tokio::sync::mpsc::Sender<Reverse>,
+    pub ended: TargetEnded,
+}
+
 /// russh's client callbacks: only the host key check.
 pub(crate) struct TargetHandler {
     connection: String,
@@ -81,6 +95,10 @@ pub(crate) struct TargetHandler {
     refused: Arc<Mutex<Option<(String, String)>>>,
     /// Where channels the target opens toward the client go.
     reverse: tokio::sync::mpsc::Sender<Reverse>,
+    /// Told when the connection ends, unless `leaving`.
+    ended: TargetEnded,
+    /// Set when witness ends the connection itself.
+    leaving: Arc<AtomicBool>,
 }
 
 /// Serialises first-use writes to the known-hosts file within this process.
@@ -117,6 +135,24 @@ impl client::Handler for TargetHandler {
             originator: (originator_address.to_string(), originator_port),
         });
         Ok(())
+    }
+
+    async fn disconnected(&mut self, reason: client::DisconnectReason<Self::Error>) -> Result<(), Self::Error> {
+        let why = match &reason {
+            client::DisconnectReason::ReceivedDisconnect(info) if info.message.is_empty() => "the target closed the connection".to_string(),
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                let message: String = info.message.chars().filter(|c| !c.is_control()).take(200).collect();
+                format!("the target closed the connection: {message}")
+            }
+            client::DisconnectReason::Error(e) => format!("the connection to the target failed: {e}"),
+        };
+        if !self.leaving.load(Ordering::Acquire) {
+            self.ended.send_if_modified(|ended| ended.is_none() && ended.replace(why).is_none());
+        }
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            client::DisconnectReason::Error(e) => Err(e),
+        }
     }
 
     async fn check_server_key(&mut self, presented: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
@@ -178,7 +214,8 @@ pub(crate) async fn connect(
     target: &SshTarget,
     known_hosts: &Path,
     timeout: Duration,
-    reverse: tokio::sync::mpsc::Sender<Reverse>,
+    link: Link,
+    leaving: Arc<AtomicBool>,
 ) -> Result<TargetHandle, TargetError> {
     let (connection, address) = (target.name.clone(), target.address.clone());
     let refused = Arc::new(Mutex::new(None));
@@ -187,7 +224,9 @@ pub(crate) async fn connect(
         policy: target.host_key.clone(),
         known_hosts: known_hosts.to_path_buf(),
         refused: refused.clone(),
-        reverse,
+        reverse: link.reverse,
+        ended: link.ended,
+        leaving,
     };
     let login = async {
         let tcp = tokio::net::TcpStream::connect(&target.address).await.map_err(|e| TargetError::Unreachable {

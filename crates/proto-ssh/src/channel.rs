@@ -22,6 +22,7 @@ use witness_gate::{admit, with_verdict, Admission, Refusal, Waiting, Wire, Withd
 use witness_ledger::SessionWriter;
 
 use crate::git::{parse_git_command, GitService, ReceivePackStream};
+use crate::outbox::{self, Input, Outbox};
 use crate::record::{self, channel_note};
 use crate::sftp::SftpStream;
 use crate::SshGate;
@@ -39,6 +40,8 @@ pub(crate) struct ChannelContext<G> {
     /// For what a channel half cannot send (exit signals) and for ending the session when the
     /// ledger fails.
     pub client: server::Handle,
+    /// Set once the client's connection is gone: nothing more can reach it.
+    pub client_gone: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What the channel turned out to carry, which decides how its bytes are recorded.
@@ -88,18 +91,73 @@ pub(crate) async fn relay_tunnel<G: SshGate>(ctx: Arc<ChannelContext<G>>, client
 
 async fn relay<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::Msg>, target: Channel<client::Msg>, mode: Mode) {
     let id = u32::from(client.id());
+    // A session channel holds the target's end of output back until its exit status (below).
+    let session_channel = matches!(mode, Mode::Idle);
     let shared: SharedState = Arc::new(Mutex::new(Shared { mode, asked: VecDeque::new() }));
     let (client_read, client_write) = client.split();
     let (target_read, target_write) = target.split();
-    let client_write = Arc::new(client_write);
-    let to_client = tokio::spawn(target_to_client(ctx.clone(), id, target_read, client_write.clone(), shared.clone()));
-    let outcome = client_to_target(&ctx, id, client_read, &client_write, &target_write, &shared).await;
-    if outcome.is_err() {
-        end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
+    // Each half tells the other when it is done, so that neither waits for a window or a
+    // message that will never come; both run in this task, so ending the task ends both.
+    let (client_done, client_ended) = tokio::sync::watch::channel(false);
+    let (target_done, target_ended) = tokio::sync::watch::channel(false);
+    let client_side = async {
+        let stop = Stop::new(&ctx, target_ended);
+        let (outbox, inbox) = outbox::outbox();
+        // The reader drops the outbox when it ends; the writer ends once it has written the rest.
+        let toward = Toward { target: &target_write, outbox };
+        let reading = client_to_target(&ctx, id, client_read, &client_write, toward, &shared, stop.clone());
+        let (outcome, ()) = tokio::join!(reading, outbox::write(inbox, &target_write, stop));
+        let _ = client_done.send(true);
+        if outcome.is_err() {
+            end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
+        }
+        // Closing the target's channel gives its command the hangup a direct client's close
+        // would; the target side then ends at the target's close.
+        let _ = target_write.close().await;
+    };
+    let target_side = async {
+        let stop = Stop::new(&ctx, client_ended);
+        target_to_client(&ctx, id, target_read, &client_write, &shared, stop, session_channel).await;
+        let _ = target_done.send(true);
+    };
+    tokio::join!(client_side, target_side);
+}
+
+/// When one half of a channel must stop waiting: the other half has ended, or the client's
+/// connection is gone (a write would wait for a window that never opens).
+#[derive(Clone)]
+pub(crate) struct Stop {
+    other_ended: tokio::sync::watch::Receiver<bool>,
+    client_gone: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Stop {
+    fn new<G>(ctx: &ChannelContext<G>, other_ended: tokio::sync::watch::Receiver<bool>) -> Stop {
+        Stop { other_ended, client_gone: ctx.client_gone.clone() }
     }
-    // The target side ends when the target closes its channel, which it does after ours.
-    let _ = target_write.close().await;
-    let _ = to_client.await;
+
+    /// `send`'s output, or None when the channel stopped first.
+    pub(crate) async fn unless<F: std::future::Future>(&mut self, send: F) -> Option<F::Output> {
+        if self.stopped() {
+            return None;
+        }
+        let Stop { other_ended, client_gone } = self;
+        tokio::select! {
+            output = send => Some(output),
+            _ = other_ended.wait_for(|ended| *ended) => None,
+            _ = client_gone.wait_for(|gone| *gone) => None,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.other_ended.borrow() || *self.client_gone.borrow()
+    }
+}
+
+/// Where the client side sends: requests straight to the target, bytes through the outbox.
+struct Toward<'a> {
+    target: &'a ChannelWriteHalf<client::Msg>,
+    outbox: Outbox,
 }
 
 /// The client side: requests and bytes from the client, decided and recorded, then forwarded.
@@ -108,31 +166,46 @@ async fn client_to_target<G: SshGate>(
     id: u32,
     mut client_read: ChannelReadHalf,
     client_write: &ChannelWriteHalf<server::Msg>,
-    target: &ChannelWriteHalf<client::Msg>,
+    toward: Toward<'_>,
     shared: &SharedState,
+    mut stop: Stop,
 ) -> Result<(), LedgerFailed> {
+    let Toward { target, outbox } = toward;
     let record = |event: Event| async move { append(&ctx.writer, &event).await };
     // What the client sent while a request waited for approval, handled once it is decided.
     let mut waiting = VecDeque::new();
     while let Some(message) = next_message(&mut waiting, &mut client_read).await {
         let mut client = Client { read: &mut client_read, write: client_write, waiting: &mut waiting };
+        // A request that starts something, or changes what it starts with, waits until the
+        // bytes before it have reached the target; resizes and signals need not.
+        if matches!(
+            message,
+            ChannelMsg::RequestPty { .. }
+                | ChannelMsg::SetEnv { .. }
+                | ChannelMsg::RequestShell { .. }
+                | ChannelMsg::Exec { .. }
+                | ChannelMsg::RequestSubsystem { .. }
+                | ChannelMsg::AgentForward { .. }
+        ) {
+            stop.unless(outbox.flush()).await;
+        }
         match message {
             ChannelMsg::Data { data } => {
                 let (data, ended) = gather(data, &mut client);
                 for event in input_events(id, &data, shared) {
                     record(event).await?;
                 }
-                if target.data_bytes(data).await.is_err() || ended {
+                if !stop.unless(outbox.push(Input::Data(data))).await.unwrap_or(false) || ended {
                     break;
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 record(record::data(kind::SSH_INPUT, Direction::Request, id, Some("stderr"), &data)).await?;
-                let _ = target.extended_data_bytes(ext, data).await;
+                stop.unless(outbox.push(Input::ExtendedData(ext, data))).await;
             }
             ChannelMsg::Eof => {
                 record(channel_note(kind::SSH_EOF, Direction::Request, id, "end of input from the client")).await?;
-                let _ = target.eof().await;
+                stop.unless(outbox.push(Input::Eof)).await;
             }
             ChannelMsg::Close => {
                 record(channel_note(kind::SSH_CLOSE, Direction::Request, id, "the client closed the channel")).await?;
@@ -141,7 +214,7 @@ async fn client_to_target<G: SshGate>(
             ChannelMsg::RequestPty { term, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
                 record(record::pty(id, &term, col_width, row_height)).await?;
                 ask(shared, "pty");
-                let _ = target.request_pty(true, &term, col_width, row_height, pix_width, pix_height, &terminal_modes).await;
+                let _ = stop.unless(target.request_pty(true, &term, col_width, row_height, pix_width, pix_height, &terminal_modes)).await;
             }
             ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
                 // A variable can change what a decided command runs (LD_PRELOAD, BASH_ENV, PATH),
@@ -159,17 +232,17 @@ async fn client_to_target<G: SshGate>(
                 }
                 record(with_verdict(event, &verdict)).await?;
                 if matches!(verdict, Verdict::Allow { .. }) {
-                    let _ = target.set_env(false, variable_name, variable_value).await;
+                    let _ = stop.unless(target.set_env(false, variable_name, variable_value)).await;
                 }
             }
             ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
                 record(record::resize(id, col_width, row_height)).await?;
-                let _ = target.window_change(col_width, row_height, pix_width, pix_height).await;
+                let _ = stop.unless(target.window_change(col_width, row_height, pix_width, pix_height)).await;
             }
             ChannelMsg::Signal { signal } => {
                 let name = signal_name(&signal);
                 record(channel_note(kind::SSH_SIGNAL, Direction::Request, id, format!("signal {name}")).with_attr("signal", name)).await?;
-                let _ = target.signal(signal).await;
+                let _ = stop.unless(target.signal(signal)).await;
             }
             ChannelMsg::RequestShell { .. } => {
                 let event = channel_note(kind::SSH_SHELL, Direction::Request, id, "shell");
@@ -178,7 +251,7 @@ async fn client_to_target<G: SshGate>(
                 }
                 shared_lock(shared).mode = Mode::Bytes;
                 ask(shared, "shell");
-                let _ = target.request_shell(true).await;
+                let _ = stop.unless(target.request_shell(true)).await;
             }
             ChannelMsg::Exec { command, .. } => {
                 let command = String::from_utf8_lossy(&command).into_owned();
@@ -205,7 +278,7 @@ async fn client_to_target<G: SshGate>(
                 shared_lock(shared).mode =
                     if operation == SshOperation::GitPush { Mode::GitPush(ReceivePackStream::new()) } else { Mode::Bytes };
                 ask(shared, "exec");
-                let _ = target.exec(true, command).await;
+                let _ = stop.unless(target.exec(true, command)).await;
             }
             ChannelMsg::RequestSubsystem { name, .. } => {
                 let operation = if name == "sftp" { SshOperation::Sftp } else { SshOperation::Subsystem };
@@ -216,7 +289,7 @@ async fn client_to_target<G: SshGate>(
                 }
                 shared_lock(shared).mode = if operation == SshOperation::Sftp { Mode::Sftp(SftpStream::new()) } else { Mode::Bytes };
                 ask(shared, "subsystem");
-                let _ = target.request_subsystem(true, name).await;
+                let _ = stop.unless(target.request_subsystem(true, name)).await;
             }
             // The front answered the client with the gate's answer; here it is recorded before
             // the target is asked, so the request cannot reach the target ahead of its record.
@@ -226,7 +299,7 @@ async fn client_to_target<G: SshGate>(
                 let event = record::forward(SshOperation::AgentForward.as_str(), "", allowed, "agent forwarding".into(), false);
                 record(with_verdict(event, &verdict)).await?;
                 if allowed {
-                    let _ = target.agent_forward(false).await;
+                    let _ = stop.unless(target.agent_forward(false)).await;
                 }
             }
             ChannelMsg::RequestX11 { .. } => {}
@@ -236,41 +309,66 @@ async fn client_to_target<G: SshGate>(
     Ok(())
 }
 
-/// The target side: everything the target sends, recorded before the client sees it.
+/// The target side: everything the target sends, recorded before the client sees it. Once the
+/// client's side has ended (the client closed the channel or left) nothing more is delivered,
+/// but the target's messages are still read, so that its connection never waits on this
+/// channel, and its exit is still recorded.
+///
+/// On a session channel the target's end of output is held back until its exit status (or its
+/// close): a client that has sent its own end of input takes the end of output as the end of
+/// the channel and may close it (OpenSSH's ControlMaster does), and an exit status that arrives
+/// after the client's close cannot be delivered.
 async fn target_to_client<G: SshGate>(
-    ctx: Arc<ChannelContext<G>>,
+    ctx: &ChannelContext<G>,
     id: u32,
     mut target_read: ChannelReadHalf,
-    client: Arc<ChannelWriteHalf<server::Msg>>,
-    shared: SharedState,
+    client: &ChannelWriteHalf<server::Msg>,
+    shared: &SharedState,
+    mut stop: Stop,
+    session_channel: bool,
 ) {
+    let mut eof_held = false;
+    // Whether the target ended the channel (false: its connection ended under it).
+    let mut closed = false;
     let result: Result<(), LedgerFailed> = async {
         // A message read ahead while gathering data, handled next.
         let mut pending = VecDeque::new();
         while let Some(message) = next_message(&mut pending, &mut target_read).await {
             match message {
                 ChannelMsg::Data { data } => {
+                    if stop.stopped() {
+                        continue; // nobody to deliver to: read and drop
+                    }
                     let (data, ended) = gather_ready(data, &mut target_read, &mut pending);
-                    for event in output_events(id, &data, &shared) {
+                    for event in output_events(id, &data, shared) {
                         append(&ctx.writer, &event).await?;
                     }
-                    if client.data_bytes(data).await.is_err() || ended {
+                    stop.unless(client.data_bytes(data)).await;
+                    if ended {
                         break;
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
+                    if stop.stopped() {
+                        continue;
+                    }
                     append(&ctx.writer, &record::data(kind::SSH_OUTPUT, Direction::Response, id, Some("stderr"), &data)).await?;
-                    let _ = client.extended_data_bytes(ext, data).await;
+                    stop.unless(client.extended_data_bytes(ext, data)).await;
                 }
                 ChannelMsg::Eof => {
                     append(&ctx.writer, &channel_note(kind::SSH_EOF, Direction::Response, id, "end of output from the target")).await?;
-                    let _ = client.eof().await;
+                    if session_channel {
+                        eof_held = true;
+                    } else {
+                        stop.unless(client.eof()).await;
+                    }
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
                     let event = channel_note(kind::SSH_EXIT, Direction::Response, id, format!("exit status {exit_status}"))
                         .with_attr("status", exit_status);
                     append(&ctx.writer, &event).await?;
-                    let _ = client.exit_status(exit_status).await;
+                    stop.unless(client.exit_status(exit_status)).await;
+                    release_eof(&mut eof_held, client, &mut stop).await;
                 }
                 ChannelMsg::ExitSignal { signal_name: signal, core_dumped, error_message, lang_tag } => {
                     let name = signal_name(&signal);
@@ -279,27 +377,30 @@ async fn target_to_client<G: SshGate>(
                         .with_attr("core_dumped", core_dumped)
                         .with_attr("message", error_message.clone());
                     append(&ctx.writer, &event).await?;
-                    let _ = ctx.client.exit_signal_request(client.id(), signal, core_dumped, error_message, lang_tag).await;
+                    stop.unless(ctx.client.exit_signal_request(client.id(), signal, core_dumped, error_message, lang_tag)).await;
+                    release_eof(&mut eof_held, client, &mut stop).await;
                 }
                 ChannelMsg::Success => {
-                    shared_lock(&shared).asked.pop_front();
+                    shared_lock(shared).asked.pop_front();
                 }
                 ChannelMsg::Failure => {
-                    let asked = shared_lock(&shared).asked.pop_front().unwrap_or("request");
+                    let asked = shared_lock(shared).asked.pop_front().unwrap_or("request");
                     let event =
                         channel_note(kind::SSH_TARGET_REFUSED, Direction::Response, id, format!("the target refused the {asked} request"))
                             .with_attr("request", asked);
                     append(&ctx.writer, &event).await?;
                     if asked != "pty" {
                         let line = format!("witness: the target refused the {asked} request\r\n");
-                        let _ = client.extended_data_bytes(1, Bytes::from(line)).await;
-                        let _ = client.exit_status(REFUSED_EXIT_STATUS).await;
-                        let _ = client.close().await;
+                        stop.unless(client.extended_data_bytes(1, Bytes::from(line))).await;
+                        stop.unless(client.exit_status(REFUSED_EXIT_STATUS)).await;
+                        closed = true;
                         break;
                     }
                 }
                 ChannelMsg::Close => {
                     append(&ctx.writer, &channel_note(kind::SSH_CLOSE, Direction::Response, id, "the target closed the channel")).await?;
+                    release_eof(&mut eof_held, client, &mut stop).await;
+                    closed = true;
                     break;
                 }
                 _ => {}
@@ -308,9 +409,21 @@ async fn target_to_client<G: SshGate>(
         Ok(())
     }
     .await;
-    let _ = client.close().await;
     if result.is_err() {
         end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
+    }
+    // A channel whose target connection ended is left for the front, which tells the client why
+    // before it disconnects it (closing the channel first would end an OpenSSH client with no
+    // word of why).
+    if closed || result.is_err() {
+        stop.unless(client.close()).await;
+    }
+}
+
+/// Delivers the end of output held back for an exit status, if there is one.
+async fn release_eof(eof_held: &mut bool, client: &ChannelWriteHalf<server::Msg>, stop: &mut Stop) {
+    if std::mem::take(eof_held) {
+        stop.unless(client.eof()).await;
     }
 }
 

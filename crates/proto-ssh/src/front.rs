@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,19 +28,19 @@ use witness_core::{
 };
 use witness_gate::{with_verdict, Credential, Registration};
 
-use crate::back::{self, TargetHandle};
+use crate::back;
 use crate::channel::{self, ChannelContext};
 use crate::record;
+use crate::targets::Targets;
 use crate::{SshFront, SshGate, SshSettings, SshTarget};
 
 /// Channels one session may have open at once (OpenSSH's MaxSessions is 10 by default); more are
 /// refused, so a client cannot make witness hold unbounded tasks and target channels.
 const MAX_CHANNELS: usize = 64;
 
-/// How long a session's channels get to end by themselves after the client left.
+/// How long a session's channels get, once the client has left, to record the target's closing
+/// of their channels before they are ended.
 const CHANNEL_SETTLE: Duration = Duration::from_millis(500);
-/// How long they get to record their last events once the target connection is closed too.
-const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
 
 /// Most characters of a user name witness repeats in its log and in messages to the client. A
 /// name can be as long as a packet, and each refused login logs it: without a bound a client
@@ -62,6 +63,7 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
     let _ = tcp.set_nodelay(true);
     let live: Arc<Mutex<Option<Live<G>>>> = Arc::new(Mutex::new(None));
     let end_reason: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (client_gone, gone) = tokio::sync::watch::channel(false);
     let handler = Connection {
         front: front.clone(),
         peer,
@@ -69,12 +71,16 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
         principal: None,
         live: live.clone(),
         end_reason: end_reason.clone(),
+        client_gone: gone,
         remote_forwards: HashSet::new(),
     };
     let result = match server::run_stream(front.config.clone(), tcp, handler).await {
         Ok(running) => running.await,
         Err(e) => Err(e),
     };
+    // Every channel stops delivering to the client and closes its target channel, which gives
+    // the target's commands their hangup.
+    let _ = client_gone.send(true);
     let taken = live.lock().unwrap_or_else(|p| p.into_inner()).take();
     let Some(mut live) = taken else {
         if let Err(e) = result {
@@ -82,22 +88,18 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
         }
         return;
     };
-    let reason = end_reason.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| match &result {
-        Ok(()) => "the client disconnected".to_string(),
-        Err(e) => format!("the connection failed: {e}"),
-    });
-    // Channels end once the connection is gone and the target closed them; give them a moment
-    // to record their last events. A target that keeps a channel open (a command still running)
-    // is disconnected, which ends the rest.
+    // Kept in place, so that the target connection's end, which witness causes below, is not
+    // taken for the reason.
+    let reason = end_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| client_end(&result)).clone();
+    // Channels end once the target has closed them; give them a moment to record the target's
+    // last words (exit statuses). One the target keeps open (a command that ignores its hangup)
+    // is ended with the target connection, as a direct client's leaving would.
     let settled = tokio::time::timeout(CHANNEL_SETTLE, async { while live.channels.join_next().await.is_some() {} }).await;
-    let _ = live.target.disconnect(Disconnect::ByApplication, "the client left", "en").await;
     if settled.is_err() {
-        let drained = tokio::time::timeout(CHANNEL_DRAIN, async { while live.channels.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            live.channels.abort_all();
-            while live.channels.join_next().await.is_some() {}
-        }
+        live.channels.abort_all();
+        while live.channels.join_next().await.is_some() {}
     }
+    live.targets.disconnect("the client left").await;
     let writer = live.context.writer.clone();
     drop(live);
     match Arc::try_unwrap(writer) {
@@ -107,6 +109,20 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
             }
         }
         Err(_) => tracing::warn!("an SSH channel still holds the recorder; its drop records the session's end"),
+    }
+}
+
+/// Why the client's connection ended, as the session's end: a client that closes its socket
+/// without a goodbye (paramiko, a killed process; a reset when it left bytes unread) has closed
+/// the connection; it did not fail.
+fn client_end(result: &Result<(), russh::Error>) -> String {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    match result {
+        Ok(()) => "the client disconnected".to_string(),
+        Err(russh::Error::IO(e)) if matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe) => {
+            "the client closed the connection".to_string()
+        }
+        Err(e) => format!("the client's connection failed: {e}"),
     }
 }
 
@@ -147,7 +163,7 @@ const CLIENT_CIPHERS: &[russh::cipher::Name] = &[
 /// An authenticated connection's session: its recording, its target, its channels.
 struct Live<G> {
     context: Arc<ChannelContext<G>>,
-    target: Arc<TargetHandle>,
+    targets: Arc<Targets>,
     channels: JoinSet<()>,
     /// Unregisters the session when dropped.
     _registration: Registration,
@@ -165,6 +181,8 @@ struct Connection<G> {
     live: Arc<Mutex<Option<Live<G>>>>,
     /// Why the session ended, when witness ended it.
     end_reason: Arc<Mutex<Option<String>>>,
+    /// Set once the client's connection is gone.
+    client_gone: tokio::sync::watch::Receiver<bool>,
     /// The remote forwardings (address, port) the target set up for this session: the only ones
     /// a cancel is passed on for.
     remote_forwards: HashSet<(String, u32)>,
@@ -237,8 +255,12 @@ impl<G: SshGate> Connection<G> {
         }
         let subject = Subject { session: writer.id(), info, principal };
         let (reverse_tx, reverse_rx) = tokio::sync::mpsc::channel(back::MAX_REVERSE_WAITING);
+        let (ended, target_ended) = tokio::sync::watch::channel(None);
+        let link = back::Link { reverse: reverse_tx, ended: Arc::new(ended) };
+        let settings = &self.front.settings;
+        let leaving = Arc::new(AtomicBool::new(false));
         let target_handle =
-            match back::connect(&target, &self.front.settings.known_hosts, self.front.settings.connect_timeout, reverse_tx).await {
+            match back::connect(&target, &settings.known_hosts, settings.connect_timeout, link.clone(), leaving.clone()).await {
                 Ok(handle) => handle,
                 Err(e) => {
                     let message = e.to_string();
@@ -252,17 +274,20 @@ impl<G: SshGate> Connection<G> {
         let registration = self.front.gate.register(&subject);
         let interrupt = registration.interrupt.clone();
         watch_interrupt(interrupt.clone(), session.handle(), self.end_reason.clone(), subject.session);
+        watch_target(target_ended, session.handle(), self.end_reason.clone(), subject.session, target.name.clone());
         let context = Arc::new(ChannelContext {
             gate: self.front.gate.clone(),
             subject: Arc::new(subject),
             writer: Arc::new(writer),
             interrupt,
             client: session.handle(),
+            client_gone: self.client_gone.clone(),
         });
         let mut channels = JoinSet::new();
         channels.spawn(reverse_channels(context.clone(), session.handle(), reverse_rx));
+        let targets = Targets::new(target, settings.known_hosts.clone(), settings.connect_timeout, link, target_handle, leaving);
         *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Live { context, target: Arc::new(target_handle), channels, _registration: registration });
+            Some(Live { context, targets: Arc::new(targets), channels, _registration: registration });
         Ok(())
     }
 
@@ -287,15 +312,10 @@ impl<G: SshGate> Connection<G> {
         record_forward(&ctx, with_verdict(event, &why.verdict())).await;
     }
 
-    /// A channel open on the target, bounded by the connect timeout: a target that never answers
-    /// must not hold the client's connection (russh waits in this handler).
-    async fn timed<T>(&self, open: impl std::future::Future<Output = Result<T, russh::Error>>) -> Result<T, String> {
-        let limit = self.front.settings.connect_timeout;
-        match tokio::time::timeout(limit, open).await {
-            Ok(Ok(opened)) => Ok(opened),
-            Ok(Err(e)) => Err(format!("the target refused a channel: {e}")),
-            Err(_) => Err(format!("the target did not open a channel within {} s", limit.as_secs())),
-        }
+    /// A global request to the target, bounded by the connect timeout: a target that never
+    /// answers must not hold the client's connection (russh waits in this handler).
+    async fn timed<T>(&self, request: impl std::future::Future<Output = Result<T, russh::Error>>) -> Result<T, String> {
+        timed(self.front.settings.connect_timeout, request).await
     }
 
     fn track(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -305,8 +325,8 @@ impl<G: SshGate> Connection<G> {
         }
     }
 
-    /// The target connection, when the session has room for another channel.
-    fn target_handle(&self) -> Option<Arc<TargetHandle>> {
+    /// The session's target connections, when the session has room for another channel.
+    fn targets(&self) -> Option<Arc<Targets>> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let live = live.as_mut()?;
         while live.channels.try_join_next().is_some() {}
@@ -314,7 +334,74 @@ impl<G: SshGate> Connection<G> {
             tracing::warn!(peer = %self.peer, max = MAX_CHANNELS, "refusing a channel: the session has too many open");
             return None;
         }
-        Some(live.target.clone())
+        Some(live.targets.clone())
+    }
+}
+
+/// A request to the target (a channel open, a global request), bounded by `limit`.
+async fn timed<T>(limit: Duration, request: impl std::future::Future<Output = Result<T, russh::Error>>) -> Result<T, String> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(Ok(answered)) => Ok(answered),
+        Ok(Err(e)) => Err(format!("the target refused: {e}")),
+        Err(_) => Err(format!("the target did not answer within {} s", limit.as_secs())),
+    }
+}
+
+/// The channel a client opened, as witness opens it on the target.
+enum Opening {
+    Session,
+    /// A local forwarding: the target connects to `host:port`.
+    DirectTcpip {
+        host: String,
+        port: u32,
+        originator: String,
+        originator_port: u32,
+    },
+}
+
+/// Opens a channel's counterpart on a target connection (see `targets`), then answers the
+/// client and relays the channel. Runs in the session's task set, so that a slow target login
+/// or open never holds the client's other channels.
+async fn open_and_relay<G: SshGate>(
+    ctx: Arc<ChannelContext<G>>,
+    targets: Arc<Targets>,
+    channel: Channel<Msg>,
+    reply: ChannelOpenHandle,
+    opening: Opening,
+) {
+    let id = u32::from(channel.id());
+    let opened = match targets.lease().await {
+        Ok(lease) => {
+            let target = lease.handle();
+            let open = async {
+                match &opening {
+                    Opening::Session => target.channel_open_session().await,
+                    Opening::DirectTcpip { host, port, originator, originator_port } => {
+                        target.channel_open_direct_tcpip(host.as_str(), *port, originator.as_str(), *originator_port).await
+                    }
+                }
+            };
+            timed(targets.timeout(), open).await.map(|target_channel| (lease, target_channel))
+        }
+        Err(why) => Err(why),
+    };
+    match opened {
+        Ok((lease, target_channel)) => {
+            reply.accept().await;
+            match opening {
+                Opening::Session => channel::relay_session(ctx, channel, target_channel).await,
+                Opening::DirectTcpip { .. } => channel::relay_tunnel(ctx, channel, target_channel).await,
+            }
+            lease.release().await;
+        }
+        Err(why) => {
+            let message = match opening {
+                Opening::Session => format!("the target could not open a channel: {why}"),
+                Opening::DirectTcpip { host, port, .. } => format!("the target could not open {host}:{port}: {why}"),
+            };
+            let _ = ctx.writer.append(&record::channel_note(kind::SSH_TARGET_REFUSED, Direction::Response, id, message)).await;
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+        }
     }
 }
 
@@ -410,6 +497,31 @@ fn watch_interrupt(
     });
 }
 
+/// Disconnects the client when the target's connection ends under its session: the client
+/// hears why, as a direct client hears that its connection was closed by the remote host, and
+/// the session's end is recorded as the target's. The watch ends with the target connection.
+fn watch_target(
+    mut ended: tokio::sync::watch::Receiver<Option<String>>,
+    client: server::Handle,
+    end_reason: Arc<Mutex<Option<String>>>,
+    session: SessionId,
+    connection: String,
+) {
+    tokio::spawn(async move {
+        let Ok(why) = ended.wait_for(|e| e.is_some()).await.map(|e| e.clone().unwrap_or_default()) else { return };
+        {
+            let mut reason = end_reason.lock().unwrap_or_else(|p| p.into_inner());
+            if reason.is_some() {
+                return; // witness ended the session itself
+            }
+            *reason = Some(why.clone());
+        }
+        tracing::info!(%session, connection, why, "the target's connection ended; ending the SSH session");
+        let message = format!("witness: connection {connection}: {why} (closed by remote host)");
+        let _ = client.disconnect(Disconnect::ByApplication, message, "en".into()).await;
+    });
+}
+
 impl<G: SshGate> server::Handler for Connection<G> {
     type Error = russh::Error;
 
@@ -448,7 +560,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(ctx), Some(target)) = (self.context(), self.target_handle()) else {
+        let (Some(ctx), Some(targets)) = (self.context(), self.targets()) else {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
@@ -459,16 +571,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
             self.refuse(session, "witness cannot record this session, so it ends");
             return Ok(());
         }
-        match self.timed(target.channel_open_session()).await {
-            Ok(target_channel) => {
-                reply.accept().await;
-                self.track(channel::relay_session(ctx, channel, target_channel));
-            }
-            Err(why) => {
-                let _ = ctx.writer.append(&record::channel_note(kind::SSH_TARGET_REFUSED, Direction::Response, id, why)).await;
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
-            }
-        }
+        self.track(open_and_relay(ctx, targets, channel, reply, Opening::Session));
         Ok(())
     }
 
@@ -484,7 +587,7 @@ impl<G: SshGate> server::Handler for Connection<G> {
     ) -> Result<(), Self::Error> {
         let destination = format!("{host}:{port}");
         let summary = format!("local forwarding to {destination} (from {originator_address}:{originator_port})");
-        let (Some(ctx), Some(target)) = (self.context(), self.target_handle()) else {
+        let (Some(ctx), Some(targets)) = (self.context(), self.targets()) else {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
@@ -492,31 +595,19 @@ impl<G: SshGate> server::Handler for Connection<G> {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         }
-        match self.timed(target.channel_open_direct_tcpip(host, port, originator_address, originator_port)).await {
-            Ok(target_channel) => {
-                reply.accept().await;
-                self.track(channel::relay_tunnel(ctx, channel, target_channel));
-            }
-            Err(why) => {
-                let message = format!("the target could not open {destination}: {why}");
-                let _ = ctx
-                    .writer
-                    .append(&record::channel_note(kind::SSH_TARGET_REFUSED, Direction::Response, u32::from(channel.id()), message))
-                    .await;
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
-            }
-        }
+        let opening = Opening::DirectTcpip { host: host.to_string(), port, originator: originator_address.to_string(), originator_port };
+        self.track(open_and_relay(ctx, targets, channel, reply, opening));
         Ok(())
     }
 
     async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
         let destination = format!("{address}:{port}");
         let summary = format!("remote forwarding of the target's {destination}");
-        let Some(target) = self.target_handle() else { return Ok(false) };
+        let Some(target) = self.targets() else { return Ok(false) };
         if !self.forwarding(SshOperation::PortForward, &destination, summary).await {
             return Ok(false);
         }
-        match self.timed(target.tcpip_forward(address.to_string(), *port)).await {
+        match self.timed(target.main().tcpip_forward(address.to_string(), *port)).await {
             Ok(bound) => {
                 if *port == 0 {
                     *port = bound;
@@ -544,13 +635,13 @@ impl<G: SshGate> server::Handler for Connection<G> {
             self.refuse_forwarding(operation, &destination, summary, Unforwardable::NotMade, true).await;
             return Ok(false);
         }
-        let (Some(ctx), Some(target)) = (self.context(), self.target_handle()) else { return Ok(false) };
+        let (Some(ctx), Some(target)) = (self.context(), self.targets()) else { return Ok(false) };
         let summary = format!("cancel of the remote forwarding of the target's {destination}");
         let event = record::forward(operation, &destination, true, summary, false).with_attr("cancel", true);
         if !record_forward(&ctx, event).await {
             return Ok(false);
         }
-        let cancelled = self.timed(target.cancel_tcpip_forward(address.to_string(), port)).await.is_ok();
+        let cancelled = self.timed(target.main().cancel_tcpip_forward(address.to_string(), port)).await.is_ok();
         if cancelled {
             self.remote_forwards.remove(&forwarding);
         }

@@ -21,7 +21,9 @@ mod back;
 mod channel;
 mod front;
 mod hostkey;
+mod outbox;
 mod record;
+mod targets;
 #[cfg(test)]
 mod test_rng;
 

@@ -5,7 +5,7 @@
 //! export read them.
 
 use serde_json::Value;
-use witness_core::{kind, Direction, Event, EventKind, PayloadType};
+use witness_core::{is_mostly_text, kind, shown_text, Direction, Event, EventKind, PayloadType};
 
 /// Longest summary line kept for a data event.
 const SUMMARY_CHARS: usize = 120;
@@ -18,11 +18,13 @@ pub(crate) fn channel_note(kind: EventKind, direction: Direction, channel: u32, 
 }
 
 /// Bytes that crossed a channel (`ssh.input` or `ssh.output`), recorded as they are: text when
-/// they are UTF-8 (terminal output usually is), binary otherwise.
+/// they read as text (terminal output usually does; a stray byte that is not UTF-8 is shown
+/// escaped), binary otherwise.
 pub(crate) fn data(kind: EventKind, direction: Direction, channel: u32, stream: Option<&'static str>, bytes: &[u8]) -> Event {
-    let (payload_type, summary) = match std::str::from_utf8(bytes) {
-        Ok(text) => (PayloadType::Text, clip(text, SUMMARY_CHARS)),
-        Err(_) => (PayloadType::Binary, format!("{} bytes", bytes.len())),
+    let (payload_type, summary) = if is_mostly_text(bytes) {
+        (PayloadType::Text, clip(&shown_text(bytes), SUMMARY_CHARS))
+    } else {
+        (PayloadType::Binary, format!("{} bytes", bytes.len()))
     };
     let mut event = Event { kind, direction, summary, attrs: serde_json::Map::new(), payload_type, payload: bytes.to_vec() }
         .with_attr("channel", channel)
@@ -91,5 +93,9 @@ mod tests {
         let binary = data(kind::SSH_INPUT, Direction::Request, 3, None, &[0xff, 0, 1]);
         assert_eq!((binary.payload_type, binary.summary.as_str(), binary.payload.len()), (PayloadType::Binary, "3 bytes", 3));
         assert_eq!(clip(&"x".repeat(200), SUMMARY_CHARS).chars().count(), SUMMARY_CHARS + 1);
+        // A stray byte that is not UTF-8 keeps the chunk readable, escaped; the bytes stay exact.
+        let stray = data(kind::SSH_OUTPUT, Direction::Response, 0, Some("stdout"), b"caf\xe9 ready\r\n$ ");
+        assert_eq!((stray.payload_type, stray.summary.as_str()), (PayloadType::Text, "caf\\xe9 ready"));
+        assert_eq!(stray.payload, b"caf\xe9 ready\r\n$ ");
     }
 }

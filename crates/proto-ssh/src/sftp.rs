@@ -128,10 +128,11 @@ pub enum SftpOp {
         id: u32,
         path: Option<String>,
     },
-    /// SETSTAT (its path) or FSETSTAT (its handle's path, if known).
+    /// SETSTAT (its path) or FSETSTAT (its handle's path, if known), with what it sets.
     Setstat {
         id: u32,
         path: Option<String>,
+        attrs: SetAttrs,
     },
     Realpath {
         id: u32,
@@ -454,9 +455,11 @@ impl SftpOp {
             | SftpOp::Stat { path, .. }
             | SftpOp::Realpath { path, .. }
             | SftpOp::Readlink { path, .. } => format!("{name} {}", shown(path)),
-            SftpOp::Readdir { path, .. } | SftpOp::Fstat { path, .. } | SftpOp::Setstat { path, .. } => {
-                format!("{name} {}", shown_handle(path))
-            }
+            SftpOp::Readdir { path, .. } | SftpOp::Fstat { path, .. } => format!("{name} {}", shown_handle(path)),
+            SftpOp::Setstat { path, attrs, .. } => match attrs.summary() {
+                Some(set) => format!("{name} {} ({set})", shown_handle(path)),
+                None => format!("{name} {}", shown_handle(path)),
+            },
             SftpOp::Rename { from, to, .. } => format!("{name} {} -> {}", shown(from), shown(to)),
             SftpOp::Symlink { link, target, .. } => format!("{name} {} {}", shown(link), shown(target)),
             SftpOp::Extended { name: extension, paths, .. } => {
@@ -634,8 +637,14 @@ fn decode_request(kind: u8, bytes: &[u8], len: u32, tables: &mut Tables) -> Resu
         }
         7 | 17 => SftpOp::Stat { id, path: r.path("path")?, link: kind == 7 },
         8 => SftpOp::Fstat { id, path: tables.path(r.handle()?) },
-        9 => SftpOp::Setstat { id, path: Some(r.path("path")?) },
-        10 => SftpOp::Setstat { id, path: tables.path(r.handle()?) },
+        9 => {
+            let path = Some(r.path("path")?);
+            SftpOp::Setstat { id, path, attrs: set_attrs(&mut r)? }
+        }
+        10 => {
+            let path = tables.path(r.handle()?);
+            SftpOp::Setstat { id, path, attrs: set_attrs(&mut r)? }
+        }
         11 => {
             let path = r.path("path")?;
             wants = Wants::Handle { path: path.clone() };
@@ -791,6 +800,64 @@ impl Wants {
 }
 
 /// Reads the fields of one packet; running out of bytes is a malformed packet.
+/// What a SETSTAT sets, from its attributes (SFTP v3 ATTRS); None is left as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttrs {
+    pub size: Option<u64>,
+    /// uid and gid.
+    pub owner: Option<(u32, u32)>,
+    /// Permission bits (and the file type bits, when the client sends them).
+    pub mode: Option<u32>,
+    /// Access and modification times, seconds since the epoch.
+    pub times: Option<(u32, u32)>,
+}
+
+impl SetAttrs {
+    /// `mode 0644, owner 1000:1000, atime …, mtime …, size …`, or None when nothing is set.
+    fn summary(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(mode) = self.mode {
+            parts.push(format!("mode {:04o}", mode & 0o7777));
+        }
+        if let Some((uid, gid)) = self.owner {
+            parts.push(format!("owner {uid}:{gid}"));
+        }
+        if let Some((atime, mtime)) = self.times {
+            parts.push(format!("atime {atime}, mtime {mtime}"));
+        }
+        if let Some(size) = self.size {
+            parts.push(format!("size {size}"));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+/// SFTP v3 attribute flags.
+const ATTR_SIZE: u32 = 0x1;
+const ATTR_UIDGID: u32 = 0x2;
+const ATTR_PERMISSIONS: u32 = 0x4;
+const ATTR_ACMODTIME: u32 = 0x8;
+
+/// The attributes a SETSTAT carries, in their order on the wire; extended attributes after them
+/// are not read.
+fn set_attrs(r: &mut Reader<'_>) -> Result<SetAttrs, SftpError> {
+    let flags = r.u32("attribute flags")?;
+    let mut attrs = SetAttrs::default();
+    if flags & ATTR_SIZE != 0 {
+        attrs.size = Some(r.u64("size")?);
+    }
+    if flags & ATTR_UIDGID != 0 {
+        attrs.owner = Some((r.u32("uid")?, r.u32("gid")?));
+    }
+    if flags & ATTR_PERMISSIONS != 0 {
+        attrs.mode = Some(r.u32("permissions")?);
+    }
+    if flags & ATTR_ACMODTIME != 0 {
+        attrs.times = Some((r.u32("atime")?, r.u32("mtime")?));
+    }
+    Ok(attrs)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     kind: u8,
@@ -1049,6 +1116,7 @@ mod tests {
                     p(19).u32(8).str("/l").build(),
                     p(20).u32(9).str("/target").str("/link").build(),
                     p(9).u32(10).str("/s").u32(0).build(),
+                    p(9).u32(12).str("/t").u32(0xf).u64(5).u32(1000).u32(100).u32(0o100640).u32(1).u32(2).build(),
                     p(42).u32(11).build(),
                 ])),
                 S(cat(&[
@@ -1073,6 +1141,7 @@ mod tests {
                 "> readlink /l",
                 "> symlink /target /link",
                 "> setstat /s",
+                "> setstat /t (mode 0640, owner 1000:100, atime 1, mtime 2, size 5)",
                 "> unknown request type 42",
                 "< status of remove: no such file \"No such file\"",
                 "< status of stat: permission denied",

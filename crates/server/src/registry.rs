@@ -58,14 +58,16 @@ impl Registry {
         credentials
     }
 
-    /// Ends the live sessions that authenticated with `credential`; returns how many.
+    /// Ends the live sessions that authenticated with `credential`; returns how many were not
+    /// ending already (a session takes a moment to end, and the revocation poll asks again
+    /// meanwhile: it logs each revocation once).
     pub fn interrupt_credential(&self, credential: &str, why: Interrupt) -> usize {
         let sessions = self.lock();
-        let matching: Vec<_> = sessions.values().filter(|e| e.credential == credential).collect();
-        for entry in &matching {
-            let _ = entry.tx.send(Some(why.clone()));
-        }
-        matching.len()
+        sessions
+            .values()
+            .filter(|e| e.credential == credential)
+            .filter(|e| e.tx.send_if_modified(|interrupt| interrupt.is_none() && interrupt.replace(why.clone()).is_none()))
+            .count()
     }
 
     /// Ends the live session recorded as `session`; false when no such session is live here.
@@ -152,6 +154,7 @@ mod tests {
         let (b, _gb) = registry.register(SessionId::new(), "tok_b", Protocol::Ssh);
         assert_eq!(registry.interrupt_credential("tok_a", Interrupt::Revoked), 1);
         assert_eq!(*a.borrow(), Some(Interrupt::Revoked));
+        assert_eq!(registry.interrupt_credential("tok_a", Interrupt::Revoked), 0, "a session already ending is not counted again");
         assert_eq!(*b.borrow(), None);
         assert_eq!(registry.live_by_protocol(), vec![("http", 0), ("kubernetes", 0), ("mysql", 0), ("postgres", 1), ("ssh", 1)]);
         drop(_ga);

@@ -508,16 +508,25 @@ fn seq_gap(from: u64, listed: &[EventSummary]) -> Option<IndexProblemKind> {
     })
 }
 
+/// At most [`MAX_TEXT_SHOWN`] bytes of `text`, cut at a character boundary.
+fn cut_text(text: &str) -> &str {
+    let mut end = MAX_TEXT_SHOWN.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn event_view(e: &StoredEvent) -> EventView {
     let (payload_text, payload_cut) = match (&e.payload, e.payload_type) {
         (Some(bytes), PayloadType::Text | PayloadType::Json) => match std::str::from_utf8(bytes) {
             Ok(text) if text.len() <= MAX_TEXT_SHOWN || e.payload_type == PayloadType::Json => (Some(text.to_string()), false),
-            Ok(text) => {
-                let mut end = MAX_TEXT_SHOWN;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                (Some(text[..end].to_string()), true)
+            Ok(text) => (Some(cut_text(text).to_string()), true),
+            // Terminal output with a stray byte that is not UTF-8: its text, the byte escaped.
+            Err(_) if e.payload_type == PayloadType::Text => {
+                let text = witness_core::shown_text(bytes);
+                let cut = cut_text(&text);
+                (Some(cut.to_string()), cut.len() < text.len())
             }
             Err(_) => (None, false),
         },

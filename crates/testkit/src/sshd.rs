@@ -79,7 +79,7 @@ pub struct SshdOptions {
     pub key_type: &'static str,
     /// Extra `sshd_config` lines, e.g. `"AllowTcpForwarding no"`. sshd keeps the *first* value
     /// it reads for a keyword, so these are written before the harness's defaults and override
-    /// them. `Match` blocks are not supported here (they would swallow the defaults below).
+    /// them (`Subsystem sftp …` replaces the harness's in-process sftp). `Match` blocks are not supported here (they would swallow the defaults below).
     pub extra_config: Vec<String>,
 }
 
@@ -260,8 +260,6 @@ impl Sshd {
              StrictModes no\n\
              # PAM would bring in the system's session modules (motd, lastlog, limits).\n\
              UsePAM no\n\
-             # In-process sftp: no dependency on where the distribution puts sftp-server.\n\
-             Subsystem sftp internal-sftp\n\
              AllowTcpForwarding yes\n\
              PermitTTY yes\n\
              # Keep session output to what the command prints, for direct/gateway comparisons.\n\
@@ -278,6 +276,11 @@ impl Sshd {
             pid_file = dir.join("sshd.pid").display(),
             authorized_keys = self.authorized_keys.display(),
         ));
+        // sshd refuses a second Subsystem line for a name, so a caller's replaces this one.
+        if !options.extra_config.iter().any(|line| line.starts_with("Subsystem sftp ")) {
+            // In-process sftp: no dependency on where the distribution puts sftp-server.
+            config.push_str("Subsystem sftp internal-sftp\n");
+        }
         fs::write(&self.config_file, config).unwrap_or_else(|e| panic!("Sshd: cannot write {}: {e}", self.config_file.display()));
     }
 
@@ -374,6 +377,20 @@ impl Sshd {
     pub fn run(&self, command: &str) -> String {
         let out = util::run(self.ssh_command().arg(command), &format!("Sshd::run {command:?}"), Some(&self.log_file));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The processes the listener started, as (pid, command line): the processes serving its
+    /// connections and the commands they run, for tests that check what is left on the target.
+    /// A process whose connection process has died is re-parented and no longer listed.
+    pub fn descendants(&self) -> Vec<(u32, String)> {
+        let Some(child) = &self.child else { return Vec::new() };
+        descendant_pids(child.id())
+            .into_iter()
+            .filter_map(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end().to_string()))
+            })
+            .collect()
     }
 
     /// Kills the listener, the processes serving its connections and the commands they run.

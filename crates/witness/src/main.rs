@@ -96,6 +96,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(error) if output::is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("witness: {}", output::error_chain(&error));
             ExitCode::from(2)

@@ -14,6 +14,21 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Writes `text` and a newline to standard output. A reader that has gone (`witness sessions
+/// show --json | head`) is an error for the caller to return, where `println!` would panic.
+pub fn print_line(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// Whether `error` is standard output's reader having gone: the output was cut where its reader
+/// wanted, nothing failed, and witness ends quietly.
+pub fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 /// An error with its causes, each said once: many errors already write their cause into their
 /// own message, and repeating it (`…: no ledger here: no ledger here`) only hides what went wrong.
 pub fn error_chain(error: &anyhow::Error) -> String {

@@ -21,7 +21,7 @@ use witness_ledger::{
 };
 
 use crate::locate::data_dir;
-use crate::output::{parse_since, time};
+use crate::output::{self, parse_since, time};
 use crate::Cli;
 
 #[derive(Subcommand, Debug)]
@@ -125,7 +125,7 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
             }
             if args.json {
                 let list: Vec<_> = sessions.iter().map(recorded_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                output::print_line(&serde_json::to_string_pretty(&list)?)?;
             } else {
                 print_table(&sessions.iter().map(|r| r.summary.clone()).collect::<Vec<_>>());
             }
@@ -140,7 +140,7 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
             } else if args.json {
                 let mut out = session_json(&read.summary);
                 out["events"] = read.events.iter().map(event_json).collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                output::print_line(&serde_json::to_string_pretty(&out)?)?;
             } else {
                 print_header(&read.summary);
                 for e in &read.events {
@@ -241,7 +241,7 @@ fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: 
     let mut shown = 0u64;
     let show = |e: &StoredEvent| -> anyhow::Result<()> {
         if json {
-            println!("{}", serde_json::to_string(&event_json(e))?);
+            output::print_line(&serde_json::to_string(&event_json(e))?)?;
         } else {
             print_event(started_ns, e);
         }
@@ -249,7 +249,7 @@ fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: 
         Ok(())
     };
     if json {
-        println!("{}", serde_json::to_string(&session_json(&read.summary))?);
+        output::print_line(&serde_json::to_string(&session_json(&read.summary))?)?;
     } else {
         print_header(&read.summary);
     }
@@ -358,11 +358,13 @@ fn event_json(e: &StoredEvent) -> serde_json::Value {
     out
 }
 
-/// The payload as text when it is meant as text and is valid UTF-8.
-fn payload_text(e: &StoredEvent) -> Option<&str> {
+/// The payload as text when it is meant as text: a JSON payload when it is valid UTF-8, a text
+/// payload always (a stray byte that is not UTF-8 escaped as `\xNN`).
+fn payload_text(e: &StoredEvent) -> Option<std::borrow::Cow<'_, str>> {
     let bytes = e.payload.as_deref()?;
     match e.payload_type {
-        PayloadType::Text | PayloadType::Json => std::str::from_utf8(bytes).ok(),
+        PayloadType::Text => Some(witness_core::shown_text(bytes)),
+        PayloadType::Json => std::str::from_utf8(bytes).ok().map(std::borrow::Cow::Borrowed),
         PayloadType::Empty | PayloadType::Binary => None,
     }
 }
