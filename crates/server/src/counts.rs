@@ -21,6 +21,12 @@ impl Counts {
     pub fn new(connections: impl IntoIterator<Item = String>) -> Counts {
         Counts { connections: ByConnection::new(connections), ..Counts::default() }
     }
+
+    /// A request of `protocol` on `connection` was decided.
+    pub fn decided(&self, protocol: Protocol, connection: &str, verdict: &Verdict) {
+        self.decisions.count(protocol, verdict);
+        self.connections.decided(connection, verdict);
+    }
 }
 
 /// Per configured connection: requests allowed, denied and held, and sessions whose target

@@ -173,8 +173,7 @@ impl Gate for Gateway {
             Request::OpaqueSql => self.decide_sql(subject, None, &request),
             Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
         };
-        self.counts.decisions.count(subject.info.protocol, &verdict);
-        self.counts.connections.decided(&subject.info.connection, &verdict);
+        self.counts.decided(subject.info.protocol, &subject.info.connection, &verdict);
         verdict
     }
 

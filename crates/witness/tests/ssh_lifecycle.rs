@@ -46,6 +46,13 @@ fn ssh(gw: &Gateway, key: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs a Python SSH client `script` (in a venv with `packages`) against witness, as
+/// `python -c SCRIPT PORT KEY ARGS...`; its stdin is closed.
+fn python_client(gw: &Gateway, key: &Path, packages: &[&str], script: &str, args: &[&Path]) -> std::process::Output {
+    let python = witness_testkit::Python::ensure_venv(packages);
+    Command::new(python).args(["-c", script, &gw.port.to_string(), key.to_str().unwrap()]).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -256,7 +263,6 @@ fn a_channel_left_unread_holds_back_only_itself() {
     let sshd = Sshd::start();
     let mut gw = gateway(&sshd);
     let key = agent_key(&gw);
-    let python = witness_testkit::Python::ensure_venv(&["paramiko"]);
     let script = r#"
 import sys, time, paramiko
 port, key = int(sys.argv[1]), sys.argv[2]
@@ -283,11 +289,7 @@ while total < 8 << 20:
 print("resumed", total >= 8 << 20, flush=True)
 client.close()
 "#;
-    let out = Command::new(python)
-        .args(["-c", script, &gw.port.to_string(), key.private.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = python_client(&gw, &key.private, &["paramiko"], script, &[]);
     assert_eq!(text(&out.stdout), "stalled True\nsecond 7\nresumed True\n", "stderr: {}", text(&out.stderr));
     // paramiko closes its socket without a goodbye: an orderly close all the same.
     assert_eq!(ended(&gw, 1)[0]["end_reason"], "the client closed the connection");
@@ -302,7 +304,6 @@ fn sftp_downloads_that_request_ahead_complete() {
     let sshd = Sshd::start();
     let mut gw = gateway(&sshd);
     let key = agent_key(&gw);
-    let python = witness_testkit::Python::ensure_venv(&["paramiko"]);
     let remote = tempfile::tempdir().unwrap();
     let mut blob = vec![0u8; 50 << 20];
     rand::fill(&mut blob[..]);
@@ -322,13 +323,8 @@ for i in range(20):
     os.remove(target)
 client.close()
 "#;
-    let out = Command::new(python)
-        .args(["-c", script, &gw.port.to_string(), key.private.to_str().unwrap()])
-        .arg(remote.path().join("blob"))
-        .arg(remote.path().join("copy"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let (blob_path, copy_path) = (remote.path().join("blob"), remote.path().join("copy"));
+    let out = python_client(&gw, &key.private, &["paramiko"], script, &[&blob_path, &copy_path]);
     let digest = {
         use sha2::Digest;
         sha2::Sha256::digest(&blob).iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -382,7 +378,6 @@ fn asyncssh_runs_commands_beside_an_unread_process() {
     let sshd = Sshd::start();
     let mut gw = gateway(&sshd);
     let key = agent_key(&gw);
-    let python = witness_testkit::Python::ensure_venv(&["asyncssh"]);
     let script = r#"
 import asyncio, sys, asyncssh
 async def main(port, key):
@@ -394,11 +389,7 @@ async def main(port, key):
         stalled.close()
 asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 "#;
-    let out = Command::new(python)
-        .args(["-c", script, &gw.port.to_string(), key.private.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = python_client(&gw, &key.private, &["asyncssh"], script, &[]);
     assert_eq!(text(&out.stdout), "run-0:0 run-1:1 run-2:2 run-3:3 run-4:4\n", "stderr: {}", text(&out.stderr));
     ended(&gw, 1);
     gw.stop_and_verify();

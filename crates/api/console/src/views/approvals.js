@@ -19,14 +19,14 @@ export async function renderApprovals(view, { signal }) {
     h('p', {}, 'Nothing is waiting for approval.'),
     h('p', { class: 'muted small' }, 'Requests held by a policy rule appear here as they arrive; this page checks every second.'));
   view.append(h('div', { class: 'page-head' }, h('h1', {}, 'Approvals')), empty, list);
-  followApprovals(list, empty, { signal });
+  followApprovals(list, { signal, onCount: (n) => { empty.hidden = n > 0; } });
 }
 
 /**
  * Keeps `list` showing the waiting requests (those of `session` only, when given) as cards an
- * approver decides from; `empty` is shown while there are none.
+ * approver decides from; `onCount` hears how many are shown after each change.
  */
-export function followApprovals(list, empty, { signal, session }) {
+export function followApprovals(list, { signal, session, onCount }) {
   /** Cards on screen, by approval id. */
   const cards = new Map();
   /** Approvals decided here: a poll that started before the decision must not bring them back. */
@@ -39,7 +39,7 @@ export function followApprovals(list, empty, { signal, session }) {
       decided.add(approval.id);
       card.remove();
       cards.delete(approval.id);
-      empty.hidden = cards.size > 0;
+      onCount(cards.size);
       clearError('decide');
     } catch (e) {
       showError(`Could not ${approve ? 'approve' : 'deny'} ${approval.id}: ${e.message}`, 'decide');
@@ -77,7 +77,7 @@ export function followApprovals(list, empty, { signal, session }) {
       updateClock(card, approval);
       list.append(card); // moves an existing card into sorted position
     }
-    empty.hidden = cards.size > 0;
+    onCount(cards.size);
   });
 }
 

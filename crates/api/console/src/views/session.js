@@ -50,11 +50,8 @@ export async function renderSession(view, { id, me, signal }) {
   renderHeader(header, session);
   renderEndSession(endSection, session, me);
   if (session.live && (me?.roles ?? []).some((role) => role === 'approver' || role === 'admin')) {
-    // The section shows only while something waits: `empty` is its header's stand-in.
-    const none = h('span', { hidden: true });
-    followApprovals(waitingList, none, { signal, session: session.id });
-    new MutationObserver(() => { waitingSection.hidden = waitingList.childElementCount === 0; })
-      .observe(waitingList, { childList: true });
+    // The section shows only while something waits.
+    followApprovals(waitingList, { signal, session: session.id, onCount: (n) => { waitingSection.hidden = n === 0; } });
   }
   if (session.terminal) {
     playerSection.hidden = false;
