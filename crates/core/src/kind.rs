@@ -2,7 +2,7 @@
 //!
 //! The naming rule: `area.what`, lowercase ASCII, words inside either part joined by `_`. The
 //! area is a protocol (`pg`, `ssh`, `sftp`, `git`) or the gateway's own business (`session`,
-//! `approval`, `recording`, `token`, `console`, `login`, `index`). Code compares kinds with these
+//! `approval`, `recording`, `token`, `key`, `console`, `login`, `index`). Code compares kinds with these
 //! constants, never with string literals; a new protocol adds its kinds here.
 //!
 //! Ledgers written before the rule hold two kinds with a `-` (`ssh.target-refused`,
@@ -30,10 +30,16 @@ pub const APPROVAL_DECIDED: EventKind = named("approval.decided");
 pub const RECORDING_VIEWED: EventKind = named("recording.viewed");
 /// Someone searched recordings for a text.
 pub const RECORDING_SEARCHED: EventKind = named("recording.searched");
+/// Someone exported a recording (`witness export`).
+pub const RECORDING_EXPORTED: EventKind = named("recording.exported");
 /// Someone logged in to the review console.
 pub const CONSOLE_LOGIN: EventKind = named("console.login");
 pub const TOKEN_CREATED: EventKind = named("token.created");
 pub const TOKEN_REVOKED: EventKind = named("token.revoked");
+/// An SSH public key was registered to an identity (`witness identity add-key`).
+pub const KEY_ADDED: EventKind = named("key.added");
+/// A registered SSH public key was removed.
+pub const KEY_REMOVED: EventKind = named("key.removed");
 /// A listener refused a login (a wrong, unknown or revoked token, a refused JWT).
 pub const LOGIN_REFUSED: EventKind = named("login.refused");
 /// An administrator ended a live session; the session's own `session.end` says who and why.
@@ -95,15 +101,18 @@ pub const GIT_PUSH: EventKind = named("git.push");
 pub const GIT_REPORT: EventKind = named("git.report");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 46] = [
+pub const ALL: [&EventKind; 49] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
     &RECORDING_VIEWED,
     &RECORDING_SEARCHED,
+    &RECORDING_EXPORTED,
     &CONSOLE_LOGIN,
     &TOKEN_CREATED,
     &TOKEN_REVOKED,
+    &KEY_ADDED,
+    &KEY_REMOVED,
     &SESSION_TERMINATED,
     &LOGIN_REFUSED,
     &INDEX_ALTERED,

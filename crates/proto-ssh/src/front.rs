@@ -64,6 +64,7 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
     let live: Arc<Mutex<Option<Live<G>>>> = Arc::new(Mutex::new(None));
     let end_reason: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let (client_gone, gone) = tokio::sync::watch::channel(false);
+    let refused_keys = Arc::new(Mutex::new(RefusedKeys::default()));
     let handler = Connection {
         front: front.clone(),
         peer,
@@ -73,6 +74,7 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
         end_reason: end_reason.clone(),
         client_gone: gone,
         remote_forwards: HashSet::new(),
+        refused_keys: refused_keys.clone(),
     };
     let result = match server::run_stream(front.config.clone(), tcp, handler).await {
         Ok(running) => running.await,
@@ -85,6 +87,10 @@ pub async fn serve_client<G: SshGate>(front: Arc<SshFront<G>>, tcp: TcpStream, p
     let Some(mut live) = taken else {
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "SSH client left before a session opened");
+        }
+        let refused = std::mem::take(&mut *refused_keys.lock().unwrap_or_else(|p| p.into_inner()));
+        if !refused.named.is_empty() {
+            front.gate.keys_refused(&refused.claimed, &refused.named, refused.more);
         }
         return;
     };
@@ -186,6 +192,16 @@ struct Connection<G> {
     /// The remote forwardings (address, port) the target set up for this session: the only ones
     /// a cancel is passed on for.
     remote_forwards: HashSet<(String, u32)>,
+    /// Keys refused until a login succeeds: what the audit trail names if none does.
+    refused_keys: Arc<Mutex<RefusedKeys>>,
+}
+
+/// The keys a connection signed with that no identity has, while it has not logged in.
+#[derive(Default)]
+struct RefusedKeys {
+    claimed: String,
+    named: Vec<String>,
+    more: usize,
 }
 
 /// Why witness refuses a forwarding whatever the rules say; recorded as the `rule` of its deny.
@@ -209,6 +225,7 @@ impl<G: SshGate> Connection<G> {
                     login.logged_in();
                 }
                 self.principal = Some((user.to_string(), principal, method));
+                *self.refused_keys.lock().unwrap_or_else(|p| p.into_inner()) = RefusedKeys::default();
                 Auth::Accept
             }
             Err(refused) => {
@@ -533,6 +550,20 @@ impl<G: SshGate> server::Handler for Connection<G> {
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let principal = self.front.gate.verify_key(&fingerprint);
+        if principal.is_err() {
+            let mut refused = self.refused_keys.lock().unwrap_or_else(|p| p.into_inner());
+            refused.claimed = user.to_string();
+            if refused.named.len() < crate::MAX_REFUSED_KEYS_NAMED {
+                refused.named.push(fingerprint);
+            } else {
+                refused.more += 1;
+            }
+            // russh hangs up on the next attempt: this connection will not log in.
+            if refused.named.len() + refused.more >= MAX_AUTH_ATTEMPTS {
+                let refused = std::mem::take(&mut *refused);
+                self.front.gate.keys_refused(&refused.claimed, &refused.named, refused.more);
+            }
+        }
         Ok(self.accept(user, principal, "publickey"))
     }
 

@@ -76,7 +76,15 @@ pub struct SshSettings {
 pub trait SshGate: Gate {
     /// The identity a public key (by its `SHA256:` fingerprint) is registered to.
     fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused>;
+    /// A client that offered only keys no identity has left without logging in; `claimed` is the
+    /// user name it gave, `fingerprints` the keys it signed with (at most
+    /// [`MAX_REFUSED_KEYS_NAMED`]), `more` how many others it tried. One record per connection:
+    /// clients offer their keys in turn, so a refused key alone is not a failed login.
+    fn keys_refused(&self, claimed: &str, fingerprints: &[String], more: usize);
 }
+
+/// Refused keys a connection's record names; the rest are counted.
+pub const MAX_REFUSED_KEYS_NAMED: usize = 8;
 
 /// The SSH listener's shared state: the gate, russh's server config, and the settings.
 pub struct SshFront<G> {

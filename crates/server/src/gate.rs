@@ -223,6 +223,12 @@ impl SshGate for Gateway {
         });
         self.counts.auth_failures.count(Protocol::Ssh, result)
     }
+
+    fn keys_refused(&self, claimed: &str, fingerprints: &[String], more: usize) {
+        let others = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let reason = format!("no identity has the keys it signed with: {}{others}", fingerprints.join(", "));
+        self.refused.record(Protocol::Ssh, claimed, &reason);
+    }
 }
 
 impl Gateway {

@@ -14,6 +14,7 @@ pub mod config;
 mod counts;
 pub mod data_dir;
 mod gate;
+pub mod host_actions;
 mod identities;
 mod logins;
 mod notify;
@@ -155,7 +156,7 @@ pub async fn serve<F: Future<Output = ()>>(
         Review::new(identities.clone(), ledger.clone(), registry.clone(), approvals.clone(), rules.clone(), counts.clone(), audit.clone())
             .with_console_login(config.console_login(config_name)?),
     );
-    let refused = RefusedLogins::new(audit, ledger.clone());
+    let refused = RefusedLogins::new(audit.clone(), ledger.clone());
     let gate = Arc::new(Gateway {
         identities,
         ledger,
@@ -170,6 +171,7 @@ pub async fn serve<F: Future<Output = ()>>(
     let mut listeners = JoinSet::new();
     // Tells the accept loops to stop accepting and drain their sessions.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let host_actions = tokio::spawn(host_actions::drain_loop(data_dir.to_path_buf(), audit.clone(), gate.ledger.clone(), stop_rx.clone()));
     // Connections that have not logged in yet, on every client listener.
     let mut clients = ClientListeners { tasks: &mut listeners, logins: Logins::new(config.limits.login_limits()), stop: stop_rx.clone() };
     let mut listening = Listening::default();
@@ -231,6 +233,10 @@ pub async fn serve<F: Future<Output = ()>>(
     revocations.abort();
     if let Some(reloads) = reloads {
         reloads.abort();
+    }
+    // What the CLI spooled since the last pass goes in before the trail closes.
+    if let Err(e) = host_actions.await {
+        tracing::error!(error = %e, "the audit spool's drain stopped");
     }
     review.close_audit_trail().await;
     Ok(())

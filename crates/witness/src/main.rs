@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audited;
 mod commands;
 mod locate;
 mod output;

@@ -472,6 +472,7 @@ fn only_registered_keys_and_valid_tokens_log_in() {
     // A key that worked, then was removed.
     let removed = agent_key(&gw, "temp", "ai-agents");
     let token = gw.token("ci-bot", &["--groups", "ai-agents"]);
+    let strangers: Vec<SshKeyPair> = (0..12).map(|i| SshKeyPair::generate(work.path(), &format!("many-{i}"), "ed25519")).collect();
 
     runtime().block_on(async {
         assert!(login(&gw, "web", &stranger.private).await.is_none(), "an unregistered key logged in");
@@ -519,7 +520,6 @@ fn only_registered_keys_and_valid_tokens_log_in() {
 
         // Many keys on one connection: witness hangs up after a bounded number of refusals (10),
         // so the right key, offered after 12 wrong ones, does not get in on that connection.
-        let strangers: Vec<SshKeyPair> = (0..12).map(|i| SshKeyPair::generate(work.path(), &format!("many-{i}"), "ed25519")).collect();
         let mut handle = connect(&gw).await;
         for stranger in &strangers {
             let result = handle.authenticate_publickey("web", key_of(&stranger.private)).await;
@@ -536,6 +536,24 @@ fn only_registered_keys_and_valid_tokens_log_in() {
     assert!(identities.iter().all(|i| ["claude", "temp", "ci-bot"].contains(i)), "{identities:?}");
     assert_eq!(identities.iter().filter(|i| **i == "temp").count(), 1, "the removed key opened one session, before it was removed");
     assert!(gw.log().contains("SSH login refused"), "{}", gw.log());
+
+    // A connection that signed only with keys no identity has is one refused login in the audit
+    // trail, naming the keys (a bounded number of them, the rest counted).
+    let fingerprint = |pair: &SshKeyPair| {
+        let key = russh::keys::load_secret_key(&pair.private, None).unwrap();
+        key.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string()
+    };
+    let (alone, first_of_many) = (fingerprint(&stranger), fingerprint(&strangers[0]));
+    let refused = |events: &[Value], key: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == "login.refused" && e["attrs"]["protocol"] == "ssh" && e["attrs"]["what"].as_str().unwrap().contains(key))
+            .cloned()
+    };
+    let trail = gw.audit_when(|events| refused(events, &alone).is_some() && refused(events, &first_of_many).is_some());
+    let many = refused(&trail, &first_of_many).unwrap();
+    assert!(many["attrs"]["what"].as_str().unwrap().contains(" more"), "more keys than named are counted: {many}");
+    assert_eq!(refused(&trail, &alone).unwrap()["attrs"]["actor"], "web");
 }
 
 /// Environment variables that choose what runs (`LD_PRELOAD`, `BASH_ENV`, `PATH`) never reach

@@ -10,10 +10,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use pg::{index_edits_named, make_index_edits, psql, Gateway, MADE_UP_SESSION};
+use pg::{index_edits_named, make_index_edits, poll, psql, Gateway, MADE_UP_SESSION};
 use witness_core::{Direction, Event, EventKind, Protocol, SessionId, SessionInfo};
 use witness_ledger::{open_index, Ledger, LedgerConfig};
-use witness_testkit::Postgres;
+use witness_testkit::{Postgres, SshKeyPair, SCRAM_PASSWORD};
 
 fn witness(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_witness")).args(args).env("WITNESS_LOG", "info").output().unwrap()
@@ -378,6 +378,72 @@ fn verify_accepts_a_record_being_written_only_while_witness_runs() {
     assert!(said.contains("ledger intact") && said.contains("witness is running") && said.contains("not yet written whole"), "{said}");
     let json: serde_json::Value = serde_json::from_slice(&witness(&["verify", "--data-dir", data, "--json"]).stdout).unwrap();
     assert_eq!((&json["writer_running"], &json["unfinished_tail"]["bytes"]), (&true.into(), &20.into()), "{json}");
+}
+
+/// What people do with the CLI on the host (credentials changed, recordings shown, searched and
+/// exported) is in the gateway's audit trail, named by the host user; what is done while witness
+/// is stopped goes in when it starts again.
+#[test]
+fn cli_actions_on_the_host_reach_the_audit_trail() {
+    let started_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let pg = Postgres::start();
+    let gw = Gateway::start(&pg, "");
+    let secret = gw.token("claude", &["--groups", "ai-agents", "--task", "fix the report"]);
+    let (ok, _, err) = psql(&gw.conninfo("app", "claude", &secret), &["-c", "select 1"]);
+    assert!(ok, "{err}");
+    let session = gw.ended_sessions(1)[0]["id"].as_str().unwrap().to_string();
+    gw.events(&session);
+    let export = gw.dir.path().join("export.jsonl");
+    // An export waits for a checkpoint that covers the session (one a second).
+    poll("an export", || gw.witness(&["export", &session, "--output", export.to_str().unwrap()]).status.success().then_some(()));
+    let out = gw.witness(&["sessions", "list", "--text", "select"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = SshKeyPair::generate(gw.dir.path(), "host-key", "ed25519");
+    let public = format!("{}.pub", key.private.display());
+    let out = gw.witness(&["identity", "add-key", "olga", &public]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fingerprint = text(&out.stdout).trim().to_string();
+    assert!(gw.witness(&["identity", "remove-key", &fingerprint]).status.success());
+    let out = gw.witness(&["token", "revoke", "--identity", "claude"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let expected =
+        ["token.created", "recording.viewed", "recording.exported", "recording.searched", "key.added", "key.removed", "token.revoked"];
+    let from_host = |e: &serde_json::Value| e["attrs"]["credential"] == "host";
+    let trail = gw.audit_when(|events| expected.iter().all(|k| events.iter().any(|e| e["kind"] == *k && from_host(e))));
+    let uid = format!("(uid {})", rustix::process::getuid().as_raw());
+    for e in trail.iter().filter(|e| from_host(e)) {
+        assert!(e["attrs"]["actor"].as_str().unwrap().ends_with(&uid), "the host user is named: {e}");
+        assert!(e["attrs"]["acted_ns"].as_i64().unwrap() >= started_ns, "the time it was done: {e}");
+    }
+    let of = |kind: &str| trail.iter().find(|e| e["kind"] == kind && from_host(e)).unwrap().clone();
+    assert_eq!(of("recording.viewed")["attrs"]["session"], session.as_str());
+    assert_eq!(of("recording.exported")["attrs"]["session"], session.as_str());
+    assert!(of("key.added")["attrs"]["what"].as_str().unwrap().contains(&fingerprint));
+    let created = of("token.created");
+    assert!(created["attrs"]["what"].as_str().unwrap().contains("for claude (groups: ai-agents; task: fix the report)"), "{created}");
+    assert!(!trail.iter().any(|e| e.to_string().contains(&secret)), "a token's secret is never in the trail");
+    let spool = gw.data_dir().join("audit-spool");
+    poll("an empty spool", || (std::fs::read_dir(&spool).unwrap().count() == 0).then_some(()));
+
+    // Witness stopped: the action waits in the spool and goes in when witness starts again. A
+    // file in the spool that is not a CLI action is set aside, never recorded.
+    let env = [("WITNESS_TEST_PG_PASSWORD", SCRAM_PASSWORD)];
+    let mut gw = gw;
+    gw.stop_and_verify();
+    gw.token("while-stopped", &[]);
+    std::fs::write(
+        spool.join("00000000000000000001-forged.json"),
+        r#"{"kind":"pg.query","actor":"x","what":"drop","session":null,"acted_ns":1}"#,
+    )
+    .unwrap();
+    let gw = gw.restart(&env);
+    let trail = gw.audit_when(|events| {
+        events.iter().any(|e| e["kind"] == "token.created" && e["attrs"]["what"].as_str().unwrap().contains("while-stopped"))
+    });
+    assert!(!trail.iter().any(|e| e["kind"] == "pg.query"), "a forged spool file is not recorded");
+    assert!(spool.join("00000000000000000001-forged.rejected").exists());
+    assert!(gw.log().contains("not a witness CLI action"), "{}", gw.log());
 }
 
 fn agent(task: &str) -> SessionInfo {

@@ -9,6 +9,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use witness_identity::TokenStore;
 
+use witness_core::kind;
+
+use crate::audited;
 use crate::locate::{existing_data_dir, load_config};
 use crate::output::{json_times, time};
 use crate::Cli;
@@ -50,7 +53,8 @@ pub struct RemoveKeyArgs {
 }
 
 pub fn run(cli: &Cli, cmd: &IdentityCommand) -> anyhow::Result<ExitCode> {
-    let store = TokenStore::open(&existing_data_dir(cli)?)?;
+    let data_dir = existing_data_dir(cli)?;
+    let store = TokenStore::open(&data_dir)?;
     match cmd {
         IdentityCommand::AddKey(args) => {
             let text = if args.keyfile.as_os_str() == "-" {
@@ -60,6 +64,8 @@ pub fn run(cli: &Cli, cmd: &IdentityCommand) -> anyhow::Result<ExitCode> {
             };
             let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
             let key = store.add_ssh_key(&args.identity, &args.groups, args.task.as_deref(), line)?;
+            let what = format!("{} key {} for {} (groups: {})", key.key_type, key.fingerprint, key.identity, key.groups.join(","));
+            audited::record(&data_dir, &kind::KEY_ADDED, what, None)?;
             println!("{}", key.fingerprint);
             eprintln!("registered {} key {} to identity {}", key.key_type, key.fingerprint, key.identity);
             let listen = load_config(cli).ok().and_then(|c| {
@@ -98,6 +104,7 @@ pub fn run(cli: &Cli, cmd: &IdentityCommand) -> anyhow::Result<ExitCode> {
         }
         IdentityCommand::RemoveKey(args) => {
             let key = store.remove_ssh_key(&args.fingerprint)?;
+            audited::record(&data_dir, &kind::KEY_REMOVED, format!("key {} of {}", key.fingerprint, key.identity), None)?;
             println!("removed {} ({}); its live sessions end within a second", key.fingerprint, key.identity);
         }
     }

@@ -11,6 +11,7 @@ use clap::Args;
 use witness_core::SessionIdPrefix;
 use witness_proto_ssh::asciicast::{self, FrameCode};
 
+use crate::audited;
 use crate::commands::sessions::{read_session, resolve_in};
 use crate::locate::data_dir;
 use crate::Cli;
@@ -35,6 +36,7 @@ pub fn run(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.speed > 0.0 && args.speed.is_finite(), "--speed must be a positive number, e.g. 2 or 0.5");
     let data_dir = data_dir(cli)?;
     let id = resolve_in(&data_dir, &args.id)?;
+    audited::record(&data_dir, &witness_core::kind::RECORDING_VIEWED, "terminal replay", Some(id))?;
     let (session, events) = read_session(&data_dir, id)?;
     let cast = asciicast::from_events(&events).with_context(|| {
         format!(

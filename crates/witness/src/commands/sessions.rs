@@ -20,6 +20,7 @@ use witness_ledger::{
     SessionSummary, StoredEvent,
 };
 
+use crate::audited;
 use crate::locate::data_dir;
 use crate::output::{self, parse_since, time};
 use crate::Cli;
@@ -104,6 +105,9 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
     let index = open_index(&data_dir).with_context(|| format!("cannot read the ledger index in {}", data_dir.display()))?;
     match cmd {
         SessionsCommand::List(args) => {
+            if let Some(text) = &args.text {
+                audited::record(&data_dir, &kind::RECORDING_SEARCHED, format!("sessions list --text {text:?}"), None)?;
+            }
             let filter = SessionFilter {
                 identity: args.identity.clone(),
                 connection: args.connection.clone(),
@@ -133,6 +137,8 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
         SessionsCommand::Show(args) => {
             let id = resolve_session(&index, &args.id, &data_dir)?;
             drop(index);
+            let what = if args.follow { "sessions show --follow" } else { "sessions show" };
+            audited::record(&data_dir, &kind::RECORDING_VIEWED, what, Some(id))?;
             let selection = EventSelection { kinds: args.kinds.clone(), limit: args.limit };
             let read = read_session_selected(&data_dir, id, &selection)?;
             if args.follow {

@@ -7,6 +7,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use witness_identity::{NewToken, TokenInfo, TokenStore};
 
+use witness_core::kind;
+
+use crate::audited;
 use crate::locate::{existing_data_dir, load_config};
 use crate::output::{json_times, time};
 use crate::Cli;
@@ -54,11 +57,13 @@ pub struct RevokeArgs {
 }
 
 pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
-    let store = TokenStore::open(&existing_data_dir(cli)?)?;
+    let data_dir = existing_data_dir(cli)?;
+    let store = TokenStore::open(&data_dir)?;
     match cmd {
         TokenCommand::Create(args) => {
             let request = NewToken { identity: args.identity.clone(), groups: args.groups.clone(), ttl: args.ttl, task: args.task.clone() };
             let (info, secret) = store.create(&request)?;
+            audited::record(&data_dir, &kind::TOKEN_CREATED, token_what(&info), None)?;
             println!("{secret}");
             eprintln!("created token {} for identity {}; it is shown only now.", info.id, info.identity);
             // A ready-to-use example from the config, when there is one to go by.
@@ -105,12 +110,20 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
             if revoked.is_empty() {
                 println!("no active tokens to revoke");
             }
+            for t in &revoked {
+                audited::record(&data_dir, &kind::TOKEN_REVOKED, token_what(t), None)?;
+            }
             for t in revoked {
                 println!("revoked {} ({}); its live sessions end within a second", t.id, t.identity);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A token as the audit trail names it: never its secret.
+fn token_what(t: &TokenInfo) -> String {
+    format!("token {} for {} (groups: {}; task: {})", t.id, t.identity, t.groups.join(","), t.task.as_deref().unwrap_or("-"))
 }
 
 fn status(t: &TokenInfo) -> &'static str {

@@ -207,6 +207,40 @@ address = "127.0.0.1:{down}"
         assert!(out.status.success(), "verify after the run failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), self.log());
     }
 
+    /// Stops witness as [`Gateway::stop_and_verify`] does and starts it again on the same config
+    /// and data dir, with `env` set.
+    pub fn restart(mut self, env: &[(&str, &str)]) -> Gateway {
+        self.stop_and_verify();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let (port, umask) = (self.port, self.umask.clone());
+        drop(self);
+        Gateway::launch_with_umask(dir, port, &config, env, umask.as_deref())
+    }
+
+    /// The audit trail's events, in the order recorded, once `done` holds for them (bounded).
+    pub fn audit_when(&self, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.witness(&["sessions", "list", "--protocol", "audit", "--json", "--oldest-first"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let trails: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            let events: Vec<serde_json::Value> = trails.iter().flat_map(|t| self.events(t["id"].as_str().unwrap())).collect();
+            if done(&events) {
+                return events;
+            }
+            // The polling's own views are left out.
+            let summaries: Vec<&str> =
+                events.iter().filter(|e| e["kind"] != "recording.viewed").filter_map(|e| e["summary"].as_str()).collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the audit trail never got what was waited for; it has:\n{}",
+                summaries.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends SIGHUP and waits until witness says it applied the config's policy.
     pub fn reload(&self) {
         let before = self.log().matches("policy reloaded").count();

@@ -1,0 +1,199 @@
+//! What people do on the host with the `witness` CLI (create or revoke a token, add or remove a
+//! key, show, replay, search or export recordings), handed to the audit trail.
+//!
+//! The CLI cannot append to the ledger itself: a running witness is its one writer (it holds
+//! `ledger/LOCK`). So the CLI writes each action as one small synced file into
+//! `DATA_DIR/audit-spool/` ([`spool`]): before it shows a recording, so that a view that cannot
+//! be recorded is not shown, and after it changes a credential, so that the record can name the
+//! token or key. The gateway appends what it finds there to its audit trail when it starts and
+//! then every second ([`drain_loop`]), and removes a file only once its record is durable. An
+//! action taken while no witness runs waits in the spool for the next start; the record keeps
+//! the time it was taken (`acted_ns`).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use witness_core::{kind, Direction, Event, EventKind};
+use witness_ledger::Ledger;
+
+use crate::audit::AuditTrail;
+
+/// The spool's directory inside the data dir.
+pub const SPOOL_DIR: &str = "audit-spool";
+/// How often a running witness looks into the spool.
+const DRAIN_EVERY: Duration = Duration::from_secs(1);
+/// A spooled action is a few hundred bytes; a bigger file is not one witness wrote.
+const MAX_ACTION_BYTES: u64 = 64 * 1024;
+/// Kinds a host action may have: the audit trail's own vocabulary, nothing a session records.
+const HOST_KINDS: [&EventKind; 7] = [
+    &kind::TOKEN_CREATED,
+    &kind::TOKEN_REVOKED,
+    &kind::KEY_ADDED,
+    &kind::KEY_REMOVED,
+    &kind::RECORDING_VIEWED,
+    &kind::RECORDING_SEARCHED,
+    &kind::RECORDING_EXPORTED,
+];
+
+/// One action taken with the CLI, as it waits in the spool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostAction {
+    pub kind: String,
+    /// The host user who ran the command (`root (uid 0)`).
+    pub actor: String,
+    /// What was done, in words (`token tok_… for claude`).
+    pub what: String,
+    /// The session it concerned, if one.
+    pub session: Option<String>,
+    /// When it was done, in nanoseconds since the Unix epoch.
+    pub acted_ns: i64,
+}
+
+/// Why an action could not be handed to the audit trail.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record this action for the audit trail in {dir}: {source}; nothing was shown or the change is not audited, check that the data dir is witness's and writable")]
+pub struct SpoolError {
+    dir: PathBuf,
+    source: std::io::Error,
+}
+
+impl HostAction {
+    /// An action of `kind` taken now by the user running this process.
+    pub fn now(kind: &EventKind, actor: impl Into<String>, what: impl Into<String>) -> HostAction {
+        let acted_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        HostAction { kind: kind.to_string(), actor: actor.into(), what: what.into(), session: None, acted_ns }
+    }
+
+    pub fn of_session(mut self, session: impl Into<String>) -> HostAction {
+        self.session = Some(session.into());
+        self
+    }
+
+    /// The audit record of this action; `None` for a kind that is not a host action's.
+    fn event(&self) -> Option<Event> {
+        let kind = HOST_KINDS.iter().find(|k| k.as_str() == self.kind)?;
+        let target = self.session.as_deref().map(|s| format!(" of session {s}")).unwrap_or_default();
+        let summary = format!("{} {}: {}{target} (witness CLI on the host)", self.actor, self.kind, self.what);
+        let mut event = Event::note((*kind).clone(), Direction::Gateway, summary)
+            .with_attr("actor", self.actor.clone())
+            .with_attr("credential", "host")
+            .with_attr("what", self.what.clone())
+            .with_attr("acted_ns", self.acted_ns);
+        if let Some(session) = &self.session {
+            event = event.with_attr("session", session.clone());
+        }
+        Some(event)
+    }
+}
+
+/// Writes `action` into the spool of `data_dir` and syncs it; once this returns, the action
+/// reaches the audit trail even if this process dies now.
+pub fn spool(data_dir: &Path, action: &HostAction) -> Result<(), SpoolError> {
+    let dir = data_dir.join(SPOOL_DIR);
+    let failed = |source| SpoolError { dir: dir.clone(), source };
+    fs::create_dir_all(&dir).map_err(failed)?;
+    let unique: u64 = rand::random();
+    // Named by time first, so that the drain appends actions in the order they were taken.
+    let name = format!("{:020}-{unique:016x}", action.acted_ns);
+    let partial = dir.join(format!("{name}.partial"));
+    let body = serde_json::to_vec(action).map_err(|e| failed(e.into()))?;
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&partial).map_err(failed)?;
+    file.write_all(&body).and_then(|()| file.sync_all()).map_err(failed)?;
+    fs::rename(&partial, dir.join(format!("{name}.json"))).map_err(failed)?;
+    fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(failed)
+}
+
+/// Appends what waits in the spool to the audit trail, at start, then every second, and once
+/// more when `stop` turns true (what was spooled meanwhile goes in before the trail closes).
+pub(crate) async fn drain_loop(
+    data_dir: PathBuf,
+    trail: Arc<AuditTrail>,
+    ledger: Arc<Ledger>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let dir = data_dir.join(SPOOL_DIR);
+    loop {
+        drain(&dir, &trail, &ledger).await;
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(DRAIN_EVERY) => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+/// One pass over the spool: each action in the order taken, its file removed once its record is
+/// durable. A file that is not a host action is renamed `*.rejected` and logged, never recorded.
+async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut waiting: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    waiting.sort();
+    let mut recorded = 0;
+    for path in waiting {
+        let Some(event) = read_action(&path).and_then(|a| a.event()) else {
+            tracing::error!(file = %path.display(), "the audit spool holds a file that is not a witness CLI action; renamed *.rejected, not recorded");
+            let _ = fs::rename(&path, path.with_extension("rejected"));
+            continue;
+        };
+        if let Err(e) = trail.append(ledger, &event).await {
+            tracing::error!(error = %e, "the audit trail cannot record a CLI action; it stays in the spool");
+            return recorded;
+        }
+        if let Err(e) = fs::remove_file(&path) {
+            // Left in place it would be recorded twice; better to stop draining and say so.
+            tracing::error!(file = %path.display(), error = %e, "cannot remove a recorded CLI action from the audit spool");
+            return recorded;
+        }
+        recorded += 1;
+    }
+    recorded
+}
+
+fn read_action(path: &Path) -> Option<HostAction> {
+    let file = fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() > MAX_ACTION_BYTES {
+        return None;
+    }
+    serde_json::from_reader(std::io::BufReader::new(file)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_becomes_an_audit_record_naming_the_host_user_and_the_time_it_was_taken() {
+        let action = HostAction::now(&kind::TOKEN_CREATED, "root (uid 0)", "token tok_1 for claude").of_session("abc");
+        let event = action.event().expect("a host action's kind");
+        assert_eq!(event.kind, kind::TOKEN_CREATED);
+        assert_eq!(event.attrs["actor"], "root (uid 0)");
+        assert_eq!(event.attrs["credential"], "host");
+        assert_eq!(event.attrs["session"], "abc");
+        assert_eq!(event.attrs["acted_ns"], action.acted_ns);
+    }
+
+    #[test]
+    fn a_kind_that_sessions_record_is_not_a_host_action() {
+        let action = HostAction::now(&kind::PG_QUERY, "root (uid 0)", "drop table t");
+        assert!(action.event().is_none());
+    }
+
+    #[test]
+    fn spooled_actions_are_read_back_in_the_order_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = HostAction { acted_ns: 1, ..HostAction::now(&kind::TOKEN_CREATED, "a", "one") };
+        let second = HostAction { acted_ns: 2, ..HostAction::now(&kind::TOKEN_REVOKED, "a", "two") };
+        spool(dir.path(), &second).unwrap();
+        spool(dir.path(), &first).unwrap();
+        let mut names: Vec<PathBuf> = fs::read_dir(dir.path().join(SPOOL_DIR)).unwrap().map(|e| e.unwrap().path()).collect();
+        names.sort();
+        let read: Vec<HostAction> = names.iter().map(|p| read_action(p).unwrap()).collect();
+        assert_eq!(read, vec![first, second]);
+    }
+}
