@@ -6,7 +6,7 @@
 
 mod pg;
 
-use pg::wire::{bind, close_statement, describe_portal, execute, parse, parse_bytes, query, query_bytes, sync, Wire};
+use pg::wire::{bind, close_statement, describe_portal, describe_statement, execute, parse, parse_bytes, query, query_bytes, sync, Wire};
 use pg::Gateway;
 use serde_json::Value;
 use witness_testkit::Postgres;
@@ -41,11 +41,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(RULES, "")
+}
+
+/// A PostgreSQL with table `t` (and what `more_sql` makes) that logs every statement of
+/// witness's sessions, with their process ids; witness in front of it with `rules`.
+fn setup_with(rules: &str, more_sql: &str) -> Setup {
     let pg = Postgres::start();
-    pg.psql("app", "create table t(x int); insert into t values (1), (2); grant all on t to scram_user;");
-    // Every statement of witness's sessions is in the target's own log, with its process id.
+    pg.psql("app", &format!("create table t(x int); insert into t values (1), (2); grant all on t to scram_user; {more_sql}"));
     pg.psql("postgres", "alter role scram_user set log_statement = 'all'");
-    let gw = Gateway::start(&pg, RULES);
+    let gw = Gateway::start(&pg, rules);
     let agent = gw.token("claude", &["--groups", "ai-agents"]);
     let auditor = gw.token("codex", &["--groups", "ai-agents", "--task", "audit-7"]);
     Setup { pg, gw, agent, auditor }
@@ -238,6 +243,100 @@ fn protocol_state_follows_the_target_not_the_client() {
     assert_eq!(unknown[0]["attrs"]["decision"], "deny");
 }
 
+/// Rules for the desync tests aimed at holds and masking: deletes wait for a person (and time out
+/// at once here), and an agent sees `customers.email` masked, by its column rule alone.
+const HOLDS_AND_MASKS: &str = r#"
+[postgres]
+auth = "password"
+
+[[rules]]
+name = "deletes-wait"
+groups = ["ai-agents"]
+sql = ["delete"]
+action = "approve"
+approvers = ["dba"]
+timeout = "1s"
+
+[[masking]]
+name = "contact"
+groups = ["ai-agents"]
+columns = ["customers.email"]
+"#;
+
+/// The statement-redefinition trick aimed at the other decisions: a name the client believes it
+/// redefined after an error still holds what the target kept, so a hold applies to it and its
+/// rows get its own masking plan, not the harmless statement's.
+#[test]
+fn a_desync_skips_neither_a_hold_nor_a_masking_plan() {
+    let customers = "create table customers(id int, email text); insert into customers values (1, 'ada@example.org'); \
+                     grant all on customers to scram_user;";
+    let setup = setup_with(HOLDS_AND_MASKS, customers);
+
+    // The hold times out, so the DELETE is recorded but never ran (`run`'s comparison would
+    // count a held request as run).
+    let (mut wire, pid) = setup.session(&[]);
+    wire.exchange(&[parse("s", "DELETE FROM t"), sync()], 1);
+    wire.exchange(&[parse("", "selec broken"), close_statement("s"), sync()], 1);
+    wire.exchange(&[parse("s", "SELECT 1"), sync()], 1);
+    let answer = wire.exchange(&[bind("", "s", &[]), execute(""), sync()], 1);
+    assert!(answer.iter().any(|m| m.tag == b'E'), "the held DELETE was refused when its wait ran out");
+    wire.terminate();
+    let events = setup.events_of(&pid);
+    assert!(!setup.ran_by_target(&pid).iter().any(|s| s.contains("DELETE")), "the target never ran the DELETE");
+    let executed = requests(&events, "pg.execute", "DELETE FROM t");
+    assert_eq!(executed.len(), 1, "the execution is recorded as the DELETE it is");
+    assert_eq!(executed[0]["attrs"]["decision"], "hold", "{:?}", executed[0]);
+    assert!(events.iter().any(|e| e["kind"] == "approval.decided"), "the hold was waited out");
+    assert_eq!(setup.pg.psql("app", "select count(*) from t"), "2", "nothing was deleted");
+
+    // The masked statement described once, then "redefined" after an error: its rows keep the
+    // email column's plan.
+    let (mut wire, pid) = setup.session(&[]);
+    wire.exchange(&[parse("m", "SELECT email FROM customers"), describe_statement("m"), sync()], 1);
+    wire.exchange(&[parse("", "selec broken"), close_statement("m"), sync()], 1);
+    wire.exchange(&[parse("m", "SELECT 'harmless'::text"), describe_statement("m"), sync()], 1);
+    let answer = wire.exchange(&[bind("", "m", &[]), execute(""), sync()], 1);
+    let rows: Vec<Vec<Option<String>>> = answer.iter().filter(|m| m.tag == b'D').map(|m| m.row()).collect();
+    assert_eq!(rows.len(), 1, "the row came back");
+    assert!(!format!("{rows:?}").contains("ada@example.org"), "the masked column reached the client: {rows:?}");
+    wire.terminate();
+    let events = setup.events_of(&pid);
+    assert!(!serde_json::to_string(&events).unwrap().contains("ada@example.org"), "nor the recording");
+    assert_eq!(ran_by_witness(&events), setup.ran_by_target(&pid));
+}
+
+/// Class rules that read what a statement does, not only its first word: a MERGE that deletes is
+/// a delete, a WHERE that holds for every row is none, through the gateway.
+#[test]
+fn merge_that_deletes_and_where_true_are_decided_by_what_they_do() {
+    let rules = r#"
+[postgres]
+auth = "password"
+
+[[rules]]
+name = "no-bulk-delete"
+groups = ["ai-agents"]
+sql = ["delete-without-where"]
+action = "deny"
+"#;
+    let setup = setup_with(rules, "");
+    for sql in [
+        "MERGE INTO t USING (SELECT 1 AS x) s ON true WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING (SELECT 1 AS x) s ON 1 = 1 WHEN MATCHED AND true THEN DELETE",
+        "DELETE FROM t WHERE true",
+        "DELETE FROM t WHERE 1 = 1 OR x = 3",
+    ] {
+        let events = run(&setup, &[], &[(&[query(sql)], 1)]);
+        assert_eq!(requests(&events, "pg.query", sql)[0]["attrs"]["decision"], "deny", "{sql}");
+    }
+    assert_eq!(setup.pg.psql("app", "select count(*) from t"), "2", "nothing was deleted");
+    // A MERGE or DELETE that picks its rows is not a bulk delete, and runs.
+    let picked = "MERGE INTO t USING (SELECT 1 AS x) s ON t.x = s.x WHEN MATCHED THEN DELETE";
+    let events = run(&setup, &[], &[(&[query(picked)], 1)]);
+    assert_ne!(requests(&events, "pg.query", picked)[0]["attrs"]["decision"], "deny");
+    assert_eq!(setup.pg.psql("app", "select count(*) from t"), "1", "the picked row was deleted");
+}
+
 #[test]
 fn text_is_read_as_the_target_reads_it() {
     let setup = setup();
@@ -253,20 +352,25 @@ fn text_is_read_as_the_target_reads_it() {
     assert_eq!(requests(&events, "pg.query", hidden)[0]["attrs"]["decision"], "deny");
     assert!(table_t_exists(&setup));
 
-    // In SJIS, 0x95 0x5C is one character; read as UTF-8 its second byte is a backslash that
-    // escapes the string's closing quote, and the DROP would hide in the string.
-    let sjis = b"SELECT E'\x95\\'; DROP TABLE t; --'";
-    let (mut wire, pid) = setup.session(&[("client_encoding", "SJIS")]);
-    let answer = wire.exchange(&[query_bytes(sjis)], 1);
-    assert_eq!(answer.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C')).as_deref(), Some("42501"), "refused by witness");
-    // A Parse of such text in the extended protocol is decided the same way.
-    let answer = wire.exchange(&[parse_bytes("", b"SELECT E'\x95\\', 1"), bind("", "", &[]), execute(""), sync()], 1);
-    assert_eq!(answer.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C')).as_deref(), Some("42501"));
-    wire.terminate();
-    let events = setup.events_of(&pid);
-    assert_eq!(ran_by_witness(&events), setup.ran_by_target(&pid));
-    assert!(events.iter().filter(|e| e["attrs"]["uncertain"].as_str().is_some_and(|u| u.contains("client_encoding"))).count() >= 2);
-    assert!(table_t_exists(&setup));
+    // In SJIS, 0x95 0x5C is one character, and so is 0xB3 0x5C in BIG5; read as UTF-8 the second
+    // byte is a backslash that escapes the string's closing quote, and the DROP would hide in the
+    // string.
+    for (encoding, lead) in [("SJIS", 0x95u8), ("BIG5", 0xB3)] {
+        let hidden = [&b"SELECT E'"[..], &[lead], b"\\'; DROP TABLE t; --'"].concat();
+        let (mut wire, pid) = setup.session(&[("client_encoding", encoding)]);
+        let answer = wire.exchange(&[query_bytes(&hidden)], 1);
+        let refused = answer.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C'));
+        assert_eq!(refused.as_deref(), Some("42501"), "refused by witness in {encoding}");
+        // A Parse of such text in the extended protocol is decided the same way.
+        let parsed = [&b"SELECT E'"[..], &[lead], b"\\', 1"].concat();
+        let answer = wire.exchange(&[parse_bytes("", &parsed), bind("", "", &[]), execute(""), sync()], 1);
+        assert_eq!(answer.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C')).as_deref(), Some("42501"), "{encoding}");
+        wire.terminate();
+        let events = setup.events_of(&pid);
+        assert_eq!(ran_by_witness(&events), setup.ran_by_target(&pid));
+        assert!(events.iter().filter(|e| e["attrs"]["uncertain"].as_str().is_some_and(|u| u.contains("client_encoding"))).count() >= 2);
+        assert!(table_t_exists(&setup));
+    }
 }
 
 #[test]

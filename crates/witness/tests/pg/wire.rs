@@ -207,6 +207,12 @@ pub fn describe_portal(portal: &str) -> Vec<u8> {
     message(b'D', &body)
 }
 
+pub fn describe_statement(name: &str) -> Vec<u8> {
+    let mut body = vec![b'S'];
+    cstr(&mut body, name.as_bytes());
+    message(b'D', &body)
+}
+
 pub fn execute(portal: &str) -> Vec<u8> {
     let mut body = Vec::new();
     cstr(&mut body, portal.as_bytes());
