@@ -1,6 +1,6 @@
 //! This process's audit trail: a session of protocol `audit` in the ledger, opened on its first
 //! record, where the review API records who viewed, searched, decided or changed what, and where
-//! the gate records logins it refused on any listener. Refused logins are a peer's to cause, so
+//! the gate and the API record logins they refused on any listener. Refused logins are a peer's to cause, so
 //! they are recorded at a bounded rate: past [`REFUSALS_PER_MINUTE`] in a minute they are only
 //! counted, and the next one recorded says how many were not.
 
@@ -69,10 +69,15 @@ impl RefusedLogins {
         RefusedLogins { trail, ledger, window: Mutex::new(Window { started: Instant::now(), recorded: 0, not_recorded: 0 }) }
     }
 
-    /// A login on `protocol`'s listener was refused; `claimed` is the name the client gave (a
-    /// user name, or what stands for it), `reason` why. Never waits: the record is appended by a
-    /// task of its own.
-    pub fn record(&self, protocol: Protocol, claimed: &str, reason: &str) {
+    /// The trail refused logins are recorded in.
+    pub fn trail(&self) -> &Arc<AuditTrail> {
+        &self.trail
+    }
+
+    /// A login on `listener`'s listener (a protocol's name, or `api`) was refused; `claimed` is
+    /// the name the client gave (a user name, or what stands for it), `reason` why. Never waits:
+    /// the record is appended by a task of its own.
+    pub fn record(&self, listener: &str, claimed: &str, reason: &str) {
         let not_recorded = {
             let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
             if window.started.elapsed() >= Duration::from_secs(60) {
@@ -87,14 +92,14 @@ impl RefusedLogins {
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let claimed: String = claimed.chars().take(MAX_CLAIMED_NAME).collect();
-        let mut what = format!("{protocol} login: {reason}");
+        let mut what = format!("{listener} login: {reason}");
         if not_recorded > 0 {
             what.push_str(&format!(" ({not_recorded} refused logins before this one were counted, not recorded)"));
         }
         let event = Event::note(kind::LOGIN_REFUSED, Direction::Gateway, format!("{claimed} {}: {what}", kind::LOGIN_REFUSED))
             .with_attr("actor", claimed)
             .with_attr("credential", "")
-            .with_attr("protocol", protocol.as_str())
+            .with_attr("protocol", listener)
             .with_attr("what", what);
         let (trail, ledger) = (self.trail.clone(), self.ledger.clone());
         runtime.spawn(async move {

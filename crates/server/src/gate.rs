@@ -38,7 +38,7 @@ pub struct Gateway {
     pub classes: ClassCache,
     pub counts: Arc<Counts>,
     /// Refused logins, into the audit trail.
-    pub refused: RefusedLogins,
+    pub refused: Arc<RefusedLogins>,
 }
 
 /// Statement classes by request text. A prepared statement is decided at each execution, and
@@ -227,7 +227,7 @@ impl SshGate for Gateway {
     fn keys_refused(&self, claimed: &str, fingerprints: &[String], more: usize) {
         let others = if more > 0 { format!(" and {more} more") } else { String::new() };
         let reason = format!("no identity has the keys it signed with: {}{others}", fingerprints.join(", "));
-        self.refused.record(Protocol::Ssh, claimed, &reason);
+        self.refused.record(Protocol::Ssh.as_str(), claimed, &reason);
     }
 }
 
@@ -235,7 +235,7 @@ impl Gateway {
     /// Counts a refused login and records it in the audit trail; passes `result` on.
     fn refusal<T>(&self, protocol: Protocol, claimed: &str, result: Result<T, AuthRefused>) -> Result<T, AuthRefused> {
         if let Err(refused) = &result {
-            self.refused.record(protocol, claimed, &refused.reason);
+            self.refused.record(protocol.as_str(), claimed, &refused.reason);
         }
         self.counts.auth_failures.count(protocol, result)
     }

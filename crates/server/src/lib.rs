@@ -152,11 +152,19 @@ pub async fn serve<F: Future<Output = ()>>(
     let counts = Arc::new(Counts::new(config.connections.iter().map(|c| c.name().to_string())));
     let approvals = Approvals::notifying(notify::Notifier::start(config.notify_targets(config_name)?, config.console_url()));
     let audit = Arc::new(AuditTrail::default());
+    let refused = Arc::new(RefusedLogins::new(audit.clone(), ledger.clone()));
     let review = Arc::new(
-        Review::new(identities.clone(), ledger.clone(), registry.clone(), approvals.clone(), rules.clone(), counts.clone(), audit.clone())
-            .with_console_login(config.console_login(config_name)?),
+        Review::new(
+            identities.clone(),
+            ledger.clone(),
+            registry.clone(),
+            approvals.clone(),
+            rules.clone(),
+            counts.clone(),
+            refused.clone(),
+        )
+        .with_console_login(config.console_login(config_name)?),
     );
-    let refused = RefusedLogins::new(audit.clone(), ledger.clone());
     let gate = Arc::new(Gateway {
         identities,
         ledger,

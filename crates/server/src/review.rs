@@ -31,7 +31,7 @@ use witness_ledger::{
 };
 
 use crate::approvals::Approvals;
-use crate::audit::AuditTrail;
+use crate::audit::{AuditTrail, RefusedLogins};
 use crate::counts::Counts;
 use crate::identities::{principal, Identities};
 use crate::registry::Registry;
@@ -65,6 +65,8 @@ pub struct Review {
     /// The console's login through an OpenID provider, when `[console.oidc]` is set.
     pub console_login: Option<ConsoleLogin>,
     audit: Arc<AuditTrail>,
+    /// Where refused API credentials are recorded (with the gate's, at one bounded rate).
+    refused: Arc<RefusedLogins>,
     verifications: Arc<verification::Verifications>,
 }
 
@@ -76,9 +78,21 @@ impl Review {
         approvals: Approvals,
         rules: Arc<Reloadable>,
         counts: Arc<Counts>,
-        audit: Arc<AuditTrail>,
+        refused: Arc<RefusedLogins>,
     ) -> Review {
-        Review { identities, ledger, registry, approvals, rules, counts, console_login: None, audit, verifications: Default::default() }
+        let audit = refused.trail().clone();
+        Review {
+            identities,
+            ledger,
+            registry,
+            approvals,
+            rules,
+            counts,
+            console_login: None,
+            audit,
+            refused,
+            verifications: Default::default(),
+        }
     }
 
     /// With the console's login through an OpenID provider (`[console.oidc]`).
@@ -97,7 +111,10 @@ impl Backend for Review {
         self.identities
             .bearer(token)
             .await
-            .map_err(|refused| tracing::info!(reason = %refused.reason, "API bearer credential refused"))
+            .map_err(|refused| {
+                tracing::info!(reason = %refused.reason, "API bearer credential refused");
+                self.refused.record("api", "(token)", &refused.reason);
+            })
             .ok()
     }
 
@@ -344,6 +361,7 @@ impl Backend for Review {
         let (login, oidc) = self.console_oidc()?;
         let identity = oidc.finish_login(login, code, &begun.verifier, &begun.nonce).await.map_err(|e| {
             tracing::info!(error = %e, "console login through the OpenID provider refused");
+            self.refused.record("api", "(oidc)", &format!("console login through the OpenID provider: {e}"));
             BackendError::BadRequest(e.to_string())
         })?;
         Ok(principal(identity))

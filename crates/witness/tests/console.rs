@@ -350,10 +350,21 @@ fn the_api_answers_each_role_and_records_every_view() {
         assert!(kinds.contains(&kind), "{kind} is in the audit trail: {kinds:?}");
     }
     // The revoked token's login, refused on the PostgreSQL listener, names who it claimed to be.
-    let refused = audit["events"].as_array().unwrap().iter().find(|e| e["kind"] == "login.refused").unwrap();
+    let refused_on = |listener: &str| {
+        let what = format!("{listener} login: ");
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "login.refused" && e["what"].as_str().unwrap().starts_with(&what))
+            .cloned()
+    };
+    let refused = refused_on("postgres").expect("the PostgreSQL refusal is recorded");
     assert_eq!(refused["actor"], "ci-bot", "{refused}");
-    assert!(refused["what"].as_str().unwrap().starts_with("postgres login: "), "{refused}");
     assert!(!refused.to_string().contains(&secret), "the refused secret is not recorded");
+    // So are the API's refusals of a bad bearer token.
+    let refused = refused_on("api").expect("the API's refusal is recorded");
+    assert!(!refused.to_string().contains("wit_not-a-token"), "{refused}");
     let times: Vec<i64> = audit["events"].as_array().unwrap().iter().map(|e| e["time_ns"].as_i64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
     let first = http.ok("/api/audit?limit=1", &t.admin);
