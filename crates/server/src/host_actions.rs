@@ -136,10 +136,17 @@ async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
     waiting.sort();
     let mut recorded = 0;
     for path in waiting {
-        let Some(event) = read_action(&path).and_then(|a| a.event()) else {
-            tracing::error!(file = %path.display(), "the audit spool holds a file that is not a witness CLI action; renamed *.rejected, not recorded");
-            let _ = fs::rename(&path, path.with_extension("rejected"));
-            continue;
+        let event = match read_action(&path) {
+            Ok(action) => action.event().ok_or_else(|| format!("{:?} is not a kind the CLI records", action.kind)),
+            Err(why) => Err(why),
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(why) => {
+                tracing::error!(file = %path.display(), why, "the audit spool holds a file witness cannot take as a CLI action; renamed *.rejected, not recorded");
+                let _ = fs::rename(&path, path.with_extension("rejected"));
+                continue;
+            }
         };
         if let Err(e) = trail.append(ledger, &event).await {
             tracing::error!(error = %e, "the audit trail cannot record a CLI action; it stays in the spool");
@@ -155,12 +162,15 @@ async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
     recorded
 }
 
-fn read_action(path: &Path) -> Option<HostAction> {
-    let file = fs::File::open(path).ok()?;
-    if file.metadata().ok()?.len() > MAX_ACTION_BYTES {
-        return None;
+/// The action a spool file holds, or why it holds none (unreadable, e.g. written by another
+/// user than witness's; too large; not an action).
+fn read_action(path: &Path) -> Result<HostAction, String> {
+    let file = fs::File::open(path).map_err(|e| format!("cannot open it ({e}); run the CLI as witness's user"))?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    if size > MAX_ACTION_BYTES {
+        return Err(format!("{size} bytes, more than an action takes"));
     }
-    serde_json::from_reader(std::io::BufReader::new(file)).ok()
+    serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| format!("not an action: {e}"))
 }
 
 #[cfg(test)]
@@ -194,6 +204,7 @@ mod tests {
         let mut names: Vec<PathBuf> = fs::read_dir(dir.path().join(SPOOL_DIR)).unwrap().map(|e| e.unwrap().path()).collect();
         names.sort();
         let read: Vec<HostAction> = names.iter().map(|p| read_action(p).unwrap()).collect();
+        assert!(read_action(&dir.path().join("missing.json")).unwrap_err().contains("cannot open"));
         assert_eq!(read, vec![first, second]);
     }
 }

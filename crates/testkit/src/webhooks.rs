@@ -8,18 +8,23 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 const SERVER: &str = r#"
-import http.server, json, sys
+import http.server, json, sys, threading
 failures = int(sys.argv[1])
+# Requests are served on threads of their own: one at a time decides and writes its line.
+lock = threading.Lock()
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         global failures
         body = self.rfile.read(int(self.headers.get('content-length', 0)))
-        failing = self.path == '/flaky' and failures > 0
-        if failing:
-            failures -= 1
-        status = 500 if failing else 200
-        print(json.dumps({'path': self.path, 'status': status, 'content_type': self.headers.get('content-type'),
-                          'body': body.decode('utf-8', 'replace')}), flush=True)
+        with lock:
+            failing = self.path == '/flaky' and failures > 0
+            if failing:
+                failures -= 1
+            status = 500 if failing else 200
+            line = json.dumps({'path': self.path, 'status': status, 'content_type': self.headers.get('content-type'),
+                               'body': body.decode('utf-8', 'replace')})
+            sys.stdout.write(line + '\n')
+            sys.stdout.flush()
         self.send_response(status)
         self.send_header('content-length', '2')
         self.end_headers()
