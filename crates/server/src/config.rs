@@ -17,7 +17,7 @@ use witness_proto_pg::FrontAuth;
 mod connections;
 mod limits;
 mod notify;
-pub use connections::{ConnectionConfig, LoginConfig, PostgresConnection, SshConnection};
+pub use connections::{ConnectionConfig, HttpConnection, LoginConfig, PostgresConnection, SecretSource, SshConnection};
 pub use limits::LimitsSection;
 pub use notify::{NotifyConfig, NotifyFormat, NotifyTarget};
 
@@ -36,6 +36,8 @@ pub struct Config {
     pub postgres: PostgresSection,
     #[serde(default)]
     pub ssh: SshSection,
+    #[serde(default)]
+    pub http: HttpSection,
     #[serde(default)]
     pub identity: IdentitySection,
     #[serde(default)]
@@ -188,6 +190,9 @@ pub struct RuleConfig {
     /// agent-forward, x11-forward, env.
     #[serde(default)]
     pub ssh: Vec<String>,
+    /// HTTP method-and-path globs, e.g. "GET /api/*" or "* /admin/*".
+    #[serde(default)]
+    pub http: Vec<String>,
     /// A regular expression matched against the request's text.
     pub regex: Option<String>,
     /// allow | deny | approve
@@ -224,6 +229,8 @@ pub struct ListenSection {
     pub postgres: Option<SocketAddr>,
     /// SSH clients log in here as CONNECTION@gateway.
     pub ssh: Option<SocketAddr>,
+    /// HTTP clients send requests here as /c/CONNECTION/path (plain HTTP/1.1).
+    pub http: Option<SocketAddr>,
     /// The HTTP API and the review console.
     pub api: Option<SocketAddr>,
 }
@@ -231,7 +238,7 @@ pub struct ListenSection {
 impl ListenSection {
     /// Whether no protocol has an address: witness would then serve nothing.
     pub fn is_empty(&self) -> bool {
-        self.postgres.is_none() && self.ssh.is_none() && self.api.is_none()
+        self.postgres.is_none() && self.ssh.is_none() && self.http.is_none() && self.api.is_none()
     }
 }
 
@@ -265,6 +272,33 @@ pub struct SshSection {
     /// Clients idle this long are disconnected.
     #[serde(default = "default_ssh_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
+}
+
+/// `[http]`: how the HTTP front treats requests and upstreams.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Bytes of each request and response body kept in the record (the whole body's length and
+    /// digest are recorded whatever its size).
+    #[serde(default = "default_max_body_recorded")]
+    pub max_body_recorded: usize,
+    /// How long connecting to an upstream may take.
+    #[serde(default = "default_http_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { max_body_recorded: default_max_body_recorded(), connect_timeout: default_http_connect_timeout() }
+    }
+}
+
+fn default_max_body_recorded() -> usize {
+    witness_proto_http::DEFAULT_MAX_BODY_RECORDED
+}
+
+fn default_http_connect_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 
 /// A config that cannot be used, with the file, the key and what to do.
@@ -316,6 +350,7 @@ impl Default for Config {
             listen: ListenSection::default(),
             postgres: PostgresSection::default(),
             ssh: SshSection::default(),
+            http: HttpSection::default(),
             identity: IdentitySection::default(),
             connections: Vec::new(),
             policy: PolicySection::default(),
@@ -581,6 +616,18 @@ impl Config {
                 .map(|class| class.parse::<SqlClass>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| invalid(key("sql"), e.to_string()))?;
+            rule.http = r
+                .http
+                .iter()
+                .map(|route| route.parse::<witness_policy::HttpRoute>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid(key("http"), e.to_string()))?;
+            if rule.is_http_rule() && (rule.is_ssh_rule() || !rule.sql.is_empty() || !rule.tables.is_empty()) {
+                return Err(invalid(
+                    key("http"),
+                    "a rule is about HTTP (http), SQL (sql, tables) or SSH (shell, ssh), one of them; split it".into(),
+                ));
+            }
             if rule.is_ssh_rule() && (!rule.sql.is_empty() || !rule.tables.is_empty()) {
                 return Err(invalid(
                     key("shell / ssh"),
@@ -666,7 +713,7 @@ mod tests {
         check(&format!("{PG}{PG}"), Err("unique"));
         check(
             &PG.replace("postgres\"", "ftp\""),
-            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\" or \"ssh\""),
+            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\", \"ssh\" or \"http\""),
         );
         check(&PG.replace("protocol = \"postgres\"\n", ""), Err("connection \"pg-local\": say which protocol it speaks"));
         check(&PG.replace("127.0.0.1:5432", "db.internal"), Err("no port"));
@@ -736,6 +783,25 @@ mod tests {
             &format!("{rule}shell = [\"rm -rf *\"]\nssh = [\"exec\"]\naction = \"deny\"\n"),
             Ok(("./witness-data", Durability::Write, 0)),
         );
+        let http = "[[connections]]\nname = \"billing\"\nprotocol = \"http\"\nurl = \"https://billing.internal\"\n";
+        check(
+            &format!("[listen]\nhttp = \"127.0.0.1:8081\"\n[http]\nmax_body_recorded = 1024\n{http}bearer_env = \"B\"\n"),
+            Ok(("./witness-data", Durability::Write, 1)),
+        );
+        check(&format!("{http}[connections.headers]\nX-Api-Key = {{ env = \"K\" }}\n"), Ok(("./witness-data", Durability::Write, 1)));
+        check(&format!("{http}[connections.headers]\nX-Api-Key = {{ env = \"K\", file = \"k\" }}\n"), Err("headers.X-Api-Key"));
+        check(&format!("{http}bearer_env = \"B\"\nbearer_file = \"b\"\n"), Err("set one or the other"));
+        check(&format!("{http}basic_user = \"svc\"\n"), Err("needs a password"));
+        check(&format!("{http}basic_password_env = \"P\"\n"), Err("basic_user"));
+        check(
+            &format!("{http}basic_user = \"svc\"\nbasic_password_env = \"P\"\nbearer_env = \"B\"\n"),
+            Err("choose a bearer token or basic auth"),
+        );
+        check(&http.replace("https://billing.internal", "billing.internal"), Err("url"));
+        check(&format!("{http}address = \"h:1\"\n"), Err("unknown field `address`"));
+        check(&format!("{rule}http = [\"GET /api/*\"]\naction = \"deny\"\n"), Ok(("./witness-data", Durability::Write, 0)));
+        check(&format!("{rule}http = [\"GET\"]\naction = \"deny\"\n"), Err("invalid http route"));
+        check(&format!("{rule}http = [\"GET /x\"]\nsql = [\"drop\"]\naction = \"deny\"\n"), Err("split it"));
         let mask = "[[masking]]\nname = \"pii\"\n";
         check(
             &format!("{mask}columns = [\"*.email\"]\ndetectors = [\"email\", \"secrets\"]\n"),
