@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 use witness_core::{kind, Direction, Event, Interrupt, PayloadType, PendingLogin, Principal, Protocol, SessionInfo, Subject, Verdict};
-use witness_gate::{admit, Admission, Credential, Refusal, Registration, Waiting, Wire, Withdrawal};
+use witness_gate::{admit, Admission, Credential, Refusal, Registration, Stream, Waiting, Wire, Withdrawal};
 
 use crate::body::{BoxError, Ending, Seen, Tap};
 use crate::recorder::{NotRecorded, Recorder};
@@ -56,6 +56,7 @@ const APPROVAL_HEADER: &str = "x-witness-approval";
 /// `login` is told once a request is authenticated.
 pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: TcpStream, peer: SocketAddr, login: PendingLogin) {
     let _ = tcp.set_nodelay(true);
+    let Some(stream) = handshake(front.tls.as_ref(), tcp, peer).await else { return };
     let (ending, mut ended) = watch::channel(None::<String>);
     let client = Arc::new(Client {
         front,
@@ -76,7 +77,7 @@ pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: 
             .max_buf_size(MAX_HEAD_BYTES)
             .timer(TokioTimer::new())
             .header_read_timeout(HEAD_TIMEOUT)
-            .serve_connection(TokioIo::new(tcp), service),
+            .serve_connection(TokioIo::new(stream), service),
     );
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -101,6 +102,24 @@ pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: 
     }
     for recording in recordings {
         let _ = recording.await;
+    }
+}
+
+/// The client's stream: TLS when it begins with a TLS handshake record (0x16) and witness has a
+/// certificate, else plain. None when the handshake fails (logged; the client sees its TLS error).
+async fn handshake(tls: Option<&Arc<rustls::ServerConfig>>, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
+    const TLS_HANDSHAKE: u8 = 0x16;
+    let mut first = [0u8; 1];
+    let Some(tls) = tls else { return Some(Stream::Plain(tcp)) };
+    if !matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE) {
+        return Some(Stream::Plain(tcp));
+    }
+    match tokio_rustls::TlsAcceptor::from(tls.clone()).accept(tcp).await {
+        Ok(stream) => Some(Stream::ServerTls(Box::new(stream))),
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "an HTTP client's TLS handshake failed");
+            None
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! HTTP for witness: a plain HTTP/1.1 listener clients send requests to as
+//! HTTP for witness: an HTTP/1.1 listener (plain, or TLS for a client that begins with a TLS
+//! handshake) clients send requests to as
 //! `/c/CONNECTION/path…` with a witness token (`Authorization: Bearer`, or basic auth with the
 //! token as password), and an HTTP/1.1 client that forwards each admitted request to the
 //! connection's upstream with the credential witness holds for it. Every request is recorded
@@ -48,15 +49,23 @@ impl Default for HttpSettings {
     }
 }
 
-/// The HTTP front: the gate and the settings every client connection shares.
+/// The HTTP front: the gate, the settings and the TLS certificate every client connection shares.
 pub struct HttpFront<G> {
     pub(crate) gate: Arc<G>,
     pub(crate) settings: HttpSettings,
+    /// Offered to clients that begin with a TLS handshake; the others speak plain HTTP.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<G: Gate> HttpFront<G> {
-    pub fn new(gate: Arc<G>, settings: HttpSettings) -> HttpFront<G> {
-        HttpFront { gate, settings }
+    /// `tls`: witness's certificate for clients (ALPN is set to HTTP/1.1 here).
+    pub fn new(gate: Arc<G>, settings: HttpSettings, tls: Option<Arc<rustls::ServerConfig>>) -> HttpFront<G> {
+        let tls = tls.map(|config| {
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        });
+        HttpFront { gate, settings, tls }
     }
 }
 

@@ -229,7 +229,7 @@ pub struct ListenSection {
     pub postgres: Option<SocketAddr>,
     /// SSH clients log in here as CONNECTION@gateway.
     pub ssh: Option<SocketAddr>,
-    /// HTTP clients send requests here as /c/CONNECTION/path (plain HTTP/1.1).
+    /// HTTP clients send requests here as /c/CONNECTION/path (HTTP/1.1, plain or TLS).
     pub http: Option<SocketAddr>,
     /// The HTTP API and the review console.
     pub api: Option<SocketAddr>,

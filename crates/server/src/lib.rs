@@ -204,7 +204,9 @@ pub async fn serve<F: Future<Output = ()>>(
     }
     if let Some(address) = config.listen.http {
         let settings = HttpSettings { max_body_recorded: config.http.max_body_recorded, connect_timeout: config.http.connect_timeout };
-        let front = Arc::new(HttpFront::new(gate.clone(), settings));
+        // The PostgreSQL listener's certificate: configured, or self-signed in DATA_DIR/tls.
+        let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
+        let front = Arc::new(HttpFront::new(gate.clone(), settings, Some(tls)));
         let kind = Listener { protocol: "HTTP", opening: Opening::ClientFirst { refusal: accept::http_refusal } };
         let serve = move |tcp, peer, login| witness_proto_http::serve_client(front.clone(), tcp, peer, login);
         listening.http = Some(clients.start(address, kind, gate.targets.count::<HttpTarget>(), serve).await?);

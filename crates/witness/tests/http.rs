@@ -301,6 +301,12 @@ fn exchanges_reach_the_upstream_with_witness_credential_and_are_recorded() {
     let got = s.curl(&["-H", &bearer, "-H", "X-Api-Key: client-made", &s.url("/c/keyed/api/keyed")]);
     assert_eq!(got.status, 200);
 
+    // TLS on the same port, with the certificate witness made (as for PostgreSQL clients).
+    let cert = s.gw.data_dir().join("tls/witness.crt");
+    let https = format!("https://127.0.0.1:{}/c/billing/api/tls", s.gw.port);
+    let got = s.curl(&["--cacert", cert.to_str().unwrap(), "-H", &bearer, &https]);
+    assert_eq!(got.status, 200);
+
     // Refusals before any rule: a bad token, no token, an unknown connection, no prefix.
     let before = s.upstream.seen().len();
     let got = s.curl(&["-H", "Authorization: Bearer wit_not-a-token", &s.url("/c/billing/api/invoices")]);
@@ -350,13 +356,13 @@ print(r.status_code)
     assert_eq!(upload["body_sha256"], sha256(&large));
     assert!(!seen.iter().any(|r| r["path"] == "/api/kept/other"));
 
-    // The recording: 7 sessions (one per client connection that authenticated and named a known
-    // connection: 6 curl runs and the Python session), 9 exchanges.
-    let events = s.events(7);
+    // The recording: 8 sessions (one per client connection that authenticated and named a known
+    // connection: 7 curl runs and the Python session), 10 exchanges.
+    let events = s.events(8);
     let requests = of_kind(&events, "http.request");
     let responses = of_kind(&events, "http.response");
-    assert_eq!(requests.len(), 9, "{requests:?}");
-    assert_eq!(responses.len(), 9);
+    assert_eq!(requests.len(), 10, "{requests:?}");
+    assert_eq!(responses.len(), 10);
     let first = requests[0];
     assert_eq!((first["attrs"]["method"].as_str(), first["attrs"]["path"].as_str()), (Some("GET"), Some("/api/invoices")));
     assert_eq!(first["attrs"]["query"], "status=open");
@@ -435,7 +441,7 @@ fn denied_paths_never_reach_the_upstream_however_they_are_written() {
 }
 
 #[test]
-fn held_requests_wait_for_an_approver_and_time_out_without_one() {
+fn held_requests_wait_for_approval_and_cut_downloads_end_their_session() {
     let mut s = setup();
     let bearer = s.bearer(&s.agent);
     let scratch = tempfile::tempdir().unwrap();
@@ -463,9 +469,31 @@ fn held_requests_wait_for_an_approver_and_time_out_without_one() {
     assert!(header(&got, "x-witness-approval").is_some());
     assert_eq!(s.upstream.seen().len(), 1);
 
-    let events = s.events(2);
+    // A client that leaves in the middle of a 256 MiB download: its session ends, and the
+    // response's record says how much went through.
+    let script = format!(
+        r#"
+import socket
+c = socket.create_connection(("127.0.0.1", {port}))
+c.sendall(b"GET /c/billing/api/bytes?n={total} HTTP/1.1\r\nHost: w\r\nAuthorization: Bearer {token}\r\n\r\n")
+got = 0
+while got < (1 << 20):
+    got += len(c.recv(65536))
+c.close()
+"#,
+        port = s.gw.port,
+        total = 256u64 << 20,
+        token = s.agent,
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let events = s.events(3);
     let decided: Vec<&str> = of_kind(&events, "approval.decided").iter().map(|e| e["attrs"]["outcome"].as_str().unwrap()).collect();
     assert_eq!(decided, ["approved", "timed-out"]);
+    let cut = of_kind(&events, "http.response").into_iter().find(|e| e["attrs"]["body_complete"] == false).expect("the cut download");
+    let sent = cut["attrs"]["body_bytes"].as_u64().unwrap();
+    assert!(((1 << 20)..(256 << 20)).contains(&sent), "{cut}");
     s.gw.stop_and_verify();
 }
 
