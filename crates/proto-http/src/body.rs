@@ -149,3 +149,48 @@ where
         self.finish(ending);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+
+    type Ended = Arc<Mutex<Vec<(u64, Vec<u8>, String, Ending)>>>;
+
+    fn tap(body: &'static [u8], replay: &[&'static [u8]], cap: usize, ended: &Ended) -> Tap<Full<Bytes>> {
+        let mut seen = Seen::new(cap);
+        for chunk in replay {
+            seen.observe(chunk);
+        }
+        let ended = ended.clone();
+        Tap::new(Full::new(Bytes::from_static(body)), seen, replay.iter().map(|c| Bytes::from_static(c)).collect(), move |seen, ending| {
+            let digest = seen.digest();
+            ended.lock().unwrap().push((seen.length, seen.start, digest, ending));
+        })
+    }
+
+    #[tokio::test]
+    async fn a_body_passes_whole_and_is_seen_up_to_the_cap() {
+        let ended = Ended::default();
+        let body = tap(b"world", &[b"hello ", b"big "], 8, &ended);
+        assert_eq!(body.size_hint().exact(), Some(15));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello big world");
+        let ended = ended.lock().unwrap();
+        assert_eq!(ended.len(), 1, "the end is reported once");
+        let (length, start, digest, ending) = &ended[0];
+        assert_eq!((*length, &start[..], ending), (15, &b"hello bi"[..], &Ending::Complete));
+        assert_eq!(digest, &format!("sha256:{}", hex::encode(Sha256::digest(b"hello big world"))));
+    }
+
+    #[test]
+    fn a_body_dropped_before_its_end_is_abandoned() {
+        let ended = Ended::default();
+        drop(tap(b"never read", &[b"read "], 64, &ended));
+        let ended = ended.lock().unwrap();
+        assert_eq!((ended[0].0, &ended[0].3), (5, &Ending::Abandoned));
+    }
+}

@@ -470,7 +470,8 @@ impl Config {
             if !names.insert(c.name()) {
                 return invalid(key("name"), "is used by two connections; names must be unique".into());
             }
-            if !c.address().contains(':') {
+            // An HTTP connection has a URL, which its own check reads.
+            if !matches!(c, ConnectionConfig::Http(_)) && !c.address().contains(':') {
                 return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address()));
             }
             c.check(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
