@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 use witness_core::{kind, Direction, Event, Interrupt, PayloadType, PendingLogin, Principal, Protocol, SessionInfo, Subject, Verdict};
 use witness_gate::{admit, Admission, Credential, Refusal, Registration, Stream, Waiting, Wire, Withdrawal};
@@ -249,8 +249,7 @@ impl<G: witness_gate::Gate> Client<G> {
             Verdict::Hold(held) => Some(held.approval_id.clone()),
             _ => None,
         };
-        let mut wire = HttpWire { recorder: &session.recorder, interrupt: session.interrupt.clone() };
-        let admission = admit(&mut wire, Some(event), verdict).await.map_err(|e| {
+        let admission = admitted(&session.recorder, &session.interrupt, event, verdict).await.map_err(|e| {
             let _ = self.ending.send(Some(e.to_string()));
             Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         })?;
@@ -558,14 +557,36 @@ fn refused(refusal: &Refusal, approval: Option<HeaderValue>) -> Answer {
     answer
 }
 
-/// The admission path's view of an HTTP session: records go through its recorder; a held
-/// request's client just waits (HTTP has no way to tell it meanwhile), until the session ends.
-struct HttpWire<'a> {
-    recorder: &'a Recorder,
-    interrupt: watch::Receiver<Option<Interrupt>>,
+/// Puts a request through admission on a task of its own. hyper drops a request's handler when
+/// its client closes the connection; admission, on its own task, sees the handler go (the
+/// answer's receiver is dropped) and records a held request as withdrawn rather than vanishing
+/// without a decision.
+async fn admitted(
+    recorder: &Recorder,
+    interrupt: &watch::Receiver<Option<Interrupt>>,
+    event: Event,
+    verdict: Verdict,
+) -> Result<Admission, NotRecorded> {
+    let (answer, answered) = oneshot::channel();
+    let mut wire = HttpWire { recorder: recorder.clone(), interrupt: interrupt.clone(), answer };
+    tokio::spawn(async move {
+        let admission = admit(&mut wire, Some(event), verdict).await;
+        let _ = wire.answer.send(admission);
+    });
+    answered.await.unwrap_or(Err(NotRecorded))
 }
 
-impl Wire for HttpWire<'_> {
+/// The admission path's view of an HTTP session: records go through its recorder; a held
+/// request's client just waits (HTTP has no way to tell it meanwhile), until it leaves or the
+/// session ends.
+struct HttpWire {
+    recorder: Recorder,
+    interrupt: watch::Receiver<Option<Interrupt>>,
+    /// Where the admission goes; closed when the client has gone.
+    answer: oneshot::Sender<Result<Admission, NotRecorded>>,
+}
+
+impl Wire for HttpWire {
     type Error = NotRecorded;
 
     async fn record(&mut self, event: &Event) -> Result<(), NotRecorded> {
@@ -578,12 +599,18 @@ impl Wire for HttpWire<'_> {
     }
 
     async fn withdrawn(&mut self) -> Withdrawal {
-        // The watch's guard is let go of before waiting on: the future must stay `Send`.
-        let interrupted = self.interrupt.wait_for(Option::is_some).await.is_ok();
-        if !interrupted {
-            std::future::pending::<()>().await;
+        let interrupt = &mut self.interrupt;
+        let ending = async {
+            // The watch's guard is let go of before waiting on: the future must stay `Send`.
+            let interrupted = interrupt.wait_for(Option::is_some).await.is_ok();
+            if !interrupted {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = ending => Withdrawal::SessionEnding,
+            () = self.answer.closed() => Withdrawal::ClientLeft,
         }
-        Withdrawal::SessionEnding
     }
 }
 

@@ -469,6 +469,16 @@ fn held_requests_wait_for_approval_and_cut_downloads_end_their_session() {
     assert!(header(&got, "x-witness-approval").is_some());
     assert_eq!(s.upstream.seen().len(), 1);
 
+    // A client that leaves while its request is held withdraws it: the approver no longer sees it.
+    let mut leaving = std::net::TcpStream::connect(("127.0.0.1", s.gw.port)).unwrap();
+    let request =
+        format!("POST /c/billing/api/payments/8 HTTP/1.1\r\nHost: w\r\nAuthorization: Bearer {}\r\nContent-Length: 2\r\n\r\n{{}}", s.agent);
+    std::io::Write::write_all(&mut leaving, request.as_bytes()).unwrap();
+    s.wait_for_approvals(1);
+    drop(leaving);
+    s.wait_for_approvals(0);
+    assert_eq!(s.upstream.seen().len(), 1, "the withdrawn request reached the upstream");
+
     // A client that leaves in the middle of a 256 MiB download: its session ends, and the
     // response's record says how much went through.
     let script = format!(
@@ -488,9 +498,9 @@ c.close()
     let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let events = s.events(3);
+    let events = s.events(4);
     let decided: Vec<&str> = of_kind(&events, "approval.decided").iter().map(|e| e["attrs"]["outcome"].as_str().unwrap()).collect();
-    assert_eq!(decided, ["approved", "timed-out"]);
+    assert_eq!(decided, ["approved", "timed-out", "withdrawn"]);
     let cut = of_kind(&events, "http.response").into_iter().find(|e| e["attrs"]["body_complete"] == false).expect("the cut download");
     let sent = cut["attrs"]["body_bytes"].as_u64().unwrap();
     assert!(((1 << 20)..(256 << 20)).contains(&sent), "{cut}");
