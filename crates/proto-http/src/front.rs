@@ -208,9 +208,19 @@ impl<G: witness_gate::Gate> Client<G> {
     async fn forward(&self, state: &mut State, parts: Parts, mut body: Incoming, started: Instant) -> Result<Response<ClientBody>, Answer> {
         let principal = self.authenticate(state, &parts.headers).await?;
         let gate = &self.front.gate;
-        let addressed = path::address(parts.uri.path()).ok_or_else(|| {
+        let settings = &self.front.settings;
+        let by_host = settings.host_suffix.as_deref().and_then(|suffix| {
+            // An absolute-form target (`GET http://host/…`) names the host; else the Host header.
+            let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| parts.headers.get(header::HOST)?.to_str().ok())?;
+            path::address_by_host(host, suffix, parts.uri.path())
+        });
+        let addressed = by_host.or_else(|| path::address(parts.uri.path())).ok_or_else(|| {
             let known = gate.target::<HttpTarget>("").err().map(|e| e.known).unwrap_or_default();
-            let mut answer = Answer::new(StatusCode::NOT_FOUND, "address a connection as /c/CONNECTION/path");
+            let how = match &settings.host_suffix {
+                Some(suffix) => format!("address a connection as /c/CONNECTION/path or by host CONNECTION.{suffix}"),
+                None => "address a connection as /c/CONNECTION/path".to_string(),
+            };
+            let mut answer = Answer::new(StatusCode::NOT_FOUND, how);
             answer.body["known_connections"] = json!(known);
             answer
         })?;
@@ -229,7 +239,6 @@ impl<G: witness_gate::Gate> Client<G> {
             state.sessions.insert(name.clone(), session);
         }
         let session = state.sessions.get_mut(&name).expect("inserted above");
-        let settings = &self.front.settings;
 
         // The request as rules read it, and its record.
         let read = path::read(addressed.rest);

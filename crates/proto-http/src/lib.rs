@@ -41,11 +41,14 @@ pub struct HttpSettings {
     pub max_body_recorded: usize,
     /// How long connecting to an upstream may take.
     pub connect_timeout: Duration,
+    /// With a suffix, `NAME.SUFFIX` in a request's host addresses connection NAME (besides the
+    /// `/c/NAME` prefix, which works always).
+    pub host_suffix: Option<String>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { max_body_recorded: DEFAULT_MAX_BODY_RECORDED, connect_timeout: Duration::from_secs(15) }
+        HttpSettings { max_body_recorded: DEFAULT_MAX_BODY_RECORDED, connect_timeout: Duration::from_secs(15), host_suffix: None }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Reading a request's path as rules see it, and the connection it addresses.
 //!
-//! Clients address a connection by path prefix: `/c/NAME/rest…`; `rest` (with `/` for nothing) is
-//! what the upstream gets, unchanged. Rules are matched against `rest` read the way an upstream
+//! Clients address a connection by path prefix, `/c/NAME/rest…`, or, where a host suffix is
+//! configured, by host name, `NAME.SUFFIX` with the whole path as `rest`; `rest` (with `/` for
+//! nothing) is what the upstream gets, unchanged. Rules are matched against `rest` read the way an upstream
 //! most likely reads it: percent-escapes decoded, runs of `/` taken as one. Where upstreams
 //! disagree, witness cannot know which reading its upstream takes, so the path is *uncertain*
 //! and the policy decides it as the strictest path there is:
@@ -42,11 +43,29 @@ pub fn address(path: &str) -> Option<Addressed<'_>> {
         Some(i) => (&after[..i], &after[i..]),
         None => (after, "/"),
     };
+    is_name(connection).then_some(Addressed { connection, rest })
+}
+
+/// Whether `name` can be a connection's name: letters, digits, `-`, `_` and `.`, as configured.
+fn is_name(name: &str) -> bool {
     let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-    if connection.is_empty() || connection.len() > MAX_NAME_BYTES || !connection.bytes().all(plain) {
+    !name.is_empty() && name.len() <= MAX_NAME_BYTES && name.bytes().all(plain)
+}
+
+/// The connection named by a host `NAME.SUFFIX` (any port; the suffix's case ignored), the whole
+/// path being the rest; None when the host is not of that form.
+pub fn address_by_host<'a>(host: &'a str, suffix: &str, path: &'a str) -> Option<Addressed<'a>> {
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let cut = host.len().checked_sub(suffix.len() + 1)?;
+    let (connection, dot_suffix) = (host.get(..cut)?, host.get(cut..)?);
+    if !dot_suffix.starts_with('.') || !dot_suffix[1..].eq_ignore_ascii_case(suffix) {
         return None;
     }
-    Some(Addressed { connection, rest })
+    is_name(connection).then_some(())?;
+    Some(Addressed { connection, rest: if path.is_empty() { "/" } else { path } })
 }
 
 /// Reads `raw` (a path as sent, starting with `/`) the way rules match it.
@@ -124,6 +143,25 @@ mod tests {
         for bad in ["/", "/billing/x", "/c/", "/c//x", "/c/bil%6cing/x", "/C/billing/x", "c/billing"] {
             assert_eq!(address(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn connections_are_addressed_by_host_name_under_the_suffix() {
+        let by_host = |host: &'static str| address_by_host(host, "witness.local", "/api/x").map(|a| a.connection);
+        assert_eq!(by_host("billing.witness.local"), Some("billing"));
+        assert_eq!(by_host("billing.WITNESS.local:8081"), Some("billing"));
+        assert_eq!(by_host("pg.main.witness.local"), Some("pg.main"));
+        for other in [
+            "witness.local",
+            ".witness.local",
+            "billingwitness.local",
+            "billing.witness.local.evil",
+            "bil/ling.witness.local",
+            "é.witness.local",
+        ] {
+            assert_eq!(by_host(other), None, "{other:?}");
+        }
+        assert_eq!(address_by_host("b.witness.local", "witness.local", "").map(|a| a.rest), Some("/"));
     }
 
     fn check(raw: &str, path: &str, certain: bool) {

@@ -285,11 +285,14 @@ pub struct HttpSection {
     /// How long connecting to an upstream may take.
     #[serde(default = "default_http_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// With a suffix, clients may address a connection by host name, `NAME.SUFFIX` (e.g.
+    /// "witness.local" for billing.witness.local), besides the /c/NAME path prefix.
+    pub host_suffix: Option<String>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { max_body_recorded: default_max_body_recorded(), connect_timeout: default_http_connect_timeout() }
+        HttpSection { max_body_recorded: default_max_body_recorded(), connect_timeout: default_http_connect_timeout(), host_suffix: None }
     }
 }
 
@@ -460,6 +463,15 @@ impl Config {
         }
         if self.postgres.tls_cert.is_some() != self.postgres.tls_key.is_some() {
             return invalid("[postgres] tls_cert / tls_key".into(), "set both or neither".into());
+        }
+        if let Some(suffix) = &self.http.host_suffix {
+            let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !suffix.split('.').all(label) {
+                return invalid(
+                    "[http] host_suffix".into(),
+                    format!("{suffix:?} is not a domain name; write one such as \"witness.local\""),
+                );
+            }
         }
         let mut names = HashSet::new();
         for (i, c) in self.connections.iter().enumerate() {
@@ -790,6 +802,7 @@ mod tests {
             Ok(("./witness-data", Durability::Write, 1)),
         );
         check(&format!("{http}[connections.headers]\nX-Api-Key = {{ env = \"K\" }}\n"), Ok(("./witness-data", Durability::Write, 1)));
+        check("[http]\nhost_suffix = \".witness.local\"\n", Err("[http] host_suffix"));
         check(&format!("{http}[connections.headers]\nX-Api-Key = {{ env = \"K\", file = \"k\" }}\n"), Err("headers.X-Api-Key"));
         check(&format!("{http}bearer_env = \"B\"\nbearer_file = \"b\"\n"), Err("set one or the other"));
         check(&format!("{http}basic_user = \"svc\"\n"), Err("needs a password"));

@@ -203,7 +203,11 @@ pub async fn serve<F: Future<Output = ()>>(
         listening.ssh = Some(clients.start(address, kind, gate.targets.count::<SshTarget>(), serve).await?);
     }
     if let Some(address) = config.listen.http {
-        let settings = HttpSettings { max_body_recorded: config.http.max_body_recorded, connect_timeout: config.http.connect_timeout };
+        let settings = HttpSettings {
+            max_body_recorded: config.http.max_body_recorded,
+            connect_timeout: config.http.connect_timeout,
+            host_suffix: config.http.host_suffix.clone(),
+        };
         // The PostgreSQL listener's certificate: configured, or self-signed in DATA_DIR/tls.
         let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
         let front = Arc::new(HttpFront::new(gate.clone(), settings, Some(tls)));

@@ -155,6 +155,7 @@ api = "127.0.0.1:{api}"
 
 [http]
 max_body_recorded = {RECORDED_CAP}
+host_suffix = "witness.test"
 
 [[connections]]
 name = "billing"
@@ -307,6 +308,11 @@ fn exchanges_reach_the_upstream_with_witness_credential_and_are_recorded() {
     let got = s.curl(&["--cacert", cert.to_str().unwrap(), "-H", &bearer, &https]);
     assert_eq!(got.status, 200);
 
+    // Addressed by host name instead of path prefix.
+    let resolve = format!("billing.witness.test:{}:127.0.0.1", s.gw.port);
+    let by_host = format!("http://billing.witness.test:{}/api/by-host", s.gw.port);
+    assert_eq!(s.curl(&["--resolve", &resolve, "-H", &bearer, &by_host]).status, 200);
+
     // Refusals before any rule: a bad token, no token, an unknown connection, no prefix.
     let before = s.upstream.seen().len();
     let got = s.curl(&["-H", "Authorization: Bearer wit_not-a-token", &s.url("/c/billing/api/invoices")]);
@@ -352,17 +358,18 @@ print(r.status_code)
             assert_eq!(request["authorization"], format!("Bearer {UPSTREAM_TOKEN}"), "{text}");
         }
     }
+    assert!(seen.iter().any(|r| r["path"] == "/api/by-host"), "the request addressed by host reached the upstream");
     let upload = seen.iter().find(|r| r["path"] == "/api/echo/large").unwrap();
     assert_eq!(upload["body_sha256"], sha256(&large));
     assert!(!seen.iter().any(|r| r["path"] == "/api/kept/other"));
 
-    // The recording: 8 sessions (one per client connection that authenticated and named a known
-    // connection: 7 curl runs and the Python session), 10 exchanges.
-    let events = s.events(8);
+    // The recording: 9 sessions (one per client connection that authenticated and named a known
+    // connection: 8 curl runs and the Python session), 11 exchanges.
+    let events = s.events(9);
     let requests = of_kind(&events, "http.request");
     let responses = of_kind(&events, "http.response");
-    assert_eq!(requests.len(), 10, "{requests:?}");
-    assert_eq!(responses.len(), 10);
+    assert_eq!(requests.len(), 11, "{requests:?}");
+    assert_eq!(responses.len(), 11);
     let first = requests[0];
     assert_eq!((first["attrs"]["method"].as_str(), first["attrs"]["path"].as_str()), (Some("GET"), Some("/api/invoices")));
     assert_eq!(first["attrs"]["query"], "status=open");
