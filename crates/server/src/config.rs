@@ -11,7 +11,7 @@ use serde::Deserialize;
 use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
 use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
-use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
+use witness_policy::{Action, Glob, Policy, Rule};
 use witness_proto_pg::FrontAuth;
 
 mod connections;
@@ -397,6 +397,11 @@ fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
 }
 
+/// Each entry of a list through its type's parser; the first that fails is the error.
+fn parsed_each<T: std::str::FromStr>(list: &[String]) -> Result<Vec<T>, T::Err> {
+    list.iter().map(|item| item.parse()).collect()
+}
+
 fn default_max_rows() -> usize {
     100
 }
@@ -615,26 +620,10 @@ impl Config {
             rule.tasks = globs(&r.tasks);
             rule.tables = globs(&r.tables);
             rule.shell = globs(&r.shell);
-            rule.ssh = r
-                .ssh
-                .iter()
-                .map(|op| op.parse::<witness_policy::SshOperation>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(key("ssh"), e.to_string()))?;
-
+            rule.ssh = parsed_each(&r.ssh).map_err(|e: witness_policy::UnknownSshOperation| invalid(key("ssh"), e.to_string()))?;
             rule.groups = r.groups.clone();
-            rule.sql = r
-                .sql
-                .iter()
-                .map(|class| class.parse::<SqlClass>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(key("sql"), e.to_string()))?;
-            rule.http = r
-                .http
-                .iter()
-                .map(|route| route.parse::<witness_policy::HttpRoute>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(key("http"), e.to_string()))?;
+            rule.sql = parsed_each(&r.sql).map_err(|e: witness_policy::UnknownSqlClass| invalid(key("sql"), e.to_string()))?;
+            rule.http = parsed_each(&r.http).map_err(|e: witness_policy::InvalidHttpRoute| invalid(key("http"), e.to_string()))?;
             if rule.is_http_rule() && (rule.is_ssh_rule() || !rule.sql.is_empty() || !rule.tables.is_empty()) {
                 return Err(invalid(
                     key("http"),
