@@ -62,6 +62,10 @@ pub fn render(facts: &BannerFacts<'_>) -> String {
                 next.push(witness("identity add-key claude ~/.ssh/id_ed25519.pub --groups ai-agents"));
                 let host = reachable(address);
                 next.push(format!("  ssh -p {} {connection}@{}", host.port(), host.ip()));
+            } else if let (Some(address), Some(connection)) = (facts.listening.http, http_names.first()) {
+                next.push(witness("token create --identity claude --groups ai-agents --task \"first try\""));
+                let host = reachable(address);
+                next.push(format!("  curl -H \"Authorization: Bearer TOKEN\" http://{host}/c/{connection}/"));
             }
         }
     }
@@ -207,6 +211,17 @@ mod tests {
                 "  ssh -p 2222 web@127.0.0.1",
             ],
             &["psql"],
+        );
+        let http = "[[connections]]\nname = \"billing\"\nprotocol = \"http\"\nurl = \"http://127.0.0.1:9000\"\n";
+        check(
+            Listening { postgres: None, ssh: None, http: Some(SocketAddr::from(([127, 0, 0, 1], 8081))), api: None },
+            http,
+            None,
+            &[
+                "  HTTP clients        127.0.0.1:8081  (NAME in /c/NAME/ = billing)",
+                "  curl -H \"Authorization: Bearer TOKEN\" http://127.0.0.1:8081/c/billing/",
+            ],
+            &["psql", "ssh -p"],
         );
     }
 
