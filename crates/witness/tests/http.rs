@@ -525,3 +525,31 @@ fn curl_in_background(s: &Setup, head: &Path, bearer: &str, path: &str, body: &s
         .spawn()
         .unwrap()
 }
+
+#[test]
+fn a_revoked_token_ends_its_keep_alive_connection() {
+    let mut s = setup();
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", s.gw.port)).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = format!("GET /c/billing/api/kept HTTP/1.1\r\nHost: w\r\nAuthorization: Bearer {}\r\n\r\n", s.agent);
+    std::io::Write::write_all(&mut kept, request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(kept.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+
+    let tokens: Value = serde_json::from_slice(&s.gw.witness(&["token", "list", "--json"]).stdout).unwrap();
+    let id = tokens.as_array().unwrap().iter().find(|t| t["identity"] == "claude").expect("the agent's token")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(s.gw.witness(&["token", "revoke", &id]).status.success());
+    let sessions = s.gw.sessions_when(|sessions| sessions.iter().any(|s| s["status"] == "closed"));
+    assert!(sessions[0]["end_reason"].as_str().unwrap_or_default().contains("revoked"), "{sessions:?}");
+    // Witness closed the connection: what is left to read ends.
+    let mut rest = Vec::new();
+    assert!(std::io::Read::read_to_end(&mut reader, &mut rest).is_ok(), "the connection was closed, not left hanging");
+    assert_eq!(s.curl(&["-H", &s.bearer(&s.agent), &s.url("/c/billing/api/after")]).status, 401);
+    assert_eq!(s.upstream.seen().len(), 1);
+    s.gw.stop_and_verify();
+}
