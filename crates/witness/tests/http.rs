@@ -78,6 +78,11 @@ class Upstream(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_get = any
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+if len(sys.argv) == 3:
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[1], sys.argv[2])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
@@ -86,20 +91,32 @@ server.serve_forever()
 struct Upstream {
     child: Child,
     port: u16,
+    /// "http" or "https".
+    scheme: &'static str,
 }
 
 impl Upstream {
     fn start() -> Upstream {
-        let mut child = Command::new("python3").arg("-c").arg(UPSTREAM).stdout(Stdio::piped()).spawn().expect("python3 starts");
+        Upstream::launch(&[])
+    }
+
+    /// An https upstream with this certificate and key (PEM files).
+    fn start_tls(cert: &Path, key: &Path) -> Upstream {
+        Upstream::launch(&[cert, key])
+    }
+
+    fn launch(tls: &[&Path]) -> Upstream {
+        let mut child = Command::new("python3").arg("-c").arg(UPSTREAM).args(tls).stdout(Stdio::piped()).spawn().expect("python3 starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().parse().unwrap_or_else(|_| panic!("the upstream did not say its port: {line:?}"));
-        Upstream { child, port }
+        Upstream { child, port, scheme: if tls.is_empty() { "http" } else { "https" } }
     }
 
     /// What the upstream received, asked directly (not through witness).
     fn seen(&self) -> Vec<Value> {
-        let out = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{}/__seen", self.port)]).output().unwrap();
+        let url = format!("{}://127.0.0.1:{}/__seen", self.scheme, self.port);
+        let out = Command::new("curl").args(["-sS", "-k", &url]).output().unwrap();
         serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
     }
 }
@@ -142,8 +159,12 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
+    setup_with(Upstream::start(), "", tempfile::tempdir().unwrap())
+}
+
+/// witness in front of `upstream` with the connections `billing` and `keyed`, `extra` connections
+/// and the rules above; its files in `dir`.
+fn setup_with(upstream: Upstream, extra: &str, dir: tempfile::TempDir) -> Setup {
     let port = free_port();
     let key_file = dir.path().join("upstream-key");
     std::fs::write(&key_file, format!("{UPSTREAM_KEY}\n")).unwrap();
@@ -169,6 +190,7 @@ protocol = "http"
 url = "http://127.0.0.1:{up}/"
 [connections.headers]
 X-Api-Key = {{ file = "{key}" }}
+{extra}
 {RULES}"#,
         data = dir.path().join("data").display(),
         api = free_port(),
@@ -510,7 +532,8 @@ c.close()
     assert_eq!(decided, ["approved", "timed-out", "withdrawn"]);
     let cut = of_kind(&events, "http.response").into_iter().find(|e| e["attrs"]["body_complete"] == false).expect("the cut download");
     let sent = cut["attrs"]["body_bytes"].as_u64().unwrap();
-    assert!(((1 << 20)..(256 << 20)).contains(&sent), "{cut}");
+    // The client read 1 MiB, its response head included.
+    assert!(((512 << 10)..(256 << 20)).contains(&sent), "{cut}");
     s.gw.stop_and_verify();
 }
 
@@ -551,5 +574,40 @@ fn a_revoked_token_ends_its_keep_alive_connection() {
     assert!(std::io::Read::read_to_end(&mut reader, &mut rest).is_ok(), "the connection was closed, not left hanging");
     assert_eq!(s.curl(&["-H", &s.bearer(&s.agent), &s.url("/c/billing/api/after")]).status, 401);
     assert_eq!(s.upstream.seen().len(), 1);
+    s.gw.stop_and_verify();
+}
+
+#[test]
+fn an_https_upstream_is_reached_only_with_a_certificate_its_ca_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.path().join("upstream.crt"), dir.path().join("upstream.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let upstream = Upstream::start_tls(&cert_file, &key_file);
+    let secure = |name: &str, ca: &str| {
+        format!(
+            "[[connections]]\nname = \"{name}\"\nprotocol = \"http\"\nurl = \"https://localhost:{}/v1\"\nbearer_env = \"WITNESS_TEST_UPSTREAM_TOKEN\"\n{ca}\n",
+            upstream.port
+        )
+    };
+    let extra = secure("secure", &format!("ca_file = \"{}\"", cert_file.display())) + &secure("untrusted", "");
+    let mut s = setup_with(upstream, &extra, dir);
+    let bearer = s.bearer(&s.agent);
+    let got = s.curl(&["-H", &bearer, &s.url("/c/secure/api/over-tls")]);
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let seen = s.upstream.seen();
+    assert_eq!(
+        (seen[0]["path"].as_str(), seen[0]["authorization"].as_str()),
+        (Some("/v1/api/over-tls"), Some(&*format!("Bearer {UPSTREAM_TOKEN}")))
+    );
+    // Without the CA, the system's roots do not vouch for the upstream: 502, nothing sent.
+    let got = s.curl(&["-H", &bearer, &s.url("/c/untrusted/api/over-tls")]);
+    assert_eq!(got.status, 502, "{}", String::from_utf8_lossy(&got.body));
+    assert!(String::from_utf8_lossy(&got.body).contains("TLS"), "{}", String::from_utf8_lossy(&got.body));
+    assert_eq!(s.upstream.seen().len(), 1);
+    let events = s.events(2);
+    assert_eq!(of_kind(&events, "http.upstream_error").len(), 1);
     s.gw.stop_and_verify();
 }
