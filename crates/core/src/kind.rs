@@ -1,7 +1,7 @@
 //! The vocabulary of event kinds: every kind witness records, named once.
 //!
 //! The naming rule: `area.what`, lowercase ASCII, words inside either part joined by `_`. The
-//! area is a protocol (`pg`, `ssh`, `sftp`, `git`) or the gateway's own business (`session`,
+//! area is a protocol (`pg`, `ssh`, `sftp`, `git`, `http`) or the gateway's own business (`session`,
 //! `approval`, `recording`, `token`, `key`, `console`, `login`, `index`). Code compares kinds with these
 //! constants, never with string literals; a new protocol adds its kinds here.
 //!
@@ -100,8 +100,22 @@ pub const SFTP_REPLY: EventKind = named("sftp.reply");
 pub const GIT_PUSH: EventKind = named("git.push");
 pub const GIT_REPORT: EventKind = named("git.report");
 
+// HTTP.
+/// Which credential an HTTP client's first request on a connection presented.
+pub const HTTP_LOGIN: EventKind = named("http.login");
+/// A request's method, path, query, headers (credentials masked) and the start of its body.
+pub const HTTP_REQUEST: EventKind = named("http.request");
+/// The whole length and digest of a request body longer than what `http.request` holds.
+pub const HTTP_REQUEST_BODY: EventKind = named("http.request_body");
+/// A response's status, headers and timing and the start of its body, recorded as its body ends.
+pub const HTTP_RESPONSE: EventKind = named("http.response");
+/// A request refused before any rule saw it (another identity's credential on the connection).
+pub const HTTP_REFUSED: EventKind = named("http.refused");
+/// The upstream could not be reached or broke off its answer.
+pub const HTTP_UPSTREAM_ERROR: EventKind = named("http.upstream_error");
+
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 49] = [
+pub const ALL: [&EventKind; 55] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -151,6 +165,12 @@ pub const ALL: [&EventKind; 49] = [
     &SFTP_REPLY,
     &GIT_PUSH,
     &GIT_REPORT,
+    &HTTP_LOGIN,
+    &HTTP_REQUEST,
+    &HTTP_REQUEST_BODY,
+    &HTTP_RESPONSE,
+    &HTTP_REFUSED,
+    &HTTP_UPSTREAM_ERROR,
 ];
 
 /// Kinds recorded before the naming rule, with the kind each means today.

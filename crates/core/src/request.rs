@@ -19,6 +19,11 @@ pub enum Request<'a> {
     /// An SSH operation and its text: the command line (exec, git), the subsystem's name, the
     /// forwarding's destination or the variable's name (env); empty for a shell.
     Ssh { operation: SshOperation, text: &'a str },
+    /// An HTTP request: its method as sent and its path as witness reads it (percent-decoded,
+    /// empty segments collapsed, without the connection's prefix). `uncertain` says why witness
+    /// cannot be sure the upstream reads the path the same way (`..`, an encoded slash); such a
+    /// request is decided as the strictest path there is.
+    Http { method: &'a str, path: &'a str, uncertain: Option<&'a str> },
 }
 
 /// What a client asks an SSH target for.
@@ -57,14 +62,18 @@ pub struct UnknownSshOperation {
 // === impl Request ===
 
 impl Request<'_> {
-    /// The request as a person reads it in an approval or a log line: the SQL, or the SSH
-    /// operation with its text.
+    /// The request as a person reads it in an approval or a log line: the SQL, the SSH
+    /// operation with its text, or the HTTP method and path.
     pub fn describe(&self) -> Cow<'_, str> {
         match self {
             Request::Sql(text) => Cow::Borrowed(text),
             Request::OpaqueSql => Cow::Borrowed("a statement witness cannot see"),
             Request::Ssh { operation, text: "" } => Cow::Borrowed(operation.as_str()),
             Request::Ssh { operation, text } => Cow::Owned(format!("{operation}: {text}")),
+            Request::Http { method, path, uncertain: None } => Cow::Owned(format!("{method} {path}")),
+            Request::Http { method, path, uncertain: Some(why) } => {
+                Cow::Owned(format!("{method} {path} (witness cannot read this path exactly: {why})"))
+            }
         }
     }
 }
@@ -128,5 +137,6 @@ mod tests {
         assert_eq!(Request::Sql("select 1").describe(), "select 1");
         assert_eq!(Request::Ssh { operation: SshOperation::Shell, text: "" }.describe(), "shell");
         assert_eq!(Request::Ssh { operation: SshOperation::Exec, text: "ls -l" }.describe(), "exec: ls -l");
+        assert_eq!(Request::Http { method: "GET", path: "/api/x", uncertain: None }.describe(), "GET /api/x");
     }
 }

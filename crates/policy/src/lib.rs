@@ -2,17 +2,19 @@
 //!
 //! `classify` turns SQL text into statement classes and the tables they touch (sqlparser,
 //! PostgreSQL dialect); `decide` applies the configured rules to a request, `decide_ssh` to an
-//! SSH operation and its command line (`shell`). Which result values are hidden is masking's
+//! SSH operation and its command line (`shell`), `decide_http` to an HTTP method and path. Which result values are hidden is masking's
 //! business (the witness-mask crate). Everything here is pure and synchronous: no I/O, no clocks, no async; it can be tested
 //! with data alone and never fails on I/O. Enforcement (refusing, waiting for approval) belongs to the gateway.
 
 #![forbid(unsafe_code)]
 
 mod classify;
+mod http;
 mod rules;
 mod shell;
 
 pub use classify::{classify, Copies, SqlClass, Statement, UnknownSqlClass};
+pub use http::{decide_http, HttpRoute, InvalidHttpRoute};
 pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Caller, Decision, Policy, Rule, UnknownAction};
 pub use shell::split_commands;
 pub use witness_core::{Glob, SshOperation, UnknownSshOperation};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::classify::{classify, SqlClass, Statement};
+use crate::http::HttpRoute;
 use crate::shell::{is_locale_variable, needs_a_rule, simple_commands};
 use witness_core::Glob;
 use witness_core::SshOperation;
@@ -55,7 +56,10 @@ pub struct Rule {
     /// SSH operations (shell, exec, sftp, git-push, port-forward, …). A rule with any makes it an
     /// SSH rule; forwardings are allowed only by a rule that names them.
     pub ssh: Vec<SshOperation>,
-    /// Matched against the request's whole text (SQL, or an SSH command line).
+    /// HTTP method-and-path globs (`GET /api/*`). A rule with any makes it an HTTP rule.
+    pub http: Vec<HttpRoute>,
+    /// Matched against the request's whole text (SQL, an SSH command line, or an HTTP request's
+    /// `METHOD /path`).
     pub regex: Option<Regex>,
     pub action: Action,
     /// What a denied client is told (default: the rule's name).
@@ -107,7 +111,8 @@ pub fn decide(policy: &Policy, caller: &Caller<'_>, sql: &str) -> (Decision, Vec
 /// Whether deciding on this request needs its statements: false when no rule applies to the
 /// caller and the default is allow (then the SQL need not be parsed at all).
 pub fn needs_statements(policy: &Policy, caller: &Caller<'_>) -> bool {
-    policy.default != Action::Allow || policy.rules.iter().any(|rule| !rule.is_ssh_rule() && rule.matches_caller(caller))
+    policy.default != Action::Allow
+        || policy.rules.iter().any(|rule| !rule.is_ssh_rule() && !rule.is_http_rule() && rule.matches_caller(caller))
 }
 
 /// Decides on an SSH request: `operation` on the caller's connection, with `text` holding its
@@ -118,13 +123,7 @@ pub fn needs_statements(policy: &Policy, caller: &Caller<'_>) -> bool {
 /// the default, except the locale variables (`LANG`, `LC_*`).
 pub fn decide_ssh(policy: &Policy, caller: &Caller<'_>, operation: SshOperation, text: &str) -> Decision {
     let commands = simple_groups(text);
-    let found = policy.rules.iter().filter(|rule| rule.matches_caller(caller) && rule.matches_ssh(operation, text, &commands)).fold(
-        None::<&Rule>,
-        |best, rule| match best {
-            Some(best) if best.action >= rule.action => Some(best),
-            _ => Some(rule),
-        },
-    );
+    let found = most_severe(policy.rules.iter().filter(|rule| rule.matches_caller(caller) && rule.matches_ssh(operation, text, &commands)));
     match found {
         Some(rule) => rule.decision(),
         None if operation == SshOperation::Env && is_locale_variable(text) => Decision::Allow { rule: None },
@@ -142,7 +141,15 @@ fn simple_groups(line: &str) -> Vec<Vec<String>> {
     crate::shell::split_commands(line).into_iter().map(simple_commands).collect()
 }
 
-fn default_decision(action: Action) -> Decision {
+/// The first of the most severe rules: deny over approve over allow, config order breaking ties.
+pub(crate) fn most_severe<'a>(rules: impl Iterator<Item = &'a Rule>) -> Option<&'a Rule> {
+    rules.fold(None::<&Rule>, |best, rule| match best {
+        Some(best) if best.action >= rule.action => Some(best),
+        _ => Some(rule),
+    })
+}
+
+pub(crate) fn default_decision(action: Action) -> Decision {
     match action {
         Action::Allow => Decision::Allow { rule: None },
         Action::Deny => {
@@ -158,15 +165,7 @@ pub fn decide_statements(policy: &Policy, caller: &Caller<'_>, sql: &str, statem
     let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(caller)).collect();
     let mut strictest: Option<(Action, Option<&Rule>, &Statement)> = None;
     for statement in statements {
-        let found: Option<&Rule> = applicable
-            .iter()
-            .copied()
-            .filter(|rule| rule.matches_statement(statement, sql))
-            // The first of the most severe: config order breaks ties.
-            .fold(None::<&Rule>, |best, rule| match best {
-                Some(best) if best.action >= rule.action => Some(best),
-                _ => Some(rule),
-            });
+        let found = most_severe(applicable.iter().copied().filter(|rule| rule.matches_statement(statement, sql)));
         let (action, rule) = match found {
             Some(rule) => (rule.action, Some(rule)),
             None => (policy.default, None),
@@ -209,6 +208,7 @@ impl Rule {
             tables: Vec::new(),
             shell: Vec::new(),
             ssh: Vec::new(),
+            http: Vec::new(),
             regex: None,
             action,
             message: None,
@@ -217,7 +217,7 @@ impl Rule {
         }
     }
 
-    fn matches_caller(&self, caller: &Caller<'_>) -> bool {
+    pub(crate) fn matches_caller(&self, caller: &Caller<'_>) -> bool {
         let any = |globs: &[Glob], value: &str| globs.is_empty() || globs.iter().any(|g| g.matches(value));
         any(&self.connections, caller.connection)
             && any(&self.identities, caller.identity)
@@ -230,7 +230,12 @@ impl Rule {
         !self.shell.is_empty() || !self.ssh.is_empty()
     }
 
-    fn decision(&self) -> Decision {
+    /// A rule about HTTP requests only (it names methods and paths).
+    pub fn is_http_rule(&self) -> bool {
+        !self.http.is_empty()
+    }
+
+    pub(crate) fn decision(&self) -> Decision {
         match self.action {
             Action::Allow => Decision::Allow { rule: Some(self.name.clone()) },
             Action::Deny => Decision::Deny { rule: self.name.clone(), message: self.message.clone().unwrap_or_else(|| self.name.clone()) },
@@ -240,7 +245,7 @@ impl Rule {
 
     /// `commands`: each simple command of the line with the forms it may be matched in.
     fn matches_ssh(&self, operation: SshOperation, line: &str, commands: &[Vec<String>]) -> bool {
-        if !self.sql.is_empty() || !self.tables.is_empty() {
+        if !self.sql.is_empty() || !self.tables.is_empty() || self.is_http_rule() {
             return false;
         }
         // Forwardings and variables only by name: a rule about commands or everything must not
@@ -264,7 +269,7 @@ impl Rule {
     }
 
     fn matches_statement(&self, statement: &Statement, sql: &str) -> bool {
-        if self.is_ssh_rule() {
+        if self.is_ssh_rule() || self.is_http_rule() {
             return false;
         }
         let unparsed = statement.classes.contains(&SqlClass::Unparsed);
@@ -287,6 +292,18 @@ impl FromStr for Action {
             other => Err(UnknownAction { given: other.to_string() }),
         }
     }
+}
+
+/// A decision as tests compare it: `allow RULE`, `deny RULE`, `approve RULE` (`allow` alone when no
+/// rule allowed it).
+#[cfg(test)]
+pub(crate) fn shown(decision: Decision) -> String {
+    let shown = match decision {
+        Decision::Allow { rule } => format!("allow {}", rule.unwrap_or_default()),
+        Decision::Deny { rule, .. } => format!("deny {rule}"),
+        Decision::Approve { rule, .. } => format!("approve {rule}"),
+    };
+    shown.trim().to_string()
 }
 
 #[cfg(test)]
@@ -340,11 +357,7 @@ mod tests {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
         let caller = Caller { identity: "claude", groups: &groups, connection, task };
         let (decision, _) = decide(&policy(), &caller, sql);
-        let got = match decision {
-            Decision::Allow { rule } => format!("allow {}", rule.unwrap_or_default()),
-            Decision::Deny { rule, .. } => format!("deny {rule}"),
-            Decision::Approve { rule, .. } => format!("approve {rule}"),
-        };
+        let got = shown(decision);
         assert_eq!(got.trim(), expect, "{sql} ({groups:?} on {connection}, task {task:?})");
     }
 
@@ -402,11 +415,7 @@ mod tests {
         let check = |op: SshOperation, line: &str, groups: &[&str], connection: &str, expect: &str| {
             let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
             let caller = Caller { identity: "claude", groups: &groups, connection, task: None };
-            let got = match decide_ssh(&policy, &caller, op, line) {
-                Decision::Allow { rule } => format!("allow {}", rule.unwrap_or_default()),
-                Decision::Deny { rule, .. } => format!("deny {rule}"),
-                Decision::Approve { rule, .. } => format!("approve {rule}"),
-            };
+            let got = shown(decide_ssh(&policy, &caller, op, line));
             assert_eq!(got.trim(), expect, "{op} {line:?} ({groups:?} on {connection})");
         };
         check(SshOperation::Exec, "ls -la", &[], "web", "allow");

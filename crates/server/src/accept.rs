@@ -1,9 +1,9 @@
-//! The accept loop both client listeners share (PostgreSQL and SSH): it bounds connections, keeps
+//! The accept loop the client listeners share (PostgreSQL, SSH and HTTP): it bounds connections, keeps
 //! watch over each one until it logs in (closing it when `logins` says so), and drains sessions
 //! at shutdown.
 //!
-//! What this does not do: speak a protocol, beyond the one message a PostgreSQL connection gets
-//! when it is closed before it has sent anything (the front has not seen it yet then).
+//! What this does not do: speak a protocol, beyond the one message a PostgreSQL or HTTP connection
+//! gets when it is closed before it has sent anything (the front has not seen it yet then).
 
 use std::future::Future;
 use std::io::Write;
@@ -173,13 +173,11 @@ where
     session.await;
 }
 
-/// What a PostgreSQL client that had sent nothing is told when it is closed: a FATAL
-/// ErrorResponse, which libpq shows once it has sent its startup packet.
-pub fn pg_refusal(cut: Cut, peer: SocketAddr, limits: &LoginLimits) -> Vec<u8> {
+/// Why a connection that had not logged in was closed: a message, and a hint of what to do.
+fn cut_explained(cut: Cut, peer: SocketAddr, limits: &LoginLimits) -> (String, String) {
     let ip = peer.ip();
-    let (sqlstate, message, hint) = match cut {
+    match cut {
         Cut::Crowded(Crowded::Address) => (
-            "53300",
             format!(
                 "too many connections from {ip} that have not logged in (witness allows {} at a time); this one waited longest and is closed",
                 limits.max_per_address
@@ -187,7 +185,6 @@ pub fn pg_refusal(cut: Cut, peer: SocketAddr, limits: &LoginLimits) -> Vec<u8> {
             format!("connect again; if this repeats, something at {ip} opens connections and does not log in (or raise [limits] max_unauthenticated_per_address)"),
         ),
         Cut::Crowded(Crowded::Total) => (
-            "53300",
             format!(
                 "too many connections that have not logged in (witness allows {} at a time from all addresses); this one from {ip} waited longest and is closed",
                 limits.max_total
@@ -195,14 +192,30 @@ pub fn pg_refusal(cut: Cut, peer: SocketAddr, limits: &LoginLimits) -> Vec<u8> {
             "connect again; if this repeats, many connections are opened and left before logging in (or raise [limits] max_unauthenticated)".to_string(),
         ),
         Cut::TimedOut => (
-            "57014",
             format!("witness closed the connection from {ip}: it did not log in within {}", humantime::format_duration(limits.timeout)),
             "log in right after connecting (or raise [limits] login_timeout)".to_string(),
         ),
-    };
+    }
+}
+
+/// What a PostgreSQL client that had sent nothing is told when it is closed: a FATAL
+/// ErrorResponse, which libpq shows once it has sent its startup packet.
+pub fn pg_refusal(cut: Cut, peer: SocketAddr, limits: &LoginLimits) -> Vec<u8> {
+    let sqlstate = if cut == Cut::TimedOut { "57014" } else { "53300" };
+    let (message, hint) = cut_explained(cut, peer, limits);
     let mut out = BytesMut::new();
     codec::error_response(&mut out, Severity::Fatal, sqlstate, &message, Some(&hint));
     out.to_vec()
+}
+
+/// What an HTTP client that had sent nothing is told when it is closed: a 503 (408 when its time
+/// ran out) with the reason in a JSON body, and the connection closed.
+pub fn http_refusal(cut: Cut, peer: SocketAddr, limits: &LoginLimits) -> Vec<u8> {
+    let status = if cut == Cut::TimedOut { "408 Request Timeout" } else { "503 Service Unavailable" };
+    let (message, hint) = cut_explained(cut, peer, limits);
+    let body = serde_json::json!({ "error": message, "hint": hint }).to_string();
+    format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+        .into_bytes()
 }
 
 #[cfg(test)]
@@ -234,5 +247,15 @@ mod tests {
             &["too many connections that have not logged in", "from 192.0.2.7", "512", "[limits] max_unauthenticated)"],
         );
         check(Cut::TimedOut, "57014", &["did not log in within 10s", "login_timeout"]);
+    }
+
+    #[test]
+    fn http_clients_are_told_in_an_http_response() {
+        let limits = LoginLimits { timeout: Duration::from_secs(10), max_total: 512, max_per_address: 128 };
+        let peer: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+        let text = String::from_utf8(http_refusal(Cut::TimedOut, peer, &limits)).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 408 ") && head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(body.contains("did not log in within 10s"), "{body}");
     }
 }

@@ -11,13 +11,13 @@ use serde::Deserialize;
 use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
 use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
-use witness_policy::{Action, Glob, Policy, Rule, SqlClass};
+use witness_policy::{Action, Glob, Policy, Rule};
 use witness_proto_pg::FrontAuth;
 
 mod connections;
 mod limits;
 mod notify;
-pub use connections::{ConnectionConfig, LoginConfig, PostgresConnection, SshConnection};
+pub use connections::{ConnectionConfig, HttpConnection, LoginConfig, PostgresConnection, SecretSource, SshConnection};
 pub use limits::LimitsSection;
 pub use notify::{NotifyConfig, NotifyFormat, NotifyTarget};
 
@@ -36,6 +36,8 @@ pub struct Config {
     pub postgres: PostgresSection,
     #[serde(default)]
     pub ssh: SshSection,
+    #[serde(default)]
+    pub http: HttpSection,
     #[serde(default)]
     pub identity: IdentitySection,
     #[serde(default)]
@@ -188,6 +190,9 @@ pub struct RuleConfig {
     /// agent-forward, x11-forward, env.
     #[serde(default)]
     pub ssh: Vec<String>,
+    /// HTTP method-and-path globs, e.g. "GET /api/*" or "* /admin/*".
+    #[serde(default)]
+    pub http: Vec<String>,
     /// A regular expression matched against the request's text.
     pub regex: Option<String>,
     /// allow | deny | approve
@@ -224,6 +229,8 @@ pub struct ListenSection {
     pub postgres: Option<SocketAddr>,
     /// SSH clients log in here as CONNECTION@gateway.
     pub ssh: Option<SocketAddr>,
+    /// HTTP clients send requests here as /c/CONNECTION/path (HTTP/1.1, plain or TLS).
+    pub http: Option<SocketAddr>,
     /// The HTTP API and the review console.
     pub api: Option<SocketAddr>,
 }
@@ -231,7 +238,7 @@ pub struct ListenSection {
 impl ListenSection {
     /// Whether no protocol has an address: witness would then serve nothing.
     pub fn is_empty(&self) -> bool {
-        self.postgres.is_none() && self.ssh.is_none() && self.api.is_none()
+        self.postgres.is_none() && self.ssh.is_none() && self.http.is_none() && self.api.is_none()
     }
 }
 
@@ -265,6 +272,36 @@ pub struct SshSection {
     /// Clients idle this long are disconnected.
     #[serde(default = "default_ssh_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
+}
+
+/// `[http]`: how the HTTP front treats requests and upstreams.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Bytes of each request and response body kept in the record (the whole body's length and
+    /// digest are recorded whatever its size).
+    #[serde(default = "default_max_body_recorded")]
+    pub max_body_recorded: usize,
+    /// How long connecting to an upstream may take.
+    #[serde(default = "default_http_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// With a suffix, clients may address a connection by host name, `NAME.SUFFIX` (e.g.
+    /// "witness.local" for billing.witness.local), besides the /c/NAME path prefix.
+    pub host_suffix: Option<String>,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { max_body_recorded: default_max_body_recorded(), connect_timeout: default_http_connect_timeout(), host_suffix: None }
+    }
+}
+
+fn default_max_body_recorded() -> usize {
+    witness_proto_http::DEFAULT_MAX_BODY_RECORDED
+}
+
+fn default_http_connect_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 
 /// A config that cannot be used, with the file, the key and what to do.
@@ -316,6 +353,7 @@ impl Default for Config {
             listen: ListenSection::default(),
             postgres: PostgresSection::default(),
             ssh: SshSection::default(),
+            http: HttpSection::default(),
             identity: IdentitySection::default(),
             connections: Vec::new(),
             policy: PolicySection::default(),
@@ -357,6 +395,11 @@ fn default_segment_mib() -> u64 {
 
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
+}
+
+/// Each entry of a list through its type's parser; the first that fails is the error.
+fn parsed_each<T: std::str::FromStr>(list: &[String]) -> Result<Vec<T>, T::Err> {
+    list.iter().map(|item| item.parse()).collect()
 }
 
 fn default_max_rows() -> usize {
@@ -426,6 +469,15 @@ impl Config {
         if self.postgres.tls_cert.is_some() != self.postgres.tls_key.is_some() {
             return invalid("[postgres] tls_cert / tls_key".into(), "set both or neither".into());
         }
+        if let Some(suffix) = &self.http.host_suffix {
+            let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !suffix.split('.').all(label) {
+                return invalid(
+                    "[http] host_suffix".into(),
+                    format!("{suffix:?} is not a domain name; write one such as \"witness.local\""),
+                );
+            }
+        }
         let mut names = HashSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let key = |field: &str| format!("connections[{i}] ({}) {field}", c.name());
@@ -435,7 +487,8 @@ impl Config {
             if !names.insert(c.name()) {
                 return invalid(key("name"), "is used by two connections; names must be unique".into());
             }
-            if !c.address().contains(':') {
+            // An HTTP connection has a URL, which its own check reads.
+            if !matches!(c, ConnectionConfig::Http(_)) && !c.address().contains(':') {
                 return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address()));
             }
             c.check(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
@@ -567,20 +620,16 @@ impl Config {
             rule.tasks = globs(&r.tasks);
             rule.tables = globs(&r.tables);
             rule.shell = globs(&r.shell);
-            rule.ssh = r
-                .ssh
-                .iter()
-                .map(|op| op.parse::<witness_policy::SshOperation>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(key("ssh"), e.to_string()))?;
-
+            rule.ssh = parsed_each(&r.ssh).map_err(|e: witness_policy::UnknownSshOperation| invalid(key("ssh"), e.to_string()))?;
             rule.groups = r.groups.clone();
-            rule.sql = r
-                .sql
-                .iter()
-                .map(|class| class.parse::<SqlClass>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(key("sql"), e.to_string()))?;
+            rule.sql = parsed_each(&r.sql).map_err(|e: witness_policy::UnknownSqlClass| invalid(key("sql"), e.to_string()))?;
+            rule.http = parsed_each(&r.http).map_err(|e: witness_policy::InvalidHttpRoute| invalid(key("http"), e.to_string()))?;
+            if rule.is_http_rule() && (rule.is_ssh_rule() || !rule.sql.is_empty() || !rule.tables.is_empty()) {
+                return Err(invalid(
+                    key("http"),
+                    "a rule is about HTTP (http), SQL (sql, tables) or SSH (shell, ssh), one of them; split it".into(),
+                ));
+            }
             if rule.is_ssh_rule() && (!rule.sql.is_empty() || !rule.tables.is_empty()) {
                 return Err(invalid(
                     key("shell / ssh"),
@@ -666,7 +715,7 @@ mod tests {
         check(&format!("{PG}{PG}"), Err("unique"));
         check(
             &PG.replace("postgres\"", "ftp\""),
-            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\" or \"ssh\""),
+            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\", \"ssh\" or \"http\""),
         );
         check(&PG.replace("protocol = \"postgres\"\n", ""), Err("connection \"pg-local\": say which protocol it speaks"));
         check(&PG.replace("127.0.0.1:5432", "db.internal"), Err("no port"));
@@ -736,6 +785,26 @@ mod tests {
             &format!("{rule}shell = [\"rm -rf *\"]\nssh = [\"exec\"]\naction = \"deny\"\n"),
             Ok(("./witness-data", Durability::Write, 0)),
         );
+        let http = "[[connections]]\nname = \"billing\"\nprotocol = \"http\"\nurl = \"https://billing.internal\"\n";
+        check(
+            &format!("[listen]\nhttp = \"127.0.0.1:8081\"\n[http]\nmax_body_recorded = 1024\n{http}bearer_env = \"B\"\n"),
+            Ok(("./witness-data", Durability::Write, 1)),
+        );
+        check(&format!("{http}[connections.headers]\nX-Api-Key = {{ env = \"K\" }}\n"), Ok(("./witness-data", Durability::Write, 1)));
+        check("[http]\nhost_suffix = \".witness.local\"\n", Err("[http] host_suffix"));
+        check(&format!("{http}[connections.headers]\nX-Api-Key = {{ env = \"K\", file = \"k\" }}\n"), Err("headers.X-Api-Key"));
+        check(&format!("{http}bearer_env = \"B\"\nbearer_file = \"b\"\n"), Err("set one or the other"));
+        check(&format!("{http}basic_user = \"svc\"\n"), Err("needs a password"));
+        check(&format!("{http}basic_password_env = \"P\"\n"), Err("basic_user"));
+        check(
+            &format!("{http}basic_user = \"svc\"\nbasic_password_env = \"P\"\nbearer_env = \"B\"\n"),
+            Err("choose a bearer token or basic auth"),
+        );
+        check(&http.replace("https://billing.internal", "billing.internal"), Err("url"));
+        check(&format!("{http}address = \"h:1\"\n"), Err("unknown field `address`"));
+        check(&format!("{rule}http = [\"GET /api/*\"]\naction = \"deny\"\n"), Ok(("./witness-data", Durability::Write, 0)));
+        check(&format!("{rule}http = [\"GET\"]\naction = \"deny\"\n"), Err("invalid http route"));
+        check(&format!("{rule}http = [\"GET /x\"]\nsql = [\"drop\"]\naction = \"deny\"\n"), Err("split it"));
         let mask = "[[masking]]\nname = \"pii\"\n";
         check(
             &format!("{mask}columns = [\"*.email\"]\ndetectors = [\"email\", \"secrets\"]\n"),

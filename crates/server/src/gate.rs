@@ -172,6 +172,11 @@ impl Gate for Gateway {
             Request::Sql(text) => self.decide_sql(subject, Some(text), &request),
             Request::OpaqueSql => self.decide_sql(subject, None, &request),
             Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
+            Request::Http { method, path, uncertain } => {
+                let decision = witness_policy::decide_http(&self.rules.policy(), &caller(subject), method, path, uncertain);
+                let classes = if uncertain.is_some() { vec!["http".into(), "uncertain-path".into()] } else { vec!["http".into()] };
+                self.verdict(subject, &request, decision, classes)
+            }
         };
         self.counts.decided(subject.info.protocol, &subject.info.connection, &verdict);
         verdict

@@ -35,12 +35,13 @@ use tokio::task::JoinSet;
 use witness_core::{Interrupt, Secret};
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
+use witness_proto_http::{HttpFront, HttpSettings, HttpTarget};
 use witness_proto_pg::{FrontAuth, GroupLogin, PgFront, PgLogin, PgSettings, PgTarget};
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 use crate::accept::{accept_loop, Listener, Opening};
 use crate::audit::{AuditTrail, RefusedLogins};
-use crate::config::{ConnectionConfig, PostgresConnection, SshConnection};
+use crate::config::{ConnectionConfig, HttpConnection, PostgresConnection, SshConnection};
 use crate::counts::Counts;
 use crate::identities::Identities;
 use crate::logins::Logins;
@@ -117,6 +118,8 @@ fn mask_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
 pub struct Listening {
     pub postgres: Option<SocketAddr>,
     pub ssh: Option<SocketAddr>,
+    /// HTTP clients (`/c/CONNECTION/…`).
+    pub http: Option<SocketAddr>,
     /// The HTTP API and the review console.
     pub api: Option<SocketAddr>,
 }
@@ -208,6 +211,19 @@ pub async fn serve<F: Future<Output = ()>>(
         let kind = Listener { protocol: "SSH", opening: Opening::ServerFirst };
         let serve = move |tcp, peer, login| witness_proto_ssh::serve_client(front.clone(), tcp, peer, login);
         listening.ssh = Some(clients.start(address, kind, gate.targets.count::<SshTarget>(), serve).await?);
+    }
+    if let Some(address) = config.listen.http {
+        let settings = HttpSettings {
+            max_body_recorded: config.http.max_body_recorded,
+            connect_timeout: config.http.connect_timeout,
+            host_suffix: config.http.host_suffix.clone(),
+        };
+        // The PostgreSQL listener's certificate: configured, or self-signed in DATA_DIR/tls.
+        let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
+        let front = Arc::new(HttpFront::new(gate.clone(), settings, Some(tls)));
+        let kind = Listener { protocol: "HTTP", opening: Opening::ClientFirst { refusal: accept::http_refusal } };
+        let serve = move |tcp, peer, login| witness_proto_http::serve_client(front.clone(), tcp, peer, login);
+        listening.http = Some(clients.start(address, kind, gate.targets.count::<HttpTarget>(), serve).await?);
     }
     if let Some(address) = config.listen.api {
         let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen { protocol: "the API", address, source })?;
@@ -332,6 +348,7 @@ fn targets(config: &Config, config_name: &Path) -> Result<Targets, ServeError> {
         match c {
             ConnectionConfig::Postgres(c) => targets.insert(c.name.clone(), pg_target(i, c, config_name)?),
             ConnectionConfig::Ssh(c) => targets.insert(c.name.clone(), ssh_target(c)?),
+            ConnectionConfig::Http(c) => targets.insert(c.name.clone(), http_target(c)?),
         }
     }
     Ok(targets)
@@ -384,4 +401,14 @@ fn ssh_target(c: &SshConnection) -> Result<SshTarget, ServeError> {
     let host_key = HostKeyPolicy::parse(c.host_key.as_deref().unwrap_or_default())
         .map_err(|e| ServeError::Target(format!("connection {}: host_key: {e}", c.name)))?;
     Ok(SshTarget { name: c.name.clone(), address: c.address.clone(), user: c.user.clone().unwrap_or_default(), auth, host_key })
+}
+
+fn http_target(c: &HttpConnection) -> Result<HttpTarget, ServeError> {
+    let failed = |e: String| ServeError::Target(format!("connection {}: {e}", c.name));
+    let tls = if c.url.starts_with("https://") {
+        witness_proto_pg::client_config(witness_proto_pg::TlsMode::VerifyFull, c.ca_file.as_deref()).map_err(|e| failed(e.to_string()))?
+    } else {
+        None
+    };
+    HttpTarget::new(&c.name, &c.url, c.credentials().map_err(ServeError::Target)?, tls).map_err(|e| failed(e.to_string()))
 }

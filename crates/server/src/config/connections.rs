@@ -3,6 +3,7 @@
 //! protocol is an error naming the connection; adding a protocol adds a variant here (and a
 //! target builder in the server), not fields to a shared struct.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -17,6 +18,7 @@ use super::parsed;
 pub enum ConnectionConfig {
     Postgres(PostgresConnection),
     Ssh(SshConnection),
+    Http(HttpConnection),
 }
 
 /// `protocol = "postgres"`.
@@ -77,6 +79,38 @@ pub struct SshConnection {
     pub host_key: Option<String>,
 }
 
+/// `protocol = "http"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConnection {
+    /// What clients address: `/c/NAME/…`.
+    pub name: String,
+    /// The upstream: `http://host:port/base` or `https://…`; requests' paths go after `base`.
+    pub url: String,
+    /// CA certificates (PEM) that sign an https upstream's certificate; default: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// A bearer token witness sends as `Authorization: Bearer …`, from an environment variable...
+    pub bearer_env: Option<String>,
+    /// ... or a file (trailing newline ignored).
+    pub bearer_file: Option<PathBuf>,
+    /// Basic auth witness sends: the user, and its password from an environment variable or a file.
+    pub basic_user: Option<String>,
+    pub basic_password_env: Option<String>,
+    pub basic_password_file: Option<PathBuf>,
+    /// `[connections.headers]`: headers witness sends with every request, each value from an
+    /// environment variable or a file, e.g. `X-Api-Key = { env = "BILLING_KEY" }`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, SecretSource>,
+}
+
+/// Where a secret comes from: an environment variable or a file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
 /// `[[connections.logins]]`: a database role, with its own password, for callers in `groups`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,13 +134,16 @@ impl TryFrom<toml::Table> for ConnectionConfig {
         let protocol = match table.remove("protocol") {
             Some(toml::Value::String(protocol)) => protocol,
             Some(_) => return Err(format!("connection {name}: protocol must be a string, e.g. protocol = \"postgres\"")),
-            None => return Err(format!("connection {name}: say which protocol it speaks, e.g. protocol = \"postgres\" or \"ssh\"")),
+            None => {
+                return Err(format!("connection {name}: say which protocol it speaks, e.g. protocol = \"postgres\", \"ssh\" or \"http\""))
+            }
         };
         let within = |e: toml::de::Error| format!("{protocol} connection {name}: {}", e.message());
         match protocol.as_str() {
             "postgres" => table.try_into().map(ConnectionConfig::Postgres).map_err(within),
             "ssh" => table.try_into().map(ConnectionConfig::Ssh).map_err(within),
-            other => Err(format!("connection {name}: protocol {other:?} is not supported yet; use \"postgres\" or \"ssh\"")),
+            "http" => table.try_into().map(ConnectionConfig::Http).map_err(within),
+            other => Err(format!("connection {name}: protocol {other:?} is not supported yet; use \"postgres\", \"ssh\" or \"http\"")),
         }
     }
 }
@@ -116,6 +153,7 @@ impl ConnectionConfig {
         match self {
             ConnectionConfig::Postgres(c) => &c.name,
             ConnectionConfig::Ssh(c) => &c.name,
+            ConnectionConfig::Http(c) => &c.name,
         }
     }
 
@@ -123,6 +161,7 @@ impl ConnectionConfig {
         match self {
             ConnectionConfig::Postgres(c) => &c.address,
             ConnectionConfig::Ssh(c) => &c.address,
+            ConnectionConfig::Http(c) => &c.url,
         }
     }
 
@@ -130,6 +169,7 @@ impl ConnectionConfig {
         match self {
             ConnectionConfig::Postgres(_) => Protocol::Postgres,
             ConnectionConfig::Ssh(_) => Protocol::Ssh,
+            ConnectionConfig::Http(_) => Protocol::Http,
         }
     }
 
@@ -138,6 +178,7 @@ impl ConnectionConfig {
         match self {
             ConnectionConfig::Postgres(c) => c.check(key),
             ConnectionConfig::Ssh(c) => c.check(key),
+            ConnectionConfig::Http(c) => c.check(key),
         }
     }
 }
@@ -236,6 +277,78 @@ impl SshConnection {
     pub fn password(&self) -> Result<Option<String>, String> {
         password(&self.name, self.password_env.as_deref(), self.password_file.as_ref())
     }
+}
+
+// === impl HttpConnection ===
+
+impl HttpConnection {
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err((key("url"), "give the upstream's URL, e.g. url = \"https://billing.internal:8443\"".into()));
+        }
+        if self.bearer_env.is_some() && self.bearer_file.is_some() {
+            return Err((key("bearer_env / bearer_file"), "set one or the other".into()));
+        }
+        let basic_password = [self.basic_password_env.is_some(), self.basic_password_file.is_some()];
+        match (&self.basic_user, basic_password) {
+            (Some(_), [true, false] | [false, true]) | (None, [false, false]) => {}
+            (Some(_), [true, true]) => return Err((key("basic_password_env / basic_password_file"), "set one or the other".into())),
+            (Some(_), _) => {
+                return Err((key("basic_password_env / basic_password_file"), "basic auth needs a password from one of them".into()))
+            }
+            (None, _) => return Err((key("basic_user"), "name the user whose password basic_password_* gives".into())),
+        }
+        if self.basic_user.is_some() && (self.bearer_env.is_some() || self.bearer_file.is_some()) {
+            return Err((key("bearer_* / basic_*"), "both set Authorization; choose a bearer token or basic auth".into()));
+        }
+        for (name, source) in &self.headers {
+            if name.eq_ignore_ascii_case("authorization")
+                && (self.basic_user.is_some() || self.bearer_env.is_some() || self.bearer_file.is_some())
+            {
+                return Err((key("headers"), "Authorization is set by bearer_* or basic_* already".into()));
+            }
+            if source.env.is_some() == source.file.is_some() {
+                return Err((key(&format!("headers.{name}")), "give the value as { env = \"VARIABLE\" } or { file = \"PATH\" }".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The credentials witness adds to every request, read from the environment and files.
+    pub fn credentials(&self) -> Result<Vec<witness_proto_http::UpstreamCredential>, String> {
+        use witness_core::Secret;
+        use witness_proto_http::UpstreamCredential;
+        let read = |what: &str, env: Option<&String>, file: Option<&PathBuf>| secret(&self.name, what, env, file);
+        let mut credentials = Vec::new();
+        if let Some(token) = read("bearer", self.bearer_env.as_ref(), self.bearer_file.as_ref())? {
+            credentials.push(UpstreamCredential::Bearer(Secret::new(token)));
+        }
+        if let Some(user) = &self.basic_user {
+            let password = read("basic_password", self.basic_password_env.as_ref(), self.basic_password_file.as_ref())?.unwrap_or_default();
+            credentials.push(UpstreamCredential::Basic { user: user.clone(), password: Secret::new(password) });
+        }
+        for (name, source) in &self.headers {
+            let value = read(&format!("headers.{name}"), source.env.as_ref(), source.file.as_ref())?.unwrap_or_default();
+            credentials.push(UpstreamCredential::Header { name: name.clone(), value: Secret::new(value) });
+        }
+        Ok(credentials)
+    }
+}
+
+/// A secret of an HTTP connection from the environment or a file: unlike a PostgreSQL password, an
+/// unset variable is an error (the upstream would refuse every request).
+fn secret(connection: &str, what: &str, env: Option<&String>, file: Option<&PathBuf>) -> Result<Option<String>, String> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("connection {connection}: the environment variable {var} ({what}) is not set"));
+    }
+    if let Some(path) = file {
+        return std::fs::read_to_string(path)
+            .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| format!("connection {connection}: cannot read {what} file {}: {e}", path.display()));
+    }
+    Ok(None)
 }
 
 /// A connection's password from the environment or a file; an unset variable means none (with a

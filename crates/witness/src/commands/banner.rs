@@ -30,7 +30,7 @@ pub fn render(facts: &BannerFacts<'_>) -> String {
     let names = |protocol: &str| -> Vec<&str> {
         config.connections.iter().filter(|c| c.protocol().as_str() == protocol).map(|c| c.name()).collect()
     };
-    let (pg_names, ssh_names) = (names("postgres"), names("ssh"));
+    let (pg_names, ssh_names, http_names) = (names("postgres"), names("ssh"), names("http"));
     let mut text = String::new();
     let _ = writeln!(text, "witness is serving; its ledger is in {}", facts.data_dir.display());
     if let Some(address) = facts.listening.postgres {
@@ -38,6 +38,9 @@ pub fn render(facts: &BannerFacts<'_>) -> String {
     }
     if let Some(address) = facts.listening.ssh {
         let _ = writeln!(text, "  SSH clients         {address}  {}", connections_note(&ssh_names, "user", "ssh"));
+    }
+    if let Some(address) = facts.listening.http {
+        let _ = writeln!(text, "  HTTP clients        {address}  {}", connections_note(&http_names, "NAME in /c/NAME/", "http"));
     }
     if let Some(address) = facts.listening.api {
         let _ = writeln!(text, "  review console      {}  (log in with a token of an identity in a [roles] group)", console_url(address));
@@ -59,6 +62,10 @@ pub fn render(facts: &BannerFacts<'_>) -> String {
                 next.push(witness("identity add-key claude ~/.ssh/id_ed25519.pub --groups ai-agents"));
                 let host = reachable(address);
                 next.push(format!("  ssh -p {} {connection}@{}", host.port(), host.ip()));
+            } else if let (Some(address), Some(connection)) = (facts.listening.http, http_names.first()) {
+                next.push(witness("token create --identity claude --groups ai-agents --task \"first try\""));
+                let host = reachable(address);
+                next.push(format!("  curl -H \"Authorization: Bearer TOKEN\" http://{host}/c/{connection}/"));
             }
         }
     }
@@ -170,7 +177,7 @@ mod tests {
     fn the_banner_says_where_to_connect_and_what_to_run_next() {
         let at = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
         check(
-            Listening { postgres: at(15432), ssh: None, api: at(8080) },
+            Listening { postgres: at(15432), ssh: None, http: None, api: at(8080) },
             &format!("{PG}[roles]\nadmin = [\"platform\"]\n"),
             None,
             &[
@@ -186,7 +193,7 @@ mod tests {
         );
         // A listener on every interface is reached on loopback; no connection yet is said.
         check(
-            Listening { postgres: Some(SocketAddr::from(([0, 0, 0, 0], 6432))), ssh: None, api: None },
+            Listening { postgres: Some(SocketAddr::from(([0, 0, 0, 0], 6432))), ssh: None, http: None, api: None },
             "",
             None,
             &["  PostgreSQL clients  0.0.0.0:6432  (no postgres connection yet: add a [[connections]] with protocol = \"postgres\")"],
@@ -194,7 +201,7 @@ mod tests {
         );
         let ssh = "[[connections]]\nname = \"web\"\nprotocol = \"ssh\"\naddress = \"h:22\"\nuser = \"u\"\nprivate_key_file = \"k\"\nhost_key = \"trust-on-first-use\"\n";
         check(
-            Listening { postgres: None, ssh: Some(SocketAddr::from(([0, 0, 0, 0], 2222))), api: None },
+            Listening { postgres: None, ssh: Some(SocketAddr::from(([0, 0, 0, 0], 2222))), http: None, api: None },
             ssh,
             Some("/src/my witness/target/release/witness"),
             &[
@@ -204,6 +211,17 @@ mod tests {
                 "  ssh -p 2222 web@127.0.0.1",
             ],
             &["psql"],
+        );
+        let http = "[[connections]]\nname = \"billing\"\nprotocol = \"http\"\nurl = \"http://127.0.0.1:9000\"\n";
+        check(
+            Listening { postgres: None, ssh: None, http: Some(SocketAddr::from(([127, 0, 0, 1], 8081))), api: None },
+            http,
+            None,
+            &[
+                "  HTTP clients        127.0.0.1:8081  (NAME in /c/NAME/ = billing)",
+                "  curl -H \"Authorization: Bearer TOKEN\" http://127.0.0.1:8081/c/billing/",
+            ],
+            &["psql", "ssh -p"],
         );
     }
 

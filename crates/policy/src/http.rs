@@ -1,0 +1,170 @@
+//! HTTP rules: `http = ["GET /api/*", "POST /api/payments/*"]`, a method glob and a path glob,
+//! and the decision on one HTTP request. Methods are compared in upper case (a server that takes
+//! `delete` for `DELETE` must not slip past a rule about `DELETE`). A path witness cannot read
+//! exactly (`uncertain`) is decided as the strictest path there is: every deny and approve rule
+//! whose method matches applies to it, and no allow rule that names paths does.
+
+use std::fmt;
+use std::str::FromStr;
+
+use witness_core::Glob;
+
+use crate::rules::{default_decision, most_severe, Caller, Decision, Policy, Rule};
+
+/// One entry of a rule's `http` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// Upper case; `*` for any method.
+    pub method: Glob,
+    /// Matched against the whole path (`*` crosses `/`).
+    pub path: Glob,
+}
+
+/// An `http` entry that is not "METHOD /path".
+#[derive(Debug, thiserror::Error)]
+#[error("invalid http route {given:?}: write a method glob, one space and a path glob starting with / or *, e.g. \"GET /api/*\" or \"* /admin/*\"")]
+pub struct InvalidHttpRoute {
+    pub given: String,
+}
+
+impl FromStr for HttpRoute {
+    type Err = InvalidHttpRoute;
+
+    fn from_str(s: &str) -> Result<HttpRoute, InvalidHttpRoute> {
+        let invalid = || InvalidHttpRoute { given: s.to_string() };
+        let (method, path) = s.split_once(' ').ok_or_else(invalid)?;
+        let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'*' || b == b'?' || b == b'-');
+        if !method_ok || !(path.starts_with('/') || path.starts_with('*')) || path.contains(' ') {
+            return Err(invalid());
+        }
+        Ok(HttpRoute { method: Glob::new(&method.to_ascii_uppercase()), path: Glob::new(path) })
+    }
+}
+
+impl fmt::Display for HttpRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Decides on an HTTP request: `method` as sent, `path` as witness reads it. `uncertain` says why
+/// the path may not be what the upstream reads; it is then matched as the strictest path. Rules
+/// about SQL or SSH never apply; rules naming no protocol's fields apply to every request.
+pub fn decide_http(policy: &Policy, caller: &Caller<'_>, method: &str, path: &str, uncertain: Option<&str>) -> Decision {
+    let method = method.to_ascii_uppercase();
+    let text = format!("{method} {path}");
+    let found =
+        most_severe(policy.rules.iter().filter(|rule| rule.matches_caller(caller) && matches_http(rule, &method, path, uncertain, &text)));
+    match found {
+        Some(rule) => match (rule.decision(), uncertain) {
+            // The rule applies because witness could not read the path, not because of what it is.
+            (Decision::Deny { rule: name, .. }, Some(why))
+                if !rule.http.iter().any(|r| r.method.matches(&method) && r.path.matches(path)) =>
+            {
+                let message = format!(
+                    "witness cannot read this path exactly ({why}), so it is refused as the strictest path there is by rule \"{name}\"; write the path plainly"
+                );
+                Decision::Deny { rule: name, message }
+            }
+            (decision, _) => decision,
+        },
+        None => default_decision(policy.default),
+    }
+}
+
+fn matches_http(rule: &Rule, method: &str, path: &str, uncertain: Option<&str>, text: &str) -> bool {
+    if rule.is_ssh_rule() || !rule.sql.is_empty() || !rule.tables.is_empty() {
+        return false;
+    }
+    let strict = rule.action != crate::Action::Allow;
+    let route_match = rule.http.is_empty()
+        || rule.http.iter().any(|r| {
+            r.method.matches(method)
+                && match uncertain {
+                    // Any path may be the one the upstream reads: every deny and hold applies, no allow.
+                    Some(_) => strict,
+                    None => r.path.matches(path),
+                }
+        });
+    let regex_match = rule.regex.as_ref().is_none_or(|r| r.is_match(text));
+    route_match && regex_match
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::shown;
+    use crate::{Action, SqlClass};
+
+    fn route(text: &str) -> HttpRoute {
+        text.parse().unwrap()
+    }
+
+    fn policy(default: Action) -> Policy {
+        let mut reads = Rule::new("api-reads", Action::Allow);
+        reads.http = vec![route("GET /api/*"), route("HEAD /api/*")];
+        let mut payments = Rule::new("payments-need-approval", Action::Approve);
+        payments.http = vec![route("POST /api/payments/*")];
+        payments.approvers = vec!["finance".into()];
+        let mut admin = Rule::new("no-admin", Action::Deny);
+        admin.http = vec![route("* /admin*")];
+        admin.message = Some("the admin API is for people".into());
+        let mut sql = Rule::new("no-drop", Action::Deny);
+        sql.sql = vec![SqlClass::Drop];
+        Policy { default, rules: vec![sql, reads, payments, admin] }
+    }
+
+    fn check(policy: &Policy, method: &str, path: &str, uncertain: Option<&str>, expect: &str) {
+        let caller = Caller { identity: "claude", groups: &[], connection: "billing", task: None };
+        let got = shown(decide_http(policy, &caller, method, path, uncertain));
+        assert_eq!(got.trim(), expect, "{method} {path} ({uncertain:?})");
+    }
+
+    #[test]
+    fn http_requests_meet_method_and_path_globs() {
+        let open = policy(Action::Allow);
+        check(&open, "GET", "/api/invoices", None, "allow api-reads");
+        check(&open, "get", "/api/invoices", None, "allow api-reads");
+        check(&open, "POST", "/api/payments/42", None, "approve payments-need-approval");
+        check(&open, "post", "/api/payments/42", None, "approve payments-need-approval");
+        check(&open, "GET", "/admin/users", None, "deny no-admin");
+        check(&open, "DELETE", "/admin", None, "deny no-admin");
+        check(&open, "PUT", "/other", None, "allow");
+        let closed = policy(Action::Deny);
+        check(&closed, "PUT", "/api/invoices", None, "deny default");
+        check(&closed, "GET", "/api", None, "deny default");
+    }
+
+    #[test]
+    fn an_uncertain_path_is_decided_as_the_strictest() {
+        let open = policy(Action::Allow);
+        // Every deny or approve rule whose method matches applies; deny wins over approve.
+        check(&open, "GET", "/api/x/../../admin", Some("a .. segment"), "deny no-admin");
+        check(&open, "POST", "/api/%2e%2e/admin", Some("an encoded dot"), "deny no-admin");
+        // An allow rule about paths never covers an uncertain path.
+        let closed = Policy { default: Action::Deny, rules: vec![policy(Action::Deny).rules[1].clone()] };
+        check(&closed, "GET", "/api/a/../b", Some("a .. segment"), "deny default");
+        let caller = Caller { identity: "claude", groups: &[], connection: "billing", task: None };
+        match decide_http(&open, &caller, "GET", "/api/a;x/b", Some("a ; path parameter")) {
+            Decision::Deny { message, .. } => assert!(message.contains("cannot read this path exactly (a ; path parameter)"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_parse_strictly() {
+        assert_eq!(route("get /api/*").to_string(), "GET /api/*");
+        assert_eq!(route("* *").to_string(), "* *");
+        for bad in ["GET", "GET api/*", "/api/*", "GET  /api", "G%T /x", "GET /a b"] {
+            assert!(bad.parse::<HttpRoute>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sql_and_ssh_rules_never_apply_to_http() {
+        let mut ssh = Rule::new("no-shell", Action::Deny);
+        ssh.ssh = vec![crate::SshOperation::Shell];
+        let policy = Policy { default: Action::Allow, rules: vec![policy(Action::Allow).rules[0].clone(), ssh] };
+        check(&policy, "DELETE", "/anything", None, "allow");
+    }
+}

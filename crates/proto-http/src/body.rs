@@ -1,0 +1,196 @@
+//! Bodies streamed through witness and seen on the way: every byte is counted and hashed, the
+//! first bytes up to the recording cap are kept, and nothing else is held. When the body ends
+//! (or breaks off, or is abandoned by the side reading it) what was seen is handed to a callback,
+//! which records it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use sha2::{Digest, Sha256};
+
+/// Errors of bodies passing through witness.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What was seen of a body.
+pub struct Seen {
+    /// Every byte's count.
+    pub length: u64,
+    hasher: Sha256,
+    /// The first bytes, at most `cap`.
+    pub start: Vec<u8>,
+    cap: usize,
+}
+
+/// How a body's passage ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    /// The side sending it failed (the upstream's connection broke, the client's upload stopped).
+    Failed(String),
+    /// The side reading it stopped before its end (the client left mid-download).
+    Abandoned,
+}
+
+impl Seen {
+    pub fn new(cap: usize) -> Seen {
+        Seen { length: 0, hasher: Sha256::new(), start: Vec::new(), cap }
+    }
+
+    pub fn observe(&mut self, bytes: &[u8]) {
+        self.length += bytes.len() as u64;
+        self.hasher.update(bytes);
+        let room = self.cap.saturating_sub(self.start.len());
+        self.start.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+
+    /// Whether as many bytes as the record keeps have been seen.
+    pub fn full(&self) -> bool {
+        self.length >= self.cap as u64
+    }
+
+    /// `sha256:` and the hex digest of every byte seen so far.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+}
+
+type OnEnd = Box<dyn FnOnce(Seen, Ending) + Send + Sync>;
+
+/// A body passed on frame by frame while it is seen; `replay` holds frames read (and seen)
+/// before it was passed on, sent first.
+pub struct Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    inner: B,
+    replay: VecDeque<Bytes>,
+    seen: Option<Seen>,
+    on_end: Option<OnEnd>,
+}
+
+impl<B> Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    pub fn new(inner: B, seen: Seen, replay: VecDeque<Bytes>, on_end: impl FnOnce(Seen, Ending) + Send + Sync + 'static) -> Tap<B> {
+        Tap { inner, replay, seen: Some(seen), on_end: Some(Box::new(on_end)) }
+    }
+
+    fn finish(&mut self, ending: Ending) {
+        if let (Some(seen), Some(on_end)) = (self.seen.take(), self.on_end.take()) {
+            on_end(seen, ending);
+        }
+    }
+}
+
+impl<B> Body for Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.as_mut().get_mut();
+        if let Some(bytes) = this.replay.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(seen)) = (frame.data_ref(), this.seen.as_mut()) {
+                    seen.observe(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                this.finish(Ending::Failed(e.to_string()));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(Ending::Complete);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.replay.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let replayed: u64 = self.replay.iter().map(|b| b.len() as u64).sum();
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + replayed);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + replayed);
+        }
+        hint
+    }
+}
+
+impl<B> Drop for Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    fn drop(&mut self) {
+        // A reader stops polling at the end of a body of known length without asking for more:
+        // such a body, read to its end, is complete.
+        let ending = if self.is_end_stream() { Ending::Complete } else { Ending::Abandoned };
+        self.finish(ending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+
+    type Ended = Arc<Mutex<Vec<(u64, Vec<u8>, String, Ending)>>>;
+
+    fn tap(body: &'static [u8], replay: &[&'static [u8]], cap: usize, ended: &Ended) -> Tap<Full<Bytes>> {
+        let mut seen = Seen::new(cap);
+        for chunk in replay {
+            seen.observe(chunk);
+        }
+        let ended = ended.clone();
+        Tap::new(Full::new(Bytes::from_static(body)), seen, replay.iter().map(|c| Bytes::from_static(c)).collect(), move |seen, ending| {
+            let digest = seen.digest();
+            ended.lock().unwrap().push((seen.length, seen.start, digest, ending));
+        })
+    }
+
+    #[tokio::test]
+    async fn a_body_passes_whole_and_is_seen_up_to_the_cap() {
+        let ended = Ended::default();
+        let body = tap(b"world", &[b"hello ", b"big "], 8, &ended);
+        assert_eq!(body.size_hint().exact(), Some(15));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello big world");
+        let ended = ended.lock().unwrap();
+        assert_eq!(ended.len(), 1, "the end is reported once");
+        let (length, start, digest, ending) = &ended[0];
+        assert_eq!((*length, &start[..], ending), (15, &b"hello bi"[..], &Ending::Complete));
+        assert_eq!(digest, &format!("sha256:{}", hex::encode(Sha256::digest(b"hello big world"))));
+    }
+
+    #[test]
+    fn a_body_dropped_before_its_end_is_abandoned() {
+        let ended = Ended::default();
+        drop(tap(b"never read", &[b"read "], 64, &ended));
+        let ended = ended.lock().unwrap();
+        assert_eq!((ended[0].0, &ended[0].3), (5, &Ending::Abandoned));
+    }
+}

@@ -1,0 +1,640 @@
+//! The front half: the HTTP/1.1 server clients send requests to. Each request names its
+//! connection by path (`/c/NAME/…`) and carries a witness token; the first authenticated request
+//! of a TCP connection fixes its identity, and each connection name it addresses is one recorded
+//! session (keep-alive requests are that session's events). A request is recorded, decided and
+//! put through the gate's admission path before anything of it reaches the upstream.
+//!
+//! What this module does not do: read paths (`path`), choose headers (`headers`) or watch bodies
+//! (`body`).
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tokio::task::{AbortHandle, JoinHandle};
+use witness_core::{kind, Direction, Event, Interrupt, PayloadType, PendingLogin, Principal, Protocol, SessionInfo, Subject, Verdict};
+use witness_gate::{admit, Admission, Credential, Refusal, Registration, Stream, Waiting, Wire, Withdrawal};
+
+use crate::body::{BoxError, Ending, Seen, Tap};
+use crate::recorder::{NotRecorded, Recorder};
+use crate::upstream::{Upstream, UpstreamBody};
+use crate::{headers, path, HttpFront, HttpTarget};
+
+/// The body witness sends clients.
+type ClientBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Bytes of a request's head (request line and headers) witness reads before refusing it.
+const MAX_HEAD_BYTES: usize = 64 << 10;
+/// How long a client may take to send a request's head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Sessions (connection names) one client connection may open.
+const MAX_SESSIONS_PER_CONNECTION: usize = 16;
+/// How long a connection told to end (revoked credential, shutdown) has to finish its request.
+const ENDING_GRACE: Duration = Duration::from_secs(5);
+/// Characters of a request line kept in a record's summary.
+const SUMMARY_CHARS: usize = 200;
+/// The header that names the approval a held request waited for.
+const APPROVAL_HEADER: &str = "x-witness-approval";
+
+/// Serves one client connection until it ends, then closes the recordings of its sessions;
+/// `login` is told once a request is authenticated.
+pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: TcpStream, peer: SocketAddr, login: PendingLogin) {
+    let _ = tcp.set_nodelay(true);
+    let Some(stream) = handshake(front.tls.as_ref(), tcp, peer).await else { return };
+    let (ending, mut ended) = watch::channel(None::<String>);
+    let client = Arc::new(Client {
+        front,
+        peer,
+        login: Mutex::new(Some(login)),
+        state: tokio::sync::Mutex::new(State::default()),
+        ending: Arc::new(ending),
+    });
+    let service = {
+        let client = client.clone();
+        service_fn(move |request| {
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(client.handle(request).await) }
+        })
+    };
+    let mut connection = Box::pin(
+        http1::Builder::new()
+            .max_buf_size(MAX_HEAD_BYTES)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service),
+    );
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = async { let _ = ended.wait_for(Option::is_some).await; } => {
+            connection.as_mut().graceful_shutdown();
+            tokio::time::timeout(ENDING_GRACE, connection.as_mut()).await.unwrap_or(Ok(()))
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "an HTTP client connection ended with an error");
+    }
+    // Bodies still streaming hold the sessions' recorders: they record how they ended as they go.
+    drop(connection);
+    let reason = ended.borrow().clone();
+    let sessions = std::mem::take(&mut client.state.lock().await.sessions);
+    let mut recordings = Vec::with_capacity(sessions.len());
+    for (_, session) in sessions {
+        if let Some(reason) = &reason {
+            session.recorder.ending(reason);
+        }
+        recordings.push(session.close());
+    }
+    for recording in recordings {
+        let _ = recording.await;
+    }
+}
+
+/// The client's stream: TLS when it begins with a TLS handshake record (0x16) and witness has a
+/// certificate, else plain. None when the handshake fails (logged; the client sees its TLS error).
+async fn handshake(tls: Option<&Arc<rustls::ServerConfig>>, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
+    const TLS_HANDSHAKE: u8 = 0x16;
+    let mut first = [0u8; 1];
+    let Some(tls) = tls else { return Some(Stream::Plain(tcp)) };
+    if !matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE) {
+        return Some(Stream::Plain(tcp));
+    }
+    match tokio_rustls::TlsAcceptor::from(tls.clone()).accept(tcp).await {
+        Ok(stream) => Some(Stream::ServerTls(Box::new(stream))),
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "an HTTP client's TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// One client connection.
+struct Client<G> {
+    front: Arc<HttpFront<G>>,
+    peer: SocketAddr,
+    /// Told of the first authenticated request.
+    login: Mutex<Option<PendingLogin>>,
+    /// HTTP/1.1 serves one request of a connection at a time; the lock is never contended.
+    state: tokio::sync::Mutex<State>,
+    /// Set to why the connection must end (a session's credential was revoked, shutdown).
+    ending: Arc<watch::Sender<Option<String>>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Who the connection's requests come from, and the `Authorization` value that proved it.
+    who: Option<(Principal, HeaderValue)>,
+    /// Sessions by connection name.
+    sessions: HashMap<String, Session>,
+}
+
+/// One connection name's session on a client connection.
+struct Session {
+    subject: Arc<Subject>,
+    target: Arc<HttpTarget>,
+    recorder: Recorder,
+    recording: JoinHandle<()>,
+    upstream: Upstream,
+    interrupt: watch::Receiver<Option<Interrupt>>,
+    registration: Registration,
+    watcher: AbortHandle,
+}
+
+impl Session {
+    /// Lets the recording end once bodies still streaming are done; returns its task.
+    fn close(self) -> JoinHandle<()> {
+        self.watcher.abort();
+        drop(self.registration);
+        self.recording
+    }
+}
+
+/// A request refused before it was decided on, or whose answer witness makes itself.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, error: impl Into<String>) -> Answer {
+        Answer { status, body: json!({ "error": error.into() }), headers: Vec::new() }
+    }
+
+    fn unauthorized(error: impl Into<String>) -> Answer {
+        let mut answer = Answer::new(StatusCode::UNAUTHORIZED, error);
+        answer.headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"witness\"")));
+        answer
+    }
+
+    fn response(self) -> Response<ClientBody> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body.to_string())).map_err(|never| match never {}).boxed());
+        *response.status_mut() = self.status;
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+impl<G: witness_gate::Gate> Client<G> {
+    async fn handle(&self, request: Request<Incoming>) -> Response<ClientBody> {
+        let started = Instant::now();
+        let (parts, body) = request.into_parts();
+        let mut state = self.state.lock().await;
+        match self.forward(&mut state, parts, body, started).await {
+            Ok(response) => response,
+            Err(answer) => answer.response(),
+        }
+    }
+
+    /// Authenticates, decides and forwards one request.
+    async fn forward(&self, state: &mut State, parts: Parts, mut body: Incoming, started: Instant) -> Result<Response<ClientBody>, Answer> {
+        let principal = self.authenticate(state, &parts.headers).await?;
+        let gate = &self.front.gate;
+        let settings = &self.front.settings;
+        let by_host = settings.host_suffix.as_deref().and_then(|suffix| {
+            // An absolute-form target (`GET http://host/…`) names the host; else the Host header.
+            let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| parts.headers.get(header::HOST)?.to_str().ok())?;
+            path::address_by_host(host, suffix, parts.uri.path())
+        });
+        let addressed = by_host.or_else(|| path::address(parts.uri.path())).ok_or_else(|| {
+            let known = gate.target::<HttpTarget>("").err().map(|e| e.known).unwrap_or_default();
+            let how = match &settings.host_suffix {
+                Some(suffix) => format!("address a connection as /c/CONNECTION/path or by host CONNECTION.{suffix}"),
+                None => "address a connection as /c/CONNECTION/path".to_string(),
+            };
+            let mut answer = Answer::new(StatusCode::NOT_FOUND, how);
+            answer.body["known_connections"] = json!(known);
+            answer
+        })?;
+        let name = addressed.connection.to_string();
+        if !state.sessions.contains_key(&name) {
+            let target = gate.target::<HttpTarget>(&name).map_err(|e| {
+                let mut answer = Answer::new(StatusCode::NOT_FOUND, e.to_string());
+                answer.body["known_connections"] = json!(e.known);
+                answer
+            })?;
+            if state.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
+                let error = format!("one connection may address at most {MAX_SESSIONS_PER_CONNECTION} connections; open another");
+                return Err(Answer::new(StatusCode::TOO_MANY_REQUESTS, error));
+            }
+            let session = self.open(principal, target).await?;
+            state.sessions.insert(name.clone(), session);
+        }
+        let session = state.sessions.get_mut(&name).expect("inserted above");
+
+        // The request as rules read it, and its record.
+        let read = path::read(addressed.rest);
+        let override_header = headers::method_override(&parts.headers);
+        let uncertain = read.uncertain.or(override_header.map(|_| "a method-override header, which some servers obey"));
+        let mut forwarded_headers = parts.headers.clone();
+        let credential_names = session.target.credential_names();
+        let dropped = headers::strip_for_upstream(&mut forwarded_headers, &credential_names);
+        let mut seen = Seen::new(settings.max_body_recorded);
+        let (replay, body_ended) = read_start(&mut body, &mut seen)
+            .await
+            .map_err(|e| Answer::new(StatusCode::BAD_REQUEST, format!("witness could not read the request body: {e}")))?;
+        let event = request_event(&parts, addressed.rest, &read.path, uncertain, &dropped, &credential_names, &seen, body_ended);
+        let request = witness_core::Request::Http { method: parts.method.as_str(), path: &read.path, uncertain };
+        let verdict = gate.decide(&session.subject, request);
+        let approval_id = match &verdict {
+            Verdict::Hold(held) => Some(held.approval_id.clone()),
+            _ => None,
+        };
+        let admission = admitted(&session.recorder, &session.interrupt, event, verdict).await.map_err(|e| {
+            let _ = self.ending.send(Some(e.to_string()));
+            Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        })?;
+        let approval_header = approval_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok());
+        if let Admission::Refused(refusal) = admission {
+            return Err(refused(&refusal, approval_header));
+        }
+
+        // Forward it, with the target's credential instead of the client's.
+        let target = session.target.clone();
+        let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let uri: http::Uri = format!("{}{}{query}", target.base_path, addressed.rest)
+            .parse()
+            .map_err(|_| Answer::new(StatusCode::BAD_REQUEST, "witness cannot forward this path"))?;
+        forwarded_headers.insert(header::HOST, target.authority.clone());
+        for (name, value) in &target.credential {
+            forwarded_headers.insert(name.clone(), value.clone());
+        }
+        let recorder = session.recorder.clone();
+        let upload = Tap::new(body, seen, replay, move |seen, ending| {
+            // A body whole in the request's record needs no record of its own.
+            if !body_ended {
+                recorder.record_later(body_event(&seen, &ending));
+            }
+        });
+        let mut upstream_request = Request::new(UpstreamBody::new(upload));
+        *upstream_request.method_mut() = parts.method.clone();
+        *upstream_request.uri_mut() = uri;
+        *upstream_request.headers_mut() = forwarded_headers;
+        let response = match session.upstream.send(&target, settings.connect_timeout, upstream_request).await {
+            Ok(response) => response,
+            Err(e) => {
+                gate.target_failed(&target.name);
+                let message = format!("the upstream of {} did not answer: {e}", target.name);
+                session.recorder.record_later(Event::note(kind::HTTP_UPSTREAM_ERROR, Direction::Gateway, message.clone()));
+                let mut answer = Answer::new(StatusCode::BAD_GATEWAY, message);
+                answer.headers.extend(approval_header.map(|id| (header::HeaderName::from_static(APPROVAL_HEADER), id)));
+                return Err(answer);
+            }
+        };
+
+        // Pass the answer on, recording it as its body ends.
+        let answered = started.elapsed();
+        let (mut response_parts, response_body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut response_parts.headers);
+        let recorded_headers = headers::recorded(&response_parts.headers, &credential_names);
+        if let Some(id) = approval_header {
+            response_parts.headers.insert(APPROVAL_HEADER, id);
+        }
+        let recorder = session.recorder.clone();
+        let status = response_parts.status;
+        let download = Tap::new(response_body, Seen::new(settings.max_body_recorded), VecDeque::new(), move |seen, ending| {
+            recorder.record_later(response_event(status, recorded_headers, answered, started.elapsed(), &seen, &ending));
+        });
+        Ok(Response::from_parts(response_parts, ClientBody::new(download)))
+    }
+
+    /// Who sends this request: the connection's identity, proved again when the credential
+    /// changes. Another identity's credential on the same connection is refused.
+    async fn authenticate(&self, state: &mut State, headers: &HeaderMap) -> Result<Principal, Answer> {
+        let authorization = headers.get(header::AUTHORIZATION);
+        if let (Some((principal, proven)), Some(given)) = (&state.who, authorization) {
+            if proven == given {
+                return Ok(principal.clone());
+            }
+        }
+        let token = authorization.and_then(token_of).unwrap_or_default();
+        let principal = self.front.gate.authenticate(Protocol::Http, Credential::Bearer(&token)).await.map_err(|refused| {
+            tracing::info!(peer = %self.peer, reason = %refused.reason, "HTTP request refused: not authenticated");
+            let why = refused.client_reason.unwrap_or_else(|| "witness does not accept this credential".into());
+            Answer::unauthorized(format!("{why}; send a witness token as Authorization: Bearer TOKEN (or as the password of basic auth)"))
+        })?;
+        match &state.who {
+            Some((known, _)) if known.identity != principal.identity => {
+                let reason = format!(
+                    "a request on this connection presented a credential of {}, and the connection is {}'s",
+                    principal.identity, known.identity
+                );
+                for session in state.sessions.values() {
+                    let event = Event::note(kind::HTTP_REFUSED, Direction::Gateway, reason.clone())
+                        .with_attr("identity", principal.identity.clone())
+                        .with_attr("credential", principal.credential.clone());
+                    session.recorder.record_later(event);
+                }
+                tracing::info!(peer = %self.peer, %reason, "HTTP request refused");
+                return Err(Answer::unauthorized(format!("{reason}; open a new connection for another identity")));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(login) = self.login.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    login.logged_in();
+                }
+            }
+        }
+        let proven = authorization.cloned().unwrap_or_else(|| HeaderValue::from_static(""));
+        state.who = Some((principal.clone(), proven));
+        Ok(principal)
+    }
+
+    /// Opens the recording of `target`'s session on this connection and registers it.
+    async fn open(&self, principal: Principal, target: Arc<HttpTarget>) -> Result<Session, Answer> {
+        let info = SessionInfo {
+            identity: principal.identity.clone(),
+            connection: target.name.clone(),
+            protocol: Protocol::Http,
+            task: principal.task.clone(),
+            client_addr: Some(self.peer.to_string()),
+        };
+        let unrecorded = || Answer::new(StatusCode::SERVICE_UNAVAILABLE, NotRecorded.to_string());
+        let writer = self.front.gate.open_session(&info).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot open an HTTP session's recording");
+            unrecorded()
+        })?;
+        let subject = Arc::new(Subject { session: writer.id(), info, principal });
+        let (recorder, recording) = Recorder::start(writer);
+        let login = Event::note(kind::HTTP_LOGIN, Direction::Gateway, "logged in with a witness token")
+            .with_attr("credential", subject.principal.credential.clone());
+        recorder.record(login).await.map_err(|_| unrecorded())?;
+        let registration = self.front.gate.register(&subject);
+        let mut interrupt = registration.interrupt.clone();
+        let ending = self.ending.clone();
+        let watcher = tokio::spawn(async move {
+            if let Ok(why) = interrupt.wait_for(Option::is_some).await {
+                let reason = why.as_ref().map(Interrupt::describe);
+                ending.send_replace(reason);
+            }
+        })
+        .abort_handle();
+        tracing::info!(peer = %self.peer, connection = %target.name, identity = %subject.principal.identity, session = %subject.session, "HTTP session opened");
+        Ok(Session {
+            interrupt: registration.interrupt.clone(),
+            subject,
+            target,
+            recorder,
+            recording,
+            upstream: Upstream::default(),
+            registration,
+            watcher,
+        })
+    }
+}
+
+/// The token in an `Authorization` header: a bearer token, or the password of basic auth.
+fn token_of(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let (scheme, rest) = text.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+        let pair = String::from_utf8(decoded).ok()?;
+        return pair.split_once(':').map(|(_, password)| password.to_string());
+    }
+    None
+}
+
+/// Reads a request body's first frames, up to what its record keeps; returns them (to be sent
+/// first) and whether the body ended within them.
+async fn read_start(body: &mut Incoming, seen: &mut Seen) -> Result<(VecDeque<Bytes>, bool), hyper::Error> {
+    let mut replay = VecDeque::new();
+    loop {
+        if body.is_end_stream() {
+            return Ok((replay, true));
+        }
+        if seen.full() {
+            return Ok((replay, false));
+        }
+        match body.frame().await {
+            None => return Ok((replay, true)),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => {
+                // Request trailers are not forwarded: few servers read them, and witness would
+                // have to record them too.
+                if let Ok(data) = frame.into_data() {
+                    seen.observe(&data);
+                    replay.push_back(data);
+                }
+            }
+        }
+    }
+}
+
+/// What a request's record holds: its line, headers (credentials masked), the credential headers
+/// dropped, and the start of its body with, when the body ended within it, its length and digest.
+#[allow(clippy::too_many_arguments)]
+fn request_event(
+    parts: &Parts,
+    raw_path: &str,
+    read_path: &str,
+    uncertain: Option<&str>,
+    dropped: &[String],
+    credential_names: &[header::HeaderName],
+    seen: &Seen,
+    body_ended: bool,
+) -> Event {
+    let query = parts.uri.query();
+    let line = match query {
+        Some(query) => format!("{} {raw_path}?{query}", parts.method),
+        None => format!("{} {raw_path}", parts.method),
+    };
+    let mut event = Event {
+        kind: kind::HTTP_REQUEST,
+        direction: Direction::Request,
+        summary: line.chars().take(SUMMARY_CHARS).collect(),
+        attrs: serde_json::Map::new(),
+        payload_type: payload_type(&seen.start),
+        payload: seen.start.clone(),
+    }
+    .with_attr("method", parts.method.as_str())
+    .with_attr("path", read_path)
+    .with_attr("headers", headers::recorded(&parts.headers, credential_names))
+    .with_attr("body_recorded", seen.start.len());
+    if raw_path != read_path {
+        event = event.with_attr("raw_path", witness_core::shown_text(raw_path.as_bytes()).into_owned());
+    }
+    if let Some(query) = query {
+        event = event.with_attr("query", query);
+    }
+    if let Some(why) = uncertain {
+        event = event.with_attr("uncertain", why);
+    }
+    if !dropped.is_empty() {
+        event = event.with_attr("dropped_headers", dropped.to_vec());
+    }
+    if body_ended {
+        event = event.with_attr("body_bytes", seen.length).with_attr("body_digest", seen.digest());
+    }
+    if parts.method == Method::CONNECT {
+        event = event.with_attr("note", "CONNECT is forwarded as a plain request; witness does not tunnel");
+    }
+    event
+}
+
+/// The record of a request body longer than its request's record holds, as it ended.
+fn body_event(seen: &Seen, ending: &Ending) -> Event {
+    let summary = format!("request body of {} bytes{}", seen.length, ending_note(ending));
+    with_ending(Event::note(kind::HTTP_REQUEST_BODY, Direction::Request, summary), seen, ending)
+}
+
+/// The record of a response, made as its body ended.
+fn response_event(status: StatusCode, headers: Value, answered: Duration, total: Duration, seen: &Seen, ending: &Ending) -> Event {
+    let summary = format!("{status} ({} bytes{})", seen.length, ending_note(ending));
+    let event = Event {
+        kind: kind::HTTP_RESPONSE,
+        direction: Direction::Response,
+        summary,
+        attrs: serde_json::Map::new(),
+        payload_type: payload_type(&seen.start),
+        payload: seen.start.clone(),
+    }
+    .with_attr("status", status.as_u16())
+    .with_attr("headers", headers)
+    .with_attr("answered_ms", answered.as_millis() as u64)
+    .with_attr("duration_ms", total.as_millis() as u64)
+    .with_attr("body_recorded", seen.start.len());
+    with_ending(event, seen, ending)
+}
+
+fn with_ending(event: Event, seen: &Seen, ending: &Ending) -> Event {
+    let event = event.with_attr("body_bytes", seen.length).with_attr("body_digest", seen.digest());
+    match ending {
+        Ending::Complete => event.with_attr("body_complete", true),
+        Ending::Failed(why) => event.with_attr("body_complete", false).with_attr("body_error", why.clone()),
+        Ending::Abandoned => event.with_attr("body_complete", false).with_attr("body_error", "the reader stopped before the end"),
+    }
+}
+
+fn ending_note(ending: &Ending) -> &'static str {
+    match ending {
+        Ending::Complete => "",
+        Ending::Failed(_) => ", broken off",
+        Ending::Abandoned => ", abandoned",
+    }
+}
+
+fn payload_type(bytes: &[u8]) -> PayloadType {
+    if bytes.is_empty() {
+        PayloadType::Empty
+    } else if witness_core::is_mostly_text(bytes) {
+        PayloadType::Text
+    } else {
+        PayloadType::Binary
+    }
+}
+
+/// The client's answer to a refused request: 403 with the reason and the rule, or 503 when the
+/// session is ending.
+fn refused(refusal: &Refusal, approval: Option<HeaderValue>) -> Answer {
+    let status = match refusal {
+        Refusal::Withdrawn { why: Withdrawal::SessionEnding, .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::FORBIDDEN,
+    };
+    let mut answer = Answer::new(status, refusal.explain("request"));
+    match refusal {
+        Refusal::Denied { rule, .. } | Refusal::Disapproved { rule, .. } | Refusal::TimedOut { rule, .. } => {
+            answer.body["rule"] = json!(rule);
+        }
+        Refusal::Withdrawn { .. } => {}
+    }
+    if let Some(id) = approval {
+        answer.body["approval_id"] = json!(id.to_str().unwrap_or_default());
+        answer.headers.push((header::HeaderName::from_static(APPROVAL_HEADER), id));
+    }
+    answer
+}
+
+/// Puts a request through admission on a task of its own. hyper drops a request's handler when
+/// its client closes the connection; admission, on its own task, sees the handler go (the
+/// answer's receiver is dropped) and records a held request as withdrawn rather than vanishing
+/// without a decision.
+async fn admitted(
+    recorder: &Recorder,
+    interrupt: &watch::Receiver<Option<Interrupt>>,
+    event: Event,
+    verdict: Verdict,
+) -> Result<Admission, NotRecorded> {
+    let (answer, answered) = oneshot::channel();
+    let mut wire = HttpWire { recorder: recorder.clone(), interrupt: interrupt.clone(), answer };
+    tokio::spawn(async move {
+        let admission = admit(&mut wire, Some(event), verdict).await;
+        let _ = wire.answer.send(admission);
+    });
+    answered.await.unwrap_or(Err(NotRecorded))
+}
+
+/// The admission path's view of an HTTP session: records go through its recorder; a held
+/// request's client just waits (HTTP has no way to tell it meanwhile), until it leaves or the
+/// session ends.
+struct HttpWire {
+    recorder: Recorder,
+    interrupt: watch::Receiver<Option<Interrupt>>,
+    /// Where the admission goes; closed when the client has gone.
+    answer: oneshot::Sender<Result<Admission, NotRecorded>>,
+}
+
+impl Wire for HttpWire {
+    type Error = NotRecorded;
+
+    async fn record(&mut self, event: &Event) -> Result<(), NotRecorded> {
+        self.recorder.record(event.clone()).await
+    }
+
+    async fn hold_begins(&mut self, waiting: &Waiting<'_>) -> Result<(), NotRecorded> {
+        tracing::info!(approval = waiting.approval_id, rule = waiting.rule, "{}", waiting.line("HTTP request"));
+        Ok(())
+    }
+
+    async fn withdrawn(&mut self) -> Withdrawal {
+        let interrupt = &mut self.interrupt;
+        let ending = async {
+            // The watch's guard is let go of before waiting on: the future must stay `Send`.
+            let interrupted = interrupt.wait_for(Option::is_some).await.is_ok();
+            if !interrupted {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = ending => Withdrawal::SessionEnding,
+            () = self.answer.closed() => Withdrawal::ClientLeft,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_as_bearer_or_as_the_basic_password() {
+        let value = |text: &str| HeaderValue::from_str(text).unwrap();
+        assert_eq!(token_of(&value("Bearer wit_abc")), Some("wit_abc".into()));
+        assert_eq!(token_of(&value("bearer wit_abc")), Some("wit_abc".into()));
+        let basic = base64::engine::general_purpose::STANDARD.encode("claude:wit_abc");
+        assert_eq!(token_of(&value(&format!("Basic {basic}"))), Some("wit_abc".into()));
+        assert_eq!(token_of(&value("Digest x")), None);
+        assert_eq!(token_of(&value("Basic !!!")), None);
+    }
+}

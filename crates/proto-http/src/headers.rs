@@ -1,0 +1,129 @@
+//! Which headers go on and how they are recorded. The client's credential headers are witness's
+//! own business (they carry the witness token) and never reach the upstream; neither do
+//! hop-by-hop headers, which describe one connection, not the request. The upstream gets the
+//! target's credential instead. In the record, every value that may be a secret (credentials,
+//! cookies, the target's own header names) is masked.
+
+use http::header::{self, HeaderMap, HeaderName};
+use serde_json::Value;
+
+/// What a masked value is recorded as.
+pub const MASKED: &str = "[masked]";
+
+/// Headers the client sends for witness (its token) or for a proxy: dropped before forwarding,
+/// the drop recorded.
+const CLIENT_CREDENTIALS: [HeaderName; 2] = [header::AUTHORIZATION, header::PROXY_AUTHORIZATION];
+
+/// Headers about one hop (RFC 9110 section 7.6.1), plus `Host`, which witness sets for the
+/// upstream, `Expect`, which witness has answered itself by reading the body, and `Upgrade`:
+/// witness does not relay other protocols (WebSocket) yet.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "proxy-authenticate",
+    "expect",
+];
+
+/// Headers a client uses to make a server take a request for another method (`POST` with
+/// `X-HTTP-Method-Override: DELETE`); a request with one is decided as the strictest.
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Names whose values are masked in records: credentials and cookies.
+const SECRET_NAMES: [&str; 5] = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"];
+
+/// Removes what must not reach the upstream from a client's headers: its credentials, hop-by-hop
+/// headers (and those `Connection` names) and headers the target's credential sets. Returns the
+/// names of the credential headers dropped, for the record.
+pub fn strip_for_upstream(headers: &mut HeaderMap, injected: &[HeaderName]) -> Vec<String> {
+    let mut dropped = Vec::new();
+    for name in CLIENT_CREDENTIALS.iter().chain(injected) {
+        if headers.remove(name).is_some() {
+            dropped.push(name.as_str().to_string());
+        }
+    }
+    strip_hop_by_hop(headers);
+    dropped
+}
+
+/// Removes hop-by-hop headers, and the headers a `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The method-override header a request carries, if any.
+pub fn method_override(headers: &HeaderMap) -> Option<&'static str> {
+    METHOD_OVERRIDES.into_iter().find(|name| headers.contains_key(*name))
+}
+
+/// Headers as recorded: `[name, value]` pairs in the order sent, secret values masked (and the
+/// target's own credential header names, `extra_secret`), other values as text.
+pub fn recorded(headers: &HeaderMap, extra_secret: &[HeaderName]) -> Value {
+    let pairs = headers
+        .iter()
+        .map(|(name, value)| {
+            let secret = SECRET_NAMES.contains(&name.as_str()) || extra_secret.contains(name);
+            let shown = if secret { MASKED.to_string() } else { witness_core::shown_text(value.as_bytes()).into_owned() };
+            Value::Array(vec![Value::String(name.as_str().to_string()), Value::String(shown)])
+        })
+        .collect();
+    Value::Array(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_hop_by_hop_headers_stay_behind() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer wit_secret".parse().unwrap());
+        headers.insert("proxy-authorization", "Basic eA==".parse().unwrap());
+        headers.insert("x-api-key", "client-made".parse().unwrap());
+        headers.insert("connection", "keep-alive, x-hop".parse().unwrap());
+        headers.insert("x-hop", "1".parse().unwrap());
+        headers.insert("upgrade", "websocket".parse().unwrap());
+        headers.insert("accept", "application/json".parse().unwrap());
+        let dropped = strip_for_upstream(&mut headers, &[HeaderName::from_static("x-api-key")]);
+        assert_eq!(dropped, ["authorization", "proxy-authorization", "x-api-key"]);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn secrets_are_masked_in_the_record() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer wit_secret".parse().unwrap());
+        headers.insert("cookie", "session=abc".parse().unwrap());
+        headers.insert("x-billing-key", "k".parse().unwrap());
+        headers.insert("accept", "*/*".parse().unwrap());
+        let shown = recorded(&headers, &[HeaderName::from_static("x-billing-key")]).to_string();
+        assert!(!shown.contains("wit_secret") && !shown.contains("abc") && !shown.contains("\"k\""), "{shown}");
+        assert!(shown.contains("[\"accept\",\"*/*\"]"), "{shown}");
+    }
+
+    #[test]
+    fn method_overrides_are_noticed() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(method_override(&headers), None);
+        headers.insert("X-HTTP-Method-Override", "DELETE".parse().unwrap());
+        assert_eq!(method_override(&headers), Some("x-http-method-override"));
+    }
+}
