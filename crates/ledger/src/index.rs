@@ -27,7 +27,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use witness_core::{kind, EventKind, Protocol, SessionId, SessionIdPrefix, SessionInfo};
 
 use crate::error::LedgerError;
-use crate::format::{decode_record, decode_segment_header, Record};
+use crate::format::{decode_record, decode_segment_header, Record, SEGMENT_HEADER_LEN};
 use crate::read::StoredHeader;
 use crate::segment::{list_segments, FrameItem, FrameIter};
 
@@ -342,10 +342,16 @@ impl Index {
         let mut added = 0;
         let mut batch = Vec::new();
         let mut last = resume;
+        let newest = segments.last().map(|s| s.idx);
         for segment in segments.iter().filter(|s| resume.is_none_or(|r| s.idx >= r.segment_idx)) {
             let bytes = std::fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
-            let header =
-                decode_segment_header(&bytes).map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
+            let header = match decode_segment_header(&bytes) {
+                Ok(header) => header,
+                // A running writer creates a segment and then writes its header: the newest one
+                // may have none yet, and holds no record until it has.
+                Err(_) if Some(segment.idx) == newest && bytes.len() < SEGMENT_HEADER_LEN => break,
+                Err(source) => return Err(LedgerError::BadSegment { segment: segment.path.clone(), source }),
+            };
             let frames = match resume {
                 Some(r) if r.segment_idx == segment.idx => FrameIter::starting_at(&bytes, r.offset, r.n_records),
                 _ => FrameIter::new(&bytes, header.first_ledger_seq),

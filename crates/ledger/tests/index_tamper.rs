@@ -319,7 +319,8 @@ fn the_running_ledger_rebuilds_an_edited_index_and_keeps_recording() {
     let (rebuilt, appended) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
             let mut n = 100;
-            while rebuilding.load(std::sync::atomic::Ordering::Acquire) || n < 2000 {
+            // Bounded, so that a rebuild that fails cannot leave it writing for ever.
+            while (rebuilding.load(std::sync::atomic::Ordering::Acquire) && n < 200_000) || n < 2000 {
                 sessions[n as usize % 3].append_blocking(&event(n, 16)).unwrap();
                 n += 1;
             }
