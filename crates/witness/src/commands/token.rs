@@ -110,10 +110,8 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
             if revoked.is_empty() {
                 println!("no active tokens to revoke");
             }
-            for t in &revoked {
-                audited::record(&data_dir, &kind::TOKEN_REVOKED, token_what(t), None)?;
-            }
             for t in revoked {
+                audited::record(&data_dir, &kind::TOKEN_REVOKED, token_what(&t), None)?;
                 println!("revoked {} ({}); its live sessions end within a second", t.id, t.identity);
             }
         }
