@@ -18,6 +18,9 @@
 //! * [`Sshd`] — a throw-away OpenSSH server (key-only login as the current
 //!   user) with its host key for pinning, plus [`SshKeyPair`] for making
 //!   further client keys.
+//! * [`KubeApiServer`] — a stand-in Kubernetes API server (Python's `http.server`) that the
+//!   real kubectl can list, watch, create, delete, read logs and exec through (WebSocket), and
+//!   that lists every request it got.
 //! * [`WebhookReceiver`] — a real HTTP server (Python's `http.server`) that keeps the POSTs
 //!   it gets, for the webhooks witness sends.
 //! * [`cpu_ticks`] — the CPU time a process (or its finished children) used,
@@ -26,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod kube;
 mod oidc;
 mod postgres;
 mod python;
@@ -33,6 +37,7 @@ mod sshd;
 mod util;
 mod webhooks;
 
+pub use kube::{KubeApiServer, KUBE_SECRET_MARKER};
 pub use oidc::{OidcProvider, AGENT_CLIENT, CONSOLE_CLIENT, CONSOLE_PEOPLE, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, CLEARTEXT_PASSWORD, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;
