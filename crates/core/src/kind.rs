@@ -113,9 +113,13 @@ pub const HTTP_RESPONSE: EventKind = named("http.response");
 pub const HTTP_REFUSED: EventKind = named("http.refused");
 /// The upstream could not be reached or broke off its answer.
 pub const HTTP_UPSTREAM_ERROR: EventKind = named("http.upstream_error");
+/// A piece of a WebSocket's traffic after an upgrade: the payload of one or more frames.
+pub const HTTP_WEBSOCKET: EventKind = named("http.websocket");
+/// A WebSocket relayed after an upgrade ended; the summary says how.
+pub const HTTP_WEBSOCKET_CLOSED: EventKind = named("http.websocket_closed");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 55] = [
+pub const ALL: [&EventKind; 57] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -171,6 +175,8 @@ pub const ALL: [&EventKind; 55] = [
     &HTTP_RESPONSE,
     &HTTP_REFUSED,
     &HTTP_UPSTREAM_ERROR,
+    &HTTP_WEBSOCKET,
+    &HTTP_WEBSOCKET_CLOSED,
 ];
 
 /// Kinds recorded before the naming rule, with the kind each means today.

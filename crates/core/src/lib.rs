@@ -22,7 +22,7 @@ pub use glob::Glob;
 pub use live::{AuthRefused, Interrupt, Subject};
 pub use login::PendingLogin;
 pub use principal::Principal;
-pub use request::{Request, SshOperation, UnknownSshOperation};
+pub use request::{KubeRequest, KubeResource, Request, SshOperation, UnknownSshOperation};
 pub use secret::Secret;
 pub use session::{InvalidSessionId, InvalidSessionIdPrefix, Protocol, SessionId, SessionIdPrefix, SessionInfo, UnknownProtocol};
 pub use verdict::{ApprovalOutcome, Held, Verdict};

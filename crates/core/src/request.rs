@@ -24,6 +24,46 @@ pub enum Request<'a> {
     /// cannot be sure the upstream reads the path the same way (`..`, an encoded slash); such a
     /// request is decided as the strictest path there is.
     Http { method: &'a str, path: &'a str, uncertain: Option<&'a str> },
+    /// A Kubernetes API request as the API server's authorizer reads it.
+    Kube(&'a KubeRequest),
+}
+
+/// A Kubernetes API request in the API server's own terms: a verb on a resource (in a namespace,
+/// perhaps by name), or a verb on a path that names no resource (`/version`, `/api`), with any
+/// impersonation its headers ask for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeRequest {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`, or
+    /// another the API server knows; for a path without a resource, the method in lower case.
+    pub verb: String,
+    /// The resource asked for; `None` for a path that names none.
+    pub resource: Option<KubeResource>,
+    /// The path as witness reads it (without the connection's prefix).
+    pub path: String,
+    /// Why witness cannot be sure the API server reads the request as witness does; it is then
+    /// decided as the strictest request there is.
+    pub uncertain: Option<String>,
+    /// What the request's `Impersonate-*` headers ask to act as: (`users`, `groups`, `uids` or
+    /// `userextras/KEY`, the value).
+    pub impersonate: Vec<(String, String)>,
+    /// For an exec: the command and its arguments it asks to run.
+    pub command: Vec<String>,
+}
+
+/// The resource of a Kubernetes API request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeResource {
+    /// The API group: empty for the core group (`/api/v1`), else e.g. `apps`.
+    pub group: String,
+    pub version: String,
+    /// `pods`, `secrets`, `deployments`, …
+    pub resource: String,
+    /// `exec`, `log`, `status`, … (empty for none).
+    pub subresource: String,
+    /// Empty for a cluster-scoped resource, or a list across every namespace.
+    pub namespace: String,
+    /// Empty for a collection.
+    pub name: String,
 }
 
 /// What a client asks an SSH target for.
@@ -74,7 +114,55 @@ impl Request<'_> {
             Request::Http { method, path, uncertain: Some(why) } => {
                 Cow::Owned(format!("{method} {path} (witness cannot read this path exactly: {why})"))
             }
+            Request::Kube(request) => Cow::Owned(request.to_string()),
         }
+    }
+}
+
+// === impl KubeRequest ===
+
+impl KubeRequest {
+    /// The resource as rules name it: `pods`, `pods/exec`; the path for a request without one.
+    pub fn resource_text(&self) -> Cow<'_, str> {
+        match &self.resource {
+            Some(r) if r.subresource.is_empty() => Cow::Borrowed(&r.resource),
+            Some(r) => Cow::Owned(format!("{}/{}", r.resource, r.subresource)),
+            None => Cow::Borrowed(&self.path),
+        }
+    }
+}
+
+/// `delete pods/api-2 in prod`, `get /version`, with what it impersonates and why it is uncertain.
+impl fmt::Display for KubeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.resource {
+            None => write!(f, "{} {}", self.verb, self.path)?,
+            Some(r) => {
+                write!(f, "{} {}", self.verb, r.resource)?;
+                if !r.group.is_empty() {
+                    write!(f, ".{}", r.group)?;
+                }
+                if !r.name.is_empty() {
+                    write!(f, " {}", r.name)?;
+                }
+                if !r.subresource.is_empty() {
+                    write!(f, " ({})", r.subresource)?;
+                }
+                if !r.namespace.is_empty() {
+                    write!(f, " in {}", r.namespace)?;
+                }
+            }
+        }
+        if !self.command.is_empty() {
+            write!(f, ": {}", self.command.join(" "))?;
+        }
+        for (what, value) in &self.impersonate {
+            write!(f, ", impersonating {what} {value}")?;
+        }
+        if let Some(why) = &self.uncertain {
+            write!(f, " (witness cannot read this request exactly: {why})")?;
+        }
+        Ok(())
     }
 }
 
@@ -138,5 +226,22 @@ mod tests {
         assert_eq!(Request::Ssh { operation: SshOperation::Shell, text: "" }.describe(), "shell");
         assert_eq!(Request::Ssh { operation: SshOperation::Exec, text: "ls -l" }.describe(), "exec: ls -l");
         assert_eq!(Request::Http { method: "GET", path: "/api/x", uncertain: None }.describe(), "GET /api/x");
+        let resource = KubeResource {
+            group: "apps".into(),
+            version: "v1".into(),
+            resource: "deployments".into(),
+            namespace: "prod".into(),
+            name: "web".into(),
+            ..KubeResource::default()
+        };
+        let delete = KubeRequest { verb: "delete".into(), resource: Some(resource), ..KubeRequest::default() };
+        assert_eq!(Request::Kube(&delete).describe(), "delete deployments.apps web in prod");
+        let version = KubeRequest {
+            verb: "get".into(),
+            path: "/version".into(),
+            impersonate: vec![("users".into(), "alice".into())],
+            ..KubeRequest::default()
+        };
+        assert_eq!(Request::Kube(&version).describe(), "get /version, impersonating users alice");
     }
 }

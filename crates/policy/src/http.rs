@@ -73,7 +73,7 @@ pub fn decide_http(policy: &Policy, caller: &Caller<'_>, method: &str, path: &st
 }
 
 fn matches_http(rule: &Rule, method: &str, path: &str, uncertain: Option<&str>, text: &str) -> bool {
-    if rule.is_ssh_rule() || !rule.sql.is_empty() || !rule.tables.is_empty() {
+    if rule.is_ssh_rule() || rule.is_kube_rule() || !rule.sql.is_empty() || !rule.tables.is_empty() {
         return false;
     }
     let strict = rule.action != crate::Action::Allow;

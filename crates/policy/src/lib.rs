@@ -2,7 +2,8 @@
 //!
 //! `classify` turns SQL text into statement classes and the tables they touch (sqlparser,
 //! PostgreSQL dialect); `decide` applies the configured rules to a request, `decide_ssh` to an
-//! SSH operation and its command line (`shell`), `decide_http` to an HTTP method and path. Which result values are hidden is masking's
+//! SSH operation and its command line (`shell`), `decide_http` to an HTTP method and path,
+//! `decide_kube` to a Kubernetes verb on a resource in a namespace. Which result values are hidden is masking's
 //! business (the witness-mask crate). Everything here is pure and synchronous: no I/O, no clocks, no async; it can be tested
 //! with data alone and never fails on I/O. Enforcement (refusing, waiting for approval) belongs to the gateway.
 
@@ -10,11 +11,13 @@
 
 mod classify;
 mod http;
+mod kube;
 mod rules;
 mod shell;
 
 pub use classify::{classify, Copies, SqlClass, Statement, UnknownSqlClass};
 pub use http::{decide_http, HttpRoute, InvalidHttpRoute};
+pub use kube::{decide_kube, InvalidKubeRoute, KubeRoute};
 pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Caller, Decision, Policy, Rule, UnknownAction};
 pub use shell::split_commands;
 pub use witness_core::{Glob, SshOperation, UnknownSshOperation};

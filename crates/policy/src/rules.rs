@@ -9,6 +9,7 @@ use regex::Regex;
 
 use crate::classify::{classify, SqlClass, Statement};
 use crate::http::HttpRoute;
+use crate::kube::KubeRoute;
 use crate::shell::{is_locale_variable, needs_a_rule, simple_commands};
 use witness_core::Glob;
 use witness_core::SshOperation;
@@ -58,6 +59,11 @@ pub struct Rule {
     pub ssh: Vec<SshOperation>,
     /// HTTP method-and-path globs (`GET /api/*`). A rule with any makes it an HTTP rule.
     pub http: Vec<HttpRoute>,
+    /// Kubernetes verb-and-resource globs (`delete pods`, `create pods/exec`). A rule with any
+    /// makes it a Kubernetes rule.
+    pub kube: Vec<KubeRoute>,
+    /// Kubernetes namespace globs. A rule with any makes it a Kubernetes rule.
+    pub namespaces: Vec<Glob>,
     /// Matched against the request's whole text (SQL, an SSH command line, or an HTTP request's
     /// `METHOD /path`).
     pub regex: Option<Regex>,
@@ -112,7 +118,10 @@ pub fn decide(policy: &Policy, caller: &Caller<'_>, sql: &str) -> (Decision, Vec
 /// caller and the default is allow (then the SQL need not be parsed at all).
 pub fn needs_statements(policy: &Policy, caller: &Caller<'_>) -> bool {
     policy.default != Action::Allow
-        || policy.rules.iter().any(|rule| !rule.is_ssh_rule() && !rule.is_http_rule() && rule.matches_caller(caller))
+        || policy
+            .rules
+            .iter()
+            .any(|rule| !rule.is_ssh_rule() && !rule.is_http_rule() && !rule.is_kube_rule() && rule.matches_caller(caller))
 }
 
 /// Decides on an SSH request: `operation` on the caller's connection, with `text` holding its
@@ -209,6 +218,8 @@ impl Rule {
             shell: Vec::new(),
             ssh: Vec::new(),
             http: Vec::new(),
+            kube: Vec::new(),
+            namespaces: Vec::new(),
             regex: None,
             action,
             message: None,
@@ -235,6 +246,16 @@ impl Rule {
         !self.http.is_empty()
     }
 
+    /// A rule about Kubernetes requests only (it names verbs, resources or namespaces).
+    pub fn is_kube_rule(&self) -> bool {
+        !self.kube.is_empty() || !self.namespaces.is_empty()
+    }
+
+    /// A rule about SQL, SSH or plain HTTP, which never applies to a Kubernetes request.
+    pub(crate) fn is_other_protocols_rule(&self) -> bool {
+        self.is_ssh_rule() || self.is_http_rule() || !self.sql.is_empty() || !self.tables.is_empty()
+    }
+
     pub(crate) fn decision(&self) -> Decision {
         match self.action {
             Action::Allow => Decision::Allow { rule: Some(self.name.clone()) },
@@ -245,7 +266,7 @@ impl Rule {
 
     /// `commands`: each simple command of the line with the forms it may be matched in.
     fn matches_ssh(&self, operation: SshOperation, line: &str, commands: &[Vec<String>]) -> bool {
-        if !self.sql.is_empty() || !self.tables.is_empty() || self.is_http_rule() {
+        if !self.sql.is_empty() || !self.tables.is_empty() || self.is_http_rule() || self.is_kube_rule() {
             return false;
         }
         // Forwardings and variables only by name: a rule about commands or everything must not
@@ -269,7 +290,7 @@ impl Rule {
     }
 
     fn matches_statement(&self, statement: &Statement, sql: &str) -> bool {
-        if self.is_ssh_rule() || self.is_http_rule() {
+        if self.is_ssh_rule() || self.is_http_rule() || self.is_kube_rule() {
             return false;
         }
         let unparsed = statement.classes.contains(&SqlClass::Unparsed);

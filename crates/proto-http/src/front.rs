@@ -19,7 +19,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,7 +34,7 @@ use witness_gate::{admit, Admission, Credential, Refusal, Registration, Stream, 
 use crate::body::{BoxError, Ending, Seen, Tap};
 use crate::recorder::{NotRecorded, Recorder};
 use crate::upstream::{Upstream, UpstreamBody};
-use crate::{headers, path, HttpFront, HttpTarget};
+use crate::{headers, kube, path, HttpFront, HttpTarget};
 
 /// The body witness sends clients.
 type ClientBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -64,6 +64,7 @@ pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: 
         login: Mutex::new(Some(login)),
         state: tokio::sync::Mutex::new(State::default()),
         ending: Arc::new(ending),
+        relays: Mutex::new(Vec::new()),
     });
     let service = {
         let client = client.clone();
@@ -77,7 +78,8 @@ pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: 
             .max_buf_size(MAX_HEAD_BYTES)
             .timer(TokioTimer::new())
             .header_read_timeout(HEAD_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service),
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades(),
     );
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -91,6 +93,11 @@ pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: 
     }
     // Bodies still streaming hold the sessions' recorders: they record how they ended as they go.
     drop(connection);
+    // An upgraded connection lives on in its relay, which ends with the session at the latest.
+    let relays = std::mem::take(&mut *client.relays.lock().unwrap_or_else(|p| p.into_inner()));
+    for relay in relays {
+        let _ = relay.await;
+    }
     let reason = ended.borrow().clone();
     let sessions = std::mem::take(&mut client.state.lock().await.sessions);
     let mut recordings = Vec::with_capacity(sessions.len());
@@ -133,6 +140,8 @@ struct Client<G> {
     state: tokio::sync::Mutex<State>,
     /// Set to why the connection must end (a session's credential was revoked, shutdown).
     ending: Arc<watch::Sender<Option<String>>>,
+    /// The relays of WebSockets upgraded on this connection.
+    relays: Mutex<Vec<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -167,13 +176,16 @@ impl Session {
 /// A request refused before it was decided on, or whose answer witness makes itself.
 struct Answer {
     status: StatusCode,
+    /// `error` and witness's other fields (`rule`, `approval_id`, `known_connections`).
     body: Value,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Said as a Kubernetes `Status` object, which kubectl prints.
+    kube: bool,
 }
 
 impl Answer {
     fn new(status: StatusCode, error: impl Into<String>) -> Answer {
-        Answer { status, body: json!({ "error": error.into() }), headers: Vec::new() }
+        Answer { status, body: json!({ "error": error.into() }), headers: Vec::new(), kube: false }
     }
 
     fn unauthorized(error: impl Into<String>) -> Answer {
@@ -183,7 +195,17 @@ impl Answer {
     }
 
     fn response(self) -> Response<ClientBody> {
-        let mut response = Response::new(Full::new(Bytes::from(self.body.to_string())).map_err(|never| match never {}).boxed());
+        let body = match (self.kube, self.body) {
+            (true, Value::Object(mut details)) => {
+                let message = match details.remove("error") {
+                    Some(Value::String(message)) => message,
+                    _ => String::new(),
+                };
+                kube::status(self.status.as_u16(), &message, details)
+            }
+            (_, body) => body,
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed());
         *response.status_mut() = self.status;
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in self.headers {
@@ -205,7 +227,7 @@ impl<G: witness_gate::Gate> Client<G> {
     }
 
     /// Authenticates, decides and forwards one request.
-    async fn forward(&self, state: &mut State, parts: Parts, mut body: Incoming, started: Instant) -> Result<Response<ClientBody>, Answer> {
+    async fn forward(&self, state: &mut State, parts: Parts, body: Incoming, started: Instant) -> Result<Response<ClientBody>, Answer> {
         let principal = self.authenticate(state, &parts.headers).await?;
         let gate = &self.front.gate;
         let settings = &self.front.settings;
@@ -239,20 +261,76 @@ impl<G: witness_gate::Gate> Client<G> {
             state.sessions.insert(name.clone(), session);
         }
         let session = state.sessions.get_mut(&name).expect("inserted above");
+        let rest = addressed.rest.to_string();
+        let kube = session.target.kube.is_some();
+        self.exchange(session, parts, body, &rest, started).await.map_err(|mut answer| {
+            answer.kube = kube;
+            answer
+        })
+    }
+
+    /// Records, decides and forwards one request of a session, and passes its answer on.
+    async fn exchange(
+        &self,
+        session: &mut Session,
+        mut parts: Parts,
+        mut body: Incoming,
+        rest: &str,
+        started: Instant,
+    ) -> Result<Response<ClientBody>, Answer> {
+        let gate = &self.front.gate;
+        let settings = &self.front.settings;
 
         // The request as rules read it, and its record.
-        let read = path::read(addressed.rest);
+        let read = path::read(rest);
         let override_header = headers::method_override(&parts.headers);
         let uncertain = read.uncertain.or(override_header.map(|_| "a method-override header, which some servers obey"));
+        let kube_request =
+            session.target.kube.as_ref().map(|_| kube::read_request(&parts.method, &read, parts.uri.query(), &parts.headers, uncertain));
+        let principal = &session.subject.principal;
+        let masks_secrets = match (&session.target.kube, &kube_request) {
+            (Some(target), Some(request)) => kube::about_secrets(request) && !target.reads_secrets(&principal.identity, &principal.groups),
+            _ => false,
+        };
         let mut forwarded_headers = parts.headers.clone();
         let credential_names = session.target.credential_names();
         let dropped = headers::strip_for_upstream(&mut forwarded_headers, &credential_names);
+        // A WebSocket upgrade is relayed (recorded frame by frame); other upgrades are not, and
+        // neither is one about secrets witness must mask (the API server then answers a plain
+        // request, which witness can read).
+        let upgrade = headers::websocket_upgrade(&parts.method, &parts.headers).filter(|_| !masks_secrets);
+        let client_upgrade = match upgrade {
+            Some(upgrade) => {
+                forwarded_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+                forwarded_headers.insert(header::UPGRADE, upgrade);
+                parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+            }
+            None => None,
+        };
+        if masks_secrets {
+            // Plain JSON, which witness can read and mask.
+            forwarded_headers.insert(header::ACCEPT, kube::json_accept(&parts.headers));
+            forwarded_headers.remove(header::ACCEPT_ENCODING);
+        }
         let mut seen = Seen::new(settings.max_body_recorded);
         let (replay, body_ended) = read_start(&mut body, &mut seen)
             .await
             .map_err(|e| Answer::new(StatusCode::BAD_REQUEST, format!("witness could not read the request body: {e}")))?;
-        let event = request_event(&parts, addressed.rest, &read.path, uncertain, &dropped, &credential_names, &seen, body_ended);
-        let request = witness_core::Request::Http { method: parts.method.as_str(), path: &read.path, uncertain };
+        let mut event = request_event(&parts, rest, &read.path, uncertain, &dropped, &credential_names, &seen, body_ended);
+        if client_upgrade.is_some() {
+            event = event.with_attr("upgrade", "websocket");
+        }
+        if let Some(request) = &kube_request {
+            event = event.with_attr("kube", kube::recorded(request));
+            if masks_secrets {
+                withhold_secret_data(&mut event, body_ended);
+            }
+        }
+        let request = match &kube_request {
+            Some(request) => witness_core::Request::Kube(request),
+            None => witness_core::Request::Http { method: parts.method.as_str(), path: &read.path, uncertain },
+        };
+        let watching = kube_request.as_ref().is_some_and(|request| request.verb == "watch");
         let verdict = gate.decide(&session.subject, request);
         let approval_id = match &verdict {
             Verdict::Hold(held) => Some(held.approval_id.clone()),
@@ -270,7 +348,7 @@ impl<G: witness_gate::Gate> Client<G> {
         // Forward it, with the target's credential instead of the client's.
         let target = session.target.clone();
         let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-        let uri: http::Uri = format!("{}{}{query}", target.base_path, addressed.rest)
+        let uri: http::Uri = format!("{}{}{query}", target.base_path, rest)
             .parse()
             .map_err(|_| Answer::new(StatusCode::BAD_REQUEST, "witness cannot forward this path"))?;
         forwarded_headers.insert(header::HOST, target.authority.clone());
@@ -300,18 +378,74 @@ impl<G: witness_gate::Gate> Client<G> {
             }
         };
 
+        // An upgrade: the answer is passed on and the WebSocket relayed from here.
+        let mut response = response;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                let message = format!("the upstream of {} switched protocols though the client did not ask to", target.name);
+                session.recorder.record_later(Event::note(kind::HTTP_UPSTREAM_ERROR, Direction::Gateway, message.clone()));
+                return Err(Answer::new(StatusCode::BAD_GATEWAY, message));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let (mut response_parts, _) = response.into_parts();
+            let subprotocol = response_parts.headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let channels = session.target.kube.is_some() && crate::websocket::is_kube_channels(subprotocol);
+            let recorded_headers = headers::recorded(&response_parts.headers, &credential_names);
+            let answered = started.elapsed();
+            session.recorder.record_later(
+                response_event(response_parts.status, recorded_headers, answered, answered, &Seen::new(0), &Ending::Complete)
+                    .with_attr("upgrade", "websocket"),
+            );
+            if let Some(id) = approval_header {
+                response_parts.headers.insert(APPROVAL_HEADER, id);
+            }
+            let relay =
+                crate::upgrade::relay(client_upgrade, upstream_upgrade, session.recorder.clone(), session.interrupt.clone(), channels);
+            self.relays.lock().unwrap_or_else(|p| p.into_inner()).push(tokio::spawn(relay));
+            let empty = Full::new(Bytes::new()).map_err(|never| match never {}).boxed();
+            return Ok(Response::from_parts(response_parts, empty));
+        }
+
         // Pass the answer on, recording it as its body ends.
         let answered = started.elapsed();
         let (mut response_parts, response_body) = response.into_parts();
         headers::strip_hop_by_hop(&mut response_parts.headers);
+        let response_body = if masks_secrets {
+            let bodyless = parts.method == Method::HEAD || matches!(response_parts.status.as_u16(), 204 | 304);
+            match masked_secrets(&mut response_parts, response_body, watching, bodyless).await {
+                Ok(body) => Either::Right(body),
+                Err(why) => {
+                    let message = format!(
+                        "the API server of {} answered about secrets in a form witness cannot mask ({why}); nothing of it was passed on",
+                        target.name
+                    );
+                    session.recorder.record_later(Event::note(kind::HTTP_UPSTREAM_ERROR, Direction::Gateway, message.clone()));
+                    return Err(Answer::new(StatusCode::BAD_GATEWAY, message));
+                }
+            }
+        } else {
+            Either::Left(response_body)
+        };
         let recorded_headers = headers::recorded(&response_parts.headers, &credential_names);
         if let Some(id) = approval_header {
+            if session.target.kube.is_some() {
+                // kubectl prints warnings: the person at it learns why the request took so long.
+                let said =
+                    format!("299 - \"witness held this request for approval {} and it was approved\"", id.to_str().unwrap_or_default());
+                if let Ok(warning) = HeaderValue::from_str(&said) {
+                    response_parts.headers.append(header::WARNING, warning);
+                }
+            }
             response_parts.headers.insert(APPROVAL_HEADER, id);
         }
         let recorder = session.recorder.clone();
         let status = response_parts.status;
         let download = Tap::new(response_body, Seen::new(settings.max_body_recorded), VecDeque::new(), move |seen, ending| {
-            recorder.record_later(response_event(status, recorded_headers, answered, started.elapsed(), &seen, &ending));
+            let mut event = response_event(status, recorded_headers, answered, started.elapsed(), &seen, &ending);
+            if masks_secrets {
+                event = event.with_attr("secret_data", "masked");
+            }
+            recorder.record_later(event);
         });
         Ok(Response::from_parts(response_parts, ClientBody::new(download)))
     }
@@ -363,7 +497,7 @@ impl<G: witness_gate::Gate> Client<G> {
         let info = SessionInfo {
             identity: principal.identity.clone(),
             connection: target.name.clone(),
-            protocol: Protocol::Http,
+            protocol: target.protocol(),
             task: principal.task.clone(),
             client_addr: Some(self.peer.to_string()),
         };
@@ -491,6 +625,56 @@ fn request_event(
         event = event.with_attr("note", "CONNECT is forwarded as a plain request; witness does not tunnel");
     }
     event
+}
+
+/// Keeps Secret data out of a request's record: a whole JSON body is recorded with its data
+/// masked; any other body (cut at the cap, YAML, protobuf) is not recorded, nor is its digest.
+fn withhold_secret_data(event: &mut Event, body_ended: bool) {
+    event.attrs.remove("body_digest");
+    if event.payload.is_empty() {
+        return;
+    }
+    match kube::mask_document(&event.payload) {
+        Ok((masked, count)) if body_ended => {
+            event.payload = masked;
+            event.attrs.insert("body_recorded".into(), json!(event.payload.len()));
+            event.attrs.insert("secret_values_masked".into(), json!(count));
+        }
+        _ => {
+            event.payload = Vec::new();
+            event.payload_type = PayloadType::Empty;
+            event.attrs.insert("body_recorded".into(), json!(0));
+            event.attrs.insert("body_withheld".into(), json!("it may hold Secret data witness cannot mask"));
+        }
+    }
+}
+
+/// An answer about secrets with their data masked: a watch event by event, anything else read
+/// whole (up to [`kube::MAX_MASKED_BYTES`]) and masked at once. An error says why witness cannot
+/// mask it (not JSON, compressed, too large).
+async fn masked_secrets(parts: &mut http::response::Parts, body: Incoming, watching: bool, bodyless: bool) -> Result<ClientBody, String> {
+    if bodyless {
+        return Ok(ClientBody::new(body.map_err(BoxError::from)));
+    }
+    if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
+        return Err(format!("encoded as {}", witness_core::shown_text(encoding.as_bytes())));
+    }
+    if !kube::is_json(&parts.headers) {
+        let kind = parts.headers.get(header::CONTENT_TYPE).map(|v| witness_core::shown_text(v.as_bytes()).into_owned());
+        return Err(format!("content type {}", kind.as_deref().unwrap_or("not given")));
+    }
+    if watching {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Ok(ClientBody::new(kube::MaskedWatch::new(body)));
+    }
+    let whole = http_body_util::Limited::new(body, kube::MAX_MASKED_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("the answer could not be read whole: {e}"))?
+        .to_bytes();
+    let (masked, _) = kube::mask_document(&whole).map_err(|e| format!("not JSON: {e}"))?;
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
+    Ok(ClientBody::new(Full::new(Bytes::from(masked)).map_err(|never| match never {})))
 }
 
 /// The record of a request body longer than its request's record holds, as it ended.

@@ -16,7 +16,7 @@ const CLIENT_CREDENTIALS: [HeaderName; 2] = [header::AUTHORIZATION, header::PROX
 
 /// Headers about one hop (RFC 9110 section 7.6.1), plus `Host`, which witness sets for the
 /// upstream, `Expect`, which witness has answered itself by reading the body, and `Upgrade`:
-/// witness does not relay other protocols (WebSocket) yet.
+/// witness sets it again for a WebSocket upgrade, the only one it relays.
 const HOP_BY_HOP: [&str; 10] = [
     "connection",
     "keep-alive",
@@ -66,6 +66,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// The `Upgrade` value of a WebSocket upgrade request (a `GET` with `Connection: upgrade` and
+/// `Upgrade: websocket`), to be sent on; None for any other request.
+pub fn websocket_upgrade(method: &http::Method, headers: &HeaderMap) -> Option<http::HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let websocket = upgrade.to_str().ok()?.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket"));
+    (method == http::Method::GET && asks && websocket).then(|| upgrade.clone())
 }
 
 /// The method-override header a request carries, if any.

@@ -7,6 +7,10 @@
 //! body's length and digest) before it is decided on and forwarded; every response as its body
 //! ends. Bodies stream through; only their first bytes, up to a cap, are held.
 //!
+//! A connection may be a Kubernetes API server (`kube`): its requests are then read and decided
+//! as the API server's authorizer reads them, witness's refusals are `Status` objects kubectl
+//! prints, and Secret data is masked for whoever is not named to see it.
+//!
 //! This crate knows HTTP and nothing of tokens, policy rules or the ledger's format: it asks its
 //! [`Gate`] who a client is, which target a connection name means, where to record and whether
 //! each request may go on, and puts each request through the gate's one admission path.
@@ -16,9 +20,12 @@
 pub mod body;
 mod front;
 pub mod headers;
+pub mod kube;
 pub mod path;
 mod recorder;
+mod upgrade;
 mod upstream;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +36,7 @@ use witness_core::Secret;
 pub use witness_gate::Gate;
 
 pub use front::serve_client;
+pub use kube::KubeTarget;
 
 /// The recording cap for bodies when none is configured: 64 KiB of each.
 pub const DEFAULT_MAX_BODY_RECORDED: usize = 64 << 10;
@@ -85,6 +93,9 @@ pub struct HttpTarget {
     pub(crate) tls: Option<UpstreamTls>,
     /// The headers witness adds to every forwarded request (sensitive: never logged).
     pub(crate) credential: Vec<(HeaderName, HeaderValue)>,
+    /// For a Kubernetes API server: requests are read and decided as Kubernetes requests,
+    /// refusals are `Status` objects, and Secret data is masked.
+    pub(crate) kube: Option<KubeTarget>,
 }
 
 /// TLS towards an `https` upstream.
@@ -172,7 +183,23 @@ impl HttpTarget {
             base_path: uri.path().trim_end_matches('/').to_string(),
             tls,
             credential,
+            kube: None,
         })
+    }
+
+    /// Makes this target a Kubernetes API server.
+    pub fn kubernetes(mut self, settings: KubeTarget) -> HttpTarget {
+        self.kube = Some(settings);
+        self
+    }
+
+    /// The protocol its sessions are recorded as.
+    pub fn protocol(&self) -> witness_core::Protocol {
+        if self.kube.is_some() {
+            witness_core::Protocol::Kubernetes
+        } else {
+            witness_core::Protocol::Http
+        }
     }
 
     /// host:port, for messages.

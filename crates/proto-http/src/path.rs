@@ -111,7 +111,7 @@ pub fn read(raw: &str) -> ReadPath {
 }
 
 /// Percent-decodes one segment; an error says why it cannot be read.
-fn decode(segment: &str) -> Result<String, &'static str> {
+pub(crate) fn decode(segment: &str) -> Result<String, &'static str> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -82,7 +82,7 @@ async fn connect(target: &HttpTarget, timeout: Duration) -> Result<SendRequest<U
             .await
             .map_err(|source| UpstreamError::Http { address: address.clone(), source })?;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "an upstream HTTP connection ended");
             }
         });

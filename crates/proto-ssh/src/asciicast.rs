@@ -1,6 +1,8 @@
 //! A recorded terminal as asciicast v2 (the format asciinema plays): the session's first channel
 //! with a pty (else its first channel with output), its output (`o`), input (`i`) and resizes
-//! (`r`), timed by when the ledger recorded them. `witness replay` plays it in the terminal and
+//! (`r`), timed by when the ledger recorded them. A Kubernetes exec (`kubectl exec -it`) plays
+//! the same way from its WebSocket's channels: stdout and stderr as output, stdin as input, and
+//! the terminal sizes it sent as resizes. `witness replay` plays it in the terminal and
 //! `witness export --format asciicast` writes it.
 //!
 //! Pure: it reads events already read from the ledger and writes to any `Write`.
@@ -43,14 +45,23 @@ pub enum FrameCode {
 /// Terminal size when the client asked for no pty.
 const DEFAULT_SIZE: (u32, u32) = (80, 24);
 
+/// Kubernetes' exec channels (`v4`/`v5.channel.k8s.io`).
+const KUBE_STDIN: u64 = 0;
+const KUBE_STDOUT: u64 = 1;
+const KUBE_STDERR: u64 = 2;
+const KUBE_RESIZE: u64 = 4;
+
 /// The cast of a session's terminal, or None when no channel of it has a pty or output.
 pub fn from_events(events: &[StoredEvent]) -> Option<Cast> {
     let channel_of = |e: &StoredEvent| e.attrs.get("channel").and_then(|c| c.as_u64());
-    let channel = events
+    let Some(channel) = events
         .iter()
         .find(|e| e.kind == kind::SSH_PTY.as_str())
         .and_then(channel_of)
-        .or_else(|| events.iter().find(|e| e.kind == kind::SSH_OUTPUT.as_str()).and_then(channel_of))?;
+        .or_else(|| events.iter().find(|e| e.kind == kind::SSH_OUTPUT.as_str()).and_then(channel_of))
+    else {
+        return from_kube_exec(events);
+    };
     let mine: Vec<&StoredEvent> = events.iter().filter(|e| channel_of(e) == Some(channel)).collect();
     let start_ns = mine.first()?.time_ns;
     let pty = mine.iter().find(|e| e.kind == kind::SSH_PTY.as_str());
@@ -58,21 +69,64 @@ pub fn from_events(events: &[StoredEvent]) -> Option<Cast> {
     let (width, height) =
         pty.map(|e| (size(e, "cols").unwrap_or(DEFAULT_SIZE.0), size(e, "rows").unwrap_or(DEFAULT_SIZE.1))).unwrap_or(DEFAULT_SIZE);
     let term = pty.and_then(|e| e.attrs.get("term")).and_then(|t| t.as_str()).map(str::to_string);
+    let frames = frames_of(&mine, start_ns, |e| match e.kind.as_str() {
+        k if k == kind::SSH_OUTPUT.as_str() => Step::Text(FrameCode::Output),
+        k if k == kind::SSH_INPUT.as_str() => Step::Text(FrameCode::Input),
+        k if k == kind::SSH_RESIZE.as_str() => match (size(e, "cols"), size(e, "rows")) {
+            (Some(cols), Some(rows)) => Step::Resize(cols, rows),
+            _ => Step::Skip,
+        },
+        _ => Step::Skip,
+    });
+    Some(Cast { width, height, timestamp: start_ns / 1_000_000_000, term, channel, frames })
+}
+
+/// The cast of a Kubernetes exec's WebSocket, or None when it printed nothing.
+fn from_kube_exec(events: &[StoredEvent]) -> Option<Cast> {
+    let channel_of = |e: &StoredEvent| e.attrs.get("channel").and_then(|c| c.as_u64());
+    let mine: Vec<&StoredEvent> = events.iter().filter(|e| e.kind == kind::HTTP_WEBSOCKET.as_str() && channel_of(e).is_some()).collect();
+    if !mine.iter().any(|e| matches!(channel_of(e), Some(KUBE_STDOUT | KUBE_STDERR))) {
+        return None;
+    }
+    let start_ns = mine.first()?.time_ns;
+    let resize = |e: &StoredEvent| {
+        let size: serde_json::Value = serde_json::from_slice(e.payload.as_deref()?).ok()?;
+        Some((size.get("Width")?.as_u64()? as u32, size.get("Height")?.as_u64()? as u32))
+    };
+    let (width, height) = mine.iter().filter(|e| channel_of(e) == Some(KUBE_RESIZE)).find_map(|e| resize(e)).unwrap_or(DEFAULT_SIZE);
+    let frames = frames_of(&mine, start_ns, |e| match channel_of(e) {
+        Some(KUBE_STDOUT | KUBE_STDERR) => Step::Text(FrameCode::Output),
+        Some(KUBE_STDIN) => Step::Text(FrameCode::Input),
+        Some(KUBE_RESIZE) => resize(e).map_or(Step::Skip, |(cols, rows)| Step::Resize(cols, rows)),
+        _ => Step::Skip,
+    });
+    Some(Cast { width, height, timestamp: start_ns / 1_000_000_000, term: None, channel: KUBE_STDOUT, frames })
+}
+
+/// What an event is to a cast.
+enum Step {
+    /// Its payload is terminal text of this kind.
+    Text(FrameCode),
+    /// The terminal's new size: columns, rows.
+    Resize(u32, u32),
+    Skip,
+}
+
+/// The frames of `events`, timed from `start_ns`, each read as `step` says.
+fn frames_of(events: &[&StoredEvent], start_ns: i64, step: impl Fn(&StoredEvent) -> Step) -> Vec<Frame> {
     let mut frames = Vec::new();
-    // Output chunks may end inside a UTF-8 character; the rest comes with the next chunk.
-    let mut carry_output = Vec::new();
-    let mut carry_input = Vec::new();
-    for e in mine {
+    // Chunks may end inside a UTF-8 character; the rest comes with the next chunk.
+    let (mut carry_output, mut carry_input) = (Vec::new(), Vec::new());
+    for e in events {
         let time = (e.time_ns - start_ns).max(0) as f64 / 1e9;
-        let (code, carry) = match e.kind.as_str() {
-            k if k == kind::SSH_OUTPUT.as_str() => (FrameCode::Output, &mut carry_output),
-            k if k == kind::SSH_INPUT.as_str() => (FrameCode::Input, &mut carry_input),
-            k if k == kind::SSH_RESIZE.as_str() => {
-                let (Some(cols), Some(rows)) = (size(e, "cols"), size(e, "rows")) else { continue };
+        let (code, carry) = match step(e) {
+            Step::Text(FrameCode::Input) => (FrameCode::Input, &mut carry_input),
+            Step::Text(code) => (code, &mut carry_output),
+            Step::Resize(cols, rows) => {
                 frames.push(Frame { time, code: FrameCode::Resize, data: format!("{cols}x{rows}") });
                 continue;
             }
-            _ => continue,
+            Step::Skip => continue,
         };
         let Some(payload) = &e.payload else { continue };
         carry.extend_from_slice(payload);
@@ -81,7 +135,7 @@ pub fn from_events(events: &[StoredEvent]) -> Option<Cast> {
             frames.push(Frame { time, code, data: text });
         }
     }
-    Some(Cast { width, height, timestamp: start_ns / 1_000_000_000, term, channel, frames })
+    frames
 }
 
 /// Takes the longest prefix of `bytes` that does not end inside a UTF-8 character, as text
@@ -192,5 +246,25 @@ mod tests {
         let cast = from_events(&events).unwrap();
         assert_eq!((cast.width, cast.height, cast.channel), (80, 24, 3));
         assert!(from_events(&[event("ssh.exec", 0, 0, json!({}), b"ls")]).is_none());
+    }
+
+    #[test]
+    fn a_kubernetes_exec_becomes_an_asciicast() {
+        let events = vec![
+            event("http.request", 0, 9, json!({}), b""),
+            event("http.websocket", 10, 4, json!({}), br#"{"Width":132,"Height":43}"#),
+            event("http.websocket", 20, 1, json!({}), b"$ "),
+            event("http.websocket", 30, 0, json!({}), b"ls\r"),
+            event("http.websocket", 40, 2, json!({}), b"oops"),
+            event("http.websocket", 50, 3, json!({}), br#"{"status":"Success"}"#),
+        ];
+        let cast = from_events(&events).unwrap();
+        assert_eq!((cast.width, cast.height), (132, 43));
+        let frames: Vec<(FrameCode, &str)> = cast.frames.iter().map(|f| (f.code, f.data.as_str())).collect();
+        assert_eq!(
+            frames,
+            [(FrameCode::Resize, "132x43"), (FrameCode::Output, "$ "), (FrameCode::Input, "ls\r"), (FrameCode::Output, "oops")]
+        );
+        assert!(from_events(&[event("http.websocket", 0, 0, json!({}), b"stdin only")]).is_none());
     }
 }

@@ -17,7 +17,9 @@ use witness_proto_pg::FrontAuth;
 mod connections;
 mod limits;
 mod notify;
-pub use connections::{ConnectionConfig, HttpConnection, LoginConfig, PostgresConnection, SecretSource, SshConnection};
+pub use connections::{
+    ConnectionConfig, HttpConnection, KubernetesConnection, LoginConfig, PostgresConnection, SecretSource, SshConnection,
+};
 pub use limits::LimitsSection;
 pub use notify::{NotifyConfig, NotifyFormat, NotifyTarget};
 
@@ -193,6 +195,12 @@ pub struct RuleConfig {
     /// HTTP method-and-path globs, e.g. "GET /api/*" or "* /admin/*".
     #[serde(default)]
     pub http: Vec<String>,
+    /// Kubernetes verb-and-resource globs, e.g. "delete pods", "create pods/exec", "* secrets".
+    #[serde(default)]
+    pub kube: Vec<String>,
+    /// Kubernetes namespace globs, e.g. "prod-*".
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     /// A regular expression matched against the request's text.
     pub regex: Option<String>,
     /// allow | deny | approve
@@ -488,7 +496,7 @@ impl Config {
                 return invalid(key("name"), "is used by two connections; names must be unique".into());
             }
             // An HTTP connection has a URL, which its own check reads.
-            if !matches!(c, ConnectionConfig::Http(_)) && !c.address().contains(':') {
+            if !matches!(c, ConnectionConfig::Http(_) | ConnectionConfig::Kubernetes(_)) && !c.address().contains(':') {
                 return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address()));
             }
             c.check(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
@@ -624,6 +632,14 @@ impl Config {
             rule.groups = r.groups.clone();
             rule.sql = parsed_each(&r.sql).map_err(|e: witness_policy::UnknownSqlClass| invalid(key("sql"), e.to_string()))?;
             rule.http = parsed_each(&r.http).map_err(|e: witness_policy::InvalidHttpRoute| invalid(key("http"), e.to_string()))?;
+            rule.kube = parsed_each(&r.kube).map_err(|e: witness_policy::InvalidKubeRoute| invalid(key("kube"), e.to_string()))?;
+            rule.namespaces = r.namespaces.iter().map(|n| Glob::new(n)).collect();
+            if rule.is_kube_rule() && (rule.is_http_rule() || rule.is_ssh_rule() || !rule.sql.is_empty() || !rule.tables.is_empty()) {
+                return Err(invalid(
+                    key("kube / namespaces"),
+                    "a rule is about Kubernetes (kube, namespaces), HTTP (http), SQL (sql, tables) or SSH (shell, ssh), one of them; split it".into(),
+                ));
+            }
             if rule.is_http_rule() && (rule.is_ssh_rule() || !rule.sql.is_empty() || !rule.tables.is_empty()) {
                 return Err(invalid(
                     key("http"),
@@ -715,7 +731,7 @@ mod tests {
         check(&format!("{PG}{PG}"), Err("unique"));
         check(
             &PG.replace("postgres\"", "ftp\""),
-            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\", \"ssh\" or \"http\""),
+            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\", \"ssh\", \"http\" or \"kubernetes\""),
         );
         check(&PG.replace("protocol = \"postgres\"\n", ""), Err("connection \"pg-local\": say which protocol it speaks"));
         check(&PG.replace("127.0.0.1:5432", "db.internal"), Err("no port"));
@@ -805,6 +821,17 @@ mod tests {
         check(&format!("{rule}http = [\"GET /api/*\"]\naction = \"deny\"\n"), Ok(("./witness-data", Durability::Write, 0)));
         check(&format!("{rule}http = [\"GET\"]\naction = \"deny\"\n"), Err("invalid http route"));
         check(&format!("{rule}http = [\"GET /x\"]\nsql = [\"drop\"]\naction = \"deny\"\n"), Err("split it"));
+        let kube = "[[connections]]\nname = \"k8s\"\nprotocol = \"kubernetes\"\nurl = \"https://10.0.0.1:6443\"\n";
+        check(&format!("{kube}token_env = \"T\"\nsecret_readers = [\"alice\"]\n"), Ok(("./witness-data", Durability::Write, 1)));
+        check(kube, Err("give witness's own token"));
+        check(&format!("{kube}token_env = \"T\"\ntoken_file = \"t\"\n"), Err("set one or the other"));
+        check(&format!("{kube}token_env = \"T\"\nbearer_env = \"B\"\n"), Err("unknown field `bearer_env`"));
+        check(
+            &format!("{rule}kube = [\"delete pods\"]\nnamespaces = [\"prod-*\"]\naction = \"deny\"\n"),
+            Ok(("./witness-data", Durability::Write, 0)),
+        );
+        check(&format!("{rule}kube = [\"delete\"]\naction = \"deny\"\n"), Err("invalid kube entry"));
+        check(&format!("{rule}namespaces = [\"prod\"]\nhttp = [\"GET /x\"]\naction = \"deny\"\n"), Err("split it"));
         let mask = "[[masking]]\nname = \"pii\"\n";
         check(
             &format!("{mask}columns = [\"*.email\"]\ndetectors = [\"email\", \"secrets\"]\n"),

@@ -177,6 +177,17 @@ impl Gate for Gateway {
                 let classes = if uncertain.is_some() { vec!["http".into(), "uncertain-path".into()] } else { vec!["http".into()] };
                 self.verdict(subject, &request, decision, classes)
             }
+            Request::Kube(kube) => {
+                let decision = witness_policy::decide_kube(&self.rules.policy(), &caller(subject), kube);
+                let mut classes = vec!["kube".to_string(), kube.verb.clone()];
+                if kube.uncertain.is_some() {
+                    classes.push("uncertain-request".into());
+                }
+                if !kube.impersonate.is_empty() {
+                    classes.push("impersonation".into());
+                }
+                self.verdict(subject, &request, decision, classes)
+            }
         };
         self.counts.decided(subject.info.protocol, &subject.info.connection, &verdict);
         verdict

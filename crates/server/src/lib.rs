@@ -41,7 +41,7 @@ use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetA
 
 use crate::accept::{accept_loop, Listener, Opening};
 use crate::audit::{AuditTrail, RefusedLogins};
-use crate::config::{ConnectionConfig, HttpConnection, PostgresConnection, SshConnection};
+use crate::config::{ConnectionConfig, HttpConnection, KubernetesConnection, PostgresConnection, SshConnection};
 use crate::counts::Counts;
 use crate::identities::Identities;
 use crate::logins::Logins;
@@ -349,6 +349,7 @@ fn targets(config: &Config, config_name: &Path) -> Result<Targets, ServeError> {
             ConnectionConfig::Postgres(c) => targets.insert(c.name.clone(), pg_target(i, c, config_name)?),
             ConnectionConfig::Ssh(c) => targets.insert(c.name.clone(), ssh_target(c)?),
             ConnectionConfig::Http(c) => targets.insert(c.name.clone(), http_target(c)?),
+            ConnectionConfig::Kubernetes(c) => targets.insert(c.name.clone(), kube_target(c)?),
         }
     }
     Ok(targets)
@@ -404,11 +405,28 @@ fn ssh_target(c: &SshConnection) -> Result<SshTarget, ServeError> {
 }
 
 fn http_target(c: &HttpConnection) -> Result<HttpTarget, ServeError> {
-    let failed = |e: String| ServeError::Target(format!("connection {}: {e}", c.name));
-    let tls = if c.url.starts_with("https://") {
-        witness_proto_pg::client_config(witness_proto_pg::TlsMode::VerifyFull, c.ca_file.as_deref()).map_err(|e| failed(e.to_string()))?
-    } else {
-        None
+    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref())?;
+    HttpTarget::new(&c.name, &c.url, c.credentials().map_err(ServeError::Target)?, tls)
+        .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))
+}
+
+fn kube_target(c: &KubernetesConnection) -> Result<HttpTarget, ServeError> {
+    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref())?;
+    let token = c.token().map_err(ServeError::Target)?;
+    let settings = witness_proto_http::KubeTarget {
+        secret_readers: c.secret_readers.iter().map(|g| witness_core::Glob::new(g)).collect(),
+        secret_reader_groups: c.secret_reader_groups.clone(),
     };
-    HttpTarget::new(&c.name, &c.url, c.credentials().map_err(ServeError::Target)?, tls).map_err(|e| failed(e.to_string()))
+    HttpTarget::new(&c.name, &c.url, vec![witness_proto_http::UpstreamCredential::Bearer(token)], tls)
+        .map(|target| target.kubernetes(settings))
+        .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))
+}
+
+/// TLS towards an `https` upstream, its certificate checked against `ca_file` or the system's CAs.
+fn upstream_tls(name: &str, url: &str, ca_file: Option<&Path>) -> Result<Option<Arc<rustls::ClientConfig>>, ServeError> {
+    if !url.starts_with("https://") {
+        return Ok(None);
+    }
+    witness_proto_pg::client_config(witness_proto_pg::TlsMode::VerifyFull, ca_file)
+        .map_err(|e| ServeError::Target(format!("connection {name}: {e}")))
 }

@@ -680,6 +680,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # ---- watch ---------------------------------------------------------------------------
 
     def watch(self, resource, namespace):
+        if self.headers.get('upgrade', '').lower() == 'websocket':
+            return self.watch_over_websocket(resource, namespace)
         labels = parse_selector(self.query.get('labelSelector', [''])[0])
         fields = parse_selector(self.query.get('fieldSelector', [''])[0])
         seconds = None
@@ -728,6 +730,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_chunk((json.dumps({'type': kind, 'object': shown}) + '\n').encode())
         self.end_chunked()
 
+    def switch_to_websocket(self, subprotocol):
+        """Answers the upgrade request with 101; the connection carries WebSocket frames from here."""
+        key = self.headers.get('sec-websocket-key', '')
+        accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+        self.send_response(101, 'Switching Protocols')
+        self.send_header('Upgrade', 'websocket')
+        self.send_header('Connection', 'Upgrade')
+        self.send_header('Sec-WebSocket-Accept', accept)
+        if subprotocol:
+            self.send_header('Sec-WebSocket-Protocol', subprotocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+
+    def watch_over_websocket(self, resource, namespace):
+        """A watch over WebSocket, as the API server serves one to a client that asks for it: the
+        current objects as ADDED events, one text message each, then a close."""
+        with STORE.changed:
+            objects, _ = STORE.list(resource, namespace)
+        self.switch_to_websocket(None)
+        frames = ExecSession(self.rfile, self.wfile, self.connection, False, False)
+        for obj in objects:
+            frames.write_frame(0x1, json.dumps({'type': 'ADDED', 'object': obj}).encode())
+        frames.write_frame(0x8, (1000).to_bytes(2, 'big'))
+        self.wfile.flush()
+
     # ---- pods/log and pods/exec ----------------------------------------------------------
 
     def subresource(self, resource, namespace, name, sub):
@@ -773,16 +801,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         chosen = next((p for p in EXEC_SUBPROTOCOLS if p in offered), None)
         if chosen is None:
             raise ApiError(400, 'BadRequest', f'none of the offered subprotocols {offered} is supported')
-        key = self.headers.get('sec-websocket-key', '')
-        accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
-        self.send_response(101, 'Switching Protocols')
-        self.send_header('Upgrade', 'websocket')
-        self.send_header('Connection', 'Upgrade')
-        self.send_header('Sec-WebSocket-Accept', accept)
-        self.send_header('Sec-WebSocket-Protocol', chosen)
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
+        self.switch_to_websocket(chosen)
         command = self.query.get('command', [])
         tty = self.query.get('tty', [''])[0] == 'true'
         stdin = self.query.get('stdin', [''])[0] == 'true'

@@ -1,6 +1,6 @@
 //! The `witness` binary: the gateway process (`serve`) and the command line tools that read its
 //! ledger (`sessions`, `replay`, `verify`, `export`, `checkpoint`), manage credentials (`token`,
-//! `identity`), decide held requests through its API
+//! `identity`, `kubeconfig`), decide held requests through its API
 //! (`approvals`), or measure it (`bench`); `completions` and `man` document them all.
 //!
 //! This crate wires things together and talks to people; what it runs lives in the library crates.
@@ -63,6 +63,8 @@ enum Command {
     Identity(commands::identity::IdentityCommand),
     /// Play a recorded SSH terminal session in this terminal.
     Replay(commands::replay::ReplayArgs),
+    /// Write a kubeconfig that points kubectl at a Kubernetes connection through witness.
+    Kubeconfig(commands::kubeconfig::KubeconfigArgs),
     /// List, approve and deny requests held for approval (a client of the running witness's API).
     #[command(subcommand)]
     Approvals(commands::approvals::ApprovalsCommand),
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::Token(ref cmd) => commands::token::run(&cli, cmd),
         Command::Identity(ref cmd) => commands::identity::run(&cli, cmd),
         Command::Replay(ref args) => commands::replay::run(&cli, args),
+        Command::Kubeconfig(ref args) => commands::kubeconfig::run(&cli, args),
         Command::Approvals(ref cmd) => commands::approvals::run(&cli, cmd),
         Command::Bench(ref cmd) => commands::bench::run(&cli, cmd),
         Command::Completions(ref args) => commands::completions::run_completions(args),

@@ -19,6 +19,7 @@ pub enum ConnectionConfig {
     Postgres(PostgresConnection),
     Ssh(SshConnection),
     Http(HttpConnection),
+    Kubernetes(KubernetesConnection),
 }
 
 /// `protocol = "postgres"`.
@@ -103,6 +104,30 @@ pub struct HttpConnection {
     pub headers: BTreeMap<String, SecretSource>,
 }
 
+/// `protocol = "kubernetes"`: an API server, reached with witness's own service-account token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConnection {
+    /// What clients address: `/c/NAME/…` (`witness kubeconfig` writes that server URL).
+    pub name: String,
+    /// The API server: `https://host:6443` (or `http://` on loopback, for tests).
+    pub url: String,
+    /// CA certificates (PEM) that sign the API server's certificate (a cluster's own CA, as in
+    /// a kubeconfig's certificate-authority); default: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The bearer token witness sends (a service account's), from an environment variable...
+    pub token_env: Option<String>,
+    /// ... or a file (`/var/run/secrets/kubernetes.io/serviceaccount/token`; trailing newline
+    /// ignored).
+    pub token_file: Option<PathBuf>,
+    /// Identity globs that see Secret objects' data; everyone else gets it masked.
+    #[serde(default)]
+    pub secret_readers: Vec<String>,
+    /// Groups whose members see Secret objects' data.
+    #[serde(default)]
+    pub secret_reader_groups: Vec<String>,
+}
+
 /// Where a secret comes from: an environment variable or a file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,7 +168,10 @@ impl TryFrom<toml::Table> for ConnectionConfig {
             "postgres" => table.try_into().map(ConnectionConfig::Postgres).map_err(within),
             "ssh" => table.try_into().map(ConnectionConfig::Ssh).map_err(within),
             "http" => table.try_into().map(ConnectionConfig::Http).map_err(within),
-            other => Err(format!("connection {name}: protocol {other:?} is not supported yet; use \"postgres\", \"ssh\" or \"http\"")),
+            "kubernetes" => table.try_into().map(ConnectionConfig::Kubernetes).map_err(within),
+            other => Err(format!(
+                "connection {name}: protocol {other:?} is not supported yet; use \"postgres\", \"ssh\", \"http\" or \"kubernetes\""
+            )),
         }
     }
 }
@@ -154,6 +182,7 @@ impl ConnectionConfig {
             ConnectionConfig::Postgres(c) => &c.name,
             ConnectionConfig::Ssh(c) => &c.name,
             ConnectionConfig::Http(c) => &c.name,
+            ConnectionConfig::Kubernetes(c) => &c.name,
         }
     }
 
@@ -162,6 +191,7 @@ impl ConnectionConfig {
             ConnectionConfig::Postgres(c) => &c.address,
             ConnectionConfig::Ssh(c) => &c.address,
             ConnectionConfig::Http(c) => &c.url,
+            ConnectionConfig::Kubernetes(c) => &c.url,
         }
     }
 
@@ -170,6 +200,7 @@ impl ConnectionConfig {
             ConnectionConfig::Postgres(_) => Protocol::Postgres,
             ConnectionConfig::Ssh(_) => Protocol::Ssh,
             ConnectionConfig::Http(_) => Protocol::Http,
+            ConnectionConfig::Kubernetes(_) => Protocol::Kubernetes,
         }
     }
 
@@ -179,6 +210,7 @@ impl ConnectionConfig {
             ConnectionConfig::Postgres(c) => c.check(key),
             ConnectionConfig::Ssh(c) => c.check(key),
             ConnectionConfig::Http(c) => c.check(key),
+            ConnectionConfig::Kubernetes(c) => c.check(key),
         }
     }
 }
@@ -332,6 +364,30 @@ impl HttpConnection {
             credentials.push(UpstreamCredential::Header { name: name.clone(), value: Secret::new(value) });
         }
         Ok(credentials)
+    }
+}
+
+// === impl KubernetesConnection ===
+
+impl KubernetesConnection {
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err((key("url"), "give the API server's URL, e.g. url = \"https://10.0.0.1:6443\"".into()));
+        }
+        match (&self.token_env, &self.token_file) {
+            (Some(_), Some(_)) => Err((key("token_env / token_file"), "set one or the other".into())),
+            (None, None) => Err((
+                key("token_env / token_file"),
+                "give witness's own token for the API server (a service account's), from an environment variable or a file".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The bearer token witness sends, read from the environment or its file.
+    pub fn token(&self) -> Result<witness_core::Secret, String> {
+        let token = secret(&self.name, "token", self.token_env.as_ref(), self.token_file.as_ref())?.unwrap_or_default();
+        Ok(witness_core::Secret::new(token))
     }
 }
 

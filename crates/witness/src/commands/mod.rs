@@ -5,6 +5,7 @@ pub mod banner;
 pub mod bench;
 pub mod completions;
 pub mod identity;
+pub mod kubeconfig;
 pub mod replay;
 pub mod serve;
 pub mod sessions;

@@ -106,6 +106,13 @@ function attrValue(value) {
 }
 
 function resultSection(result, number) {
+  if (result.kind === 'http.response' || result.kind === 'http.upstream_error') {
+    return h('div', { class: 'detail-block result' },
+      h('h4', {}, result.kind === 'http.response' ? `Response ${result.attrs?.status ?? ''}` : 'No response', ' ',
+        h('span', { class: 'muted small' }, result.summary ?? '')),
+      fullText(result),
+      attrsSection('Response attributes', result));
+  }
   const attrs = result.attrs ?? {};
   const heading = [number ? `Result ${number}` : 'Result', ' ', h('span', { class: 'muted small' }, [
     attrs.tag, attrs.rows !== undefined && `${attrs.rows} rows`, attrs.duration_us !== undefined && formatMicros(attrs.duration_us),

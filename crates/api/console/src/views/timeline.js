@@ -4,8 +4,10 @@
 //
 // Grouping follows the order the gateway records in: PostgreSQL answers requests in the order it
 // got them, so results are matched to waiting requests first in, first out; an SSH channel's
-// exit belongs to that channel's last request. Terminal bytes (`ssh.input`/`ssh.output`) are not
-// rows: the player shows them.
+// exit belongs to that channel's last request; an HTTP connection answers its requests in order,
+// so a response belongs to the oldest request still without one. Terminal bytes
+// (`ssh.input`/`ssh.output`) and WebSocket messages (`http.websocket`) are not rows: the player
+// shows them.
 
 import { decisionBadge, formatMicros, formatOffset, formatSpan, formatTime, h, maskedCount, replace } from '../dom.js';
 import { renderDetail } from './timeline-detail.js';
@@ -15,6 +17,7 @@ export const TIMELINE_KINDS = [
   'session.', 'pg.', 'approval.decided',
   'ssh.login', 'ssh.shell', 'ssh.exec', 'ssh.subsystem', 'ssh.exit', 'ssh.forward', 'ssh.target_error',
   'git.push', 'git.report', 'sftp.request',
+  'http.login', 'http.request', 'http.response', 'http.refused', 'http.upstream_error', 'http.websocket_closed',
 ];
 
 /** Kinds shown as rows; `kinds=` matches prefixes, so this also drops any near-miss it lets in. */
@@ -25,6 +28,7 @@ const ROW_KINDS = new Set([
   'approval.decided',
   'ssh.login', 'ssh.shell', 'ssh.exec', 'ssh.subsystem', 'ssh.exit', 'ssh.forward', 'ssh.target_error',
   'git.push', 'git.report', 'sftp.request',
+  'http.login', 'http.request', 'http.response', 'http.refused', 'http.upstream_error', 'http.websocket_closed',
 ]);
 const PG_REQUESTS = new Set(['pg.query', 'pg.execute', 'pg.function_call']);
 const PG_RESULTS = new Set(['pg.result', 'pg.function_result']);
@@ -40,12 +44,20 @@ export function buildRows(events) {
   const waiting = []; // PostgreSQL requests whose results may still come, oldest first
   const byChannel = new Map(); // SSH channel number → its latest request row
   const byApproval = new Map(); // approval id → the held request's row
+  const unanswered = []; // HTTP requests whose response may still come, oldest first
 
   for (const event of events) {
     if (!ROW_KINDS.has(event.kind)) continue;
     const attrs = event.attrs ?? {};
     if (PG_RESULTS.has(event.kind)) {
       const owner = takeOwner(waiting, attrs.statement_index);
+      if (owner) {
+        owner.results.push(event);
+        continue;
+      }
+    } else if (event.kind === 'http.response' || event.kind === 'http.upstream_error') {
+      // The upstream's answer, or why there is none, to the oldest request waiting for one.
+      const owner = unanswered.shift();
       if (owner) {
         owner.results.push(event);
         continue;
@@ -60,11 +72,15 @@ export function buildRows(events) {
     const row = { event, results: [], exit: null, approval: null };
     rows.push(row);
     if (PG_REQUESTS.has(event.kind)) waiting.push(row);
+    // A refused request gets witness's answer, which is not recorded as a response.
+    if (event.kind === 'http.request' && attrs.decision !== 'deny') unanswered.push(row);
     if (CHANNEL_REQUESTS.has(event.kind)) byChannel.set(attrs.channel, row);
     if (attrs.approval_id && event.kind !== 'approval.decided') byApproval.set(attrs.approval_id, row);
     if (event.kind === 'approval.decided') {
       const held = byApproval.get(attrs.approval_id);
       if (held) held.approval = event;
+      // A held HTTP request that was not approved was never forwarded: no answer will come.
+      if (held && attrs.outcome !== 'approved' && unanswered.includes(held)) unanswered.splice(unanswered.indexOf(held), 1);
     }
   }
   return rows;
@@ -158,13 +174,15 @@ function summaryRow(row, startNs) {
 
 /** Kinds whose summary is a statement or a command, shown in monospace. */
 function isCode(kind) {
-  return PG_REQUESTS.has(kind) || kind === 'ssh.exec' || kind === 'git.push';
+  return PG_REQUESTS.has(kind) || kind === 'ssh.exec' || kind === 'git.push' || kind === 'http.request';
 }
 
 function durationOf({ event, results, exit }) {
   // Each result's duration runs from its request's start, so the last one covers them all.
   const micros = results.map((r) => r.attrs?.duration_us).filter((d) => d !== undefined);
   if (micros.length > 0) return formatMicros(Math.max(...micros));
+  const millis = results.map((r) => r.attrs?.duration_ms).filter((d) => d !== undefined);
+  if (millis.length > 0) return formatSpan(Math.max(...millis));
   if (exit) return formatSpan((exit.time_ns - event.time_ns) / 1e6);
   if (event.kind === 'approval.decided' && event.attrs?.waited_ms !== undefined) return formatSpan(event.attrs.waited_ms);
   return '';
@@ -191,6 +209,13 @@ function outcomeOf({ event, results, exit, approval }) {
     const { sqlstate, message } = failed.attrs.error;
     return { text: `${sqlstate ? `${sqlstate}: ` : ''}${message}`, tone: 'bad' };
   }
+  const answer = results.find((r) => r.kind === 'http.response');
+  if (results.some((r) => r.kind === 'http.upstream_error')) return { text: 'the upstream did not answer', tone: 'bad' };
+  if (answer) {
+    const status = answer.attrs?.status;
+    const broken = answer.attrs?.body_complete === false ? ', broken off' : '';
+    return { text: `${status}${broken}`, tone: status >= 400 || broken ? 'bad' : 'ok' };
+  }
   if (results.length > 0) {
     return { text: results.map((r) => r.attrs?.tag ?? (r.attrs?.skipped ? 'skipped' : r.summary)).join(', '), tone: 'ok' };
   }
@@ -199,6 +224,9 @@ function outcomeOf({ event, results, exit, approval }) {
     case 'pg.result': return attrs.error ? { text: `${attrs.error.sqlstate}: ${attrs.error.message}`, tone: 'bad' } : { text: attrs.tag ?? '', tone: 'ok' };
     case 'ssh.exit': return exitOutcome(attrs);
     case 'ssh.target_error': return { text: 'could not reach the target', tone: 'bad' };
+    case 'http.upstream_error': return { text: 'the upstream did not answer', tone: 'bad' };
+    case 'http.refused': return { text: 'refused: another identity', tone: 'bad' };
+    case 'http.request': return attrs.decision === 'deny' ? { text: 'denied', tone: 'bad' } : { text: '', tone: 'ok' };
     case 'approval.decided': return { text: attrs.by ? `${attrs.outcome} by ${attrs.by}` : attrs.outcome, tone: attrs.outcome === 'approved' ? 'ok' : 'bad' };
     case 'session.end': return { text: attrs.reason ?? '', tone: 'ok' };
     case 'ssh.forward': return attrs.allowed === false ? { text: 'refused', tone: 'bad' } : { text: '', tone: 'ok' };

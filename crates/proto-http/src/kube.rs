@@ -1,0 +1,563 @@
+//! Kubernetes on the HTTP front: a request read as the API server's authorizer reads it (verb,
+//! group, resource, subresource, namespace, name, impersonation), the `Status` objects kubectl
+//! prints for witness's own answers, and the masking of `Secret` data in what the API server
+//! answers and in what the record keeps.
+//!
+//! The reading follows the API server's request-info rules: `/api/v1/…` is the core group and
+//! `/apis/GROUP/VERSION/…` the others; `namespaces/NS/RESOURCE/NAME/SUBRESOURCE`; a `GET`
+//! without a name is `list`, or `watch` with `?watch=true`; a `DELETE` without a name is
+//! `deletecollection`; the legacy `/watch/` prefix is `watch`. Exec, attach and port-forward
+//! are `create` whatever their method (kubectl opens them with a WebSocket `GET`), as the API
+//! server authorizes them. Where witness cannot be sure (an uncertain path, a method-override
+//! header, `watch` given twice with different values) the request says why, and policy decides
+//! it as the strictest.
+//!
+//! Secret data is masked by walking the JSON the API server sends: every `data` and
+//! `stringData` map's values, and kubectl's `last-applied-configuration` annotation (which holds
+//! a copy of the object), wherever they are in an answer about secrets. Witness asks the API
+//! server for plain JSON there (no protobuf, no compression) and refuses an answer it cannot read.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
+use http::Method;
+use http_body::{Body, Frame};
+use serde_json::{json, Map, Value};
+use witness_core::{Glob, KubeRequest, KubeResource};
+
+use crate::body::BoxError;
+use crate::path::ReadPath;
+
+/// What a masked `data` value becomes: base64 of `[masked]`, so that clients decoding it work.
+pub const MASKED_DATA: &str = "W21hc2tlZF0=";
+/// What a masked `stringData` value or annotation becomes.
+pub const MASKED_TEXT: &str = crate::headers::MASKED;
+/// Bytes of an answer about secrets witness reads whole to mask it (each event of a watch, and
+/// each whole answer); a larger one is refused.
+pub const MAX_MASKED_BYTES: usize = 32 << 20;
+/// kubectl's annotation holding the object as last applied, data included.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Subresources opened as a stream (WebSocket or SPDY), authorized as `create`.
+const STREAMING_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
+/// Subresources of a namespace itself (`/api/v1/namespaces/NS/status`).
+const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
+
+/// A Kubernetes connection's settings beyond those of any HTTP upstream.
+#[derive(Clone, Debug, Default)]
+pub struct KubeTarget {
+    /// Identities that see Secret data; everyone else gets it masked.
+    pub secret_readers: Vec<Glob>,
+    /// Groups whose members see Secret data.
+    pub secret_reader_groups: Vec<String>,
+}
+
+impl KubeTarget {
+    /// Whether `identity` (in `groups`) sees Secret data as the API server sends it.
+    pub fn reads_secrets(&self, identity: &str, groups: &[String]) -> bool {
+        self.secret_readers.iter().any(|g| g.matches(identity)) || self.secret_reader_groups.iter().any(|g| groups.contains(g))
+    }
+}
+
+/// Reads a request the way the API server's authorizer does. `read` is the path after the
+/// connection's prefix as rules read it; `uncertain` is why witness may already not read it as
+/// the API server does.
+pub fn read_request(method: &Method, read: &ReadPath, query: Option<&str>, headers: &HeaderMap, uncertain: Option<&str>) -> KubeRequest {
+    let mut request = KubeRequest {
+        verb: method.as_str().to_ascii_lowercase(),
+        resource: None,
+        path: read.path.clone(),
+        uncertain: uncertain.map(str::to_string),
+        impersonate: impersonation(headers),
+        command: Vec::new(),
+    };
+    let segments: Vec<&str> = read.path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, mut parts) = match segments.as_slice() {
+        ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
+        // Discovery, /version, /healthz, /openapi/…: no resource.
+        _ => return request,
+    };
+    let mut verb = match *method {
+        Method::POST => "create",
+        Method::GET | Method::HEAD => "get",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "",
+    }
+    .to_string();
+    if verb.is_empty() {
+        verb = request.verb.clone();
+    }
+    if matches!(parts.first(), Some(&("watch" | "proxy"))) && parts.len() >= 2 {
+        verb = parts[0].to_string();
+        parts = &parts[1..];
+    }
+    let mut namespace = "";
+    if parts.first() == Some(&"namespaces") && parts.len() > 1 {
+        namespace = parts[1];
+        if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
+            parts = &parts[2..];
+        }
+    }
+    let mut resource =
+        KubeResource { group: group.into(), version: version.into(), namespace: namespace.into(), ..KubeResource::default() };
+    resource.resource = parts.first().map(|s| s.to_string()).unwrap_or_default();
+    resource.name = parts.get(1).map(|s| s.to_string()).unwrap_or_default();
+    if verb != "proxy" {
+        resource.subresource = parts.get(2).map(|s| s.to_string()).unwrap_or_default();
+    }
+    if resource.name.is_empty() && verb == "get" {
+        verb = match watch_asked(query) {
+            Ok(true) => "watch".into(),
+            Ok(false) => "list".into(),
+            Err(why) => {
+                request.uncertain.get_or_insert_with(|| why.to_string());
+                "watch".into()
+            }
+        };
+    }
+    if resource.name.is_empty() && verb == "delete" {
+        verb = "deletecollection".into();
+    }
+    if STREAMING_SUBRESOURCES.contains(&resource.subresource.as_str()) {
+        verb = "create".into();
+    }
+    if resource.subresource == "exec" {
+        match query_values(query, "command") {
+            Ok(command) => request.command = command,
+            Err(why) => {
+                request.uncertain.get_or_insert_with(|| why.to_string());
+            }
+        }
+    }
+    request.verb = verb;
+    request.resource = Some(resource);
+    request
+}
+
+/// Whether the query asks for a watch, as the API server reads `watch=`; an error when its
+/// values disagree or are not booleans.
+fn watch_asked(query: Option<&str>) -> Result<bool, &'static str> {
+    let mut asked = None;
+    for pair in query.unwrap_or_default().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "watch" {
+            if key.contains('%') {
+                // An encoded name might decode to `watch`.
+                return Err("an encoded query parameter name");
+            }
+            continue;
+        }
+        let this = match value {
+            "" | "0" | "f" | "F" | "false" | "False" | "FALSE" => false,
+            "1" | "t" | "T" | "true" | "True" | "TRUE" => true,
+            _ => return Err("a watch parameter witness cannot read"),
+        };
+        if asked.is_some_and(|before| before != this) {
+            return Err("watch given twice with different values");
+        }
+        asked = Some(this);
+    }
+    Ok(asked.unwrap_or(false))
+}
+
+/// The values of `name` in a query, decoded as the API server decodes them (`+` is a space).
+fn query_values(query: Option<&str>, name: &str) -> Result<Vec<String>, &'static str> {
+    let mut values = Vec::new();
+    for pair in query.unwrap_or_default().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if crate::path::decode(&key.replace('+', " "))? == name {
+            values.push(crate::path::decode(&value.replace('+', " "))?);
+        }
+    }
+    Ok(values)
+}
+
+/// What the `Impersonate-*` headers ask to act as.
+fn impersonation(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut asked = Vec::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        let Some(what) = name.strip_prefix("impersonate-") else { continue };
+        let what = match what {
+            "user" => "users".to_string(),
+            "group" => "groups".to_string(),
+            "uid" => "uids".to_string(),
+            other => match other.strip_prefix("extra-") {
+                Some(key) => format!("userextras/{key}"),
+                None => format!("unknown/{other}"),
+            },
+        };
+        asked.push((what, witness_core::shown_text(value.as_bytes()).into_owned()));
+    }
+    asked
+}
+
+/// Whether a request's answer may hold Secret data: a request about secrets, or one witness
+/// cannot read exactly.
+pub fn about_secrets(request: &KubeRequest) -> bool {
+    request.uncertain.is_some() || request.resource.as_ref().is_some_and(|r| r.group.is_empty() && r.resource == "secrets")
+}
+
+/// Whether an answer's `Content-Type` is JSON witness can mask (a Table is JSON too).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json"))
+}
+
+/// The `Accept` to send the API server for a request whose answer witness masks: the client's
+/// when it asks for JSON only, else plain JSON.
+pub fn json_accept(headers: &HeaderMap) -> HeaderValue {
+    let asked = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let json_only = !asked.is_empty()
+        && asked.split(',').all(|kind| kind.trim().to_ascii_lowercase().starts_with("application/json"))
+        && HeaderValue::from_str(asked).is_ok();
+    if json_only {
+        HeaderValue::from_str(asked).unwrap_or(HeaderValue::from_static("application/json"))
+    } else {
+        HeaderValue::from_static("application/json")
+    }
+}
+
+/// Masks Secret data wherever it is in `value`; returns how many values were masked.
+pub fn mask_secrets(value: &mut Value) -> usize {
+    match value {
+        Value::Object(map) => {
+            let mut masked = 0;
+            for (key, inner) in map.iter_mut() {
+                match (key.as_str(), inner) {
+                    ("data", Value::Object(data)) => masked += mask_values(data, MASKED_DATA),
+                    ("stringData", Value::Object(data)) => masked += mask_values(data, MASKED_TEXT),
+                    ("annotations", Value::Object(annotations)) => {
+                        if let Some(copy) = annotations.get_mut(LAST_APPLIED) {
+                            *copy = Value::String(MASKED_TEXT.into());
+                            masked += 1;
+                        }
+                    }
+                    (_, inner) => masked += mask_secrets(inner),
+                }
+            }
+            masked
+        }
+        Value::Array(items) => items.iter_mut().map(mask_secrets).sum(),
+        _ => 0,
+    }
+}
+
+fn mask_values(data: &mut Map<String, Value>, with: &str) -> usize {
+    for value in data.values_mut() {
+        *value = Value::String(with.into());
+    }
+    data.len()
+}
+
+/// Masks the Secret data in one JSON document (a whole answer, or one watch event). An error
+/// when it is not JSON: witness then cannot know what it holds.
+pub fn mask_document(bytes: &[u8]) -> Result<(Vec<u8>, usize), serde_json::Error> {
+    let mut value: Value = serde_json::from_slice(bytes)?;
+    let masked = mask_secrets(&mut value);
+    let mut out = serde_json::to_vec(&value)?;
+    if bytes.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    Ok((out, masked))
+}
+
+/// A watch's answer with the Secret data of each event masked: events (one JSON document a
+/// line) are held until their line ends, masked, and passed on; an event that is not JSON or is
+/// longer than [`MAX_MASKED_BYTES`] ends the stream with an error instead.
+pub struct MaskedWatch<B> {
+    inner: B,
+    /// The start of an event whose line has not ended yet.
+    partial: Vec<u8>,
+    ready: VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl<B> MaskedWatch<B> {
+    pub fn new(inner: B) -> MaskedWatch<B> {
+        MaskedWatch { inner, partial: Vec::new(), ready: VecDeque::new(), ended: false }
+    }
+
+    /// Masks every whole line of `partial`; with `last`, the rest too.
+    fn mask_lines(&mut self, last: bool) -> Result<(), BoxError> {
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.mask_one(&line)?;
+        }
+        if self.partial.len() > MAX_MASKED_BYTES {
+            return Err(format!("a watch event about secrets is longer than {MAX_MASKED_BYTES} bytes, more than witness masks").into());
+        }
+        if last && !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.mask_one(&rest)?;
+        }
+        Ok(())
+    }
+
+    fn mask_one(&mut self, line: &[u8]) -> Result<(), BoxError> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            self.ready.push_back(Bytes::copy_from_slice(line));
+            return Ok(());
+        }
+        let (masked, _) = mask_document(line).map_err(|e| format!("a watch event about secrets is not JSON witness can mask: {e}"))?;
+        self.ready.push_back(Bytes::from(masked));
+        Ok(())
+    }
+}
+
+impl<B> Body for MaskedWatch<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers carry no events; they are not passed on.
+                    if let Ok(data) = frame.into_data() {
+                        this.partial.extend_from_slice(&data);
+                        if let Err(e) = this.mask_lines(false) {
+                            this.ended = true;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    if let Err(e) = this.mask_lines(true) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.ready.is_empty()
+    }
+}
+
+/// A Kubernetes `Status` object for an answer witness makes itself (kubectl prints its
+/// `message`); `details` carries witness's own fields (the rule, the approval).
+pub fn status(code: u16, message: &str, details: Map<String, Value>) -> Value {
+    let reason = match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        429 => "TooManyRequests",
+        502..=504 => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": details,
+        "code": code,
+    })
+}
+
+/// The record's view of a request: its verb and resource as rules read them.
+pub fn recorded(request: &KubeRequest) -> Value {
+    let mut shown = json!({ "verb": request.verb });
+    match &request.resource {
+        Some(r) => {
+            for (key, value) in [
+                ("group", &r.group),
+                ("version", &r.version),
+                ("resource", &r.resource),
+                ("subresource", &r.subresource),
+                ("namespace", &r.namespace),
+                ("name", &r.name),
+            ] {
+                if !value.is_empty() || key == "group" {
+                    shown[key] = json!(value);
+                }
+            }
+        }
+        None => shown["path"] = json!(request.path),
+    }
+    if !request.impersonate.is_empty() {
+        shown["impersonate"] = json!(request.impersonate);
+    }
+    if !request.command.is_empty() {
+        shown["command"] = json!(request.command);
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path;
+
+    fn read(method: &str, target: &str) -> KubeRequest {
+        read_with(method, target, &HeaderMap::new())
+    }
+
+    fn read_with(method: &str, target: &str, headers: &HeaderMap) -> KubeRequest {
+        let (raw, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+        let read = path::read(raw);
+        let uncertain = read.uncertain;
+        read_request(&method.parse().unwrap(), &read, query, headers, uncertain)
+    }
+
+    fn shown(request: &KubeRequest) -> String {
+        request.to_string()
+    }
+
+    #[test]
+    fn requests_read_as_the_api_server_reads_them() {
+        let cases = [
+            ("GET", "/api/v1/namespaces/prod/pods", "list pods in prod"),
+            ("GET", "/api/v1/namespaces/prod/pods?watch=true&resourceVersion=1", "watch pods in prod"),
+            ("GET", "/api/v1/watch/namespaces/prod/pods", "watch pods in prod"),
+            ("GET", "/api/v1/pods", "list pods"),
+            ("GET", "/api/v1/namespaces/prod/pods/api-1", "get pods api-1 in prod"),
+            ("GET", "/api/v1/namespaces/prod/pods/api-1/log?follow=true", "get pods api-1 (log) in prod"),
+            (
+                "GET",
+                "/api/v1/namespaces/prod/pods/api-1/exec?command=sh&stdin=true&command=-c&command=echo+hi%21",
+                "create pods api-1 (exec) in prod: sh -c echo hi!",
+            ),
+            ("POST", "/api/v1/namespaces/prod/pods/api-1/portforward", "create pods api-1 (portforward) in prod"),
+            ("DELETE", "/api/v1/namespaces/prod/pods/api-2", "delete pods api-2 in prod"),
+            ("DELETE", "/api/v1/namespaces/prod/pods", "deletecollection pods in prod"),
+            ("POST", "/api/v1/namespaces/prod/secrets", "create secrets in prod"),
+            ("PATCH", "/apis/apps/v1/namespaces/dev/deployments/web", "patch deployments.apps web in dev"),
+            ("PUT", "/apis/apps/v1/namespaces/dev/deployments/web/scale", "update deployments.apps web (scale) in dev"),
+            ("GET", "/api/v1/namespaces/prod", "get namespaces prod in prod"),
+            ("PUT", "/api/v1/namespaces/prod/finalize", "update namespaces prod (finalize) in prod"),
+            ("GET", "/api/v1/nodes", "list nodes"),
+            ("GET", "/api/v1/namespaces/prod/services/web/proxy/admin/x", "get services web (proxy) in prod"),
+            ("GET", "/api", "get /api"),
+            ("GET", "/api/v1", "get /api/v1"),
+            ("GET", "/apis/apps/v1", "get /apis/apps/v1"),
+            ("GET", "/version", "get /version"),
+            ("POST", "/openapi/v2", "post /openapi/v2"),
+        ];
+        for (method, target, expect) in cases {
+            assert_eq!(shown(&read(method, target)), expect, "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn what_witness_cannot_read_exactly_says_why() {
+        let twice = read("GET", "/api/v1/namespaces/prod/pods?watch=true&watch=false");
+        assert_eq!(twice.verb, "watch");
+        assert_eq!(twice.uncertain.as_deref(), Some("watch given twice with different values"));
+        assert!(read("GET", "/api/v1/namespaces/prod/pods?watch=yes").uncertain.is_some());
+        assert!(read("GET", "/api/v1/namespaces/prod/pods?%77atch=true").uncertain.is_some());
+        assert!(read("GET", "/api/v1/namespaces/prod/../kube-system/secrets").uncertain.is_some());
+        assert!(read("GET", "/api/v1/namespaces/prod/pods?watch=1").uncertain.is_none());
+    }
+
+    #[test]
+    fn impersonation_headers_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Impersonate-User", "alice".parse().unwrap());
+        headers.append("Impersonate-Group", "system:masters".parse().unwrap());
+        headers.append("Impersonate-Group", "dev".parse().unwrap());
+        headers.insert("Impersonate-Extra-Scopes", "view".parse().unwrap());
+        let request = read_with("GET", "/api/v1/pods", &headers);
+        let asked: Vec<String> = request.impersonate.iter().map(|(what, value)| format!("{what}={value}")).collect();
+        assert_eq!(asked, ["users=alice", "groups=system:masters", "groups=dev", "userextras/scopes=view"]);
+    }
+
+    #[test]
+    fn secret_data_is_masked_wherever_it_is() {
+        let list = json!({
+            "kind": "SecretList",
+            "items": [{
+                "metadata": {"name": "db", "annotations": {LAST_APPLIED: "{\"data\":{\"password\":\"czNjcjN0\"}}", "team": "a"}},
+                "data": {"password": "czNjcjN0", "user": "YXBw"},
+                "stringData": {"token": "plain"},
+                "type": "Opaque"
+            }]
+        });
+        let mut masked = list.clone();
+        assert_eq!(mask_secrets(&mut masked), 4);
+        let text = masked.to_string();
+        for secret in ["czNjcjN0", "YXBw", "plain"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(masked["items"][0]["data"]["user"], MASKED_DATA);
+        assert_eq!(masked["items"][0]["metadata"]["annotations"]["team"], "a");
+        let event = format!("{}\n", json!({"type": "ADDED", "object": list["items"][0]}));
+        let (out, count) = mask_document(event.as_bytes()).unwrap();
+        assert_eq!(count, 4);
+        assert!(out.ends_with(b"\n") && !String::from_utf8(out).unwrap().contains("czNjcjN0"));
+        assert!(mask_document(b"\x0a\x08protobuf").is_err());
+    }
+
+    #[tokio::test]
+    async fn watch_events_are_masked_one_line_at_a_time() {
+        use http_body_util::{BodyExt, StreamBody};
+        let event =
+            |name: &str| format!("{}\n", json!({"type": "ADDED", "object": {"metadata": {"name": name}, "data": {"k": "czNjcjN0"}}}));
+        let both = format!("{}{}", event("a"), event("b"));
+        // Events split anywhere across frames.
+        let (first, second) = both.split_at(both.len() / 2 + 3);
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            vec![Ok(Frame::data(Bytes::from(first.to_string()))), Ok(Frame::data(Bytes::from(second.to_string())))];
+        let body = MaskedWatch::new(StreamBody::new(futures_lite_stream(frames)));
+        let out = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(!out.contains("czNjcjN0") && out.contains(MASKED_DATA), "{out}");
+        let broken: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![Ok(Frame::data(Bytes::from_static(b"not json\n")))];
+        assert!(MaskedWatch::new(StreamBody::new(futures_lite_stream(broken))).collect().await.is_err());
+    }
+
+    /// A stream of ready items, without a futures crate.
+    fn futures_lite_stream<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Unpin {
+        struct Items<T>(VecDeque<T>);
+        impl<T: Unpin> futures_core::Stream for Items<T> {
+            type Item = T;
+            fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<T>> {
+                Poll::Ready(self.get_mut().0.pop_front())
+            }
+        }
+        Items(items.into())
+    }
+
+    #[test]
+    fn secret_answers_are_asked_for_in_plain_json() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(json_accept(&headers), "application/json");
+        headers.insert("accept", "application/vnd.kubernetes.protobuf, application/json".parse().unwrap());
+        assert_eq!(json_accept(&headers), "application/json");
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+        headers.insert("accept", table.parse().unwrap());
+        assert_eq!(json_accept(&headers), table);
+    }
+
+    #[test]
+    fn statuses_are_what_kubectl_prints() {
+        let body = status(403, "denied by rule no-deletes", Map::new());
+        assert_eq!((body["kind"].as_str(), body["reason"].as_str(), body["code"].as_u64()), (Some("Status"), Some("Forbidden"), Some(403)));
+    }
+}
