@@ -750,10 +750,11 @@ fn refused(refusal: &Refusal, approval: Option<HeaderValue>) -> Answer {
     answer
 }
 
-/// Puts a request through admission on a task of its own. hyper drops a request's handler when
-/// its client closes the connection; admission, on its own task, sees the handler go (the
-/// answer's receiver is dropped) and records a held request as withdrawn rather than vanishing
-/// without a decision.
+/// Puts a request through admission; a held one on a task of its own. hyper drops a request's
+/// handler when its client closes the connection; admission, on its own task, sees the handler go
+/// (the answer's receiver is dropped) and records a held request as withdrawn rather than
+/// vanishing without a decision. A request allowed or denied at once has nothing to withdraw, and
+/// is admitted here, without a handoff between tasks.
 async fn admitted(
     recorder: &Recorder,
     interrupt: &watch::Receiver<Option<Interrupt>>,
@@ -762,6 +763,11 @@ async fn admitted(
 ) -> Result<Admission, NotRecorded> {
     let (answer, answered) = oneshot::channel();
     let mut wire = HttpWire { recorder: recorder.clone(), interrupt: interrupt.clone(), answer };
+    if !matches!(verdict, Verdict::Hold(_)) {
+        let admission = admit(&mut wire, Some(event), verdict).await;
+        drop(answered);
+        return admission;
+    }
     tokio::spawn(async move {
         let admission = admit(&mut wire, Some(event), verdict).await;
         let _ = wire.answer.send(admission);
