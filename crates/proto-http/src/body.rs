@@ -150,6 +150,100 @@ where
     }
 }
 
+/// Bytes of a body witness reads whole to mask it (and of each line of one masked line by line);
+/// a larger one is refused.
+pub const MAX_MASKED_BYTES: usize = 32 << 20;
+
+type MaskLine = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// A streamed body masked one line at a time (a watch's events, server-sent events, JSON lines):
+/// each line is held until it ends, masked and passed on, so that the stream keeps flowing. A
+/// line the mask refuses, or one longer than [`MAX_MASKED_BYTES`], ends the body with an error.
+pub struct MaskedLines<B> {
+    inner: B,
+    mask: MaskLine,
+    /// The start of a line that has not ended yet.
+    partial: Vec<u8>,
+    ready: VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl<B> MaskedLines<B> {
+    pub fn new(inner: B, mask: impl FnMut(&[u8]) -> Result<Vec<u8>, String> + Send + Sync + 'static) -> MaskedLines<B> {
+        MaskedLines { inner, mask: Box::new(mask), partial: Vec::new(), ready: VecDeque::new(), ended: false }
+    }
+
+    /// Masks every whole line of `partial`; with `last`, the rest too.
+    fn mask_lines(&mut self, last: bool) -> Result<(), BoxError> {
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.mask_one(&line)?;
+        }
+        if self.partial.len() > MAX_MASKED_BYTES {
+            return Err(format!("a line longer than {MAX_MASKED_BYTES} bytes, more than witness masks").into());
+        }
+        if last && !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.mask_one(&rest)?;
+        }
+        Ok(())
+    }
+
+    fn mask_one(&mut self, line: &[u8]) -> Result<(), BoxError> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            self.ready.push_back(Bytes::copy_from_slice(line));
+            return Ok(());
+        }
+        self.ready.push_back(Bytes::from((self.mask)(line)?));
+        Ok(())
+    }
+}
+
+impl<B> Body for MaskedLines<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not passed on: witness would have to mask them too.
+                    if let Ok(data) = frame.into_data() {
+                        this.partial.extend_from_slice(&data);
+                        if let Err(e) = this.mask_lines(false) {
+                            this.ended = true;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    if let Err(e) = this.mask_lines(true) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.ready.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -32,9 +32,10 @@ use witness_core::{kind, Direction, Event, Interrupt, PayloadType, PendingLogin,
 use witness_gate::{admit, Admission, Credential, Refusal, Registration, Stream, Waiting, Wire, Withdrawal};
 
 use crate::body::{BoxError, Ending, Seen, Tap};
+use crate::bodymask::{self, BodyMasks, Reading};
 use crate::recorder::{NotRecorded, Recorder};
 use crate::upstream::{Upstream, UpstreamBody};
-use crate::{headers, kube, path, HttpFront, HttpTarget};
+use crate::{headers, kube, path, HttpFront, HttpGate, HttpTarget};
 
 /// The body witness sends clients.
 type ClientBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -54,7 +55,7 @@ const APPROVAL_HEADER: &str = "x-witness-approval";
 
 /// Serves one client connection until it ends, then closes the recordings of its sessions;
 /// `login` is told once a request is authenticated.
-pub async fn serve_client<G: witness_gate::Gate>(front: Arc<HttpFront<G>>, tcp: TcpStream, peer: SocketAddr, login: PendingLogin) {
+pub async fn serve_client<G: HttpGate>(front: Arc<HttpFront<G>>, tcp: TcpStream, peer: SocketAddr, login: PendingLogin) {
     let _ = tcp.set_nodelay(true);
     let Some(stream) = handshake(front.tls.as_ref(), tcp, peer).await else { return };
     let (ending, mut ended) = watch::channel(None::<String>);
@@ -162,6 +163,8 @@ struct Session {
     interrupt: watch::Receiver<Option<Interrupt>>,
     registration: Registration,
     watcher: AbortHandle,
+    /// The session's masking rules, when they mask anything a body could hold.
+    masks: Option<BodyMasks>,
 }
 
 impl Session {
@@ -215,7 +218,7 @@ impl Answer {
     }
 }
 
-impl<G: witness_gate::Gate> Client<G> {
+impl<G: HttpGate> Client<G> {
     async fn handle(&self, request: Request<Incoming>) -> Response<ClientBody> {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
@@ -310,6 +313,10 @@ impl<G: witness_gate::Gate> Client<G> {
         if masks_secrets {
             // Plain JSON, which witness can read and mask.
             forwarded_headers.insert(header::ACCEPT, kube::json_accept(&parts.headers));
+        }
+        let body_masks = session.masks.clone();
+        if masks_secrets || body_masks.is_some() {
+            // Bodies witness can read to mask.
             forwarded_headers.remove(header::ACCEPT_ENCODING);
         }
         let mut seen = Seen::new(settings.max_body_recorded);
@@ -325,6 +332,9 @@ impl<G: witness_gate::Gate> Client<G> {
             if masks_secrets {
                 withhold_secret_data(&mut event, body_ended);
             }
+        }
+        if let Some(masks) = &body_masks {
+            mask_recorded_body(&mut event, masks, bodymask::reading(&parts.headers));
         }
         let request = match &kube_request {
             Some(request) => witness_core::Request::Kube(request),
@@ -410,22 +420,24 @@ impl<G: witness_gate::Gate> Client<G> {
         let answered = started.elapsed();
         let (mut response_parts, response_body) = response.into_parts();
         headers::strip_hop_by_hop(&mut response_parts.headers);
-        let response_body = if masks_secrets {
-            let bodyless = parts.method == Method::HEAD || matches!(response_parts.status.as_u16(), 204 | 304);
-            match masked_secrets(&mut response_parts, response_body, watching, bodyless).await {
-                Ok(body) => Either::Right(body),
-                Err(why) => {
-                    let message = format!(
-                        "the API server of {} answered about secrets in a form witness cannot mask ({why}); nothing of it was passed on",
-                        target.name
-                    );
-                    session.recorder.record_later(Event::note(kind::HTTP_UPSTREAM_ERROR, Direction::Gateway, message.clone()));
-                    return Err(Answer::new(StatusCode::BAD_GATEWAY, message));
-                }
-            }
+        let bodyless = parts.method == Method::HEAD || matches!(response_parts.status.as_u16(), 204 | 304);
+        let masked = if masks_secrets {
+            masked_secrets(&mut response_parts, response_body, watching, bodyless).await.map(Either::Right)
+        } else if let Some(masks) = &body_masks {
+            masked_body(&mut response_parts, response_body, masks, bodyless).await.map(Either::Right)
         } else {
-            Either::Left(response_body)
+            Ok(Either::Left(response_body))
         };
+        let response_body = match masked {
+            Ok(body) => body,
+            Err(why) => {
+                let message =
+                    format!("the upstream of {} answered in a form witness cannot mask ({why}); nothing of it was passed on", target.name);
+                session.recorder.record_later(Event::note(kind::HTTP_UPSTREAM_ERROR, Direction::Gateway, message.clone()));
+                return Err(Answer::new(StatusCode::BAD_GATEWAY, message));
+            }
+        };
+        let recorded_reading = bodymask::reading(&response_parts.headers);
         let recorded_headers = headers::recorded(&response_parts.headers, &credential_names);
         if let Some(id) = approval_header {
             if session.target.kube.is_some() {
@@ -444,6 +456,9 @@ impl<G: witness_gate::Gate> Client<G> {
             let mut event = response_event(status, recorded_headers, answered, started.elapsed(), &seen, &ending);
             if masks_secrets {
                 event = event.with_attr("secret_data", "masked");
+            }
+            if let Some(masks) = &body_masks {
+                mask_recorded_body(&mut event, masks, recorded_reading);
             }
             recorder.record_later(event);
         });
@@ -522,7 +537,9 @@ impl<G: witness_gate::Gate> Client<G> {
         })
         .abort_handle();
         tracing::info!(peer = %self.peer, connection = %target.name, identity = %subject.principal.identity, session = %subject.session, "HTTP session opened");
+        let masks = self.front.gate.masks(&subject).and_then(BodyMasks::new);
         Ok(Session {
+            masks,
             interrupt: registration.interrupt.clone(),
             subject,
             target,
@@ -627,6 +644,62 @@ fn request_event(
     event
 }
 
+/// What a record keeps of a body it holds the start of: masked by the recording-only rules (the
+/// client's already applied to a response's), with what was masked counted. A request's body,
+/// which went to the upstream as the client sent it, goes through both stages here.
+fn mask_recorded_body(event: &mut Event, masks: &BodyMasks, reading: Reading) {
+    let kind = match reading {
+        Reading::Whole(kind) | Reading::Lines(kind) => kind,
+        Reading::Opaque => return,
+    };
+    if event.direction == Direction::Request {
+        if let Some(masked) = masks.mask(witness_mask::Stage::Client, kind, &event.payload) {
+            event.payload = masked;
+        }
+    }
+    if let Some(masked) = masks.for_recording(kind, &event.payload) {
+        event.payload = masked;
+    }
+    if let Some(counts) = masks.take_counts() {
+        event.attrs.insert("body_recorded".into(), json!(event.payload.len()));
+        event.attrs.insert("masked".into(), counts);
+    }
+}
+
+/// A response body as the client gets it under the session's masks: read whole and masked, or
+/// masked a line at a time, or passed on (binary, or nothing masked for the client). An error
+/// says why witness cannot mask it (compressed, too large).
+async fn masked_body(parts: &mut http::response::Parts, body: Incoming, masks: &BodyMasks, bodyless: bool) -> Result<ClientBody, String> {
+    let reading = match bodymask::reading(&parts.headers) {
+        _ if bodyless || !masks.masks_client() => Reading::Opaque,
+        reading => reading,
+    };
+    if reading == Reading::Opaque {
+        return Ok(ClientBody::new(body.map_err(BoxError::from)));
+    }
+    if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
+        return Err(format!("encoded as {}", witness_core::shown_text(encoding.as_bytes())));
+    }
+    match reading {
+        Reading::Lines(kind) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let masks = masks.clone();
+            Ok(ClientBody::new(crate::body::MaskedLines::new(body, move |line| Ok(masks.for_client(kind, line)))))
+        }
+        Reading::Whole(kind) => {
+            let whole = http_body_util::Limited::new(body, bodymask::MAX_MASKED_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("the body could not be read whole: {e}"))?
+                .to_bytes();
+            let masked = masks.for_client(kind, &whole);
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
+            Ok(ClientBody::new(Full::new(Bytes::from(masked)).map_err(|never| match never {})))
+        }
+        Reading::Opaque => Ok(ClientBody::new(body.map_err(BoxError::from))),
+    }
+}
+
 /// Keeps Secret data out of a request's record: a whole JSON body is recorded with its data
 /// masked; any other body (cut at the cap, YAML, protobuf) is not recorded, nor is its digest.
 fn withhold_secret_data(event: &mut Event, body_ended: bool) {
@@ -650,7 +723,7 @@ fn withhold_secret_data(event: &mut Event, body_ended: bool) {
 }
 
 /// An answer about secrets with their data masked: a watch event by event, anything else read
-/// whole (up to [`kube::MAX_MASKED_BYTES`]) and masked at once. An error says why witness cannot
+/// whole (up to [`crate::body::MAX_MASKED_BYTES`]) and masked at once. An error says why witness cannot
 /// mask it (not JSON, compressed, too large).
 async fn masked_secrets(parts: &mut http::response::Parts, body: Incoming, watching: bool, bodyless: bool) -> Result<ClientBody, String> {
     if bodyless {
@@ -665,9 +738,9 @@ async fn masked_secrets(parts: &mut http::response::Parts, body: Incoming, watch
     }
     if watching {
         parts.headers.remove(header::CONTENT_LENGTH);
-        return Ok(ClientBody::new(kube::MaskedWatch::new(body)));
+        return Ok(ClientBody::new(crate::body::MaskedLines::new(body, kube::mask_event)));
     }
-    let whole = http_body_util::Limited::new(body, kube::MAX_MASKED_BYTES)
+    let whole = http_body_util::Limited::new(body, crate::body::MAX_MASKED_BYTES)
         .collect()
         .await
         .map_err(|e| format!("the answer could not be read whole: {e}"))?

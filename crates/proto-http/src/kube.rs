@@ -17,27 +17,17 @@
 //! a copy of the object), wherever they are in an answer about secrets. Witness asks the API
 //! server for plain JSON there (no protobuf, no compression) and refuses an answer it cannot read.
 
-use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use http::Method;
-use http_body::{Body, Frame};
 use serde_json::{json, Map, Value};
 use witness_core::{Glob, KubeRequest, KubeResource};
 
-use crate::body::BoxError;
 use crate::path::ReadPath;
 
 /// What a masked `data` value becomes: base64 of `[masked]`, so that clients decoding it work.
 pub const MASKED_DATA: &str = "W21hc2tlZF0=";
 /// What a masked `stringData` value or annotation becomes.
 pub const MASKED_TEXT: &str = crate::headers::MASKED;
-/// Bytes of an answer about secrets witness reads whole to mask it (each event of a watch, and
-/// each whole answer); a larger one is refused.
-pub const MAX_MASKED_BYTES: usize = 32 << 20;
 /// kubectl's annotation holding the object as last applied, data included.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Subresources opened as a stream (WebSocket or SPDY), authorized as `create`.
@@ -269,92 +259,10 @@ pub fn mask_document(bytes: &[u8]) -> Result<(Vec<u8>, usize), serde_json::Error
     Ok((out, masked))
 }
 
-/// A watch's answer with the Secret data of each event masked: events (one JSON document a
-/// line) are held until their line ends, masked, and passed on; an event that is not JSON or is
-/// longer than [`MAX_MASKED_BYTES`] ends the stream with an error instead.
-pub struct MaskedWatch<B> {
-    inner: B,
-    /// The start of an event whose line has not ended yet.
-    partial: Vec<u8>,
-    ready: VecDeque<Bytes>,
-    ended: bool,
-}
-
-impl<B> MaskedWatch<B> {
-    pub fn new(inner: B) -> MaskedWatch<B> {
-        MaskedWatch { inner, partial: Vec::new(), ready: VecDeque::new(), ended: false }
-    }
-
-    /// Masks every whole line of `partial`; with `last`, the rest too.
-    fn mask_lines(&mut self, last: bool) -> Result<(), BoxError> {
-        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.mask_one(&line)?;
-        }
-        if self.partial.len() > MAX_MASKED_BYTES {
-            return Err(format!("a watch event about secrets is longer than {MAX_MASKED_BYTES} bytes, more than witness masks").into());
-        }
-        if last && !self.partial.is_empty() {
-            let rest = std::mem::take(&mut self.partial);
-            self.mask_one(&rest)?;
-        }
-        Ok(())
-    }
-
-    fn mask_one(&mut self, line: &[u8]) -> Result<(), BoxError> {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            self.ready.push_back(Bytes::copy_from_slice(line));
-            return Ok(());
-        }
-        let (masked, _) = mask_document(line).map_err(|e| format!("a watch event about secrets is not JSON witness can mask: {e}"))?;
-        self.ready.push_back(Bytes::from(masked));
-        Ok(())
-    }
-}
-
-impl<B> Body for MaskedWatch<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.ready.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if this.ended {
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(Some(Ok(frame))) => {
-                    // Trailers carry no events; they are not passed on.
-                    if let Ok(data) = frame.into_data() {
-                        this.partial.extend_from_slice(&data);
-                        if let Err(e) = this.mask_lines(false) {
-                            this.ended = true;
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                }
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    if let Err(e) = this.mask_lines(true) {
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended && self.ready.is_empty()
-    }
+/// Masks one event of a watch about secrets (a line of JSON); an error when it is not JSON
+/// witness can mask.
+pub fn mask_event(line: &[u8]) -> Result<Vec<u8>, String> {
+    mask_document(line).map(|(masked, _)| masked).map_err(|e| format!("a watch event about secrets is not JSON witness can mask: {e}"))
 }
 
 /// A Kubernetes `Status` object for an answer witness makes itself (kubectl prints its
@@ -412,7 +320,16 @@ pub fn recorded(request: &KubeRequest) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+
     use super::*;
+    use crate::body::MaskedLines;
     use crate::path;
 
     fn read(method: &str, target: &str) -> KubeRequest {
@@ -516,7 +433,6 @@ mod tests {
 
     #[tokio::test]
     async fn watch_events_are_masked_one_line_at_a_time() {
-        use http_body_util::{BodyExt, StreamBody};
         let event =
             |name: &str| format!("{}\n", json!({"type": "ADDED", "object": {"metadata": {"name": name}, "data": {"k": "czNjcjN0"}}}));
         let both = format!("{}{}", event("a"), event("b"));
@@ -524,12 +440,12 @@ mod tests {
         let (first, second) = both.split_at(both.len() / 2 + 3);
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
             vec![Ok(Frame::data(Bytes::from(first.to_string()))), Ok(Frame::data(Bytes::from(second.to_string())))];
-        let body = MaskedWatch::new(StreamBody::new(futures_lite_stream(frames)));
+        let body = MaskedLines::new(StreamBody::new(futures_lite_stream(frames)), mask_event);
         let out = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(!out.contains("czNjcjN0") && out.contains(MASKED_DATA), "{out}");
         let broken: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![Ok(Frame::data(Bytes::from_static(b"not json\n")))];
-        assert!(MaskedWatch::new(StreamBody::new(futures_lite_stream(broken))).collect().await.is_err());
+        assert!(MaskedLines::new(StreamBody::new(futures_lite_stream(broken)), mask_event).collect().await.is_err());
     }
 
     /// A stream of ready items, without a futures crate.

@@ -13,11 +13,13 @@
 //!
 //! This crate knows HTTP and nothing of tokens, policy rules or the ledger's format: it asks its
 //! [`Gate`] who a client is, which target a connection name means, where to record and whether
-//! each request may go on, and puts each request through the gate's one admission path.
+//! each request may go on, and puts each request through the gate's one admission path; its
+//! [`HttpGate`] for the masking rules of a session, which `bodymask` applies to bodies.
 
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod bodymask;
 mod front;
 pub mod headers;
 pub mod kube;
@@ -33,10 +35,19 @@ use std::time::Duration;
 use base64::Engine;
 use http::header::{HeaderName, HeaderValue};
 use witness_core::Secret;
+use witness_core::Subject;
 pub use witness_gate::Gate;
+use witness_mask::SessionMasks;
 
 pub use front::serve_client;
 pub use kube::KubeTarget;
+
+/// What the HTTP front needs of witness beyond the [`Gate`]: a session's masking rules.
+pub trait HttpGate: Gate {
+    /// The masking rules for a session, or None when nothing is masked for it. Asked once, when
+    /// the session starts.
+    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>>;
+}
 
 /// The recording cap for bodies when none is configured: 64 KiB of each.
 pub const DEFAULT_MAX_BODY_RECORDED: usize = 64 << 10;
@@ -68,7 +79,7 @@ pub struct HttpFront<G> {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-impl<G: Gate> HttpFront<G> {
+impl<G: HttpGate> HttpFront<G> {
     /// `tls`: witness's certificate for clients (ALPN is set to HTTP/1.1 here).
     pub fn new(gate: Arc<G>, settings: HttpSettings, tls: Option<Arc<rustls::ServerConfig>>) -> HttpFront<G> {
         let tls = tls.map(|config| {

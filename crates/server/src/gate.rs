@@ -231,6 +231,12 @@ impl PgGate for Gateway {
     }
 }
 
+impl witness_proto_http::HttpGate for Gateway {
+    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
+        subject_masks(&self.rules, subject)
+    }
+}
+
 impl SshGate for Gateway {
     fn verify_key(&self, fingerprint: &str) -> Result<Principal, AuthRefused> {
         let result = self.identities.tokens.verify_ssh_key(fingerprint).map(principal).map_err(|_| AuthRefused {

@@ -63,7 +63,7 @@ class Upstream(BaseHTTPRequestHandler):
                          "x_api_key": self.headers.get("X-Api-Key"), "headers": str(self.headers),
                          "body_sha256": hashlib.sha256(data).hexdigest(), "body_bytes": len(data)})
         if self.path.startswith("/api/echo"):
-            return self.reply(200, data, "application/octet-stream")
+            return self.reply(200, data, self.headers.get("Content-Type") or "application/octet-stream")
         if self.path.startswith("/api/bytes"):
             left = int(self.path.split("n=")[1])
             self.send_response(200)
@@ -610,4 +610,47 @@ fn an_https_upstream_is_reached_only_with_a_certificate_its_ca_signed() {
     let events = s.events(2);
     assert_eq!(of_kind(&events, "http.upstream_error").len(), 1);
     s.gw.stop_and_verify();
+}
+
+#[test]
+fn bodies_are_masked_by_the_detectors_for_the_client_and_the_record() {
+    let masking = "[[masking]]\nname = \"pii\"\nconnections = [\"billing\"]\ndetectors = [\"email\"]\n";
+    let mut s = setup_with(Upstream::start(), masking, tempfile::tempdir().unwrap());
+    let bearer = s.bearer(&s.agent);
+    let echo = |kind: &str, body: &str| {
+        let content_type = format!("Content-Type: {kind}");
+        s.curl(&["-H", &bearer, "-H", &content_type, "--data-binary", body, &s.url("/c/billing/api/echo")])
+    };
+
+    // JSON: the address is masked inside its string, the document stays JSON, its length is told.
+    let got = echo("application/json", r#"{"customers":[{"email":"ada@example.com","id":1},{"note":"mail grace@example.org"}]}"#);
+    assert_eq!(got.status, 200);
+    let answer: Value = serde_json::from_slice(&got.body).expect("the masked answer is JSON");
+    assert_eq!(answer["customers"][0]["email"], "[email]");
+    assert_eq!(answer["customers"][1]["note"], "mail [email]");
+    assert_eq!(header(&got, "content-length"), Some(&*got.body.len().to_string()));
+    // Text, and server-sent events line by line.
+    let got = echo("text/plain", "write to ada@example.com\n");
+    assert_eq!(String::from_utf8_lossy(&got.body), "write to [email]\n");
+    let got = echo("text/event-stream", "data: ada@example.com\n\ndata: none\n\n");
+    assert_eq!(String::from_utf8_lossy(&got.body), "data: [email]\n\ndata: none\n\n");
+    // Binary bodies are not read, as binary columns are not.
+    let got = echo("application/octet-stream", "raw bob@example.net");
+    assert_eq!(String::from_utf8_lossy(&got.body), "raw bob@example.net");
+    // Another connection, which no masking rule names, is left alone.
+    let content_type = "Content-Type: application/json";
+    let got = s.curl(&["-H", &bearer, "-H", content_type, "--data-binary", r#"{"e":"ada@example.com"}"#, &s.url("/c/keyed/api/echo")]);
+    assert_eq!(String::from_utf8_lossy(&got.body), r#"{"e":"ada@example.com"}"#);
+
+    // The upstream got the client's body as sent; the recording of billing holds no address.
+    assert!(s.upstream.seen().iter().any(|r| r["path"] == "/api/echo" && r["body_bytes"].as_u64() > Some(80)));
+    let events = s.events(5);
+    let billing: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http.response" && e["attrs"]["masked"].is_object()).collect();
+    assert_eq!(billing.len(), 3, "JSON, text and events masked in the record");
+    assert_eq!(billing[0]["attrs"]["masked"]["pii"]["email"], 2);
+    let requests: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http.request" && e["attrs"]["masked"].is_object()).collect();
+    assert_eq!(requests.len(), 3, "the requests' bodies are masked in the record too");
+    s.gw.stop_and_verify();
+    // (ada's address is in the recording of `keyed`, which masks nothing.)
+    assert_nowhere_in(&s.gw.data_dir(), "grace@example.org");
 }

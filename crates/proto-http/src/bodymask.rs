@@ -1,0 +1,138 @@
+//! HTTP bodies masked by a session's `[[masking]]` rules: the content detectors (emails, card
+//! numbers, keys, …) look inside JSON and text bodies, as they look inside a PostgreSQL text
+//! value. What a client gets is masked by the rules for the client; what the recording keeps is
+//! masked by those and the recording-only rules. JSON stays valid (a find outside a string
+//! becomes a string) and `Content-Length` is set to the masked length.
+//!
+//! How a body is read depends on its `Content-Type`: JSON, XML, forms and text (or no type) are
+//! read whole, up to [`MAX_MASKED_BYTES`], and masked at once; server-sent events and JSON lines
+//! are masked a line at a time, so that they keep streaming; other types (images, archives,
+//! `application/octet-stream`) are binary, which detectors do not read, and pass unmasked, as a
+//! binary column does. Witness asks upstreams for bodies without compression when it masks, and
+//! refuses (502) a compressed body it would have to read.
+
+use std::sync::{Arc, Mutex};
+
+use http::header::{self, HeaderMap};
+use serde_json::{Map, Value};
+use witness_mask::{ColumnMask, MaskCounts, Masked, SessionMasks, Stage, ValueKind};
+
+pub use crate::body::MAX_MASKED_BYTES;
+
+/// How a body is read for masking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// Whole, as one value of this kind.
+    Whole(ValueKind),
+    /// A line at a time, each a value of this kind.
+    Lines(ValueKind),
+    /// Not at all: binary.
+    Opaque,
+}
+
+/// How a body with these headers is read.
+pub fn reading(headers: &HeaderMap) -> Reading {
+    let Some(kind) = headers.get(header::CONTENT_TYPE) else { return Reading::Whole(ValueKind::Text) };
+    let kind = String::from_utf8_lossy(kind.as_bytes()).to_ascii_lowercase();
+    let essence = kind.split(';').next().unwrap_or("").trim();
+    match essence {
+        "text/event-stream" => Reading::Lines(ValueKind::Text),
+        "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Reading::Lines(ValueKind::Json),
+        "application/json" => Reading::Whole(ValueKind::Json),
+        t if t.ends_with("+json") => Reading::Whole(ValueKind::Json),
+        t if t.starts_with("text/")
+            || t.ends_with("+xml")
+            || matches!(
+                t,
+                "application/xml" | "application/x-www-form-urlencoded" | "application/javascript" | "application/graphql" | ""
+            ) =>
+        {
+            Reading::Whole(ValueKind::Text)
+        }
+        _ => Reading::Opaque,
+    }
+}
+
+/// A session's masks with the counts of what they masked, shared by a body and its record.
+#[derive(Clone)]
+pub struct BodyMasks {
+    masks: Arc<SessionMasks>,
+    counts: Arc<Mutex<MaskCounts>>,
+}
+
+impl BodyMasks {
+    /// None when the rules mask nothing a body could hold.
+    pub fn new(masks: Arc<SessionMasks>) -> Option<BodyMasks> {
+        (masks.detects(Stage::Client) || masks.detects(Stage::RecordingOnly))
+            .then(|| BodyMasks { masks, counts: Arc::new(Mutex::new(MaskCounts::default())) })
+    }
+
+    /// Whether the client gets anything masked (else only the recording does).
+    pub fn masks_client(&self) -> bool {
+        self.masks.detects(Stage::Client)
+    }
+
+    /// `value` masked at `stage`; None when nothing in it was masked.
+    pub fn mask(&self, stage: Stage, kind: ValueKind, value: &[u8]) -> Option<Vec<u8>> {
+        if !self.masks.detects(stage) {
+            return None;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        match self.masks.cell(stage, &ColumnMask::default().with_kind(kind), value, &mut counts) {
+            Masked::Unchanged => None,
+            Masked::Value(masked) => Some(masked.into_owned()),
+            // Text and JSON are never nulled; should a rule ever do it, nothing is left.
+            Masked::Null => Some(Vec::new()),
+        }
+    }
+
+    /// `value` as the client gets it.
+    pub fn for_client(&self, kind: ValueKind, value: &[u8]) -> Vec<u8> {
+        self.mask(Stage::Client, kind, value).unwrap_or_else(|| value.to_vec())
+    }
+
+    /// What the recording keeps of `value`, which the client stage has already been through.
+    pub fn for_recording(&self, kind: ValueKind, value: &[u8]) -> Option<Vec<u8>> {
+        self.mask(Stage::RecordingOnly, kind, value)
+    }
+
+    /// What was masked so far, by rule and detector (`{"pii": {"email": 2}}`), and resets the
+    /// counts; None when nothing was.
+    pub fn take_counts(&self) -> Option<Value> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.is_empty() {
+            return None;
+        }
+        let mut by_rule = Map::new();
+        for (rule, what, n) in counts.entries(&self.masks) {
+            let entry = by_rule.entry(rule.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(per_rule) = entry {
+                per_rule.insert(what.to_string(), Value::from(n));
+            }
+        }
+        counts.clear();
+        Some(Value::Object(by_rule))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_read_by_their_type() {
+        let with = |kind: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, kind.parse().unwrap());
+            reading(&headers)
+        };
+        assert_eq!(reading(&HeaderMap::new()), Reading::Whole(ValueKind::Text));
+        assert_eq!(with("application/json; charset=utf-8"), Reading::Whole(ValueKind::Json));
+        assert_eq!(with("application/problem+json"), Reading::Whole(ValueKind::Json));
+        assert_eq!(with("text/html"), Reading::Whole(ValueKind::Text));
+        assert_eq!(with("text/event-stream"), Reading::Lines(ValueKind::Text));
+        assert_eq!(with("application/x-ndjson"), Reading::Lines(ValueKind::Json));
+        assert_eq!(with("image/png"), Reading::Opaque);
+        assert_eq!(with("application/octet-stream"), Reading::Opaque);
+    }
+}
