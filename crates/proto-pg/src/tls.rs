@@ -73,25 +73,50 @@ pub fn client_config(mode: TlsMode, ca_file: Option<&Path>) -> Result<Option<Arc
         TlsMode::Prefer | TlsMode::Require => {
             builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider()))).with_no_client_auth()
         }
-        TlsMode::VerifyFull => {
-            let mut roots = RootCertStore::empty();
-            match ca_file {
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read { path: path.display().to_string(), source })?;
-                    for cert in rustls_pemfile_certs(&pem) {
-                        roots.add(cert)?;
-                    }
-                }
-                None => {
-                    for cert in rustls_native_certs::load_native_certs().certs {
-                        let _ = roots.add(cert);
-                    }
-                }
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+        TlsMode::VerifyFull => return verified_client_config(ca_file, None).map(Some),
     };
     Ok(Some(Arc::new(config)))
+}
+
+/// A client certificate and its key, both PEM, and where they were read from (for messages).
+pub struct ClientIdentity<'a> {
+    pub cert_pem: &'a [u8],
+    pub key_pem: &'a [u8],
+    pub source: &'a str,
+}
+
+/// A client config that checks the server's certificate against `ca_file` (or the system's
+/// CAs) and, with an identity, presents a client certificate when the server asks for one.
+pub fn verified_client_config(ca_file: Option<&Path>, identity: Option<ClientIdentity<'_>>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read { path: path.display().to_string(), source })?;
+            for cert in rustls_pemfile_certs(&pem) {
+                roots.add(cert)?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let builder = builder.with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let certs = rustls_pemfile_certs(identity.cert_pem);
+            if certs.is_empty() {
+                return Err(TlsSetupError::NoPem { path: identity.source.to_string(), what: "certificate" });
+            }
+            let key = rustls_pemfile_key(identity.key_pem)
+                .ok_or_else(|| TlsSetupError::NoPem { path: identity.source.to_string(), what: "private key" })?;
+            builder.with_client_auth_cert(certs, key)?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 /// Accepts any certificate but still checks the handshake signatures: libpq's `require`, which

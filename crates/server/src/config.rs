@@ -823,7 +823,13 @@ mod tests {
         check(&format!("{rule}http = [\"GET /x\"]\nsql = [\"drop\"]\naction = \"deny\"\n"), Err("split it"));
         let kube = "[[connections]]\nname = \"k8s\"\nprotocol = \"kubernetes\"\nurl = \"https://10.0.0.1:6443\"\n";
         check(&format!("{kube}token_env = \"T\"\nsecret_readers = [\"alice\"]\n"), Ok(("./witness-data", Durability::Write, 1)));
-        check(kube, Err("give witness's own token"));
+        check(kube, Err("give witness's own credential"));
+        check(&format!("{kube}client_cert_file = \"c\"\nclient_key_file = \"k\"\n"), Ok(("./witness-data", Durability::Write, 1)));
+        check(&format!("{kube}client_cert_file = \"c\"\n"), Err("set both or neither"));
+        check(
+            &format!("{http}client_cert_file = \"c\"\nclient_key_file = \"k\"\n").replace("https://", "http://"),
+            Err("use an https:// url"),
+        );
         check(&format!("{kube}token_env = \"T\"\ntoken_file = \"t\"\n"), Err("set one or the other"));
         check(&format!("{kube}token_env = \"T\"\nbearer_env = \"B\"\n"), Err("unknown field `bearer_env`"));
         check(

@@ -405,28 +405,41 @@ fn ssh_target(c: &SshConnection) -> Result<SshTarget, ServeError> {
 }
 
 fn http_target(c: &HttpConnection) -> Result<HttpTarget, ServeError> {
-    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref())?;
+    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref(), c.client_cert_file.as_deref(), c.client_key_file.as_deref())?;
     HttpTarget::new(&c.name, &c.url, c.credentials().map_err(ServeError::Target)?, tls)
         .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))
 }
 
 fn kube_target(c: &KubernetesConnection) -> Result<HttpTarget, ServeError> {
-    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref())?;
-    let token = c.token().map_err(ServeError::Target)?;
+    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref(), c.client_cert_file.as_deref(), c.client_key_file.as_deref())?;
+    let credentials = c.token().map_err(ServeError::Target)?.map(witness_proto_http::UpstreamCredential::Bearer).into_iter().collect();
     let settings = witness_proto_http::KubeTarget {
         secret_readers: c.secret_readers.iter().map(|g| witness_core::Glob::new(g)).collect(),
         secret_reader_groups: c.secret_reader_groups.clone(),
     };
-    HttpTarget::new(&c.name, &c.url, vec![witness_proto_http::UpstreamCredential::Bearer(token)], tls)
+    HttpTarget::new(&c.name, &c.url, credentials, tls)
         .map(|target| target.kubernetes(settings))
         .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))
 }
 
-/// TLS towards an `https` upstream, its certificate checked against `ca_file` or the system's CAs.
-fn upstream_tls(name: &str, url: &str, ca_file: Option<&Path>) -> Result<Option<Arc<rustls::ClientConfig>>, ServeError> {
+/// TLS towards an `https` upstream: its certificate checked against `ca_file` or the system's
+/// CAs, and witness's client certificate presented when the connection has one.
+fn upstream_tls(
+    name: &str,
+    url: &str,
+    ca_file: Option<&Path>,
+    client_cert: Option<&Path>,
+    client_key: Option<&Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, ServeError> {
     if !url.starts_with("https://") {
         return Ok(None);
     }
-    witness_proto_pg::client_config(witness_proto_pg::TlsMode::VerifyFull, ca_file)
-        .map_err(|e| ServeError::Target(format!("connection {name}: {e}")))
+    let failed = |e: String| ServeError::Target(format!("connection {name}: {e}"));
+    let read = |path: &Path| std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())));
+    let identity = match (client_cert, client_key) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?, format!("{} and {}", cert.display(), key.display()))),
+        _ => None,
+    };
+    let identity = identity.as_ref().map(|(cert_pem, key_pem, source)| witness_proto_pg::ClientIdentity { cert_pem, key_pem, source });
+    witness_proto_pg::verified_client_config(ca_file, identity).map(Some).map_err(|e| failed(e.to_string()))
 }

@@ -78,10 +78,14 @@ class Upstream(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_get = any
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-if len(sys.argv) == 3:
+if len(sys.argv) >= 3:
     import ssl
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 4:
+        # Clients must present a certificate this one (self-signed) is, or signed.
+        tls.verify_mode = ssl.CERT_REQUIRED
+        tls.load_verify_locations(sys.argv[3])
     server.socket = tls.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
@@ -103,6 +107,11 @@ impl Upstream {
     /// An https upstream with this certificate and key (PEM files).
     fn start_tls(cert: &Path, key: &Path) -> Upstream {
         Upstream::launch(&[cert, key])
+    }
+
+    /// An https upstream that also requires a client certificate `client_ca` vouches for.
+    fn start_mutual_tls(cert: &Path, key: &Path, client_ca: &Path) -> Upstream {
+        Upstream::launch(&[cert, key, client_ca])
     }
 
     fn launch(tls: &[&Path]) -> Upstream {
@@ -653,4 +662,42 @@ fn bodies_are_masked_by_the_detectors_for_the_client_and_the_record() {
     s.gw.stop_and_verify();
     // (ada's address is in the recording of `keyed`, which masks nothing.)
     assert_nowhere_in(&s.gw.data_dir(), "grace@example.org");
+}
+
+#[test]
+fn an_upstream_that_asks_for_a_client_certificate_gets_witness_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem_pair = |name: &str, host: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![host.into()]).unwrap().self_signed(&key).unwrap();
+        let (cert_file, key_file) = (dir.path().join(format!("{name}.crt")), dir.path().join(format!("{name}.key")));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    };
+    let (server_cert, server_key) = pem_pair("upstream", "localhost");
+    let (client_cert, client_key) = pem_pair("witness-client", "witness");
+    let upstream = Upstream::start_mutual_tls(&server_cert, &server_key, &client_cert);
+    let connection = |name: &str, identity: &str| {
+        format!(
+            "[[connections]]\nname = \"{name}\"\nprotocol = \"http\"\nurl = \"https://localhost:{}\"\nca_file = \"{}\"\n{identity}\n",
+            upstream.port,
+            server_cert.display()
+        )
+    };
+    let identity = format!("client_cert_file = \"{}\"\nclient_key_file = \"{}\"", client_cert.display(), client_key.display());
+    let extra = connection("mutual", &identity) + &connection("anonymous", "");
+    let mut s = setup_with(upstream, &extra, dir);
+    let bearer = s.bearer(&s.agent);
+    let got = s.curl(&["-H", &bearer, &s.url("/c/mutual/api/with-client-cert")]);
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    assert_eq!(serde_json::from_slice::<Value>(&got.body).unwrap()["path"], "/api/with-client-cert");
+    // Without witness's certificate the upstream ends the handshake: 502, recorded.
+    let got = s.curl(&["-H", &bearer, &s.url("/c/anonymous/api/with-client-cert")]);
+    assert_eq!(got.status, 502, "{}", String::from_utf8_lossy(&got.body));
+    let events = s.events(2);
+    assert_eq!(of_kind(&events, "http.upstream_error").len(), 1);
+    s.gw.stop_and_verify();
+    let key_text = std::fs::read_to_string(&client_key).unwrap();
+    assert_nowhere_in(&s.gw.data_dir(), key_text.lines().nth(1).unwrap());
 }

@@ -102,6 +102,10 @@ pub struct HttpConnection {
     /// environment variable or a file, e.g. `X-Api-Key = { env = "BILLING_KEY" }`.
     #[serde(default)]
     pub headers: BTreeMap<String, SecretSource>,
+    /// A client certificate (PEM) witness presents to an https upstream that asks for one...
+    pub client_cert_file: Option<PathBuf>,
+    /// ... and its private key (PEM).
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `protocol = "kubernetes"`: an API server, reached with witness's own service-account token.
@@ -120,6 +124,9 @@ pub struct KubernetesConnection {
     /// ... or a file (`/var/run/secrets/kubernetes.io/serviceaccount/token`; trailing newline
     /// ignored).
     pub token_file: Option<PathBuf>,
+    /// Or a client certificate (PEM; a kubeconfig's client-certificate) with its key.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
     /// Identity globs that see Secret objects' data; everyone else gets it masked.
     #[serde(default)]
     pub secret_readers: Vec<String>,
@@ -333,6 +340,7 @@ impl HttpConnection {
         if self.basic_user.is_some() && (self.bearer_env.is_some() || self.bearer_file.is_some()) {
             return Err((key("bearer_* / basic_*"), "both set Authorization; choose a bearer token or basic auth".into()));
         }
+        check_client_cert(&self.url, &self.client_cert_file, &self.client_key_file, key)?;
         for (name, source) in &self.headers {
             if name.eq_ignore_ascii_case("authorization")
                 && (self.basic_user.is_some() || self.bearer_env.is_some() || self.bearer_file.is_some())
@@ -374,20 +382,37 @@ impl KubernetesConnection {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err((key("url"), "give the API server's URL, e.g. url = \"https://10.0.0.1:6443\"".into()));
         }
-        match (&self.token_env, &self.token_file) {
-            (Some(_), Some(_)) => Err((key("token_env / token_file"), "set one or the other".into())),
-            (None, None) => Err((
+        check_client_cert(&self.url, &self.client_cert_file, &self.client_key_file, key)?;
+        match (&self.token_env, &self.token_file, &self.client_cert_file) {
+            (Some(_), Some(_), _) => Err((key("token_env / token_file"), "set one or the other".into())),
+            (None, None, None) => Err((
                 key("token_env / token_file"),
-                "give witness's own token for the API server (a service account's), from an environment variable or a file".into(),
+                "give witness's own credential for the API server: a token (a service account's) from an environment variable or a file, or client_cert_file and client_key_file".into(),
             )),
             _ => Ok(()),
         }
     }
 
-    /// The bearer token witness sends, read from the environment or its file.
-    pub fn token(&self) -> Result<witness_core::Secret, String> {
-        let token = secret(&self.name, "token", self.token_env.as_ref(), self.token_file.as_ref())?.unwrap_or_default();
-        Ok(witness_core::Secret::new(token))
+    /// The bearer token witness sends, read from the environment or its file; None when witness
+    /// logs in with a client certificate alone.
+    pub fn token(&self) -> Result<Option<witness_core::Secret>, String> {
+        Ok(secret(&self.name, "token", self.token_env.as_ref(), self.token_file.as_ref())?.map(witness_core::Secret::new))
+    }
+}
+
+/// A client certificate needs its key (and the key its certificate), and an https upstream.
+fn check_client_cert(
+    url: &str,
+    cert: &Option<PathBuf>,
+    key_file: &Option<PathBuf>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), (String, String)> {
+    match (cert, key_file) {
+        (Some(_), None) | (None, Some(_)) => Err((key("client_cert_file / client_key_file"), "set both or neither".into())),
+        (Some(_), Some(_)) if !url.starts_with("https://") => {
+            Err((key("client_cert_file"), "a client certificate is presented over TLS only: use an https:// url".into()))
+        }
+        _ => Ok(()),
     }
 }
 
