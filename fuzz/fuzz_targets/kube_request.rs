@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let read = path::read(raw);
     let uncertain = read.uncertain;
-    let request = kube::read_request(&method, &read, query, &headers, uncertain);
+    let request = kube::read_request(&method, raw, &read, query, &headers, uncertain);
     let _ = kube::recorded(&request);
 
     let mut reads = Rule::new("reads", Action::Allow);

@@ -164,25 +164,30 @@ pub struct MaskedLines<B> {
     mask: MaskLine,
     /// The start of a line that has not ended yet.
     partial: Vec<u8>,
+    /// How much of `partial` is known to hold no line end (so a long line is searched once).
+    searched: usize,
     ready: VecDeque<Bytes>,
     ended: bool,
 }
 
 impl<B> MaskedLines<B> {
     pub fn new(inner: B, mask: impl FnMut(&[u8]) -> Result<Vec<u8>, String> + Send + Sync + 'static) -> MaskedLines<B> {
-        MaskedLines { inner, mask: Box::new(mask), partial: Vec::new(), ready: VecDeque::new(), ended: false }
+        MaskedLines { inner, mask: Box::new(mask), partial: Vec::new(), searched: 0, ready: VecDeque::new(), ended: false }
     }
 
     /// Masks every whole line of `partial`; with `last`, the rest too.
     fn mask_lines(&mut self, last: bool) -> Result<(), BoxError> {
-        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
+        while let Some(end) = self.partial[self.searched..].iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=self.searched + end).collect();
+            self.searched = 0;
             self.mask_one(&line)?;
         }
+        self.searched = self.partial.len();
         if self.partial.len() > MAX_MASKED_BYTES {
             return Err(format!("a line longer than {MAX_MASKED_BYTES} bytes, more than witness masks").into());
         }
         if last && !self.partial.is_empty() {
+            self.searched = 0;
             let rest = std::mem::take(&mut self.partial);
             self.mask_one(&rest)?;
         }

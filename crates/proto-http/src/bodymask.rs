@@ -4,11 +4,12 @@
 //! masked by those and the recording-only rules. JSON stays valid (a find outside a string
 //! becomes a string) and `Content-Length` is set to the masked length.
 //!
-//! How a body is read depends on its `Content-Type`: JSON, XML, forms and text (or no type) are
-//! read whole, up to [`MAX_MASKED_BYTES`], and masked at once; server-sent events and JSON lines
-//! are masked a line at a time, so that they keep streaming; other types (images, archives,
-//! `application/octet-stream`) are binary, which detectors do not read, and pass unmasked, as a
-//! binary column does. Witness asks upstreams for bodies without compression when it masks, and
+//! How a body is read depends on its `Content-Type`: server-sent events and JSON lines are masked
+//! a line at a time, so that they keep streaming (a value split across two lines is not seen);
+//! images, sound, video, fonts, archives and PDF are binary, which detectors do not read, and pass
+//! unmasked, as a binary column does; anything else (JSON, text, XML, forms, no type, and types
+//! witness does not know, which may well be text) is read whole, up to [`MAX_MASKED_BYTES`], and
+//! masked at once. On a Kubernetes connection witness asks for JSON. Witness asks upstreams for bodies without compression when it masks, and
 //! refuses (502) a compressed body it would have to read.
 
 use std::sync::{Arc, Mutex};
@@ -30,26 +31,32 @@ pub enum Reading {
     Opaque,
 }
 
-/// How a body with these headers is read.
+/// How a body with these headers is read. Only media that are binary through and through
+/// (images, sound, video, fonts, archives, PDF) pass unread: anything else may be text a client
+/// asked for in an unusual type (CSV as `application/octet-stream`, YAML), so it is read as text.
 pub fn reading(headers: &HeaderMap) -> Reading {
     let Some(kind) = headers.get(header::CONTENT_TYPE) else { return Reading::Whole(ValueKind::Text) };
     let kind = String::from_utf8_lossy(kind.as_bytes()).to_ascii_lowercase();
     let essence = kind.split(';').next().unwrap_or("").trim();
+    let binary = ["image/", "audio/", "video/", "font/"].iter().any(|prefix| essence.starts_with(prefix))
+        || matches!(
+            essence,
+            "application/pdf"
+                | "application/zip"
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/x-tar"
+                | "application/x-7z-compressed"
+                | "application/zstd"
+                | "application/wasm"
+        );
     match essence {
         "text/event-stream" => Reading::Lines(ValueKind::Text),
         "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Reading::Lines(ValueKind::Json),
         "application/json" => Reading::Whole(ValueKind::Json),
         t if t.ends_with("+json") => Reading::Whole(ValueKind::Json),
-        t if t.starts_with("text/")
-            || t.ends_with("+xml")
-            || matches!(
-                t,
-                "application/xml" | "application/x-www-form-urlencoded" | "application/javascript" | "application/graphql" | ""
-            ) =>
-        {
-            Reading::Whole(ValueKind::Text)
-        }
-        _ => Reading::Opaque,
+        _ if binary => Reading::Opaque,
+        _ => Reading::Whole(ValueKind::Text),
     }
 }
 
@@ -133,6 +140,9 @@ mod tests {
         assert_eq!(with("text/event-stream"), Reading::Lines(ValueKind::Text));
         assert_eq!(with("application/x-ndjson"), Reading::Lines(ValueKind::Json));
         assert_eq!(with("image/png"), Reading::Opaque);
-        assert_eq!(with("application/octet-stream"), Reading::Opaque);
+        assert_eq!(with("application/zip"), Reading::Opaque);
+        // Types that may be text a client chose to ask for are read as text.
+        assert_eq!(with("application/octet-stream"), Reading::Whole(ValueKind::Text));
+        assert_eq!(with("application/yaml"), Reading::Whole(ValueKind::Text));
     }
 }

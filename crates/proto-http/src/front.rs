@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle};
 use witness_core::{kind, Direction, Event, Interrupt, PayloadType, PendingLogin, Principal, Protocol, SessionInfo, Subject, Verdict};
 use witness_gate::{admit, Admission, Credential, Refusal, Registration, Stream, Waiting, Wire, Withdrawal};
@@ -50,6 +50,8 @@ const MAX_SESSIONS_PER_CONNECTION: usize = 16;
 const ENDING_GRACE: Duration = Duration::from_secs(5);
 /// Characters of a request line kept in a record's summary.
 const SUMMARY_CHARS: usize = 200;
+/// Bodies read whole for masking at once, in MiB: a bound on what they hold together.
+pub(crate) const MASKING_BUDGET_MIB: usize = 256;
 /// The header that names the approval a held request waited for.
 const APPROVAL_HEADER: &str = "x-witness-approval";
 
@@ -288,8 +290,11 @@ impl<G: HttpGate> Client<G> {
         let read = path::read(rest);
         let override_header = headers::method_override(&parts.headers);
         let uncertain = read.uncertain.or(override_header.map(|_| "a method-override header, which some servers obey"));
-        let kube_request =
-            session.target.kube.as_ref().map(|_| kube::read_request(&parts.method, &read, parts.uri.query(), &parts.headers, uncertain));
+        let kube_request = session
+            .target
+            .kube
+            .as_ref()
+            .map(|_| kube::read_request(&parts.method, rest, &read, parts.uri.query(), &parts.headers, uncertain));
         let principal = &session.subject.principal;
         let masks_secrets = match (&session.target.kube, &kube_request) {
             (Some(target), Some(request)) => kube::about_secrets(request) && !target.reads_secrets(&principal.identity, &principal.groups),
@@ -298,10 +303,11 @@ impl<G: HttpGate> Client<G> {
         let mut forwarded_headers = parts.headers.clone();
         let credential_names = session.target.credential_names();
         let dropped = headers::strip_for_upstream(&mut forwarded_headers, &credential_names);
+        let body_masks = session.masks.clone();
         // A WebSocket upgrade is relayed (recorded frame by frame); other upgrades are not, and
-        // neither is one about secrets witness must mask (the API server then answers a plain
-        // request, which witness can read).
-        let upgrade = headers::websocket_upgrade(&parts.method, &parts.headers).filter(|_| !masks_secrets);
+        // neither is one whose messages witness would have to mask (Secret data, or a session
+        // masking rules name): the upstream then answers a plain request, which witness can read.
+        let upgrade = headers::websocket_upgrade(&parts.method, &parts.headers).filter(|_| !masks_secrets && body_masks.is_none());
         let client_upgrade = match upgrade {
             Some(upgrade) => {
                 forwarded_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -310,11 +316,10 @@ impl<G: HttpGate> Client<G> {
             }
             None => None,
         };
-        if masks_secrets {
-            // Plain JSON, which witness can read and mask.
+        if masks_secrets || (kube_request.is_some() && body_masks.is_some()) {
+            // Plain JSON, which witness can read and mask, rather than protobuf, CBOR or YAML.
             forwarded_headers.insert(header::ACCEPT, kube::json_accept(&parts.headers));
         }
-        let body_masks = session.masks.clone();
         if masks_secrets || body_masks.is_some() {
             // Bodies witness can read to mask.
             forwarded_headers.remove(header::ACCEPT_ENCODING);
@@ -335,6 +340,14 @@ impl<G: HttpGate> Client<G> {
         }
         if let Some(masks) = &body_masks {
             mask_recorded_body(&mut event, masks, bodymask::reading(&parts.headers));
+        }
+        if masks_secrets && parts.method == Method::PATCH && kube::is_json_patch(&parts.headers) {
+            // Its operations can copy Secret data anywhere in the object (an annotation, a
+            // label), where witness would not know to mask it.
+            let why = "a JSON patch of a secret can move its data where witness does not mask it; use a merge patch";
+            event = event.with_attr("refused", why);
+            session.recorder.record(event).await.map_err(|e| Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            return Err(Answer::new(StatusCode::FORBIDDEN, format!("witness refused this request: {why}")));
         }
         let request = match &kube_request {
             Some(request) => witness_core::Request::Kube(request),
@@ -421,10 +434,10 @@ impl<G: HttpGate> Client<G> {
         let (mut response_parts, response_body) = response.into_parts();
         headers::strip_hop_by_hop(&mut response_parts.headers);
         let bodyless = parts.method == Method::HEAD || matches!(response_parts.status.as_u16(), 204 | 304);
-        let masked = if masks_secrets {
-            masked_secrets(&mut response_parts, response_body, watching, bodyless).await.map(Either::Right)
-        } else if let Some(masks) = &body_masks {
-            masked_body(&mut response_parts, response_body, masks, bodyless).await.map(Either::Right)
+        let masked = if masks_secrets || body_masks.is_some() {
+            let budget = self.front.masking_budget.clone();
+            let secrets = masks_secrets.then_some(watching);
+            masked_answer(&mut response_parts, response_body, secrets, body_masks.clone(), bodyless, budget).await.map(Either::Right)
         } else {
             Ok(Either::Left(response_body))
         };
@@ -666,16 +679,60 @@ fn mask_recorded_body(event: &mut Event, masks: &BodyMasks, reading: Reading) {
     }
 }
 
+/// An answer as the client gets it: Secret data masked (`secrets` says whether the request is a
+/// watch), then the session's detectors applied. An error says why witness cannot mask it.
+async fn masked_answer(
+    parts: &mut http::response::Parts,
+    body: Incoming,
+    secrets: Option<bool>,
+    masks: Option<BodyMasks>,
+    bodyless: bool,
+    budget: Arc<Semaphore>,
+) -> Result<ClientBody, String> {
+    let mut body = ClientBody::new(body.map_err(|e| -> BoxError { Box::new(e) }));
+    if let Some(watching) = secrets {
+        body = masked_secrets(parts, body, watching, bodyless, budget.clone()).await?;
+    }
+    if let Some(masks) = masks {
+        body = masked_body(parts, body, masks, bodyless, budget).await?;
+    }
+    Ok(body)
+}
+
+/// Reads a body whole for masking, up to [`bodymask::MAX_MASKED_BYTES`]; at most
+/// [`MASKING_BUDGET_MIB`] of such bodies are read at once, the others waiting their turn.
+async fn read_whole(body: ClientBody, budget: Arc<Semaphore>) -> Result<Bytes, String> {
+    let _turn = budget.acquire_many_owned((bodymask::MAX_MASKED_BYTES >> 20) as u32).await.map_err(|e| e.to_string())?;
+    let mut body = body;
+    let mut whole = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the body could not be read whole: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if whole.len() + data.len() > bodymask::MAX_MASKED_BYTES {
+                return Err(format!("the body is longer than {} MiB", bodymask::MAX_MASKED_BYTES >> 20));
+            }
+            whole.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(whole))
+}
+
 /// A response body as the client gets it under the session's masks: read whole and masked, or
 /// masked a line at a time, or passed on (binary, or nothing masked for the client). An error
 /// says why witness cannot mask it (compressed, too large).
-async fn masked_body(parts: &mut http::response::Parts, body: Incoming, masks: &BodyMasks, bodyless: bool) -> Result<ClientBody, String> {
+async fn masked_body(
+    parts: &mut http::response::Parts,
+    body: ClientBody,
+    masks: BodyMasks,
+    bodyless: bool,
+    budget: Arc<Semaphore>,
+) -> Result<ClientBody, String> {
     let reading = match bodymask::reading(&parts.headers) {
         _ if bodyless || !masks.masks_client() => Reading::Opaque,
         reading => reading,
     };
     if reading == Reading::Opaque {
-        return Ok(ClientBody::new(body.map_err(BoxError::from)));
+        return Ok(body);
     }
     if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
         return Err(format!("encoded as {}", witness_core::shown_text(encoding.as_bytes())));
@@ -687,16 +744,12 @@ async fn masked_body(parts: &mut http::response::Parts, body: Incoming, masks: &
             Ok(ClientBody::new(crate::body::MaskedLines::new(body, move |line| Ok(masks.for_client(kind, line)))))
         }
         Reading::Whole(kind) => {
-            let whole = http_body_util::Limited::new(body, bodymask::MAX_MASKED_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("the body could not be read whole: {e}"))?
-                .to_bytes();
+            let whole = read_whole(body, budget).await?;
             let masked = masks.for_client(kind, &whole);
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
             Ok(ClientBody::new(Full::new(Bytes::from(masked)).map_err(|never| match never {})))
         }
-        Reading::Opaque => Ok(ClientBody::new(body.map_err(BoxError::from))),
+        Reading::Opaque => Ok(body),
     }
 }
 
@@ -707,8 +760,11 @@ fn withhold_secret_data(event: &mut Event, body_ended: bool) {
     if event.payload.is_empty() {
         return;
     }
+    let object = event.payload.trim_ascii_start().first() == Some(&b'{');
     match kube::mask_document(&event.payload) {
-        Ok((masked, count)) if body_ended => {
+        // An object (a Secret, a merge patch) with its data masked; not a JSON patch's list of
+        // operations, whose values go anywhere.
+        Ok((masked, count)) if body_ended && object => {
             event.payload = masked;
             event.attrs.insert("body_recorded".into(), json!(event.payload.len()));
             event.attrs.insert("secret_values_masked".into(), json!(count));
@@ -725,9 +781,15 @@ fn withhold_secret_data(event: &mut Event, body_ended: bool) {
 /// An answer about secrets with their data masked: a watch event by event, anything else read
 /// whole (up to [`crate::body::MAX_MASKED_BYTES`]) and masked at once. An error says why witness cannot
 /// mask it (not JSON, compressed, too large).
-async fn masked_secrets(parts: &mut http::response::Parts, body: Incoming, watching: bool, bodyless: bool) -> Result<ClientBody, String> {
+async fn masked_secrets(
+    parts: &mut http::response::Parts,
+    body: ClientBody,
+    watching: bool,
+    bodyless: bool,
+    budget: Arc<Semaphore>,
+) -> Result<ClientBody, String> {
     if bodyless {
-        return Ok(ClientBody::new(body.map_err(BoxError::from)));
+        return Ok(body);
     }
     if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
         return Err(format!("encoded as {}", witness_core::shown_text(encoding.as_bytes())));
@@ -740,11 +802,7 @@ async fn masked_secrets(parts: &mut http::response::Parts, body: Incoming, watch
         parts.headers.remove(header::CONTENT_LENGTH);
         return Ok(ClientBody::new(crate::body::MaskedLines::new(body, kube::mask_event)));
     }
-    let whole = http_body_util::Limited::new(body, crate::body::MAX_MASKED_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("the answer could not be read whole: {e}"))?
-        .to_bytes();
+    let whole = read_whole(body, budget).await?;
     let (masked, _) = kube::mask_document(&whole).map_err(|e| format!("not JSON: {e}"))?;
     parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
     Ok(ClientBody::new(Full::new(Bytes::from(masked)).map_err(|never| match never {})))

@@ -13,8 +13,10 @@
 //! it as the strictest.
 //!
 //! Secret data is masked by walking the JSON the API server sends: every `data` and
-//! `stringData` map's values, and kubectl's `last-applied-configuration` annotation (which holds
-//! a copy of the object), wherever they are in an answer about secrets. Witness asks the API
+//! `stringData` map's values and every annotation (kubectl's `last-applied-configuration` holds a
+//! copy of the object, and a patch can have put data in any other), wherever they are in an
+//! answer about secrets. A JSON patch of a secret by someone who does not read them is refused:
+//! its operations can copy data anywhere in the object. Witness asks the API
 //! server for plain JSON there (no protobuf, no compression) and refuses an answer it cannot read.
 
 use http::header::{HeaderMap, HeaderValue};
@@ -28,8 +30,6 @@ use crate::path::ReadPath;
 pub const MASKED_DATA: &str = "W21hc2tlZF0=";
 /// What a masked `stringData` value or annotation becomes.
 pub const MASKED_TEXT: &str = crate::headers::MASKED;
-/// kubectl's annotation holding the object as last applied, data included.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Subresources opened as a stream (WebSocket or SPDY), authorized as `create`.
 const STREAMING_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
 /// Subresources of a namespace itself (`/api/v1/namespaces/NS/status`).
@@ -51,10 +51,17 @@ impl KubeTarget {
     }
 }
 
-/// Reads a request the way the API server's authorizer does. `read` is the path after the
-/// connection's prefix as rules read it; `uncertain` is why witness may already not read it as
-/// the API server does.
-pub fn read_request(method: &Method, read: &ReadPath, query: Option<&str>, headers: &HeaderMap, uncertain: Option<&str>) -> KubeRequest {
+/// Reads a request the way the API server's authorizer does. `raw` is the path after the
+/// connection's prefix as sent and `read` as rules read it; `uncertain` is why witness may
+/// already not read it as the API server does.
+pub fn read_request(
+    method: &Method,
+    raw: &str,
+    read: &ReadPath,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    uncertain: Option<&str>,
+) -> KubeRequest {
     let mut request = KubeRequest {
         verb: method.as_str().to_ascii_lowercase(),
         resource: None,
@@ -63,6 +70,16 @@ pub fn read_request(method: &Method, read: &ReadPath, query: Option<&str>, heade
         impersonate: impersonation(headers),
         command: Vec::new(),
     };
+    // The API server splits the path at every `/`: an empty segment is an empty name (an empty
+    // namespace lists every namespace), where reading `//` as `/` would shift every part.
+    let trimmed = raw.trim_matches('/');
+    if !trimmed.is_empty() && trimmed.split('/').any(str::is_empty) {
+        request.uncertain.get_or_insert_with(|| "an empty path segment (//), which the API server reads as an empty name".into());
+    }
+    // Go drops a query pair with a `;` in it; witness would read it.
+    if query.is_some_and(|q| q.contains(';')) {
+        request.uncertain.get_or_insert_with(|| "a ; in the query, which the API server drops with its pair".into());
+    }
     let segments: Vec<&str> = read.path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, mut parts) = match segments.as_slice() {
         ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
@@ -129,24 +146,20 @@ pub fn read_request(method: &Method, read: &ReadPath, query: Option<&str>, heade
     request
 }
 
-/// Whether the query asks for a watch, as the API server reads `watch=`; an error when its
-/// values disagree or are not booleans.
+/// Whether the query asks for a watch, as the API server reads `watch`: present with any value
+/// but `0` or `false` (in any case), an empty one included, the first value deciding. An error
+/// when its values disagree, or a name is encoded (it might decode to `watch`).
 fn watch_asked(query: Option<&str>) -> Result<bool, &'static str> {
     let mut asked = None;
-    for pair in query.unwrap_or_default().split('&') {
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key != "watch" {
-            if key.contains('%') {
-                // An encoded name might decode to `watch`.
+            if key.contains(['%', '+']) {
                 return Err("an encoded query parameter name");
             }
             continue;
         }
-        let this = match value {
-            "" | "0" | "f" | "F" | "false" | "False" | "FALSE" => false,
-            "1" | "t" | "T" | "true" | "True" | "TRUE" => true,
-            _ => return Err("a watch parameter witness cannot read"),
-        };
+        let this = !(value == "0" || value.eq_ignore_ascii_case("false"));
         if asked.is_some_and(|before| before != this) {
             return Err("watch given twice with different values");
         }
@@ -193,6 +206,15 @@ pub fn about_secrets(request: &KubeRequest) -> bool {
     request.uncertain.is_some() || request.resource.as_ref().is_some_and(|r| r.group.is_empty() && r.resource == "secrets")
 }
 
+/// Whether a request's body is a JSON patch (RFC 6902), whose operations can copy values from
+/// one place of an object to another.
+pub fn is_json_patch(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json-patch"))
+}
+
 /// Whether an answer's `Content-Type` is JSON witness can mask (a Table is JSON too).
 pub fn is_json(headers: &HeaderMap) -> bool {
     headers
@@ -224,12 +246,9 @@ pub fn mask_secrets(value: &mut Value) -> usize {
                 match (key.as_str(), inner) {
                     ("data", Value::Object(data)) => masked += mask_values(data, MASKED_DATA),
                     ("stringData", Value::Object(data)) => masked += mask_values(data, MASKED_TEXT),
-                    ("annotations", Value::Object(annotations)) => {
-                        if let Some(copy) = annotations.get_mut(LAST_APPLIED) {
-                            *copy = Value::String(MASKED_TEXT.into());
-                            masked += 1;
-                        }
-                    }
+                    // Every annotation: kubectl's last-applied one holds a copy of the data, and an
+                    // earlier patch may have put it in any other.
+                    ("annotations", Value::Object(annotations)) => masked += mask_values(annotations, MASKED_TEXT),
                     (_, inner) => masked += mask_secrets(inner),
                 }
             }
@@ -330,6 +349,9 @@ mod tests {
 
     use super::*;
     use crate::body::MaskedLines;
+
+    /// kubectl's annotation holding the object as last applied, data included.
+    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
     use crate::path;
 
     fn read(method: &str, target: &str) -> KubeRequest {
@@ -340,7 +362,7 @@ mod tests {
         let (raw, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
         let read = path::read(raw);
         let uncertain = read.uncertain;
-        read_request(&method.parse().unwrap(), &read, query, headers, uncertain)
+        read_request(&method.parse().unwrap(), raw, &read, query, headers, uncertain)
     }
 
     fn shown(request: &KubeRequest) -> String {
@@ -387,7 +409,17 @@ mod tests {
         let twice = read("GET", "/api/v1/namespaces/prod/pods?watch=true&watch=false");
         assert_eq!(twice.verb, "watch");
         assert_eq!(twice.uncertain.as_deref(), Some("watch given twice with different values"));
-        assert!(read("GET", "/api/v1/namespaces/prod/pods?watch=yes").uncertain.is_some());
+        assert_eq!(read("GET", "/api/v1/namespaces/prod/pods?watch=yes").verb, "watch");
+        assert_eq!(read("GET", "/api/v1/namespaces/prod/pods?watch").verb, "watch");
+        assert_eq!(read("GET", "/api/v1/namespaces/prod/pods?watch=f").verb, "watch");
+        assert_eq!(read("GET", "/api/v1/namespaces/prod/pods?watch=FALSE").verb, "list");
+        // An empty namespace is every namespace to the API server, not a shifted path.
+        let empty = read("GET", "/api/v1/namespaces//secrets");
+        assert!(empty.uncertain.as_deref().is_some_and(|why| why.contains("empty path segment")), "{empty}");
+        assert!(about_secrets(&empty));
+        assert!(read("GET", "/api/v1/namespaces/prod/pods/").uncertain.is_none());
+        let semicolon = read("GET", "/api/v1/namespaces/prod/pods/web/exec?command=true;&command=sh");
+        assert!(semicolon.uncertain.is_some());
         assert!(read("GET", "/api/v1/namespaces/prod/pods?%77atch=true").uncertain.is_some());
         assert!(read("GET", "/api/v1/namespaces/prod/../kube-system/secrets").uncertain.is_some());
         assert!(read("GET", "/api/v1/namespaces/prod/pods?watch=1").uncertain.is_none());
@@ -417,16 +449,16 @@ mod tests {
             }]
         });
         let mut masked = list.clone();
-        assert_eq!(mask_secrets(&mut masked), 4);
+        assert_eq!(mask_secrets(&mut masked), 5);
         let text = masked.to_string();
         for secret in ["czNjcjN0", "YXBw", "plain"] {
             assert!(!text.contains(secret), "{text}");
         }
         assert_eq!(masked["items"][0]["data"]["user"], MASKED_DATA);
-        assert_eq!(masked["items"][0]["metadata"]["annotations"]["team"], "a");
+        assert_eq!(masked["items"][0]["metadata"]["annotations"]["team"], MASKED_TEXT, "every annotation");
         let event = format!("{}\n", json!({"type": "ADDED", "object": list["items"][0]}));
         let (out, count) = mask_document(event.as_bytes()).unwrap();
-        assert_eq!(count, 4);
+        assert_eq!(count, 5);
         assert!(out.ends_with(b"\n") && !String::from_utf8(out).unwrap().contains("czNjcjN0"));
         assert!(mask_document(b"\x0a\x08protobuf").is_err());
     }

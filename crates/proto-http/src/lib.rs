@@ -77,6 +77,8 @@ pub struct HttpFront<G> {
     pub(crate) settings: HttpSettings,
     /// Offered to clients that begin with a TLS handshake; the others speak plain HTTP.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// MiB of bodies being read whole for masking, shared by every connection.
+    pub(crate) masking_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl<G: HttpGate> HttpFront<G> {
@@ -87,7 +89,7 @@ impl<G: HttpGate> HttpFront<G> {
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             Arc::new(config)
         });
-        HttpFront { gate, settings, tls }
+        HttpFront { gate, settings, tls, masking_budget: Arc::new(tokio::sync::Semaphore::new(front::MASKING_BUDGET_MIB)) }
     }
 }
 

@@ -643,9 +643,12 @@ fn bodies_are_masked_by_the_detectors_for_the_client_and_the_record() {
     assert_eq!(String::from_utf8_lossy(&got.body), "write to [email]\n");
     let got = echo("text/event-stream", "data: ada@example.com\n\ndata: none\n\n");
     assert_eq!(String::from_utf8_lossy(&got.body), "data: [email]\n\ndata: none\n\n");
-    // Binary bodies are not read, as binary columns are not.
-    let got = echo("application/octet-stream", "raw bob@example.net");
-    assert_eq!(String::from_utf8_lossy(&got.body), "raw bob@example.net");
+    // A type that may hold text is read as text, whatever the client asked for; media that are
+    // binary through and through are not read, as binary columns are not.
+    let got = echo("application/octet-stream", "raw grace@example.org");
+    assert_eq!(String::from_utf8_lossy(&got.body), "raw [email]");
+    let got = echo("image/png", "png bob@example.net");
+    assert_eq!(String::from_utf8_lossy(&got.body), "png bob@example.net");
     // Another connection, which no masking rule names, is left alone.
     let content_type = "Content-Type: application/json";
     let got = s.curl(&["-H", &bearer, "-H", content_type, "--data-binary", r#"{"e":"ada@example.com"}"#, &s.url("/c/keyed/api/echo")]);
@@ -653,12 +656,12 @@ fn bodies_are_masked_by_the_detectors_for_the_client_and_the_record() {
 
     // The upstream got the client's body as sent; the recording of billing holds no address.
     assert!(s.upstream.seen().iter().any(|r| r["path"] == "/api/echo" && r["body_bytes"].as_u64() > Some(80)));
-    let events = s.events(5);
+    let events = s.events(6);
     let billing: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http.response" && e["attrs"]["masked"].is_object()).collect();
-    assert_eq!(billing.len(), 3, "JSON, text and events masked in the record");
+    assert_eq!(billing.len(), 4, "JSON, text, events and octets masked in the record");
     assert_eq!(billing[0]["attrs"]["masked"]["pii"]["email"], 2);
     let requests: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http.request" && e["attrs"]["masked"].is_object()).collect();
-    assert_eq!(requests.len(), 3, "the requests' bodies are masked in the record too");
+    assert_eq!(requests.len(), 4, "the requests' bodies are masked in the record too");
     s.gw.stop_and_verify();
     // (ada's address is in the recording of `keyed`, which masks nothing.)
     assert_nowhere_in(&s.gw.data_dir(), "grace@example.org");

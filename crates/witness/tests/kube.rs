@@ -243,6 +243,24 @@ fn kubectl_works_through_witness_and_rules_and_masks_hold() {
     let upgraded = s.websocket_watch("/c/k8s/api/v1/namespaces/prod/secrets?watch=true");
     assert!(upgraded.starts_with("HTTP/1.1 200"), "{upgraded}");
     assert!(upgraded.contains(MASKED_DATA) && !upgraded.contains(&marker_base64()), "{upgraded}");
+    // An empty namespace (`//`), which the API server reads as every namespace, is not read as
+    // a shifted path: witness cannot be sure of it, so every deny rule applies.
+    let token = s.gw.token("claude", &["--groups", "ai-agents"]);
+    let cert = s.gw.data_dir().join("tls/witness.crt");
+    let url = format!("https://127.0.0.1:{}/c/k8s/api/v1/namespaces//secrets", s.gw.port);
+    let out = Command::new("curl")
+        .args(["-sS", "--path-as-is", "--cacert", cert.to_str().unwrap(), "-H", &format!("Authorization: Bearer {token}"), &url])
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((answer["kind"].as_str(), answer["code"].as_u64()), (Some("Status"), Some(403)), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("empty path segment"), "{answer}");
+    // A JSON patch could copy Secret data into an annotation: refused for whoever does not read
+    // secrets, and not sent on.
+    let patch = r#"[{"op":"copy","from":"/data/password","path":"/metadata/annotations/x"}]"#;
+    let (ok, _, err) = s.run(&s.agent, &["patch", "secret", "db-credentials", "-n", "prod", "--type", "json", "-p", patch]);
+    assert!(!ok && err.contains("JSON patch"), "{err}");
+    assert!(s.received("PATCH", "").is_empty(), "the JSON patch reached the API server");
     // A secret the agent creates is recorded without its value.
     let (ok, _, err) =
         s.run(&s.agent, &["create", "secret", "generic", "made-by-agent", "-n", "default", "--from-literal=key=agent-made-9931"]);
