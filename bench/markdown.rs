@@ -64,8 +64,31 @@ fn machine() -> String {
     format!("{cores}, {memory}, {system}")
 }
 
+/// A whole number with thousands separators, as the document writes figures: 33157.4 -> "33,157".
+// Not every benchmark writes figures this large.
+#[allow(dead_code)]
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        let cases = [(0.0, "0"), (999.4, "999"), (1000.0, "1,000"), (33157.4, "33,157"), (1234567.0, "1,234,567")];
+        for (value, expected) in cases {
+            assert_eq!(super::thousands(value), expected, "{value}");
+        }
+    }
+
     #[test]
     fn a_table_has_a_header_an_alignment_row_and_its_rows() {
         let rows = vec![vec!["witness".to_string(), "0.83".to_string()], vec!["direct".to_string(), "1.00".to_string()]];

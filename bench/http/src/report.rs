@@ -201,12 +201,12 @@ pub fn print_markdown(command: &str, rounds: usize, connections: &[u32], results
             let added = |t: usize| added_at_p50(results, r, c, t).map_or("-".into(), |us| format!("{us:+}"));
             rows.push(vec![
                 format!("{}, {c}", response.name),
-                three(&|s| Some(thousands(s.run.requests_per_second)), &[DIRECT, NGINX_PROXY, WITNESS]),
+                three(&|s| Some(markdown::thousands(s.run.requests_per_second)), &[DIRECT, NGINX_PROXY, WITNESS]),
                 vs(NGINX_PROXY),
                 show_ratios(&ratios_by_round(results, r, c)),
                 vs(DIRECT),
-                three(&|s| Some(thousands(s.run.p50_us as f64)), &[DIRECT, NGINX_PROXY, WITNESS]),
-                three(&|s| Some(thousands(s.run.p99_us as f64)), &[DIRECT, NGINX_PROXY, WITNESS]),
+                three(&|s| Some(markdown::thousands(s.run.p50_us as f64)), &[DIRECT, NGINX_PROXY, WITNESS]),
+                three(&|s| Some(markdown::thousands(s.run.p99_us as f64)), &[DIRECT, NGINX_PROXY, WITNESS]),
                 format!("{} / {}", added(NGINX_PROXY), added(WITNESS)),
                 three(&|s| s.cpu.proxy.map(|us| format!("{us:.1}")), &[NGINX_PROXY, WITNESS]),
             ]);
@@ -221,29 +221,5 @@ pub fn print_markdown(command: &str, rounds: usize, connections: &[u32], results
     );
     for target in targets {
         println!("- {}: **{}** ({})", target.name, target.verdict, target.detail);
-    }
-}
-
-/// A whole number with thousands separators, as the document writes figures: 33157.4 -> "33,157".
-fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut grouped = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn thousands_groups_digits_by_three() {
-        let cases = [(0.0, "0"), (999.4, "999"), (1000.0, "1,000"), (33157.4, "33,157"), (1234567.0, "1,234,567")];
-        for (value, expected) in cases {
-            assert_eq!(super::thousands(value), expected, "{value}");
-        }
     }
 }

@@ -198,13 +198,13 @@ pub fn print_markdown(command: &str, clients: &[u32], results: &Results, targets
             let vs = |t: usize, base: usize| sample(t).zip(sample(base)).map_or("-".into(), |(a, b)| format!("{:.2}", a.tps / b.tps));
             rows.push(vec![
                 format!("{}, {c}", workload.mode),
-                three(&|s| Some(thousands(s.tps)), [DIRECT, BOUNCER, WITNESS_WRITE]),
+                three(&|s| Some(markdown::thousands(s.tps)), [DIRECT, BOUNCER, WITNESS_WRITE]),
                 vs(WITNESS_WRITE, DIRECT),
                 vs(WITNESS_WRITE, BOUNCER),
                 vs(FLOOR, BOUNCER),
                 vs(WITNESS_POLICY, WITNESS_WRITE),
                 vs(WITNESS_FSYNC, BOUNCER),
-                three(&|s| Some(thousands(s.p50_us as f64)), [DIRECT, BOUNCER, WITNESS_WRITE]),
+                three(&|s| Some(markdown::thousands(s.p50_us as f64)), [DIRECT, BOUNCER, WITNESS_WRITE]),
                 three(&|s| s.proxy_cpu_us.map(|us| format!("{us:.1}")), [BOUNCER, FLOOR, WITNESS_WRITE]),
             ]);
         }
@@ -216,29 +216,5 @@ pub fn print_markdown(command: &str, clients: &[u32], results: &Results, targets
     );
     for target in targets {
         println!("- {}: **{}** ({})", target.name, target.verdict, target.detail);
-    }
-}
-
-/// A whole number with thousands separators, as the document writes figures: 33157.4 -> "33,157".
-fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut grouped = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn thousands_groups_digits_by_three() {
-        let cases = [(0.0, "0"), (999.4, "999"), (1000.0, "1,000"), (33157.4, "33,157"), (1234567.0, "1,234,567")];
-        for (value, expected) in cases {
-            assert_eq!(super::thousands(value), expected, "{value}");
-        }
     }
 }
