@@ -20,6 +20,7 @@ fn masks(style: MaskStyle) -> Arc<SessionMasks> {
         connections: Vec::new(),
         groups: Vec::new(),
         columns: vec![ColumnPattern::new("*.email").unwrap(), ColumnPattern::new("users.ssn").unwrap()],
+        json_paths: Vec::new(),
         detectors: DetectorSet::all(),
         apply_to: ApplyTo::ClientAndRecording,
         style,

@@ -42,8 +42,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use witness_testkit::Nginx;
+
 use crate::quiet::Quiet;
-use crate::servers::{Nginx, Witness, CONTENT, PROXY_CLIENT_KEY, UPSTREAM_SECRET};
+use crate::servers::{Witness, CONTENT, PROXY_CLIENT_KEY, UPSTREAM_SECRET};
 
 /// A response the origin serves: its name in the report, its path there, its body's size.
 pub struct Response {
@@ -114,8 +116,8 @@ fn run() -> Result<(), String> {
     std::fs::write(&script, wrk::DONE_SCRIPT).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
 
     eprintln!("starting nginx (origin and reverse proxy) and witness");
-    let origin = Nginx::start_origin(&nginx_bin)?;
-    let proxy = Nginx::start_proxy(&nginx_bin, origin.port);
+    let origin = servers::start_origin(&nginx_bin)?;
+    let proxy = servers::start_proxy(&nginx_bin, origin.port);
     let mut witness = Witness::start(&witness_bin, origin.port);
     let bearer = |credential: &str| format!("Bearer {credential}");
     let prefix = "/c/origin";
@@ -195,7 +197,7 @@ fn run() -> Result<(), String> {
     report::print_verdicts(&targets);
     // What nginx warned of while serving (an upstream response buffered to a temp file, say).
     for (name, nginx) in [("origin", Ok(&origin)), ("nginx proxy", proxy.as_ref())] {
-        if let Ok(log) = nginx.map(Nginx::error_log_tail) {
+        if let Ok(log) = nginx.map(|nginx| nginx.error_log_tail(5)) {
             if !log.is_empty() {
                 println!("\n{name}'s error log: {log}");
             }

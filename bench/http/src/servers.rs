@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use witness_testkit::free_port;
+use witness_testkit::{free_port, Nginx};
 
 /// The credential the origin asks of every request: what a user sends it directly, and what
 /// both proxies add to what they forward (`proxy_set_header`; witness's `bearer_env`).
@@ -95,112 +95,29 @@ fn large_body(size: usize) -> Vec<u8> {
     body
 }
 
-/// An nginx master with its workers: the origin, or a reverse proxy in front of it. Its files
-/// (config, pid file, error log, temp paths) are in its own temp dir.
-pub struct Nginx {
-    dir: TempDir,
-    pub port: u16,
-    child: Child,
+/// The origin: `small.txt` (3 bytes) and `large.json` (100 KiB) as static files, to requests that
+/// carry the upstream's credential (401 to others).
+pub fn start_origin(bin: &Path) -> Result<Nginx, String> {
+    let server = format!("    if ($http_authorization != \"Bearer {UPSTREAM_SECRET}\") {{ return 401; }}\n");
+    let nginx = Nginx::start(bin, "", &server)?;
+    let write = |name: &str, body: &[u8]| fs::write(nginx.root().join(name.trim_start_matches('/')), body);
+    write(CONTENT.small.0, b"ok\n").and_then(|()| write(CONTENT.large.0, &large_body(CONTENT.large.1))).map_err(|e| e.to_string())?;
+    Ok(nginx)
 }
 
-impl Nginx {
-    /// The origin: `small.txt` (3 bytes) and `large.json` (100 KiB) as static files, to requests
-    /// that carry the upstream's credential (401 to others).
-    pub fn start_origin(bin: &Path) -> Result<Nginx, String> {
-        let dir = temp_dir("witness-bench-origin-")?;
-        let root = dir.path().join("www");
-        fs::create_dir(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-        let write = |name: &str, body: &[u8]| fs::write(root.join(name.trim_start_matches('/')), body);
-        write(CONTENT.small.0, b"ok\n").and_then(|()| write(CONTENT.large.0, &large_body(CONTENT.large.1))).map_err(|e| e.to_string())?;
-        let server = format!(
-            "    if ($http_authorization != \"Bearer {UPSTREAM_SECRET}\") {{ return 401; }}\n    \
-             location / {{ root {root}; }}\n",
-            root = root.display()
-        );
-        Nginx::start(bin, dir, "", &server)
-    }
-
-    /// nginx as a reverse proxy to `origin_port`: `/c/origin/PATH` goes to the origin's `/PATH`
-    /// on kept-alive upstream connections, with the upstream's credential put in place of the
-    /// client's (401 to a client without the proxy's key). It records nothing.
-    pub fn start_proxy(bin: &Path, origin_port: u16) -> Result<Nginx, String> {
-        let dir = temp_dir("witness-bench-proxy-")?;
-        // Kept-alive upstream connections need HTTP/1.1 and no `Connection: close` from the
-        // client's request (nginx's documented recipe for `keepalive`).
-        let http = format!("    upstream {CONNECTION} {{\n        server 127.0.0.1:{origin_port};\n        keepalive 32;\n        keepalive_requests 1000000;\n    }}\n");
-        let server = format!(
-            "    if ($http_authorization != \"Bearer {PROXY_CLIENT_KEY}\") {{ return 401; }}\n    \
-             location /c/{CONNECTION}/ {{\n        proxy_pass http://{CONNECTION}/;\n        proxy_http_version 1.1;\n        \
-             proxy_set_header Connection \"\";\n        proxy_set_header Authorization \"Bearer {UPSTREAM_SECRET}\";\n    }}\n"
-        );
-        Nginx::start(bin, dir, &http, &server)
-    }
-
-    /// Writes the config and starts nginx in the foreground (`daemon off`), so that it stays our
-    /// child; `http` goes in the http block, `server` in the one server block.
-    fn start(bin: &Path, dir: TempDir, http: &str, server: &str) -> Result<Nginx, String> {
-        let (port, d) = (free_port(), dir.path().display());
-        // As root, nginx would run its workers as `nobody`, which cannot enter a temp dir (0700).
-        let user = if is_root() { "user root;\n" } else { "" };
-        // Access logs off: neither nginx records anything, as a plain proxy would not keep what
-        // witness keeps. keepalive_requests is raised from 1000 so that no run measures the
-        // reconnections nginx would force (witness forces none). tcp_nopush, which Debian's
-        // nginx.conf turns on, stays off: with it one direct 100 KiB response in a hundred at one
-        // connection waited 40 ms (TCP_CORK against wrk's delayed ACK), a stall of that route only.
-        let config = format!(
-            "{user}daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n    access_log off;\n    sendfile on;\n    keepalive_requests 1000000;\n    \
-             client_body_temp_path {d}/client_body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    \
-             uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{http}    server {{\n    listen 127.0.0.1:{port};\n{server}    }}\n}}\n"
-        );
-        let config_path = dir.path().join("nginx.conf");
-        fs::write(&config_path, config).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
-        // -e: the error log before the config is read (else /var/log/nginx, which may not be ours).
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .arg("-c")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start nginx: {e}"))?;
-        let mut nginx = Nginx { dir, port, child };
-        match wait_listening(&mut nginx.child, port) {
-            Ok(()) => Ok(nginx),
-            Err(e) => Err(format!("nginx {e}: {}", nginx.error_log_tail())),
-        }
-    }
-
-    /// The master and its workers, whose CPU time a run is charged.
-    pub fn pids(&self) -> Vec<u32> {
-        let master = self.child.id();
-        let workers = fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
-        [master].into_iter().chain(workers.split_whitespace().filter_map(|pid| pid.parse().ok())).collect()
-    }
-
-    /// The last lines of nginx's error log: why it did not start, or what it warned of while
-    /// serving (an upstream response buffered to a temp file, say).
-    pub fn error_log_tail(&self) -> String {
-        crate::tail(&fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default(), 5)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // The workers are asked for before the master goes: a master killed with SIGKILL would
-        // leave them behind, and then they are killed by pid.
-        let workers: Vec<u32> = self.pids().into_iter().skip(1).collect();
-        if !terminate(&mut self.child, Duration::from_secs(10)) {
-            for worker in workers {
-                let _ = Command::new("kill").args(["-KILL", &worker.to_string()]).status();
-            }
-        }
-    }
+/// nginx as a reverse proxy to `origin_port`: `/c/origin/PATH` goes to the origin's `/PATH` on
+/// kept-alive upstream connections, with the upstream's credential put in place of the client's
+/// (401 to a client without the proxy's key). It records nothing.
+pub fn start_proxy(bin: &Path, origin_port: u16) -> Result<Nginx, String> {
+    // Kept-alive upstream connections need HTTP/1.1 and no `Connection: close` from the client's
+    // request (nginx's documented recipe for `keepalive`).
+    let http = format!("    upstream {CONNECTION} {{\n        server 127.0.0.1:{origin_port};\n        keepalive 32;\n        keepalive_requests 1000000;\n    }}\n");
+    let server = format!(
+        "    if ($http_authorization != \"Bearer {PROXY_CLIENT_KEY}\") {{ return 401; }}\n    \
+         location /c/{CONNECTION}/ {{\n        proxy_pass http://{CONNECTION}/;\n        proxy_http_version 1.1;\n        \
+         proxy_set_header Connection \"\";\n        proxy_set_header Authorization \"Bearer {UPSTREAM_SECRET}\";\n    }}\n"
+    );
+    Nginx::start(bin, &http, &server)
 }
 
 fn temp_dir(prefix: &str) -> Result<TempDir, String> {
@@ -311,21 +228,6 @@ impl Drop for Witness {
     fn drop(&mut self) {
         terminate(&mut self.child, Duration::from_secs(60));
     }
-}
-
-/// Waits (up to 20 s) until `port` accepts a connection: Err says how `child` failed instead.
-fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited with {status}"));
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("did not listen on port {port} within 20 s"))
 }
 
 /// `kill -TERM`, then `kill -KILL` if the child is still there after `grace` (witness may need a

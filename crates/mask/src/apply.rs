@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::{partial, scan, ColumnMask, Detector, MaskStyle, SessionMasks, ValueKind};
+use super::{jsonpath, partial, scan, ColumnMask, Detector, MaskStyle, SessionMasks, ValueKind};
 
 /// The two passes a value goes through: masks for the client (whose output the recording also
 /// gets), then masks for the recording only.
@@ -77,6 +77,42 @@ impl SessionMasks {
                 None => Masked::Unchanged,
             },
         }
+    }
+
+    /// Masks whole, as JSON strings in their rule's style, the values of a JSON document that the
+    /// JSON paths of one stage's rules name (the first rule naming a value masks it); the rest of
+    /// the document is kept byte for byte. None when no value is named. A document that is not
+    /// JSON is masked whole: which of its values a path names cannot be told.
+    pub fn json_paths(&self, stage: Stage, doc: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
+        if !self.has_json_paths(stage) {
+            return None;
+        }
+        let naming = |place: &[jsonpath::Place]| {
+            self.rules.iter().position(|r| r.stage() == stage && r.json_paths.iter().any(|p| p.matches(place))).map(|i| i as u8)
+        };
+        let found = match jsonpath::find(doc, &mut |place| naming(place)) {
+            Ok(found) if found.is_empty() => return None,
+            Ok(found) => found,
+            Err(_) => {
+                let rule = self.rules.iter().position(|r| r.stage() == stage && !r.json_paths.is_empty());
+                let rule = rule.expect("a stage with JSON paths has a rule naming them") as u8;
+                counts.add(rule, None);
+                return Some(json_string(&self.whole(self.rules[rule as usize].style, doc)));
+            }
+        };
+        let mut out = Vec::with_capacity(doc.len());
+        let mut copied = 0;
+        for (span, rule) in found {
+            counts.add(rule, None);
+            out.extend_from_slice(&doc[copied..span.start]);
+            let value = &doc[span.clone()];
+            let text = jsonpath::string_text(value);
+            let masked = self.whole(self.rules[rule as usize].style, text.as_ref().map_or(value, |t| t.as_bytes()));
+            out.extend_from_slice(&json_string(&masked));
+            copied = span.end;
+        }
+        out.extend_from_slice(&doc[copied..]);
+        Some(out)
     }
 
     /// Masks what the detectors of one stage find in a text (a notice, a COPY field, a

@@ -1,6 +1,7 @@
 //! Inline masking: which values a client and the recording may see. Rules name columns (globs over
 //! `table.column`, resolved from what the target says a result column really is, so an alias does
-//! not hide it) and content detectors (emails, card numbers, keys, …) that look inside any value.
+//! not hide it), values inside JSON bodies (JSON paths, the columns of an HTTP answer) and content
+//! detectors (emails, card numbers, keys, …) that look inside any value.
 //!
 //! This module decides and rewrites values; it does not know the wire format. The protocol crate
 //! tells it what each result column is ([`ColumnInfo`]) and hands it values one at a time; what
@@ -9,11 +10,13 @@
 
 mod apply;
 mod detect;
+pub mod jsonpath;
 
 use std::sync::Arc;
 
 pub use apply::{MaskCounts, Masked, Stage};
 pub use detect::{partial, scan, Detector, DetectorSet, Found};
+pub use jsonpath::{BadJsonPath, JsonPath};
 
 use witness_core::Glob;
 
@@ -91,6 +94,8 @@ pub struct MaskRule {
     /// Groups the rule applies to (any of them); empty: everyone.
     pub groups: Vec<String>,
     pub columns: Vec<ColumnPattern>,
+    /// Values of JSON bodies masked whole, as columns are.
+    pub json_paths: Vec<JsonPath>,
     pub detectors: DetectorSet,
     pub apply_to: ApplyTo,
     pub style: MaskStyle,
@@ -113,6 +118,8 @@ pub struct SessionMasks {
     by_detector: [[Option<u8>; Detector::ALL.len()]; 2],
     detectors: [DetectorSet; 2],
     has_columns: bool,
+    /// Per stage, whether a rule names JSON paths.
+    has_json_paths: [bool; 2],
 }
 
 /// What a result column is, as far as masking cares.
@@ -164,7 +171,9 @@ pub enum MaskRuleError {
     BadColumn { pattern: String },
     #[error("{name:?} is not a detector; use one of {}", DetectorSet::names().join(", "))]
     UnknownDetector { name: String },
-    #[error("the rule masks nothing; give it columns, detectors or both")]
+    #[error("{0}")]
+    BadJsonPath(#[from] BadJsonPath),
+    #[error("the rule masks nothing; give it columns, json_paths, detectors or more than one")]
     Empty,
     #[error("at most {max} masking rules are supported")]
     TooMany { max: usize },
@@ -208,7 +217,7 @@ impl ColumnPattern {
 impl MaskRule {
     /// Checks that the rule masks something.
     pub fn check(&self) -> Result<(), MaskRuleError> {
-        if self.columns.is_empty() && self.detectors.is_empty() {
+        if self.columns.is_empty() && self.json_paths.is_empty() && self.detectors.is_empty() {
             return Err(MaskRuleError::Empty);
         }
         Ok(())
@@ -270,7 +279,11 @@ impl Masking {
             }
         }
         let has_columns = rules.iter().any(|r| !r.columns.is_empty());
-        Some(Arc::new(SessionMasks { rules, hash_key: self.hash_key.clone(), by_detector, detectors, has_columns }))
+        let mut has_json_paths = [false; 2];
+        for rule in rules.iter().filter(|r| !r.json_paths.is_empty()) {
+            has_json_paths[rule.stage() as usize] = true;
+        }
+        Some(Arc::new(SessionMasks { rules, hash_key: self.hash_key.clone(), by_detector, detectors, has_columns, has_json_paths }))
     }
 }
 
@@ -338,6 +351,12 @@ impl SessionMasks {
             }
         }
         mask
+    }
+
+    /// Whether a rule of this stage names JSON paths.
+    #[inline]
+    pub fn has_json_paths(&self, stage: Stage) -> bool {
+        self.has_json_paths[stage as usize]
     }
 
     fn detectors(&self, stage: Stage) -> DetectorSet {

@@ -9,6 +9,7 @@ fn rule(name: &str, columns: &[&str], detectors: &[&str], apply_to: ApplyTo, sty
         connections: vec![Glob::new("pg-*")],
         groups: vec!["ai-agents".into()],
         columns: columns.iter().map(|c| ColumnPattern::new(c).unwrap()).collect(),
+        json_paths: Vec::new(),
         detectors: detectors.iter().fold(DetectorSet::EMPTY, |set, d| set.union(DetectorSet::from_name(d).unwrap())),
         apply_to,
         style,

@@ -9,8 +9,15 @@
 //! images, sound, video, fonts, archives and PDF are binary, which detectors do not read, and pass
 //! unmasked, as a binary column does; anything else (JSON, text, XML, forms, no type, and types
 //! witness does not know, which may well be text) is read whole, up to [`MAX_MASKED_BYTES`], and
-//! masked at once. On a Kubernetes connection witness asks for JSON. Witness asks upstreams for bodies without compression when it masks, and
-//! refuses (502) a compressed body it would have to read.
+//! masked at once. On a Kubernetes connection witness asks for JSON. Witness asks upstreams for
+//! bodies without compression when it masks, and refuses (502) a compressed body it would have to
+//! read.
+//!
+//! JSON paths (`$.customers[*].email`) are the columns of a JSON body: the values they name are
+//! masked whole, first, and the detectors look at the rest. They apply to JSON bodies, JSON lines,
+//! the data of server-sent events and text bodies that open as JSON does (an upstream may send
+//! JSON under another type); a body declared JSON, or opening as JSON, that cannot be read as
+//! JSON is masked whole, since which of its values a path names cannot be told.
 
 use std::sync::{Arc, Mutex};
 
@@ -70,29 +77,53 @@ pub struct BodyMasks {
 impl BodyMasks {
     /// None when the rules mask nothing a body could hold.
     pub fn new(masks: Arc<SessionMasks>) -> Option<BodyMasks> {
-        (masks.detects(Stage::Client) || masks.detects(Stage::RecordingOnly))
+        [Stage::Client, Stage::RecordingOnly]
+            .iter()
+            .any(|&stage| masks.detects(stage) || masks.has_json_paths(stage))
             .then(|| BodyMasks { masks, counts: Arc::new(Mutex::new(MaskCounts::default())) })
     }
 
     /// Whether the client gets anything masked (else only the recording does).
     pub fn masks_client(&self) -> bool {
-        self.masks.detects(Stage::Client)
+        self.masks.detects(Stage::Client) || self.masks.has_json_paths(Stage::Client)
     }
 
-    /// `value` masked at `stage`; None when nothing in it was masked.
+    /// `value` masked at `stage`: the values JSON paths name, then what the detectors find in
+    /// the rest. None when nothing in it was masked.
     pub fn mask(&self, stage: Stage, kind: ValueKind, value: &[u8]) -> Option<Vec<u8>> {
-        if !self.masks.detects(stage) {
-            return None;
-        }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let by_path = self.masks.has_json_paths(stage).then(|| self.json_paths(stage, kind, value, &mut counts)).flatten();
+        let value = by_path.as_deref().unwrap_or(value);
+        if !self.masks.detects(stage) {
+            return by_path;
+        }
         match self.masks.cell(stage, &ColumnMask::default().with_kind(kind), value, &mut counts) {
-            Masked::Unchanged => None,
+            Masked::Unchanged => by_path,
             Masked::Value(masked) => Some(masked.into_owned()),
             // Text and JSON are never nulled; should a rule ever do it, nothing is left.
             Masked::Null => Some(Vec::new()),
         }
     }
 
+    /// The values JSON paths name masked, in a JSON body, or in a text one that opens as JSON
+    /// does (whatever its type says, an upstream may send JSON as text), or in the data of a
+    /// server-sent event. None when nothing was masked or the body is no JSON.
+    fn json_paths(&self, stage: Stage, kind: ValueKind, value: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
+        if let Some(data) = value.strip_prefix(b"data:") {
+            let (space, data) = match data.strip_prefix(b" ") {
+                Some(rest) => (&b" "[..], rest),
+                None => (&b""[..], data),
+            };
+            let masked = self.json_paths(stage, ValueKind::Text, data.trim_ascii_end(), counts)?;
+            let line_end = &data[data.trim_ascii_end().len()..];
+            return Some([&b"data:"[..], space, &masked, line_end].concat());
+        }
+        let opens_as_json = matches!(value.trim_ascii_start().first(), Some(b'{' | b'['));
+        if value.trim_ascii().is_empty() || (kind != ValueKind::Json && !opens_as_json) {
+            return None;
+        }
+        self.masks.json_paths(stage, value, counts)
+    }
     /// `value` as the client gets it.
     pub fn for_client(&self, kind: ValueKind, value: &[u8]) -> Vec<u8> {
         self.mask(Stage::Client, kind, value).unwrap_or_else(|| value.to_vec())
@@ -144,5 +175,51 @@ mod tests {
         // Types that may be text a client chose to ask for are read as text.
         assert_eq!(with("application/octet-stream"), Reading::Whole(ValueKind::Text));
         assert_eq!(with("application/yaml"), Reading::Whole(ValueKind::Text));
+    }
+
+    fn json_path_masks(paths: &[&str], detectors: &str) -> BodyMasks {
+        let rule = witness_mask::MaskRule {
+            name: "pii".into(),
+            connections: Vec::new(),
+            groups: Vec::new(),
+            columns: Vec::new(),
+            json_paths: paths.iter().map(|p| witness_mask::JsonPath::new(p).unwrap()).collect(),
+            detectors: witness_mask::DetectorSet::from_name(detectors).unwrap_or(witness_mask::DetectorSet::EMPTY),
+            apply_to: witness_mask::ApplyTo::ClientAndRecording,
+            style: witness_mask::MaskStyle::Redact,
+        };
+        let masking = witness_mask::Masking::new(vec![rule], b"key").unwrap();
+        BodyMasks::new(masking.for_session("api", &[]).unwrap()).expect("JSON paths alone make body masks")
+    }
+
+    #[test]
+    fn json_paths_mask_whole_values_and_leave_the_rest_byte_for_byte() {
+        let masks = json_path_masks(&["$.customers[*].email", "$..card"], "");
+        let client = |kind, body: &str| String::from_utf8(masks.for_client(kind, body.as_bytes())).unwrap();
+        let body = r#"{"customers": [{"email": "ada@example.com", "id": 1.50}, {"email": 7, "card": {"n": 4}}], "x": 1e3}"#;
+        let masked = client(ValueKind::Json, body);
+        assert_eq!(
+            masked,
+            r#"{"customers": [{"email": "[redacted]", "id": 1.50}, {"email": "[redacted]", "card": "[redacted]"}], "x": 1e3}"#
+        );
+        assert_eq!(masks.take_counts().unwrap()["pii"]["column"], 3);
+        // JSON sent as text, JSON lines and server-sent events are read as JSON too.
+        assert_eq!(client(ValueKind::Text, r#"{"card":"4111"}"#), r#"{"card":"[redacted]"}"#);
+        assert_eq!(client(ValueKind::Json, "{\"card\":1}\n"), "{\"card\":\"[redacted]\"}\n");
+        assert_eq!(client(ValueKind::Text, "data: {\"card\":1}\n"), "data: {\"card\":\"[redacted]\"}\n");
+        assert_eq!(client(ValueKind::Text, "event: card\n"), "event: card\n");
+        assert_eq!(client(ValueKind::Text, "plain words"), "plain words");
+        // What cannot be read as JSON is masked whole: which value is which cannot be told.
+        assert_eq!(client(ValueKind::Json, r#"{"card": 4111 "#), r#""[redacted]""#);
+        assert_eq!(client(ValueKind::Text, r#"[{"card": 4111}, oops]"#), r#""[redacted]""#);
+    }
+
+    #[test]
+    fn detectors_look_at_what_json_paths_left() {
+        let masks = json_path_masks(&["$.secret"], "email");
+        let masked = masks.for_client(ValueKind::Json, br#"{"secret":"ada@example.com","note":"bob@example.net"}"#);
+        assert_eq!(String::from_utf8(masked).unwrap(), r#"{"secret":"[redacted]","note":"[email]"}"#);
+        let counts = masks.take_counts().unwrap();
+        assert_eq!((counts["pii"]["column"].as_u64(), counts["pii"]["email"].as_u64()), (Some(1), Some(1)));
     }
 }

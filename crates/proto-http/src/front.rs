@@ -312,6 +312,9 @@ impl<G: HttpGate> Client<G> {
             Some(upgrade) => {
                 forwarded_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
                 forwarded_headers.insert(header::UPGRADE, upgrade);
+                // No extension is offered, so none is agreed: compressed messages
+                // (permessage-deflate) would be recorded as bytes nobody can read.
+                forwarded_headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
                 parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
             }
             None => None,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
-use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking};
+use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, JsonPath, MaskRule, MaskStyle, Masking};
 use witness_policy::{Action, Glob, Policy, Rule};
 use witness_proto_pg::FrontAuth;
 
@@ -131,6 +131,10 @@ pub struct MaskingConfig {
     /// Column globs: "table.column", "schema.table.column" or "column", e.g. "*.email".
     #[serde(default)]
     pub columns: Vec<String>,
+    /// JSON paths naming values of JSON bodies on HTTP and Kubernetes connections, masked whole as
+    /// columns are: "$.customers[*].email", "$..password".
+    #[serde(default)]
+    pub json_paths: Vec<String>,
     /// Content detectors and groups of them: email, credit-card, iban, phone, national-id,
     /// ip-address, aws-key, api-key, jwt, private-key, secret; pii, financial, secrets, all.
     #[serde(default)]
@@ -523,6 +527,12 @@ impl Config {
                 .map(|c| ColumnPattern::new(c))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| invalid(key("columns"), e.to_string()))?;
+            let json_paths = m
+                .json_paths
+                .iter()
+                .map(|p| JsonPath::new(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(key("json_paths"), e.to_string()))?;
             let mut detectors = DetectorSet::EMPTY;
             for name in &m.detectors {
                 let set = DetectorSet::from_name(name).ok_or_else(|| {
@@ -535,11 +545,12 @@ impl Config {
                 connections: m.connections.iter().map(|g| Glob::new(g)).collect(),
                 groups: m.groups.clone(),
                 columns,
+                json_paths,
                 detectors,
                 apply_to: m.apply_to,
                 style: m.style,
             };
-            rule.check().map_err(|e| invalid(key("columns / detectors"), e.to_string()))?;
+            rule.check().map_err(|e| invalid(key("columns / json_paths / detectors"), e.to_string()))?;
             rules.push(rule);
         }
         Masking::new(rules, hash_key).map_err(|e| invalid("[[masking]]".into(), e.to_string()))

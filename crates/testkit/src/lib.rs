@@ -21,6 +21,8 @@
 //! * [`KubeApiServer`] — a stand-in Kubernetes API server (Python's `http.server`) that the
 //!   real kubectl can list, watch, create, delete, read logs and exec through (WebSocket), and
 //!   that lists every request it got.
+//! * [`Nginx`] — a throw-away nginx (Debian's) on a free port with its files in a temp dir: an
+//!   HTTP upstream for tests, and the origin and reverse proxy of the HTTP benchmark.
 //! * [`WebhookReceiver`] — a real HTTP server (Python's `http.server`) that keeps the POSTs
 //!   it gets, for the webhooks witness sends.
 //! * [`cpu_ticks`] — the CPU time a process (or its finished children) used,
@@ -30,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod kube;
+mod nginx;
 mod oidc;
 mod postgres;
 mod python;
@@ -38,6 +41,7 @@ mod util;
 mod webhooks;
 
 pub use kube::{KubeApiServer, KUBE_SECRET_MARKER};
+pub use nginx::Nginx;
 pub use oidc::{OidcProvider, AGENT_CLIENT, CONSOLE_CLIENT, CONSOLE_PEOPLE, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, CLEARTEXT_PASSWORD, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;

@@ -130,6 +130,11 @@ address = "127.0.0.1:{down}"
         gateway
     }
 
+    /// The witness process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("witness.log")).unwrap_or_default()
     }
