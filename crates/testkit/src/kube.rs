@@ -33,11 +33,25 @@
 //!   refused, so a test notices when kubectl does not take the WebSocket path): `echo ARGS`,
 //!   `cat` (stdin back until its end), `true`, `false` (exit code 1), `sh -c 'ONE COMMAND'`, and
 //!   `sh` reading command lines from stdin until `exit`, with a terminal (`-it`) a fake shell
-//!   that echoes what is typed and prompts `$ `. Anything else: `not found` and exit code 127.
+//!   that echoes what is typed and prompts `$ `. Anything else: `not found` and exit code 127;
+//! * pods/attach, over WebSocket as exec (SPDY refused too): the container's main process is a
+//!   `cat`, so `printf 'hi\n' | kubectl attach -i POD` prints `hi` and exits 0 when stdin ends; on
+//!   a terminal (`-it`, for a pod whose container has `tty: true`; the seeded ones have not, and
+//!   kubectl then says it cannot use a TTY and goes on without) it echoes what is typed, repeats
+//!   each line, and ends on ^D. Without `-i` it ends at once;
+//! * pods/portforward: SPDY/3.1, tunnelled in WebSocket binary messages (subprotocol
+//!   `SPDY/3.1+portforward.k8s.io`, what kubectl 1.32 asks first) or on a plain SPDY upgrade
+//!   (`KUBECTL_PORT_FORWARD_WEBSOCKETS=false`). In the tunnel, message boundaries mean nothing:
+//!   kubectl writes each SPDY frame field by field, one message per field (a DATA frame is three
+//!   messages: stream id, flags and length, data), while the stand-in sends each frame as one
+//!   message. Every pod listens on 8080, an HTTP/1.0 server answering any request with
+//!   `hello from POD:8080\n` and closing, and on 9000, which echoes every byte until the client
+//!   closes its side; any other port fails as a kubelet's does (`... failed to connect to
+//!   localhost:PORT ...` on the error stream), after which kubectl 1.32 reports `lost connection
+//!   to pod` and exits 1.
 //!
 //! kubectl sends a bearer token over HTTPS only, so kubectl can reach the stand-in directly only
 //! when it is started with [`KubeApiServer::start_tls`]; a gateway in front may use either.
-//! Port-forward and attach are not supported.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -163,8 +177,11 @@ impl KubeApiServer {
     /// Every request it received so far (but the harness's own), in order, each a JSON object:
     /// `method`, `path`, `query` (the raw query string), `headers` (lowercased name to the list
     /// of its values, in order), `body_length` and `body_sha256` (hex). A request is listed
-    /// before it is answered, so whatever got an answer is here. For a WebSocket exec, its
-    /// upgrade request.
+    /// before it is answered, so whatever got an answer is here. For a WebSocket exec, attach or
+    /// port-forward, its upgrade request; a port-forward's entry also has `forwarded`, one object
+    /// for each connection it forwarded once that connection ended: `requestid` (text), `port`,
+    /// `received` and `sent` (byte counts of the data stream, from and to kubectl) and `error`
+    /// (the message on the error stream, or null).
     ///
     /// # Panics
     ///

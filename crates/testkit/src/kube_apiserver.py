@@ -2,11 +2,12 @@
 
 No real API server can run on the test machines (it needs etcd, a kubelet and
 certificates), yet the gateway's Kubernetes support must be proven against the
-real kubectl, whose discovery, table, watch and exec protocols are the details
-that matter. This server speaks just enough of them: the core group (v1) with
-pods, pods/log, pods/exec, secrets, configmaps and namespaces, kept in memory,
-behind one bearer token. Python's standard library only, so that nothing has
-to be installed.
+real kubectl, whose discovery, table, watch, exec, attach and port-forward
+protocols are the details that matter. This server speaks just enough of them:
+the core group (v1) with pods, pods/log, pods/exec, pods/attach,
+pods/portforward, secrets, configmaps and namespaces, kept in memory, behind
+one bearer token. Python's standard library only, so that nothing has to be
+installed.
 
 Run as `python3 -c SCRIPT TOKEN [CERT KEY]`; it prints `ready PORT` once it
 listens on 127.0.0.1, plain HTTP or, given a certificate and its key, HTTPS.
@@ -15,8 +16,17 @@ directly takes HTTPS; a gateway in front of it may use either.) Paths under /__
 are the test's own, need no token and are answered in plain HTTP even on the
 HTTPS port (a connection that does not open with a TLS handshake is served
 plain, for those paths only), so that the harness needs no TLS client:
-`GET /__seen` lists every other request received, in order, and
+`GET /__seen` lists every other request received, in order (a port-forward's
+with the connections it forwarded, under `forwarded`), and
 `POST /__end-watches` ends every open watch stream.
+
+Exec and attach speak the WebSocket channel protocol (v5.channel.k8s.io, or
+v4); the fake container runs a few commands (see ExecSession), and its main
+process, which attach reaches, is a `cat`. Port-forward speaks SPDY/3.1,
+tunnelled in WebSocket binary messages (subprotocol SPDY/3.1+portforward.k8s.io,
+kubectl's default) or on a plain SPDY upgrade; the fake container listens on
+8080 (HTTP: `hello from POD:8080`) and 9000 (echo), and any other port fails
+as a kubelet reports it (see PortForwardSession).
 
 Watch streams end at `timeoutSeconds` when given, else shortly before the
 `timeout` client-go adds for `--request-timeout` (a second before, or halfway
@@ -38,6 +48,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import zlib
 
 TOKEN = sys.argv[1]
 TLS = None
@@ -53,6 +64,36 @@ WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 # Preferred first: v5 adds the message that closes a stream (how stdin's end is told).
 EXEC_SUBPROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io']
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+# Port-forward's one protocol. kubectl asks for it over WebSocket with the tunnelling prefix (SPDY
+# frames carried in binary messages), or in X-Stream-Protocol-Version on a plain SPDY upgrade.
+PORT_FORWARD_PROTOCOL = 'portforward.k8s.io'
+PORT_FORWARD_TUNNEL = 'SPDY/3.1+' + PORT_FORWARD_PROTOCOL
+
+# SPDY/3.1, as its draft specification (chromium.org) defines it: control frame types, the flag used here.
+SPDY_VERSION = 3
+SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
+FLAG_FIN = 0x01
+RST_PROTOCOL_ERROR = 1
+# DATA frame payloads are split at this size (the format allows up to 16 MB); kubectl's are 32 KB at most.
+SPDY_DATA_CHUNK = 32 * 1024
+# Header blocks are zlib streams primed with this dictionary (the spec's section 2.6.10.1): the
+# usual header names and values, each with a 32-bit length, then common texts run together.
+SPDY_DICTIONARY = b''.join(len(word).to_bytes(4, 'big') + word.encode() for word in [
+    'options', 'head', 'post', 'put', 'delete', 'trace', 'accept', 'accept-charset', 'accept-encoding',
+    'accept-language', 'accept-ranges', 'age', 'allow', 'authorization', 'cache-control', 'connection',
+    'content-base', 'content-encoding', 'content-language', 'content-length', 'content-location', 'content-md5',
+    'content-range', 'content-type', 'date', 'etag', 'expect', 'expires', 'from', 'host', 'if-match',
+    'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since', 'last-modified', 'location',
+    'max-forwards', 'pragma', 'proxy-authenticate', 'proxy-authorization', 'range', 'referer', 'retry-after',
+    'server', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'user-agent', 'vary', 'via', 'warning',
+    'www-authenticate', 'method', 'get', 'status', '200 OK', 'version', 'HTTP/1.1', 'url', 'public',
+    'set-cookie', 'keep-alive', 'origin']) + (
+    '100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505'
+    '203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 Unauthorized'
+    '403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented503 Service Unavailable'
+    'Jan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMT'
+    'chunked,text/html,image/png,image/jpg,image/gif,application/xml,application/xhtml+xml,text/plain,'
+    'text/javascript,publicprivatemax-age=gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.').encode()
 
 # resource -> (kind, namespaced, short names)
 RESOURCES = {
@@ -65,6 +106,7 @@ OBJECT_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 
 SUBRESOURCES = {
     'pods/log': ('Pod', ['get']),
     'pods/exec': ('PodExecOptions', ['create', 'get']),
+    'pods/attach': ('PodAttachOptions', ['create', 'get']),
     'pods/portforward': ('PodPortForwardOptions', ['create', 'get']),
 }
 
@@ -516,6 +558,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b'0\r\n\r\n')
         self.wfile.flush()
 
+    def header_list(self, name):
+        """A header's comma-separated values, over all its lines."""
+        return [value.strip() for line in self.headers.get_all(name) or [] for value in line.split(',')]
+
     def wants_table(self):
         return 'as=Table' in self.headers.get('accept', '')
 
@@ -552,9 +598,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # Taken before the request is listed: a test that saw it listed and then ended the
         # watches has ended this one too, even if it has not reached watch() yet.
         self.watch_epoch = STORE.watch_epoch
+        # Kept, for a port-forward to add the connections it forwarded to its entry.
+        self.seen = {'method': self.command, 'path': url.path, 'query': url.query, 'headers': headers,
+                     'body_length': len(body), 'body_sha256': hashlib.sha256(body).hexdigest()}
         with SEEN_LOCK:
-            SEEN.append({'method': self.command, 'path': url.path, 'query': url.query, 'headers': headers,
-                         'body_length': len(body), 'body_sha256': hashlib.sha256(body).hexdigest()})
+            SEEN.append(self.seen)
         try:
             if plain_on_tls_port:
                 raise ApiError(400, 'BadRequest', 'Client sent an HTTP request to an HTTPS server.')
@@ -750,13 +798,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with STORE.changed:
             objects, _ = STORE.list(resource, namespace)
         self.switch_to_websocket(None)
-        frames = ExecSession(self.rfile, self.wfile, self.connection, False, False)
+        frames = ExecSession(self.rfile, self.wfile, False, False)
         for obj in objects:
             frames.write_frame(0x1, json.dumps({'type': 'ADDED', 'object': obj}).encode())
         frames.write_frame(0x8, (1000).to_bytes(2, 'big'))
         self.wfile.flush()
 
-    # ---- pods/log and pods/exec ----------------------------------------------------------
+    # ---- pods/log, pods/exec, pods/attach and pods/portforward ------------------------------
 
     def subresource(self, resource, namespace, name, sub):
         if resource != 'pods' or sub not in ('log', 'exec', 'attach', 'portforward'):
@@ -770,6 +818,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.logs(name)
         if sub == 'exec' and self.command in ('GET', 'POST'):
             return self.exec(pod)
+        if sub == 'attach' and self.command in ('GET', 'POST'):
+            return self.attach()
+        if sub == 'portforward' and self.command in ('GET', 'POST'):
+            return self.port_forward(pod)
         raise ApiError(400, 'BadRequest', f'pods/{sub} is not supported by this stand-in')
 
     def logs(self, pod):
@@ -791,51 +843,82 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_chunk(f'{pod} tick {tick}\n'.encode())
         self.end_chunked()
 
-    def exec(self, pod):
+    def open_channel_session(self, what):
+        """Upgrades an exec or attach request to WebSocket with the channel protocol; its session."""
         upgrade = self.headers.get('upgrade', '').lower()
         if upgrade != 'websocket':
             # kubectl falls back to SPDY only when the WebSocket upgrade fails; refusing SPDY
             # here makes a test notice if the WebSocket path is not the one taken.
-            raise ApiError(400, 'BadRequest', f'this stand-in executes over WebSocket only (upgrade asked: {upgrade or "none"})')
-        offered = [p.strip() for header in self.headers.get_all('sec-websocket-protocol') or [] for p in header.split(',')]
+            raise ApiError(400, 'BadRequest', f'this stand-in {what} over WebSocket only (upgrade asked: {upgrade or "none"})')
+        offered = self.header_list('sec-websocket-protocol')
         chosen = next((p for p in EXEC_SUBPROTOCOLS if p in offered), None)
         if chosen is None:
             raise ApiError(400, 'BadRequest', f'none of the offered subprotocols {offered} is supported')
         self.switch_to_websocket(chosen)
-        command = self.query.get('command', [])
         tty = self.query.get('tty', [''])[0] == 'true'
         stdin = self.query.get('stdin', [''])[0] == 'true'
-        session = ExecSession(self.rfile, self.wfile, self.connection, tty, stdin)
+        return ExecSession(self.rfile, self.wfile, tty, stdin)
+
+    def exec(self, pod):
+        session = self.open_channel_session('executes')
+        command = self.query.get('command', [])
         try:
             session.run(command)
         except (BrokenPipeError, ConnectionResetError, ConnectionClosed):
             pass
         session.finish()
 
+    def attach(self):
+        """`kubectl attach`: the same channels as exec, to the container's main process, which here
+        is a `cat` (stdin back on stdout until stdin ends; on a terminal, line by line as typed)."""
+        session = self.open_channel_session('attaches')
+        try:
+            session.attached()
+        except (BrokenPipeError, ConnectionResetError, ConnectionClosed):
+            pass
+        session.finish()
+
+    def port_forward(self, pod):
+        """`kubectl port-forward`: a SPDY/3.1 session, tunnelled in WebSocket binary messages (what
+        kubectl 1.32 asks first) or on the upgraded connection itself (its fallback, and what
+        KUBECTL_PORT_FORWARD_WEBSOCKETS=false asks)."""
+        upgrade = self.headers.get('upgrade', '').lower()
+        if upgrade == 'websocket':
+            offered = self.header_list('sec-websocket-protocol')
+            if PORT_FORWARD_TUNNEL not in offered:
+                raise ApiError(400, 'BadRequest', f'none of the offered subprotocols {offered} is supported')
+            self.switch_to_websocket(PORT_FORWARD_TUNNEL)
+            transport = WebSocketByteStream(self.rfile, self.wfile)
+        elif upgrade == 'spdy/3.1':
+            offered = self.header_list('x-stream-protocol-version')
+            if PORT_FORWARD_PROTOCOL not in offered:
+                raise ApiError(403, 'Forbidden', f'none of the offered protocols {offered} is supported')
+            self.send_response(101, 'Switching Protocols')
+            self.send_header('Connection', 'Upgrade')
+            self.send_header('Upgrade', 'SPDY/3.1')
+            self.send_header('X-Stream-Protocol-Version', PORT_FORWARD_PROTOCOL)
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            transport = RawByteStream(self.rfile, self.wfile)
+        else:
+            raise ApiError(400, 'BadRequest', 'Upgrade request required')
+        with SEEN_LOCK:
+            self.seen['forwarded'] = []
+        PortForwardSession(transport, pod, self.seen['forwarded']).serve()
+
 
 class ConnectionClosed(Exception):
     pass
 
 
-class ExecSession:
-    """One `kubectl exec` over WebSocket: the fake container's commands and the channel framing.
+class WebSocket:
+    """RFC 6455 frames on an upgraded connection, server side: the client's come masked, ours not.
+    Several threads may write, so a lock keeps each frame whole."""
 
-    Every message is a binary frame whose first byte is the channel: 0 stdin, 1 stdout,
-    2 stderr, 3 the final Status (JSON), 4 terminal size; v5 adds 255 [channel] to close one."""
-
-    def __init__(self, rfile, wfile, connection, tty, stdin):
-        self.rfile, self.wfile, self.connection = rfile, wfile, connection
-        self.tty = tty
-        self.stdin_closed = not stdin  # without stdin, a command reading it sees its end at once
+    def __init__(self, rfile, wfile):
+        self.rfile, self.wfile = rfile, wfile
         self.write_lock = threading.Lock()
-        # A thread of its own reads the client's frames, so that pings are answered (and a
-        # close seen) whatever the fake command is doing; messages wait here, None for the end.
-        self.inbox = queue.Queue()
-        self.held = []  # messages taken from the inbox early, to be handled first
-        self.reader = threading.Thread(target=self.read_messages, daemon=True)
-        self.reader.start()
-
-    # framing
 
     def read_exact(self, n):
         data = self.rfile.read(n)
@@ -868,6 +951,25 @@ class ExecSession:
         with self.write_lock:
             self.wfile.write(header + payload)
             self.wfile.flush()
+
+
+class ExecSession(WebSocket):
+    """One `kubectl exec` or `kubectl attach` over WebSocket: the fake container's processes and
+    the channel framing.
+
+    Every message is a binary frame whose first byte is the channel: 0 stdin, 1 stdout,
+    2 stderr, 3 the final Status (JSON), 4 terminal size; v5 adds 255 [channel] to close one."""
+
+    def __init__(self, rfile, wfile, tty, stdin):
+        super().__init__(rfile, wfile)
+        self.tty = tty
+        self.stdin_closed = not stdin  # without stdin, a command reading it sees its end at once
+        # A thread of its own reads the client's frames, so that pings are answered (and a
+        # close seen) whatever the fake command is doing; messages wait here, None for the end.
+        self.inbox = queue.Queue()
+        self.held = []  # messages taken from the inbox early, to be handled first
+        self.reader = threading.Thread(target=self.read_messages, daemon=True)
+        self.reader.start()
 
     def send(self, channel, data=b''):
         if channel == STDERR and self.tty:
@@ -997,24 +1099,38 @@ class ExecSession:
             data = data.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
         self.send(STDOUT, data)
 
-    def terminal_shell(self):
-        """A shell on a terminal: the terminal echoes what is typed, `$ ` prompts, `exit` (or ^D) ends."""
-        self.send(STDOUT, b'$ ')
+    def attached(self):
+        """The container's main process as `kubectl attach` meets it: a `cat`, that ends (exit code
+        0) when stdin does; on a terminal (the pod's container asked for one) a ^D ends it too."""
+        self.await_client_streams()
+        if self.tty:
+            for line in self.terminal_lines(b''):
+                if line is None:
+                    break
+                self.output(line + '\n')
+        else:
+            for chunk in self.stdin_chunks():
+                self.output(chunk)
+        self.finish_with(0, ['cat'])
+
+    def terminal_lines(self, prompt):
+        """Lines as typed on a terminal: its line discipline echoes each byte, erases on backspace
+        and ends a line on Enter; `prompt` comes first and after each line. None stands for a ^D
+        on an empty line, which ends the input as stdin's own end does."""
+        if prompt:
+            self.send(STDOUT, prompt)
         line = b''
-        code = 0
         for chunk in self.stdin_chunks():
             for byte in chunk:
                 if byte in (0x0D, 0x0A):
                     self.send(STDOUT, b'\r\n')
-                    text = line.decode('utf-8', 'replace').strip()
+                    yield line.decode('utf-8', 'replace')
                     line = b''
-                    if text == 'exit':
-                        return 0
-                    code = self.run_simple(text.split())
-                    self.send(STDOUT, b'$ ')
+                    if prompt:
+                        self.send(STDOUT, prompt)
                 elif byte == 0x04 and not line:
-                    self.send(STDOUT, b'exit\r\n')
-                    return code
+                    yield None
+                    return
                 elif byte in (0x7F, 0x08):
                     if line:
                         line = line[:-1]
@@ -1022,6 +1138,17 @@ class ExecSession:
                 else:
                     line += bytes([byte])
                     self.send(STDOUT, bytes([byte]))
+
+    def terminal_shell(self):
+        """A shell on a terminal: the terminal echoes what is typed, `$ ` prompts, `exit` (or ^D) ends."""
+        code = 0
+        for line in self.terminal_lines(b'$ '):
+            if line is None:
+                self.send(STDOUT, b'exit\r\n')
+                return code
+            if line.strip() == 'exit':
+                return 0
+            code = self.run_simple(line.split())
         return code
 
     def finish_with(self, code, command):
@@ -1042,6 +1169,286 @@ class ExecSession:
         except OSError:
             pass
         self.reader.join(timeout=10)
+
+
+class WebSocketByteStream(WebSocket):
+    """The byte stream that kubectl tunnels in WebSocket binary messages. Message boundaries mean
+    nothing: kubectl's SPDY framer writes a frame field by field, each write its own message (a
+    DATA frame comes as three: stream id, flags and length, data; an empty one for no data), and
+    a real API server passes on what it reads from the kubelet as it comes. Fragmented messages
+    are taken too. This side sends each SPDY frame as one message."""
+
+    def __init__(self, rfile, wfile):
+        super().__init__(rfile, wfile)
+        self.pending = bytearray()
+        self.close_sent = False
+
+    def read_bytes(self, n):
+        while len(self.pending) < n:
+            _, opcode, payload = self.read_frame()
+            if opcode == 8:
+                self.close()
+                raise ConnectionClosed()
+            if opcode == 9:
+                self.write_frame(10, payload)
+            elif opcode in (0, 2):  # continuation or binary; a text message has no place in the tunnel
+                self.pending += payload
+            elif opcode != 10:
+                raise ConnectionClosed()
+        data = bytes(self.pending[:n])
+        del self.pending[:n]
+        return data
+
+    def send_bytes(self, data):
+        self.write_frame(2, data)
+
+    def close(self):
+        """A close frame, once; the caller returns and the connection is closed after it."""
+        if not self.close_sent:
+            self.close_sent = True
+            try:
+                self.write_frame(8, (1000).to_bytes(2, 'big'))
+            except OSError:
+                pass
+
+
+class RawByteStream:
+    """The upgraded connection itself, for port-forward over plain SPDY. (Its one writer, the
+    session, holds a lock of its own while it writes.)"""
+
+    def __init__(self, rfile, wfile):
+        self.rfile, self.wfile = rfile, wfile
+
+    def read_bytes(self, n):
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise ConnectionClosed()
+        return data
+
+    def send_bytes(self, data):
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def close(self):
+        pass
+
+
+class SpdyStream:
+    """One SPDY stream that the client opened: its headers, and what it sent, chunk by chunk in
+    `received`, None once it finished sending (FIN), reset the stream or the session ended."""
+
+    def __init__(self, stream_id, headers):
+        self.id, self.headers = stream_id, headers
+        self.received = queue.Queue()
+        self.finished = False  # the client's half
+        self.closed = False  # our half: FIN sent, or the stream reset
+
+    def chunks(self):
+        while not self.finished:
+            chunk = self.received.get()
+            if chunk is None:
+                self.finished = True
+                return
+            yield chunk
+
+
+class PortForwardSession:
+    """One `kubectl port-forward` connection: a SPDY/3.1 session whose streams come in pairs, one
+    pair for each connection made to kubectl's local port. Both carry the headers `port` (the
+    pod's port) and `requestid` (the pair's number); `streamtype: error` is for the message of a
+    failure, `streamtype: data` for the connection's bytes both ways. As a kubelet does, each
+    stream is answered (SYN_REPLY) at once, and once both of a pair are there the connection is
+    made to the fake container's port; when it ends, the error stream gets the failure's text if
+    there was one, then both streams are finished (FIN).
+
+    The fake container listens on HTTP_PORT (an HTTP/1.0 server answering every request with a
+    greeting) and ECHO_PORT (every byte back until the client finishes sending); connecting to any
+    other port fails as a kubelet reports it."""
+
+    HTTP_PORT, ECHO_PORT = 8080, 9000
+
+    def __init__(self, transport, pod, forwarded):
+        self.transport = transport
+        self.pod = pod
+        self.forwarded = forwarded  # the request's /__seen entry lists each connection here
+        self.write_lock = threading.Lock()
+        # Each direction's header blocks are one zlib stream over the whole session.
+        self.compressor = zlib.compressobj(zdict=SPDY_DICTIONARY)
+        self.decompressor = zlib.decompressobj(zdict=SPDY_DICTIONARY)
+        self.streams = {}  # stream id -> SpdyStream
+        self.pairs = {}  # requestid -> {streamtype: SpdyStream}
+        self.connections = []  # threads, one for each forwarded connection
+
+    # frames
+
+    def send_control(self, kind, flags, body):
+        with self.write_lock:
+            self.send_frame_locked(self.control_word(kind), flags, body)
+
+    @staticmethod
+    def control_word(kind):
+        """A control frame's first 32 bits: the control bit, the version and the frame's type."""
+        return (0x8000 | SPDY_VERSION).to_bytes(2, 'big') + kind.to_bytes(2, 'big')
+
+    def send_frame_locked(self, first_word, flags, body):
+        """One frame, as one write (one WebSocket message in the tunnel); the caller holds the write lock."""
+        frame = first_word + bytes([flags]) + len(body).to_bytes(3, 'big') + body
+        try:
+            self.transport.send_bytes(frame)
+        except OSError:
+            pass  # the client is gone; the reading side sees that and ends the session
+
+    def send_data(self, stream, data=b'', fin=False):
+        """Data on one of our streams, in chunks; with `fin`, our half of the stream ends."""
+        with self.write_lock:
+            if stream.closed:
+                return
+            while True:
+                chunk, data = data[:SPDY_DATA_CHUNK], data[SPDY_DATA_CHUNK:]
+                last = not data
+                self.send_frame_locked(stream.id.to_bytes(4, 'big'), FLAG_FIN if fin and last else 0, chunk)
+                if last:
+                    break
+            stream.closed = fin
+
+    def reset(self, stream_id, status):
+        self.send_control(RST_STREAM, 0, stream_id.to_bytes(4, 'big') + status.to_bytes(4, 'big'))
+
+    def header_block(self, headers):
+        """Compressed under the write lock by the caller: blocks must be sent in the order the
+        shared zlib stream made them."""
+        block = len(headers).to_bytes(4, 'big')
+        for name, value in headers.items():
+            block += len(name).to_bytes(4, 'big') + name.encode() + len(value).to_bytes(4, 'big') + value.encode()
+        return self.compressor.compress(block) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def parse_header_block(self, data):
+        """Header names lowercased, and several values of one name (NUL-separated) kept as one text."""
+        block = self.decompressor.decompress(data)
+        headers, at = {}, 4
+        for _ in range(int.from_bytes(block[:4], 'big')):
+            length = int.from_bytes(block[at:at + 4], 'big')
+            name = block[at + 4:at + 4 + length].decode('utf-8', 'replace').lower()
+            at += 4 + length
+            length = int.from_bytes(block[at:at + 4], 'big')
+            headers[name] = block[at + 4:at + 4 + length].decode('utf-8', 'replace')
+            at += 4 + length
+        return headers
+
+    # the session
+
+    def serve(self):
+        """Reads the client's frames until it closes the connection; returns once every
+        forwarded connection has ended."""
+        try:
+            while True:
+                head = self.transport.read_bytes(8)
+                flags, length = head[4], int.from_bytes(head[5:8], 'big')
+                payload = self.transport.read_bytes(length)
+                if head[0] & 0x80:
+                    self.control_frame(int.from_bytes(head[2:4], 'big'), flags, payload)
+                else:
+                    stream = self.streams.get(int.from_bytes(head[:4], 'big') & 0x7FFFFFFF)
+                    if stream is not None and not stream.finished:
+                        if payload:
+                            stream.received.put(payload)
+                        if flags & FLAG_FIN:
+                            stream.received.put(None)
+        except (ConnectionClosed, OSError, ValueError, zlib.error):
+            pass
+        for stream in self.streams.values():
+            stream.received.put(None)
+        for connection in self.connections:
+            connection.join(timeout=10)
+        self.transport.close()
+
+    def control_frame(self, kind, flags, payload):
+        if kind == SYN_STREAM:
+            stream_id = int.from_bytes(payload[:4], 'big') & 0x7FFFFFFF
+            # Decompressed even when the stream is refused: the zlib stream goes on in the next block.
+            self.open_stream(SpdyStream(stream_id, self.parse_header_block(payload[10:])), flags)
+        elif kind in (SYN_REPLY, HEADERS):
+            self.parse_header_block(payload[4:])  # for the zlib stream's sake; the client opens no streams of ours
+        elif kind == RST_STREAM:
+            stream = self.streams.get(int.from_bytes(payload[:4], 'big') & 0x7FFFFFFF)
+            if stream is not None:
+                stream.closed = True
+                stream.received.put(None)
+        elif kind == PING:
+            # Client pings have odd ids (client-go sends them every few seconds); answered as sent.
+            if int.from_bytes(payload[:4], 'big') % 2 == 1:
+                self.send_control(PING, 0, payload)
+        # SETTINGS, WINDOW_UPDATE and GOAWAY need nothing here: kubectl's SPDY library does no flow
+        # control, and after GOAWAY the client closes the connection once its streams are done.
+
+    def open_stream(self, stream, flags):
+        streamtype, requestid = stream.headers.get('streamtype'), stream.headers.get('requestid')
+        port = stream.headers.get('port', '')
+        if streamtype not in ('error', 'data') or requestid is None or not port.isdigit():
+            return self.reset(stream.id, RST_PROTOCOL_ERROR)
+        self.streams[stream.id] = stream
+        if flags & FLAG_FIN:
+            stream.received.put(None)
+        with self.write_lock:
+            self.send_frame_locked(self.control_word(SYN_REPLY), 0, stream.id.to_bytes(4, 'big') + self.header_block({}))
+        pair = self.pairs.setdefault(requestid, {})
+        pair[streamtype] = stream
+        if len(pair) == 2:
+            del self.pairs[requestid]
+            connection = threading.Thread(target=self.forward, args=(int(port), requestid, pair['error'], pair['data']),
+                                          daemon=True)
+            self.connections.append(connection)
+            connection.start()
+
+    # the fake container
+
+    def forward(self, port, requestid, error_stream, data_stream):
+        counts = {'received': 0, 'sent': 0}
+
+        def received():
+            for chunk in data_stream.chunks():
+                counts['received'] += len(chunk)
+                yield chunk
+
+        def send(data):
+            counts['sent'] += len(data)
+            self.send_data(data_stream, data)
+
+        error = None
+        if port == self.HTTP_PORT:
+            self.http_hello(port, received(), send)
+        elif port == self.ECHO_PORT:
+            for chunk in received():
+                send(chunk)
+        else:
+            # A kubelet's words (containerd's, as kind and most clusters run it), the pod's sandbox
+            # and network namespace made up.
+            sandbox = hashlib.sha256(self.pod['metadata']['uid'].encode()).hexdigest()
+            netns = uuid.UUID(self.pod['metadata']['uid'])
+            error = (f'error forwarding port {port} to pod {sandbox}, uid : failed to execute portforward in network '
+                     f'namespace "/var/run/netns/cni-{netns}": failed to connect to localhost:{port} inside namespace '
+                     f'"{sandbox}", IPv4: dial tcp4 127.0.0.1:{port}: connect: connection refused IPv6 dial tcp6 '
+                     f'[::1]:{port}: connect: connection refused ')
+            self.send_data(error_stream, error.encode())
+        self.send_data(error_stream, fin=True)
+        self.send_data(data_stream, fin=True)
+        with SEEN_LOCK:
+            self.forwarded.append({'requestid': requestid, 'port': port, 'received': counts['received'],
+                                   'sent': counts['sent'], 'error': error})
+
+    def http_hello(self, port, received, send):
+        """An HTTP/1.0 server: reads a request's head, answers `hello from POD:PORT` and closes."""
+        request = b''
+        for chunk in received:
+            request += chunk
+            if b'\r\n\r\n' in request or b'\n\n' in request:
+                break
+        if not request:
+            return  # the client connected and finished without asking anything
+        body = f'hello from {self.pod["metadata"]["name"]}:{port}\n'.encode()
+        head = (f'HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n'
+                f'Connection: close\r\n\r\n').encode()
+        send(head + (b'' if request.startswith(b'HEAD ') else body))
 
 
 class Server(http.server.ThreadingHTTPServer):
