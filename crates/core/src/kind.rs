@@ -109,6 +109,9 @@ pub const HTTP_REQUEST: EventKind = named("http.request");
 pub const HTTP_REQUEST_BODY: EventKind = named("http.request_body");
 /// A response's status, headers and timing and the start of its body, recorded as its body ends.
 pub const HTTP_RESPONSE: EventKind = named("http.response");
+/// A piece of a streamed response's body (one without a length: a watch, server-sent events,
+/// `logs -f`), recorded as it passes, up to the recording cap.
+pub const HTTP_RESPONSE_PART: EventKind = named("http.response_part");
 /// A request refused before any rule saw it (another identity's credential on the connection).
 pub const HTTP_REFUSED: EventKind = named("http.refused");
 /// The upstream could not be reached or broke off its answer.
@@ -119,7 +122,7 @@ pub const HTTP_WEBSOCKET: EventKind = named("http.websocket");
 pub const HTTP_WEBSOCKET_CLOSED: EventKind = named("http.websocket_closed");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 57] = [
+pub const ALL: [&EventKind; 58] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -173,6 +176,7 @@ pub const ALL: [&EventKind; 57] = [
     &HTTP_REQUEST,
     &HTTP_REQUEST_BODY,
     &HTTP_RESPONSE,
+    &HTTP_RESPONSE_PART,
     &HTTP_REFUSED,
     &HTTP_UPSTREAM_ERROR,
     &HTTP_WEBSOCKET,

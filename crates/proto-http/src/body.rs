@@ -1,7 +1,8 @@
 //! Bodies streamed through witness and seen on the way: every byte is counted and hashed, the
 //! first bytes up to the recording cap are kept, and nothing else is held. When the body ends
 //! (or breaks off, or is abandoned by the side reading it) what was seen is handed to a callback,
-//! which records it.
+//! which records it. A stream (a body without a length, which may flow for hours) can also have
+//! its kept bytes handed out as they pass ([`Tap::with_parts`]), so that they are recorded then.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -22,6 +23,8 @@ pub struct Seen {
     /// The first bytes, at most `cap`.
     pub start: Vec<u8>,
     cap: usize,
+    /// How many of `start` were handed out as parts while the body passed.
+    pub parted: usize,
 }
 
 /// How a body's passage ended.
@@ -36,7 +39,7 @@ pub enum Ending {
 
 impl Seen {
     pub fn new(cap: usize) -> Seen {
-        Seen { length: 0, hasher: Sha256::new(), start: Vec::new(), cap }
+        Seen { length: 0, hasher: Sha256::new(), start: Vec::new(), cap, parted: 0 }
     }
 
     pub fn observe(&mut self, bytes: &[u8]) {
@@ -58,6 +61,11 @@ impl Seen {
 }
 
 type OnEnd = Box<dyn FnOnce(Seen, Ending) + Send + Sync>;
+type OnPart = Box<dyn FnMut(&[u8]) + Send + Sync>;
+
+/// Parts handed out at most: a stream of tiny frames cannot make a record of each byte; what
+/// the cap keeps past the last part goes in the record made at the end.
+pub const MAX_PARTS: usize = 256;
 
 /// A body passed on frame by frame while it is seen; `replay` holds frames read (and seen)
 /// before it was passed on, sent first.
@@ -70,6 +78,8 @@ where
     replay: VecDeque<Bytes>,
     seen: Option<Seen>,
     on_end: Option<OnEnd>,
+    /// Called with the kept bytes of each frame as it passes, and how many more calls may come.
+    on_part: Option<(OnPart, usize)>,
 }
 
 impl<B> Tap<B>
@@ -78,7 +88,14 @@ where
     B::Error: Into<BoxError>,
 {
     pub fn new(inner: B, seen: Seen, replay: VecDeque<Bytes>, on_end: impl FnOnce(Seen, Ending) + Send + Sync + 'static) -> Tap<B> {
-        Tap { inner, replay, seen: Some(seen), on_end: Some(Box::new(on_end)) }
+        Tap { inner, replay, seen: Some(seen), on_end: Some(Box::new(on_end)), on_part: None }
+    }
+
+    /// Hands `on_part` the bytes of each frame that the record keeps, as the frame passes (up to
+    /// [`MAX_PARTS`] times); [`Seen::parted`] then says how many of the kept bytes it got.
+    pub fn with_parts(mut self, on_part: impl FnMut(&[u8]) + Send + Sync + 'static) -> Tap<B> {
+        self.on_part = Some((Box::new(on_part), MAX_PARTS));
+        self
     }
 
     fn finish(&mut self, ending: Ending) {
@@ -106,6 +123,13 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(seen)) = (frame.data_ref(), this.seen.as_mut()) {
                     seen.observe(data);
+                    if let Some((on_part, left)) = this.on_part.as_mut().filter(|(_, left)| *left > 0) {
+                        if seen.start.len() > seen.parted {
+                            on_part(&seen.start[seen.parted..]);
+                            seen.parted = seen.start.len();
+                            *left -= 1;
+                        }
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -250,7 +274,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use http_body_util::{BodyExt, Full};
@@ -291,5 +315,40 @@ mod tests {
         drop(tap(b"never read", &[b"read "], 64, &ended));
         let ended = ended.lock().unwrap();
         assert_eq!((ended[0].0, &ended[0].3), (5, &Ending::Abandoned));
+    }
+
+    #[tokio::test]
+    async fn a_stream_hands_out_its_kept_bytes_as_they_pass() {
+        let ended = Ended::default();
+        let parts = Arc::new(Mutex::new(Vec::new()));
+        let seen_parts = parts.clone();
+        let frames = ready_stream(
+            [&b"one "[..], b"two ", b"three"]
+                .into_iter()
+                .map(|f| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(f))))
+                .collect(),
+        );
+        let ended_here = ended.clone();
+        let body = Tap::new(http_body_util::StreamBody::new(frames), Seen::new(10), VecDeque::new(), move |seen, ending| {
+            ended_here.lock().unwrap().push((seen.length, seen.start[seen.parted..].to_vec(), seen.digest(), ending));
+        })
+        .with_parts(move |part| seen_parts.lock().unwrap().push(part.to_vec()));
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"one two three");
+        // Up to the cap (10 bytes), each frame's kept bytes once; nothing left for the end.
+        assert_eq!(*parts.lock().unwrap(), [b"one ".to_vec(), b"two ".to_vec(), b"th".to_vec()]);
+        let ended = ended.lock().unwrap();
+        assert_eq!((ended[0].0, ended[0].1.len(), &ended[0].3), (13, 0, &Ending::Complete));
+    }
+
+    /// A stream of ready items, without a futures crate.
+    pub(crate) fn ready_stream<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Unpin {
+        struct Items<T>(VecDeque<T>);
+        impl<T: Unpin> futures_core::Stream for Items<T> {
+            type Item = T;
+            fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<T>> {
+                Poll::Ready(self.get_mut().0.pop_front())
+            }
+        }
+        Items(items.into())
     }
 }

@@ -468,6 +468,10 @@ impl<G: HttpGate> Client<G> {
         }
         let recorder = session.recorder.clone();
         let status = response_parts.status;
+        // A stream (no length: a watch, server-sent events, `logs -f`) is recorded as it flows.
+        // Not while masking applies: its pieces are masked whole at the end, as one record.
+        let streamed = !bodyless && !masks_secrets && body_masks.is_none() && !response_parts.headers.contains_key(header::CONTENT_LENGTH);
+        let part_recorder = session.recorder.clone();
         let download = Tap::new(response_body, Seen::new(settings.max_body_recorded), VecDeque::new(), move |seen, ending| {
             let mut event = response_event(status, recorded_headers, answered, started.elapsed(), &seen, &ending);
             if masks_secrets {
@@ -478,6 +482,7 @@ impl<G: HttpGate> Client<G> {
             }
             recorder.record_later(event);
         });
+        let download = if streamed { download.with_parts(move |part| part_recorder.record_later(part_event(part))) } else { download };
         Ok(Response::from_parts(response_parts, ClientBody::new(download)))
     }
 
@@ -817,23 +822,40 @@ fn body_event(seen: &Seen, ending: &Ending) -> Event {
     with_ending(Event::note(kind::HTTP_REQUEST_BODY, Direction::Request, summary), seen, ending)
 }
 
-/// The record of a response, made as its body ended.
+/// The record of a response, made as its body ended; its payload is what the record keeps of
+/// the body and no part has recorded yet.
 fn response_event(status: StatusCode, headers: Value, answered: Duration, total: Duration, seen: &Seen, ending: &Ending) -> Event {
     let summary = format!("{status} ({} bytes{})", seen.length, ending_note(ending));
-    let event = Event {
+    let rest = &seen.start[seen.parted..];
+    let mut event = Event {
         kind: kind::HTTP_RESPONSE,
         direction: Direction::Response,
         summary,
         attrs: serde_json::Map::new(),
-        payload_type: payload_type(&seen.start),
-        payload: seen.start.clone(),
+        payload_type: payload_type(rest),
+        payload: rest.to_vec(),
     }
     .with_attr("status", status.as_u16())
     .with_attr("headers", headers)
     .with_attr("answered_ms", answered.as_millis() as u64)
     .with_attr("duration_ms", total.as_millis() as u64)
     .with_attr("body_recorded", seen.start.len());
+    if seen.parted > 0 {
+        event = event.with_attr("body_in_parts", seen.parted);
+    }
     with_ending(event, seen, ending)
+}
+
+/// A piece of a streamed response body, recorded as it passed.
+fn part_event(part: &[u8]) -> Event {
+    Event {
+        kind: kind::HTTP_RESPONSE_PART,
+        direction: Direction::Response,
+        summary: format!("{} bytes of the streamed body", part.len()),
+        attrs: serde_json::Map::new(),
+        payload_type: payload_type(part),
+        payload: part.to_vec(),
+    }
 }
 
 fn with_ending(event: Event, seen: &Seen, ending: &Ending) -> Event {

@@ -339,9 +339,6 @@ pub fn recorded(request: &KubeRequest) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
 
     use bytes::Bytes;
     use http_body::Frame;
@@ -472,24 +469,12 @@ mod tests {
         let (first, second) = both.split_at(both.len() / 2 + 3);
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
             vec![Ok(Frame::data(Bytes::from(first.to_string()))), Ok(Frame::data(Bytes::from(second.to_string())))];
-        let body = MaskedLines::new(StreamBody::new(futures_lite_stream(frames)), mask_event);
+        let body = MaskedLines::new(StreamBody::new(crate::body::tests::ready_stream(frames)), mask_event);
         let out = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(!out.contains("czNjcjN0") && out.contains(MASKED_DATA), "{out}");
         let broken: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![Ok(Frame::data(Bytes::from_static(b"not json\n")))];
-        assert!(MaskedLines::new(StreamBody::new(futures_lite_stream(broken)), mask_event).collect().await.is_err());
-    }
-
-    /// A stream of ready items, without a futures crate.
-    fn futures_lite_stream<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Unpin {
-        struct Items<T>(VecDeque<T>);
-        impl<T: Unpin> futures_core::Stream for Items<T> {
-            type Item = T;
-            fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<T>> {
-                Poll::Ready(self.get_mut().0.pop_front())
-            }
-        }
-        Items(items.into())
+        assert!(MaskedLines::new(StreamBody::new(crate::body::tests::ready_stream(broken)), mask_event).collect().await.is_err());
     }
 
     #[test]

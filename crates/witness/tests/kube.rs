@@ -2,8 +2,9 @@
 //! kubeconfig` wrote, witness in front of the test kit's stand-in API server (no real API server
 //! can run here). Rules decide by verb, resource and namespace; refusals reach kubectl as
 //! `Status` objects and never reach the API server; impersonation needs a rule; Secret data is
-//! masked for the client and the recording unless the identity reads secrets; exec runs over a
-//! relayed WebSocket, recorded by channel and replayable; the ledger verifies.
+//! masked for the client and the recording unless the identity reads secrets; exec and attach run
+//! over a relayed WebSocket, recorded by channel and replayable, and port-forward over SPDY
+//! tunnelled in one; the ledger verifies.
 
 mod pg;
 
@@ -29,6 +30,12 @@ kube = ["delete *", "deletecollection *"]
 namespaces = ["prod"]
 action = "deny"
 message = "nothing is deleted in prod"
+
+[[rules]]
+name = "no-port-forward-in-prod"
+kube = ["create pods/portforward"]
+namespaces = ["prod"]
+action = "deny"
 
 [[rules]]
 name = "deletes-need-approval"
@@ -386,4 +393,88 @@ fn an_exec_with_a_terminal_replays_as_a_cast() {
         .map(|frame| frame[2].as_str().unwrap_or("").to_string())
         .collect();
     assert!(output.contains("typed-through-witness"), "{cast}");
+}
+
+#[test]
+fn port_forward_and_attach_run_over_relayed_websockets() {
+    let s = setup();
+    // Port-forward of two ports of one pod: kubectl says when it listens.
+    let (http_port, echo_port) = (free_port(), free_port());
+    let mut forward = s.spawn(&s.agent, &["port-forward", "pod/web-1", &format!("{http_port}:8080"), &format!("{echo_port}:9000")]);
+    let mut said = std::io::BufReader::new(forward.stdout.take().unwrap());
+    let mut listening = 0;
+    while listening < 2 {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut said, &mut line).unwrap() == 0 {
+            let _ = forward.kill();
+            panic!("kubectl port-forward ended: {}", finish(forward).2);
+        }
+        listening += usize::from(line.starts_with("Forwarding from 127.0.0.1"));
+    }
+    let mut web = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    web.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut web, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200") && answer.contains("hello from web-1:8080"), "{answer}");
+    // 1 MiB through the echo port and back, byte for byte, twice on one port-forward.
+    let sent: Vec<u8> = (0..1usize << 20).map(|i| (i * 31 + i / 997) as u8).collect();
+    for _ in 0..2 {
+        let mut echo = std::net::TcpStream::connect(("127.0.0.1", echo_port)).unwrap();
+        let mut writer = echo.try_clone().unwrap();
+        let to_send = sent.clone();
+        let writing = std::thread::spawn(move || writer.write_all(&to_send));
+        let mut back = vec![0u8; sent.len()];
+        std::io::Read::read_exact(&mut echo, &mut back).unwrap();
+        writing.join().unwrap().unwrap();
+        assert!(back == sent, "the echoed megabyte came back changed");
+    }
+    forward.kill().unwrap();
+    let _ = forward.wait();
+    let upgrades = s.received("GET", "/pods/web-1/portforward");
+    assert_eq!(upgrades.len(), 1, "one tunnelled WebSocket, no SPDY fallback: {upgrades:?}");
+    assert_eq!(upgrades[0]["headers"]["sec-websocket-protocol"][0], "SPDY/3.1+portforward.k8s.io");
+    let forwarded = upgrades[0]["forwarded"].as_array().cloned().unwrap_or_default();
+    assert_eq!(forwarded.iter().filter(|f| f["port"] == 9000 && f["received"] == 1 << 20).count(), 2, "{forwarded:?}");
+
+    // A rule denies port-forward in prod: neither the WebSocket nor a SPDY retry reaches the
+    // API server, and kubectl fails.
+    let (ok, _, err) = s.run(&s.agent, &["port-forward", "-n", "prod", "pod/api-1", &format!("{}:8080", free_port())]);
+    assert!(!ok, "a denied port-forward started");
+    assert!(err.contains("denied by witness rule \"no-port-forward-in-prod\""), "{err}");
+    assert!(s.received("GET", "/pods/api-1/portforward").is_empty() && s.received("POST", "/pods/api-1/portforward").is_empty());
+
+    // attach -i: stdin to the container's main process and its output back, on v5 channels.
+    let mut attach = s
+        .kubectl(&s.agent, &["attach", "-i", "web-1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    attach.stdin.take().unwrap().write_all(b"attached through witness\n").unwrap();
+    let (ok, out, err) = finish(attach);
+    assert!(ok && out.contains("attached through witness"), "attach: {out} {err}");
+
+    // The recording: the port-forward's tunnel carried both megabytes each way; attach's stdin
+    // is on channel 0.
+    let events = s.events();
+    let frames: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http.websocket").collect();
+    let carried = |direction: &str| -> u64 {
+        frames
+            .iter()
+            .filter(|e| e["direction"] == direction && e["attrs"]["opcode"] == "binary")
+            .map(|e| e["payload_bytes"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(carried("request") >= 2 << 20 && carried("response") >= 2 << 20, "{} and {} bytes", carried("request"), carried("response"));
+    assert!(
+        frames
+            .iter()
+            .any(|e| e["attrs"]["channel"] == 0 && e["payload_text"].as_str().is_some_and(|t| t.contains("attached through witness"))),
+        "attach's stdin on channel 0"
+    );
+    let denied: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http.request" && e["attrs"]["decision"] == "deny").collect();
+    assert!(denied.iter().any(|e| e["attrs"]["path"].as_str().is_some_and(|p| p.ends_with("/pods/api-1/portforward"))), "{denied:?}");
+    let mut gw = s.gw;
+    gw.stop_and_verify();
 }

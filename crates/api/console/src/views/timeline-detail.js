@@ -14,15 +14,25 @@ const SUMMARIZED_RESULT_ATTRS = new Set(['tag', 'rows', 'duration_us', 'denied',
 const MAX_TABLE_ROWS = 500;
 
 export function renderDetail(row) {
-  const { event, results, exit, approval } = row;
+  const { event, results, parts, exit, approval } = row;
   return h('div', { class: 'detail' },
     fullText(event),
     paramsTable(event.attrs?.params ?? event.attrs?.args, event.attrs?.params_total),
     lists(event.attrs ?? {}),
     attrsSection('Attributes', event),
     approval && attrsSection('Approval', approval),
+    parts.length > 0 && streamedBody(parts),
     results.map((result, i) => resultSection(result, results.length > 1 ? i + 1 : null)),
     exit && attrsSection('Exit', exit));
+}
+
+/** The start of a streamed response body, as its parts were recorded while it flowed. */
+function streamedBody(parts) {
+  const text = parts.every((p) => p.payload_type === 'text' && typeof p.payload_text === 'string');
+  const bytes = parts.reduce((sum, p) => sum + (p.payload_bytes ?? 0), 0);
+  return h('div', { class: 'detail-block' },
+    h('h4', {}, 'Streamed body ', h('span', { class: 'muted small' }, `${parts.length} parts, ${bytes} bytes, recorded as they flowed`)),
+    text ? h('pre', { class: 'full-text' }, parts.map((p) => p.payload_text).join('')) : h('p', { class: 'muted' }, 'Binary parts.'));
 }
 
 function fullText(event) {

@@ -5,7 +5,8 @@
 // Grouping follows the order the gateway records in: PostgreSQL answers requests in the order it
 // got them, so results are matched to waiting requests first in, first out; an SSH channel's
 // exit belongs to that channel's last request; an HTTP connection answers its requests in order,
-// so a response belongs to the oldest request still without one. Terminal bytes
+// so a response belongs to the oldest request still without one, and so do the parts of a
+// streamed body recorded before it (`http.response_part`, shown with it). Terminal bytes
 // (`ssh.input`/`ssh.output`) and WebSocket messages (`http.websocket`) are not rows: the player
 // shows them.
 
@@ -28,7 +29,8 @@ const ROW_KINDS = new Set([
   'approval.decided',
   'ssh.login', 'ssh.shell', 'ssh.exec', 'ssh.subsystem', 'ssh.exit', 'ssh.forward', 'ssh.target_error',
   'git.push', 'git.report', 'sftp.request',
-  'http.login', 'http.request', 'http.response', 'http.refused', 'http.upstream_error', 'http.websocket_closed',
+  'http.login', 'http.request', 'http.response', 'http.response_part', 'http.refused', 'http.upstream_error',
+  'http.websocket_closed',
 ]);
 const PG_REQUESTS = new Set(['pg.query', 'pg.execute', 'pg.function_call']);
 const PG_RESULTS = new Set(['pg.result', 'pg.function_result']);
@@ -55,6 +57,10 @@ export function buildRows(events) {
         owner.results.push(event);
         continue;
       }
+    } else if (event.kind === 'http.response_part') {
+      // A streamed body as it flowed: its request is still waiting for the response's record.
+      if (unanswered[0]) unanswered[0].parts.push(event);
+      continue;
     } else if (event.kind === 'http.response' || event.kind === 'http.upstream_error') {
       // The upstream's answer, or why there is none, to the oldest request waiting for one.
       const owner = unanswered.shift();
@@ -69,7 +75,7 @@ export function buildRows(events) {
         continue;
       }
     }
-    const row = { event, results: [], exit: null, approval: null };
+    const row = { event, results: [], parts: [], exit: null, approval: null };
     rows.push(row);
     if (PG_REQUESTS.has(event.kind)) waiting.push(row);
     // A refused request gets witness's answer, which is not recorded as a response.
@@ -199,7 +205,7 @@ function maskedOf({ event, results }) {
 }
 
 /** What came of a row, in a few words: a command tag, an error, an exit status. */
-function outcomeOf({ event, results, exit, approval }) {
+function outcomeOf({ event, results, parts, exit, approval }) {
   const attrs = event.attrs ?? {};
   if (attrs.decision === 'hold' && results.length === 0 && !exit) {
     return approval ? { text: `approval ${approval.attrs?.outcome ?? 'decided'}`, tone: 'ok' } : { text: 'waiting for approval', tone: 'warn' };
@@ -216,6 +222,7 @@ function outcomeOf({ event, results, exit, approval }) {
     const broken = answer.attrs?.body_complete === false ? ', broken off' : '';
     return { text: `${status}${broken}`, tone: status >= 400 || broken ? 'bad' : 'ok' };
   }
+  if (parts.length > 0) return { text: 'streaming', tone: 'ok' };
   if (results.length > 0) {
     return { text: results.map((r) => r.attrs?.tag ?? (r.attrs?.skipped ? 'skipped' : r.summary)).join(', '), tone: 'ok' };
   }
