@@ -82,34 +82,47 @@ impl SessionMasks {
     /// Masks whole, as JSON strings in their rule's style, the values of a JSON document that the
     /// JSON paths of one stage's rules name (the first rule naming a value masks it); the rest of
     /// the document is kept byte for byte. None when no value is named. A document that is not
-    /// JSON is masked whole: which of its values a path names cannot be told.
+    /// JSON is masked whole: which of its values a path names cannot be told; so is one whose
+    /// masked form would outgrow twice its size (a huge array of tiny values a path names all
+    /// of), so that masking never takes much more memory than the document.
     pub fn json_paths(&self, stage: Stage, doc: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
         if !self.has_json_paths(stage) {
             return None;
         }
-        let naming = |place: &[jsonpath::Place]| {
-            self.rules.iter().position(|r| r.stage() == stage && r.json_paths.iter().any(|p| p.matches(place))).map(|i| i as u8)
-        };
-        let found = match jsonpath::find(doc, &mut |place| naming(place)) {
-            Ok(found) if found.is_empty() => return None,
-            Ok(found) => found,
-            Err(_) => {
-                let rule = self.rules.iter().position(|r| r.stage() == stage && !r.json_paths.is_empty());
-                let rule = rule.expect("a stage with JSON paths has a rule naming them") as u8;
-                counts.add(rule, None);
-                return Some(json_string(&self.whole(self.rules[rule as usize].style, doc)));
+        let mut paths = Vec::new();
+        let mut rule_of_path = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.stage() == stage) {
+            for path in &rule.json_paths {
+                paths.push(path);
+                rule_of_path.push(i as u8);
             }
-        };
-        let mut out = Vec::with_capacity(doc.len());
-        let mut copied = 0;
-        for (span, rule) in found {
-            counts.add(rule, None);
+        }
+        let bound = doc.len().saturating_mul(2).saturating_add(1024);
+        // How many values each rule named, by rule index.
+        let (mut out, mut copied, mut named) = (Vec::new(), 0, vec![0u64; self.rules.len()]);
+        let walked = jsonpath::find(doc, &paths, &mut |span, path| {
+            if out.len() > bound {
+                return;
+            }
+            let rule = rule_of_path[path];
+            named[rule as usize] += 1;
             out.extend_from_slice(&doc[copied..span.start]);
             let value = &doc[span.clone()];
             let text = jsonpath::string_text(value);
             let masked = self.whole(self.rules[rule as usize].style, text.as_ref().map_or(value, |t| t.as_bytes()));
             out.extend_from_slice(&json_string(&masked));
             copied = span.end;
+        });
+        if walked.is_err() || out.len() > bound {
+            let rule = rule_of_path[0];
+            counts.add(rule, None);
+            return Some(json_string(&self.whole(self.rules[rule as usize].style, doc)));
+        }
+        if named.iter().all(|n| *n == 0) {
+            return None;
+        }
+        for (rule, n) in named.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            counts.add_many(rule as u8, None, n);
         }
         out.extend_from_slice(&doc[copied..]);
         Some(out)
@@ -247,9 +260,13 @@ fn json_string(text: &[u8]) -> Vec<u8> {
 
 impl MaskCounts {
     fn add(&mut self, rule: u8, detector: Option<Detector>) {
+        self.add_many(rule, detector, 1);
+    }
+
+    fn add_many(&mut self, rule: u8, detector: Option<Detector>, count: u64) {
         match self.entries.iter_mut().find(|(r, d, _)| *r == rule && *d == detector) {
-            Some((_, _, n)) => *n += 1,
-            None => self.entries.push((rule, detector, 1)),
+            Some((_, _, n)) => *n += count,
+            None => self.entries.push((rule, detector, count)),
         }
     }
 

@@ -1,7 +1,10 @@
 //! JSON paths (`$.customers[*].email`, `$..password`) name values inside JSON bodies, as column
 //! patterns name result columns; [`find`] walks a JSON document once and reports the byte span of
 //! every value a path names, so that the document can be rewritten there and left byte for byte
-//! alone everywhere else (no reparse that would reorder keys or reformat numbers).
+//! alone everywhere else (no reparse that would reorder keys or reformat numbers). Each path is
+//! followed as an automaton whose states fit a `u64`, so a value costs a few bit operations per
+//! path however many `..` steps the paths have, and below a value no path can reach the walk
+//! only checks the JSON.
 //!
 //! The walk is a strict JSON reader: a document it cannot read completely is reported as
 //! [`NotJson`], and the caller masks it whole, since it cannot tell which value is which. Keys are
@@ -54,6 +57,9 @@ pub struct BadJsonPath {
 /// Objects and arrays nested deeper than this are not read (as serde_json refuses them).
 pub const MAX_DEPTH: usize = 128;
 
+/// Steps a path may have: its automaton's states are the bits of a `u64`.
+pub const MAX_STEPS: usize = 63;
+
 // === impl JsonPath ===
 
 impl JsonPath {
@@ -93,6 +99,9 @@ impl JsonPath {
                 };
             }
             steps.push(Step { deep, selector });
+            if steps.len() > MAX_STEPS {
+                return Err(bad("it has more than 63 steps"));
+            }
         }
         Ok(JsonPath { text: text.to_string(), steps })
     }
@@ -104,9 +113,41 @@ impl JsonPath {
 
     /// Whether the path names the value at `place`.
     pub fn matches(&self, place: &[Place]) -> bool {
-        matches(&self.steps, place)
+        self.names(place.iter().fold(START, |states, at| self.step(states, at)))
+    }
+
+    /// The states after the value at `place` below a value in `states`: bit `i` set when the
+    /// first `i` steps can have been taken. A `..` step may also wait, for a deeper level.
+    fn step(&self, states: u64, place: &Place) -> u64 {
+        let mut next = 0;
+        for (i, step) in self.steps.iter().enumerate() {
+            if states & (1 << i) == 0 {
+                continue;
+            }
+            if step.deep {
+                next |= 1 << i;
+            }
+            let accepts = match (&step.selector, place) {
+                (Selector::Any, _) => true,
+                (Selector::Member(name), Place::Member(key)) => name == key,
+                (Selector::Element(n), Place::Element(at)) => n == at,
+                _ => false,
+            };
+            if accepts {
+                next |= 1 << (i + 1);
+            }
+        }
+        next
+    }
+
+    /// Whether a value in these states is one the path names: all its steps taken.
+    fn names(&self, states: u64) -> bool {
+        states & (1 << self.steps.len()) != 0
     }
 }
+
+/// The states of every path at the top of a document: no step taken.
+const START: u64 = 1;
 
 /// `'name'` or `"name"` without its quotes.
 fn quoted(text: &str) -> Option<&str> {
@@ -114,55 +155,41 @@ fn quoted(text: &str) -> Option<&str> {
     inner.or_else(|| text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))).filter(|name| !name.is_empty())
 }
 
-fn matches(steps: &[Step], place: &[Place]) -> bool {
-    let Some((step, rest)) = steps.split_first() else { return place.is_empty() };
-    let accepts = |at: &Place| match (&step.selector, at) {
-        (Selector::Any, _) => true,
-        (Selector::Member(name), Place::Member(key)) => name == key,
-        (Selector::Element(n), Place::Element(i)) => n == i,
-        _ => false,
-    };
-    if step.deep {
-        (0..place.len()).any(|i| accepts(&place[i]) && matches(rest, &place[i + 1..]))
-    } else {
-        place.first().is_some_and(accepts) && matches(rest, &place[1..])
-    }
-}
-
 // === the walk ===
 
-/// The byte ranges of the values `names` picks in `doc`, in order. `names` is asked once per
-/// value with the value's place, and returns what to report it with (say, which rule's path
-/// named it); a value it names is not looked into.
-pub fn find<T>(doc: &[u8], names: &mut dyn FnMut(&[Place]) -> Option<T>) -> Result<Vec<(std::ops::Range<usize>, T)>, NotJson> {
-    let mut walk = Walk { doc, at: 0, place: Vec::new(), found: Vec::new(), names, quiet: 0 };
+/// Walks `doc`, calling `found` with the byte range of each value one of `paths` names and the
+/// index of the first path that names it; a named value is not looked into.
+pub fn find(doc: &[u8], paths: &[&JsonPath], found: &mut dyn FnMut(std::ops::Range<usize>, usize)) -> Result<(), NotJson> {
+    let mut walk = Walk { doc, at: 0, paths, states: vec![START; paths.len()], depth: 0, quiet: 0, found };
     walk.space();
     walk.value()?;
     walk.space();
     if walk.at != doc.len() {
         return Err(NotJson { at: walk.at });
     }
-    Ok(walk.found)
+    Ok(())
 }
 
 /// The text of a JSON string value (its span, quotes included), escapes decoded.
 pub fn string_text(span: &[u8]) -> Option<String> {
-    let mut walk = Walk::<()> { doc: span, at: 0, place: Vec::new(), found: Vec::new(), names: &mut |_| None, quiet: 0 };
+    let mut walk = Walk { doc: span, at: 0, paths: &[], states: Vec::new(), depth: 0, quiet: 0, found: &mut |_, _| {} };
     let text = walk.string().ok()?;
     (walk.at == span.len()).then_some(text)
 }
 
-struct Walk<'a, T> {
+struct Walk<'a> {
     doc: &'a [u8],
     at: usize,
-    place: Vec<Place>,
-    found: Vec<(std::ops::Range<usize>, T)>,
-    names: &'a mut dyn FnMut(&[Place]) -> Option<T>,
-    /// Inside a value already named: read, not looked into.
+    paths: &'a [&'a JsonPath],
+    /// Each path's states, a run of `paths.len()` per level from the top to the current value.
+    states: Vec<u64>,
+    depth: usize,
+    /// Inside a value no path can name anything in: read, not looked into.
     quiet: usize,
+    found: &'a mut dyn FnMut(std::ops::Range<usize>, usize),
 }
 
-impl<T> Walk<'_, T> {
+impl Walk<'_> {
     fn fail<R>(&self) -> Result<R, NotJson> {
         Err(NotJson { at: self.at })
     }
@@ -185,17 +212,27 @@ impl<T> Walk<'_, T> {
         Ok(())
     }
 
-    /// One value at the current place: reported and skipped if named, else read into.
+    /// The current value's states, one per path.
+    fn current(&self) -> &[u64] {
+        &self.states[self.states.len() - self.paths.len()..]
+    }
+
+    /// One value at the current place: reported and skipped if named, skipped if no path can
+    /// name anything inside it, else read into.
     fn value(&mut self) -> Result<(), NotJson> {
-        if self.place.len() > MAX_DEPTH {
+        if self.depth > MAX_DEPTH {
             return self.fail();
         }
-        let start = self.at;
         if self.quiet == 0 {
-            if let Some(tag) = (self.names)(&self.place) {
+            let start = self.at;
+            let current = self.current();
+            if let Some(path) = self.paths.iter().zip(current).position(|(path, states)| path.names(*states)) {
                 self.skip()?;
-                self.found.push((start..self.at, tag));
+                (self.found)(start..self.at, path);
                 return Ok(());
+            }
+            if current.iter().all(|states| *states == 0) {
+                return self.skip();
             }
         }
         match self.peek() {
@@ -203,6 +240,22 @@ impl<T> Walk<'_, T> {
             Some(b'[') => self.array(),
             _ => self.skip(),
         }
+    }
+
+    /// Goes down to a member or element at `place`, with the states below the current ones.
+    fn enter(&mut self, place: Option<Place>) {
+        self.depth += 1;
+        let below: Vec<u64> = match place {
+            Some(place) => self.paths.iter().zip(self.current()).map(|(path, states)| path.step(*states, &place)).collect(),
+            None => vec![0; self.paths.len()],
+        };
+        self.states.extend(below);
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+        let keep = self.states.len() - self.paths.len();
+        self.states.truncate(keep);
     }
 
     /// Reads past one value, reporting nothing inside it.
@@ -215,7 +268,7 @@ impl<T> Walk<'_, T> {
                 self.quiet -= 1;
                 result
             }
-            Some(b'"') => self.string().map(drop),
+            Some(b'"') => self.skip_string(),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
@@ -226,21 +279,22 @@ impl<T> Walk<'_, T> {
 
     fn object(&mut self) -> Result<(), NotJson> {
         self.items(b'{', b'}', |walk, _| {
-            let key = walk.string()?;
+            // A key is decoded only where a path may look at it.
+            let key = if walk.quiet == 0 { Some(Place::Member(walk.string()?)) } else { walk.skip_string().map(|()| None)? };
             walk.space();
             walk.expect(b':')?;
             walk.space();
-            Ok(Place::Member(key))
+            Ok(key)
         })
     }
 
     fn array(&mut self) -> Result<(), NotJson> {
-        self.items(b'[', b']', |_, index| Ok(Place::Element(index)))
+        self.items(b'[', b']', |walk, index| Ok((walk.quiet == 0).then_some(Place::Element(index))))
     }
 
     /// The members or elements between `open` and `close`, separated by commas: `place` reads
     /// what comes before each value (a key and its colon) and says where the value sits.
-    fn items(&mut self, open: u8, close: u8, place: impl Fn(&mut Self, usize) -> Result<Place, NotJson>) -> Result<(), NotJson> {
+    fn items(&mut self, open: u8, close: u8, place: impl Fn(&mut Self, usize) -> Result<Option<Place>, NotJson>) -> Result<(), NotJson> {
         self.expect(open)?;
         self.space();
         if self.peek() == Some(close) {
@@ -249,9 +303,10 @@ impl<T> Walk<'_, T> {
         }
         for index in 0.. {
             let at = place(self, index)?;
-            self.place.push(at);
-            self.value()?;
-            self.place.pop();
+            self.enter(at);
+            let read = self.value();
+            self.leave();
+            read?;
             self.space();
             match self.peek() {
                 Some(b',') => {
@@ -313,6 +368,11 @@ impl<T> Walk<'_, T> {
             return self.fail();
         }
         Ok(())
+    }
+
+    /// Reads past a string, checking it as [`Walk::string`] does.
+    fn skip_string(&mut self) -> Result<(), NotJson> {
+        self.string().map(drop)
     }
 
     /// A string, its escapes decoded (a lone surrogate becomes U+FFFD).
@@ -385,8 +445,10 @@ mod tests {
 
     fn spans(paths: &[&str], doc: &str) -> Result<Vec<String>, NotJson> {
         let paths: Vec<JsonPath> = paths.iter().map(|p| JsonPath::new(p).unwrap()).collect();
-        let found = find(doc.as_bytes(), &mut |place| paths.iter().position(|p| p.matches(place)))?;
-        Ok(found.into_iter().map(|(range, _)| doc[range].to_string()).collect())
+        let paths: Vec<&JsonPath> = paths.iter().collect();
+        let mut found = Vec::new();
+        find(doc.as_bytes(), &paths, &mut |range, _| found.push(doc[range].to_string()))?;
+        Ok(found)
     }
 
     #[test]
@@ -394,7 +456,7 @@ mod tests {
         for good in ["$", "$.a", "$.a.b", "$['a b']", "$[\"x\"][0]", "$.customers[*].email", "$..password", "$.*", "$..*", "$.a-b_c"] {
             assert!(JsonPath::new(good).is_ok(), "{good}");
         }
-        for bad in ["a.b", "$.", "$..", "$[", "$[x]", "$[-1]", "$.a..", "$a", "$['']"] {
+        for bad in ["a.b", "$.", "$..", "$[", "$[x]", "$[-1]", "$.a..", "$a", "$['']", &"$.a".repeat(64)] {
             assert!(JsonPath::new(bad).is_err(), "{bad}");
         }
     }
@@ -435,5 +497,19 @@ mod tests {
     fn string_values_are_decoded() {
         assert_eq!(string_text(br#""a\nb\u00e9""#).as_deref(), Some("a\nb\u{e9}"));
         assert_eq!(string_text(b"12"), None);
+    }
+
+    #[test]
+    fn many_deep_steps_cost_no_more_than_a_few_per_value() {
+        // Backtracking over `..` steps would take depth^steps here; the automaton takes steps.
+        let path = "$..a..a..a..a..a..a..a..a..b";
+        let depth = MAX_DEPTH - 1;
+        let doc = "{\"a\":".repeat(depth) + "0" + &"}".repeat(depth);
+        assert_eq!(spans(&[path], &doc).unwrap(), Vec::<String>::new());
+        let doc = "{\"a\":".repeat(depth) + "{\"b\":1}" + &"}".repeat(depth);
+        assert_eq!(spans(&[path], &doc).unwrap(), ["1"]);
+        let place: Vec<Place> = ["a", "a", "a", "a", "a", "a", "a", "a", "b"].iter().map(|k| Place::Member(k.to_string())).collect();
+        assert!(JsonPath::new(path).unwrap().matches(&place));
+        assert!(!JsonPath::new(path).unwrap().matches(&place[1..]));
     }
 }

@@ -5,19 +5,19 @@
 //! becomes a string) and `Content-Length` is set to the masked length.
 //!
 //! How a body is read depends on its `Content-Type`: server-sent events and JSON lines are masked
-//! a line at a time, so that they keep streaming (a value split across two lines is not seen);
-//! images, sound, video, fonts, archives and PDF are binary, which detectors do not read, and pass
-//! unmasked, as a binary column does; anything else (JSON, text, XML, forms, no type, and types
-//! witness does not know, which may well be text) is read whole, up to [`MAX_MASKED_BYTES`], and
-//! masked at once. On a Kubernetes connection witness asks for JSON. Witness asks upstreams for
-//! bodies without compression when it masks, and refuses (502) a compressed body it would have to
-//! read.
+//! a line at a time, so that they keep streaming (a value split across two lines is not seen), as
+//! are a Kubernetes watch and `logs -f` whatever their type; images, sound, video, fonts, archives
+//! and PDF are binary, which detectors do not read, and pass unmasked, as a binary column does;
+//! anything else (JSON, text, XML, forms, no type, and types witness does not know, which may well
+//! be text) is read whole, up to [`MAX_MASKED_BYTES`], and masked at once. Witness asks upstreams
+//! for bodies without compression when it masks, and refuses (502) a compressed body it would have
+//! to read.
 //!
 //! JSON paths (`$.customers[*].email`) are the columns of a JSON body: the values they name are
-//! masked whole, first, and the detectors look at the rest. They apply to JSON bodies, JSON lines,
-//! the data of server-sent events and text bodies that open as JSON does (an upstream may send
-//! JSON under another type); a body declared JSON, or opening as JSON, that cannot be read as
-//! JSON is masked whole, since which of its values a path names cannot be told.
+//! masked whole, first, and the detectors look at the rest. Where they apply, a body (or a line of
+//! one read by line, or the data of a server-sent event's `data:` line) is taken as a JSON document
+//! whatever its type says, since the client may have asked for another form: what is not one is
+//! masked whole, since which of its values a path names cannot be told.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,10 +32,29 @@ pub use crate::body::MAX_MASKED_BYTES;
 pub enum Reading {
     /// Whole, as one value of this kind.
     Whole(ValueKind),
-    /// A line at a time, each a value of this kind.
+    /// A line at a time, each a value of this kind (JSON lines, a Kubernetes watch's events,
+    /// `logs -f`).
     Lines(ValueKind),
+    /// Server-sent events, a line at a time: the `data:` lines carry the values.
+    Events,
     /// Not at all: binary.
     Opaque,
+}
+
+impl Reading {
+    /// Whether the body is masked as it streams, a line at a time.
+    pub fn by_line(self) -> bool {
+        matches!(self, Reading::Lines(_) | Reading::Events)
+    }
+
+    /// What detectors take a value read so for.
+    fn kind(self) -> ValueKind {
+        match self {
+            Reading::Whole(kind) | Reading::Lines(kind) => kind,
+            Reading::Events => ValueKind::Text,
+            Reading::Opaque => ValueKind::Opaque,
+        }
+    }
 }
 
 /// How a body with these headers is read. Only media that are binary through and through
@@ -58,7 +77,7 @@ pub fn reading(headers: &HeaderMap) -> Reading {
                 | "application/wasm"
         );
     match essence {
-        "text/event-stream" => Reading::Lines(ValueKind::Text),
+        "text/event-stream" => Reading::Events,
         "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Reading::Lines(ValueKind::Json),
         "application/json" => Reading::Whole(ValueKind::Json),
         t if t.ends_with("+json") => Reading::Whole(ValueKind::Json),
@@ -88,16 +107,29 @@ impl BodyMasks {
         self.masks.detects(Stage::Client) || self.masks.has_json_paths(Stage::Client)
     }
 
-    /// `value` masked at `stage`: the values JSON paths name, then what the detectors find in
-    /// the rest. None when nothing in it was masked.
-    pub fn mask(&self, stage: Stage, kind: ValueKind, value: &[u8]) -> Option<Vec<u8>> {
+    /// Whether the recording has masks of its own, beyond the client's.
+    pub fn masks_recording(&self) -> bool {
+        self.masks.detects(Stage::RecordingOnly) || self.masks.has_json_paths(Stage::RecordingOnly)
+    }
+
+    /// Whether JSON paths mask what the client gets.
+    pub fn has_client_json_paths(&self) -> bool {
+        self.masks.has_json_paths(Stage::Client)
+    }
+
+    /// `value` (a whole body, or one line of a body read by line) masked at `stage`: the values
+    /// JSON paths name, then what the detectors find in the rest. None when nothing was masked.
+    pub fn mask(&self, stage: Stage, reading: Reading, value: &[u8]) -> Option<Vec<u8>> {
+        if reading == Reading::Opaque {
+            return None;
+        }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let by_path = self.masks.has_json_paths(stage).then(|| self.json_paths(stage, kind, value, &mut counts)).flatten();
+        let by_path = self.masks.has_json_paths(stage).then(|| self.json_paths(stage, reading, value, &mut counts)).flatten();
         let value = by_path.as_deref().unwrap_or(value);
         if !self.masks.detects(stage) {
             return by_path;
         }
-        match self.masks.cell(stage, &ColumnMask::default().with_kind(kind), value, &mut counts) {
+        match self.masks.cell(stage, &ColumnMask::default().with_kind(reading.kind()), value, &mut counts) {
             Masked::Unchanged => by_path,
             Masked::Value(masked) => Some(masked.into_owned()),
             // Text and JSON are never nulled; should a rule ever do it, nothing is left.
@@ -105,33 +137,63 @@ impl BodyMasks {
         }
     }
 
-    /// The values JSON paths name masked, in a JSON body, or in a text one that opens as JSON
-    /// does (whatever its type says, an upstream may send JSON as text), or in the data of a
-    /// server-sent event. None when nothing was masked or the body is no JSON.
-    fn json_paths(&self, stage: Stage, kind: ValueKind, value: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
-        if let Some(data) = value.strip_prefix(b"data:") {
-            let (space, data) = match data.strip_prefix(b" ") {
-                Some(rest) => (&b" "[..], rest),
-                None => (&b""[..], data),
-            };
-            let masked = self.json_paths(stage, ValueKind::Text, data.trim_ascii_end(), counts)?;
-            let line_end = &data[data.trim_ascii_end().len()..];
-            return Some([&b"data:"[..], space, &masked, line_end].concat());
+    /// The values JSON paths name masked. A body, or a line of one read by line, is taken as a
+    /// JSON document whatever its type says (an upstream may send JSON as text, or answer a
+    /// client's `Accept: text/csv`): what is not one is masked whole, since which of its values
+    /// a path names cannot be told. Of server-sent events, the data of each `data:` line is.
+    fn json_paths(&self, stage: Stage, reading: Reading, value: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
+        if reading == Reading::Events {
+            // A lone CR ends a line too in this format; each line is read on its own.
+            let lines: Vec<&[u8]> = event_lines(value).collect();
+            let masked: Vec<Option<Vec<u8>>> = lines.iter().map(|line| self.event_line(stage, line, counts)).collect();
+            if masked.iter().all(Option::is_none) {
+                return None;
+            }
+            return Some(lines.iter().zip(masked).flat_map(|(line, masked)| masked.unwrap_or_else(|| line.to_vec())).collect());
         }
-        let opens_as_json = matches!(value.trim_ascii_start().first(), Some(b'{' | b'['));
-        if value.trim_ascii().is_empty() || (kind != ValueKind::Json && !opens_as_json) {
+        let (body, end) = split_line_end(value);
+        // JSON text sequences (RFC 7464) open each record with a record separator.
+        let (separator, body) = match body.strip_prefix(b"\x1e") {
+            Some(record) if matches!(reading, Reading::Lines(ValueKind::Json)) => (&b"\x1e"[..], record),
+            _ => (&b""[..], body),
+        };
+        if body.trim_ascii().is_empty() {
             return None;
         }
-        self.masks.json_paths(stage, value, counts)
-    }
-    /// `value` as the client gets it.
-    pub fn for_client(&self, kind: ValueKind, value: &[u8]) -> Vec<u8> {
-        self.mask(Stage::Client, kind, value).unwrap_or_else(|| value.to_vec())
+        let masked = self.masks.json_paths(stage, body, counts)?;
+        Some([separator, &masked[..], end].concat())
     }
 
-    /// What the recording keeps of `value`, which the client stage has already been through.
-    pub fn for_recording(&self, kind: ValueKind, value: &[u8]) -> Option<Vec<u8>> {
-        self.mask(Stage::RecordingOnly, kind, value)
+    /// One line of server-sent events: a `data:` line's data masked as a JSON document.
+    fn event_line(&self, stage: Stage, line: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
+        let (body, end) = split_line_end(line);
+        let field = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+        let data = field.strip_prefix(b"data:")?;
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if data.trim_ascii().is_empty() {
+            return None;
+        }
+        let masked = self.masks.json_paths(stage, data, counts)?;
+        Some([&body[..body.len() - data.len()], &masked, end].concat())
+    }
+
+    /// `value` as the client gets it.
+    pub fn for_client(&self, reading: Reading, value: &[u8]) -> Vec<u8> {
+        self.mask(Stage::Client, reading, value).unwrap_or_else(|| value.to_vec())
+    }
+
+    /// What a record keeps of the start of a body, masked at `stage`; a body read by line is
+    /// masked line by line (its last line, perhaps cut off by the record's cap, as one too).
+    pub fn for_record(&self, stage: Stage, reading: Reading, start: &[u8]) -> Option<Vec<u8>> {
+        if !reading.by_line() {
+            return self.mask(stage, reading, start);
+        }
+        let lines: Vec<&[u8]> = start.split_inclusive(|b| *b == b'\n').collect();
+        let masked: Vec<Option<Vec<u8>>> = lines.iter().map(|line| self.mask(stage, reading, line)).collect();
+        if masked.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(lines.iter().zip(masked).flat_map(|(line, masked)| masked.unwrap_or_else(|| line.to_vec())).collect())
     }
 
     /// What was masked so far, by rule and detector (`{"pii": {"email": 2}}`), and resets the
@@ -153,6 +215,37 @@ impl BodyMasks {
     }
 }
 
+/// The byte order mark a stream of events may open with.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A line without its end (`\r\n`, `\n` or `\r`), and the end.
+fn split_line_end(line: &[u8]) -> (&[u8], &[u8]) {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    line.split_at(body.len())
+}
+
+/// The lines of a piece of an event stream, each with its end: after `\n`, `\r\n`, or a `\r`
+/// that no `\n` follows.
+fn event_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest.iter().position(|b| matches!(b, b'\n' | b'\r')).map_or(rest.len(), |at| {
+            if rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n') {
+                at + 2
+            } else {
+                at + 1
+            }
+        });
+        let (line, after) = rest.split_at(end);
+        rest = after;
+        Some(line)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +261,7 @@ mod tests {
         assert_eq!(with("application/json; charset=utf-8"), Reading::Whole(ValueKind::Json));
         assert_eq!(with("application/problem+json"), Reading::Whole(ValueKind::Json));
         assert_eq!(with("text/html"), Reading::Whole(ValueKind::Text));
-        assert_eq!(with("text/event-stream"), Reading::Lines(ValueKind::Text));
+        assert_eq!(with("text/event-stream"), Reading::Events);
         assert_eq!(with("application/x-ndjson"), Reading::Lines(ValueKind::Json));
         assert_eq!(with("image/png"), Reading::Opaque);
         assert_eq!(with("application/zip"), Reading::Opaque);
@@ -195,29 +288,57 @@ mod tests {
     #[test]
     fn json_paths_mask_whole_values_and_leave_the_rest_byte_for_byte() {
         let masks = json_path_masks(&["$.customers[*].email", "$..card"], "");
-        let client = |kind, body: &str| String::from_utf8(masks.for_client(kind, body.as_bytes())).unwrap();
+        let client = |reading, body: &str| String::from_utf8(masks.for_client(reading, body.as_bytes())).unwrap();
+        let (json, text) = (Reading::Whole(ValueKind::Json), Reading::Whole(ValueKind::Text));
         let body = r#"{"customers": [{"email": "ada@example.com", "id": 1.50}, {"email": 7, "card": {"n": 4}}], "x": 1e3}"#;
-        let masked = client(ValueKind::Json, body);
+        let masked = client(json, body);
         assert_eq!(
             masked,
             r#"{"customers": [{"email": "[redacted]", "id": 1.50}, {"email": "[redacted]", "card": "[redacted]"}], "x": 1e3}"#
         );
         assert_eq!(masks.take_counts().unwrap()["pii"]["column"], 3);
-        // JSON sent as text, JSON lines and server-sent events are read as JSON too.
-        assert_eq!(client(ValueKind::Text, r#"{"card":"4111"}"#), r#"{"card":"[redacted]"}"#);
-        assert_eq!(client(ValueKind::Json, "{\"card\":1}\n"), "{\"card\":\"[redacted]\"}\n");
-        assert_eq!(client(ValueKind::Text, "data: {\"card\":1}\n"), "data: {\"card\":\"[redacted]\"}\n");
-        assert_eq!(client(ValueKind::Text, "event: card\n"), "event: card\n");
-        assert_eq!(client(ValueKind::Text, "plain words"), "plain words");
-        // What cannot be read as JSON is masked whole: which value is which cannot be told.
-        assert_eq!(client(ValueKind::Json, r#"{"card": 4111 "#), r#""[redacted]""#);
-        assert_eq!(client(ValueKind::Text, r#"[{"card": 4111}, oops]"#), r#""[redacted]""#);
+        // JSON sent as text and JSON lines are read as JSON too.
+        assert_eq!(client(text, r#"{"card":"4111"}"#), r#"{"card":"[redacted]"}"#);
+        assert_eq!(client(Reading::Lines(ValueKind::Json), "{\"card\":1}\n"), "{\"card\":\"[redacted]\"}\n");
+        assert_eq!(client(Reading::Lines(ValueKind::Json), "\x1e{\"card\":1}\n"), "\x1e{\"card\":\"[redacted]\"}\n");
+        // What cannot be read as JSON is masked whole, whatever its type: which value is which
+        // cannot be told (CSV a client asked for, JSON cut or spread over lines, a page).
+        assert_eq!(client(json, r#"{"card": 4111 "#), r#""[redacted]""#);
+        assert_eq!(client(text, "email,card\nada@example.com,4111\n"), "\"[redacted]\"\n");
+        assert_eq!(client(json, "data: ping\n\ndata: {\"card\": 1}"), r#""[redacted]""#);
+        assert_eq!(client(Reading::Lines(ValueKind::Text), "  \"card\": 4111,\n"), "\"[redacted]\"\n");
+    }
+
+    #[test]
+    fn json_paths_read_the_data_of_server_sent_events() {
+        let masks = json_path_masks(&["$..card"], "");
+        let line = |text: &str| String::from_utf8(masks.for_client(Reading::Events, text.as_bytes())).unwrap();
+        assert_eq!(line("data: {\"card\":1}\n"), "data: {\"card\":\"[redacted]\"}\n");
+        assert_eq!(line("data:{\"card\":1}\r\n"), "data:{\"card\":\"[redacted]\"}\r\n");
+        assert_eq!(line("event: card\n"), "event: card\n");
+        assert_eq!(line("data:\n"), "data:\n");
+        // Data spread over several lines is masked line by line, each whole.
+        assert_eq!(line("data:   \"card\": 4111\n"), "data: \"[redacted]\"\n");
+        // A lone CR ends a line, and a byte order mark may open the stream.
+        assert_eq!(line("id: 1\rdata: {\"card\":2}\n"), "id: 1\rdata: {\"card\":\"[redacted]\"}\n");
+        assert_eq!(line("\u{feff}data: {\"card\":3}\n"), "\u{feff}data: {\"card\":\"[redacted]\"}\n");
+    }
+
+    #[test]
+    fn records_of_bodies_read_by_line_are_masked_line_by_line() {
+        let masks = json_path_masks(&["$..card"], "");
+        let start = "event: update\ndata: {\"card\":1}\n\ndata: ping\ndata: {\"card\":";
+        let recorded = masks.for_record(Stage::Client, Reading::Events, start.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(recorded).unwrap(),
+            "event: update\ndata: {\"card\":\"[redacted]\"}\n\ndata: \"[redacted]\"\ndata: \"[redacted]\""
+        );
     }
 
     #[test]
     fn detectors_look_at_what_json_paths_left() {
         let masks = json_path_masks(&["$.secret"], "email");
-        let masked = masks.for_client(ValueKind::Json, br#"{"secret":"ada@example.com","note":"bob@example.net"}"#);
+        let masked = masks.for_client(Reading::Whole(ValueKind::Json), br#"{"secret":"ada@example.com","note":"bob@example.net"}"#);
         assert_eq!(String::from_utf8(masked).unwrap(), r#"{"secret":"[redacted]","note":"[email]"}"#);
         let counts = masks.take_counts().unwrap();
         assert_eq!((counts["pii"]["column"].as_u64(), counts["pii"]["email"].as_u64()), (Some(1), Some(1)));

@@ -319,7 +319,13 @@ impl<G: HttpGate> Client<G> {
             }
             None => None,
         };
-        if masks_secrets || (kube_request.is_some() && body_masks.is_some()) {
+        let json_paths_for_client = body_masks.as_ref().is_some_and(BodyMasks::has_client_json_paths);
+        if json_paths_for_client {
+            // JSON documents, which the paths can be followed in: not the CSV, XML, JSONP or
+            // table a client could ask for to move the values where no path looks.
+            forwarded_headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+            forwarded_headers.remove(header::ACCEPT_CHARSET);
+        } else if masks_secrets || (kube_request.is_some() && body_masks.is_some()) {
             // Plain JSON, which witness can read and mask, rather than protobuf, CBOR or YAML.
             forwarded_headers.insert(header::ACCEPT, kube::json_accept(&parts.headers));
         }
@@ -382,10 +388,15 @@ impl<G: HttpGate> Client<G> {
             forwarded_headers.insert(name.clone(), value.clone());
         }
         let recorder = session.recorder.clone();
+        let masked_session = body_masks.is_some();
         let upload = Tap::new(body, seen, replay, move |seen, ending| {
             // A body whole in the request's record needs no record of its own.
             if !body_ended {
-                recorder.record_later(body_event(&seen, &ending));
+                let mut event = body_event(&seen, &ending);
+                if masked_session {
+                    withhold_digest(&mut event);
+                }
+                recorder.record_later(event);
             }
         });
         let mut upstream_request = Request::new(UpstreamBody::new(upload));
@@ -412,6 +423,12 @@ impl<G: HttpGate> Client<G> {
                 session.recorder.record_later(Event::note(kind::HTTP_UPSTREAM_ERROR, Direction::Gateway, message.clone()));
                 return Err(Answer::new(StatusCode::BAD_GATEWAY, message));
             };
+            if response.headers().contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+                // None was offered: frames it shapes (compressed) would be recorded unreadable.
+                let message = format!("the upstream of {} agreed a WebSocket extension nobody offered", target.name);
+                session.recorder.record_later(Event::note(kind::HTTP_UPSTREAM_ERROR, Direction::Gateway, message.clone()));
+                return Err(Answer::new(StatusCode::BAD_GATEWAY, message));
+            }
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             let (mut response_parts, _) = response.into_parts();
             let subprotocol = response_parts.headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -440,7 +457,10 @@ impl<G: HttpGate> Client<G> {
         let masked = if masks_secrets || body_masks.is_some() {
             let budget = self.front.masking_budget.clone();
             let secrets = masks_secrets.then_some(watching);
-            masked_answer(&mut response_parts, response_body, secrets, body_masks.clone(), bodyless, budget).await.map(Either::Right)
+            // A watch's events and `logs -f` flow a line at a time, whatever their type says.
+            let by_line = watching || kube_request.as_ref().is_some_and(|r| kube::follows_logs(r, parts.uri.query()));
+            let answer = masked_answer(&mut response_parts, response_body, secrets, body_masks.clone(), bodyless, by_line, budget);
+            answer.await.map(Either::Right)
         } else {
             Ok(Either::Left(response_body))
         };
@@ -453,7 +473,12 @@ impl<G: HttpGate> Client<G> {
                 return Err(Answer::new(StatusCode::BAD_GATEWAY, message));
             }
         };
-        let recorded_reading = bodymask::reading(&response_parts.headers);
+        let recorded_reading = match bodymask::reading(&response_parts.headers) {
+            Reading::Whole(kind) if watching || kube_request.as_ref().is_some_and(|r| kube::follows_logs(r, parts.uri.query())) => {
+                Reading::Lines(kind)
+            }
+            reading => reading,
+        };
         let recorded_headers = headers::recorded(&response_parts.headers, &credential_names);
         if let Some(id) = approval_header {
             if session.target.kube.is_some() {
@@ -666,24 +691,43 @@ fn request_event(
 }
 
 /// What a record keeps of a body it holds the start of: masked by the recording-only rules (the
-/// client's already applied to a response's), with what was masked counted. A request's body,
-/// which went to the upstream as the client sent it, goes through both stages here.
+/// client's already applied to a response's), with what was masked counted; a body read by line,
+/// line by line. A request's body, which went to the upstream as the client sent it, goes
+/// through both stages here. The digest of the whole body is left out where it is of values the
+/// record masks, or of a body only partly in the record that masking rules may have had to
+/// change: of a short body, it would confirm a guess of what was masked.
 fn mask_recorded_body(event: &mut Event, masks: &BodyMasks, reading: Reading) {
-    let kind = match reading {
-        Reading::Whole(kind) | Reading::Lines(kind) => kind,
-        Reading::Opaque => return,
-    };
-    if event.direction == Direction::Request {
-        if let Some(masked) = masks.mask(witness_mask::Stage::Client, kind, &event.payload) {
+    if reading == Reading::Opaque {
+        return;
+    }
+    let whole = event.attrs.get("body_bytes").and_then(Value::as_u64) == Some(event.payload.len() as u64);
+    let request = event.direction == Direction::Request;
+    let mut changed = false;
+    if request {
+        if let Some(masked) = masks.for_record(witness_mask::Stage::Client, reading, &event.payload) {
             event.payload = masked;
+            changed = true;
         }
     }
-    if let Some(masked) = masks.for_recording(kind, &event.payload) {
+    if let Some(masked) = masks.for_record(witness_mask::Stage::RecordingOnly, reading, &event.payload) {
         event.payload = masked;
+        changed = true;
     }
     if let Some(counts) = masks.take_counts() {
         event.attrs.insert("body_recorded".into(), json!(event.payload.len()));
         event.attrs.insert("masked".into(), counts);
+    }
+    // A response's digest is of what the client got, masked by the client's rules already.
+    let digest_of_unmasked = request || masks.masks_recording();
+    if digest_of_unmasked && (changed || !whole) {
+        withhold_digest(event);
+    }
+}
+
+/// Leaves a body's digest out of its record, saying why.
+fn withhold_digest(event: &mut Event) {
+    if event.attrs.remove("body_digest").is_some() {
+        event.attrs.insert("body_digest_withheld".into(), json!("it is of values masking rules may hide"));
     }
 }
 
@@ -695,6 +739,7 @@ async fn masked_answer(
     secrets: Option<bool>,
     masks: Option<BodyMasks>,
     bodyless: bool,
+    by_line: bool,
     budget: Arc<Semaphore>,
 ) -> Result<ClientBody, String> {
     let mut body = ClientBody::new(body.map_err(|e| -> BoxError { Box::new(e) }));
@@ -702,7 +747,7 @@ async fn masked_answer(
         body = masked_secrets(parts, body, watching, bodyless, budget.clone()).await?;
     }
     if let Some(masks) = masks {
-        body = masked_body(parts, body, masks, bodyless, budget).await?;
+        body = masked_body(parts, body, masks, bodyless, by_line, budget).await?;
     }
     Ok(body)
 }
@@ -726,39 +771,49 @@ async fn read_whole(body: ClientBody, budget: Arc<Semaphore>) -> Result<Bytes, S
 }
 
 /// A response body as the client gets it under the session's masks: read whole and masked, or
-/// masked a line at a time, or passed on (binary, or nothing masked for the client). An error
-/// says why witness cannot mask it (compressed, too large).
+/// masked a line at a time (`by_line`: a stream, whatever its type says), or passed on (binary,
+/// or nothing masked for the client). An error says why witness cannot mask it (compressed, too
+/// large).
 async fn masked_body(
     parts: &mut http::response::Parts,
     body: ClientBody,
     masks: BodyMasks,
     bodyless: bool,
+    by_line: bool,
     budget: Arc<Semaphore>,
 ) -> Result<ClientBody, String> {
     let reading = match bodymask::reading(&parts.headers) {
         _ if bodyless || !masks.masks_client() => Reading::Opaque,
+        Reading::Whole(kind) if by_line => Reading::Lines(kind),
         reading => reading,
     };
     if reading == Reading::Opaque {
         return Ok(body);
     }
-    if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
-        return Err(format!("encoded as {}", witness_core::shown_text(encoding.as_bytes())));
+    if let Some(encoding) = content_encoding(&parts.headers) {
+        return Err(format!("encoded as {encoding}"));
     }
-    match reading {
-        Reading::Lines(kind) => {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            let masks = masks.clone();
-            Ok(ClientBody::new(crate::body::MaskedLines::new(body, move |line| Ok(masks.for_client(kind, line)))))
-        }
-        Reading::Whole(kind) => {
-            let whole = read_whole(body, budget).await?;
-            let masked = masks.for_client(kind, &whole);
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
-            Ok(ClientBody::new(Full::new(Bytes::from(masked)).map_err(|never| match never {})))
-        }
-        Reading::Opaque => Ok(body),
+    if reading.by_line() {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let masks = masks.clone();
+        return Ok(ClientBody::new(crate::body::MaskedLines::new(body, move |line| Ok(masks.for_client(reading, line)))));
     }
+    let whole = read_whole(body, budget).await?;
+    let masked = masks.for_client(reading, &whole);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
+    Ok(ClientBody::new(Full::new(Bytes::from(masked)).map_err(|never| match never {})))
+}
+
+/// The encodings of a body other than `identity`, every `Content-Encoding` header read (a client
+/// decodes them all); None for a body as it is.
+fn content_encoding(headers: &HeaderMap) -> Option<String> {
+    let codings: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| witness_core::shown_text(value.as_bytes()).split(',').map(|c| c.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .filter(|coding| !coding.is_empty() && coding != "identity")
+        .collect();
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// Keeps Secret data out of a request's record: a whole JSON body is recorded with its data
@@ -799,8 +854,8 @@ async fn masked_secrets(
     if bodyless {
         return Ok(body);
     }
-    if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
-        return Err(format!("encoded as {}", witness_core::shown_text(encoding.as_bytes())));
+    if let Some(encoding) = content_encoding(&parts.headers) {
+        return Err(format!("encoded as {encoding}"));
     }
     if !kube::is_json(&parts.headers) {
         let kind = parts.headers.get(header::CONTENT_TYPE).map(|v| witness_core::shown_text(v.as_bytes()).into_owned());

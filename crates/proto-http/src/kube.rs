@@ -206,6 +206,17 @@ pub fn about_secrets(request: &KubeRequest) -> bool {
     request.uncertain.is_some() || request.resource.as_ref().is_some_and(|r| r.group.is_empty() && r.resource == "secrets")
 }
 
+/// Whether a request reads a pod's log as it grows (`kubectl logs -f`): `follow` given, and not
+/// `false` or `0` (a value read as the API server reads a boolean query parameter).
+pub fn follows_logs(request: &KubeRequest, query: Option<&str>) -> bool {
+    let log = request.resource.as_ref().is_some_and(|r| r.resource == "pods" && r.subresource == "log");
+    log && query.unwrap_or("").split('&').any(|pair| match pair.split_once('=') {
+        Some(("follow", value)) => !matches!(value, "false" | "0"),
+        None => pair == "follow",
+        Some(_) => false,
+    })
+}
+
 /// Whether a request's body is a JSON patch (RFC 6902), whose operations can copy values from
 /// one place of an object to another.
 pub fn is_json_patch(headers: &HeaderMap) -> bool {

@@ -50,4 +50,4 @@ pub use front::{attribute as sasl_attribute, serve_client, split_gs2, split_task
 pub use gate::{PgGate, ScramParams};
 pub use rustls::ServerConfig as RustlsServerConfig;
 pub use target::{AuthMethod, GroupLogin, PgLogin, PgTarget};
-pub use tls::{client_config, server_config, verified_client_config, ClientIdentity, TlsMode, TlsSetupError};
+pub use tls::{client_config, pinned_client_config, server_config, verified_client_config, ClientIdentity, TlsMode, TlsSetupError};

@@ -1,13 +1,16 @@
 //! TLS for both halves: the client-facing acceptor's certificate, and the target-facing connector
-//! for each `tls` mode (disable, prefer, require, verify-full), as libpq's sslmode means them.
+//! for each `tls` mode (disable, prefer, require, verify-full), as libpq's sslmode means them, and
+//! the connectors other upstreams use: verified against CAs, or pinned to one certificate.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WantsClientCert;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use sha2::{Digest, Sha256};
 
 /// How witness talks TLS to a target, as libpq's sslmode (default: prefer).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,7 +74,8 @@ pub fn client_config(mode: TlsMode, ca_file: Option<&Path>) -> Result<Option<Arc
     let config = match mode {
         TlsMode::Disable => return Ok(None),
         TlsMode::Prefer | TlsMode::Require => {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider()))).with_no_client_auth()
+            let any = HandshakeOnly { provider: provider(), pinned: None };
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(any)).with_no_client_auth()
         }
         TlsMode::VerifyFull => return verified_client_config(ca_file, None).map(Some),
     };
@@ -103,7 +107,22 @@ pub fn verified_client_config(ca_file: Option<&Path>, identity: Option<ClientIde
             }
         }
     }
-    let builder = builder.with_root_certificates(roots);
+    with_identity(builder.with_root_certificates(roots), identity)
+}
+
+/// A client config that accepts exactly the server certificate whose DER has this SHA-256 (a
+/// pin, as an SSH host key is: neither a CA, nor the host name, nor the validity dates are
+/// looked at), and presents a client certificate when asked, with an identity.
+pub fn pinned_client_config(sha256: [u8; 32], identity: Option<ClientIdentity<'_>>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let pinned = HandshakeOnly { provider: provider(), pinned: Some(sha256) };
+    with_identity(builder.dangerous().with_custom_certificate_verifier(Arc::new(pinned)), identity)
+}
+
+fn with_identity(
+    builder: ConfigBuilder<ClientConfig, WantsClientCert>,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some(identity) => {
@@ -119,20 +138,33 @@ pub fn verified_client_config(ca_file: Option<&Path>, identity: Option<ClientIde
     Ok(Arc::new(config))
 }
 
-/// Accepts any certificate but still checks the handshake signatures: libpq's `require`, which
-/// encrypts without authenticating the server.
+/// Checks the handshake signatures against the server's certificate, and of the certificate
+/// only that its SHA-256 is the pinned one, when there is a pin. Without one it accepts any
+/// certificate: libpq's `require`, which encrypts without authenticating the server.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+struct HandshakeOnly {
+    provider: Arc<CryptoProvider>,
+    pinned: Option<[u8; 32]>,
+}
 
-impl ServerCertVerifier for AnyCertificate {
+impl ServerCertVerifier for HandshakeOnly {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
         _: &ServerName<'_>,
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(pinned) = self.pinned else { return Ok(ServerCertVerified::assertion()) };
+        let presented: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if presented != pinned {
+            return Err(rustls::Error::General(format!(
+                "the server's certificate has SHA-256 {}, not the pinned {}",
+                hex::encode(presented),
+                hex::encode(pinned)
+            )));
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -142,7 +174,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -151,11 +183,11 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -405,13 +405,15 @@ fn ssh_target(c: &SshConnection) -> Result<SshTarget, ServeError> {
 }
 
 fn http_target(c: &HttpConnection) -> Result<HttpTarget, ServeError> {
-    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref(), c.client_cert_file.as_deref(), c.client_key_file.as_deref())?;
+    let trust = UpstreamTrust { ca_file: c.ca_file.as_deref(), pinned: c.certificate_sha256.as_deref() };
+    let tls = upstream_tls(&c.name, &c.url, trust, c.client_cert_file.as_deref(), c.client_key_file.as_deref())?;
     HttpTarget::new(&c.name, &c.url, c.credentials().map_err(ServeError::Target)?, tls)
         .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))
 }
 
 fn kube_target(c: &KubernetesConnection) -> Result<HttpTarget, ServeError> {
-    let tls = upstream_tls(&c.name, &c.url, c.ca_file.as_deref(), c.client_cert_file.as_deref(), c.client_key_file.as_deref())?;
+    let trust = UpstreamTrust { ca_file: c.ca_file.as_deref(), pinned: c.certificate_sha256.as_deref() };
+    let tls = upstream_tls(&c.name, &c.url, trust, c.client_cert_file.as_deref(), c.client_key_file.as_deref())?;
     let credentials = c.token().map_err(ServeError::Target)?.map(witness_proto_http::UpstreamCredential::Bearer).into_iter().collect();
     let settings = witness_proto_http::KubeTarget {
         secret_readers: c.secret_readers.iter().map(|g| witness_core::Glob::new(g)).collect(),
@@ -422,12 +424,19 @@ fn kube_target(c: &KubernetesConnection) -> Result<HttpTarget, ServeError> {
         .map_err(|e| ServeError::Target(format!("connection {}: {e}", c.name)))
 }
 
-/// TLS towards an `https` upstream: its certificate checked against `ca_file` or the system's
-/// CAs, and witness's client certificate presented when the connection has one.
+/// What vouches for an https upstream's certificate: CAs (`ca_file`, default the system's), or
+/// a pin (`certificate_sha256`).
+struct UpstreamTrust<'a> {
+    ca_file: Option<&'a Path>,
+    pinned: Option<&'a str>,
+}
+
+/// TLS towards an `https` upstream: its certificate checked against its CAs or its pin, and
+/// witness's client certificate presented when the connection has one.
 fn upstream_tls(
     name: &str,
     url: &str,
-    ca_file: Option<&Path>,
+    trust: UpstreamTrust<'_>,
     client_cert: Option<&Path>,
     client_key: Option<&Path>,
 ) -> Result<Option<Arc<rustls::ClientConfig>>, ServeError> {
@@ -441,5 +450,41 @@ fn upstream_tls(
         _ => None,
     };
     let identity = identity.as_ref().map(|(cert_pem, key_pem, source)| witness_proto_pg::ClientIdentity { cert_pem, key_pem, source });
-    witness_proto_pg::verified_client_config(ca_file, identity).map(Some).map_err(|e| failed(e.to_string()))
+    let config = match (trust.pinned, trust.ca_file) {
+        (Some(_), Some(_)) => return Err(failed("give ca_file or certificate_sha256, not both".into())),
+        (Some(pin), None) => {
+            let sha256 = parse_sha256(pin).ok_or_else(|| {
+                failed(format!("certificate_sha256 {pin:?} is not a SHA-256 in hex (64 digits, colons allowed; `openssl x509 -noout -fingerprint -sha256 -in CERT`)"))
+            })?;
+            witness_proto_pg::pinned_client_config(sha256, identity)
+        }
+        (None, ca_file) => witness_proto_pg::verified_client_config(ca_file, identity),
+    };
+    config.map(Some).map_err(|e| failed(e.to_string()))
+}
+
+/// A SHA-256 written as 64 hex digits, in either case, with or without colons between bytes,
+/// and with openssl's `sha256 Fingerprint=` before it or not.
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let text = text.rsplit_once('=').map_or(text, |(_, digits)| digits);
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    hex::decode(digits).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sha256;
+
+    #[test]
+    fn pins_are_read_as_openssl_and_people_write_them() {
+        let hex = "ab".repeat(32);
+        let colons = vec!["AB"; 32].join(":");
+        for written in [hex.clone(), colons.clone(), format!("sha256 Fingerprint={colons}"), format!(" {hex}\n")] {
+            assert_eq!(parse_sha256(&written), Some([0xab; 32]), "{written}");
+        }
+        for bad in ["", "abcd", &"ab".repeat(33), &"zz".repeat(32)] {
+            assert_eq!(parse_sha256(bad), None, "{bad}");
+        }
+    }
 }

@@ -587,7 +587,7 @@ fn a_revoked_token_ends_its_keep_alive_connection() {
 }
 
 #[test]
-fn an_https_upstream_is_reached_only_with_a_certificate_its_ca_signed() {
+fn an_https_upstream_is_reached_only_with_a_certificate_its_ca_signed_or_pinned() {
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
@@ -601,7 +601,18 @@ fn an_https_upstream_is_reached_only_with_a_certificate_its_ca_signed() {
             upstream.port
         )
     };
-    let extra = secure("secure", &format!("ca_file = \"{}\"", cert_file.display())) + &secure("untrusted", "");
+    // A pin: exactly this certificate, whatever the name it is reached by (an address here).
+    let pin = hex::encode(Sha256::digest(cert.der()));
+    let pinned = |name: &str, pin: &str| {
+        format!(
+            "[[connections]]\nname = \"{name}\"\nprotocol = \"http\"\nurl = \"https://127.0.0.1:{}/v1\"\nbearer_env = \"WITNESS_TEST_UPSTREAM_TOKEN\"\ncertificate_sha256 = \"{pin}\"\n",
+            upstream.port
+        )
+    };
+    let extra = secure("secure", &format!("ca_file = \"{}\"", cert_file.display()))
+        + &secure("untrusted", "")
+        + &pinned("pinned", &pin)
+        + &pinned("mispinned", &"00".repeat(32));
     let mut s = setup_with(upstream, &extra, dir);
     let bearer = s.bearer(&s.agent);
     let got = s.curl(&["-H", &bearer, &s.url("/c/secure/api/over-tls")]);
@@ -616,8 +627,14 @@ fn an_https_upstream_is_reached_only_with_a_certificate_its_ca_signed() {
     assert_eq!(got.status, 502, "{}", String::from_utf8_lossy(&got.body));
     assert!(String::from_utf8_lossy(&got.body).contains("TLS"), "{}", String::from_utf8_lossy(&got.body));
     assert_eq!(s.upstream.seen().len(), 1);
-    let events = s.events(2);
-    assert_eq!(of_kind(&events, "http.upstream_error").len(), 1);
+    let got = s.curl(&["-H", &bearer, &s.url("/c/pinned/api/pinned")]);
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let got = s.curl(&["-H", &bearer, &s.url("/c/mispinned/api/pinned")]);
+    assert_eq!(got.status, 502, "{}", String::from_utf8_lossy(&got.body));
+    assert!(String::from_utf8_lossy(&got.body).contains("not the pinned"), "{}", String::from_utf8_lossy(&got.body));
+    assert_eq!(s.upstream.seen().len(), 2, "only the pinned request reached the upstream");
+    let events = s.events(4);
+    assert_eq!(of_kind(&events, "http.upstream_error").len(), 2);
     s.gw.stop_and_verify();
 }
 
@@ -665,6 +682,39 @@ fn bodies_are_masked_by_the_detectors_for_the_client_and_the_record() {
     s.gw.stop_and_verify();
     // (ada's address is in the recording of `keyed`, which masks nothing.)
     assert_nowhere_in(&s.gw.data_dir(), "grace@example.org");
+}
+
+#[test]
+fn json_paths_hold_whatever_form_the_client_asks_for() {
+    let masking = "[[masking]]\nname = \"contacts\"\nconnections = [\"billing\"]\njson_paths = [\"$..email\", \"$..password\"]\n";
+    let mut s = setup_with(Upstream::start(), masking, tempfile::tempdir().unwrap());
+    let bearer = s.bearer(&s.agent);
+    let echo = |kind: &str, accept: &str, body: &str| {
+        let (content_type, accept) = (format!("Content-Type: {kind}"), format!("Accept: {accept}"));
+        s.curl(&["-H", &bearer, "-H", &content_type, "-H", &accept, "--data-binary", body, &s.url("/c/billing/api/echo")])
+    };
+    // JSON: the values the paths name, masked whole; the rest byte for byte.
+    let got = echo("application/json", "text/csv", r#"{"user": {"email": "ada@example.com", "id": 7},  "n": 1.50}"#);
+    assert_eq!(String::from_utf8_lossy(&got.body), r#"{"user": {"email": "[redacted]", "id": 7},  "n": 1.50}"#);
+    // The upstream was asked for JSON, whatever the client asked for.
+    let seen = s.upstream.seen();
+    assert!(seen[0]["headers"].as_str().unwrap().contains("accept: application/json\n"), "{}", seen[0]["headers"]);
+    // A form the paths cannot follow (CSV, JSON spread over event lines) is masked whole.
+    let got = echo("text/csv", "text/csv", "email,password\nada@example.com,hunter2\n");
+    assert_eq!(String::from_utf8_lossy(&got.body), "\"[redacted]\"\n");
+    let got =
+        echo("text/event-stream", "*/*", "data: {\ndata:   \"password\": \"hunter2\"\ndata: }\n\nid: 2\rdata: {\"password\": \"x\"}\n\n");
+    let events = String::from_utf8_lossy(&got.body);
+    assert!(!events.contains("hunter2") && !events.contains("\"x\""), "{events}");
+    assert!(events.contains("id: 2\rdata: {\"password\": \"[redacted]\"}"), "{events}");
+    // The recording holds none of it, and no digest of the bodies that held it.
+    let events = s.events(3);
+    let requests = of_kind(&events, "http.request");
+    assert!(requests.iter().all(|e| e["attrs"]["body_digest"].is_null()), "{requests:?}");
+    assert!(requests.iter().all(|e| e["attrs"]["body_digest_withheld"].is_string()));
+    s.gw.stop_and_verify();
+    assert_nowhere_in(&s.gw.data_dir(), "hunter2");
+    assert_nowhere_in(&s.gw.data_dir(), "ada@example.com");
 }
 
 #[test]

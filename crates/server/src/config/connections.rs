@@ -90,6 +90,9 @@ pub struct HttpConnection {
     pub url: String,
     /// CA certificates (PEM) that sign an https upstream's certificate; default: the system's.
     pub ca_file: Option<PathBuf>,
+    /// Or the SHA-256 of the one certificate the upstream may present (hex, colons allowed, as
+    /// `openssl x509 -noout -fingerprint -sha256` prints it): a pin, for a self-signed upstream.
+    pub certificate_sha256: Option<String>,
     /// A bearer token witness sends as `Authorization: Bearer …`, from an environment variable...
     pub bearer_env: Option<String>,
     /// ... or a file (trailing newline ignored).
@@ -119,6 +122,8 @@ pub struct KubernetesConnection {
     /// CA certificates (PEM) that sign the API server's certificate (a cluster's own CA, as in
     /// a kubeconfig's certificate-authority); default: the system's.
     pub ca_file: Option<PathBuf>,
+    /// Or the SHA-256 of the one certificate the API server may present, as for HTTP.
+    pub certificate_sha256: Option<String>,
     /// The bearer token witness sends (a service account's), from an environment variable...
     pub token_env: Option<String>,
     /// ... or a file (`/var/run/secrets/kubernetes.io/serviceaccount/token`; trailing newline
