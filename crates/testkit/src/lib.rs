@@ -10,6 +10,9 @@
 //! * [`free_port`] — pick an unused loopback TCP port.
 //! * [`Postgres`] — a throw-away PostgreSQL cluster with well-known roles
 //!   for trust, md5, cleartext and SCRAM authentication, optionally with TLS.
+//! * [`MariaDb`] — a throw-away MariaDB server (Debian's) with well-known users for
+//!   `mysql_native_password` and `ed25519` authentication, a `customers` table to read, and
+//!   optionally TLS.
 //! * [`Python`] — a cached virtualenv for tests that drive real client
 //!   libraries (e.g. psycopg).
 //! * [`OidcProvider`] — a real OpenID provider (the certified `oidc-provider`
@@ -32,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod kube;
+mod mariadb;
 mod nginx;
 mod oidc;
 mod postgres;
@@ -41,6 +45,7 @@ mod util;
 mod webhooks;
 
 pub use kube::{KubeApiServer, KUBE_SECRET_MARKER};
+pub use mariadb::{MariaDb, ADMIN_PASSWORD, ADMIN_USER, APP_DATABASE, ED25519_PASSWORD, ED25519_USER, NATIVE_PASSWORD, NATIVE_USER};
 pub use nginx::Nginx;
 pub use oidc::{OidcProvider, AGENT_CLIENT, CONSOLE_CLIENT, CONSOLE_PEOPLE, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, CLEARTEXT_PASSWORD, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
