@@ -1,0 +1,259 @@
+//! Witness's own login to a MySQL or MariaDB target, with credentials only witness holds: the
+//! greeting read, TLS asked for when the connection says so, the target's auth plugin answered
+//! (`mysql_native_password`, `caching_sha2_password` — its full path only over TLS, where the
+//! password may travel — and MariaDB's `client_ed25519`), and auth switches followed. What comes
+//! back is a logged-in [`TargetConnection`] that sends commands and reads answers packet by packet.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use witness_gate::Stream;
+
+use crate::answer::{self, ErrPacket};
+use crate::auth;
+use crate::handshake::{capability, Greeting, HandshakeResponse};
+use crate::packet::{write_packets, Packet, PacketError, PacketReader};
+use crate::wire::Truncated;
+
+/// The most one answer payload from a target may hold (a row, a column definition): MySQL's own
+/// `max_allowed_packet` ceiling.
+pub const MAX_TARGET_PAYLOAD: usize = 1 << 30;
+
+/// The capabilities witness asks a target for (those the target offers).
+const WANTED: u32 = capability::LONG_PASSWORD
+    | capability::LONG_FLAG
+    | capability::PROTOCOL_41
+    | capability::TRANSACTIONS
+    | capability::SECURE_CONNECTION
+    | capability::MULTI_RESULTS
+    | capability::PS_MULTI_RESULTS
+    | capability::PLUGIN_AUTH
+    | capability::PLUGIN_AUTH_LENENC_CLIENT_DATA;
+
+/// How witness logs in to a target.
+pub struct TargetLogin<'a> {
+    /// `host:port`.
+    pub address: &'a str,
+    pub user: &'a str,
+    pub password: &'a [u8],
+    pub database: Option<&'a str>,
+    /// TLS with this config and server name; `required` refuses a target that does not offer it.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    pub tls_required: bool,
+}
+
+/// Why witness could not log in to a target.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("cannot reach {address}: {source}")]
+    Connect { address: String, source: std::io::Error },
+    #[error("the connection to the target broke during login: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the target's login packets are malformed: {0}")]
+    Packet(#[from] PacketError),
+    #[error("the target's login packets are malformed: {0}")]
+    Truncated(#[from] Truncated),
+    #[error("the target greets in a way witness cannot use: {0}")]
+    Handshake(#[from] crate::handshake::HandshakeError),
+    #[error("the target does not offer TLS, and the connection requires it")]
+    NoTls,
+    #[error("the target refused witness's login: {} ({})", .0.message, .0.code)]
+    Refused(ErrPacket),
+    #[error("the target asks for auth plugin {0:?}, which witness does not speak")]
+    UnknownPlugin(String),
+    #[error("caching_sha2_password wants the whole password, which witness sends only over TLS: set tls on the connection, or log in once over TLS so the target caches the password")]
+    FullAuthNeedsTls,
+    #[error("the target closed the connection during login")]
+    Closed,
+}
+
+/// A logged-in connection to a target.
+pub struct TargetConnection {
+    stream: Stream,
+    reader: PacketReader,
+    /// The sequence number of the next packet witness sends in the current exchange.
+    next_sequence: u8,
+    pub greeting: Greeting,
+    /// The capabilities both sides agreed on.
+    pub capabilities: u32,
+}
+
+impl TargetConnection {
+    /// Logs in as `login` says.
+    pub async fn login(login: &TargetLogin<'_>) -> Result<TargetConnection, LoginError> {
+        let tcp =
+            TcpStream::connect(login.address).await.map_err(|source| LoginError::Connect { address: login.address.to_string(), source })?;
+        let _ = tcp.set_nodelay(true);
+        let mut connection = TargetConnection {
+            stream: Stream::Plain(tcp),
+            reader: PacketReader::new(MAX_TARGET_PAYLOAD),
+            next_sequence: 0,
+            greeting: Greeting::default(),
+            capabilities: 0,
+        };
+        connection.reader.expect(0);
+        let greeting = Greeting::parse(&connection.receive().await?.payload)?;
+        let mut capabilities = WANTED & greeting.capabilities;
+        if login.database.is_some() {
+            capabilities |= capability::CONNECT_WITH_DB & greeting.capabilities;
+        }
+        let offers_tls = greeting.capabilities & capability::SSL != 0;
+        if login.tls_required && !offers_tls {
+            return Err(LoginError::NoTls);
+        }
+        let mut answer = HandshakeResponse {
+            capabilities,
+            max_packet: MAX_TARGET_PAYLOAD as u32,
+            charset: 45, // utf8mb4_general_ci
+            user: login.user.to_string(),
+            database: login.database.map(str::to_string),
+            auth_plugin: Some(greeting.auth_plugin.clone()),
+            ..Default::default()
+        };
+        connection.next_sequence = 1;
+        if let (Some((config, name)), true) = (&login.tls, offers_tls) {
+            answer.capabilities |= capability::SSL;
+            let mut request = BytesMut::new();
+            answer.write_tls_request(&mut request);
+            connection.send(&request).await?;
+            let TargetConnection { stream, reader, next_sequence, greeting, capabilities } = connection;
+            let Stream::Plain(tcp) = stream else { unreachable!("the stream is plain until TLS starts") };
+            let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name.clone(), tcp).await?;
+            connection = TargetConnection { stream: Stream::ClientTls(Box::new(tls)), reader, next_sequence, greeting, capabilities };
+        }
+        connection.capabilities = answer.capabilities;
+        answer.auth_response = plugin_response(&greeting.auth_plugin, login.password, &greeting.scramble)?;
+        let mut payload = BytesMut::new();
+        answer.write(&mut payload);
+        connection.send(&payload).await?;
+        connection.greeting = greeting;
+        connection.finish_login(login.password).await?;
+        Ok(connection)
+    }
+
+    /// Follows the target's answers to the login until it accepts or refuses it.
+    async fn finish_login(&mut self, password: &[u8]) -> Result<(), LoginError> {
+        loop {
+            let reply = self.receive().await?.payload;
+            match reply.first() {
+                Some(0x00) => return Ok(()),
+                Some(0xFF) => return Err(LoginError::Refused(ErrPacket::parse(&reply)?)),
+                // An auth switch: another plugin, with a scramble of its own.
+                Some(0xFE) => {
+                    let mut fields = crate::wire::Fields::new(&reply[1..]);
+                    let plugin = String::from_utf8_lossy(fields.nul_terminated("auth plugin")?).into_owned();
+                    let rest = fields.rest();
+                    let scramble = rest.strip_suffix(&[0]).unwrap_or(rest).to_vec();
+                    let response = plugin_response(&plugin, password, &scramble)?;
+                    self.send(&response).await?;
+                    self.greeting.scramble = scramble;
+                    self.greeting.auth_plugin = plugin;
+                }
+                // More from the plugin: caching_sha2_password says whether its cache knew us.
+                Some(0x01) => match reply.get(1) {
+                    Some(3) => {} // fast path succeeded; the OK follows
+                    Some(4) if self.stream.is_tls() => {
+                        let mut clear = password.to_vec();
+                        clear.push(0);
+                        self.send(&clear).await?;
+                    }
+                    Some(4) => return Err(LoginError::FullAuthNeedsTls),
+                    _ => return Err(LoginError::UnknownPlugin(self.greeting.auth_plugin.clone())),
+                },
+                _ => return Err(LoginError::UnknownPlugin(self.greeting.auth_plugin.clone())),
+            }
+        }
+    }
+
+    /// Sends one payload as the next packet(s) of the current exchange.
+    pub async fn send(&mut self, payload: &[u8]) -> Result<(), std::io::Error> {
+        let mut out = BytesMut::with_capacity(payload.len() + 4);
+        self.next_sequence = write_packets(&mut out, self.next_sequence, payload);
+        self.reader.expect(self.next_sequence);
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await
+    }
+
+    /// Starts a command: its packet numbered 0, the answer from 1.
+    pub async fn command(&mut self, payload: &[u8]) -> Result<(), std::io::Error> {
+        self.next_sequence = 0;
+        self.send(payload).await
+    }
+
+    /// The next whole payload from the target.
+    pub async fn receive(&mut self) -> Result<Packet, LoginError> {
+        loop {
+            if let Some(packet) = self.reader.next_packet()? {
+                self.next_sequence = packet.sequence.wrapping_add(1);
+                return Ok(packet);
+            }
+            let mut buffer = [0u8; 16 << 10];
+            let read = self.stream.read(&mut buffer).await?;
+            if read == 0 {
+                return Err(LoginError::Closed);
+            }
+            self.reader.feed(&buffer[..read]);
+        }
+    }
+
+    /// Runs a text query and reads its first result: the rows' values as text (None for NULL),
+    /// or the OK's affected rows, or the ERR. For witness's own use (probes, tests), not for
+    /// relaying a client's commands.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<SimpleAnswer, LoginError> {
+        let mut command = vec![0x03];
+        command.extend_from_slice(sql.as_bytes());
+        self.command(&command).await?;
+        let first = self.receive().await?.payload;
+        match answer::kind(&first) {
+            answer::Kind::Ok => return Ok(SimpleAnswer::Done(answer::OkPacket::parse(&first, self.capabilities)?.affected_rows)),
+            answer::Kind::Err => return Ok(SimpleAnswer::Failed(ErrPacket::parse(&first)?)),
+            _ => {}
+        }
+        let columns = crate::wire::Fields::new(&first).lenenc("column count")?.unwrap_or(0);
+        for _ in 0..columns {
+            self.receive().await?;
+        }
+        let deprecate_eof = self.capabilities & capability::DEPRECATE_EOF != 0;
+        if !deprecate_eof {
+            self.receive().await?; // the EOF after the column definitions
+        }
+        let mut rows = Vec::new();
+        loop {
+            let payload = self.receive().await?.payload;
+            match answer::kind(&payload) {
+                answer::Kind::Eof | answer::Kind::Ok if payload.len() < 0xFF_FFFF => break,
+                answer::Kind::Err => return Ok(SimpleAnswer::Failed(ErrPacket::parse(&payload)?)),
+                _ => {}
+            }
+            let mut fields = crate::wire::Fields::new(&payload);
+            let mut row = Vec::new();
+            for _ in 0..columns {
+                row.push(fields.lenenc_bytes("value")?.map(|v| String::from_utf8_lossy(v).into_owned()));
+            }
+            rows.push(row);
+        }
+        Ok(SimpleAnswer::Rows(rows))
+    }
+}
+
+/// What [`TargetConnection::simple_query`] got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimpleAnswer {
+    Rows(Vec<Vec<Option<String>>>),
+    Done(u64),
+    Failed(ErrPacket),
+}
+
+/// The answer `plugin` wants to `scramble`.
+fn plugin_response(plugin: &str, password: &[u8], scramble: &[u8]) -> Result<Vec<u8>, LoginError> {
+    match plugin {
+        auth::NATIVE_PASSWORD | "" => Ok(auth::native_password_response(password, scramble)),
+        auth::CACHING_SHA2_PASSWORD => Ok(auth::caching_sha2_response(password, scramble)),
+        auth::ED25519 => Ok(auth::ed25519_response(password, scramble)),
+        other => Err(LoginError::UnknownPlugin(other.to_string())),
+    }
+}

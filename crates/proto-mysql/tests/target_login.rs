@@ -1,0 +1,85 @@
+//! Witness's own login to a real MariaDB (the test kit's, on a free port in a temp dir): with
+//! `mysql_native_password`, with MariaDB's `client_ed25519` (an auth switch), over TLS with the
+//! certificate verified, and refused with a wrong password; then a query's rows read back.
+
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use witness_proto_mysql::{LoginError, SimpleAnswer, TargetConnection, TargetLogin};
+use witness_testkit::{MariaDb, APP_DATABASE, ED25519_PASSWORD, ED25519_USER, NATIVE_PASSWORD, NATIVE_USER};
+
+fn login<'a>(address: &'a str, user: &'a str, password: &'a str) -> TargetLogin<'a> {
+    TargetLogin { address, user, password: password.as_bytes(), database: Some(APP_DATABASE), tls: None, tls_required: false }
+}
+
+fn emails(answer: SimpleAnswer) -> Vec<String> {
+    match answer {
+        SimpleAnswer::Rows(rows) => rows.into_iter().map(|row| row[0].clone().unwrap_or_default()).collect(),
+        other => panic!("expected rows, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn witness_logs_in_to_mariadb_with_each_plugin_and_reads_rows() {
+    let db = MariaDb::start();
+    let address = format!("127.0.0.1:{}", db.port());
+
+    let mut native = TargetConnection::login(&login(&address, NATIVE_USER, NATIVE_PASSWORD)).await.expect("native login");
+    assert!(native.greeting.server_version.contains("MariaDB"), "{}", native.greeting.server_version);
+    let answer = native.simple_query("select email from customers order by id").await.unwrap();
+    assert_eq!(emails(answer), ["ada@example.com", "grace@example.com", "alan@example.com"]);
+    let answer = native.simple_query("select current_user()").await.unwrap();
+    assert_eq!(emails(answer), [format!("{NATIVE_USER}@127.0.0.1")]);
+    match native.simple_query("select * from no_such_table").await.unwrap() {
+        SimpleAnswer::Failed(err) => assert_eq!((err.code, err.sql_state.as_str()), (1146, "42S02"), "{err:?}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(native.simple_query("update customers set name = name where id = 1").await.unwrap(), SimpleAnswer::Done(0));
+
+    if db.has_ed25519() {
+        let mut ed = TargetConnection::login(&login(&address, ED25519_USER, ED25519_PASSWORD)).await.expect("ed25519 login");
+        assert_eq!(ed.greeting.auth_plugin, "client_ed25519", "the server switched plugins");
+        assert_eq!(emails(ed.simple_query("select current_user()").await.unwrap()), [format!("{ED25519_USER}@127.0.0.1")]);
+    }
+
+    match TargetConnection::login(&login(&address, NATIVE_USER, "wrong")).await {
+        Err(LoginError::Refused(err)) => assert_eq!(err.code, 1045, "{err:?}"),
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("a wrong password logged in"),
+    }
+}
+
+#[tokio::test]
+async fn witness_logs_in_over_tls_only_to_the_certificate_its_ca_signed() {
+    let db = MariaDb::start_tls();
+    let address = format!("127.0.0.1:{}", db.port());
+    let verified = trusting(db.ca_cert().expect("a TLS server has a CA"));
+    let mut over_tls = login(&address, NATIVE_USER, NATIVE_PASSWORD);
+    over_tls.tls = Some((verified, ServerName::try_from("localhost").unwrap().to_owned()));
+    over_tls.tls_required = true;
+    let mut connection = TargetConnection::login(&over_tls).await.expect("login over TLS");
+    let cipher = connection.simple_query("show status like 'Ssl_cipher'").await.unwrap();
+    match cipher {
+        SimpleAnswer::Rows(rows) => assert!(rows[0][1].as_deref().is_some_and(|c| !c.is_empty()), "{rows:?}"),
+        other => panic!("expected rows, got {other:?}"),
+    }
+
+    // A server that offers no TLS is refused when TLS is required.
+    let plain = MariaDb::start();
+    let plain_address = format!("127.0.0.1:{}", plain.port());
+    let mut required = login(&plain_address, NATIVE_USER, NATIVE_PASSWORD);
+    required.tls_required = true;
+    assert!(matches!(TargetConnection::login(&required).await, Err(LoginError::NoTls)));
+}
+
+/// A client config that trusts `ca` alone.
+fn trusting(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap();
+    Arc::new(config.with_root_certificates(roots).with_no_client_auth())
+}
