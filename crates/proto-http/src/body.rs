@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use sha2::{Digest, Sha256};
 
 /// Errors of bodies passing through witness.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -19,7 +18,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Seen {
     /// Every byte's count.
     pub length: u64,
-    hasher: Sha256,
+    /// BLAKE3 rather than SHA-256: a quarter of the CPU for the same bytes, on a path that hashes
+    /// every byte of every body.
+    hasher: blake3::Hasher,
     /// The first bytes, at most `cap`.
     pub start: Vec<u8>,
     cap: usize,
@@ -39,7 +40,7 @@ pub enum Ending {
 
 impl Seen {
     pub fn new(cap: usize) -> Seen {
-        Seen { length: 0, hasher: Sha256::new(), start: Vec::new(), cap, parted: 0 }
+        Seen { length: 0, hasher: blake3::Hasher::new(), start: Vec::new(), cap, parted: 0 }
     }
 
     pub fn observe(&mut self, bytes: &[u8]) {
@@ -54,9 +55,9 @@ impl Seen {
         self.length >= self.cap as u64
     }
 
-    /// `sha256:` and the hex digest of every byte seen so far.
+    /// `blake3:` and the hex digest of every byte seen so far.
     pub fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+        format!("blake3:{}", self.hasher.finalize().to_hex())
     }
 }
 
@@ -306,7 +307,7 @@ pub(crate) mod tests {
         assert_eq!(ended.len(), 1, "the end is reported once");
         let (length, start, digest, ending) = &ended[0];
         assert_eq!((*length, &start[..], ending), (15, &b"hello bi"[..], &Ending::Complete));
-        assert_eq!(digest, &format!("sha256:{}", hex::encode(Sha256::digest(b"hello big world"))));
+        assert_eq!(digest, &format!("blake3:{}", blake3::hash(b"hello big world").to_hex()));
     }
 
     #[test]

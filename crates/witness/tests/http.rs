@@ -325,7 +325,7 @@ fn exchanges_reach_the_upstream_with_witness_credential_and_are_recorded() {
     let download_bytes = 32usize << 20;
     let got = s.curl(&["-H", &bearer, &s.url(&format!("/c/billing/api/bytes?n={download_bytes}"))]);
     assert_eq!((got.status, got.body.len()), (200, download_bytes));
-    let download_digest = sha256(&got.body);
+    let download_digest = blake3::hash(&got.body).to_hex().to_string();
 
     // Basic auth with the token as password; a named header from a file, the client's own dropped.
     let basic = format!("claude:{}", s.agent);
@@ -410,11 +410,11 @@ print(r.status_code)
     let upload_body = of_kind(&events, "http.request_body");
     assert_eq!(upload_body.len(), 1, "only the large upload outgrows its request's record");
     assert_eq!(upload_body[0]["attrs"]["body_bytes"], large.len());
-    assert_eq!(upload_body[0]["attrs"]["body_digest"], format!("sha256:{}", sha256(&large)));
+    assert_eq!(upload_body[0]["attrs"]["body_digest"], format!("blake3:{}", blake3::hash(&large).to_hex()));
     let small_record = requests.iter().find(|e| e["attrs"]["path"] == "/api/echo").unwrap();
     assert_eq!(small_record["attrs"]["body_bytes"], small.len());
     let download = responses.iter().find(|e| e["attrs"]["body_bytes"] == download_bytes).expect("the download's response");
-    assert_eq!(download["attrs"]["body_digest"], format!("sha256:{download_digest}"));
+    assert_eq!(download["attrs"]["body_digest"], format!("blake3:{download_digest}"));
     assert_eq!((download["attrs"]["body_recorded"].as_u64(), download["attrs"]["body_complete"].as_bool()), (Some(4096), Some(true)));
     assert_eq!(download["attrs"]["status"], 200);
     let kept = s.gw.sessions().into_iter().find(|session| {
