@@ -25,8 +25,10 @@ use sqlparser::tokenizer::Tokenizer;
 mod constant;
 mod copies;
 mod lexical;
+mod mysql;
 
 pub use copies::Copies;
+pub use mysql::classify_mysql;
 
 /// What a statement does. One statement can have several classes (a DELETE without WHERE is
 /// both `delete` and `delete-without-where`; a DROP is both `ddl` and `drop`).
