@@ -101,6 +101,7 @@ impl TokenStore {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store_err(&path))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(store_err(&path))?;
         conn.execute_batch(SCHEMA).map_err(store_err(&path))?;
+        add_mysql_verifiers(&conn).map_err(store_err(&path))?;
         conn.execute_batch(ssh_keys::SCHEMA).map_err(store_err(&path))?;
         set_private(&path);
         Ok(TokenStore { conn: Mutex::new(conn), path })
@@ -140,8 +141,8 @@ impl TokenStore {
             .map_err(store_err(&self.path))?;
         let verifier = derive_verifier(&secret, &salt, iterations);
         conn.execute(
-            "INSERT INTO tokens (id, identity, groups, task, created_ns, expires_ns, secret_sha256, stored_key, server_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO tokens (id, identity, groups, task, created_ns, expires_ns, secret_sha256, stored_key, server_key, mysql_native)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 info.id,
                 info.identity,
@@ -151,7 +152,8 @@ impl TokenStore {
                 info.expires_ns,
                 Sha256::digest(secret.as_bytes()).to_vec(),
                 verifier.stored_key.to_vec(),
-                verifier.server_key.to_vec()
+                verifier.server_key.to_vec(),
+                mysql_native_verifier(&secret).to_vec()
             ],
         )
         .map_err(store_err(&self.path))?;
@@ -294,6 +296,35 @@ impl TokenStore {
         self.query_valid(identity, "stored_key", "server_key")
     }
 
+    /// The `mysql_native_password` verifiers (`SHA1(SHA1(token))`) of `identity`'s valid tokens,
+    /// for a MySQL client that logs in with its token as the password. Tokens made before witness
+    /// kept them have none.
+    pub fn mysql_native_verifiers(&self, identity: &str) -> Result<Vec<([u8; 20], AuthenticatedIdentity)>, IdentityError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT mysql_native, id, groups, task FROM tokens
+                 WHERE identity = ?1 AND revoked_ns IS NULL AND (expires_ns IS NULL OR expires_ns > ?2) AND mysql_native IS NOT NULL",
+            )
+            .map_err(store_err(&self.path))?;
+        let rows = stmt
+            .query_map(params![identity, now_ns()], |r| {
+                let verifier: Vec<u8> = r.get(0)?;
+                let groups: String = r.get(2)?;
+                Ok((
+                    verifier.try_into().unwrap_or([0; 20]),
+                    AuthenticatedIdentity {
+                        name: identity.to_string(),
+                        groups: serde_json::from_str(&groups).unwrap_or_default(),
+                        task: r.get(3)?,
+                        token_id: r.get(1)?,
+                    },
+                ))
+            })
+            .map_err(store_err(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))
+    }
+
     /// Two 32-byte columns of every token of `identity` that is neither revoked nor expired.
     fn query_valid(&self, identity: &str, first: &str, second: &str) -> Result<Vec<ValidToken>, IdentityError> {
         let conn = self.lock();
@@ -339,6 +370,24 @@ fn token_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
         expires_ns: r.get(5)?,
         revoked_ns: r.get(6)?,
     })
+}
+
+/// What a MySQL server keeps of a `mysql_native_password` password: `SHA1(SHA1(password))`. It
+/// cannot be turned back into the token; with one recorded login exchange it can be into
+/// `SHA1(token)`, which logs in over MySQL only, as a SCRAM stored key can for PostgreSQL.
+fn mysql_native_verifier(secret: &str) -> [u8; 20] {
+    use sha1::{Digest as _, Sha1};
+    Sha1::digest(Sha1::digest(secret.as_bytes())).into()
+}
+
+/// Adds the column of MySQL verifiers to a store made before witness kept them.
+fn add_mysql_verifiers(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool =
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = 'mysql_native'", [], |r| r.get::<_, i64>(0))? > 0;
+    if !has {
+        conn.execute_batch("ALTER TABLE tokens ADD COLUMN mysql_native BLOB")?;
+    }
+    Ok(())
 }
 
 fn now_ns() -> i64 {
@@ -388,6 +437,40 @@ mod tests {
         assert_eq!(store.verify_bearer(&secret).unwrap_err(), AuthFailure::NoToken);
         assert_eq!(store.revoked_among(&[info.id.clone(), "tok_other".into()]).unwrap(), vec![info.id.clone()]);
         assert!(matches!(store.revoke("tok_nope"), Err(IdentityError::UnknownToken { .. })));
+    }
+
+    #[test]
+    fn mysql_verifiers_are_kept_for_valid_tokens_and_added_to_old_stores() {
+        use sha1::{Digest as _, Sha1};
+        let (dir, store) = store();
+        let request = NewToken { identity: "claude".into(), groups: vec!["ai-agents".into()], ..Default::default() };
+        let (info, secret) = store.create(&request).unwrap();
+        let verifiers = store.mysql_native_verifiers("claude").unwrap();
+        let expected: [u8; 20] = Sha1::digest(Sha1::digest(secret.as_bytes())).into();
+        assert_eq!(verifiers.len(), 1);
+        assert_eq!((verifiers[0].0, verifiers[0].1.token_id()), (expected, info.id.as_str()));
+        assert!(store.mysql_native_verifiers("nobody").unwrap().is_empty());
+        store.revoke(&info.id).unwrap();
+        assert!(store.mysql_native_verifiers("claude").unwrap().is_empty(), "a revoked token logs in nowhere");
+        drop(store);
+
+        // A store from before: no column; opening it adds one, and its tokens have no verifier.
+        let old = tempfile::tempdir().unwrap();
+        std::fs::create_dir(old.path().join("identity")).unwrap();
+        let conn = Connection::open(old.path().join("identity/tokens.sqlite")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(
+            "INSERT INTO identities (name, scram_salt, scram_iterations) VALUES ('claude', x'00', 4096);
+             INSERT INTO tokens (id, identity, groups, task, created_ns, secret_sha256, stored_key, server_key)
+             VALUES ('tok_old', 'claude', '[]', NULL, 1, x'00', x'00', x'00')",
+        )
+        .unwrap();
+        drop(conn);
+        let reopened = TokenStore::open(old.path()).unwrap();
+        assert!(reopened.mysql_native_verifiers("claude").unwrap().is_empty());
+        reopened.create(&request).unwrap();
+        assert_eq!(reopened.mysql_native_verifiers("claude").unwrap().len(), 1);
+        drop(dir);
     }
 
     #[test]
