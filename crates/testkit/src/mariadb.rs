@@ -317,6 +317,9 @@ fn install_db(dir: &Path, data_dir: &Path) {
     // --no-defaults must come first, as for every MariaDB program.
     command.arg("--no-defaults").arg(format!("--datadir={}", data_dir.display()));
     command.args(["--auth-root-authentication-method=normal", "--skip-test-db"]).args(FAST_OPTIONS);
+    // Its temporary tables in the server's own dir: in /tmp, bootstraps of servers started at
+    // once by parallel tests collided on their names (`#sql-temptable-…`) and failed.
+    command.arg(format!("--tmpdir={}", dir.display()));
     if is_root() {
         command.arg("--user=root");
     }
