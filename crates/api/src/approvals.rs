@@ -60,7 +60,10 @@ async fn decide<B: Backend>(
             // the audit trail as well must not hide that it was made.
             if let Err(e) = api
                 .backend
-                .audit(&caller.principal, AuditRecord { kind: kind::APPROVAL_DECIDED, session: Some(approval.session.clone()), what })
+                .audit(
+                    &caller.principal,
+                    AuditRecord { kind: kind::APPROVAL_DECIDED, session: Some(approval.session.clone()), what, reason: None },
+                )
                 .await
             {
                 tracing::error!(error = %e, approval = id, "the decision is not in the audit trail");

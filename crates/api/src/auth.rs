@@ -189,7 +189,7 @@ pub(crate) async fn login<B: Backend>(
     if roles.is_empty() {
         return Err(no_role(&principal.identity));
     }
-    api.backend.audit(&principal, AuditRecord { kind: kind::CONSOLE_LOGIN, session: None, what: "token".into() }).await?;
+    api.backend.audit(&principal, AuditRecord { kind: kind::CONSOLE_LOGIN, session: None, what: "token".into(), reason: None }).await?;
     let (set_cookie, csrf) = start_login(&api, Credential::Token(token))?;
     let me = Me { identity: principal.identity.clone(), groups: principal.groups.clone(), roles, csrf: Some(csrf) };
     tracing::info!(identity = %principal.identity, "console login");
@@ -276,7 +276,7 @@ async fn finish_oidc<B: Backend>(api: &Api<B>, headers: &HeaderMap, callback: Oi
     if api.backend.roles(&principal).is_empty() {
         return Err(no_role(&principal.identity).message);
     }
-    let record = AuditRecord { kind: kind::CONSOLE_LOGIN, session: None, what: "oidc".into() };
+    let record = AuditRecord { kind: kind::CONSOLE_LOGIN, session: None, what: "oidc".into(), reason: None };
     api.backend.audit(&principal, record).await.map_err(|e| e.to_string())?;
     let identity = principal.identity.clone();
     let (set_cookie, _) = start_login(api, Credential::Identity(principal)).map_err(|e| e.message)?;

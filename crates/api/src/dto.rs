@@ -167,6 +167,8 @@ pub struct AuditRecord {
     pub session: Option<String>,
     /// What was done, e.g. `events` or `asciicast` for a view, a token's id.
     pub what: String,
+    /// Why, as the reader gave it (a ticket), for a view or a search of recordings.
+    pub reason: Option<String>,
 }
 
 /// One entry of the audit trail (`GET /api/audit`).
@@ -179,6 +181,9 @@ pub struct AuditEntry {
     pub actor: String,
     pub session: Option<String>,
     pub what: String,
+    /// The reason the reader gave, for a view or search of recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub summary: String,
 }
 

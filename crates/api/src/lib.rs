@@ -107,6 +107,8 @@ pub trait Backend: Send + Sync + 'static {
 pub struct ApiSettings {
     /// Mark the login cookie `Secure` (when witness is behind HTTPS).
     pub secure_cookies: bool,
+    /// Reading a recording takes a reason (`X-Witness-Reason`), kept in the audit trail.
+    pub require_reason: bool,
 }
 
 /// The state every handler gets.

@@ -37,7 +37,7 @@ pub(crate) async fn end<B: Backend>(
             format!("session {} is not live in this witness ({}); nothing to end", session.id, session.status),
         ));
     }
-    let record = AuditRecord { kind: kind::SESSION_TERMINATED, session: Some(session.id.clone()), what: reason.clone() };
+    let record = AuditRecord { kind: kind::SESSION_TERMINATED, session: Some(session.id.clone()), what: reason.clone(), reason: None };
     api.backend.audit(&caller.principal, record).await?;
     let (id, by) = (session.id.clone(), caller.principal.clone());
     blocking(&api.backend, move |b| b.end_session(&id, &by, &reason)).await?;

@@ -4,7 +4,12 @@
 //! before anything of them is answered; if the ledger cannot take that record, nothing is shown.
 //! So that paging through a session, a console following an open one and a console refreshing a
 //! search do not flood the trail, a reader's later pages of a session (`after`), the same
-//! session's facts again, and the same search again, are recorded once per half hour.
+//! session's facts again, and the same search again, are recorded once per half hour (for the
+//! same reason).
+//!
+//! A reader may give a reason (a ticket) in `X-Witness-Reason` (percent-encoded UTF-8, at most
+//! [`MAX_REASON_CHARS`] characters kept); with `[review] require_reason` a read or search of
+//! recordings without one is answered 428 and shows nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use witness_core::kind;
@@ -25,13 +31,16 @@ use crate::{
 pub(crate) async fn sessions<B: Backend>(
     axum::extract::State(api): State<B>,
     caller: Caller,
+    headers: HeaderMap,
     Query(query): Query<SessionQuery>,
 ) -> Result<Json<SessionPage>, ApiError> {
     caller.require(&[Role::Auditor], "list recorded sessions")?;
     if let Some(text) = query.q.as_deref().filter(|q| !q.is_empty()) {
+        let reason = reason(&api, &headers)?;
         let what: String = text.chars().take(200).collect();
-        let record = AuditRecord { kind: kind::RECORDING_SEARCHED, session: None, what: format!("text {what:?}") };
-        audit_once(&api, &caller, format!("search:{text}"), record).await?;
+        let key = format!("search:{text}:{}", reason.as_deref().unwrap_or(""));
+        let record = AuditRecord { kind: kind::RECORDING_SEARCHED, session: None, what: format!("text {what:?}"), reason };
+        audit_once(&api, &caller, key, record).await?;
     }
     Ok(Json(blocking(&api.backend, move |b| b.sessions(&query)).await?))
 }
@@ -39,15 +48,17 @@ pub(crate) async fn sessions<B: Backend>(
 pub(crate) async fn session<B: Backend>(
     axum::extract::State(api): State<B>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     caller.require(&[Role::Auditor], "read recorded sessions")?;
+    let reason = reason(&api, &headers)?;
     let session = blocking(&api.backend, move |b| b.session(&id)).await?;
     // Who opened a session, for which task, from where and when is recorded data like its events.
     // The console asks again every few seconds while it follows an open session: its repeats are
     // covered by the first record.
-    let key = format!("session:{}", session.id);
-    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id.clone()), what: "session".into() };
+    let key = format!("session:{}:{}", session.id, reason.as_deref().unwrap_or(""));
+    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id.clone()), what: "session".into(), reason };
     audit_once(&api, &caller, key, record).await?;
     Ok(Json(session))
 }
@@ -55,17 +66,19 @@ pub(crate) async fn session<B: Backend>(
 pub(crate) async fn events<B: Backend>(
     axum::extract::State(api): State<B>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     caller.require(&[Role::Auditor], "read recordings")?;
+    let reason = reason(&api, &headers)?;
     let session = blocking(&api.backend, {
         let id = id.clone();
         move |b| b.session(&id)
     })
     .await?;
-    let key = format!("events:{}", session.id);
-    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "events".into() };
+    let key = format!("events:{}:{}", session.id, reason.as_deref().unwrap_or(""));
+    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "events".into(), reason };
     if query.after.is_none() {
         // A read from the start is a view of its own.
         api.backend.audit(&caller.principal, record).await?;
@@ -80,9 +93,11 @@ pub(crate) async fn events<B: Backend>(
 pub(crate) async fn asciicast<B: Backend>(
     axum::extract::State(api): State<B>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Auditor], "replay recordings")?;
+    let reason = reason(&api, &headers)?;
     let session = blocking(&api.backend, {
         let id = id.clone();
         move |b| b.session(&id)
@@ -92,10 +107,49 @@ pub(crate) async fn asciicast<B: Backend>(
         return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("session {} has no terminal to replay", session.id)));
     }
     api.backend
-        .audit(&caller.principal, AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "asciicast".into() })
+        .audit(&caller.principal, AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "asciicast".into(), reason })
         .await?;
     let cast = blocking(&api.backend, move |b| b.asciicast(&id)).await?;
     Ok(([(CONTENT_TYPE, "application/x-asciicast")], cast).into_response())
+}
+
+/// The header a reader gives a reason in.
+pub const REASON_HEADER: &str = "x-witness-reason";
+/// Characters of a reason kept: a ticket and a sentence.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// The reason a request gives for reading recordings; refused (428) when the config requires one
+/// and there is none.
+fn reason<B: Backend>(api: &crate::Api<B>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let given = headers.get(REASON_HEADER).map(|value| percent_decoded(value.as_bytes()));
+    let given: Option<String> = given.map(|text| text.trim().chars().take(MAX_REASON_CHARS).collect()).filter(|t: &String| !t.is_empty());
+    if given.is_none() && api.settings.require_reason {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "reading recordings needs a reason here (a ticket, say): send it as X-Witness-Reason, percent-encoded",
+        ));
+    }
+    Ok(given)
+}
+
+/// `%XX` sequences decoded, the rest kept, read as UTF-8 (lossily).
+fn percent_decoded(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub(crate) async fn audit<B: Backend>(

@@ -21,7 +21,8 @@ pub(crate) async fn create<B: Backend>(
     caller.require(&[Role::Admin], "create tokens")?;
     let created = blocking(&api.backend, move |b| b.create_token(&request)).await?;
     let what = format!("{} for {}", created.info.id, created.info.identity);
-    if let Err(e) = api.backend.audit(&caller.principal, AuditRecord { kind: kind::TOKEN_CREATED, session: None, what }).await {
+    if let Err(e) = api.backend.audit(&caller.principal, AuditRecord { kind: kind::TOKEN_CREATED, session: None, what, reason: None }).await
+    {
         // A token the audit trail does not know of must not work: revoke it, then refuse.
         let id = created.info.id.clone();
         if let Err(revoke) = blocking(&api.backend, move |b| b.revoke_token(&id)).await {
@@ -40,6 +41,6 @@ pub(crate) async fn revoke<B: Backend>(
     caller.require(&[Role::Admin], "revoke tokens")?;
     let revoked = blocking(&api.backend, move |b| b.revoke_token(&id)).await?;
     let what = format!("{} of {}", revoked.id, revoked.identity);
-    api.backend.audit(&caller.principal, AuditRecord { kind: kind::TOKEN_REVOKED, session: None, what }).await?;
+    api.backend.audit(&caller.principal, AuditRecord { kind: kind::TOKEN_REVOKED, session: None, what, reason: None }).await?;
     Ok(Json(revoked))
 }

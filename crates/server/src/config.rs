@@ -57,10 +57,22 @@ pub struct Config {
     #[serde(default)]
     pub console: ConsoleSection,
     #[serde(default)]
+    pub review: ReviewSection,
+    #[serde(default)]
     pub limits: LimitsSection,
     /// Webhooks told of held requests and their decisions.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+}
+
+/// `[review]`: what reading recordings takes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewSection {
+    /// A reader gives a reason (a ticket) before a recording opens, in the console, the API
+    /// (`X-Witness-Reason`) and the CLI (`--reason`); the audit trail keeps it with the view.
+    #[serde(default)]
+    pub require_reason: bool,
 }
 
 /// `[console]`: the review console.
@@ -373,6 +385,7 @@ impl Default for Config {
             masking: Vec::new(),
             roles: RolesSection::default(),
             console: ConsoleSection::default(),
+            review: ReviewSection::default(),
             limits: LimitsSection::default(),
             notify: Vec::new(),
         }

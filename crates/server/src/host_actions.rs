@@ -51,6 +51,9 @@ pub struct HostAction {
     pub session: Option<String>,
     /// When it was done, in nanoseconds since the Unix epoch.
     pub acted_ns: i64,
+    /// Why, as the person gave it (a ticket), for a view of recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Why an action could not be handed to the audit trail.
@@ -65,11 +68,16 @@ impl HostAction {
     /// An action of `kind` taken now by the user running this process.
     pub fn now(kind: &EventKind, actor: impl Into<String>, what: impl Into<String>) -> HostAction {
         let acted_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        HostAction { kind: kind.to_string(), actor: actor.into(), what: what.into(), session: None, acted_ns }
+        HostAction { kind: kind.to_string(), actor: actor.into(), what: what.into(), session: None, acted_ns, reason: None }
     }
 
     pub fn of_session(mut self, session: impl Into<String>) -> HostAction {
         self.session = Some(session.into());
+        self
+    }
+
+    pub fn because(mut self, reason: Option<String>) -> HostAction {
+        self.reason = reason;
         self
     }
 
@@ -85,6 +93,9 @@ impl HostAction {
             .with_attr("acted_ns", self.acted_ns);
         if let Some(session) = &self.session {
             event = event.with_attr("session", session.clone());
+        }
+        if let Some(reason) = &self.reason {
+            event = event.with_attr("reason", reason.clone());
         }
         Some(event)
     }

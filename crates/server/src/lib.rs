@@ -234,7 +234,7 @@ pub async fn serve<F: Future<Output = ()>>(
         let api = witness_api::serve(
             listener,
             review.clone(),
-            witness_api::ApiSettings { secure_cookies: config.console.secure_cookies },
+            witness_api::ApiSettings { secure_cookies: config.console.secure_cookies, require_reason: config.review.require_reason },
             async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             },

@@ -238,6 +238,9 @@ impl Backend for Review {
         if let Some(session) = record.session {
             event = event.with_attr("session", session);
         }
+        if let Some(reason) = record.reason {
+            event = event.with_attr("reason", reason);
+        }
         self.audit.append(&self.ledger, &event).await.map_err(unavailable)
     }
 
@@ -265,6 +268,7 @@ impl Backend for Review {
                     actor: attr("actor").unwrap_or_default(),
                     session: attr("session"),
                     what: attr("what").unwrap_or_default(),
+                    reason: attr("reason"),
                     summary: stored.summary.clone(),
                 });
                 if entries.len() >= limit {

@@ -7,6 +7,11 @@ use std::path::Path;
 use witness_core::{EventKind, SessionId};
 use witness_server::host_actions::{spool, HostAction};
 
+use crate::Cli;
+
+/// Characters of a reason kept, as the API keeps them.
+const MAX_REASON_CHARS: usize = 500;
+
 /// The host user running this command: the name `/etc/passwd` gives its uid (else the
 /// environment's `USER`), and the uid itself.
 fn host_user() -> String {
@@ -30,6 +35,24 @@ fn user_name(passwd: &str, uid: u32) -> Option<String> {
 /// on unaudited.
 pub fn record(data_dir: &Path, kind: &EventKind, what: impl Into<String>, session: Option<SessionId>) -> anyhow::Result<()> {
     let mut action = HostAction::now(kind, host_user(), what);
+    if let Some(session) = session {
+        action = action.of_session(session.to_string());
+    }
+    spool(data_dir, &action)?;
+    Ok(())
+}
+
+/// Records a read (view, search or export) of recordings, with the reason `--reason` gives;
+/// refused when the config requires a reason and none was given, before anything is shown.
+pub fn read(cli: &Cli, data_dir: &Path, kind: &EventKind, what: impl Into<String>, session: Option<SessionId>) -> anyhow::Result<()> {
+    let reason: Option<String> =
+        cli.reason.as_deref().map(|r| r.trim().chars().take(MAX_REASON_CHARS).collect()).filter(|r: &String| !r.is_empty());
+    if reason.is_none() && cli.config.is_some() && crate::locate::load_config(cli)?.review.require_reason {
+        anyhow::bail!(
+            "reading recordings needs a reason here ([review] require_reason): give one with --reason, e.g. --reason \"INC-1234\""
+        );
+    }
+    let mut action = HostAction::now(kind, host_user(), what).because(reason);
     if let Some(session) = session {
         action = action.of_session(session.to_string());
     }

@@ -37,6 +37,10 @@ pub struct Cli {
     /// log collector. WITNESS_LOG sets what is logged (e.g. `info`, `debug`, `witness_ledger=debug`).
     #[arg(long, global = true, env = "WITNESS_LOG_FORMAT", value_enum, default_value_t = output::LogFormat::Text)]
     log_format: output::LogFormat,
+    /// Why you read recordings (a ticket), kept in the audit trail with the view; needed when
+    /// the config sets `[review] require_reason`.
+    #[arg(long, global = true, env = "WITNESS_REASON", value_name = "TEXT")]
+    reason: Option<String>,
     #[command(subcommand)]
     command: Command,
 }

@@ -495,6 +495,42 @@ fn an_admin_ends_a_live_session_and_says_why() {
     assert_eq!(terminated, 1, "refused attempts are not recorded as ends");
 }
 
+#[test]
+fn recordings_open_only_with_a_reason_where_the_config_asks_for_one() {
+    let pg = Postgres::start();
+    let api_port = free_port();
+    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ROLES}\n[review]\nrequire_reason = true\n"));
+    let t = tokens(&gw);
+    let http = Http::new(api_port);
+    let (ok, _, err) = psql(&gw.conninfo("app", "claude", &t.agent), &["-c", "select 1"]);
+    assert!(ok, "{err}");
+    let id = gw.ended_sessions(1)[0]["id"].as_str().unwrap().to_string();
+
+    // The list shows what sessions there are; opening one, or searching them, takes a reason.
+    assert_eq!(http.get("/api/sessions", &t.auditor).status, 200);
+    for path in [format!("/api/sessions/{id}"), format!("/api/sessions/{id}/events"), "/api/sessions?q=select".to_string()] {
+        let answer = http.get(&path, &t.auditor);
+        assert_eq!(answer.status, 428, "{path}: {}", answer.body);
+        assert!(answer.body.contains("X-Witness-Reason"), "{}", answer.body);
+    }
+    let with_reason = |path: &str, reason: &str| {
+        let request = http.client.get(format!("{}{path}", http.base)).bearer_auth(&t.auditor).header("x-witness-reason", reason);
+        http.runtime.block_on(async { request.send().await.unwrap().status().as_u16() })
+    };
+    assert_eq!(with_reason(&format!("/api/sessions/{id}/events"), "INC-7%20%E2%80%94%20billing%20report"), 200);
+    assert_eq!(with_reason(&format!("/api/sessions/{id}/events"), "   "), 428, "a blank reason is none");
+
+    // The CLI asks for one too, and passes it on.
+    let out = gw.witness(&["sessions", "show", &id]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--reason"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(gw.witness(&["--reason", "INC-8 audit", "sessions", "show", &id]).status.success());
+
+    let audit = audit_when(&http, &t.auditor, |events| events.iter().filter(|e| e["reason"].is_string()).count() >= 2);
+    let reasons: Vec<&str> = audit["events"].as_array().unwrap().iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert!(reasons.contains(&"INC-7 — billing report"), "{audit}");
+    assert!(reasons.contains(&"INC-8 audit"), "{audit}");
+}
+
 /// A held request is announced to the `[[notify]]` webhooks (witness's JSON to one that fails at
 /// first and is retried, Slack's shape to another), the requester sees it in its own list, the
 /// approver's reason reaches the requester's client and the record, and the decision is

@@ -17,6 +17,9 @@ export class ApiError extends Error {
 // comes in the body of /api/login and /api/me), on every POST.
 let csrfToken = null;
 let onUnauthorized = () => {};
+// Why the reviewer reads recordings (a ticket), asked for once where witness requires one
+// (`[review] require_reason`, answered 428) and sent with every later request of this page.
+let readingReason = null;
 
 /** Remembers the CSRF token of the current login (null after logging out). */
 export function setCsrfToken(token) {
@@ -37,6 +40,7 @@ async function request(method, path, { body, text = false, expect401 = false } =
   const headers = { Accept: text ? 'text/plain, */*' : 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  if (readingReason) headers['X-Witness-Reason'] = encodeURIComponent(readingReason);
   let response;
   try {
     response = await fetch(path, {
@@ -50,6 +54,14 @@ async function request(method, path, { body, text = false, expect401 = false } =
     throw new ApiError(0, `witness did not answer ${method} ${path} (${e.message}): check that it is running and reachable`);
   }
   const raw = await response.text();
+  if (response.status === 428 && !readingReason) {
+    // Witness wants a reason before it shows recordings: ask once, then ask witness again.
+    const given = window.prompt(`${errorMessage(method, path, response, raw)}\n\nWhy do you open this recording (a ticket)?`);
+    if (given && given.trim()) {
+      readingReason = given.trim();
+      return request(method, path, { body, text, expect401 });
+    }
+  }
   if (!response.ok) {
     const error = new ApiError(response.status, errorMessage(method, path, response, raw));
     if (response.status === 401 && !expect401) onUnauthorized(error);

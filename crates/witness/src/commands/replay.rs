@@ -36,7 +36,7 @@ pub fn run(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.speed > 0.0 && args.speed.is_finite(), "--speed must be a positive number, e.g. 2 or 0.5");
     let data_dir = data_dir(cli)?;
     let id = resolve_in(&data_dir, &args.id)?;
-    audited::record(&data_dir, &witness_core::kind::RECORDING_VIEWED, "terminal replay", Some(id))?;
+    audited::read(cli, &data_dir, &witness_core::kind::RECORDING_VIEWED, "terminal replay", Some(id))?;
     let (session, events) = read_session(&data_dir, id)?;
     let cast = asciicast::from_events(&events).with_context(|| {
         format!(

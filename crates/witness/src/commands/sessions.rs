@@ -106,7 +106,7 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SessionsCommand::List(args) => {
             if let Some(text) = &args.text {
-                audited::record(&data_dir, &kind::RECORDING_SEARCHED, format!("sessions list --text {text:?}"), None)?;
+                audited::read(cli, &data_dir, &kind::RECORDING_SEARCHED, format!("sessions list --text {text:?}"), None)?;
             }
             let filter = SessionFilter {
                 identity: args.identity.clone(),
@@ -138,7 +138,7 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
             let id = resolve_session(&index, &args.id, &data_dir)?;
             drop(index);
             let what = if args.follow { "sessions show --follow" } else { "sessions show" };
-            audited::record(&data_dir, &kind::RECORDING_VIEWED, what, Some(id))?;
+            audited::read(cli, &data_dir, &kind::RECORDING_VIEWED, what, Some(id))?;
             let selection = EventSelection { kinds: args.kinds.clone(), limit: args.limit };
             let read = read_session_selected(&data_dir, id, &selection)?;
             if args.follow {

@@ -185,7 +185,7 @@ pub fn run_export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let id = crate::commands::sessions::resolve_in(&data_dir, &args.id)?;
     let destination = args.output.as_ref().map_or("standard output".to_string(), |p| p.display().to_string());
     let what = format!("export ({:?}) to {destination}", args.format).to_lowercase();
-    crate::audited::record(&data_dir, &witness_core::kind::RECORDING_EXPORTED, what, Some(id))?;
+    crate::audited::read(cli, &data_dir, &witness_core::kind::RECORDING_EXPORTED, what, Some(id))?;
     if let ExportFormat::Asciicast = args.format {
         return export_asciicast(&data_dir, id, args);
     }
