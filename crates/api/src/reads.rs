@@ -38,7 +38,7 @@ pub(crate) async fn sessions<B: Backend>(
     if let Some(text) = query.q.as_deref().filter(|q| !q.is_empty()) {
         let reason = reason(&api, &headers)?;
         let what: String = text.chars().take(200).collect();
-        let key = format!("search:{text}:{}", reason.as_deref().unwrap_or(""));
+        let key = serde_json::json!(["search", text, reason]).to_string();
         let record = AuditRecord { kind: kind::RECORDING_SEARCHED, session: None, what: format!("text {what:?}"), reason };
         audit_once(&api, &caller, key, record).await?;
     }
@@ -57,7 +57,7 @@ pub(crate) async fn session<B: Backend>(
     // Who opened a session, for which task, from where and when is recorded data like its events.
     // The console asks again every few seconds while it follows an open session: its repeats are
     // covered by the first record.
-    let key = format!("session:{}:{}", session.id, reason.as_deref().unwrap_or(""));
+    let key = serde_json::json!(["session", session.id, reason]).to_string();
     let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id.clone()), what: "session".into(), reason };
     audit_once(&api, &caller, key, record).await?;
     Ok(Json(session))
@@ -77,7 +77,7 @@ pub(crate) async fn events<B: Backend>(
         move |b| b.session(&id)
     })
     .await?;
-    let key = format!("events:{}:{}", session.id, reason.as_deref().unwrap_or(""));
+    let key = serde_json::json!(["events", session.id, reason]).to_string();
     let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "events".into(), reason };
     if query.after.is_none() {
         // A read from the start is a view of its own.

@@ -312,7 +312,7 @@ impl TokenStore {
                 let verifier: Vec<u8> = r.get(0)?;
                 let groups: String = r.get(2)?;
                 Ok((
-                    verifier.try_into().unwrap_or([0; 20]),
+                    <[u8; 20]>::try_from(verifier),
                     AuthenticatedIdentity {
                         name: identity.to_string(),
                         groups: serde_json::from_str(&groups).unwrap_or_default(),
@@ -322,7 +322,9 @@ impl TokenStore {
                 ))
             })
             .map_err(store_err(&self.path))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))
+        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))?;
+        // A verifier that is not 20 bytes is no one's (the store was edited): skipped.
+        Ok(rows.into_iter().filter_map(|(verifier, who)| Some((verifier.ok()?, who))).collect())
     }
 
     /// Two 32-byte columns of every token of `identity` that is neither revoked nor expired.
@@ -385,7 +387,12 @@ fn add_mysql_verifiers(conn: &Connection) -> rusqlite::Result<()> {
     let has: bool =
         conn.query_row("SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = 'mysql_native'", [], |r| r.get::<_, i64>(0))? > 0;
     if !has {
-        conn.execute_batch("ALTER TABLE tokens ADD COLUMN mysql_native BLOB")?;
+        // Another process (the CLI, the gateway) may add it at the same moment: that is fine.
+        if let Err(e) = conn.execute_batch("ALTER TABLE tokens ADD COLUMN mysql_native BLOB") {
+            if !e.to_string().contains("duplicate column") {
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }

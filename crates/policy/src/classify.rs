@@ -78,7 +78,8 @@ pub struct UnknownSqlClass {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Statement {
     pub classes: BTreeSet<SqlClass>,
-    /// Tables and other relations it names, lowercased unless quoted, with their schema if given.
+    /// Tables and other relations it names, lowercased unless quoted, with their schema if given
+    /// (of MySQL text: as written, and lowercased too where that differs).
     pub tables: Vec<String>,
     /// What it writes into a table from values read in the database (`copies`). Nothing for
     /// text that does not parse: its class, `unparsed`, is what rules match it by (it is also

@@ -107,8 +107,12 @@ impl ErrPacket {
         let mut payload = vec![0xFF];
         payload.extend_from_slice(&self.code.to_le_bytes());
         payload.push(b'#');
-        let state = format!("{:5.5}", self.sql_state);
-        payload.extend_from_slice(state.as_bytes());
+        // Exactly five bytes, as the client reads them: `HY000` (general error) where none fits.
+        let mut state = *b"HY000";
+        if self.sql_state.len() == 5 && self.sql_state.is_ascii() {
+            state.copy_from_slice(self.sql_state.as_bytes());
+        }
+        payload.extend_from_slice(&state);
         payload.extend_from_slice(self.message.as_bytes());
         payload
     }

@@ -19,9 +19,12 @@ use crate::handshake::{capability, Greeting, HandshakeResponse};
 use crate::packet::{write_packets, Packet, PacketError, PacketReader};
 use crate::wire::Truncated;
 
-/// The most one answer payload from a target may hold (a row, a column definition): MySQL's own
-/// `max_allowed_packet` ceiling.
-pub const MAX_TARGET_PAYLOAD: usize = 1 << 30;
+/// The most one answer payload from a target may hold (a row, a column definition), joined in
+/// memory: MySQL 8's default `max_allowed_packet`.
+pub const MAX_TARGET_PAYLOAD: usize = 64 << 20;
+/// The most a login packet from a target may hold: a greeting or an auth step is a few hundred
+/// bytes.
+const MAX_LOGIN_PAYLOAD: usize = 64 << 10;
 
 /// The capabilities witness asks a target for (those the target offers).
 const WANTED: u32 = capability::LONG_PASSWORD
@@ -90,7 +93,7 @@ impl TargetConnection {
         let _ = tcp.set_nodelay(true);
         let mut connection = TargetConnection {
             stream: Stream::Plain(tcp),
-            reader: PacketReader::new(MAX_TARGET_PAYLOAD),
+            reader: PacketReader::new(MAX_LOGIN_PAYLOAD),
             next_sequence: 0,
             greeting: Greeting::default(),
             capabilities: 0,
@@ -101,8 +104,10 @@ impl TargetConnection {
         if login.database.is_some() {
             capabilities |= capability::CONNECT_WITH_DB & greeting.capabilities;
         }
+        // With TLS configured but not required (`prefer`), a target that offers none is spoken
+        // to in plain text; required, it is refused, as is a login with no TLS set up to use.
         let offers_tls = greeting.capabilities & capability::SSL != 0;
-        if login.tls_required && !offers_tls {
+        if login.tls_required && (!offers_tls || login.tls.is_none()) {
             return Err(LoginError::NoTls);
         }
         let mut answer = HandshakeResponse {
@@ -132,6 +137,8 @@ impl TargetConnection {
         connection.send(&payload).await?;
         connection.greeting = greeting;
         connection.finish_login(login.password).await?;
+        connection.reader = PacketReader::new(MAX_TARGET_PAYLOAD);
+        connection.reader.expect(connection.next_sequence);
         Ok(connection)
     }
 
@@ -147,7 +154,12 @@ impl TargetConnection {
                     let mut fields = crate::wire::Fields::new(&reply[1..]);
                     let plugin = String::from_utf8_lossy(fields.nul_terminated("auth plugin")?).into_owned();
                     let rest = fields.rest();
-                    let scramble = rest.strip_suffix(&[0]).unwrap_or(rest).to_vec();
+                    // The SHA-based plugins' 20 bytes come with a NUL after them; ed25519's 32
+                    // are all scramble, a last 0 byte included.
+                    let scramble = match plugin.as_str() {
+                        auth::ED25519 => rest.to_vec(),
+                        _ => rest.strip_suffix(&[0]).unwrap_or(rest).to_vec(),
+                    };
                     let response = plugin_response(&plugin, password, &scramble)?;
                     self.send(&response).await?;
                     self.greeting.scramble = scramble;
@@ -224,8 +236,10 @@ impl TargetConnection {
         let mut rows = Vec::new();
         loop {
             let payload = self.receive().await?.payload;
+            // Rows end with an EOF (witness does not ask for DEPRECATE_EOF); a row may well start
+            // with 0x00, an empty first value.
             match answer::kind(&payload) {
-                answer::Kind::Eof | answer::Kind::Ok if payload.len() < 0xFF_FFFF => break,
+                answer::Kind::Eof => break,
                 answer::Kind::Err => return Ok(SimpleAnswer::Failed(ErrPacket::parse(&payload)?)),
                 _ => {}
             }

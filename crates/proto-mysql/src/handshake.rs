@@ -61,9 +61,14 @@ pub struct HandshakeResponse {
     pub attributes: Vec<(String, String)>,
 }
 
+/// The most bytes of connection attributes a client may send, as MySQL allows.
+pub const MAX_ATTRIBUTES_BYTES: u64 = 64 << 10;
+
 /// A greeting or answer witness cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
+    #[error("the connection attributes are longer than {MAX_ATTRIBUTES_BYTES} bytes")]
+    TooManyAttributes,
     #[error("the greeting speaks protocol {0}; witness speaks protocol 10 (MySQL 4.1 and later, MariaDB)")]
     Protocol(u8),
     #[error("the peer does not speak the 4.1 protocol (no CLIENT_PROTOCOL_41)")]
@@ -116,7 +121,9 @@ impl Greeting {
         Ok(Greeting { server_version, connection_id, scramble, capabilities, mariadb_capabilities, charset, status, auth_plugin })
     }
 
+    /// Writes the greeting; its scramble is witness's own, 20 bytes.
     pub fn write(&self, out: &mut BytesMut) {
+        assert_eq!(self.scramble.len(), 20, "witness greets with a 20-byte scramble");
         out.put_u8(10);
         put_nul_terminated(out, self.server_version.as_bytes());
         out.put_u32_le(self.connection_id);
@@ -168,6 +175,9 @@ impl HandshakeResponse {
         }
         if capabilities & capability::CONNECT_ATTRS != 0 && !fields.is_empty() {
             let total = fields.lenenc("attributes length")?.unwrap_or(0);
+            if total > MAX_ATTRIBUTES_BYTES {
+                return Err(HandshakeError::TooManyAttributes);
+            }
             let mut attributes = Fields::new(fields.bytes(usize::try_from(total).unwrap_or(usize::MAX), "attributes")?);
             while !attributes.is_empty() {
                 let key = text(attributes.lenenc_bytes("attribute name")?.unwrap_or_default());
@@ -194,8 +204,10 @@ impl HandshakeResponse {
         if self.capabilities & capability::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
             put_lenenc_bytes(out, &self.auth_response);
         } else {
-            out.put_u8(self.auth_response.len() as u8);
-            out.extend_from_slice(&self.auth_response);
+            // Every plugin answer witness sends is at most 64 bytes (ed25519's signature).
+            let length = self.auth_response.len().min(255);
+            out.put_u8(length as u8);
+            out.extend_from_slice(&self.auth_response[..length]);
         }
         if self.capabilities & capability::CONNECT_WITH_DB != 0 {
             put_nul_terminated(out, self.database.as_deref().unwrap_or("").as_bytes());

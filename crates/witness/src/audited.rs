@@ -42,14 +42,14 @@ pub fn record(data_dir: &Path, kind: &EventKind, what: impl Into<String>, sessio
     Ok(())
 }
 
-/// Records a read (view, search or export) of recordings, with the reason `--reason` gives;
+/// Records a read (view, search or export) of recordings, with the reason `--read-reason` gives;
 /// refused when the config requires a reason and none was given, before anything is shown.
 pub fn read(cli: &Cli, data_dir: &Path, kind: &EventKind, what: impl Into<String>, session: Option<SessionId>) -> anyhow::Result<()> {
     let reason: Option<String> =
-        cli.reason.as_deref().map(|r| r.trim().chars().take(MAX_REASON_CHARS).collect()).filter(|r: &String| !r.is_empty());
+        cli.read_reason.as_deref().map(|r| r.trim().chars().take(MAX_REASON_CHARS).collect()).filter(|r: &String| !r.is_empty());
     if reason.is_none() && cli.config.is_some() && crate::locate::load_config(cli)?.review.require_reason {
         anyhow::bail!(
-            "reading recordings needs a reason here ([review] require_reason): give one with --reason, e.g. --reason \"INC-1234\""
+            "reading recordings needs a reason here ([review] require_reason): give one with --read-reason, e.g. --read-reason \"INC-1234\""
         );
     }
     let mut action = HostAction::now(kind, host_user(), what).because(reason);

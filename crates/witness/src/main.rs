@@ -38,9 +38,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "WITNESS_LOG_FORMAT", value_enum, default_value_t = output::LogFormat::Text)]
     log_format: output::LogFormat,
     /// Why you read recordings (a ticket), kept in the audit trail with the view; needed when
-    /// the config sets `[review] require_reason`.
-    #[arg(long, global = true, env = "WITNESS_REASON", value_name = "TEXT")]
-    reason: Option<String>,
+    /// the config sets `[review] require_reason`. (Not the reason of an approval's decision,
+    /// which `approvals approve|deny --reason` gives.)
+    #[arg(long, global = true, env = "WITNESS_READ_REASON", value_name = "TEXT")]
+    read_reason: Option<String>,
     #[command(subcommand)]
     command: Command,
 }

@@ -522,8 +522,12 @@ fn recordings_open_only_with_a_reason_where_the_config_asks_for_one() {
 
     // The CLI asks for one too, and passes it on.
     let out = gw.witness(&["sessions", "show", &id]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--reason"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(gw.witness(&["--reason", "INC-8 audit", "sessions", "show", &id]).status.success());
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--read-reason"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(gw.witness(&["--read-reason", "INC-8 audit", "sessions", "show", &id]).status.success());
 
     let audit = audit_when(&http, &t.auditor, |events| events.iter().filter(|e| e["reason"].is_string()).count() >= 2);
     let reasons: Vec<&str> = audit["events"].as_array().unwrap().iter().filter_map(|e| e["reason"].as_str()).collect();

@@ -5,14 +5,19 @@
 //! What the server makes of some text depends on settings witness cannot see, so such text is
 //! `unparsed`, the riskiest class: a `/*! … */` or `/*M! … */` comment, whose text MySQL and
 //! MariaDB run; a backslash in a string (an escape, or under `NO_BACKSLASH_ESCAPES` a plain
-//! character that ends the string elsewhere); a double-quoted string (a string, or under
-//! `ANSI_QUOTES` a name).
+//! character that ends the string elsewhere); a double-quote in a string token of any kind (a
+//! string, or under `ANSI_QUOTES` a name); `||` and `&&` (OR and AND, or under `PIPES_AS_CONCAT`
+//! concatenation); a `--` before a space that is not ASCII (no comment for MySQL). A condition
+//! that is a literal (`WHERE '2'`) narrows nothing, as MySQL reads it as a number. Table names
+//! are kept as written and lowercased both, since the server decides whether case matters.
 //!
 //! MySQL's own statements: `REPLACE` inserts and deletes (the row it replaces); `INSERT … ON
 //! DUPLICATE KEY UPDATE` inserts and updates; `USE` changes what unqualified names mean, as a
 //! setting does (`set`); `LOAD DATA` reads a file into a table and does not parse (`unparsed`).
 
-use sqlparser::ast::{OnInsert, Statement as Ast};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{visit_relations, Expr, OnInsert, Statement as Ast};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -35,17 +40,31 @@ fn parse(sql: &str) -> Result<Vec<Ast>, String> {
     if sql.contains("/*!") || sql.contains("/*M!") {
         return Err("MySQL runs the text of a /*! */ comment if its version says so, which witness cannot tell".into());
     }
+    // `--` is a comment in MySQL only before an ASCII space or control character; sqlparser
+    // also takes other whitespace (a no-break space), after which MySQL reads on.
+    if sql.match_indices("--").any(|(at, _)| sql[at + 2..].chars().next().is_some_and(|c| c.is_whitespace() && !c.is_ascii())) {
+        return Err("a -- is followed by a space MySQL does not take as one, so it is no comment there".into());
+    }
     // Strings as written (escapes not undone), so that a backslash in one shows.
     let raw = Tokenizer::new(&dialect, sql).with_unescape(false).tokenize().map_err(|e| format!("its text does not tokenize: {e}"))?;
     for token in &raw {
         match token {
-            Token::SingleQuotedString(text) | Token::NationalStringLiteral(text) if text.contains('\\') => {
-                return Err("a string holds a backslash, which MySQL reads one of two ways (sql_mode NO_BACKSLASH_ESCAPES)".into());
+            // Names (backquoted too) and whitespace (comments) read alike; so do numbers and marks.
+            Token::Word(_) | Token::Whitespace(_) | Token::Number(..) => {}
+            Token::StringConcat | Token::Overlap => {
+                return Err("|| and && are OR and AND in MySQL, or concatenation and more under some sql_modes".into());
             }
-            Token::DoubleQuotedString(_) => {
-                return Err("a double-quoted string is a string or a name, as MySQL's sql_mode ANSI_QUOTES says".into());
+            other => {
+                let text = other.to_string();
+                if text.contains('\\') {
+                    return Err("a string holds a backslash, which MySQL reads one of two ways (sql_mode NO_BACKSLASH_ESCAPES)".into());
+                }
+                // A string quoted with `"`, with a prefix (`b"…"`, `x"…"`) or not; a `"` inside a
+                // single-quoted string reads alike.
+                if text.trim_start_matches(|c: char| c.is_ascii_alphabetic()).starts_with('"') {
+                    return Err("a double-quoted string is a string or a name, as MySQL's sql_mode ANSI_QUOTES says".into());
+                }
             }
-            _ => {}
         }
     }
     Parser::new(&dialect)
@@ -66,14 +85,49 @@ fn classify_one(statement: &Ast) -> Statement {
                 classes.insert(SqlClass::Update);
             }
         }
+        // MySQL reads a literal condition as a number (`WHERE '2'` holds for every row), where
+        // PostgreSQL reads a boolean: a condition that is only a literal narrows nothing.
+        Ast::Delete(delete) if delete.selection.as_ref().is_some_and(is_literal) => {
+            classes.insert(SqlClass::DeleteWithoutWhere);
+        }
+        Ast::Update(update) if update.selection.as_ref().is_some_and(is_literal) => {
+            classes.insert(SqlClass::UpdateWithoutWhere);
+        }
         Ast::Use(_) => {
             classes.remove(&SqlClass::Other);
             classes.insert(SqlClass::Set);
         }
         _ => {}
     }
-    classified.tables = classified.tables.into_iter().map(|table| table.replace('`', "")).collect();
+    classified.tables = mysql_tables(statement);
     classified
+}
+
+/// Whether a condition is a literal (in parentheses or not).
+fn is_literal(condition: &Expr) -> bool {
+    match condition {
+        Expr::Value(_) | Expr::TypedString { .. } => true,
+        Expr::Nested(inner) => is_literal(inner),
+        Expr::UnaryOp { expr, .. } => is_literal(expr),
+        _ => false,
+    }
+}
+
+/// The tables a statement names, as written without backquotes, and lowercased too where that
+/// differs: whether `Payroll` and `payroll` are one table depends on the server
+/// (`lower_case_table_names`), so a rule naming either applies.
+fn mysql_tables(statement: &Ast) -> Vec<String> {
+    let mut tables = Vec::new();
+    let _ = visit_relations(statement, |name| {
+        let written = name.to_string().replace('`', "");
+        for table in [written.to_lowercase(), written] {
+            if !tables.contains(&table) {
+                tables.push(table);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    tables
 }
 
 #[cfg(test)]
@@ -94,6 +148,9 @@ mod tests {
         assert_eq!(classes("INSERT INTO t (id) VALUES (1) ON DUPLICATE KEY UPDATE n = n + 1"), [vec!["insert", "update"]]);
         assert_eq!(classes("USE app"), [["set"]]);
         assert_eq!(classes("SHOW TABLES"), [["select"]]);
+        assert_eq!(classes("DELETE FROM customers WHERE '2'"), [vec!["delete", "delete-without-where"]]);
+        assert_eq!(classes("UPDATE customers SET n = 1 WHERE (1)"), [vec!["update", "update-without-where"]]);
+        assert_eq!(classify_mysql("SELECT * FROM `Payroll` JOIN app.T2")[0].tables, ["payroll", "Payroll", "app.t2", "app.T2"]);
         assert_eq!(classes("SELECT 1 # a comment\n; DELETE FROM t WHERE id = 2"), [vec!["select"], vec!["delete"]]);
         // `--` without a space after it is two minus signs, not a comment.
         assert_eq!(classes("SELECT 1 --1\n"), [["select"]]);
@@ -109,6 +166,10 @@ mod tests {
             "SELECT * FROM t WHERE name = \"x\"",
             "LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t",
             "SELEC 1",
+            "SELECT b\"\\\", 'x\" FROM (SELECT 1 AS b) t; DROP TABLE customers; -- '",
+            "SELECT 1 --\u{a0} FROM (SELECT 1 AS `\u{a0}`) t; DROP TABLE customers",
+            "DELETE FROM customers WHERE id = 5 || 1",
+            "SELECT 1 && 0",
         ] {
             assert_eq!(classes(sql), [["unparsed"]], "{sql}");
         }

@@ -61,5 +61,6 @@ function auditRow(e) {
     h('td', {}, h('span', { class: ['badge', `badge-${KIND_TONES[e.kind] ?? 'neutral'}`, 'kind'] }, e.kind)),
     h('td', {}, e.actor),
     h('td', {}, e.session ? sessionLink(e.session) : h('span', { class: 'muted' }, '—')),
-    h('td', {}, e.summary || e.what, e.summary && e.what && e.summary !== e.what && h('div', { class: 'muted small' }, e.what)));
+    h('td', {}, e.summary || e.what, e.summary && e.what && e.summary !== e.what && h('div', { class: 'muted small' }, e.what),
+      e.reason && h('div', { class: 'muted small' }, `reason: ${e.reason}`)));
 }
