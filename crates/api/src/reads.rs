@@ -121,8 +121,8 @@ pub const MAX_REASON_CHARS: usize = 500;
 /// The reason a request gives for reading recordings; refused (428) when the config requires one
 /// and there is none.
 fn reason<B: Backend>(api: &crate::Api<B>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let given = headers.get(REASON_HEADER).map(|value| percent_decoded(value.as_bytes()));
-    let given: Option<String> = given.map(|text| text.trim().chars().take(MAX_REASON_CHARS).collect()).filter(|t: &String| !t.is_empty());
+    let given =
+        headers.get(REASON_HEADER).and_then(|value| witness_core::one_line_reason(&percent_decoded(value.as_bytes()), MAX_REASON_CHARS));
     if given.is_none() && api.settings.require_reason {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_REQUIRED,

@@ -65,6 +65,19 @@ pub fn shown_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(text)
 }
 
+/// A reason a person gives (for reading a recording): one line of at most `max_chars` characters,
+/// with control characters and the invisible ones that reorder or hide text (bidi controls,
+/// zero-width marks) made spaces, so that it reads in a log or a table as it will be shown;
+/// None when nothing is left.
+pub fn one_line_reason(given: &str, max_chars: usize) -> Option<String> {
+    let visible = |c: char| {
+        !(c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'))
+    };
+    let line: String = given.chars().map(|c| if visible(c) { c } else { ' ' }).collect();
+    let line: String = line.trim().chars().take(max_chars).collect();
+    (!line.is_empty()).then_some(line)
+}
+
 /// Whether `bytes` are text with at most a stray byte that is not UTF-8 here and there (a
 /// character cut by the program that wrote it, a Latin-1 letter): one in 32 bytes at most (one
 /// in a short chunk), and no NUL. Such bytes are shown as text with those bytes escaped, not as
@@ -244,5 +257,13 @@ mod tests {
             assert_eq!(Direction::from_u8(d.as_u8()), Some(d));
         }
         assert_eq!(Direction::from_u8(3), None);
+    }
+
+    #[test]
+    fn reasons_are_one_visible_line() {
+        assert_eq!(one_line_reason("  INC-7 \u{2014} billing\n", 100).as_deref(), Some("INC-7 \u{2014} billing"));
+        assert_eq!(one_line_reason("a\u{202e}b\u{1b}[2Jc", 100).as_deref(), Some("a b [2Jc"));
+        assert_eq!(one_line_reason(" \t\u{200b} ", 100), None);
+        assert_eq!(one_line_reason("abcdef", 3).as_deref(), Some("abc"));
     }
 }

@@ -17,7 +17,7 @@ mod secret;
 mod session;
 mod verdict;
 
-pub use event::{is_mostly_text, shown_text, Direction, Event, EventKind, InvalidEventKind, PayloadType};
+pub use event::{is_mostly_text, one_line_reason, shown_text, Direction, Event, EventKind, InvalidEventKind, PayloadType};
 pub use glob::Glob;
 pub use live::{AuthRefused, Interrupt, Subject};
 pub use login::PendingLogin;

@@ -45,8 +45,7 @@ pub fn record(data_dir: &Path, kind: &EventKind, what: impl Into<String>, sessio
 /// Records a read (view, search or export) of recordings, with the reason `--read-reason` gives;
 /// refused when the config requires a reason and none was given, before anything is shown.
 pub fn read(cli: &Cli, data_dir: &Path, kind: &EventKind, what: impl Into<String>, session: Option<SessionId>) -> anyhow::Result<()> {
-    let reason: Option<String> =
-        cli.read_reason.as_deref().map(|r| r.trim().chars().take(MAX_REASON_CHARS).collect()).filter(|r: &String| !r.is_empty());
+    let reason = cli.read_reason.as_deref().and_then(|given| witness_core::one_line_reason(given, MAX_REASON_CHARS));
     if reason.is_none() && cli.config.is_some() && crate::locate::load_config(cli)?.review.require_reason {
         anyhow::bail!(
             "reading recordings needs a reason here ([review] require_reason): give one with --read-reason, e.g. --read-reason \"INC-1234\""
