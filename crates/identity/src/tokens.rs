@@ -310,16 +310,7 @@ impl TokenStore {
         let rows = stmt
             .query_map(params![identity, now_ns()], |r| {
                 let verifier: Vec<u8> = r.get(0)?;
-                let groups: String = r.get(2)?;
-                Ok((
-                    <[u8; 20]>::try_from(verifier),
-                    AuthenticatedIdentity {
-                        name: identity.to_string(),
-                        groups: serde_json::from_str(&groups).unwrap_or_default(),
-                        task: r.get(3)?,
-                        token_id: r.get(1)?,
-                    },
-                ))
+                Ok((<[u8; 20]>::try_from(verifier), authenticated(identity, r, 1)?))
             })
             .map_err(store_err(&self.path))?;
         let rows = rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))?;
@@ -339,17 +330,7 @@ impl TokenStore {
             .query_map(params![identity, now_ns()], |r| {
                 let a: Vec<u8> = r.get(0)?;
                 let b: Vec<u8> = r.get(1)?;
-                let groups: String = r.get(3)?;
-                Ok((
-                    a.try_into().unwrap_or([0; 32]),
-                    b.try_into().unwrap_or([0; 32]),
-                    AuthenticatedIdentity {
-                        name: identity.to_string(),
-                        groups: serde_json::from_str(&groups).unwrap_or_default(),
-                        task: r.get(4)?,
-                        token_id: r.get(2)?,
-                    },
-                ))
+                Ok((a.try_into().unwrap_or([0; 32]), b.try_into().unwrap_or([0; 32]), authenticated(identity, r, 2)?))
             })
             .map_err(store_err(&self.path))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(store_err(&self.path))
@@ -359,6 +340,18 @@ impl TokenStore {
         // A panic while holding the lock leaves SQLite consistent (it is transactional).
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Who a valid token of `identity` authenticates, from its row's `id, groups, task` columns,
+/// which start at column `at`.
+fn authenticated(identity: &str, r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<AuthenticatedIdentity> {
+    let groups: String = r.get(at + 1)?;
+    Ok(AuthenticatedIdentity {
+        name: identity.to_string(),
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        task: r.get(at + 2)?,
+        token_id: r.get(at)?,
+    })
 }
 
 fn token_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {

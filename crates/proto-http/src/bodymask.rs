@@ -144,12 +144,7 @@ impl BodyMasks {
     fn json_paths(&self, stage: Stage, reading: Reading, value: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
         if reading == Reading::Events {
             // A lone CR ends a line too in this format; each line is read on its own.
-            let lines: Vec<&[u8]> = event_lines(value).collect();
-            let masked: Vec<Option<Vec<u8>>> = lines.iter().map(|line| self.event_line(stage, line, counts)).collect();
-            if masked.iter().all(Option::is_none) {
-                return None;
-            }
-            return Some(lines.iter().zip(masked).flat_map(|(line, masked)| masked.unwrap_or_else(|| line.to_vec())).collect());
+            return each_masked(event_lines(value), |line| self.event_line(stage, line, counts));
         }
         let (body, end) = split_line_end(value);
         // JSON text sequences (RFC 7464) open each record with a record separator.
@@ -188,12 +183,7 @@ impl BodyMasks {
         if !reading.by_line() {
             return self.mask(stage, reading, start);
         }
-        let lines: Vec<&[u8]> = start.split_inclusive(|b| *b == b'\n').collect();
-        let masked: Vec<Option<Vec<u8>>> = lines.iter().map(|line| self.mask(stage, reading, line)).collect();
-        if masked.iter().all(Option::is_none) {
-            return None;
-        }
-        Some(lines.iter().zip(masked).flat_map(|(line, masked)| masked.unwrap_or_else(|| line.to_vec())).collect())
+        each_masked(start.split_inclusive(|b| *b == b'\n'), |line| self.mask(stage, reading, line))
     }
 
     /// What was masked so far, by rule and detector (`{"pii": {"email": 2}}`), and resets the
@@ -213,6 +203,22 @@ impl BodyMasks {
         counts.clear();
         Some(Value::Object(by_rule))
     }
+}
+
+/// `lines` joined again, each as `mask` made it (or as it was, where `mask` masked nothing);
+/// None when it masked none of them.
+fn each_masked<'a>(lines: impl Iterator<Item = &'a [u8]>, mut mask: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let (mut out, mut any) = (Vec::new(), false);
+    for line in lines {
+        match mask(line) {
+            Some(masked) => {
+                out.extend_from_slice(&masked);
+                any = true;
+            }
+            None => out.extend_from_slice(line),
+        }
+    }
+    any.then_some(out)
 }
 
 /// The byte order mark a stream of events may open with.

@@ -62,7 +62,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::util::run;
+use crate::util::{test_certificate, TestCertificate};
 
 /// The plaintext password of the seeded Secret `prod/db-credentials`: a test can search what the
 /// gateway recorded for it.
@@ -112,7 +112,7 @@ impl KubeApiServer {
         let mut command = Command::new("python3");
         command.args(["-c", SERVER, token]);
         let ca_cert = tls.then(|| {
-            let (ca, cert, key) = generate_certificate(dir.path());
+            let TestCertificate { ca_cert: ca, cert, key } = test_certificate(dir.path(), "kube", "KubeApiServer");
             command.arg(cert).arg(key);
             ca
         });
@@ -225,52 +225,6 @@ impl Drop for KubeApiServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Makes a test CA and a server certificate it signed (names `127.0.0.1` and `localhost`) in
-/// `dir`; returns the paths of the CA certificate, the server certificate and its key. A CA apart
-/// from the server's certificate, because verifiers such as webpki refuse a self-signed CA
-/// certificate used as the server's own.
-fn generate_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let [ca_key, ca_crt, key, csr, crt, ext] =
-        ["ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "server.ext"].map(|name| dir.join(name));
-    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-        .unwrap_or_else(|e| panic!("KubeApiServer: cannot write {}: {e}", ext.display()));
-    // EC keys: made in milliseconds, where RSA keys take a noticeable part of a second.
-    let new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(
-        Command::new("openssl")
-            .args(["req", "-x509", "-days", "30", "-subj", "/CN=witness-kube-test-ca"])
-            .args(new_key)
-            .arg("-keyout")
-            .arg(&ca_key)
-            .arg("-out")
-            .arg(&ca_crt),
-        "KubeApiServer: openssl CA generation",
-        None,
-    );
-    run(
-        Command::new("openssl").args(["req", "-subj", "/CN=localhost"]).args(new_key).arg("-keyout").arg(&key).arg("-out").arg(&csr),
-        "KubeApiServer: openssl server key generation",
-        None,
-    );
-    run(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "30", "-CAcreateserial"])
-            .arg("-in")
-            .arg(&csr)
-            .arg("-CA")
-            .arg(&ca_crt)
-            .arg("-CAkey")
-            .arg(&ca_key)
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(&crt),
-        "KubeApiServer: openssl server certificate signing",
-        None,
-    );
-    (ca_crt, crt, key)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::free_port;
-use crate::util::{describe, file_tail, is_root, log_section, run, try_run};
+use crate::util::{describe, file_tail, is_root, log_section, run, test_certificate, try_run, TestCertificate};
 
 /// The database the test users may use, holding the `customers` table.
 pub const APP_DATABASE: &str = "app";
@@ -149,7 +149,7 @@ impl MariaDb {
         let log_file = dir.path().join("error.log");
         let socket = dir.path().join("mariadb.sock");
         install_db(dir.path(), &data_dir);
-        let tls_files = tls.then(|| generate_certificate(dir.path()));
+        let tls_files = tls.then(|| test_certificate(dir.path(), "mariadb", "MariaDb"));
 
         let mut attempt = 0;
         let (port, child) = loop {
@@ -327,16 +327,9 @@ fn install_db(dir: &Path, data_dir: &Path) {
     run(&mut command, "MariaDb: mariadb-install-db", None);
 }
 
-/// The files [`generate_certificate`] makes.
-struct TlsFiles {
-    ca_cert: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-}
-
 /// Starts mariadbd in the foreground as our child. Its stderr goes to the error log too, so
 /// that what it says before it opens the log (a bad option, say) is not lost.
-fn start_server(dir: &Path, data_dir: &Path, socket: &Path, log_file: &Path, port: u16, tls: Option<&TlsFiles>) -> Child {
+fn start_server(dir: &Path, data_dir: &Path, socket: &Path, log_file: &Path, port: u16, tls: Option<&TestCertificate>) -> Child {
     let mut command = Command::new(MARIADBD);
     command.arg("--no-defaults");
     command.arg(format!("--datadir={}", data_dir.display()));
@@ -351,8 +344,8 @@ fn start_server(dir: &Path, data_dir: &Path, socket: &Path, log_file: &Path, por
     }
     if let Some(tls) = tls {
         command.arg(format!("--ssl-ca={}", tls.ca_cert.display()));
-        command.arg(format!("--ssl-cert={}", tls.server_cert.display()));
-        command.arg(format!("--ssl-key={}", tls.server_key.display()));
+        command.arg(format!("--ssl-cert={}", tls.cert.display()));
+        command.arg(format!("--ssl-key={}", tls.key.display()));
         command.arg("--require-secure-transport=OFF");
     }
     let stderr = File::options()
@@ -409,51 +402,6 @@ fn scrub_client_env(command: &mut Command) -> &mut Command {
         }
     }
     command
-}
-
-/// Makes a test CA and a server certificate it signed (names localhost and 127.0.0.1) in `dir`.
-/// A separate CA matters: verifiers such as webpki refuse a self-signed CA certificate used as
-/// the server's own. EC keys, because they are made in milliseconds where RSA keys take a
-/// noticeable part of a second.
-fn generate_certificate(dir: &Path) -> TlsFiles {
-    let [ca_key, ca_cert, server_key, csr, server_cert, ext] =
-        ["ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "server.ext"].map(|name| dir.join(name));
-    fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-        .unwrap_or_else(|e| panic!("MariaDb: cannot write {}: {e}", ext.display()));
-    let new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(
-        Command::new("openssl")
-            .args(["req", "-x509", "-days", "30", "-subj", "/CN=witness-mariadb-test-ca"])
-            .args(new_key)
-            .arg("-keyout")
-            .arg(&ca_key)
-            .arg("-out")
-            .arg(&ca_cert),
-        "MariaDb: openssl CA generation",
-        None,
-    );
-    run(
-        Command::new("openssl").args(["req", "-subj", "/CN=localhost"]).args(new_key).arg("-keyout").arg(&server_key).arg("-out").arg(&csr),
-        "MariaDb: openssl server key generation",
-        None,
-    );
-    run(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "30", "-CAcreateserial"])
-            .arg("-in")
-            .arg(&csr)
-            .arg("-CA")
-            .arg(&ca_cert)
-            .arg("-CAkey")
-            .arg(&ca_key)
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(&server_cert),
-        "MariaDb: openssl server certificate signing",
-        None,
-    );
-    TlsFiles { ca_cert, server_cert, server_key }
 }
 
 /// Directory to create server temp dirs in: the system temp dir, unless its path is so long

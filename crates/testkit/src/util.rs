@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -134,4 +134,57 @@ pub(crate) fn log_section(log: Option<&Path>) -> String {
         Some(path) => format!("\n--- last 40 lines of {} ---\n{}", path.display(), file_tail(path, 40)),
         None => String::new(),
     }
+}
+
+/// A test CA, and a server certificate and key it signed, as files.
+pub(crate) struct TestCertificate {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Makes a test CA (`/CN=witness-{name}-test-ca`) and a server certificate it signed (names
+/// `localhost` and `127.0.0.1`) in `dir`; `who` names the harness in panic messages. A CA apart
+/// from the server's certificate, because verifiers such as webpki refuse a self-signed CA
+/// certificate used as the server's own. EC keys: made in milliseconds, where RSA keys take a
+/// noticeable part of a second.
+pub(crate) fn test_certificate(dir: &Path, name: &str, who: &str) -> TestCertificate {
+    let [ca_key, ca_cert, key, csr, cert, ext] =
+        ["ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "server.ext"].map(|file| dir.join(file));
+    fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .unwrap_or_else(|e| panic!("{who}: cannot write {}: {e}", ext.display()));
+    let new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(
+        Command::new("openssl")
+            .args(["req", "-x509", "-days", "30", "-subj", &format!("/CN=witness-{name}-test-ca")])
+            .args(new_key)
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca_cert),
+        &format!("{who}: openssl CA generation"),
+        None,
+    );
+    run(
+        Command::new("openssl").args(["req", "-subj", "/CN=localhost"]).args(new_key).arg("-keyout").arg(&key).arg("-out").arg(&csr),
+        &format!("{who}: openssl server key generation"),
+        None,
+    );
+    run(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "30", "-CAcreateserial"])
+            .arg("-in")
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca_cert)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert),
+        &format!("{who}: openssl server certificate signing"),
+        None,
+    );
+    TestCertificate { ca_cert, cert, key }
 }
