@@ -121,8 +121,23 @@ pub const HTTP_WEBSOCKET: EventKind = named("http.websocket");
 /// A WebSocket relayed after an upgrade ended; the summary says how.
 pub const HTTP_WEBSOCKET_CLOSED: EventKind = named("http.websocket_closed");
 
+// MySQL and MariaDB.
+/// How the client logged in, and as whom witness logged in to the target.
+pub const MYSQL_LOGIN: EventKind = named("mysql.login");
+/// A text query (COM_QUERY; its text is the payload).
+pub const MYSQL_QUERY: EventKind = named("mysql.query");
+/// A statement prepared on the server (COM_STMT_PREPARE).
+pub const MYSQL_PREPARE: EventKind = named("mysql.prepare");
+/// An execution of a prepared statement, with its parameters typed.
+pub const MYSQL_EXECUTE: EventKind = named("mysql.execute");
+/// Another command: a ping, a change of database, a field list, a fetch from a cursor, …
+pub const MYSQL_COMMAND: EventKind = named("mysql.command");
+/// A command's outcome: OK with affected rows and warnings, columns and rows up to the cap, or
+/// the error.
+pub const MYSQL_RESULT: EventKind = named("mysql.result");
+
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 58] = [
+pub const ALL: [&EventKind; 64] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -181,6 +196,12 @@ pub const ALL: [&EventKind; 58] = [
     &HTTP_UPSTREAM_ERROR,
     &HTTP_WEBSOCKET,
     &HTTP_WEBSOCKET_CLOSED,
+    &MYSQL_LOGIN,
+    &MYSQL_QUERY,
+    &MYSQL_PREPARE,
+    &MYSQL_EXECUTE,
+    &MYSQL_COMMAND,
+    &MYSQL_RESULT,
 ];
 
 /// Kinds recorded before the naming rule, with the kind each means today.

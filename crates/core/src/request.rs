@@ -16,6 +16,9 @@ pub enum Request<'a> {
     /// statement it does not know, or text it cannot read as the target will. It is decided as
     /// the riskiest statement there is (`unparsed`).
     OpaqueSql,
+    /// MySQL or MariaDB text a client sent (a query, a prepared statement's text at each
+    /// execution): read in MySQL's dialect.
+    MysqlSql(&'a str),
     /// An SSH operation and its text: the command line (exec, git), the subsystem's name, the
     /// forwarding's destination or the variable's name (env); empty for a shell.
     Ssh { operation: SshOperation, text: &'a str },
@@ -106,7 +109,7 @@ impl Request<'_> {
     /// operation with its text, or the HTTP method and path.
     pub fn describe(&self) -> Cow<'_, str> {
         match self {
-            Request::Sql(text) => Cow::Borrowed(text),
+            Request::Sql(text) | Request::MysqlSql(text) => Cow::Borrowed(text),
             Request::OpaqueSql => Cow::Borrowed("a statement witness cannot see"),
             Request::Ssh { operation, text: "" } => Cow::Borrowed(operation.as_str()),
             Request::Ssh { operation, text } => Cow::Owned(format!("{operation}: {text}")),

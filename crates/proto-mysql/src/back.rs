@@ -47,7 +47,32 @@ pub struct TargetLogin<'a> {
     /// TLS with this config and server name; `required` refuses a target that does not offer it.
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     pub tls_required: bool,
+    /// The capabilities a client behind witness agreed on, whose answers witness relays as the
+    /// target sends them: the target is asked for those (that it offers) instead of witness's own.
+    pub client_capabilities: Option<u32>,
+    /// The character set (collation number) the connection speaks.
+    pub charset: u8,
+    /// Connection attributes passed on to the target (the client's program name, …).
+    pub attributes: Vec<(String, String)>,
 }
+
+/// The capabilities a relayed client may agree on: those that change nothing witness reads, or
+/// that it reads both ways. Compression, `LOAD DATA LOCAL`, `DEPRECATE_EOF`, session tracking,
+/// query attributes and MariaDB's extensions are not offered.
+pub const RELAYED: u32 = capability::LONG_PASSWORD
+    | capability::FOUND_ROWS
+    | capability::LONG_FLAG
+    | capability::CONNECT_WITH_DB
+    | capability::PROTOCOL_41
+    | capability::INTERACTIVE
+    | capability::TRANSACTIONS
+    | capability::SECURE_CONNECTION
+    | capability::MULTI_STATEMENTS
+    | capability::MULTI_RESULTS
+    | capability::PS_MULTI_RESULTS
+    | capability::PLUGIN_AUTH
+    | capability::CONNECT_ATTRS
+    | capability::PLUGIN_AUTH_LENENC_CLIENT_DATA;
 
 /// Why witness could not log in to a target.
 #[derive(Debug, thiserror::Error)]
@@ -88,21 +113,17 @@ pub struct TargetConnection {
 impl TargetConnection {
     /// Logs in as `login` says.
     pub async fn login(login: &TargetLogin<'_>) -> Result<TargetConnection, LoginError> {
-        let tcp =
-            TcpStream::connect(login.address).await.map_err(|source| LoginError::Connect { address: login.address.to_string(), source })?;
-        let _ = tcp.set_nodelay(true);
-        let mut connection = TargetConnection {
-            stream: Stream::Plain(tcp),
-            reader: PacketReader::new(MAX_LOGIN_PAYLOAD),
-            next_sequence: 0,
-            greeting: Greeting::default(),
-            capabilities: 0,
+        let (mut connection, greeting) = TargetConnection::greeted(login.address).await?;
+        let wanted = match login.client_capabilities {
+            Some(client) => client & RELAYED & !(capability::CONNECT_WITH_DB | capability::CONNECT_ATTRS),
+            None => WANTED,
         };
-        connection.reader.expect(0);
-        let greeting = Greeting::parse(&connection.receive().await?.payload)?;
-        let mut capabilities = WANTED & greeting.capabilities;
+        let mut capabilities = wanted & greeting.capabilities;
         if login.database.is_some() {
             capabilities |= capability::CONNECT_WITH_DB & greeting.capabilities;
+        }
+        if !login.attributes.is_empty() {
+            capabilities |= capability::CONNECT_ATTRS & greeting.capabilities;
         }
         // With TLS configured but not required (`prefer`), a target that offers none is spoken
         // to in plain text; required, it is refused, as is a login with no TLS set up to use.
@@ -113,10 +134,11 @@ impl TargetConnection {
         let mut answer = HandshakeResponse {
             capabilities,
             max_packet: MAX_TARGET_PAYLOAD as u32,
-            charset: 45, // utf8mb4_general_ci
+            charset: login.charset,
             user: login.user.to_string(),
             database: login.database.map(str::to_string),
             auth_plugin: Some(greeting.auth_plugin.clone()),
+            attributes: login.attributes.clone(),
             ..Default::default()
         };
         connection.next_sequence = 1;
@@ -179,6 +201,34 @@ impl TargetConnection {
                 _ => return Err(LoginError::UnknownPlugin(self.greeting.auth_plugin.clone())),
             }
         }
+    }
+
+    /// The stream, and bytes read past the login (none from a target that waits for a command).
+    pub fn into_parts(self) -> (Stream, Vec<u8>) {
+        let leftover = self.reader.take_buffered();
+        (self.stream, leftover)
+    }
+
+    /// Reads a target's greeting and hangs up, without logging in: its version and capabilities,
+    /// for greeting clients before witness knows which target they want.
+    pub async fn probe(address: &str) -> Result<Greeting, LoginError> {
+        Ok(TargetConnection::greeted(address).await?.1)
+    }
+
+    /// Connects and reads the greeting.
+    async fn greeted(address: &str) -> Result<(TargetConnection, Greeting), LoginError> {
+        let tcp = TcpStream::connect(address).await.map_err(|source| LoginError::Connect { address: address.to_string(), source })?;
+        let _ = tcp.set_nodelay(true);
+        let mut connection = TargetConnection {
+            stream: Stream::Plain(tcp),
+            reader: PacketReader::new(MAX_LOGIN_PAYLOAD),
+            next_sequence: 0,
+            greeting: Greeting::default(),
+            capabilities: 0,
+        };
+        connection.reader.expect(0);
+        let greeting = Greeting::parse(&connection.receive().await?.payload)?;
+        Ok((connection, greeting))
     }
 
     /// Sends one payload as the next packet(s) of the current exchange.

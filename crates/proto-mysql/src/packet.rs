@@ -6,6 +6,8 @@
 //! The sequence number counts the packets of one exchange (a command and its answer, or the
 //! login), from 0; each side checks the other's and a reader says when one is out of order.
 
+use std::borrow::Cow;
+
 use bytes::{Buf, BufMut, BytesMut};
 
 /// The largest payload one packet carries; a payload this long continues in the next packet.
@@ -55,6 +57,26 @@ impl PacketReader {
         self.expected = Some(sequence);
     }
 
+    /// Takes the bytes not yet read as packets (a payload being joined included), leaving the
+    /// reader empty.
+    pub fn take_buffered(mut self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        if let Some(joining) = self.joining.take() {
+            // Written again as the packets they came in: full ones, as many as they fill.
+            let mut out = BytesMut::new();
+            let mut sequence = joining.sequence;
+            for chunk in joining.payload.chunks(MAX_PACKET_PAYLOAD) {
+                out.put_uint_le(chunk.len() as u64, 3);
+                out.put_u8(sequence);
+                out.extend_from_slice(chunk);
+                sequence = sequence.wrapping_add(1);
+            }
+            bytes.extend_from_slice(&out);
+        }
+        bytes.extend_from_slice(&self.buffer);
+        bytes
+    }
+
     /// Bytes taken but not yet part of a whole payload.
     pub fn buffered(&self) -> usize {
         self.buffer.len() + self.joining.as_ref().map_or(0, |p| p.payload.len())
@@ -97,6 +119,56 @@ impl PacketReader {
             return Ok(Some(packet));
         }
     }
+}
+
+/// One whole payload at the front of bytes as they arrived, as a relay forwards it: the bytes
+/// its packets take, and the payload, borrowed when it came in one packet.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// The bytes of its packets, headers included.
+    pub raw_len: usize,
+    /// The sequence number of its first packet, and of its last (the same unless it was split).
+    pub sequence: u8,
+    pub last_sequence: u8,
+    pub payload: Cow<'a, [u8]>,
+}
+
+/// The whole payload at the front of `bytes`, if all its packets have arrived; an error for one
+/// longer than `limit`, said as soon as its headers claim it. Sequence numbers are not checked:
+/// a relay forwards them as the peer numbered them, and the other peer checks them.
+pub fn peek_frame(bytes: &[u8], limit: usize) -> Result<Option<Frame<'_>>, PacketError> {
+    let (mut at, mut total, mut parts) = (0usize, 0usize, 0usize);
+    loop {
+        let Some(header) = bytes.get(at..at + 4) else { return Ok(None) };
+        let length = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        total += length;
+        if total > limit {
+            return Err(PacketError::TooLong { limit });
+        }
+        if bytes.len() < at + 4 + length {
+            return Ok(None);
+        }
+        at += 4 + length;
+        parts += 1;
+        if length < MAX_PACKET_PAYLOAD {
+            break;
+        }
+    }
+    let sequence = bytes[3];
+    let last_sequence = sequence.wrapping_add((parts - 1) as u8);
+    let payload = if parts == 1 {
+        Cow::Borrowed(&bytes[4..at])
+    } else {
+        let mut joined = Vec::with_capacity(total);
+        let mut from = 0;
+        while from < at {
+            let length = usize::from(bytes[from]) | usize::from(bytes[from + 1]) << 8 | usize::from(bytes[from + 2]) << 16;
+            joined.extend_from_slice(&bytes[from + 4..from + 4 + length]);
+            from += 4 + length;
+        }
+        Cow::Owned(joined)
+    };
+    Ok(Some(Frame { raw_len: at, sequence, last_sequence, payload }))
 }
 
 /// Appends `payload` as packets numbered from `sequence`, split where it must be; returns the
@@ -151,6 +223,22 @@ mod tests {
         reader.feed(&out[..1 << 20]);
         reader.feed(&out[1 << 20..]);
         assert_eq!(reader.next_packet(), Err(PacketError::TooLong { limit: MAX_PACKET_PAYLOAD * 2 - 1 }));
+    }
+
+    #[test]
+    fn frames_are_found_whole_and_split_ones_joined() {
+        let mut out = BytesMut::new();
+        write_packets(&mut out, 1, b"\x01");
+        let long: Vec<u8> = (0..MAX_PACKET_PAYLOAD + 3).map(|i| i as u8).collect();
+        write_packets(&mut out, 2, &long);
+        let frame = peek_frame(&out, usize::MAX).unwrap().unwrap();
+        assert_eq!((frame.raw_len, frame.sequence, &frame.payload[..]), (5, 1, &b"\x01"[..]));
+        let rest = &out[5..];
+        assert_eq!(peek_frame(&rest[..rest.len() - 1], usize::MAX).unwrap().map(|f| f.raw_len), None, "not all there yet");
+        let frame = peek_frame(rest, usize::MAX).unwrap().unwrap();
+        assert_eq!((frame.raw_len, frame.sequence, frame.last_sequence), (rest.len(), 2, 3));
+        assert!(frame.payload == long);
+        assert_eq!(peek_frame(&rest[..8], 1 << 20).unwrap_err(), PacketError::TooLong { limit: 1 << 20 }, "refused on its header");
     }
 
     #[test]

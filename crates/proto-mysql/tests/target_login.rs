@@ -9,7 +9,17 @@ use witness_proto_mysql::{LoginError, SimpleAnswer, TargetConnection, TargetLogi
 use witness_testkit::{MariaDb, APP_DATABASE, ED25519_PASSWORD, ED25519_USER, NATIVE_PASSWORD, NATIVE_USER};
 
 fn login<'a>(address: &'a str, user: &'a str, password: &'a str) -> TargetLogin<'a> {
-    TargetLogin { address, user, password: password.as_bytes(), database: Some(APP_DATABASE), tls: None, tls_required: false }
+    TargetLogin {
+        address,
+        user,
+        password: password.as_bytes(),
+        database: Some(APP_DATABASE),
+        tls: None,
+        tls_required: false,
+        client_capabilities: None,
+        charset: 45, // utf8mb4_general_ci
+        attributes: Vec::new(),
+    }
 }
 
 fn emails(answer: SimpleAnswer) -> Vec<String> {

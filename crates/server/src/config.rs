@@ -12,13 +12,14 @@ use witness_identity::OidcIssuerConfig;
 use witness_ledger::{Durability, LedgerConfig};
 use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, JsonPath, MaskRule, MaskStyle, Masking};
 use witness_policy::{Action, Glob, Policy, Rule};
+use witness_proto_mysql::MysqlAuth;
 use witness_proto_pg::FrontAuth;
 
 mod connections;
 mod limits;
 mod notify;
 pub use connections::{
-    ConnectionConfig, HttpConnection, KubernetesConnection, LoginConfig, PostgresConnection, SecretSource, SshConnection,
+    ConnectionConfig, HttpConnection, KubernetesConnection, LoginConfig, MysqlConnection, PostgresConnection, SecretSource, SshConnection,
 };
 pub use limits::LimitsSection;
 pub use notify::{NotifyConfig, NotifyFormat, NotifyTarget};
@@ -36,6 +37,8 @@ pub struct Config {
     pub listen: ListenSection,
     #[serde(default)]
     pub postgres: PostgresSection,
+    #[serde(default)]
+    pub mysql: MysqlSection,
     #[serde(default)]
     pub ssh: SshSection,
     #[serde(default)]
@@ -251,6 +254,8 @@ pub struct LedgerSection {
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     pub postgres: Option<SocketAddr>,
+    /// MySQL and MariaDB clients connect here, naming the connection as their database.
+    pub mysql: Option<SocketAddr>,
     /// SSH clients log in here as CONNECTION@gateway.
     pub ssh: Option<SocketAddr>,
     /// HTTP clients send requests here as /c/CONNECTION/path (HTTP/1.1, plain or TLS).
@@ -262,7 +267,7 @@ pub struct ListenSection {
 impl ListenSection {
     /// Whether no protocol has an address: witness would then serve nothing.
     pub fn is_empty(&self) -> bool {
-        self.postgres.is_none() && self.ssh.is_none() && self.http.is_none() && self.api.is_none()
+        self.postgres.is_none() && self.mysql.is_none() && self.ssh.is_none() && self.http.is_none() && self.api.is_none()
     }
 }
 
@@ -281,6 +286,27 @@ pub struct PostgresSection {
     /// Result rows recorded per statement (the total count is always recorded).
     #[serde(default = "default_max_rows")]
     pub max_rows_per_statement: usize,
+}
+
+/// `[mysql]`: how the MySQL front treats clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSection {
+    /// "native": tokens by mysql_native_password, checked against a stored verifier. "password":
+    /// tokens (and JWTs) in cleartext (mysql_clear_password) where the connection is TLS or
+    /// loopback (native elsewhere). Default: "password" when OIDC issuers are configured (a JWT
+    /// has no verifier), else "native". Clients offered TLS use `[postgres]`'s certificate.
+    #[serde(default, deserialize_with = "parsed_some")]
+    pub auth: Option<MysqlAuth>,
+    /// Result rows recorded per statement (the total count is always recorded).
+    #[serde(default = "default_max_rows")]
+    pub max_rows_per_statement: usize,
+}
+
+impl Default for MysqlSection {
+    fn default() -> Self {
+        MysqlSection { auth: None, max_rows_per_statement: default_max_rows() }
+    }
 }
 
 /// `[ssh]`: how the SSH front treats clients.
@@ -376,6 +402,7 @@ impl Default for Config {
             ledger: LedgerSection::default(),
             listen: ListenSection::default(),
             postgres: PostgresSection::default(),
+            mysql: MysqlSection::default(),
             ssh: SshSection::default(),
             http: HttpSection::default(),
             identity: IdentitySection::default(),
@@ -700,6 +727,11 @@ impl Config {
     }
 
     /// Whether PostgreSQL clients send their token in cleartext (over TLS or loopback only).
+    /// How MySQL clients present their token, defaults applied.
+    pub fn mysql_auth(&self) -> MysqlAuth {
+        self.mysql.auth.unwrap_or(if self.identity.oidc.is_empty() { MysqlAuth::Native } else { MysqlAuth::Password })
+    }
+
     pub fn postgres_cleartext(&self) -> bool {
         match self.postgres.auth {
             Some(auth) => auth == FrontAuth::Password,
@@ -755,7 +787,7 @@ mod tests {
         check(&format!("{PG}{PG}"), Err("unique"));
         check(
             &PG.replace("postgres\"", "ftp\""),
-            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\", \"ssh\", \"http\" or \"kubernetes\""),
+            Err("connection \"pg-local\": protocol \"ftp\" is not supported yet; use \"postgres\", \"mysql\", \"ssh\", \"http\" or \"kubernetes\""),
         );
         check(&PG.replace("protocol = \"postgres\"\n", ""), Err("connection \"pg-local\": say which protocol it speaks"));
         check(&PG.replace("127.0.0.1:5432", "db.internal"), Err("no port"));

@@ -41,11 +41,22 @@ pub struct Gateway {
     pub refused: Arc<RefusedLogins>,
 }
 
-/// Statement classes by request text. A prepared statement is decided at each execution, and
-/// parsing its text each time would cost more than the rest of the relay's work on it.
+/// Statement classes by request text, per SQL dialect. A prepared statement is decided at each
+/// execution, and parsing its text each time would cost more than the rest of the relay's work
+/// on it.
 #[derive(Default)]
 pub struct ClassCache {
-    by_text: Mutex<HashMap<Arc<str>, Arc<Vec<Statement>>>>,
+    by_text: Mutex<ByText>,
+}
+
+/// Classified statements by dialect and cache key.
+type ByText = HashMap<(Dialect, Arc<str>), Arc<Vec<Statement>>>;
+
+/// Which parser reads a request's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Postgres,
+    Mysql,
 }
 
 /// Texts kept in the cache; past this it starts again (a client cannot grow it without bound).
@@ -56,29 +67,33 @@ const MAX_CACHED_TEXT_BYTES: usize = 4096;
 impl ClassCache {
     /// The statements of a SQL request; one `unparsed` statement for a request whose SQL witness
     /// cannot see.
-    fn statements(&self, sql: Option<&str>) -> Arc<Vec<Statement>> {
+    fn statements(&self, sql: Option<&str>, dialect: Dialect) -> Arc<Vec<Statement>> {
         let Some(text) = sql else {
             return Arc::new(vec![Statement::unparsed(
-                "witness cannot see which statement this runs: a fast-path function call, an execution of a statement it does not know, or text it cannot read as PostgreSQL will",
+                "witness cannot see which statement this runs: a fast-path function call, an execution of a statement it does not know, or text it cannot read as the target will",
             )]);
         };
+        let classify = || match dialect {
+            Dialect::Postgres => witness_policy::classify(text),
+            Dialect::Mysql => witness_policy::classify_mysql(text),
+        };
         if text.len() > MAX_CACHED_TEXT_BYTES {
-            return Arc::new(witness_policy::classify(text));
+            return Arc::new(classify());
         }
-        let key = cache_key(text);
-        if let Some(found) = self.lock().get(key.as_ref()) {
+        let key = (dialect, Arc::from(cache_key(text).as_ref()));
+        if let Some(found) = self.lock().get(&key) {
             return found.clone();
         }
-        let statements = Arc::new(witness_policy::classify(text));
+        let statements = Arc::new(classify());
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED_TEXTS {
             cache.clear();
         }
-        cache.insert(Arc::from(key.as_ref()), statements.clone());
+        cache.insert(key, statements.clone());
         statements
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Vec<Statement>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByText> {
         self.by_text.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -100,10 +115,12 @@ impl ScramParams for Challenge {
 /// text (`... WHERE aid = 4711`), which would make every statement new; numbers do not change a
 /// statement's classes or tables, so they are all written as 0 in the key. Only texts with
 /// nothing that could hide a number's meaning are normalised (no quotes, dollar signs, comments
-/// or backslashes: a digit there may be inside a string or an identifier); others are their own key.
+/// backslashes or backquotes: a digit there may be inside a string or an identifier); others are
+/// their own key. A run of digits followed by a letter stays as it is too: MySQL names may begin
+/// with digits (`1abc`).
 fn cache_key(text: &str) -> std::borrow::Cow<'_, str> {
     let plain = text.is_ascii()
-        && !text.bytes().any(|b| matches!(b, b'\'' | b'"' | b'$' | b'\\' | b'#'))
+        && !text.bytes().any(|b| matches!(b, b'\'' | b'"' | b'$' | b'\\' | b'#' | b'`'))
         && !text.contains("--")
         && !text.contains("/*");
     if !plain || !text.bytes().any(|b| b.is_ascii_digit()) {
@@ -112,10 +129,14 @@ fn cache_key(text: &str) -> std::borrow::Cow<'_, str> {
     let mut key = String::with_capacity(text.len());
     let mut previous: Option<char> = None;
     let mut in_number = false;
-    for c in text.chars() {
+    let bytes = text.as_bytes();
+    for (at, c) in text.char_indices() {
         if c.is_ascii_digit() {
             let starts_number = !previous.is_some_and(|p| p.is_ascii_alphanumeric() || p == '_') || in_number;
-            if starts_number {
+            // Digits that run into a letter are part of a name (MySQL's `1abc`), not a number.
+            let run_end = bytes[at..].iter().position(|b| !b.is_ascii_digit()).map_or(bytes.len(), |n| at + n);
+            let names = bytes.get(run_end).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');
+            if starts_number && !names {
                 if !in_number {
                     key.push('0');
                     in_number = true;
@@ -169,8 +190,9 @@ impl Gate for Gateway {
 
     fn decide(&self, subject: &Subject, request: Request<'_>) -> Verdict {
         let verdict = match request {
-            Request::Sql(text) => self.decide_sql(subject, Some(text), &request),
-            Request::OpaqueSql => self.decide_sql(subject, None, &request),
+            Request::Sql(text) => self.decide_sql(subject, Some(text), Dialect::Postgres, &request),
+            Request::OpaqueSql => self.decide_sql(subject, None, Dialect::Postgres, &request),
+            Request::MysqlSql(text) => self.decide_sql(subject, Some(text), Dialect::Mysql, &request),
             Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
             Request::Http { method, path, uncertain } => {
                 let decision = witness_policy::decide_http(&self.rules.policy(), &caller(subject), method, path, uncertain);
@@ -231,6 +253,30 @@ impl PgGate for Gateway {
     }
 }
 
+impl witness_proto_mysql::MysqlGate for Gateway {
+    fn verify_native(&self, user: &str, scramble: &[u8], response: &[u8]) -> Result<Principal, AuthRefused> {
+        let result = match self.identities.tokens.mysql_native_verifiers(user) {
+            Ok(verifiers) => verifiers
+                .into_iter()
+                .find(|(verifier, _)| witness_proto_mysql::auth::native_password_matches(verifier, scramble, response))
+                .map(|(_, identity)| principal(identity))
+                .ok_or_else(|| AuthRefused {
+                    reason: format!("no valid token of {user:?} answers the scramble (unknown, expired or revoked, or a JWT, which needs [mysql] auth = \"password\")"),
+                    client_reason: None,
+                }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the token store");
+                Err(AuthRefused { reason: format!("the token store cannot be read: {e}"), client_reason: None })
+            }
+        };
+        self.refusal(Protocol::Mysql, user, result)
+    }
+
+    fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
+        subject_masks(&self.rules, subject)
+    }
+}
+
 impl witness_proto_http::HttpGate for Gateway {
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
         subject_masks(&self.rules, subject)
@@ -262,7 +308,7 @@ impl Gateway {
         self.counts.auth_failures.count(protocol, result)
     }
 
-    fn decide_sql(&self, subject: &Subject, sql: Option<&str>, request: &Request<'_>) -> Verdict {
+    fn decide_sql(&self, subject: &Subject, sql: Option<&str>, dialect: Dialect, request: &Request<'_>) -> Verdict {
         let policy = self.rules.policy();
         let caller = caller(subject);
         // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
@@ -271,7 +317,7 @@ impl Gateway {
         if column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
-        let statements = self.classes.statements(sql);
+        let statements = self.classes.statements(sql, dialect);
         if let Some(masks) = &column_masks {
             if statements.iter().any(|s| s.classes.contains(&SqlClass::CopyOut)) {
                 return Verdict::Deny {
@@ -343,7 +389,9 @@ mod tests {
         let key = |text: &str| cache_key(text).into_owned();
         assert_eq!(key("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"), "SELECT abalance FROM pgbench_accounts WHERE aid = 0;");
         assert_eq!(key("select * from t1 where x in (1, 22, 333) limit 10"), "select * from t1 where x in (0, 0, 0) limit 0");
-        assert_eq!(key("select 1.5e10"), "select 0.0e10", "digits after a letter stay: they may be part of a name");
+        assert_eq!(key("select 1.5e10"), "select 0.5e10", "digits next to a letter stay: they may be part of a name");
+        assert_eq!(key("select * from 1abc where x = 2"), "select * from 1abc where x = 0", "MySQL names may begin with digits");
+        assert_eq!(key("select * from 12_t"), "select * from 12_t");
         assert_eq!(key("update t set x = x - 1 where id = 7 / 2"), "update t set x = x - 0 where id = 0 / 0");
         for kept in [
             "select * from t where name = '42'",
@@ -353,6 +401,7 @@ mod tests {
             "select 1 /* 2 */",
             "select E'\\x41'",
             "select 'é' || 1",
+            "select * from `123`",
         ] {
             assert_eq!(key(kept), kept, "texts where a digit may be quoted or commented keep their own key");
         }

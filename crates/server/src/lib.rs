@@ -36,12 +36,13 @@ use witness_core::{Interrupt, Secret};
 use witness_identity::{OidcVerifier, TokenStore};
 use witness_ledger::Ledger;
 use witness_proto_http::{HttpFront, HttpSettings, HttpTarget};
+use witness_proto_mysql::{MysqlFront, MysqlSettings, MysqlTarget};
 use witness_proto_pg::{FrontAuth, GroupLogin, PgFront, PgLogin, PgSettings, PgTarget};
 use witness_proto_ssh::{HostKeyPolicy, SshFront, SshSettings, SshTarget, TargetAuth};
 
 use crate::accept::{accept_loop, Listener, Opening};
 use crate::audit::{AuditTrail, RefusedLogins};
-use crate::config::{ConnectionConfig, HttpConnection, KubernetesConnection, PostgresConnection, SshConnection};
+use crate::config::{ConnectionConfig, HttpConnection, KubernetesConnection, MysqlConnection, PostgresConnection, SshConnection};
 use crate::counts::Counts;
 use crate::identities::Identities;
 use crate::logins::Logins;
@@ -117,6 +118,7 @@ fn mask_key(data_dir: &Path) -> std::io::Result<Vec<u8>> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Listening {
     pub postgres: Option<SocketAddr>,
+    pub mysql: Option<SocketAddr>,
     pub ssh: Option<SocketAddr>,
     /// HTTP clients (`/c/CONNECTION/…`).
     pub http: Option<SocketAddr>,
@@ -198,6 +200,27 @@ pub async fn serve<F: Future<Output = ()>>(
         let kind = Listener { protocol: "PostgreSQL", opening: Opening::ClientFirst { refusal: accept::pg_refusal } };
         let serve = move |tcp, peer, login| witness_proto_pg::serve_client(front.clone(), tcp, peer, login);
         listening.postgres = Some(clients.start(address, kind, gate.targets.count::<PgTarget>(), serve).await?);
+    }
+    if let Some(address) = config.listen.mysql {
+        // The PostgreSQL listener's certificate: configured, or self-signed in DATA_DIR/tls.
+        let tls = tls::client_facing(config, data_dir).map_err(ServeError::Tls)?;
+        let settings = MysqlSettings {
+            max_rows_per_statement: config.mysql.max_rows_per_statement,
+            auth: config.mysql_auth(),
+            ..MysqlSettings::default()
+        };
+        let probe = config
+            .connections
+            .iter()
+            .filter_map(|c| match c {
+                ConnectionConfig::Mysql(c) => Some(c.address.clone()),
+                _ => None,
+            })
+            .collect();
+        let front = Arc::new(MysqlFront::new(gate.clone(), Some(tls), settings, probe));
+        let kind = Listener { protocol: "MySQL", opening: Opening::ServerFirst };
+        let serve = move |tcp, peer, login| witness_proto_mysql::serve_client(front.clone(), tcp, peer, login);
+        listening.mysql = Some(clients.start(address, kind, gate.targets.count::<MysqlTarget>(), serve).await?);
     }
     if let Some(address) = config.listen.ssh {
         let host_key_path = config.ssh.host_key.clone().unwrap_or_else(|| data_dir.join("ssh").join("host_ed25519"));
@@ -347,6 +370,7 @@ fn targets(config: &Config, config_name: &Path) -> Result<Targets, ServeError> {
     for (i, c) in config.connections.iter().enumerate() {
         match c {
             ConnectionConfig::Postgres(c) => targets.insert(c.name.clone(), pg_target(i, c, config_name)?),
+            ConnectionConfig::Mysql(c) => targets.insert(c.name.clone(), mysql_target(c)?),
             ConnectionConfig::Ssh(c) => targets.insert(c.name.clone(), ssh_target(c)?),
             ConnectionConfig::Http(c) => targets.insert(c.name.clone(), http_target(c)?),
             ConnectionConfig::Kubernetes(c) => targets.insert(c.name.clone(), kube_target(c)?),
@@ -386,6 +410,22 @@ fn pg_target(i: usize, c: &PostgresConnection, config_name: &Path) -> Result<PgT
         channel_binding: c.channel_binding,
         tls_mode: c.tls,
         tls,
+    })
+}
+
+fn mysql_target(c: &MysqlConnection) -> Result<MysqlTarget, ServeError> {
+    let fail = |e: String| ServeError::Target(format!("connection {}: {e}", c.name));
+    let config = witness_proto_pg::client_config(c.tls, c.ca_file.as_deref()).map_err(|e| fail(e.to_string()))?;
+    let host = c.address.rsplit_once(':').map_or(c.address.as_str(), |(host, _)| host).trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| fail(format!("address: {e}")))?;
+    Ok(MysqlTarget {
+        name: c.name.clone(),
+        address: c.address.clone(),
+        user: c.user.clone(),
+        password: c.password().map_err(ServeError::Target)?.map(Secret::new),
+        database: c.database.clone(),
+        tls: config.map(|config| (config, name)),
+        tls_required: matches!(c.tls, witness_proto_pg::TlsMode::Require | witness_proto_pg::TlsMode::VerifyFull),
     })
 }
 

@@ -17,6 +17,7 @@ use super::parsed;
 #[serde(try_from = "toml::Table")]
 pub enum ConnectionConfig {
     Postgres(PostgresConnection),
+    Mysql(MysqlConnection),
     Ssh(SshConnection),
     Http(HttpConnection),
     Kubernetes(KubernetesConnection),
@@ -56,6 +57,29 @@ pub struct PostgresConnection {
     /// groups; the first entry naming one of the caller's groups is used, else `user`.
     #[serde(default)]
     pub logins: Vec<LoginConfig>,
+}
+
+/// `protocol = "mysql"`: a MySQL or MariaDB server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConnection {
+    /// What clients ask for: the database they connect to (`mariadb -u IDENTITY NAME`).
+    pub name: String,
+    /// host:port of the target.
+    pub address: String,
+    /// The target's database witness selects at login; default: none.
+    pub database: Option<String>,
+    /// The user witness logs in as.
+    pub user: String,
+    /// The name of an environment variable holding the target password...
+    pub password_env: Option<String>,
+    /// ... or a file holding it (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// disable | prefer (default) | require | verify-full
+    #[serde(default, deserialize_with = "parsed")]
+    pub tls: TlsMode,
+    /// CA certificates (PEM) for tls = "verify-full"; default: the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `protocol = "ssh"`.
@@ -178,11 +202,12 @@ impl TryFrom<toml::Table> for ConnectionConfig {
         let within = |e: toml::de::Error| format!("{protocol} connection {name}: {}", e.message());
         match protocol.as_str() {
             "postgres" => table.try_into().map(ConnectionConfig::Postgres).map_err(within),
+            "mysql" => table.try_into().map(ConnectionConfig::Mysql).map_err(within),
             "ssh" => table.try_into().map(ConnectionConfig::Ssh).map_err(within),
             "http" => table.try_into().map(ConnectionConfig::Http).map_err(within),
             "kubernetes" => table.try_into().map(ConnectionConfig::Kubernetes).map_err(within),
             other => Err(format!(
-                "connection {name}: protocol {other:?} is not supported yet; use \"postgres\", \"ssh\", \"http\" or \"kubernetes\""
+                "connection {name}: protocol {other:?} is not supported yet; use \"postgres\", \"mysql\", \"ssh\", \"http\" or \"kubernetes\""
             )),
         }
     }
@@ -192,6 +217,7 @@ impl ConnectionConfig {
     pub fn name(&self) -> &str {
         match self {
             ConnectionConfig::Postgres(c) => &c.name,
+            ConnectionConfig::Mysql(c) => &c.name,
             ConnectionConfig::Ssh(c) => &c.name,
             ConnectionConfig::Http(c) => &c.name,
             ConnectionConfig::Kubernetes(c) => &c.name,
@@ -201,6 +227,7 @@ impl ConnectionConfig {
     pub fn address(&self) -> &str {
         match self {
             ConnectionConfig::Postgres(c) => &c.address,
+            ConnectionConfig::Mysql(c) => &c.address,
             ConnectionConfig::Ssh(c) => &c.address,
             ConnectionConfig::Http(c) => &c.url,
             ConnectionConfig::Kubernetes(c) => &c.url,
@@ -210,6 +237,7 @@ impl ConnectionConfig {
     pub fn protocol(&self) -> Protocol {
         match self {
             ConnectionConfig::Postgres(_) => Protocol::Postgres,
+            ConnectionConfig::Mysql(_) => Protocol::Mysql,
             ConnectionConfig::Ssh(_) => Protocol::Ssh,
             ConnectionConfig::Http(_) => Protocol::Http,
             ConnectionConfig::Kubernetes(_) => Protocol::Kubernetes,
@@ -220,6 +248,7 @@ impl ConnectionConfig {
     pub(super) fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
         match self {
             ConnectionConfig::Postgres(c) => c.check(key),
+            ConnectionConfig::Mysql(c) => c.check(key),
             ConnectionConfig::Ssh(c) => c.check(key),
             ConnectionConfig::Http(c) => c.check(key),
             ConnectionConfig::Kubernetes(c) => c.check(key),
@@ -269,6 +298,25 @@ impl PostgresConnection {
 
     /// The target password, from the environment or a file. None when neither is configured, or
     /// when the environment variable is unset (witness then logs in without one, as for trust).
+    pub fn password(&self) -> Result<Option<String>, String> {
+        password(&self.name, self.password_env.as_deref(), self.password_file.as_ref())
+    }
+}
+
+// === impl MysqlConnection ===
+
+impl MysqlConnection {
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        if self.password_env.is_some() && self.password_file.is_some() {
+            return Err((key("password_env / password_file"), "set one or the other".into()));
+        }
+        if self.ca_file.is_some() && self.tls != TlsMode::VerifyFull {
+            return Err((key("ca_file"), "a CA verifies the target only with tls = \"verify-full\"".into()));
+        }
+        Ok(())
+    }
+
+    /// The target password, as for PostgreSQL connections.
     pub fn password(&self) -> Result<Option<String>, String> {
         password(&self.name, self.password_env.as_deref(), self.password_file.as_ref())
     }

@@ -30,11 +30,14 @@ pub fn render(facts: &BannerFacts<'_>) -> String {
     let names = |protocol: &str| -> Vec<&str> {
         config.connections.iter().filter(|c| c.protocol().as_str() == protocol).map(|c| c.name()).collect()
     };
-    let (pg_names, ssh_names, http_names) = (names("postgres"), names("ssh"), names("http"));
+    let (pg_names, mysql_names, ssh_names, http_names) = (names("postgres"), names("mysql"), names("ssh"), names("http"));
     let mut text = String::new();
     let _ = writeln!(text, "witness is serving; its ledger is in {}", facts.data_dir.display());
     if let Some(address) = facts.listening.postgres {
         let _ = writeln!(text, "  PostgreSQL clients  {address}  {}", connections_note(&pg_names, "dbname", "postgres"));
+    }
+    if let Some(address) = facts.listening.mysql {
+        let _ = writeln!(text, "  MySQL clients       {address}  {}", connections_note(&mysql_names, "database", "mysql"));
     }
     if let Some(address) = facts.listening.ssh {
         let _ = writeln!(text, "  SSH clients         {address}  {}", connections_note(&ssh_names, "user", "ssh"));
@@ -58,7 +61,11 @@ pub fn render(facts: &BannerFacts<'_>) -> String {
             next.push(format!("  psql \"host={} port={} dbname={connection} user=claude password=TOKEN\"", host.ip(), host.port()));
         }
         _ => {
-            if let (Some(address), Some(connection)) = (facts.listening.ssh, ssh_names.first()) {
+            if let (Some(address), Some(connection)) = (facts.listening.mysql, mysql_names.first()) {
+                next.push(witness("token create --identity claude --groups ai-agents --task \"first try\""));
+                let host = reachable(address);
+                next.push(format!("  mariadb -h {} -P {} -u claude -pTOKEN {connection}", host.ip(), host.port()));
+            } else if let (Some(address), Some(connection)) = (facts.listening.ssh, ssh_names.first()) {
                 next.push(witness("identity add-key claude ~/.ssh/id_ed25519.pub --groups ai-agents"));
                 let host = reachable(address);
                 next.push(format!("  ssh -p {} {connection}@{}", host.port(), host.ip()));
@@ -177,7 +184,7 @@ mod tests {
     fn the_banner_says_where_to_connect_and_what_to_run_next() {
         let at = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
         check(
-            Listening { postgres: at(15432), ssh: None, http: None, api: at(8080) },
+            Listening { postgres: at(15432), mysql: None, ssh: None, http: None, api: at(8080) },
             &format!("{PG}[roles]\nadmin = [\"platform\"]\n"),
             None,
             &[
@@ -193,7 +200,7 @@ mod tests {
         );
         // A listener on every interface is reached on loopback; no connection yet is said.
         check(
-            Listening { postgres: Some(SocketAddr::from(([0, 0, 0, 0], 6432))), ssh: None, http: None, api: None },
+            Listening { postgres: Some(SocketAddr::from(([0, 0, 0, 0], 6432))), mysql: None, ssh: None, http: None, api: None },
             "",
             None,
             &["  PostgreSQL clients  0.0.0.0:6432  (no postgres connection yet: add a [[connections]] with protocol = \"postgres\")"],
@@ -201,7 +208,7 @@ mod tests {
         );
         let ssh = "[[connections]]\nname = \"web\"\nprotocol = \"ssh\"\naddress = \"h:22\"\nuser = \"u\"\nprivate_key_file = \"k\"\nhost_key = \"trust-on-first-use\"\n";
         check(
-            Listening { postgres: None, ssh: Some(SocketAddr::from(([0, 0, 0, 0], 2222))), http: None, api: None },
+            Listening { postgres: None, mysql: None, ssh: Some(SocketAddr::from(([0, 0, 0, 0], 2222))), http: None, api: None },
             ssh,
             Some("/src/my witness/target/release/witness"),
             &[
@@ -214,7 +221,7 @@ mod tests {
         );
         let http = "[[connections]]\nname = \"billing\"\nprotocol = \"http\"\nurl = \"http://127.0.0.1:9000\"\n";
         check(
-            Listening { postgres: None, ssh: None, http: Some(SocketAddr::from(([127, 0, 0, 1], 8081))), api: None },
+            Listening { postgres: None, mysql: None, ssh: None, http: Some(SocketAddr::from(([127, 0, 0, 1], 8081))), api: None },
             http,
             None,
             &[

@@ -1,0 +1,245 @@
+//! MySQL through witness end to end: a real MariaDB (the test kit's, on a free port in a temp
+//! dir), `witness serve` in front of it, and real clients. Each client's answers are compared
+//! with the same client's answers directly from the server; every statement and its rows are in
+//! the recording; a deny rule refuses `DROP TABLE` with witness's error and the table stays; a
+//! held `DELETE` runs only once an approver allows it; tokens are checked; the ledger verifies.
+
+mod pg;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pg::Gateway;
+use serde_json::Value;
+use witness_testkit::{free_port, MariaDb, APP_DATABASE, NATIVE_PASSWORD, NATIVE_USER};
+
+const RULES: &str = r#"
+[[rules]]
+name = "no-drop"
+groups = ["ai-agents"]
+sql = ["drop", "truncate"]
+action = "deny"
+message = "agents may not drop tables; ask a DBA"
+
+[[rules]]
+name = "deletes-need-approval"
+groups = ["ai-agents"]
+sql = ["delete"]
+action = "approve"
+approvers = ["dba"]
+timeout = "10m"
+"#;
+
+struct Setup {
+    db: MariaDb,
+    gw: Gateway,
+    agent: String,
+    dba: String,
+}
+
+/// MariaDB, and witness in front of it with the connection `mariadb-local` (and `down`, where
+/// nothing listens), the rules above and `extra` config.
+fn setup(extra: &str) -> Setup {
+    let db = MariaDb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"data_dir = "{data}"
+[listen]
+mysql = "127.0.0.1:{port}"
+api = "127.0.0.1:{api}"
+{extra}
+{RULES}
+[[connections]]
+name = "mariadb-local"
+protocol = "mysql"
+address = "127.0.0.1:{db_port}"
+database = "{APP_DATABASE}"
+user = "{NATIVE_USER}"
+password_env = "WITNESS_TEST_MYSQL_PASSWORD"
+tls = "disable"
+
+[[connections]]
+name = "down"
+protocol = "mysql"
+address = "127.0.0.1:{down}"
+user = "nobody"
+"#,
+        data = dir.path().join("data").display(),
+        api = free_port(),
+        db_port = db.port(),
+        down = free_port(),
+    );
+    let gw = Gateway::launch(dir, port, &config, &[("WITNESS_TEST_MYSQL_PASSWORD", NATIVE_PASSWORD)]);
+    let agent = gw.token("claude", &["--groups", "ai-agents"]);
+    let dba = gw.token("alice", &["--groups", "dba"]);
+    Setup { db, gw, agent, dba }
+}
+
+/// The `mariadb` CLI against witness's MySQL listener, as `user` with `password`, in batch mode.
+fn mariadb_via(gw: &Gateway, user: &str, password: &str, database: &str) -> Command {
+    let mut command = Command::new("mariadb");
+    command
+        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &gw.port.to_string(), "-u", user, &format!("-p{password}"), database])
+        .args(["-N", "-B"])
+        .env_remove("MYSQL_PWD")
+        .env_remove("MYSQL_HOST");
+    command
+}
+
+fn run(mut command: Command, sql: &str) -> Output {
+    command.args(["-e", sql]).output().expect("the mariadb client runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+impl Setup {
+    fn direct(&self, sql: &str) -> Output {
+        let mut command = self.db.mariadb(NATIVE_USER, NATIVE_PASSWORD);
+        command.args(["-N", "-B"]);
+        run(command, sql)
+    }
+
+    fn via(&self, sql: &str) -> Output {
+        run(mariadb_via(&self.gw, "claude", &self.agent, "mariadb-local"), sql)
+    }
+
+    fn approvals(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_witness"))
+            .arg("approvals")
+            .args(args)
+            .arg("--config")
+            .arg(&self.gw.config)
+            .env("WITNESS_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    /// The approvals waiting, once one does (polled, bounded).
+    fn wait_for_approval(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.approvals(&self.dba, &["list", "--json"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+            if let Some(first) = list.first() {
+                return first.clone();
+            }
+            assert!(Instant::now() < deadline, "no approval waits:\n{}", self.gw.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Events of the session `pick` finds, once every session has ended.
+fn events_of(gw: &Gateway, sessions: usize, pick: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let all: Vec<Vec<Value>> = gw.ended_sessions(sessions).iter().map(|s| gw.events(s["id"].as_str().unwrap())).collect();
+    all.iter()
+        .find(|events| pick(events))
+        .cloned()
+        .unwrap_or_else(|| panic!("no session has the events looked for: {all:#?}\n{}", gw.log()))
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["kind"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn the_mariadb_client_works_through_witness_and_every_statement_is_recorded() {
+    let mut s = setup("");
+
+    // Rows as the client prints them directly and through witness.
+    let sql = "select id, name, email from customers order by id; select count(*), max(id) from customers";
+    let direct = s.direct(sql);
+    let via = s.via(sql);
+    assert!(via.status.success(), "{}\n{}", stderr(&via), s.gw.log());
+    assert_eq!(stdout(&via), stdout(&direct));
+    assert!(stdout(&via).contains("grace@example.com"));
+
+    // The version the client sees is the target's.
+    let version = s.via("select version()");
+    assert_eq!(stdout(&version).trim(), s.db.version().trim_start_matches("5.5.5-"), "{}", stderr(&version));
+
+    // A deny rule: the client gets witness's error, and the table is still there.
+    let dropped = s.via("drop table customers");
+    assert!(!dropped.status.success());
+    assert!(stderr(&dropped).contains("ERROR 1227 (42000)"), "{}", stderr(&dropped));
+    assert!(stderr(&dropped).contains("denied by witness rule \"no-drop\": agents may not drop tables; ask a DBA"), "{}", stderr(&dropped));
+    assert_eq!(stdout(&s.direct("select count(*) from customers")).trim(), "3");
+
+    // A held DELETE waits, and runs once the DBA approves it.
+    let mut child: Child = mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local")
+        .args(["-e", "delete from customers where id = 3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = s.wait_for_approval();
+    assert_eq!(waiting["statement"], "delete from customers where id = 3", "{waiting}");
+    assert_eq!(stdout(&s.direct("select count(*) from customers")).trim(), "3", "not before it is approved");
+    let approved = s.approvals(&s.dba, &["approve", waiting["id"].as_str().unwrap()]);
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the approved DELETE did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{}", String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr));
+    assert_eq!(stdout(&s.direct("select group_concat(id order by id) from customers")).trim(), "1,2");
+
+    // Every statement, its rows and its outcome are in the recording.
+    let events = events_of(&s.gw, 4, |events| {
+        events.iter().any(|e| e["kind"] == "mysql.query" && e["payload_text"].as_str().is_some_and(|p| p.starts_with("select id, name")))
+    });
+    let kinds = kinds(&events);
+    assert_eq!(kinds.first(), Some(&"session.start"));
+    assert!(kinds.contains(&"mysql.login"), "{kinds:?}");
+    let results: Vec<&Value> = events.iter().filter(|e| e["kind"] == "mysql.result").collect();
+    let rows = results.iter().find(|e| e["summary"] == "3 rows").expect("the first result");
+    let payload: Value = serde_json::from_str(rows["payload_text"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["rows"][1], serde_json::json!(["2", "Grace Hopper", "grace@example.com"]), "{payload}");
+    assert_eq!(payload["columns"][2]["table"], "customers");
+    assert!(results.iter().any(|e| e["summary"] == "1 rows"), "the second statement's result");
+
+    let denied = events_of(&s.gw, 4, |events| events.iter().any(|e| e["attrs"]["decision"] == "deny"));
+    let drop = denied.iter().find(|e| e["kind"] == "mysql.query").unwrap();
+    assert_eq!((drop["attrs"]["rule"].as_str(), drop["payload_text"].as_str()), (Some("no-drop"), Some("drop table customers")));
+    assert!(!denied.iter().any(|e| e["kind"] == "mysql.result"), "a denied statement has no result from the target");
+
+    let held = events_of(&s.gw, 4, |events| events.iter().any(|e| e["attrs"]["decision"] == "hold"));
+    let held_kinds: Vec<&str> = held
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .filter(|k| k.starts_with("mysql.q") || k.starts_with("approval") || k.starts_with("mysql.r"))
+        .collect();
+    assert_eq!(held_kinds, ["mysql.query", "approval.decided", "mysql.result"]);
+    assert_eq!(held.iter().find(|e| e["kind"] == "mysql.result").unwrap()["attrs"]["affected_rows"], 1);
+
+    s.gw.stop_and_verify();
+}
+
+#[test]
+fn logins_are_checked_and_a_wrong_connection_is_named() {
+    let s = setup("");
+    let wrong = run(mariadb_via(&s.gw, "claude", "wit_not-a-token", "mariadb-local"), "select 1");
+    assert!(stderr(&wrong).contains("ERROR 1045 (28000)"), "{}", stderr(&wrong));
+    let other = run(mariadb_via(&s.gw, "alice", &s.agent, "mariadb-local"), "select 1");
+    assert!(stderr(&other).contains("ERROR 1045 (28000)"), "another identity's token: {}", stderr(&other));
+    let unknown = run(mariadb_via(&s.gw, "claude", &s.agent, "nope"), "select 1");
+    assert!(stderr(&unknown).contains("ERROR 1049 (42000)"), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("configured MySQL connections: down, mariadb-local"), "{}", stderr(&unknown));
+    let down = run(mariadb_via(&s.gw, "claude", &s.agent, "down"), "select 1");
+    assert!(stderr(&down).contains("witness cannot log in to the target of 'down'"), "{}", stderr(&down));
+    // The target's password is nowhere witness writes.
+    pg::assert_nowhere_in(&s.gw.data_dir(), NATIVE_PASSWORD);
+    assert!(!s.gw.log().contains(NATIVE_PASSWORD));
+}
