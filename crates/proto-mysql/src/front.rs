@@ -61,6 +61,9 @@ pub struct MysqlSettings {
     pub auth: MysqlAuth,
     /// Time a client has from connecting to being logged in.
     pub startup_timeout: Duration,
+    /// The connection of a client that names no database (tools such as mariadb-dump log in
+    /// without one and select it afterwards); None refuses such a client.
+    pub default_connection: Option<String>,
 }
 
 /// How clients present their token.
@@ -92,7 +95,12 @@ impl std::str::FromStr for MysqlAuth {
 
 impl Default for MysqlSettings {
     fn default() -> Self {
-        MysqlSettings { max_rows_per_statement: 100, auth: MysqlAuth::Native, startup_timeout: Duration::from_secs(60) }
+        MysqlSettings {
+            max_rows_per_statement: 100,
+            auth: MysqlAuth::Native,
+            startup_timeout: Duration::from_secs(60),
+            default_connection: None,
+        }
     }
 }
 
@@ -269,10 +277,11 @@ async fn startup<G: MysqlGate>(
     };
     pending.logged_in();
 
-    let Some(connection) = answer.database.clone().filter(|d| !d.is_empty()) else {
+    let named = answer.database.clone().filter(|d| !d.is_empty());
+    let Some(connection) = named.or_else(|| front.settings.default_connection.clone()) else {
         let known = front.gate.target::<MysqlTarget>("").err().map(|unknown| unknown.known.join(", ")).unwrap_or_default();
         let message = format!(
-            "name the witness connection as the database (e.g. `mariadb -u {user} -p CONNECTION`); configured MySQL connections: {known}"
+            "name the witness connection as the database (e.g. `mariadb -u {user} -p CONNECTION`), or set [mysql] default_connection; configured MySQL connections: {known}"
         );
         return login.refuse(code::BAD_DB, "42000", message).await;
     };

@@ -301,11 +301,13 @@ pub struct MysqlSection {
     /// Result rows recorded per statement (the total count is always recorded).
     #[serde(default = "default_max_rows")]
     pub max_rows_per_statement: usize,
+    /// The connection of a client that names no database (mariadb-dump logs in without one).
+    pub default_connection: Option<String>,
 }
 
 impl Default for MysqlSection {
     fn default() -> Self {
-        MysqlSection { auth: None, max_rows_per_statement: default_max_rows() }
+        MysqlSection { auth: None, max_rows_per_statement: default_max_rows(), default_connection: None }
     }
 }
 
@@ -504,6 +506,11 @@ impl Config {
         if self.ledger.checkpoint_interval < Duration::from_millis(10) {
             return invalid("[ledger] checkpoint_interval".into(), "is under 10ms; use e.g. \"1s\"".into());
         }
+        if self.mysql.auth == Some(MysqlAuth::Native) && !self.identity.oidc.is_empty() {
+            let problem =
+                "is \"native\", but a JWT has no verifier; use \"password\" (cleartext only over TLS or loopback) with [[identity.oidc]]";
+            return invalid("[mysql] auth".into(), problem.into());
+        }
         if self.postgres.auth == Some(FrontAuth::Scram) && !self.identity.oidc.is_empty() {
             let problem = "is \"scram\", but a JWT cannot go through SCRAM; use \"password\" (cleartext only over TLS or loopback) with [[identity.oidc]]";
             return invalid("[postgres] auth".into(), problem.into());
@@ -544,6 +551,11 @@ impl Config {
                 return invalid(key("address"), format!("{:?} has no port; write host:port, e.g. 127.0.0.1:5432", c.address()));
             }
             c.check(&key).map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
+        }
+        if let Some(name) = &self.mysql.default_connection {
+            if !self.connections.iter().any(|c| matches!(c, ConnectionConfig::Mysql(_)) && c.name() == name) {
+                return invalid("[mysql] default_connection".into(), format!("{name:?} is not the name of a mysql connection"));
+            }
         }
         self.limits.check().map_err(|(key, problem)| ConfigError::Invalid { path: path.to_path_buf(), key, problem })?;
         self.policy(path)?;

@@ -207,6 +207,7 @@ pub async fn serve<F: Future<Output = ()>>(
         let settings = MysqlSettings {
             max_rows_per_statement: config.mysql.max_rows_per_statement,
             auth: config.mysql_auth(),
+            default_connection: config.mysql.default_connection.clone(),
             ..MysqlSettings::default()
         };
         let probe = config

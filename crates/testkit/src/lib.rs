@@ -15,6 +15,7 @@
 //!   optionally TLS.
 //! * [`Python`] — a cached virtualenv for tests that drive real client
 //!   libraries (e.g. psycopg).
+//! * [`NodePackages`] — cached npm packages for tests that run Node.js programs (MySQL drivers).
 //! * [`OidcProvider`] — a real OpenID provider (the certified `oidc-provider`
 //!   npm package under Node.js) that mints JWT access tokens by the
 //!   client-credentials grant.
@@ -37,6 +38,7 @@
 mod kube;
 mod mariadb;
 mod nginx;
+mod node;
 mod oidc;
 mod postgres;
 mod python;
@@ -47,6 +49,7 @@ mod webhooks;
 pub use kube::{KubeApiServer, KUBE_SECRET_MARKER};
 pub use mariadb::{MariaDb, ADMIN_PASSWORD, ADMIN_USER, APP_DATABASE, ED25519_PASSWORD, ED25519_USER, NATIVE_PASSWORD, NATIVE_USER};
 pub use nginx::Nginx;
+pub use node::NodePackages;
 pub use oidc::{OidcProvider, AGENT_CLIENT, CONSOLE_CLIENT, CONSOLE_PEOPLE, ED_CLIENT, OIDC_PROVIDER_VERSION, OPS_CLIENT, PSS_CLIENT};
 pub use postgres::{pg_bin, Postgres, PostgresOptions, CLEARTEXT_PASSWORD, MD5_PASSWORD, SCRAM_PASSWORD, SUPERUSER_PASSWORD};
 pub use python::Python;

@@ -22,7 +22,7 @@
 //! concurrent test processes never run npm at once. Node.js (18 or newer) and npm must be
 //! installed; when npm is missing and we are root, `apt-get install -y nodejs npm` is run.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::util::{file_tail, is_root, run, try_run};
+use crate::node::NodePackages;
+use crate::util::file_tail;
 
 /// The `oidc-provider` release the harness installs. The 8.x line runs on Node.js 18 (Debian
 /// 12's own) as well as on newer ones; 9.x needs Node.js 20.12 or newer.
@@ -233,46 +234,7 @@ impl Drop for OidcProvider {
 
 /// Makes sure the pinned `oidc-provider` and the script are in the cache directory; returns it.
 fn ensure_installed() -> PathBuf {
-    let cache = cache_dir();
-    let base = cache.join("witness-oidc-provider");
-    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("OidcProvider: cannot create {}: {e}", base.display()));
-    let lock_path = cache.join("witness-oidc-provider.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("OidcProvider: cannot open {}: {e}", lock_path.display()));
-    // Released when `lock` is dropped, also on panic or if the process dies.
-    lock.lock().unwrap_or_else(|e| panic!("OidcProvider: cannot lock {}: {e}", lock_path.display()));
-
-    let dir = base.join(OIDC_PROVIDER_VERSION);
-    let stamp = dir.join("witness-installed.txt");
-    if fs::read_to_string(&stamp).map(|s| s.trim() == OIDC_PROVIDER_VERSION).unwrap_or(false)
-        && dir.join("node_modules/oidc-provider/package.json").is_file()
-    {
-        write_script(&dir);
-        return dir;
-    }
-
-    ensure_npm();
-    // A half-finished earlier install is not worth repairing.
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("OidcProvider: cannot create {}: {e}", dir.display()));
-    // A package.json of our own keeps npm from looking for one in parent directories.
-    fs::write(dir.join("package.json"), "{\"name\": \"witness-oidc-provider\", \"private\": true}\n")
-        .unwrap_or_else(|e| panic!("OidcProvider: cannot write package.json in {}: {e}", dir.display()));
-    eprintln!("witness-testkit: npm-installing oidc-provider@{OIDC_PROVIDER_VERSION} into {}", dir.display());
-    run(
-        Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .arg(format!("oidc-provider@{OIDC_PROVIDER_VERSION}"))
-            .current_dir(&dir),
-        "OidcProvider: npm install",
-        None,
-    );
-    fs::write(&stamp, format!("{OIDC_PROVIDER_VERSION}\n"))
-        .unwrap_or_else(|e| panic!("OidcProvider: cannot write {}: {e}", stamp.display()));
+    let dir = NodePackages::ensure("witness-oidc-provider", &[&format!("oidc-provider@{OIDC_PROVIDER_VERSION}")]);
     write_script(&dir);
     dir
 }
@@ -284,31 +246,6 @@ fn write_script(dir: &Path) {
         return;
     }
     fs::write(&path, SCRIPT).unwrap_or_else(|e| panic!("OidcProvider: cannot write {}: {e}", path.display()));
-}
-
-/// Installs Debian's nodejs and npm when npm is missing and we are root.
-fn ensure_npm() {
-    if try_run(Command::new("npm").arg("--version")).is_ok() {
-        return;
-    }
-    if !is_root() {
-        panic!("OidcProvider: npm is missing; install Node.js (18 or newer) and npm, e.g. `apt-get install -y nodejs npm`");
-    }
-    eprintln!("witness-testkit: npm is missing; running `apt-get install -y nodejs npm`");
-    let apt_get = || {
-        let mut cmd = Command::new("apt-get");
-        cmd.env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
-    };
-    if try_run(apt_get().args(["install", "-y", "nodejs", "npm"])).is_err() {
-        // Fresh containers often have empty package lists.
-        run(apt_get().arg("update"), "OidcProvider: apt-get update", None);
-        run(apt_get().args(["install", "-y", "nodejs", "npm"]), "OidcProvider: apt-get install -y nodejs npm", None);
-    }
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache")).unwrap_or_else(std::env::temp_dir)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

@@ -41,6 +41,7 @@ struct Setup {
 /// nothing listens), the rules above and `extra` config.
 fn setup(extra: &str) -> Setup {
     let db = MariaDb::start();
+    let extra = extra.replace("DB_PORT", &db.port().to_string());
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = format!(
@@ -242,4 +243,131 @@ fn logins_are_checked_and_a_wrong_connection_is_named() {
     // The target's password is nowhere witness writes.
     pg::assert_nowhere_in(&s.gw.data_dir(), NATIVE_PASSWORD);
     assert!(!s.gw.log().contains(NATIVE_PASSWORD));
+}
+
+/// The client programs' directory (Python, Node.js and Java workloads).
+fn clients_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mysql_clients")
+}
+
+/// A client program's JSON (or text) output, directly from MariaDB and through witness, for one
+/// workload: `program` gets HOST PORT USER PASSWORD DATABASE appended.
+fn both_ways(s: &Setup, developer: &str, program: impl Fn() -> Command) -> (String, String) {
+    let run = |port: u16, user: &str, password: &str, database: &str| {
+        let out = program().args(["127.0.0.1", &port.to_string(), user, password, database]).output().expect("the client runs");
+        assert!(out.status.success(), "{:?} failed:\n{}\n{}\n{}", program(), stdout(&out), stderr(&out), s.gw.log());
+        stdout(&out)
+    };
+    let direct = run(s.db.port(), NATIVE_USER, NATIVE_PASSWORD, APP_DATABASE);
+    let via = run(s.gw.port, "dev", developer, "mariadb-local");
+    (direct, via)
+}
+
+#[test]
+fn python_drivers_get_through_witness_what_they_get_directly() {
+    let s = setup("");
+    let developer = s.gw.token("dev", &["--groups", "developers"]);
+    let python = witness_testkit::Python::ensure_venv(&["PyMySQL", "mysqlclient", "mysql-connector-python"]);
+    for driver in ["pymysql", "mysqlclient", "connector"] {
+        let (direct, via) = both_ways(&s, &developer, || {
+            let mut command = Command::new(&python);
+            command.arg(clients_dir().join("clients.py")).arg(driver);
+            command
+        });
+        assert_eq!(via, direct, "{driver}");
+        assert!(via.contains("grace@example.com") && via.contains("\\u2713"), "{driver}: {via}");
+    }
+    // The connector's prepared statements ran as such: prepared, then executed with typed values.
+    let events = events_of(&s.gw, 6, |events| events.iter().any(|e| e["kind"] == "mysql.prepare"));
+    let execute = events
+        .iter()
+        .find(|e| e["kind"] == "mysql.execute" && e["attrs"]["params"] == serde_json::json!([2]))
+        .expect("an execution with its parameter");
+    assert_eq!(execute["payload_text"], "select id, name, email from customers where id >= ? order by id");
+}
+
+#[test]
+fn node_drivers_get_through_witness_what_they_get_directly() {
+    let s = setup("");
+    let developer = s.gw.token("dev", &["--groups", "developers"]);
+    let modules = witness_testkit::NodePackages::ensure("witness-mysql-drivers", &["mysql2@3", "mariadb@3"]);
+    for driver in ["mysql2", "mariadb"] {
+        let (direct, via) = both_ways(&s, &developer, || {
+            let mut command = Command::new("node");
+            command.arg(clients_dir().join("clients.js")).arg(driver).env("NODE_PATH", modules.join("node_modules"));
+            command
+        });
+        assert_eq!(via, direct, "{driver}");
+        assert!(via.contains("grace@example.com"), "{driver}: {via}");
+    }
+}
+
+#[test]
+fn the_mariadb_jdbc_driver_gets_through_witness_what_it_gets_directly() {
+    let jar = std::path::Path::new("/usr/share/java/mariadb-java-client.jar");
+    assert!(jar.is_file(), "Debian's libmariadb-java is not installed (scripts/test installs it)");
+    let s = setup("");
+    let developer = s.gw.token("dev", &["--groups", "developers"]);
+    let (direct, via) = both_ways(&s, &developer, || {
+        let mut command = Command::new("java");
+        command.arg("-cp").arg(jar).arg(clients_dir().join("Clients.java"));
+        command
+    });
+    assert_eq!(via, direct);
+    assert!(via.contains("prepared 3 [[\"3\",\"Alan Turing\",\"alan@example.com\"]]"), "{via}");
+    assert!(via.contains("batch 3") && via.contains("duplicate 1062"), "{via}");
+    // Server-side prepares: the statement was prepared once and executed with each parameter.
+    let events = events_of(&s.gw, 1, |events| events.iter().any(|e| e["kind"] == "mysql.prepare"));
+    let executions: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "mysql.execute" && e["payload_text"] == "select id, name, email from customers where id >= ? order by id")
+        .collect();
+    assert_eq!(
+        executions.iter().map(|e| e["attrs"]["params"].clone()).collect::<Vec<_>>(),
+        [serde_json::json!([1]), serde_json::json!([2]), serde_json::json!([3])]
+    );
+}
+
+#[test]
+fn a_dump_through_witness_restores_through_witness() {
+    // Tools that select their database by name want the connection named as the database.
+    let connection = |name: &str| {
+        format!(
+            "[[connections]]\nname = \"{name}\"\nprotocol = \"mysql\"\naddress = \"127.0.0.1:DB_PORT\"\ndatabase = \"{name}\"\nuser = \"{NATIVE_USER}\"\npassword_env = \"WITNESS_TEST_MYSQL_PASSWORD\"\ntls = \"disable\"\n"
+        )
+    };
+    // mariadb-dump logs in without a database, then selects it.
+    let s = setup(&format!("[mysql]\ndefault_connection = \"app\"\n{}{}", connection("app"), connection("restored")));
+    s.db.sql(&format!("create database restored; grant all privileges on restored.* to '{NATIVE_USER}'@'127.0.0.1'"));
+    let ops = s.gw.token("ops", &["--groups", "operators"]);
+    let dump = |port: u16, user: &str, password: &str| {
+        let out = Command::new("mariadb-dump")
+            .args([
+                "--no-defaults",
+                "--skip-dump-date",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "-u",
+                user,
+                &format!("-p{password}"),
+                "app",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mariadb-dump: {}\n{}", stderr(&out), s.gw.log());
+        stdout(&out)
+    };
+    let direct = dump(s.db.port(), NATIVE_USER, NATIVE_PASSWORD);
+    let via = dump(s.gw.port, "ops", &ops);
+    assert_eq!(via, direct);
+    assert!(via.contains("INSERT INTO `customers` VALUES"), "{via}");
+    let mut restore = mariadb_via(&s.gw, "ops", &ops, "restored").stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    restore.stdin.take().unwrap().write_all(via.as_bytes()).unwrap();
+    let restored = restore.wait_with_output().unwrap();
+    assert!(restored.status.success(), "restore: {}", stderr(&restored));
+    let table = |db: &str| stdout(&s.direct(&format!("select * from {db}.customers order by id")));
+    assert_eq!(table("restored"), table("app"));
 }
