@@ -87,6 +87,11 @@ pub struct Statement {
     pub copies: Copies,
     /// Why an `unparsed` statement could not be classified, for the message that refuses it.
     pub unparsed_because: Option<String>,
+    /// Its result's columns may come through a derived table, a common table expression, a set
+    /// operation (UNION, …) or a subquery in the select list: MySQL then names an alias, or no
+    /// table at all, as a column's table, so column masking cannot tell where it comes from. Read
+    /// for MySQL text only.
+    pub hides_origins: bool,
 }
 
 impl Statement {
@@ -97,6 +102,7 @@ impl Statement {
             tables: Vec::new(),
             copies: Copies::Nothing,
             unparsed_because: Some(because.into()),
+            hides_origins: true,
         }
     }
 }
@@ -138,7 +144,7 @@ fn classify_statement(statement: &Ast) -> Statement {
         }
         ControlFlow::<()>::Continue(())
     });
-    Statement { classes, tables, copies: copies::copies(statement), unparsed_because: None }
+    Statement { classes, tables, copies: copies::copies(statement), unparsed_because: None, hides_origins: false }
 }
 
 fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {

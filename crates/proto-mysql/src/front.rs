@@ -25,6 +25,7 @@ use witness_gate::{Credential, Stream};
 use crate::answer::ErrPacket;
 use crate::auth;
 use crate::back::{TargetConnection, RELAYED};
+use crate::catalog::Catalogs;
 use crate::gate::MysqlGate;
 use crate::handshake::{capability, Greeting, HandshakeResponse};
 use crate::kill::{Behind, Kills};
@@ -51,6 +52,8 @@ pub struct MysqlFront<G: MysqlGate> {
     seen: Mutex<Option<(String, u32)>>,
     next_id: AtomicU32,
     kills: Kills,
+    /// Which tables each connection's target has, for column masking.
+    catalogs: Catalogs,
 }
 
 /// How the front behaves.
@@ -131,7 +134,16 @@ pub(crate) mod code {
 impl<G: MysqlGate> MysqlFront<G> {
     /// `probe`: the addresses of the listener's targets, in config order.
     pub fn new(gate: Arc<G>, tls: Option<Arc<ServerConfig>>, settings: MysqlSettings, probe: Vec<String>) -> MysqlFront<G> {
-        MysqlFront { gate, tls, settings, probe, seen: Mutex::new(None), next_id: AtomicU32::new(1), kills: Kills::default() }
+        MysqlFront {
+            gate,
+            tls,
+            settings,
+            probe,
+            seen: Mutex::new(None),
+            next_id: AtomicU32::new(1),
+            kills: Kills::default(),
+            catalogs: Catalogs::default(),
+        }
     }
 
     /// The version and capabilities to greet with: as a target last said, or asked now.
@@ -361,6 +373,7 @@ async fn startup<G: MysqlGate>(
     login.send(&[0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]).await?;
     tracing::info!(identity = %principal.identity, connection, %peer, session = %session.id(), "MySQL session started");
     let masks = front.gate.masks(&subject);
+    let catalog = masks.as_ref().filter(|m| m.has_column_rules()).map(|_| (front.catalogs.of(&connection), target.clone()));
     let Login { stream, reader, .. } = login;
     Ok(ReadySession {
         client: stream,
@@ -374,6 +387,7 @@ async fn startup<G: MysqlGate>(
         masks,
         kills: front.kills.clone(),
         target_address: target.address.clone(),
+        catalog,
     })
 }
 

@@ -19,6 +19,7 @@
 pub mod answer;
 pub mod auth;
 pub mod back;
+mod catalog;
 mod front;
 mod gate;
 pub mod handshake;

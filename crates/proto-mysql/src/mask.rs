@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use witness_mask::{ColumnInfo, ColumnMask, ColumnSource, MaskCounts, Masked, SessionMasks, Stage, ValueKind};
 
 use crate::answer::Column;
+use crate::catalog::BaseTables;
 use crate::values::{binary_row, binary_value, column_type, text_or_hex, text_row, BINARY_CHARSET, UNSIGNED_FLAG};
 use crate::wire::{put_lenenc_bytes, Fields, Truncated};
 
@@ -45,19 +46,21 @@ fn value_kind(column: &Column) -> ValueKind {
 
 impl<'a> RowMasks<'a> {
     /// The masks of a result with these columns; None when no rule or detector can change a value.
-    pub fn new(masks: &'a SessionMasks, columns: &[Column]) -> Option<RowMasks<'a>> {
+    /// A column whose table is not one of `base` (a view's, a temporary table's) may carry any
+    /// table's values: it is masked as any column; one of no table (an expression) by its name.
+    pub fn new(masks: &'a SessionMasks, columns: &[Column], base: &BaseTables) -> Option<RowMasks<'a>> {
         let plan: Vec<ColumnMask> = columns
             .iter()
             .map(|c| {
-                let source = (!c.original_table.is_empty() && !c.original_name.is_empty()).then_some(ColumnSource {
-                    schema: &c.schema,
-                    table: &c.original_table,
-                    column: &c.original_name,
-                });
-                // A column of a table whose own name the target did not say (a derived table's)
-                // could be any table's: every table pattern matches it.
-                let source_unknown = source.is_none() && !c.table.is_empty();
-                masks.column(&ColumnInfo { output_name: &c.name, source, source_unknown, kind: value_kind(c) })
+                let kind = value_kind(c);
+                if c.original_table.is_empty() {
+                    return masks.column(&ColumnInfo { output_name: &c.name, source: None, source_unknown: false, kind });
+                }
+                if !base.is_base(&c.schema, &c.original_table) {
+                    return masks.any_column(kind);
+                }
+                let source = ColumnSource { schema: &c.schema, table: &c.original_table, column: &c.original_name };
+                masks.column(&ColumnInfo { output_name: &c.name, source: Some(source), source_unknown: false, kind })
             })
             .collect();
         let detects = masks.detects(Stage::Client) || masks.detects(Stage::RecordingOnly);
@@ -189,18 +192,7 @@ impl<'a> RowMasks<'a> {
 
     /// The counts as an event attribute (`{"rule": {"email": 2}}`), and resets them.
     pub fn take_counts(&mut self) -> Option<Value> {
-        if self.counts.is_empty() {
-            return None;
-        }
-        let mut by_rule = Map::new();
-        for (rule, what, n) in self.counts.entries(self.masks) {
-            let entry = by_rule.entry(rule.to_string()).or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(counts) = entry {
-                counts.insert(what.to_string(), Value::from(n));
-            }
-        }
-        self.counts.clear();
-        Some(Value::Object(by_rule))
+        counts_json(self.masks, &mut self.counts)
     }
 }
 
@@ -212,4 +204,53 @@ fn shown(sent: Option<&[u8]>, again: Option<Masked>, text: impl Fn(&[u8]) -> Val
         (Some(_), Some(Masked::Value(masked))) => text(&masked),
         (Some(sent), _) => text(sent),
     }
+}
+
+/// A text as the recording keeps it (a statement, a parameter, an error message): masked by the
+/// detectors of both stages. None when nothing was found.
+pub(crate) fn text_for_recording(masks: &SessionMasks, text: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
+    let client = masks.text(Stage::Client, text, counts);
+    let source = client.as_deref().unwrap_or(text);
+    masks.text(Stage::RecordingOnly, source, counts).or(client)
+}
+
+/// A request's event as the recording keeps it where masking rules apply: its text payload,
+/// summary and string parameters masked by the detectors, with what was masked counted.
+pub(crate) fn request_event(masks: &SessionMasks, mut event: witness_core::Event) -> witness_core::Event {
+    let mut counts = MaskCounts::default();
+    if event.payload_type == witness_core::PayloadType::Text {
+        if let Some(masked) = text_for_recording(masks, &event.payload, &mut counts) {
+            event.payload = masked;
+            event.summary = crate::results::clip(&String::from_utf8_lossy(&event.payload));
+        }
+    }
+    if let Some(Value::Array(params)) = event.attrs.get_mut("params") {
+        for param in params.iter_mut() {
+            if let Value::String(text) = param {
+                if let Some(masked) = text_for_recording(masks, text.as_bytes(), &mut counts) {
+                    *text = String::from_utf8_lossy(&masked).into_owned();
+                }
+            }
+        }
+    }
+    if let Some(counts) = counts_json(masks, &mut counts) {
+        event = event.with_attr("masked", counts);
+    }
+    event
+}
+
+/// Counts as an event attribute (`{"rule": {"email": 2}}`), and resets them; None for none.
+pub(crate) fn counts_json(masks: &SessionMasks, counts: &mut MaskCounts) -> Option<Value> {
+    if counts.is_empty() {
+        return None;
+    }
+    let mut by_rule = Map::new();
+    for (rule, what, n) in counts.entries(masks) {
+        let entry = by_rule.entry(rule.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(counts) = entry {
+            counts.insert(what.to_string(), Value::from(n));
+        }
+    }
+    counts.clear();
+    Some(Value::Object(by_rule))
 }

@@ -22,11 +22,14 @@ use witness_mask::SessionMasks;
 
 use crate::answer::ErrPacket;
 use crate::back::{TargetConnection, MAX_TARGET_PAYLOAD};
+use crate::catalog::Catalog;
 use crate::front::code;
 use crate::kill::{self, KillGuard, Kills};
+use crate::mask;
 use crate::packet::{peek_frame, write_packets, Packet, PacketError, PacketReader, MAX_PACKET_PAYLOAD};
 use crate::results::{clip, Answer, Expect, Step};
 use crate::statements::Statements;
+use crate::target::MysqlTarget;
 
 /// The most one command from a client may hold, joined: MariaDB's default `max_allowed_packet`
 /// (16 MiB) four times over, for large inserts and long data.
@@ -74,6 +77,9 @@ pub(crate) struct ReadySession {
     pub masks: Option<Arc<SessionMasks>>,
     pub kills: Kills,
     pub target_address: String,
+    /// Where column masking learns which tables are base tables: the connection's catalog and
+    /// its target (None when no column rule applies).
+    pub catalog: Option<(Arc<Catalog>, Arc<MysqlTarget>)>,
 }
 
 /// How a session ended.
@@ -138,13 +144,26 @@ struct Relay<'g, G> {
     masks: Option<Arc<SessionMasks>>,
     kills: Kills,
     target_address: String,
+    catalog: Option<(Arc<Catalog>, Arc<MysqlTarget>)>,
     statements: Statements,
 }
 
 /// Runs the session to its end, and records the end.
 pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
-    let ReadySession { client, client_leftover, target, session, interrupt, subject, guards, max_rows, masks, kills, target_address } =
-        ready;
+    let ReadySession {
+        client,
+        client_leftover,
+        target,
+        session,
+        interrupt,
+        subject,
+        guards,
+        max_rows,
+        masks,
+        kills,
+        target_address,
+        catalog,
+    } = ready;
     let capabilities = target.capabilities;
     let (target, leftover) = target.into_parts();
     let mut commands = PacketReader::new(MAX_CLIENT_PAYLOAD);
@@ -163,6 +182,7 @@ pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
         masks,
         kills,
         target_address,
+        catalog,
         statements: Statements::default(),
     };
     let end = relay.serve().await;
@@ -415,8 +435,18 @@ impl<G: Gate> Relay<'_, G> {
             .with_attr("statement", id)
             .with_attr("param", param)
             .with_attr("bytes", data.len());
-        event.payload_type = PayloadType::Binary;
-        event.payload = data[..data.len().min(MAX_TEXT_BYTES)].to_vec();
+        let kept = &data[..data.len().min(MAX_TEXT_BYTES)];
+        if std::str::from_utf8(kept).is_ok() {
+            // Text: masking's detectors read it before it is recorded.
+            event.payload_type = PayloadType::Text;
+            event.payload = kept.to_vec();
+        } else if self.masks.is_some() {
+            // Bytes the detectors cannot read are not kept where masking applies.
+            event = event.with_attr("payload_withheld", true);
+        } else {
+            event.payload_type = PayloadType::Binary;
+            event.payload = kept.to_vec();
+        }
         self.append(&event).await?;
         if let Some(statement) = self.statements.get_mut(id) {
             statement.long_data.insert(param);
@@ -459,6 +489,12 @@ impl<G: Gate> Relay<'_, G> {
 
     /// Puts a request through admission: true when it may go on, else the client has been told.
     async fn admitted(&mut self, payload: &[u8], event: Event, verdict: Verdict, what: &str) -> Result<bool, End> {
+        // The recording gets the statement's text as masking leaves it; the decision was made on
+        // the text itself.
+        let event = match self.masks.as_deref() {
+            Some(masks) => mask::request_event(masks, event),
+            None => event,
+        };
         let mut wire =
             MysqlWire { session: &self.session, client: &mut self.client, commands: &mut self.commands, interrupt: &mut self.interrupt };
         match admit(&mut wire, Some(event), verdict).await? {
@@ -482,7 +518,8 @@ impl<G: Gate> Relay<'_, G> {
     }
 
     async fn append(&self, event: &Event) -> Result<(), End> {
-        self.session.append(event).await.map(drop).map_err(End::NotRecorded)
+        let masked = self.masks.as_deref().map(|masks| mask::request_event(masks, event.clone()));
+        self.session.append(masked.as_ref().unwrap_or(event)).await.map(drop).map_err(End::NotRecorded)
     }
 
     /// Sends a command to the target as the client numbered it.
@@ -508,6 +545,15 @@ impl<G: Gate> Relay<'_, G> {
                     Ok(None) => break,
                     Err(e) => return Err(End::TargetMalformed(e.to_string())),
                 };
+                let tables = answer.tables_to_look_up();
+                if !tables.is_empty() {
+                    if let Some((catalog, target)) = &self.catalog {
+                        let base = catalog.base_tables(target, &tables).await;
+                        answer.looked_up(base);
+                    } else {
+                        answer.looked_up(Default::default());
+                    }
+                }
                 match answer.on_payload(&frame.payload, &mut events) {
                     Ok(Step::Forward) => out.extend_from_slice(&self.answers[consumed..consumed + frame.raw_len]),
                     Ok(Step::Rewrite(rewritten)) => {

@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use witness_core::{kind, Direction, Event, PayloadType};
-use witness_mask::SessionMasks;
+use witness_mask::{MaskCounts, SessionMasks, Stage};
 
 use crate::answer::{self, Column, ErrPacket, OkPacket, MORE_RESULTS_EXIST};
-use crate::mask::RowMasks;
+use crate::catalog::BaseTables;
+use crate::mask::{counts_json, RowMasks};
 use crate::values::{binary_row_json, text_or_hex, text_row, UNSIGNED_FLAG};
 use crate::wire::{Fields, Truncated};
 
@@ -99,6 +100,11 @@ pub(crate) struct Answer<'m> {
     pub prepared: Option<PrepareOk>,
     /// The columns of a cursor the execution opened (its rows come by fetches).
     pub cursor: Option<Vec<Column>>,
+    /// Which of the result's tables are base tables, for column masking.
+    base: BaseTables,
+    /// Whether the tables of the result's columns were asked for, and the row masks made.
+    looked_up: bool,
+    row_masks_made: bool,
 }
 
 impl<'m> Answer<'m> {
@@ -126,11 +132,45 @@ impl<'m> Answer<'m> {
             statement: None,
             prepared: None,
             cursor: None,
+            base: BaseTables::default(),
+            looked_up: false,
+            row_masks_made: false,
         };
-        if expect == Expect::Rows {
-            answer.row_masks = masks.and_then(|m| RowMasks::new(m, &answer.columns));
-        }
+        answer.row_masks_made = answer.masks.is_none();
         answer
+    }
+
+    /// The (schema, table) pairs the result's columns name that column masking must know to be
+    /// base tables or not, before the rows come; empty when there is nothing to ask.
+    pub fn tables_to_look_up(&self) -> Vec<(String, String)> {
+        let before_rows = self.phase == Phase::ColumnsEof || (self.expect == Expect::Rows && !self.row_masks_made);
+        if !self.masks.is_some_and(SessionMasks::has_column_rules) {
+            return Vec::new();
+        }
+        if !before_rows || self.looked_up {
+            return Vec::new();
+        }
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for column in &self.columns {
+            let pair = (column.schema.clone(), column.original_table.clone());
+            if !column.original_table.is_empty() && !self.base.is_base(&pair.0, &pair.1) && !wanted.contains(&pair) {
+                wanted.push(pair);
+            }
+        }
+        wanted
+    }
+
+    /// What the catalog said of the tables [`Answer::tables_to_look_up`] named.
+    pub fn looked_up(&mut self, base: BaseTables) {
+        self.base = base;
+        self.looked_up = true;
+    }
+
+    fn make_row_masks(&mut self) {
+        if !self.row_masks_made {
+            self.row_masks = self.masks.and_then(|m| RowMasks::new(m, &self.columns, &self.base));
+            self.row_masks_made = true;
+        }
     }
 
     /// Names the prepared statement an execution or fetch runs, for the result's record.
@@ -161,7 +201,7 @@ impl<'m> Answer<'m> {
                     self.cursor = Some(std::mem::take(&mut self.columns));
                     self.phase = Phase::Done;
                 } else {
-                    self.row_masks = self.masks.and_then(|m| RowMasks::new(m, &self.columns));
+                    self.make_row_masks();
                     self.phase = Phase::Rows;
                 }
                 Ok(Step::Forward)
@@ -199,10 +239,7 @@ impl<'m> Answer<'m> {
                         events.push(event);
                         self.phase = Phase::Done;
                     }
-                    answer::Kind::Err => {
-                        events.push(self.error_event(payload)?);
-                        self.phase = Phase::Done;
-                    }
+                    answer::Kind::Err => return Ok(self.error(payload, events)?),
                     _ => self.columns.push(Column::parse(payload)?),
                 }
                 Ok(Step::Forward)
@@ -241,10 +278,7 @@ impl<'m> Answer<'m> {
                 events.push(self.ok_event(&ok));
                 self.phase = if ok.status & MORE_RESULTS_EXIST != 0 { Phase::First } else { Phase::Done };
             }
-            answer::Kind::Err => {
-                events.push(self.error_event(payload)?);
-                self.phase = Phase::Done;
-            }
+            answer::Kind::Err => return Ok(self.error(payload, events)?),
             answer::Kind::Eof if self.expect == Expect::Single => {
                 events.push(self.event("EOF".into()));
                 self.phase = Phase::Done;
@@ -256,6 +290,10 @@ impl<'m> Answer<'m> {
             _ => {
                 let count = Fields::new(payload).lenenc("column count")?.unwrap_or(0);
                 self.columns.clear();
+                // A new result set: its own columns, tables and masks.
+                self.looked_up = false;
+                self.row_masks = None;
+                self.row_masks_made = self.masks.is_none();
                 self.phase = if count == 0 { Phase::ColumnsEof } else { Phase::Columns { left: count } };
             }
         }
@@ -287,14 +325,11 @@ impl<'m> Answer<'m> {
                 self.phase = if self.expect != Expect::Rows && status & MORE_RESULTS_EXIST != 0 { Phase::First } else { Phase::Done };
                 return Ok(Step::Forward);
             }
-            answer::Kind::Err => {
-                events.push(self.error_event(payload)?.with_attr("rows", self.n_rows));
-                self.phase = Phase::Done;
-                return Ok(Step::Forward);
-            }
+            answer::Kind::Err => return Ok(self.error(payload, events)?),
             _ => {}
         }
         self.n_rows += 1;
+        self.make_row_masks();
         let record = self.rows.len() < self.max_rows && self.rows_bytes < MAX_ROWS_BYTES;
         if let Some(masks) = &mut self.row_masks {
             let masked = if self.binary { masks.binary_row(payload, &self.columns, record)? } else { masks.text_row(payload, record)? };
@@ -358,10 +393,35 @@ impl<'m> Answer<'m> {
         event
     }
 
-    fn error_event(&mut self, payload: &[u8]) -> Result<Event, Truncated> {
-        let err = ErrPacket::parse(payload)?;
+    /// An ERR: its event, and the payload the client gets instead when masking changed its
+    /// message (a duplicate key's value, quoted).
+    fn error(&mut self, payload: &[u8], events: &mut Vec<Event>) -> Result<Step, Truncated> {
+        let mut err = ErrPacket::parse(payload)?;
+        let mut step = Step::Forward;
+        let mut counts = None;
+        if let Some(masks) = self.masks {
+            let mut found = MaskCounts::default();
+            if let Some(masked) = masks.text(Stage::Client, err.message.as_bytes(), &mut found) {
+                err.message = String::from_utf8_lossy(&masked).into_owned();
+                step = Step::Rewrite(err.to_payload());
+            }
+            if let Some(masked) = masks.text(Stage::RecordingOnly, err.message.as_bytes(), &mut found) {
+                err.message = String::from_utf8_lossy(&masked).into_owned();
+            }
+            counts = counts_json(masks, &mut found);
+        }
         let summary = format!("ERROR {} ({}): {}", err.code, err.sql_state, err.message);
-        Ok(self.event(summary).with_attr("error", json!({ "code": err.code, "sql_state": err.sql_state, "message": err.message })))
+        let mut event =
+            self.event(summary).with_attr("error", json!({ "code": err.code, "sql_state": err.sql_state, "message": err.message }));
+        if let Some(counts) = counts {
+            event = event.with_attr("masked", counts);
+        }
+        if self.n_rows > 0 {
+            event = event.with_attr("rows", self.n_rows);
+        }
+        events.push(event);
+        self.phase = Phase::Done;
+        Ok(step)
     }
 }
 

@@ -40,4 +40,14 @@ impl MysqlTarget {
             attributes,
         }
     }
+
+    /// How witness logs in for its own queries (the catalog masking reads).
+    pub(crate) fn witness_login(&self) -> TargetLogin<'_> {
+        TargetLogin {
+            client_capabilities: None,
+            charset: 45, // utf8mb4_general_ci
+            attributes: vec![("program_name".into(), "witness".into())],
+            ..self.login(0, 45, Vec::new())
+        }
+    }
 }

@@ -343,6 +343,20 @@ impl Gateway {
                 };
             }
         }
+        if let (Some(masks), Dialect::Mysql) = (&column_masks, dialect) {
+            // MySQL names an alias, or no table, as the table of a column that comes through a
+            // derived table, a CTE, a UNION or a selected subquery: masking could not tell it
+            // is a column a rule names.
+            if let Some(statement) = statements.iter().find(|s| s.hides_origins) {
+                let mut classes: Vec<String> = statement.classes.iter().map(|c| c.as_str().to_string()).collect();
+                classes.dedup();
+                return Verdict::Deny {
+                    rule: masks.client_column_rule_name().to_string(),
+                    message: "column masking applies to you, and this statement's columns may come through a derived table, a WITH, a UNION or a subquery, whose columns MySQL does not say the table of; select from the tables themselves".into(),
+                    classes,
+                };
+            }
+        }
         let decision = witness_policy::decide_statements(&policy, &caller, sql.unwrap_or(""), &statements);
         let classes = || {
             let mut names: Vec<String> = statements.iter().flat_map(|s| s.classes.iter().map(|c| c.as_str().to_string())).collect();

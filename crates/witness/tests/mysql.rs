@@ -371,3 +371,52 @@ fn a_dump_through_witness_restores_through_witness() {
     let table = |db: &str| stdout(&s.direct(&format!("select * from {db}.customers order by id")));
     assert_eq!(table("restored"), table("app"));
 }
+
+#[test]
+fn masked_values_do_not_leave_by_text_rows_binary_rows_errors_or_the_recording() {
+    let s = setup("[[masking]]\nname = \"pii\"\ncolumns = [\"customers.email\"]\ndetectors = [\"credit-card\"]\n");
+    s.db.sql(&format!(
+        "alter table customers add unique (card); create view customer_contacts as select id, email as contact from customers; grant select on app.customer_contacts to '{NATIVE_USER}'@'127.0.0.1'"
+    ));
+    // Text rows: the column by its rule, the cards by the detector.
+    let rows = s.via("select id, email, card from customers order by id");
+    assert!(rows.status.success(), "{}", stderr(&rows));
+    assert_eq!(stdout(&rows), "1\t[redacted]\t[credit-card]\n2\t[redacted]\t[credit-card]\n3\t[redacted]\t[credit-card]\n");
+    let aliased = s.via("select c.email as x from customers c where c.id = 2");
+    assert_eq!(stdout(&aliased), "[redacted]\n", "{}", stderr(&aliased));
+    // A view names itself as the table: its columns are masked as any column's.
+    let view = s.via("select contact from customer_contacts where id = 2");
+    assert_eq!(stdout(&view), "[redacted]\n", "{}", stderr(&view));
+    // Results whose columns MySQL names by an alias, or by no table, are refused.
+    for sql in [
+        "select e from (select email as e from customers) t",
+        "select name from (select email as name from customers) customers",
+        "with customers as (select email as name from customers) select name from customers",
+        "select email from customers union select 'x'",
+        "select (select email from customers where id = 2) as s",
+    ] {
+        let out = s.via(sql);
+        assert!(!out.status.success(), "{sql}: {}", stdout(&out));
+        assert!(stderr(&out).contains("ERROR 1227 (42000)") && stderr(&out).contains("derived table"), "{sql}: {}", stderr(&out));
+    }
+    // An error quoting a value: the detector masks it.
+    let duplicate = s.via("insert into customers (id, card) values (9, '5555555555554444')");
+    assert!(stderr(&duplicate).contains("Duplicate entry '[credit-card]'"), "{}", stderr(&duplicate));
+    // Binary rows (server-side prepared statements).
+    let python = witness_testkit::Python::ensure_venv(&["mysql-connector-python"]);
+    let program = r#"
+import sys, mysql.connector
+conn = mysql.connector.connect(host="127.0.0.1", port=int(sys.argv[1]), user="claude", password=sys.argv[2], database="mariadb-local", use_pure=True, auth_plugin="mysql_native_password")
+cur = conn.cursor(prepared=True)
+cur.execute("select id, email, card from customers where id >= ? order by id", (2,))
+print(cur.fetchall())
+"#;
+    let out = Command::new(&python).args(["-c", program, &s.gw.port.to_string(), &s.agent]).output().unwrap();
+    assert_eq!(stdout(&out).trim(), "[(2, '[redacted]', '[credit-card]'), (3, '[redacted]', '[credit-card]')]", "{}", stderr(&out));
+    // Nothing masked reached the recording either.
+    let events = s.gw.all_events(9);
+    assert!(events.iter().any(|e| e["kind"] == "mysql.result" && e["attrs"]["masked"]["pii"].is_object()), "masked counts are recorded");
+    for secret in ["grace@example.com", "5555555555554444", "378282246310005"] {
+        pg::assert_nowhere_in(&s.gw.data_dir(), secret);
+    }
+}

@@ -1,6 +1,8 @@
 //! MySQL and MariaDB text, classified as PostgreSQL text is (the same classes and tables), read
 //! with sqlparser's MySQL dialect and MySQL's own lexical rules: backquoted names, `#` comments,
-//! `--` a comment only before a space.
+//! `--` a comment only before a space. A statement whose result columns may come through a derived
+//! table, a CTE, a set operation or a subquery in the select list says so (`hides_origins`):
+//! MySQL's column definitions then name an alias or nothing as a column's table.
 //!
 //! What the server makes of some text depends on settings witness cannot see, so such text is
 //! `unparsed`, the riskiest class: a `/*! … */` or `/*M! … */` comment, whose text MySQL and
@@ -17,7 +19,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{visit_relations, Expr, OnInsert, Statement as Ast};
+use sqlparser::ast::{visit_expressions, visit_relations, Expr, OnInsert, Query, SetExpr, Statement as Ast, TableFactor};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -100,7 +102,52 @@ fn classify_one(statement: &Ast) -> Statement {
         _ => {}
     }
     classified.tables = mysql_tables(statement);
+    classified.hides_origins = hides_origins(statement);
     classified
+}
+
+/// Whether a statement's result columns may come from somewhere MySQL's column definitions do
+/// not name: a derived table or table function in FROM (or in a join), a WITH, a set operation,
+/// or a subquery among the selected expressions.
+fn hides_origins(statement: &Ast) -> bool {
+    let Ast::Query(query) = statement else { return false };
+    query_hides_origins(query)
+}
+
+fn query_hides_origins(query: &Query) -> bool {
+    if query.with.is_some() {
+        return true;
+    }
+    match query.body.as_ref() {
+        SetExpr::Select(select) => {
+            let subquery_selected = select.projection.iter().any(|item| {
+                let mut found = false;
+                let _ = visit_expressions(item, |expr| {
+                    if matches!(expr, Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }) {
+                        found = true;
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                });
+                found
+            });
+            subquery_selected
+                || select.from.iter().any(|from| factor_hides(&from.relation) || from.joins.iter().any(|join| factor_hides(&join.relation)))
+        }
+        SetExpr::Query(inner) => query_hides_origins(inner),
+        SetExpr::Table(_) => false,
+        _ => true,
+    }
+}
+
+fn factor_hides(factor: &TableFactor) -> bool {
+    match factor {
+        TableFactor::Table { args, .. } => args.is_some(),
+        TableFactor::NestedJoin { table_with_joins, .. } => {
+            factor_hides(&table_with_joins.relation) || table_with_joins.joins.iter().any(|join| factor_hides(&join.relation))
+        }
+        _ => true,
+    }
 }
 
 /// Whether a condition is a literal (in parentheses or not).
@@ -155,6 +202,32 @@ mod tests {
         // `--` without a space after it is two minus signs, not a comment.
         assert_eq!(classes("SELECT 1 --1\n"), [["select"]]);
         assert_eq!(classes("SELECT 1 -- ; DROP TABLE t\n"), [["select"]]);
+    }
+
+    #[test]
+    fn results_that_may_hide_their_columns_origins_say_so() {
+        let hides = |sql: &str| classify_mysql(sql)[0].hides_origins;
+        for plain in [
+            "SELECT id, email FROM customers WHERE id IN (SELECT id FROM t)",
+            "SELECT c.email FROM customers c JOIN orders o ON o.customer = c.id",
+            "SELECT count(*) FROM customers",
+            "DELETE FROM customers WHERE id = 1",
+        ] {
+            assert!(!hides(plain), "{plain}");
+        }
+        for hiding in [
+            "SELECT e FROM (SELECT email AS e FROM customers) t",
+            "SELECT name FROM (SELECT email AS name FROM customers) customers",
+            "WITH customers AS (SELECT email AS name FROM customers) SELECT name FROM customers",
+            "SELECT email FROM customers UNION SELECT 'x'",
+            "(SELECT email FROM customers) UNION ALL (SELECT name FROM t)",
+            "SELECT (SELECT email FROM customers LIMIT 1) AS s",
+            "SELECT a.id FROM t a JOIN (SELECT id, email FROM customers) b ON a.id = b.id",
+            "SELECT * FROM JSON_TABLE('[]', '$[*]' COLUMNS (x INT PATH '$')) j",
+        ] {
+            assert!(hides(hiding), "{hiding}");
+        }
+        assert!(classify_mysql("SELECT 1 /*! ,2 */")[0].hides_origins, "unparsed text could be anything");
     }
 
     #[test]
