@@ -1,19 +1,37 @@
 //! Fuzzes the MySQL decoders of peer bytes: packet framing (cut into reads anywhere, with a
-//! payload bound), a server's greeting, a client's handshake answer, OK, ERR and column
-//! definitions. None may panic; packets come out the same however the reads were cut; what
-//! round-trips (a greeting, an answer) reads back as it was.
+//! payload bound; the relay's `peek_frame` finds the same payloads as the reader), a server's
+//! greeting, a client's handshake answer, OK, ERR and column definitions, text and binary rows,
+//! an execution's parameters, `KILL` texts, and a command's answer followed packet by packet as
+//! the relay does, with rows masked and not. None may panic; packets come out the same however
+//! the reads were cut; what round-trips (a greeting, an answer) reads back as it was.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
+use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Masking, SessionMasks};
 use witness_proto_mysql::answer::{self, Column, ErrPacket, OkPacket};
 use witness_proto_mysql::handshake::{capability, Greeting, HandshakeResponse};
-use witness_proto_mysql::packet::PacketReader;
+use witness_proto_mysql::packet::{peek_frame, PacketReader};
+use witness_proto_mysql::{fuzzing, kill, values};
+
+fn masks() -> std::sync::Arc<SessionMasks> {
+    let rule = MaskRule {
+        name: "fuzz".into(),
+        connections: vec![],
+        groups: vec![],
+        columns: vec![ColumnPattern::new("*.email").unwrap()],
+        json_paths: vec![],
+        detectors: DetectorSet::all(),
+        apply_to: ApplyTo::ClientAndRecording,
+        style: MaskStyle::Redact,
+    };
+    Masking::new(vec![rule], b"fuzz").unwrap().for_session("mysql", &[]).unwrap()
+}
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, bytes)) = data.split_first() else { return };
-    let cut = usize::from(cut).max(1);
+    let Some((&seed, bytes)) = data.split_first() else { return };
+    let cut = usize::from(seed).max(1);
     let packets = |chunk: usize| {
         let mut reader = PacketReader::new(1 << 16);
         let mut out = Vec::new();
@@ -35,8 +53,20 @@ fuzz_target!(|data: &[u8]| {
     let whole = packets(bytes.len().max(1));
     assert_eq!(whole, packets(cut), "packets depend on where the reads were cut");
 
-    for packet in whole.into_iter().flatten() {
-        let payload = &packet.payload;
+    // The relay's framing finds the payloads the reader joins (sequence numbers aside).
+    let mut at = 0;
+    for packet in whole.iter().flatten() {
+        match peek_frame(&bytes[at..], 1 << 16) {
+            Ok(Some(frame)) => {
+                assert_eq!(&frame.payload[..], &packet.payload[..], "peek_frame and PacketReader disagree");
+                at += frame.raw_len;
+            }
+            other => panic!("peek_frame found {other:?} where the reader found a payload"),
+        }
+    }
+
+    let payloads: Vec<&[u8]> = whole.iter().flatten().map(|packet| &packet.payload[..]).collect();
+    for payload in &payloads {
         if let Ok(greeting) = Greeting::parse(payload) {
             let both_parts = capability::SECURE_CONNECTION | capability::PLUGIN_AUTH;
             if greeting.scramble.len() == 20 && greeting.capabilities & both_parts == both_parts {
@@ -52,5 +82,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = OkPacket::parse(payload, 0);
         let _ = ErrPacket::parse(payload);
         let _ = Column::parse(payload);
+        let _ = values::text_row(payload, usize::from(seed % 8));
+        let types: Vec<(u8, bool)> = payload.iter().take(usize::from(seed % 6)).map(|t| (*t, t % 2 == 0)).collect();
+        let _ = values::binary_row_json(payload, &types);
+        fuzzing::execution(u16::from(seed % 5), payload);
+        let _ = kill::kill_request(&String::from_utf8_lossy(payload));
     }
+    let masks = masks();
+    fuzzing::answer(seed, u32::from(seed) << 16, &payloads, None);
+    fuzzing::answer(seed, 0, &payloads, Some(&masks));
 });

@@ -92,6 +92,9 @@ pub struct Statement {
     /// table at all, as a column's table, so column masking cannot tell where it comes from. Read
     /// for MySQL text only.
     pub hides_origins: bool,
+    /// It is a `KILL` (MySQL): it ends a statement or a connection the target knows by a thread
+    /// id, which may be any session's.
+    pub kill: bool,
 }
 
 impl Statement {
@@ -103,6 +106,7 @@ impl Statement {
             copies: Copies::Nothing,
             unparsed_because: Some(because.into()),
             hides_origins: true,
+            kill: false,
         }
     }
 }
@@ -128,6 +132,13 @@ fn parse(sql: &str) -> Result<Vec<Ast>, String> {
 }
 
 fn classify_statement(statement: &Ast) -> Statement {
+    if reads_a_table_expression(statement) {
+        // sqlparser keeps `TABLE t`'s name as plain strings (no relation a rule could match),
+        // and reads an unqualified one by swallowing the two tokens after it.
+        // What it copies is still known: masking refuses such a copy as it would the statement.
+        let copies = copies::copies(statement);
+        return Statement { copies, ..Statement::unparsed("it holds a TABLE expression, whose table witness cannot read exactly") };
+    }
     let mut classes = BTreeSet::new();
     let _ = ast::visit_statements(statement, |nested| {
         add_classes(nested, &mut classes);
@@ -144,7 +155,30 @@ fn classify_statement(statement: &Ast) -> Statement {
         }
         ControlFlow::<()>::Continue(())
     });
-    Statement { classes, tables, copies: copies::copies(statement), unparsed_because: None, hides_origins: false }
+    Statement { classes, tables, copies: copies::copies(statement), unparsed_because: None, hides_origins: false, kill: false }
+}
+
+/// Whether a query anywhere in the statement reads `TABLE name` (a set expression of its own).
+fn reads_a_table_expression(statement: &Ast) -> bool {
+    struct Finder;
+    impl ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<()> {
+            fn has_table(body: &SetExpr) -> bool {
+                match body {
+                    SetExpr::Table(_) => true,
+                    SetExpr::SetOperation { left, right, .. } => has_table(left) || has_table(right),
+                    _ => false,
+                }
+            }
+            if has_table(&query.body) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+    ast::Visit::visit(statement, &mut Finder).is_break()
 }
 
 fn add_classes(statement: &Ast, classes: &mut BTreeSet<SqlClass>) {

@@ -47,6 +47,9 @@ pub struct TargetLogin<'a> {
     /// TLS with this config and server name; `required` refuses a target that does not offer it.
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     pub tls_required: bool,
+    /// The TLS config verifies the target's certificate: only then may the password itself
+    /// travel (caching_sha2_password's full exchange).
+    pub tls_verified: bool,
     /// The capabilities a client behind witness agreed on, whose answers witness relays as the
     /// target sends them: the target is asked for those (that it offers) instead of witness's own.
     pub client_capabilities: Option<u32>,
@@ -93,7 +96,7 @@ pub enum LoginError {
     Refused(ErrPacket),
     #[error("the target asks for auth plugin {0:?}, which witness does not speak")]
     UnknownPlugin(String),
-    #[error("caching_sha2_password wants the whole password, which witness sends only over TLS: set tls on the connection, or log in once over TLS so the target caches the password")]
+    #[error("caching_sha2_password wants the whole password, which witness sends only over TLS to a verified target: set tls = \"verify-full\" on the connection, or log in once that way so the target caches the password")]
     FullAuthNeedsTls,
     #[error("the target closed the connection during login")]
     Closed,
@@ -158,14 +161,14 @@ impl TargetConnection {
         answer.write(&mut payload);
         connection.send(&payload).await?;
         connection.greeting = greeting;
-        connection.finish_login(login.password).await?;
+        connection.finish_login(login.password, login.tls_verified).await?;
         connection.reader = PacketReader::new(MAX_TARGET_PAYLOAD);
         connection.reader.expect(connection.next_sequence);
         Ok(connection)
     }
 
     /// Follows the target's answers to the login until it accepts or refuses it.
-    async fn finish_login(&mut self, password: &[u8]) -> Result<(), LoginError> {
+    async fn finish_login(&mut self, password: &[u8], verified: bool) -> Result<(), LoginError> {
         loop {
             let reply = self.receive().await?.payload;
             match reply.first() {
@@ -190,7 +193,7 @@ impl TargetConnection {
                 // More from the plugin: caching_sha2_password says whether its cache knew us.
                 Some(0x01) => match reply.get(1) {
                     Some(3) => {} // fast path succeeded; the OK follows
-                    Some(4) if self.stream.is_tls() => {
+                    Some(4) if self.stream.is_tls() && verified => {
                         let mut clear = password.to_vec();
                         clear.push(0);
                         self.send(&clear).await?;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crate::back::{SimpleAnswer, TargetConnection};
 use crate::target::MysqlTarget;
 
+/// How long the target may take to list its tables; then nothing is a base table this time.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a schema's list of base tables is believed.
 const FRESH_FOR: Duration = Duration::from_secs(10);
 /// Schemas users cannot create tables or views in: their tables are the server's own.
@@ -70,7 +72,8 @@ impl Catalog {
             }
         }
         if !to_ask.is_empty() {
-            match ask(target, &to_ask).await {
+            let asked = tokio::time::timeout(ASK_TIMEOUT, ask(target, &to_ask)).await.unwrap_or_else(|_| Err("no answer in time".into()));
+            match asked {
                 Ok(found) => {
                     let mut schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
                     for schema in to_ask {

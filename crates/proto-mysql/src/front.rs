@@ -344,11 +344,13 @@ async fn startup<G: MysqlGate>(
     if let Err(e) = session.append(&event).await {
         return login.refuse(code::UNKNOWN_ERROR, "HY000", format!("witness cannot record this session, so it refuses it: {e}")).await;
     }
-    let backend = match TargetConnection::login(&target.login(agreed, answer.charset, attributes)).await {
+    let backend = match TargetConnection::login(&target.login(agreed, readable_charset(answer.charset), attributes)).await {
         Ok(backend) => backend,
         Err(e) => {
             front.gate.target_failed(&connection);
-            let message = format!("witness cannot log in to the target of '{connection}': {e}");
+            // The target's own words (its user, witness's host) are for the operator's log.
+            tracing::warn!(connection, error = %e, "cannot log in to a MySQL target");
+            let message = format!("witness cannot log in to the target of '{connection}'; its log says why");
             let _ = session.close(&format!("target unavailable: {e}")).await;
             return login.refuse(code::UNKNOWN_ERROR, "HY000", message).await;
         }
@@ -389,6 +391,21 @@ async fn startup<G: MysqlGate>(
         target_address: target.address.clone(),
         catalog,
     })
+}
+
+/// The character set (collation number) the target connection speaks: the client's, when every
+/// byte below 0x80 is that ASCII character in it (UTF-8, latin1, ASCII, binary), so that the text
+/// witness reads as UTF-8 means to the server what it means to witness; else utf8mb4. In GBK, Big5
+/// or SJIS a backquote or backslash can be the second byte of a character.
+fn readable_charset(collation: u8) -> u8 {
+    match collation {
+        5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 // latin1
+        | 11 | 65 // ascii
+        | 63 // binary
+        | 33 | 83 | 192..=215 | 223 // utf8mb3
+        | 45 | 46 | 224..=247 => collation, // utf8mb4
+        _ => 45, // utf8mb4_general_ci
+    }
 }
 
 /// `mysql_native_password` against the token's verifier: the client's first answer if it used
@@ -441,6 +458,16 @@ async fn cleartext_auth<G: MysqlGate>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_character_sets_read_as_utf8_reads_them_pass() {
+        assert_eq!(readable_charset(45), 45);
+        assert_eq!(readable_charset(8), 8, "latin1_swedish_ci");
+        assert_eq!(readable_charset(28), 45, "gbk_chinese_ci");
+        assert_eq!(readable_charset(1), 45, "big5");
+        assert_eq!(readable_charset(95), 45, "cp932");
+        assert_eq!(readable_charset(255), 45, "utf8mb4_0900_ai_ci, which MariaDB does not know");
+    }
 
     #[test]
     fn scrambles_have_no_nul_and_differ() {

@@ -21,6 +21,8 @@ pub mod auth;
 pub mod back;
 mod catalog;
 mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 pub mod handshake;
 pub mod kill;

@@ -37,6 +37,8 @@ pub const MAX_CLIENT_PAYLOAD: usize = 64 << 20;
 /// The most of a statement's text a record keeps; longer text is cut there and marked.
 const MAX_TEXT_BYTES: usize = 8 << 20;
 const READ_CHUNK: usize = 64 << 10;
+/// What a client may send on while a statement of its waits for approval, kept in memory.
+const MAX_BUFFERED_WHILE_HELD: usize = 1 << 20;
 
 /// Commands, by their first byte.
 mod command {
@@ -348,6 +350,12 @@ impl<G: Gate> Relay<'_, G> {
             }
         }
         let event = text_event(kind::MYSQL_QUERY, &payload[1..]);
+        if text.is_err() && payload.windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")) {
+            // Text witness cannot read may hide a KILL of any session's thread.
+            let message = "witness relays KILL only as KILL [QUERY | CONNECTION] ID, in text it can read".to_string();
+            self.append(&event.with_attr("refused", message.clone())).await?;
+            return self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", message).await;
+        }
         let request = text.map_or(Request::OpaqueSql, Request::MysqlSql);
         let verdict = self.gate.decide(&self.subject, request);
         if self.admitted(payload, event, verdict, "statement").await? {
@@ -363,9 +371,12 @@ impl<G: Gate> Relay<'_, G> {
     async fn on_prepare(&mut self, payload: &[u8]) -> Result<(), End> {
         self.append(&text_event(kind::MYSQL_PREPARE, &payload[1..])).await?;
         let answer = self.forward(payload, Answer::new(Expect::Prepare, self.capabilities, 0, None, Vec::new())).await?;
-        if let Some(prepared) = answer.prepared {
-            let text = std::str::from_utf8(&payload[1..]).map(Arc::from).map_err(|_| Arc::from(&payload[1..]));
-            self.statements.prepared(prepared.id, text, prepared.params);
+        match answer.prepared {
+            Some(prepared) => {
+                let text = std::str::from_utf8(&payload[1..]).map(Arc::from).map_err(|_| Arc::from(&payload[1..]));
+                self.statements.prepared(prepared.id, text, prepared.params);
+            }
+            None => self.statements.prepare_failed(),
         }
         Ok(())
     }
@@ -471,8 +482,8 @@ impl<G: Gate> Relay<'_, G> {
         let what = if request.query_only { "QUERY" } else { "CONNECTION" };
         let sent = format!("KILL {what} {thread}");
         event = event.with_attr("target_thread", thread).with_attr("sent", sent.clone());
-        let verdict = self.gate.decide(&self.subject, Request::MysqlSql(text));
-        if self.admitted(payload, event, verdict, "statement").await? {
+        // Like a PostgreSQL cancel request, ending one's own statement is not put to the rules.
+        if self.admitted(payload, event, Verdict::Allow { rule: None }, "statement").await? {
             let mut command = vec![command::QUERY];
             command.extend_from_slice(sent.as_bytes());
             self.forward(&command, Answer::new(Expect::Results { binary: false }, self.capabilities, 0, None, Vec::new())).await?;
@@ -578,6 +589,11 @@ impl<G: Gate> Relay<'_, G> {
             }
             if answer.is_done() {
                 self.client.flush().await.map_err(End::ClientIo)?;
+                if !self.answers.is_empty() {
+                    // MySQL answers one command at a time: bytes past an answer's end would be
+                    // read as the next command's answer.
+                    return Err(End::TargetMalformed("the target sent more than its answer".into()));
+                }
                 return Ok(answer);
             }
             self.client.flush().await.map_err(End::ClientIo)?;
@@ -622,6 +638,11 @@ impl Wire for MysqlWire<'_> {
     async fn withdrawn(&mut self) -> Withdrawal {
         let mut buffer = vec![0u8; READ_CHUNK];
         loop {
+            if self.commands.buffered() >= MAX_BUFFERED_WHILE_HELD {
+                // Enough is kept; the client's next bytes wait in the kernel until the decision.
+                let _ = self.interrupt.wait_for(Option::is_some).await;
+                return Withdrawal::SessionEnding;
+            }
             tokio::select! {
                 _ = self.interrupt.wait_for(Option::is_some) => return Withdrawal::SessionEnding,
                 read = self.client.read(&mut buffer) => match read {

@@ -23,6 +23,8 @@ use crate::wire::{Fields, Truncated};
 const CURSOR_EXISTS: u16 = 0x0040;
 /// The most row bytes one result's record keeps, whatever the row cap.
 const MAX_ROWS_BYTES: usize = 1 << 20;
+/// The most columns a result may have (MySQL's tables have at most 4096).
+const MAX_COLUMNS: u64 = 1 << 16;
 
 /// What kind of answer a command gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub(crate) enum AnswerError {
     Truncated(#[from] Truncated),
     #[error("the target asked for a local file (LOAD DATA LOCAL), which witness never offers")]
     LocalInfile,
+    #[error("the target describes more than {MAX_COLUMNS} columns")]
+    TooManyColumns,
 }
 
 /// What the relay does with a packet.
@@ -240,6 +244,7 @@ impl<'m> Answer<'m> {
                         self.phase = Phase::Done;
                     }
                     answer::Kind::Err => return Ok(self.error(payload, events)?),
+                    _ if self.columns.len() as u64 >= MAX_COLUMNS => return Err(AnswerError::TooManyColumns),
                     _ => self.columns.push(Column::parse(payload)?),
                 }
                 Ok(Step::Forward)
@@ -289,6 +294,9 @@ impl<'m> Answer<'m> {
             _ if payload.first() == Some(&0xFB) => return Err(AnswerError::LocalInfile),
             _ => {
                 let count = Fields::new(payload).lenenc("column count")?.unwrap_or(0);
+                if count > MAX_COLUMNS {
+                    return Err(AnswerError::TooManyColumns);
+                }
                 self.columns.clear();
                 // A new result set: its own columns, tables and masks.
                 self.looked_up = false;

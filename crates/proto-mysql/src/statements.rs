@@ -87,6 +87,14 @@ impl Statements {
         let id = self.resolve(id);
         self.by_id.remove(&id);
         self.order.retain(|kept| *kept != id);
+        if self.last == Some(id) {
+            self.last = None;
+        }
+    }
+
+    /// A prepare failed: MariaDB's "last prepared" names no statement until the next one.
+    pub fn prepare_failed(&mut self) {
+        self.last = None;
     }
 
     /// COM_RESET_CONNECTION: the target forgets every statement.

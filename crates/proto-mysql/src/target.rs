@@ -23,6 +23,8 @@ pub struct MysqlTarget {
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     /// Refuse a target that does not offer TLS (modes `require` and `verify-full`).
     pub tls_required: bool,
+    /// The TLS config verifies the target's certificate (mode `verify-full`).
+    pub tls_verified: bool,
 }
 
 impl MysqlTarget {
@@ -35,6 +37,7 @@ impl MysqlTarget {
             database: self.database.as_deref(),
             tls: self.tls.clone(),
             tls_required: self.tls_required,
+            tls_verified: self.tls_verified,
             client_capabilities: Some(capabilities),
             charset,
             attributes,

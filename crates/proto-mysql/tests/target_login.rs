@@ -16,6 +16,7 @@ fn login<'a>(address: &'a str, user: &'a str, password: &'a str) -> TargetLogin<
         database: Some(APP_DATABASE),
         tls: None,
         tls_required: false,
+        tls_verified: false,
         client_capabilities: None,
         charset: 45, // utf8mb4_general_ci
         attributes: Vec::new(),
@@ -67,6 +68,7 @@ async fn witness_logs_in_over_tls_only_to_the_certificate_its_ca_signed() {
     let mut over_tls = login(&address, NATIVE_USER, NATIVE_PASSWORD);
     over_tls.tls = Some((verified, ServerName::try_from("localhost").unwrap().to_owned()));
     over_tls.tls_required = true;
+    over_tls.tls_verified = true;
     let mut connection = TargetConnection::login(&over_tls).await.expect("login over TLS");
     let cipher = connection.simple_query("show status like 'Ssl_cipher'").await.unwrap();
     match cipher {

@@ -314,10 +314,27 @@ impl Gateway {
         // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
         // counted, not recorded: rules for the recording only do not matter here.)
         let column_masks = subject_masks(&self.rules, subject).filter(|masks| masks.has_client_column_rules());
-        if column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
+        if column_masks.is_none() && dialect == Dialect::Postgres && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
         let statements = self.classes.statements(sql, dialect);
+        if dialect == Dialect::Mysql {
+            // A KILL names a target thread, which may be any session's; the relay sends one only
+            // for a witness connection of the caller's own (and not through the gate). Text that
+            // cannot be read may hide one.
+            let unreadable_kill = statements.iter().any(|s| s.classes.contains(&SqlClass::Unparsed))
+                && sql.is_some_and(|t| t.to_ascii_lowercase().contains("kill"));
+            if statements.iter().any(|s| s.kill) || unreadable_kill {
+                return Verdict::Deny {
+                    rule: "kill".into(),
+                    message: "witness relays KILL only alone in a query, as KILL [QUERY | CONNECTION] ID with the id of one of your witness connections".into(),
+                    classes: vec!["other".into()],
+                };
+            }
+            if column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
+                return Verdict::Allow { rule: None };
+            }
+        }
         if let Some(masks) = &column_masks {
             if statements.iter().any(|s| s.classes.contains(&SqlClass::CopyOut)) {
                 return Verdict::Deny {

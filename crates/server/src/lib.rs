@@ -427,6 +427,7 @@ fn mysql_target(c: &MysqlConnection) -> Result<MysqlTarget, ServeError> {
         database: c.database.clone(),
         tls: config.map(|config| (config, name)),
         tls_required: matches!(c.tls, witness_proto_pg::TlsMode::Require | witness_proto_pg::TlsMode::VerifyFull),
+        tls_verified: c.tls == witness_proto_pg::TlsMode::VerifyFull,
     })
 }
 

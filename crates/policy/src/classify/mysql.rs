@@ -19,7 +19,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{visit_expressions, visit_relations, Expr, OnInsert, Query, SetExpr, Statement as Ast, TableFactor};
+use sqlparser::ast::{visit_expressions, visit_relations, Expr, ObjectName, OnInsert, Query, Set, SetExpr, Statement as Ast, TableFactor};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -76,7 +76,13 @@ fn parse(sql: &str) -> Result<Vec<Ast>, String> {
 }
 
 fn classify_one(statement: &Ast) -> Statement {
+    if let Ast::Set(set) = statement {
+        if let Some(why) = unsafe_charset(set) {
+            return Statement::unparsed(why);
+        }
+    }
     let mut classified = classify_statement(statement);
+    classified.kill = matches!(statement, Ast::Kill { .. });
     let classes = &mut classified.classes;
     match statement {
         Ast::Insert(insert) => {
@@ -106,12 +112,75 @@ fn classify_one(statement: &Ast) -> Statement {
     classified
 }
 
+/// Character sets in which every byte below 0x80 is that ASCII character, and never part of
+/// another: the text witness reads as UTF-8 then means to the server what it means to witness.
+/// In GBK, Big5, SJIS and their kin a backquote or backslash can be the second byte of a
+/// character; UTF-16 and UTF-32 results hide text from the detectors.
+const SAFE_CHARSETS: [&str; 6] = ["utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"];
+
+/// The session variables that choose how the server reads text or writes results.
+const CHARSET_VARIABLES: [&str; 4] = ["character_set_client", "character_set_connection", "character_set_results", "collation_connection"];
+
+fn safe_charset(name: &str) -> bool {
+    let name = name.trim_matches(|c| c == '\'' || c == '"' || c == '`').to_ascii_lowercase();
+    SAFE_CHARSETS.iter().any(|safe| name == *safe || name.strip_prefix(safe).is_some_and(|rest| rest.starts_with('_')))
+}
+
+/// Why a SET makes the server read text, or write results, in a character set witness cannot
+/// read as the server does; None when it does not.
+fn unsafe_charset(set: &Set) -> Option<String> {
+    let value_text = |value: &Expr| match value {
+        Expr::Identifier(ident) => Some(ident.value.clone()),
+        Expr::Value(value) => value.value.clone().into_string(),
+        _ => None,
+    };
+    let check = |name: &ObjectName, value: &Expr| -> Option<String> {
+        let variable = name.to_string().to_ascii_lowercase();
+        let variable = variable.trim_start_matches('@').rsplit('.').next().unwrap_or_default().to_string();
+        if !CHARSET_VARIABLES.contains(&variable.as_str()) {
+            return None;
+        }
+        match value_text(value) {
+            Some(charset) if safe_charset(&charset) => None,
+            _ => Some(format!("it sets {variable} to a character set witness does not read as the server does (use utf8mb4)")),
+        }
+    };
+    match set {
+        Set::SetNames { charset_name, collation_name } => {
+            if safe_charset(&charset_name.value) && collation_name.as_deref().is_none_or(safe_charset) {
+                None
+            } else {
+                Some("SET NAMES chooses a character set witness does not read as the server does (use utf8mb4)".into())
+            }
+        }
+        Set::SetNamesDefault {} => Some("SET NAMES DEFAULT chooses the server's character set, which witness cannot see".into()),
+        Set::SingleAssignment { variable, values, .. } => values.iter().find_map(|value| check(variable, value)),
+        Set::MultipleAssignments { assignments } => assignments.iter().find_map(|a| check(&a.name, &a.value)),
+        Set::ParenthesizedAssignments { variables, values } => variables.iter().zip(values).find_map(|(name, value)| check(name, value)),
+        _ => None,
+    }
+}
+
 /// Whether a statement's result columns may come from somewhere MySQL's column definitions do
 /// not name: a derived table or table function in FROM (or in a join), a WITH, a set operation,
 /// or a subquery among the selected expressions.
 fn hides_origins(statement: &Ast) -> bool {
-    let Ast::Query(query) = statement else { return false };
+    let Ast::Query(query) = statement else {
+        // MariaDB's INSERT/DELETE … RETURNING: a subquery there returns what no table names.
+        return statement.to_string().to_ascii_uppercase().contains(" RETURNING ") && has_subquery(statement);
+    };
     query_hides_origins(query)
+}
+
+fn has_subquery(statement: &Ast) -> bool {
+    visit_expressions(statement, |expr| {
+        if matches!(expr, Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
 }
 
 fn query_hides_origins(query: &Query) -> bool {
@@ -228,6 +297,47 @@ mod tests {
             assert!(hides(hiding), "{hiding}");
         }
         assert!(classify_mysql("SELECT 1 /*! ,2 */")[0].hides_origins, "unparsed text could be anything");
+        assert!(hides("INSERT INTO notes (id) VALUES (9) RETURNING (SELECT email FROM customers LIMIT 1) AS n"));
+        assert!(!hides("DELETE FROM notes WHERE id = 9 RETURNING id"));
+    }
+
+    #[test]
+    fn character_sets_witness_cannot_read_as_the_server_does_are_unparsed() {
+        for safe in [
+            "SET NAMES utf8mb4",
+            "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'",
+            "SET NAMES latin1",
+            "SET character_set_results = utf8mb4",
+            "SET @@session.character_set_client = 'utf8'",
+            "SET autocommit = 1, sql_mode = 'STRICT_TRANS_TABLES'",
+            "SET collation_connection = utf8mb4_unicode_ci",
+        ] {
+            assert_ne!(classes(safe), [["unparsed"]], "{safe}");
+        }
+        for unsafe_ in [
+            "SET NAMES gbk",
+            "SET NAMES 'big5'",
+            "SET NAMES DEFAULT",
+            "SET character_set_results = utf16",
+            "SET character_set_results = NULL",
+            "SET autocommit = 1, character_set_client = sjis",
+            "SET SESSION collation_connection = 'gbk_chinese_ci'",
+            "SET @@character_set_connection = cp932",
+        ] {
+            assert_eq!(classes(unsafe_), [["unparsed"]], "{unsafe_}");
+        }
+    }
+
+    #[test]
+    fn kills_and_table_expressions_are_told() {
+        assert!(classify_mysql("KILL 12")[0].kill);
+        assert!(classify_mysql("/* x */ KILL QUERY 12")[0].kill);
+        assert!(classify_mysql("SELECT 1; KILL 12")[1].kill);
+        assert!(!classify_mysql("SELECT 'kill 12'")[0].kill);
+        for sql in ["SELECT * FROM (TABLE hr.payroll) AS p", "SELECT 1, 2, 3 UNION TABLE hr.payroll", "SELECT 1 UNION TABLE x; SHUTDOWN"] {
+            assert_eq!(classes(sql)[0], ["unparsed"], "{sql}");
+        }
+        assert_eq!(crate::classify("SELECT 1 UNION TABLE payroll")[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
     }
 
     #[test]
