@@ -29,7 +29,7 @@ use crate::catalog::Catalogs;
 use crate::gate::MysqlGate;
 use crate::handshake::{capability, Greeting, HandshakeResponse};
 use crate::kill::{Behind, Kills};
-use crate::packet::{write_packets, PacketReader};
+use crate::packet::write_packets;
 use crate::relay::{self, ReadySession};
 use crate::target::MysqlTarget;
 
@@ -178,10 +178,9 @@ pub async fn serve_client<G: MysqlGate>(front: Arc<MysqlFront<G>>, tcp: TcpStrea
     }
 }
 
-/// The client side of the login: its stream, packets and the sequence number witness sends next.
+/// The client side of the login: its stream and the sequence number of the next packet.
 struct Login {
     stream: Stream,
-    reader: PacketReader,
     sequence: u8,
 }
 
@@ -189,28 +188,26 @@ impl Login {
     async fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let mut out = BytesMut::with_capacity(payload.len() + 4);
         self.sequence = write_packets(&mut out, self.sequence, payload);
-        self.reader.expect(self.sequence);
         self.stream.write_all(&out).await?;
         self.stream.flush().await
     }
 
+    /// Reads exactly one packet: a client that asks for TLS sends its TLS handshake right behind
+    /// that request, and those bytes belong to the TLS acceptor, not to a buffer of ours.
     async fn receive(&mut self) -> Result<Vec<u8>, StartupError> {
-        loop {
-            match self.reader.next_packet() {
-                Ok(Some(packet)) => {
-                    self.sequence = packet.sequence.wrapping_add(1);
-                    return Ok(packet.payload);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(StartupError::Refused(format!("the client's login packets: {e}"))),
-            }
-            let mut buffer = [0u8; 4096];
-            let read = self.stream.read(&mut buffer).await?;
-            if read == 0 {
-                return Err(StartupError::Refused("the client left during login".into()));
-            }
-            self.reader.feed(&buffer[..read]);
+        let mut header = [0u8; 4];
+        self.stream.read_exact(&mut header).await.map_err(left_during_login)?;
+        let length = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        if length > MAX_LOGIN_PAYLOAD {
+            return Err(StartupError::Refused(format!("the client's login packet is longer than {MAX_LOGIN_PAYLOAD} bytes")));
         }
+        if header[3] != self.sequence {
+            return Err(StartupError::Refused(format!("the client's login packet {} came where {} was due", header[3], self.sequence)));
+        }
+        let mut payload = vec![0u8; length];
+        self.stream.read_exact(&mut payload).await.map_err(left_during_login)?;
+        self.sequence = header[3].wrapping_add(1);
+        Ok(payload)
     }
 
     /// Sends an error and ends the login.
@@ -219,6 +216,14 @@ impl Login {
         let _ = self.send(&err.to_payload()).await;
         let _ = self.stream.shutdown().await;
         Err(StartupError::Refused(message))
+    }
+}
+
+fn left_during_login(e: std::io::Error) -> StartupError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        StartupError::Refused("the client left during login".into())
+    } else {
+        StartupError::Io(e)
     }
 }
 
@@ -250,7 +255,7 @@ async fn startup<G: MysqlGate>(
         status: 0x0002,
         auth_plugin: auth::NATIVE_PASSWORD.into(),
     };
-    let mut login = Login { stream: Stream::Plain(tcp), reader: PacketReader::new(MAX_LOGIN_PAYLOAD), sequence: 0 };
+    let mut login = Login { stream: Stream::Plain(tcp), sequence: 0 };
     let mut out = BytesMut::new();
     greeting.write(&mut out);
     login.send(&out).await?;
@@ -376,10 +381,8 @@ async fn startup<G: MysqlGate>(
     tracing::info!(identity = %principal.identity, connection, %peer, session = %session.id(), "MySQL session started");
     let masks = front.gate.masks(&subject);
     let catalog = masks.as_ref().filter(|m| m.has_column_rules()).map(|_| (front.catalogs.of(&connection), target.clone()));
-    let Login { stream, reader, .. } = login;
     Ok(ReadySession {
-        client: stream,
-        client_leftover: reader.take_buffered(),
+        client: login.stream,
         target: backend,
         session,
         interrupt: registration.interrupt,

@@ -67,8 +67,6 @@ mod command {
 /// A session past login, as the front hands it over.
 pub(crate) struct ReadySession {
     pub client: Stream,
-    /// Bytes the client sent after its login, before the relay began.
-    pub client_leftover: Vec<u8>,
     pub target: TargetConnection,
     pub session: SessionWriter,
     pub interrupt: watch::Receiver<Option<Interrupt>>,
@@ -152,24 +150,10 @@ struct Relay<'g, G> {
 
 /// Runs the session to its end, and records the end.
 pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
-    let ReadySession {
-        client,
-        client_leftover,
-        target,
-        session,
-        interrupt,
-        subject,
-        guards,
-        max_rows,
-        masks,
-        kills,
-        target_address,
-        catalog,
-    } = ready;
+    let ReadySession { client, target, session, interrupt, subject, guards, max_rows, masks, kills, target_address, catalog } = ready;
     let capabilities = target.capabilities;
     let (target, leftover) = target.into_parts();
-    let mut commands = PacketReader::new(MAX_CLIENT_PAYLOAD);
-    commands.feed(&client_leftover);
+    let commands = PacketReader::new(MAX_CLIENT_PAYLOAD);
     let mut relay = Relay {
         gate,
         client,

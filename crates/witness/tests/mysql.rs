@@ -240,6 +240,13 @@ fn logins_are_checked_and_a_wrong_connection_is_named() {
     assert!(stderr(&unknown).contains("configured MySQL connections: down, mariadb-local"), "{}", stderr(&unknown));
     let down = run(mariadb_via(&s.gw, "claude", &s.agent, "down"), "select 1");
     assert!(stderr(&down).contains("witness cannot log in to the target of 'down'"), "{}", stderr(&down));
+    // Over TLS (the client's handshake follows its TLS request at once).
+    let mut tls = mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local");
+    tls.args(["--ssl", "--ssl-verify-server-cert=0"]);
+    let over_tls = run(tls, "select 42");
+    assert_eq!(stdout(&over_tls), "42\n", "{}", stderr(&over_tls));
+    let events = events_of(&s.gw, 2, |events| events.iter().any(|e| e["kind"] == "mysql.query" && e["payload_text"] == "select 42"));
+    assert!(events.iter().any(|e| e["kind"] == "mysql.login" && e["attrs"]["tls"] == true), "{events:?}");
     // The target's password is nowhere witness writes.
     pg::assert_nowhere_in(&s.gw.data_dir(), NATIVE_PASSWORD);
     assert!(!s.gw.log().contains(NATIVE_PASSWORD));
@@ -419,4 +426,58 @@ print(cur.fetchall())
     for secret in ["grace@example.com", "5555555555554444", "378282246310005"] {
         pg::assert_nowhere_in(&s.gw.data_dir(), secret);
     }
+}
+
+#[test]
+fn kill_reaches_only_the_callers_own_connections() {
+    let s = setup("");
+    let mallory = s.gw.token("mallory", &["--groups", "developers"]);
+    let python = witness_testkit::Python::ensure_venv(&["PyMySQL"]);
+    // A sleeps; B (the same identity) kills its query by the id witness greeted A with; mallory
+    // cannot, by that id or by the target's thread id, nor by KILL in another form.
+    let program = r#"
+import sys, threading, pymysql
+port, token, other = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def connect(user, password):
+    return pymysql.connect(host="127.0.0.1", port=port, user=user, password=password, database="mariadb-local")
+a = connect("claude", token)
+cur = a.cursor()
+cur.execute("select connection_id()")
+target_thread = cur.fetchone()[0]
+out = {}
+def sleeper():
+    c = a.cursor()
+    try:
+        c.execute("select sleep(60)")
+        out["sleep"] = "returned %s" % c.fetchone()[0]
+    except pymysql.MySQLError as e:
+        out["sleep"] = "failed %d" % e.args[0]
+t = threading.Thread(target=sleeper)
+t.start()
+def attempt(conn, sql):
+    try:
+        conn.cursor().execute(sql)
+        return "ok"
+    except pymysql.MySQLError as e:
+        return "%d %s" % (e.args[0], e.args[1])
+m = connect("mallory", other)
+out["mallory_witness_id"] = attempt(m, "KILL QUERY %d" % a.thread_id())
+out["mallory_target_id"] = attempt(m, "KILL QUERY %d" % target_thread)
+b = connect("claude", token)
+out["commented"] = attempt(b, "/* x */ KILL QUERY %d" % a.thread_id())
+out["among_others"] = attempt(b, "SELECT 1; KILL QUERY %d" % a.thread_id())
+out["own"] = attempt(b, "KILL QUERY %d" % a.thread_id())
+t.join()
+for key in sorted(out):
+    print(key, out[key])
+"#;
+    let out = Command::new(&python).args(["-c", program, &s.gw.port.to_string(), &s.agent, &mallory]).output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}\n{}", stderr(&out), s.gw.log());
+    assert!(text.contains("mallory_witness_id 1094 Unknown thread id"), "{text}");
+    assert!(text.contains("mallory_target_id 1094 Unknown thread id"), "{text}");
+    assert!(text.contains("commented 1227 denied by witness rule \"kill\""), "{text}");
+    assert!(text.contains("among_others 1227"), "{text}");
+    // Killed, the sleep ends early: it returns 1, or fails as interrupted (1317).
+    assert!(text.contains("own ok") && (text.contains("sleep returned 1") || text.contains("sleep failed 1317")), "{text}");
 }
