@@ -30,20 +30,25 @@
 
 #![forbid(unsafe_code)]
 
+#[path = "../../common.rs"]
+mod common;
 mod cpu;
 #[path = "../../markdown.rs"]
 mod markdown;
 mod quiet;
 mod report;
 mod servers;
+#[path = "../../witness_serve.rs"]
+mod witness_serve;
 mod wrk;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use witness_testkit::Nginx;
 
+use crate::common::{find_witness, setting};
+pub use crate::common::{output, tail, version};
 use crate::quiet::Quiet;
 use crate::servers::{Witness, CONTENT, PROXY_CLIENT_KEY, UPSTREAM_SECRET};
 
@@ -118,7 +123,7 @@ fn run() -> Result<(), String> {
     eprintln!("starting nginx (origin and reverse proxy) and witness");
     let origin = servers::start_origin(&nginx_bin)?;
     let proxy = servers::start_proxy(&nginx_bin, origin.port);
-    let mut witness = Witness::start(&witness_bin, origin.port);
+    let mut witness = servers::start_witness(&witness_bin, origin.port);
     let bearer = |credential: &str| format!("Bearer {credential}");
     let prefix = "/c/origin";
     let routes: [Result<Route, String>; 3] = [
@@ -212,49 +217,4 @@ fn run() -> Result<(), String> {
     report::print_markdown(&command, rounds, &connections, &results, &targets, &quiet);
     // The proxy, witness and the origin stop as they drop.
     Ok(())
-}
-
-/// A comma-separated setting from the environment (else `default`), each value checked by `valid`.
-fn setting<T: std::str::FromStr>(name: &str, default: &str, valid: impl Fn(&T) -> bool) -> Result<Vec<T>, String> {
-    let value = std::env::var(name).unwrap_or_else(|_| default.into());
-    let parse = |v: &str| v.trim().parse().ok().filter(&valid).ok_or_else(|| format!("{name}: {v:?} is not a valid value"));
-    value.split(',').map(parse).collect()
-}
-
-/// The witness binary: `$WITNESS_BIN`, next to this executable, or in `$CARGO_TARGET_DIR`.
-fn find_witness() -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("WITNESS_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("witness")));
-    let in_target = std::env::var_os("CARGO_TARGET_DIR").map(|dir| PathBuf::from(dir).join("release/witness"));
-    let hint = "witness binary not found: run `cargo build --release -p witness` (same target dir) or set WITNESS_BIN";
-    beside.into_iter().chain(in_target).find(|p| p.is_file()).ok_or_else(|| hint.into())
-}
-
-/// Runs a command to completion: its stdout, or an error naming it with its stderr's tail.
-pub fn output(cmd: &mut Command) -> Result<String, String> {
-    let name = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|e| format!("cannot run {name}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{name} failed ({}) {}", out.status, tail(&String::from_utf8_lossy(&out.stderr), 3)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The last `n` non-empty lines of `text`, joined with " | " to keep an error on one line.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
-}
-
-/// The first line of `program --version` (or `-v`, nginx's; it writes to stderr).
-pub fn version(program: &Path, flag: &str) -> String {
-    match Command::new(program).arg(flag).output() {
-        Ok(out) => {
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            text.lines().next().unwrap_or("?").trim().to_string()
-        }
-        Err(e) => format!("{}: {e}", program.display()),
-    }
 }

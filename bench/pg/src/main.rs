@@ -26,6 +26,8 @@
 
 #![forbid(unsafe_code)]
 
+#[path = "../../common.rs"]
+mod common;
 mod floor;
 #[path = "../../markdown.rs"]
 mod markdown;
@@ -39,6 +41,8 @@ use std::process::{Command, ExitCode};
 
 use witness_testkit::{pg_bin, Postgres, PostgresOptions};
 
+use crate::common::find_witness;
+pub use crate::common::{output, tail};
 use crate::servers::{PgBouncer, RelayFloor, Witness};
 
 /// A pgbench workload: its name in the report and its query protocol (`-M`).
@@ -228,33 +232,6 @@ fn run() -> Result<(), String> {
     // The relay floor and PgBouncer are killed, then PostgreSQL stopped, as they drop (in reverse
     // order of creation).
     Ok(())
-}
-
-/// The witness binary: `$WITNESS_BIN`, next to this executable, or in `$CARGO_TARGET_DIR`.
-fn find_witness() -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("WITNESS_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("witness")));
-    let in_target = std::env::var_os("CARGO_TARGET_DIR").map(|dir| PathBuf::from(dir).join("release/witness"));
-    let hint = "witness binary not found: run `cargo build --release -p witness` (same target dir) or set WITNESS_BIN";
-    beside.into_iter().chain(in_target).find(|p| p.is_file()).ok_or_else(|| hint.into())
-}
-
-/// Runs a command to completion: its stdout, or an error naming it with its stderr's tail.
-pub fn output(cmd: &mut Command) -> Result<String, String> {
-    let name = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|e| format!("cannot run {name}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{name} failed ({}) {}", out.status, tail(&String::from_utf8_lossy(&out.stderr), 3)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The last `n` non-empty lines of `text`, joined with " | " to keep an error on one line.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 fn print_header(seconds: u32, clients: &[u32], pg: &Postgres, bouncer: &Result<PathBuf, String>) {

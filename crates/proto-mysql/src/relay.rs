@@ -37,6 +37,8 @@ pub const MAX_CLIENT_PAYLOAD: usize = 64 << 20;
 /// The most of a statement's text a record keeps; longer text is cut there and marked.
 const MAX_TEXT_BYTES: usize = 8 << 20;
 const READ_CHUNK: usize = 64 << 10;
+/// The most bytes of an execution's parameters (as JSON) its record keeps.
+const MAX_PARAMS_BYTES: usize = 64 << 10;
 /// What a client may send on while a statement of its waits for approval, kept in memory.
 const MAX_BUFFERED_WHILE_HELD: usize = 1 << 20;
 
@@ -382,7 +384,22 @@ impl<G: Gate> Relay<'_, G> {
             event = event.with_attr("cursor", execution.flags);
         }
         event = match &execution.params {
-            Ok(params) => event.with_attr("params", params.clone()),
+            Ok(params) => {
+                // As many as fit in the record's share for them; the count says if some did not.
+                let mut kept = Vec::new();
+                let mut bytes = 0;
+                for param in params {
+                    bytes += param.to_string().len();
+                    if bytes > MAX_PARAMS_BYTES {
+                        break;
+                    }
+                    kept.push(param.clone());
+                }
+                if kept.len() < params.len() {
+                    event = event.with_attr("params_total", params.len());
+                }
+                event.with_attr("params", kept)
+            }
             Err(why) => event.with_attr("params_unread", why.clone()),
         };
         if let Some(Ok(text)) = &text {

@@ -317,6 +317,9 @@ impl<'m> Answer<'m> {
                 let status = fields.uint(2, "status")? as u16;
                 let n = self.n_rows;
                 let mut event = self.event(format!("{n} rows")).with_attr("rows", n).with_attr("rows_recorded", self.rows.len());
+                if self.rows_bytes > MAX_ROWS_BYTES {
+                    event = event.with_attr("rows_cut", "the rows recorded stop where the next would pass 1 MiB");
+                }
                 if warnings > 0 {
                     event = event.with_attr("warnings", warnings);
                 }
@@ -338,7 +341,11 @@ impl<'m> Answer<'m> {
         }
         self.n_rows += 1;
         self.make_row_masks();
-        let record = self.rows.len() < self.max_rows && self.rows_bytes < MAX_ROWS_BYTES;
+        // A row that would take the record past its bytes is counted, not kept (nor any after it).
+        let record = self.rows.len() < self.max_rows && self.rows_bytes + payload.len() <= MAX_ROWS_BYTES;
+        if !record && self.rows.len() < self.max_rows {
+            self.rows_bytes = MAX_ROWS_BYTES + 1;
+        }
         if let Some(masks) = &mut self.row_masks {
             let masked = if self.binary { masks.binary_row(payload, &self.columns, record)? } else { masks.text_row(payload, record)? };
             if let Some(row) = masked.recorded {

@@ -481,3 +481,136 @@ for key in sorted(out):
     // Killed, the sleep ends early: it returns 1, or fails as interrupted (1317).
     assert!(text.contains("own ok") && (text.contains("sleep returned 1") || text.contains("sleep failed 1317")), "{text}");
 }
+
+/// A raw client: witness's own login code, pointed at witness, for what no driver at hand sends.
+mod raw {
+    use witness_proto_mysql::{TargetConnection, TargetLogin};
+
+    pub async fn login(port: u16, user: &str, token: &str, connection: &str) -> TargetConnection {
+        let address = format!("127.0.0.1:{port}");
+        let login = TargetLogin {
+            address: &address,
+            user,
+            password: token.as_bytes(),
+            database: Some(connection),
+            tls: None,
+            tls_required: false,
+            tls_verified: false,
+            client_capabilities: None,
+            charset: 45,
+            attributes: Vec::new(),
+        };
+        TargetConnection::login(&login).await.expect("a raw login to witness")
+    }
+
+    /// The payloads of one answer, up to and with the packet `last` says ends it.
+    pub async fn answer(connection: &mut TargetConnection, last: impl Fn(&[u8], usize) -> bool) -> Vec<Vec<u8>> {
+        let mut payloads = Vec::new();
+        loop {
+            let payload = connection.receive().await.expect("a packet").payload;
+            let done = last(&payload, payloads.len());
+            payloads.push(payload);
+            if done {
+                return payloads;
+            }
+        }
+    }
+
+    pub fn is_eof(payload: &[u8]) -> bool {
+        payload.first() == Some(&0xFE) && payload.len() < 9
+    }
+}
+
+#[test]
+fn a_cursors_rows_come_by_fetches_masked_and_recorded() {
+    let s = setup("[[masking]]\nname = \"pii\"\ncolumns = [\"customers.email\"]\n");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let fetched = runtime.block_on(async {
+        let mut c = raw::login(s.gw.port, "claude", &s.agent, "mariadb-local").await;
+        let mut prepare = vec![0x16];
+        prepare.extend_from_slice(b"select id, email from customers where id >= ? order by id");
+        c.command(&prepare).await.unwrap();
+        // The OK, one parameter's definition and its EOF, two columns' and their EOF.
+        let prepared = raw::answer(&mut c, |p, n| raw::is_eof(p) && n >= 4).await;
+        let id = u32::from_le_bytes(prepared[0][1..5].try_into().unwrap());
+        // Execute with a read-only cursor: one LONGLONG parameter, 1.
+        let mut execute = vec![0x17];
+        execute.extend_from_slice(&id.to_le_bytes());
+        execute.extend_from_slice(&[1, 1, 0, 0, 0, 0, 1, 0x08, 0]);
+        execute.extend_from_slice(&1i64.to_le_bytes());
+        c.command(&execute).await.unwrap();
+        let opened = raw::answer(&mut c, |p, _| raw::is_eof(p)).await;
+        assert_eq!(opened.len(), 4, "the column count, two definitions and an EOF; no rows yet");
+        assert_ne!(u16::from_le_bytes([opened[3][3], opened[3][4]]) & 0x40, 0, "the cursor exists");
+        let mut rows = Vec::new();
+        for _ in 0..2 {
+            let mut fetch = vec![0x1C];
+            fetch.extend_from_slice(&id.to_le_bytes());
+            fetch.extend_from_slice(&2u32.to_le_bytes());
+            c.command(&fetch).await.unwrap();
+            rows.extend(raw::answer(&mut c, |p, _| raw::is_eof(p)).await.into_iter().filter(|p| !raw::is_eof(p)));
+        }
+        rows
+    });
+    assert_eq!(fetched.len(), 3, "two fetches of two rows, three rows in all");
+    for row in &fetched {
+        let text = String::from_utf8_lossy(row);
+        assert!(text.contains("[redacted]") && !text.contains("example.com"), "{text}");
+    }
+    let events = s.gw.all_events(1);
+    let fetches: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "mysql.result" && e["attrs"]["statement"].is_number() && e["attrs"]["rows"].is_number())
+        .collect();
+    assert_eq!(fetches.iter().map(|e| e["attrs"]["rows"].as_u64().unwrap()).sum::<u64>(), 3, "{fetches:?}");
+    assert!(fetches.iter().all(|e| e["payload_text"].as_str().unwrap().contains("[redacted]")));
+    pg::assert_nowhere_in(&s.gw.data_dir(), "grace@example.com");
+}
+
+#[test]
+fn payloads_over_16_mib_cross_witness_both_ways() {
+    let s = setup("");
+    s.db.sql("set global max_allowed_packet = 67108864");
+    // A 17 MiB query, which the client splits into packets, and a 20 MB row, which the server does.
+    let big = "x".repeat(17 << 20);
+    let query = format!("select length('{big}'), length(repeat('y', 20000000))");
+    let script = format!("{query};\nselect repeat('z', 20000000);\n");
+    let mut command = mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local");
+    command.arg("--max-allowed-packet=64M").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(script.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}\n{}", stderr(&out), s.gw.log());
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(format!("{}\t20000000", 17 << 20).as_str()));
+    let row = lines.next().unwrap_or_default();
+    assert!(row.len() == 20_000_000 && row.bytes().all(|b| b == b'z'), "a row of {} bytes", row.len());
+    // A 20 MB parameter of a prepared statement.
+    let python = witness_testkit::Python::ensure_venv(&["mysql-connector-python"]);
+    let program = r#"
+import sys, mysql.connector
+conn = mysql.connector.connect(host="127.0.0.1", port=int(sys.argv[1]), user="claude", password=sys.argv[2], database="mariadb-local", use_pure=True, auth_plugin="mysql_native_password")
+cur = conn.cursor(prepared=True)
+cur.execute("select length(?)", ("p" * 20000000,))
+print(cur.fetchall()[0][0])
+"#;
+    let param = Command::new(&python).args(["-c", program, &s.gw.port.to_string(), &s.agent]).output().unwrap();
+    assert_eq!(stdout(&param).trim(), "20000000", "{}", stderr(&param));
+    // The record keeps the first 8 MiB of the query's text, and says it was cut; of parameters,
+    // what fits in 64 KiB.
+    let events = s.gw.all_events(2);
+    let execute = events.iter().find(|e| e["kind"] == "mysql.execute").expect("the execution");
+    assert_eq!(
+        (execute["attrs"]["params"].clone(), execute["attrs"]["params_total"].clone()),
+        (serde_json::json!([]), serde_json::json!(1))
+    );
+    let recorded = events.iter().find(|e| e["kind"] == "mysql.query" && e["attrs"]["text_cut"] == true).expect("the long query, cut");
+    assert_eq!(recorded["attrs"]["text_bytes"], query.len());
+    assert_eq!(recorded["payload_bytes"], 8 << 20);
+}
