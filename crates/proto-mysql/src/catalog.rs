@@ -30,6 +30,9 @@ pub(crate) struct Catalogs {
 #[derive(Default)]
 pub(crate) struct Catalog {
     schemas: Mutex<HashMap<String, Listed>>,
+    /// Tables asked for lately and found not to be base tables (views, temporary tables): not
+    /// asked for again while their schema's list is fresh.
+    not_base: Mutex<HashMap<(String, String), Instant>>,
     /// One lookup at a time per target.
     asking: tokio::sync::Mutex<()>,
 }
@@ -62,8 +65,14 @@ impl Catalog {
                 if SYSTEM_SCHEMAS.contains(&schema.to_ascii_lowercase().as_str()) {
                     continue;
                 }
+                let known_not_base = self
+                    .not_base
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&(schema.clone(), table.clone()))
+                    .is_some_and(|at| at.elapsed() < FRESH_FOR);
                 match schemas.get(schema) {
-                    Some((at, tables)) if at.elapsed() < FRESH_FOR && tables.contains(table) => {
+                    Some((at, tables)) if at.elapsed() < FRESH_FOR && (tables.contains(table) || known_not_base) => {
                         known.by_schema.insert(schema.clone(), tables.clone());
                     }
                     _ if to_ask.contains(schema) => {}
@@ -80,6 +89,13 @@ impl Catalog {
                         let tables = Arc::new(found.get(&schema).cloned().unwrap_or_default());
                         schemas.insert(schema.clone(), (Instant::now(), tables.clone()));
                         known.by_schema.insert(schema, tables);
+                    }
+                    let mut not_base = self.not_base.lock().unwrap_or_else(|p| p.into_inner());
+                    not_base.retain(|_, at| at.elapsed() < FRESH_FOR);
+                    for (schema, table) in wanted {
+                        if !known.is_base(schema, table) {
+                            not_base.insert((schema.clone(), table.clone()), Instant::now());
+                        }
                     }
                 }
                 Err(e) => {

@@ -335,6 +335,7 @@ async fn startup<G: MysqlGate>(
     .with_attr("credential", principal.credential.clone())
     .with_attr("target_user", target.user.clone())
     .with_attr("charset", answer.charset)
+    .with_attr("target_charset", readable_charset(answer.charset))
     .with_attr("connection_id", id);
     if let Some(plugin) = &answer.auth_plugin {
         event = event.with_attr("client_plugin", plugin.clone());
@@ -349,7 +350,8 @@ async fn startup<G: MysqlGate>(
     if let Err(e) = session.append(&event).await {
         return login.refuse(code::UNKNOWN_ERROR, "HY000", format!("witness cannot record this session, so it refuses it: {e}")).await;
     }
-    let backend = match TargetConnection::login(&target.login(agreed, readable_charset(answer.charset), attributes)).await {
+    let charset = readable_charset(answer.charset);
+    let backend = match TargetConnection::login(&target.login(agreed, charset, attributes)).await {
         Ok(backend) => backend,
         Err(e) => {
             front.gate.target_failed(&connection);
@@ -393,6 +395,7 @@ async fn startup<G: MysqlGate>(
         kills: front.kills.clone(),
         target_address: target.address.clone(),
         catalog,
+        charset,
     })
 }
 

@@ -223,6 +223,14 @@ pub(crate) fn request_event(masks: &SessionMasks, mut event: witness_core::Event
             event.payload = masked;
             event.summary = crate::results::clip(&String::from_utf8_lossy(&event.payload));
         }
+    } else if event.payload_type == witness_core::PayloadType::Binary {
+        // Bytes the detectors cannot read are not kept where masking applies.
+        event.payload = Vec::new();
+        event.payload_type = witness_core::PayloadType::Empty;
+        event = event.with_attr("payload_withheld", true);
+    }
+    if event.attrs.contains_key("params_unread") {
+        event = event.with_attr("params_unread", "witness could not read the parameters (their bytes are not kept where masking applies)");
     }
     if let Some(Value::Array(params)) = event.attrs.get_mut("params") {
         for param in params.iter_mut() {

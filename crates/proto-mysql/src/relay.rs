@@ -82,6 +82,8 @@ pub(crate) struct ReadySession {
     /// Where column masking learns which tables are base tables: the connection's catalog and
     /// its target (None when no column rule applies).
     pub catalog: Option<(Arc<Catalog>, Arc<MysqlTarget>)>,
+    /// The character set (collation number) the target connection speaks.
+    pub charset: u8,
 }
 
 /// How a session ended.
@@ -147,12 +149,16 @@ struct Relay<'g, G> {
     kills: Kills,
     target_address: String,
     catalog: Option<(Arc<Catalog>, Arc<MysqlTarget>)>,
+    charset: u8,
     statements: Statements,
+    /// Where the client's bytes are read into, once per session.
+    scratch: Vec<u8>,
 }
 
 /// Runs the session to its end, and records the end.
 pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
-    let ReadySession { client, target, session, interrupt, subject, guards, max_rows, masks, kills, target_address, catalog } = ready;
+    let ReadySession { client, target, session, interrupt, subject, guards, max_rows, masks, kills, target_address, catalog, charset } =
+        ready;
     let capabilities = target.capabilities;
     let (target, leftover) = target.into_parts();
     let commands = PacketReader::new(MAX_CLIENT_PAYLOAD);
@@ -171,7 +177,9 @@ pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
         kills,
         target_address,
         catalog,
+        charset,
         statements: Statements::default(),
+        scratch: vec![0u8; READ_CHUNK],
     };
     let end = relay.serve().await;
     let reason = end.describe();
@@ -216,7 +224,7 @@ impl<G: Gate> Relay<'_, G> {
     /// The client's next command, whole.
     async fn next_command(&mut self) -> Result<Packet, End> {
         self.commands.expect(0);
-        let mut buffer = vec![0u8; READ_CHUNK];
+        let buffer = &mut self.scratch;
         loop {
             match self.commands.next_packet() {
                 Ok(Some(packet)) => return Ok(packet),
@@ -226,7 +234,7 @@ impl<G: Gate> Relay<'_, G> {
             tokio::select! {
                 biased;
                 _ = self.interrupt.wait_for(Option::is_some) => {}
-                read = self.client.read(&mut buffer) => match read {
+                read = self.client.read(buffer) => match read {
                     Ok(0) => return Err(End::ClientClosed),
                     Ok(n) => {
                         self.commands.feed(&buffer[..n]);
@@ -288,7 +296,8 @@ impl<G: Gate> Relay<'_, G> {
                 let event = command_event(&format!("COM_FIELD_LIST {table}"), "field_list").with_attr("table", table);
                 let verdict = self.gate.decide(&self.subject, Request::MysqlSql(&text));
                 if self.admitted(&payload, event, verdict, "field list").await? {
-                    self.forward(&payload, Answer::new(Expect::FieldList, self.capabilities, 0, None, Vec::new())).await?;
+                    let masks = self.masks.clone();
+                    self.forward(&payload, Answer::new(Expect::FieldList, self.capabilities, 0, masks.as_deref(), Vec::new())).await?;
                 }
                 Ok(())
             }
@@ -302,7 +311,14 @@ impl<G: Gate> Relay<'_, G> {
                 if command == command::RESET_CONNECTION {
                     self.statements.clear();
                 }
-                self.forward(&payload, Answer::new(Expect::Single, self.capabilities, 0, None, Vec::new())).await.map(drop)
+                let masks = self.masks.clone();
+                self.forward(&payload, Answer::new(Expect::Single, self.capabilities, 0, masks.as_deref(), Vec::new())).await?;
+                if command == command::RESET_CONNECTION {
+                    // The reset also sets the character set back to the server's default, which
+                    // witness may not read as the server does: the session's is set again.
+                    self.restore_charset().await?;
+                }
+                Ok(())
             }
             command::STATISTICS => {
                 self.append(&command_event("COM_STATISTICS", "statistics")).await?;
@@ -356,7 +372,8 @@ impl<G: Gate> Relay<'_, G> {
     /// decided on its text.
     async fn on_prepare(&mut self, payload: &[u8]) -> Result<(), End> {
         self.append(&text_event(kind::MYSQL_PREPARE, &payload[1..])).await?;
-        let answer = self.forward(payload, Answer::new(Expect::Prepare, self.capabilities, 0, None, Vec::new())).await?;
+        let masks = self.masks.clone();
+        let answer = self.forward(payload, Answer::new(Expect::Prepare, self.capabilities, 0, masks.as_deref(), Vec::new())).await?;
         match answer.prepared {
             Some(prepared) => {
                 let text = std::str::from_utf8(&payload[1..]).map(Arc::from).map_err(|_| Arc::from(&payload[1..]));
@@ -411,6 +428,7 @@ impl<G: Gate> Relay<'_, G> {
         };
         let verdict = self.gate.decide(&self.subject, request);
         if self.admitted(payload, event, verdict, "statement").await? {
+            self.statements.executed(id);
             let masks = self.masks.clone();
             let answer = Answer::new(Expect::Results { binary: true }, self.capabilities, self.max_rows, masks.as_deref(), Vec::new())
                 .for_statement(id);
@@ -490,6 +508,30 @@ impl<G: Gate> Relay<'_, G> {
             self.forward(&command, Answer::new(Expect::Results { binary: false }, self.capabilities, 0, None, Vec::new())).await?;
         }
         Ok(())
+    }
+
+    /// Sets the session's character set again on the target (after a reset), on witness's own
+    /// account: recorded, and its answer kept from the client.
+    async fn restore_charset(&mut self) -> Result<(), End> {
+        let sql = format!("SET NAMES {}", charset_name(self.charset));
+        let event = command_event(&format!("{sql} (by witness, after COM_RESET_CONNECTION)"), "witness_set_names");
+        self.append(&event).await?;
+        let mut command = vec![command::QUERY];
+        command.extend_from_slice(sql.as_bytes());
+        self.send_command(&command).await?;
+        loop {
+            if let Some(frame) = peek_frame(&self.answers, MAX_TARGET_PAYLOAD).map_err(|e| End::TargetMalformed(e.to_string()))? {
+                let ok = frame.payload.first() == Some(&0x00);
+                let used = frame.raw_len;
+                self.answers.advance(used);
+                return if ok { Ok(()) } else { Err(End::TargetMalformed(format!("the target refused {sql}"))) };
+            }
+            match self.target.read_buf(&mut self.answers).await {
+                Ok(0) => return Err(End::TargetClosed),
+                Ok(_) => {}
+                Err(e) => return Err(End::TargetIo(e)),
+            }
+        }
     }
 
     /// Records a command witness does not relay and refuses it.
@@ -652,6 +694,17 @@ impl Wire for MysqlWire<'_> {
                 },
             }
         }
+    }
+}
+
+/// The name of a character set witness lets a session speak (`front::readable_charset`).
+fn charset_name(collation: u8) -> &'static str {
+    match collation {
+        5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 => "latin1",
+        11 | 65 => "ascii",
+        63 => "binary",
+        33 | 83 | 192..=215 | 223 => "utf8mb3",
+        _ => "utf8mb4",
     }
 }
 

@@ -239,7 +239,7 @@ impl<'m> Answer<'m> {
                     answer::Kind::Eof => {
                         let n = self.columns.len();
                         let mut event = self.event(format!("{n} columns"));
-                        event = with_columns(event, &self.columns, &[]);
+                        event = with_columns(event, &self.columns, &[], self.masks);
                         events.push(event);
                         self.phase = Phase::Done;
                     }
@@ -326,7 +326,7 @@ impl<'m> Answer<'m> {
                 if let Some(counts) = self.row_masks.as_mut().and_then(RowMasks::take_counts) {
                     event = event.with_attr("masked", counts);
                 }
-                event = with_columns(event, &self.columns, &self.rows);
+                event = with_columns(event, &self.columns, &self.rows, self.masks);
                 events.push(event);
                 self.rows.clear();
                 self.rows_bytes = 0;
@@ -451,16 +451,23 @@ fn eof_status(payload: &[u8]) -> Result<u16, Truncated> {
 }
 
 /// The columns and recorded rows as the event's JSON payload.
-fn with_columns(mut event: Event, columns: &[Column], rows: &[Value]) -> Event {
+fn with_columns(mut event: Event, columns: &[Column], rows: &[Value], masks: Option<&SessionMasks>) -> Event {
+    // An expression's column is named after its text (`SELECT '4111…'`): names are read by the
+    // detectors too.
+    let mut found = MaskCounts::default();
+    let mut name = |text: &str| match masks.and_then(|m| crate::mask::text_for_recording(m, text.as_bytes(), &mut found)) {
+        Some(masked) => String::from_utf8_lossy(&masked).into_owned(),
+        None => text.to_string(),
+    };
     let columns: Vec<Value> = columns
         .iter()
         .map(|c| {
-            let mut shown = json!({ "name": c.name, "type": c.column_type });
+            let mut shown = json!({ "name": name(&c.name), "type": c.column_type });
             if !c.original_table.is_empty() {
                 shown["table"] = json!(c.original_table);
             }
             if !c.original_name.is_empty() && c.original_name != c.name {
-                shown["column"] = json!(c.original_name);
+                shown["column"] = json!(name(&c.original_name));
             }
             shown
         })

@@ -97,6 +97,13 @@ impl Statements {
         self.last = None;
     }
 
+    /// An execution went to the target, which used up the statement's long data.
+    pub fn executed(&mut self, id: u32) {
+        if let Some(statement) = self.get_mut(id) {
+            statement.long_data.clear();
+        }
+    }
+
     /// COM_RESET_CONNECTION: the target forgets every statement.
     pub fn clear(&mut self) {
         self.by_id.clear();
@@ -115,7 +122,9 @@ impl Statements {
         let Some(statement) = self.get_mut(id) else {
             return Ok(Execution { id, flags, params: Err("the statement is not one witness saw prepared".into()) });
         };
-        let long_data = std::mem::take(&mut statement.long_data);
+        // Cleared once the execution is admitted ([`Statements::executed`]): a refused one leaves
+        // the long data on the server for the next.
+        let long_data = statement.long_data.clone();
         let count = usize::from(statement.params);
         if count == 0 {
             return Ok(Execution { id, flags, params: Ok(Vec::new()) });
@@ -196,6 +205,8 @@ mod tests {
         let values = 7i64.to_le_bytes();
         let execution = statements.execution(&execute(1, true, &values)).unwrap();
         assert_eq!(execution.params, Ok(vec![json!(7), Value::Null, json!({"long_data": true})]));
+        assert!(!statements.get(1).unwrap().long_data.is_empty(), "kept until the execution is admitted");
+        statements.executed(1);
         assert!(statements.get(1).unwrap().long_data.is_empty(), "used up");
     }
 }

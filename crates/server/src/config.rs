@@ -738,12 +738,12 @@ impl Config {
         Ok(Policy { default, rules })
     }
 
-    /// Whether PostgreSQL clients send their token in cleartext (over TLS or loopback only).
     /// How MySQL clients present their token, defaults applied.
     pub fn mysql_auth(&self) -> MysqlAuth {
         self.mysql.auth.unwrap_or(if self.identity.oidc.is_empty() { MysqlAuth::Native } else { MysqlAuth::Password })
     }
 
+    /// Whether PostgreSQL clients send their token in cleartext (over TLS or loopback only).
     pub fn postgres_cleartext(&self) -> bool {
         match self.postgres.auth {
             Some(auth) => auth == FrontAuth::Password,

@@ -46,17 +46,18 @@ pub struct Gateway {
 /// on it.
 #[derive(Default)]
 pub struct ClassCache {
-    by_text: Mutex<ByText>,
+    /// Per dialect (PostgreSQL, MySQL).
+    by_text: [Mutex<ByText>; 2],
 }
 
-/// Classified statements by dialect and cache key.
-type ByText = HashMap<(Dialect, Arc<str>), Arc<Vec<Statement>>>;
+/// Classified statements by cache key.
+type ByText = HashMap<Arc<str>, Arc<Vec<Statement>>>;
 
 /// Which parser reads a request's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dialect {
-    Postgres,
-    Mysql,
+    Postgres = 0,
+    Mysql = 1,
 }
 
 /// Texts kept in the cache; past this it starts again (a client cannot grow it without bound).
@@ -80,21 +81,21 @@ impl ClassCache {
         if text.len() > MAX_CACHED_TEXT_BYTES {
             return Arc::new(classify());
         }
-        let key = (dialect, Arc::from(cache_key(text).as_ref()));
-        if let Some(found) = self.lock().get(&key) {
+        let key = cache_key(text);
+        if let Some(found) = self.lock(dialect).get(key.as_ref()) {
             return found.clone();
         }
         let statements = Arc::new(classify());
-        let mut cache = self.lock();
+        let mut cache = self.lock(dialect);
         if cache.len() >= MAX_CACHED_TEXTS {
             cache.clear();
         }
-        cache.insert(key, statements.clone());
+        cache.insert(Arc::from(key.as_ref()), statements.clone());
         statements
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ByText> {
-        self.by_text.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self, dialect: Dialect) -> std::sync::MutexGuard<'_, ByText> {
+        self.by_text[dialect as usize].lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -150,6 +151,27 @@ fn cache_key(text: &str) -> std::borrow::Cow<'_, str> {
         previous = Some(c);
     }
     std::borrow::Cow::Owned(key)
+}
+
+/// Whether text witness could not parse may hold a `KILL` statement: a piece between semicolons
+/// that starts with the word, after whitespace and comments (but not `/*!` ones, whose text
+/// MySQL runs). Semicolons inside strings only make more pieces, so more text is suspected.
+fn may_hold_a_kill(text: &str) -> bool {
+    text.split(';').any(|piece| {
+        let mut rest = piece.trim_start();
+        loop {
+            if rest.starts_with("/*") && !rest.starts_with("/*!") && !rest.starts_with("/*M!") {
+                rest = rest.find("*/").map_or("", |end| rest[end + 2..].trim_start());
+            } else if rest.starts_with('#') || rest.starts_with("-- ") {
+                rest = rest.find('\n').map_or("", |end| rest[end + 1..].trim_start());
+            } else {
+                break;
+            }
+        }
+        let rest = rest.trim_start_matches("/*!").trim_start_matches("/*M!").trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        rest.get(..4).is_some_and(|word| word.eq_ignore_ascii_case("kill"))
+            && !rest[4..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 fn subject_masks(rules: &Reloadable, subject: &Subject) -> Option<Arc<SessionMasks>> {
@@ -317,13 +339,25 @@ impl Gateway {
         if column_masks.is_none() && dialect == Dialect::Postgres && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
+        // Only text that mentions KILL can hold one: other text needs no classes when no rule
+        // or mask asks for them.
+        let mentions_kill = sql.is_some_and(|t| t.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")));
+        // Column rules for the recording only need the columns' origins as much as the client's.
+        let any_column_masks = subject_masks(&self.rules, subject).filter(|masks| masks.has_column_rules());
+        if dialect == Dialect::Mysql
+            && sql.is_some()
+            && !mentions_kill
+            && any_column_masks.is_none()
+            && !witness_policy::needs_statements(&policy, &caller)
+        {
+            return Verdict::Allow { rule: None };
+        }
         let statements = self.classes.statements(sql, dialect);
         if dialect == Dialect::Mysql {
             // A KILL names a target thread, which may be any session's; the relay sends one only
             // for a witness connection of the caller's own (and not through the gate). Text that
             // cannot be read may hide one.
-            let unreadable_kill = statements.iter().any(|s| s.classes.contains(&SqlClass::Unparsed))
-                && sql.is_some_and(|t| t.to_ascii_lowercase().contains("kill"));
+            let unreadable_kill = statements.iter().any(|s| s.classes.contains(&SqlClass::Unparsed)) && sql.is_some_and(may_hold_a_kill);
             if statements.iter().any(|s| s.kill) || unreadable_kill {
                 return Verdict::Deny {
                     rule: "kill".into(),
@@ -331,7 +365,7 @@ impl Gateway {
                     classes: vec!["other".into()],
                 };
             }
-            if column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
+            if any_column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
                 return Verdict::Allow { rule: None };
             }
         }
@@ -360,7 +394,7 @@ impl Gateway {
                 };
             }
         }
-        if let (Some(masks), Dialect::Mysql) = (&column_masks, dialect) {
+        if let (Some(masks), Dialect::Mysql) = (&any_column_masks, dialect) {
             // MySQL names an alias, or no table, as the table of a column that comes through a
             // derived table, a CTE, a UNION or a selected subquery: masking could not tell it
             // is a column a rule names.
@@ -414,6 +448,16 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::cache_key;
+
+    #[test]
+    fn unreadable_text_is_suspected_of_a_kill_only_where_a_statement_could_begin_with_one() {
+        for suspect in ["KILL 5 /*", "select 1; kill 5 \\", "/* x */ KILL QUERY 5 \"", "# c\nkill 5", "/*!50000 KILL 5 */ \""] {
+            assert!(super::may_hold_a_kill(suspect), "{suspect}");
+        }
+        for innocent in ["select skills from t where a = \"", "select * from killed \"", "select 'kill' \"", "update t set killer = 1 \""] {
+            assert!(!super::may_hold_a_kill(innocent), "{innocent}");
+        }
+    }
 
     #[test]
     fn numbers_share_a_cache_key_where_nothing_can_hide_them() {

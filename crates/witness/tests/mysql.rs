@@ -406,6 +406,9 @@ fn masked_values_do_not_leave_by_text_rows_binary_rows_errors_or_the_recording()
         assert!(!out.status.success(), "{sql}: {}", stdout(&out));
         assert!(stderr(&out).contains("ERROR 1227 (42000)") && stderr(&out).contains("derived table"), "{sql}: {}", stderr(&out));
     }
+    // A value kept in a variable would come back under no table's name.
+    let variable = s.via("set @v = (select email from customers where id = 2)");
+    assert!(stderr(&variable).contains("ERROR 1227 (42000)"), "{}{}", stdout(&variable), stderr(&variable));
     // An error quoting a value: the detector masks it.
     let duplicate = s.via("insert into customers (id, card) values (9, '5555555555554444')");
     assert!(stderr(&duplicate).contains("Duplicate entry '[credit-card]'"), "{}", stderr(&duplicate));
@@ -454,6 +457,12 @@ def sleeper():
         out["sleep"] = "failed %d" % e.args[0]
 t = threading.Thread(target=sleeper)
 t.start()
+b = connect("claude", token)
+watch = b.cursor()
+while True:
+    watch.execute("select count(*) from information_schema.processlist where info like 'select sleep%'")
+    if watch.fetchone()[0] > 0:
+        break
 def attempt(conn, sql):
     try:
         conn.cursor().execute(sql)
@@ -463,7 +472,6 @@ def attempt(conn, sql):
 m = connect("mallory", other)
 out["mallory_witness_id"] = attempt(m, "KILL QUERY %d" % a.thread_id())
 out["mallory_target_id"] = attempt(m, "KILL QUERY %d" % target_thread)
-b = connect("claude", token)
 out["commented"] = attempt(b, "/* x */ KILL QUERY %d" % a.thread_id())
 out["among_others"] = attempt(b, "SELECT 1; KILL QUERY %d" % a.thread_id())
 out["own"] = attempt(b, "KILL QUERY %d" % a.thread_id())
@@ -613,4 +621,27 @@ print(cur.fetchall()[0][0])
     let recorded = events.iter().find(|e| e["kind"] == "mysql.query" && e["attrs"]["text_cut"] == true).expect("the long query, cut");
     assert_eq!(recorded["attrs"]["text_bytes"], query.len());
     assert_eq!(recorded["payload_bytes"], 8 << 20);
+}
+
+#[test]
+fn a_denied_prepared_statement_never_runs() {
+    let s = setup("");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answer = runtime.block_on(async {
+        let mut c = raw::login(s.gw.port, "claude", &s.agent, "mariadb-local").await;
+        let mut prepare = vec![0x16];
+        prepare.extend_from_slice(b"drop table customers");
+        c.command(&prepare).await.unwrap();
+        let prepared = raw::answer(&mut c, |p, _| p.first() == Some(&0x00) || p.first() == Some(&0xFF)).await;
+        let id = u32::from_le_bytes(prepared[0][1..5].try_into().unwrap());
+        let mut execute = vec![0x17];
+        execute.extend_from_slice(&id.to_le_bytes());
+        execute.extend_from_slice(&[0, 1, 0, 0, 0]);
+        c.command(&execute).await.unwrap();
+        c.receive().await.unwrap().payload
+    });
+    assert_eq!(answer[0], 0xFF, "an error");
+    let message = String::from_utf8_lossy(&answer);
+    assert!(message.contains("denied by witness rule \"no-drop\""), "{message}");
+    assert_eq!(stdout(&s.direct("select count(*) from customers")).trim(), "3", "the table is still there");
 }

@@ -24,7 +24,7 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::{classify_statement, SqlClass, Statement};
+use super::{classify_statement, Copies, SqlClass, Statement};
 
 /// Classifies every statement of MySQL text. Text that does not parse, or that the server could
 /// read otherwise than witness does, is one statement of class `unparsed`.
@@ -109,6 +109,12 @@ fn classify_one(statement: &Ast) -> Statement {
     }
     classified.tables = mysql_tables(statement);
     classified.hides_origins = hides_origins(statement);
+    if matches!(statement, Ast::Set(_)) && has_subquery(statement) {
+        // `SET @v = (SELECT email FROM customers)`: it reads the table, and keeps what it read
+        // in a variable a later `SELECT @v` returns under no table's name.
+        classified.classes.insert(SqlClass::Select);
+        classified.copies = Copies::Rows;
+    }
     classified
 }
 
@@ -165,6 +171,10 @@ fn unsafe_charset(set: &Set) -> Option<String> {
 /// not name: a derived table or table function in FROM (or in a join), a WITH, a set operation,
 /// or a subquery among the selected expressions.
 fn hides_origins(statement: &Ast) -> bool {
+    if matches!(statement, Ast::Call(_)) {
+        // A procedure's results are whatever its body selects.
+        return true;
+    }
     let Ast::Query(query) = statement else {
         // MariaDB's INSERT/DELETE … RETURNING: a subquery there returns what no table names.
         return statement.to_string().to_ascii_uppercase().contains(" RETURNING ") && has_subquery(statement);
@@ -299,6 +309,13 @@ mod tests {
         assert!(classify_mysql("SELECT 1 /*! ,2 */")[0].hides_origins, "unparsed text could be anything");
         assert!(hides("INSERT INTO notes (id) VALUES (9) RETURNING (SELECT email FROM customers LIMIT 1) AS n"));
         assert!(!hides("DELETE FROM notes WHERE id = 9 RETURNING id"));
+        assert!(hides("CALL report(1)"));
+        let set = &classify_mysql("SET @v = (SELECT email FROM customers LIMIT 1)")[0];
+        assert!(
+            set.classes.contains(&SqlClass::Select) && set.copies == Copies::Rows && set.tables.contains(&"customers".to_string()),
+            "{set:?}"
+        );
+        assert_eq!(classify_mysql("SET @v = 1")[0].copies, Copies::Nothing);
     }
 
     #[test]
