@@ -527,6 +527,14 @@ mod raw {
     pub fn is_eof(payload: &[u8]) -> bool {
         payload.first() == Some(&0xFE) && payload.len() < 9
     }
+
+    /// Sends a command and reads its answer: up to an OK, ERR or EOF (COM_STATISTICS's is one
+    /// packet of text).
+    pub async fn exchange(connection: &mut TargetConnection, command: Vec<u8>) -> Vec<Vec<u8>> {
+        connection.command(&command).await.unwrap();
+        let one_packet = command[0] == 0x09;
+        answer(connection, |p, _| one_packet || matches!(p.first(), Some(0x00 | 0xFF)) || is_eof(p)).await
+    }
 }
 
 #[test]
@@ -644,4 +652,40 @@ fn a_denied_prepared_statement_never_runs() {
     let message = String::from_utf8_lossy(&answer);
     assert!(message.contains("denied by witness rule \"no-drop\""), "{message}");
     assert_eq!(stdout(&s.direct("select count(*) from customers")).trim(), "3", "the table is still there");
+}
+
+#[test]
+fn other_commands_are_relayed_and_field_lists_decided() {
+    let s = setup(
+        "[[rules]]\nname = \"no-cards\"\ntables = [\"cards\"]\nsql = [\"select\"]\naction = \"deny\"\nmessage = \"cards are off limits\"\n",
+    );
+    s.db.sql(&format!("create table cards (n int); grant select on app.cards to '{NATIVE_USER}'@'127.0.0.1'"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answers = runtime.block_on(async {
+        let mut c = raw::login(s.gw.port, "claude", &s.agent, "mariadb-local").await;
+        let ping = raw::exchange(&mut c, vec![0x0E]).await;
+        let init_db = raw::exchange(&mut c, [&[0x02][..], b"app"].concat()).await;
+        let statistics = raw::exchange(&mut c, vec![0x09]).await;
+        let set_option = raw::exchange(&mut c, vec![0x1B, 0, 0]).await;
+        let field_list = raw::exchange(&mut c, [&[0x04][..], b"customers\0"].concat()).await;
+        let denied_list = raw::exchange(&mut c, [&[0x04][..], b"cards\0"].concat()).await;
+        (ping, init_db, statistics, set_option, field_list, denied_list)
+    });
+    let (ping, init_db, statistics, set_option, field_list, denied_list) = answers;
+    assert_eq!(ping[0][0], 0x00, "COM_PING: OK");
+    assert_eq!(init_db[0][0], 0x00, "COM_INIT_DB: OK");
+    assert!(
+        String::from_utf8_lossy(&statistics[0]).starts_with("Uptime:"),
+        "COM_STATISTICS: {:?}",
+        String::from_utf8_lossy(&statistics[0])
+    );
+    assert!(raw::is_eof(&set_option[0]), "COM_SET_OPTION: EOF");
+    assert_eq!(field_list.len(), 5, "four column definitions and an EOF");
+    assert!(raw::is_eof(&field_list[4]));
+    assert_eq!(denied_list[0][0], 0xFF);
+    assert!(String::from_utf8_lossy(&denied_list[0]).contains("cards are off limits"));
+    let events = s.gw.all_events(1);
+    let commands: Vec<&str> =
+        events.iter().filter(|e| e["kind"] == "mysql.command").filter_map(|e| e["attrs"]["command"].as_str()).collect();
+    assert_eq!(commands, ["ping", "init_db", "statistics", "set_option", "field_list", "field_list"]);
 }
