@@ -15,14 +15,16 @@ pub struct NodePackages;
 
 impl NodePackages {
     /// Makes sure `packages` (npm specs such as `"mysql2@3.11.0"`) are installed under
-    /// `$HOME/.cache/NAME`; returns the directory whose `node_modules` holds them (run `node` there,
-    /// or set `NODE_PATH` to its `node_modules`). Installs Debian's nodejs and npm first when npm
-    /// is missing and we are root.
+    /// `$HOME/.cache/NAME`, with `files` (name, text: the programs that use them) beside them;
+    /// returns the directory whose `node_modules` holds them (run `node` there, or set `NODE_PATH`
+    /// to its `node_modules`). Installs Debian's nodejs and npm first when npm is missing and we
+    /// are root. A file is written only when it differs, and under the lock: other processes may
+    /// be running it.
     ///
     /// # Panics
     ///
     /// Panics with npm's output if the packages cannot be installed.
-    pub fn ensure(name: &str, packages: &[&str]) -> PathBuf {
+    pub fn ensure(name: &str, packages: &[&str], files: &[(&str, &str)]) -> PathBuf {
         let cache = cache_dir();
         let base = cache.join(name);
         fs::create_dir_all(&base).unwrap_or_else(|e| panic!("{name}: cannot create {}: {e}", base.display()));
@@ -43,7 +45,16 @@ impl NodePackages {
             let module = package.rsplit_once('@').filter(|(m, _)| !m.is_empty()).map_or(package, |(m, _)| m);
             dir.join("node_modules").join(module).join("package.json").is_file()
         };
+        let write_files = |dir: &PathBuf| {
+            for (file, text) in files {
+                let path = dir.join(file);
+                if !fs::read_to_string(&path).is_ok_and(|s| s == *text) {
+                    fs::write(&path, text).unwrap_or_else(|e| panic!("{name}: cannot write {}: {e}", path.display()));
+                }
+            }
+        };
         if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == wanted) && packages.iter().all(|p| installed(p)) {
+            write_files(&dir);
             return dir;
         }
         ensure_npm(name);
@@ -60,6 +71,7 @@ impl NodePackages {
             None,
         );
         fs::write(&stamp, format!("{wanted}\n")).unwrap_or_else(|e| panic!("{name}: cannot write {}: {e}", stamp.display()));
+        write_files(&dir);
         dir
     }
 }

@@ -25,7 +25,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -234,18 +234,7 @@ impl Drop for OidcProvider {
 
 /// Makes sure the pinned `oidc-provider` and the script are in the cache directory; returns it.
 fn ensure_installed() -> PathBuf {
-    let dir = NodePackages::ensure("witness-oidc-provider", &[&format!("oidc-provider@{OIDC_PROVIDER_VERSION}")]);
-    write_script(&dir);
-    dir
-}
-
-/// Writes the script unless an identical copy is there (other processes may be running it).
-fn write_script(dir: &Path) {
-    let path = dir.join("provider.mjs");
-    if fs::read_to_string(&path).is_ok_and(|s| s == SCRIPT) {
-        return;
-    }
-    fs::write(&path, SCRIPT).unwrap_or_else(|e| panic!("OidcProvider: cannot write {}: {e}", path.display()));
+    NodePackages::ensure("witness-oidc-provider", &[&format!("oidc-provider@{OIDC_PROVIDER_VERSION}")], &[("provider.mjs", SCRIPT)])
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

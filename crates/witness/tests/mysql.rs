@@ -297,7 +297,7 @@ fn python_drivers_get_through_witness_what_they_get_directly() {
 fn node_drivers_get_through_witness_what_they_get_directly() {
     let s = setup("");
     let developer = s.gw.token("dev", &["--groups", "developers"]);
-    let modules = witness_testkit::NodePackages::ensure("witness-mysql-drivers", &["mysql2@3", "mariadb@3"]);
+    let modules = witness_testkit::NodePackages::ensure("witness-mysql-drivers", &["mysql2@3", "mariadb@3"], &[]);
     for driver in ["mysql2", "mariadb"] {
         let (direct, via) = both_ways(&s, &developer, || {
             let mut command = Command::new("node");
