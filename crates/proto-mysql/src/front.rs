@@ -404,13 +404,23 @@ async fn startup<G: MysqlGate>(
 /// witness reads as UTF-8 means to the server what it means to witness; else utf8mb4. In GBK, Big5
 /// or SJIS a backquote or backslash can be the second byte of a character.
 fn readable_charset(collation: u8) -> u8 {
+    if charset_name(collation).is_some() {
+        collation
+    } else {
+        45 // utf8mb4_general_ci
+    }
+}
+
+/// The name of a character set in which every byte below 0x80 is that ASCII character, by the
+/// number of one of its collations; None for any other.
+pub(crate) fn charset_name(collation: u8) -> Option<&'static str> {
     match collation {
-        5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 // latin1
-        | 11 | 65 // ascii
-        | 63 // binary
-        | 33 | 83 | 192..=215 | 223 // utf8mb3
-        | 45 | 46 | 224..=247 => collation, // utf8mb4
-        _ => 45, // utf8mb4_general_ci
+        5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 => Some("latin1"),
+        11 | 65 => Some("ascii"),
+        63 => Some("binary"),
+        33 | 83 | 192..=215 | 223 => Some("utf8mb3"),
+        45 | 46 | 224..=247 => Some("utf8mb4"),
+        _ => None,
     }
 }
 

@@ -23,7 +23,7 @@ use witness_mask::SessionMasks;
 use crate::answer::ErrPacket;
 use crate::back::{TargetConnection, MAX_TARGET_PAYLOAD};
 use crate::catalog::Catalog;
-use crate::front::code;
+use crate::front::{charset_name, code};
 use crate::kill::{self, KillGuard, Kills};
 use crate::mask;
 use crate::packet::{peek_frame, write_packets, Packet, PacketError, PacketReader, MAX_PACKET_PAYLOAD};
@@ -513,7 +513,7 @@ impl<G: Gate> Relay<'_, G> {
     /// Sets the session's character set again on the target (after a reset), on witness's own
     /// account: recorded, and its answer kept from the client.
     async fn restore_charset(&mut self) -> Result<(), End> {
-        let sql = format!("SET NAMES {}", charset_name(self.charset));
+        let sql = format!("SET NAMES {}", charset_name(self.charset).unwrap_or("utf8mb4"));
         let event = command_event(&format!("{sql} (by witness, after COM_RESET_CONNECTION)"), "witness_set_names");
         self.append(&event).await?;
         let mut command = vec![command::QUERY];
@@ -694,17 +694,6 @@ impl Wire for MysqlWire<'_> {
                 },
             }
         }
-    }
-}
-
-/// The name of a character set witness lets a session speak (`front::readable_charset`).
-fn charset_name(collation: u8) -> &'static str {
-    match collation {
-        5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 => "latin1",
-        11 | 65 => "ascii",
-        63 => "binary",
-        33 | 83 | 192..=215 | 223 => "utf8mb3",
-        _ => "utf8mb4",
     }
 }
 

@@ -335,7 +335,8 @@ impl Gateway {
         let caller = caller(subject);
         // Column masking cannot follow COPY TO, whose rows carry no column names. (COPY rows are
         // counted, not recorded: rules for the recording only do not matter here.)
-        let column_masks = subject_masks(&self.rules, subject).filter(|masks| masks.has_client_column_rules());
+        let masks = subject_masks(&self.rules, subject);
+        let column_masks = masks.clone().filter(|masks| masks.has_client_column_rules());
         if column_masks.is_none() && dialect == Dialect::Postgres && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
@@ -343,7 +344,7 @@ impl Gateway {
         // or mask asks for them.
         let mentions_kill = sql.is_some_and(|t| t.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")));
         // Column rules for the recording only need the columns' origins as much as the client's.
-        let any_column_masks = subject_masks(&self.rules, subject).filter(|masks| masks.has_column_rules());
+        let any_column_masks = masks.filter(|masks| masks.has_column_rules());
         if dialect == Dialect::Mysql
             && sql.is_some()
             && !mentions_kill

@@ -111,6 +111,19 @@ impl Setup {
         run(mariadb_via(&self.gw, "claude", &self.agent, "mariadb-local"), sql)
     }
 
+    /// Python `code` run with `cur`, a mysql-connector-python cursor of server-side prepared
+    /// statements on the agent's connection through witness.
+    fn prepared_as_agent(&self, code: &str) -> Output {
+        let python = witness_testkit::Python::ensure_venv(&["mysql-connector-python"]);
+        let program = format!(
+            "import sys, mysql.connector\n\
+             conn = mysql.connector.connect(host='127.0.0.1', port=int(sys.argv[1]), user='claude', password=sys.argv[2], \
+             database='mariadb-local', use_pure=True, auth_plugin='mysql_native_password')\n\
+             cur = conn.cursor(prepared=True)\n{code}\n"
+        );
+        Command::new(&python).args(["-c", &program, &self.gw.port.to_string(), &self.agent]).output().unwrap()
+    }
+
     fn approvals(&self, token: &str, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_witness"))
             .arg("approvals")
@@ -413,15 +426,9 @@ fn masked_values_do_not_leave_by_text_rows_binary_rows_errors_or_the_recording()
     let duplicate = s.via("insert into customers (id, card) values (9, '5555555555554444')");
     assert!(stderr(&duplicate).contains("Duplicate entry '[credit-card]'"), "{}", stderr(&duplicate));
     // Binary rows (server-side prepared statements).
-    let python = witness_testkit::Python::ensure_venv(&["mysql-connector-python"]);
-    let program = r#"
-import sys, mysql.connector
-conn = mysql.connector.connect(host="127.0.0.1", port=int(sys.argv[1]), user="claude", password=sys.argv[2], database="mariadb-local", use_pure=True, auth_plugin="mysql_native_password")
-cur = conn.cursor(prepared=True)
-cur.execute("select id, email, card from customers where id >= ? order by id", (2,))
-print(cur.fetchall())
-"#;
-    let out = Command::new(&python).args(["-c", program, &s.gw.port.to_string(), &s.agent]).output().unwrap();
+    let out = s.prepared_as_agent(
+        r#"cur.execute("select id, email, card from customers where id >= ? order by id", (2,)); print(cur.fetchall())"#,
+    );
     assert_eq!(stdout(&out).trim(), "[(2, '[redacted]', '[credit-card]'), (3, '[redacted]', '[credit-card]')]", "{}", stderr(&out));
     // Nothing masked reached the recording either.
     let events = s.gw.all_events(9);
@@ -608,15 +615,7 @@ fn payloads_over_16_mib_cross_witness_both_ways() {
     let row = lines.next().unwrap_or_default();
     assert!(row.len() == 20_000_000 && row.bytes().all(|b| b == b'z'), "a row of {} bytes", row.len());
     // A 20 MB parameter of a prepared statement.
-    let python = witness_testkit::Python::ensure_venv(&["mysql-connector-python"]);
-    let program = r#"
-import sys, mysql.connector
-conn = mysql.connector.connect(host="127.0.0.1", port=int(sys.argv[1]), user="claude", password=sys.argv[2], database="mariadb-local", use_pure=True, auth_plugin="mysql_native_password")
-cur = conn.cursor(prepared=True)
-cur.execute("select length(?)", ("p" * 20000000,))
-print(cur.fetchall()[0][0])
-"#;
-    let param = Command::new(&python).args(["-c", program, &s.gw.port.to_string(), &s.agent]).output().unwrap();
+    let param = s.prepared_as_agent(r#"cur.execute("select length(?)", ("p" * 20000000,)); print(cur.fetchall()[0][0])"#);
     assert_eq!(stdout(&param).trim(), "20000000", "{}", stderr(&param));
     // The record keeps the first 8 MiB of the query's text, and says it was cut; of parameters,
     // what fits in 64 KiB.
