@@ -2,8 +2,9 @@
 //! payload bound; the relay's `peek_frame` finds the same payloads as the reader), a server's
 //! greeting, a client's handshake answer, OK, ERR and column definitions, text and binary rows,
 //! an execution's parameters, `KILL` texts, and a command's answer followed packet by packet as
-//! the relay does, with rows masked and not. None may panic; packets come out the same however
-//! the reads were cut; what round-trips (a greeting, an answer) reads back as it was.
+//! the relay does, with rows masked and not, and compressed packets (inflated within their
+//! header's length). None may panic; packets come out the same however the reads were cut; what
+//! round-trips (a greeting, an answer, bytes packed and unpacked) reads back as it was.
 
 #![no_main]
 
@@ -13,6 +14,7 @@ use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, MaskRule, MaskStyle, Mas
 use witness_proto_mysql::answer::{self, Column, ErrPacket, OkPacket};
 use witness_proto_mysql::handshake::{capability, Greeting, HandshakeResponse};
 use witness_proto_mysql::packet::{peek_frame, PacketReader};
+use witness_proto_mysql::compress::{pack, Unpacker};
 use witness_proto_mysql::{fuzzing, kill, values};
 
 fn masks() -> std::sync::Arc<SessionMasks> {
@@ -88,6 +90,29 @@ fuzz_target!(|data: &[u8]| {
         fuzzing::execution(u16::from(seed % 5), payload);
         let _ = kill::kill_request(&String::from_utf8_lossy(payload));
     }
+    // Compressed packets, cut into reads anywhere: what they hold, or an error, the same way.
+    let unpacked = |chunk: usize| {
+        let mut unpacker = Unpacker::default();
+        for piece in bytes.chunks(chunk) {
+            unpacker.feed(piece);
+            loop {
+                match unpacker.unpack() {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) => return None,
+                }
+            }
+        }
+        Some(unpacker.plain)
+    };
+    assert_eq!(unpacked(bytes.len().max(1)), unpacked(cut), "unpacked bytes depend on where the reads were cut");
+    let mut packed = BytesMut::new();
+    assert_eq!(pack(bytes, seed, &mut packed).unwrap(), seed.wrapping_add(u8::from(!bytes.is_empty())));
+    let mut unpacker = Unpacker::default();
+    unpacker.feed(&packed);
+    while unpacker.unpack().unwrap() {}
+    assert_eq!(&unpacker.plain[..], bytes, "bytes packed unpack as they were");
+
     let masks = masks();
     fuzzing::answer(seed, u32::from(seed) << 16, &payloads, None);
     fuzzing::answer(seed, 0, &payloads, Some(&masks));

@@ -132,12 +132,14 @@ pub const MYSQL_PREPARE: EventKind = named("mysql.prepare");
 pub const MYSQL_EXECUTE: EventKind = named("mysql.execute");
 /// Another command: a ping, a change of database, a field list, a fetch from a cursor, …
 pub const MYSQL_COMMAND: EventKind = named("mysql.command");
+/// The client's file a `LOAD DATA LOCAL INFILE` sent, counted (as PostgreSQL's COPY data is).
+pub const MYSQL_LOCAL_FILE: EventKind = named("mysql.local_file");
 /// A command's outcome: OK with affected rows and warnings, columns and rows up to the cap, or
 /// the error.
 pub const MYSQL_RESULT: EventKind = named("mysql.result");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 64] = [
+pub const ALL: [&EventKind; 65] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -201,6 +203,7 @@ pub const ALL: [&EventKind; 64] = [
     &MYSQL_PREPARE,
     &MYSQL_EXECUTE,
     &MYSQL_COMMAND,
+    &MYSQL_LOCAL_FILE,
     &MYSQL_RESULT,
 ];
 

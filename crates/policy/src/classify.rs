@@ -25,6 +25,7 @@ use sqlparser::tokenizer::Tokenizer;
 mod constant;
 mod copies;
 mod lexical;
+mod load_data;
 mod mysql;
 
 pub use copies::Copies;
@@ -61,6 +62,9 @@ pub enum SqlClass {
     /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT.
     Transaction,
     Call,
+    /// MySQL's `LOAD DATA LOCAL INFILE`: the client sends a file of its own into a table. Off
+    /// unless a rule that names this class allows it (or holds it for approval).
+    LoadLocal,
     /// Parsed, but none of the above (VACUUM, LISTEN, PREPARE, …).
     Other,
     /// Did not parse: could be anything.
@@ -95,6 +99,9 @@ pub struct Statement {
     /// It is a `KILL` (MySQL): it ends a statement or a connection the target knows by a thread
     /// id, which may be any session's.
     pub kill: bool,
+    /// The client's file a `LOAD DATA LOCAL INFILE` names (MySQL): the only file the target may
+    /// ask the client for while it runs.
+    pub local_file: Option<String>,
 }
 
 impl Statement {
@@ -107,6 +114,7 @@ impl Statement {
             unparsed_because: Some(because.into()),
             hides_origins: true,
             kill: false,
+            local_file: None,
         }
     }
 }
@@ -155,7 +163,15 @@ fn classify_statement(statement: &Ast) -> Statement {
         }
         ControlFlow::<()>::Continue(())
     });
-    Statement { classes, tables, copies: copies::copies(statement), unparsed_because: None, hides_origins: false, kill: false }
+    Statement {
+        classes,
+        tables,
+        copies: copies::copies(statement),
+        unparsed_because: None,
+        hides_origins: false,
+        kill: false,
+        local_file: None,
+    }
 }
 
 /// Whether a query anywhere in the statement reads `TABLE name` (a set expression of its own).
@@ -325,7 +341,7 @@ fn relation_name(name: &ast::ObjectName) -> String {
 // === impl SqlClass ===
 
 impl SqlClass {
-    pub const ALL: [SqlClass; 20] = [
+    pub const ALL: [SqlClass; 21] = [
         SqlClass::Select,
         SqlClass::Insert,
         SqlClass::Update,
@@ -344,11 +360,12 @@ impl SqlClass {
         SqlClass::Set,
         SqlClass::Transaction,
         SqlClass::Call,
+        SqlClass::LoadLocal,
         SqlClass::Other,
         SqlClass::Unparsed,
     ];
 
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "select",
         "insert",
         "update",
@@ -367,6 +384,7 @@ impl SqlClass {
         "set",
         "transaction",
         "call",
+        "load-local",
         "other",
         "unparsed",
     ];

@@ -174,7 +174,19 @@ pub fn decide_statements(policy: &Policy, caller: &Caller<'_>, sql: &str, statem
     let applicable: Vec<&Rule> = policy.rules.iter().filter(|rule| rule.matches_caller(caller)).collect();
     let mut strictest: Option<(Action, Option<&Rule>, &Statement)> = None;
     for statement in statements {
-        let found = most_severe(applicable.iter().copied().filter(|rule| rule.matches_statement(statement, sql)));
+        let mut found = most_severe(applicable.iter().copied().filter(|rule| rule.matches_statement(statement, sql)));
+        if statement.classes.contains(&SqlClass::LoadLocal) && found.is_none_or(|rule| rule.action == Action::Allow) {
+            // A file of the client's into a table needs an allow rule that names it: one about
+            // inserts in general, or the default, does not turn it on.
+            let names_it = |rule: &&Rule| rule.sql.contains(&SqlClass::LoadLocal) && rule.matches_statement(statement, sql);
+            found = applicable.iter().copied().find(names_it);
+            if found.is_none() {
+                return Decision::Deny {
+                    rule: "default".into(),
+                    message: "LOAD DATA LOCAL is off: a rule with sql = [\"load-local\"] and action = \"allow\" turns it on".into(),
+                };
+            }
+        }
         let (action, rule) = match found {
             Some(rule) => (rule.action, Some(rule)),
             None => (policy.default, None),
@@ -401,6 +413,31 @@ mod tests {
         check("select pg_sleep(5)", &[], "pg-local", Some("JIRA-1"), "deny no-pg-sleep");
         check("select pg_sleep(5)", &[], "pg-local", None, "allow reads");
         check("", &[], "pg-local", None, "allow");
+    }
+
+    #[test]
+    fn a_local_file_load_needs_a_rule_that_names_it() {
+        let caller = Caller { identity: "claude", groups: &[], connection: "maria", task: None };
+        let sql = "LOAD DATA LOCAL INFILE 'people.csv' INTO TABLE people";
+        let statements = crate::classify_mysql(sql);
+        let decided = |policy: &Policy| shown(decide_statements(policy, &caller, sql, &statements));
+        // Not by the default, nor by a rule that allows inserts.
+        assert_eq!(decided(&Policy { default: Action::Allow, rules: Vec::new() }), "deny default");
+        let mut inserts = Rule::new("inserts", Action::Allow);
+        inserts.sql = vec![SqlClass::Insert];
+        assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![inserts.clone()] }), "deny default");
+        let mut loads = Rule::new("loads", Action::Allow);
+        loads.sql = vec![SqlClass::LoadLocal];
+        loads.tables = vec![Glob::new("people")];
+        assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![inserts.clone(), loads.clone()] }), "allow loads");
+        // Rules that deny or hold inserts into the table still do.
+        let mut held = Rule::new("held", Action::Approve);
+        held.tables = vec![Glob::new("people")];
+        held.approvers = vec!["dba".into()];
+        assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![loads.clone(), held] }), "approve held");
+        let mut no_inserts = Rule::new("no-inserts", Action::Deny);
+        no_inserts.sql = vec![SqlClass::Insert];
+        assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![loads, no_inserts] }), "deny no-inserts");
     }
 
     #[test]

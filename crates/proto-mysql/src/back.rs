@@ -60,8 +60,10 @@ pub struct TargetLogin<'a> {
 }
 
 /// The capabilities a relayed client may agree on: those that change nothing witness reads, or
-/// that it reads both ways. Compression, `LOAD DATA LOCAL`, `DEPRECATE_EOF`, session tracking,
-/// query attributes and MariaDB's extensions are not offered.
+/// that it reads both ways. `LOCAL_FILES` lets the target ask the client for a file, which the
+/// relay passes only for a `LOAD DATA LOCAL` a rule allows, naming that file. Compression is
+/// witness's own with the client (`compress`), never with the target; `DEPRECATE_EOF`, session
+/// tracking, query attributes and MariaDB's extensions are not offered.
 pub const RELAYED: u32 = capability::LONG_PASSWORD
     | capability::FOUND_ROWS
     | capability::LONG_FLAG
@@ -75,6 +77,7 @@ pub const RELAYED: u32 = capability::LONG_PASSWORD
     | capability::PS_MULTI_RESULTS
     | capability::PLUGIN_AUTH
     | capability::CONNECT_ATTRS
+    | capability::LOCAL_FILES
     | capability::PLUGIN_AUTH_LENENC_CLIENT_DATA;
 
 /// Why witness could not log in to a target.

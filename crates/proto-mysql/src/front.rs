@@ -26,6 +26,7 @@ use crate::answer::ErrPacket;
 use crate::auth;
 use crate::back::{TargetConnection, RELAYED};
 use crate::catalog::Catalogs;
+use crate::compress::ClientLink;
 use crate::gate::MysqlGate;
 use crate::handshake::{capability, Greeting, HandshakeResponse};
 use crate::kill::{Behind, Kills};
@@ -241,7 +242,8 @@ async fn startup<G: MysqlGate>(
 ) -> Result<ReadySession, StartupError> {
     let (version, target_capabilities) = front.target_greeting().await;
     let id = front.next_id.fetch_add(1, Ordering::Relaxed);
-    let mut offered = RELAYED & (target_capabilities | capability::CONNECT_WITH_DB | capability::CONNECT_ATTRS);
+    // Connecting with a database, attributes and compression are between the client and witness.
+    let mut offered = (RELAYED & (target_capabilities | capability::CONNECT_WITH_DB | capability::CONNECT_ATTRS)) | capability::COMPRESS;
     if front.tls.is_some() {
         offered |= capability::SSL;
     }
@@ -332,6 +334,7 @@ async fn startup<G: MysqlGate>(
         format!("{} via {} (target {} as {})", principal.identity, connection, target.address, target.user),
     )
     .with_attr("tls", login.stream.is_tls())
+    .with_attr("compressed", agreed & capability::COMPRESS != 0)
     .with_attr("credential", principal.credential.clone())
     .with_attr("target_user", target.user.clone())
     .with_attr("charset", answer.charset)
@@ -363,9 +366,8 @@ async fn startup<G: MysqlGate>(
         }
     };
     front.saw(&backend.greeting);
-    if backend.capabilities & agreed & !(capability::CONNECT_WITH_DB | capability::CONNECT_ATTRS)
-        != agreed & !(capability::CONNECT_WITH_DB | capability::CONNECT_ATTRS)
-    {
+    let witness_own = capability::CONNECT_WITH_DB | capability::CONNECT_ATTRS | capability::COMPRESS;
+    if backend.capabilities & agreed & !witness_own != agreed & !witness_own {
         // The target no longer offers what the client was greeted with: its answers would not
         // be what the client reads. A new connection is greeted with what it offers now.
         let message = "the target's capabilities changed since witness greeted you; connect again".to_string();
@@ -384,7 +386,8 @@ async fn startup<G: MysqlGate>(
     let masks = front.gate.masks(&subject);
     let catalog = masks.as_ref().filter(|m| m.has_column_rules()).map(|_| (front.catalogs.of(&connection), target.clone()));
     Ok(ReadySession {
-        client: login.stream,
+        // Compressed from the first packet after the OK, both ways.
+        client: ClientLink::new(login.stream, agreed & capability::COMPRESS != 0),
         target: backend,
         session,
         interrupt: registration.interrupt,

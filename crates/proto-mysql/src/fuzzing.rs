@@ -19,7 +19,7 @@ pub fn answer(expect: u8, capabilities: u32, payloads: &[&[u8]], masks: Option<&
         4 => Expect::FieldList,
         _ => Expect::Single,
     };
-    let mut answer = Answer::new(expect, capabilities, 4, masks, Vec::new());
+    let mut answer = Answer::new(expect, capabilities, 4, masks, Vec::new()).with_local_file(Some("f".into()));
     let mut events = Vec::new();
     for payload in payloads {
         if !answer.tables_to_look_up().is_empty() {

@@ -16,4 +16,8 @@ pub trait MysqlGate: Gate {
     /// The masking rules for a session, or None when nothing is masked for it. Asked once, when
     /// the session starts.
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>>;
+
+    /// The client's file that `sql`, an admitted query, may send into the target (a `LOAD DATA
+    /// LOCAL INFILE` a rule allows), or None: the target may ask for no file while it runs.
+    fn local_file(&self, subject: &Subject, sql: &str) -> Option<String>;
 }

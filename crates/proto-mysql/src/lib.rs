@@ -10,7 +10,7 @@
 //! masked rows and witness's own errors.
 //!
 //! The modules depend on each other one way: `front` logs in and hands `relay` a plain
-//! `ReadySession`; `relay` follows answers with `results` (which masks rows with `mask`) and
+//! `ReadySession` (its client stream compressed by `compress` when the client asked); `relay` follows answers with `results` (which masks rows with `mask`) and
 //! prepared statements with `statements`; `packet`, `wire`, `handshake`, `answer`, `values` and
 //! `auth` are the pure codec under them all, and `back` witness's own login to a target.
 
@@ -20,6 +20,7 @@ pub mod answer;
 pub mod auth;
 pub mod back;
 mod catalog;
+pub mod compress;
 mod front;
 #[doc(hidden)]
 pub mod fuzzing;

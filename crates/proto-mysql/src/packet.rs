@@ -39,11 +39,14 @@ pub struct PacketReader {
     joining: Option<Packet>,
     /// The sequence number the next packet must carry, once an exchange has begun.
     expected: Option<u8>,
+    /// Whether sequence numbers are checked: not inside compressed packets, where clients
+    /// number their packets 0 (libmariadb) and servers do not look.
+    ordered: bool,
 }
 
 impl PacketReader {
     pub fn new(limit: usize) -> PacketReader {
-        PacketReader { buffer: BytesMut::new(), limit, joining: None, expected: None }
+        PacketReader { buffer: BytesMut::new(), limit, joining: None, expected: None, ordered: true }
     }
 
     /// Takes bytes read from the peer.
@@ -55,6 +58,11 @@ impl PacketReader {
     /// to a packet of ours numbered n: n + 1).
     pub fn expect(&mut self, sequence: u8) {
         self.expected = Some(sequence);
+    }
+
+    /// Stops checking sequence numbers (the packets come inside compressed ones).
+    pub fn unordered(&mut self) {
+        self.ordered = false;
     }
 
     /// Takes the bytes not yet read as packets (a payload being joined included), leaving the
@@ -94,7 +102,7 @@ impl PacketReader {
             if so_far + length > self.limit {
                 return Err(PacketError::TooLong { limit: self.limit });
             }
-            if let Some(expected) = self.expected {
+            if let Some(expected) = self.expected.filter(|_| self.ordered) {
                 if sequence != expected {
                     return Err(PacketError::OutOfOrder { expected, got: sequence });
                 }

@@ -16,14 +16,16 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use witness_core::{kind, Direction, Event, Interrupt, PayloadType, Request, Subject, Verdict};
-use witness_gate::{admit, Admission, Gate, Refusal, Stream, Waiting, Wire, Withdrawal};
+use witness_gate::{admit, Admission, Refusal, Stream, Waiting, Wire, Withdrawal};
 use witness_ledger::{LedgerError, SessionWriter};
 use witness_mask::SessionMasks;
 
 use crate::answer::ErrPacket;
 use crate::back::{TargetConnection, MAX_TARGET_PAYLOAD};
 use crate::catalog::Catalog;
+use crate::compress::ClientLink;
 use crate::front::{charset_name, code};
+use crate::gate::MysqlGate;
 use crate::kill::{self, KillGuard, Kills};
 use crate::mask;
 use crate::packet::{peek_frame, write_packets, Packet, PacketError, PacketReader, MAX_PACKET_PAYLOAD};
@@ -68,7 +70,7 @@ mod command {
 
 /// A session past login, as the front hands it over.
 pub(crate) struct ReadySession {
-    pub client: Stream,
+    pub client: ClientLink,
     pub target: TargetConnection,
     pub session: SessionWriter,
     pub interrupt: watch::Receiver<Option<Interrupt>>,
@@ -136,7 +138,7 @@ fn answer_sequence(length: usize) -> u8 {
 
 struct Relay<'g, G> {
     gate: &'g G,
-    client: Stream,
+    client: ClientLink,
     commands: PacketReader,
     target: Stream,
     answers: BytesMut,
@@ -156,12 +158,15 @@ struct Relay<'g, G> {
 }
 
 /// Runs the session to its end, and records the end.
-pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
+pub(crate) async fn run<G: MysqlGate>(ready: ReadySession, gate: &G) {
     let ReadySession { client, target, session, interrupt, subject, guards, max_rows, masks, kills, target_address, catalog, charset } =
         ready;
     let capabilities = target.capabilities;
     let (target, leftover) = target.into_parts();
-    let commands = PacketReader::new(MAX_CLIENT_PAYLOAD);
+    let mut commands = PacketReader::new(MAX_CLIENT_PAYLOAD);
+    if client.is_compressed() {
+        commands.unordered();
+    }
     let mut relay = Relay {
         gate,
         client,
@@ -208,7 +213,7 @@ pub(crate) async fn run<G: Gate>(ready: ReadySession, gate: &G) {
     drop(guards);
 }
 
-impl<G: Gate> Relay<'_, G> {
+impl<G: MysqlGate> Relay<'_, G> {
     async fn serve(&mut self) -> End {
         loop {
             let packet = match self.next_command().await {
@@ -361,8 +366,15 @@ impl<G: Gate> Relay<'_, G> {
         let request = text.map_or(Request::OpaqueSql, Request::MysqlSql);
         let verdict = self.gate.decide(&self.subject, request);
         if self.admitted(payload, event, verdict, "statement").await? {
+            // Only a statement that names INFILE can load a file of the client's; the gate says
+            // whether a rule lets it.
+            let local_file = match text {
+                Ok(text) if payload.windows(6).any(|w| w.eq_ignore_ascii_case(b"infile")) => self.gate.local_file(&self.subject, text),
+                _ => None,
+            };
             let masks = self.masks.clone();
-            let answer = Answer::new(Expect::Results { binary: false }, self.capabilities, self.max_rows, masks.as_deref(), Vec::new());
+            let answer = Answer::new(Expect::Results { binary: false }, self.capabilities, self.max_rows, masks.as_deref(), Vec::new())
+                .with_local_file(local_file);
             self.forward(payload, answer).await?;
         }
         Ok(())
@@ -593,6 +605,8 @@ impl<G: Gate> Relay<'_, G> {
         let mut receipts = Vec::new();
         loop {
             let mut consumed = 0;
+            // The sequence number of the client's first packet of a file the target asked for.
+            let mut next_from_client = None;
             while !answer.is_done() {
                 let frame = match peek_frame(&self.answers[consumed..], MAX_TARGET_PAYLOAD) {
                     Ok(Some(frame)) => frame,
@@ -618,6 +632,10 @@ impl<G: Gate> Relay<'_, G> {
                     Err(e) => return Err(End::TargetMalformed(e.to_string())),
                 }
                 consumed += frame.raw_len;
+                if answer.local_file_asked.is_some() {
+                    next_from_client = Some(frame.last_sequence.wrapping_add(1));
+                    break;
+                }
             }
             self.answers.advance(consumed);
             for event in events.drain(..) {
@@ -629,6 +647,14 @@ impl<G: Gate> Relay<'_, G> {
             if !out.is_empty() {
                 self.client.write_all(&out).await.map_err(End::ClientIo)?;
                 out.clear();
+            }
+            if let (Some(file), Some(sequence)) = (answer.local_file_asked.take(), next_from_client) {
+                self.client.flush().await.map_err(End::ClientIo)?;
+                if !self.answers.is_empty() {
+                    return Err(End::TargetMalformed("the target sent more while it waited for a file".into()));
+                }
+                self.send_local_file(&file, sequence).await?;
+                continue;
             }
             if answer.is_done() {
                 self.client.flush().await.map_err(End::ClientIo)?;
@@ -655,11 +681,61 @@ impl<G: Gate> Relay<'_, G> {
     }
 }
 
+impl<G: MysqlGate> Relay<'_, G> {
+    /// The client's file the target asked for: its packets go on as the client numbers them, from
+    /// `sequence`, to the empty one that ends it; a `mysql.local_file` record counts them before
+    /// that end reaches the target (the target loads nothing until it has the end).
+    async fn send_local_file(&mut self, file: &str, mut sequence: u8) -> Result<(), End> {
+        let (mut bytes, mut packets) = (0u64, 0u64);
+        let mut out = BytesMut::new();
+        loop {
+            self.commands.expect(sequence);
+            let packet = loop {
+                match self.commands.next_packet() {
+                    Ok(Some(packet)) => break packet,
+                    Ok(None) => {}
+                    Err(e) => return Err(End::ClientMalformed(e)),
+                }
+                tokio::select! {
+                    biased;
+                    _ = self.interrupt.wait_for(Option::is_some) => {}
+                    read = self.client.read(&mut self.scratch) => match read {
+                        Ok(0) => return Err(End::ClientClosed),
+                        Ok(n) => {
+                            self.commands.feed(&self.scratch[..n]);
+                            continue;
+                        }
+                        Err(e) => return Err(End::ClientIo(e)),
+                    },
+                }
+                return Err(self.interrupted());
+            };
+            if packet.payload.is_empty() {
+                let event = Event::note(kind::MYSQL_LOCAL_FILE, Direction::Request, clip(&format!("local file {file}: {bytes} bytes")))
+                    .with_attr("file", file)
+                    .with_attr("bytes", bytes)
+                    .with_attr("packets", packets);
+                self.append(&event).await?;
+            } else {
+                bytes += packet.payload.len() as u64;
+                packets += 1;
+            }
+            out.clear();
+            let next = write_packets(&mut out, sequence, &packet.payload);
+            self.target.write_all(&out).await.map_err(End::TargetIo)?;
+            if packet.payload.is_empty() {
+                return self.target.flush().await.map_err(End::TargetIo);
+            }
+            sequence = next;
+        }
+    }
+}
+
 /// The client side's part in admission: events are recorded before anything goes on; while a
 /// request is held, the client's next commands are read on and kept, and its leaving noticed.
 struct MysqlWire<'a> {
     session: &'a SessionWriter,
-    client: &'a mut Stream,
+    client: &'a mut ClientLink,
     commands: &'a mut PacketReader,
     interrupt: &'a mut watch::Receiver<Option<Interrupt>>,
 }

@@ -63,8 +63,8 @@ enum Phase {
 pub(crate) enum AnswerError {
     #[error("{0}")]
     Truncated(#[from] Truncated),
-    #[error("the target asked for a local file (LOAD DATA LOCAL), which witness never offers")]
-    LocalInfile,
+    #[error("the target asked for the client's file {0:?}, which no rule lets this statement send (LOAD DATA LOCAL)")]
+    LocalFile(String),
     #[error("the target describes more than {MAX_COLUMNS} columns")]
     TooManyColumns,
 }
@@ -109,6 +109,10 @@ pub(crate) struct Answer<'m> {
     /// Whether the tables of the result's columns were asked for, and the row masks made.
     looked_up: bool,
     row_masks_made: bool,
+    /// The client's file the statement may send (a `LOAD DATA LOCAL` a rule allows).
+    local_file: Option<String>,
+    /// The file the target asked for, once it has: the client's packets come next.
+    pub local_file_asked: Option<String>,
 }
 
 impl<'m> Answer<'m> {
@@ -139,6 +143,8 @@ impl<'m> Answer<'m> {
             base: BaseTables::default(),
             looked_up: false,
             row_masks_made: false,
+            local_file: None,
+            local_file_asked: None,
         };
         answer.row_masks_made = answer.masks.is_none();
         answer
@@ -180,6 +186,12 @@ impl<'m> Answer<'m> {
     /// Names the prepared statement an execution or fetch runs, for the result's record.
     pub fn for_statement(mut self, id: u32) -> Answer<'m> {
         self.statement = Some(id);
+        self
+    }
+
+    /// Lets the target ask for `file`, the one file of the client's the statement may send.
+    pub fn with_local_file(mut self, file: Option<String>) -> Answer<'m> {
+        self.local_file = file;
         self
     }
 
@@ -291,7 +303,16 @@ impl<'m> Answer<'m> {
             _ if matches!(self.expect, Expect::Single | Expect::Prepare) => {
                 return Err(AnswerError::Truncated(Truncated { what: "OK or ERR", at: 0, length: payload.len() }));
             }
-            _ if payload.first() == Some(&0xFB) => return Err(AnswerError::LocalInfile),
+            _ if payload.first() == Some(&0xFB) => {
+                // The client's file, by the name the statement gave it; its statement's OK or
+                // ERR comes after the file.
+                let asked = String::from_utf8_lossy(&payload[1..]).into_owned();
+                if self.local_file.as_deref() != Some(asked.as_str()) {
+                    return Err(AnswerError::LocalFile(asked));
+                }
+                self.local_file_asked = Some(asked);
+                return Ok(Step::Forward);
+            }
             _ => {
                 let count = Fields::new(payload).lenenc("column count")?.unwrap_or(0);
                 if count > MAX_COLUMNS {

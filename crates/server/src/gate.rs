@@ -297,6 +297,17 @@ impl witness_proto_mysql::MysqlGate for Gateway {
     fn masks(&self, subject: &Subject) -> Option<Arc<SessionMasks>> {
         subject_masks(&self.rules, subject)
     }
+
+    fn local_file(&self, subject: &Subject, sql: &str) -> Option<String> {
+        let statements = self.classes.statements(Some(sql), Dialect::Mysql);
+        let [statement] = statements.as_slice() else { return None };
+        let file = statement.local_file.clone()?;
+        // Past admission an approval was granted: only a refusal takes the file away.
+        match witness_policy::decide_statements(&self.rules.policy(), &caller(subject), sql, &statements) {
+            Decision::Deny { .. } => None,
+            Decision::Allow { .. } | Decision::Approve { .. } => Some(file),
+        }
+    }
 }
 
 impl witness_proto_http::HttpGate for Gateway {
@@ -340,14 +351,16 @@ impl Gateway {
         if column_masks.is_none() && dialect == Dialect::Postgres && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
-        // Only text that mentions KILL can hold one: other text needs no classes when no rule
-        // or mask asks for them.
-        let mentions_kill = sql.is_some_and(|t| t.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")));
+        // Only text that mentions KILL can hold one, and only text that mentions INFILE a load of
+        // the client's file, which needs a rule: other text needs no classes when no rule or mask
+        // asks for them.
+        let mentions = |word: &[u8]| sql.is_some_and(|t| t.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word)));
+        let may_need_classes = mentions(b"kill") || mentions(b"infile");
         // Column rules for the recording only need the columns' origins as much as the client's.
         let any_column_masks = masks.filter(|masks| masks.has_column_rules());
         if dialect == Dialect::Mysql
             && sql.is_some()
-            && !mentions_kill
+            && !may_need_classes
             && any_column_masks.is_none()
             && !witness_policy::needs_statements(&policy, &caller)
         {
@@ -366,7 +379,8 @@ impl Gateway {
                     classes: vec!["other".into()],
                 };
             }
-            if any_column_masks.is_none() && !witness_policy::needs_statements(&policy, &caller) {
+            let loads_a_file = statements.iter().any(|s| s.local_file.is_some());
+            if any_column_masks.is_none() && !loads_a_file && !witness_policy::needs_statements(&policy, &caller) {
                 return Verdict::Allow { rule: None };
             }
         }

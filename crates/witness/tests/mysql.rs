@@ -304,6 +304,15 @@ fn python_drivers_get_through_witness_what_they_get_directly() {
         .find(|e| e["kind"] == "mysql.execute" && e["attrs"]["params"] == serde_json::json!([2]))
         .expect("an execution with its parameter");
     assert_eq!(execute["payload_text"], "select id, name, email from customers where id >= ? order by id");
+    // The drivers that can compress, compressing.
+    for driver in ["mysqlclient", "connector"] {
+        let (direct, via) = both_ways(&s, &developer, || {
+            let mut command = Command::new(&python);
+            command.arg(clients_dir().join("clients.py")).arg(driver).env("WITNESS_TEST_COMPRESS", "1");
+            command
+        });
+        assert_eq!(via, direct, "{driver}, compressed");
+    }
 }
 
 #[test]
@@ -311,13 +320,14 @@ fn node_drivers_get_through_witness_what_they_get_directly() {
     let s = setup("");
     let developer = s.gw.token("dev", &["--groups", "developers"]);
     let modules = witness_testkit::NodePackages::ensure("witness-mysql-drivers", &["mysql2@3", "mariadb@3"], &[]);
-    for driver in ["mysql2", "mariadb"] {
+    for (driver, compress) in [("mysql2", "0"), ("mariadb", "0"), ("mysql2", "1"), ("mariadb", "1")] {
         let (direct, via) = both_ways(&s, &developer, || {
             let mut command = Command::new("node");
             command.arg(clients_dir().join("clients.js")).arg(driver).env("NODE_PATH", modules.join("node_modules"));
+            command.env("WITNESS_TEST_COMPRESS", compress);
             command
         });
-        assert_eq!(via, direct, "{driver}");
+        assert_eq!(via, direct, "{driver}, compressed: {compress}");
         assert!(via.contains("grace@example.com"), "{driver}: {via}");
     }
 }
@@ -346,6 +356,14 @@ fn the_mariadb_jdbc_driver_gets_through_witness_what_it_gets_directly() {
         executions.iter().map(|e| e["attrs"]["params"].clone()).collect::<Vec<_>>(),
         [serde_json::json!([1]), serde_json::json!([2]), serde_json::json!([3])]
     );
+    // Compressing (useCompression).
+    let (direct, via) = both_ways(&s, &developer, || {
+        let mut command = Command::new("java");
+        command.arg("-cp").arg(jar).arg(clients_dir().join("Clients.java")).env("WITNESS_TEST_COMPRESS", "1");
+        command
+    });
+    assert_eq!(via, direct, "compressed");
+    events_of(&s.gw, 2, |events| events.iter().any(|e| e["kind"] == "mysql.login" && e["attrs"]["compressed"] == true));
 }
 
 #[test]
@@ -594,32 +612,39 @@ fn a_cursors_rows_come_by_fetches_masked_and_recorded() {
 fn payloads_over_16_mib_cross_witness_both_ways() {
     let s = setup("");
     s.db.sql("set global max_allowed_packet = 67108864");
-    // A 17 MiB query, which the client splits into packets, and a 20 MB row, which the server does.
+    // A 17 MiB query, which the client splits into packets, and a 20 MB row, which the server does;
+    // as they are, and in compressed packets (witness's with the client).
     let big = "x".repeat(17 << 20);
     let query = format!("select length('{big}'), length(repeat('y', 20000000))");
     let script = format!("{query};\nselect repeat('z', 20000000);\n");
-    let mut command = mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local");
-    command.arg("--max-allowed-packet=64M").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        stdin.write_all(script.as_bytes()).unwrap();
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success(), "{}\n{}", stderr(&out), s.gw.log());
-    let text = stdout(&out);
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some(format!("{}\t20000000", 17 << 20).as_str()));
-    let row = lines.next().unwrap_or_default();
-    assert!(row.len() == 20_000_000 && row.bytes().all(|b| b == b'z'), "a row of {} bytes", row.len());
+    for compress in [false, true] {
+        let mut command = mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local");
+        command.arg("--max-allowed-packet=64M").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if compress {
+            command.arg("--compress");
+        }
+        let mut child = command.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let script = script.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(script.as_bytes()).unwrap();
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success(), "compressed: {compress}\n{}\n{}", stderr(&out), s.gw.log());
+        let text = stdout(&out);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(format!("{}\t20000000", 17 << 20).as_str()), "compressed: {compress}");
+        let row = lines.next().unwrap_or_default();
+        assert!(row.len() == 20_000_000 && row.bytes().all(|b| b == b'z'), "a row of {} bytes (compressed: {compress})", row.len());
+    }
     // A 20 MB parameter of a prepared statement.
     let param = s.prepared_as_agent(r#"cur.execute("select length(?)", ("p" * 20000000,)); print(cur.fetchall()[0][0])"#);
     assert_eq!(stdout(&param).trim(), "20000000", "{}", stderr(&param));
     // The record keeps the first 8 MiB of the query's text, and says it was cut; of parameters,
     // what fits in 64 KiB.
-    let events = s.gw.all_events(2);
+    let events = s.gw.all_events(3);
     let execute = events.iter().find(|e| e["kind"] == "mysql.execute").expect("the execution");
     assert_eq!(
         (execute["attrs"]["params"].clone(), execute["attrs"]["params_total"].clone()),
@@ -687,4 +712,102 @@ fn other_commands_are_relayed_and_field_lists_decided() {
     let commands: Vec<&str> =
         events.iter().filter(|e| e["kind"] == "mysql.command").filter_map(|e| e["attrs"]["command"].as_str()).collect();
     assert_eq!(commands, ["ping", "init_db", "statistics", "set_option", "field_list", "field_list"]);
+}
+
+#[test]
+fn local_files_are_loaded_only_where_a_rule_allows_it_and_only_the_named_one() {
+    let mut s = setup(
+        "[[rules]]\nname = \"people-loads\"\ngroups = [\"ai-agents\"]\ntables = [\"people\"]\nsql = [\"load-local\"]\naction = \"allow\"\n",
+    );
+    s.db.sql("create table people (id int, name varchar(50)); create table other (id int, name varchar(50))");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    std::fs::write(&file, "1,ada-local-file-marker\n2,grace\n3,edsger\n").unwrap();
+    let load =
+        |table: &str, tail: &str| format!("LOAD DATA LOCAL INFILE '{}' INTO TABLE {table} FIELDS TERMINATED BY ','{tail}", file.display());
+    let loading = |token: &str, user: &str, sql: &str| {
+        let mut command = mariadb_via(&s.gw, user, token, "mariadb-local");
+        command.arg("--local-infile=1");
+        run(command, sql)
+    };
+    let count = |table: &str| stdout(&s.direct(&format!("select count(*) from {table}"))).trim().to_string();
+
+    // The rule names the table: the file is loaded, and counted in the recording.
+    let loaded = loading(&s.agent, "claude", &load("people", ""));
+    assert!(loaded.status.success(), "{}\n{}", stderr(&loaded), s.gw.log());
+    assert_eq!(stdout(&s.direct("select group_concat(name order by id) from people")).trim(), "ada-local-file-marker,grace,edsger");
+
+    // Into another table no rule names it, nor for someone no rule is about.
+    let refused = loading(&s.agent, "claude", &load("other", ""));
+    assert!(stderr(&refused).contains("ERROR 1227 (42000)"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("LOAD DATA LOCAL is off"), "{}", stderr(&refused));
+    let refused = loading(&s.dba, "alice", &load("people", ""));
+    assert!(stderr(&refused).contains("LOAD DATA LOCAL is off"), "{}", stderr(&refused));
+    assert_eq!((count("people"), count("other")), ("3".to_string(), "0".to_string()));
+
+    // Written so that witness cannot read it, the statement is not decided as a load; when the
+    // target then asks for the file, witness ends the session rather than send it.
+    let hidden = loading(&s.dba, "alice", &load("people", " LINES STARTING BY \"\""));
+    assert!(!hidden.status.success());
+    assert!(stderr(&hidden).contains("which no rule lets this statement send"), "{}", stderr(&hidden));
+    assert_eq!(count("people"), "3", "nothing more was loaded");
+
+    let events = events_of(&s.gw, 4, |events| events.iter().any(|e| e["kind"] == "mysql.local_file"));
+    let kinds: Vec<&str> =
+        kinds(&events).into_iter().filter(|k| k.starts_with("mysql.") && !["mysql.login", "mysql.command"].contains(k)).collect();
+    assert_eq!(kinds, ["mysql.query", "mysql.local_file", "mysql.result"]);
+    let sent = events.iter().find(|e| e["kind"] == "mysql.local_file").unwrap();
+    assert_eq!(sent["attrs"]["bytes"], std::fs::metadata(&file).unwrap().len());
+    assert_eq!(sent["attrs"]["file"], file.display().to_string());
+    assert!(!serde_json::to_string(sent).unwrap().contains("ada-local-file-marker"), "file contents are counted, not kept");
+    let result = events.iter().find(|e| e["kind"] == "mysql.result").unwrap();
+    assert_eq!(result["attrs"]["affected_rows"], 3);
+    s.gw.stop_and_verify();
+}
+
+#[test]
+fn compressing_clients_get_what_they_get_directly() {
+    let mut s = setup("");
+    // Results of a few rows and of a few MiB, and a refusal, each read through witness's
+    // compression as directly through the server's (payloads over 16 MiB: see above).
+    let sql = "select id, name, email from customers order by id; \
+               select name, repeat(email, 400000) from customers order by id; \
+               select repeat('abc', 7000000) is not null";
+    let compressed = |mut command: Command| {
+        command.arg("--compress");
+        command
+    };
+    let mut direct = s.db.mariadb(NATIVE_USER, NATIVE_PASSWORD);
+    direct.args(["-N", "-B"]);
+    let direct = run(compressed(direct), sql);
+    assert!(direct.status.success(), "{}", stderr(&direct));
+    let via = run(compressed(mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local")), sql);
+    assert!(via.status.success(), "{}\n{}", stderr(&via), s.gw.log());
+    assert_eq!(stdout(&via), stdout(&direct));
+    let dropped = run(compressed(mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local")), "drop table customers");
+    assert!(stderr(&dropped).contains("denied by witness rule \"no-drop\""), "{}", stderr(&dropped));
+
+    // A driver that compresses: mysql-connector-python, pure Python.
+    let python = witness_testkit::Python::ensure_venv(&["mysql-connector-python"]);
+    let program = "import sys, mysql.connector\n\
+        conn = mysql.connector.connect(host='127.0.0.1', port=int(sys.argv[1]), user=sys.argv[2], password=sys.argv[3], \
+        database=sys.argv[4], use_pure=True, compress=True, auth_plugin='mysql_native_password')\n\
+        cur = conn.cursor()\n\
+        cur.execute('select name, repeat(email, 1000) from customers order by id')\n\
+        print([(r[0], len(r[1])) for r in cur.fetchall()])\n";
+    let run_python = |port: u16, user: &str, password: &str, database: &str| {
+        let out = Command::new(&python).args(["-c", program, &port.to_string(), user, password, database]).output().unwrap();
+        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), s.gw.log());
+        stdout(&out)
+    };
+    let direct = run_python(s.db.port(), NATIVE_USER, NATIVE_PASSWORD, APP_DATABASE);
+    assert_eq!(run_python(s.gw.port, "claude", &s.agent, "mariadb-local"), direct);
+
+    let events = events_of(&s.gw, 3, |events| {
+        events.iter().any(|e| e["kind"] == "mysql.query" && e["payload_text"].as_str().is_some_and(|p| p.starts_with("select id, name")))
+    });
+    let login = events.iter().find(|e| e["kind"] == "mysql.login").unwrap();
+    assert_eq!(login["attrs"]["compressed"], true, "{login}");
+    assert!(events.iter().any(|e| e["kind"] == "mysql.result" && e["summary"] == "3 rows"));
+    s.gw.stop_and_verify();
 }

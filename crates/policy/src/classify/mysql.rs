@@ -15,7 +15,8 @@
 //!
 //! MySQL's own statements: `REPLACE` inserts and deletes (the row it replaces); `INSERT … ON
 //! DUPLICATE KEY UPDATE` inserts and updates; `USE` changes what unqualified names mean, as a
-//! setting does (`set`); `LOAD DATA` reads a file into a table and does not parse (`unparsed`).
+//! setting does (`set`); `LOAD DATA LOCAL INFILE` in its plain form is `load-local` and `insert`
+//! into its table (`load_data`), any other `LOAD DATA` is `unparsed`.
 
 use std::ops::ControlFlow;
 
@@ -29,6 +30,9 @@ use super::{classify_statement, Copies, SqlClass, Statement};
 /// Classifies every statement of MySQL text. Text that does not parse, or that the server could
 /// read otherwise than witness does, is one statement of class `unparsed`.
 pub fn classify_mysql(sql: &str) -> Vec<Statement> {
+    if let Some(statement) = super::load_data::load_data(sql) {
+        return vec![statement];
+    }
     match parse(sql) {
         Ok(statements) => statements.iter().map(classify_one).collect(),
         Err(because) => vec![Statement::unparsed(because)],
@@ -364,7 +368,8 @@ mod tests {
             "SELECT 1 /*M!100000 , (DELETE FROM t) */",
             r"SELECT 'it\'s' ; DROP TABLE t -- '",
             "SELECT * FROM t WHERE name = \"x\"",
-            "LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t",
+            "LOAD DATA INFILE '/etc/passwd' INTO TABLE t",
+            "LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t SET a = 1",
             "SELEC 1",
             "SELECT b\"\\\", 'x\" FROM (SELECT 1 AS b) t; DROP TABLE customers; -- '",
             "SELECT 1 --\u{a0} FROM (SELECT 1 AS `\u{a0}`) t; DROP TABLE customers",

@@ -29,7 +29,8 @@ public class Clients {
     }
 
     public static void main(String[] args) throws Exception {
-        String url = "jdbc:mariadb://" + args[0] + ":" + args[1] + "/" + args[4] + "?useServerPrepStmts=true&allowMultiQueries=true";
+        String url = "jdbc:mariadb://" + args[0] + ":" + args[1] + "/" + args[4] + "?useServerPrepStmts=true&allowMultiQueries=true"
+            + ("1".equals(System.getenv("WITNESS_TEST_COMPRESS")) ? "&useCompression=true" : "");
         try (Connection conn = DriverManager.getConnection(url, args[2], args[3])) {
             try (Statement st = conn.createStatement()) {
                 System.out.println("customers " + rows(st.executeQuery("select id, name, email, card from customers order by id")));

@@ -8,6 +8,8 @@
 'use strict';
 
 const [driver, host, port, user, password, database] = process.argv.slice(2);
+// Compressed packets, where the test asks for them.
+const compress = process.env.WITNESS_TEST_COMPRESS === '1';
 
 function plain(value) {
   if (value instanceof Date) return value.toISOString();
@@ -22,7 +24,7 @@ function table(rows) {
 
 async function mysql2() {
   const mysql = require('mysql2/promise');
-  const conn = await mysql.createConnection({ host, port: Number(port), user, password, database, multipleStatements: true, timezone: 'Z' });
+  const conn = await mysql.createConnection({ host, port: Number(port), user, password, database, multipleStatements: true, timezone: 'Z', compress });
   const out = {};
   out.customers = table((await conn.query('select id, name, email, card from customers order by id'))[0]);
   out.prepared = table((await conn.execute('select id, name, email from customers where id >= ? order by id', [2]))[0]);
@@ -46,7 +48,7 @@ async function mysql2() {
 
 async function mariadb() {
   const mariadb = require('mariadb');
-  const conn = await mariadb.createConnection({ host, port: Number(port), user, password, database, multipleStatements: true, pipelining: true, timezone: 'Z', bigIntAsNumber: true, decimalAsNumber: false });
+  const conn = await mariadb.createConnection({ host, port: Number(port), user, password, database, multipleStatements: true, pipelining: true, timezone: 'Z', bigIntAsNumber: true, decimalAsNumber: false, compress });
   const out = {};
   out.customers = table(await conn.query('select id, name, email, card from customers order by id'));
   // Pipelining: the driver sends these before the first answer comes.

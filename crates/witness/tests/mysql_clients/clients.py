@@ -8,10 +8,13 @@ prepared statements).
 import datetime
 import decimal
 import json
+import os
 import sys
 
 driver, host, port, user, password, database = sys.argv[1:7]
 port = int(port)
+# Compressed packets, where the driver can (PyMySQL cannot).
+compress = os.environ.get("WITNESS_TEST_COMPRESS") == "1"
 
 if driver == "pymysql":
     import pymysql
@@ -22,12 +25,12 @@ elif driver == "mysqlclient":
     import MySQLdb
     from MySQLdb.constants import CLIENT
     conn = MySQLdb.connect(host=host, port=port, user=user, password=password, database=database,
-                           charset="utf8mb4", client_flag=CLIENT.MULTI_STATEMENTS)
+                           charset="utf8mb4", client_flag=CLIENT.MULTI_STATEMENTS, compress=compress)
 elif driver == "connector":
     import mysql.connector
     conn = mysql.connector.connect(host=host, port=port, user=user, password=password, database=database,
                                    use_pure=True, charset="utf8mb4", collation="utf8mb4_general_ci",
-                                   auth_plugin="mysql_native_password")
+                                   auth_plugin="mysql_native_password", compress=compress)
 else:
     sys.exit(f"unknown driver {driver}")
 

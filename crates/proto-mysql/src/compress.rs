@@ -1,0 +1,287 @@
+//! MySQL's compressed protocol on the client's side of witness, for clients that ask for it
+//! (`CLIENT_COMPRESS`, from the first packet after the login's OK). Each compressed packet is a
+//! 7-byte header (compressed length, its own sequence number, length before compression, 0 when
+//! the payload is sent as it is) and a zlib stream of ordinary packets or pieces of them.
+//!
+//! [`ClientLink`] undoes and does the compression around the client's stream, so that the relay
+//! reads and writes ordinary packets whatever the client agreed on. The target's side is never
+//! compressed: it is witness's own connection, and what it sends is read before it is passed on.
+//! A compressed packet's sequence number follows the last one received, as the server's does.
+
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use witness_gate::Stream;
+
+const HEADER: usize = 7;
+/// The most a compressed packet holds, before compression or after.
+const MAX_CHUNK: usize = 0xFF_FFFF;
+/// Shorter payloads go uncompressed, as MySQL's own server sends them.
+const MIN_COMPRESS: usize = 50;
+
+/// The client's connection: as it is, or compressed.
+pub(crate) enum ClientLink {
+    Plain(Stream),
+    Compressed(Box<Compressed>),
+}
+
+impl ClientLink {
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, ClientLink::Compressed(_))
+    }
+
+    pub fn new(stream: Stream, compressed: bool) -> ClientLink {
+        if compressed {
+            ClientLink::Compressed(Box::new(Compressed::new(stream)))
+        } else {
+            ClientLink::Plain(stream)
+        }
+    }
+}
+
+/// A stream whose bytes cross in compressed packets.
+pub(crate) struct Compressed {
+    inner: Stream,
+    unpacker: Unpacker,
+    /// Packets written and not yet compressed.
+    pending: Vec<u8>,
+    /// Compressed packets not yet written to the client.
+    out: BytesMut,
+    /// The sequence number of the next compressed packet sent.
+    sequence: u8,
+    /// Where the client's bytes are read into.
+    scratch: Vec<u8>,
+}
+
+/// Compressed packets in, the bytes they hold out.
+#[derive(Default)]
+pub struct Unpacker {
+    /// Bytes read, not yet a whole compressed packet.
+    raw: BytesMut,
+    /// What the packets held, not yet taken.
+    pub plain: BytesMut,
+    /// The sequence number of the last compressed packet unpacked.
+    pub last_sequence: Option<u8>,
+}
+
+impl Unpacker {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.raw.extend_from_slice(bytes);
+    }
+
+    /// Takes one whole compressed packet off what was fed into `plain`; false until one is whole.
+    pub fn unpack(&mut self) -> io::Result<bool> {
+        if self.raw.len() < HEADER {
+            return Ok(false);
+        }
+        let compressed = usize::from(self.raw[0]) | usize::from(self.raw[1]) << 8 | usize::from(self.raw[2]) << 16;
+        let sequence = self.raw[3];
+        let original = usize::from(self.raw[4]) | usize::from(self.raw[5]) << 8 | usize::from(self.raw[6]) << 16;
+        if self.raw.len() < HEADER + compressed {
+            return Ok(false);
+        }
+        let body = &self.raw[HEADER..HEADER + compressed];
+        if original == 0 {
+            self.plain.extend_from_slice(body);
+        } else {
+            // At most the length the header gives: a stream that inflates further is refused.
+            let mut inflated = Vec::with_capacity(original);
+            ZlibDecoder::new(body).take(original as u64 + 1).read_to_end(&mut inflated)?;
+            if inflated.len() != original {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a compressed packet inflates to {} bytes where its header says {original}", inflated.len()),
+                ));
+            }
+            self.plain.extend_from_slice(&inflated);
+        }
+        self.raw.advance(HEADER + compressed);
+        self.last_sequence = Some(sequence);
+        Ok(true)
+    }
+}
+
+/// Compresses `bytes` into `out` as compressed packets of at most [`MAX_CHUNK`] bytes each,
+/// numbered from `sequence`; returns the number after the last.
+pub fn pack(bytes: &[u8], mut sequence: u8, out: &mut BytesMut) -> io::Result<u8> {
+    for chunk in bytes.chunks(MAX_CHUNK) {
+        let mut compressed = None;
+        if chunk.len() >= MIN_COMPRESS {
+            let mut encoder = ZlibEncoder::new(Vec::with_capacity(chunk.len() / 2 + 64), Compression::fast());
+            encoder.write_all(chunk)?;
+            // What does not shrink goes as it is.
+            compressed = Some(encoder.finish()?).filter(|body| body.len() < chunk.len());
+        }
+        let (body, original) = match &compressed {
+            Some(body) => (body.as_slice(), chunk.len()),
+            None => (chunk, 0),
+        };
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+        out.extend_from_slice(&[sequence]);
+        out.extend_from_slice(&(original as u32).to_le_bytes()[..3]);
+        out.extend_from_slice(body);
+        sequence = sequence.wrapping_add(1);
+    }
+    Ok(sequence)
+}
+
+impl Compressed {
+    fn new(inner: Stream) -> Compressed {
+        Compressed {
+            inner,
+            unpacker: Unpacker::default(),
+            pending: Vec::new(),
+            out: BytesMut::new(),
+            sequence: 0,
+            scratch: vec![0; 64 << 10],
+        }
+    }
+
+    /// Compresses what is pending into `out`.
+    fn pack(&mut self) -> io::Result<()> {
+        self.sequence = pack(&self.pending, self.sequence, &mut self.out)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes `out` to the client until it is empty.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Compressed {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let plain = &mut this.unpacker.plain;
+            if !plain.is_empty() {
+                let n = plain.len().min(buf.remaining());
+                buf.put_slice(&plain[..n]);
+                plain.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.unpacker.unpack()? {
+                // Witness's next packet follows the client's last, as a server's does.
+                this.sequence = this.unpacker.last_sequence.unwrap_or(0).wrapping_add(1);
+                continue;
+            }
+            let mut read = ReadBuf::new(&mut this.scratch);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                // The client left; what it left half-sent is not a packet.
+                return Poll::Ready(Ok(()));
+            }
+            this.unpacker.feed(read.filled());
+        }
+    }
+}
+
+impl AsyncWrite for Compressed {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.pending.len() >= MAX_CHUNK {
+            this.pack()?;
+        }
+        ready!(this.poll_drain(cx))?;
+        let n = buf.len().min(MAX_CHUNK - this.pending.len());
+        this.pending.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            this.pack()?;
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for ClientLink {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientLink::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientLink::Compressed(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientLink {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientLink::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientLink::Compressed(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientLink::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientLink::Compressed(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientLink::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientLink::Compressed(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_bytes_unpack_as_they_were_short_ones_uncompressed() {
+        let text = "select email from customers where id = 1; ".repeat(1000);
+        for bytes in [&b"select 1"[..], text.as_bytes()] {
+            let mut out = BytesMut::new();
+            assert_eq!(pack(bytes, 7, &mut out).unwrap(), 8);
+            // Short payloads go as they are (0 as the length before compression).
+            assert_eq!(out[4..7] == [0, 0, 0], bytes.len() < MIN_COMPRESS);
+            let mut unpacker = Unpacker::default();
+            unpacker.feed(&out[..5]);
+            assert!(!unpacker.unpack().unwrap(), "not whole yet");
+            unpacker.feed(&out[5..]);
+            assert!(unpacker.unpack().unwrap());
+            assert_eq!((&unpacker.plain[..], unpacker.last_sequence), (bytes, Some(7)));
+        }
+    }
+
+    #[test]
+    fn a_packet_that_inflates_past_its_header_is_refused() {
+        let mut encoder = ZlibEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(&[0u8; 1 << 20]).unwrap();
+        let body = encoder.finish().unwrap();
+        let mut packet = BytesMut::new();
+        packet.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+        packet.extend_from_slice(&[0, 100, 0, 0]);
+        packet.extend_from_slice(&body);
+        let mut unpacker = Unpacker::default();
+        unpacker.feed(&packet);
+        assert!(unpacker.unpack().is_err());
+        assert!(unpacker.plain.len() <= 100);
+    }
+}
