@@ -2,7 +2,7 @@
 //! own login to a target, and checked by witness for clients that log in to it:
 //! `mysql_native_password` (SHA-1 based; a server keeps `SHA1(SHA1(password))`, the verifier),
 //! `caching_sha2_password`'s fast path (SHA-256 based; its full path sends the password itself,
-//! over TLS) and MariaDB's `client_ed25519` (an Ed25519 signature by a key derived from the
+//! over TLS, or encrypted to the target's pinned RSA key) and MariaDB's `client_ed25519` (an Ed25519 signature by a key derived from the
 //! password).
 
 use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
@@ -52,6 +52,45 @@ pub fn caching_sha2_response(password: &[u8], scramble: &[u8]) -> Vec<u8> {
     let twice = Sha256::digest(once);
     let mask = Sha256::new().chain_update(twice).chain_update(scramble).finalize();
     once.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect()
+}
+
+/// `caching_sha2_password`'s full answer where the password may not travel in clear: the
+/// password (NUL-terminated) XOR the scramble, repeated, encrypted with RSA-OAEP (SHA-1) to the
+/// target's public key, which witness has pinned rather than asked for (a key sent over an
+/// unverified connection could be anyone's).
+pub fn caching_sha2_encrypted(password: &[u8], scramble: &[u8], key: &rsa::PublicKey) -> Result<Vec<u8>, rsa::Error> {
+    let mut clear = password.to_vec();
+    clear.push(0);
+    if !scramble.is_empty() {
+        for (i, byte) in clear.iter_mut().enumerate() {
+            *byte ^= scramble[i % scramble.len()];
+        }
+    }
+    key.encrypt(&mut rand::rng(), rsa::Oaep::<Sha1>::new(), &clear)
+}
+
+/// An RSA public key from PEM text: `BEGIN PUBLIC KEY` (as MySQL's `public_key.pem`) or `BEGIN
+/// RSA PUBLIC KEY`.
+pub fn rsa_public_key_from_pem(text: &str) -> Result<rsa::PublicKey, String> {
+    use base64::Engine;
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    let block = |label: &str| {
+        let begin = format!("-----BEGIN {label}-----");
+        let end = format!("-----END {label}-----");
+        let start = text.find(&begin)? + begin.len();
+        let stop = start + text[start..].find(&end)?;
+        Some(text[start..stop].split_whitespace().collect::<String>())
+    };
+    let decode =
+        |body: String| base64::engine::general_purpose::STANDARD.decode(body).map_err(|e| format!("its base64 does not decode: {e}"));
+    if let Some(body) = block("PUBLIC KEY") {
+        rsa::PublicKey::from_public_key_der(&decode(body)?).map_err(|e| format!("not an RSA public key: {e}"))
+    } else if let Some(body) = block("RSA PUBLIC KEY") {
+        rsa::PublicKey::from_pkcs1_der(&decode(body)?).map_err(|e| format!("not an RSA public key: {e}"))
+    } else {
+        Err("no -----BEGIN PUBLIC KEY----- block (PEM) in it".into())
+    }
 }
 
 /// MariaDB's `client_ed25519` answer: the scramble signed with the Ed25519 key whose expanded

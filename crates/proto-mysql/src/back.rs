@@ -1,7 +1,8 @@
 //! Witness's own login to a MySQL or MariaDB target, with credentials only witness holds: the
 //! greeting read, TLS asked for when the connection says so, the target's auth plugin answered
-//! (`mysql_native_password`, `caching_sha2_password` — its full path only over TLS, where the
-//! password may travel — and MariaDB's `client_ed25519`), and auth switches followed. What comes
+//! (`mysql_native_password`, `caching_sha2_password` — its full path only over verified TLS,
+//! where the password may travel, or encrypted to the target's pinned RSA key — and MariaDB's
+//! `client_ed25519`), and auth switches followed. What comes
 //! back is a logged-in [`TargetConnection`] that sends commands and reads answers packet by packet.
 
 use std::sync::Arc;
@@ -50,6 +51,9 @@ pub struct TargetLogin<'a> {
     /// The TLS config verifies the target's certificate: only then may the password itself
     /// travel (caching_sha2_password's full exchange).
     pub tls_verified: bool,
+    /// The target's RSA public key, pinned: otherwise caching_sha2_password's full exchange
+    /// sends the password encrypted to it.
+    pub server_public_key: Option<Arc<rsa::PublicKey>>,
     /// The capabilities a client behind witness agreed on, whose answers witness relays as the
     /// target sends them: the target is asked for those (that it offers) instead of witness's own.
     pub client_capabilities: Option<u32>,
@@ -99,8 +103,10 @@ pub enum LoginError {
     Refused(ErrPacket),
     #[error("the target asks for auth plugin {0:?}, which witness does not speak")]
     UnknownPlugin(String),
-    #[error("caching_sha2_password wants the whole password, which witness sends only over TLS to a verified target: set tls = \"verify-full\" on the connection, or log in once that way so the target caches the password")]
+    #[error("caching_sha2_password wants the whole password, which witness sends only over TLS to a verified target or encrypted to a pinned key: set tls = \"verify-full\" or server_public_key_file on the connection, or log in once that way so the target caches the password")]
     FullAuthNeedsTls,
+    #[error("the password cannot be encrypted to the target's public key: {0}")]
+    Rsa(rsa::Error),
     #[error("the target closed the connection during login")]
     Closed,
 }
@@ -164,14 +170,15 @@ impl TargetConnection {
         answer.write(&mut payload);
         connection.send(&payload).await?;
         connection.greeting = greeting;
-        connection.finish_login(login.password, login.tls_verified).await?;
+        connection.finish_login(login).await?;
         connection.reader = PacketReader::new(MAX_TARGET_PAYLOAD);
         connection.reader.expect(connection.next_sequence);
         Ok(connection)
     }
 
     /// Follows the target's answers to the login until it accepts or refuses it.
-    async fn finish_login(&mut self, password: &[u8], verified: bool) -> Result<(), LoginError> {
+    async fn finish_login(&mut self, login: &TargetLogin<'_>) -> Result<(), LoginError> {
+        let password = login.password;
         loop {
             let reply = self.receive().await?.payload;
             match reply.first() {
@@ -196,12 +203,16 @@ impl TargetConnection {
                 // More from the plugin: caching_sha2_password says whether its cache knew us.
                 Some(0x01) => match reply.get(1) {
                     Some(3) => {} // fast path succeeded; the OK follows
-                    Some(4) if self.stream.is_tls() && verified => {
+                    Some(4) if self.stream.is_tls() && login.tls_verified => {
                         let mut clear = password.to_vec();
                         clear.push(0);
                         self.send(&clear).await?;
                     }
-                    Some(4) => return Err(LoginError::FullAuthNeedsTls),
+                    Some(4) => {
+                        let Some(key) = &login.server_public_key else { return Err(LoginError::FullAuthNeedsTls) };
+                        let encrypted = auth::caching_sha2_encrypted(password, &self.greeting.scramble, key).map_err(LoginError::Rsa)?;
+                        self.send(&encrypted).await?;
+                    }
                     _ => return Err(LoginError::UnknownPlugin(self.greeting.auth_plugin.clone())),
                 },
                 _ => return Err(LoginError::UnknownPlugin(self.greeting.auth_plugin.clone())),

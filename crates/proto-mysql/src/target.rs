@@ -25,6 +25,9 @@ pub struct MysqlTarget {
     pub tls_required: bool,
     /// The TLS config verifies the target's certificate (mode `verify-full`).
     pub tls_verified: bool,
+    /// The target's RSA public key (`server_public_key_file`), for caching_sha2_password's full
+    /// login without verified TLS.
+    pub server_public_key: Option<Arc<rsa::PublicKey>>,
 }
 
 impl MysqlTarget {
@@ -38,6 +41,7 @@ impl MysqlTarget {
             tls: self.tls.clone(),
             tls_required: self.tls_required,
             tls_verified: self.tls_verified,
+            server_public_key: self.server_public_key.clone(),
             client_capabilities: Some(capabilities),
             charset,
             attributes,

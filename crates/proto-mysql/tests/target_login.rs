@@ -1,12 +1,14 @@
 //! Witness's own login to a real MariaDB (the test kit's, on a free port in a temp dir): with
 //! `mysql_native_password`, with MariaDB's `client_ed25519` (an auth switch), over TLS with the
-//! certificate verified, and refused with a wrong password; then a query's rows read back.
+//! certificate verified, and refused with a wrong password; then a query's rows read back. And
+//! `caching_sha2_password`'s full exchange with a pinned RSA key, against the test kit's stand-in
+//! (no MySQL 8 server can run here).
 
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use witness_proto_mysql::{LoginError, SimpleAnswer, TargetConnection, TargetLogin};
-use witness_testkit::{MariaDb, APP_DATABASE, ED25519_PASSWORD, ED25519_USER, NATIVE_PASSWORD, NATIVE_USER};
+use witness_testkit::{CachingSha2Server, MariaDb, APP_DATABASE, ED25519_PASSWORD, ED25519_USER, NATIVE_PASSWORD, NATIVE_USER};
 
 fn login<'a>(address: &'a str, user: &'a str, password: &'a str) -> TargetLogin<'a> {
     TargetLogin {
@@ -17,6 +19,7 @@ fn login<'a>(address: &'a str, user: &'a str, password: &'a str) -> TargetLogin<
         tls: None,
         tls_required: false,
         tls_verified: false,
+        server_public_key: None,
         client_capabilities: None,
         charset: 45, // utf8mb4_general_ci
         attributes: Vec::new(),
@@ -94,4 +97,35 @@ fn trusting(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap();
     Arc::new(config.with_root_certificates(roots).with_no_client_auth())
+}
+
+#[tokio::test]
+async fn caching_sha2_sends_the_password_only_encrypted_to_the_pinned_key() {
+    let server = CachingSha2Server::start("app", "s3cret-pass");
+    let address = format!("127.0.0.1:{}", server.port());
+    let pinned = std::fs::read_to_string(server.public_key()).unwrap();
+    let key = Arc::new(witness_proto_mysql::auth::rsa_public_key_from_pem(&pinned).expect("the stand-in's key reads"));
+
+    // With the target's key pinned, the password goes encrypted to it, and the login succeeds.
+    let mut with_key = login(&address, "app", "s3cret-pass");
+    with_key.server_public_key = Some(key.clone());
+    let mut connection = TargetConnection::login(&with_key).await.expect("a login with the pinned key");
+    assert_eq!(connection.greeting.auth_plugin, "caching_sha2_password");
+    assert!(matches!(connection.simple_query("select 1").await.unwrap(), SimpleAnswer::Done(_)));
+
+    // A wrong password under the same key is refused by the target.
+    let mut wrong = login(&address, "app", "not-the-password");
+    wrong.server_public_key = Some(key);
+    assert!(matches!(TargetConnection::login(&wrong).await, Err(LoginError::Refused(_))));
+
+    // Another key: the target cannot read what witness sent.
+    let another = CachingSha2Server::start("app", "s3cret-pass");
+    let other = std::fs::read_to_string(another.public_key()).unwrap();
+    let mut other_key = login(&address, "app", "s3cret-pass");
+    other_key.server_public_key = Some(Arc::new(witness_proto_mysql::auth::rsa_public_key_from_pem(&other).unwrap()));
+    assert!(matches!(TargetConnection::login(&other_key).await, Err(LoginError::Refused(_))));
+
+    // No key and no verified TLS: the password is not sent at all.
+    let refused = TargetConnection::login(&login(&address, "app", "s3cret-pass")).await;
+    assert!(matches!(refused, Err(LoginError::FullAuthNeedsTls)), "{:?}", refused.err());
 }

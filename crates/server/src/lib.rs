@@ -428,6 +428,15 @@ fn mysql_target(c: &MysqlConnection) -> Result<MysqlTarget, ServeError> {
         tls: config.map(|config| (config, name)),
         tls_required: matches!(c.tls, witness_proto_pg::TlsMode::Require | witness_proto_pg::TlsMode::VerifyFull),
         tls_verified: c.tls == witness_proto_pg::TlsMode::VerifyFull,
+        server_public_key: match &c.server_public_key_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| fail(format!("server_public_key_file {}: {e}", path.display())))?;
+                let key = witness_proto_mysql::auth::rsa_public_key_from_pem(&text)
+                    .map_err(|e| fail(format!("server_public_key_file {}: {e}", path.display())))?;
+                Some(std::sync::Arc::new(key))
+            }
+            None => None,
+        },
     })
 }
 

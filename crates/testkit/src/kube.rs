@@ -53,16 +53,15 @@
 //! kubectl sends a bearer token over HTTPS only, so kubectl can reach the stand-in directly only
 //! when it is started with [`KubeApiServer::start_tls`]; a gateway in front may use either.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::util::{test_certificate, TestCertificate};
+use crate::util::{ready_port, test_certificate, TestCertificate};
 
 /// The plaintext password of the seeded Secret `prod/db-credentials`: a test can search what the
 /// gateway recorded for it.
@@ -121,23 +120,7 @@ impl KubeApiServer {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("KubeApiServer: cannot start python3: {e}"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let port = lines.next().and_then(Result::ok).and_then(|line| line.strip_prefix("ready ")?.trim().parse::<u16>().ok());
-            let _ = ready_tx.send(port);
-            // Drained to the end, so that the server never blocks on a full pipe.
-            lines.for_each(drop);
-        });
-        let port = match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Some(port)) => port,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("KubeApiServer: python3 did not say which port it listens on ({other:?})");
-            }
-        };
+        let port = ready_port(&mut child, "KubeApiServer", READY_TIMEOUT);
         KubeApiServer { port, token: token.to_owned(), ca_cert, child, dir }
     }
 

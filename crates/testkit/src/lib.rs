@@ -22,6 +22,8 @@
 //! * [`Sshd`] — a throw-away OpenSSH server (key-only login as the current
 //!   user) with its host key for pinning, plus [`SshKeyPair`] for making
 //!   further client keys.
+//! * [`CachingSha2Server`] — a stand-in for a MySQL 8 server's `caching_sha2_password` login
+//!   (Python, with OpenSSL checking the RSA-encrypted password), where no MySQL 8 can run.
 //! * [`KubeApiServer`] — a stand-in Kubernetes API server (Python's `http.server`) that the
 //!   real kubectl can list, watch, create, delete, read logs and exec through (WebSocket), and
 //!   that lists every request it got.
@@ -35,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod caching_sha2;
 mod kube;
 mod mariadb;
 mod nginx;
@@ -46,6 +49,7 @@ mod sshd;
 mod util;
 mod webhooks;
 
+pub use caching_sha2::CachingSha2Server;
 pub use kube::{KubeApiServer, KUBE_SECRET_MARKER};
 pub use mariadb::{MariaDb, ADMIN_PASSWORD, ADMIN_USER, APP_DATABASE, ED25519_PASSWORD, ED25519_USER, NATIVE_PASSWORD, NATIVE_USER};
 pub use nginx::Nginx;

@@ -188,3 +188,26 @@ pub(crate) fn test_certificate(dir: &Path, name: &str, who: &str) -> TestCertifi
     );
     TestCertificate { ca_cert, cert, key }
 }
+
+/// The port a stand-in server started as `child` says it listens on, in its first line of
+/// output, `ready PORT`; its later output is read on and dropped, so that it never blocks on a
+/// full pipe. Kills the child and panics, naming `who`, when no such line comes within `timeout`.
+pub(crate) fn ready_port(child: &mut std::process::Child, who: &str, timeout: std::time::Duration) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let port = lines.next().and_then(Result::ok).and_then(|line| line.strip_prefix("ready ")?.trim().parse::<u16>().ok());
+        let _ = ready_tx.send(port);
+        lines.for_each(drop);
+    });
+    match ready_rx.recv_timeout(timeout) {
+        Ok(Some(port)) => port,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{who}: python3 did not say which port it listens on ({other:?})");
+        }
+    }
+}

@@ -529,6 +529,7 @@ mod raw {
             tls: None,
             tls_required: false,
             tls_verified: false,
+            server_public_key: None,
             client_capabilities: None,
             charset: 45,
             attributes: Vec::new(),
@@ -809,5 +810,27 @@ fn compressing_clients_get_what_they_get_directly() {
     let login = events.iter().find(|e| e["kind"] == "mysql.login").unwrap();
     assert_eq!(login["attrs"]["compressed"], true, "{login}");
     assert!(events.iter().any(|e| e["kind"] == "mysql.result" && e["summary"] == "3 rows"));
+    s.gw.stop_and_verify();
+}
+
+#[test]
+fn a_caching_sha2_target_gets_the_password_encrypted_to_its_pinned_key() {
+    // The test kit's stand-in for a MySQL 8 server (none can run here), whose cache is empty.
+    let standin = witness_testkit::CachingSha2Server::start(NATIVE_USER, NATIVE_PASSWORD);
+    let connection = |name: &str, key: Option<&std::path::Path>| {
+        let key = key.map(|k| format!("server_public_key_file = \"{}\"\n", k.display())).unwrap_or_default();
+        format!(
+            "[[connections]]\nname = \"{name}\"\nprotocol = \"mysql\"\naddress = \"127.0.0.1:{}\"\nuser = \"{NATIVE_USER}\"\npassword_env = \"WITNESS_TEST_MYSQL_PASSWORD\"\ntls = \"disable\"\n{key}",
+            standin.port()
+        )
+    };
+    let mut s = setup(&format!("{}{}", connection("mysql8", Some(standin.public_key())), connection("mysql8-unpinned", None)));
+    let pinned = run(mariadb_via(&s.gw, "claude", &s.agent, "mysql8"), "set @a = 1");
+    assert!(pinned.status.success(), "{}\n{}", stderr(&pinned), s.gw.log());
+    let unpinned = run(mariadb_via(&s.gw, "claude", &s.agent, "mysql8-unpinned"), "set @a = 1");
+    assert!(stderr(&unpinned).contains("witness cannot log in to the target of 'mysql8-unpinned'"), "{}", stderr(&unpinned));
+    assert!(s.gw.log().contains("server_public_key_file"), "the log says how to let witness in:\n{}", s.gw.log());
+    let events = events_of(&s.gw, 2, |events| events.iter().any(|e| e["kind"] == "mysql.query"));
+    assert!(events.iter().any(|e| e["kind"] == "mysql.login" && e["summary"].as_str().is_some_and(|t| t.contains("mysql8"))));
     s.gw.stop_and_verify();
 }

@@ -80,6 +80,9 @@ pub struct MysqlConnection {
     pub tls: TlsMode,
     /// CA certificates (PEM) for tls = "verify-full"; default: the system's.
     pub ca_file: Option<PathBuf>,
+    /// The target's RSA public key (PEM, MySQL's `public_key.pem`): caching_sha2_password's full
+    /// login sends the password encrypted to it where TLS is not verified.
+    pub server_public_key_file: Option<PathBuf>,
 }
 
 /// `protocol = "ssh"`.
