@@ -175,16 +175,21 @@ pub fn decide_statements(policy: &Policy, caller: &Caller<'_>, sql: &str, statem
     let mut strictest: Option<(Action, Option<&Rule>, &Statement)> = None;
     for statement in statements {
         let mut found = most_severe(applicable.iter().copied().filter(|rule| rule.matches_statement(statement, sql)));
-        if statement.classes.contains(&SqlClass::LoadLocal) && found.is_none_or(|rule| rule.action == Action::Allow) {
-            // A file of the client's into a table needs an allow rule that names it: one about
-            // inserts in general, or the default, does not turn it on.
-            let names_it = |rule: &&Rule| rule.sql.contains(&SqlClass::LoadLocal) && rule.matches_statement(statement, sql);
-            found = applicable.iter().copied().find(names_it);
-            if found.is_none() {
+        if statement.classes.contains(&SqlClass::LoadLocal) && found.is_none_or(|rule| rule.action != Action::Deny) {
+            // A file of the client's into a table needs an allow (or approve) rule that names it:
+            // rules about inserts in general, or the default, do not turn it on. Those that hold
+            // such inserts for approval still do.
+            let names_it = |rule: &&Rule| {
+                rule.action != Action::Deny && rule.sql.contains(&SqlClass::LoadLocal) && rule.matches_statement(statement, sql)
+            };
+            let Some(naming) = applicable.iter().copied().find(names_it) else {
                 return Decision::Deny {
                     rule: "default".into(),
                     message: "LOAD DATA LOCAL is off: a rule with sql = [\"load-local\"] and action = \"allow\" turns it on".into(),
                 };
+            };
+            if found.is_none_or(|rule| rule.action == Action::Allow) {
+                found = Some(naming);
             }
         }
         let (action, rule) = match found {
@@ -430,10 +435,13 @@ mod tests {
         loads.sql = vec![SqlClass::LoadLocal];
         loads.tables = vec![Glob::new("people")];
         assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![inserts.clone(), loads.clone()] }), "allow loads");
-        // Rules that deny or hold inserts into the table still do.
+        // Rules that deny or hold inserts into the table still do; one that holds them does not
+        // turn loads on by itself.
         let mut held = Rule::new("held", Action::Approve);
         held.tables = vec![Glob::new("people")];
         held.approvers = vec!["dba".into()];
+        assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![held.clone()] }), "deny default");
+        assert_eq!(decided(&Policy { default: Action::Approve, rules: Vec::new() }), "deny default");
         assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![loads.clone(), held] }), "approve held");
         let mut no_inserts = Rule::new("no-inserts", Action::Deny);
         no_inserts.sql = vec![SqlClass::Insert];

@@ -208,6 +208,9 @@ impl TargetConnection {
                         clear.push(0);
                         self.send(&clear).await?;
                     }
+                    // Over TLS a server reads the password in clear, which an unverified peer
+                    // is not given (nor an encrypted one, which the server would not decrypt).
+                    Some(4) if self.stream.is_tls() => return Err(LoginError::FullAuthNeedsTls),
                     Some(4) => {
                         let Some(key) = &login.server_public_key else { return Err(LoginError::FullAuthNeedsTls) };
                         let encrypted = auth::caching_sha2_encrypted(password, &self.greeting.scramble, key).map_err(LoginError::Rsa)?;

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
@@ -36,6 +36,24 @@ impl ClientLink {
         matches!(self, ClientLink::Compressed(_))
     }
 
+    /// Numbers witness's next compressed packets after the client's compressed packet that
+    /// held the last byte the relay has taken, as a server (which reads no further) does. The
+    /// relay calls it when it takes a command (or the end of a file), with `unread`, the bytes it
+    /// read from this link and still holds: so what a client sends ahead while a command is held
+    /// does not change how the answer is numbered.
+    pub fn answer_after(&mut self, unread: usize) {
+        if let ClientLink::Compressed(compressed) = self {
+            let taken = compressed.handed.saturating_sub(unread as u64);
+            let unpacked = &mut compressed.unpacker.unpacked;
+            while unpacked.len() > 1 && unpacked.front().is_some_and(|(end, _)| *end < taken) {
+                unpacked.pop_front();
+            }
+            if let Some((_, sequence)) = unpacked.front() {
+                compressed.sequence = sequence.wrapping_add(1);
+            }
+        }
+    }
+
     pub fn new(stream: Stream, compressed: bool) -> ClientLink {
         if compressed {
             ClientLink::Compressed(Box::new(Compressed::new(stream)))
@@ -57,6 +75,8 @@ pub(crate) struct Compressed {
     sequence: u8,
     /// Where the client's bytes are read into.
     scratch: Vec<u8>,
+    /// The bytes of `plain` handed to the reader so far.
+    handed: u64,
 }
 
 /// Compressed packets in, the bytes they hold out.
@@ -68,6 +88,11 @@ pub struct Unpacker {
     pub plain: BytesMut,
     /// The sequence number of the last compressed packet unpacked.
     pub last_sequence: Option<u8>,
+    /// Bytes unpacked so far, in all.
+    total: u64,
+    /// Each packet unpacked and not yet passed by the reader: where its bytes end (counted as
+    /// `total`) and its sequence number.
+    unpacked: std::collections::VecDeque<(u64, u8)>,
 }
 
 impl Unpacker {
@@ -87,22 +112,31 @@ impl Unpacker {
             return Ok(false);
         }
         let body = &self.raw[HEADER..HEADER + compressed];
+        let before = self.plain.len();
         if original == 0 {
             self.plain.extend_from_slice(body);
         } else {
-            // At most the length the header gives: a stream that inflates further is refused.
-            let mut inflated = Vec::with_capacity(original);
-            ZlibDecoder::new(body).take(original as u64 + 1).read_to_end(&mut inflated)?;
-            if inflated.len() != original {
+            // Inflated straight into `plain`, which grows with what comes out rather than with
+            // what the header claims, and at most to the header's length: a stream that inflates
+            // further is refused.
+            let mut into = (&mut self.plain).writer();
+            let inflated = io::copy(&mut ZlibDecoder::new(body).take(original as u64 + 1), &mut into)?;
+            if inflated != original as u64 {
+                self.plain.truncate(before);
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("a compressed packet inflates to {} bytes where its header says {original}", inflated.len()),
+                    format!("a compressed packet inflates to {inflated} bytes where its header says {original}"),
                 ));
             }
-            self.plain.extend_from_slice(&inflated);
         }
         self.raw.advance(HEADER + compressed);
         self.last_sequence = Some(sequence);
+        let added = (self.plain.len() - before) as u64;
+        if added > 0 {
+            // (An empty packet holds no byte a command could end in.)
+            self.total += added;
+            self.unpacked.push_back((self.total, sequence));
+        }
         Ok(true)
     }
 }
@@ -140,6 +174,7 @@ impl Compressed {
             out: BytesMut::new(),
             sequence: 0,
             scratch: vec![0; 64 << 10],
+            handed: 0,
         }
     }
 
@@ -172,11 +207,10 @@ impl AsyncRead for Compressed {
                 let n = plain.len().min(buf.remaining());
                 buf.put_slice(&plain[..n]);
                 plain.advance(n);
+                this.handed += n as u64;
                 return Poll::Ready(Ok(()));
             }
             if this.unpacker.unpack()? {
-                // Witness's next packet follows the client's last, as a server's does.
-                this.sequence = this.unpacker.last_sequence.unwrap_or(0).wrapping_add(1);
                 continue;
             }
             let mut read = ReadBuf::new(&mut this.scratch);
@@ -268,6 +302,20 @@ mod tests {
             assert!(unpacker.unpack().unwrap());
             assert_eq!((&unpacker.plain[..], unpacker.last_sequence), (bytes, Some(7)));
         }
+    }
+
+    #[test]
+    fn unpacked_bytes_are_mapped_to_the_packets_they_came_in() {
+        let mut unpacker = Unpacker::default();
+        let mut out = BytesMut::new();
+        pack(b"first", 0, &mut out).unwrap();
+        out.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0]);
+        pack(b"second", 9, &mut out).unwrap();
+        unpacker.feed(&out);
+        while unpacker.unpack().unwrap() {}
+        assert_eq!(&unpacker.plain[..], b"firstsecond");
+        // The empty packet maps no byte.
+        assert_eq!(unpacker.unpacked, [(5, 0), (11, 9)]);
     }
 
     #[test]

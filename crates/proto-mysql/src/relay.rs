@@ -232,7 +232,10 @@ impl<G: MysqlGate> Relay<'_, G> {
         let buffer = &mut self.scratch;
         loop {
             match self.commands.next_packet() {
-                Ok(Some(packet)) => return Ok(packet),
+                Ok(Some(packet)) => {
+                    self.client.answer_after(self.commands.buffered());
+                    return Ok(packet);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(End::ClientMalformed(e)),
             }
@@ -683,39 +686,26 @@ impl<G: MysqlGate> Relay<'_, G> {
 
 impl<G: MysqlGate> Relay<'_, G> {
     /// The client's file the target asked for: its packets go on as the client numbers them, from
-    /// `sequence`, to the empty one that ends it; a `mysql.local_file` record counts them before
-    /// that end reaches the target (the target loads nothing until it has the end).
+    /// `sequence`, to the empty one that ends it. A `mysql.local_file` record counts them, made
+    /// before that end reaches the target, or with `complete: false` when the client or the
+    /// session ends first (the target may have loaded some rows by then).
     async fn send_local_file(&mut self, file: &str, mut sequence: u8) -> Result<(), End> {
         let (mut bytes, mut packets) = (0u64, 0u64);
         let mut out = BytesMut::new();
         loop {
             self.commands.expect(sequence);
-            let packet = loop {
-                match self.commands.next_packet() {
-                    Ok(Some(packet)) => break packet,
-                    Ok(None) => {}
-                    Err(e) => return Err(End::ClientMalformed(e)),
+            let packet = match self.next_file_packet().await {
+                Ok(packet) => packet,
+                Err(end) => {
+                    let event = local_file_event(file, bytes, packets).with_attr("complete", false).with_attr("ended", end.describe());
+                    let _ = self.append(&event).await;
+                    return Err(end);
                 }
-                tokio::select! {
-                    biased;
-                    _ = self.interrupt.wait_for(Option::is_some) => {}
-                    read = self.client.read(&mut self.scratch) => match read {
-                        Ok(0) => return Err(End::ClientClosed),
-                        Ok(n) => {
-                            self.commands.feed(&self.scratch[..n]);
-                            continue;
-                        }
-                        Err(e) => return Err(End::ClientIo(e)),
-                    },
-                }
-                return Err(self.interrupted());
             };
-            if packet.payload.is_empty() {
-                let event = Event::note(kind::MYSQL_LOCAL_FILE, Direction::Request, clip(&format!("local file {file}: {bytes} bytes")))
-                    .with_attr("file", file)
-                    .with_attr("bytes", bytes)
-                    .with_attr("packets", packets);
-                self.append(&event).await?;
+            let last = packet.payload.is_empty();
+            if last {
+                self.client.answer_after(self.commands.buffered());
+                self.append(&local_file_event(file, bytes, packets).with_attr("complete", true)).await?;
             } else {
                 bytes += packet.payload.len() as u64;
                 packets += 1;
@@ -723,12 +713,52 @@ impl<G: MysqlGate> Relay<'_, G> {
             out.clear();
             let next = write_packets(&mut out, sequence, &packet.payload);
             self.target.write_all(&out).await.map_err(End::TargetIo)?;
-            if packet.payload.is_empty() {
+            if last {
                 return self.target.flush().await.map_err(End::TargetIo);
             }
             sequence = next;
         }
     }
+
+    /// The client's next packet of a file. The target says nothing until the file has ended: if
+    /// it does, the packets still to come would be read as commands nobody decided on, so the
+    /// session ends.
+    async fn next_file_packet(&mut self) -> Result<Packet, End> {
+        loop {
+            match self.commands.next_packet() {
+                Ok(Some(packet)) => return Ok(packet),
+                Ok(None) => {}
+                Err(e) => return Err(End::ClientMalformed(e)),
+            }
+            tokio::select! {
+                biased;
+                _ = self.interrupt.wait_for(Option::is_some) => {}
+                read = self.target.read_buf(&mut self.answers) => {
+                    return Err(match read {
+                        Ok(0) => End::TargetClosed,
+                        Ok(_) => End::TargetMalformed("the target answered before the client's file ended".into()),
+                        Err(e) => End::TargetIo(e),
+                    });
+                }
+                read = self.client.read(&mut self.scratch) => match read {
+                    Ok(0) => return Err(End::ClientClosed),
+                    Ok(n) => {
+                        self.commands.feed(&self.scratch[..n]);
+                        continue;
+                    }
+                    Err(e) => return Err(End::ClientIo(e)),
+                },
+            }
+            return Err(self.interrupted());
+        }
+    }
+}
+
+fn local_file_event(file: &str, bytes: u64, packets: u64) -> Event {
+    Event::note(kind::MYSQL_LOCAL_FILE, Direction::Request, clip(&format!("local file {file}: {bytes} bytes")))
+        .with_attr("file", file)
+        .with_attr("bytes", bytes)
+        .with_attr("packets", packets)
 }
 
 /// The client side's part in admission: events are recorded before anything goes on; while a

@@ -531,6 +531,28 @@ mod tests {
     const EOF: [u8; 5] = [0xFE, 0, 0, 0x02, 0];
 
     #[test]
+    fn the_target_may_ask_only_for_the_file_the_statement_may_send() {
+        let ask = |allowed: Option<&str>, asked: &[u8]| {
+            let mut answer =
+                Answer::new(Expect::Results { binary: false }, 0, 1, None, Vec::new()).with_local_file(allowed.map(String::from));
+            let mut request = vec![0xFB];
+            request.extend_from_slice(asked);
+            let mut events = Vec::new();
+            let step = answer.on_payload(&request, &mut events).map(|_| answer.local_file_asked.clone());
+            (step, answer, events)
+        };
+        assert!(matches!(ask(None, b"/etc/passwd").0, Err(AnswerError::LocalFile(f)) if f == "/etc/passwd"));
+        assert!(matches!(ask(Some("people.csv"), b"/etc/passwd").0, Err(AnswerError::LocalFile(_))));
+        let (asked, mut answer, mut events) = ask(Some("people.csv"), b"people.csv");
+        assert_eq!(asked.unwrap().as_deref(), Some("people.csv"));
+        // The statement's own OK comes once the file has ended.
+        assert!(!answer.is_done());
+        answer.on_payload(&[0x00, 3, 0, 0x02, 0, 0, 0], &mut events).unwrap();
+        assert!(answer.is_done());
+        assert_eq!(events[0].attrs["affected_rows"], 3);
+    }
+
+    #[test]
     fn a_text_result_ends_at_its_eof_and_records_its_rows() {
         let mut answer = Answer::new(Expect::Results { binary: false }, 0, 1, None, Vec::new());
         let mut events = Vec::new();

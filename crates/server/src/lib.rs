@@ -429,6 +429,12 @@ fn mysql_target(c: &MysqlConnection) -> Result<MysqlTarget, ServeError> {
         tls_required: matches!(c.tls, witness_proto_pg::TlsMode::Require | witness_proto_pg::TlsMode::VerifyFull),
         tls_verified: c.tls == witness_proto_pg::TlsMode::VerifyFull,
         server_public_key: match &c.server_public_key_file {
+            // Over TLS a MySQL server takes the password in clear, not encrypted to its key.
+            Some(_) if c.tls != witness_proto_pg::TlsMode::Disable => {
+                return Err(fail(
+                    "server_public_key_file is for tls = \"disable\": over TLS a MySQL server takes the password in clear, which witness sends only with tls = \"verify-full\"".into(),
+                ))
+            }
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| fail(format!("server_public_key_file {}: {e}", path.display())))?;
                 let key = witness_proto_mysql::auth::rsa_public_key_from_pem(&text)
@@ -525,7 +531,33 @@ fn parse_sha256(text: &str) -> Option<[u8; 32]> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_sha256;
+    use super::{mysql_target, parse_sha256};
+    use crate::config::MysqlConnection;
+
+    #[test]
+    fn a_pinned_mysql_key_is_for_connections_without_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("public_key.pem");
+        let private = dir.path().join("private_key.pem");
+        let openssl = |args: &[&str]| assert!(std::process::Command::new("openssl").args(args).status().unwrap().success());
+        openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", private.to_str().unwrap()]);
+        openssl(&["pkey", "-pubout", "-in", private.to_str().unwrap(), "-out", key.to_str().unwrap()]);
+        let connection = |tls: &str| -> MysqlConnection {
+            toml::from_str(&format!(
+                "name = \"m\"\naddress = \"127.0.0.1:3306\"\nuser = \"app\"\ntls = \"{tls}\"\nserver_public_key_file = \"{}\"\n",
+                key.display()
+            ))
+            .unwrap()
+        };
+        assert!(mysql_target(&connection("disable")).unwrap().server_public_key.is_some());
+        for tls in ["prefer", "require", "verify-full"] {
+            let refused = mysql_target(&connection(tls)).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(refused.contains("server_public_key_file is for tls = \"disable\""), "{tls}: {refused}");
+        }
+        std::fs::write(&key, "not a key").unwrap();
+        let unreadable = mysql_target(&connection("disable")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(unreadable.contains("no -----BEGIN PUBLIC KEY----- block"), "{unreadable}");
+    }
 
     #[test]
     fn pins_are_read_as_openssl_and_people_write_them() {

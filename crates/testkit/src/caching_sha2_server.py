@@ -3,7 +3,7 @@
 # caching_sha2_password, and MySQL 8 cannot be installed here). It greets with that plugin,
 # always asks for the full exchange (as a server whose cache is empty), and checks the answer
 # with OpenSSL: the password XOR the scramble, encrypted with RSA-OAEP (SHA-1) to the key in
-# KEY_FILE, or the password in clear after a client's request for the key (answered with the PEM).
+# KEY_FILE (sent at once, or after the client asked for the key, answered with the PEM).
 # Logged in, every command but COM_QUIT gets an OK. Python 3 standard library and the openssl CLI.
 #
 # python3 -c SCRIPT USER PASSWORD KEY_FILE PUBLIC_KEY_FILE; prints "ready PORT", then serves.

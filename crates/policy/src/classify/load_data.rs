@@ -294,6 +294,8 @@ impl<'t> Cursor<'t> {
     fn name(&mut self) -> Result<String, String> {
         match self.next() {
             Some(Token::Word(word)) => Ok(word.clone()),
+            // `a.b` in backquotes would read as table b of schema a.
+            Some(Token::Name(name)) if name.contains('.') => Err("has a quoted name with a dot in it, which is not read".into()),
             Some(Token::Name(name)) => Ok(name.clone()),
             _ => Err("is not read: a name was expected".into()),
         }
@@ -349,6 +351,7 @@ mod tests {
             "LOAD DATA LOCAL INFILE _utf8'x' INTO TABLE t",
             "LOAD DATA LOCAL INFILE 'x' INTO TABLE t FIELDS",
             "LOAD  DATA LOCAL INFILE 'x' INTO TABLE t\u{a0}",
+            "LOAD DATA LOCAL INFILE 'x' INTO TABLE `app.people`",
         ] {
             let statement = load_data(sql).unwrap_or_else(|| panic!("{sql}"));
             assert_eq!(names(&statement), ["unparsed"], "{sql}");
