@@ -135,6 +135,15 @@ impl Setup {
             .unwrap()
     }
 
+    /// Approves the held `statement` once it waits; `meanwhile` runs before the approval.
+    fn approve_when_held(&self, statement: &str, meanwhile: impl FnOnce()) {
+        let waiting = self.wait_for_approval();
+        assert_eq!(waiting["statement"], statement, "{waiting}");
+        meanwhile();
+        let approved = self.approvals(&self.dba, &["approve", waiting["id"].as_str().unwrap()]);
+        assert!(approved.status.success(), "{}", stderr(&approved));
+    }
+
     /// The approvals waiting, once one does (polled, bounded).
     fn wait_for_approval(&self) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -194,11 +203,9 @@ fn the_mariadb_client_works_through_witness_and_every_statement_is_recorded() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let waiting = s.wait_for_approval();
-    assert_eq!(waiting["statement"], "delete from customers where id = 3", "{waiting}");
-    assert_eq!(stdout(&s.direct("select count(*) from customers")).trim(), "3", "not before it is approved");
-    let approved = s.approvals(&s.dba, &["approve", waiting["id"].as_str().unwrap()]);
-    assert!(approved.status.success(), "{}", stderr(&approved));
+    s.approve_when_held("delete from customers where id = 3", || {
+        assert_eq!(stdout(&s.direct("select count(*) from customers")).trim(), "3", "not before it is approved");
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -298,7 +305,7 @@ fn python_drivers_get_through_witness_what_they_get_directly() {
         assert!(via.contains("grace@example.com") && via.contains("\\u2713"), "{driver}: {via}");
     }
     // The connector's prepared statements ran as such: prepared, then executed with typed values.
-    let events = events_of(&s.gw, 6, |events| events.iter().any(|e| e["kind"] == "mysql.prepare"));
+    let events = events_of(&s.gw, 3, |events| events.iter().any(|e| e["kind"] == "mysql.prepare"));
     let execute = events
         .iter()
         .find(|e| e["kind"] == "mysql.execute" && e["attrs"]["params"] == serde_json::json!([2]))
@@ -313,6 +320,12 @@ fn python_drivers_get_through_witness_what_they_get_directly() {
         });
         assert_eq!(via, direct, "{driver}, compressed");
     }
+    assert_eq!(compressed_logins(&s.gw, 5), 2, "the compressing drivers agreed on compression with witness");
+}
+
+/// How many logins of the sessions so far (once `sessions` have ended) agreed on compression.
+fn compressed_logins(gw: &Gateway, sessions: usize) -> usize {
+    gw.all_events(sessions).iter().filter(|e| e["kind"] == "mysql.login" && e["attrs"]["compressed"] == true).count()
 }
 
 #[test]
@@ -330,6 +343,7 @@ fn node_drivers_get_through_witness_what_they_get_directly() {
         assert_eq!(via, direct, "{driver}, compressed: {compress}");
         assert!(via.contains("grace@example.com"), "{driver}: {via}");
     }
+    assert_eq!(compressed_logins(&s.gw, 4), 2, "each driver agreed on compression with witness when asked");
 }
 
 #[test]
@@ -833,4 +847,32 @@ fn a_caching_sha2_target_gets_the_password_encrypted_to_its_pinned_key() {
     let events = events_of(&s.gw, 2, |events| events.iter().any(|e| e["kind"] == "mysql.query"));
     assert!(events.iter().any(|e| e["kind"] == "mysql.login" && e["summary"].as_str().is_some_and(|t| t.contains("mysql8"))));
     s.gw.stop_and_verify();
+}
+
+#[test]
+fn a_held_statement_of_a_compressing_pipelining_client_answers_in_order() {
+    let s = setup("");
+    let modules = witness_testkit::NodePackages::ensure("witness-mysql-drivers", &["mysql2@3", "mariadb@3"], &[]);
+    // The npm mariadb driver sends both statements at once, compressed: witness reads the second
+    // while the first waits for its approver.
+    let program = "const mariadb = require('mariadb');\n\
+        const [host, port, user, password, database] = process.argv.slice(1);\n\
+        (async () => {\n\
+          const conn = await mariadb.createConnection({ host, port: Number(port), user, password, database, pipelining: true, compress: true });\n\
+          const [held, after] = await Promise.all([conn.query('delete from customers where id = 3'), conn.query('select count(*) as n from customers')]);\n\
+          console.log(JSON.stringify({ deleted: held.affectedRows, left: Number(after[0].n) }));\n\
+          await conn.end();\n\
+        })().catch((e) => { console.error(e); process.exit(1); });\n";
+    let child = Command::new("node")
+        .args(["-e", program, "127.0.0.1", &s.gw.port.to_string(), "claude", &s.agent, "mariadb-local"])
+        .env("NODE_PATH", modules.join("node_modules"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.approve_when_held("delete from customers where id = 3", || {});
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stderr(&out), s.gw.log());
+    assert_eq!(stdout(&out).trim(), r#"{"deleted":1,"left":2}"#);
+    assert_eq!(compressed_logins(&s.gw, 1), 1);
 }

@@ -13,8 +13,9 @@ import sys
 
 driver, host, port, user, password, database = sys.argv[1:7]
 port = int(port)
-# Compressed packets, where the driver can (PyMySQL cannot).
-compress = os.environ.get("WITNESS_TEST_COMPRESS") == "1"
+# Compressed packets, where the driver can (PyMySQL cannot). Passed only when asked for:
+# mysqlclient compresses when `compress` is given at all, False included.
+compress = {"compress": True} if os.environ.get("WITNESS_TEST_COMPRESS") == "1" else {}
 
 if driver == "pymysql":
     import pymysql
@@ -25,12 +26,12 @@ elif driver == "mysqlclient":
     import MySQLdb
     from MySQLdb.constants import CLIENT
     conn = MySQLdb.connect(host=host, port=port, user=user, password=password, database=database,
-                           charset="utf8mb4", client_flag=CLIENT.MULTI_STATEMENTS, compress=compress)
+                           charset="utf8mb4", client_flag=CLIENT.MULTI_STATEMENTS, **compress)
 elif driver == "connector":
     import mysql.connector
     conn = mysql.connector.connect(host=host, port=port, user=user, password=password, database=database,
                                    use_pure=True, charset="utf8mb4", collation="utf8mb4_general_ci",
-                                   auth_plugin="mysql_native_password", compress=compress)
+                                   auth_plugin="mysql_native_password", **compress)
 else:
     sys.exit(f"unknown driver {driver}")
 
