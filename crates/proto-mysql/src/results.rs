@@ -16,7 +16,7 @@ use witness_mask::{MaskCounts, SessionMasks, Stage};
 use crate::answer::{self, Column, ErrPacket, OkPacket, MORE_RESULTS_EXIST};
 use crate::catalog::BaseTables;
 use crate::mask::{counts_json, RowMasks};
-use crate::values::{binary_row_json, text_or_hex, text_row, UNSIGNED_FLAG};
+use crate::values::{text_row, write_binary_row_json, write_text_row_json, UNSIGNED_FLAG};
 use crate::wire::{Fields, Truncated};
 
 /// The status flag of the EOF after a cursor's columns: its rows come by COM_STMT_FETCH.
@@ -91,7 +91,7 @@ pub(crate) struct Answer<'m> {
     binary: bool,
     capabilities: u32,
     columns: Vec<Column>,
-    rows: Vec<Value>,
+    rows: RecordedRows,
     rows_bytes: usize,
     n_rows: u64,
     max_rows: usize,
@@ -113,6 +113,41 @@ pub(crate) struct Answer<'m> {
     local_file: Option<String>,
     /// The file the target asked for, once it has: the client's packets come next.
     pub local_file_asked: Option<String>,
+    /// The result's column types and whether each is unsigned, for its binary rows.
+    row_types: Vec<u8>,
+    row_unsigned: Vec<bool>,
+}
+
+/// The rows a result's record keeps, as the JSON text of their array's elements: written as they
+/// come rather than built up as values and copied into the record at the end.
+#[derive(Default)]
+struct RecordedRows {
+    json: Vec<u8>,
+    count: usize,
+    /// Where the last row began, to take it back when it could not be read whole.
+    last: usize,
+}
+
+impl RecordedRows {
+    /// Where the next row's JSON goes.
+    fn next(&mut self) -> &mut Vec<u8> {
+        self.last = self.json.len();
+        if self.count > 0 {
+            self.json.push(b',');
+        }
+        self.count += 1;
+        &mut self.json
+    }
+
+    fn drop_last(&mut self) {
+        self.json.truncate(self.last);
+        self.count -= 1;
+    }
+
+    fn clear(&mut self) {
+        self.json.clear();
+        self.count = 0;
+    }
 }
 
 impl<'m> Answer<'m> {
@@ -130,7 +165,7 @@ impl<'m> Answer<'m> {
             binary,
             capabilities,
             columns,
-            rows: Vec::new(),
+            rows: RecordedRows::default(),
             rows_bytes: 0,
             n_rows: 0,
             max_rows,
@@ -145,6 +180,8 @@ impl<'m> Answer<'m> {
             row_masks_made: false,
             local_file: None,
             local_file_asked: None,
+            row_types: Vec::new(),
+            row_unsigned: Vec::new(),
         };
         answer.row_masks_made = answer.masks.is_none();
         answer
@@ -251,7 +288,7 @@ impl<'m> Answer<'m> {
                     answer::Kind::Eof => {
                         let n = self.columns.len();
                         let mut event = self.event(format!("{n} columns"));
-                        event = with_columns(event, &self.columns, &[], self.masks);
+                        event = with_columns(event, &self.columns, &RecordedRows::default(), self.masks);
                         events.push(event);
                         self.phase = Phase::Done;
                     }
@@ -319,6 +356,7 @@ impl<'m> Answer<'m> {
                     return Err(AnswerError::TooManyColumns);
                 }
                 self.columns.clear();
+                self.row_types.clear();
                 // A new result set: its own columns, tables and masks.
                 self.looked_up = false;
                 self.row_masks = None;
@@ -337,7 +375,7 @@ impl<'m> Answer<'m> {
                 let warnings = fields.uint(2, "warnings")? as u16;
                 let status = fields.uint(2, "status")? as u16;
                 let n = self.n_rows;
-                let mut event = self.event(format!("{n} rows")).with_attr("rows", n).with_attr("rows_recorded", self.rows.len());
+                let mut event = self.event(format!("{n} rows")).with_attr("rows", n).with_attr("rows_recorded", self.rows.count);
                 if self.rows_bytes > MAX_ROWS_BYTES {
                     event = event.with_attr("rows_cut", "the rows recorded stop where the next would pass 1 MiB");
                 }
@@ -350,6 +388,7 @@ impl<'m> Answer<'m> {
                 event = with_columns(event, &self.columns, &self.rows, self.masks);
                 events.push(event);
                 self.rows.clear();
+                self.row_types.clear();
                 self.rows_bytes = 0;
                 self.n_rows = 0;
                 self.started = Instant::now();
@@ -363,15 +402,15 @@ impl<'m> Answer<'m> {
         self.n_rows += 1;
         self.make_row_masks();
         // A row that would take the record past its bytes is counted, not kept (nor any after it).
-        let record = self.rows.len() < self.max_rows && self.rows_bytes + payload.len() <= MAX_ROWS_BYTES;
-        if !record && self.rows.len() < self.max_rows {
+        let record = self.rows.count < self.max_rows && self.rows_bytes + payload.len() <= MAX_ROWS_BYTES;
+        if !record && self.rows.count < self.max_rows {
             self.rows_bytes = MAX_ROWS_BYTES + 1;
         }
         if let Some(masks) = &mut self.row_masks {
             let masked = if self.binary { masks.binary_row(payload, &self.columns, record)? } else { masks.text_row(payload, record)? };
             if let Some(row) = masked.recorded {
                 self.rows_bytes += payload.len();
-                self.rows.push(Value::Array(row));
+                serde_json::to_writer(self.rows.next(), &row).expect("JSON values serialize");
             }
             return Ok(match masked.client {
                 Some(rewritten) => Step::Rewrite(rewritten),
@@ -380,13 +419,20 @@ impl<'m> Answer<'m> {
         }
         if record {
             self.rows_bytes += payload.len();
-            let row = if self.binary {
-                let types: Vec<(u8, bool)> = self.columns.iter().map(|c| (c.column_type, c.flags & UNSIGNED_FLAG != 0)).collect();
-                binary_row_json(payload, &types)?
+            if self.binary {
+                if self.row_types.len() != self.columns.len() {
+                    self.row_types = self.columns.iter().map(|c| c.column_type).collect();
+                    self.row_unsigned = self.columns.iter().map(|c| c.flags & UNSIGNED_FLAG != 0).collect();
+                }
+                let json = self.rows.next();
+                if let Err(e) = write_binary_row_json(payload, &self.row_types, &self.row_unsigned, json) {
+                    self.rows.drop_last();
+                    return Err(e.into());
+                }
             } else {
-                text_row(payload, self.columns.len())?.into_iter().map(|v| v.map_or(Value::Null, text_or_hex)).collect()
-            };
-            self.rows.push(Value::Array(row));
+                let values = text_row(payload, self.columns.len())?;
+                write_text_row_json(&values, self.rows.next());
+            }
         }
         Ok(Step::Forward)
     }
@@ -472,7 +518,7 @@ fn eof_status(payload: &[u8]) -> Result<u16, Truncated> {
 }
 
 /// The columns and recorded rows as the event's JSON payload.
-fn with_columns(mut event: Event, columns: &[Column], rows: &[Value], masks: Option<&SessionMasks>) -> Event {
+fn with_columns(mut event: Event, columns: &[Column], rows: &RecordedRows, masks: Option<&SessionMasks>) -> Event {
     // An expression's column is named after its text (`SELECT '4111…'`): names are read by the
     // detectors too.
     let mut found = MaskCounts::default();
@@ -494,7 +540,13 @@ fn with_columns(mut event: Event, columns: &[Column], rows: &[Value], masks: Opt
         })
         .collect();
     event.payload_type = PayloadType::Json;
-    event.payload = serde_json::to_vec(&json!({ "columns": columns, "rows": rows })).expect("JSON values serialize");
+    let mut payload = Vec::with_capacity(rows.json.len() + 64 * columns.len() + 32);
+    payload.extend_from_slice(br#"{"columns":"#);
+    serde_json::to_writer(&mut payload, &columns).expect("JSON values serialize");
+    payload.extend_from_slice(br#","rows":["#);
+    payload.extend_from_slice(&rows.json);
+    payload.extend_from_slice(b"]}");
+    event.payload = payload;
     event
 }
 

@@ -103,6 +103,45 @@ pub fn binary_value(fields: &mut Fields<'_>, column_type: u8, unsigned: bool) ->
     })
 }
 
+/// Writes a binary row as the JSON array the recording keeps (as [`binary_row_json`] makes it),
+/// straight into `out`: the columns' `types` and whether each is `unsigned`, worked out once per
+/// result rather than per row.
+pub fn write_binary_row_json(payload: &[u8], types: &[u8], unsigned: &[bool], out: &mut Vec<u8>) -> Result<(), Truncated> {
+    let values = binary_row(payload, types)?;
+    out.push(b'[');
+    for (i, value) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match value {
+            None => out.extend_from_slice(b"null"),
+            Some((start, _)) => {
+                let value = binary_value(&mut Fields::new(&payload[start..]), types[i], unsigned.get(i).copied().unwrap_or(false))?;
+                serde_json::to_writer(&mut *out, &value).expect("a JSON value serializes");
+            }
+        }
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Writes a text row's values as the JSON array the recording keeps: text, `{"hex": …}` for
+/// bytes that are not UTF-8, null.
+pub fn write_text_row_json(values: &[Option<&[u8]>], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match value.map(|bytes| (bytes, std::str::from_utf8(bytes))) {
+            None => out.extend_from_slice(b"null"),
+            Some((_, Ok(text))) => serde_json::to_writer(&mut *out, text).expect("a string serializes"),
+            Some((bytes, Err(_))) => serde_json::to_writer(&mut *out, &text_or_hex(bytes)).expect("a JSON value serializes"),
+        }
+    }
+    out.push(b']');
+}
+
 /// A string value as the recording shows it: text, or `{"hex": …}` for bytes that are not UTF-8.
 pub fn text_or_hex(bytes: &[u8]) -> Value {
     match std::str::from_utf8(bytes) {
