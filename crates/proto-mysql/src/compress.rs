@@ -24,6 +24,10 @@ const HEADER: usize = 7;
 const MAX_CHUNK: usize = 0xFF_FFFF;
 /// Shorter payloads go uncompressed, as MySQL's own server sends them.
 const MIN_COMPRESS: usize = 50;
+/// The most compressed packets a client may send that the relay has not passed yet (of one
+/// command, or read ahead while one is held): a client compresses a command or a flush's worth
+/// of bytes at a time, so only one that splits its bytes into tiny packets comes near it.
+const MAX_UNPASSED_PACKETS: usize = 1 << 16;
 
 /// The client's connection: as it is, or compressed.
 pub(crate) enum ClientLink {
@@ -47,6 +51,9 @@ impl ClientLink {
             let unpacked = &mut compressed.unpacker.unpacked;
             while unpacked.len() > 1 && unpacked.front().is_some_and(|(end, _)| *end < taken) {
                 unpacked.pop_front();
+            }
+            if unpacked.capacity() > 1024 && unpacked.len() < unpacked.capacity() / 4 {
+                unpacked.shrink_to(unpacked.len() * 2);
             }
             if let Some((_, sequence)) = unpacked.front() {
                 compressed.sequence = sequence.wrapping_add(1);
@@ -110,6 +117,13 @@ impl Unpacker {
         let original = usize::from(self.raw[4]) | usize::from(self.raw[5]) << 8 | usize::from(self.raw[6]) << 16;
         if self.raw.len() < HEADER + compressed {
             return Ok(false);
+        }
+        let holds_bytes = if original == 0 { compressed > 0 } else { original > 0 };
+        if holds_bytes && self.unpacked.len() >= MAX_UNPASSED_PACKETS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more than {MAX_UNPASSED_PACKETS} compressed packets before the command they hold ends"),
+            ));
         }
         let body = &self.raw[HEADER..HEADER + compressed];
         let before = self.plain.len();
@@ -316,6 +330,19 @@ mod tests {
         assert_eq!(&unpacker.plain[..], b"firstsecond");
         // The empty packet maps no byte.
         assert_eq!(unpacker.unpacked, [(5, 0), (11, 9)]);
+    }
+
+    #[test]
+    fn a_client_splitting_a_command_into_tiny_packets_is_stopped() {
+        let mut unpacker = Unpacker::default();
+        let mut out = BytesMut::new();
+        for i in 0..=MAX_UNPASSED_PACKETS {
+            pack(b"x", i as u8, &mut out).unwrap();
+        }
+        unpacker.feed(&out);
+        let unpacked = std::iter::from_fn(|| unpacker.unpack().ok().filter(|more| *more)).count();
+        assert_eq!(unpacked, MAX_UNPASSED_PACKETS);
+        assert!(unpacker.unpack().is_err());
     }
 
     #[test]

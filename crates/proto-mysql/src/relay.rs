@@ -702,9 +702,11 @@ impl<G: MysqlGate> Relay<'_, G> {
                     return Err(end);
                 }
             };
+            // Also drops what the compressed link keeps of the packets passed (a file has no
+            // bound); nothing goes to the client while a file comes in.
+            self.client.answer_after(self.commands.buffered());
             let last = packet.payload.is_empty();
             if last {
-                self.client.answer_after(self.commands.buffered());
                 self.append(&local_file_event(file, bytes, packets).with_attr("complete", true)).await?;
             } else {
                 bytes += packet.payload.len() as u64;
