@@ -534,6 +534,11 @@ mod raw {
     use witness_proto_mysql::{TargetConnection, TargetLogin};
 
     pub async fn login(port: u16, user: &str, token: &str, connection: &str) -> TargetConnection {
+        login_with(port, user, token, connection, None).await
+    }
+
+    /// A raw login that asks for `capabilities` (witness's own choice when None).
+    pub async fn login_with(port: u16, user: &str, token: &str, connection: &str, capabilities: Option<u32>) -> TargetConnection {
         let address = format!("127.0.0.1:{port}");
         let login = TargetLogin {
             address: &address,
@@ -544,7 +549,7 @@ mod raw {
             tls_required: false,
             tls_verified: false,
             server_public_key: None,
-            client_capabilities: None,
+            client_capabilities: capabilities,
             charset: 45,
             attributes: Vec::new(),
         };
@@ -875,4 +880,32 @@ fn a_held_statement_of_a_compressing_pipelining_client_answers_in_order() {
     assert!(out.status.success(), "{}\n{}", stderr(&out), s.gw.log());
     assert_eq!(stdout(&out).trim(), r#"{"deleted":1,"left":2}"#);
     assert_eq!(compressed_logins(&s.gw, 1), 1);
+}
+
+#[test]
+fn a_local_file_cut_short_is_recorded_as_such_and_loads_nothing() {
+    let mut s = setup(
+        "[[rules]]\nname = \"people-loads\"\ngroups = [\"ai-agents\"]\ntables = [\"people\"]\nsql = [\"load-local\"]\naction = \"allow\"\n",
+    );
+    s.db.sql("create table people (id int, name varchar(50)) engine = InnoDB");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let capabilities = Some(witness_proto_mysql::back::RELAYED);
+        let mut c = raw::login_with(s.gw.port, "claude", &s.agent, "mariadb-local", capabilities).await;
+        c.command(b"\x03LOAD DATA LOCAL INFILE 'people.csv' INTO TABLE people FIELDS TERMINATED BY ','").await.unwrap();
+        let asked = c.receive().await.unwrap().payload;
+        assert_eq!(asked, b"\xFBpeople.csv", "the target asks for the file the statement names");
+        c.send(b"1,ada\n2,grace\n").await.unwrap();
+        // The client leaves before the empty packet that ends the file.
+    });
+    let events = events_of(&s.gw, 1, |events| events.iter().any(|e| e["kind"] == "mysql.local_file"));
+    let sent = events.iter().find(|e| e["kind"] == "mysql.local_file").unwrap();
+    assert_eq!(
+        (sent["attrs"]["complete"].clone(), sent["attrs"]["bytes"].clone()),
+        (serde_json::json!(false), serde_json::json!(14)),
+        "{sent}"
+    );
+    assert!(sent["attrs"]["ended"].as_str().is_some_and(|why| why.contains("client")), "{sent}");
+    assert_eq!(stdout(&s.direct("select count(*) from people")).trim(), "0", "the cut load is rolled back");
+    s.gw.stop_and_verify();
 }
