@@ -148,6 +148,19 @@ fn bench_then_list_show_verify_and_export() {
     assert_eq!(events[1]["summary"], "synthetic event 0");
     assert!(events.windows(2).all(|w| w[0]["seq"].as_u64().unwrap() + 1 == w[1]["seq"].as_u64().unwrap()));
 
+    // A reader that has gone before anything is written (`| head`, quitting a pager): the
+    // output ends quietly, in text and in JSON.
+    for args in [
+        &["sessions", "show", &id, "--data-dir", data][..],
+        &["sessions", "show", &id, "--data-dir", data, "--json"],
+        &["sessions", "list", "--data-dir", data],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_witness")).args(args).stdout(writer).output().unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "{args:?}: {:?}\n{}", out.status, text(&out.stderr));
+    }
+
     let verified = run_ok(&["verify", "--data-dir", data]);
     assert!(verified.contains("ledger intact") && verified.contains("MB/s"), "{verified}");
 

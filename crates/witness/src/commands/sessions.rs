@@ -7,6 +7,7 @@
 //! Every verb that takes a session id takes the start of one (`resolve_session`), so that people
 //! can copy the first digits `sessions list` prints.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -131,7 +132,10 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
                 let list: Vec<_> = sessions.iter().map(recorded_json).collect();
                 output::print_line(&serde_json::to_string_pretty(&list)?)?;
             } else {
-                print_table(&sessions.iter().map(|r| r.summary.clone()).collect::<Vec<_>>());
+                // A reader that has gone (`| head`) ends the output quietly (see `main`).
+                let mut out = std::io::stdout().lock();
+                print_table(&mut out, &sessions.iter().map(|r| r.summary.clone()).collect::<Vec<_>>())?;
+                out.flush()?;
             }
         }
         SessionsCommand::Show(args) => {
@@ -148,10 +152,12 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
                 out["events"] = read.events.iter().map(event_json).collect();
                 output::print_line(&serde_json::to_string_pretty(&out)?)?;
             } else {
-                print_header(&read.summary);
+                let mut out = std::io::stdout().lock();
+                print_header(&mut out, &read.summary)?;
                 for e in &read.events {
-                    print_event(read.summary.started_ns, e);
+                    print_event(&mut out, read.summary.started_ns, e)?;
                 }
+                out.flush()?;
             }
         }
     }
@@ -240,7 +246,6 @@ fn read_listed_event(paths: &LedgerPaths, id: SessionId, e: &EventSummary) -> an
 /// Prints what `read` holds, then every selected event recorded after it, until the session
 /// ends, the limit is reached, or no witness is running to record more.
 fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: bool) -> anyhow::Result<()> {
-    use std::io::Write;
     let paths = LedgerPaths::new(data_dir);
     let id = read.summary.id;
     let started_ns = read.summary.started_ns;
@@ -249,7 +254,7 @@ fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: 
         if json {
             output::print_line(&serde_json::to_string(&event_json(e))?)?;
         } else {
-            print_event(started_ns, e);
+            print_event(&mut std::io::stdout().lock(), started_ns, e)?;
         }
         std::io::stdout().flush().context("cannot write to standard output")?;
         Ok(())
@@ -257,7 +262,7 @@ fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: 
     if json {
         output::print_line(&serde_json::to_string(&session_json(&read.summary))?)?;
     } else {
-        print_header(&read.summary);
+        print_header(&mut std::io::stdout().lock(), &read.summary)?;
     }
     for e in &read.events {
         show(e)?;
@@ -375,17 +380,18 @@ fn payload_text(e: &StoredEvent) -> Option<std::borrow::Cow<'_, str>> {
     }
 }
 
-fn print_table(sessions: &[SessionSummary]) {
+fn print_table(out: &mut impl Write, sessions: &[SessionSummary]) -> std::io::Result<()> {
     if sessions.is_empty() {
-        println!("no sessions match");
-        return;
+        return writeln!(out, "no sessions match");
     }
-    println!(
+    writeln!(
+        out,
         "{:<36}  {:<24}  {:<16}  {:<16}  {:<10}  {:>7}  {:<6}  TASK",
         "ID", "STARTED", "IDENTITY", "CONNECTION", "PROTOCOL", "EVENTS", "STATUS"
-    );
+    )?;
     for s in sessions {
-        println!(
+        writeln!(
+            out,
             "{:<36}  {:<24}  {:<16}  {:<16}  {:<10}  {:>7}  {:<6}  {}",
             s.id.to_string(),
             time(s.started_ns),
@@ -395,8 +401,9 @@ fn print_table(sessions: &[SessionSummary]) {
             s.n_events,
             status(s),
             s.info.task.as_deref().unwrap_or("-")
-        );
+        )?;
     }
+    Ok(())
 }
 
 // === impl EventSelection ===
@@ -409,23 +416,24 @@ impl EventSelection {
     }
 }
 
-fn print_header(s: &SessionSummary) {
-    println!("session     {}", s.id);
-    println!("identity    {}", s.info.identity);
-    println!("connection  {} ({})", s.info.connection, s.info.protocol);
-    println!("task        {}", s.info.task.as_deref().unwrap_or("-"));
-    println!("client      {}", s.info.client_addr.as_deref().unwrap_or("-"));
-    println!("started     {}", time(s.started_ns));
+fn print_header(out: &mut impl Write, s: &SessionSummary) -> std::io::Result<()> {
+    writeln!(out, "session     {}", s.id)?;
+    writeln!(out, "identity    {}", s.info.identity)?;
+    writeln!(out, "connection  {} ({})", s.info.connection, s.info.protocol)?;
+    writeln!(out, "task        {}", s.info.task.as_deref().unwrap_or("-"))?;
+    writeln!(out, "client      {}", s.info.client_addr.as_deref().unwrap_or("-"))?;
+    writeln!(out, "started     {}", time(s.started_ns))?;
     match s.ended_ns {
-        Some(ended) => println!("ended       {} ({})", time(ended), s.end_reason.as_deref().unwrap_or("")),
-        None => println!("ended       - (open)"),
+        Some(ended) => writeln!(out, "ended       {} ({})", time(ended), s.end_reason.as_deref().unwrap_or(""))?,
+        None => writeln!(out, "ended       - (open)")?,
     }
-    println!();
+    writeln!(out)
 }
 
-fn print_event(started_ns: i64, e: &StoredEvent) {
+fn print_event(out: &mut impl Write, started_ns: i64, e: &StoredEvent) -> std::io::Result<()> {
     let offset_ms = (e.time_ns - started_ns) as f64 / 1e6;
-    println!(
+    writeln!(
+        out,
         "#{:<5} {}  +{:>10.3}ms  {:<8}  {:<18}  {}",
         e.seq,
         time(e.time_ns),
@@ -433,22 +441,23 @@ fn print_event(started_ns: i64, e: &StoredEvent) {
         e.direction.as_str(),
         kind::current_name(&e.kind),
         e.summary
-    );
+    )?;
     if !e.attrs.is_empty() {
-        println!("        attrs: {}", serde_json::Value::Object(e.attrs.clone()));
+        writeln!(out, "        attrs: {}", serde_json::Value::Object(e.attrs.clone()))?;
     }
     match (&e.payload, payload_text(e)) {
-        (None, _) => println!("        payload: purged ({} bytes)", e.payload_len),
+        (None, _) => writeln!(out, "        payload: purged ({} bytes)", e.payload_len)?,
         (Some(_), Some(text)) => {
             for line in text.lines() {
-                println!("        | {line}");
+                writeln!(out, "        | {line}")?;
             }
         }
         (Some(bytes), None) if !bytes.is_empty() => {
             let shown = &bytes[..bytes.len().min(64)];
             let more = if bytes.len() > shown.len() { "…" } else { "" };
-            println!("        payload: {} bytes: {}{more}", bytes.len(), hex::encode(shown));
+            writeln!(out, "        payload: {} bytes: {}{more}", bytes.len(), hex::encode(shown))?;
         }
         _ => {}
     }
+    Ok(())
 }
