@@ -1,7 +1,8 @@
 //! `witness serve` for the benchmark programs: a config in a temp dir (the ledger as the default
-//! config has it, durability `write`) with the listener and connection a benchmark gives, a token
-//! for identity `bench`, the log drained into a file, and the process stopped with SIGTERM. Each
-//! bench crate that runs witness includes this file with `#[path]`.
+//! config has it, durability `write`, unless the benchmark's part of the config says otherwise)
+//! with the listener, connection and rules a benchmark gives, a token for identity `bench` in
+//! group `ai-agents` (which rules may name), the log drained into a file, and the process stopped
+//! with SIGTERM. Each bench crate that runs witness includes this file with `#[path]`.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -24,15 +25,18 @@ pub struct Witness {
 }
 
 impl Witness {
-    /// Starts witness with `listen_and_connect(port)` as the config's `[listen]` and
-    /// `[[connections]]`, and `env` set; `port` is a free one for the listener.
+    /// Starts witness with `listen_and_connect(port)` as the config after its `data_dir` (its
+    /// `[listen]`, `[[connections]]` and anything else), and `env` set; `port` is a free one for
+    /// the listener.
     pub fn start(bin: &Path, prefix: &str, listen_and_connect: impl Fn(u16) -> String, env: &[(&str, &str)]) -> Result<Witness, String> {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let (port, config) = (free_port(), dir.path().join("witness.toml"));
         let toml = format!("data_dir = \"{}\"\n{}", dir.path().join("data").display(), listen_and_connect(port));
         fs::write(&config, toml).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         // The token store is a file in the data dir, so the token can be made before serving.
-        let token = crate::common::output(Command::new(bin).args(["token", "create", "--identity", "bench", "--config"]).arg(&config))?;
+        let token = crate::common::output(
+            Command::new(bin).args(["token", "create", "--identity", "bench", "--groups", "ai-agents", "--config"]).arg(&config),
+        )?;
         // witness logs as it does by default (info: one line per session, none per request).
         let serve = Command::new(bin)
             .args(["serve", "--config"])

@@ -28,6 +28,10 @@
 
 #[path = "../../common.rs"]
 mod common;
+// Of the HTTP benchmark's CPU accounting, what `witness_serve` needs to settle witness.
+#[allow(dead_code)]
+#[path = "../../http/src/cpu.rs"]
+mod cpu;
 mod floor;
 #[path = "../../markdown.rs"]
 mod markdown;
@@ -35,6 +39,9 @@ mod masking;
 mod pgbench;
 mod report;
 mod servers;
+#[allow(dead_code)]
+#[path = "../../witness_serve.rs"]
+mod witness_serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -165,7 +172,7 @@ fn run() -> Result<(), String> {
     let bouncer = bouncer_bin.clone().and_then(|bin| PgBouncer::start(&bin, pg.port()));
     let relay_floor = RelayFloor::start(pg.port());
     let mut witnesses = [("write", ""), ("write", TEN_RULES), ("fsync", "")]
-        .map(|(durability, rules)| Witness::start(&witness_bin, durability, rules, pg.port()));
+        .map(|(durability, rules)| servers::start_witness(&witness_bin, durability, rules, pg.port()));
     let via_witness = |w: &Witness| format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token);
     let conninfos = [
         Ok(trust(pg.port())),

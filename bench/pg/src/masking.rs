@@ -11,7 +11,7 @@ use witness_testkit::Postgres;
 
 use crate::markdown;
 use crate::pgbench::{self, Sample};
-use crate::servers::{charged_to, Witness};
+use crate::servers::{charged_to, start_witness, Witness};
 
 const MASK_ALL: &str = r#"
 [[masking]]
@@ -115,8 +115,8 @@ pub fn run(witness_bin: &Path, pg: &Postgres, seconds: u32, clients: &[u32], log
 
     let rounds: u32 =
         std::env::var("BENCH_MASK_ROUNDS").ok().and_then(|v| v.parse().ok()).filter(|n| (1..=20).contains(n)).unwrap_or(DEFAULT_ROUNDS);
-    let mut plain = Witness::start(witness_bin, "write", "", pg.port())?;
-    let mut masked = Witness::start(witness_bin, "write", MASK_ALL, pg.port())?;
+    let mut plain = start_witness(witness_bin, "write", "", pg.port())?;
+    let mut masked = start_witness(witness_bin, "write", MASK_ALL, pg.port())?;
     let conninfo = |w: &Witness| format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token);
     let mut rows: Vec<(u32, Rounds)> = Vec::new();
     for &c in clients {

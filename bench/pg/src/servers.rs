@@ -3,19 +3,18 @@
 //! stopped when its value is dropped, so an early error return never leaves a stray process behind.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use witness_testkit::free_port;
 
 use crate::pgbench::{MachineCpu, Sample};
+pub use crate::witness_serve::Witness;
 use crate::{output, tail};
 
 /// True when we run as root, read from the owner of /proc/self so that no libc call is needed.
@@ -155,94 +154,18 @@ impl Drop for RelayFloor {
     }
 }
 
-/// `witness serve` with one connection, `bench` (the benchmark database as trust_user), a token
-/// for identity `bench` in group `ai-agents`, and the given policy rules (TOML).
-pub struct Witness {
-    dir: TempDir,
-    pub port: u16,
-    pub token: String,
-    child: Child,
-    log_thread: Option<JoinHandle<()>>,
-}
-
-impl Witness {
-    pub fn start(bin: &Path, durability: &str, rules: &str, pg_port: u16) -> Result<Witness, String> {
-        let dir = tempfile::Builder::new().prefix(&format!("witness-bench-{durability}-")).tempdir();
-        let dir = dir.map_err(|e| format!("cannot create a temp dir: {e}"))?;
-        let (port, config) = (free_port(), dir.path().join("witness.toml"));
-        let toml = format!(
-            "data_dir = \"{}\"\n[ledger]\ndurability = \"{durability}\"\n[listen]\npostgres = \"127.0.0.1:{port}\"\n\
+/// `witness serve` with one connection, `bench` (the benchmark database as trust_user), the
+/// ledger's `durability`, and the given policy rules (TOML); its token is for identity `bench` in
+/// group `ai-agents`, which the rules name.
+pub fn start_witness(bin: &Path, durability: &str, rules: &str, pg_port: u16) -> Result<Witness, String> {
+    let config = |port: u16| {
+        format!(
+            "[ledger]\ndurability = \"{durability}\"\n[listen]\npostgres = \"127.0.0.1:{port}\"\n\
              [[connections]]\nname = \"bench\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:{pg_port}\"\n\
-             database = \"app\"\nuser = \"trust_user\"\ntls = \"disable\"\n{rules}",
-            dir.path().join("data").display()
-        );
-        fs::write(&config, toml).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-        // The token store is a file in the data dir, so the token can be made before serving.
-        let create = ["token", "create", "--identity", "bench", "--groups", "ai-agents", "--config"];
-        let token = output(Command::new(bin).args(create).arg(&config))?;
-        let mut serve = Command::new(bin);
-        serve.args(["serve", "--config"]).arg(&config).env("WITNESS_LOG", "info").stdin(Stdio::null());
-        let serve = serve.stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
-        let mut child = serve.map_err(|e| format!("cannot start witness serve: {e}"))?;
-        // The log is drained on a thread (a full pipe would stall witness) into a file. The
-        // thread signals the ready line; its channel closes early if witness exits first.
-        let (stderr, log_path) = (child.stderr.take().expect("stderr is piped"), dir.path().join("witness.log"));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let log_thread = thread::spawn(move || {
-            let mut log = fs::File::create(log_path).ok();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = log.as_mut().map(|log| writeln!(log, "{line}"));
-                if line.contains("witness is running") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        let mut witness = Witness { dir, port, token: token.trim().into(), child, log_thread: Some(log_thread) };
-        match ready_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(()) => Ok(witness),
-            Err(_) => Err(format!("witness serve did not become ready: {}", tail(&witness.stop(), 10))),
-        }
-    }
-
-    /// Waits (up to 30 s) until this witness uses no CPU, so that work left from one run (the index
-    /// catching up) does not slow the next run, whichever target it measures. First it has the
-    /// kernel write out what the last run left dirty (100-row results record about 100 MB a second):
-    /// written back during the next run, it cost that run up to a third of a core, and the run
-    /// that came second in a pair lost by it.
-    pub fn settle(&self) {
-        let _ = Command::new("sync").status();
-        let cpu_ticks = || cpu_ticks(self.child.id());
-        // Idle: at most 2 ticks (20 ms) of CPU in 250 ms; its timers (index polling,
-        // checkpoints) use a little even when nothing happens.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = cpu_ticks();
-        while Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(250));
-            let now = cpu_ticks();
-            match (last, now) {
-                (Some(before), Some(after)) if after.saturating_sub(before) > 2 => last = now,
-                _ => return,
-            }
-        }
-    }
-
-    /// The witness process, whose CPU time a run is charged.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Stops witness with SIGTERM (it seals the ledger) and returns its complete log.
-    pub fn stop(&mut self) -> String {
-        terminate(&mut self.child);
-        let _ = self.log_thread.take().map(JoinHandle::join);
-        fs::read_to_string(self.dir.path().join("witness.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        terminate(&mut self.child);
-    }
+             database = \"app\"\nuser = \"trust_user\"\ntls = \"disable\"\n{rules}"
+        )
+    };
+    Witness::start(bin, &format!("witness-bench-{durability}-"), config, &[])
 }
 
 /// Runs one pgbench sample and charges it the CPU that process `pid` (a proxy, when there is

@@ -93,8 +93,6 @@ pub struct Unpacker {
     raw: BytesMut,
     /// What the packets held, not yet taken.
     pub plain: BytesMut,
-    /// The sequence number of the last compressed packet unpacked.
-    pub last_sequence: Option<u8>,
     /// Bytes unpacked so far, in all.
     total: u64,
     /// Each packet unpacked and not yet passed by the reader: where its bytes end (counted as
@@ -144,7 +142,6 @@ impl Unpacker {
             }
         }
         self.raw.advance(HEADER + compressed);
-        self.last_sequence = Some(sequence);
         let added = (self.plain.len() - before) as u64;
         if added > 0 {
             // (An empty packet holds no byte a command could end in.)
@@ -314,7 +311,7 @@ mod tests {
             assert!(!unpacker.unpack().unwrap(), "not whole yet");
             unpacker.feed(&out[5..]);
             assert!(unpacker.unpack().unwrap());
-            assert_eq!((&unpacker.plain[..], unpacker.last_sequence), (bytes, Some(7)));
+            assert_eq!((&unpacker.plain[..], unpacker.unpacked.back()), (bytes, Some(&(bytes.len() as u64, 7))));
         }
     }
 
