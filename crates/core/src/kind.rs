@@ -46,6 +46,16 @@ pub const LOGIN_REFUSED: EventKind = named("login.refused");
 pub const SESSION_TERMINATED: EventKind = named("session.terminated");
 /// The index disagreed with the segments when a reviewer's check compared them.
 pub const INDEX_ALTERED: EventKind = named("index.altered");
+/// The data keys of sessions were destroyed (by a `[[retention]]` rule's sweep or by `witness
+/// purge`): their sealed contents are gone; the record names the sessions, the rule or reason.
+pub const RETENTION_SHREDDED: EventKind = named("retention.shredded");
+/// A session was put on legal hold (`witness hold`): retention does not shred it.
+pub const RETENTION_HELD: EventKind = named("retention.held");
+/// A session's legal hold was released.
+pub const RETENTION_RELEASED: EventKind = named("retention.released");
+/// A ledger's sessions were rewritten, sealed, into this one (`witness migrate --encrypt`): the
+/// old ledger's key, last checkpoint and each session's last chain hash there.
+pub const LEDGER_MIGRATED: EventKind = named("ledger.migrated");
 /// Events `witness bench` makes up (protocol `synthetic`).
 pub const BENCH_EVENT: EventKind = named("bench.event");
 
@@ -139,7 +149,7 @@ pub const MYSQL_LOCAL_FILE: EventKind = named("mysql.local_file");
 pub const MYSQL_RESULT: EventKind = named("mysql.result");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 65] = [
+pub const ALL: [&EventKind; 69] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -154,6 +164,10 @@ pub const ALL: [&EventKind; 65] = [
     &SESSION_TERMINATED,
     &LOGIN_REFUSED,
     &INDEX_ALTERED,
+    &RETENTION_SHREDDED,
+    &RETENTION_HELD,
+    &RETENTION_RELEASED,
+    &LEDGER_MIGRATED,
     &BENCH_EVENT,
     &PG_STARTUP,
     &PG_QUERY,

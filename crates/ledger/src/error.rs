@@ -25,6 +25,10 @@ pub enum LedgerError {
     Locked { path: PathBuf },
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Keyring(#[from] crate::keyring::KeyringError),
+    #[error("cannot migrate: {0}")]
+    Migration(String),
     #[error("writing the ledger failed, so this was not recorded and must be refused; witness records nothing more until it is restarted: {source}")]
     WriteFailed {
         #[source]

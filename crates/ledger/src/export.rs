@@ -16,7 +16,7 @@ use witness_core::{kind, SessionId};
 use crate::error::LedgerError;
 use crate::format::{chain_hash, decode_committed, decode_record, decode_segment_header, leaf_hash, Hash, Leaf, PayloadHash, Record};
 use crate::merkle::{inclusion_proof, verify_inclusion};
-use crate::read::StoredHeader;
+use crate::read::{stored_event, StoredEvent, StoredHeader};
 use crate::segment::{list_segments, FrameItem, FrameIter};
 use crate::verify::ExportedCheckpoint;
 
@@ -216,6 +216,18 @@ pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Wri
 
 /// Checks an export read from `input` against the ledger key `key`, with nothing else.
 pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<ExportSummary, ExportError> {
+    check_export(input, key, |_| {})
+}
+
+/// [`verify_session_export`], keeping the events as their committed bytes give them (a sealed
+/// event still sealed: open it with the session's data key, see `bundle.rs`).
+pub fn read_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<(ExportSummary, Vec<StoredEvent>), ExportError> {
+    let mut events = Vec::new();
+    let summary = check_export(input, key, |event| events.push(event))?;
+    Ok((summary, events))
+}
+
+fn check_export(input: impl BufRead, key: &VerifyingKey, mut each: impl FnMut(StoredEvent)) -> Result<ExportSummary, ExportError> {
     let mut lines = input.lines().enumerate().map(|(i, line)| (i + 1, line));
     let fail = |line: usize, problem: ExportProblem| ExportError { line, problem };
     let parse = |line: usize, text: std::io::Result<String>| -> Result<Line, ExportError> {
@@ -241,9 +253,11 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
         match parse(n, text)? {
             Line::Header(_) => return Err(fail(n, ExportProblem::NoHeader)),
             Line::Event(event) => {
-                closed = check_event(&event, header.session, n_events, &head).map_err(|p| fail(n, p))?;
+                let checked = check_event(&event, header.session, n_events, &head).map_err(|p| fail(n, p))?;
+                closed = checked.kind == kind::SESSION_END.as_str();
                 head = decode_hash(&event.chain_hash, "chain_hash").map_err(|p| fail(n, p))?;
                 n_events += 1;
+                each(checked);
             }
             Line::Proof(proof) => {
                 if n_events == 0 {
@@ -267,8 +281,8 @@ pub fn verify_session_export(input: impl BufRead, key: &VerifyingKey) -> Result<
     Err(fail(n_events as usize + 2, ExportProblem::NoProof))
 }
 
-/// Checks one event line; returns whether it ends the session.
-fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, prev: &Hash) -> Result<bool, ExportProblem> {
+/// Checks one event line; returns the event as its committed bytes and payload give it.
+fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, prev: &Hash) -> Result<StoredEvent, ExportProblem> {
     let committed = B64.decode(&event.committed).map_err(|_| ExportProblem::Encoding { field: "committed", encoding: "base64" })?;
     let chain = decode_hash(&event.chain_hash, "chain_hash")?;
     let recorded = decode_committed(&committed, event.ledger_seq, chain).map_err(ExportProblem::Committed)?;
@@ -284,12 +298,16 @@ fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, pre
     }
     let hash = PayloadHash::from_name(&event.payload_hash)
         .ok_or_else(|| ExportProblem::UnknownPayloadHash { name: event.payload_hash.clone() })?;
-    if let Some(payload) = &event.payload {
-        let payload = B64.decode(payload).map_err(|_| ExportProblem::Encoding { field: "payload", encoding: "base64" })?;
-        if hash.digest(&payload) != recorded.payload_digest || payload.len() as u64 != recorded.payload_len {
-            return Err(ExportProblem::PayloadDigest);
+    let payload = match &event.payload {
+        Some(payload) => {
+            let payload = B64.decode(payload).map_err(|_| ExportProblem::Encoding { field: "payload", encoding: "base64" })?;
+            if hash.digest(&payload) != recorded.payload_digest || payload.len() as u64 != recorded.payload_len {
+                return Err(ExportProblem::PayloadDigest);
+            }
+            Some(payload)
         }
-    }
+        None => None,
+    };
     let header = StoredHeader::parse(recorded.header);
     let checks: [(&'static str, bool); 7] = [
         ("seq", event.seq == recorded.seq),
@@ -303,7 +321,9 @@ fn check_event(event: &ExportedEvent, session: SessionId, expected_seq: u64, pre
     if let Some((field, _)) = checks.iter().find(|(_, ok)| !ok) {
         return Err(ExportProblem::FieldMismatch(field));
     }
-    Ok(recorded.kind == kind::SESSION_END.as_str())
+    let mut checked = stored_event(&recorded);
+    checked.payload = payload;
+    Ok(checked)
 }
 
 fn check_proof(

@@ -10,9 +10,11 @@ use sha2::{Digest, Sha256};
 pub type Hash = [u8; 32];
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"WITNSEG1";
-/// The version new segments are written in. Every version from 1 up to it is read and verified;
-/// they differ only in how payload digests are computed ([`PayloadHash`]).
-pub const FORMAT_VERSION: u32 = 2;
+/// The version new segments are written in. Every version from 1 up to it is read and verified.
+/// Version 2 changed how payload digests are computed ([`PayloadHash`]); version 3 adds sealed
+/// events (seal.rs), whose layout is an event's, with a sealed payload up to
+/// [`MAX_STORED_PAYLOAD_LEN`].
+pub const FORMAT_VERSION: u32 = 3;
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Body length (u32) and CRC32C (u32) in front of every record body.
 pub const FRAME_HEADER_LEN: usize = 8;
@@ -20,6 +22,9 @@ pub const FRAME_HEADER_LEN: usize = 8;
 pub const MAX_PAYLOAD_LEN: usize = 16 << 20;
 /// The largest structured header (summary and attributes, as JSON) one event may carry.
 pub const MAX_HEADER_LEN: usize = 1 << 20;
+/// The largest payload a record may hold: a sealed event's payload holds its header and payload
+/// (seal.rs); an event recorded in clear never has more than [`MAX_PAYLOAD_LEN`].
+pub const MAX_STORED_PAYLOAD_LEN: usize = crate::seal::MAX_SEALED_LEN;
 /// No valid body is longer than this; a frame that says otherwise is corrupt.
 pub const MAX_BODY_LEN: usize = MAX_PAYLOAD_LEN + MAX_HEADER_LEN + 512;
 
@@ -395,8 +400,8 @@ fn decode_committed_fields<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<Ev
     }
     let header = r.bytes(header_len)?;
     let payload_len = r.u64()?;
-    if payload_len > MAX_PAYLOAD_LEN as u64 {
-        return Err(FormatError::TooLong { field: "payload", len: payload_len, max: MAX_PAYLOAD_LEN as u64 });
+    if payload_len > MAX_STORED_PAYLOAD_LEN as u64 {
+        return Err(FormatError::TooLong { field: "payload", len: payload_len, max: MAX_STORED_PAYLOAD_LEN as u64 });
     }
     let payload_digest = r.array()?;
     let committed = &r.buf[committed_start..r.pos];
@@ -426,7 +431,7 @@ fn decode_committed_fields<'a>(r: &mut Reader<'a>, ledger_seq: u64) -> Result<Ev
 pub enum PayloadHash {
     /// Format version 1.
     Sha256,
-    /// Format version 2.
+    /// Format versions 2 and 3.
     Blake3,
 }
 
@@ -438,7 +443,7 @@ impl PayloadHash {
     pub fn of_version(version: u32) -> Option<PayloadHash> {
         match version {
             1 => Some(PayloadHash::Sha256),
-            2 => Some(PayloadHash::Blake3),
+            2 | 3 => Some(PayloadHash::Blake3),
             _ => None,
         }
     }
@@ -704,6 +709,7 @@ mod tests {
         check(1, "sha256", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         check(2, "blake3", "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
         assert_eq!(PayloadHash::of_version(FORMAT_VERSION), Some(PayloadHash::CURRENT));
-        assert_eq!((PayloadHash::of_version(0), PayloadHash::of_version(3), PayloadHash::from_name("md5")), (None, None, None));
+        assert_eq!(PayloadHash::of_version(3), Some(PayloadHash::Blake3));
+        assert_eq!((PayloadHash::of_version(0), PayloadHash::of_version(4), PayloadHash::from_name("md5")), (None, None, None));
     }
 }

@@ -11,15 +11,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod export;
 pub mod format;
 pub mod merkle;
+pub mod migrate;
+pub mod seal;
 pub mod segment;
 pub mod verify;
 
 mod error;
 mod health;
 mod index;
+mod keyring;
 mod keys;
 mod read;
 mod recovery;
@@ -39,7 +43,7 @@ use std::time::Duration;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use witness_core::{SessionId, SessionInfo};
+use witness_core::{Protocol, SessionId, SessionInfo};
 
 use crate::health::LedgerHealth;
 use crate::stats::LedgerStats;
@@ -50,8 +54,9 @@ pub use index::{
     check_indexed_event, unpack_event_block, EventSummary, Index, IndexCheck, IndexProblem, IndexProblemKind, IndexReport, RecordedSession,
     SessionFilter, SessionSummary, MAX_INDEX_PROBLEMS, MAX_TEXT_SEARCH_SESSIONS,
 };
+pub use keyring::{Keyring, KeyringError, MasterKey, MasterKeySource, Opener, SHREDDED_SUMMARY};
 pub use keys::{parse_public_key, KeyError};
-pub use read::{read_event_at, StoredEvent, StoredHeader};
+pub use read::{read_event_at, SealState, StoredEvent, StoredHeader};
 pub use segment::FrameFault;
 pub use session::{PendingReceipt, SessionWriter};
 pub use stats::{StatsSnapshot, APPEND_LATENCY_BOUNDS};
@@ -82,6 +87,9 @@ pub struct LedgerConfig {
     /// In `fsync` mode, appends waiting for the writer thread; a full queue makes appenders wait
     /// (back-pressure). In `write` mode appenders write themselves and nothing queues for long.
     pub queue_capacity: usize,
+    /// The master key: when set, every session but the audit trail gets a data key and its
+    /// events are sealed (seal.rs, keyring.rs).
+    pub master_key: Option<MasterKey>,
 }
 
 /// Proof that an event is in the ledger, durable as the ledger's mode asks. Only the ledger makes
@@ -101,6 +109,8 @@ pub struct LedgerPaths {
     pub signing_key: PathBuf,
     pub public_key: PathBuf,
     pub lock: PathBuf,
+    /// Sealed sessions' wrapped data keys (keyring.rs).
+    pub keys: PathBuf,
 }
 
 /// An open ledger: the only writer of its data dir while it lives.
@@ -114,6 +124,8 @@ pub struct Ledger {
     rebuild_index: std_mpsc::Sender<index::RebuildRequest>,
     public_key: VerifyingKey,
     paths: LedgerPaths,
+    /// Seals new sessions when it holds a master key; opens sealed ones for readers.
+    keyring: Keyring,
     stats: Arc<LedgerStats>,
     health: Arc<LedgerHealth>,
     /// Holds the lock on `ledger/LOCK` for as long as the ledger is open.
@@ -153,6 +165,7 @@ impl LedgerConfig {
             segment_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(1),
             queue_capacity: 8192,
+            master_key: None,
         }
     }
 }
@@ -182,6 +195,7 @@ impl LedgerPaths {
             signing_key: root.join("signing.key"),
             public_key: root.join("signing.pub"),
             lock: root.join("LOCK"),
+            keys: root.join("keys"),
             root,
         }
     }
@@ -205,6 +219,10 @@ impl Ledger {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&paths.segments).map_err(LedgerError::io("create", &paths.segments))?;
         let lock = lock_ledger(&paths)?;
         let signing_key = keys::load_or_create(&paths.signing_key, &paths.public_key)?;
+        let keyring = match &config.master_key {
+            Some(master) => Keyring::for_writing(&paths, master.clone(), config.durability == Durability::Fsync)?,
+            None => Keyring::open(&paths, None)?,
+        };
         let public_key = signing_key.verifying_key();
 
         let start = recovery::recover(&paths.segments)?;
@@ -239,6 +257,7 @@ impl Ledger {
             rebuild_index,
             public_key,
             paths,
+            keyring,
             stats: Arc::default(),
             health,
             _lock: lock,
@@ -257,17 +276,38 @@ impl Ledger {
     }
 
     /// Opens a session: records its `session.start` event and returns its writer.
+    /// With a master key configured, the session's data key is made and stored first, and its
+    /// events after the start are sealed; the audit trail is never sealed.
     pub async fn open_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let session = SessionWriter::new(self.sink.clone(), self.stats.clone());
+        let session = self.new_session(info)?;
         session.append_start(info).await?;
         Ok(session)
     }
 
     /// [`Ledger::open_session`] for threads outside an async runtime.
     pub fn open_session_blocking(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
-        let session = SessionWriter::new(self.sink.clone(), self.stats.clone());
+        let session = self.new_session(info)?;
         session.append_start_blocking(info)?;
         Ok(session)
+    }
+
+    fn new_session(&self, info: &SessionInfo) -> Result<SessionWriter, LedgerError> {
+        let id = SessionId::new();
+        let key = if self.keyring.can_seal() && info.protocol != Protocol::Audit { Some(self.keyring.create(id)?) } else { None };
+        Ok(SessionWriter::new(self.sink.clone(), self.stats.clone(), id, key))
+    }
+
+    /// A session moved from another ledger (migrate.rs): its id and start time kept.
+    pub(crate) fn migrated_session(&self, id: SessionId, info: &SessionInfo, started_ns: i64) -> Result<SessionWriter, LedgerError> {
+        let key = if self.keyring.can_seal() { Some(self.keyring.create(id)?) } else { None };
+        let session = SessionWriter::new(self.sink.clone(), self.stats.clone(), id, key);
+        session.append_start_blocking_at(info, started_ns)?;
+        Ok(session)
+    }
+
+    /// The keys of sealed sessions, to open their events or destroy their contents.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     /// Writes heads of changed sessions and a signed checkpoint now, if anything changed.

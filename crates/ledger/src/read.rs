@@ -9,6 +9,7 @@ use witness_core::{Direction, PayloadType, SessionId};
 
 use crate::error::LedgerError;
 use crate::format::{decode_frame, decode_record, Frame, Record, FRAME_HEADER_LEN, MAX_BODY_LEN};
+use crate::seal::KeyId;
 use crate::segment::segment_file_name;
 
 /// The structured header every event record carries, as JSON.
@@ -19,6 +20,9 @@ pub struct StoredHeader {
     pub attrs: serde_json::Map<String, serde_json::Value>,
     /// How to show the payload: empty, text, json or binary.
     pub payload: String,
+    /// The id of the data key a sealed event's contents are sealed with (seal.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
 }
 
 /// The header as the session writes it, borrowing from the event.
@@ -42,9 +46,23 @@ pub struct StoredEvent {
     pub summary: String,
     pub attrs: serde_json::Map<String, serde_json::Value>,
     pub payload_type: PayloadType,
-    /// None when the payload was purged.
+    /// None when the payload was purged or its sealed contents shredded.
     pub payload: Option<Vec<u8>>,
     pub payload_len: u64,
+    /// For a sealed event, whether its contents were opened (keyring.rs); None when the event
+    /// was recorded in clear.
+    pub sealed: Option<SealState>,
+}
+
+/// Where a sealed event's contents stand for a reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealState {
+    /// As read from the segment: summary and attributes empty, the payload ciphertext.
+    Sealed(KeyId),
+    /// Opened with the session's data key: the event as recorded.
+    Opened,
+    /// The session's data key was destroyed: the contents are gone.
+    Shredded,
 }
 
 impl StoredHeader {
@@ -92,5 +110,6 @@ pub(crate) fn stored_event(e: &crate::format::EventRecord<'_>) -> StoredEvent {
         payload_type: PayloadType::from_name(&header.payload).unwrap_or(PayloadType::Binary),
         payload: e.payload.map(<[u8]>::to_vec),
         payload_len: e.payload_len,
+        sealed: header.sealed.as_deref().map(|id| SealState::Sealed(KeyId::from_hex(id).unwrap_or(KeyId([0; 8])))),
     }
 }

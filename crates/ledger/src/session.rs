@@ -10,9 +10,10 @@ use tokio::sync::oneshot;
 use witness_core::{kind, Direction, Event, SessionId, SessionInfo};
 
 use crate::error::LedgerError;
-use crate::format::{encode_event, EventFields, Hash, MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
+use crate::format::{encode_event, EventFields, Hash, FRAME_HEADER_LEN, MAX_BODY_LEN, MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
 use crate::index::{clip_summary, Decided, IndexEvent};
 use crate::read::HeaderRef;
+use crate::seal::{clear_header, DataKey, SealPlace, NONCE_LEN};
 use crate::stats::LedgerStats;
 use crate::writer::{now_ns, AppendCommand, Command, Sink};
 use crate::Receipt;
@@ -26,6 +27,15 @@ pub struct SessionWriter {
     sink: Sink,
     chain: Arc<Mutex<Chain>>,
     stats: Arc<LedgerStats>,
+    /// The session's data key when its events are sealed (seal.rs).
+    sealer: Option<Arc<Sealer>>,
+}
+
+/// Seals a session's events: its data key, and nonces that never repeat under it (a random
+/// prefix for this writer, then the event's seq).
+pub(crate) struct Sealer {
+    key: DataKey,
+    nonce_prefix: [u8; 16],
 }
 
 /// An append handed to the writer whose receipt has not been awaited yet.
@@ -66,14 +76,22 @@ enum Role<'a> {
 }
 
 impl SessionWriter {
-    pub(crate) fn new(sink: Sink, stats: Arc<LedgerStats>) -> SessionWriter {
-        SessionWriter::resume(sink, stats, SessionId::new(), 0, [0; 32])
+    /// A new session `id`, its events sealed with `key` when there is one.
+    pub(crate) fn new(sink: Sink, stats: Arc<LedgerStats>, id: SessionId, key: Option<DataKey>) -> SessionWriter {
+        let mut session = SessionWriter::resume(sink, stats, id, 0, [0; 32]);
+        session.sealer = key.map(|key| Arc::new(Sealer { key, nonce_prefix: rand::random() }));
+        session
     }
 
-    /// Continues a session found open by recovery, to close it.
+    /// Continues a session found open by recovery, to close it (a closing event is never sealed).
     pub(crate) fn resume(sink: Sink, stats: Arc<LedgerStats>, id: SessionId, next_seq: u64, head: Hash) -> SessionWriter {
         let chain = Chain { next_seq, head, last_time_ns: 0, state: State::Open };
-        SessionWriter { id, sink, chain: Arc::new(Mutex::new(chain)), stats }
+        SessionWriter { id, sink, chain: Arc::new(Mutex::new(chain)), stats, sealer: None }
+    }
+
+    /// Whether this session's events are sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
     }
 
     pub fn id(&self) -> SessionId {
@@ -128,7 +146,7 @@ impl SessionWriter {
         let submitted = Instant::now();
         let (reply, bytes) = {
             let mut chain = self.lock();
-            let (command, reply) = self.prepare(&chain, event, role, true)?;
+            let (command, reply) = self.prepare(&chain, event, role, true, None)?;
             let (hash, time_ns, bytes) = (command.chain_hash, command.index.time_ns, command.frame.len() as u64);
             slot.send(Command::Append(command));
             advance(&mut chain, hash, time_ns, role);
@@ -139,10 +157,30 @@ impl SessionWriter {
     }
 
     fn submit_blocking(&self, event: &Event, role: Role<'_>) -> Result<PendingReceipt, LedgerError> {
+        self.submit_blocking_at(event, role, None)
+    }
+
+    /// Records `event` with the time it was first recorded at (`time_ns`), for a migration
+    /// (migrate.rs); a time before the session's last one is raised to it.
+    pub(crate) fn append_blocking_at(&self, event: &Event, time_ns: i64) -> Result<Receipt, LedgerError> {
+        self.submit_blocking_at(event, Role::Event, Some(time_ns))?.wait_blocking()
+    }
+
+    /// [`SessionWriter::append_blocking_at`] for the session's start.
+    pub(crate) fn append_start_blocking_at(&self, info: &SessionInfo, time_ns: i64) -> Result<Receipt, LedgerError> {
+        self.submit_blocking_at(&start_event(info), Role::Start(info), Some(time_ns))?.wait_blocking()
+    }
+
+    /// [`SessionWriter::append_blocking_at`] for the session's end.
+    pub(crate) fn close_blocking_at(self, reason: &str, time_ns: i64) -> Result<Receipt, LedgerError> {
+        self.submit_blocking_at(&end_event(reason), Role::End, Some(time_ns))?.wait_blocking()
+    }
+
+    fn submit_blocking_at(&self, event: &Event, role: Role<'_>, at: Option<i64>) -> Result<PendingReceipt, LedgerError> {
         let submitted = Instant::now();
         let (reply, bytes) = {
             let mut chain = self.lock();
-            let (command, reply) = self.prepare(&chain, event, role, true)?;
+            let (command, reply) = self.prepare(&chain, event, role, true, at)?;
             let (hash, time_ns, bytes) = (command.chain_hash, command.index.time_ns, command.frame.len() as u64);
             if let Err(e) = self.sink.send_blocking(Command::Append(command)) {
                 chain.state = State::Broken;
@@ -173,6 +211,7 @@ impl SessionWriter {
         event: &Event,
         role: Role<'_>,
         wait: bool,
+        at: Option<i64>,
     ) -> Result<(AppendCommand, Option<oneshot::Receiver<Result<Receipt, LedgerError>>>), LedgerError> {
         match chain.state {
             State::Open => {}
@@ -191,17 +230,39 @@ impl SessionWriter {
         if header.len() > MAX_HEADER_LEN {
             return Err(LedgerError::TooLarge { what: "summary and attributes", len: header.len(), max: MAX_HEADER_LEN });
         }
-        let time_ns = now_ns().max(chain.last_time_ns);
+        let time_ns = at.unwrap_or_else(now_ns).max(chain.last_time_ns);
+        let kind = event.kind.as_str();
+        let decision = event.attrs.get("decision").and_then(|d| d.as_str());
+        // A session's start and end are its metadata, kept in clear: they list it after its
+        // key is shredded. Everything between is sealed when the session has a key.
+        let sealed = match (&self.sealer, role) {
+            (Some(sealer), Role::Event) => {
+                let place = SealPlace { session_id: *self.id.as_bytes(), seq: chain.next_seq, kind };
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce[..16].copy_from_slice(&sealer.nonce_prefix);
+                nonce[16..].copy_from_slice(&chain.next_seq.to_le_bytes());
+                let contents = sealer.key.seal(&place, &nonce, &header, &event.payload);
+                Some((clear_header(sealer.key.id(), event.payload_type.as_str(), decision), contents))
+            }
+            _ => None,
+        };
+        let (header, payload) = match &sealed {
+            Some((clear, contents)) => (clear.as_slice(), contents.as_slice()),
+            None => (header.as_slice(), event.payload.as_slice()),
+        };
         let fields = EventFields {
             session_id: *self.id.as_bytes(),
             seq: chain.next_seq,
             time_ns,
             direction: event.direction.as_u8(),
-            kind: event.kind.as_str(),
-            header: &header,
-            payload: &event.payload,
+            kind,
+            header,
+            payload,
         };
         let (frame, chain_hash) = encode_event(&fields, &chain.head);
+        if frame.len() - FRAME_HEADER_LEN > MAX_BODY_LEN {
+            return Err(LedgerError::TooLarge { what: "sealed record", len: frame.len(), max: MAX_BODY_LEN });
+        }
         let closes = role == Role::End;
         let index = IndexEvent {
             session_id: *self.id.as_bytes(),
@@ -209,14 +270,14 @@ impl SessionWriter {
             time_ns,
             kind: event.kind.clone(),
             direction: event.direction.as_u8(),
-            summary: clip_summary(&event.summary),
-            payload_len: event.payload.len() as u64,
+            summary: if sealed.is_some() { String::new() } else { clip_summary(&event.summary) },
+            payload_len: payload.len() as u64,
             start: match role {
                 Role::Start(info) => Some(info.clone()),
                 _ => None,
             },
             end_reason: closes.then(|| event.attrs.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string()),
-            decided: Decided::from_decision(event.attrs.get("decision").and_then(|d| d.as_str())),
+            decided: Decided::from_decision(decision),
         };
         let (ack, reply) = if wait {
             let (ack, reply) = oneshot::channel();
@@ -274,7 +335,7 @@ impl Drop for SessionWriter {
         // Best effort without blocking (drop may run inside an async runtime): if the queue is
         // full, recovery closes the session at the next start instead.
         let end = end_event("the session's recorder was dropped without closing it");
-        if let Ok((command, _)) = self.prepare(&chain, &end, Role::End, false) {
+        if let Ok((command, _)) = self.prepare(&chain, &end, Role::End, false, None) {
             let _ = self.sink.try_send(Command::Append(command));
         }
         drop(chain);

@@ -181,6 +181,6 @@ fn a_torn_version_1_tail_is_cut_before_the_new_segment_starts() {
     session.append_blocking(&event(0, 100)).unwrap();
     session.close_blocking("done").unwrap();
     ledger.shutdown().unwrap();
-    assert_eq!(segment_count(dir.path()), 2, "a version 2 last segment is appended to");
+    assert_eq!(segment_count(dir.path()), 2, "a last segment of the current version is appended to");
     assert_eq!(problems(dir.path()), vec![]);
 }

@@ -209,6 +209,7 @@ mod tests {
             payload_type: PayloadType::Text,
             payload: Some(payload.to_vec()),
             payload_len: payload.len() as u64,
+            sealed: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use witness_identity::OidcIssuerConfig;
-use witness_ledger::{Durability, LedgerConfig};
+use witness_ledger::{Durability, LedgerConfig, MasterKeySource};
 use witness_mask::{ApplyTo, ColumnPattern, DetectorSet, JsonPath, MaskRule, MaskStyle, Masking};
 use witness_policy::{Action, Glob, Policy, Rule};
 use witness_proto_mysql::MysqlAuth;
@@ -66,6 +66,9 @@ pub struct Config {
     /// Webhooks told of held requests and their decisions.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// How long sessions' contents are kept; see [`RetentionSection`].
+    #[serde(default)]
+    pub retention: Vec<RetentionSection>,
 }
 
 /// `[review]`: what reading recordings takes.
@@ -247,6 +250,26 @@ pub struct LedgerSection {
     /// How often session heads and a signed checkpoint are written, e.g. "1s" or "500ms".
     #[serde(default = "default_checkpoint_interval", deserialize_with = "duration")]
     pub checkpoint_interval: Duration,
+    /// How often `[[retention]]` rules are applied (also at every start), e.g. "10m".
+    #[serde(default = "default_retention_sweep", deserialize_with = "duration")]
+    pub retention_sweep: Duration,
+    /// `[ledger.encryption]`: seal every session's contents with its own data key, wrapped by
+    /// this master key. Absent: recordings are written in clear.
+    pub encryption: Option<EncryptionSection>,
+}
+
+/// `[ledger.encryption]`: where the master key comes from; exactly one of the three.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// A file holding the key as 64 hex digits (mode 0600), made with a new key on the first
+    /// start when missing. Keep it (and its backup) apart from the data dir.
+    pub master_key_file: Option<PathBuf>,
+    /// An environment variable holding the key as 64 hex digits.
+    pub master_key_env: Option<String>,
+    /// A command and its arguments (no shell) that prints the key as 64 hex digits: a KMS
+    /// client, `systemd-creds cat …`.
+    pub master_key_command: Option<Vec<String>>,
 }
 
 /// `[listen]`: the addresses clients connect to. A protocol without an address is not served.
@@ -373,7 +396,50 @@ impl Default for LedgerSection {
             durability: Durability::Write,
             segment_size_mib: default_segment_mib(),
             checkpoint_interval: default_checkpoint_interval(),
+            encryption: None,
+            retention_sweep: default_retention_sweep(),
         }
+    }
+}
+
+fn default_retention_sweep() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// `[[retention]]`: how long sessions' contents are kept after they end. The first rule that
+/// matches a session decides; a rule naming no connection, protocol or identity is the default;
+/// a session no rule matches is kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// A connection name or glob (`prod-*`).
+    pub connection: Option<String>,
+    /// `postgres`, `mysql`, `ssh`, `http` or `kubernetes`.
+    pub protocol: Option<String>,
+    /// An identity name or glob.
+    pub identity: Option<String>,
+    /// How long after a session ends its contents are shredded, e.g. "90d".
+    #[serde(deserialize_with = "duration")]
+    pub keep: Duration,
+}
+
+impl EncryptionSection {
+    /// The one source of the master key the section names.
+    pub fn source(&self) -> Result<MasterKeySource, String> {
+        match (&self.master_key_file, &self.master_key_env, &self.master_key_command) {
+            (Some(file), None, None) => Ok(MasterKeySource::File(file.clone())),
+            (None, Some(env), None) => Ok(MasterKeySource::Env(env.clone())),
+            (None, None, Some(argv)) if !argv.is_empty() => Ok(MasterKeySource::Command(argv.clone())),
+            (None, None, Some(_)) => Err("master_key_command is empty: give the program and its arguments".into()),
+            _ => Err("name exactly one of master_key_file, master_key_env and master_key_command".into()),
+        }
+    }
+}
+
+impl LedgerSection {
+    /// Where the master key comes from, when recordings are sealed.
+    pub fn master_key_source(&self) -> Option<MasterKeySource> {
+        self.encryption.as_ref().and_then(|e| e.source().ok())
     }
 }
 
@@ -411,6 +477,7 @@ impl Default for Config {
             connections: Vec::new(),
             policy: PolicySection::default(),
             rules: Vec::new(),
+            retention: Vec::new(),
             masking: Vec::new(),
             roles: RolesSection::default(),
             console: ConsoleSection::default(),
@@ -505,6 +572,18 @@ impl Config {
         }
         if self.ledger.checkpoint_interval < Duration::from_millis(10) {
             return invalid("[ledger] checkpoint_interval".into(), "is under 10ms; use e.g. \"1s\"".into());
+        }
+        if let Some(Err(problem)) = self.ledger.encryption.as_ref().map(EncryptionSection::source) {
+            return invalid("[ledger.encryption]".into(), problem);
+        }
+        for (i, rule) in self.retention.iter().enumerate() {
+            if let Some(Err(e)) = rule.protocol.as_deref().map(str::parse::<witness_core::Protocol>) {
+                return invalid(format!("[[retention]] {} protocol", i + 1), e.to_string());
+            }
+        }
+        if !self.retention.is_empty() && self.ledger.encryption.is_none() {
+            let problem = "needs [ledger.encryption]: contents are shredded by destroying their keys, and recordings in clear have none";
+            return invalid("[[retention]]".into(), problem.into());
         }
         if self.mysql.auth == Some(MysqlAuth::Native) && !self.identity.oidc.is_empty() {
             let problem =
@@ -749,6 +828,28 @@ impl Config {
             Some(auth) => auth == FrontAuth::Password,
             None => !self.identity.oidc.is_empty(),
         }
+    }
+
+    /// The `[[retention]]` rules, named by their place and what they match.
+    pub fn retention_rules(&self) -> Vec<crate::retention::RetentionRule> {
+        self.retention
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let matched: Vec<String> = [("connection", &r.connection), ("protocol", &r.protocol), ("identity", &r.identity)]
+                    .iter()
+                    .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key} {v}")))
+                    .collect();
+                let what = if matched.is_empty() { "every session".to_string() } else { matched.join(", ") };
+                crate::retention::RetentionRule {
+                    name: format!("[[retention]] {} ({what})", i + 1),
+                    connection: r.connection.as_deref().map(Glob::new),
+                    protocol: r.protocol.as_deref().and_then(|p| p.parse().ok()),
+                    identity: r.identity.as_deref().map(Glob::new),
+                    keep: r.keep,
+                }
+            })
+            .collect()
     }
 
     pub fn ledger_config(&self, data_dir: &Path) -> LedgerConfig {

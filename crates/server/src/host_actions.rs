@@ -29,7 +29,7 @@ const DRAIN_EVERY: Duration = Duration::from_secs(1);
 /// A spooled action is a few hundred bytes; a bigger file is not one witness wrote.
 const MAX_ACTION_BYTES: u64 = 64 * 1024;
 /// Kinds a host action may have: the audit trail's own vocabulary, nothing a session records.
-const HOST_KINDS: [&EventKind; 7] = [
+const HOST_KINDS: [&EventKind; 10] = [
     &kind::TOKEN_CREATED,
     &kind::TOKEN_REVOKED,
     &kind::KEY_ADDED,
@@ -37,6 +37,9 @@ const HOST_KINDS: [&EventKind; 7] = [
     &kind::RECORDING_VIEWED,
     &kind::RECORDING_SEARCHED,
     &kind::RECORDING_EXPORTED,
+    &kind::RETENTION_SHREDDED,
+    &kind::RETENTION_HELD,
+    &kind::RETENTION_RELEASED,
 ];
 
 /// One action taken with the CLI, as it waits in the spool.
@@ -159,7 +162,16 @@ async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
                 continue;
             }
         };
-        if let Err(e) = trail.append(ledger, &event).await {
+        // A purge (`witness purge`) is recorded by the shredding itself, before the key goes.
+        let appended = match purged_session(&event) {
+            Some(session) => {
+                let attrs: Vec<(&str, serde_json::Value)> =
+                    event.attrs.iter().filter(|(name, _)| name.as_str() != "session").map(|(n, v)| (n.as_str(), v.clone())).collect();
+                crate::retention::shred(ledger, trail, &[session], "purge", &attrs).await.map(|_| ())
+            }
+            None => trail.append(ledger, &event).await,
+        };
+        if let Err(e) = appended {
             tracing::error!(error = %e, "the audit trail cannot record a CLI action; it stays in the spool");
             return recorded;
         }
@@ -171,6 +183,23 @@ async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
         recorded += 1;
     }
     recorded
+}
+
+/// Drains the spool of `data_dir` into `ledger` while no gateway runs (the CLI opened the
+/// ledger itself): what `witness purge` and `witness hold` use to take effect at once.
+pub async fn drain_offline(data_dir: &Path, ledger: &Ledger) -> usize {
+    let trail = AuditTrail::default();
+    let recorded = drain(&data_dir.join(SPOOL_DIR), &trail, ledger).await;
+    trail.close().await;
+    recorded
+}
+
+/// The session a spooled purge names, if `event` is one.
+fn purged_session(event: &Event) -> Option<witness_core::SessionId> {
+    if event.kind != kind::RETENTION_SHREDDED {
+        return None;
+    }
+    event.attrs.get("session")?.as_str()?.parse().ok()
 }
 
 /// The action a spool file holds, or why it holds none (unreadable, e.g. written by another

@@ -20,6 +20,7 @@ mod logins;
 mod notify;
 mod registry;
 mod reloadable;
+pub mod retention;
 mod review;
 mod targets;
 mod tls;
@@ -185,6 +186,14 @@ pub async fn serve<F: Future<Output = ()>>(
     // Tells the accept loops to stop accepting and drain their sessions.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let host_actions = tokio::spawn(host_actions::drain_loop(data_dir.to_path_buf(), audit.clone(), gate.ledger.clone(), stop_rx.clone()));
+    let retention = tokio::spawn(retention::sweep_loop(
+        config.retention_rules(),
+        config.ledger.retention_sweep,
+        data_dir.to_path_buf(),
+        gate.ledger.clone(),
+        audit.clone(),
+        stop_rx.clone(),
+    ));
     // Connections that have not logged in yet, on every client listener.
     let mut clients = ClientListeners { tasks: &mut listeners, logins: Logins::new(config.limits.login_limits()), stop: stop_rx.clone() };
     let mut listening = Listening::default();
@@ -281,6 +290,9 @@ pub async fn serve<F: Future<Output = ()>>(
     revocations.abort();
     if let Some(reloads) = reloads {
         reloads.abort();
+    }
+    if let Err(e) = retention.await {
+        tracing::error!(error = %e, "the retention sweep stopped");
     }
     // What the CLI spooled since the last pass goes in before the trail closes.
     if let Err(e) = host_actions.await {

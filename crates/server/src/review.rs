@@ -26,7 +26,7 @@ use witness_core::{kind, Direction, Event, Interrupt, PayloadType, Principal, Pr
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
 use witness_ledger::verify::{ProblemKind, VerifyReport};
 use witness_ledger::{
-    check_indexed_event, read_event_at, EventSummary, Index, IndexCheck, IndexProblemKind, Ledger, SessionFilter, SessionSummary,
+    check_indexed_event, read_event_at, EventSummary, Index, IndexCheck, IndexProblemKind, Ledger, Opener, SessionFilter, SessionSummary,
     StoredEvent,
 };
 
@@ -202,11 +202,12 @@ impl Backend for Review {
         }
         let (mut events, mut bytes) = (Vec::new(), 0);
         let mut next_after = if more_beyond { scanned.last().map(|e| e.seq) } else { None };
+        let opener = self.opener(id)?;
         for (i, e) in scanned.iter().enumerate() {
             if !kinds.is_empty() && !kinds.iter().any(|k| e.kind.starts_with(k)) {
                 continue;
             }
-            let view = event_view(&self.read_listed(id, e)?);
+            let view = event_view(&self.read_listed(id, e, &opener)?);
             bytes += view.payload_text.as_ref().map_or(0, String::len);
             events.push(view);
             if events.len() >= limit || bytes >= MAX_PAGE_BYTES {
@@ -252,6 +253,7 @@ impl Backend for Review {
         let mut entries = Vec::new();
         for trail in trails {
             let summaries = index.events(trail.id).map_err(internal)?;
+            let opener = self.opener(trail.id)?;
             for e in summaries.iter().rev() {
                 if e.kind == kind::SESSION_START.as_str()
                     || e.kind == kind::SESSION_END.as_str()
@@ -259,7 +261,7 @@ impl Backend for Review {
                 {
                     continue;
                 }
-                let stored = self.read_listed(trail.id, e)?;
+                let stored = self.read_listed(trail.id, e, &opener)?;
                 let attr = |name: &str| stored.attrs.get(name).and_then(|v| v.as_str()).map(str::to_string);
                 entries.push(AuditEntry {
                     time: time(stored.time_ns),
@@ -429,16 +431,27 @@ impl Review {
         if let Some(gap) = seq_gap(0, &listed) {
             self.index_disagrees(id, &gap);
         }
-        listed.iter().map(|e| self.read_listed(id, e)).collect()
+        let opener = self.opener(id)?;
+        listed.iter().map(|e| self.read_listed(id, e, &opener)).collect()
+    }
+
+    /// Opens the sealed events of session `id`, or says why they cannot be.
+    fn opener(&self, id: SessionId) -> Result<Opener, BackendError> {
+        self.ledger.keyring().opener(id).map_err(|e| BackendError::Unavailable(e.to_string()))
     }
 
     /// The record at the place the index gives for `listed`, an event of session `id`. A record
     /// of another session (or another event) there is refused; the same event listed with other
     /// facts is answered from its record. Either way the index is checked again.
-    fn read_listed(&self, id: SessionId, listed: &EventSummary) -> Result<StoredEvent, BackendError> {
+    /// Sealed events are opened with `opener`, after the check (the index holds their clear part).
+    fn read_listed(&self, id: SessionId, listed: &EventSummary, opener: &Opener) -> Result<StoredEvent, BackendError> {
         let stored = read_event_at(&self.ledger.paths().segments, listed.segment_idx, listed.offset).map_err(internal)?;
+        let unseal = |mut stored: StoredEvent| {
+            opener.unseal(&mut stored).map_err(|e| BackendError::Unavailable(e.to_string()))?;
+            Ok(stored)
+        };
         match check_indexed_event(id, listed, &stored) {
-            None => Ok(stored),
+            None => unseal(stored),
             Some(misplaced @ IndexProblemKind::Misplaced { .. }) => {
                 self.index_disagrees(id, &misplaced);
                 Err(BackendError::Unavailable(format!(
@@ -447,7 +460,7 @@ impl Review {
             }
             Some(difference) => {
                 self.index_disagrees(id, &difference);
-                Ok(stored)
+                unseal(stored)
             }
         }
     }

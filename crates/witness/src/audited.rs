@@ -14,7 +14,7 @@ const MAX_REASON_CHARS: usize = 500;
 
 /// The host user running this command: the name `/etc/passwd` gives its uid (else the
 /// environment's `USER`), and the uid itself.
-fn host_user() -> String {
+pub fn host_user() -> String {
     let uid = rustix::process::getuid().as_raw();
     let from_passwd = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| user_name(&passwd, uid));
     let name = from_passwd.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "?".into());

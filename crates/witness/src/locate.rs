@@ -1,8 +1,9 @@
 //! Where things are: the config named by --config and the data dir, from flags, config or default.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use witness_ledger::{Keyring, LedgerPaths};
 
 use witness_server::Config;
 
@@ -37,4 +38,14 @@ pub fn existing_data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(dir)
+}
+
+/// The keyring that opens the sealed sessions of the ledger in `data_dir`, with the master key
+/// `[ledger.encryption]` names (none without it: sealed events then do not open, and say why).
+pub fn keyring(cli: &Cli, data_dir: &Path) -> anyhow::Result<Keyring> {
+    let master = match load_config(cli)?.ledger.master_key_source() {
+        Some(source) => Some(source.load().context("cannot load the master key of [ledger.encryption]")?),
+        None => None,
+    };
+    Ok(Keyring::open(&LedgerPaths::new(data_dir), master)?)
 }

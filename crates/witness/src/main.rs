@@ -66,6 +66,17 @@ enum Command {
     /// Register SSH public keys to identities (and list and remove them).
     #[command(subcommand)]
     Identity(commands::identity::IdentityCommand),
+    /// Rewrite every session, sealed, into a new data dir (`--encrypt --to DIR`; witness stopped).
+    Migrate(commands::migrate::MigrateArgs),
+    /// Read an export bundle (after verifying it) with the age identity it was made for.
+    Open(commands::bundle::OpenArgs),
+    /// Destroy one session's sealed contents now (its records and metadata stay; audited).
+    Purge(commands::retention::PurgeArgs),
+    /// Place or release a legal hold: a held session is not shredded by retention.
+    Hold(commands::retention::HoldArgs),
+    /// The master key of sealed recordings: rotate it, or see which one is in use.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
     /// Play a recorded SSH terminal session in this terminal.
     Replay(commands::replay::ReplayArgs),
     /// Write a kubeconfig that points kubectl at a Kubernetes connection through witness.
@@ -96,6 +107,11 @@ fn main() -> ExitCode {
         Command::Export(ref args) => commands::verify::run_export(&cli, args),
         Command::Token(ref cmd) => commands::token::run(&cli, cmd),
         Command::Identity(ref cmd) => commands::identity::run(&cli, cmd),
+        Command::Migrate(ref args) => commands::migrate::run(&cli, args),
+        Command::Open(ref args) => commands::bundle::open(args),
+        Command::Purge(ref args) => commands::retention::run_purge(&cli, args),
+        Command::Hold(ref args) => commands::retention::run_hold(&cli, args),
+        Command::Keys(ref cmd) => commands::keys::run(&cli, cmd),
         Command::Replay(ref args) => commands::replay::run(&cli, args),
         Command::Kubeconfig(ref args) => commands::kubeconfig::run(&cli, args),
         Command::Approvals(ref cmd) => commands::approvals::run(&cli, cmd),

@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
     let id = resolve_in(&data_dir, &args.id)?;
     audited::read(cli, &data_dir, &witness_core::kind::RECORDING_VIEWED, "terminal replay", Some(id))?;
-    let (session, events) = read_session(&data_dir, id)?;
+    let (session, events) = read_session(&data_dir, id, &crate::locate::keyring(cli, &data_dir)?)?;
     let cast = asciicast::from_events(&events).with_context(|| {
         format!(
             "session {} ({}, {}) has no terminal to replay: it has no pty and no output",

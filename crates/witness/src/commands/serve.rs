@@ -26,7 +26,10 @@ pub fn run(cli: &Cli, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // read is made private.
     witness_server::data_dir::prepare(&data_dir)?;
     raise_open_files_limit();
-    let ledger_config = config.ledger_config(&data_dir);
+    let mut ledger_config = config.ledger_config(&data_dir);
+    if let Some(source) = config.ledger.master_key_source() {
+        ledger_config.master_key = Some(source.load_or_create().context("cannot load the master key of [ledger.encryption]")?);
+    }
     // The ledger opens (and recovers) before the async runtime starts: recovery blocks.
     let ledger = Arc::new(Ledger::open(&ledger_config).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?);
     let public_key = hex::encode(ledger.public_key().as_bytes());

@@ -17,8 +17,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use witness_core::{kind, PayloadType, Protocol, SessionId, SessionIdPrefix};
 use witness_ledger::{
-    check_indexed_event, open_index, read_event_at, EventSummary, Index, IndexProblemKind, LedgerPaths, RecordedSession, SessionFilter,
-    SessionSummary, StoredEvent,
+    check_indexed_event, open_index, read_event_at, EventSummary, Index, IndexProblemKind, Keyring, LedgerPaths, Opener, RecordedSession,
+    SealState, SessionFilter, SessionSummary, StoredEvent,
 };
 
 use crate::audited;
@@ -144,9 +144,10 @@ pub fn run(cli: &Cli, cmd: &SessionsCommand) -> anyhow::Result<ExitCode> {
             let what = if args.follow { "sessions show --follow" } else { "sessions show" };
             audited::read(cli, &data_dir, &kind::RECORDING_VIEWED, what, Some(id))?;
             let selection = EventSelection { kinds: args.kinds.clone(), limit: args.limit };
-            let read = read_session_selected(&data_dir, id, &selection)?;
+            let keyring = crate::locate::keyring(cli, &data_dir)?;
+            let read = read_session_selected(&data_dir, id, &selection, &keyring)?;
             if args.follow {
-                follow(&data_dir, read, &selection, args.json)?;
+                follow(&data_dir, read, &selection, args.json, &keyring)?;
             } else if args.json {
                 let mut out = session_json(&read.summary);
                 out["events"] = read.events.iter().map(event_json).collect();
@@ -188,8 +189,8 @@ pub fn resolve_in(data_dir: &Path, prefix: &SessionIdPrefix) -> anyhow::Result<S
 }
 
 /// A session's summary and every event of it, as its records give them.
-pub fn read_session(data_dir: &Path, id: SessionId) -> anyhow::Result<(SessionSummary, Vec<StoredEvent>)> {
-    let read = read_session_selected(data_dir, id, &EventSelection::default())?;
+pub fn read_session(data_dir: &Path, id: SessionId, keyring: &Keyring) -> anyhow::Result<(SessionSummary, Vec<StoredEvent>)> {
+    let read = read_session_selected(data_dir, id, &EventSelection::default(), keyring)?;
     Ok((read.summary, read.events))
 }
 
@@ -205,7 +206,8 @@ pub struct SessionRead {
 
 /// A session's summary and the events `selection` picks, as their records give them. Only the
 /// picked events are read from the segments.
-pub fn read_session_selected(data_dir: &Path, id: SessionId, selection: &EventSelection) -> anyhow::Result<SessionRead> {
+/// Sealed events are opened with `keyring`.
+pub fn read_session_selected(data_dir: &Path, id: SessionId, selection: &EventSelection, keyring: &Keyring) -> anyhow::Result<SessionRead> {
     let index = open_index(data_dir).with_context(|| format!("cannot read the ledger index in {}", data_dir.display()))?;
     let row =
         index.session(id)?.with_context(|| format!("no session {id} in {}; list them with `witness sessions list`", data_dir.display()))?;
@@ -221,17 +223,18 @@ pub fn read_session_selected(data_dir: &Path, id: SessionId, selection: &EventSe
     }
     let next_seq = listed.last().map_or(0, |e| e.seq + 1);
     let picked = listed.iter().filter(|e| selection.wants(&e.kind)).take(selection.limit.map_or(usize::MAX, |l| l as usize));
+    let opener = keyring.opener(id)?;
     let mut events = Vec::new();
     for e in picked {
-        events.push(read_listed_event(&paths, id, e)?);
+        events.push(read_listed_event(&paths, id, e, &opener)?);
     }
     let ended = row.ended_ns.is_some() && next_seq >= row.n_events;
     Ok(SessionRead { summary: recorded.summary, events, next_seq, ended })
 }
 
 /// One event the index lists, read from its record and checked against the index's entry.
-fn read_listed_event(paths: &LedgerPaths, id: SessionId, e: &EventSummary) -> anyhow::Result<StoredEvent> {
-    let stored = read_event_at(&paths.segments, e.segment_idx, e.offset)?;
+fn read_listed_event(paths: &LedgerPaths, id: SessionId, e: &EventSummary, opener: &Opener) -> anyhow::Result<StoredEvent> {
+    let mut stored = read_event_at(&paths.segments, e.segment_idx, e.offset)?;
     match check_indexed_event(id, e, &stored) {
         None => {}
         Some(misplaced @ IndexProblemKind::Misplaced { .. }) => anyhow::bail!(
@@ -240,14 +243,16 @@ fn read_listed_event(paths: &LedgerPaths, id: SessionId, e: &EventSummary) -> an
         ),
         Some(difference) => eprintln!("warning: session {id}: {difference}; shown as recorded"),
     }
+    opener.unseal(&mut stored)?;
     Ok(stored)
 }
 
 /// Prints what `read` holds, then every selected event recorded after it, until the session
 /// ends, the limit is reached, or no witness is running to record more.
-fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: bool) -> anyhow::Result<()> {
+fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: bool, keyring: &Keyring) -> anyhow::Result<()> {
     let paths = LedgerPaths::new(data_dir);
     let id = read.summary.id;
+    let opener = keyring.opener(id)?;
     let started_ns = read.summary.started_ns;
     let mut shown = 0u64;
     let show = |e: &StoredEvent| -> anyhow::Result<()> {
@@ -285,7 +290,7 @@ fn follow(data_dir: &Path, read: SessionRead, selection: &EventSelection, json: 
         for e in &listed {
             next_seq = e.seq + 1;
             if selection.wants(&e.kind) && shown < limit {
-                show(&read_listed_event(&paths, id, e)?)?;
+                show(&read_listed_event(&paths, id, e, &opener)?)?;
                 shown += 1;
             }
         }
@@ -330,7 +335,7 @@ fn status(s: &SessionSummary) -> &'static str {
     }
 }
 
-fn session_json(s: &SessionSummary) -> serde_json::Value {
+pub fn session_json(s: &SessionSummary) -> serde_json::Value {
     json!({
         "id": s.id,
         "identity": s.info.identity,
@@ -346,7 +351,7 @@ fn session_json(s: &SessionSummary) -> serde_json::Value {
     })
 }
 
-fn event_json(e: &StoredEvent) -> serde_json::Value {
+pub fn event_json(e: &StoredEvent) -> serde_json::Value {
     let mut out = json!({
         "seq": e.seq,
         "time": time(e.time_ns),
@@ -357,6 +362,13 @@ fn event_json(e: &StoredEvent) -> serde_json::Value {
         "payload_type": e.payload_type.as_str(),
         "payload_bytes": e.payload_len,
     });
+    if let Some(state) = e.sealed {
+        out["sealed"] = json!(match state {
+            SealState::Opened => "opened",
+            SealState::Shredded => "shredded",
+            SealState::Sealed(_) => "sealed",
+        });
+    }
     match (&e.payload, payload_text(e)) {
         (None, _) => out["payload_purged"] = json!(true),
         (Some(_), Some(text)) => out["payload_text"] = json!(text),
@@ -416,7 +428,7 @@ impl EventSelection {
     }
 }
 
-fn print_header(out: &mut impl Write, s: &SessionSummary) -> std::io::Result<()> {
+pub fn print_header(out: &mut impl Write, s: &SessionSummary) -> std::io::Result<()> {
     writeln!(out, "session     {}", s.id)?;
     writeln!(out, "identity    {}", s.info.identity)?;
     writeln!(out, "connection  {} ({})", s.info.connection, s.info.protocol)?;
@@ -430,7 +442,7 @@ fn print_header(out: &mut impl Write, s: &SessionSummary) -> std::io::Result<()>
     writeln!(out)
 }
 
-fn print_event(out: &mut impl Write, started_ns: i64, e: &StoredEvent) -> std::io::Result<()> {
+pub fn print_event(out: &mut impl Write, started_ns: i64, e: &StoredEvent) -> std::io::Result<()> {
     let offset_ms = (e.time_ns - started_ns) as f64 / 1e6;
     writeln!(
         out,

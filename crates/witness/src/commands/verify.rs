@@ -33,6 +33,10 @@ pub struct VerifyArgs {
     /// Verify this session export on its own instead of a ledger (needs --pubkey).
     #[arg(long, value_name = "FILE")]
     session_export: Option<PathBuf>,
+    /// Verify this bundle (from `export --bundle`) on its own: every session's records, proof and
+    /// checkpoint signature; no identity needed. Pin the key with --pubkey.
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
     /// The ledger's public key (a file or 64 hex digits). Pin it to catch a ledger re-signed with
     /// another key; default for a ledger: the ledger's own signing.pub.
     #[arg(long, value_name = "KEY")]
@@ -63,8 +67,10 @@ pub enum CheckpointCommand {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// The session to export: its id, or its first digits if no other session's id starts with
-    /// them.
-    id: SessionIdPrefix,
+    /// them. With --bundle it may be left out: every ended session (--since, --until) goes in.
+    id: Option<SessionIdPrefix>,
+    #[command(flatten)]
+    bundle: crate::commands::bundle::BundleArgs,
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     format: ExportFormat,
     /// Write to this file instead of standard output.
@@ -86,6 +92,9 @@ const EXIT_NO_LEDGER: u8 = 3;
 pub fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.session_export {
         return verify_export_file(path, args);
+    }
+    if let Some(path) = &args.bundle {
+        return crate::commands::bundle::verify(path, args.pubkey.as_deref());
     }
     let data_dir = data_dir(cli)?;
     let paths = LedgerPaths::new(&data_dir);
@@ -182,12 +191,16 @@ pub fn run_checkpoint(cli: &Cli, cmd: &CheckpointCommand) -> anyhow::Result<Exit
 pub fn run_export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
     let paths = LedgerPaths::new(&data_dir);
-    let id = crate::commands::sessions::resolve_in(&data_dir, &args.id)?;
+    if let Some(bundle) = &args.bundle.bundle {
+        return crate::commands::bundle::export(cli, args.id.as_ref(), &args.bundle, bundle);
+    }
+    let Some(id) = &args.id else { anyhow::bail!("give the session to export (its id or a unique prefix), or --bundle FILE for several") };
+    let id = crate::commands::sessions::resolve_in(&data_dir, id)?;
     let destination = args.output.as_ref().map_or("standard output".to_string(), |p| p.display().to_string());
     let what = format!("export ({:?}) to {destination}", args.format).to_lowercase();
     crate::audited::read(cli, &data_dir, &witness_core::kind::RECORDING_EXPORTED, what, Some(id))?;
     if let ExportFormat::Asciicast = args.format {
-        return export_asciicast(&data_dir, id, args);
+        return export_asciicast(&data_dir, id, args, &crate::locate::keyring(cli, &data_dir)?);
     }
     let summary = match &args.output {
         Some(path) => {
@@ -364,8 +377,13 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
     })
 }
 
-fn export_asciicast(data_dir: &std::path::Path, id: witness_core::SessionId, args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let (session, events) = crate::commands::sessions::read_session(data_dir, id)?;
+fn export_asciicast(
+    data_dir: &std::path::Path,
+    id: witness_core::SessionId,
+    args: &ExportArgs,
+    keyring: &witness_ledger::Keyring,
+) -> anyhow::Result<ExitCode> {
+    let (session, events) = crate::commands::sessions::read_session(data_dir, id, keyring)?;
     let cast = witness_proto_ssh::asciicast::from_events(&events)
         .with_context(|| format!("session {} ({}) has no terminal to export: it has no pty and no output", id, session.info.connection))?;
     match &args.output {

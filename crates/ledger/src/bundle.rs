@@ -1,0 +1,289 @@
+//! Export bundles for long-term storage: sessions taken out of the ledger in one tar file that
+//! verifies anywhere with the ledger's public key alone and opens only with the identity of an
+//! `age` recipient the operator named.
+//!
+//! A bundle holds, in this order:
+//! - `manifest.json`: the format, the ledger's public key, the recipients, and per session its
+//!   metadata and where its files are;
+//! - `signing.pub`: the ledger's public key (hex), for convenience; pin it out of band;
+//! - `sessions/SESSION.jsonl`: the session's export (export.rs: every event with its committed
+//!   bytes, the inclusion proof and the signed checkpoint). A sealed session's contents stay
+//!   sealed in it;
+//! - `keys/SESSION.age`: the session's data key, encrypted to the recipients with age.
+//!
+//! Sessions recorded in clear have no data key; they go into a bundle only when asked, and then
+//! in clear (`witness migrate --encrypt` seals them first).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use witness_core::{SessionId, SessionInfo};
+
+use crate::export::{export_session, read_session_export, ExportError};
+use crate::index::SessionSummary;
+use crate::keyring::{Keyring, KeyringError, Opener};
+use crate::read::StoredEvent;
+use crate::seal::DataKey;
+use crate::LedgerError;
+
+pub const BUNDLE_FORMAT: &str = "witness-bundle";
+pub const BUNDLE_VERSION: u32 = 1;
+/// A bundle entry larger than this is not one witness wrote (a session export is at most its
+/// session's records, base64'd).
+const MAX_ENTRY_BYTES: u64 = 8 << 30;
+
+/// `manifest.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub public_key: String,
+    pub created_ns: i64,
+    /// The age recipients the data keys are encrypted to.
+    pub recipients: Vec<String>,
+    pub sessions: Vec<BundledSession>,
+}
+
+/// One session of a bundle, as the manifest lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BundledSession {
+    pub id: SessionId,
+    pub info: SessionInfo,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+    pub end_reason: Option<String>,
+    /// Whether its contents are sealed (it then has a key entry).
+    pub sealed: bool,
+}
+
+/// Why a bundle could not be written, verified or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error("cannot {action} the bundle: {source}")]
+    Io { action: &'static str, source: std::io::Error },
+    #[error("session {session} was recorded in clear: it has no data key to protect it in a bundle; leave it out, seal it first (`witness migrate --encrypt`), or include it in clear on purpose")]
+    ClearSession { session: SessionId },
+    #[error("session {session}'s data key was shredded: its contents are gone and cannot be bundled")]
+    Shredded { session: SessionId },
+    #[error("--recipient {given:?} is not an age recipient (age1…): {why}")]
+    BadRecipient { given: String, why: String },
+    #[error("encrypting to the recipients failed: {0}")]
+    Encrypt(String),
+    #[error("not a witness bundle: {0}")]
+    NotABundle(String),
+    #[error("the bundle is of version {found}, newer than this witness reads (1 to {BUNDLE_VERSION})")]
+    UnsupportedVersion { found: u32 },
+    #[error("session {session}: {source}")]
+    Export { session: SessionId, source: ExportError },
+    #[error("the data key of session {session} does not open with the identities given: {why}")]
+    KeyNotOpened { session: SessionId, why: String },
+    #[error("the bundle's public key {found} is not the one given ({expected})")]
+    WrongKey { expected: String, found: String },
+}
+
+/// What a bundle holds once verified: its manifest and, per session, its export's events
+/// (sealed events still sealed).
+pub struct VerifiedBundle {
+    pub manifest: Manifest,
+    pub public_key: VerifyingKey,
+    pub sessions: Vec<(BundledSession, Vec<StoredEvent>)>,
+    /// The age-encrypted data keys, by session.
+    keys: BTreeMap<SessionId, Vec<u8>>,
+}
+
+/// Writes a bundle of `sessions` of the ledger at `ledger_root` to `out`, their data keys
+/// encrypted to `recipients`. A session recorded in clear is refused unless `include_clear`.
+pub fn write_bundle(
+    ledger_root: &Path,
+    keyring: &Keyring,
+    public_key: &VerifyingKey,
+    sessions: &[SessionSummary],
+    recipients: &[String],
+    include_clear: bool,
+    out: impl Write,
+) -> Result<Manifest, BundleError> {
+    let parsed = recipients.iter().map(|r| parse_recipient(r)).collect::<Result<Vec<_>, _>>()?;
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut listed = Vec::new();
+    for session in sessions {
+        let id = session.id;
+        let mut export = Vec::new();
+        export_session(ledger_root, id, &mut export)?;
+        let (_, events) = read_session_export(&export[..], public_key).map_err(|source| BundleError::Export { session: id, source })?;
+        let sealed = events.iter().any(|e| e.sealed.is_some());
+        let key = keyring.data_key(id)?;
+        match (sealed, &key) {
+            (true, None) => return Err(BundleError::Shredded { session: id }),
+            (_, Some(_)) => {}
+            // Nothing to protect in a session with no event between its start and end.
+            (false, None) if include_clear || events.len() <= 2 => {}
+            (false, None) => return Err(BundleError::ClearSession { session: id }),
+        }
+        entries.push((format!("sessions/{id}.jsonl"), export));
+        if let (true, Some(key)) = (sealed, &key) {
+            entries.push((format!("keys/{id}.age"), encrypt_to(&parsed, key.bytes())?));
+        }
+        listed.push(BundledSession {
+            id,
+            info: session.info.clone(),
+            started_ns: session.started_ns,
+            ended_ns: session.ended_ns,
+            end_reason: session.end_reason.clone(),
+            sealed,
+        });
+    }
+    let manifest = Manifest {
+        format: BUNDLE_FORMAT.into(),
+        version: BUNDLE_VERSION,
+        public_key: hex::encode(public_key.as_bytes()),
+        created_ns: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64),
+        recipients: recipients.to_vec(),
+        sessions: listed,
+    };
+    let mut tar = tar::Builder::new(out);
+    let manifest_json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    append(&mut tar, "manifest.json", &manifest_json)?;
+    append(&mut tar, "signing.pub", format!("{}\n", manifest.public_key).as_bytes())?;
+    for (name, bytes) in &entries {
+        append(&mut tar, name, bytes)?;
+    }
+    tar.into_inner()
+        .map_err(|source| BundleError::Io { action: "finish", source })?
+        .flush()
+        .map_err(|source| BundleError::Io { action: "write", source })?;
+    Ok(manifest)
+}
+
+/// Reads and verifies a bundle: every session's export against the public key (`pinned`, or
+/// the bundle's own when none is given: compare it with one obtained out of band), and every
+/// sealed session has its key entry. Needs no identity.
+pub fn verify_bundle(input: impl Read, pinned: Option<&VerifyingKey>) -> Result<VerifiedBundle, BundleError> {
+    let mut files = read_entries(input)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&files.remove("manifest.json").ok_or_else(|| BundleError::NotABundle("no manifest.json".into()))?)
+            .map_err(|e| BundleError::NotABundle(format!("manifest.json: {e}")))?;
+    if manifest.format != BUNDLE_FORMAT {
+        return Err(BundleError::NotABundle(format!("manifest format is {:?}", manifest.format)));
+    }
+    if manifest.version > BUNDLE_VERSION || manifest.version == 0 {
+        return Err(BundleError::UnsupportedVersion { found: manifest.version });
+    }
+    let own = crate::keys::parse_public_key(&manifest.public_key).map_err(|e| BundleError::NotABundle(format!("public key: {e}")))?;
+    let public_key = match pinned {
+        Some(pinned) if pinned != &own => {
+            return Err(BundleError::WrongKey { expected: hex::encode(pinned.as_bytes()), found: manifest.public_key.clone() });
+        }
+        _ => own,
+    };
+    let mut sessions = Vec::new();
+    let mut keys = BTreeMap::new();
+    for session in &manifest.sessions {
+        let id = session.id;
+        let export =
+            files.remove(&format!("sessions/{id}.jsonl")).ok_or_else(|| BundleError::NotABundle(format!("session {id} has no export")))?;
+        let (summary, events) =
+            read_session_export(&export[..], &public_key).map_err(|source| BundleError::Export { session: id, source })?;
+        if summary.session != id {
+            return Err(BundleError::NotABundle(format!("sessions/{id}.jsonl holds session {}", summary.session)));
+        }
+        let sealed_events = events.iter().any(|e| e.sealed.is_some());
+        if sealed_events != session.sealed {
+            return Err(BundleError::NotABundle(format!(
+                "session {id} is listed as {} but its events say otherwise",
+                if session.sealed { "sealed" } else { "clear" }
+            )));
+        }
+        if session.sealed {
+            let key = files
+                .remove(&format!("keys/{id}.age"))
+                .ok_or_else(|| BundleError::NotABundle(format!("sealed session {id} has no key entry")))?;
+            keys.insert(id, key);
+        }
+        sessions.push((session.clone(), events));
+    }
+    Ok(VerifiedBundle { manifest, public_key, sessions, keys })
+}
+
+impl VerifiedBundle {
+    /// Opens every sealed event with the data keys the `identities` decrypt.
+    pub fn open(
+        mut self,
+        identities: &[Box<dyn age::Identity + Send + Sync>],
+    ) -> Result<Vec<(BundledSession, Vec<StoredEvent>)>, BundleError> {
+        for (session, events) in &mut self.sessions {
+            let Some(encrypted) = self.keys.get(&session.id) else { continue };
+            let key = decrypt_key(encrypted, identities).map_err(|why| BundleError::KeyNotOpened { session: session.id, why })?;
+            let opener = Opener::with_key(session.id, key);
+            for event in events.iter_mut() {
+                opener.unseal(event)?;
+            }
+        }
+        Ok(self.sessions)
+    }
+}
+
+/// An age recipient: X25519 (`age1…`, what age 1.x tools make) or post-quantum (`age1pq1…`).
+#[allow(deprecated)] // X25519 recipients are deprecated by the age crate in favour of hybrid ones, which age 1.x tools do not read yet.
+pub fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send + Sync>, BundleError> {
+    if let Ok(recipient) = text.parse::<age::x25519::Recipient>() {
+        return Ok(Box::new(recipient));
+    }
+    match text.parse::<age::pq::Recipient>() {
+        Ok(recipient) => Ok(Box::new(recipient)),
+        Err(e) => Err(BundleError::BadRecipient { given: text.to_string(), why: e.to_string() }),
+    }
+}
+
+fn encrypt_to(recipients: &[Box<dyn age::Recipient + Send + Sync>], plain: &[u8]) -> Result<Vec<u8>, BundleError> {
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
+        .map_err(|e| BundleError::Encrypt(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut writer = encryptor.wrap_output(&mut out).map_err(|source| BundleError::Io { action: "encrypt", source })?;
+    writer.write_all(plain).map_err(|source| BundleError::Io { action: "encrypt", source })?;
+    writer.finish().map_err(|source| BundleError::Io { action: "encrypt", source })?;
+    Ok(out)
+}
+
+fn decrypt_key(encrypted: &[u8], identities: &[Box<dyn age::Identity + Send + Sync>]) -> Result<DataKey, String> {
+    let decryptor = age::Decryptor::new(encrypted).map_err(|e| e.to_string())?;
+    let mut reader = decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| e.to_string())?;
+    let mut key = Vec::new();
+    reader.by_ref().take(33).read_to_end(&mut key).map_err(|e| e.to_string())?;
+    let key: [u8; 32] = key.try_into().map_err(|_| "the decrypted data key is not 32 bytes".to_string())?;
+    Ok(DataKey::from_bytes(key))
+}
+
+fn append(tar: &mut tar::Builder<impl Write>, name: &str, bytes: &[u8]) -> Result<(), BundleError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o600);
+    header.set_mtime(0);
+    header.set_cksum();
+    tar.append_data(&mut header, name, bytes).map_err(|source| BundleError::Io { action: "write", source })
+}
+
+fn read_entries(input: impl Read) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+    let mut archive = tar::Archive::new(input);
+    let mut files = BTreeMap::new();
+    let entries = archive.entries().map_err(|e| BundleError::NotABundle(format!("not a tar file: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| BundleError::NotABundle(format!("a damaged tar entry: {e}")))?;
+        let name = entry.path().map_err(|e| BundleError::NotABundle(e.to_string()))?.to_string_lossy().into_owned();
+        if entry.size() > MAX_ENTRY_BYTES {
+            return Err(BundleError::NotABundle(format!("{name} is {} bytes, more than a bundle entry holds", entry.size())));
+        }
+        let mut bytes = Vec::new();
+        entry.take(MAX_ENTRY_BYTES).read_to_end(&mut bytes).map_err(|source| BundleError::Io { action: "read", source })?;
+        if files.insert(name.clone(), bytes).is_some() {
+            return Err(BundleError::NotABundle(format!("{name} is in it twice")));
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,218 @@
+//! Sealed events: an event's summary, attributes and payload encrypted with its session's data
+//! key, so that the segments hold ciphertext and destroying the key destroys the contents.
+//!
+//! A sealed event keeps its record layout (format.rs). Its header is a small clear JSON object
+//! that says it is sealed and by which key (`"sealed": "<key id>"`), keeps the gate's decision
+//! and the payload's type, and has an empty summary; its payload is the sealed contents:
+//! `nonce (24) ‖ XChaCha20-Poly1305(u32 header length ‖ header JSON ‖ payload) ‖ tag (16)`. The
+//! associated data binds the ciphertext to its session, seq, kind and key id, so sealed contents
+//! moved to another record do not open. The chain commits to the ciphertext's digest: verifying
+//! needs no key.
+//!
+//! Pure: no files, no clocks. The keys come from keyring.rs.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
+
+use crate::format::{MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
+
+const SEAL_TAG: &[u8] = b"witness-seal-v1";
+const KEY_ID_TAG: &[u8] = b"witness-data-key-id-v1";
+pub const NONCE_LEN: usize = 24;
+pub const TAG_LEN: usize = 16;
+/// What sealing adds to an event's header and payload: nonce, header length, tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + 4 + TAG_LEN;
+/// The largest sealed payload: a whole header and a whole payload, sealed.
+pub const MAX_SEALED_LEN: usize = MAX_PAYLOAD_LEN + MAX_HEADER_LEN + SEAL_OVERHEAD;
+
+/// A session's 256-bit data key and its id. Never written anywhere but wrapped (keyring.rs).
+#[derive(Clone)]
+pub struct DataKey {
+    key: [u8; 32],
+    id: KeyId,
+}
+
+/// The first 8 bytes of SHA-256("witness-data-key-id-v1" ‖ key): names a key without revealing
+/// it, so that a reader holding the wrong key says so instead of calling the record damaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 8]);
+
+/// Why sealed contents could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("sealed with key {sealed_with}, not with this session's key {held}")]
+    OtherKey { sealed_with: String, held: String },
+    #[error("the sealed contents do not open with their key: they were altered, or moved from another record")]
+    DoesNotOpen,
+    #[error("the sealed contents are {len} bytes, too short or too long to be sealed contents")]
+    BadLength { len: usize },
+}
+
+/// Where a sealed event belongs; the associated data of its contents.
+#[derive(Clone, Copy, Debug)]
+pub struct SealPlace<'a> {
+    pub session_id: [u8; 16],
+    pub seq: u64,
+    pub kind: &'a str,
+}
+
+/// An event's contents as they were before sealing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub header: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl DataKey {
+    pub fn from_bytes(key: [u8; 32]) -> DataKey {
+        let id: [u8; 32] = Sha256::new().chain_update(KEY_ID_TAG).chain_update(key).finalize().into();
+        DataKey { key, id: KeyId(id[..8].try_into().expect("8 bytes")) }
+    }
+
+    pub fn random() -> DataKey {
+        DataKey::from_bytes(rand::random())
+    }
+
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// Seals `header` and `payload` for `place` under a nonce the caller makes unique per key.
+    pub fn seal(&self, place: &SealPlace<'_>, nonce: &[u8; NONCE_LEN], header: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SEAL_OVERHEAD + header.len() + payload.len());
+        out.extend_from_slice(nonce);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(header);
+        out.extend_from_slice(payload);
+        let cipher = XChaCha20Poly1305::new(&self.key.into());
+        let tag = cipher
+            .encrypt_inout_detached(&XNonce::from(*nonce), &associated_data(place, self.id), out[NONCE_LEN..].as_mut().into())
+            .expect("XChaCha20-Poly1305 seals any length witness records");
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Opens contents sealed by [`DataKey::seal`] for the same place, with the key id the
+    /// record's clear header names.
+    pub fn open(&self, place: &SealPlace<'_>, sealed_with: KeyId, sealed: &[u8]) -> Result<Opened, SealError> {
+        if sealed_with != self.id {
+            return Err(SealError::OtherKey { sealed_with: hex::encode(sealed_with.0), held: hex::encode(self.id.0) });
+        }
+        if sealed.len() < SEAL_OVERHEAD || sealed.len() > MAX_SEALED_LEN {
+            return Err(SealError::BadLength { len: sealed.len() });
+        }
+        let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("24 bytes");
+        let (body, tag) = sealed[NONCE_LEN..].split_at(sealed.len() - NONCE_LEN - TAG_LEN);
+        let tag: &[u8; TAG_LEN] = tag.try_into().expect("16 bytes");
+        let mut plain = body.to_vec();
+        let cipher = XChaCha20Poly1305::new(&self.key.into());
+        cipher
+            .decrypt_inout_detached(&XNonce::from(nonce), &associated_data(place, self.id), plain.as_mut_slice().into(), tag.into())
+            .map_err(|_| SealError::DoesNotOpen)?;
+        // Authentic, so written by witness: the length is within the plaintext. Checked anyway.
+        let header_len = u32::from_le_bytes(plain[..4].try_into().expect("4 bytes")) as usize;
+        if header_len > plain.len() - 4 {
+            return Err(SealError::BadLength { len: sealed.len() });
+        }
+        let payload = plain.split_off(4 + header_len);
+        plain.drain(..4);
+        Ok(Opened { header: plain, payload })
+    }
+}
+
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        // Best effort: a key copied by a move may remain elsewhere in memory.
+        self.key.fill(0);
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataKey({})", hex::encode(self.id.0))
+    }
+}
+
+impl KeyId {
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<KeyId> {
+        let mut id = [0u8; 8];
+        hex::decode_to_slice(text, &mut id).ok()?;
+        Some(KeyId(id))
+    }
+}
+
+fn associated_data(place: &SealPlace<'_>, key: KeyId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(SEAL_TAG.len() + 16 + 8 + 1 + place.kind.len() + 8);
+    aad.extend_from_slice(SEAL_TAG);
+    aad.extend_from_slice(&place.session_id);
+    aad.extend_from_slice(&place.seq.to_le_bytes());
+    aad.push(place.kind.len() as u8);
+    aad.extend_from_slice(place.kind.as_bytes());
+    aad.extend_from_slice(&key.0);
+    aad
+}
+
+/// The clear header of a sealed event: empty summary, the gate's decision if it made one, how
+/// to show the payload, and the key it is sealed with.
+pub fn clear_header(key: KeyId, payload_type: &str, decision: Option<&str>) -> Vec<u8> {
+    let mut header = serde_json::json!({ "summary": "", "payload": payload_type, "sealed": key.to_hex() });
+    if let Some(decision) = decision {
+        header["attrs"] = serde_json::json!({ "decision": decision });
+    }
+    serde_json::to_vec(&header).expect("JSON values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(seq: u64) -> SealPlace<'static> {
+        SealPlace { session_id: [3; 16], seq, kind: "pg.query" }
+    }
+
+    #[test]
+    fn sealed_contents_open_only_where_and_with_what_they_were_sealed() {
+        let key = DataKey::from_bytes([7; 32]);
+        let sealed = key.seal(&place(4), &[1; NONCE_LEN], b"{\"summary\":\"select secret\"}", b"select secret");
+        assert_eq!(sealed.len(), SEAL_OVERHEAD + 27 + 13);
+        assert!(!sealed.windows(6).any(|w| w == b"secret"), "the plaintext shows through");
+        let opened = key.open(&place(4), key.id(), &sealed).unwrap();
+        assert_eq!((opened.header.as_slice(), opened.payload.as_slice()), (&b"{\"summary\":\"select secret\"}"[..], &b"select secret"[..]));
+
+        assert_eq!(key.open(&place(5), key.id(), &sealed), Err(SealError::DoesNotOpen), "moved to another seq");
+        let other_kind = SealPlace { kind: "pg.parse", ..place(4) };
+        assert_eq!(key.open(&other_kind, key.id(), &sealed), Err(SealError::DoesNotOpen), "moved to another kind");
+        let other_session = SealPlace { session_id: [4; 16], ..place(4) };
+        assert_eq!(key.open(&other_session, key.id(), &sealed), Err(SealError::DoesNotOpen), "moved to another session");
+        let other = DataKey::from_bytes([8; 32]);
+        assert!(matches!(other.open(&place(4), key.id(), &sealed), Err(SealError::OtherKey { .. })));
+        assert_eq!(other.open(&place(4), other.id(), &sealed), Err(SealError::DoesNotOpen), "a key claiming another's id");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(key.open(&place(4), key.id(), &bad).is_err(), "flip at byte {i} went unnoticed");
+        }
+        for cut in 0..SEAL_OVERHEAD {
+            assert!(key.open(&place(4), key.id(), &sealed[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn key_ids_name_keys_and_clear_headers_say_no_more() {
+        assert_eq!(DataKey::from_bytes([7; 32]).id(), DataKey::from_bytes([7; 32]).id());
+        assert_ne!(DataKey::from_bytes([7; 32]).id(), DataKey::from_bytes([8; 32]).id());
+        let id = DataKey::from_bytes([7; 32]).id();
+        assert_eq!(KeyId::from_hex(&id.to_hex()), Some(id));
+        let header: serde_json::Value = serde_json::from_slice(&clear_header(id, "text", Some("deny"))).unwrap();
+        assert_eq!(header, serde_json::json!({"summary": "", "payload": "text", "sealed": id.to_hex(), "attrs": {"decision": "deny"}}));
+    }
+}

@@ -1,0 +1,236 @@
+//! Retention by crypto-shredding: `[[retention]]` rules say how long a session's contents are
+//! kept after it ends; a sweep destroys the data keys of the sessions past it (keyring.rs in the
+//! ledger), so their sealed contents are gone while their records, hashes and clear metadata
+//! stay and the ledger still verifies. A session on legal hold (`witness hold`) is never shred.
+//!
+//! Order, so that no key is destroyed unrecorded: the `retention.shredded` record naming the
+//! sessions, the rule and the time is durable in the audit trail first, then the keys go. A
+//! crash between the two leaves the keys, and the next sweep records and destroys them again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use witness_core::{kind, Direction, Event, Glob, Protocol, SessionId};
+use witness_ledger::{Index, Ledger, SessionFilter, SessionSummary};
+
+use crate::audit::AuditTrail;
+
+/// Holds live here, one empty file per session held: `DATA_DIR/holds/SESSION`.
+pub const HOLDS_DIR: &str = "holds";
+/// Sessions named in one `retention.shredded` record at most; a bigger sweep writes several.
+const MAX_SESSIONS_PER_RECORD: usize = 1000;
+
+/// One `[[retention]]` rule: which sessions, and how long their contents are kept after they end.
+/// A rule naming nothing matches every session (a default); the first rule that matches decides.
+#[derive(Clone, Debug)]
+pub struct RetentionRule {
+    /// How the rule is named in the records: its position and what it matches.
+    pub name: String,
+    pub connection: Option<Glob>,
+    pub protocol: Option<Protocol>,
+    pub identity: Option<Glob>,
+    pub keep: Duration,
+}
+
+/// A session whose contents are past their rule's time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    pub session: SessionId,
+    pub rule: String,
+}
+
+impl RetentionRule {
+    fn matches(&self, session: &SessionSummary) -> bool {
+        let info = &session.info;
+        self.connection.as_ref().is_none_or(|g| g.matches(&info.connection))
+            && self.protocol.is_none_or(|p| p == info.protocol)
+            && self.identity.as_ref().is_none_or(|g| g.matches(&info.identity))
+    }
+}
+
+/// The ended, unheld sessions of `sessions` whose first matching rule's time has passed at
+/// `now_ns`. The audit trail is never expired; neither is a session no rule matches.
+pub fn expired(rules: &[RetentionRule], sessions: &[SessionSummary], now_ns: i64, held: impl Fn(SessionId) -> bool) -> Vec<Expired> {
+    sessions
+        .iter()
+        .filter(|s| s.info.protocol != Protocol::Audit && !held(s.id))
+        .filter_map(|s| {
+            let ended = s.ended_ns?;
+            let rule = rules.iter().find(|r| r.matches(s))?;
+            let keep_ns = i64::try_from(rule.keep.as_nanos()).unwrap_or(i64::MAX);
+            (now_ns.saturating_sub(ended) >= keep_ns).then(|| Expired { session: s.id, rule: rule.name.clone() })
+        })
+        .collect()
+}
+
+/// Whether `session` is on legal hold.
+pub fn is_held(data_dir: &Path, session: SessionId) -> bool {
+    hold_path(data_dir, session).exists()
+}
+
+/// Puts `session` on legal hold (`held = true`) or releases it; returns whether that changed
+/// anything. Durable before it returns.
+pub fn set_hold(data_dir: &Path, session: SessionId, held: bool) -> std::io::Result<bool> {
+    let path = hold_path(data_dir, session);
+    let dir = data_dir.join(HOLDS_DIR);
+    let changed = if held {
+        fs::create_dir_all(&dir)?;
+        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => file.sync_all().map(|()| true)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        }
+    } else {
+        match fs::remove_file(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        }
+    };
+    if changed {
+        fs::File::open(&dir)?.sync_all()?;
+    }
+    Ok(changed)
+}
+
+fn hold_path(data_dir: &Path, session: SessionId) -> PathBuf {
+    data_dir.join(HOLDS_DIR).join(session.to_string())
+}
+
+/// Records that `sessions` are shredded (`why` and `attrs` say by what) and then destroys their
+/// data keys. Returns how many keys were destroyed. Sessions without a key (never sealed, or
+/// already shredded) are left out of the record.
+pub async fn shred(
+    ledger: &Ledger,
+    trail: &AuditTrail,
+    sessions: &[SessionId],
+    why: &str,
+    attrs: &[(&str, serde_json::Value)],
+) -> Result<usize, witness_ledger::LedgerError> {
+    let keyring = ledger.keyring();
+    let with_keys: Vec<SessionId> = sessions.iter().copied().filter(|s| keyring.has_key(*s)).collect();
+    let mut destroyed = 0;
+    for batch in with_keys.chunks(MAX_SESSIONS_PER_RECORD) {
+        let names: Vec<String> = batch.iter().map(SessionId::to_string).collect();
+        let summary = format!("shredded the contents of {} session(s): {why}", batch.len());
+        let mut event =
+            Event::note(kind::RETENTION_SHREDDED, Direction::Gateway, summary).with_attr("sessions", names).with_attr("why", why);
+        for (name, value) in attrs {
+            event = event.with_attr(name, value.clone());
+        }
+        trail.append(ledger, &event).await?;
+        for session in batch {
+            if keyring.shred(*session)? {
+                destroyed += 1;
+            }
+        }
+    }
+    Ok(destroyed)
+}
+
+/// One sweep: finds the expired sessions in the index and shreds them, one record per rule.
+pub async fn sweep(
+    rules: &[RetentionRule],
+    data_dir: &Path,
+    ledger: &Ledger,
+    trail: &AuditTrail,
+) -> Result<usize, witness_ledger::LedgerError> {
+    if rules.is_empty() {
+        return Ok(0);
+    }
+    let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let sessions = {
+        let index = Index::open_snapshot(&ledger.paths().index)?;
+        index.list_sessions(&SessionFilter { open: Some(false), ..SessionFilter::default() })?
+    };
+    let keyring = ledger.keyring();
+    let sealed: Vec<SessionSummary> = sessions.into_iter().filter(|s| keyring.has_key(s.id)).collect();
+    let expired = expired(rules, &sealed, now_ns, |id| is_held(data_dir, id));
+    let mut destroyed = 0;
+    for rule in rules {
+        let of_rule: Vec<SessionId> = expired.iter().filter(|e| e.rule == rule.name).map(|e| e.session).collect();
+        if of_rule.is_empty() {
+            continue;
+        }
+        let keep = humantime::format_duration(rule.keep).to_string();
+        let attrs = [("rule", serde_json::Value::from(rule.name.clone())), ("keep", serde_json::Value::from(keep))];
+        destroyed += shred(ledger, trail, &of_rule, "retention", &attrs).await?;
+    }
+    Ok(destroyed)
+}
+
+/// Sweeps at start and then every `every`, until `stop` turns true.
+pub(crate) async fn sweep_loop(
+    rules: Vec<RetentionRule>,
+    every: Duration,
+    data_dir: PathBuf,
+    ledger: Arc<Ledger>,
+    trail: Arc<AuditTrail>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if rules.is_empty() {
+        return;
+    }
+    loop {
+        match sweep(&rules, &data_dir, &ledger, &trail).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "retention: shredded the contents of expired sessions"),
+            Err(e) => tracing::error!(error = %e, "retention: the sweep failed; it runs again at the next interval"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use witness_core::SessionInfo;
+
+    fn session(connection: &str, protocol: Protocol, ended_ns: Option<i64>) -> SessionSummary {
+        SessionSummary {
+            id: SessionId::new(),
+            info: SessionInfo { identity: "claude".into(), connection: connection.into(), protocol, task: None, client_addr: None },
+            started_ns: 0,
+            ended_ns,
+            end_reason: None,
+            n_events: 2,
+            last_event_ns: 0,
+            n_denied: 0,
+            n_held: 0,
+        }
+    }
+
+    fn rule(name: &str, connection: Option<&str>, keep_s: u64) -> RetentionRule {
+        RetentionRule {
+            name: name.into(),
+            connection: connection.map(Glob::new),
+            protocol: None,
+            identity: None,
+            keep: Duration::from_secs(keep_s),
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_and_open_held_and_audit_sessions_are_kept() {
+        let s = 1_000_000_000i64;
+        let rules = [rule("prod", Some("prod-*"), 100), rule("default", None, 10)];
+        let prod_old = session("prod-db", Protocol::Postgres, Some(0));
+        let prod_new = session("prod-db", Protocol::Postgres, Some(50 * s));
+        let dev_old = session("dev-db", Protocol::Postgres, Some(0));
+        let open = session("dev-db", Protocol::Postgres, None);
+        let audit = session("review-api", Protocol::Audit, Some(0));
+        let held = session("dev-db", Protocol::Ssh, Some(0));
+        let all = [prod_old.clone(), prod_new, dev_old.clone(), open, audit, held.clone()];
+        let found = expired(&rules, &all, 120 * s, |id| id == held.id);
+        assert_eq!(
+            found,
+            vec![Expired { session: prod_old.id, rule: "prod".into() }, Expired { session: dev_old.id, rule: "default".into() }]
+        );
+        assert!(expired(&rules[..1], &[dev_old], 120 * s, |_| false).is_empty(), "no rule matches: kept");
+    }
+}
