@@ -20,6 +20,7 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
+use witness_core::kind::{SESSION_END, SESSION_START};
 use witness_core::{SessionId, SessionInfo};
 
 use crate::export::{export_session, read_session_export, ExportError};
@@ -31,9 +32,12 @@ use crate::LedgerError;
 
 pub const BUNDLE_FORMAT: &str = "witness-bundle";
 pub const BUNDLE_VERSION: u32 = 1;
-/// A bundle entry larger than this is not one witness wrote (a session export is at most its
-/// session's records, base64'd).
-const MAX_ENTRY_BYTES: u64 = 8 << 30;
+/// A bundle is read whole into memory to be verified: an entry larger than this, or a bundle
+/// larger than [`MAX_BUNDLE_BYTES`], is refused (split the export by --since/--until).
+const MAX_ENTRY_BYTES: u64 = 4 << 30;
+const MAX_BUNDLE_BYTES: u64 = 16 << 30;
+/// Sessions one bundle holds at most.
+const MAX_SESSIONS: usize = 100_000;
 
 /// `manifest.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,7 +88,7 @@ pub enum BundleError {
     Export { session: SessionId, source: ExportError },
     #[error("the data key of session {session} does not open with the identities given: {why}")]
     KeyNotOpened { session: SessionId, why: String },
-    #[error("the bundle's public key {found} is not the one given ({expected})")]
+    #[error("the bundle is signed by {found}, not by the key given ({expected})")]
     WrongKey { expected: String, found: String },
 }
 
@@ -123,7 +127,7 @@ pub fn write_bundle(
             (true, None) => return Err(BundleError::Shredded { session: id }),
             (_, Some(_)) => {}
             // Nothing to protect in a session with no event between its start and end.
-            (false, None) if include_clear || events.len() <= 2 => {}
+            (false, None) if include_clear || events.iter().all(|e| [SESSION_START, SESSION_END].iter().any(|k| e.kind == k.as_str())) => {}
             (false, None) => return Err(BundleError::ClearSession { session: id }),
         }
         entries.push((format!("sessions/{id}.jsonl"), export));
@@ -161,10 +165,11 @@ pub fn write_bundle(
     Ok(manifest)
 }
 
-/// Reads and verifies a bundle: every session's export against the public key (`pinned`, or
-/// the bundle's own when none is given: compare it with one obtained out of band), and every
-/// sealed session has its key entry. Needs no identity.
-pub fn verify_bundle(input: impl Read, pinned: Option<&VerifyingKey>) -> Result<VerifiedBundle, BundleError> {
+/// Reads and verifies a bundle: every session's export against the public key `pinned` (one
+/// obtained out of band: a bundle's own key proves nothing), the manifest's facts of each session
+/// against its signed start and end, every sealed session has its key entry, and nothing else is
+/// in it. Needs no identity.
+pub fn verify_bundle(input: impl Read, pinned: &VerifyingKey) -> Result<VerifiedBundle, BundleError> {
     let mut files = read_entries(input)?;
     let manifest: Manifest =
         serde_json::from_slice(&files.remove("manifest.json").ok_or_else(|| BundleError::NotABundle("no manifest.json".into()))?)
@@ -175,13 +180,19 @@ pub fn verify_bundle(input: impl Read, pinned: Option<&VerifyingKey>) -> Result<
     if manifest.version > BUNDLE_VERSION || manifest.version == 0 {
         return Err(BundleError::UnsupportedVersion { found: manifest.version });
     }
-    let own = crate::keys::parse_public_key(&manifest.public_key).map_err(|e| BundleError::NotABundle(format!("public key: {e}")))?;
-    let public_key = match pinned {
-        Some(pinned) if pinned != &own => {
-            return Err(BundleError::WrongKey { expected: hex::encode(pinned.as_bytes()), found: manifest.public_key.clone() });
-        }
-        _ => own,
-    };
+    if manifest.sessions.len() > MAX_SESSIONS {
+        return Err(BundleError::NotABundle(format!("it lists {} sessions, more than {MAX_SESSIONS}", manifest.sessions.len())));
+    }
+    // Hex only: the manifest is untrusted text, never a path to read.
+    let own = hex::decode(&manifest.public_key)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
+        .ok_or_else(|| BundleError::NotABundle(format!("public key {:?} is not 64 hex digits of an Ed25519 key", manifest.public_key)))?;
+    if pinned != &own {
+        return Err(BundleError::WrongKey { expected: hex::encode(pinned.as_bytes()), found: manifest.public_key.clone() });
+    }
+    let public_key = own;
     let mut sessions = Vec::new();
     let mut keys = BTreeMap::new();
     for session in &manifest.sessions {
@@ -206,7 +217,11 @@ pub fn verify_bundle(input: impl Read, pinned: Option<&VerifyingKey>) -> Result<
                 .ok_or_else(|| BundleError::NotABundle(format!("sealed session {id} has no key entry")))?;
             keys.insert(id, key);
         }
+        check_facts(session, &events)?;
         sessions.push((session.clone(), events));
+    }
+    if let Some(extra) = files.keys().find(|name| name.as_str() != "signing.pub") {
+        return Err(BundleError::NotABundle(format!("{extra} is in it, but the manifest names nothing of the kind")));
     }
     Ok(VerifiedBundle { manifest, public_key, sessions, keys })
 }
@@ -241,6 +256,22 @@ pub fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send + Syn
     }
 }
 
+/// The manifest's facts of a session must be what its signed `session.start` and `session.end`
+/// say: the manifest itself is covered by no signature.
+fn check_facts(session: &BundledSession, events: &[StoredEvent]) -> Result<(), BundleError> {
+    let lie = |what: &str| BundleError::NotABundle(format!("the manifest's {what} of session {} is not what its records say", session.id));
+    let start = events.first().filter(|e| e.kind == witness_core::kind::SESSION_START.as_str()).ok_or_else(|| lie("start"))?;
+    if crate::index::session_info_from_attrs(&start.attrs) != session.info || start.time_ns != session.started_ns {
+        return Err(lie("identity, connection, protocol, task, client address or start time"));
+    }
+    let end = events.last().filter(|e| e.kind == witness_core::kind::SESSION_END.as_str());
+    let recorded_end = end.map(|e| (e.time_ns, e.attrs.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string()));
+    if recorded_end != session.ended_ns.zip(session.end_reason.clone()) && !(end.is_none() && session.ended_ns.is_none()) {
+        return Err(lie("end"));
+    }
+    Ok(())
+}
+
 fn encrypt_to(recipients: &[Box<dyn age::Recipient + Send + Sync>], plain: &[u8]) -> Result<Vec<u8>, BundleError> {
     let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
         .map_err(|e| BundleError::Encrypt(e.to_string()))?;
@@ -272,12 +303,17 @@ fn append(tar: &mut tar::Builder<impl Write>, name: &str, bytes: &[u8]) -> Resul
 fn read_entries(input: impl Read) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
     let mut archive = tar::Archive::new(input);
     let mut files = BTreeMap::new();
+    let mut total = 0u64;
     let entries = archive.entries().map_err(|e| BundleError::NotABundle(format!("not a tar file: {e}")))?;
     for entry in entries {
         let entry = entry.map_err(|e| BundleError::NotABundle(format!("a damaged tar entry: {e}")))?;
         let name = entry.path().map_err(|e| BundleError::NotABundle(e.to_string()))?.to_string_lossy().into_owned();
-        if entry.size() > MAX_ENTRY_BYTES {
-            return Err(BundleError::NotABundle(format!("{name} is {} bytes, more than a bundle entry holds", entry.size())));
+        total += entry.size();
+        if entry.size() > MAX_ENTRY_BYTES || total > MAX_BUNDLE_BYTES || files.len() > 2 * MAX_SESSIONS + 2 {
+            return Err(BundleError::NotABundle(format!(
+                "{name} is {} bytes, and the bundle more than witness reads into memory",
+                entry.size()
+            )));
         }
         let mut bytes = Vec::new();
         entry.take(MAX_ENTRY_BYTES).read_to_end(&mut bytes).map_err(|source| BundleError::Io { action: "read", source })?;

@@ -36,8 +36,15 @@ const MASTER_ID_FILE: &str = "master.id";
 const KEY_SUFFIX: &str = ".key";
 /// More output than this from a master key command is not a key.
 const MAX_COMMAND_OUTPUT: usize = 4096;
+/// A master key command (a KMS client) that takes longer is given up on.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A shredded session's key file is replaced by this marker, so that a reader can tell a key
+/// destroyed on purpose from one that is lost.
+const SHREDDED_SUFFIX: &str = ".shredded";
 /// What a reader shows in place of a shredded event's summary.
 pub const SHREDDED_SUMMARY: &str = "(contents destroyed: the session's data key was shredded)";
+/// What a reader shows for a sealed event whose payload was purged from its record.
+pub const PURGED_SUMMARY: &str = "(sealed contents purged from the record)";
 
 /// Where the master key comes from (`[ledger.encryption]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +82,12 @@ pub enum KeyringError {
         "the data key file of session {session} ({path}) is damaged; restore it from a backup made after the last master key rotation"
     )]
     DamagedKeyFile { session: SessionId, path: PathBuf },
+    #[error(
+        "{path} does not hold a master key id (16 hex digits); restore it from a backup, or delete it to take the id from the key files"
+    )]
+    DamagedMasterId { path: PathBuf },
+    #[error("session {session} is sealed, but its data key file {path} is missing and was never shredded: restore ledger/keys from a backup made after the last master key rotation")]
+    LostKey { session: SessionId, path: PathBuf },
     #[error("event {seq} of session {session}: {source}")]
     Unseal { session: SessionId, seq: u64, source: crate::seal::SealError },
 }
@@ -84,15 +97,15 @@ pub enum KeyringError {
 pub struct Keyring {
     dir: PathBuf,
     master: Option<MasterKey>,
-    /// Key files are fsynced (with their directory) before a session's first record.
-    sync: bool,
 }
 
 /// One session's key, looked up once for reading many of its events.
 pub struct Opener {
     session: SessionId,
-    /// None: the key file is gone (shredded).
+    /// None: the key file is gone (shredded, or lost when `lost` names it).
     key: Option<DataKey>,
+    /// The key file that should be there but is not, and no shred marker says why.
+    lost: Option<PathBuf>,
 }
 
 // === impl MasterKeySource ===
@@ -104,9 +117,14 @@ impl MasterKeySource {
             MasterKeySource::File(path) => {
                 fs::read_to_string(path).map_err(|e| KeyringError::MissingMaster { source_name: self.describe(), why: e.to_string() })?
             }
-            MasterKeySource::Env(name) => {
-                std::env::var(name).map_err(|e| KeyringError::MissingMaster { source_name: self.describe(), why: e.to_string() })?
-            }
+            // Not the error's own text: for a value that is not Unicode it holds the value.
+            MasterKeySource::Env(name) => std::env::var(name).map_err(|e| KeyringError::MissingMaster {
+                source_name: self.describe(),
+                why: match e {
+                    std::env::VarError::NotPresent => "it is not set".into(),
+                    std::env::VarError::NotUnicode(_) => "its value is not text".into(),
+                },
+            })?,
             MasterKeySource::Command(argv) => self.run(argv)?,
         };
         if let MasterKeySource::File(path) = self {
@@ -124,9 +142,15 @@ impl MasterKeySource {
         if let MasterKeySource::File(path) = self {
             if !path.exists() {
                 let key = MasterKey::from_bytes(rand::random());
-                write_private(path, format!("{}\n", hex::encode(key.key)).as_bytes(), true)?;
-                tracing::info!(path = %path.display(), "created a new master key; back it up apart from the data dir");
-                return Ok(key);
+                // create_new: of two processes starting at once, one makes the key, the other reads it.
+                match create_private(path, format!("{}\n", hex::encode(key.key)).as_bytes()) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "created a new master key; back it up apart from the data dir");
+                        return Ok(key);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io("create", path)(e)),
+                }
             }
         }
         self.load()
@@ -141,17 +165,51 @@ impl MasterKeySource {
         }
     }
 
+    /// Runs the key command: its standard output (bounded) is the key; it gets
+    /// [`COMMAND_TIMEOUT`], and a failure says what it wrote on standard error.
     fn run(&self, argv: &[String]) -> Result<String, KeyringError> {
+        use std::io::Read;
         let missing = |why: String| KeyringError::MissingMaster { source_name: self.describe(), why };
         let (program, args) = argv.split_first().ok_or_else(|| missing("the command is empty".into()))?;
-        let output = Command::new(program).args(args).stdin(std::process::Stdio::null()).output().map_err(|e| missing(e.to_string()))?;
-        if !output.status.success() {
-            return Err(missing(format!("it exited with {}", output.status)));
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| missing(e.to_string()))?;
+        let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let out = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stdout.by_ref().take(MAX_COMMAND_OUTPUT as u64 + 1).read_to_end(&mut text);
+            text
+        });
+        let err = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stderr.by_ref().take(1024).read_to_end(&mut text);
+            text
+        });
+        let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+        let status = loop {
+            match child.try_wait().map_err(|e| missing(e.to_string()))? {
+                Some(status) => break status,
+                None if std::time::Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(missing(format!("it did not finish within {COMMAND_TIMEOUT:?}")));
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        };
+        let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+        if !status.success() {
+            let said = String::from_utf8_lossy(&stderr).trim().to_string();
+            return Err(missing(format!("it exited with {status}{}", if said.is_empty() { String::new() } else { format!(": {said}") })));
         }
-        if output.stdout.len() > MAX_COMMAND_OUTPUT {
+        if stdout.len() > MAX_COMMAND_OUTPUT {
             return Err(KeyringError::MalformedMaster { source_name: self.describe() });
         }
-        String::from_utf8(output.stdout).map_err(|_| KeyringError::MalformedMaster { source_name: self.describe() })
+        String::from_utf8(stdout).map_err(|_| KeyringError::MalformedMaster { source_name: self.describe() })
     }
 }
 
@@ -208,7 +266,7 @@ impl MasterKey {
         let cipher = XChaCha20Poly1305::new(&self.key.into());
         cipher.decrypt_inout_detached(&XNonce::from(nonce), &self.wrap_aad(session), key.as_mut().into(), tag.into()).ok()?;
         let data = DataKey::from_bytes(key);
-        key.fill(0);
+        zeroize::Zeroize::zeroize(&mut key);
         Some(data)
     }
 
@@ -219,7 +277,7 @@ impl MasterKey {
 
 impl Drop for MasterKey {
     fn drop(&mut self) {
-        self.key.fill(0);
+        zeroize::Zeroize::zeroize(&mut self.key);
     }
 }
 
@@ -235,7 +293,7 @@ impl Keyring {
     /// The keyring of the ledger at `paths`, for reading, with the configured master key if any.
     /// A master key other than the one the ledger's keys are wrapped with is refused.
     pub fn open(paths: &LedgerPaths, master: Option<MasterKey>) -> Result<Keyring, KeyringError> {
-        let keyring = Keyring { dir: paths.keys.clone(), master, sync: false };
+        let keyring = Keyring { dir: paths.keys.clone(), master };
         if let Some(master) = &keyring.master {
             if let Some(expected) = keyring.master_id()? {
                 if expected != master.id {
@@ -248,10 +306,9 @@ impl Keyring {
 
     /// The keyring a gateway seals new sessions with: made on first use, the master key's id
     /// written down, and a master key other than that one refused.
-    pub(crate) fn for_writing(paths: &LedgerPaths, master: MasterKey, sync: bool) -> Result<Keyring, KeyringError> {
+    pub(crate) fn for_writing(paths: &LedgerPaths, master: MasterKey) -> Result<Keyring, KeyringError> {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&paths.keys).map_err(io("create", &paths.keys))?;
-        let mut keyring = Keyring::open(paths, Some(master.clone()))?;
-        keyring.sync = sync;
+        let keyring = Keyring::open(paths, Some(master.clone()))?;
         if keyring.master_id()?.is_none() {
             keyring.write_master_id(master.id)?;
         }
@@ -263,17 +320,18 @@ impl Keyring {
         self.master.is_some()
     }
 
-    /// Makes, wraps and stores a new data key for `session`; durable (per the ledger's
-    /// durability) before it returns, since the session's records will need it.
+    /// Makes, wraps and stores a new data key for `session`; on disk (fsynced, with its
+    /// directory) before it returns, whatever the ledger's durability: a sealed record whose key
+    /// a crash lost could never be read, and would pass for a shredded one.
     pub(crate) fn create(&self, session: SessionId) -> Result<DataKey, KeyringError> {
         let master = self.master.as_ref().expect("only a keyring with a master key seals");
         let key = DataKey::random();
-        write_private(&self.key_path(session), &master.wrap(session, &key), self.sync)?;
+        write_private(&self.key_path(session), &master.wrap(session, &key), true)?;
         Ok(key)
     }
 
     /// The data key of `session`: None when it has no key file (it was never sealed, or its
-    /// key was shredded).
+    /// key was shredded; [`Keyring::was_shredded`] tells which).
     pub fn data_key(&self, session: SessionId) -> Result<Option<DataKey>, KeyringError> {
         let path = self.key_path(session);
         let wrapped = match fs::read(&path) {
@@ -288,6 +346,11 @@ impl Keyring {
         master.unwrap(session, &wrapped).map(Some).ok_or(KeyringError::DamagedKeyFile { session, path })
     }
 
+    /// Whether `session`'s key was destroyed by [`Keyring::shred`] (not lost).
+    pub fn was_shredded(&self, session: SessionId) -> bool {
+        self.dir.join(format!("{session}{SHREDDED_SUFFIX}")).exists()
+    }
+
     /// Whether `session` has a data key file (its sealed contents can still be read).
     pub fn has_key(&self, session: SessionId) -> bool {
         self.key_path(session).exists()
@@ -297,6 +360,13 @@ impl Keyring {
     /// Returns false when there was no key to destroy.
     pub fn shred(&self, session: SessionId) -> Result<bool, KeyringError> {
         let path = self.key_path(session);
+        if !path.exists() {
+            return Ok(false);
+        }
+        // The marker first: a crash between the two leaves a key that is still there, never a
+        // missing key without its marker.
+        let marker = self.dir.join(format!("{session}{SHREDDED_SUFFIX}"));
+        write_private(&marker, b"", true)?;
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -308,7 +378,9 @@ impl Keyring {
 
     /// Looks up `session`'s key once, for reading its events.
     pub fn opener(&self, session: SessionId) -> Result<Opener, KeyringError> {
-        Ok(Opener { session, key: self.data_key(session)? })
+        let key = self.data_key(session)?;
+        let lost = key.is_none() && !self.was_shredded(session);
+        Ok(Opener { session, key, lost: lost.then(|| self.key_path(session)) })
     }
 
     /// Re-wraps every data key under `new` (each file replaced by rename; a rotation cut short
@@ -316,7 +388,7 @@ impl Keyring {
     /// master key. Segments are not touched. Returns how many keys were re-wrapped. The
     /// gateway must be stopped (the caller holds the ledger's lock).
     pub fn rotate(paths: &LedgerPaths, old: &MasterKey, new: &MasterKey) -> Result<usize, KeyringError> {
-        let keyring = Keyring { dir: paths.keys.clone(), master: Some(old.clone()), sync: true };
+        let keyring = Keyring { dir: paths.keys.clone(), master: Some(old.clone()) };
         if let Some(expected) = keyring.master_id()? {
             if expected != old.id && expected != new.id {
                 return Err(KeyringError::WrongMaster { given: old.id.to_hex(), expected: expected.to_hex() });
@@ -361,11 +433,17 @@ impl Keyring {
         self.dir.join(format!("{session}{KEY_SUFFIX}"))
     }
 
+    /// The id of the master key the ledger's keys are wrapped with: from `master.id`, or, when
+    /// that is missing (lost, or never written), from the first key file.
     fn master_id(&self) -> Result<Option<KeyId>, KeyringError> {
         let path = self.dir.join(MASTER_ID_FILE);
         match fs::read_to_string(&path) {
-            Ok(text) => Ok(KeyId::from_hex(text.trim())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(text) => KeyId::from_hex(text.trim()).map(Some).ok_or(KeyringError::DamagedMasterId { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(session) = self.sessions()?.into_iter().next() else { return Ok(None) };
+                let wrapped = fs::read(self.key_path(session)).map_err(io("read", &self.key_path(session)))?;
+                Ok((wrapped.len() == WRAPPED_LEN).then(|| KeyId(wrapped[1..9].try_into().expect("8 bytes"))))
+            }
             Err(e) => Err(io("read", &path)(e)),
         }
     }
@@ -384,7 +462,7 @@ impl Keyring {
 impl Opener {
     /// An opener holding `key`, for sealed events read from elsewhere than the ledger (a bundle).
     pub(crate) fn with_key(session: SessionId, key: DataKey) -> Opener {
-        Opener { session, key: Some(key) }
+        Opener { session, key: Some(key), lost: None }
     }
 
     /// Replaces a sealed event's clear header and sealed payload with what was sealed; marks it
@@ -392,6 +470,15 @@ impl Opener {
     /// sealed are left as they are.
     pub fn unseal(&self, event: &mut StoredEvent) -> Result<(), KeyringError> {
         let Some(SealState::Sealed(key_id)) = event.sealed else { return Ok(()) };
+        if let Some(path) = &self.lost {
+            return Err(KeyringError::LostKey { session: self.session, path: path.clone() });
+        }
+        let Some(sealed) = event.payload.as_deref() else {
+            // The record's payload was purged: the sealed contents with it.
+            event.summary = PURGED_SUMMARY.to_string();
+            event.sealed = Some(SealState::Purged);
+            return Ok(());
+        };
         let Some(key) = &self.key else {
             event.summary = SHREDDED_SUMMARY.to_string();
             event.payload = None;
@@ -400,7 +487,6 @@ impl Opener {
         };
         let (session, seq) = (self.session, event.seq);
         let place = SealPlace { session_id: *session.as_bytes(), seq, kind: &event.kind };
-        let sealed = event.payload.as_deref().unwrap_or_default();
         let opened = key.open(&place, key_id, sealed).map_err(|source| KeyringError::Unseal { session, seq, source })?;
         let header = StoredHeader::parse(&opened.header);
         event.summary = header.summary;
@@ -411,6 +497,12 @@ impl Opener {
         event.sealed = Some(SealState::Opened);
         Ok(())
     }
+}
+
+fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 fn write_private(path: &Path, bytes: &[u8], sync: bool) -> Result<(), KeyringError> {

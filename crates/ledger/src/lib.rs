@@ -54,7 +54,7 @@ pub use index::{
     check_indexed_event, unpack_event_block, EventSummary, Index, IndexCheck, IndexProblem, IndexProblemKind, IndexReport, RecordedSession,
     SessionFilter, SessionSummary, MAX_INDEX_PROBLEMS, MAX_TEXT_SEARCH_SESSIONS,
 };
-pub use keyring::{Keyring, KeyringError, MasterKey, MasterKeySource, Opener, SHREDDED_SUMMARY};
+pub use keyring::{Keyring, KeyringError, MasterKey, MasterKeySource, Opener, PURGED_SUMMARY, SHREDDED_SUMMARY};
 pub use keys::{parse_public_key, KeyError};
 pub use read::{read_event_at, SealState, StoredEvent, StoredHeader};
 pub use segment::FrameFault;
@@ -220,7 +220,7 @@ impl Ledger {
         let lock = lock_ledger(&paths)?;
         let signing_key = keys::load_or_create(&paths.signing_key, &paths.public_key)?;
         let keyring = match &config.master_key {
-            Some(master) => Keyring::for_writing(&paths, master.clone(), config.durability == Durability::Fsync)?,
+            Some(master) => Keyring::for_writing(&paths, master.clone())?,
             None => Keyring::open(&paths, None)?,
         };
         let public_key = signing_key.verifying_key();
@@ -298,11 +298,36 @@ impl Ledger {
     }
 
     /// A session moved from another ledger (migrate.rs): its id and start time kept.
-    pub(crate) fn migrated_session(&self, id: SessionId, info: &SessionInfo, started_ns: i64) -> Result<SessionWriter, LedgerError> {
-        let key = if self.keyring.can_seal() { Some(self.keyring.create(id)?) } else { None };
+    pub(crate) fn migrated_session(
+        &self,
+        id: SessionId,
+        info: &SessionInfo,
+        started_ns: i64,
+        seal: bool,
+    ) -> Result<SessionWriter, LedgerError> {
+        let key = if seal && self.keyring.can_seal() { Some(self.keyring.create(id)?) } else { None };
         let session = SessionWriter::new(self.sink.clone(), self.stats.clone(), id, key);
         session.append_start_blocking_at(info, started_ns)?;
         Ok(session)
+    }
+
+    /// Puts everything appended so far on disk (fsync of the newest segments and their
+    /// directory), whatever the durability mode: for a record that must survive a power loss
+    /// before something irreversible follows (a key destroyed after its `retention.shredded`).
+    /// Blocks; from async code call it on a blocking thread.
+    pub fn sync_to_disk(&self) -> Result<(), LedgerError> {
+        let segments = segment::list_segments(&self.paths.segments).map_err(LedgerError::io("list", &self.paths.segments))?;
+        // A rotation may have just started a new segment: the record can be in the one before.
+        for segment in segments.iter().rev().take(2) {
+            File::open(&segment.path).and_then(|f| f.sync_all()).map_err(LedgerError::io("fsync", &segment.path))?;
+        }
+        File::open(&self.paths.segments).and_then(|d| d.sync_all()).map_err(LedgerError::io("fsync", &self.paths.segments))
+    }
+
+    /// Takes the ledger's lock for a command that must not run beside a gateway (key rotation,
+    /// migration): held for as long as the returned file lives.
+    pub fn lock_stopped(paths: &LedgerPaths) -> Result<File, LedgerError> {
+        lock_ledger(paths)
     }
 
     /// The keys of sealed sessions, to open their events or destroy their contents.

@@ -7,7 +7,13 @@
 //!
 //! Sessions already sealed in the old ledger are opened with its keyring and sealed again with
 //! a new key; a session whose key was shredded keeps its start and end and loses nothing more
-//! (its contents were already gone). Payloads purged in the old ledger stay absent.
+//! (its contents were already gone). Payloads purged in the old ledger stay absent. The old
+//! audit trail (views, holds, shreds, credentials) moves too, in clear as it always is.
+//!
+//! What moves is what was verified: the old ledger is verified against its own `signing.pub`
+//! first, each record's chain hash is computed again as it is copied, and records after the
+//! last signed checkpoint (which nothing signed) are left behind; a session they would have
+//! ended is closed saying so.
 
 use std::collections::HashMap;
 use std::fs;
@@ -16,7 +22,7 @@ use std::path::Path;
 use witness_core::{kind, Direction, Event, EventKind, PayloadType, Protocol, SessionId, SessionInfo};
 
 use crate::error::LedgerError;
-use crate::format::{decode_record, decode_segment_header, Record};
+use crate::format::{chain_hash, decode_record, decode_segment_header, Record};
 use crate::index::session_info_from_attrs;
 use crate::keyring::{Keyring, Opener};
 use crate::read::{stored_event, StoredEvent, StoredHeader};
@@ -55,12 +61,15 @@ pub fn migrate_encrypted(old_root: &Path, old_keys: &Keyring, new: &Ledger) -> R
     if !new.keyring().can_seal() {
         return Err(LedgerError::Migration("the new ledger has no master key: configure [ledger.encryption] first".into()));
     }
-    let report = verify_ledger(old_root, &VerifyOptions::default())?;
+    let public_key = crate::keys::parse_public_key(&old_root.join("signing.pub").to_string_lossy())?;
+    let report = verify_ledger(old_root, &VerifyOptions { public_key: Some(public_key), ..VerifyOptions::default() })?;
     if let Some(first) = report.problems.first() {
         return Err(LedgerError::Migration(format!("the old ledger does not verify ({first}); repair it or migrate from a backup")));
     }
     let checkpoint =
         report.last_checkpoint.clone().ok_or_else(|| LedgerError::Migration("the old ledger has no signed checkpoint".into()))?;
+    // Records from here on are covered by no signature.
+    let signed_records = checkpoint.n_records;
     let segments_dir = old_root.join("segments");
     let mut moving: HashMap<[u8; 16], Moving> = HashMap::new();
     let mut moved: Vec<(SessionId, [u8; 32])> = Vec::new();
@@ -72,20 +81,28 @@ pub fn migrate_encrypted(old_root: &Path, old_keys: &Keyring, new: &Ledger) -> R
             let FrameItem::Frame { offset, body } = item else { continue };
             let record = decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;
             let Record::Event(e) = record else { continue };
+            if e.ledger_seq >= signed_records {
+                continue;
+            }
             let mut stored = stored_event(&e);
             let id = SessionId::from_bytes(e.session_id);
+            let changed =
+                || LedgerError::Migration(format!("record {} changed while it was migrated: verify the old ledger again", e.ledger_seq));
             if e.kind == kind::SESSION_START.as_str() {
-                let info = session_info_from_attrs(&StoredHeader::parse(e.header).attrs);
-                if info.protocol == Protocol::Audit {
-                    continue;
+                if chain_hash(&[0; 32], e.committed) != e.chain_hash {
+                    return Err(changed());
                 }
-                let writer = new.migrated_session(id, &info, e.time_ns)?;
+                let info = session_info_from_attrs(&StoredHeader::parse(e.header).attrs);
+                let writer = new.migrated_session(id, &info, e.time_ns, info.protocol != Protocol::Audit)?;
                 let opener = old_keys.has_key(id).then(|| old_keys.opener(id)).transpose()?;
                 moving.insert(e.session_id, Moving { writer, opener, shredded: false, last_hash: e.chain_hash, last_time_ns: e.time_ns });
                 summary.sessions += 1;
                 continue;
             }
             let Some(session) = moving.get_mut(&e.session_id) else { continue };
+            if chain_hash(&session.last_hash, e.committed) != e.chain_hash {
+                return Err(changed());
+            }
             session.last_hash = e.chain_hash;
             session.last_time_ns = e.time_ns;
             if e.kind == kind::SESSION_END.as_str() {
@@ -109,7 +126,10 @@ pub fn migrate_encrypted(old_root: &Path, old_keys: &Keyring, new: &Ledger) -> R
     }
     for (id, session) in moving {
         summary.left_open += 1;
-        session.writer.close_blocking_at("the old ledger had not closed this session when it was migrated", session.last_time_ns)?;
+        session.writer.close_blocking_at(
+            "the old ledger had not closed this session by its last signed checkpoint when it was migrated",
+            session.last_time_ns,
+        )?;
         moved.push((SessionId::from_bytes(id), session.last_hash));
     }
     record_migration(new, old_root, &checkpoint, &moved, &summary)?;

@@ -63,6 +63,8 @@ pub enum SealState {
     Opened,
     /// The session's data key was destroyed: the contents are gone.
     Shredded,
+    /// The record's payload, which held the sealed contents, was purged.
+    Purged,
 }
 
 impl StoredHeader {

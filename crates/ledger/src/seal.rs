@@ -27,7 +27,6 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + 4 + TAG_LEN;
 pub const MAX_SEALED_LEN: usize = MAX_PAYLOAD_LEN + MAX_HEADER_LEN + SEAL_OVERHEAD;
 
 /// A session's 256-bit data key and its id. Never written anywhere but wrapped (keyring.rs).
-#[derive(Clone)]
 pub struct DataKey {
     key: [u8; 32],
     id: KeyId,
@@ -128,7 +127,7 @@ impl DataKey {
 impl Drop for DataKey {
     fn drop(&mut self) {
         // Best effort: a key copied by a move may remain elsewhere in memory.
-        self.key.fill(0);
+        zeroize::Zeroize::zeroize(&mut self.key);
     }
 }
 

@@ -128,6 +128,10 @@ fn sealed_sessions_hold_no_plaintext_verify_without_a_key_and_shred_one_by_one()
     assert_eq!(problems(dir.path()), vec![], "the ledger verifies after the shred");
     let index = open_index(dir.path()).unwrap();
     assert_eq!(index.session(ids[0]).unwrap().unwrap().n_events, 4, "the shredded session still lists");
+
+    // A key file deleted by hand (or lost) is not taken for a shred.
+    fs::remove_file(LedgerPaths::new(dir.path()).keys.join(format!("{}.key", ids[1]))).unwrap();
+    assert!(matches!(read_all(dir.path(), ids[1], &keyring), Err(KeyringError::LostKey { .. })));
 }
 
 #[test]

@@ -129,9 +129,8 @@ pub(crate) async fn drain_loop(
     ledger: Arc<Ledger>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let dir = data_dir.join(SPOOL_DIR);
     loop {
-        drain(&dir, &trail, &ledger).await;
+        drain(&data_dir, &trail, &ledger).await;
         if *stop.borrow() {
             return;
         }
@@ -144,8 +143,9 @@ pub(crate) async fn drain_loop(
 
 /// One pass over the spool: each action in the order taken, its file removed once its record is
 /// durable. A file that is not a host action is renamed `*.rejected` and logged, never recorded.
-async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+async fn drain(data_dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
+    let dir = data_dir.join(SPOOL_DIR);
+    let Ok(entries) = fs::read_dir(&dir) else { return 0 };
     let mut waiting: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
     waiting.sort();
     let mut recorded = 0;
@@ -167,9 +167,19 @@ async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
             Some(session) => {
                 let attrs: Vec<(&str, serde_json::Value)> =
                     event.attrs.iter().filter(|(name, _)| name.as_str() != "session").map(|(n, v)| (n.as_str(), v.clone())).collect();
-                crate::retention::shred(ledger, trail, &[session], "purge", &attrs).await.map(|_| ())
+                match crate::retention::shred(ledger, trail, data_dir, &[session], "purge", &attrs).await {
+                    Ok(_) => Ok(()),
+                    // Recorded, but the key stayed: set the request aside (retrying would record
+                    // the purge again and again) and say so.
+                    Err(e @ crate::retention::ShredError::Destroy { .. }) => {
+                        tracing::error!(file = %path.display(), error = %e, "a purge was recorded but its key could not be destroyed; renamed *.failed");
+                        let _ = fs::rename(&path, path.with_extension("failed"));
+                        continue;
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            None => trail.append(ledger, &event).await,
+            None => trail.append(ledger, &event).await.map_err(|e| e.to_string()),
         };
         if let Err(e) = appended {
             tracing::error!(error = %e, "the audit trail cannot record a CLI action; it stays in the spool");
@@ -189,7 +199,7 @@ async fn drain(dir: &Path, trail: &AuditTrail, ledger: &Ledger) -> usize {
 /// ledger itself): what `witness purge` and `witness hold` use to take effect at once.
 pub async fn drain_offline(data_dir: &Path, ledger: &Ledger) -> usize {
     let trail = AuditTrail::default();
-    let recorded = drain(&data_dir.join(SPOOL_DIR), &trail, ledger).await;
+    let recorded = drain(data_dir, &trail, ledger).await;
     trail.close().await;
     recorded
 }

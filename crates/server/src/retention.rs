@@ -4,8 +4,11 @@
 //! stay and the ledger still verifies. A session on legal hold (`witness hold`) is never shred.
 //!
 //! Order, so that no key is destroyed unrecorded: the `retention.shredded` record naming the
-//! sessions, the rule and the time is durable in the audit trail first, then the keys go. A
-//! crash between the two leaves the keys, and the next sweep records and destroys them again.
+//! sessions, the rule and the time is in the audit trail and on disk (fsynced, whatever the
+//! ledger's durability) first, then the keys go. A crash between the two leaves the keys, and
+//! the next sweep records and destroys them again. Holds and shredding take one lock
+//! (`holds/LOCK`), so a hold placed while a shred is under way waits for it, and a shred that
+//! starts after a hold sees it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,12 +74,14 @@ pub fn is_held(data_dir: &Path, session: SessionId) -> bool {
 }
 
 /// Puts `session` on legal hold (`held = true`) or releases it; returns whether that changed
-/// anything. Durable before it returns.
+/// anything. Durable before it returns; waits for a shred under way.
 pub fn set_hold(data_dir: &Path, session: SessionId, held: bool) -> std::io::Result<bool> {
     let path = hold_path(data_dir, session);
     let dir = data_dir.join(HOLDS_DIR);
+    fs::create_dir_all(&dir)?;
+    let lock = holds_lock(data_dir)?;
+    lock.lock()?;
     let changed = if held {
-        fs::create_dir_all(&dir)?;
         match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(file) => file.sync_all().map(|()| true)?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
@@ -99,20 +104,62 @@ fn hold_path(data_dir: &Path, session: SessionId) -> PathBuf {
     data_dir.join(HOLDS_DIR).join(session.to_string())
 }
 
+fn holds_lock(data_dir: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = data_dir.join(HOLDS_DIR);
+    fs::create_dir_all(&dir)?;
+    fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(dir.join("LOCK"))
+}
+
+/// Takes `holds/LOCK` without blocking the runtime: tries again every few milliseconds.
+async fn lock_holds(data_dir: &Path) -> Result<fs::File, ShredError> {
+    let file = holds_lock(data_dir).map_err(ShredError::Holds)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(ShredError::Holds(std::io::Error::other("holds/LOCK stayed taken for 30 s (a witness hold command stuck?)")))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(ShredError::Holds(e)),
+        }
+    }
+}
+
+/// Why a shred did not happen, or happened only in part.
+#[derive(Debug, thiserror::Error)]
+pub enum ShredError {
+    #[error("the audit trail cannot take the record, so no key was destroyed: {0}")]
+    Record(#[from] witness_ledger::LedgerError),
+    #[error("cannot take the holds' lock in the data dir, so no key was destroyed: {0}")]
+    Holds(std::io::Error),
+    #[error("the record is written, but destroying the key of session {session} failed: {source}; its contents are still readable: remove ledger/keys/{session}.key by hand")]
+    Destroy { session: SessionId, source: witness_ledger::KeyringError },
+}
+
 /// Records that `sessions` are shredded (`why` and `attrs` say by what) and then destroys their
 /// data keys. Returns how many keys were destroyed. Sessions without a key (never sealed, or
-/// already shredded) are left out of the record.
+/// already shredded), still open, or on hold are left out of the record and keep their keys.
 pub async fn shred(
     ledger: &Ledger,
     trail: &AuditTrail,
+    data_dir: &Path,
     sessions: &[SessionId],
     why: &str,
     attrs: &[(&str, serde_json::Value)],
-) -> Result<usize, witness_ledger::LedgerError> {
+) -> Result<usize, ShredError> {
+    let _holds = lock_holds(data_dir).await?;
     let keyring = ledger.keyring();
-    let with_keys: Vec<SessionId> = sessions.iter().copied().filter(|s| keyring.has_key(*s)).collect();
+    let chosen: Vec<SessionId> = {
+        let index = Index::open_snapshot(&ledger.paths().index)?;
+        let ended = |id: SessionId| index.session(id).ok().flatten().is_some_and(|s| s.ended_ns.is_some());
+        sessions.iter().copied().filter(|s| keyring.has_key(*s) && ended(*s) && !is_held(data_dir, *s)).collect()
+    };
     let mut destroyed = 0;
-    for batch in with_keys.chunks(MAX_SESSIONS_PER_RECORD) {
+    for batch in chosen.chunks(MAX_SESSIONS_PER_RECORD) {
         let names: Vec<String> = batch.iter().map(SessionId::to_string).collect();
         let summary = format!("shredded the contents of {} session(s): {why}", batch.len());
         let mut event =
@@ -121,9 +168,14 @@ pub async fn shred(
             event = event.with_attr(name, value.clone());
         }
         trail.append(ledger, &event).await?;
+        // On disk before any key goes, whatever the durability mode: a power loss must not leave
+        // a destroyed key without its record. (Two fsyncs, rarely: done in place.)
+        ledger.sync_to_disk()?;
         for session in batch {
-            if keyring.shred(*session)? {
-                destroyed += 1;
+            match keyring.shred(*session) {
+                Ok(true) => destroyed += 1,
+                Ok(false) => {}
+                Err(source) => return Err(ShredError::Destroy { session: *session, source }),
             }
         }
     }
@@ -131,12 +183,7 @@ pub async fn shred(
 }
 
 /// One sweep: finds the expired sessions in the index and shreds them, one record per rule.
-pub async fn sweep(
-    rules: &[RetentionRule],
-    data_dir: &Path,
-    ledger: &Ledger,
-    trail: &AuditTrail,
-) -> Result<usize, witness_ledger::LedgerError> {
+pub async fn sweep(rules: &[RetentionRule], data_dir: &Path, ledger: &Ledger, trail: &AuditTrail) -> Result<usize, ShredError> {
     if rules.is_empty() {
         return Ok(0);
     }
@@ -156,7 +203,7 @@ pub async fn sweep(
         }
         let keep = humantime::format_duration(rule.keep).to_string();
         let attrs = [("rule", serde_json::Value::from(rule.name.clone())), ("keep", serde_json::Value::from(keep))];
-        destroyed += shred(ledger, trail, &of_rule, "retention", &attrs).await?;
+        destroyed += shred(ledger, trail, data_dir, &of_rule, "retention", &attrs).await?;
     }
     Ok(destroyed)
 }
@@ -190,6 +237,48 @@ pub(crate) async fn sweep_loop(
 mod tests {
     use super::*;
     use witness_core::SessionInfo;
+    use witness_ledger::{LedgerConfig, MasterKey};
+
+    /// A sealed ledger in `dir` with one ended session; its id.
+    fn ledger_with_a_session(dir: &Path) -> (Ledger, SessionId) {
+        let mut config = LedgerConfig::new(dir);
+        config.master_key = Some(MasterKey::from_bytes([3; 32]));
+        let ledger = Ledger::open(&config).unwrap();
+        let info =
+            SessionInfo { identity: "claude".into(), connection: "db".into(), protocol: Protocol::Postgres, task: None, client_addr: None };
+        let session = ledger.open_session_blocking(&info).unwrap();
+        session.append_blocking(&Event::note(kind::PG_QUERY, Direction::Request, "select 1")).unwrap();
+        let id = session.id();
+        session.close_blocking("done").unwrap();
+        // The index has the session once the indexer has caught up: a seal's batch reaches it.
+        ledger.seal_blocking().unwrap();
+        ledger.rebuild_index().unwrap();
+        (ledger, id)
+    }
+
+    /// The record comes first: when the audit trail cannot take it, no key is destroyed; when it
+    /// can, the key goes and the record names the session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_key_is_destroyed_without_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, id) = tokio::task::block_in_place(|| ledger_with_a_session(dir.path()));
+        let broken = AuditTrail::default();
+        broken.append(&ledger, &Event::note(kind::RECORDING_VIEWED, Direction::Gateway, "first")).await.unwrap();
+        broken.close().await;
+        let refused = shred(&ledger, &broken, dir.path(), &[id], "purge", &[]).await;
+        assert!(matches!(refused, Err(ShredError::Record(_))), "{refused:?}");
+        assert!(ledger.keyring().has_key(id), "the key stays when its record could not be made");
+
+        set_hold(dir.path(), id, true).unwrap();
+        let trail = AuditTrail::default();
+        assert_eq!(shred(&ledger, &trail, dir.path(), &[id], "purge", &[]).await.unwrap(), 0, "held: kept");
+        assert!(ledger.keyring().has_key(id));
+        set_hold(dir.path(), id, false).unwrap();
+        assert_eq!(shred(&ledger, &trail, dir.path(), &[id], "purge", &[]).await.unwrap(), 1);
+        assert!(!ledger.keyring().has_key(id) && ledger.keyring().was_shredded(id));
+        trail.close().await;
+        tokio::task::block_in_place(|| ledger.shutdown()).unwrap();
+    }
 
     fn session(connection: &str, protocol: Protocol, ended_ns: Option<i64>) -> SessionSummary {
         SessionSummary {

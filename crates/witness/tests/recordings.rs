@@ -169,13 +169,21 @@ fn a_bundle_verifies_anywhere_and_opens_only_with_its_recipients_identity() {
 
     let out = elsewhere(&["verify", "--bundle", "sessions.tar", "--pubkey", &pubkey], elsewhere_dir.path());
     assert!(out.status.success() && text(&out.stdout).contains("bundle intact: 2 sessions"), "{}{}", text(&out.stdout), text(&out.stderr));
-    let out = elsewhere(&["open", "--bundle", "sessions.tar", "--identity", identity.to_str().unwrap(), "--json"], elsewhere_dir.path());
+    let unpinned = elsewhere(&["verify", "--bundle", "sessions.tar"], elsewhere_dir.path());
+    assert!(!unpinned.status.success() && text(&unpinned.stderr).contains("--pubkey is required"), "a bundle's own key proves nothing");
+    let out = elsewhere(
+        &["open", "--bundle", "sessions.tar", "--identity", identity.to_str().unwrap(), "--pubkey", &pubkey, "--json"],
+        elsewhere_dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let opened: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for marker in ["BUNDLED-ONE-MARKER", "BUNDLED-TWO-MARKER"] {
         assert_eq!(opened.as_array().unwrap().iter().map(|s| statements_with(s, marker)).sum::<usize>(), 1, "{marker}");
     }
-    let out = elsewhere(&["open", "--bundle", "sessions.tar", "--identity", other_identity.to_str().unwrap()], elsewhere_dir.path());
+    let out = elsewhere(
+        &["open", "--bundle", "sessions.tar", "--identity", other_identity.to_str().unwrap(), "--pubkey", &pubkey],
+        elsewhere_dir.path(),
+    );
     assert!(!out.status.success() && text(&out.stderr).contains("does not open with the identities given"), "{}", text(&out.stderr));
 
     // The reference age opens a key entry: the bundle is age's format, not a look-alike.
@@ -188,6 +196,14 @@ fn a_bundle_verifies_anywhere_and_opens_only_with_its_recipients_identity() {
         std::process::Command::new("age").arg("-d").arg("-i").arg(&identity).arg(elsewhere_dir.path().join(&key_entry)).output().unwrap();
     assert!(decrypted.status.success(), "{}", text(&decrypted.stderr));
     assert_eq!(decrypted.stdout.len(), 32, "a data key");
+
+    // The manifest is signed by nothing: one claiming another identity does not verify.
+    let at = bytes.windows(8).position(|w| w == b"\"claude\"").unwrap();
+    let mut forged = bytes.clone();
+    forged[at + 1..at + 7].copy_from_slice(b"mallet");
+    std::fs::write(elsewhere_dir.path().join("forged.tar"), forged).unwrap();
+    let out = elsewhere(&["verify", "--bundle", "forged.tar", "--pubkey", &pubkey], elsewhere_dir.path());
+    assert!(text(&out.stdout).contains("is not what its records say"), "{}", text(&out.stdout));
 
     // One byte of a session's records changed: the bundle no longer verifies.
     let at = bytes.windows(6).position(|w| w == b"\"seq\":").unwrap() + 6;

@@ -49,8 +49,8 @@ pub struct OpenArgs {
     /// An age identity file (AGE-SECRET-KEY-1… lines) of a recipient the bundle was made for.
     #[arg(long, value_name = "FILE")]
     identity: PathBuf,
-    /// The ledger's public key (a file or hex) the bundle must be signed by; default: the one the
-    /// bundle names (then compare it with one you trust).
+    /// The ledger's public key (its signing.pub file or hex), obtained from a source you trust:
+    /// the bundle must be signed by it.
     #[arg(long, value_name = "KEY")]
     pubkey: Option<String>,
     /// Print JSON (the sessions, each with its events) instead of text.
@@ -106,16 +106,24 @@ pub fn export(cli: &Cli, id: Option<&witness_core::SessionIdPrefix>, args: &Bund
     Ok(ExitCode::SUCCESS)
 }
 
-/// `witness verify --bundle FILE`: every session's export against the key, no identity needed.
+/// The ledger key a bundle must be signed by: required, since a bundle's own key proves nothing.
+fn pinned_key(pubkey: Option<&str>) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let Some(given) = pubkey else {
+        bail!("--pubkey is required with --bundle: give the ledger's public key (its signing.pub file or hex), obtained from a source you trust");
+    };
+    Ok(parse_public_key(given)?)
+}
+
+/// `witness verify --bundle FILE --pubkey K`: every session's export against the key, no
+/// identity needed.
 pub fn verify(path: &PathBuf, pubkey: Option<&str>) -> anyhow::Result<ExitCode> {
-    let pinned = pubkey.map(parse_public_key).transpose()?;
+    let pinned = pinned_key(pubkey)?;
     let file = File::open(path).with_context(|| format!("cannot open bundle {}", path.display()))?;
-    match verify_bundle(BufReader::new(file), pinned.as_ref()) {
+    match verify_bundle(BufReader::new(file), &pinned) {
         Ok(bundle) => {
             let events: usize = bundle.sessions.iter().map(|(_, events)| events.len()).sum();
-            let pin = if pinned.is_some() { "the key given" } else { "the key the bundle names (pin one with --pubkey)" };
             println!(
-                "bundle intact: {} sessions, {events} events, hash chains and payloads verified, each included in a signed checkpoint, signed by {} ({pin})",
+                "bundle intact: {} sessions, {events} events, hash chains and payloads verified, each included in a checkpoint signed by {}",
                 bundle.sessions.len(),
                 hex::encode(bundle.public_key.as_bytes())
             );
@@ -130,13 +138,12 @@ pub fn verify(path: &PathBuf, pubkey: Option<&str>) -> anyhow::Result<ExitCode> 
 
 /// `witness open --bundle FILE --identity KEY`: verifies, then shows every session opened.
 pub fn open(args: &OpenArgs) -> anyhow::Result<ExitCode> {
-    let pinned = args.pubkey.as_deref().map(parse_public_key).transpose()?;
+    let pinned = pinned_key(args.pubkey.as_deref())?;
     let identities = age::IdentityFile::from_file(args.identity.display().to_string())
         .and_then(|f| f.into_identities().map_err(std::io::Error::other))
         .with_context(|| format!("cannot read age identities from {}", args.identity.display()))?;
     let file = File::open(&args.bundle).with_context(|| format!("cannot open bundle {}", args.bundle.display()))?;
-    let bundle =
-        verify_bundle(BufReader::new(file), pinned.as_ref()).with_context(|| format!("{} does not verify", args.bundle.display()))?;
+    let bundle = verify_bundle(BufReader::new(file), &pinned).with_context(|| format!("{} does not verify", args.bundle.display()))?;
     let sessions = bundle.open(&identities)?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -53,9 +53,10 @@ pub fn run(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn rotate(paths: &LedgerPaths, source: &MasterKeySource, args: &RotateArgs) -> anyhow::Result<ExitCode> {
-    if paths.writer_running()? {
-        bail!("witness is running on this data dir: stop it, rotate, then start it again (new sessions must not be wrapped under the old key meanwhile)");
-    }
+    // Held to the end: a witness starting meanwhile would wrap new sessions' keys under the old key.
+    let _lock = witness_ledger::Ledger::lock_stopped(paths).context(
+        "witness must be stopped for a rotation (new sessions must not be wrapped under the old key meanwhile): stop it, rotate, start it",
+    )?;
     let old = source.load()?;
     let (new, staged) = match (&args.new_key_file, source) {
         (Some(file), _) => (MasterKeySource::File(file.clone()).load()?, None),

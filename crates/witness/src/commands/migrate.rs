@@ -29,9 +29,10 @@ pub fn run(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     }
     let old_dir = data_dir(cli)?;
     let old = LedgerPaths::new(&old_dir);
-    if old.writer_running()? {
-        bail!("witness is running on {}: stop it first, so that nothing is recorded during the migration", old_dir.display());
-    }
+    // Held to the end: no witness starts on the old data dir while it is read.
+    let _old_lock = Ledger::lock_stopped(&old).with_context(|| {
+        format!("witness must be stopped on {} for the migration, so that nothing is recorded meanwhile", old_dir.display())
+    })?;
     let config = load_config(cli)?;
     let source = config
         .ledger
@@ -51,7 +52,7 @@ pub fn run(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     let summary = migrate_encrypted(&old.root, &old_keys, &ledger)?;
     ledger.shutdown()?;
     println!(
-        "migrated {} sessions ({} events) into {}, every one sealed; {} had been shredded (only their start and end moved), {} were left open by the old ledger and are closed",
+        "migrated {} sessions ({} events) into {}, every one but the audit trail sealed; {} had been shredded (only their start and end moved), {} were left open by the old ledger and are closed",
         summary.sessions,
         summary.events,
         args.to.display(),

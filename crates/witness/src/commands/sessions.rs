@@ -366,6 +366,7 @@ pub fn event_json(e: &StoredEvent) -> serde_json::Value {
         out["sealed"] = json!(match state {
             SealState::Opened => "opened",
             SealState::Shredded => "shredded",
+            SealState::Purged => "purged",
             SealState::Sealed(_) => "sealed",
         });
     }
