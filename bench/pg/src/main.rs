@@ -66,13 +66,15 @@ pub const WORKLOADS: [Workload; 2] =
 /// costs before witness does any work of its own.
 /// witness-policy runs right after witness-write, so that the two it compares run in the most
 /// alike conditions (the fsync run leaves the disk busy behind it).
-pub const TARGETS: [&str; 6] = ["direct", "PgBouncer", "relay-floor", "witness-write", "witness-policy", "witness-fsync"];
+pub const TARGETS: [&str; 7] = ["direct", "PgBouncer", "relay-floor", "witness-write", "witness-policy", "witness-fsync", "witness-sealed"];
 pub const DIRECT: usize = 0;
 pub const BOUNCER: usize = 1;
 pub const FLOOR: usize = 2;
 pub const WITNESS_WRITE: usize = 3;
 pub const WITNESS_POLICY: usize = 4;
 pub const WITNESS_FSYNC: usize = 5;
+/// witness `write` with `[ledger.encryption]`: every statement and result sealed.
+pub const WITNESS_SEALED: usize = 6;
 
 /// Ten rules in the benchmark identity's reach, none of which refuses pgbench's statements: the
 /// cost measured is deciding, not refusing.
@@ -171,7 +173,7 @@ fn run() -> Result<(), String> {
     pgbench::init(&trust(pg.port()), SCALE)?;
     let bouncer = bouncer_bin.clone().and_then(|bin| PgBouncer::start(&bin, pg.port()));
     let relay_floor = RelayFloor::start(pg.port());
-    let mut witnesses = [("write", ""), ("write", TEN_RULES), ("fsync", "")]
+    let mut witnesses = [("write", ""), ("write", TEN_RULES), ("fsync", ""), ("write", servers::SEALED)]
         .map(|(durability, rules)| servers::start_witness(&witness_bin, durability, rules, pg.port()));
     let via_witness = |w: &Witness| format!("host=127.0.0.1 port={} dbname=bench user=bench password={} sslmode=disable", w.port, w.token);
     let conninfos = [
@@ -181,6 +183,7 @@ fn run() -> Result<(), String> {
         witnesses[0].as_ref().map(via_witness).map_err(Clone::clone),
         witnesses[1].as_ref().map(via_witness).map_err(Clone::clone),
         witnesses[2].as_ref().map(via_witness).map_err(Clone::clone),
+        witnesses[3].as_ref().map(via_witness).map_err(Clone::clone),
     ];
 
     // The process each target's CPU time is read from (direct has no proxy).
@@ -191,6 +194,7 @@ fn run() -> Result<(), String> {
         witnesses[0].as_ref().ok().map(Witness::pid),
         witnesses[1].as_ref().ok().map(Witness::pid),
         witnesses[2].as_ref().ok().map(Witness::pid),
+        witnesses[3].as_ref().ok().map(Witness::pid),
     ];
     let log_dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let mut results = report::Results::new();

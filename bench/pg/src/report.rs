@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::markdown;
 use crate::pgbench::Sample;
-use crate::{BOUNCER, DIRECT, FLOOR, TARGETS, WITNESS_FSYNC, WITNESS_POLICY, WITNESS_WRITE, WORKLOADS};
+use crate::{BOUNCER, DIRECT, FLOOR, TARGETS, WITNESS_FSYNC, WITNESS_POLICY, WITNESS_SEALED, WITNESS_WRITE, WORKLOADS};
 
 /// Results keyed by (workload index, clients, target index).
 pub type Results = BTreeMap<(usize, u32, usize), Result<Sample, String>>;
@@ -129,6 +129,19 @@ pub fn targets(clients: &[u32], results: &Results) -> Vec<Target> {
         }
         policy_parts.push(format!("{} {}", workload.mode, parts.join(", ")));
     }
+    let (mut sealed_checks, mut sealed_parts) = (Vec::new(), Vec::new());
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        let mut parts = Vec::new();
+        for &c in clients {
+            let pair = get(results, w, c, WITNESS_SEALED).zip(get(results, w, c, WITNESS_WRITE));
+            let cpu = pair.and_then(|(a, b)| a.proxy_cpu_us.zip(b.proxy_cpu_us));
+            sealed_checks.push(pair.map(|(a, b)| a.tps >= 0.9 * b.tps));
+            sealed_checks.push(cpu.map(|(a, b)| a <= 1.1 * b));
+            let cpu = cpu.map_or("n/a".into(), |(a, b)| format!("{:.2}", a / b));
+            parts.push(format!("{c}c {} TPS, {cpu} CPU", show_ratio(pair)));
+        }
+        sealed_parts.push(format!("{} {}", workload.mode, parts.join(", ")));
+    }
     vec![
         Target {
             name: "witness `write` TPS at least PgBouncer's at 8 and 32 clients",
@@ -144,6 +157,11 @@ pub fn targets(clients: &[u32], results: &Results) -> Vec<Target> {
             name: "the 10-rule policy costs under 10% TPS against witness `write` without rules",
             verdict: markdown::verdict(&policy_checks),
             detail: policy_parts.join("; "),
+        },
+        Target {
+            name: "sealed recordings cost at most 10% TPS and 10% witness CPU per transaction against clear ones",
+            verdict: markdown::verdict(&sealed_checks),
+            detail: sealed_parts.join("; "),
         },
     ]
 }
@@ -184,6 +202,7 @@ pub fn print_markdown(command: &str, clients: &[u32], results: &Results, targets
         "witness vs PgBouncer",
         "relay floor vs PgBouncer",
         "10 rules vs none",
+        "sealed vs clear: TPS / CPU",
         "`fsync` vs PgBouncer",
         "p50 µs direct / PgBouncer / witness",
         "proxy CPU µs/txn PgBouncer / relay floor / witness",
@@ -203,6 +222,14 @@ pub fn print_markdown(command: &str, clients: &[u32], results: &Results, targets
                 vs(WITNESS_WRITE, BOUNCER),
                 vs(FLOOR, BOUNCER),
                 vs(WITNESS_POLICY, WITNESS_WRITE),
+                format!(
+                    "{} / {}",
+                    vs(WITNESS_SEALED, WITNESS_WRITE),
+                    sample(WITNESS_SEALED)
+                        .and_then(|a| a.proxy_cpu_us)
+                        .zip(sample(WITNESS_WRITE).and_then(|b| b.proxy_cpu_us))
+                        .map_or("-".into(), |(a, b)| format!("{:.2}", a / b))
+                ),
                 vs(WITNESS_FSYNC, BOUNCER),
                 three(&|s| Some(markdown::thousands(s.p50_us as f64)), [DIRECT, BOUNCER, WITNESS_WRITE]),
                 three(&|s| s.proxy_cpu_us.map(|us| format!("{us:.1}")), [BOUNCER, FLOOR, WITNESS_WRITE]),
@@ -212,7 +239,7 @@ pub fn print_markdown(command: &str, clients: &[u32], results: &Results, targets
     print!("{}", markdown::table(&header, &rows));
     println!(
         "\n*witness*: durability `write`, no rules; *10 rules vs none*: witness `write` with a 10-rule policy that decides every \
-         statement, against without; *proxy CPU*: user + system time of the proxy's process.\n"
+         statement, against without; *sealed vs clear*: witness `write` with `[ledger.encryption]` against without, its TPS and its CPU per transaction; *proxy CPU*: user + system time of the proxy's process.\n"
     );
     for target in targets {
         println!("- {}: **{}** ({})", target.name, target.verdict, target.detail);

@@ -157,15 +157,21 @@ impl Drop for RelayFloor {
 /// `witness serve` with one connection, `bench` (the benchmark database as trust_user), the
 /// ledger's `durability`, and the given policy rules (TOML); its token is for identity `bench` in
 /// group `ai-agents`, which the rules name.
+/// What `start_witness` adds to seal recordings: a master key, from the environment it sets.
+pub const SEALED: &str = "[ledger.encryption]\nmaster_key_env = \"WITNESS_BENCH_MASTER_KEY\"\n";
+
 pub fn start_witness(bin: &Path, durability: &str, rules: &str, pg_port: u16) -> Result<Witness, String> {
+    // `[ledger.encryption]` is a table of its own: it goes after `[ledger]`'s keys, rules at the end.
+    let (encryption, rules) = if rules == SEALED { (SEALED, "") } else { ("", rules) };
     let config = |port: u16| {
         format!(
-            "[ledger]\ndurability = \"{durability}\"\n[listen]\npostgres = \"127.0.0.1:{port}\"\n\
+            "[ledger]\ndurability = \"{durability}\"\n{encryption}[listen]\npostgres = \"127.0.0.1:{port}\"\n\
              [[connections]]\nname = \"bench\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:{pg_port}\"\n\
              database = \"app\"\nuser = \"trust_user\"\ntls = \"disable\"\n{rules}"
         )
     };
-    Witness::start(bin, &format!("witness-bench-{durability}-"), config, &[])
+    let master_key = "5".repeat(64);
+    Witness::start(bin, &format!("witness-bench-{durability}-"), config, &[("WITNESS_BENCH_MASTER_KEY", master_key.as_str())])
 }
 
 /// Runs one pgbench sample and charges it the CPU that process `pid` (a proxy, when there is

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use witness_core::{kind, Direction, Event, PayloadType, Protocol, SessionInfo};
-use witness_ledger::{Durability, Ledger, LedgerConfig, LedgerPaths};
+use witness_ledger::{Durability, Ledger, LedgerConfig, LedgerPaths, MasterKey};
 
 use crate::locate::data_dir;
 use crate::output::bytes;
@@ -32,6 +32,9 @@ pub struct LedgerBenchArgs {
     payload_bytes: usize,
     #[arg(long, default_value_t = Durability::Write)]
     durability: Durability,
+    /// Seal every event as `[ledger.encryption]` does, with a random master key kept in memory.
+    #[arg(long)]
+    sealed: bool,
 }
 
 pub fn run(cli: &Cli, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
@@ -39,6 +42,9 @@ pub fn run(cli: &Cli, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(cli)?;
     let mut config = LedgerConfig::new(&data_dir);
     config.durability = args.durability;
+    if args.sealed {
+        config.master_key = Some(MasterKey::random());
+    }
     let ledger = Ledger::open(&config).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
     let segments = LedgerPaths::new(&data_dir).segments;
     let disk_before = dir_bytes(&segments);
@@ -56,8 +62,12 @@ pub fn run(cli: &Cli, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     let secs = elapsed.as_secs_f64();
     let payload_total = n * args.payload_bytes as u64;
     println!(
-        "witness bench ledger: {} sessions x {} events, {}-byte payloads, durability {}",
-        args.sessions, args.events, args.payload_bytes, args.durability
+        "witness bench ledger: {} sessions x {} events, {}-byte payloads, durability {}{}",
+        args.sessions,
+        args.events,
+        args.payload_bytes,
+        args.durability,
+        if args.sealed { ", sealed" } else { "" }
     );
     println!("  appends        {n} in {secs:.3}s");
     println!("  appends/s      {:.0}", n as f64 / secs);
