@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
 
     let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
     let (header, payload) = data.split_at(split);
-    let sealed = key.seal(&place, &[9; 24], header, payload);
+    let sealed = key.seal(&place, &[9; witness_ledger::seal::NONCE_LEN], header, payload);
     let opened = key.open(&place, key.id(), &sealed).expect("sealed contents open where they were sealed");
     assert_eq!((opened.header.as_slice(), opened.payload.as_slice()), (header, payload));
     assert!(key.open(&SealPlace { seq: 4, ..place }, key.id(), &sealed).is_err(), "opened at another seq");

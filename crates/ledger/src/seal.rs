@@ -4,22 +4,27 @@
 //! A sealed event keeps its record layout (format.rs). Its header is a small clear JSON object
 //! that says it is sealed and by which key (`"sealed": "<key id>"`), keeps the gate's decision
 //! and the payload's type, and has an empty summary; its payload is the sealed contents:
-//! `nonce (24) ‖ XChaCha20-Poly1305(u32 header length ‖ header JSON ‖ payload) ‖ tag (16)`. The
+//! `nonce (12) ‖ AES-256-GCM-SIV(u32 header length ‖ header JSON ‖ payload) ‖ tag (16)`. The
 //! associated data binds the ciphertext to its session, seq, kind and key id, so sealed contents
 //! moved to another record do not open. The chain commits to the ciphertext's digest: verifying
 //! needs no key.
 //!
 //! Pure: no files, no clocks. The keys come from keyring.rs.
 
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use sha2::{Digest, Sha256};
 
 use crate::format::{MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
 
 const SEAL_TAG: &[u8] = b"witness-seal-v1";
 const KEY_ID_TAG: &[u8] = b"witness-data-key-id-v1";
-pub const NONCE_LEN: usize = 24;
+/// AES-256-GCM-SIV's nonce. It is misuse-resistant: a repeated nonce under one key would
+/// reveal only that two sealed contents are equal, never the key or the plaintext. (Each session
+/// has its own key, and a writer's nonces never repeat anyway.) Chosen over XChaCha20-Poly1305
+/// for speed on short records: AES-NI and carry-less multiply make it several times faster for
+/// the few hundred bytes a typical event holds.
+pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 /// What sealing adds to an event's header and payload: nonce, header length, tag.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + 4 + TAG_LEN;
@@ -30,6 +35,8 @@ pub const MAX_SEALED_LEN: usize = MAX_PAYLOAD_LEN + MAX_HEADER_LEN + SEAL_OVERHE
 pub struct DataKey {
     key: [u8; 32],
     id: KeyId,
+    /// The cipher keyed once: a session seals every event with it.
+    cipher: Aes256GcmSiv,
 }
 
 /// The first 8 bytes of SHA-256("witness-data-key-id-v1" ‖ key): names a key without revealing
@@ -66,7 +73,7 @@ pub struct Opened {
 impl DataKey {
     pub fn from_bytes(key: [u8; 32]) -> DataKey {
         let id: [u8; 32] = Sha256::new().chain_update(KEY_ID_TAG).chain_update(key).finalize().into();
-        DataKey { key, id: KeyId(id[..8].try_into().expect("8 bytes")) }
+        DataKey { key, id: KeyId(id[..8].try_into().expect("8 bytes")), cipher: Aes256GcmSiv::new(&key.into()) }
     }
 
     pub fn random() -> DataKey {
@@ -88,10 +95,12 @@ impl DataKey {
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(header);
         out.extend_from_slice(payload);
-        let cipher = XChaCha20Poly1305::new(&self.key.into());
-        let tag = cipher
-            .encrypt_inout_detached(&XNonce::from(*nonce), &associated_data(place, self.id), out[NONCE_LEN..].as_mut().into())
-            .expect("XChaCha20-Poly1305 seals any length witness records");
+        let mut aad = [0u8; MAX_AAD_LEN];
+        let aad = associated_data(&mut aad, place, self.id);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, out[NONCE_LEN..].as_mut().into())
+            .expect("AES-256-GCM-SIV seals any length witness records");
         out.extend_from_slice(&tag);
         out
     }
@@ -105,13 +114,14 @@ impl DataKey {
         if sealed.len() < SEAL_OVERHEAD || sealed.len() > MAX_SEALED_LEN {
             return Err(SealError::BadLength { len: sealed.len() });
         }
-        let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("24 bytes");
+        let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("12 bytes");
         let (body, tag) = sealed[NONCE_LEN..].split_at(sealed.len() - NONCE_LEN - TAG_LEN);
         let tag: &[u8; TAG_LEN] = tag.try_into().expect("16 bytes");
         let mut plain = body.to_vec();
-        let cipher = XChaCha20Poly1305::new(&self.key.into());
-        cipher
-            .decrypt_inout_detached(&XNonce::from(nonce), &associated_data(place, self.id), plain.as_mut_slice().into(), tag.into())
+        let mut aad = [0u8; MAX_AAD_LEN];
+        let aad = associated_data(&mut aad, place, self.id);
+        self.cipher
+            .decrypt_inout_detached(&Nonce::from(nonce), aad, plain.as_mut_slice().into(), tag.into())
             .map_err(|_| SealError::DoesNotOpen)?;
         // Authentic, so written by witness: the length is within the plaintext. Checked anyway.
         let header_len = u32::from_le_bytes(plain[..4].try_into().expect("4 bytes")) as usize;
@@ -149,25 +159,40 @@ impl KeyId {
     }
 }
 
-fn associated_data(place: &SealPlace<'_>, key: KeyId) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(SEAL_TAG.len() + 16 + 8 + 1 + place.kind.len() + 8);
-    aad.extend_from_slice(SEAL_TAG);
-    aad.extend_from_slice(&place.session_id);
-    aad.extend_from_slice(&place.seq.to_le_bytes());
-    aad.push(place.kind.len() as u8);
-    aad.extend_from_slice(place.kind.as_bytes());
-    aad.extend_from_slice(&key.0);
-    aad
+/// The associated data of the longest kind (64 bytes, as records allow).
+const MAX_AAD_LEN: usize = SEAL_TAG.len() + 16 + 8 + 1 + 64 + 8;
+
+/// `"witness-seal-v1" ‖ session id ‖ seq ‖ kind length ‖ kind ‖ key id`, laid out in `buf`.
+fn associated_data<'b>(buf: &'b mut [u8; MAX_AAD_LEN], place: &SealPlace<'_>, key: KeyId) -> &'b [u8] {
+    let kind = &place.kind.as_bytes()[..place.kind.len().min(64)];
+    let parts: [&[u8]; 6] = [SEAL_TAG, &place.session_id, &place.seq.to_le_bytes(), &[kind.len() as u8], kind, &key.0];
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    &buf[..at]
 }
 
 /// The clear header of a sealed event: empty summary, the gate's decision if it made one, how
 /// to show the payload, and the key it is sealed with.
+/// Written as bytes, not through a JSON value: it is made for every sealed event.
 pub fn clear_header(key: KeyId, payload_type: &str, decision: Option<&str>) -> Vec<u8> {
-    let mut header = serde_json::json!({ "summary": "", "payload": payload_type, "sealed": key.to_hex() });
+    let mut out = Vec::with_capacity(96 + decision.map_or(0, str::len));
+    out.extend_from_slice(b"{\"summary\":\"\",\"payload\":");
+    serde_json::to_writer(&mut out, payload_type).expect("a string serializes");
+    out.extend_from_slice(b",\"sealed\":\"");
+    let mut id = [0u8; 16];
+    hex::encode_to_slice(key.0, &mut id).expect("16 hex digits for 8 bytes");
+    out.extend_from_slice(&id);
+    out.push(b'"');
     if let Some(decision) = decision {
-        header["attrs"] = serde_json::json!({ "decision": decision });
+        out.extend_from_slice(b",\"attrs\":{\"decision\":");
+        serde_json::to_writer(&mut out, decision).expect("a string serializes");
+        out.push(b'}');
     }
-    serde_json::to_vec(&header).expect("JSON values serialize")
+    out.push(b'}');
+    out
 }
 
 #[cfg(test)]

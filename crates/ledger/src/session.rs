@@ -35,7 +35,7 @@ pub struct SessionWriter {
 /// prefix for this writer, then the event's seq).
 pub(crate) struct Sealer {
     key: DataKey,
-    nonce_prefix: [u8; 16],
+    nonce_prefix: [u8; NONCE_LEN - 8],
 }
 
 /// An append handed to the writer whose receipt has not been awaited yet.
@@ -239,8 +239,8 @@ impl SessionWriter {
             (Some(sealer), Role::Event) => {
                 let place = SealPlace { session_id: *self.id.as_bytes(), seq: chain.next_seq, kind };
                 let mut nonce = [0u8; NONCE_LEN];
-                nonce[..16].copy_from_slice(&sealer.nonce_prefix);
-                nonce[16..].copy_from_slice(&chain.next_seq.to_le_bytes());
+                nonce[..NONCE_LEN - 8].copy_from_slice(&sealer.nonce_prefix);
+                nonce[NONCE_LEN - 8..].copy_from_slice(&chain.next_seq.to_le_bytes());
                 let contents = sealer.key.seal(&place, &nonce, &header, &event.payload);
                 Some((clear_header(sealer.key.id(), event.payload_type.as_str(), decision), contents))
             }
