@@ -72,7 +72,7 @@ async fn decide<B: Backend>(
         }
         Err(e) => {
             let status = match e {
-                DecideError::NotFound { .. } => StatusCode::NOT_FOUND,
+                DecideError::NotFound { .. } | DecideError::NoAccessRequest { .. } => StatusCode::NOT_FOUND,
                 DecideError::OwnRequest { .. } | DecideError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
             };
             Err(ApiError::new(status, e.to_string()))

@@ -43,6 +43,50 @@ pub struct Approval {
     pub reason: Option<String>,
 }
 
+/// A request to read a session's recording where a `[[review.rules]]` rule wants another
+/// reviewer's approval first, as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessRequest {
+    pub id: String,
+    pub session: String,
+    pub connection: String,
+    /// The identity that asks to read.
+    pub reader: String,
+    /// Why, as the reader gave it (a ticket).
+    pub reason: String,
+    /// The rule's name.
+    pub rule: String,
+    /// Groups whose members may grant it (never the reader).
+    pub approvers: Vec<String>,
+    /// Unix time in milliseconds.
+    pub requested_at_ms: u64,
+    /// `pending`, `granted` (until `until_ms`), `denied` or `expired`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    #[serde(default)]
+    pub decision_reason: Option<String>,
+    /// When a grant ends, Unix time in milliseconds.
+    pub until_ms: Option<u64>,
+}
+
+/// Whether a reader may read a session's recording now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadAccess {
+    /// No `[[review.rules]]` rule covers the session.
+    Open,
+    /// A rule covers it, and this grant lets the reader read it now.
+    Granted(AccessRequest),
+    /// A rule covers it and the reader has no grant: the rule, and the reader's pending (or
+    /// last) request if any.
+    Needed { rule: String, approvers: Vec<String>, request: Option<AccessRequest> },
+}
+
+/// `POST /api/sessions/{id}/access`: why the reader wants to read it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AccessAsk {
+    pub reason: Option<String>,
+}
+
 /// `POST /api/approvals/{id}/approve` and `/deny`: an optional body.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct DecideRequest {

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod approvals;
 mod auth;
 mod console;
@@ -46,6 +47,8 @@ pub use dto::*;
 pub enum DecideError {
     #[error("no waiting approval {id}: it was decided, timed out, or its client left; list waiting ones with `witness approvals list`")]
     NotFound { id: String },
+    #[error("no pending request to read a recording {id}: it was decided, or witness restarted since; list them at /api/access")]
+    NoAccessRequest { id: String },
     #[error("{identity} asked for this approval and cannot decide it; another approver must")]
     OwnRequest { identity: String },
     #[error("{identity} is not an approver for this request: members of {} may decide it", needed.join(", "))]
@@ -88,6 +91,17 @@ pub trait Backend: Send + Sync + 'static {
     fn tokens(&self) -> Result<TokenList, BackendError>;
     fn create_token(&self, request: &NewTokenRequest) -> Result<CreatedToken, BackendError>;
     fn revoke_token(&self, id: &str) -> Result<TokenView, BackendError>;
+    /// Whether `reader` may read session `session`'s recording now (`[[review.rules]]`).
+    fn read_access(&self, reader: &Principal, session: &SessionView) -> ReadAccess;
+    /// Asks to read a session a `[[review.rules]]` rule covers; returns the pending request (the
+    /// reader's existing one when there is one). BadRequest when no rule covers it.
+    fn request_access(&self, reader: &Principal, session: &SessionView, reason: String) -> Result<AccessRequest, BackendError>;
+    /// Requests to read recordings the caller made or may decide.
+    fn access_requests(&self, caller: &Principal) -> Vec<AccessRequest>;
+    /// Grants (for the rule's window) or denies a pending request to read a recording.
+    fn decide_access(&self, caller: &Principal, id: &str, grant: bool, reason: Option<String>) -> Result<AccessRequest, DecideError>;
+    /// Withdraws a grant the audit trail could not record: nothing is read under it.
+    fn withdraw_access(&self, id: &str);
     /// Ends the live session `id`, saying who ended it and why; NotFound when it is not live.
     fn end_session(&self, id: &str, by: &Principal, reason: &str) -> Result<(), BackendError>;
     fn verify(&self) -> Result<VerifyStatus, BackendError>;
@@ -137,6 +151,10 @@ pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
         .route("/api/sessions/{id}/events", get(reads::events::<B>))
         .route("/api/sessions/{id}/asciicast", get(reads::asciicast::<B>))
         .route("/api/sessions/{id}/end", post(live::end::<B>))
+        .route("/api/sessions/{id}/access", post(access::ask::<B>))
+        .route("/api/access", get(access::list::<B>))
+        .route("/api/access/{id}/approve", post(access::approve::<B>))
+        .route("/api/access/{id}/deny", post(access::deny::<B>))
         .route("/api/audit", get(reads::audit::<B>))
         .route("/api/verify", get(reads::verify::<B>))
         .route("/api/approvals", get(approvals::list::<B>))
@@ -163,22 +181,33 @@ pub async fn serve<B: Backend>(
     axum::serve(listener, router(backend, settings)).with_graceful_shutdown(shutdown).await
 }
 
-/// An error answer: a status and `{"error": message}`.
+/// An error answer: a status and `{"error": message}`, with more fields where the caller can act
+/// on them (`access` for a recording that needs a reviewer's approval).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), extra: None }
+    }
+
+    pub(crate) fn with(mut self, field: &'static str, value: serde_json::Value) -> ApiError {
+        self.extra = Some((field, value));
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some((field, value)) = self.extra {
+            body[field] = value;
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 

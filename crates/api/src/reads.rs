@@ -77,8 +77,9 @@ pub(crate) async fn events<B: Backend>(
         move |b| b.session(&id)
     })
     .await?;
-    let key = serde_json::json!(["events", session.id, reason]).to_string();
-    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "events".into(), reason };
+    let grant = crate::access::check(&api, &caller, &session)?;
+    let key = serde_json::json!(["events", session.id, reason, grant.as_ref().map(|g| &g.id)]).to_string();
+    let record = AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: under_grant("events", &grant), reason };
     if query.after.is_none() {
         // A read from the start is a view of its own.
         api.backend.audit(&caller.principal, record).await?;
@@ -106,11 +107,19 @@ pub(crate) async fn asciicast<B: Backend>(
     if !session.terminal {
         return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("session {} has no terminal to replay", session.id)));
     }
-    api.backend
-        .audit(&caller.principal, AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what: "asciicast".into(), reason })
-        .await?;
+    let grant = crate::access::check(&api, &caller, &session)?;
+    let what = under_grant("asciicast", &grant);
+    api.backend.audit(&caller.principal, AuditRecord { kind: kind::RECORDING_VIEWED, session: Some(session.id), what, reason }).await?;
     let cast = blocking(&api.backend, move |b| b.asciicast(&id)).await?;
     Ok(([(CONTENT_TYPE, "application/x-asciicast")], cast).into_response())
+}
+
+/// What a view record says it showed, naming the grant it was read under.
+fn under_grant(what: &str, grant: &Option<crate::AccessRequest>) -> String {
+    match grant {
+        Some(g) => format!("{what} (access {} granted by {})", g.id, g.decided_by.as_deref().unwrap_or("?")),
+        None => what.to_string(),
+    }
 }
 
 /// The header a reader gives a reason in.
@@ -120,7 +129,7 @@ pub const MAX_REASON_CHARS: usize = 500;
 
 /// The reason a request gives for reading recordings; refused (428) when the config requires one
 /// and there is none.
-fn reason<B: Backend>(api: &crate::Api<B>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn reason<B: Backend>(api: &crate::Api<B>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let given =
         headers.get(REASON_HEADER).and_then(|value| witness_core::one_line_reason(&percent_decoded(value.as_bytes()), MAX_REASON_CHARS));
     if given.is_none() && api.settings.require_reason {

@@ -32,6 +32,10 @@ pub const RECORDING_VIEWED: EventKind = named("recording.viewed");
 pub const RECORDING_SEARCHED: EventKind = named("recording.searched");
 /// Someone exported a recording (`witness export`).
 pub const RECORDING_EXPORTED: EventKind = named("recording.exported");
+/// A reader asked to read a recording a `[[review.rules]]` rule covers.
+pub const RECORDING_ACCESS_REQUESTED: EventKind = named("recording.access_requested");
+/// Another reviewer granted (for the rule's window) or denied such a request.
+pub const RECORDING_ACCESS_DECIDED: EventKind = named("recording.access_decided");
 /// Someone logged in to the review console.
 pub const CONSOLE_LOGIN: EventKind = named("console.login");
 pub const TOKEN_CREATED: EventKind = named("token.created");
@@ -149,7 +153,7 @@ pub const MYSQL_LOCAL_FILE: EventKind = named("mysql.local_file");
 pub const MYSQL_RESULT: EventKind = named("mysql.result");
 
 /// Every kind of the vocabulary.
-pub const ALL: [&EventKind; 69] = [
+pub const ALL: [&EventKind; 71] = [
     &SESSION_START,
     &SESSION_END,
     &APPROVAL_DECIDED,
@@ -164,6 +168,8 @@ pub const ALL: [&EventKind; 69] = [
     &SESSION_TERMINATED,
     &LOGIN_REFUSED,
     &INDEX_ALTERED,
+    &RECORDING_ACCESS_REQUESTED,
+    &RECORDING_ACCESS_DECIDED,
     &RETENTION_SHREDDED,
     &RETENTION_HELD,
     &RETENTION_RELEASED,

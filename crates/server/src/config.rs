@@ -79,6 +79,29 @@ pub struct ReviewSection {
     /// (`X-Witness-Reason`) and the CLI (`--reason`); the audit trail keeps it with the view.
     #[serde(default)]
     pub require_reason: bool,
+    /// Recordings whose reading needs another reviewer's grant; see [`ReviewRuleConfig`].
+    #[serde(default)]
+    pub rules: Vec<ReviewRuleConfig>,
+}
+
+/// `[[review.rules]]`: reading the recordings of these connections (their events and terminal, in
+/// the console and API) needs a grant from a member of `approvers` other than the reader, which
+/// lasts `window`. The first rule matching a session's connection applies.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRuleConfig {
+    pub name: String,
+    /// Connection names or globs (`prod-*`).
+    pub connections: Vec<String>,
+    /// Groups whose members may grant.
+    pub approvers: Vec<String>,
+    /// How long a grant lasts, e.g. "1h".
+    #[serde(default = "default_grant_window", deserialize_with = "duration")]
+    pub window: Duration,
+}
+
+fn default_grant_window() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// `[console]`: the review console.
@@ -576,6 +599,11 @@ impl Config {
         if let Some(Err(problem)) = self.ledger.encryption.as_ref().map(EncryptionSection::source) {
             return invalid("[ledger.encryption]".into(), problem);
         }
+        for (i, rule) in self.review.rules.iter().enumerate() {
+            if rule.connections.is_empty() || rule.approvers.is_empty() {
+                return invalid(format!("[[review.rules]] {} ({})", i + 1, rule.name), "needs connections and approvers".into());
+            }
+        }
         for (i, rule) in self.retention.iter().enumerate() {
             if let Some(Err(e)) = rule.protocol.as_deref().map(str::parse::<witness_core::Protocol>) {
                 return invalid(format!("[[retention]] {} protocol", i + 1), e.to_string());
@@ -828,6 +856,20 @@ impl Config {
             Some(auth) => auth == FrontAuth::Password,
             None => !self.identity.oidc.is_empty(),
         }
+    }
+
+    /// The `[[review.rules]]`.
+    pub fn read_rules(&self) -> Vec<crate::review::access::ReadRule> {
+        self.review
+            .rules
+            .iter()
+            .map(|r| crate::review::access::ReadRule {
+                name: r.name.clone(),
+                connections: r.connections.iter().map(|c| Glob::new(c)).collect(),
+                approvers: r.approvers.clone(),
+                window: r.window,
+            })
+            .collect()
     }
 
     /// The `[[retention]]` rules, named by their place and what they match.

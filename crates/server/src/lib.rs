@@ -169,7 +169,8 @@ pub async fn serve<F: Future<Output = ()>>(
             counts.clone(),
             refused.clone(),
         )
-        .with_console_login(config.console_login(config_name)?),
+        .with_console_login(config.console_login(config_name)?)
+        .with_read_rules(config.read_rules()),
     );
     let gate = Arc::new(Gateway {
         identities,

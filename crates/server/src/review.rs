@@ -12,15 +12,16 @@
 //! Reads open the index read-only for each request, in one snapshot: the running ledger's indexer
 //! writes it, and SQLite's WAL lets both go on at once.
 
+pub mod access;
 mod verification;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use witness_api::{
-    Approval, AuditEntry, AuditPage, AuditQuery, AuditRecord, Backend, BackendError, CheckpointView, ConnectionMetrics, CreatedToken,
-    DecideError, EventPage, EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, Readiness, Role, SessionPage,
-    SessionQuery, SessionView, TokenList, TokenView, VerifyStatus,
+    AccessRequest, Approval, AuditEntry, AuditPage, AuditQuery, AuditRecord, Backend, BackendError, CheckpointView, ConnectionMetrics,
+    CreatedToken, DecideError, EventPage, EventQuery, EventView, Metrics, NewTokenRequest, OidcRedirect, ProblemView, ReadAccess,
+    Readiness, Role, SessionPage, SessionQuery, SessionView, TokenList, TokenView, VerifyStatus,
 };
 use witness_core::{kind, Direction, Event, Interrupt, PayloadType, Principal, Protocol, SessionId};
 use witness_identity::{ConsoleLogin, IdentityError, NewToken, OidcVerifier, TokenInfo};
@@ -68,6 +69,8 @@ pub struct Review {
     /// Where refused API credentials are recorded (with the gate's, at one bounded rate).
     refused: Arc<RefusedLogins>,
     verifications: Arc<verification::Verifications>,
+    /// `[[review.rules]]` and the grants to read what they cover.
+    reads: access::ReadGrants,
 }
 
 impl Review {
@@ -92,7 +95,13 @@ impl Review {
             audit,
             refused,
             verifications: Default::default(),
+            reads: access::ReadGrants::default(),
         }
+    }
+
+    /// With `[[review.rules]]`: reading the recordings they cover takes another reviewer's grant.
+    pub fn with_read_rules(self, rules: Vec<access::ReadRule>) -> Review {
+        Review { reads: access::ReadGrants::new(rules), ..self }
     }
 
     /// With the console's login through an OpenID provider (`[console.oidc]`).
@@ -107,6 +116,26 @@ impl Review {
 }
 
 impl Backend for Review {
+    fn read_access(&self, reader: &Principal, session: &SessionView) -> ReadAccess {
+        self.reads.access(reader, session)
+    }
+
+    fn request_access(&self, reader: &Principal, session: &SessionView, reason: String) -> Result<AccessRequest, BackendError> {
+        self.reads.request(reader, session, reason).map_err(BackendError::BadRequest)
+    }
+
+    fn access_requests(&self, caller: &Principal) -> Vec<AccessRequest> {
+        self.reads.list(caller, self.roles(caller).contains(&Role::Admin))
+    }
+
+    fn decide_access(&self, caller: &Principal, id: &str, grant: bool, reason: Option<String>) -> Result<AccessRequest, DecideError> {
+        self.reads.decide(caller, self.roles(caller).contains(&Role::Admin), id, grant, reason)
+    }
+
+    fn withdraw_access(&self, id: &str) {
+        self.reads.withdraw(id);
+    }
+
     async fn authenticate(&self, token: &str) -> Option<Principal> {
         self.identities
             .bearer(token)

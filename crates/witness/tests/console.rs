@@ -535,6 +535,64 @@ fn recordings_open_only_with_a_reason_where_the_config_asks_for_one() {
     assert!(reasons.contains(&"INC-8 audit"), "{audit}");
 }
 
+/// A `[[review.rules]]` rule: a covered session's contents open to a reader only under a grant by
+/// another reviewer of the rule's groups (never the reader, never an outsider), for everyone
+/// including admins; asking, deciding and reading under the grant are in the audit trail.
+#[test]
+fn reading_a_covered_recording_takes_another_reviewers_grant() {
+    let pg = Postgres::start();
+    let api_port = free_port();
+    let rule = "[[review.rules]]\nname = \"app-recordings\"\nconnections = [\"app\"]\napprovers = [\"platform\"]\nwindow = \"1h\"\n";
+    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ROLES}\n{rule}"));
+    let t = tokens(&gw);
+    let outsider = gw.token("eve", &["--groups", "security"]);
+    let http = Http::new(api_port);
+    for connection in ["app", "app-trust"] {
+        let (ok, _, err) = psql(&gw.conninfo(connection, "claude", &t.agent), &["-c", "select 1"]);
+        assert!(ok, "{err}");
+    }
+    let sessions = gw.ended_sessions(2);
+    let id_of = |c: &str| sessions.iter().find(|s| s["connection"] == c).unwrap()["id"].as_str().unwrap().to_string();
+    let (covered, open) = (id_of("app"), id_of("app-trust"));
+
+    assert_eq!(http.get(&format!("/api/sessions/{open}/events"), &t.auditor).status, 200, "no rule covers app-trust");
+    let refused = http.get(&format!("/api/sessions/{covered}/events"), &t.auditor);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.json()["access"]["rule"], "app-recordings");
+    assert!(refused.json()["access"]["request"].is_null());
+    assert_eq!(http.get(&format!("/api/sessions/{covered}/events"), &t.admin).status, 403, "admins too");
+
+    let ask = |token: &str, body: Value| http.call("POST", &format!("/api/sessions/{covered}/access"), Auth::Bearer(token), Some(body));
+    assert_eq!(ask(&t.auditor, json!({})).status, 400, "a reason is needed");
+    let asked = ask(&t.auditor, json!({ "reason": "INC-9 billing" }));
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let request = asked.json();
+    assert_eq!((request["status"].as_str(), request["reader"].as_str()), (Some("pending"), Some("sam")));
+    let id = request["id"].as_str().unwrap().to_string();
+    let waiting = http.get(&format!("/api/sessions/{covered}/events"), &t.auditor).json();
+    assert_eq!(waiting["access"]["request"]["id"], id.as_str(), "the refusal names the request waiting");
+
+    let decide = |token: &str, verb: &str| {
+        http.call("POST", &format!("/api/access/{id}/{verb}"), Auth::Bearer(token), Some(json!({ "reason": "ok" })))
+    };
+    assert_eq!(decide(&t.auditor, "approve").status, 403, "never the reader");
+    assert_eq!(decide(&outsider, "approve").status, 403, "never outside the rule's groups");
+    assert!(http.ok("/api/access", &outsider).as_array().unwrap().is_empty(), "an outsider sees nothing to decide");
+    assert_eq!(http.ok("/api/access", &t.admin).as_array().unwrap().len(), 1);
+    let granted = decide(&t.admin, "approve");
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    assert_eq!(granted.json()["status"], "granted");
+    assert_eq!(http.get(&format!("/api/sessions/{covered}/events"), &t.auditor).status, 200, "read under the grant");
+    assert_eq!(http.get(&format!("/api/sessions/{covered}/events"), &outsider).status, 403, "the grant is the reader's alone");
+
+    let audit = audit_when(&http, &t.admin, |events| {
+        ["recording.access_requested", "recording.access_decided"].iter().all(|k| events.iter().any(|e| e["kind"] == *k))
+            && events.iter().any(|e| e["kind"] == "recording.viewed" && e["what"].as_str().unwrap_or("").contains(&id))
+    });
+    let requested = audit["events"].as_array().unwrap().iter().find(|e| e["kind"] == "recording.access_requested").unwrap().clone();
+    assert_eq!(requested["reason"], "INC-9 billing", "{requested}");
+}
+
 /// A held request is announced to the `[[notify]]` webhooks (witness's JSON to one that fails at
 /// first and is retried, Slack's shape to another), the requester sees it in its own list, the
 /// approver's reason reaches the requester's client and the record, and the decision is

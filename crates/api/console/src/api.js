@@ -5,10 +5,12 @@
 
 /** A failed API call: the HTTP status (0 when witness did not answer) and the server's message. */
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
+    /** The answer's JSON, when it was JSON: some errors say more (`access` on a 403). */
+    this.body = body;
   }
 }
 
@@ -63,7 +65,13 @@ async function request(method, path, { body, text = false, expect401 = false } =
     }
   }
   if (!response.ok) {
-    const error = new ApiError(response.status, errorMessage(method, path, response, raw));
+    let body = null;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      // Not JSON: the message says what there is.
+    }
+    const error = new ApiError(response.status, errorMessage(method, path, response, raw), body);
     if (response.status === 401 && !expect401) onUnauthorized(error);
     throw error;
   }
@@ -138,6 +146,18 @@ export async function allEvents(sessionId, { after, kinds } = {}) {
 export const approvals = () => request('GET', '/api/approvals');
 export const decide = (approvalId, approve, reason) =>
   request('POST', `/api/approvals/${id(approvalId)}/${approve ? 'approve' : 'deny'}`, reason ? { body: { reason } } : {});
+
+// === Reading recordings a review rule covers ===
+
+/** Asks to read a session a `[[review.rules]]` rule covers; answers the (pending) request. */
+export const askAccess = (sessionId, reason) => request('POST', `/api/sessions/${id(sessionId)}/access`, { body: { reason } });
+/** Requests to read recordings this reviewer made or may decide. */
+export const accessRequests = () => request('GET', '/api/access');
+export const decideAccess = (requestId, grant, reason) =>
+  request('POST', `/api/access/${id(requestId)}/${grant ? 'approve' : 'deny'}`, reason ? { body: { reason } } : {});
+
+/** The reason given for reading recordings on this page, if any (asked once where required). */
+export const givenReason = () => readingReason;
 
 // === Audit, tokens, ledger ===
 

@@ -13,13 +13,80 @@ import { every } from '../poll.js';
 
 const REFRESH_MS = 1000;
 
-export async function renderApprovals(view, { signal }) {
+export async function renderApprovals(view, { me, signal }) {
   const list = h('div', { id: 'approvals', class: 'approvals' });
   const empty = h('div', { class: 'card empty-state', hidden: true },
     h('p', {}, 'Nothing is waiting for approval.'),
     h('p', { class: 'muted small' }, 'Requests held by a policy rule appear here as they arrive; this page checks every second.'));
-  view.append(h('div', { class: 'page-head' }, h('h1', {}, 'Approvals')), empty, list);
+  // Readers' requests to open recordings a review rule covers, which the reviewer may grant.
+  const reads = h('div', { id: 'access-requests', class: 'approvals' });
+  const readsSection = h('section', { hidden: true }, h('h2', {}, 'Requests to read recordings'), reads);
+  view.append(h('div', { class: 'page-head' }, h('h1', {}, 'Approvals')), empty, list, readsSection);
   followApprovals(list, { signal, onCount: (n) => { empty.hidden = n > 0; } });
+  followAccessRequests(reads, { me: me?.identity, signal, onCount: (n) => { readsSection.hidden = n === 0; } });
+}
+
+/** Keeps `list` showing the pending requests to read recordings this reviewer may decide. */
+function followAccessRequests(list, { me, signal, onCount }) {
+  const cards = new Map();
+  const decide = async (request, grant, card) => {
+    for (const button of card.querySelectorAll('button')) button.disabled = true;
+    try {
+      await api.decideAccess(request.id, grant, card.querySelector('.approval-reason').value.trim());
+      card.remove();
+      cards.delete(request.id);
+      onCount(cards.size);
+      clearError('access');
+    } catch (e) {
+      showError(`Could not ${grant ? 'grant' : 'deny'} ${request.id}: ${e.message}`, 'access');
+      for (const button of card.querySelectorAll('button')) button.disabled = false;
+    }
+  };
+  every(REFRESH_MS, signal, async () => {
+    let answer;
+    try {
+      answer = await api.accessRequests();
+    } catch (e) {
+      if (!signal.aborted) showError(`Could not load requests to read recordings: ${e.message}`, 'access');
+      return;
+    }
+    if (signal.aborted) return;
+    // Another reviewer's pending requests: a reader's own are on the session's page.
+    const pending = answer.filter((r) => r.status === 'pending' && r.reader !== me);
+    const ids = new Set(pending.map((r) => r.id));
+    for (const [id, card] of cards) {
+      if (!ids.has(id)) {
+        card.remove();
+        cards.delete(id);
+      }
+    }
+    for (const request of pending) {
+      if (!cards.has(request.id)) {
+        const card = accessCard(request, decide);
+        cards.set(request.id, card);
+        list.append(card);
+      }
+    }
+    onCount(cards.size);
+  });
+}
+
+function accessCard(request, decide) {
+  const card = h('article', { class: 'card approval access-request', dataset: { accessId: request.id } });
+  replace(card,
+    h('div', { class: 'approval-head' },
+      h('div', {}, h('strong', {}, request.reader), ' asks to read a recording of ', h('strong', {}, request.connection))),
+    h('p', { class: 'access-reason-given' }, request.reason),
+    h('div', { class: 'approval-meta' },
+      h('span', {}, 'rule ', h('code', {}, request.rule)),
+      h('span', { class: 'muted' }, 'requested ', timeEl(new Date(request.requested_at_ms).toISOString())),
+      h('span', { class: 'muted' }, 'session ', sessionLink(request.session)),
+      h('span', { class: 'muted mono' }, request.id)),
+    h('div', { class: 'approval-actions' },
+      h('input', { type: 'text', class: 'approval-reason', maxlength: '500', placeholder: 'Reason (optional)', 'aria-label': 'Reason for the decision' }),
+      h('button', { type: 'button', class: 'button button-good grant', onclick: () => decide(request, true, card) }, 'Grant'),
+      h('button', { type: 'button', class: 'button button-bad deny', onclick: () => decide(request, false, card) }, 'Deny')));
+  return card;
 }
 
 /**

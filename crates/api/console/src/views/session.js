@@ -80,6 +80,13 @@ export async function renderSession(view, { id, me, signal }) {
   try {
     await fetchEvents();
   } catch (e) {
+    if (e.status === 403 && e.body?.access) {
+      // A review rule covers this session: ask another reviewer, and show the request waiting.
+      replace(tbody, emptyRow('Reading this recording needs another reviewer\'s approval.'));
+      view.insertBefore(accessPanel(id, e.body.access, signal), playerSection);
+      playerSection.hidden = true;
+      return;
+    }
     replace(tbody, emptyRow(`The events could not be read: ${e.message}`));
     throw e;
   }
@@ -105,6 +112,62 @@ export async function renderSession(view, { id, me, signal }) {
       if (!follow.signal.aborted) showError(`Could not follow the session: ${e.message}`, 'follow');
     }
   });
+}
+
+/**
+ * The card of a recording a `[[review.rules]]` rule covers: the rule and who may grant, a reason
+ * field and a button to ask, then the request waiting (checked every 3 seconds); once granted,
+ * the page opens the recording.
+ */
+function accessPanel(sessionId, access, signal) {
+  const status = h('p', { id: 'access-status', class: 'muted' });
+  const reason = h('input', {
+    id: 'access-reason', type: 'text', maxlength: '500', value: api.givenReason() ?? '',
+    placeholder: 'Why you need to read it (a ticket)', 'aria-label': 'Reason for reading this recording',
+  });
+  const ask = h('button', { id: 'access-ask', type: 'button', class: 'button' }, 'Ask for access');
+  const form = h('div', { class: 'approval-actions' }, reason, ask);
+  const card = h('section', { id: 'access', class: 'card access' },
+    h('h2', {}, 'Approval needed to read'),
+    h('p', {}, 'Rule ', h('code', {}, access.rule), ': a member of ', h('strong', {}, (access.approvers ?? []).join(', ')),
+      ' other than you grants reading this recording for a while.'),
+    form, status);
+  const show = (request) => {
+    if (!request) return;
+    form.hidden = request.status === 'pending' || request.status === 'granted';
+    status.textContent = {
+      pending: `Request ${request.id} waits for a reviewer (asked ${new Date(request.requested_at_ms).toISOString()}: ${request.reason}).`,
+      granted: `Granted by ${request.decided_by}; opening the recording…`,
+      denied: `Denied by ${request.decided_by}${request.decision_reason ? `: ${request.decision_reason}` : ''}. You may ask again.`,
+      expired: 'The last grant has expired. Ask again.',
+    }[request.status] ?? request.status;
+    if (request.status === 'granted') window.dispatchEvent(new HashChangeEvent('hashchange'));
+  };
+  show(access.request);
+  ask.addEventListener('click', async () => {
+    if (!reason.value.trim()) {
+      status.textContent = 'Say why you need to read it first.';
+      return;
+    }
+    ask.disabled = true;
+    try {
+      show(await api.askAccess(sessionId, reason.value.trim()));
+      clearError('access');
+    } catch (e) {
+      showError(`Could not ask for access: ${e.message}`, 'access');
+    } finally {
+      ask.disabled = false;
+    }
+  });
+  every(FOLLOW_MS, signal, async () => {
+    try {
+      const mine = (await api.accessRequests()).find((r) => r.session === sessionId && r.status !== 'denied');
+      if (!signal.aborted && mine) show(mine);
+    } catch (e) {
+      if (!signal.aborted) showError(`Could not check the request: ${e.message}`, 'access');
+    }
+  });
+  return card;
 }
 
 function emptyRow(text) {
