@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL benchmark: pgbench select-only workloads directly, through PgBouncer and through witness
-# (durability write and fsync). See bench/pg/src/main.rs.
+# (durability write and fsync, with a 10-rule policy, and with recordings sealed). See
+# bench/pg/src/main.rs.
 #
 #   bench/pg.sh                                  # 10 s runs at 1, 8 and 32 clients (~5 min)
 #   BENCH_SECONDS=3 BENCH_CLIENTS=1,8 bench/pg.sh

@@ -3,7 +3,7 @@
 //! hop), through a relay on witness's stack that records nothing (the relay floor: the hop
 //! without witness's work), and through witness with ledger durability `write` and `fsync`, and
 //! `write` with a 10-rule policy that applies to the benchmark's identity (every statement is
-//! decided).
+//! decided), and `write` with `[ledger.encryption]` (every statement and result sealed).
 //!
 //! ```text
 //! cargo build --release -p witness -p witness-bench-pg

@@ -74,12 +74,11 @@ async fn decide<B: Backend>(
             let said = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
             let what = format!("{} {id} of {} (rule {}){said}", if grant { "granted" } else { "denied" }, decided.reader, decided.rule);
             let record = AuditRecord { kind: kind::RECORDING_ACCESS_DECIDED, session: Some(decided.session.clone()), what, reason };
-            // Deciding first and recording second, as for approvals: a grant the trail cannot
-            // take is withdrawn, so nothing is read under an unrecorded grant.
-            if let Err(e) = api.backend.audit(&caller.principal, record).await {
-                api.backend.withdraw_access(id);
-                return Err(e.into());
-            }
+            // The decision takes effect once its record is durable; a grant the trail cannot take
+            // never does, so nothing is read under an unrecorded grant.
+            let recorded = api.backend.audit(&caller.principal, record).await;
+            api.backend.settle_access(id, recorded.is_ok());
+            recorded?;
             Ok(Json(decided))
         }
         Err(e) => {

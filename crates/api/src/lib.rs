@@ -98,10 +98,12 @@ pub trait Backend: Send + Sync + 'static {
     fn request_access(&self, reader: &Principal, session: &SessionView, reason: String) -> Result<AccessRequest, BackendError>;
     /// Requests to read recordings the caller made or may decide.
     fn access_requests(&self, caller: &Principal) -> Vec<AccessRequest>;
-    /// Grants (for the rule's window) or denies a pending request to read a recording.
+    /// Decides a pending request to read a recording: the grant (for the rule's window) or the
+    /// denial takes effect only at [`Backend::settle_access`], once its record is durable.
     fn decide_access(&self, caller: &Principal, id: &str, grant: bool, reason: Option<String>) -> Result<AccessRequest, DecideError>;
-    /// Withdraws a grant the audit trail could not record: nothing is read under it.
-    fn withdraw_access(&self, id: &str);
+    /// Makes a decision take effect (`recorded`), or puts the request back to pending when the
+    /// audit trail could not take its record: nothing is read under an unrecorded grant.
+    fn settle_access(&self, id: &str, recorded: bool);
     /// Ends the live session `id`, saying who ended it and why; NotFound when it is not live.
     fn end_session(&self, id: &str, by: &Principal, reason: &str) -> Result<(), BackendError>;
     fn verify(&self) -> Result<VerifyStatus, BackendError>;

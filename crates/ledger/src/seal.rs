@@ -164,7 +164,9 @@ const MAX_AAD_LEN: usize = SEAL_TAG.len() + 16 + 8 + 1 + 64 + 8;
 
 /// `"witness-seal-v1" ‖ session id ‖ seq ‖ kind length ‖ kind ‖ key id`, laid out in `buf`.
 fn associated_data<'b>(buf: &'b mut [u8; MAX_AAD_LEN], place: &SealPlace<'_>, key: KeyId) -> &'b [u8] {
-    let kind = &place.kind.as_bytes()[..place.kind.len().min(64)];
+    // Records admit kinds of 1 to 64 bytes (format.rs), so the length byte is exact.
+    assert!(place.kind.len() <= 64, "an event kind is at most 64 bytes");
+    let kind = place.kind.as_bytes();
     let parts: [&[u8]; 6] = [SEAL_TAG, &place.session_id, &place.seq.to_le_bytes(), &[kind.len() as u8], kind, &key.0];
     let mut at = 0;
     for part in parts {

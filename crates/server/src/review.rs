@@ -132,8 +132,8 @@ impl Backend for Review {
         self.reads.decide(caller, self.roles(caller).contains(&Role::Admin), id, grant, reason)
     }
 
-    fn withdraw_access(&self, id: &str) {
-        self.reads.withdraw(id);
+    fn settle_access(&self, id: &str, recorded: bool) {
+        self.reads.settle(id, recorded);
     }
 
     async fn authenticate(&self, token: &str) -> Option<Principal> {
@@ -157,7 +157,10 @@ impl Backend for Review {
         if member(&roles.auditor) {
             out.push(Role::Auditor);
         }
-        let names_approver = || self.rules.policy().rules.iter().any(|rule| member(&rule.approvers));
+        let names_approver = || {
+            self.rules.policy().rules.iter().any(|rule| member(&rule.approvers))
+                || self.reads.approver_groups().any(|g| member(std::slice::from_ref(g)))
+        };
         if member(&roles.approver) || names_approver() {
             out.push(Role::Approver);
         }
@@ -202,7 +205,19 @@ impl Backend for Review {
             limit: Some(query.limit.unwrap_or(DEFAULT_SESSIONS_PAGE).clamp(1, MAX_SESSIONS_PAGE)),
         };
         let index = self.index()?;
-        let (sessions, total) = index.find_sessions(&filter).map_err(internal)?;
+        let (sessions, total) = if filter.text.is_some() && self.reads.has_rules() {
+            // A search never reaches sessions a `[[review.rules]]` rule covers, grant or not: its
+            // matches (and their count) would tell what they hold. Filtered before paging, so
+            // neither the page nor the total says anything of them.
+            let (offset, limit) = (filter.offset as usize, filter.limit.unwrap_or(DEFAULT_SESSIONS_PAGE) as usize);
+            let all = SessionFilter { offset: 0, limit: Some(witness_ledger::MAX_TEXT_SEARCH_SESSIONS as u64), ..filter };
+            let (found, _) = index.find_sessions(&all).map_err(internal)?;
+            let readable: Vec<SessionSummary> = found.into_iter().filter(|s| !self.reads.covers(&s.info.connection)).collect();
+            let total = readable.len() as u64;
+            (readable.into_iter().skip(offset).take(limit).collect(), total)
+        } else {
+            index.find_sessions(&filter).map_err(internal)?
+        };
         let verified = self.verification()?;
         let sessions = sessions.iter().map(|row| self.session_view(&index, row, &verified)).collect::<Result<_, _>>()?;
         Ok(SessionPage { sessions, total })

@@ -583,6 +583,10 @@ fn reading_a_covered_recording_takes_another_reviewers_grant() {
     assert_eq!(granted.status, 200, "{}", granted.body);
     assert_eq!(granted.json()["status"], "granted");
     assert_eq!(http.get(&format!("/api/sessions/{covered}/events"), &t.auditor).status, 200, "read under the grant");
+    // A search never reaches a covered session, grant or not: its matches would tell what it holds.
+    let found = http.ok("/api/sessions?q=select", &t.auditor);
+    let ids: Vec<&str> = found["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!((ids, found["total"].as_u64()), (vec![open.as_str()], Some(1)), "{found}");
     assert_eq!(http.get(&format!("/api/sessions/{covered}/events"), &outsider).status, 403, "the grant is the reader's alone");
 
     let audit = audit_when(&http, &t.admin, |events| {

@@ -9,9 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use witness_api::{AccessRequest, DecideError, ReadAccess, SessionView};
 use witness_core::{Glob, Principal};
 
-/// Requests kept at most; beyond, the oldest decided or expired ones are forgotten, and a new
-/// request is refused only when all are pending.
+/// Requests kept at most; beyond, the oldest denied or expired ones are forgotten, and a new
+/// request is refused when none is.
 const MAX_REQUESTS: usize = 10_000;
+/// Pending requests one reader may have at once.
+const MAX_PENDING_PER_READER: usize = 100;
+/// A request nobody decided within this long is dropped.
+const PENDING_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// One `[[review.rules]]` rule: reading recordings of these connections takes a grant from a
 /// member of `approvers` (not the reader), lasting `window`.
@@ -33,6 +37,20 @@ pub struct ReadGrants {
 impl ReadGrants {
     pub fn new(rules: Vec<ReadRule>) -> ReadGrants {
         ReadGrants { rules, book: Mutex::default() }
+    }
+
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Whether a rule covers the recordings of `connection`.
+    pub fn covers(&self, connection: &str) -> bool {
+        self.rules.iter().any(|r| r.connections.iter().any(|g| g.matches(connection)))
+    }
+
+    /// The groups rules name as approvers (their members may decide, so they have the role).
+    pub fn approver_groups(&self) -> impl Iterator<Item = &String> {
+        self.rules.iter().flat_map(|r| r.approvers.iter())
     }
 
     /// The first rule covering `session`.
@@ -69,13 +87,21 @@ impl ReadGrants {
         if let Some(standing) = standing {
             return Ok(standing.clone());
         }
+        if book.values().filter(|r| r.reader == reader.identity && r.status == "pending").count() >= MAX_PENDING_PER_READER {
+            return Err(format!("{} has {MAX_PENDING_PER_READER} requests waiting already; wait for decisions", reader.identity));
+        }
         if book.len() >= MAX_REQUESTS {
-            let settled: Vec<String> = book.values().filter(|r| r.status != "pending").map(|r| r.id.clone()).collect();
-            for id in settled.iter().take(book.len() + 1 - MAX_REQUESTS) {
+            let mut settled: Vec<(u64, String)> = book
+                .values()
+                .filter(|r| matches!(r.status.as_str(), "denied" | "expired"))
+                .map(|r| (r.requested_at_ms, r.id.clone()))
+                .collect();
+            settled.sort();
+            for (_, id) in settled.iter().take(book.len() + 1 - MAX_REQUESTS) {
                 book.remove(id);
             }
             if book.len() >= MAX_REQUESTS {
-                return Err(format!("{MAX_REQUESTS} requests to read recordings wait already; decide some first"));
+                return Err(format!("{MAX_REQUESTS} requests to read recordings are pending or granted; decide some first"));
             }
         }
         let request = AccessRequest {
@@ -102,6 +128,12 @@ impl ReadGrants {
         expire(&mut book, now_ms());
         let mut out: Vec<AccessRequest> =
             book.values().filter(|r| r.reader == caller.identity || may_decide(caller, admin, r)).cloned().collect();
+        // A decision whose record is being written is still pending to everyone.
+        for request in &mut out {
+            if matches!(request.status.as_str(), "granting" | "denying") {
+                request.status = "pending".into();
+            }
+        }
         out.sort_by_key(|r| std::cmp::Reverse(r.requested_at_ms));
         out
     }
@@ -125,17 +157,31 @@ impl ReadGrants {
             return Err(DecideError::NotAnApprover { identity: caller.identity.clone(), needed: request.approvers.clone() });
         }
         let window = self.rules.iter().find(|r| r.name == request.rule).map_or(Duration::ZERO, |r| r.window);
-        request.status = if grant { "granted" } else { "denied" }.into();
+        // Not in effect until `settle`: a grant counts only once its record is durable.
+        request.status = if grant { "granting" } else { "denying" }.into();
         request.decided_by = Some(caller.identity.clone());
         request.decision_reason = reason;
         request.until_ms = grant.then(|| now + window.as_millis() as u64);
-        Ok(request.clone())
+        let mut answer = request.clone();
+        answer.status = if grant { "granted" } else { "denied" }.into();
+        Ok(answer)
     }
 
-    pub fn withdraw(&self, id: &str) {
-        if let Some(request) = self.lock().get_mut(id) {
-            request.status = "denied".into();
-            request.until_ms = None;
+    /// A decision's record is durable (`recorded`): it takes effect; or it could not be written:
+    /// the request is pending again.
+    pub fn settle(&self, id: &str, recorded: bool) {
+        let mut book = self.lock();
+        let Some(request) = book.get_mut(id) else { return };
+        match (request.status.as_str(), recorded) {
+            ("granting", true) => request.status = "granted".into(),
+            ("denying", true) => request.status = "denied".into(),
+            ("granting" | "denying", false) => {
+                request.status = "pending".into();
+                request.decided_by = None;
+                request.decision_reason = None;
+                request.until_ms = None;
+            }
+            _ => {}
         }
     }
 
@@ -149,13 +195,14 @@ fn may_decide(caller: &Principal, admin: bool, request: &AccessRequest) -> bool 
     request.reader != caller.identity && (admin || caller.groups.iter().any(|g| request.approvers.contains(g)))
 }
 
-/// Grants past their window become `expired`.
+/// Grants past their window become `expired`; requests pending too long are dropped.
 fn expire(book: &mut BTreeMap<String, AccessRequest>, now: u64) {
     for request in book.values_mut() {
         if request.status == "granted" && request.until_ms.is_some_and(|until| until <= now) {
             request.status = "expired".into();
         }
     }
+    book.retain(|_, r| r.status != "pending" || now.saturating_sub(r.requested_at_ms) < PENDING_FOR.as_millis() as u64);
 }
 
 fn now_ms() -> u64 {
@@ -219,10 +266,13 @@ mod tests {
         assert_eq!(grants.list(&bob, false).len(), 1);
         let granted = grants.decide(&bob, false, &request.id, true, Some("ok".into())).unwrap();
         assert!(granted.until_ms.unwrap() > granted.requested_at_ms);
+        assert!(matches!(grants.access(&alice, &prod), ReadAccess::Needed { .. }), "not before its record is durable");
+        grants.settle(&request.id, false);
+        assert_eq!(grants.list(&bob, false)[0].status, "pending", "an unrecorded grant puts the request back");
+        grants.decide(&bob, false, &request.id, true, None).unwrap();
+        grants.settle(&request.id, true);
         assert!(matches!(grants.access(&alice, &prod), ReadAccess::Granted(_)));
         assert!(matches!(grants.access(&eve, &prod), ReadAccess::Needed { .. }), "a grant is the reader's alone");
         assert!(matches!(grants.decide(&bob, false, &request.id, false, None), Err(DecideError::NoAccessRequest { .. })), "decided once");
-        grants.withdraw(&request.id);
-        assert!(matches!(grants.access(&alice, &prod), ReadAccess::Needed { .. }));
     }
 }

@@ -83,7 +83,7 @@ export async function renderSession(view, { id, me, signal }) {
     if (e.status === 403 && e.body?.access) {
       // A review rule covers this session: ask another reviewer, and show the request waiting.
       replace(tbody, emptyRow('Reading this recording needs another reviewer\'s approval.'));
-      view.insertBefore(accessPanel(id, e.body.access, signal), playerSection);
+      view.insertBefore(accessPanel(id, e.body.access, me?.identity, signal), playerSection);
       playerSection.hidden = true;
       return;
     }
@@ -119,7 +119,7 @@ export async function renderSession(view, { id, me, signal }) {
  * field and a button to ask, then the request waiting (checked every 3 seconds); once granted,
  * the page opens the recording.
  */
-function accessPanel(sessionId, access, signal) {
+function accessPanel(sessionId, access, reader, signal) {
   const status = h('p', { id: 'access-status', class: 'muted' });
   const reason = h('input', {
     id: 'access-reason', type: 'text', maxlength: '500', value: api.givenReason() ?? '',
@@ -161,7 +161,7 @@ function accessPanel(sessionId, access, signal) {
   });
   every(FOLLOW_MS, signal, async () => {
     try {
-      const mine = (await api.accessRequests()).find((r) => r.session === sessionId && r.status !== 'denied');
+      const mine = (await api.accessRequests()).find((r) => r.session === sessionId && r.reader === reader && r.status !== 'denied');
       if (!signal.aborted && mine) show(mine);
     } catch (e) {
       if (!signal.aborted) showError(`Could not check the request: ${e.message}`, 'access');
