@@ -12,9 +12,7 @@ use witness_core::kind;
 
 use crate::auth::Caller;
 use crate::reads::{reason, MAX_REASON_CHARS};
-use crate::{
-    blocking, AccessAsk, AccessRequest, ApiError, AuditRecord, Backend, DecideError, DecideRequest, ReadAccess, Role, SessionView, State,
-};
+use crate::{blocking, AccessAsk, AccessRequest, ApiError, AuditRecord, Backend, DecideRequest, ReadAccess, Role, SessionView, State};
 
 pub(crate) async fn ask<B: Backend>(
     axum::extract::State(api): State<B>,
@@ -81,13 +79,7 @@ async fn decide<B: Backend>(
             recorded?;
             Ok(Json(decided))
         }
-        Err(e) => {
-            let status = match e {
-                DecideError::NotFound { .. } | DecideError::NoAccessRequest { .. } => StatusCode::NOT_FOUND,
-                DecideError::OwnRequest { .. } | DecideError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
-            };
-            Err(ApiError::new(status, e.to_string()))
-        }
+        Err(e) => Err(crate::approvals::refusal(e)),
     }
 }
 

@@ -70,12 +70,16 @@ async fn decide<B: Backend>(
             }
             Ok(Json(approval))
         }
-        Err(e) => {
-            let status = match e {
-                DecideError::NotFound { .. } | DecideError::NoAccessRequest { .. } => StatusCode::NOT_FOUND,
-                DecideError::OwnRequest { .. } | DecideError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
-            };
-            Err(ApiError::new(status, e.to_string()))
-        }
+        Err(e) => Err(refusal(e)),
     }
+}
+
+/// The answer to a decision witness would not take: 404 for nothing to decide, 403 for a caller
+/// who may not decide it.
+pub(crate) fn refusal(e: DecideError) -> ApiError {
+    let status = match e {
+        DecideError::NotFound { .. } | DecideError::NoAccessRequest { .. } => StatusCode::NOT_FOUND,
+        DecideError::OwnRequest { .. } | DecideError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
+    };
+    ApiError::new(status, e.to_string())
 }
