@@ -133,6 +133,8 @@ pub struct SessionView {
     pub protocol: String,
     pub task: Option<String>,
     pub client_addr: Option<String>,
+    /// The caller's groups when the session opened (none recorded before witness kept them).
+    pub groups: Vec<String>,
     pub started: String,
     pub started_ns: i64,
     pub ended: Option<String>,

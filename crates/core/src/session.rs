@@ -70,6 +70,11 @@ pub struct SessionInfo {
     pub task: Option<String>,
     /// The client's socket address as the gateway saw it.
     pub client_addr: Option<String>,
+    /// The caller's groups when the session opened (from its token, key or identity provider),
+    /// so that rules about groups (retention, say) can be applied after the session ended.
+    /// Empty in sessions recorded before groups were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 // === impl SessionId ===

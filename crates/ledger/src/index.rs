@@ -182,7 +182,8 @@ pub const MAX_TEXT_SEARCH_SESSIONS: usize = 5000;
 /// Index summaries are for lists; the full text is in the record.
 const MAX_SUMMARY_CHARS: usize = 240;
 /// Version 2: events in packed blocks, counts in the sessions table (version 1: a row per event).
-const SCHEMA_VERSION: &str = "3";
+/// Version 4: the caller's groups on the session row.
+const SCHEMA_VERSION: &str = "4";
 /// A block holds at most this many events (more go into the next block of the same commit), so
 /// that reading one session back never loads an unbounded row.
 const MAX_BLOCK_EVENTS: usize = 1024;
@@ -202,7 +203,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     n_events INTEGER NOT NULL DEFAULT 0,
     last_event_ns INTEGER NOT NULL DEFAULT 0,
     n_denied INTEGER NOT NULL DEFAULT 0,
-    n_held INTEGER NOT NULL DEFAULT 0
+    n_held INTEGER NOT NULL DEFAULT 0,
+    groups TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_identity ON sessions (identity, started_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_connection ON sessions (connection, started_ns);
@@ -409,10 +411,10 @@ impl Index {
                 if let Some(info) = &e.start {
                     // Not REPLACE: a session's counts survive a start indexed twice.
                     tx.prepare_cached(
-                        "INSERT INTO sessions (id, identity, connection, protocol, task, client_addr, started_ns)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                        "INSERT INTO sessions (id, identity, connection, protocol, task, client_addr, started_ns, groups)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                          ON CONFLICT (id) DO UPDATE SET identity = ?2, connection = ?3, protocol = ?4, task = ?5,
-                             client_addr = ?6, started_ns = ?7",
+                             client_addr = ?6, started_ns = ?7, groups = ?8",
                     )
                     .and_then(|mut insert| {
                         insert.execute(params![
@@ -422,7 +424,8 @@ impl Index {
                             info.protocol.as_str(),
                             info.task,
                             info.client_addr,
-                            e.time_ns
+                            e.time_ns,
+                            groups_column(&info.groups)
                         ])
                     })
                     .map_err(index_err(&path))?;
@@ -503,7 +506,7 @@ impl Index {
     pub fn find_sessions(&self, filter: &SessionFilter) -> Result<(Vec<SessionSummary>, u64), LedgerError> {
         let mut sql = String::from(
             "SELECT s.id, s.identity, s.connection, s.protocol, s.task, s.client_addr, s.started_ns, s.ended_ns, s.end_reason,
-                    s.n_events, s.last_event_ns, s.n_denied, s.n_held
+                    s.n_events, s.last_event_ns, s.n_denied, s.n_held, s.groups
              FROM sessions s WHERE 1 = 1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -576,7 +579,7 @@ impl Index {
         self.conn
             .query_row(
                 "SELECT s.id, s.identity, s.connection, s.protocol, s.task, s.client_addr, s.started_ns, s.ended_ns, s.end_reason,
-                        s.n_events, s.last_event_ns, s.n_denied, s.n_held
+                        s.n_events, s.last_event_ns, s.n_denied, s.n_held, s.groups
                  FROM sessions s WHERE s.id = ?1",
                 params![&id.as_bytes()[..]],
                 session_from_row,
@@ -834,7 +837,21 @@ pub(crate) fn session_info_from_attrs(attrs: &serde_json::Map<String, serde_json
         protocol: text("protocol").and_then(|p| p.parse().ok()).unwrap_or(Protocol::Synthetic),
         task: text("task"),
         client_addr: text("client_addr"),
+        groups: attrs
+            .get("groups")
+            .and_then(|v| v.as_array())
+            .map(|groups| groups.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
     }
+}
+
+/// The `groups` column: a JSON array, or NULL for none (and for sessions recorded before groups).
+fn groups_column(groups: &[String]) -> Option<String> {
+    (!groups.is_empty()).then(|| serde_json::Value::from(groups.to_vec()).to_string())
+}
+
+fn groups_from_column(column: Option<String>) -> Vec<String> {
+    column.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
 }
 
 pub(crate) fn clip_summary(summary: &str) -> String {
@@ -889,6 +906,7 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary>
             protocol: protocol.parse().unwrap_or(Protocol::Synthetic),
             task: row.get(4)?,
             client_addr: row.get(5)?,
+            groups: groups_from_column(row.get(13)?),
         },
         started_ns: row.get(6)?,
         ended_ns: row.get(7)?,

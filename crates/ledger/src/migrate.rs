@@ -162,6 +162,7 @@ fn record_migration(
         protocol: Protocol::Audit,
         task: None,
         client_addr: None,
+        groups: Vec::new(),
     };
     let trail = new.open_session_blocking(&info)?;
     // The sessions moved, with their last chain hash in the old ledger, go in the payload (many

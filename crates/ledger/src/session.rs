@@ -369,6 +369,9 @@ fn start_event(info: &SessionInfo) -> Event {
     if let Some(addr) = &info.client_addr {
         event = event.with_attr("client_addr", addr.clone());
     }
+    if !info.groups.is_empty() {
+        event = event.with_attr("groups", info.groups.clone());
+    }
     event
 }
 

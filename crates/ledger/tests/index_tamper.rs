@@ -97,6 +97,14 @@ const CASES: &[Case] = &[
         shown: Shown::Restored,
     },
     Case {
+        name: "groups",
+        reads: LONG,
+        edit: |c, id| sql("UPDATE sessions SET groups = '[\"ai-agents\",\"admins\"]' WHERE id = ?1")(c, id),
+        names_session: true,
+        says: r#"groups is ["ai-agents", "admins"] in the index but ["ai-agents"] in the ledger"#,
+        shown: Shown::Restored,
+    },
+    Case {
         name: "start time",
         reads: LONG,
         edit: |c, id| sql("UPDATE sessions SET started_ns = started_ns + 3600000000000 WHERE id = ?1")(c, id),

@@ -561,6 +561,7 @@ impl<G: HttpGate> Client<G> {
             protocol: target.protocol(),
             task: principal.task.clone(),
             client_addr: Some(self.peer.to_string()),
+            groups: principal.groups.clone(),
         };
         let unrecorded = || Answer::new(StatusCode::SERVICE_UNAVAILABLE, NotRecorded.to_string());
         let writer = self.front.gate.open_session(&info).await.map_err(|e| {

@@ -319,6 +319,7 @@ async fn startup<G: MysqlGate>(
         protocol: Protocol::Mysql,
         task: principal.task.clone().or_else(|| client_task.clone()),
         client_addr: Some(peer.to_string()),
+        groups: principal.groups.clone(),
     };
     let session = match front.gate.open_session(&info).await {
         Ok(session) => session,

@@ -193,6 +193,7 @@ async fn startup<G: PgGate>(
         protocol: Protocol::Postgres,
         task,
         client_addr: Some(peer.to_string()),
+        groups: principal.groups.clone(),
     };
     let session = match front.gate.open_session(&info).await {
         Ok(session) => session,

@@ -259,6 +259,7 @@ impl<G: SshGate> Connection<G> {
             protocol: Protocol::Ssh,
             task: principal.task.clone(),
             client_addr: Some(self.peer.to_string()),
+            groups: principal.groups.clone(),
         };
         let writer = self.front.gate.open_session(&info).await.map_err(|e| {
             tracing::error!(error = %e, "cannot open an SSH session's recording");

@@ -33,6 +33,7 @@ impl AuditTrail {
                     protocol: Protocol::Audit,
                     task: None,
                     client_addr: None,
+                    groups: Vec::new(),
                 };
                 ledger.open_session(&info).await
             })

@@ -430,8 +430,8 @@ fn default_retention_sweep() -> Duration {
 }
 
 /// `[[retention]]`: how long sessions' contents are kept after they end. The first rule that
-/// matches a session decides; a rule naming no connection, protocol or identity is the default;
-/// a session no rule matches is kept.
+/// matches a session decides; a rule naming no connection, protocol, identity or group is the
+/// default; a session no rule matches is kept.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSection {
@@ -441,6 +441,9 @@ pub struct RetentionSection {
     pub protocol: Option<String>,
     /// An identity name or glob.
     pub identity: Option<String>,
+    /// A group name or glob: sessions whose caller was in a matching group when it opened.
+    /// Sessions recorded before groups were recorded match no group rule.
+    pub group: Option<String>,
     /// How long after a session ends its contents are shredded, e.g. "90d".
     #[serde(deserialize_with = "duration")]
     pub keep: Duration,
@@ -878,16 +881,18 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let matched: Vec<String> = [("connection", &r.connection), ("protocol", &r.protocol), ("identity", &r.identity)]
-                    .iter()
-                    .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key} {v}")))
-                    .collect();
+                let matched: Vec<String> =
+                    [("connection", &r.connection), ("protocol", &r.protocol), ("identity", &r.identity), ("group", &r.group)]
+                        .iter()
+                        .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key} {v}")))
+                        .collect();
                 let what = if matched.is_empty() { "every session".to_string() } else { matched.join(", ") };
                 crate::retention::RetentionRule {
                     name: format!("[[retention]] {} ({what})", i + 1),
                     connection: r.connection.as_deref().map(Glob::new),
                     protocol: r.protocol.as_deref().and_then(|p| p.parse().ok()),
                     identity: r.identity.as_deref().map(Glob::new),
+                    group: r.group.as_deref().map(Glob::new),
                     keep: r.keep,
                 }
             })

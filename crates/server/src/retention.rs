@@ -34,6 +34,8 @@ pub struct RetentionRule {
     pub connection: Option<Glob>,
     pub protocol: Option<Protocol>,
     pub identity: Option<Glob>,
+    /// Matches when one of the groups recorded at the session's start matches.
+    pub group: Option<Glob>,
     pub keep: Duration,
 }
 
@@ -50,6 +52,7 @@ impl RetentionRule {
         self.connection.as_ref().is_none_or(|g| g.matches(&info.connection))
             && self.protocol.is_none_or(|p| p == info.protocol)
             && self.identity.as_ref().is_none_or(|g| g.matches(&info.identity))
+            && self.group.as_ref().is_none_or(|g| info.groups.iter().any(|group| g.matches(group)))
     }
 }
 
@@ -244,8 +247,14 @@ mod tests {
         let mut config = LedgerConfig::new(dir);
         config.master_key = Some(MasterKey::from_bytes([3; 32]));
         let ledger = Ledger::open(&config).unwrap();
-        let info =
-            SessionInfo { identity: "claude".into(), connection: "db".into(), protocol: Protocol::Postgres, task: None, client_addr: None };
+        let info = SessionInfo {
+            identity: "claude".into(),
+            connection: "db".into(),
+            protocol: Protocol::Postgres,
+            task: None,
+            client_addr: None,
+            groups: Vec::new(),
+        };
         let session = ledger.open_session_blocking(&info).unwrap();
         session.append_blocking(&Event::note(kind::PG_QUERY, Direction::Request, "select 1")).unwrap();
         let id = session.id();
@@ -283,7 +292,14 @@ mod tests {
     fn session(connection: &str, protocol: Protocol, ended_ns: Option<i64>) -> SessionSummary {
         SessionSummary {
             id: SessionId::new(),
-            info: SessionInfo { identity: "claude".into(), connection: connection.into(), protocol, task: None, client_addr: None },
+            info: SessionInfo {
+                identity: "claude".into(),
+                connection: connection.into(),
+                protocol,
+                task: None,
+                client_addr: None,
+                groups: Vec::new(),
+            },
             started_ns: 0,
             ended_ns,
             end_reason: None,
@@ -300,6 +316,7 @@ mod tests {
             connection: connection.map(Glob::new),
             protocol: None,
             identity: None,
+            group: None,
             keep: Duration::from_secs(keep_s),
         }
     }
@@ -321,5 +338,19 @@ mod tests {
             vec![Expired { session: prod_old.id, rule: "prod".into() }, Expired { session: dev_old.id, rule: "default".into() }]
         );
         assert!(expired(&rules[..1], &[dev_old], 120 * s, |_| false).is_empty(), "no rule matches: kept");
+    }
+
+    #[test]
+    fn a_group_rule_matches_the_groups_recorded_at_the_start() {
+        let s = 1_000_000_000i64;
+        let contractors = RetentionRule { group: Some(Glob::new("contract*")), ..rule("contractors", None, 10) };
+        let rules = [contractors, rule("default", None, 1000)];
+        let mut theirs = session("db", Protocol::Postgres, Some(0));
+        theirs.info.groups = vec!["ai-agents".into(), "contractors-eu".into()];
+        let mut ours = session("db", Protocol::Postgres, Some(0));
+        ours.info.groups = vec!["ai-agents".into()];
+        let unrecorded = session("db", Protocol::Postgres, Some(0));
+        let found = expired(&rules, &[theirs.clone(), ours, unrecorded], 20 * s, |_| false);
+        assert_eq!(found, vec![Expired { session: theirs.id, rule: "contractors".into() }], "the others fall to the default");
     }
 }

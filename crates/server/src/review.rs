@@ -560,6 +560,7 @@ impl Review {
             protocol: s.info.protocol.as_str().to_string(),
             task: s.info.task.clone(),
             client_addr: s.info.client_addr.clone(),
+            groups: s.info.groups.clone(),
             started: time(s.started_ns),
             started_ns: s.started_ns,
             ended: s.ended_ns.map(time),

@@ -208,6 +208,7 @@ fn show_prints_text_payloads_as_text() {
         protocol: Protocol::Postgres,
         task: Some("JIRA-12 fix the report".into()),
         client_addr: Some("127.0.0.1:40000".into()),
+        groups: Vec::new(),
     };
     let session = ledger.open_session_blocking(&info).unwrap();
     let query =
@@ -467,6 +468,7 @@ fn agent(task: &str) -> SessionInfo {
         protocol: Protocol::Postgres,
         task: Some(task.into()),
         client_addr: Some("127.0.0.1:40000".into()),
+        groups: Vec::new(),
     }
 }
 

@@ -841,7 +841,9 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
     let ssh_port = free_port();
     let ssh_connection = format!("ssh = \"127.0.0.1:{ssh_port}\"\n{}", ssh_connection("web", &sshd, &sshd.host_public_key()));
     // The [listen] keys first (extra_toml follows `postgres = …`), then the SSH connection, rules, roles.
-    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ssh_connection}{ROLES}"));
+    // Recordings of app-trust open only with a grant from a dba other than their reader.
+    let rule = "[[review.rules]]\nname = \"trusted-recordings\"\nconnections = [\"app-trust\"]\napprovers = [\"dba\"]\nwindow = \"1h\"\n";
+    let gw = Gateway::start(&pg, &format!("api = \"127.0.0.1:{api_port}\"\n{ssh_connection}{ROLES}{rule}"));
     let t = tokens(&gw);
     let admin = gw.token("pat", &["--groups", "platform,dba"]);
 
@@ -879,7 +881,10 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
     }
     let shell = shell.wait_with_output().unwrap();
     assert!(shell.status.success() && String::from_utf8_lossy(&shell.stdout).contains("disk-42"), "the shell session ran");
-    gw.ended_sessions(2);
+    let payroll = gw.token("claude", &["--groups", "ai-agents", "--task", "PAYROLL-5"]);
+    let (ok, _, err) = psql(&gw.conninfo("app-trust", "claude", &payroll), &["-c", "select 'covered-marker-77' as note"]);
+    assert!(ok, "{err}");
+    gw.ended_sessions(3);
     // A DELETE that waits for approval, from another agent's psql that is still waiting.
     let cleaner = gw.token("codex", &["--groups", "ai-agents", "--task", "CLEANUP-1"]);
     let waiting = spawn_psql(&gw.conninfo("app", "codex", &cleaner), "delete from orders");
@@ -903,6 +908,9 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
         ("WITNESS_SHELL_TEXT", "disk-42"),
         ("WITNESS_APPROVAL_TEXT", "delete from orders"),
         ("WITNESS_LIVE_TASK", "STUCK-9"),
+        ("WITNESS_COVERED_TASK", "PAYROLL-5"),
+        ("WITNESS_COVERED_TEXT", "covered-marker-77"),
+        ("WITNESS_GRANTER_TOKEN", t.approver.as_str()),
     ];
     let screenshots = std::env::var("WITNESS_SCREENSHOTS").ok();
     if let Some(dir) = &screenshots {
@@ -923,6 +931,12 @@ fn a_reviewer_finds_replays_and_approves_in_the_browser() {
         e["kind"] == "approval.decided" && e["actor"] == "pat" && e["what"].as_str().unwrap().ends_with(": checked with the owner")
     });
     assert!(decided, "the approval and its reason are in the audit trail: {audit}");
+    let granted = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "recording.access_decided" && e["actor"] == "dana" && e["what"].as_str().unwrap().contains("granted"));
+    assert!(granted, "the grant given in the browser is in the audit trail: {audit}");
     drop(http);
     let mut gw = gw;
     gw.stop_and_verify();

@@ -48,7 +48,7 @@ fn sealed_recordings_are_shredded_by_retention_and_purge_and_still_verify() {
     let keys = tempfile::tempdir().unwrap();
     let master = keys.path().join("master.key");
     let extra = format!(
-        "[ledger]\nretention_sweep = \"100ms\"\n[ledger.encryption]\nmaster_key_file = \"{}\"\n[[retention]]\nconnection = \"app-trust\"\nkeep = \"0s\"\n",
+        "[ledger]\nretention_sweep = \"100ms\"\n[ledger.encryption]\nmaster_key_file = \"{}\"\n[[retention]]\ngroup = \"contract*\"\nkeep = \"0s\"\n[[retention]]\nconnection = \"app-trust\"\nkeep = \"0s\"\n",
         master.display()
     );
     let gw = Gateway::start(&pg, &extra);
@@ -58,9 +58,15 @@ fn sealed_recordings_are_shredded_by_retention_and_purge_and_still_verify() {
     assert!(ok, "{err}");
     let (ok, _, err) = psql(&gw.conninfo("app-trust", "claude", &secret), &["-c", "select 'EXPIRED-TRUST-MARKER' as note"]);
     assert!(ok, "{err}");
-    let sessions = gw.ended_sessions(2);
-    let id_of = |connection: &str| sessions.iter().find(|s| s["connection"] == connection).unwrap()["id"].as_str().unwrap().to_string();
-    let (kept, expired) = (id_of("app"), id_of("app-trust"));
+    let contractor = gw.token("vendor", &["--groups", "ai-agents,contractors"]);
+    let (ok, _, err) = psql(&gw.conninfo("app", "vendor", &contractor), &["-c", "select 'CONTRACTOR-MARKER' as note"]);
+    assert!(ok, "{err}");
+    let sessions = gw.ended_sessions(3);
+    let id_of = |connection: &str, identity: &str| {
+        let session = sessions.iter().find(|s| s["connection"] == connection && s["identity"] == identity).unwrap();
+        session["id"].as_str().unwrap().to_string()
+    };
+    let (kept, expired, contracted) = (id_of("app", "claude"), id_of("app-trust", "claude"), id_of("app", "vendor"));
 
     // The retention rule of app-trust shreds its session at the next sweep, recorded first.
     let trail = gw.audit_when(|trail| shredded_by(trail, &expired).is_some());
@@ -68,6 +74,13 @@ fn sealed_recordings_are_shredded_by_retention_and_purge_and_still_verify() {
     assert_eq!(record["attrs"]["why"], "retention");
     assert!(record["attrs"]["rule"].as_str().unwrap().contains("connection app-trust"), "{record}");
     assert!(shredded_by(&trail, &kept).is_none(), "no rule matches app: kept");
+    // The group rule matches the groups recorded when the contractor's session opened.
+    let trail = gw.audit_when(|trail| shredded_by(trail, &contracted).is_some());
+    let record = shredded_by(&trail, &contracted).unwrap();
+    assert!(record["attrs"]["rule"].as_str().unwrap().contains("group contract*"), "{record}");
+    let gone = shown(&gw, &contracted);
+    assert_eq!(gone["groups"], serde_json::json!(["ai-agents", "contractors"]), "{gone}");
+    assert_eq!(statements_with(&gone, "CONTRACTOR-MARKER"), 0);
     let gone = shown(&gw, &expired);
     assert_eq!(statements_with(&gone, "EXPIRED-TRUST-MARKER"), 0);
     let sealed: Vec<_> = gone["events"].as_array().unwrap().iter().filter(|e| e.get("sealed").is_some()).collect();
@@ -80,6 +93,7 @@ fn sealed_recordings_are_shredded_by_retention_and_purge_and_still_verify() {
     assert!(open["events"].as_array().unwrap().iter().any(|e| e["sealed"] == "opened"));
     assert_nowhere_in(&gw.data_dir(), "KEPT-APP-MARKER");
     assert_nowhere_in(&gw.data_dir(), "EXPIRED-TRUST-MARKER");
+    assert_nowhere_in(&gw.data_dir(), "CONTRACTOR-MARKER");
 
     // A legal hold stops a purge; released, the purge shreds at once and says who and why.
     run_ok(&gw, &["hold", &kept, "--reason", "LEGAL-7"]);
@@ -100,7 +114,8 @@ fn sealed_recordings_are_shredded_by_retention_and_purge_and_still_verify() {
     // A session recorded now survives a master key rotation made while witness is stopped.
     let (ok, _, err) = psql(&gw.conninfo("app", "claude", &secret), &["-c", "select 'ROTATED-MARKER' as note"]);
     assert!(ok, "{err}");
-    let after = gw.ended_sessions(3).into_iter().find(|s| s["id"] != kept.as_str() && s["id"] != expired.as_str()).unwrap();
+    let earlier = [&kept, &expired, &contracted];
+    let after = gw.ended_sessions(4).into_iter().find(|s| !earlier.iter().any(|id| s["id"] == id.as_str())).unwrap();
     let after = after["id"].as_str().unwrap().to_string();
     let old_key = std::fs::read_to_string(&master).unwrap();
     let mut gw = gw;

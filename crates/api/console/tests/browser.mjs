@@ -1,14 +1,18 @@
 // The console's end-to-end test: a headless Chromium drives the real console against a running
 // witness (started, with PostgreSQL and sshd, by the Rust integration test that runs this script)
 // and checks what a reviewer would: login refusals, filtering, an SQL session's timeline and
-// result rows, a terminal replay, deciding an approval, ending a live session, and the audit trail.
+// result rows, a terminal replay, deciding an approval, ending a live session, asking for and
+// getting another reviewer's grant to read a recording a review rule covers, and the audit trail.
 //
 // Every wait has a deadline and waits for a condition, never for a fixed time. On failure it says
 // which step failed and why, saves failure.png, and exits 1.
 //
 // Env: WITNESS_URL, WITNESS_ADMIN_TOKEN, WITNESS_AGENT_TOKEN, WITNESS_SQL_TASK, WITNESS_SHELL_TASK,
-// WITNESS_APPROVAL_TEXT, WITNESS_LIVE_TASK (a session left open to be ended); optional WITNESS_SHELL_TEXT (output the replay must show),
-// WITNESS_SCREENSHOTS (a directory) and CHROMIUM (the browser).
+// WITNESS_APPROVAL_TEXT, WITNESS_LIVE_TASK (a session left open to be ended), WITNESS_COVERED_TASK
+// and WITNESS_COVERED_TEXT (a session a review rule covers, and what it shows once granted),
+// WITNESS_GRANTER_TOKEN (a reviewer other than the admin who may grant it); optional
+// WITNESS_SHELL_TEXT (output the replay must show), WITNESS_SCREENSHOTS (a directory) and
+// CHROMIUM (the browser).
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -180,6 +184,49 @@ try {
     check(await page.locator('#end-session').isHidden(), 'the end form stays once the session has ended');
   });
 
+  await step(`5c. the session of task ${env.coveredTask}, under a review rule, opens once another reviewer grants it`, async () => {
+    await page.locator('#nav-sessions').click();
+    await openSessionOfTask(env.coveredTask);
+    const panel = page.locator('#access');
+    await panel.waitFor().catch(() => {
+      throw new Error('the page of a covered session shows no #access panel');
+    });
+    check(!(await page.locator('#timeline').textContent()).includes(env.coveredText), 'the covered statement is shown before any grant');
+    await page.locator('#access-reason').fill('TICKET-88 payroll check');
+    await page.locator('#access-ask').click();
+    await page.locator('#access-status', { hasText: 'waits for a reviewer' }).waitFor().catch(async () => {
+      throw new Error(`after asking, #access-status says "${await page.locator('#access-status').textContent()}"`);
+    });
+    await shot('access-pending.png');
+
+    // Another reviewer, in a browser of their own, grants it from the Approvals page.
+    const granterContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const granter = await granterContext.newPage();
+    granter.setDefaultTimeout(WAIT_MS);
+    granter.on('pageerror', (error) => pageErrors.push(`(granter) ${error.message}`));
+    await granter.goto(`${env.url}/#/login`);
+    await granter.locator('#login-token').fill(env.granterToken);
+    await granter.locator('#login-submit').click();
+    await granter.locator('#nav-approvals').click();
+    const request = granter.locator('.access-request').filter({ hasText: 'TICKET-88 payroll check' }).first();
+    await request.waitFor().catch(() => {
+      throw new Error('the other reviewer\'s Approvals page lists no .access-request with the reason given');
+    });
+    await request.locator('.approval-reason').fill('payroll owner agreed');
+    await request.locator('.grant').click();
+    await request.waitFor({ state: 'detached' }).catch(() => {
+      throw new Error('the read request was still listed after clicking Grant');
+    });
+    await granterContext.close();
+
+    // The reader's page notices the grant and opens the recording.
+    await page.locator('#timeline .timeline-row', { hasText: env.coveredText }).first().waitFor().catch(() => {
+      throw new Error(`after the grant, #timeline never showed "${env.coveredText}"`);
+    });
+    check(await page.locator('#access').count() === 0, 'the #access panel stays once the recording is open');
+    await shot('access-granted.png');
+  });
+
   await step('6. the audit trail names the admin as having viewed a recording', async () => {
     const me = await page.evaluate(async () => (await fetch('/api/me', { credentials: 'same-origin' })).json());
     check(me?.identity, `/api/me gave no identity: ${JSON.stringify(me)}`);
@@ -291,6 +338,9 @@ function readEnv() {
     shellTask: 'WITNESS_SHELL_TASK',
     approvalText: 'WITNESS_APPROVAL_TEXT',
     liveTask: 'WITNESS_LIVE_TASK',
+    coveredTask: 'WITNESS_COVERED_TASK',
+    coveredText: 'WITNESS_COVERED_TEXT',
+    granterToken: 'WITNESS_GRANTER_TOKEN',
   };
   const values = {};
   const missing = [];

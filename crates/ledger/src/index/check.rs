@@ -219,6 +219,7 @@ impl IndexComparison {
                 protocol: info.protocol.as_str(),
                 task: info.task.as_deref(),
                 client_addr: info.client_addr.as_deref(),
+                groups: &info.groups,
                 started_ns: e.time_ns,
             };
             start_bytes(scratch, Some(start));
@@ -323,7 +324,8 @@ impl IndexSide {
         let sql_err = |e: rusqlite::Error| unreadable(&e);
         let mut rows = conn
             .prepare(
-                "SELECT id, identity, connection, protocol, task, client_addr, started_ns, ended_ns, end_reason, n_events, last_event_ns, n_denied, n_held
+                "SELECT id, identity, connection, protocol, task, client_addr, started_ns, ended_ns, end_reason, n_events, last_event_ns, n_denied, n_held,
+                        groups
                  FROM sessions ORDER BY id",
             )
             .map_err(sql_err)?;
@@ -421,6 +423,7 @@ fn row_start(row: &SessionSummary) -> StartFacts<'_> {
         protocol: row.info.protocol.as_str(),
         task: row.info.task.as_deref(),
         client_addr: row.info.client_addr.as_deref(),
+        groups: &row.info.groups,
         started_ns: row.started_ns,
     }
 }
@@ -463,6 +466,7 @@ struct StartFacts<'a> {
     protocol: &'a str,
     task: Option<&'a str>,
     client_addr: Option<&'a str>,
+    groups: &'a [String],
     started_ns: i64,
 }
 
@@ -475,16 +479,25 @@ fn start_bytes(out: &mut Vec<u8>, start: Option<StartFacts<'_>>) {
     };
     out.push(1);
     for text in [Some(s.identity), Some(s.connection), Some(s.protocol), s.task, s.client_addr] {
-        match text {
-            None => out.push(0),
-            Some(text) => {
-                out.push(1);
-                out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-                out.extend_from_slice(text.as_bytes());
-            }
-        }
+        push_text(out, text);
+    }
+    // The groups' count before them, so that no list of groups reads as another.
+    out.extend_from_slice(&(s.groups.len() as u64).to_le_bytes());
+    for group in s.groups {
+        push_text(out, Some(group));
     }
     out.extend_from_slice(&s.started_ns.to_le_bytes());
+}
+
+fn push_text(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        None => out.push(0),
+        Some(text) => {
+            out.push(1);
+            out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
 }
 
 /// The digest's last part, after the events: the end on the row, the count, the last time and
@@ -625,6 +638,7 @@ pub(super) fn session_differences(row: &SessionSummary, ledger: &LedgerFacts) ->
             ("protocol", text(row.info.protocol.as_str()), text(info.protocol.as_str())),
             ("task", opt(row.info.task.as_deref()), opt(info.task.as_deref())),
             ("client address", opt(row.info.client_addr.as_deref()), opt(info.client_addr.as_deref())),
+            ("groups", format!("{:?}", row.info.groups), format!("{:?}", info.groups)),
             ("start time (ns)", row.started_ns.to_string(), started_ns.to_string()),
         ]);
     }
@@ -766,7 +780,7 @@ mod tests {
 
     fn start(identity: &'static str, connection: &'static str, task: Option<&'static str>) -> Vec<u8> {
         let mut out = Vec::new();
-        let facts = StartFacts { identity, connection, protocol: "postgres", task, client_addr: None, started_ns: 7 };
+        let facts = StartFacts { identity, connection, protocol: "postgres", task, client_addr: None, groups: &[], started_ns: 7 };
         start_bytes(&mut out, Some(facts));
         out
     }

@@ -26,6 +26,7 @@ pub fn info(identity: &str, task: &str) -> SessionInfo {
         protocol: Protocol::Postgres,
         task: Some(task.to_string()),
         client_addr: Some("127.0.0.1:50000".to_string()),
+        groups: vec!["ai-agents".to_string()],
     }
 }
 

@@ -230,6 +230,7 @@ mod tests {
             protocol: "postgres".into(),
             task: None,
             client_addr: None,
+            groups: Vec::new(),
             started: String::new(),
             started_ns: 0,
             ended: None,

@@ -90,6 +90,7 @@ async fn append_from_sessions(ledger: &Ledger, args: &LedgerBenchArgs) -> anyhow
             protocol: Protocol::Synthetic,
             task: Some("witness bench ledger".into()),
             client_addr: None,
+            groups: Vec::new(),
         };
         let session = ledger.open_session(&info).await?;
         let events = args.events;

@@ -343,6 +343,7 @@ pub fn session_json(s: &SessionSummary) -> serde_json::Value {
         "protocol": s.info.protocol,
         "task": s.info.task,
         "client_addr": s.info.client_addr,
+        "groups": s.info.groups,
         "started": time(s.started_ns),
         "ended": s.ended_ns.map(time),
         "end_reason": s.end_reason,
@@ -435,6 +436,9 @@ pub fn print_header(out: &mut impl Write, s: &SessionSummary) -> std::io::Result
     writeln!(out, "connection  {} ({})", s.info.connection, s.info.protocol)?;
     writeln!(out, "task        {}", s.info.task.as_deref().unwrap_or("-"))?;
     writeln!(out, "client      {}", s.info.client_addr.as_deref().unwrap_or("-"))?;
+    if !s.info.groups.is_empty() {
+        writeln!(out, "groups      {}", s.info.groups.join(", "))?;
+    }
     writeln!(out, "started     {}", time(s.started_ns))?;
     match s.ended_ns {
         Some(ended) => writeln!(out, "ended       {} ({})", time(ended), s.end_reason.as_deref().unwrap_or(""))?,

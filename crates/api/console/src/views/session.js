@@ -182,6 +182,7 @@ function renderHeader(header, s) {
     ['Protocol', badge(s.protocol, 'outline')],
     ['Task', s.task ?? h('span', { class: 'muted' }, '—')],
     ['Client', h('span', { class: 'mono' }, s.client_addr ?? '—')],
+    ['Groups', s.groups?.length ? s.groups.join(', ') : h('span', { class: 'muted' }, '—')],
     ['Started', timeEl(s.started)],
     ['Ended', s.ended ? timeEl(s.ended) : h('span', { class: 'muted' }, 'still open')],
     ['Duration', formatSpan(ended - Date.parse(s.started))],
