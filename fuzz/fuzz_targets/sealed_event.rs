@@ -1,16 +1,18 @@
 //! Fuzzes the opening of sealed event contents (read from segment files anyone with write access
 //! could have altered): arbitrary bytes as sealed contents are refused with an error and never a
 //! panic; arbitrary header and payload bytes sealed open to exactly themselves, only at their
-//! own place; a header claiming to be sealed parses without a panic.
+//! own place; a header claiming to be sealed parses without a panic. Both AEADs a data key may
+//! have (the first byte picks one).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use witness_ledger::seal::{clear_header, DataKey, KeyId, SealPlace};
+use witness_ledger::seal::{clear_header, Aead, DataKey, KeyId, SealPlace};
 use witness_ledger::StoredHeader;
 
 fuzz_target!(|data: &[u8]| {
-    let key = DataKey::from_bytes([7; 32]);
+    let aead = if data.first().is_some_and(|b| b & 1 == 1) { Aead::Aes256GcmSiv } else { Aead::Aes256Gcm };
+    let key = DataKey::from_bytes([7; 32], aead);
     let place = SealPlace { session_id: [1; 16], seq: 3, kind: "pg.query" };
     let _ = key.open(&place, key.id(), data);
 

@@ -9,7 +9,9 @@
 //! - `sessions/SESSION.jsonl`: the session's export (export.rs: every event with its committed
 //!   bytes, the inclusion proof and the signed checkpoint). A sealed session's contents stay
 //!   sealed in it;
-//! - `keys/SESSION.age`: the session's data key, encrypted to the recipients with age.
+//! - `keys/SESSION.age`: the session's data key, encrypted to the recipients with age: 33
+//!   bytes, `2` (its AEAD, AES-256-GCM, as in the wrapped key file) and the key; 32 bytes, the
+//!   key alone, is a key of an earlier release, for AES-256-GCM-SIV.
 //!
 //! Sessions recorded in clear have no data key; they go into a bundle only when asked, and then
 //! in clear (`witness migrate --encrypt` seals them first).
@@ -27,7 +29,7 @@ use crate::export::{export_session, read_session_export, ExportError};
 use crate::index::SessionSummary;
 use crate::keyring::{Keyring, KeyringError, Opener};
 use crate::read::StoredEvent;
-use crate::seal::DataKey;
+use crate::seal::{Aead, DataKey};
 use crate::LedgerError;
 
 pub const BUNDLE_FORMAT: &str = "witness-bundle";
@@ -132,7 +134,7 @@ pub fn write_bundle(
         }
         entries.push((format!("sessions/{id}.jsonl"), export));
         if let (true, Some(key)) = (sealed, &key) {
-            entries.push((format!("keys/{id}.age"), encrypt_to(&parsed, key.bytes())?));
+            entries.push((format!("keys/{id}.age"), encrypt_to(&parsed, &key_entry(key))?));
         }
         listed.push(BundledSession {
             id,
@@ -282,13 +284,30 @@ fn encrypt_to(recipients: &[Box<dyn age::Recipient + Send + Sync>], plain: &[u8]
     Ok(out)
 }
 
+/// A key entry's marker of an AES-256-GCM key (the wrapped key file's version for it).
+const KEY_ENTRY_GCM: u8 = 2;
+
+/// What a key entry holds before age encrypts it: the AEAD's marker and the key.
+fn key_entry(key: &DataKey) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut entry = zeroize::Zeroizing::new(Vec::with_capacity(33));
+    if key.aead() == Aead::Aes256Gcm {
+        entry.push(KEY_ENTRY_GCM);
+    }
+    entry.extend_from_slice(key.bytes());
+    entry
+}
+
 fn decrypt_key(encrypted: &[u8], identities: &[Box<dyn age::Identity + Send + Sync>]) -> Result<DataKey, String> {
     let decryptor = age::Decryptor::new(encrypted).map_err(|e| e.to_string())?;
     let mut reader = decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| e.to_string())?;
-    let mut key = Vec::new();
-    reader.by_ref().take(33).read_to_end(&mut key).map_err(|e| e.to_string())?;
-    let key: [u8; 32] = key.try_into().map_err(|_| "the decrypted data key is not 32 bytes".to_string())?;
-    Ok(DataKey::from_bytes(key))
+    let mut entry = zeroize::Zeroizing::new(Vec::new());
+    reader.by_ref().take(34).read_to_end(&mut entry).map_err(|e| e.to_string())?;
+    let (aead, key) = match entry.as_slice() {
+        [KEY_ENTRY_GCM, key @ ..] if key.len() == 32 => (Aead::Aes256Gcm, key),
+        key if key.len() == 32 => (Aead::Aes256GcmSiv, key),
+        _ => return Err("the decrypted key entry is not a data key (2 and 32 bytes, or 32 bytes)".to_string()),
+    };
+    Ok(DataKey::from_bytes(key.try_into().expect("32 bytes"), aead))
 }
 
 fn append(tar: &mut tar::Builder<impl Write>, name: &str, bytes: &[u8]) -> Result<(), BundleError> {

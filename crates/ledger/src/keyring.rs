@@ -9,9 +9,11 @@
 //! Rotating it re-wraps every key file (each one replaced by rename), no segment is rewritten;
 //! a key backup made before a rotation opens only with the master key of its time.
 //!
-//! Wrapped key file (81 bytes): `version 1 (u8) ‖ master key id (8) ‖ nonce (24) ‖
+//! Wrapped key file (81 bytes): `version (u8) ‖ master key id (8) ‖ nonce (24) ‖
 //! XChaCha20-Poly1305(data key) (32) ‖ tag (16)`, with associated data
-//! `"witness-data-key-v1" ‖ session id (16) ‖ master key id`.
+//! `"witness-data-key-v1" ‖ session id (16) ‖ master key id`, and then the version byte for
+//! version 2. The version names the AEAD the data key seals with: 2 AES-256-GCM (every key made
+//! now), 1 AES-256-GCM-SIV (keys made by earlier releases).
 
 use std::fs;
 use std::io::Write;
@@ -25,13 +27,16 @@ use sha2::{Digest, Sha256};
 use witness_core::SessionId;
 
 use crate::read::{SealState, StoredEvent, StoredHeader};
-use crate::seal::{DataKey, KeyId, SealPlace};
+use crate::seal::{Aead, DataKey, KeyId, SealPlace};
 use crate::LedgerPaths;
 
 const WRAP_TAG: &[u8] = b"witness-data-key-v1";
 const MASTER_ID_TAG: &[u8] = b"witness-master-key-id-v1";
 const WRAPPED_LEN: usize = 1 + 8 + 24 + 32 + 16;
-const WRAP_VERSION: u8 = 1;
+/// The wrapped key file's version for a data key sealing with AES-256-GCM-SIV.
+const WRAP_VERSION_GCM_SIV: u8 = 1;
+/// The wrapped key file's version for a data key sealing with AES-256-GCM.
+const WRAP_VERSION_GCM: u8 = 2;
 const MASTER_ID_FILE: &str = "master.id";
 const KEY_SUFFIX: &str = ".key";
 /// More output than this from a master key command is not a key.
@@ -242,14 +247,18 @@ impl MasterKey {
 
     fn wrap(&self, session: SessionId, data: &DataKey) -> [u8; WRAPPED_LEN] {
         let mut out = [0u8; WRAPPED_LEN];
-        out[0] = WRAP_VERSION;
+        let version = match data.aead() {
+            Aead::Aes256Gcm => WRAP_VERSION_GCM,
+            Aead::Aes256GcmSiv => WRAP_VERSION_GCM_SIV,
+        };
+        out[0] = version;
         out[1..9].copy_from_slice(&self.id.0);
         let nonce: [u8; 24] = rand::random();
         out[9..33].copy_from_slice(&nonce);
         out[33..65].copy_from_slice(data.bytes());
         let cipher = XChaCha20Poly1305::new(&self.key.into());
         let tag = cipher
-            .encrypt_inout_detached(&XNonce::from(nonce), &self.wrap_aad(session), out[33..65].as_mut().into())
+            .encrypt_inout_detached(&XNonce::from(nonce), &self.wrap_aad(session, version), out[33..65].as_mut().into())
             .expect("a 32-byte key seals");
         out[65..].copy_from_slice(&tag);
         out
@@ -257,21 +266,31 @@ impl MasterKey {
 
     /// The data key in a wrapped key file: None when it is not 81 bytes wrapped by this key.
     fn unwrap(&self, session: SessionId, wrapped: &[u8]) -> Option<DataKey> {
-        if wrapped.len() != WRAPPED_LEN || wrapped[0] != WRAP_VERSION || wrapped[1..9] != self.id.0 {
+        let version = *wrapped.first()?;
+        let aead = match version {
+            WRAP_VERSION_GCM => Aead::Aes256Gcm,
+            WRAP_VERSION_GCM_SIV => Aead::Aes256GcmSiv,
+            _ => return None,
+        };
+        if wrapped.len() != WRAPPED_LEN || wrapped[1..9] != self.id.0 {
             return None;
         }
         let nonce: [u8; 24] = wrapped[9..33].try_into().expect("24 bytes");
         let mut key: [u8; 32] = wrapped[33..65].try_into().expect("32 bytes");
         let tag: &[u8; 16] = wrapped[65..].try_into().expect("16 bytes");
         let cipher = XChaCha20Poly1305::new(&self.key.into());
-        cipher.decrypt_inout_detached(&XNonce::from(nonce), &self.wrap_aad(session), key.as_mut().into(), tag.into()).ok()?;
-        let data = DataKey::from_bytes(key);
+        let aad = self.wrap_aad(session, version);
+        cipher.decrypt_inout_detached(&XNonce::from(nonce), &aad, key.as_mut().into(), tag.into()).ok()?;
+        let data = DataKey::from_bytes(key, aead);
         zeroize::Zeroize::zeroize(&mut key);
         Some(data)
     }
 
-    fn wrap_aad(&self, session: SessionId) -> Vec<u8> {
-        [WRAP_TAG, session.as_bytes(), &self.id.0].concat()
+    /// Version 2 on binds the version too, so a key's AEAD cannot be changed without the master
+    /// key; version 1 files were written without it.
+    fn wrap_aad(&self, session: SessionId, version: u8) -> Vec<u8> {
+        let version: &[u8] = if version == WRAP_VERSION_GCM_SIV { &[] } else { &[version] };
+        [WRAP_TAG, session.as_bytes(), &self.id.0, version].concat()
     }
 }
 
@@ -523,4 +542,38 @@ fn sync_dir(dir: &Path) -> Result<(), KeyringError> {
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> KeyringError + 'a {
     move |source| KeyringError::Io { action, path: path.to_path_buf(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key of an earlier release (version 1, AES-256-GCM-SIV) opens as one, survives a rotation
+    /// as one, and a new key's version cannot be changed to make it another AEAD's.
+    #[test]
+    fn a_key_file_keeps_its_aead_through_rotation_and_its_version_is_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = LedgerPaths::new(dir.path());
+        let (old, new) = (MasterKey::from_bytes([1; 32]), MasterKey::from_bytes([2; 32]));
+        let keyring = Keyring::for_writing(&paths, old.clone()).unwrap();
+        let (earlier, now) = (SessionId::new(), SessionId::new());
+        let siv = DataKey::from_bytes([5; 32], Aead::Aes256GcmSiv);
+        write_private(&keyring.key_path(earlier), &old.wrap(earlier, &siv), true).unwrap();
+        let gcm = keyring.create(now).unwrap();
+        assert_eq!(gcm.aead(), Aead::Aes256Gcm, "new keys seal with AES-256-GCM");
+        assert_eq!(fs::read(keyring.key_path(earlier)).unwrap()[0], WRAP_VERSION_GCM_SIV);
+        assert_eq!(fs::read(keyring.key_path(now)).unwrap()[0], WRAP_VERSION_GCM);
+
+        assert_eq!(Keyring::rotate(&paths, &old, &new).unwrap(), 2);
+        let keyring = Keyring::open(&paths, Some(new)).unwrap();
+        let opened = keyring.data_key(earlier).unwrap().unwrap();
+        assert_eq!((opened.aead(), opened.id()), (Aead::Aes256GcmSiv, siv.id()));
+        assert_eq!(keyring.data_key(now).unwrap().unwrap().aead(), Aead::Aes256Gcm);
+
+        let path = keyring.key_path(now);
+        let mut wrapped = fs::read(&path).unwrap();
+        wrapped[0] = WRAP_VERSION_GCM_SIV;
+        fs::write(&path, &wrapped).unwrap();
+        assert!(matches!(keyring.data_key(now), Err(KeyringError::DamagedKeyFile { .. })), "the version is bound to the key");
+    }
 }

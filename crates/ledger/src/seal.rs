@@ -4,26 +4,32 @@
 //! A sealed event keeps its record layout (format.rs). Its header is a small clear JSON object
 //! that says it is sealed and by which key (`"sealed": "<key id>"`), keeps the gate's decision
 //! and the payload's type, and has an empty summary; its payload is the sealed contents:
-//! `nonce (12) ‖ AES-256-GCM-SIV(u32 header length ‖ header JSON ‖ payload) ‖ tag (16)`. The
-//! associated data binds the ciphertext to its session, seq, kind and key id, so sealed contents
-//! moved to another record do not open. The chain commits to the ciphertext's digest: verifying
-//! needs no key.
+//! `nonce (12) ‖ AEAD(u32 header length ‖ header JSON ‖ payload) ‖ tag (16)`. The associated
+//! data binds the ciphertext to its session, seq, kind and key id, so sealed contents moved to
+//! another record do not open. The chain commits to the ciphertext's digest: verifying needs no
+//! key.
+//!
+//! The AEAD belongs to the data key ([`Aead`]), and is kept with it wherever it is kept (the
+//! wrapped key file's version, keyring.rs; a bundle's key entry, bundle.rs), so a record need
+//! not name it. New keys seal with AES-256-GCM; keys made before it was chosen seal with
+//! AES-256-GCM-SIV, and their records open as they always did.
 //!
 //! Pure: no files, no clocks. The keys come from keyring.rs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use ring::aead::{Aad, LessSafeKey, Nonce as GcmNonce, Tag, UnboundKey, AES_256_GCM};
 use sha2::{Digest, Sha256};
 
 use crate::format::{MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
 
 const SEAL_TAG: &[u8] = b"witness-seal-v1";
 const KEY_ID_TAG: &[u8] = b"witness-data-key-id-v1";
-/// AES-256-GCM-SIV's nonce. It is misuse-resistant: a repeated nonce under one key would
-/// reveal only that two sealed contents are equal, never the key or the plaintext. (Each session
-/// has its own key, and a writer's nonces never repeat anyway.) Chosen over XChaCha20-Poly1305
-/// for speed on short records: AES-NI and carry-less multiply make it several times faster for
-/// the few hundred bytes a typical event holds.
+/// The nonce of both AEADs: 96 bits. A session's writer makes each one from a random prefix of
+/// its own and a counter of the contents it sealed ([`NonceSequence`]), so none repeats under a
+/// key: each session has its own key and one writer.
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 /// What sealing adds to an event's header and payload: nonce, header length, tag.
@@ -31,12 +37,39 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + 4 + TAG_LEN;
 /// The largest sealed payload: a whole header and a whole payload, sealed.
 pub const MAX_SEALED_LEN: usize = MAX_PAYLOAD_LEN + MAX_HEADER_LEN + SEAL_OVERHEAD;
 
-/// A session's 256-bit data key and its id. Never written anywhere but wrapped (keyring.rs).
+/// The AEAD a data key seals with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aead {
+    /// AES-256-GCM (ring's, with AES-NI and carry-less multiply): what new keys seal with. Chosen
+    /// for speed on short records: with its key schedule and hash key made once per session, a
+    /// few-hundred-byte event costs a fraction of what GCM-SIV's per-nonce key derivation does.
+    /// Safe because a key's nonces never repeat (see [`NONCE_LEN`]).
+    Aes256Gcm,
+    /// AES-256-GCM-SIV: what keys made by earlier witness releases seal with; still opened.
+    Aes256GcmSiv,
+}
+
+/// A session's 256-bit data key, its id and its AEAD. Never written anywhere but wrapped
+/// (keyring.rs).
 pub struct DataKey {
     key: [u8; 32],
     id: KeyId,
+    aead: Aead,
     /// The cipher keyed once: a session seals every event with it.
-    cipher: Aes256GcmSiv,
+    cipher: Cipher,
+}
+
+enum Cipher {
+    Gcm(LessSafeKey),
+    GcmSiv(Aes256GcmSiv),
+}
+
+/// The nonces of one writer: a random 4-byte prefix and a counter of the contents sealed, so
+/// that no two seals under a key share one, even when a sealed record is made and then dropped
+/// (too large to write) and the next takes its seq.
+pub(crate) struct NonceSequence {
+    prefix: [u8; 4],
+    sealed: AtomicU64,
 }
 
 /// The first 8 bytes of SHA-256("witness-data-key-id-v1" ‖ key): names a key without revealing
@@ -71,17 +104,26 @@ pub struct Opened {
 }
 
 impl DataKey {
-    pub fn from_bytes(key: [u8; 32]) -> DataKey {
+    pub fn from_bytes(key: [u8; 32], aead: Aead) -> DataKey {
         let id: [u8; 32] = Sha256::new().chain_update(KEY_ID_TAG).chain_update(key).finalize().into();
-        DataKey { key, id: KeyId(id[..8].try_into().expect("8 bytes")), cipher: Aes256GcmSiv::new(&key.into()) }
+        let cipher = match aead {
+            Aead::Aes256Gcm => Cipher::Gcm(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("a 32-byte key"))),
+            Aead::Aes256GcmSiv => Cipher::GcmSiv(Aes256GcmSiv::new(&key.into())),
+        };
+        DataKey { key, id: KeyId(id[..8].try_into().expect("8 bytes")), aead, cipher }
     }
 
+    /// A new key, for the AEAD new sessions seal with.
     pub fn random() -> DataKey {
-        DataKey::from_bytes(rand::random())
+        DataKey::from_bytes(rand::random(), Aead::Aes256Gcm)
     }
 
     pub fn id(&self) -> KeyId {
         self.id
+    }
+
+    pub fn aead(&self) -> Aead {
+        self.aead
     }
 
     pub(crate) fn bytes(&self) -> &[u8; 32] {
@@ -97,10 +139,19 @@ impl DataKey {
         out.extend_from_slice(payload);
         let mut aad = [0u8; MAX_AAD_LEN];
         let aad = associated_data(&mut aad, place, self.id);
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(&Nonce::from(*nonce), aad, out[NONCE_LEN..].as_mut().into())
-            .expect("AES-256-GCM-SIV seals any length witness records");
+        let plain = &mut out[NONCE_LEN..];
+        let tag: [u8; TAG_LEN] = match &self.cipher {
+            Cipher::Gcm(key) => {
+                let tag = key
+                    .seal_in_place_separate_tag(GcmNonce::assume_unique_for_key(*nonce), Aad::from(aad), plain)
+                    .expect("AES-256-GCM seals any length witness records");
+                tag.as_ref().try_into().expect("16 bytes")
+            }
+            Cipher::GcmSiv(cipher) => cipher
+                .encrypt_inout_detached(&Nonce::from(*nonce), aad, plain.into())
+                .expect("AES-256-GCM-SIV seals any length witness records")
+                .into(),
+        };
         out.extend_from_slice(&tag);
         out
     }
@@ -120,9 +171,18 @@ impl DataKey {
         let mut plain = body.to_vec();
         let mut aad = [0u8; MAX_AAD_LEN];
         let aad = associated_data(&mut aad, place, self.id);
-        self.cipher
-            .decrypt_inout_detached(&Nonce::from(nonce), aad, plain.as_mut_slice().into(), tag.into())
-            .map_err(|_| SealError::DoesNotOpen)?;
+        let opened = match &self.cipher {
+            Cipher::Gcm(key) => key
+                .open_in_place_separate_tag(GcmNonce::assume_unique_for_key(nonce), Aad::from(aad), Tag::from(*tag), &mut plain, 0..)
+                .map(|_| ())
+                .is_ok(),
+            Cipher::GcmSiv(cipher) => {
+                cipher.decrypt_inout_detached(&Nonce::from(nonce), aad, plain.as_mut_slice().into(), tag.into()).is_ok()
+            }
+        };
+        if !opened {
+            return Err(SealError::DoesNotOpen);
+        }
         // Authentic, so written by witness: the length is within the plaintext. Checked anyway.
         let header_len = u32::from_le_bytes(plain[..4].try_into().expect("4 bytes")) as usize;
         if header_len > plain.len() - 4 {
@@ -131,6 +191,20 @@ impl DataKey {
         let payload = plain.split_off(4 + header_len);
         plain.drain(..4);
         Ok(Opened { header: plain, payload })
+    }
+}
+
+impl NonceSequence {
+    pub(crate) fn new() -> NonceSequence {
+        NonceSequence { prefix: rand::random(), sealed: AtomicU64::new(0) }
+    }
+
+    /// The next nonce: never one given before by this sequence.
+    pub(crate) fn next(&self) -> [u8; NONCE_LEN] {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..4].copy_from_slice(&self.prefix);
+        nonce[4..].copy_from_slice(&self.sealed.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        nonce
     }
 }
 
@@ -143,7 +217,7 @@ impl Drop for DataKey {
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DataKey({})", hex::encode(self.id.0))
+        write!(f, "DataKey({}, {:?})", hex::encode(self.id.0), self.aead)
     }
 }
 
@@ -207,7 +281,13 @@ mod tests {
 
     #[test]
     fn sealed_contents_open_only_where_and_with_what_they_were_sealed() {
-        let key = DataKey::from_bytes([7; 32]);
+        for aead in [Aead::Aes256Gcm, Aead::Aes256GcmSiv] {
+            opens_only_where_sealed(aead);
+        }
+    }
+
+    fn opens_only_where_sealed(aead: Aead) {
+        let key = DataKey::from_bytes([7; 32], aead);
         let sealed = key.seal(&place(4), &[1; NONCE_LEN], b"{\"summary\":\"select secret\"}", b"select secret");
         assert_eq!(sealed.len(), SEAL_OVERHEAD + 27 + 13);
         assert!(!sealed.windows(6).any(|w| w == b"secret"), "the plaintext shows through");
@@ -219,7 +299,7 @@ mod tests {
         assert_eq!(key.open(&other_kind, key.id(), &sealed), Err(SealError::DoesNotOpen), "moved to another kind");
         let other_session = SealPlace { session_id: [4; 16], ..place(4) };
         assert_eq!(key.open(&other_session, key.id(), &sealed), Err(SealError::DoesNotOpen), "moved to another session");
-        let other = DataKey::from_bytes([8; 32]);
+        let other = DataKey::from_bytes([8; 32], aead);
         assert!(matches!(other.open(&place(4), key.id(), &sealed), Err(SealError::OtherKey { .. })));
         assert_eq!(other.open(&place(4), other.id(), &sealed), Err(SealError::DoesNotOpen), "a key claiming another's id");
         for i in 0..sealed.len() {
@@ -233,10 +313,26 @@ mod tests {
     }
 
     #[test]
+    fn contents_open_only_with_the_aead_of_their_key() {
+        let (gcm, siv) = (DataKey::from_bytes([7; 32], Aead::Aes256Gcm), DataKey::from_bytes([7; 32], Aead::Aes256GcmSiv));
+        let sealed = gcm.seal(&place(1), &[1; NONCE_LEN], b"{}", b"select 1");
+        assert_eq!(siv.open(&place(1), siv.id(), &sealed), Err(SealError::DoesNotOpen));
+        let sealed = siv.seal(&place(1), &[1; NONCE_LEN], b"{}", b"select 1");
+        assert_eq!(gcm.open(&place(1), gcm.id(), &sealed), Err(SealError::DoesNotOpen));
+    }
+
+    #[test]
+    fn a_writers_nonces_never_repeat() {
+        let nonces = NonceSequence::new();
+        let given: std::collections::HashSet<[u8; NONCE_LEN]> = (0..1000).map(|_| nonces.next()).collect();
+        assert_eq!(given.len(), 1000);
+    }
+
+    #[test]
     fn key_ids_name_keys_and_clear_headers_say_no_more() {
-        assert_eq!(DataKey::from_bytes([7; 32]).id(), DataKey::from_bytes([7; 32]).id());
-        assert_ne!(DataKey::from_bytes([7; 32]).id(), DataKey::from_bytes([8; 32]).id());
-        let id = DataKey::from_bytes([7; 32]).id();
+        assert_eq!(DataKey::from_bytes([7; 32], Aead::Aes256Gcm).id(), DataKey::from_bytes([7; 32], Aead::Aes256Gcm).id());
+        assert_ne!(DataKey::from_bytes([7; 32], Aead::Aes256Gcm).id(), DataKey::from_bytes([8; 32], Aead::Aes256Gcm).id());
+        let id = DataKey::from_bytes([7; 32], Aead::Aes256Gcm).id();
         assert_eq!(KeyId::from_hex(&id.to_hex()), Some(id));
         let header: serde_json::Value = serde_json::from_slice(&clear_header(id, "text", Some("deny"))).unwrap();
         assert_eq!(header, serde_json::json!({"summary": "", "payload": "text", "sealed": id.to_hex(), "attrs": {"decision": "deny"}}));

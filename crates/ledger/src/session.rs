@@ -13,7 +13,7 @@ use crate::error::LedgerError;
 use crate::format::{encode_event, EventFields, Hash, FRAME_HEADER_LEN, MAX_BODY_LEN, MAX_HEADER_LEN, MAX_PAYLOAD_LEN};
 use crate::index::{clip_summary, Decided, IndexEvent};
 use crate::read::HeaderRef;
-use crate::seal::{clear_header, DataKey, SealPlace, NONCE_LEN};
+use crate::seal::{clear_header, DataKey, NonceSequence, SealPlace};
 use crate::stats::LedgerStats;
 use crate::writer::{now_ns, AppendCommand, Command, Sink};
 use crate::Receipt;
@@ -31,11 +31,10 @@ pub struct SessionWriter {
     sealer: Option<Arc<Sealer>>,
 }
 
-/// Seals a session's events: its data key, and nonces that never repeat under it (a random
-/// prefix for this writer, then the event's seq).
+/// Seals a session's events: its data key, and nonces that never repeat under it.
 pub(crate) struct Sealer {
     key: DataKey,
-    nonce_prefix: [u8; NONCE_LEN - 8],
+    nonces: NonceSequence,
 }
 
 /// An append handed to the writer whose receipt has not been awaited yet.
@@ -79,7 +78,7 @@ impl SessionWriter {
     /// A new session `id`, its events sealed with `key` when there is one.
     pub(crate) fn new(sink: Sink, stats: Arc<LedgerStats>, id: SessionId, key: Option<DataKey>) -> SessionWriter {
         let mut session = SessionWriter::resume(sink, stats, id, 0, [0; 32]);
-        session.sealer = key.map(|key| Arc::new(Sealer { key, nonce_prefix: rand::random() }));
+        session.sealer = key.map(|key| Arc::new(Sealer { key, nonces: NonceSequence::new() }));
         session
     }
 
@@ -238,10 +237,7 @@ impl SessionWriter {
         let sealed = match (&self.sealer, role) {
             (Some(sealer), Role::Event) => {
                 let place = SealPlace { session_id: *self.id.as_bytes(), seq: chain.next_seq, kind };
-                let mut nonce = [0u8; NONCE_LEN];
-                nonce[..NONCE_LEN - 8].copy_from_slice(&sealer.nonce_prefix);
-                nonce[NONCE_LEN - 8..].copy_from_slice(&chain.next_seq.to_le_bytes());
-                let contents = sealer.key.seal(&place, &nonce, &header, &event.payload);
+                let contents = sealer.key.seal(&place, &sealer.nonces.next(), &header, &event.payload);
                 Some((clear_header(sealer.key.id(), event.payload_type.as_str(), decision), contents))
             }
             _ => None,
