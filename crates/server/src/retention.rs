@@ -185,19 +185,21 @@ pub async fn shred(
     Ok(destroyed)
 }
 
-/// One sweep: finds the expired sessions in the index and shreds them, one record per rule.
+/// One sweep: finds the expired sessions in the index, confirms each from its own records, and
+/// shreds them, one record per rule.
 pub async fn sweep(rules: &[RetentionRule], data_dir: &Path, ledger: &Ledger, trail: &AuditTrail) -> Result<usize, ShredError> {
     if rules.is_empty() {
         return Ok(0);
     }
     let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    let sessions = {
+    let expired = {
         let index = Index::open_snapshot(&ledger.paths().index)?;
-        index.list_sessions(&SessionFilter { open: Some(false), ..SessionFilter::default() })?
+        let sessions = index.list_sessions(&SessionFilter { open: Some(false), ..SessionFilter::default() })?;
+        let keyring = ledger.keyring();
+        let sealed: Vec<SessionSummary> = sessions.into_iter().filter(|s| keyring.has_key(s.id)).collect();
+        let candidates = expired(rules, &sealed, now_ns, |id| is_held(data_dir, id));
+        confirmed_by_records(&index, &ledger.paths().segments, rules, &sealed, candidates, now_ns)
     };
-    let keyring = ledger.keyring();
-    let sealed: Vec<SessionSummary> = sessions.into_iter().filter(|s| keyring.has_key(s.id)).collect();
-    let expired = expired(rules, &sealed, now_ns, |id| is_held(data_dir, id));
     let mut destroyed = 0;
     for rule in rules {
         let of_rule: Vec<SessionId> = expired.iter().filter(|e| e.rule == rule.name).map(|e| e.session).collect();
@@ -209,6 +211,40 @@ pub async fn sweep(rules: &[RetentionRule], data_dir: &Path, ledger: &Ledger, tr
         destroyed += shred(ledger, trail, data_dir, &of_rule, "retention", &attrs).await?;
     }
     Ok(destroyed)
+}
+
+/// The candidates the index found that their records confirm: the index only finds, so an edited
+/// session row (another connection, group or end time) never gets a session shredded early or by
+/// another rule. A session whose row disagrees with its records is left for verify to report.
+fn confirmed_by_records(
+    index: &Index,
+    segments: &Path,
+    rules: &[RetentionRule],
+    rows: &[SessionSummary],
+    candidates: Vec<Expired>,
+    now_ns: i64,
+) -> Vec<Expired> {
+    let rows: std::collections::HashMap<SessionId, &SessionSummary> = rows.iter().map(|row| (row.id, row)).collect();
+    candidates
+        .into_iter()
+        .filter(|candidate| {
+            let Some(row) = rows.get(&candidate.session) else { return false };
+            match index.recorded_session(segments, row) {
+                Ok(recorded) if recorded.differences.is_empty() => {
+                    expired(rules, std::slice::from_ref(&recorded.summary), now_ns, |_| false).first() == Some(candidate)
+                }
+                Ok(recorded) => {
+                    let differences: Vec<String> = recorded.differences.iter().map(ToString::to_string).collect();
+                    tracing::warn!(session = %candidate.session, ?differences, "retention: the index disagrees with the session's records, so it is not shredded; run witness verify");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(session = %candidate.session, error = %e, "retention: cannot read the session's records, so it is not shredded");
+                    false
+                }
+            }
+        })
+        .collect()
 }
 
 /// Sweeps at start and then every `every`, until `stop` turns true.
@@ -285,6 +321,29 @@ mod tests {
         set_hold(dir.path(), id, false).unwrap();
         assert_eq!(shred(&ledger, &trail, dir.path(), &[id], "purge", &[]).await.unwrap(), 1);
         assert!(!ledger.keyring().has_key(id) && ledger.keyring().was_shredded(id));
+        trail.close().await;
+        tokio::task::block_in_place(|| ledger.shutdown()).unwrap();
+    }
+
+    /// The index finds, the records decide: a row edited to match a short rule does not get its
+    /// session shredded; the true row does, by the rule its records match.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sweep_shreds_only_what_the_records_confirm() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, id) = tokio::task::block_in_place(|| ledger_with_a_session(dir.path()));
+        let trail = AuditTrail::default();
+        let prod = [RetentionRule { connection: Some(Glob::new("prod-*")), ..rule("prod", None, 0) }];
+        let edit = |connection: &str| {
+            let index = rusqlite::Connection::open(&ledger.paths().index).unwrap();
+            index.execute("UPDATE sessions SET connection = ?1 WHERE id = ?2", rusqlite::params![connection, &id.as_bytes()[..]]).unwrap();
+        };
+        edit("prod-db");
+        assert_eq!(sweep(&prod, dir.path(), &ledger, &trail).await.unwrap(), 0, "the records say db, not prod-db");
+        assert!(ledger.keyring().has_key(id));
+        edit("db");
+        let db = [RetentionRule { connection: Some(Glob::new("db")), ..rule("db", None, 0) }];
+        assert_eq!(sweep(&db, dir.path(), &ledger, &trail).await.unwrap(), 1);
+        assert!(!ledger.keyring().has_key(id));
         trail.close().await;
         tokio::task::block_in_place(|| ledger.shutdown()).unwrap();
     }
