@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use witness_core::kind::{SESSION_END, SESSION_START};
 use witness_core::{SessionId, SessionInfo};
 
-use crate::export::{export_session, read_session_export, ExportError};
+use crate::export::{read_session_export, ExportError, ExportScan};
 use crate::index::SessionSummary;
 use crate::keyring::{Keyring, KeyringError, Opener};
 use crate::read::StoredEvent;
@@ -118,10 +118,12 @@ pub fn write_bundle(
     let parsed = recipients.iter().map(|r| parse_recipient(r)).collect::<Result<Vec<_>, _>>()?;
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
     let mut listed = Vec::new();
+    // One read of the ledger for every session of the bundle.
+    let scan = ExportScan::new(ledger_root, &sessions.iter().map(|s| s.id).collect::<Vec<_>>())?;
     for session in sessions {
         let id = session.id;
         let mut export = Vec::new();
-        export_session(ledger_root, id, &mut export)?;
+        scan.write(id, &mut export)?;
         let (_, events) = read_session_export(&export[..], public_key).map_err(|source| BundleError::Export { session: id, source })?;
         let sealed = events.iter().any(|e| e.sealed.is_some());
         let key = keyring.data_key(id)?;

@@ -1,11 +1,12 @@
 //! Exporting one session so that it can be checked on its own, away from the ledger: every event
 //! with the bytes its chain hash commits to, then the session's last Merkle leaf with an RFC 6962
 //! inclusion proof to a signed checkpoint. `verify_session_export` checks such a file with nothing
-//! but the ledger's public key.
+//! but the ledger's public key. [`ExportScan`] exports many sessions from one read of the ledger.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -15,7 +16,7 @@ use witness_core::{kind, SessionId};
 
 use crate::error::LedgerError;
 use crate::format::{chain_hash, decode_committed, decode_record, decode_segment_header, leaf_hash, Hash, Leaf, PayloadHash, Record};
-use crate::merkle::{inclusion_proof, verify_inclusion};
+use crate::merkle::{verify_inclusion, MerkleLevels};
 use crate::read::{stored_event, StoredEvent, StoredHeader};
 use crate::segment::{list_segments, FrameItem, FrameIter};
 use crate::verify::ExportedCheckpoint;
@@ -140,78 +141,114 @@ pub enum ExportProblem {
 
 /// Writes session `session` of the ledger in `ledger_root` as JSON lines to `out`.
 pub fn export_session(ledger_root: &Path, session: SessionId, out: &mut impl Write) -> Result<ExportSummary, LedgerError> {
-    let segments_dir = ledger_root.join("segments");
-    let id = *session.as_bytes();
-    let mut events: Vec<ExportedEvent> = Vec::new();
-    let mut leaves: Vec<Hash> = Vec::new();
-    let mut session_leaves: Vec<(u64, Leaf)> = Vec::new();
-    let mut checkpoints: Vec<ExportedCheckpoint> = Vec::new();
-    let segments = list_segments(&segments_dir).map_err(LedgerError::io("list", &segments_dir))?;
-    for segment in &segments {
-        let bytes = fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
-        let header = decode_segment_header(&bytes).map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
-        let hash = header.payload_hash();
-        for item in FrameIter::new(&bytes, header.first_ledger_seq) {
-            let FrameItem::Frame { offset, body } = item else { continue };
-            let record = decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;
-            match record {
-                Record::Event(e) if e.session_id == id => events.push(exported_event(&e, hash)),
-                Record::Event(_) => {}
-                Record::Head(h) => {
-                    if h.leaf.session_id == id {
-                        session_leaves.push((leaves.len() as u64, h.leaf));
+    ExportScan::new(ledger_root, &[session])?.write(session, out)
+}
+
+/// What one pass over a ledger's segments gathers to export some of its sessions: their events,
+/// every session head's Merkle leaf, and the newest checkpoint. Exporting many sessions (a bundle)
+/// reads the ledger once, and each audit path costs O(log² n) from the kept tree levels.
+pub struct ExportScan {
+    ledger_root: PathBuf,
+    events: HashMap<[u8; 16], Vec<ExportedEvent>>,
+    /// Each session's heads: its leaf's index in the log and the leaf.
+    heads: HashMap<[u8; 16], Vec<(u64, Leaf)>>,
+    leaves: MerkleLevels,
+    checkpoint: Option<ExportedCheckpoint>,
+}
+
+impl ExportScan {
+    /// Reads the ledger in `ledger_root` once, keeping what exporting `sessions` needs.
+    pub fn new(ledger_root: &Path, sessions: &[SessionId]) -> Result<ExportScan, LedgerError> {
+        let segments_dir = ledger_root.join("segments");
+        let wanted: HashSet<[u8; 16]> = sessions.iter().map(|s| *s.as_bytes()).collect();
+        let mut events: HashMap<[u8; 16], Vec<ExportedEvent>> = HashMap::new();
+        let mut heads: HashMap<[u8; 16], Vec<(u64, Leaf)>> = HashMap::new();
+        let mut leaves: Vec<Hash> = Vec::new();
+        let mut checkpoint = None;
+        let segments = list_segments(&segments_dir).map_err(LedgerError::io("list", &segments_dir))?;
+        for segment in &segments {
+            let bytes = fs::read(&segment.path).map_err(LedgerError::io("read", &segment.path))?;
+            let header =
+                decode_segment_header(&bytes).map_err(|source| LedgerError::BadSegment { segment: segment.path.clone(), source })?;
+            let hash = header.payload_hash();
+            for item in FrameIter::new(&bytes, header.first_ledger_seq) {
+                let FrameItem::Frame { offset, body } = item else { continue };
+                let record = decode_record(body).map_err(|source| LedgerError::Format { segment: segment.path.clone(), offset, source })?;
+                match record {
+                    Record::Event(e) if wanted.contains(&e.session_id) => {
+                        events.entry(e.session_id).or_default().push(exported_event(&e, hash));
                     }
-                    leaves.push(leaf_hash(&h.leaf));
+                    Record::Event(_) => {}
+                    Record::Head(h) => {
+                        if wanted.contains(&h.leaf.session_id) {
+                            heads.entry(h.leaf.session_id).or_default().push((leaves.len() as u64, h.leaf));
+                        }
+                        leaves.push(leaf_hash(&h.leaf));
+                    }
+                    Record::Checkpoint(c) => checkpoint = Some(ExportedCheckpoint::from_record(&c)),
                 }
-                Record::Checkpoint(c) => checkpoints.push(ExportedCheckpoint::from_record(&c)),
             }
         }
+        Ok(ExportScan { ledger_root: ledger_root.to_path_buf(), events, heads, leaves: MerkleLevels::new(leaves), checkpoint })
     }
-    if events.is_empty() {
-        return Err(LedgerError::UnknownSession { session });
+
+    /// Writes the export of `session` (one of those scanned) as JSON lines to `out`.
+    pub fn write(&self, session: SessionId, out: &mut impl Write) -> Result<ExportSummary, LedgerError> {
+        let id = session.as_bytes();
+        let events = self.events.get(id).filter(|events| !events.is_empty()).ok_or(LedgerError::UnknownSession { session })?;
+        let not_sealed = || {
+            LedgerError::Io {
+            action: "export",
+            path: self.ledger_root.clone(),
+            source: std::io::Error::other(format!(
+                "session {session} has no signed checkpoint covering it yet; wait for the next checkpoint (every second while witness runs) and try again"
+            )),
+        }
+        };
+        // The session's newest head that the newest checkpoint covers: the export is as recent as
+        // the signatures allow.
+        let checkpoint = self.checkpoint.as_ref().ok_or_else(not_sealed)?;
+        let heads = self.heads.get(id).map(Vec::as_slice).unwrap_or_default();
+        let (leaf_index, leaf) = *heads.iter().rev().find(|(index, _)| *index < checkpoint.tree_size).ok_or_else(not_sealed)?;
+        let tree_size = usize::try_from(checkpoint.tree_size).ok().filter(|&n| n <= self.leaves.len()).ok_or_else(|| LedgerError::Io {
+            action: "export",
+            path: self.ledger_root.clone(),
+            source: std::io::Error::other(format!(
+                "the newest checkpoint covers {} session heads, but the segments hold {}",
+                checkpoint.tree_size,
+                self.leaves.len()
+            )),
+        })?;
+        let audit_path = self.leaves.inclusion_proof(leaf_index as usize, tree_size);
+        let n_total = events.len() as u64;
+        let included = &events[..events.len().min(leaf.seq as usize + 1)];
+        let write = |out: &mut dyn Write, line: &Line| -> Result<(), LedgerError> {
+            serde_json::to_writer(&mut *out, line).map_err(|e| LedgerError::io("write", "the export")(e.into()))?;
+            out.write_all(b"\n").map_err(LedgerError::io("write", "the export"))
+        };
+        let header =
+            ExportHeader { format: EXPORT_FORMAT.into(), version: EXPORT_VERSION, session, public_key: checkpoint.public_key.clone() };
+        write(out, &Line::Header(header))?;
+        for event in included {
+            write(out, &Line::Event(event.clone()))?;
+        }
+        let proof = ExportedProof {
+            leaf_index,
+            leaf_seq: leaf.seq,
+            leaf_head_hash: hex::encode(leaf.head_hash),
+            leaf_closed: leaf.closed,
+            audit_path: audit_path.iter().map(hex::encode).collect(),
+            checkpoint: checkpoint.clone(),
+        };
+        write(out, &Line::Proof(proof))?;
+        Ok(ExportSummary {
+            session,
+            events: included.len() as u64,
+            events_left_out: n_total - included.len() as u64,
+            closed: leaf.closed,
+            tree_size: checkpoint.tree_size,
+        })
     }
-    let not_sealed = || {
-        LedgerError::Io {
-        action: "export",
-        path: ledger_root.to_path_buf(),
-        source: std::io::Error::other(format!(
-            "session {session} has no signed checkpoint covering it yet; wait for the next checkpoint (every second while witness runs) and try again"
-        )),
-    }
-    };
-    // The session's newest head that the newest checkpoint covers: the export is as recent as the
-    // signatures allow.
-    let checkpoint = checkpoints.last().cloned().ok_or_else(not_sealed)?;
-    let (leaf_index, leaf) = *session_leaves.iter().rev().find(|(index, _)| *index < checkpoint.tree_size).ok_or_else(not_sealed)?;
-    let audit_path = inclusion_proof(leaf_index as usize, &leaves[..checkpoint.tree_size as usize]);
-    let n_total = events.len() as u64;
-    events.truncate(leaf.seq as usize + 1);
-    let write = |out: &mut dyn Write, line: &Line| -> Result<(), LedgerError> {
-        serde_json::to_writer(&mut *out, line).map_err(|e| LedgerError::io("write", "the export")(e.into()))?;
-        out.write_all(b"\n").map_err(LedgerError::io("write", "the export"))
-    };
-    let header = ExportHeader { format: EXPORT_FORMAT.into(), version: EXPORT_VERSION, session, public_key: checkpoint.public_key.clone() };
-    write(out, &Line::Header(header))?;
-    let n_events = events.len() as u64;
-    for event in events {
-        write(out, &Line::Event(event))?;
-    }
-    let proof = ExportedProof {
-        leaf_index,
-        leaf_seq: leaf.seq,
-        leaf_head_hash: hex::encode(leaf.head_hash),
-        leaf_closed: leaf.closed,
-        audit_path: audit_path.iter().map(hex::encode).collect(),
-        checkpoint: checkpoint.clone(),
-    };
-    write(out, &Line::Proof(proof))?;
-    Ok(ExportSummary {
-        session,
-        events: n_events,
-        events_left_out: n_total - n_events,
-        closed: leaf.closed,
-        tree_size: checkpoint.tree_size,
-    })
 }
 
 /// Checks an export read from `input` against the ledger key `key`, with nothing else.

@@ -82,6 +82,69 @@ fn collect_path(index: usize, leaves: &[Hash], proof: &mut Vec<Hash>) {
     }
 }
 
+/// Every leaf and the hash of every perfect, aligned subtree above them, so that many audit paths
+/// over one ledger's leaves (an export bundle of many sessions) cost O(log² n) each, not the O(n)
+/// of [`inclusion_proof`].
+pub struct MerkleLevels {
+    /// `levels[k][i]` is the root of leaves `i·2^k .. (i+1)·2^k`; `levels[0]` the leaves.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MerkleLevels {
+    pub fn new(leaves: Vec<Hash>) -> MerkleLevels {
+        let mut levels = vec![leaves];
+        while let Some(below) = levels.last().filter(|level| level.len() > 1) {
+            let above = below.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
+            levels.push(above);
+        }
+        MerkleLevels { levels }
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// PATH(index, D[size]) over the first `size` leaves, as [`inclusion_proof`] gives it.
+    pub fn inclusion_proof(&self, index: usize, size: usize) -> Vec<Hash> {
+        assert!(index < size && size <= self.len(), "leaf {index} of {size} in a tree of {}", self.len());
+        let mut proof = Vec::new();
+        self.collect_path(index, 0, size, &mut proof);
+        proof
+    }
+
+    /// The path of leaf `start + index` within leaves `start..end`, as `collect_path` does.
+    fn collect_path(&self, index: usize, start: usize, end: usize, proof: &mut Vec<Hash>) {
+        let n = end - start;
+        if n <= 1 {
+            return;
+        }
+        let k = split_point(n);
+        if index < k {
+            self.collect_path(index, start, start + k, proof);
+            proof.push(self.root(start + k, end));
+        } else {
+            self.collect_path(index - k, start + k, end, proof);
+            proof.push(self.root(start, start + k));
+        }
+    }
+
+    /// MTH of leaves `start..end` (not empty): a perfect subtree's root is kept; any other range
+    /// splits as RFC 6962 does, and its left part is perfect.
+    fn root(&self, start: usize, end: usize) -> Hash {
+        let n = end - start;
+        if n.is_power_of_two() && start.is_multiple_of(n) {
+            let height = n.trailing_zeros() as usize;
+            return self.levels[height][start >> height];
+        }
+        let k = split_point(n);
+        node_hash(&self.root(start, start + k), &self.root(start + k, end))
+    }
+}
+
 /// Checks an audit path as RFC 9162 section 2.1.3.2 describes.
 pub fn verify_inclusion(index: u64, tree_size: u64, leaf_hash: &Hash, proof: &[Hash], root: &Hash) -> bool {
     if index >= tree_size {
@@ -134,6 +197,18 @@ mod tests {
             tree.push(all[n - 1]);
             assert_eq!(tree.root(), root_of(&all[..n]), "size {n}");
         }
+    }
+
+    #[test]
+    fn kept_levels_give_the_same_paths_as_the_recursive_definition() {
+        let all = leaves(70);
+        let levels = MerkleLevels::new(all.clone());
+        for n in 1..=all.len() {
+            for m in 0..n {
+                assert_eq!(levels.inclusion_proof(m, n), inclusion_proof(m, &all[..n]), "leaf {m} of {n}");
+            }
+        }
+        assert!(MerkleLevels::new(Vec::new()).is_empty());
     }
 
     #[test]
