@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use witness_ledger::seal::{clear_header, Aead, DataKey, KeyId, SealPlace};
+use witness_ledger::seal::{clear_header, Aead, DataKey, KeyId, NonceSequence, SealPlace};
 use witness_ledger::StoredHeader;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
 
     let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
     let (header, payload) = data.split_at(split);
-    let sealed = key.seal(&place, &[9; witness_ledger::seal::NONCE_LEN], header, payload);
+    let sealed = key.seal(&place, &NonceSequence::new(), header, payload);
     let opened = key.open(&place, key.id(), &sealed).expect("sealed contents open where they were sealed");
     assert_eq!((opened.header.as_slice(), opened.payload.as_slice()), (header, payload));
     assert!(key.open(&SealPlace { seq: 4, ..place }, key.id(), &sealed).is_err(), "opened at another seq");

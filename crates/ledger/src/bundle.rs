@@ -33,7 +33,8 @@ use crate::seal::{Aead, DataKey};
 use crate::LedgerError;
 
 pub const BUNDLE_FORMAT: &str = "witness-bundle";
-pub const BUNDLE_VERSION: u32 = 1;
+/// Version 2: key entries may carry their AEAD (33 bytes); version 1 holds 32-byte keys only.
+pub const BUNDLE_VERSION: u32 = 2;
 /// A bundle is read whole into memory to be verified: an entry larger than this, or a bundle
 /// larger than [`MAX_BUNDLE_BYTES`], is refused (split the export by --since/--until).
 const MAX_ENTRY_BYTES: u64 = 4 << 30;
@@ -302,9 +303,18 @@ fn key_entry(key: &DataKey) -> zeroize::Zeroizing<Vec<u8>> {
 fn decrypt_key(encrypted: &[u8], identities: &[Box<dyn age::Identity + Send + Sync>]) -> Result<DataKey, String> {
     let decryptor = age::Decryptor::new(encrypted).map_err(|e| e.to_string())?;
     let mut reader = decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| e.to_string())?;
-    let mut entry = zeroize::Zeroizing::new(Vec::new());
-    reader.by_ref().take(34).read_to_end(&mut entry).map_err(|e| e.to_string())?;
-    let (aead, key) = match entry.as_slice() {
+    // A fixed buffer, wiped on drop: no copy of the key is left behind by a growing Vec.
+    let mut entry = zeroize::Zeroizing::new([0u8; 34]);
+    let mut len = 0;
+    while len < entry.len() {
+        match reader.read(&mut entry[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let (aead, key) = match &entry[..len] {
         [KEY_ENTRY_GCM, key @ ..] if key.len() == 32 => (Aead::Aes256Gcm, key),
         key if key.len() == 32 => (Aead::Aes256GcmSiv, key),
         _ => return Err("the decrypted key entry is not a data key (2 and 32 bytes, or 32 bytes)".to_string()),

@@ -345,7 +345,10 @@ impl Keyring {
     pub(crate) fn create(&self, session: SessionId) -> Result<DataKey, KeyringError> {
         let master = self.master.as_ref().expect("only a keyring with a master key seals");
         let key = DataKey::random();
-        write_private(&self.key_path(session), &master.wrap(session, &key), true)?;
+        // Never over another key file: one key per session, and its one writer (seal.rs).
+        let path = self.key_path(session);
+        create_private(&path, &master.wrap(session, &key)).map_err(io("create", &path))?;
+        sync_dir(&self.dir)?;
         Ok(key)
     }
 

@@ -66,8 +66,9 @@ enum Cipher {
 
 /// The nonces of one writer: a random 4-byte prefix and a counter of the contents sealed, so
 /// that no two seals under a key share one, even when a sealed record is made and then dropped
-/// (too large to write) and the next takes its seq.
-pub(crate) struct NonceSequence {
+/// (too large to write) and the next takes its seq. Sealing takes one, never a nonce: a key
+/// sealed through two sequences would risk a repeat, so each key has one writer, and it one.
+pub struct NonceSequence {
     prefix: [u8; 4],
     sealed: AtomicU64,
 }
@@ -130,8 +131,10 @@ impl DataKey {
         &self.key
     }
 
-    /// Seals `header` and `payload` for `place` under a nonce the caller makes unique per key.
-    pub fn seal(&self, place: &SealPlace<'_>, nonce: &[u8; NONCE_LEN], header: &[u8], payload: &[u8]) -> Vec<u8> {
+    /// Seals `header` and `payload` for `place` under the next nonce of `nonces`, the sequence
+    /// of this key's one writer.
+    pub fn seal(&self, place: &SealPlace<'_>, nonces: &NonceSequence, header: &[u8], payload: &[u8]) -> Vec<u8> {
+        let nonce = &nonces.next();
         let mut out = Vec::with_capacity(SEAL_OVERHEAD + header.len() + payload.len());
         out.extend_from_slice(nonce);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -195,12 +198,13 @@ impl DataKey {
 }
 
 impl NonceSequence {
-    pub(crate) fn new() -> NonceSequence {
+    #[allow(clippy::new_without_default)] // a new sequence is a deliberate act, not a default
+    pub fn new() -> NonceSequence {
         NonceSequence { prefix: rand::random(), sealed: AtomicU64::new(0) }
     }
 
     /// The next nonce: never one given before by this sequence.
-    pub(crate) fn next(&self) -> [u8; NONCE_LEN] {
+    fn next(&self) -> [u8; NONCE_LEN] {
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..4].copy_from_slice(&self.prefix);
         nonce[4..].copy_from_slice(&self.sealed.fetch_add(1, Ordering::Relaxed).to_le_bytes());
@@ -210,7 +214,9 @@ impl NonceSequence {
 
 impl Drop for DataKey {
     fn drop(&mut self) {
-        // Best effort: a key copied by a move may remain elsewhere in memory.
+        // Best effort: a key copied by a move may remain elsewhere in memory, and ring does not
+        // wipe the AES-GCM key schedule it keeps. Whoever can read witness's memory can read its
+        // master key too, which opens every key not shredded; shredding is about the key files.
         zeroize::Zeroize::zeroize(&mut self.key);
     }
 }
@@ -288,7 +294,7 @@ mod tests {
 
     fn opens_only_where_sealed(aead: Aead) {
         let key = DataKey::from_bytes([7; 32], aead);
-        let sealed = key.seal(&place(4), &[1; NONCE_LEN], b"{\"summary\":\"select secret\"}", b"select secret");
+        let sealed = key.seal(&place(4), &NonceSequence::new(), b"{\"summary\":\"select secret\"}", b"select secret");
         assert_eq!(sealed.len(), SEAL_OVERHEAD + 27 + 13);
         assert!(!sealed.windows(6).any(|w| w == b"secret"), "the plaintext shows through");
         let opened = key.open(&place(4), key.id(), &sealed).unwrap();
@@ -315,9 +321,9 @@ mod tests {
     #[test]
     fn contents_open_only_with_the_aead_of_their_key() {
         let (gcm, siv) = (DataKey::from_bytes([7; 32], Aead::Aes256Gcm), DataKey::from_bytes([7; 32], Aead::Aes256GcmSiv));
-        let sealed = gcm.seal(&place(1), &[1; NONCE_LEN], b"{}", b"select 1");
+        let sealed = gcm.seal(&place(1), &NonceSequence::new(), b"{}", b"select 1");
         assert_eq!(siv.open(&place(1), siv.id(), &sealed), Err(SealError::DoesNotOpen));
-        let sealed = siv.seal(&place(1), &[1; NONCE_LEN], b"{}", b"select 1");
+        let sealed = siv.seal(&place(1), &NonceSequence::new(), b"{}", b"select 1");
         assert_eq!(gcm.open(&place(1), gcm.id(), &sealed), Err(SealError::DoesNotOpen));
     }
 

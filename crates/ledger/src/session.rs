@@ -237,7 +237,7 @@ impl SessionWriter {
         let sealed = match (&self.sealer, role) {
             (Some(sealer), Role::Event) => {
                 let place = SealPlace { session_id: *self.id.as_bytes(), seq: chain.next_seq, kind };
-                let contents = sealer.key.seal(&place, &sealer.nonces.next(), &header, &event.payload);
+                let contents = sealer.key.seal(&place, &sealer.nonces, &header, &event.payload);
                 Some((clear_header(sealer.key.id(), event.payload_type.as_str(), decision), contents))
             }
             _ => None,
