@@ -120,7 +120,7 @@ pub fn write_bundle(
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
     let mut listed = Vec::new();
     // One read of the ledger for every session of the bundle.
-    let scan = ExportScan::new(ledger_root, &sessions.iter().map(|s| s.id).collect::<Vec<_>>())?;
+    let mut scan = ExportScan::new(ledger_root, &sessions.iter().map(|s| s.id).collect::<Vec<_>>())?;
     for session in sessions {
         let id = session.id;
         let mut export = Vec::new();

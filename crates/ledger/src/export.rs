@@ -192,10 +192,11 @@ impl ExportScan {
         Ok(ExportScan { ledger_root: ledger_root.to_path_buf(), events, heads, leaves: MerkleLevels::new(leaves), checkpoint })
     }
 
-    /// Writes the export of `session` (one of those scanned) as JSON lines to `out`.
-    pub fn write(&self, session: SessionId, out: &mut impl Write) -> Result<ExportSummary, LedgerError> {
+    /// Writes the export of `session` (one of those scanned) as JSON lines to `out`. Its events
+    /// leave the scan as they are written, so a bundle does not keep them twice.
+    pub fn write(&mut self, session: SessionId, out: &mut impl Write) -> Result<ExportSummary, LedgerError> {
         let id = session.as_bytes();
-        let events = self.events.get(id).filter(|events| !events.is_empty()).ok_or(LedgerError::UnknownSession { session })?;
+        let events = self.events.remove(id).filter(|events| !events.is_empty()).ok_or(LedgerError::UnknownSession { session })?;
         let not_sealed = || {
             LedgerError::Io {
             action: "export",
@@ -221,7 +222,9 @@ impl ExportScan {
         })?;
         let audit_path = self.leaves.inclusion_proof(leaf_index as usize, tree_size);
         let n_total = events.len() as u64;
-        let included = &events[..events.len().min(leaf.seq as usize + 1)];
+        // A seq past what memory can hold keeps every event (the export's check refuses it then).
+        let through = usize::try_from(leaf.seq).map_or(events.len(), |seq| seq.saturating_add(1));
+        let n_included = events.len().min(through);
         let write = |out: &mut dyn Write, line: &Line| -> Result<(), LedgerError> {
             serde_json::to_writer(&mut *out, line).map_err(|e| LedgerError::io("write", "the export")(e.into()))?;
             out.write_all(b"\n").map_err(LedgerError::io("write", "the export"))
@@ -229,8 +232,8 @@ impl ExportScan {
         let header =
             ExportHeader { format: EXPORT_FORMAT.into(), version: EXPORT_VERSION, session, public_key: checkpoint.public_key.clone() };
         write(out, &Line::Header(header))?;
-        for event in included {
-            write(out, &Line::Event(event.clone()))?;
+        for event in events.into_iter().take(n_included) {
+            write(out, &Line::Event(event))?;
         }
         let proof = ExportedProof {
             leaf_index,
@@ -243,8 +246,8 @@ impl ExportScan {
         write(out, &Line::Proof(proof))?;
         Ok(ExportSummary {
             session,
-            events: included.len() as u64,
-            events_left_out: n_total - included.len() as u64,
+            events: n_included as u64,
+            events_left_out: n_total - n_included as u64,
             closed: leaf.closed,
             tree_size: checkpoint.tree_size,
         })

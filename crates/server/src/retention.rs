@@ -192,13 +192,19 @@ pub async fn sweep(rules: &[RetentionRule], data_dir: &Path, ledger: &Ledger, tr
         return Ok(0);
     }
     let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    let expired = {
+    // Index queries and two segment reads per candidate: blocking work, kept off the runtime's
+    // other tasks (the gateway's runtime has several workers).
+    let find = || -> Result<Vec<Expired>, ShredError> {
         let index = Index::open_snapshot(&ledger.paths().index)?;
         let sessions = index.list_sessions(&SessionFilter { open: Some(false), ..SessionFilter::default() })?;
         let keyring = ledger.keyring();
         let sealed: Vec<SessionSummary> = sessions.into_iter().filter(|s| keyring.has_key(s.id)).collect();
         let candidates = expired(rules, &sealed, now_ns, |id| is_held(data_dir, id));
-        confirmed_by_records(&index, &ledger.paths().segments, rules, &sealed, candidates, now_ns)
+        Ok(confirmed_by_records(&index, &ledger.paths().segments, rules, &sealed, candidates, now_ns))
+    };
+    let expired = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(find)?,
+        _ => find()?,
     };
     let mut destroyed = 0;
     for rule in rules {
