@@ -45,7 +45,7 @@ impl ReadGrants {
 
     /// Whether a rule covers the recordings of `connection`.
     pub fn covers(&self, connection: &str) -> bool {
-        self.rules.iter().any(|r| r.connections.iter().any(|g| g.matches(connection)))
+        self.rule_for(connection).is_some()
     }
 
     /// The groups rules name as approvers (their members may decide, so they have the role).
@@ -53,13 +53,13 @@ impl ReadGrants {
         self.rules.iter().flat_map(|r| r.approvers.iter())
     }
 
-    /// The first rule covering `session`.
-    fn rule(&self, session: &SessionView) -> Option<&ReadRule> {
-        self.rules.iter().find(|r| r.connections.iter().any(|g| g.matches(&session.connection)))
+    /// The first rule covering the recordings of `connection`: the one that decides.
+    fn rule_for(&self, connection: &str) -> Option<&ReadRule> {
+        self.rules.iter().find(|r| r.connections.iter().any(|g| g.matches(connection)))
     }
 
     pub fn access(&self, reader: &Principal, session: &SessionView) -> ReadAccess {
-        let Some(rule) = self.rule(session) else { return ReadAccess::Open };
+        let Some(rule) = self.rule_for(&session.connection) else { return ReadAccess::Open };
         let now = now_ms();
         let mut book = self.lock();
         expire(&mut book, now);
@@ -72,7 +72,7 @@ impl ReadGrants {
     }
 
     pub fn request(&self, reader: &Principal, session: &SessionView, reason: String) -> Result<AccessRequest, String> {
-        let Some(rule) = self.rule(session) else {
+        let Some(rule) = self.rule_for(&session.connection) else {
             return Err(format!("no [[review.rules]] rule covers session {}: read it without asking", session.id));
         };
         let now = now_ms();

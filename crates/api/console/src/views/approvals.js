@@ -28,46 +28,15 @@ export async function renderApprovals(view, { me, signal }) {
 
 /** Keeps `list` showing the pending requests to read recordings this reviewer may decide. */
 function followAccessRequests(list, { me, signal, onCount }) {
-  const cards = new Map();
-  const decide = async (request, grant, card) => {
-    for (const button of card.querySelectorAll('button')) button.disabled = true;
-    try {
-      await api.decideAccess(request.id, grant, card.querySelector('.approval-reason').value.trim());
-      card.remove();
-      cards.delete(request.id);
-      onCount(cards.size);
-      clearError('access');
-    } catch (e) {
-      showError(`Could not ${grant ? 'grant' : 'deny'} ${request.id}: ${e.message}`, 'access');
-      for (const button of card.querySelectorAll('button')) button.disabled = false;
-    }
-  };
-  every(REFRESH_MS, signal, async () => {
-    let answer;
-    try {
-      answer = await api.accessRequests();
-    } catch (e) {
-      if (!signal.aborted) showError(`Could not load requests to read recordings: ${e.message}`, 'access');
-      return;
-    }
-    if (signal.aborted) return;
+  followCards(list, {
+    signal,
+    onCount,
+    load: api.accessRequests,
     // Another reviewer's pending requests: a reader's own are on the session's page.
-    const pending = answer.filter((r) => r.status === 'pending' && r.reader !== me);
-    const ids = new Set(pending.map((r) => r.id));
-    for (const [id, card] of cards) {
-      if (!ids.has(id)) {
-        card.remove();
-        cards.delete(id);
-      }
-    }
-    for (const request of pending) {
-      if (!cards.has(request.id)) {
-        const card = accessCard(request, decide);
-        cards.set(request.id, card);
-        list.append(card);
-      }
-    }
-    onCount(cards.size);
+    shows: (r) => r.status === 'pending' && r.reader !== me,
+    makeCard: accessCard,
+    send: api.decideAccess,
+    words: { yes: 'grant', what: 'requests to read recordings', decideError: 'access', loadError: 'access' },
   });
 }
 
@@ -94,22 +63,43 @@ function accessCard(request, decide) {
  * approver decides from; `onCount` hears how many are shown after each change.
  */
 export function followApprovals(list, { signal, session, onCount }) {
-  /** Cards on screen, by approval id. */
+  followCards(list, {
+    signal,
+    onCount,
+    load: api.approvals,
+    shows: (a) => (a.status ?? 'waiting') === 'waiting' && (!session || a.session === session),
+    // Oldest first: the longest wait is the most urgent.
+    order: (a, b) => a.requested_at_ms - b.requested_at_ms,
+    makeCard: approvalCard,
+    refresh: updateClock,
+    send: api.decide,
+    words: { yes: 'approve', what: 'approvals', decideError: 'decide', loadError: 'approvals' },
+  });
+}
+
+/**
+ * Keeps `list` showing, polled every second, the requests `load` answers that `shows` keeps, in
+ * `order`, as cards `makeCard(request, decide)` builds and `refresh(card, request)` updates. A
+ * card's buttons call `decide(request, yes, card)`, which sends the card's reason with `send`.
+ * A request decided here is never brought back by a poll that started before the decision.
+ */
+function followCards(list, { signal, onCount, load, shows, order, makeCard, refresh = () => {}, send, words }) {
+  /** Cards on screen, by request id. */
   const cards = new Map();
-  /** Approvals decided here: a poll that started before the decision must not bring them back. */
+  /** Requests decided here. */
   const decided = new Set();
 
-  const decide = async (approval, approve, card) => {
+  const decide = async (request, yes, card) => {
     for (const button of card.querySelectorAll('button')) button.disabled = true;
     try {
-      await api.decide(approval.id, approve, card.querySelector('.approval-reason').value.trim());
-      decided.add(approval.id);
+      await send(request.id, yes, card.querySelector('.approval-reason').value.trim());
+      decided.add(request.id);
       card.remove();
-      cards.delete(approval.id);
+      cards.delete(request.id);
       onCount(cards.size);
-      clearError('decide');
+      clearError(words.decideError);
     } catch (e) {
-      showError(`Could not ${approve ? 'approve' : 'deny'} ${approval.id}: ${e.message}`, 'decide');
+      showError(`Could not ${yes ? words.yes : 'deny'} ${request.id}: ${e.message}`, words.decideError);
       for (const button of card.querySelectorAll('button')) button.disabled = false;
     }
   };
@@ -117,32 +107,30 @@ export function followApprovals(list, { signal, session, onCount }) {
   every(REFRESH_MS, signal, async () => {
     let answer;
     try {
-      answer = await api.approvals();
+      answer = await load();
     } catch (e) {
-      if (!signal.aborted) showError(`Could not load approvals: ${e.message}`, 'approvals');
+      if (!signal.aborted) showError(`Could not load ${words.what}: ${e.message}`, words.loadError);
       return;
     }
     if (signal.aborted) return;
-    clearError('approvals');
-    const waiting = answer.filter((a) => (a.status ?? 'waiting') === 'waiting' && !decided.has(a.id)
-      && (!session || a.session === session));
-    const ids = new Set(waiting.map((a) => a.id));
+    clearError(words.loadError);
+    const shown = answer.filter((r) => shows(r) && !decided.has(r.id));
+    if (order) shown.sort(order);
+    const ids = new Set(shown.map((r) => r.id));
     for (const [id, card] of cards) {
       if (!ids.has(id)) {
         card.remove();
         cards.delete(id);
       }
     }
-    // Oldest first: the longest wait is the most urgent.
-    waiting.sort((a, b) => a.requested_at_ms - b.requested_at_ms);
-    for (const approval of waiting) {
-      let card = cards.get(approval.id);
+    for (const request of shown) {
+      let card = cards.get(request.id);
       if (!card) {
-        card = approvalCard(approval, decide);
-        cards.set(approval.id, card);
+        card = makeCard(request, decide);
+        cards.set(request.id, card);
       }
-      updateClock(card, approval);
-      list.append(card); // moves an existing card into sorted position
+      refresh(card, request);
+      list.append(card); // moves an existing card into its place
     }
     onCount(cards.size);
   });
