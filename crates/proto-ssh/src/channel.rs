@@ -22,7 +22,7 @@ use witness_gate::{admit, with_verdict, Admission, Refusal, Waiting, Wire, Withd
 use witness_ledger::SessionWriter;
 
 use crate::git::{parse_git_command, GitService, ReceivePackStream};
-use crate::outbox::{self, Input, Outbox};
+use crate::outbox::{self, Input, Outbox, Output};
 use crate::record::{self, channel_note};
 use crate::sftp::SftpStream;
 use crate::SshGate;
@@ -102,11 +102,11 @@ async fn relay<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::
     let (target_done, target_ended) = tokio::sync::watch::channel(false);
     let client_side = async {
         let stop = Stop::new(&ctx, target_ended);
-        let (outbox, inbox) = outbox::outbox();
+        let (outbox, inbox) = outbox::outbox(outbox::TOWARD_TARGET_BYTES);
         // The reader drops the outbox when it ends; the writer ends once it has written the rest.
         let toward = Toward { target: &target_write, outbox };
         let reading = client_to_target(&ctx, id, client_read, &client_write, toward, &shared, stop.clone());
-        let (outcome, ()) = tokio::join!(reading, outbox::write(inbox, &target_write, stop));
+        let (outcome, ()) = tokio::join!(reading, outbox::write_to_target(inbox, &target_write, stop));
         let _ = client_done.send(true);
         if outcome.is_err() {
             end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
@@ -117,7 +117,9 @@ async fn relay<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::
     };
     let target_side = async {
         let stop = Stop::new(&ctx, client_ended);
-        target_to_client(&ctx, id, target_read, &client_write, &shared, stop, session_channel).await;
+        let (outbox, inbox) = outbox::outbox(outbox::TOWARD_CLIENT_BYTES);
+        let reading = target_to_client(&ctx, id, target_read, outbox, &shared, stop.clone(), session_channel);
+        tokio::join!(reading, outbox::deliver_to_client(inbox, &client_write, &ctx.client, stop));
         let _ = target_done.send(true);
     };
     tokio::join!(client_side, target_side);
@@ -157,7 +159,7 @@ impl Stop {
 /// Where the client side sends: requests straight to the target, bytes through the outbox.
 struct Toward<'a> {
     target: &'a ChannelWriteHalf<client::Msg>,
-    outbox: Outbox,
+    outbox: Outbox<Input>,
 }
 
 /// The client side: requests and bytes from the client, decided and recorded, then forwarded.
@@ -309,10 +311,10 @@ async fn client_to_target<G: SshGate>(
     Ok(())
 }
 
-/// The target side: everything the target sends, recorded before the client sees it. Once the
-/// client's side has ended (the client closed the channel or left) nothing more is delivered,
-/// but the target's messages are still read, so that its connection never waits on this
-/// channel, and its exit is still recorded.
+/// The target side: everything the target sends, recorded, then queued for the client in
+/// `toward_client` (which delivers it in order). Once the client's side has ended (the client
+/// closed the channel or left) nothing more is delivered, but the target's messages are still
+/// read, so that its connection never waits on this channel, and its exit is still recorded.
 ///
 /// On a session channel the target's end of output is held back until its exit status (or its
 /// close): a client that has sent its own end of input takes the end of output as the end of
@@ -322,9 +324,9 @@ async fn target_to_client<G: SshGate>(
     ctx: &ChannelContext<G>,
     id: u32,
     mut target_read: ChannelReadHalf,
-    client: &ChannelWriteHalf<server::Msg>,
+    toward_client: Outbox<Output>,
     shared: &SharedState,
-    mut stop: Stop,
+    stop: Stop,
     session_channel: bool,
 ) {
     let mut eof_held = false;
@@ -343,7 +345,7 @@ async fn target_to_client<G: SshGate>(
                     for event in output_events(id, &data, shared) {
                         append(&ctx.writer, &event).await?;
                     }
-                    stop.unless(client.data_bytes(data)).await;
+                    toward_client.push(Output::Data(data)).await;
                     if ended {
                         break;
                     }
@@ -353,22 +355,24 @@ async fn target_to_client<G: SshGate>(
                         continue;
                     }
                     append(&ctx.writer, &record::data(kind::SSH_OUTPUT, Direction::Response, id, Some("stderr"), &data)).await?;
-                    stop.unless(client.extended_data_bytes(ext, data)).await;
+                    toward_client.push(Output::ExtendedData(ext, data)).await;
                 }
                 ChannelMsg::Eof => {
                     append(&ctx.writer, &channel_note(kind::SSH_EOF, Direction::Response, id, "end of output from the target")).await?;
                     if session_channel {
                         eof_held = true;
                     } else {
-                        stop.unless(client.eof()).await;
+                        toward_client.push(Output::Eof).await;
                     }
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
                     let event = channel_note(kind::SSH_EXIT, Direction::Response, id, format!("exit status {exit_status}"))
                         .with_attr("status", exit_status);
                     append(&ctx.writer, &event).await?;
-                    stop.unless(client.exit_status(exit_status)).await;
-                    release_eof(&mut eof_held, client, &mut stop).await;
+                    toward_client.push(Output::ExitStatus(exit_status)).await;
+                    if std::mem::take(&mut eof_held) {
+                        toward_client.push(Output::Eof).await;
+                    }
                 }
                 ChannelMsg::ExitSignal { signal_name: signal, core_dumped, error_message, lang_tag } => {
                     let name = signal_name(&signal);
@@ -377,8 +381,10 @@ async fn target_to_client<G: SshGate>(
                         .with_attr("core_dumped", core_dumped)
                         .with_attr("message", error_message.clone());
                     append(&ctx.writer, &event).await?;
-                    stop.unless(ctx.client.exit_signal_request(client.id(), signal, core_dumped, error_message, lang_tag)).await;
-                    release_eof(&mut eof_held, client, &mut stop).await;
+                    toward_client.push(Output::ExitSignal { signal, core_dumped, message: error_message, lang: lang_tag }).await;
+                    if std::mem::take(&mut eof_held) {
+                        toward_client.push(Output::Eof).await;
+                    }
                 }
                 ChannelMsg::Success => {
                     shared_lock(shared).asked.pop_front();
@@ -391,15 +397,17 @@ async fn target_to_client<G: SshGate>(
                     append(&ctx.writer, &event).await?;
                     if asked != "pty" {
                         let line = format!("witness: the target refused the {asked} request\r\n");
-                        stop.unless(client.extended_data_bytes(1, Bytes::from(line))).await;
-                        stop.unless(client.exit_status(REFUSED_EXIT_STATUS)).await;
+                        toward_client.push(Output::ExtendedData(1, Bytes::from(line))).await;
+                        toward_client.push(Output::ExitStatus(REFUSED_EXIT_STATUS)).await;
                         closed = true;
                         break;
                     }
                 }
                 ChannelMsg::Close => {
                     append(&ctx.writer, &channel_note(kind::SSH_CLOSE, Direction::Response, id, "the target closed the channel")).await?;
-                    release_eof(&mut eof_held, client, &mut stop).await;
+                    if std::mem::take(&mut eof_held) {
+                        toward_client.push(Output::Eof).await;
+                    }
                     closed = true;
                     break;
                 }
@@ -416,14 +424,7 @@ async fn target_to_client<G: SshGate>(
     // before it disconnects it (closing the channel first would end an OpenSSH client with no
     // word of why).
     if closed || result.is_err() {
-        stop.unless(client.close()).await;
-    }
-}
-
-/// Delivers the end of output held back for an exit status, if there is one.
-async fn release_eof(eof_held: &mut bool, client: &ChannelWriteHalf<server::Msg>, stop: &mut Stop) {
-    if std::mem::take(eof_held) {
-        stop.unless(client.eof()).await;
+        toward_client.push(Output::Close).await;
     }
 }
 

@@ -1,7 +1,8 @@
 //! How SSH sessions through witness hold up and end, against a real OpenSSH sshd and clients
 //! other than the suite's usual ones (paramiko, asyncssh, OpenSSH with ControlMaster; the Python
 //! ones from PyPI into the test venv): a channel whose
-//! reader stops holds back only itself; SFTP clients that request ahead never deadlock; a client
+//! reader stops holds back only itself; SFTP clients that request ahead never deadlock; a channel
+//! echoing its input into a slow reader keeps moving both ways; a client
 //! killed mid-transfer leaves nothing running on the target and its session is closed at once;
 //! exit statuses reach the client and the ledger as they do direct; a target that dies
 //! mid-command is reported to the client and recorded as the target's end.
@@ -51,6 +52,18 @@ fn ssh(gw: &Gateway, key: &Path, args: &[&str]) -> Command {
 fn python_client(gw: &Gateway, key: &Path, packages: &[&str], script: &str, args: &[&Path]) -> std::process::Output {
     let python = witness_testkit::Python::ensure_venv(packages);
     Command::new(python).args(["-c", script, &gw.port.to_string(), key.to_str().unwrap()]).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// Runs `script` after paramiko's `client` has logged in to witness (`sys.argv[3:]` are `args`).
+fn paramiko_client(gw: &Gateway, key: &Path, script: &str, args: &[&Path]) -> std::process::Output {
+    let login = r#"
+import hashlib, os, sys, threading, time, paramiko
+port, key = int(sys.argv[1]), sys.argv[2]
+client = paramiko.SSHClient()
+client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+client.connect("127.0.0.1", port=port, username="web", key_filename=key, look_for_keys=False, allow_agent=False, timeout=20)
+"#;
+    python_client(gw, key, &["paramiko"], &format!("{login}{script}"), args)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -264,11 +277,6 @@ fn a_channel_left_unread_holds_back_only_itself() {
     let mut gw = gateway(&sshd);
     let key = agent_key(&gw);
     let script = r#"
-import sys, time, paramiko
-port, key = int(sys.argv[1]), sys.argv[2]
-client = paramiko.SSHClient()
-client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-client.connect("127.0.0.1", port=port, username="web", key_filename=key, look_for_keys=False, allow_agent=False, timeout=20)
 transport = client.get_transport()
 stalled = transport.open_session(timeout=20)
 stalled.exec_command("cat /dev/zero")
@@ -289,7 +297,7 @@ while total < 8 << 20:
 print("resumed", total >= 8 << 20, flush=True)
 client.close()
 "#;
-    let out = python_client(&gw, &key.private, &["paramiko"], script, &[]);
+    let out = paramiko_client(&gw, &key.private, script, &[]);
     assert_eq!(text(&out.stdout), "stalled True\nsecond 7\nresumed True\n", "stderr: {}", text(&out.stderr));
     // paramiko closes its socket without a goodbye: an orderly close all the same.
     assert_eq!(ended(&gw, 1)[0]["end_reason"], "the client closed the connection");
@@ -309,11 +317,7 @@ fn sftp_downloads_that_request_ahead_complete() {
     rand::fill(&mut blob[..]);
     std::fs::write(remote.path().join("blob"), &blob).unwrap();
     let script = r#"
-import hashlib, os, sys, paramiko
-port, key, source, target = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-client = paramiko.SSHClient()
-client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-client.connect("127.0.0.1", port=port, username="web", key_filename=key, look_for_keys=False, allow_agent=False, timeout=20)
+source, target = sys.argv[3], sys.argv[4]
 sftp = client.open_sftp()
 sftp.get_channel().settimeout(60)
 for i in range(20):
@@ -324,7 +328,7 @@ for i in range(20):
 client.close()
 "#;
     let (blob_path, copy_path) = (remote.path().join("blob"), remote.path().join("copy"));
-    let out = python_client(&gw, &key.private, &["paramiko"], script, &[&blob_path, &copy_path]);
+    let out = paramiko_client(&gw, &key.private, script, &[&blob_path, &copy_path]);
     let digest = {
         use sha2::Digest;
         sha2::Sha256::digest(&blob).iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -391,6 +395,62 @@ asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 "#;
     let out = python_client(&gw, &key.private, &["asyncssh"], script, &[]);
     assert_eq!(text(&out.stdout), "run-0:0 run-1:1 run-2:2 run-3:3 run-4:4\n", "stderr: {}", text(&out.stderr));
+    ended(&gw, 1);
+    gw.stop_and_verify();
+}
+
+/// One channel streaming both ways at once: a `cat` on the target echoes what paramiko sends,
+/// and paramiko reads the echo slowly while it sends up to 11 MiB ahead of what it has read.
+/// Directly the sender is slowed by the target's window and the echo flows at the reader's pace;
+/// through witness the target's answers are taken into the channel's outbox toward the client
+/// while the client's window is closed, so the target's connection keeps reading the window
+/// adjustments the client's bytes wait for. (Taking them only as the client's window opens, as
+/// before, stalled this channel in both directions from about 9 MiB ahead.)
+#[test]
+fn a_channel_echoing_its_input_streams_both_ways() {
+    let sshd = Sshd::start();
+    let mut gw = gateway(&sshd);
+    let key = agent_key(&gw);
+    let script = r#"
+size, lead = 24 << 20, 11 << 20
+blob = os.urandom(size)
+channel = client.get_transport().open_session(timeout=20)
+channel.settimeout(30)
+channel.exec_command("cat")
+got = 0
+caught_up = threading.Condition()
+def send():
+    sent = 0
+    try:
+        while sent < size:
+            with caught_up:
+                caught_up.wait_for(lambda: sent - got < lead, 60)
+            piece = blob[sent:sent + 65536]
+            channel.sendall(piece)
+            sent += len(piece)
+        channel.shutdown_write()
+    except Exception as error:
+        print("send failed", error, flush=True)
+threading.Thread(target=send, daemon=True).start()
+echo = hashlib.sha256()
+try:
+    while got < size:
+        piece = channel.recv(32768)
+        if not piece:
+            break
+        echo.update(piece)
+        with caught_up:
+            got += len(piece)
+            caught_up.notify()
+        time.sleep(0.004)
+except Exception as error:
+    print("stalled at", got, error, flush=True)
+status = channel.exit_status if channel.status_event.wait(10) else None
+print(got == size and echo.digest() == hashlib.sha256(blob).digest(), status, flush=True)
+client.close()
+"#;
+    let out = paramiko_client(&gw, &key.private, script, &[]);
+    assert_eq!(text(&out.stdout), "True 0\n", "stderr: {}", text(&out.stderr));
     ended(&gw, 1);
     gw.stop_and_verify();
 }
