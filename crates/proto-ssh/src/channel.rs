@@ -105,9 +105,16 @@ async fn relay<G: SshGate>(ctx: Arc<ChannelContext<G>>, client: Channel<server::
         let (outbox, inbox) = outbox::outbox(outbox::TOWARD_TARGET_BYTES);
         // The reader drops the outbox when it ends; the writer ends once it has written the rest.
         let toward = Toward { target: &target_write, outbox };
-        let reading = client_to_target(&ctx, id, client_read, &client_write, toward, &shared, stop.clone());
+        let reading_stop = stop.clone();
+        let reading = async {
+            let outcome = client_to_target(&ctx, id, client_read, &client_write, toward, &shared, reading_stop).await;
+            // The client's channel is closed (or was refused): nothing more can reach it, so the
+            // target side stops delivering now, not once the client's last bytes reach the
+            // target (which may wait on the target side).
+            let _ = client_done.send(true);
+            outcome
+        };
         let (outcome, ()) = tokio::join!(reading, outbox::write_to_target(inbox, &target_write, stop));
-        let _ = client_done.send(true);
         if outcome.is_err() {
             end_session(&ctx.client, "witness cannot record this session, so it ends (see witness's log)").await;
         }
@@ -572,7 +579,7 @@ fn gather_ready(first: Bytes, read: &mut ChannelReadHalf, next: &mut VecDeque<Ch
 
 /// The output of a future that is ready now, without waiting. Dropping the unready future is
 /// safe here: a channel's `wait` is a queue receive, which loses nothing when cancelled.
-fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+pub(crate) fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
     match std::pin::pin!(future).poll(&mut context) {
         std::task::Poll::Ready(output) => Some(output),

@@ -37,6 +37,10 @@ pub(crate) const TOWARD_TARGET_BYTES: usize = crate::CHANNEL_WINDOW as usize;
 /// 2 MiB further ahead of its reading (see the module's note).
 pub(crate) const TOWARD_CLIENT_BYTES: usize = 3 * crate::CHANNEL_WINDOW as usize;
 
+/// What an item costs beyond its bytes (its slot, its permit, its buffer's header), so that a
+/// peer sending empty or one-byte messages cannot queue millions of them.
+const ITEM_OVERHEAD: usize = 128;
+
 /// Something queued, with the bytes it holds.
 pub(crate) trait Queued {
     fn n_bytes(&self) -> usize;
@@ -45,8 +49,8 @@ pub(crate) trait Queued {
 /// The reading half's end.
 pub(crate) struct Outbox<T> {
     queue: mpsc::UnboundedSender<(T, OwnedSemaphorePermit)>,
-    /// Bytes the outbox may still take; each message takes at least one, so their number is
-    /// bounded too.
+    /// Bytes the outbox may still take; each item also takes [`ITEM_OVERHEAD`], so their number
+    /// is bounded too.
     room: Arc<Semaphore>,
     capacity: usize,
 }
@@ -69,7 +73,7 @@ pub(crate) fn outbox<T>(capacity: usize) -> (Outbox<T>, Inbox<T>) {
 impl<T: Queued> Outbox<T> {
     /// Queues `item`, waiting while the outbox is full; false once the writer has stopped.
     pub(crate) async fn push(&self, item: T) -> bool {
-        let cost = item.n_bytes().clamp(1, self.capacity) as u32;
+        let cost = (item.n_bytes() + ITEM_OVERHEAD).min(self.capacity) as u32;
         let Ok(permit) = self.room.clone().acquire_many_owned(cost).await else { return false };
         self.queue.send((item, permit)).is_ok()
     }
@@ -150,9 +154,9 @@ impl Queued for Output {
 }
 
 /// Delivers what the outbox holds to the client until the reader is done. Each item is tried
-/// even when one before it could not be delivered (an exit status after the client's close still
-/// goes out); once the channel stops, the rest is dropped. `session` sends what a channel's half
-/// cannot (an exit signal).
+/// even when one before it could not be delivered; once the channel stops (the client closed it
+/// or left), the rest is dropped: recorded, never delivered. `session` sends what a channel's
+/// half cannot (an exit signal).
 pub(crate) async fn deliver_to_client(
     mut inbox: Inbox<Output>,
     client: &ChannelWriteHalf<server::Msg>,
@@ -180,5 +184,31 @@ pub(crate) async fn deliver_to_client(
                 let _ = stop.unless(client.close()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ready_now;
+
+    #[test]
+    fn empty_items_take_room_too() {
+        let (outbox, _inbox) = outbox::<Output>(64 * ITEM_OVERHEAD);
+        let mut taken = 0;
+        while ready_now(outbox.push(Output::Eof)) == Some(true) {
+            taken += 1;
+            assert!(taken <= 64, "an outbox of 64 items' overhead took more");
+        }
+        assert_eq!(taken, 64);
+    }
+
+    #[test]
+    fn bytes_take_their_size_and_a_full_outbox_waits() {
+        let (outbox, inbox) = outbox::<Input>(4 << 10);
+        assert_eq!(ready_now(outbox.push(Input::Data(Bytes::from(vec![0; 3 << 10])))), Some(true));
+        assert_eq!(ready_now(outbox.push(Input::Data(Bytes::from(vec![0; 1 << 10])))), None, "past its room it waits");
+        drop(inbox);
+        assert_eq!(ready_now(outbox.push(Input::Eof)), Some(false), "once the writer is gone nothing goes through");
     }
 }
