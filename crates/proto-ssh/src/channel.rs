@@ -183,7 +183,11 @@ async fn client_to_target<G: SshGate>(
     let record = |event: Event| async move { append(&ctx.writer, &event).await };
     // What the client sent while a request waited for approval, handled once it is decided.
     let mut waiting = VecDeque::new();
-    while let Some(message) = next_message(&mut waiting, &mut client_read).await {
+    // Once the target side has ended, witness has closed the client's channel (or the session
+    // is ending): russh drops the close the client answers with unseen, so nothing more comes,
+    // and waiting for it would hold the channel (and its target connection) until the client
+    // disconnects.
+    while let Some(Some(message)) = stop.unless(next_message(&mut waiting, &mut client_read)).await {
         let mut client = Client { read: &mut client_read, write: client_write, waiting: &mut waiting };
         // A request that starts something, or changes what it starts with, waits until the
         // bytes before it have reached the target; resizes and signals need not.

@@ -177,8 +177,8 @@ fn a_client_killed_mid_transfer_leaves_nothing_running_on_the_target() {
 }
 
 /// Thirty short commands over one ControlMaster connection, beside a session whose reader has
-/// stopped (a pipe nobody reads): each client gets its command's exit status, and the ledger has
-/// every one.
+/// stopped (a pipe nobody reads): each client gets its command's exit status, the ledger has
+/// every one, and the commands' target connections are reused, not left open.
 #[test]
 fn exit_statuses_reach_the_client_and_the_ledger_over_control_master() {
     let sshd = Sshd::start();
@@ -206,6 +206,10 @@ fn exit_statuses_reach_the_client_and_the_ledger_over_control_master() {
         assert_eq!(out.status.code(), Some(i32::from(status)), "command {i}: stderr {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), format!("out-{i}\n"));
     }
+    // Each command's channel ended with it, and its target connection went back to the pool:
+    // the target has the stalled reader's connection and a few idle ones, not one per command.
+    let target_logins = sshd.descendants().iter().filter(|(_, command)| command.contains("@notty")).count();
+    assert!(target_logins <= 6, "{target_logins} logins on the target for 30 commands one after another");
     kill_hard(&mut stalled);
     let _ = ssh(&gw, &key.private, &["-o", &control_path, "-O", "exit"]).output();
     let _ = master.wait();
