@@ -381,9 +381,7 @@ async fn target_to_client<G: SshGate>(
                         .with_attr("status", exit_status);
                     append(&ctx.writer, &event).await?;
                     toward_client.push(Output::ExitStatus(exit_status)).await;
-                    if std::mem::take(&mut eof_held) {
-                        toward_client.push(Output::Eof).await;
-                    }
+                    release_eof(&mut eof_held, &toward_client).await;
                 }
                 ChannelMsg::ExitSignal { signal_name: signal, core_dumped, error_message, lang_tag } => {
                     let name = signal_name(&signal);
@@ -393,9 +391,7 @@ async fn target_to_client<G: SshGate>(
                         .with_attr("message", error_message.clone());
                     append(&ctx.writer, &event).await?;
                     toward_client.push(Output::ExitSignal { signal, core_dumped, message: error_message, lang: lang_tag }).await;
-                    if std::mem::take(&mut eof_held) {
-                        toward_client.push(Output::Eof).await;
-                    }
+                    release_eof(&mut eof_held, &toward_client).await;
                 }
                 ChannelMsg::Success => {
                     shared_lock(shared).asked.pop_front();
@@ -416,9 +412,7 @@ async fn target_to_client<G: SshGate>(
                 }
                 ChannelMsg::Close => {
                     append(&ctx.writer, &channel_note(kind::SSH_CLOSE, Direction::Response, id, "the target closed the channel")).await?;
-                    if std::mem::take(&mut eof_held) {
-                        toward_client.push(Output::Eof).await;
-                    }
+                    release_eof(&mut eof_held, &toward_client).await;
                     closed = true;
                     break;
                 }
@@ -436,6 +430,13 @@ async fn target_to_client<G: SshGate>(
     // word of why).
     if closed || result.is_err() {
         toward_client.push(Output::Close).await;
+    }
+}
+
+/// Queues the end of output held back for an exit status, if there is one.
+async fn release_eof(eof_held: &mut bool, toward_client: &Outbox<Output>) {
+    if std::mem::take(eof_held) {
+        toward_client.push(Output::Eof).await;
     }
 }
 
