@@ -19,6 +19,9 @@ pub enum Request<'a> {
     /// MySQL or MariaDB text a client sent (a query, a prepared statement's text at each
     /// execution): read in MySQL's dialect.
     MysqlSql(&'a str),
+    /// A MySQL or MariaDB request whose SQL witness cannot see (text that is not UTF-8, an
+    /// execution of a statement it did not see prepared): `unparsed`, with MySQL's own guards.
+    OpaqueMysqlSql,
     /// An SSH operation and its text: the command line (exec, git), the subsystem's name, the
     /// forwarding's destination or the variable's name (env); empty for a shell.
     Ssh { operation: SshOperation, text: &'a str },
@@ -110,7 +113,7 @@ impl Request<'_> {
     pub fn describe(&self) -> Cow<'_, str> {
         match self {
             Request::Sql(text) | Request::MysqlSql(text) => Cow::Borrowed(text),
-            Request::OpaqueSql => Cow::Borrowed("a statement witness cannot see"),
+            Request::OpaqueSql | Request::OpaqueMysqlSql => Cow::Borrowed("a statement witness cannot see"),
             Request::Ssh { operation, text: "" } => Cow::Borrowed(operation.as_str()),
             Request::Ssh { operation, text } => Cow::Owned(format!("{operation}: {text}")),
             Request::Http { method, path, uncertain: None } => Cow::Owned(format!("{method} {path}")),

@@ -29,7 +29,7 @@ mod load_data;
 mod mysql;
 
 pub use copies::Copies;
-pub use mysql::classify_mysql;
+pub use mysql::{classify_mysql, runs_dynamic_sql};
 
 /// What a statement does. One statement can have several classes (a DELETE without WHERE is
 /// both `delete` and `delete-without-where`; a DROP is both `ddl` and `drop`).
@@ -119,9 +119,23 @@ impl Statement {
     }
 }
 
+/// The longest text witness reads. sqlparser holds a token of tens of bytes for each character
+/// of the worst text (`SELECT 1` and 60 MiB of spaces would take gigabytes), so longer text is
+/// `unparsed`, unread. A mysqldump's longest INSERT (its net buffer, 1 MiB) still fits.
+pub const MAX_CLASSIFIED_BYTES: usize = 1 << 20;
+
+/// Text too long to read, as the one statement it is taken for.
+fn too_long(sql: &str) -> Option<Statement> {
+    (sql.len() > MAX_CLASSIFIED_BYTES)
+        .then(|| Statement::unparsed(format!("it is longer than the {} MiB of text witness reads", MAX_CLASSIFIED_BYTES >> 20)))
+}
+
 /// Classifies every statement of `sql` (a simple query may hold several). Text that does not
 /// parse is one statement of class `unparsed`; an empty query has no statements.
 pub fn classify(sql: &str) -> Vec<Statement> {
+    if let Some(statement) = too_long(sql) {
+        return vec![statement];
+    }
     match parse(sql) {
         Ok(statements) => statements.iter().map(classify_statement).collect(),
         Err(because) => vec![Statement::unparsed(because)],
@@ -391,6 +405,19 @@ impl SqlClass {
 
     pub fn as_str(self) -> &'static str {
         Self::NAMES[Self::ALL.iter().position(|&c| c == self).expect("every class is listed")]
+    }
+
+    /// The class this one narrows, if any: every `drop` is also `ddl`, every
+    /// `delete-without-where` a `delete`, every `load-local` an `insert`.
+    pub fn broader(self) -> Option<SqlClass> {
+        match self {
+            SqlClass::UpdateWithoutWhere => Some(SqlClass::Update),
+            SqlClass::DeleteWithoutWhere => Some(SqlClass::Delete),
+            SqlClass::Create | SqlClass::Alter | SqlClass::Drop | SqlClass::Truncate => Some(SqlClass::Ddl),
+            SqlClass::CopyOut | SqlClass::CopyProgram => Some(SqlClass::Copy),
+            SqlClass::LoadLocal => Some(SqlClass::Insert),
+            _ => None,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ mod kube;
 mod rules;
 mod shell;
 
-pub use classify::{classify, classify_mysql, Copies, SqlClass, Statement, UnknownSqlClass};
+pub use classify::{classify, classify_mysql, runs_dynamic_sql, Copies, SqlClass, Statement, UnknownSqlClass};
 pub use http::{decide_http, HttpRoute, InvalidHttpRoute};
 pub use kube::{decide_kube, InvalidKubeRoute, KubeRoute};
 pub use rules::{decide, decide_ssh, decide_statements, needs_statements, Action, Caller, Decision, Policy, Rule, UnknownAction};

@@ -214,6 +214,12 @@ pub fn decide_statements(policy: &Policy, caller: &Caller<'_>, sql: &str, statem
             }
             (decision, _) => decision,
         },
+        Some((Action::Deny, None, Statement { unparsed_because: Some(because), .. })) => Decision::Deny {
+            rule: "default".into(),
+            message: format!(
+                "witness could not classify this statement ({because}), no rule allows unparsed statements, and the policy default is deny; rewrite it in plain SQL"
+            ),
+        },
         Some((action, None, _)) => default_decision(action),
         None => default_decision(policy.default),
     }
@@ -310,12 +316,43 @@ impl Rule {
         if self.is_ssh_rule() || self.is_http_rule() || self.is_kube_rule() {
             return false;
         }
+        let regex_match = self.regex.as_ref().is_none_or(|r| r.is_match(sql));
+        let statement_match = match self.action {
+            Action::Allow => self.covers(statement),
+            Action::Deny | Action::Approve => self.touches(statement),
+        };
+        statement_match && regex_match
+    }
+
+    /// Whether a deny or a hold applies: the statement has any class the rule names and names
+    /// any table it names. An unparsed statement may be of any class and touch any table.
+    fn touches(&self, statement: &Statement) -> bool {
         let unparsed = statement.classes.contains(&SqlClass::Unparsed);
         let classes_match = self.sql.is_empty() || unparsed || self.sql.iter().any(|c| statement.classes.contains(c));
-        // An unparsed statement's tables are unknown: it may touch any of them.
         let tables_match = self.tables.is_empty() || unparsed || statement.tables.iter().any(|t| self.tables.iter().any(|g| g.matches(t)));
-        let regex_match = self.regex.as_ref().is_none_or(|r| r.is_match(sql));
-        classes_match && tables_match && regex_match
+        classes_match && tables_match
+    }
+
+    /// Whether an allow covers the whole statement, as an allow of shell commands must cover the
+    /// whole line: `select` must not allow a SELECT whose CTE deletes, nor `tables = ["orders"]`
+    /// a join with another table. Each of its classes is named, or the broader class it narrows
+    /// (`delete` covers `delete-without-where`), or it is the broader class of one named; each
+    /// table it names matches (a statement that names none is not covered by a rule about
+    /// tables: its functions may read anything). An unparsed statement is covered only by a rule
+    /// that names `unparsed`, or neither classes nor tables: what it does is unknown.
+    fn covers(&self, statement: &Statement) -> bool {
+        if statement.classes.contains(&SqlClass::Unparsed) {
+            return self.tables.is_empty() && (self.sql.is_empty() || self.sql.contains(&SqlClass::Unparsed));
+        }
+        let named = |class: &SqlClass| {
+            self.sql.contains(class)
+                || class.broader().is_some_and(|broader| self.sql.contains(&broader))
+                || statement.classes.iter().any(|narrower| narrower.broader() == Some(*class) && self.sql.contains(narrower))
+        };
+        let classes_covered = self.sql.is_empty() || statement.classes.iter().all(named);
+        let tables_covered = self.tables.is_empty()
+            || (!statement.tables.is_empty() && statement.tables.iter().all(|t| self.tables.iter().any(|g| g.matches(t))));
+        classes_covered && tables_covered
     }
 }
 
@@ -446,6 +483,48 @@ mod tests {
         let mut no_inserts = Rule::new("no-inserts", Action::Deny);
         no_inserts.sql = vec![SqlClass::Insert];
         assert_eq!(decided(&Policy { default: Action::Allow, rules: vec![loads, no_inserts] }), "deny no-inserts");
+    }
+
+    #[test]
+    fn an_allow_covers_the_whole_statement_or_nothing() {
+        let caller = Caller { identity: "claude", groups: &[], connection: "pg-local", task: None };
+        let allow = |name: &str, sql: &[SqlClass], tables: &[&str]| {
+            let mut rule = Rule::new(name, Action::Allow);
+            rule.sql = sql.to_vec();
+            rule.tables = tables.iter().map(|t| Glob::new(t)).collect();
+            rule
+        };
+        let decided = |rule: &Rule, sql: &str| {
+            let policy = Policy { default: Action::Deny, rules: vec![rule.clone()] };
+            shown(decide(&policy, &caller, sql).0)
+        };
+        let reads = allow("reads", &[SqlClass::Select], &[]);
+        assert_eq!(decided(&reads, "select * from users"), "allow reads");
+        // A read that writes, or text witness cannot read, is not a read.
+        assert_eq!(decided(&reads, "with gone as (delete from users returning *) select * from gone"), "deny default");
+        assert_eq!(decided(&reads, "select * into copy from users"), "deny default");
+        assert_eq!(decided(&reads, "selec 1"), "deny default");
+        let mysql = "DROP TABLE customers /*!*/";
+        let policy = Policy { default: Action::Deny, rules: vec![reads.clone()] };
+        assert_eq!(shown(decide_statements(&policy, &caller, mysql, &crate::classify_mysql(mysql))), "deny default");
+        match decide(&policy, &caller, "selec 1").0 {
+            Decision::Deny { message, .. } => assert!(message.starts_with("witness could not classify this statement"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // Every table it names, and at least one.
+        let orders = allow("orders", &[], &["orders"]);
+        assert_eq!(decided(&orders, "select * from orders where id = 1"), "allow orders");
+        assert_eq!(decided(&orders, "select * from orders join secrets on true"), "deny default");
+        assert_eq!(decided(&orders, "select 1"), "deny default");
+        // A broader class covers its narrower ones and the reverse; siblings do not.
+        assert_eq!(decided(&allow("deletes", &[SqlClass::Delete], &[]), "delete from users"), "allow deletes");
+        assert_eq!(decided(&allow("drops", &[SqlClass::Drop], &[]), "drop table t"), "allow drops");
+        assert_eq!(decided(&allow("drops", &[SqlClass::Drop], &[]), "truncate t"), "deny default");
+        assert_eq!(decided(&allow("out", &[SqlClass::CopyOut], &[]), "copy (select 1) to program 'x'"), "deny default");
+        // Unparsed text only by a rule that says so, or one about everything.
+        assert_eq!(decided(&allow("raw", &[SqlClass::Unparsed], &[]), "selec 1"), "allow raw");
+        assert_eq!(decided(&allow("raw", &[SqlClass::Unparsed], &["t"]), "selec 1"), "deny default");
+        assert_eq!(decided(&allow("all", &[], &[]), "selec 1"), "allow all");
     }
 
     #[test]

@@ -366,7 +366,7 @@ impl<G: MysqlGate> Relay<'_, G> {
             self.append(&event.with_attr("refused", message.clone())).await?;
             return self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", message).await;
         }
-        let request = text.map_or(Request::OpaqueSql, Request::MysqlSql);
+        let request = text.map_or(Request::OpaqueMysqlSql, Request::MysqlSql);
         let verdict = self.gate.decide(&self.subject, request);
         if self.admitted(payload, event, verdict, "statement").await? {
             // Only a statement that names INFILE can load a file of the client's; the gate says
@@ -437,9 +437,17 @@ impl<G: MysqlGate> Relay<'_, G> {
         if let Some(Ok(text)) = &text {
             event = with_text(event, text.as_bytes());
         }
+        if let Some(Err(bytes)) = &text {
+            // As for a query: text witness cannot read may hide a KILL of any session's thread.
+            if bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")) {
+                let message = "witness relays KILL only as KILL [QUERY | CONNECTION] ID, in text it can read".to_string();
+                self.append(&event.with_attr("refused", message.clone())).await?;
+                return self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", message).await;
+            }
+        }
         let request = match &text {
             Some(Ok(text)) => Request::MysqlSql(text),
-            _ => Request::OpaqueSql,
+            _ => Request::OpaqueMysqlSql,
         };
         let verdict = self.gate.decide(&self.subject, request);
         if self.admitted(payload, event, verdict, "statement").await? {

@@ -215,6 +215,7 @@ impl Gate for Gateway {
             Request::Sql(text) => self.decide_sql(subject, Some(text), Dialect::Postgres, &request),
             Request::OpaqueSql => self.decide_sql(subject, None, Dialect::Postgres, &request),
             Request::MysqlSql(text) => self.decide_sql(subject, Some(text), Dialect::Mysql, &request),
+            Request::OpaqueMysqlSql => self.decide_sql(subject, None, Dialect::Mysql, &request),
             Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
             Request::Http { method, path, uncertain } => {
                 let decision = witness_policy::decide_http(&self.rules.policy(), &caller(subject), method, path, uncertain);
@@ -371,12 +372,21 @@ impl Gateway {
             // A KILL names a target thread, which may be any session's; the relay sends one only
             // for a witness connection of the caller's own (and not through the gate). Text that
             // cannot be read may hide one.
-            let unreadable_kill = statements.iter().any(|s| s.classes.contains(&SqlClass::Unparsed)) && sql.is_some_and(may_hold_a_kill);
+            let unparsed = statements.iter().any(|s| s.classes.contains(&SqlClass::Unparsed));
+            let unreadable_kill = unparsed && sql.is_some_and(may_hold_a_kill);
             if statements.iter().any(|s| s.kill) || unreadable_kill {
                 return Verdict::Deny {
                     rule: "kill".into(),
                     message: "witness relays KILL only alone in a query, as KILL [QUERY | CONNECTION] ID with the id of one of your witness connections".into(),
                     classes: vec!["other".into()],
+                };
+            }
+            // SQL built at run time may be a KILL of any session's thread, which no text shows.
+            if unparsed && sql.is_some_and(witness_policy::runs_dynamic_sql) {
+                return Verdict::Deny {
+                    rule: "kill".into(),
+                    message: "witness does not relay PREPARE ... FROM, EXECUTE or EXECUTE IMMEDIATE in SQL text: the statement they run (perhaps a KILL) cannot be read; use your driver's prepared statements".into(),
+                    classes: vec!["unparsed".into()],
                 };
             }
             let loads_a_file = statements.iter().any(|s| s.local_file.is_some());

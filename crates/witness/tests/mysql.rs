@@ -513,6 +513,9 @@ out["mallory_witness_id"] = attempt(m, "KILL QUERY %d" % a.thread_id())
 out["mallory_target_id"] = attempt(m, "KILL QUERY %d" % target_thread)
 out["commented"] = attempt(b, "/* x */ KILL QUERY %d" % a.thread_id())
 out["among_others"] = attempt(b, "SELECT 1; KILL QUERY %d" % a.thread_id())
+attempt(b, "SET @k = CONCAT('KI', 'LL QUERY %d')" % a.thread_id())
+out["prepared_from_text"] = attempt(b, "PREPARE s FROM @k")
+out["immediate"] = attempt(b, "EXECUTE IMMEDIATE @k")
 out["own"] = attempt(b, "KILL QUERY %d" % a.thread_id())
 t.join()
 for key in sorted(out):
@@ -525,8 +528,32 @@ for key in sorted(out):
     assert!(text.contains("mallory_target_id 1094 Unknown thread id"), "{text}");
     assert!(text.contains("commented 1227 denied by witness rule \"kill\""), "{text}");
     assert!(text.contains("among_others 1227"), "{text}");
+    // SQL built at run time may be a KILL no text shows.
+    assert!(text.contains("prepared_from_text 1227 denied by witness rule \"kill\""), "{text}");
+    assert!(text.contains("immediate 1227 denied by witness rule \"kill\""), "{text}");
     // Killed, the sleep ends early: it returns 1, or fails as interrupted (1317).
     assert!(text.contains("own ok") && (text.contains("sleep returned 1") || text.contains("sleep failed 1317")), "{text}");
+}
+
+/// What witness cannot read never gets past a rule: an allow-list of reads allows no text it
+/// cannot parse, and a SET that names its variable in backquotes still changes the character set
+/// (in GBK a backquote can end a character, so what follows would be read two ways), so it is
+/// read as unparsed and meets the deny rules.
+#[test]
+fn text_witness_cannot_read_gets_past_no_rule() {
+    let s = setup(
+        "[policy]\ndefault = \"deny\"\n[[rules]]\nname = \"reads\"\ngroups = [\"readers\"]\nsql = [\"select\"]\naction = \"allow\"\n",
+    );
+    let reader = s.gw.token("rita", &["--groups", "readers"]);
+    let as_reader = || mariadb_via(&s.gw, "rita", &reader, "mariadb-local");
+    let read = run(as_reader(), "SELECT count(*) FROM customers");
+    assert!(read.status.success(), "{}", stderr(&read));
+    // MariaDB runs a /*! */ comment's text: this is a DROP, which no read rule allows.
+    let hidden = run(as_reader(), "DROP TABLE customers /*! */");
+    assert!(stderr(&hidden).contains("witness could not classify this statement"), "{}", stderr(&hidden));
+    let charset = run(mariadb_via(&s.gw, "claude", &s.agent, "mariadb-local"), "SET `character_set_client` = 'gbk'");
+    assert!(stderr(&charset).contains("denied by witness rule \"no-drop\": witness could not classify"), "{}", stderr(&charset));
+    assert_eq!(s.db.sql("SHOW TABLES LIKE 'customers'"), "customers");
 }
 
 /// A raw client: witness's own login code, pointed at witness, for what no driver at hand sends.

@@ -30,12 +30,26 @@ use super::{classify_statement, Copies, SqlClass, Statement};
 /// Classifies every statement of MySQL text. Text that does not parse, or that the server could
 /// read otherwise than witness does, is one statement of class `unparsed`.
 pub fn classify_mysql(sql: &str) -> Vec<Statement> {
+    if let Some(statement) = super::too_long(sql) {
+        return vec![statement];
+    }
     if let Some(statement) = super::load_data::load_data(sql) {
         return vec![statement];
     }
     match parse(sql) {
         Ok(statements) => statements.iter().map(classify_one).collect(),
         Err(because) => vec![Statement::unparsed(because)],
+    }
+}
+
+/// Whether MySQL text may run SQL built at run time (`PREPARE s FROM @text`, `EXECUTE s`,
+/// MariaDB's `EXECUTE IMMEDIATE`), whose text witness never sees: the words as SQL, outside
+/// strings and quoted names; in text that does not tokenize, anywhere.
+pub fn runs_dynamic_sql(sql: &str) -> bool {
+    let dynamic = |word: &str| word.eq_ignore_ascii_case("prepare") || word.eq_ignore_ascii_case("execute");
+    match Tokenizer::new(&MySqlDialect {}, sql).tokenize() {
+        Ok(tokens) => tokens.iter().any(|token| matches!(token, Token::Word(word) if word.quote_style.is_none() && dynamic(&word.value))),
+        Err(_) => sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(dynamic),
     }
 }
 
@@ -145,9 +159,13 @@ fn unsafe_charset(set: &Set) -> Option<String> {
         _ => None,
     };
     let check = |name: &ObjectName, value: &Expr| -> Option<String> {
-        let variable = name.to_string().to_ascii_lowercase();
+        // Unquoted: `` SET `character_set_client` = gbk `` sets the variable all the same.
+        let written: Vec<String> =
+            name.0.iter().map(|part| part.as_ident().map_or_else(|| part.to_string(), |ident| ident.value.clone())).collect();
+        let variable = written.join(".").to_ascii_lowercase();
         let variable = variable.trim_start_matches('@').rsplit('.').next().unwrap_or_default().to_string();
-        if !CHARSET_VARIABLES.contains(&variable.as_str()) {
+        // Any variable about character sets or collations, not only those known to matter.
+        if !CHARSET_VARIABLES.contains(&variable.as_str()) && !variable.contains("character_set") && !variable.contains("collation") {
             return None;
         }
         match value_text(value) {
@@ -344,9 +362,34 @@ mod tests {
             "SET autocommit = 1, character_set_client = sjis",
             "SET SESSION collation_connection = 'gbk_chinese_ci'",
             "SET @@character_set_connection = cp932",
+            "SET `character_set_client` = 'gbk'",
+            "SET @@session.`character_set_client` = gbk",
+            "SET `collation_connection` = gbk_chinese_ci",
+            "SET character_set_database = sjis",
         ] {
             assert_eq!(classes(unsafe_), [["unparsed"]], "{unsafe_}");
         }
+    }
+
+    #[test]
+    fn sql_built_at_run_time_is_told() {
+        for dynamic in
+            ["PREPARE s FROM @k", "/* x */ execute s USING @a", "EXECUTE IMMEDIATE CONCAT('KI','LL ', 12)", "SET @a = 1; Prepare s FROM 'x"]
+        {
+            assert!(runs_dynamic_sql(dynamic), "{dynamic}");
+        }
+        for plain in ["SELECT 'prepare' FROM `execute`", "SELECT prepared, executed FROM t", "DEALLOCATE PREPARE_ s"] {
+            assert!(!runs_dynamic_sql(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn text_too_long_to_read_is_unparsed_unread() {
+        let long = format!("SELECT 1{}", " ".repeat(crate::classify::MAX_CLASSIFIED_BYTES));
+        assert_eq!(classes(&long), [["unparsed"]]);
+        assert_eq!(crate::classify(&long)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
+        let longest = format!("SELECT 1{}", " ".repeat(crate::classify::MAX_CLASSIFIED_BYTES - 8));
+        assert_eq!(classes(&longest), [["select"]]);
     }
 
     #[test]
