@@ -25,7 +25,8 @@ pub enum Request<'a> {
     /// An SSH operation and its text: the command line (exec, git), the subsystem's name, the
     /// forwarding's destination or the variable's name (env); empty for a shell.
     Ssh { operation: SshOperation, text: &'a str },
-    /// An HTTP request: its method as sent and its path as witness reads it (percent-decoded,
+    /// An HTTP request: its method as sent (`*` when an override may have the upstream run
+    /// another) and its path as witness reads it (percent-decoded,
     /// empty segments collapsed, without the connection's prefix). `uncertain` says why witness
     /// cannot be sure the upstream reads the path the same way (`..`, an encoded slash); such a
     /// request is decided as the strictest path there is.

@@ -2,7 +2,10 @@
 //! and the decision on one HTTP request. Methods are compared in upper case (a server that takes
 //! `delete` for `DELETE` must not slip past a rule about `DELETE`). A path witness cannot read
 //! exactly (`uncertain`) is decided as the strictest path there is: every deny and approve rule
-//! whose method matches applies to it, and no allow rule that names paths does.
+//! whose method matches applies to it, and no allow rule that names paths does. A deny or approve
+//! rule also meets the path in the forms many servers route alike (Express, ASP.NET): in any
+//! case, and with or without a final `/`, so `/ADMIN/users/` meets `* /admin/*`; an allow rule
+//! meets the path only as it is.
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,7 +50,8 @@ impl fmt::Display for HttpRoute {
     }
 }
 
-/// Decides on an HTTP request: `method` as sent, `path` as witness reads it. `uncertain` says why
+/// Decides on an HTTP request: `method` as sent (`*` when the request may have the upstream run
+/// another, which every deny and approve rule meets), `path` as witness reads it. `uncertain` says why
 /// the path may not be what the upstream reads; it is then matched as the strictest path. Rules
 /// about SQL or SSH never apply; rules naming no protocol's fields apply to every request.
 pub fn decide_http(policy: &Policy, caller: &Caller<'_>, method: &str, path: &str, uncertain: Option<&str>) -> Decision {
@@ -77,17 +81,33 @@ fn matches_http(rule: &Rule, method: &str, path: &str, uncertain: Option<&str>, 
         return false;
     }
     let strict = rule.action != crate::Action::Allow;
+    let loose = if strict { loose_forms(path) } else { Vec::new() };
+    // `*`: the method the upstream runs is not known (an override names another).
     let route_match = rule.http.is_empty()
         || rule.http.iter().any(|r| {
-            r.method.matches(method)
+            (r.method.matches(method) || (strict && method == "*"))
                 && match uncertain {
                     // Any path may be the one the upstream reads: every deny and hold applies, no allow.
                     Some(_) => strict,
-                    None => r.path.matches(path),
+                    None => {
+                        r.path.matches(path) || {
+                            let pattern = Glob::new(&r.path.to_string().to_ascii_lowercase());
+                            loose.iter().any(|form| pattern.matches(form))
+                        }
+                    }
                 }
         });
     let regex_match = rule.regex.as_ref().is_none_or(|r| r.is_match(text));
     route_match && regex_match
+}
+
+/// The forms of `path` a server that ignores case and a final `/` routes alike: lower case,
+/// without and with the final `/`.
+fn loose_forms(path: &str) -> Vec<String> {
+    let lower = path.to_ascii_lowercase();
+    let trimmed = lower.trim_end_matches('/');
+    let bare = if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() };
+    vec![format!("{trimmed}/"), bare]
 }
 
 #[cfg(test)]
@@ -133,6 +153,30 @@ mod tests {
         let closed = policy(Action::Deny);
         check(&closed, "PUT", "/api/invoices", None, "deny default");
         check(&closed, "GET", "/api", None, "deny default");
+    }
+
+    #[test]
+    fn denials_and_holds_meet_the_path_as_servers_that_ignore_case_and_a_final_slash_route_it() {
+        let open = policy(Action::Allow);
+        check(&open, "DELETE", "/ADMIN/users/7", None, "deny no-admin");
+        check(&open, "POST", "/api/payments", None, "approve payments-need-approval");
+        check(&open, "POST", "/API/Payments/42/", None, "approve payments-need-approval");
+        // An allow covers the path only as it is.
+        let closed = policy(Action::Deny);
+        check(&closed, "GET", "/API/invoices", None, "deny default");
+        check(&closed, "GET", "/api/invoices/", None, "allow api-reads");
+    }
+
+    #[test]
+    fn a_request_whose_method_is_unknown_meets_every_denial_and_hold() {
+        let open = policy(Action::Allow);
+        check(&open, "*", "/api/things", Some("a _method parameter"), "deny no-admin");
+        // A hold about POST meets it, though the request came as a GET.
+        let payments = Policy { default: Action::Allow, rules: vec![open.rules[2].clone()] };
+        check(&payments, "*", "/api/things", Some("a _method parameter"), "approve payments-need-approval");
+        // No allow meets it.
+        let reads = Policy { default: Action::Deny, rules: vec![open.rules[1].clone()] };
+        check(&reads, "*", "/api/invoices", Some("a _method parameter"), "deny default");
     }
 
     #[test]

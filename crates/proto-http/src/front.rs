@@ -286,10 +286,22 @@ impl<G: HttpGate> Client<G> {
         let gate = &self.front.gate;
         let settings = &self.front.settings;
 
+        // The start of the body first: a form may name another method (`_method`).
+        let mut seen = Seen::new(settings.max_body_recorded);
+        let (replay, body_ended) = read_start(&mut body, &mut seen)
+            .await
+            .map_err(|e| Answer::new(StatusCode::BAD_REQUEST, format!("witness could not read the request body: {e}")))?;
+
         // The request as rules read it, and its record.
         let read = path::read(rest);
         let override_header = headers::method_override(&parts.headers);
-        let uncertain = read.uncertain.or(override_header.map(|_| "a method-override header, which some servers obey"));
+        let override_parameter = headers::method_override_parameter(parts.uri.query(), &parts.headers, &seen.start, body_ended);
+        let uncertain = read
+            .uncertain
+            .or(override_header.map(|_| "a method-override header, which some servers obey"))
+            .or(override_parameter.then_some("a _method parameter, which some servers obey"));
+        // Which method the upstream runs is then unknown: rules about any method apply.
+        let method = if override_header.is_some() || override_parameter { "*" } else { parts.method.as_str() };
         let kube_request = session
             .target
             .kube
@@ -330,13 +342,12 @@ impl<G: HttpGate> Client<G> {
             forwarded_headers.insert(header::ACCEPT, kube::json_accept(&parts.headers));
         }
         if masks_secrets || body_masks.is_some() {
-            // Bodies witness can read to mask.
+            // Bodies witness can read to mask, and whole: ranges of a few bytes each would cut
+            // every value into pieces no detector finds, for the client to put together.
             forwarded_headers.remove(header::ACCEPT_ENCODING);
+            forwarded_headers.remove(header::RANGE);
+            forwarded_headers.remove(header::IF_RANGE);
         }
-        let mut seen = Seen::new(settings.max_body_recorded);
-        let (replay, body_ended) = read_start(&mut body, &mut seen)
-            .await
-            .map_err(|e| Answer::new(StatusCode::BAD_REQUEST, format!("witness could not read the request body: {e}")))?;
         let mut event = request_event(&parts, rest, &read.path, uncertain, &dropped, &credential_names, &seen, body_ended);
         if client_upgrade.is_some() {
             event = event.with_attr("upgrade", "websocket");
@@ -350,6 +361,13 @@ impl<G: HttpGate> Client<G> {
         if let Some(masks) = &body_masks {
             mask_recorded_body(&mut event, masks, bodymask::reading(&parts.headers));
         }
+        if parts.method == Method::TRACE || parts.method.as_str().eq_ignore_ascii_case("TRACK") {
+            // The upstream would send the request back, the credential witness adds included.
+            let why = "TRACE and TRACK echo the request back, with the credential witness adds";
+            event = event.with_attr("refused", why);
+            session.recorder.record(event).await.map_err(|e| Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            return Err(Answer::new(StatusCode::METHOD_NOT_ALLOWED, format!("witness refused this request: {why}")));
+        }
         if masks_secrets && parts.method == Method::PATCH && kube::is_json_patch(&parts.headers) {
             // Its operations can copy Secret data anywhere in the object (an annotation, a
             // label), where witness would not know to mask it.
@@ -360,7 +378,7 @@ impl<G: HttpGate> Client<G> {
         }
         let request = match &kube_request {
             Some(request) => witness_core::Request::Kube(request),
-            None => witness_core::Request::Http { method: parts.method.as_str(), path: &read.path, uncertain },
+            None => witness_core::Request::Http { method, path: &read.path, uncertain },
         };
         let watching = kube_request.as_ref().is_some_and(|request| request.verb == "watch");
         let verdict = gate.decide(&session.subject, request);
@@ -753,22 +771,33 @@ async fn masked_answer(
     Ok(body)
 }
 
-/// Reads a body whole for masking, up to [`bodymask::MAX_MASKED_BYTES`]; at most
-/// [`MASKING_BUDGET_MIB`] of such bodies are read at once, the others waiting their turn.
+/// How long a body read whole for masking may take to arrive: its turn holds a share of
+/// [`MASKING_BUDGET_MIB`], which an upstream that never ends its answer (a stream witness did not
+/// take for one) must not hold for every other masked answer.
+const MASKED_BODY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Reads a body whole for masking, up to [`bodymask::MAX_MASKED_BYTES`] and within
+/// [`MASKED_BODY_DEADLINE`]; at most [`MASKING_BUDGET_MIB`] of such bodies are read at once, the
+/// others waiting their turn.
 async fn read_whole(body: ClientBody, budget: Arc<Semaphore>) -> Result<Bytes, String> {
     let _turn = budget.acquire_many_owned((bodymask::MAX_MASKED_BYTES >> 20) as u32).await.map_err(|e| e.to_string())?;
-    let mut body = body;
-    let mut whole = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("the body could not be read whole: {e}"))?;
-        if let Ok(data) = frame.into_data() {
-            if whole.len() + data.len() > bodymask::MAX_MASKED_BYTES {
-                return Err(format!("the body is longer than {} MiB", bodymask::MAX_MASKED_BYTES >> 20));
+    let read = async {
+        let mut body = body;
+        let mut whole = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("the body could not be read whole: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                if whole.len() + data.len() > bodymask::MAX_MASKED_BYTES {
+                    return Err(format!("the body is longer than {} MiB", bodymask::MAX_MASKED_BYTES >> 20));
+                }
+                whole.extend_from_slice(&data);
             }
-            whole.extend_from_slice(&data);
         }
-    }
-    Ok(Bytes::from(whole))
+        Ok(Bytes::from(whole))
+    };
+    tokio::time::timeout(MASKED_BODY_DEADLINE, read)
+        .await
+        .unwrap_or_else(|_| Err(format!("the body did not arrive whole within {} s", MASKED_BODY_DEADLINE.as_secs())))
 }
 
 /// A response body as the client gets it under the session's masks: read whole and masked, or

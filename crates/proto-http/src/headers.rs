@@ -87,6 +87,22 @@ pub fn method_override(headers: &HeaderMap) -> Option<&'static str> {
     METHOD_OVERRIDES.into_iter().find(|name| headers.contains_key(*name))
 }
 
+/// Whether the request may name another method in a `_method` parameter, which Rails, Laravel,
+/// Symfony and Express's method-override obey: in its query, or in a form body (one that runs
+/// past what witness read may hold it further on). Escapes are decoded as those servers do.
+pub fn method_override_parameter(query: Option<&str>, headers: &HeaderMap, start: &[u8], body_ended: bool) -> bool {
+    let names_it = |text: &[u8]| {
+        let decoded = crate::path::decode_lossy(text).to_ascii_lowercase();
+        decoded.contains("_method")
+    };
+    if query.is_some_and(|query| names_it(query.as_bytes())) {
+        return true;
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let form = content_type.starts_with("application/x-www-form-urlencoded") || content_type.starts_with("multipart/form-data");
+    form && (!body_ended || names_it(start))
+}
+
 /// Headers as recorded: `[name, value]` pairs in the order sent, secret values masked (and the
 /// target's own credential header names, `extra_secret`), other values as text.
 pub fn recorded(headers: &HeaderMap, extra_secret: &[HeaderName]) -> Value {
@@ -104,6 +120,26 @@ pub fn recorded(headers: &HeaderMap, extra_secret: &[HeaderName]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_method_parameter_is_found_in_the_query_or_a_form() {
+        let form = |kind: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, kind.parse().unwrap());
+            headers
+        };
+        let none = HeaderMap::new();
+        assert!(method_override_parameter(Some("a=1&_method=DELETE"), &none, b"", true));
+        assert!(method_override_parameter(Some("%5Fmethod=delete"), &none, b"", true));
+        assert!(!method_override_parameter(Some("method=x"), &none, b"", true));
+        let urlencoded = form("application/x-www-form-urlencoded; charset=utf-8");
+        assert!(method_override_parameter(None, &urlencoded, b"name=x&_%6Dethod=delete", true));
+        assert!(!method_override_parameter(None, &urlencoded, b"name=x", true));
+        // Past what witness read, a form may hold one; another body holds none a server reads.
+        assert!(method_override_parameter(None, &urlencoded, b"name=x", false));
+        assert!(method_override_parameter(None, &form("multipart/form-data; boundary=b"), b"name=\"_method\"", true));
+        assert!(!method_override_parameter(None, &form("application/json"), b"{\"_method\": 1}", false));
+    }
 
     #[test]
     fn credentials_and_hop_by_hop_headers_stay_behind() {

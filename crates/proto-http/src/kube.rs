@@ -210,10 +210,11 @@ pub fn about_secrets(request: &KubeRequest) -> bool {
 /// `false` or `0` (a value read as the API server reads a boolean query parameter).
 pub fn follows_logs(request: &KubeRequest, query: Option<&str>) -> bool {
     let log = request.resource.as_ref().is_some_and(|r| r.resource == "pods" && r.subresource == "log");
-    log && query.unwrap_or("").split('&').any(|pair| match pair.split_once('=') {
-        Some(("follow", value)) => !matches!(value, "false" | "0"),
-        None => pair == "follow",
-        Some(_) => false,
+    // Keys and values decoded as the API server decodes them: `fol%6cow=true` follows too.
+    log && query.unwrap_or("").split('&').any(|pair| {
+        let decode = |text: &str| crate::path::decode_lossy(text.as_bytes());
+        let (key, value) = pair.split_once('=').map_or_else(|| (decode(pair), None), |(key, value)| (decode(key), Some(decode(value))));
+        key == "follow" && !matches!(value.as_deref(), Some("false" | "0"))
     })
 }
 
@@ -431,6 +432,18 @@ mod tests {
         assert!(read("GET", "/api/v1/namespaces/prod/pods?%77atch=true").uncertain.is_some());
         assert!(read("GET", "/api/v1/namespaces/prod/../kube-system/secrets").uncertain.is_some());
         assert!(read("GET", "/api/v1/namespaces/prod/pods?watch=1").uncertain.is_none());
+    }
+
+    #[test]
+    fn a_followed_log_is_told_however_its_parameter_is_written() {
+        let log = "/api/v1/namespaces/dev/pods/quiet/log";
+        let follows = |query: &str| follows_logs(&read("GET", &format!("{log}?{query}")), Some(query));
+        for query in ["follow=true", "follow", "fol%6cow=true", "%66ollow=1", "tailLines=5&follow=yes"] {
+            assert!(follows(query), "{query}");
+        }
+        for query in ["follow=false", "follow=0", "fol%6cow=%30", "followers=true", "tailLines=5"] {
+            assert!(!follows(query), "{query}");
+        }
     }
 
     #[test]

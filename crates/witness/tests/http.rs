@@ -75,7 +75,7 @@ class Upstream(BaseHTTPRequestHandler):
                 left -= min(left, len(BLOCK))
             return
         self.reply(200, json.dumps({"method": self.command, "path": self.path}).encode(), "application/json")
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_get = any
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_TRACE = do_TRACK = do_get = any
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
 if len(sys.argv) >= 3:
@@ -478,6 +478,37 @@ fn denied_paths_never_reach_the_upstream_however_they_are_written() {
     s.gw.stop_and_verify();
 }
 
+/// Requests an upstream may run otherwise than they read: a path in another case or with a final
+/// `/` (Express routes both alike) meets the denials about it; a `_method` parameter, in the query
+/// or a form, may make a POST a DELETE, so every denial and hold meets it; TRACE would have the
+/// upstream echo the credential witness adds. None reaches the upstream.
+#[test]
+fn requests_an_upstream_may_run_otherwise_meet_the_strictest_rules() {
+    let mut s = setup();
+    let bearer = s.bearer(&s.agent);
+    let form = "Content-Type: application/x-www-form-urlencoded";
+    let attempts: [(&[&str], &str, u16); 5] = [
+        (&["-X", "DELETE"], "/ADMIN/users/7", 403),
+        (&["-X", "GET"], "/Admin/", 403),
+        (&["-X", "POST", "--data-binary", "x"], "/api/thing?_method=DELETE", 403),
+        (&["-X", "POST", "-H", form, "--data-binary", "name=x&_method=delete"], "/api/thing", 403),
+        (&["-X", "TRACE"], "/api/thing", 405),
+    ];
+    for (args, path, status) in attempts {
+        let url = s.url(&format!("/c/billing{path}"));
+        let got = s.curl(&[&["-H", &bearer][..], args, &[url.as_str()]].concat());
+        assert_eq!(got.status, status, "{args:?} {path}: {}", String::from_utf8_lossy(&got.body));
+    }
+    // A form without the parameter, and a plain path, are allowed.
+    assert_eq!(s.curl(&["-H", &bearer, "-H", form, "--data-binary", "name=x", &s.url("/c/billing/api/thing")]).status, 200);
+    let seen = s.upstream.seen();
+    assert_eq!(seen.len(), 1, "only the allowed request reached the upstream: {seen:?}");
+    let events = s.events(6);
+    let trace = of_kind(&events, "http.request").into_iter().find(|e| e["attrs"]["method"] == "TRACE").expect("TRACE recorded");
+    assert!(trace["attrs"]["refused"].as_str().unwrap().contains("echo the request"), "{trace}");
+    s.gw.stop_and_verify();
+}
+
 #[test]
 fn held_requests_wait_for_approval_and_cut_downloads_end_their_session() {
     let mut s = setup();
@@ -682,6 +713,23 @@ fn bodies_are_masked_by_the_detectors_for_the_client_and_the_record() {
     s.gw.stop_and_verify();
     // (ada's address is in the recording of `keyed`, which masks nothing.)
     assert_nowhere_in(&s.gw.data_dir(), "grace@example.org");
+}
+
+/// A masked session's answers come whole: a range of a few bytes each would cut every value into
+/// pieces no detector finds, for the client to put together. Unmasked, ranges pass.
+#[test]
+fn a_masked_session_asks_for_no_ranges() {
+    let masking = "[[masking]]\nname = \"pii\"\nconnections = [\"billing\"]\ndetectors = [\"email\"]\n";
+    let s = setup_with(Upstream::start(), masking, tempfile::tempdir().unwrap());
+    let bearer = s.bearer(&s.agent);
+    for connection in ["billing", "keyed"] {
+        let got =
+            s.curl(&["-H", &bearer, "-H", "Range: bytes=0-3", "-H", "If-Range: \"x\"", &s.url(&format!("/c/{connection}/api/bytes?n=64"))]);
+        assert_eq!(got.status, 200);
+    }
+    let seen = s.upstream.seen();
+    let ranged: Vec<bool> = seen.iter().map(|r| r["headers"].as_str().unwrap().to_ascii_lowercase().contains("range:")).collect();
+    assert_eq!(ranged, [false, true], "{seen:?}");
 }
 
 #[test]
