@@ -30,7 +30,8 @@ pub enum Request<'a> {
     /// empty segments collapsed, without the connection's prefix). `uncertain` says why witness
     /// cannot be sure the upstream reads the path the same way (`..`, an encoded slash); such a
     /// request is decided as the strictest path there is.
-    Http { method: &'a str, path: &'a str, uncertain: Option<&'a str> },
+    /// `query` (without its `?`, empty for none) is shown to approvers, not matched by rules.
+    Http { method: &'a str, path: &'a str, query: &'a str, uncertain: Option<&'a str> },
     /// A Kubernetes API request as the API server's authorizer reads it.
     Kube(&'a KubeRequest),
 }
@@ -117,9 +118,12 @@ impl Request<'_> {
             Request::OpaqueSql | Request::OpaqueMysqlSql => Cow::Borrowed("a statement witness cannot see"),
             Request::Ssh { operation, text: "" } => Cow::Borrowed(operation.as_str()),
             Request::Ssh { operation, text } => Cow::Owned(format!("{operation}: {text}")),
-            Request::Http { method, path, uncertain: None } => Cow::Owned(format!("{method} {path}")),
-            Request::Http { method, path, uncertain: Some(why) } => {
-                Cow::Owned(format!("{method} {path} (witness cannot read this path exactly: {why})"))
+            Request::Http { method, path, query, uncertain } => {
+                let query = if query.is_empty() { String::new() } else { format!("?{query}") };
+                match uncertain {
+                    None => Cow::Owned(format!("{method} {path}{query}")),
+                    Some(why) => Cow::Owned(format!("{method} {path}{query} (witness cannot read this path exactly: {why})")),
+                }
             }
             Request::Kube(request) => Cow::Owned(request.to_string()),
         }
@@ -232,7 +236,9 @@ mod tests {
         assert_eq!(Request::Sql("select 1").describe(), "select 1");
         assert_eq!(Request::Ssh { operation: SshOperation::Shell, text: "" }.describe(), "shell");
         assert_eq!(Request::Ssh { operation: SshOperation::Exec, text: "ls -l" }.describe(), "exec: ls -l");
-        assert_eq!(Request::Http { method: "GET", path: "/api/x", uncertain: None }.describe(), "GET /api/x");
+        assert_eq!(Request::Http { method: "GET", path: "/api/x", query: "", uncertain: None }.describe(), "GET /api/x");
+        let query = Request::Http { method: "POST", path: "/api/payments/42", query: "amount=900000", uncertain: None };
+        assert_eq!(query.describe(), "POST /api/payments/42?amount=900000");
         let resource = KubeResource {
             group: "apps".into(),
             version: "v1".into(),

@@ -378,10 +378,24 @@ impl<G: HttpGate> Client<G> {
         }
         let request = match &kube_request {
             Some(request) => witness_core::Request::Kube(request),
-            None => witness_core::Request::Http { method, path: &read.path, uncertain },
+            None => witness_core::Request::Http { method, path: &read.path, query: parts.uri.query().unwrap_or(""), uncertain },
         };
         let watching = kube_request.as_ref().is_some_and(|request| request.verb == "watch");
-        let verdict = gate.decide(&session.subject, request);
+        let verdict = match gate.decide(&session.subject, request) {
+            // An approver decides on what the record shows: a body that runs past it would be
+            // chosen after the approval (a second "amount" key at its end). Dropping the hold
+            // withdraws it.
+            Verdict::Hold(held) if !body_ended => Verdict::Deny {
+                message: format!(
+                    "this request waits for approval (rule \"{}\"), and its body runs past the {} KiB an approver is shown; send a shorter body",
+                    held.rule,
+                    settings.max_body_recorded >> 10
+                ),
+                rule: held.rule,
+                classes: held.classes,
+            },
+            verdict => verdict,
+        };
         let approval_id = match &verdict {
             Verdict::Hold(held) => Some(held.approval_id.clone()),
             _ => None,
@@ -404,6 +418,15 @@ impl<G: HttpGate> Client<G> {
         forwarded_headers.insert(header::HOST, target.authority.clone());
         for (name, value) in &target.credential {
             forwarded_headers.insert(name.clone(), value.clone());
+        }
+        // hyper sends a GET or HEAD whose body has no stated length as one without a body, while
+        // the record holds the body: state its length, or that it comes chunked as it came.
+        if !forwarded_headers.contains_key(header::CONTENT_LENGTH) && (seen.length > 0 || !body_ended) {
+            if body_ended {
+                forwarded_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(seen.length));
+            } else {
+                forwarded_headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            }
         }
         let recorder = session.recorder.clone();
         let masked_session = body_masks.is_some();

@@ -68,8 +68,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Upgrade` value of a WebSocket upgrade request (a `GET` with `Connection: upgrade` and
-/// `Upgrade: websocket`), to be sent on; None for any other request.
+/// The `Upgrade` value to send on for a WebSocket upgrade request (a `GET` with `Connection:
+/// upgrade` and `Upgrade: websocket`): `websocket` alone, whatever else the client offered
+/// (`websocket, SPDY/3.1` would let the API server switch to SPDY, which witness does not read);
+/// None for any other request.
 pub fn websocket_upgrade(method: &http::Method, headers: &HeaderMap) -> Option<http::HeaderValue> {
     let upgrade = headers.get(header::UPGRADE)?;
     let asks = headers
@@ -79,7 +81,7 @@ pub fn websocket_upgrade(method: &http::Method, headers: &HeaderMap) -> Option<h
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     let websocket = upgrade.to_str().ok()?.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket"));
-    (method == http::Method::GET && asks && websocket).then(|| upgrade.clone())
+    (method == http::Method::GET && asks && websocket).then(|| http::HeaderValue::from_static("websocket"))
 }
 
 /// The method-override header a request carries, if any.
@@ -120,6 +122,17 @@ pub fn recorded(headers: &HeaderMap, extra_secret: &[HeaderName]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_websocket_upgrade_is_sent_on_as_websocket_alone() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "keep-alive, Upgrade".parse().unwrap());
+        headers.insert(header::UPGRADE, "websocket, SPDY/3.1".parse().unwrap());
+        assert_eq!(websocket_upgrade(&http::Method::GET, &headers), Some(http::HeaderValue::from_static("websocket")));
+        assert_eq!(websocket_upgrade(&http::Method::POST, &headers), None);
+        headers.insert(header::UPGRADE, "SPDY/3.1".parse().unwrap());
+        assert_eq!(websocket_upgrade(&http::Method::GET, &headers), None);
+    }
 
     #[test]
     fn a_method_parameter_is_found_in_the_query_or_a_form() {

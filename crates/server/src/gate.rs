@@ -217,7 +217,7 @@ impl Gate for Gateway {
             Request::MysqlSql(text) => self.decide_sql(subject, Some(text), Dialect::Mysql, &request),
             Request::OpaqueMysqlSql => self.decide_sql(subject, None, Dialect::Mysql, &request),
             Request::Ssh { operation, text } => self.decide_ssh(subject, operation, text, &request),
-            Request::Http { method, path, uncertain } => {
+            Request::Http { method, path, uncertain, .. } => {
                 let decision = witness_policy::decide_http(&self.rules.policy(), &caller(subject), method, path, uncertain);
                 let classes = if uncertain.is_some() { vec!["http".into(), "uncertain-path".into()] } else { vec!["http".into()] };
                 self.verdict(subject, &request, decision, classes)

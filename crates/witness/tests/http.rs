@@ -481,7 +481,8 @@ fn denied_paths_never_reach_the_upstream_however_they_are_written() {
 /// Requests an upstream may run otherwise than they read: a path in another case or with a final
 /// `/` (Express routes both alike) meets the denials about it; a `_method` parameter, in the query
 /// or a form, may make a POST a DELETE, so every denial and hold meets it; TRACE would have the
-/// upstream echo the credential witness adds. None reaches the upstream.
+/// upstream echo the credential witness adds; a held request whose body runs past what an
+/// approver is shown would have its end chosen after the approval. None reaches the upstream.
 #[test]
 fn requests_an_upstream_may_run_otherwise_meet_the_strictest_rules() {
     let mut s = setup();
@@ -499,14 +500,56 @@ fn requests_an_upstream_may_run_otherwise_meet_the_strictest_rules() {
         let got = s.curl(&[&["-H", &bearer][..], args, &[url.as_str()]].concat());
         assert_eq!(got.status, status, "{args:?} {path}: {}", String::from_utf8_lossy(&got.body));
     }
+    // A held request whose body runs past what an approver is shown is refused, not held: its
+    // end would be chosen after the approval.
+    let long = format!("{{\"amount\": 1, \"pad\": \"{}\", \"amount\": 900000}}", "x".repeat(2 * RECORDED_CAP));
+    let json = "Content-Type: application/json";
+    let got = s.curl(&["-H", &bearer, "-H", json, "--data-binary", &long, &s.url("/c/billing/api/payments/42")]);
+    assert_eq!(got.status, 403);
+    assert!(
+        String::from_utf8_lossy(&got.body).contains("runs past the 4 KiB an approver is shown"),
+        "{}",
+        String::from_utf8_lossy(&got.body)
+    );
     // A form without the parameter, and a plain path, are allowed.
     assert_eq!(s.curl(&["-H", &bearer, "-H", form, "--data-binary", "name=x", &s.url("/c/billing/api/thing")]).status, 200);
     let seen = s.upstream.seen();
     assert_eq!(seen.len(), 1, "only the allowed request reached the upstream: {seen:?}");
-    let events = s.events(6);
+    let events = s.events(7);
     let trace = of_kind(&events, "http.request").into_iter().find(|e| e["attrs"]["method"] == "TRACE").expect("TRACE recorded");
     assert!(trace["attrs"]["refused"].as_str().unwrap().contains("echo the request"), "{trace}");
     s.gw.stop_and_verify();
+}
+
+/// A GET may carry a body (Elasticsearch's searches do): sent chunked, short or longer than the
+/// record keeps, it reaches the upstream whole, as the record says.
+#[test]
+fn a_get_with_a_chunked_body_reaches_the_upstream_with_it() {
+    let s = setup();
+    let bearer = s.bearer(&s.agent);
+    let scratch = tempfile::tempdir().unwrap();
+    for size in [7, 3 * RECORDED_CAP] {
+        let file = scratch.path().join(format!("body-{size}"));
+        std::fs::write(&file, pattern(size)).unwrap();
+        let data = format!("@{}", file.display());
+        let json = "Content-Type: application/json";
+        let got = s.curl(&[
+            "-H",
+            &bearer,
+            "-X",
+            "GET",
+            "-H",
+            json,
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &data,
+            &s.url("/c/keyed/api/search"),
+        ]);
+        assert_eq!(got.status, 200);
+    }
+    let sizes: Vec<u64> = s.upstream.seen().iter().map(|r| r["body_bytes"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [7, 3 * RECORDED_CAP as u64]);
 }
 
 #[test]
