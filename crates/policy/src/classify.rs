@@ -119,15 +119,47 @@ impl Statement {
     }
 }
 
-/// The longest text witness reads. sqlparser holds a token of tens of bytes for each character
-/// of the worst text (`SELECT 1` and 60 MiB of spaces would take gigabytes), so longer text is
-/// `unparsed`, unread. A mysqldump's longest INSERT (its net buffer, 1 MiB) still fits.
-pub const MAX_CLASSIFIED_BYTES: usize = 1 << 20;
+/// The most tokens witness reads in one text. sqlparser holds tens of bytes for each token, and
+/// every space is one (`SELECT 1` and 60 MiB of spaces would take gigabytes), so text that may
+/// hold more is `unparsed`, unread. A mysqldump's extended INSERT of 1 MiB holds about 200 000;
+/// a long string is one token, however long.
+pub const MAX_CLASSIFIED_TOKENS: usize = 500_000;
 
-/// Text too long to read, as the one statement it is taken for.
+/// Text with too many tokens to read, as the one statement it is taken for.
 fn too_long(sql: &str) -> Option<Statement> {
-    (sql.len() > MAX_CLASSIFIED_BYTES)
-        .then(|| Statement::unparsed(format!("it is longer than the {} MiB of text witness reads", MAX_CLASSIFIED_BYTES >> 20)))
+    (tokens_at_most(sql) > MAX_CLASSIFIED_TOKENS)
+        .then(|| Statement::unparsed(format!("it may hold more than the {MAX_CLASSIFIED_TOKENS} tokens witness reads in one text")))
+}
+
+/// No fewer than the tokens sqlparser finds in `sql`, in either dialect, counted without reading
+/// it: one for each run of letters, digits and `_`, one for each other character, and one for
+/// the inside of each quote. A quote ends at its next quote character whatever comes before it
+/// (a backslash does not escape it here), so that text is never taken for the inside of a
+/// string the tokenizer ends sooner; reading too many tokens only makes text `unparsed`.
+fn tokens_at_most(sql: &str) -> usize {
+    let mut count = 0;
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in sql.chars() {
+        if let Some(open) = quote {
+            if c == open {
+                quote = None;
+                count += 1;
+            }
+            continue;
+        }
+        let word = c.is_alphanumeric() || c == '_';
+        if word && !in_word {
+            count += 1;
+        } else if !word {
+            count += 1;
+            if matches!(c, '\'' | '"' | '`') {
+                quote = Some(c);
+            }
+        }
+        in_word = word;
+    }
+    count + usize::from(quote.is_some())
 }
 
 /// Classifies every statement of `sql` (a simple query may hold several). Text that does not

@@ -325,11 +325,20 @@ impl Rule {
     }
 
     /// Whether a deny or a hold applies: the statement has any class the rule names and names
-    /// any table it names. An unparsed statement may be of any class and touch any table.
+    /// any table it names. An unparsed statement may be of any class and touch any table. A
+    /// name written without its schema may be in any schema (`search_path`, `USE`), so it meets a
+    /// `schema.table` glob by its table part: `invoices` meets `billing.*`.
     fn touches(&self, statement: &Statement) -> bool {
         let unparsed = statement.classes.contains(&SqlClass::Unparsed);
         let classes_match = self.sql.is_empty() || unparsed || self.sql.iter().any(|c| statement.classes.contains(c));
-        let tables_match = self.tables.is_empty() || unparsed || statement.tables.iter().any(|t| self.tables.iter().any(|g| g.matches(t)));
+        let named = |table: &String| {
+            self.tables.iter().any(|glob| {
+                glob.matches(table)
+                    || (!table.contains('.')
+                        && glob.to_string().rsplit_once('.').is_some_and(|(_, table_part)| Glob::new(table_part).matches(table)))
+            })
+        };
+        let tables_match = self.tables.is_empty() || unparsed || statement.tables.iter().any(named);
         classes_match && tables_match
     }
 
@@ -525,6 +534,24 @@ mod tests {
         assert_eq!(decided(&allow("raw", &[SqlClass::Unparsed], &[]), "selec 1"), "allow raw");
         assert_eq!(decided(&allow("raw", &[SqlClass::Unparsed], &["t"]), "selec 1"), "deny default");
         assert_eq!(decided(&allow("all", &[], &[]), "selec 1"), "allow all");
+    }
+
+    #[test]
+    fn a_name_without_its_schema_meets_denials_about_any_schema() {
+        let caller = Caller { identity: "claude", groups: &[], connection: "pg-local", task: None };
+        let mut billing = Rule::new("no-billing-writes", Action::Deny);
+        billing.sql = vec![SqlClass::Delete];
+        billing.tables = vec![Glob::new("billing.*")];
+        let mut ledger = Rule::new("ledger-held", Action::Approve);
+        ledger.tables = vec![Glob::new("*.ledger")];
+        ledger.approvers = vec!["dba".into()];
+        let policy = Policy { default: Action::Allow, rules: vec![billing, ledger] };
+        let decided = |sql: &str| shown(decide(&policy, &caller, sql).0);
+        assert_eq!(decided("delete from billing.invoices where id = 1"), "deny no-billing-writes");
+        assert_eq!(decided("delete from invoices where id = 1"), "deny no-billing-writes");
+        assert_eq!(decided("delete from public.invoices where id = 1"), "allow");
+        assert_eq!(decided("select * from ledger"), "approve ledger-held");
+        assert_eq!(decided("select * from public.ledgers"), "allow");
     }
 
     #[test]

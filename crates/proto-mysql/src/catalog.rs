@@ -56,30 +56,15 @@ impl Catalog {
     /// The base tables of these schemas, asking the target for those not known, or known too
     /// long, or (`missing`) without a table a result names.
     pub async fn base_tables(&self, target: &MysqlTarget, wanted: &[(String, String)]) -> BaseTables {
-        let _asking = self.asking.lock().await;
-        let mut known = BaseTables::default();
-        let mut to_ask: Vec<String> = Vec::new();
-        {
-            let schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
-            for (schema, table) in wanted {
-                if SYSTEM_SCHEMAS.contains(&schema.to_ascii_lowercase().as_str()) {
-                    continue;
-                }
-                let known_not_base = self
-                    .not_base
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&(schema.clone(), table.clone()))
-                    .is_some_and(|at| at.elapsed() < FRESH_FOR);
-                match schemas.get(schema) {
-                    Some((at, tables)) if at.elapsed() < FRESH_FOR && (tables.contains(table) || known_not_base) => {
-                        known.by_schema.insert(schema.clone(), tables.clone());
-                    }
-                    _ if to_ask.contains(schema) => {}
-                    _ => to_ask.push(schema.clone()),
-                }
-            }
+        // What is known needs no turn: a result of tables listed lately never waits behind
+        // another session's lookup.
+        let (known, to_ask) = self.known(wanted);
+        if to_ask.is_empty() {
+            return known;
         }
+        let _asking = self.asking.lock().await;
+        // Another session may have asked while this one waited its turn.
+        let (mut known, to_ask) = self.known(wanted);
         if !to_ask.is_empty() {
             let asked = tokio::time::timeout(ASK_TIMEOUT, ask(target, &to_ask)).await.unwrap_or_else(|_| Err("no answer in time".into()));
             match asked {
@@ -104,6 +89,35 @@ impl Catalog {
             }
         }
         known
+    }
+}
+
+impl Catalog {
+    /// What the lists hold of `wanted`, and the schemas to ask for: not listed, listed too long
+    /// ago, or listed without a table a result names.
+    fn known(&self, wanted: &[(String, String)]) -> (BaseTables, Vec<String>) {
+        let mut known = BaseTables::default();
+        let mut to_ask: Vec<String> = Vec::new();
+        let schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        for (schema, table) in wanted {
+            if SYSTEM_SCHEMAS.contains(&schema.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            let known_not_base = self
+                .not_base
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(schema.clone(), table.clone()))
+                .is_some_and(|at| at.elapsed() < FRESH_FOR);
+            match schemas.get(schema) {
+                Some((at, tables)) if at.elapsed() < FRESH_FOR && (tables.contains(table) || known_not_base) => {
+                    known.by_schema.insert(schema.clone(), tables.clone());
+                }
+                _ if to_ask.contains(schema) => {}
+                _ => to_ask.push(schema.clone()),
+            }
+        }
+        (known, to_ask)
     }
 }
 

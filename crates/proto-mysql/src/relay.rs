@@ -451,7 +451,7 @@ impl<G: MysqlGate> Relay<'_, G> {
         };
         let verdict = self.gate.decide(&self.subject, request);
         if self.admitted(payload, event, verdict, "statement").await? {
-            self.statements.executed(id);
+            self.statements.executed(id, execution.types.clone());
             let masks = self.masks.clone();
             let answer = Answer::new(Expect::Results { binary: true }, self.capabilities, self.max_rows, masks.as_deref(), Vec::new())
                 .for_statement(id);

@@ -49,6 +49,9 @@ pub(crate) struct Execution {
     pub flags: u8,
     /// The parameters as the recording shows them, or why they could not be read.
     pub params: Result<Vec<Value>, String>,
+    /// The parameter types it sent, which the server keeps for the next executions once it
+    /// has this one ([`Statements::executed`]): a refused execution's never reach it.
+    pub types: Option<Vec<(u8, bool)>>,
 }
 
 impl Statements {
@@ -97,10 +100,14 @@ impl Statements {
         self.last = None;
     }
 
-    /// An execution went to the target, which used up the statement's long data.
-    pub fn executed(&mut self, id: u32) {
+    /// An execution went to the target, which used up the statement's long data and keeps the
+    /// parameter types it sent.
+    pub fn executed(&mut self, id: u32, types: Option<Vec<(u8, bool)>>) {
         if let Some(statement) = self.get_mut(id) {
             statement.long_data.clear();
+            if types.is_some() {
+                statement.types = types;
+            }
         }
     }
 
@@ -112,7 +119,7 @@ impl Statements {
     }
 
     /// Reads an execution's parameters, with the types it sends or those of the statement's
-    /// last execution; remembers the types it sent and forgets the long data it used.
+    /// last execution the target had.
     pub fn execution(&mut self, payload: &[u8]) -> Result<Execution, Truncated> {
         let mut fields = Fields::new(payload);
         fields.u8("command")?;
@@ -120,21 +127,30 @@ impl Statements {
         let flags = fields.u8("flags")?;
         fields.uint(4, "iteration count")?;
         let Some(statement) = self.get_mut(id) else {
-            return Ok(Execution { id, flags, params: Err("the statement is not one witness saw prepared".into()) });
+            return Ok(Execution { id, flags, params: Err("the statement is not one witness saw prepared".into()), types: None });
         };
         // Cleared once the execution is admitted ([`Statements::executed`]): a refused one leaves
         // the long data on the server for the next.
         let long_data = statement.long_data.clone();
         let count = usize::from(statement.params);
         if count == 0 {
-            return Ok(Execution { id, flags, params: Ok(Vec::new()) });
+            return Ok(Execution { id, flags, params: Ok(Vec::new()), types: None });
         }
-        let params = read_params(&mut fields, count, statement, &long_data);
-        Ok(Execution { id, flags, params: params.map_err(|e| format!("{e}; as sent: {}", hex(&payload[..payload.len().min(256)]))) })
+        let mut types = None;
+        let params = read_params(&mut fields, count, statement, &long_data, &mut types);
+        let params = params.map_err(|e| format!("{e}; as sent: {}", hex(&payload[..payload.len().min(256)])));
+        Ok(Execution { id, flags, params, types })
     }
 }
 
-fn read_params(fields: &mut Fields<'_>, count: usize, statement: &mut Prepared, long_data: &BTreeSet<u16>) -> Result<Vec<Value>, String> {
+/// The parameters; `sent` gets the types the execution sends, if it does.
+fn read_params(
+    fields: &mut Fields<'_>,
+    count: usize,
+    statement: &Prepared,
+    long_data: &BTreeSet<u16>,
+    sent: &mut Option<Vec<(u8, bool)>>,
+) -> Result<Vec<Value>, String> {
     let bitmap = fields.bytes(count.div_ceil(8), "NULL bitmap").map_err(|e| e.to_string())?.to_vec();
     if fields.u8("new types flag").map_err(|e| e.to_string())? == 1 {
         let mut types = Vec::with_capacity(count);
@@ -143,17 +159,19 @@ fn read_params(fields: &mut Fields<'_>, count: usize, statement: &mut Prepared, 
             let flag = fields.u8("parameter flag").map_err(|e| e.to_string())?;
             types.push((column_type, flag & 0x80 != 0));
         }
-        statement.types = Some(types);
+        *sent = Some(types);
     }
-    let Some(types) = &statement.types else {
+    let Some(types) = sent.as_ref().or(statement.types.as_ref()) else {
         return Err("the execution reuses parameter types witness has not seen".into());
     };
     let mut params = Vec::with_capacity(count);
     for (i, (column_type, unsigned)) in types.iter().enumerate() {
-        if bitmap[i / 8] & (1 << (i % 8)) != 0 {
-            params.push(Value::Null);
-        } else if long_data.contains(&(i as u16)) {
+        // Long data first, as the server reads them: it uses a parameter's long data whatever
+        // the NULL bitmap says.
+        if long_data.contains(&(i as u16)) {
             params.push(json!({ "long_data": true }));
+        } else if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+            params.push(Value::Null);
         } else {
             params.push(binary_value(fields, *column_type, *unsigned).map_err(|e| e.to_string())?);
         }
@@ -187,6 +205,7 @@ mod tests {
         values.extend_from_slice(b"\x02hi");
         let first = statements.execution(&execute(3, true, &values)).unwrap();
         assert_eq!(first.params, Ok(vec![json!(42), Value::Null, json!("hi")]));
+        statements.executed(3, first.types);
         let again = statements.execution(&execute(LAST_PREPARED, false, &values)).unwrap();
         assert_eq!(again.params, Ok(vec![json!(42), Value::Null, json!("hi")]), "types of the last execution, by the last id");
         let unknown = statements.execution(&execute(9, true, &values)).unwrap();
@@ -206,7 +225,28 @@ mod tests {
         let execution = statements.execution(&execute(1, true, &values)).unwrap();
         assert_eq!(execution.params, Ok(vec![json!(7), Value::Null, json!({"long_data": true})]));
         assert!(!statements.get(1).unwrap().long_data.is_empty(), "kept until the execution is admitted");
-        statements.executed(1);
+        statements.executed(1, execution.types);
         assert!(statements.get(1).unwrap().long_data.is_empty(), "used up");
+        // Long data stands in for a parameter the NULL bitmap marks too: the server uses it.
+        statements.get_mut(1).unwrap().long_data.extend([1, 2]);
+        let execution = statements.execution(&execute(1, false, &values)).unwrap();
+        assert_eq!(execution.params, Ok(vec![json!(7), json!({"long_data": true}), json!({"long_data": true})]));
+    }
+
+    #[test]
+    fn a_refused_executions_types_are_not_the_next_ones() {
+        let mut statements = Statements::default();
+        statements.prepared(3, Ok(Arc::from("select ?, ?, ?")), 3);
+        let mut values = 42i64.to_le_bytes().to_vec();
+        values.extend_from_slice(b"\x02hi");
+        let admitted = statements.execution(&execute(3, true, &values)).unwrap();
+        statements.executed(3, admitted.types);
+        // Refused (never executed): its types are not what the server reads the next with.
+        let mut other_types = execute(3, true, &values);
+        other_types[12] = VAR_STRING;
+        let refused = statements.execution(&other_types).unwrap();
+        assert!(refused.params.is_err() || refused.params != Ok(vec![json!(42), Value::Null, json!("hi")]));
+        let next = statements.execution(&execute(3, false, &values)).unwrap();
+        assert_eq!(next.params, Ok(vec![json!(42), Value::Null, json!("hi")]));
     }
 }

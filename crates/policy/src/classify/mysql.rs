@@ -384,12 +384,21 @@ mod tests {
     }
 
     #[test]
-    fn text_too_long_to_read_is_unparsed_unread() {
-        let long = format!("SELECT 1{}", " ".repeat(crate::classify::MAX_CLASSIFIED_BYTES));
+    fn text_of_too_many_tokens_is_unparsed_unread() {
+        let most = crate::classify::MAX_CLASSIFIED_TOKENS;
+        let long = format!("SELECT 1{}", " ".repeat(most));
         assert_eq!(classes(&long), [["unparsed"]]);
         assert_eq!(crate::classify(&long)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
-        let longest = format!("SELECT 1{}", " ".repeat(crate::classify::MAX_CLASSIFIED_BYTES - 8));
+        let commas = format!("SELECT 1{}", ",1".repeat(most / 2));
+        assert_eq!(classes(&commas), [["unparsed"]]);
+        // Few tokens, however long: a long string is one.
+        let string = format!("SELECT length('{}'), \"{}\"", "x".repeat(4 * most), "y".repeat(most));
+        assert_eq!(crate::classify(&string)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["select"]);
+        let longest = format!("SELECT 1{}", " ".repeat(most - 10));
         assert_eq!(classes(&longest), [["select"]]);
+        // A backslash does not hide what follows it from the count.
+        let escaped = format!("SELECT 'a\\'{}'", " ,".repeat(most));
+        assert_eq!(crate::classify(&escaped)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
     }
 
     #[test]
