@@ -102,6 +102,9 @@ pub struct Statement {
     /// The client's file a `LOAD DATA LOCAL INFILE` names (MySQL): the only file the target may
     /// ask the client for while it runs.
     pub local_file: Option<String>,
+    /// Its table names are MySQL's, whose case the server decides on (`lower_case_table_names`):
+    /// an allow rule covers `Orders` by `orders` too.
+    pub tables_fold_case: bool,
 }
 
 impl Statement {
@@ -115,15 +118,16 @@ impl Statement {
             hides_origins: true,
             kill: false,
             local_file: None,
+            tables_fold_case: false,
         }
     }
 }
 
 /// The most tokens witness reads in one text. sqlparser holds tens of bytes for each token, and
 /// every space is one (`SELECT 1` and 60 MiB of spaces would take gigabytes), so text that may
-/// hold more is `unparsed`, unread. A mysqldump's extended INSERT of 1 MiB holds about 200 000;
-/// a long string is one token, however long.
-pub const MAX_CLASSIFIED_TOKENS: usize = 500_000;
+/// hold more is `unparsed`, unread. Text of 1 MiB (a mysqldump's longest INSERT) never holds
+/// more; a run of letters and digits is one, however long.
+pub const MAX_CLASSIFIED_TOKENS: usize = 1 << 20;
 
 /// Text with too many tokens to read, as the one statement it is taken for.
 fn too_long(sql: &str) -> Option<Statement> {
@@ -132,34 +136,21 @@ fn too_long(sql: &str) -> Option<Statement> {
 }
 
 /// No fewer than the tokens sqlparser finds in `sql`, in either dialect, counted without reading
-/// it: one for each run of letters, digits and `_`, one for each other character, and one for
-/// the inside of each quote. A quote ends at its next quote character whatever comes before it
-/// (a backslash does not escape it here), so that text is never taken for the inside of a
-/// string the tokenizer ends sooner; reading too many tokens only makes text `unparsed`.
+/// it: one for each run of letters, digits and `_`, and one for each other character. Quotes are
+/// not skipped: where a string ends depends on escapes the dialects read differently (`E'\''`),
+/// and text taken for the inside of a string the tokenizer ends sooner would go uncounted.
+/// Counting too many only makes text `unparsed`.
 fn tokens_at_most(sql: &str) -> usize {
     let mut count = 0;
-    let mut quote: Option<char> = None;
     let mut in_word = false;
     for c in sql.chars() {
-        if let Some(open) = quote {
-            if c == open {
-                quote = None;
-                count += 1;
-            }
-            continue;
-        }
         let word = c.is_alphanumeric() || c == '_';
-        if word && !in_word {
+        if !word || !in_word {
             count += 1;
-        } else if !word {
-            count += 1;
-            if matches!(c, '\'' | '"' | '`') {
-                quote = Some(c);
-            }
         }
         in_word = word;
     }
-    count + usize::from(quote.is_some())
+    count
 }
 
 /// Classifies every statement of `sql` (a simple query may hold several). Text that does not
@@ -217,6 +208,7 @@ fn classify_statement(statement: &Ast) -> Statement {
         hides_origins: false,
         kill: false,
         local_file: None,
+        tables_fold_case: false,
     }
 }
 

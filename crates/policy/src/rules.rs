@@ -353,14 +353,22 @@ impl Rule {
         if statement.classes.contains(&SqlClass::Unparsed) {
             return self.tables.is_empty() && (self.sql.is_empty() || self.sql.contains(&SqlClass::Unparsed));
         }
+        // A rule that turns LOAD DATA LOCAL on covers all it does (the delete of its REPLACE too).
+        let loads = statement.classes.contains(&SqlClass::LoadLocal) && self.sql.contains(&SqlClass::LoadLocal);
         let named = |class: &SqlClass| {
-            self.sql.contains(class)
+            loads
+                || self.sql.contains(class)
                 || class.broader().is_some_and(|broader| self.sql.contains(&broader))
                 || statement.classes.iter().any(|narrower| narrower.broader() == Some(*class) && self.sql.contains(narrower))
         };
         let classes_covered = self.sql.is_empty() || statement.classes.iter().all(named);
-        let tables_covered = self.tables.is_empty()
-            || (!statement.tables.is_empty() && statement.tables.iter().all(|t| self.tables.iter().any(|g| g.matches(t))));
+        let matched = |table: &String| {
+            self.tables.iter().any(|glob| {
+                glob.matches(table)
+                    || (statement.tables_fold_case && Glob::new(&glob.to_string().to_lowercase()).matches(&table.to_lowercase()))
+            })
+        };
+        let tables_covered = self.tables.is_empty() || (!statement.tables.is_empty() && statement.tables.iter().all(matched));
         classes_covered && tables_covered
     }
 }
@@ -519,6 +527,20 @@ mod tests {
         match decide(&policy, &caller, "selec 1").0 {
             Decision::Deny { message, .. } => assert!(message.starts_with("witness could not classify this statement"), "{message}"),
             other => panic!("{other:?}"),
+        }
+        // MySQL's names in any case (the server decides whether case matters); REPLACE's delete
+        // is part of a LOAD DATA LOCAL a rule turns on.
+        let policy = |rule: &Rule| Policy { default: Action::Deny, rules: vec![rule.clone()] };
+        for (rule, sql) in [
+            (allow("orders", &[], &["orders"]), "SELECT * FROM Orders"),
+            (allow("orders", &[], &["Orders"]), "SELECT * FROM orders"),
+            (allow("loads", &[SqlClass::LoadLocal], &[]), "LOAD DATA LOCAL INFILE 'f.csv' REPLACE INTO TABLE t"),
+        ] {
+            assert_eq!(
+                shown(decide_statements(&policy(&rule), &caller, sql, &crate::classify_mysql(sql))),
+                format!("allow {}", rule.name),
+                "{sql}"
+            );
         }
         // Every table it names, and at least one.
         let orders = allow("orders", &[], &["orders"]);

@@ -360,9 +360,9 @@ impl<G: MysqlGate> Relay<'_, G> {
             }
         }
         let event = text_event(kind::MYSQL_QUERY, &payload[1..]);
-        if text.is_err() && payload.windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")) {
+        if text.is_err() && may_kill(&payload[1..]) {
             // Text witness cannot read may hide a KILL of any session's thread.
-            let message = "witness relays KILL only as KILL [QUERY | CONNECTION] ID, in text it can read".to_string();
+            let message = UNREADABLE_KILL.to_string();
             self.append(&event.with_attr("refused", message.clone())).await?;
             return self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", message).await;
         }
@@ -439,8 +439,8 @@ impl<G: MysqlGate> Relay<'_, G> {
         }
         if let Some(Err(bytes)) = &text {
             // As for a query: text witness cannot read may hide a KILL of any session's thread.
-            if bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")) {
-                let message = "witness relays KILL only as KILL [QUERY | CONNECTION] ID, in text it can read".to_string();
+            if may_kill(bytes) {
+                let message = UNREADABLE_KILL.to_string();
                 self.append(&event.with_attr("refused", message.clone())).await?;
                 return self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", message).await;
             }
@@ -847,4 +847,15 @@ fn with_text(mut event: Event, bytes: &[u8]) -> Event {
     }
     event.payload = kept.to_vec();
     event
+}
+
+/// Why text witness cannot read is refused when it may kill.
+const UNREADABLE_KILL: &str =
+    "witness relays KILL only as KILL [QUERY | CONNECTION] ID, and no PREPARE or EXECUTE, in text it can read (this is not UTF-8)";
+
+/// Whether text witness cannot read may end another session's statement: it names KILL, or the
+/// words PREPARE or EXECUTE, which run text built at run time.
+fn may_kill(text: &[u8]) -> bool {
+    let builds = |word: &[u8]| word.eq_ignore_ascii_case(b"prepare") || word.eq_ignore_ascii_case(b"execute");
+    text.windows(4).any(|w| w.eq_ignore_ascii_case(b"kill")) || text.split(|b| !b.is_ascii_alphanumeric() && *b != b'_').any(builds)
 }

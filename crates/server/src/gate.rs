@@ -352,11 +352,11 @@ impl Gateway {
         if column_masks.is_none() && dialect == Dialect::Postgres && !witness_policy::needs_statements(&policy, &caller) {
             return Verdict::Allow { rule: None };
         }
-        // Only text that mentions KILL can hold one, and only text that mentions INFILE a load of
-        // the client's file, which needs a rule: other text needs no classes when no rule or mask
-        // asks for them.
+        // Only text that mentions KILL can hold one (or PREPARE or EXECUTE run one built at run
+        // time), and only text that mentions INFILE a load of the client's file, which needs a
+        // rule: other text needs no classes when no rule or mask asks for them.
         let mentions = |word: &[u8]| sql.is_some_and(|t| t.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word)));
-        let may_need_classes = mentions(b"kill") || mentions(b"infile");
+        let may_need_classes = mentions(b"kill") || mentions(b"prepare") || mentions(b"execute") || mentions(b"infile");
         // Column rules for the recording only need the columns' origins as much as the client's.
         let any_column_masks = masks.filter(|masks| masks.has_column_rules());
         if dialect == Dialect::Mysql
@@ -382,7 +382,7 @@ impl Gateway {
                 };
             }
             // SQL built at run time may be a KILL of any session's thread, which no text shows.
-            if unparsed && sql.is_some_and(witness_policy::runs_dynamic_sql) {
+            if unparsed && sql.is_some_and(|text| witness_policy::runs_dynamic_sql(text.as_bytes())) {
                 return Verdict::Deny {
                     rule: "kill".into(),
                     message: "witness does not relay PREPARE ... FROM, EXECUTE or EXECUTE IMMEDIATE in SQL text: the statement they run (perhaps a KILL) cannot be read; use your driver's prepared statements".into(),

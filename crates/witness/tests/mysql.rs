@@ -516,6 +516,9 @@ out["among_others"] = attempt(b, "SELECT 1; KILL QUERY %d" % a.thread_id())
 attempt(b, "SET @k = CONCAT('KI', 'LL QUERY %d')" % a.thread_id())
 out["prepared_from_text"] = attempt(b, "PREPARE s FROM @k")
 out["immediate"] = attempt(b, "EXECUTE IMMEDIATE @k")
+# mallory has no rules at all: the quickest path witness takes must refuse it too.
+attempt(m, "SET @k = CONCAT('KI', 'LL QUERY %d')" % a.thread_id())
+out["mallory_prepared"] = attempt(m, "PREPARE s FROM @k")
 out["own"] = attempt(b, "KILL QUERY %d" % a.thread_id())
 t.join()
 for key in sorted(out):
@@ -531,6 +534,7 @@ for key in sorted(out):
     // SQL built at run time may be a KILL no text shows.
     assert!(text.contains("prepared_from_text 1227 denied by witness rule \"kill\""), "{text}");
     assert!(text.contains("immediate 1227 denied by witness rule \"kill\""), "{text}");
+    assert!(text.contains("mallory_prepared 1227 denied by witness rule \"kill\""), "{text}");
     // Killed, the sleep ends early: it returns 1, or fails as interrupted (1317).
     assert!(text.contains("own ok") && (text.contains("sleep returned 1") || text.contains("sleep failed 1317")), "{text}");
 }

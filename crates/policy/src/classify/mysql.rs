@@ -37,20 +37,19 @@ pub fn classify_mysql(sql: &str) -> Vec<Statement> {
         return vec![statement];
     }
     match parse(sql) {
-        Ok(statements) => statements.iter().map(classify_one).collect(),
+        Ok(statements) => statements.iter().map(|statement| Statement { tables_fold_case: true, ..classify_one(statement) }).collect(),
         Err(because) => vec![Statement::unparsed(because)],
     }
 }
 
 /// Whether MySQL text may run SQL built at run time (`PREPARE s FROM @text`, `EXECUTE s`,
-/// MariaDB's `EXECUTE IMMEDIATE`), whose text witness never sees: the words as SQL, outside
-/// strings and quoted names; in text that does not tokenize, anywhere.
-pub fn runs_dynamic_sql(sql: &str) -> bool {
-    let dynamic = |word: &str| word.eq_ignore_ascii_case("prepare") || word.eq_ignore_ascii_case("execute");
-    match Tokenizer::new(&MySqlDialect {}, sql).tokenize() {
-        Ok(tokens) => tokens.iter().any(|token| matches!(token, Token::Word(word) if word.quote_style.is_none() && dynamic(&word.value))),
-        Err(_) => sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(dynamic),
-    }
+/// MariaDB's `EXECUTE IMMEDIATE`), whose text witness never sees: either word anywhere, strings
+/// and comments too, since what the server takes for a string or a comment (`/*M! … */`, a
+/// backslash under `NO_BACKSLASH_ESCAPES`) is not always what witness does. Bytes, so that text
+/// that is not UTF-8 is read too.
+pub fn runs_dynamic_sql(sql: &[u8]) -> bool {
+    let dynamic = |word: &[u8]| word.eq_ignore_ascii_case(b"prepare") || word.eq_ignore_ascii_case(b"execute");
+    sql.split(|b: &u8| !b.is_ascii_alphanumeric() && *b != b'_').any(dynamic)
 }
 
 fn parse(sql: &str) -> Result<Vec<Ast>, String> {
@@ -373,13 +372,19 @@ mod tests {
 
     #[test]
     fn sql_built_at_run_time_is_told() {
-        for dynamic in
-            ["PREPARE s FROM @k", "/* x */ execute s USING @a", "EXECUTE IMMEDIATE CONCAT('KI','LL ', 12)", "SET @a = 1; Prepare s FROM 'x"]
-        {
-            assert!(runs_dynamic_sql(dynamic), "{dynamic}");
+        for dynamic in [
+            "PREPARE s FROM @k",
+            "/* x */ execute s USING @a",
+            "EXECUTE IMMEDIATE CONCAT('KI','LL ', 12)",
+            "SET @a = 1; Prepare s FROM 'x",
+            "/*M!100000 PREPARE s FROM @k */",
+            "SELECT 'a\\'; PREPARE s FROM @k; -- '",
+        ] {
+            assert!(runs_dynamic_sql(dynamic.as_bytes()), "{dynamic}");
         }
-        for plain in ["SELECT 'prepare' FROM `execute`", "SELECT prepared, executed FROM t", "DEALLOCATE PREPARE_ s"] {
-            assert!(!runs_dynamic_sql(plain), "{plain}");
+        assert!(runs_dynamic_sql(b"PREPARE s FROM @k /*\xe9*/"));
+        for plain in ["SELECT prepared, executed FROM t", "DEALLOCATE PREPARE_ s"] {
+            assert!(!runs_dynamic_sql(plain.as_bytes()), "{plain}");
         }
     }
 
@@ -391,14 +396,16 @@ mod tests {
         assert_eq!(crate::classify(&long)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
         let commas = format!("SELECT 1{}", ",1".repeat(most / 2));
         assert_eq!(classes(&commas), [["unparsed"]]);
-        // Few tokens, however long: a long string is one.
+        // Few tokens, however long: a long word is one.
         let string = format!("SELECT length('{}'), \"{}\"", "x".repeat(4 * most), "y".repeat(most));
         assert_eq!(crate::classify(&string)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["select"]);
         let longest = format!("SELECT 1{}", " ".repeat(most - 10));
         assert_eq!(classes(&longest), [["select"]]);
-        // A backslash does not hide what follows it from the count.
-        let escaped = format!("SELECT 'a\\'{}'", " ,".repeat(most));
-        assert_eq!(crate::classify(&escaped)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
+        // No quote hides what follows it from the count, however the dialect reads its escapes.
+        for escaped in [format!("SELECT 'a\\'{}'", " ,".repeat(most)), format!("SELECT E'\\'' {}", ", ".repeat(most))] {
+            assert_eq!(crate::classify(&escaped)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
+            assert_eq!(classes(&escaped), [["unparsed"]]);
+        }
     }
 
     #[test]
