@@ -51,7 +51,8 @@ impl fmt::Display for HttpRoute {
 }
 
 /// Decides on an HTTP request: `method` as sent (`*` when the request may have the upstream run
-/// another, which every deny and approve rule meets), `path` as witness reads it. `uncertain` says why
+/// another: every deny and approve rule about its path meets it, whatever method it names),
+/// `path` as witness reads it. `uncertain` says why
 /// the path may not be what the upstream reads; it is then matched as the strictest path. Rules
 /// about SQL or SSH never apply; rules naming no protocol's fields apply to every request.
 pub fn decide_http(policy: &Policy, caller: &Caller<'_>, method: &str, path: &str, uncertain: Option<&str>) -> Decision {
@@ -97,9 +98,16 @@ fn matches_http(rule: &Rule, method: &str, path: &str, uncertain: Option<&str>, 
                     }
                 }
         });
-    let regex_match = rule.regex.as_ref().is_none_or(|r| r.is_match(text));
+    // A request whose method is unknown meets a deny's or a hold's regex written for any method.
+    let regex_match = rule
+        .regex
+        .as_ref()
+        .is_none_or(|r| r.is_match(text) || (strict && method == "*" && ANY_METHOD.iter().any(|m| r.is_match(&format!("{m} {path}")))));
     route_match && regex_match
 }
+
+/// The methods a request of unknown method is matched as, by regexes.
+const ANY_METHOD: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// The forms of `path` a server that ignores case and a final `/` routes alike: lower case,
 /// without and with the final `/`.
@@ -168,15 +176,22 @@ mod tests {
     }
 
     #[test]
-    fn a_request_whose_method_is_unknown_meets_every_denial_and_hold() {
+    fn a_request_whose_method_is_unknown_meets_the_denials_and_holds_of_its_path() {
         let open = policy(Action::Allow);
-        check(&open, "*", "/api/things", Some("a _method parameter"), "deny no-admin");
-        // A hold about POST meets it, though the request came as a GET.
+        check(&open, "*", "/admin/users", None, "deny no-admin");
+        // A hold about POST meets it, though the request came as another method.
         let payments = Policy { default: Action::Allow, rules: vec![open.rules[2].clone()] };
-        check(&payments, "*", "/api/things", Some("a _method parameter"), "approve payments-need-approval");
-        // No allow meets it.
+        check(&payments, "*", "/api/payments/7", None, "approve payments-need-approval");
+        // No allow meets it unless it names any method.
         let reads = Policy { default: Action::Deny, rules: vec![open.rules[1].clone()] };
-        check(&reads, "*", "/api/invoices", Some("a _method parameter"), "deny default");
+        check(&reads, "*", "/api/invoices", None, "deny default");
+        // The path is known: rules about other paths do not meet it; a regex meets it as any method.
+        let mut no_user_deletes = Rule::new("no-user-deletes", Action::Deny);
+        no_user_deletes.regex = Some(regex::Regex::new("^DELETE /users/").unwrap());
+        let regex = Policy { default: Action::Allow, rules: vec![open.rules[3].clone(), no_user_deletes] };
+        check(&regex, "*", "/users/7", None, "deny no-user-deletes");
+        check(&regex, "*", "/reports", None, "allow");
+        check(&regex, "POST", "/users/7", None, "allow");
     }
 
     #[test]

@@ -295,13 +295,15 @@ impl<G: HttpGate> Client<G> {
         // The request as rules read it, and its record.
         let read = path::read(rest);
         let override_header = headers::method_override(&parts.headers);
-        let override_parameter = headers::method_override_parameter(parts.uri.query(), &parts.headers, &seen.start, body_ended);
-        let uncertain = read
-            .uncertain
-            .or(override_header.map(|_| "a method-override header, which some servers obey"))
+        let override_parameter =
+            headers::method_override_parameter(&parts.method, parts.uri.query(), &parts.headers, &seen.start, body_ended);
+        let method_override = override_header
+            .map(|_| "a method-override header, which some servers obey")
             .or(override_parameter.then_some("a _method parameter, which some servers obey"));
-        // Which method the upstream runs is then unknown: rules about any method apply.
-        let method = if override_header.is_some() || override_parameter { "*" } else { parts.method.as_str() };
+        // Which method the upstream runs is then unknown: rules about the path apply whatever
+        // method they name. (The path itself is known.)
+        let method = if method_override.is_some() { "*" } else { parts.method.as_str() };
+        let uncertain = read.uncertain.or(method_override);
         let kube_request = session
             .target
             .kube
@@ -361,24 +363,32 @@ impl<G: HttpGate> Client<G> {
         if let Some(masks) = &body_masks {
             mask_recorded_body(&mut event, masks, bodymask::reading(&parts.headers));
         }
-        if parts.method == Method::TRACE || parts.method.as_str().eq_ignore_ascii_case("TRACK") {
+        // Refused before any rule: witness could not keep its promises about them.
+        let refusal = if ["TRACE", "TRACK"].iter().any(|echo| parts.method.as_str().eq_ignore_ascii_case(echo)) {
             // The upstream would send the request back, the credential witness adds included.
-            let why = "TRACE and TRACK echo the request back, with the credential witness adds";
-            event = event.with_attr("refused", why);
-            session.recorder.record(event).await.map_err(|e| Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-            return Err(Answer::new(StatusCode::METHOD_NOT_ALLOWED, format!("witness refused this request: {why}")));
-        }
-        if masks_secrets && parts.method == Method::PATCH && kube::is_json_patch(&parts.headers) {
+            Some((StatusCode::METHOD_NOT_ALLOWED, "TRACE and TRACK echo the request back, with the credential witness adds"))
+        } else if body_masks.is_some() && kube_request.as_ref().is_some_and(|request| kube::cuts_logs(request, parts.uri.query())) {
+            Some((StatusCode::FORBIDDEN, "limitBytes may cut a log line inside a value the masking rules would find whole; use tailLines"))
+        } else if masks_secrets && parts.method == Method::PATCH && kube::is_json_patch(&parts.headers) {
             // Its operations can copy Secret data anywhere in the object (an annotation, a
             // label), where witness would not know to mask it.
-            let why = "a JSON patch of a secret can move its data where witness does not mask it; use a merge patch";
-            event = event.with_attr("refused", why);
-            session.recorder.record(event).await.map_err(|e| Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-            return Err(Answer::new(StatusCode::FORBIDDEN, format!("witness refused this request: {why}")));
+            Some((StatusCode::FORBIDDEN, "a JSON patch of a secret can move its data where witness does not mask it; use a merge patch"))
+        } else {
+            None
+        };
+        if let Some((status, why)) = refusal {
+            session
+                .recorder
+                .record(event.with_attr("refused", why))
+                .await
+                .map_err(|e| Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            return Err(Answer::new(status, format!("witness refused this request: {why}")));
         }
         let request = match &kube_request {
             Some(request) => witness_core::Request::Kube(request),
-            None => witness_core::Request::Http { method, path: &read.path, query: parts.uri.query().unwrap_or(""), uncertain },
+            None => {
+                witness_core::Request::Http { method, path: &read.path, query: parts.uri.query().unwrap_or(""), uncertain: read.uncertain }
+            }
         };
         let watching = kube_request.as_ref().is_some_and(|request| request.verb == "watch");
         let verdict = match gate.decide(&session.subject, request) {
@@ -664,7 +674,25 @@ async fn read_start(body: &mut Incoming, seen: &mut Seen) -> Result<(VecDeque<By
             return Ok((replay, true));
         }
         if seen.full() {
-            return Ok((replay, false));
+            if seen.length > seen.start.len() as u64 {
+                return Ok((replay, false));
+            }
+            // A body exactly as long as the cap ends with its next frame (the last chunk of a
+            // chunked body): look at it before saying the body runs on.
+            return match body.frame().await {
+                None => Ok((replay, true)),
+                Some(Err(e)) => Err(e),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let ended = data.is_empty() && body.is_end_stream();
+                        seen.observe(&data);
+                        replay.push_back(data);
+                        Ok((replay, ended))
+                    }
+                    // Trailers, which are not forwarded: the body has ended.
+                    Err(_) => Ok((replay, true)),
+                },
+            };
         }
         match body.frame().await {
             None => return Ok((replay, true)),

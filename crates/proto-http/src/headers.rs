@@ -89,20 +89,39 @@ pub fn method_override(headers: &HeaderMap) -> Option<&'static str> {
     METHOD_OVERRIDES.into_iter().find(|name| headers.contains_key(*name))
 }
 
-/// Whether the request may name another method in a `_method` parameter, which Rails, Laravel,
-/// Symfony and Express's method-override obey: in its query, or in a form body (one that runs
-/// past what witness read may hold it further on). Escapes are decoded as those servers do.
-pub fn method_override_parameter(query: Option<&str>, headers: &HeaderMap, start: &[u8], body_ended: bool) -> bool {
-    let names_it = |text: &[u8]| {
-        let decoded = crate::path::decode_lossy(text).to_ascii_lowercase();
-        decoded.contains("_method")
+/// Whether a POST may name another method in a `_method` parameter, which Rails, Laravel,
+/// Symfony and Express's method-override obey (on a POST only): a query or form key that is
+/// `_method` once decoded and read as PHP reads names (`.method`, ` method` and `[method` are
+/// `_method` there), or the quoted name in another body (a multipart field, a JSON key Laravel
+/// reads). A body that runs past what witness read may hold one further on.
+pub fn method_override_parameter(method: &http::Method, query: Option<&str>, headers: &HeaderMap, start: &[u8], body_ended: bool) -> bool {
+    if method != http::Method::POST {
+        return false;
+    }
+    let names_it = |pairs: &[u8]| {
+        pairs.split(|b| *b == b'&').any(|pair| {
+            let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
+            php_name(&crate::path::decode_lossy(key)) == "_method"
+        })
     };
     if query.is_some_and(|query| names_it(query.as_bytes())) {
         return true;
     }
+    if !body_ended {
+        return true;
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    let form = content_type.starts_with("application/x-www-form-urlencoded") || content_type.starts_with("multipart/form-data");
-    form && (!body_ended || names_it(start))
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return names_it(start);
+    }
+    let text = String::from_utf8_lossy(start).to_ascii_lowercase();
+    ["\"_method\"", "\".method\"", "\" method\"", "\"[method\""].iter().any(|quoted| text.contains(quoted))
+}
+
+/// A parameter's name as PHP reads it: leading spaces dropped, and `.`, ` ` and `[` as `_`; in
+/// lower case.
+fn php_name(name: &str) -> String {
+    name.trim_start_matches(' ').chars().map(|c| if matches!(c, '.' | ' ' | '[') { '_' } else { c.to_ascii_lowercase() }).collect()
 }
 
 /// Headers as recorded: `[name, value]` pairs in the order sent, secret values masked (and the
@@ -135,23 +154,30 @@ mod tests {
     }
 
     #[test]
-    fn a_method_parameter_is_found_in_the_query_or_a_form() {
-        let form = |kind: &str| {
+    fn a_method_parameter_is_found_in_the_query_or_a_body() {
+        let body = |kind: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::CONTENT_TYPE, kind.parse().unwrap());
             headers
         };
+        let post = http::Method::POST;
         let none = HeaderMap::new();
-        assert!(method_override_parameter(Some("a=1&_method=DELETE"), &none, b"", true));
-        assert!(method_override_parameter(Some("%5Fmethod=delete"), &none, b"", true));
-        assert!(!method_override_parameter(Some("method=x"), &none, b"", true));
-        let urlencoded = form("application/x-www-form-urlencoded; charset=utf-8");
-        assert!(method_override_parameter(None, &urlencoded, b"name=x&_%6Dethod=delete", true));
-        assert!(!method_override_parameter(None, &urlencoded, b"name=x", true));
-        // Past what witness read, a form may hold one; another body holds none a server reads.
-        assert!(method_override_parameter(None, &urlencoded, b"name=x", false));
-        assert!(method_override_parameter(None, &form("multipart/form-data; boundary=b"), b"name=\"_method\"", true));
-        assert!(!method_override_parameter(None, &form("application/json"), b"{\"_method\": 1}", false));
+        let overrides = |query: Option<&str>, headers: &HeaderMap, start: &[u8], ended: bool| {
+            method_override_parameter(&post, query, headers, start, ended)
+        };
+        assert!(overrides(Some("a=1&_method=DELETE"), &none, b"", true));
+        assert!(overrides(Some("%5Fmethod=delete"), &none, b"", true));
+        assert!(overrides(Some(".method=delete"), &none, b"", true), "PHP reads .method as _method");
+        assert!(!overrides(Some("payment_method=card&method=x"), &none, b"", true));
+        assert!(!method_override_parameter(&http::Method::GET, Some("_method=DELETE"), &none, b"", true), "only a POST is overridden");
+        let form = body("application/x-www-form-urlencoded; charset=utf-8");
+        assert!(overrides(None, &form, b"name=x&_%6Dethod=delete", true));
+        assert!(!overrides(None, &form, b"name=x&shipping_method=post", true));
+        // Past what witness read, any body may hold one.
+        assert!(overrides(None, &form, b"name=x", false));
+        assert!(overrides(None, &body("multipart/form-data; boundary=b"), b"name=\"_method\"", true));
+        assert!(overrides(None, &body("application/json"), b"{\"_method\": \"DELETE\"}", true));
+        assert!(!overrides(None, &body("application/json"), b"{\"payment_method\": 1}", true));
     }
 
     #[test]

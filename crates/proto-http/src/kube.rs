@@ -218,6 +218,16 @@ pub fn follows_logs(request: &KubeRequest, query: Option<&str>) -> bool {
     })
 }
 
+/// Whether a log request cuts the log at a byte count (`limitBytes`, however its name is
+/// escaped), which may end it inside a value, where the detectors cannot see it whole.
+pub fn cuts_logs(request: &KubeRequest, query: Option<&str>) -> bool {
+    let log = request.resource.as_ref().is_some_and(|r| r.resource == "pods" && r.subresource == "log");
+    log && query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| crate::path::decode_lossy(pair.split('=').next().unwrap_or_default().as_bytes()) == "limitBytes")
+}
+
 /// Whether a request's body is a JSON patch (RFC 6902), whose operations can copy values from
 /// one place of an object to another.
 pub fn is_json_patch(headers: &HeaderMap) -> bool {
@@ -444,6 +454,9 @@ mod tests {
         for query in ["follow=false", "follow=0", "fol%6cow=%30", "followers=true", "tailLines=5"] {
             assert!(!follows(query), "{query}");
         }
+        let cuts = |query: &str| cuts_logs(&read("GET", &format!("{log}?{query}")), Some(query));
+        assert!(cuts("limitBytes=7") && cuts("follow=true&limit%42ytes=7"));
+        assert!(!cuts("tailLines=5") && !cuts_logs(&read("GET", "/api/v1/namespaces/dev/pods/quiet"), Some("limitBytes=7")));
     }
 
     #[test]
