@@ -43,6 +43,11 @@ kube = ["delete pods"]
 namespaces = ["default"]
 action = "approve"
 approvers = ["sre"]
+
+[[masking]]
+name = "auditors-see-no-addresses"
+groups = ["auditors"]
+detectors = ["email"]
 "#;
 
 struct Setup {
@@ -51,6 +56,8 @@ struct Setup {
     /// Each identity's kubeconfig: an agent's, a secret reader's, an approver's token.
     agent: PathBuf,
     reader: PathBuf,
+    /// An identity masking rules apply to.
+    auditor: PathBuf,
     approver_token: String,
     /// kubectl's home and caches.
     home: tempfile::TempDir,
@@ -88,8 +95,9 @@ secret_readers = ["alice"]
     };
     let (agent, _) = kubeconfig("claude", "ai-agents");
     let (reader, _) = kubeconfig("alice", "ops");
+    let (auditor, _) = kubeconfig("audrey", "auditors");
     let approver_token = gw.token("sam", &["--groups", "sre"]);
-    Setup { api, gw, agent, reader, approver_token, home }
+    Setup { api, gw, agent, reader, auditor, approver_token, home }
 }
 
 impl Setup {
@@ -481,4 +489,18 @@ fn port_forward_and_attach_run_over_relayed_websockets() {
     assert!(denied.iter().any(|e| e["attrs"]["path"].as_str().is_some_and(|p| p.ends_with("/pods/api-1/portforward"))), "{denied:?}");
     let mut gw = s.gw;
     gw.stop_and_verify();
+}
+
+/// A log cut at a byte count may end inside a value, where masking's detectors cannot see it
+/// whole: a masked session's `limitBytes` is refused, whole lines (`tailLines`) are not, and a
+/// session no masking rule names may cut as it likes.
+#[test]
+fn a_masked_sessions_logs_are_cut_by_lines_not_bytes() {
+    let s = setup();
+    let (ok, _, err) = s.run(&s.auditor, &["logs", "api-1", "-n", "prod", "--limit-bytes=7"]);
+    assert!(!ok && err.contains("limitBytes"), "{err}");
+    let (ok, out, err) = s.run(&s.auditor, &["logs", "api-1", "-n", "prod", "--tail=1"]);
+    assert!(ok && out.trim() == "api-1 ready", "{out}{err}");
+    let (ok, _, err) = s.run(&s.agent, &["logs", "api-1", "-n", "prod", "--limit-bytes=7"]);
+    assert!(ok, "{err}");
 }
