@@ -102,9 +102,6 @@ pub struct Statement {
     /// The client's file a `LOAD DATA LOCAL INFILE` names (MySQL): the only file the target may
     /// ask the client for while it runs.
     pub local_file: Option<String>,
-    /// Its table names are MySQL's, whose case the server decides on (`lower_case_table_names`):
-    /// an allow rule covers `Orders` by `orders` too.
-    pub tables_fold_case: bool,
 }
 
 impl Statement {
@@ -118,15 +115,15 @@ impl Statement {
             hides_origins: true,
             kill: false,
             local_file: None,
-            tables_fold_case: false,
         }
     }
 }
 
-/// The most tokens witness reads in one text. sqlparser holds tens of bytes for each token, and
-/// every space is one (`SELECT 1` and 60 MiB of spaces would take gigabytes), so text that may
-/// hold more is `unparsed`, unread. Text of 1 MiB (a mysqldump's longest INSERT) never holds
-/// more; a run of letters and digits is one, however long.
+/// The most tokens witness reads in one text, as [`tokens_at_most`] counts them. sqlparser holds
+/// tens of bytes for each token, and every space is one (`SELECT 1` and 60 MiB of spaces would
+/// take gigabytes), so text that may hold more is `unparsed`, unread. Text of 1 MiB (a
+/// mysqldump's longest INSERT) never counts more; a run of letters, or of digits, is one however
+/// long.
 pub const MAX_CLASSIFIED_TOKENS: usize = 1 << 20;
 
 /// Text with too many tokens to read, as the one statement it is taken for.
@@ -135,20 +132,24 @@ fn too_long(sql: &str) -> Option<Statement> {
         .then(|| Statement::unparsed(format!("it may hold more than the {MAX_CLASSIFIED_TOKENS} tokens witness reads in one text")))
 }
 
-/// No fewer than the tokens sqlparser finds in `sql`, in either dialect, counted without reading
-/// it: one for each run of letters, digits and `_`, and one for each other character. Quotes are
-/// not skipped: where a string ends depends on escapes the dialects read differently (`E'\''`),
-/// and text taken for the inside of a string the tokenizer ends sooner would go uncounted.
-/// Counting too many only makes text `unparsed`.
+/// No fewer than half the tokens sqlparser finds in `sql`, in either dialect, counted without
+/// reading it: one for each other character than letters, digits and `_`, and for each of their
+/// runs, one more at each border between digits and the rest (`1L1L…` is a number and an `L`
+/// again and again: a number ends at such a border, or after one hex letter). Quotes are not
+/// skipped: where a string ends depends on escapes the dialects read differently (`E'\''`), and
+/// text taken for the inside of a string the tokenizer ends sooner would go uncounted. Counting
+/// too many only makes text `unparsed`.
 fn tokens_at_most(sql: &str) -> usize {
     let mut count = 0;
-    let mut in_word = false;
+    // The class of the previous character: not in a word, a digit, another word character.
+    let mut previous: Option<bool> = None;
     for c in sql.chars() {
         let word = c.is_alphanumeric() || c == '_';
-        if !word || !in_word {
+        let current = word.then_some(c.is_ascii_digit());
+        if current.is_none() || current != previous {
             count += 1;
         }
-        in_word = word;
+        previous = current;
     }
     count
 }
@@ -208,7 +209,6 @@ fn classify_statement(statement: &Ast) -> Statement {
         hides_origins: false,
         kill: false,
         local_file: None,
-        tables_fold_case: false,
     }
 }
 

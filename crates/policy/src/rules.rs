@@ -362,12 +362,9 @@ impl Rule {
                 || statement.classes.iter().any(|narrower| narrower.broader() == Some(*class) && self.sql.contains(narrower))
         };
         let classes_covered = self.sql.is_empty() || statement.classes.iter().all(named);
-        let matched = |table: &String| {
-            self.tables.iter().any(|glob| {
-                glob.matches(table)
-                    || (statement.tables_fold_case && Glob::new(&glob.to_string().to_lowercase()).matches(&table.to_lowercase()))
-            })
-        };
+        // MySQL's names come in both spellings where they differ, and both must be matched: the
+        // server may or may not fold case (`lower_case_table_names`).
+        let matched = |table: &String| self.tables.iter().any(|glob| glob.matches(table));
         let tables_covered = self.tables.is_empty() || (!statement.tables.is_empty() && statement.tables.iter().all(matched));
         classes_covered && tables_covered
     }
@@ -528,20 +525,17 @@ mod tests {
             Decision::Deny { message, .. } => assert!(message.starts_with("witness could not classify this statement"), "{message}"),
             other => panic!("{other:?}"),
         }
-        // MySQL's names in any case (the server decides whether case matters); REPLACE's delete
-        // is part of a LOAD DATA LOCAL a rule turns on.
+        // A MySQL name in another case than the rule's may be another table (the server may not
+        // fold case): both spellings must be matched. REPLACE's delete is part of a LOAD DATA
+        // LOCAL a rule turns on.
         let policy = |rule: &Rule| Policy { default: Action::Deny, rules: vec![rule.clone()] };
-        for (rule, sql) in [
-            (allow("orders", &[], &["orders"]), "SELECT * FROM Orders"),
-            (allow("orders", &[], &["Orders"]), "SELECT * FROM orders"),
-            (allow("loads", &[SqlClass::LoadLocal], &[]), "LOAD DATA LOCAL INFILE 'f.csv' REPLACE INTO TABLE t"),
-        ] {
-            assert_eq!(
-                shown(decide_statements(&policy(&rule), &caller, sql, &crate::classify_mysql(sql))),
-                format!("allow {}", rule.name),
-                "{sql}"
-            );
-        }
+        let mysql = |rule: &Rule, sql: &str| shown(decide_statements(&policy(rule), &caller, sql, &crate::classify_mysql(sql)));
+        assert_eq!(mysql(&allow("orders", &[], &["orders"]), "SELECT * FROM orders"), "allow orders");
+        assert_eq!(mysql(&allow("orders", &[], &["orders"]), "SELECT * FROM Orders"), "deny default");
+        assert_eq!(mysql(&allow("orders", &[], &["orders", "Orders"]), "SELECT * FROM Orders"), "allow orders");
+        assert_eq!(mysql(&allow("app", &[], &["app.*"]), "SELECT * FROM app.Orders"), "allow app");
+        let loads = allow("loads", &[SqlClass::LoadLocal], &[]);
+        assert_eq!(mysql(&loads, "LOAD DATA LOCAL INFILE 'f.csv' REPLACE INTO TABLE t"), "allow loads");
         // Every table it names, and at least one.
         let orders = allow("orders", &[], &["orders"]);
         assert_eq!(decided(&orders, "select * from orders where id = 1"), "allow orders");

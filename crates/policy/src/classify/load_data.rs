@@ -252,7 +252,6 @@ fn read(tokens: &[Token]) -> Result<Statement, String> {
         hides_origins: false,
         kill: false,
         local_file: Some(file),
-        tables_fold_case: true,
     })
 }
 

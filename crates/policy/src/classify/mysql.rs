@@ -37,7 +37,7 @@ pub fn classify_mysql(sql: &str) -> Vec<Statement> {
         return vec![statement];
     }
     match parse(sql) {
-        Ok(statements) => statements.iter().map(|statement| Statement { tables_fold_case: true, ..classify_one(statement) }).collect(),
+        Ok(statements) => statements.iter().map(classify_one).collect(),
         Err(because) => vec![Statement::unparsed(because)],
     }
 }
@@ -401,6 +401,11 @@ mod tests {
         assert_eq!(crate::classify(&string)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["select"]);
         let longest = format!("SELECT 1{}", " ".repeat(most - 10));
         assert_eq!(classes(&longest), [["select"]]);
+        // Numbers that end at a letter again and again are counted.
+        for numbers in [format!("SELECT {}", "1L".repeat(most)), format!("SELECT {}", "1e1L".repeat(most / 2))] {
+            assert_eq!(crate::classify(&numbers)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
+            assert_eq!(classes(&numbers), [["unparsed"]]);
+        }
         // No quote hides what follows it from the count, however the dialect reads its escapes.
         for escaped in [format!("SELECT 'a\\'{}'", " ,".repeat(most)), format!("SELECT E'\\'' {}", ", ".repeat(most))] {
             assert_eq!(crate::classify(&escaped)[0].classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["unparsed"]);
