@@ -106,8 +106,31 @@ fn matches_http(rule: &Rule, method: &str, path: &str, uncertain: Option<&str>, 
     route_match && regex_match
 }
 
-/// The methods a request of unknown method is matched as, by regexes.
-const ANY_METHOD: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+/// The methods a request of unknown method is matched as, by regexes: HTTP's and WebDAV's, and
+/// those method overrides are known to take.
+const ANY_METHOD: [&str; 21] = [
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+    "CONNECT",
+    "TRACE",
+    "LINK",
+    "UNLINK",
+    "PURGE",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "REPORT",
+    "SEARCH",
+];
 
 /// The forms of `path` a server that ignores case and a final `/` routes alike: lower case,
 /// without and with the final `/`.

@@ -86,20 +86,22 @@ pub fn websocket_upgrade(method: &http::Method, headers: &HeaderMap) -> Option<h
 
 /// The method-override header a request carries, if any.
 pub fn method_override(headers: &HeaderMap) -> Option<&'static str> {
-    METHOD_OVERRIDES.into_iter().find(|name| headers.contains_key(*name))
+    // `X_HTTP_Method_Override` too: CGI-style servers read `_` in a header's name as `-`.
+    headers.keys().find_map(|name| METHOD_OVERRIDES.into_iter().find(|known| name.as_str().replace('_', "-") == *known))
 }
 
-/// Whether a POST may name another method in a `_method` parameter, which Rails, Laravel,
-/// Symfony and Express's method-override obey (on a POST only): a query or form key that is
+/// Whether a POST (in any case) may name another method in a `_method` parameter, which Rails,
+/// Laravel, Symfony and Express's method-override obey on a POST: a query or form key that is
 /// `_method` once decoded and read as PHP reads names (`.method`, ` method` and `[method` are
-/// `_method` there), or the quoted name in another body (a multipart field, a JSON key Laravel
-/// reads). A body that runs past what witness read may hold one further on.
+/// `_method` there, and a name ends at a NUL), or the name in a multipart or JSON body (quoted
+/// or not, or `\u005fmethod`). A body of such a type that runs past what witness read may hold
+/// one further on; a body with no type is a form to Rack.
 pub fn method_override_parameter(method: &http::Method, query: Option<&str>, headers: &HeaderMap, start: &[u8], body_ended: bool) -> bool {
-    if method != http::Method::POST {
+    if !method.as_str().eq_ignore_ascii_case("POST") {
         return false;
     }
     let names_it = |pairs: &[u8]| {
-        pairs.split(|b| *b == b'&').any(|pair| {
+        pairs.split(|b| *b == b'&' || *b == b';').any(|pair| {
             let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
             php_name(&crate::path::decode_lossy(key)) == "_method"
         })
@@ -107,21 +109,40 @@ pub fn method_override_parameter(method: &http::Method, query: Option<&str>, hea
     if query.is_some_and(|query| names_it(query.as_bytes())) {
         return true;
     }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let form = content_type.is_empty() || content_type.starts_with("application/x-www-form-urlencoded");
+    let named_body = form || content_type.starts_with("multipart/") || content_type.contains("json");
+    if !named_body {
+        return false;
+    }
     if !body_ended {
         return true;
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+    if form {
         return names_it(start);
     }
-    let text = String::from_utf8_lossy(start).to_ascii_lowercase();
-    ["\"_method\"", "\".method\"", "\" method\"", "\"[method\""].iter().any(|quoted| text.contains(quoted))
+    names_a_method(&String::from_utf8_lossy(start).to_ascii_lowercase())
 }
 
-/// A parameter's name as PHP reads it: leading spaces dropped, and `.`, ` ` and `[` as `_`; in
-/// lower case.
+/// A parameter's name as PHP reads it: up to a NUL, leading spaces dropped, and `.`, ` ` and `[`
+/// as `_`; in lower case.
 fn php_name(name: &str) -> String {
+    let name = name.split('\0').next().unwrap_or_default();
     name.trim_start_matches(' ').chars().map(|c| if matches!(c, '.' | ' ' | '[') { '_' } else { c.to_ascii_lowercase() }).collect()
+}
+
+/// Whether a multipart or JSON body (in lower case) may name `_method`: `method` after `_` (or
+/// what PHP reads as one, or a JSON escape of it) that starts a name, after a quote, `=` or a
+/// space.
+fn names_a_method(text: &str) -> bool {
+    text.match_indices("method").any(|(at, _)| {
+        let before = &text[..at];
+        ["_", ".", " ", "[", "\\u005f", "%5f"].iter().any(|joint| {
+            before
+                .strip_suffix(joint)
+                .is_some_and(|rest| rest.is_empty() || rest.ends_with(['"', '\'', '=', ' ', '\n', '\r', ';', '{', ',']))
+        })
+    })
 }
 
 /// Headers as recorded: `[name, value]` pairs in the order sent, secret values masked (and the
@@ -170,14 +191,25 @@ mod tests {
         assert!(overrides(Some(".method=delete"), &none, b"", true), "PHP reads .method as _method");
         assert!(!overrides(Some("payment_method=card&method=x"), &none, b"", true));
         assert!(!method_override_parameter(&http::Method::GET, Some("_method=DELETE"), &none, b"", true), "only a POST is overridden");
+        let mut underscored = HeaderMap::new();
+        underscored.insert("x_http_method_override", "DELETE".parse().unwrap());
+        assert_eq!(method_override(&underscored), Some("x-http-method-override"));
         let form = body("application/x-www-form-urlencoded; charset=utf-8");
         assert!(overrides(None, &form, b"name=x&_%6Dethod=delete", true));
         assert!(!overrides(None, &form, b"name=x&shipping_method=post", true));
         // Past what witness read, any body may hold one.
         assert!(overrides(None, &form, b"name=x", false));
         assert!(overrides(None, &body("multipart/form-data; boundary=b"), b"name=\"_method\"", true));
+        assert!(overrides(None, &body("multipart/form-data; boundary=b"), b"Content-Disposition: form-data; name=_method", true));
         assert!(overrides(None, &body("application/json"), b"{\"_method\": \"DELETE\"}", true));
-        assert!(!overrides(None, &body("application/json"), b"{\"payment_method\": 1}", true));
+        assert!(overrides(None, &body("application/json"), b"{\"\\u005fmethod\": \"DELETE\"}", true));
+        assert!(!overrides(None, &body("application/json"), b"{\"payment_method\": 1, \"method\": 2}", true));
+        // A body without a type is a form to Rack; a name ends at a NUL for PHP.
+        assert!(overrides(None, &none, b"_method=DELETE", true));
+        assert!(overrides(Some("_method%00x=DELETE"), &none, b"", true));
+        // Another type of body names no method, however long.
+        assert!(!overrides(None, &body("application/octet-stream"), b"_method=DELETE", false));
+        assert!(method_override_parameter(&"post".parse().unwrap(), Some("_method=DELETE"), &none, b"", true), "a POST in any case");
     }
 
     #[test]
