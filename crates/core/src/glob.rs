@@ -12,34 +12,50 @@ impl Glob {
         Glob { pattern: pattern.chars().collect() }
     }
 
-    /// Whether `text` matches the whole pattern. Linear in practice: the classic two-pointer
-    /// walk that backtracks only to the last `*`.
+    /// Whether `text` matches the whole pattern.
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
-        let (mut p, mut t) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match self.pattern.get(p) {
-                Some('*') => {
-                    star = Some((p, t));
-                    p += 1;
-                }
-                Some(&c) if c == '?' || c == text[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((star_p, star_t)) => {
-                        p = star_p + 1;
-                        t = star_t + 1;
-                        star = Some((star_p, star_t + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        self.pattern[p..].iter().all(|&c| c == '*')
+        walk(&self.pattern, text, |p, t| p == t)
     }
+
+    /// Whether `text` matches the whole pattern in any ASCII case: `/ADMIN/x` matches `/admin*`.
+    pub fn matches_ignoring_ascii_case(&self, text: &str) -> bool {
+        walk(&self.pattern, text, |p, t| p.eq_ignore_ascii_case(&t))
+    }
+
+    /// Whether `text` matches the part of the pattern after its last `separator`: `invoices`
+    /// matches that of `billing.*`. False for a pattern without one.
+    pub fn matches_last_part(&self, separator: char, text: &str) -> bool {
+        self.pattern.iter().rposition(|&c| c == separator).is_some_and(|at| walk(&self.pattern[at + 1..], text, |p, t| p == t))
+    }
+}
+
+/// Whether `text` matches all of `pattern`, characters compared by `same`. Linear in practice:
+/// the classic two-pointer walk that backtracks only to the last `*`.
+fn walk(pattern: &[char], text: &str, same: impl Fn(char, char) -> bool) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '?' || same(c, text[t]) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 impl std::fmt::Display for Glob {
@@ -51,6 +67,16 @@ impl std::fmt::Display for Glob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_in_any_case_or_by_their_last_part() {
+        assert!(Glob::new("/admin*").matches_ignoring_ascii_case("/ADMIN/users"));
+        assert!(!Glob::new("/admin*").matches_ignoring_ascii_case("/api"));
+        assert!(Glob::new("billing.*").matches_last_part('.', "invoices"));
+        assert!(Glob::new("*.ledger").matches_last_part('.', "ledger"));
+        assert!(!Glob::new("*.ledger").matches_last_part('.', "ledgers"));
+        assert!(!Glob::new("invoices").matches_last_part('.', "invoices"), "no separator, no last part");
+    }
 
     #[test]
     fn globs_match_whole_names() {

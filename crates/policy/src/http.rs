@@ -57,9 +57,8 @@ impl fmt::Display for HttpRoute {
 /// about SQL or SSH never apply; rules naming no protocol's fields apply to every request.
 pub fn decide_http(policy: &Policy, caller: &Caller<'_>, method: &str, path: &str, uncertain: Option<&str>) -> Decision {
     let method = method.to_ascii_uppercase();
-    let text = format!("{method} {path}");
-    let found =
-        most_severe(policy.rules.iter().filter(|rule| rule.matches_caller(caller) && matches_http(rule, &method, path, uncertain, &text)));
+    let request = Asked { method: &method, path, loose: loose_forms(path), uncertain, text: format!("{method} {path}") };
+    let found = most_severe(policy.rules.iter().filter(|rule| rule.matches_caller(caller) && matches_http(rule, &request)));
     match found {
         Some(rule) => match (rule.decision(), uncertain) {
             // The rule applies because witness could not read the path, not because of what it is.
@@ -77,24 +76,34 @@ pub fn decide_http(policy: &Policy, caller: &Caller<'_>, method: &str, path: &st
     }
 }
 
-fn matches_http(rule: &Rule, method: &str, path: &str, uncertain: Option<&str>, text: &str) -> bool {
+/// An HTTP request as rules are matched against it.
+struct Asked<'a> {
+    /// In upper case; `*` when the request may have the upstream run another.
+    method: &'a str,
+    path: &'a str,
+    /// The path without and with its final `/`, in which deny and approve rules also meet it,
+    /// in any case.
+    loose: [String; 2],
+    uncertain: Option<&'a str>,
+    /// `METHOD /path`, for regexes.
+    text: String,
+}
+
+fn matches_http(rule: &Rule, asked: &Asked<'_>) -> bool {
     if rule.is_ssh_rule() || rule.is_kube_rule() || !rule.sql.is_empty() || !rule.tables.is_empty() {
         return false;
     }
     let strict = rule.action != crate::Action::Allow;
-    let loose = if strict { loose_forms(path) } else { Vec::new() };
     // `*`: the method the upstream runs is not known (an override names another).
+    let any_method = strict && asked.method == "*";
     let route_match = rule.http.is_empty()
         || rule.http.iter().any(|r| {
-            (r.method.matches(method) || (strict && method == "*"))
-                && match uncertain {
+            (any_method || r.method.matches(asked.method))
+                && match asked.uncertain {
                     // Any path may be the one the upstream reads: every deny and hold applies, no allow.
                     Some(_) => strict,
                     None => {
-                        r.path.matches(path) || {
-                            let pattern = Glob::new(&r.path.to_string().to_ascii_lowercase());
-                            loose.iter().any(|form| pattern.matches(form))
-                        }
+                        r.path.matches(asked.path) || (strict && asked.loose.iter().any(|form| r.path.matches_ignoring_ascii_case(form)))
                     }
                 }
         });
@@ -102,7 +111,7 @@ fn matches_http(rule: &Rule, method: &str, path: &str, uncertain: Option<&str>, 
     let regex_match = rule
         .regex
         .as_ref()
-        .is_none_or(|r| r.is_match(text) || (strict && method == "*" && ANY_METHOD.iter().any(|m| r.is_match(&format!("{m} {path}")))));
+        .is_none_or(|r| r.is_match(&asked.text) || (any_method && ANY_METHOD.iter().any(|m| r.is_match(&format!("{m} {}", asked.path)))));
     route_match && regex_match
 }
 
@@ -132,13 +141,11 @@ const ANY_METHOD: [&str; 21] = [
     "SEARCH",
 ];
 
-/// The forms of `path` a server that ignores case and a final `/` routes alike: lower case,
-/// without and with the final `/`.
-fn loose_forms(path: &str) -> Vec<String> {
-    let lower = path.to_ascii_lowercase();
-    let trimmed = lower.trim_end_matches('/');
+/// The forms of `path` a server that ignores a final `/` routes alike: without it and with it.
+fn loose_forms(path: &str) -> [String; 2] {
+    let trimmed = path.trim_end_matches('/');
     let bare = if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() };
-    vec![format!("{trimmed}/"), bare]
+    [bare, format!("{trimmed}/")]
 }
 
 #[cfg(test)]

@@ -332,11 +332,7 @@ impl Rule {
         let unparsed = statement.classes.contains(&SqlClass::Unparsed);
         let classes_match = self.sql.is_empty() || unparsed || self.sql.iter().any(|c| statement.classes.contains(c));
         let named = |table: &String| {
-            self.tables.iter().any(|glob| {
-                glob.matches(table)
-                    || (!table.contains('.')
-                        && glob.to_string().rsplit_once('.').is_some_and(|(_, table_part)| Glob::new(table_part).matches(table)))
-            })
+            self.tables.iter().any(|glob| glob.matches(table) || (!table.contains('.') && glob.matches_last_part('.', table)))
         };
         let tables_match = self.tables.is_empty() || unparsed || statement.tables.iter().any(named);
         classes_match && tables_match

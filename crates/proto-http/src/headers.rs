@@ -100,10 +100,11 @@ pub fn method_override_parameter(method: &http::Method, query: Option<&str>, hea
     if !method.as_str().eq_ignore_ascii_case("POST") {
         return false;
     }
+    // A name witness cannot decode may be `_method`.
     let names_it = |pairs: &[u8]| {
         pairs.split(|b| *b == b'&' || *b == b';').any(|pair| {
-            let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
-            php_name(&crate::path::decode_lossy(key)) == "_method"
+            let key = String::from_utf8_lossy(pair.split(|b| *b == b'=').next().unwrap_or_default()).replace('+', " ");
+            crate::path::decode(&key).map_or(true, |key| php_name(&key) == "_method")
         })
     };
     if query.is_some_and(|query| names_it(query.as_bytes())) {

@@ -207,25 +207,21 @@ pub fn about_secrets(request: &KubeRequest) -> bool {
 }
 
 /// Whether a request reads a pod's log as it grows (`kubectl logs -f`): `follow` given, and not
-/// `false` or `0` (a value read as the API server reads a boolean query parameter).
+/// `false` or `0` (a value read as the API server reads a boolean query parameter), its name
+/// decoded as the API server decodes it (`fol%6cow`). A query witness cannot decode may follow.
 pub fn follows_logs(request: &KubeRequest, query: Option<&str>) -> bool {
-    let log = request.resource.as_ref().is_some_and(|r| r.resource == "pods" && r.subresource == "log");
-    // Keys and values decoded as the API server decodes them: `fol%6cow=true` follows too.
-    log && query.unwrap_or("").split('&').any(|pair| {
-        let decode = |text: &str| crate::path::decode_lossy(text.as_bytes());
-        let (key, value) = pair.split_once('=').map_or_else(|| (decode(pair), None), |(key, value)| (decode(key), Some(decode(value))));
-        key == "follow" && !matches!(value.as_deref(), Some("false" | "0"))
-    })
+    reads_logs(request) && query_values(query, "follow").map_or(true, |values| values.iter().any(|v| !matches!(v.as_str(), "false" | "0")))
 }
 
 /// Whether a log request cuts the log at a byte count (`limitBytes`, however its name is
-/// escaped), which may end it inside a value, where the detectors cannot see it whole.
+/// escaped), which may end it inside a value, where the detectors cannot see it whole. A query
+/// witness cannot decode may.
 pub fn cuts_logs(request: &KubeRequest, query: Option<&str>) -> bool {
-    let log = request.resource.as_ref().is_some_and(|r| r.resource == "pods" && r.subresource == "log");
-    log && query
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| crate::path::decode_lossy(pair.split('=').next().unwrap_or_default().as_bytes()) == "limitBytes")
+    reads_logs(request) && query_values(query, "limitBytes").map_or(true, |values| !values.is_empty())
+}
+
+fn reads_logs(request: &KubeRequest) -> bool {
+    request.resource.as_ref().is_some_and(|r| r.resource == "pods" && r.subresource == "log")
 }
 
 /// Whether a request's body is a JSON patch (RFC 6902), whose operations can copy values from

@@ -131,31 +131,6 @@ pub(crate) fn decode(segment: &str) -> Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "an escape that is not UTF-8")
 }
 
-/// Percent-decodes `text` as a server reading a query or a form does (`+` as a space); an
-/// escape that is not one is kept as written.
-pub(crate) fn decode_lossy(text: &[u8]) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        let hex = |at: usize| text.get(at).and_then(|&b| (b as char).to_digit(16));
-        match (text[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -361,10 +361,7 @@ impl<G: MysqlGate> Relay<'_, G> {
         }
         let event = text_event(kind::MYSQL_QUERY, &payload[1..]);
         if text.is_err() && may_kill(&payload[1..]) {
-            // Text witness cannot read may hide a KILL of any session's thread.
-            let message = UNREADABLE_KILL.to_string();
-            self.append(&event.with_attr("refused", message.clone())).await?;
-            return self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", message).await;
+            return self.refuse_unreadable_kill(payload, event).await;
         }
         let request = text.map_or(Request::OpaqueMysqlSql, Request::MysqlSql);
         let verdict = self.gate.decide(&self.subject, request);
@@ -381,6 +378,13 @@ impl<G: MysqlGate> Relay<'_, G> {
             self.forward(payload, answer).await?;
         }
         Ok(())
+    }
+
+    /// Refuses a statement whose text witness cannot read and which may hide a KILL of any
+    /// session's thread, recording it with why.
+    async fn refuse_unreadable_kill(&mut self, payload: &[u8], event: Event) -> Result<(), End> {
+        self.append(&event.with_attr("refused", UNREADABLE_KILL)).await?;
+        self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", UNREADABLE_KILL.to_string()).await
     }
 
     /// A statement is prepared without a decision (preparing runs nothing); each execution is
@@ -437,13 +441,8 @@ impl<G: MysqlGate> Relay<'_, G> {
         if let Some(Ok(text)) = &text {
             event = with_text(event, text.as_bytes());
         }
-        if let Some(Err(bytes)) = &text {
-            // As for a query: text witness cannot read may hide a KILL of any session's thread.
-            if may_kill(bytes) {
-                let message = UNREADABLE_KILL.to_string();
-                self.append(&event.with_attr("refused", message.clone())).await?;
-                return self.refuse(payload, code::SPECIFIC_ACCESS_DENIED, "42000", message).await;
-            }
+        if matches!(&text, Some(Err(bytes)) if may_kill(bytes)) {
+            return self.refuse_unreadable_kill(payload, event).await;
         }
         let request = match &text {
             Some(Ok(text)) => Request::MysqlSql(text),
@@ -451,7 +450,7 @@ impl<G: MysqlGate> Relay<'_, G> {
         };
         let verdict = self.gate.decide(&self.subject, request);
         if self.admitted(payload, event, verdict, "statement").await? {
-            self.statements.executed(id, execution.types.clone());
+            self.statements.executed(id, execution.types);
             let masks = self.masks.clone();
             let answer = Answer::new(Expect::Results { binary: true }, self.capabilities, self.max_rows, masks.as_deref(), Vec::new())
                 .for_statement(id);
